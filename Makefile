@@ -1,0 +1,53 @@
+# weft: build, test, demo, bench, fuzz, lint.
+GO       ?= go
+BIN      := bin/weft
+FUZZTIME ?= 10s
+# Debian packages the tests need (none yet; the NBD issue adds qemu-utils,
+# libnbd-bin, nbdkit).
+DEB_PKGS ?=
+
+.PHONY: all build test deps demo bench fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/weft
+
+# deps installs the Debian packages the tests need when running as root and
+# one is missing.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "missing Debian packages:$$missing (run make test as root to install them)"; fi; \
+	fi
+
+# The whole suite under the race detector, two packages at a time (the CI
+# machines have 2 cores). The end-to-end tests build their own weft binary
+# in a temporary directory.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -timeout 12m -p 2 ./...
+
+demo: build
+	KEEP=$(KEEP) WEFT=$(CURDIR)/$(BIN) ./scripts/demo.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . ./...
+	WEFT=$(CURDIR)/$(BIN) ./scripts/bench.sh
+
+# fuzz runs every Fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,320 @@
+package blockstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ipfs/go-cid"
+)
+
+// sweepChunk is how many index entries Sweep and Compact handle per step;
+// locks are never held across steps, so puts and gets go on meanwhile.
+const sweepChunk = 1024
+
+// compactBatchBytes bounds the memory a compaction step copies through.
+const compactBatchBytes = 16 << 20
+
+// Sweep deletes the blocks of generation <= gen that keep rejects, then
+// compacts (see Compact). keep is called without any lock held and may use
+// the store. A block put or put again after the BeginGC that returned gen
+// is never deleted, even if keep rejects it. Sweep stops early with
+// ctx.Err() or ErrClosed; what it deleted until then stays deleted.
+func (d *Disk) Sweep(ctx context.Context, gen uint64, keep func(cid.Cid) bool) (SweepStats, error) {
+	var st SweepStats
+	if err := d.enter(); err != nil {
+		return st, err
+	}
+	defer d.exit()
+	d.gcMu.Lock()
+	defer d.gcMu.Unlock()
+	var after []byte
+	for {
+		if err := d.interrupted(ctx); err != nil {
+			return st, err
+		}
+		var old [][]byte
+		last, n, err := d.idx.chunk(after, sweepChunk, func(key []byte, l location) error {
+			if l.gen <= gen {
+				old = append(old, append([]byte(nil), key...))
+			}
+			return nil
+		})
+		if err != nil {
+			return st, fmt.Errorf("sweep: %w", err)
+		}
+		var doomed [][]byte
+		for _, key := range old {
+			c, err := keyCID(key)
+			if err != nil {
+				return st, fmt.Errorf("sweep: %w", err)
+			}
+			if !keep(c) {
+				doomed = append(doomed, key)
+			}
+		}
+		if err := d.deleteOld(doomed, gen, &st); err != nil {
+			return st, fmt.Errorf("sweep: %w", err)
+		}
+		if n < sweepChunk {
+			break
+		}
+		after = last
+	}
+	reclaimed, err := d.compact(ctx)
+	st.Reclaimed = reclaimed
+	if err != nil {
+		return st, fmt.Errorf("sweep: %w", err)
+	}
+	return st, nil
+}
+
+// interrupted returns ctx.Err(), or ErrClosed once Close has begun.
+func (d *Disk) interrupted(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.lifeMu.Lock()
+	defer d.lifeMu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// deleteOld deletes the entries of keys that are still of generation <=
+// gen: one put again since the scan has moved on to a newer generation.
+func (d *Disk) deleteOld(keys [][]byte, gen uint64, st *SweepStats) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	d.idxMu.Lock()
+	defer d.idxMu.Unlock()
+	b := d.idx.db.NewBatch()
+	defer b.Close()
+	var gone []location
+	for _, key := range keys {
+		l, ok, err := d.idx.get(key)
+		if err != nil {
+			return err
+		}
+		if !ok || l.gen > gen {
+			continue
+		}
+		if err := b.Delete(key, nil); err != nil {
+			return fmt.Errorf("index batch: %w", err)
+		}
+		gone = append(gone, l)
+	}
+	if b.Empty() {
+		return nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("index commit: %w", noSpace(err))
+	}
+	for _, l := range gone {
+		d.forgetLocked(l)
+		st.Blocks++
+		st.Bytes += int64(l.len)
+	}
+	return nil
+}
+
+// Compact rewrites the sealed segments whose live fraction is below
+// Options.CompactBelow (and removes those with nothing live): it copies
+// their live records to the active segment, syncs them, repoints the index
+// entries that still point to the old records, syncs the index, and only
+// then deletes the old files. It returns the bytes given back to the file
+// system, net of the copies. Safe with concurrent Get, Put and Delete; it
+// may use the space kept by Options.MinFreeBytes, since it frees more than
+// it takes.
+func (d *Disk) Compact(ctx context.Context) (int64, error) {
+	if err := d.enter(); err != nil {
+		return 0, err
+	}
+	defer d.exit()
+	d.gcMu.Lock()
+	defer d.gcMu.Unlock()
+	n, err := d.compact(ctx)
+	if err != nil {
+		return n, fmt.Errorf("compact: %w", err)
+	}
+	return n, nil
+}
+
+// move is a live record to copy out of a victim segment.
+type move struct {
+	key  []byte
+	from location
+	data []byte
+}
+
+func (d *Disk) compact(ctx context.Context) (int64, error) {
+	victims := d.pickVictims()
+	if len(victims) == 0 {
+		return 0, nil
+	}
+	// No new index entry can point into a victim: it is sealed and has no
+	// appends pending, so the scan below finds every live record.
+	var moves []move
+	var after []byte
+	for {
+		if err := d.interrupted(ctx); err != nil {
+			return 0, err
+		}
+		last, n, err := d.idx.chunk(after, 4*sweepChunk, func(key []byte, l location) error {
+			if victims[l.seg] != nil {
+				moves = append(moves, move{key: append([]byte(nil), key...), from: l})
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		if n < 4*sweepChunk {
+			break
+		}
+		after = last
+	}
+	var written int64
+	for len(moves) > 0 {
+		if err := d.interrupted(ctx); err != nil {
+			return -written, err
+		}
+		n, size := 0, int64(0)
+		for n < len(moves) && (n == 0 || size+moves[n].from.size() <= compactBatchBytes) {
+			size += moves[n].from.size()
+			n++
+		}
+		batch := moves[:n]
+		moves = moves[n:]
+		batch = d.readMoves(batch, victims)
+		if len(batch) == 0 {
+			continue
+		}
+		w, err := d.copyMoves(batch)
+		written += w
+		if err != nil {
+			return -written, err
+		}
+	}
+	var freed int64
+	for id, s := range victims {
+		d.segMu.Lock()
+		delete(d.segs, id)
+		d.segMu.Unlock()
+		s.f.Close()
+		if err := os.Remove(s.path); err != nil {
+			return freed - written, fmt.Errorf("remove segment %d: %w", id, err)
+		}
+		d.diskBytes.Add(-s.size)
+		freed += s.size
+	}
+	if err := syncDir(d.segDir); err != nil {
+		return freed - written, err
+	}
+	d.log.Debug("compacted", "segments", len(victims), "freed", freed, "copied", written)
+	return freed - written, nil
+}
+
+// pickVictims returns the sealed, settled segments worth compacting.
+func (d *Disk) pickVictims() map[uint32]*segment {
+	d.appendMu.Lock()
+	defer d.appendMu.Unlock()
+	d.idxMu.Lock()
+	defer d.idxMu.Unlock()
+	d.segMu.RLock()
+	defer d.segMu.RUnlock()
+	victims := make(map[uint32]*segment)
+	for id, s := range d.segs {
+		if s == d.active || !s.sealed || s.pending > 0 {
+			continue
+		}
+		if s.live <= 0 || float64(s.live) < d.opts.CompactBelow*float64(s.size) {
+			victims[id] = s
+		}
+	}
+	return victims
+}
+
+// readMoves reads the payloads of batch into the moves' data. A record that
+// cannot be read keeps its whole segment: the victim is dropped, so the
+// error stays visible to Get and Scrub instead of being compacted away.
+func (d *Disk) readMoves(batch []move, victims map[uint32]*segment) []move {
+	out := batch[:0]
+	for _, m := range batch {
+		s := victims[m.from.seg]
+		if s == nil {
+			continue
+		}
+		data := make([]byte, m.from.len)
+		if _, err := s.f.ReadAt(data, m.from.dataOffset()); err != nil {
+			d.log.Error("compaction cannot read a record; keeping its segment",
+				"segment", s.id, "offset", m.from.off, "err", err)
+			delete(victims, s.id)
+			continue
+		}
+		m.data = data
+		out = append(out, m)
+	}
+	return out
+}
+
+// copyMoves appends the records of batch to the active segment, syncs
+// them, and repoints each index entry that still names the old record (a
+// concurrent Delete, or a Delete and a new Put, may have changed it; then
+// the copy is garbage). It returns the bytes it wrote.
+func (d *Disk) copyMoves(batch []move) (int64, error) {
+	cids := make([][]byte, len(batch))
+	for i, m := range batch {
+		cids[i] = m.key[1:]
+	}
+	locs, segs, err := d.appendRecords(cids, func(i int) []byte { return batch[i].data }, false)
+	if err != nil {
+		return 0, err
+	}
+	defer d.release(segs)
+	var written int64
+	for _, l := range locs {
+		written += l.size()
+	}
+	d.idxMu.Lock()
+	defer d.idxMu.Unlock()
+	b := d.idx.db.NewBatch()
+	defer b.Close()
+	type repoint struct{ from, to location }
+	var done []repoint
+	for i, m := range batch {
+		cur, ok, err := d.idx.get(m.key)
+		if err != nil {
+			return written, err
+		}
+		if !ok || cur.seg != m.from.seg || cur.off != m.from.off {
+			continue
+		}
+		to := locs[i]
+		to.gen = cur.gen
+		if err := b.Set(m.key, encodeLoc(to), nil); err != nil {
+			return written, fmt.Errorf("index batch: %w", err)
+		}
+		done = append(done, repoint{cur, to})
+	}
+	if b.Empty() {
+		return written, nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return written, fmt.Errorf("index commit: %w", noSpace(err))
+	}
+	d.segMu.RLock()
+	defer d.segMu.RUnlock()
+	for _, r := range done {
+		if s := d.segs[r.from.seg]; s != nil {
+			s.live -= r.from.size()
+		}
+		if s := d.segs[r.to.seg]; s != nil {
+			s.live += r.to.size()
+		}
+	}
+	return written, nil
+}

@@ -1,0 +1,338 @@
+package blockstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
+)
+
+// The put path: the caller's goroutine verifies the blocks, reserves space
+// at the append position (one short critical section), writes its records
+// with pwrite and fsyncs the segments (outside the lock, fsyncs shared
+// among concurrent callers), then hands the new locations to the committer
+// goroutine, which folds every request waiting at that moment into one
+// synced Pebble batch.
+
+// commitItem is one block of a commit request.
+type commitItem struct {
+	key     []byte
+	loc     location // where it was written, if written
+	written bool     // false: only refresh the generation of a present block
+}
+
+type commitReq struct {
+	items []commitItem
+	retry []int // items not written whose block vanished before the commit
+	err   error
+	done  chan struct{}
+}
+
+// Put stores one block durably.
+func (d *Disk) Put(ctx context.Context, b Block) error {
+	return d.PutMany(ctx, []Block{b})
+}
+
+// PutMany stores blocks durably: when it returns nil every block is on
+// stable storage and indexed. It verifies each block against its CID first
+// and stores nothing if any fails. Blocks already present are not written
+// again; their generation is brought up to the current one. Errors caused
+// by a full device wrap ErrNoSpace; nothing acknowledged earlier is lost.
+func (d *Disk) PutMany(ctx context.Context, bs []Block) error {
+	for _, b := range bs {
+		if len(b.Data) > MaxBlockSize {
+			return fmt.Errorf("put %s: %d bytes exceeds the %d-byte limit", b.CID, len(b.Data), MaxBlockSize)
+		}
+		if err := Verify(b.CID, b.Data); err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.exit()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(bs))
+	var write, touch []Block
+	for _, b := range bs {
+		k := b.CID.KeyString()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		_, ok, err := d.idx.get(blockKey(b.CID))
+		if err != nil {
+			return fmt.Errorf("put %s: %w", b.CID, err)
+		}
+		if ok {
+			touch = append(touch, b)
+		} else {
+			write = append(write, b)
+		}
+	}
+	// A present block deleted before the commit is written in a second
+	// round; written blocks always settle, so this ends.
+	for len(write)+len(touch) > 0 {
+		retry, err := d.putRound(write, touch)
+		if err != nil {
+			return err
+		}
+		write, touch = retry, nil
+	}
+	return nil
+}
+
+// putRound writes write, commits it together with the generation refresh
+// of touch, and returns the blocks of touch that vanished meanwhile.
+func (d *Disk) putRound(write, touch []Block) ([]Block, error) {
+	req := &commitReq{done: make(chan struct{})}
+	var segs []*segment
+	if len(write) > 0 {
+		locs, ss, err := d.appendBlocks(write, true)
+		if err != nil {
+			return nil, fmt.Errorf("put %s: %w", write[0].CID, err)
+		}
+		segs = ss
+		for i, b := range write {
+			req.items = append(req.items, commitItem{key: blockKey(b.CID), loc: locs[i], written: true})
+		}
+	}
+	for _, b := range touch {
+		req.items = append(req.items, commitItem{key: blockKey(b.CID)})
+	}
+	d.commits <- req
+	<-req.done
+	d.release(segs)
+	if req.err != nil {
+		return nil, fmt.Errorf("put: %w", req.err)
+	}
+	var retry []Block
+	for _, i := range req.retry {
+		retry = append(retry, touch[i-len(write)])
+	}
+	return retry, nil
+}
+
+// appendBlocks writes the records of bs and syncs them. The segments it
+// returns carry a pending append each, which keeps Compact off them until
+// the caller releases them after committing (or abandoning) the records.
+// With reserve set it refuses to eat into Options.MinFreeBytes.
+func (d *Disk) appendBlocks(bs []Block, reserve bool) ([]location, []*segment, error) {
+	recs := make([][]byte, len(bs))
+	for i, b := range bs {
+		recs[i] = b.CID.Bytes()
+	}
+	return d.appendRecords(recs, func(i int) []byte { return bs[i].Data }, reserve)
+}
+
+// appendRecords writes one record per CID in cids, with payload data(i).
+func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool) ([]location, []*segment, error) {
+	type run struct {
+		seg   *segment
+		off   int64
+		first int
+		n     int
+	}
+	var runs []run
+	locs := make([]location, len(cids))
+
+	d.appendMu.Lock()
+	if reserve && d.opts.MinFreeBytes > 0 {
+		var need int64
+		for i := range cids {
+			need += recordSize(len(cids[i]), len(data(i)))
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(d.segDir, &st); err == nil {
+			if free := int64(st.Bavail) * int64(st.Bsize); free-need < d.opts.MinFreeBytes {
+				d.appendMu.Unlock()
+				return nil, nil, fmt.Errorf("%w: %d bytes free, %d needed plus a %d-byte reserve",
+					ErrNoSpace, free, need, d.opts.MinFreeBytes)
+			}
+		}
+	}
+	for i := range cids {
+		size := recordSize(len(cids[i]), len(data(i)))
+		a := d.active
+		if a.sealed || (a.size > 0 && a.size+size > d.opts.SegmentSize) {
+			if err := d.rotateLocked(); err != nil {
+				for _, r := range runs {
+					r.seg.pending--
+				}
+				d.appendMu.Unlock()
+				return nil, nil, err
+			}
+			a = d.active
+		}
+		if len(runs) == 0 || runs[len(runs)-1].seg != a {
+			a.pending++
+			runs = append(runs, run{seg: a, off: a.size, first: i})
+		}
+		runs[len(runs)-1].n++
+		locs[i] = location{seg: a.id, off: a.size, len: uint32(len(data(i))), klen: uint16(len(cids[i]))}
+		a.size += size
+		d.diskBytes.Add(size)
+	}
+	d.appendMu.Unlock()
+
+	segs := make([]*segment, len(runs))
+	for i, r := range runs {
+		segs[i] = r.seg
+	}
+	var buf []byte
+	for _, r := range runs {
+		buf = buf[:0]
+		for i := r.first; i < r.first+r.n; i++ {
+			buf = appendRecord(buf, cids[i], data(i))
+		}
+		if _, err := r.seg.f.WriteAt(buf, r.off); err != nil {
+			d.abandon(r.seg, r.off, int64(len(buf)))
+			d.release(segs)
+			return nil, nil, fmt.Errorf("write segment %d: %w", r.seg.id, noSpace(err))
+		}
+		r.seg.writes.Add(1)
+	}
+	for _, r := range runs {
+		if err := r.seg.sync(); err != nil {
+			d.appendMu.Lock()
+			r.seg.sealed = true
+			d.appendMu.Unlock()
+			d.release(segs)
+			return nil, nil, err
+		}
+	}
+	return locs, segs, nil
+}
+
+// abandon handles a failed write: the segment is sealed so later appends
+// go to a fresh file, and if nothing was reserved after the failed range
+// the file is cut back to give the space back.
+func (d *Disk) abandon(s *segment, off, n int64) {
+	d.appendMu.Lock()
+	defer d.appendMu.Unlock()
+	s.sealed = true
+	if s.size == off+n && s.f.Truncate(off) == nil {
+		s.size = off
+		d.diskBytes.Add(-n)
+	}
+}
+
+// release drops the pending appends taken by appendRecords.
+func (d *Disk) release(segs []*segment) {
+	if len(segs) == 0 {
+		return
+	}
+	d.appendMu.Lock()
+	defer d.appendMu.Unlock()
+	for _, s := range segs {
+		s.pending--
+	}
+}
+
+// committer runs until Close, committing requests in groups.
+func (d *Disk) committer() {
+	defer close(d.stopped)
+	for {
+		var group []*commitReq
+		select {
+		case r := <-d.commits:
+			group = append(group, r)
+		case <-d.stop:
+			return
+		}
+	drain:
+		for len(group) < 256 {
+			select {
+			case r := <-d.commits:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		d.commitGroup(group)
+		for _, r := range group {
+			close(r.done)
+		}
+	}
+}
+
+// commitGroup decides, under idxMu, what each item does to the index, and
+// commits it all in one synced batch. A written block that turns out to be
+// present already (a concurrent put won) leaves its record as garbage.
+func (d *Disk) commitGroup(group []*commitReq) {
+	fail := func(err error) {
+		for _, r := range group {
+			r.err = err
+			r.retry = nil
+		}
+	}
+	d.idxMu.Lock()
+	defer d.idxMu.Unlock()
+	gen := d.gen
+	b := d.idx.db.NewBatch()
+	defer b.Close()
+	staged := make(map[string]location)
+	var blocks, bytes int64
+	live := make(map[uint32]int64)
+	for _, r := range group {
+		for i, it := range r.items {
+			cur, ok := staged[string(it.key)]
+			if !ok {
+				var err error
+				cur, ok, err = d.idx.get(it.key)
+				if err != nil {
+					fail(err)
+					return
+				}
+			}
+			switch {
+			case ok && cur.gen >= gen:
+				continue
+			case ok:
+				cur.gen = gen
+			case it.written:
+				cur = it.loc
+				cur.gen = gen
+				blocks++
+				bytes += int64(cur.len)
+				live[cur.seg] += cur.size()
+			default:
+				r.retry = append(r.retry, i)
+				continue
+			}
+			staged[string(it.key)] = cur
+			if err := b.Set(it.key, encodeLoc(cur), nil); err != nil {
+				fail(fmt.Errorf("index batch: %w", err))
+				return
+			}
+		}
+	}
+	if !b.Empty() {
+		if err := b.Commit(pebble.Sync); err != nil {
+			fail(fmt.Errorf("index commit: %w", noSpace(err)))
+			return
+		}
+	}
+	d.blocks.Add(blocks)
+	d.bytes.Add(bytes)
+	d.segMu.RLock()
+	for id, n := range live {
+		if s := d.segs[id]; s != nil {
+			s.live += n
+		}
+	}
+	d.segMu.RUnlock()
+}
+
+// keyCID turns an index key back into a CID.
+func keyCID(key []byte) (cid.Cid, error) {
+	c, err := cid.Cast(key[1:])
+	if err != nil {
+		return cid.Undef, fmt.Errorf("index key %x: %w", key, err)
+	}
+	return c, nil
+}

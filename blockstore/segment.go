@@ -1,0 +1,240 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Segment files hold block bytes as a sequence of records:
+//
+//	magic "WFB1" | cid length u16 | flags u16 (0) | data length u32 |
+//	CRC-32C of the previous 12 bytes and the CID u32 | CID | data
+//
+// Integers are little-endian. The header makes a segment self-describing
+// for scrubbing and debugging, but the index is the source of truth: a
+// record the index does not point to is garbage, whatever it contains.
+const (
+	recordMagic      = "WFB1"
+	recordHeaderSize = 16
+	segmentExt       = ".seg"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordSize is the size on disk of a record.
+func recordSize(cidLen, dataLen int) int64 {
+	return int64(recordHeaderSize + cidLen + dataLen)
+}
+
+// appendRecord appends the record of (cidBytes, data) to buf.
+func appendRecord(buf, cidBytes, data []byte) []byte {
+	start := len(buf)
+	buf = append(buf, recordMagic...)
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(cidBytes)))
+	buf = binary.LittleEndian.AppendUint16(buf, 0)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(data)))
+	crc := crc32.Update(crc32.Checksum(buf[start:], castagnoli), castagnoli, cidBytes)
+	buf = binary.LittleEndian.AppendUint32(buf, crc)
+	buf = append(buf, cidBytes...)
+	return append(buf, data...)
+}
+
+// scanSegment calls fn for every well-formed record of r from the start,
+// with the record's offset, CID bytes and data length. It stops at the
+// first header that does not check out (a torn tail, a hole left by a
+// failed write) and returns the offset where it stopped.
+func scanSegment(r io.ReaderAt, fn func(off int64, cidBytes []byte, dataLen int) error) (int64, error) {
+	var off int64
+	hdr := make([]byte, recordHeaderSize)
+	for {
+		if _, err := r.ReadAt(hdr, off); err != nil {
+			return off, nil
+		}
+		if string(hdr[:4]) != recordMagic {
+			return off, nil
+		}
+		cidLen := int(binary.LittleEndian.Uint16(hdr[4:]))
+		dataLen := int(binary.LittleEndian.Uint32(hdr[8:]))
+		cidBytes := make([]byte, cidLen)
+		if _, err := r.ReadAt(cidBytes, off+recordHeaderSize); err != nil {
+			return off, nil
+		}
+		crc := crc32.Update(crc32.Checksum(hdr[:12], castagnoli), castagnoli, cidBytes)
+		if crc != binary.LittleEndian.Uint32(hdr[12:]) {
+			return off, nil
+		}
+		if err := fn(off, cidBytes, dataLen); err != nil {
+			return off, err
+		}
+		off += recordSize(cidLen, dataLen)
+	}
+}
+
+// location is where a block's record lives, and the GC generation the
+// block was last put in. It is the value of a block's index entry.
+type location struct {
+	seg  uint32 // segment id
+	off  int64  // offset of the record in the segment
+	len  uint32 // payload length
+	gen  uint64 // GC generation
+	klen uint16 // CID length; not stored, filled in from the key
+}
+
+// dataOffset is the offset of the payload in the segment.
+func (l location) dataOffset() int64 { return l.off + recordHeaderSize + int64(l.klen) }
+
+// size is the size of the whole record.
+func (l location) size() int64 { return recordSize(int(l.klen), int(l.len)) }
+
+// segment is one append-only file of records.
+type segment struct {
+	id   uint32
+	path string
+	f    *os.File
+
+	// Guarded by Disk.appendMu.
+	size    int64 // append position; the file may be shorter while writes are in flight
+	sealed  bool  // no more appends
+	pending int   // appends reserved but not yet committed or abandoned
+
+	// Guarded by Disk.idxMu.
+	live int64 // bytes of the records the index points to
+
+	// Group fsync: writers count completed writes; one fsync covers every
+	// write completed before it started.
+	writes  atomic.Uint64
+	syncMu  sync.Mutex
+	synced  uint64
+	syncErr error // sticky: after a failed fsync the page cache state is unknown
+}
+
+func segmentName(id uint32) string { return fmt.Sprintf("%08d%s", id, segmentExt) }
+
+// createSegment creates segment id in dir and makes its name durable.
+func createSegment(dir string, id uint32) (*segment, error) {
+	path := filepath.Join(dir, segmentName(id))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create segment %d: %w", id, noSpace(err))
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("create segment %d: %w", id, err)
+	}
+	return &segment{id: id, path: path, f: f}, nil
+}
+
+// listSegments returns the ids of the segment files in dir, ascending.
+func listSegments(dir string) ([]uint32, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint32
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), segmentExt)
+		if !ok {
+			continue
+		}
+		id, err := strconv.ParseUint(name, 10, 32)
+		if err != nil || segmentName(uint32(id)) != e.Name() {
+			continue
+		}
+		ids = append(ids, uint32(id))
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+// openSegment opens an existing segment for reading (and for Corrupt).
+func openSegment(dir string, id uint32) (*segment, error) {
+	path := filepath.Join(dir, segmentName(id))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open segment %d: %w", id, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open segment %d: %w", id, err)
+	}
+	return &segment{id: id, path: path, f: f, size: fi.Size(), sealed: true}, nil
+}
+
+// sync makes every write completed before the call durable, sharing one
+// fdatasync among concurrent callers.
+func (s *segment) sync() error {
+	seq := s.writes.Load()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.syncErr != nil {
+		return s.syncErr
+	}
+	if s.synced >= seq {
+		return nil
+	}
+	target := s.writes.Load()
+	if err := fdatasync(s.f); err != nil {
+		s.syncErr = fmt.Errorf("sync segment %d: %w", s.id, noSpace(err))
+		return s.syncErr
+	}
+	s.synced = target
+	return nil
+}
+
+func fdatasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = unix.Fdatasync(int(fd))
+			if serr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// syncDir makes the directory's entries durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, noSpace(err))
+	}
+	return nil
+}
+
+// noSpace wraps ErrNoSpace around an error caused by a full device or quota.
+func noSpace(err error) error {
+	if err == nil || errors.Is(err, ErrNoSpace) {
+		return err
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}

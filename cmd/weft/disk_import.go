@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/volume"
+)
+
+type diskImportOptions struct {
+	*globals
+	blockSize string
+	replicas  int
+}
+
+func newDiskImportCmd(g *globals) *cobra.Command {
+	o := &diskImportOptions{globals: g}
+	c := &cobra.Command{
+		Use:   "import NAME FILE|-",
+		Short: "Copy a raw image into a disk (created if absent, sized to the input)",
+		Long: "Copy a raw image (or stdin with -) into a disk. A disk that does not exist is\n" +
+			"created, sized to the input rounded up to the block size. An existing disk's\n" +
+			"content is replaced (the rest of the disk reads as zeros); the input must fit.",
+		Args: exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runDiskImport(c.Context(), o, args)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.blockSize, "block-size", "", "block size of a new disk (default 64K)")
+	f.IntVar(&o.replicas, "replicas", 0, fmt.Sprintf("replication factor of a new disk (default %d)", volume.DefaultReplicas))
+	return c
+}
+
+func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) error {
+	name, path := args[0], args[1]
+	bs, err := parseBlockSize(o.blockSize)
+	if err != nil {
+		return err
+	}
+	in, total := o.stdin, int64(-1)
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("import: %s is a directory", path)
+		}
+		in = f
+		if fi.Mode().IsRegular() {
+			total = fi.Size()
+		}
+	}
+	cl, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	bar := newProgress(o.globals, "import "+name, total)
+	info, err := cl.Import(ctx, volume.DiskSpec{Name: name, BlockSize: bs, Replicas: o.replicas},
+		io.Reader(&progressReader{r: in, p: bar}), total)
+	bar.done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.stdout, "imported %s into disk %s: size %s, used %s\n",
+		path, info.Name, size.Format(info.Size), size.Format(info.UsedBytes))
+	return nil
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/node"
+)
+
+type initOptions struct {
+	*globals
+	site   string
+	listen []string
+	nbd    string
+	http   string
+	force  bool
+}
+
+func newInitCmd(g *globals) *cobra.Command {
+	def := node.DefaultConfig()
+	o := &initOptions{globals: g}
+	c := &cobra.Command{
+		Use:   "init [--site NAME] [--listen MULTIADDR]... [--nbd HOST:PORT] [--http HOST:PORT]",
+		Short: "Create a node home: config and identity key",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runInit(c.Context(), o, args)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.site, "site", def.Site, "failure-domain label of this node")
+	f.StringArrayVar(&o.listen, "listen", def.Listen, "mesh listen multiaddr (repeatable)")
+	f.StringVar(&o.nbd, "nbd", def.NBD, "NBD server address HOST:PORT")
+	f.StringVar(&o.http, "http", def.HTTP, "HTTP address HOST:PORT")
+	f.BoolVar(&o.force, "force", false, "overwrite the config and identity of an existing home")
+	return c
+}
+
+func runInit(ctx context.Context, o *initOptions, args []string) error {
+	home, err := o.homeDir()
+	if err != nil {
+		return err
+	}
+	cfg := node.DefaultConfig()
+	cfg.Home = home
+	cfg.Site = o.site
+	cfg.Listen = o.listen
+	cfg.NBD = o.nbd
+	cfg.HTTP = o.http
+	id, err := node.Init(cfg, o.force)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.stdout, "initialized weft home %s\n  node  %s\n  site  %s\nstart it with: weft daemon --home %s\n", home, id.ID(), cfg.Site, home)
+	return nil
+}

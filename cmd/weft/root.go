@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/node"
+)
+
+// globals are the options every command shares.
+type globals struct {
+	home     string
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
+	progress bool // stderr is a terminal: show progress bars
+}
+
+// usageError is a command line the CLI cannot make sense of (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// defaultHome is $WEFT_HOME, else ~/.weft.
+func defaultHome() string {
+	if h := os.Getenv("WEFT_HOME"); h != "" {
+		return h
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".weft")
+	}
+	return ""
+}
+
+// homeDir returns the home as an absolute path.
+func (g *globals) homeDir() (string, error) {
+	if g.home == "" {
+		return "", errors.New("no home directory: set --home or $WEFT_HOME")
+	}
+	abs, err := filepath.Abs(g.home)
+	if err != nil {
+		return "", fmt.Errorf("home %s: %w", g.home, err)
+	}
+	return abs, nil
+}
+
+// client returns a client for the daemon of the home.
+func (g *globals) client() (*node.Client, error) {
+	home, err := g.homeDir()
+	if err != nil {
+		return nil, err
+	}
+	return node.NewClient(home), nil
+}
+
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "weft",
+		Short:         "weft: a peer-to-peer storage mesh for VM disks",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "node home directory ($WEFT_HOME, else ~/.weft)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Sprintf("%v (see: %s --help)", err, c.CommandPath())}
+	})
+	root.AddCommand(
+		newInitCmd(g),
+		newDaemonCmd(g),
+		newDiskCmd(g),
+		newReplicaCmd(g),
+		newGCCmd(g),
+		newScrubCmd(g),
+		newStatusCmd(g),
+	)
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a usage error that shows the command
+// line.
+func exactArgs(n int) cobra.PositionalArgs {
+	return rangeArgs(n, n)
+}
+
+// rangeArgs accepts min to max positional arguments.
+func rangeArgs(min, max int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < min || len(args) > max {
+			return usageError{fmt.Sprintf("usage: %s", c.UseLine())}
+		}
+		return nil
+	}
+}
+
+// groupCmd is a command that only holds subcommands.
+func groupCmd(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			return usageError{fmt.Sprintf("usage: %s COMMAND (see: %s --help)", c.CommandPath(), c.CommandPath())}
+		},
+	}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/internal/size"
+)
+
+type scrubOptions struct {
+	*globals
+	json bool
+}
+
+func newScrubCmd(g *globals) *cobra.Command {
+	o := &scrubOptions{globals: g}
+	c := &cobra.Command{
+		Use:   "scrub",
+		Short: "Verify every stored block against its hash; exits 1 if any is corrupt",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runScrub(c.Context(), o, args)
+		},
+	}
+	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	return c
+}
+
+func runScrub(ctx context.Context, o *scrubOptions, args []string) error {
+	cl, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := cl.Scrub(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := printJSON(o.stdout, res); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(o.stdout, "scrub: checked %s (%s), %d corrupt\n", plural(res.Checked, "block"), size.Format(res.Bytes), len(res.Corrupt))
+		for _, c := range res.Corrupt {
+			fmt.Fprintf(o.stdout, "corrupt %s: %s\n", c.CID, c.Error)
+		}
+	}
+	if n := len(res.Corrupt); n > 0 {
+		return fmt.Errorf("scrub found %s", plural(int64(n), "corrupt block"))
+	}
+	return nil
+}

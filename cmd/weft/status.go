@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/internal/size"
+)
+
+type statusOptions struct {
+	*globals
+	json bool
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	o := &statusOptions{globals: g}
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show the node: identity, site, stored blocks, disks",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runStatus(c.Context(), o, args)
+		},
+	}
+	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	return c
+}
+
+func runStatus(ctx context.Context, o *statusOptions, args []string) error {
+	cl, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(o.stdout, st)
+	}
+	tw := newTable(o.stdout)
+	fmt.Fprintf(tw, "node:\t%s\n", st.ID)
+	fmt.Fprintf(tw, "site:\t%s\n", st.Site)
+	fmt.Fprintf(tw, "home:\t%s\n", st.Home)
+	fmt.Fprintf(tw, "listen:\t%s\n", strings.Join(st.Listen, " "))
+	fmt.Fprintf(tw, "daemon:\tpid %d, up since %s\n", st.PID, when(st.Started))
+	fmt.Fprintf(tw, "blocks:\t%d\n", st.Blocks)
+	fmt.Fprintf(tw, "bytes:\t%s (%s on disk)\n", size.Format(st.Bytes), size.Format(st.DiskBytes))
+	fmt.Fprintf(tw, "disks:\t%d\n", st.Disks)
+	fmt.Fprintf(tw, "replicas:\t%d\n", st.Replicas)
+	return tw.Flush()
+}

@@ -1,0 +1,56 @@
+package node
+
+import "time"
+
+// Status describes a running node. Field names are part of the CLI's JSON
+// contract.
+type Status struct {
+	ID        string    `json:"id"`
+	Site      string    `json:"site"`
+	Home      string    `json:"home"`
+	Listen    []string  `json:"listen"`
+	PID       int       `json:"pid"`
+	Started   time.Time `json:"started"`
+	Blocks    int64     `json:"blocks"`     // blocks in the store
+	Bytes     int64     `json:"bytes"`      // payload bytes of those blocks
+	DiskBytes int64     `json:"disk_bytes"` // space the store occupies, garbage included
+	Disks     int       `json:"disks"`
+	Replicas  int       `json:"replicas"` // replicas of live disks
+}
+
+// CreateDiskRequest is the body of POST /v1/disks.
+type CreateDiskRequest struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	BlockSize int64  `json:"block_size,omitempty"`
+	Replicas  int    `json:"replicas,omitempty"`
+}
+
+// CloneRequest is the body of POST /v1/disks/{ref}/clone.
+type CloneRequest struct {
+	Name string `json:"name"` // the new disk
+}
+
+// CreateReplicaRequest is the body of POST /v1/disks/{name}/replicas.
+type CreateReplicaRequest struct {
+	Name string `json:"name,omitempty"` // "" picks a timestamp name
+}
+
+// ScrubResult is what a scrub found.
+type ScrubResult struct {
+	Checked int64          `json:"checked"` // blocks read and verified
+	Bytes   int64          `json:"bytes"`
+	Corrupt []CorruptBlock `json:"corrupt"` // never null
+}
+
+// CorruptBlock names a block whose bytes do not match its CID.
+type CorruptBlock struct {
+	CID   string `json:"cid"`
+	Error string `json:"error"`
+}
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}

@@ -1,0 +1,230 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+
+	"github.com/weft-mesh/weft/volume"
+)
+
+// Client talks to the daemon of one home over its unix socket. It is safe
+// for concurrent use. Every error response comes back as an *APIError; a
+// home without a daemon gives an error matching ErrNoDaemon.
+type Client struct {
+	home string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the daemon serving home.
+func NewClient(home string) *Client {
+	sock := Config{Home: home}.SocketPath()
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		DisableCompression: true,
+		MaxIdleConns:       4,
+		WriteBufferSize:    256 << 10,
+		ReadBufferSize:     256 << 10,
+	}
+	return &Client{home: home, hc: &http.Client{Transport: tr}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Status returns the node's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	return st, c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+}
+
+// ListDisks returns every disk, sorted by name.
+func (c *Client) ListDisks(ctx context.Context) ([]volume.DiskInfo, error) {
+	var ds []volume.DiskInfo
+	return ds, c.do(ctx, http.MethodGet, "/v1/disks", nil, &ds)
+}
+
+// CreateDisk creates an empty disk.
+func (c *Client) CreateDisk(ctx context.Context, spec volume.DiskSpec) (volume.DiskInfo, error) {
+	var info volume.DiskInfo
+	req := CreateDiskRequest{Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize, Replicas: spec.Replicas}
+	return info, c.do(ctx, http.MethodPost, "/v1/disks", req, &info)
+}
+
+// DiskInfo describes one disk.
+func (c *Client) DiskInfo(ctx context.Context, name string) (volume.DiskInfo, error) {
+	var info volume.DiskInfo
+	return info, c.do(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(name), nil, &info)
+}
+
+// RemoveDisk removes a disk head; its replicas stay.
+func (c *Client) RemoveDisk(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(name), nil, nil)
+}
+
+// Commit commits a disk's dirty blocks and returns its new state.
+func (c *Client) Commit(ctx context.Context, name string) (volume.DiskInfo, error) {
+	var info volume.DiskInfo
+	return info, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(name)+"/commit", nil, &info)
+}
+
+// Clone creates disk name from a disk head or a replica.
+func (c *Client) Clone(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error) {
+	var info volume.DiskInfo
+	return info, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(src.String())+"/clone", CloneRequest{Name: name}, &info)
+}
+
+// Import streams r into the disk named by spec, creating it (with
+// spec.BlockSize and spec.Replicas) if absent. size is the length of r if
+// known, else -1.
+func (c *Client) Import(ctx context.Context, spec volume.DiskSpec, r io.Reader, size int64) (volume.DiskInfo, error) {
+	q := url.Values{}
+	if spec.BlockSize != 0 {
+		q.Set("block_size", strconv.FormatInt(spec.BlockSize, 10))
+	}
+	if spec.Replicas != 0 {
+		q.Set("replicas", strconv.Itoa(spec.Replicas))
+	}
+	u := "http://weft/v1/disks/" + url.PathEscape(spec.Name) + "/import"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.NopCloser(r))
+	if err != nil {
+		return volume.DiskInfo{}, fmt.Errorf("import %s: %w", spec.Name, err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	var info volume.DiskInfo
+	return info, c.send(req, &info)
+}
+
+// Export opens an export stream of a disk head or replica. The caller must
+// Close the returned reader.
+func (c *Client) Export(ctx context.Context, ref volume.Ref) (*ExportReader, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://weft/v1/disks/"+url.PathEscape(ref.String())+"/export", nil)
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", ref, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.transportError(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	er, err := NewExportReader(resp.Body)
+	if err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("export %s: %w", ref, err)
+	}
+	return er, nil
+}
+
+// ListReplicas returns a disk's replicas, oldest first.
+func (c *Client) ListReplicas(ctx context.Context, disk string) ([]volume.ReplicaInfo, error) {
+	var rs []volume.ReplicaInfo
+	return rs, c.do(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(disk)+"/replicas", nil, &rs)
+}
+
+// CreateReplica names the disk's current content; name "" picks a
+// timestamp name.
+func (c *Client) CreateReplica(ctx context.Context, disk, name string) (volume.ReplicaInfo, error) {
+	var r volume.ReplicaInfo
+	return r, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(disk)+"/replicas", CreateReplicaRequest{Name: name}, &r)
+}
+
+// Restore moves the disk's head to a replica.
+func (c *Client) Restore(ctx context.Context, disk, replica string) (volume.RestoreResult, error) {
+	var res volume.RestoreResult
+	p := "/v1/disks/" + url.PathEscape(disk) + "/replicas/" + url.PathEscape(replica) + "/restore"
+	return res, c.do(ctx, http.MethodPost, p, nil, &res)
+}
+
+// RemoveReplica deletes a replica.
+func (c *Client) RemoveReplica(ctx context.Context, disk, replica string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(disk)+"/replicas/"+url.PathEscape(replica), nil, nil)
+}
+
+// GC collects unreachable blocks.
+func (c *Client) GC(ctx context.Context) (volume.GCStats, error) {
+	var st volume.GCStats
+	return st, c.do(ctx, http.MethodPost, "/v1/gc", nil, &st)
+}
+
+// Scrub verifies every stored block.
+func (c *Client) Scrub(ctx context.Context) (ScrubResult, error) {
+	var res ScrubResult
+	return res, c.do(ctx, http.MethodPost, "/v1/scrub", nil, &res)
+}
+
+// do sends a JSON request (body may be nil) and decodes a JSON response
+// into out (may be nil).
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://weft"+path, rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.send(req, out)
+}
+
+func (c *Client) send(req *http.Request, out any) error {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.transportError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return readError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", req.Method, req.URL.Path, err)
+	}
+	return nil
+}
+
+// transportError turns a failure to reach the socket into ErrNoDaemon.
+func (c *Client) transportError(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		return &noDaemonError{home: c.home}
+	}
+	return fmt.Errorf("talk to daemon at %s: %w", c.home, err)
+}
+
+func readError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorLen))
+	var eb errorBody
+	if err := json.Unmarshal(b, &eb); err != nil || eb.Error == "" {
+		return &APIError{Status: resp.StatusCode, Code: codeInternal, Message: fmt.Sprintf("daemon answered %s", resp.Status)}
+	}
+	return &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+}

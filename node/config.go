@@ -1,0 +1,190 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/weft-mesh/weft/volume"
+)
+
+// Files and directories inside a node's home.
+const (
+	ConfigFile   = "config.json"
+	IdentityFile = "identity.key"
+	SocketFile   = "weft.sock"
+	LockFile     = "lock"
+	BlocksDir    = "blocks"
+	VolumesDir   = "volumes"
+)
+
+// Config is what a node needs to run. Home, Logger and the commit interval
+// are not stored in the config file; everything else is.
+type Config struct {
+	Home   string   `json:"-"`
+	Site   string   `json:"site"`   // failure-domain label
+	Listen []string `json:"listen"` // multiaddrs for the mesh (used by the mesh)
+	NBD    string   `json:"nbd"`    // HOST:PORT of the NBD server; "" disables it
+	HTTP   string   `json:"http"`   // HOST:PORT of the HTTP endpoint; "" disables it
+
+	// CommitInterval is how often dirty disk heads are committed in the
+	// background. Zero disables background commits.
+	CommitInterval time.Duration `json:"-"`
+	Logger         *slog.Logger  `json:"-"`
+}
+
+// DefaultConfig returns the configuration `weft init` writes when given no
+// flags. Home is left empty: the caller chooses it.
+func DefaultConfig() Config {
+	return Config{
+		Site:           "default",
+		Listen:         []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		NBD:            "127.0.0.1:10809",
+		HTTP:           "127.0.0.1:7070",
+		CommitInterval: 5 * time.Second,
+		Logger:         slog.New(slog.DiscardHandler),
+	}
+}
+
+// Validate checks every field and returns the first problem found.
+func (c Config) Validate() error {
+	if c.Home == "" {
+		return errors.New("config: home directory not set")
+	}
+	if err := volume.ValidateName(c.Site); err != nil {
+		return fmt.Errorf("config: site: %w", err)
+	}
+	for _, a := range c.Listen {
+		if err := ValidateMultiaddr(a); err != nil {
+			return fmt.Errorf("config: listen: %w", err)
+		}
+	}
+	if c.NBD != "" {
+		if err := ValidateHostPort(c.NBD); err != nil {
+			return fmt.Errorf("config: nbd: %w", err)
+		}
+	}
+	if c.HTTP != "" {
+		if err := ValidateHostPort(c.HTTP); err != nil {
+			return fmt.Errorf("config: http: %w", err)
+		}
+	}
+	if c.CommitInterval < 0 {
+		return fmt.Errorf("config: commit interval %v is negative", c.CommitInterval)
+	}
+	return nil
+}
+
+// ValidateMultiaddr checks the syntax of a listen address such as
+// /ip4/0.0.0.0/tcp/4001.
+func ValidateMultiaddr(s string) error {
+	if _, err := ma.NewMultiaddr(s); err != nil {
+		return fmt.Errorf("multiaddr %q: %v", s, err)
+	}
+	return nil
+}
+
+// ValidateHostPort checks an address of the form HOST:PORT with a port in
+// 1..65535. HOST may be empty (all interfaces).
+func ValidateHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("address %q: want HOST:PORT: %v", s, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("address %q: port %q is not a number in 1..65535", s, port)
+	}
+	return nil
+}
+
+// Path returns the path of a file or directory inside the home.
+func (c Config) Path(name string) string { return filepath.Join(c.Home, name) }
+
+// SocketPath returns the path of the local API socket.
+func (c Config) SocketPath() string { return c.Path(SocketFile) }
+
+// ErrNotInitialized is wrapped by Load when the home has no config file.
+var ErrNotInitialized = errors.New("not initialized")
+
+// Load reads HOME/config.json. The returned Config has Home set to home and
+// the defaults for the fields the file does not hold.
+func Load(home string) (Config, error) {
+	cfg := DefaultConfig()
+	cfg.Home = home
+	b, err := os.ReadFile(cfg.Path(ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, fmt.Errorf("weft home %s is %w (create it with: weft init --home %s)", home, ErrNotInitialized, home)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w", err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", cfg.Path(ConfigFile), err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("load %s: %w", cfg.Path(ConfigFile), err)
+	}
+	return cfg, nil
+}
+
+// Save writes the config file atomically (temporary file, fsync, rename).
+func (c Config) Save() error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	return writeFileAtomic(c.Path(ConfigFile), append(b, '\n'), 0o644)
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the
+// old or the new file, never a mix.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package node
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	good := DefaultConfig()
+	good.Home = t.TempDir()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	bad := map[string]func(*Config){
+		"no home":        func(c *Config) { c.Home = "" },
+		"bad site":       func(c *Config) { c.Site = "a b" },
+		"bad multiaddr":  func(c *Config) { c.Listen = []string{"/ip4/1.2.3/tcp/1"} },
+		"not multiaddr":  func(c *Config) { c.Listen = []string{"0.0.0.0:4001"} },
+		"nbd no port":    func(c *Config) { c.NBD = "127.0.0.1" },
+		"http bad port":  func(c *Config) { c.HTTP = "127.0.0.1:99999" },
+		"negative  tick": func(c *Config) { c.CommitInterval = -1 },
+	}
+	for name, mutate := range bad {
+		c := good
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: Validate() = nil, want an error", name)
+		}
+	}
+}
+
+func TestInitLoad(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Home = filepath.Join(t.TempDir(), "home")
+	cfg.Site = "rack-7"
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/4002"}
+	id, err := Init(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(cfg, false); !errors.Is(err, ErrHomeExists) {
+		t.Fatalf("second Init: got %v, want ErrHomeExists", err)
+	}
+	got, err := Load(cfg.Home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Site != "rack-7" || len(got.Listen) != 1 || got.Listen[0] != cfg.Listen[0] || got.NBD != cfg.NBD {
+		t.Fatalf("Load = %+v, want %+v", got, cfg)
+	}
+	loaded, err := LoadIdentity(cfg.Path(IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.ID() != id.ID() {
+		t.Fatalf("identity ID %s after load, want %s", loaded.ID(), id.ID())
+	}
+	id2, err := Init(cfg, true)
+	if err != nil {
+		t.Fatalf("Init with force: %v", err)
+	}
+	if id2.ID() == id.ID() {
+		t.Fatal("Init with force kept the old identity")
+	}
+	if err := os.Chmod(cfg.Path(IdentityFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadIdentity(cfg.Path(IdentityFile)); err == nil {
+		t.Fatal("LoadIdentity accepted a world-readable key")
+	}
+	if _, err := Load(t.TempDir()); !errors.Is(err, ErrNotInitialized) {
+		t.Fatalf("Load of an empty dir: got %v, want ErrNotInitialized", err)
+	}
+}
+
+func TestHomeLock(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Home = t.TempDir()
+	l, err := lockHome(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockHome(cfg); !errors.Is(err, ErrHomeInUse) {
+		t.Fatalf("second lock: got %v, want ErrHomeInUse", err)
+	}
+	if _, err := Init(cfg, true); !errors.Is(err, ErrHomeInUse) {
+		t.Fatalf("Init --force on a locked home: got %v, want ErrHomeInUse", err)
+	}
+	if err := l.unlock(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := lockHome(cfg)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	l2.unlock()
+}

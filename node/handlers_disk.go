@@ -1,0 +1,158 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/weft-mesh/weft/volume"
+)
+
+func (s *server) handleListDisks(w http.ResponseWriter, r *http.Request) {
+	disks, err := s.vols.ListDisks(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("list disks: %w", err))
+		return
+	}
+	if disks == nil {
+		disks = []volume.DiskInfo{}
+	}
+	s.writeJSON(w, http.StatusOK, disks)
+}
+
+func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
+	var req CreateDiskRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info, err := s.vols.CreateDisk(r.Context(), volume.DiskSpec{
+		Name: req.Name, Size: req.Size, BlockSize: req.BlockSize, Replicas: req.Replicas,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("disk created", "disk", info.Name, "size", info.Size, "block_size", info.BlockSize)
+	s.writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
+	info, err := s.vols.DiskInfo(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, info)
+}
+
+func (s *server) handleRemoveDisk(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.vols.RemoveDisk(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("disk removed", "disk", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) handleCommit(w http.ResponseWriter, r *http.Request) {
+	info, err := s.vols.Commit(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, info)
+}
+
+func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
+	src, err := volume.ParseRef(r.PathValue("ref"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req CloneRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info, err := s.vols.Clone(r.Context(), src, req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("disk cloned", "source", src.String(), "disk", info.Name)
+	s.writeJSON(w, http.StatusCreated, info)
+}
+
+// handleImport streams the request body into a disk, creating it if absent.
+func (s *server) handleImport(w http.ResponseWriter, r *http.Request) {
+	spec := volume.DiskSpec{Name: r.PathValue("name")}
+	q := r.URL.Query()
+	var err error
+	if v := q.Get("block_size"); v != "" {
+		if spec.BlockSize, err = strconv.ParseInt(v, 10, 64); err != nil {
+			s.failDrain(w, r, invalidf("block_size %q", v))
+			return
+		}
+	}
+	if v := q.Get("replicas"); v != "" {
+		if spec.Replicas, err = strconv.Atoi(v); err != nil {
+			s.failDrain(w, r, invalidf("replicas %q", v))
+			return
+		}
+	}
+	info, err := s.vols.Import(r.Context(), spec, r.Body)
+	if err != nil {
+		s.failDrain(w, r, err)
+		return
+	}
+	s.log.Info("disk imported", "disk", info.Name, "size", info.Size, "used", info.UsedBytes)
+	s.writeJSON(w, http.StatusOK, info)
+}
+
+// failDrain reads what is left of the request body before answering, so
+// that a client still sending an import gets the error response instead of
+// a broken pipe.
+func (s *server) failDrain(w http.ResponseWriter, r *http.Request, err error) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	s.fail(w, r, err)
+}
+
+// handleExport streams a disk head or replica in the export format.
+func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
+	ref, err := volume.ParseRef(r.PathValue("ref"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v, err := s.vols.OpenView(r.Context(), ref)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("export %s: %w", ref, err))
+		return
+	}
+	defer v.Close()
+	w.Header().Set("Content-Type", "application/vnd.weft.export")
+	w.Header().Set("X-Weft-Size", strconv.FormatInt(v.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	if err := s.export(r.Context(), w, v); err != nil {
+		s.log.Warn("export failed", "ref", ref.String(), "err", err)
+	}
+}
+
+func (s *server) export(ctx context.Context, w io.Writer, v *volume.View) error {
+	enc, err := newExportEncoder(w, v.Size(), v.BlockSize())
+	if err != nil {
+		return err
+	}
+	err = v.ForEachBlock(ctx, enc.data)
+	if err != nil {
+		if ferr := enc.fail(err); ferr != nil {
+			return ferr
+		}
+		return err
+	}
+	return enc.finish()
+}

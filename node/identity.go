@@ -1,0 +1,78 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base32"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Identity is a node's long-lived key pair. The mesh turns it into the
+// node's libp2p peer ID.
+type Identity struct {
+	Key ed25519.PrivateKey
+}
+
+// NewIdentity generates a fresh Ed25519 identity.
+func NewIdentity() (Identity, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return Identity{}, fmt.Errorf("generate identity: %w", err)
+	}
+	return Identity{Key: priv}, nil
+}
+
+// ID is a short printable name of the public key, stable for the life of
+// the identity.
+func (id Identity) ID() string {
+	pub := id.Key.Public().(ed25519.PublicKey)
+	enc := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(pub)
+	return "ed25519-" + strings.ToLower(enc)
+}
+
+// SaveIdentity writes the key to path as PEM PKCS#8 with mode 0600,
+// replacing any existing file atomically.
+func SaveIdentity(path string, id Identity) error {
+	der, err := x509.MarshalPKCS8PrivateKey(id.Key)
+	if err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := writeFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	return nil
+}
+
+// LoadIdentity reads a key written by SaveIdentity. It refuses a key file
+// that other users can read.
+func LoadIdentity(path string) (Identity, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Identity{}, fmt.Errorf("load identity: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return Identity{}, fmt.Errorf("load identity: %s has mode %v, want 0600", path, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Identity{}, fmt.Errorf("load identity: %w", err)
+	}
+	blk, _ := pem.Decode(data)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return Identity{}, fmt.Errorf("load identity %s: no PEM PRIVATE KEY block", path)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return Identity{}, fmt.Errorf("load identity %s: %w", path, err)
+	}
+	priv, ok := key.(ed25519.PrivateKey)
+	if !ok {
+		return Identity{}, fmt.Errorf("load identity %s: key is %T, want Ed25519", path, key)
+	}
+	return Identity{Key: priv}, nil
+}

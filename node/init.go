@@ -1,0 +1,48 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// ErrHomeExists is wrapped by Init when the home already holds a config.
+var ErrHomeExists = errors.New("already initialized")
+
+// Init creates the home directory (mode 0700), writes cfg to its config
+// file and generates the node's identity key. It refuses a home that
+// already has a config unless force is set; with force it replaces the
+// config and the identity but leaves stored data alone, and still refuses
+// while a daemon runs on the home.
+func Init(cfg Config, force bool) (Identity, error) {
+	if err := cfg.Validate(); err != nil {
+		return Identity{}, err
+	}
+	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
+		return Identity{}, fmt.Errorf("init: %w", err)
+	}
+	_, err := os.Stat(cfg.Path(ConfigFile))
+	switch {
+	case err == nil && !force:
+		return Identity{}, fmt.Errorf("weft home %s is %w (use --force to overwrite its config and identity)", cfg.Home, ErrHomeExists)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return Identity{}, fmt.Errorf("init: %w", err)
+	}
+	lock, err := lockHome(cfg)
+	if err != nil {
+		return Identity{}, err
+	}
+	defer lock.unlock()
+	id, err := NewIdentity()
+	if err != nil {
+		return Identity{}, err
+	}
+	if err := SaveIdentity(cfg.Path(IdentityFile), id); err != nil {
+		return Identity{}, err
+	}
+	if err := cfg.Save(); err != nil {
+		return Identity{}, err
+	}
+	return id, nil
+}

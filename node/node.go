@@ -1,0 +1,141 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// shutdownGrace is how long Run lets requests in flight finish after its
+// context is cancelled before it cuts their connections.
+const shutdownGrace = 10 * time.Second
+
+// maxSocketPath is the longest unix socket path Linux accepts.
+const maxSocketPath = 107
+
+// Run runs a node until ctx is cancelled: it locks the home, opens the block
+// store and the volume manager, and serves the local API on the home's
+// socket. On cancellation it stops serving, commits dirty disk heads,
+// closes the stores and removes the socket, and returns nil. It returns an
+// error if the node cannot start (another daemon owns the home, the home is
+// not initialized, ...) or if serving fails.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Logger.With("component", "node")
+	id, err := LoadIdentity(cfg.Path(IdentityFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("weft home %s is %w (create it with: weft init --home %s)", cfg.Home, ErrNotInitialized, cfg.Home)
+		}
+		return err
+	}
+	log = log.With("node", id.ID())
+	lock, err := lockHome(cfg)
+	if err != nil {
+		return err
+	}
+	defer lock.unlock()
+
+	bopts := blockstore.DefaultOptions()
+	bopts.Logger = cfg.Logger.With("component", "blockstore", "node", id.ID())
+	store, err := blockstore.Open(cfg.Path(BlocksDir), bopts)
+	if err != nil {
+		return fmt.Errorf("open block store: %w", err)
+	}
+	defer func() {
+		if cerr := store.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close block store: %w", cerr)
+		}
+	}()
+
+	vcfg := volume.DefaultConfig()
+	vcfg.Dir = cfg.Path(VolumesDir)
+	vcfg.Store = store
+	vcfg.Logger = cfg.Logger.With("component", "volume", "node", id.ID())
+	vcfg.CommitInterval = cfg.CommitInterval
+	vcfg.Now = time.Now
+	vols, err := volume.Open(ctx, vcfg)
+	if err != nil {
+		return fmt.Errorf("open volumes: %w", err)
+	}
+	defer func() {
+		if cerr := vols.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close volumes: %w", cerr)
+		}
+	}()
+
+	// Listen last, so that a socket that answers means a node that is ready.
+	ln, err := listenSocket(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.SocketPath())
+	defer ln.Close()
+
+	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now()}
+	hs := &http.Server{
+		Handler:           srv.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("daemon started", "home", cfg.Home, "socket", cfg.SocketPath(), "site", cfg.Site, "pid", os.Getpid())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve local API: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("daemon stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("requests cut at shutdown", "err", err)
+		hs.Close()
+	}
+	<-served
+	return nil
+}
+
+// listenSocket listens on the home's unix socket with mode 0600. A socket
+// file left by a dead daemon is removed; a live one is an error.
+func listenSocket(ctx context.Context, cfg Config) (net.Listener, error) {
+	path := cfg.SocketPath()
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("socket path %s is %d bytes, longer than the %d the system allows: use a shorter --home", path, len(path), maxSocketPath)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		var d net.Dialer
+		c, err := d.DialContext(dctx, "unix", path)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("weft home %s: another daemon answers on %s", cfg.Home, path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// The home is 0700, so nobody else can reach the socket before this.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return ln, nil
+}

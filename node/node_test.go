@@ -1,0 +1,145 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weft-mesh/weft/volume"
+)
+
+// startNode runs a node on a fresh home until the test ends and returns a
+// client for it.
+func startNode(t *testing.T) (*Client, Config) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Home = filepath.Join(t.TempDir(), "h")
+	if _, err := Init(cfg, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30s of cancel")
+		}
+	})
+	cl := NewClient(cfg.Home)
+	t.Cleanup(cl.Close)
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	for {
+		if _, err := cl.Status(wctx); err == nil {
+			return cl, cfg
+		} else if wctx.Err() != nil {
+			t.Fatalf("node did not answer: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	cl, cfg := startNode(t)
+	ctx := context.Background()
+	if _, err := cl.CreateDisk(ctx, volume.DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		err    error
+		status int
+		want   error
+	}{
+		{"info missing", second(cl.DiskInfo(ctx, "nope")), 404, volume.ErrNotFound},
+		{"create twice", second(cl.CreateDisk(ctx, volume.DiskSpec{Name: "d", Size: 1 << 20})), 409, volume.ErrExists},
+		{"bad name", second(cl.CreateDisk(ctx, volume.DiskSpec{Name: "a/b", Size: 1})), 400, volume.ErrInvalid},
+		{"bad block size", second(cl.CreateDisk(ctx, volume.DiskSpec{Name: "e", Size: 1 << 20, BlockSize: 3000})), 400, volume.ErrInvalid},
+		{"restore missing", second(cl.Restore(ctx, "d", "nope")), 404, volume.ErrNotFound},
+		{"rm replica missing", cl.RemoveReplica(ctx, "d", "nope"), 404, volume.ErrNotFound},
+	}
+	for _, c := range cases {
+		var ae *APIError
+		if !errors.As(c.err, &ae) || ae.Status != c.status || !errors.Is(c.err, c.want) {
+			t.Errorf("%s: got %v (%+v), want status %d matching %v", c.name, c.err, ae, c.status, c.want)
+		}
+	}
+
+	// A second node on the same home is refused.
+	if err := Run(ctx, cfg); !errors.Is(err, ErrHomeInUse) {
+		t.Fatalf("second Run: got %v, want ErrHomeInUse", err)
+	}
+	fi, err := os.Stat(cfg.SocketPath())
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v, %v; want mode 0600", fi, err)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func TestAPIImportExport(t *testing.T) {
+	cl, _ := startNode(t)
+	ctx := context.Background()
+	img := make([]byte, 300<<10)
+	for i := range 70 << 10 {
+		img[i] = byte(i*7 + 1)
+	}
+	info, err := cl.Import(ctx, volume.DiskSpec{Name: "d", BlockSize: 64 << 10}, bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != 320<<10 || info.UsedBytes != 128<<10 {
+		t.Fatalf("import: %+v, want size 320 KiB, used 128 KiB", info)
+	}
+	er, err := cl.Export(ctx, volume.Ref{Disk: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer er.Close()
+	got, err := decodeAll(er)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(img, make([]byte, 20<<10)...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("export: %d bytes, want %d equal bytes", len(got), len(want))
+	}
+	if _, err := cl.Export(ctx, volume.Ref{Disk: "nope"}); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("export missing: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestNoDaemon(t *testing.T) {
+	home := t.TempDir()
+	cl := NewClient(home)
+	defer cl.Close()
+	_, err := cl.Status(context.Background())
+	if !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("no socket: got %v, want ErrNoDaemon", err)
+	}
+	// A stale socket file (nobody listening) is also "no daemon".
+	ln, err := net.Listen("unix", filepath.Join(home, SocketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := cl.Status(context.Background()); !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("stale socket: got %v, want ErrNoDaemon", err)
+	}
+}

@@ -1,0 +1,142 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// maxJSONBody bounds the JSON request bodies the API accepts.
+const maxJSONBody = 64 << 10
+
+// server holds what the local API handlers need.
+type server struct {
+	cfg     Config
+	id      Identity
+	store   blockstore.Store
+	vols    *volume.Manager
+	log     *slog.Logger
+	started time.Time
+}
+
+// routes returns the local API's handler.
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET /v1/disks", s.handleListDisks)
+	mux.HandleFunc("POST /v1/disks", s.handleCreateDisk)
+	mux.HandleFunc("GET /v1/disks/{name}", s.handleDiskInfo)
+	mux.HandleFunc("DELETE /v1/disks/{name}", s.handleRemoveDisk)
+	mux.HandleFunc("PUT /v1/disks/{name}/import", s.handleImport)
+	mux.HandleFunc("GET /v1/disks/{ref}/export", s.handleExport)
+	mux.HandleFunc("POST /v1/disks/{ref}/clone", s.handleClone)
+	mux.HandleFunc("POST /v1/disks/{name}/commit", s.handleCommit)
+	mux.HandleFunc("GET /v1/disks/{name}/replicas", s.handleListReplicas)
+	mux.HandleFunc("POST /v1/disks/{name}/replicas", s.handleCreateReplica)
+	mux.HandleFunc("POST /v1/disks/{name}/replicas/{replica}/restore", s.handleRestore)
+	mux.HandleFunc("DELETE /v1/disks/{name}/replicas/{replica}", s.handleRemoveReplica)
+	mux.HandleFunc("POST /v1/gc", s.handleGC)
+	mux.HandleFunc("POST /v1/scrub", s.handleScrub)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path), http.StatusNotFound, codeNotFound)
+	})
+	return mux
+}
+
+func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	disks, err := s.vols.ListDisks(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("status: %w", err))
+		return
+	}
+	st := s.store.Stats()
+	out := Status{
+		ID:        s.id.ID(),
+		Site:      s.cfg.Site,
+		Home:      s.cfg.Home,
+		Listen:    s.cfg.Listen,
+		PID:       os.Getpid(),
+		Started:   s.started,
+		Blocks:    st.Blocks,
+		Bytes:     st.Bytes,
+		DiskBytes: st.DiskBytes,
+		Disks:     len(disks),
+	}
+	for _, d := range disks {
+		out.Replicas += d.ReplicaCount
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) handleGC(w http.ResponseWriter, r *http.Request) {
+	st, err := s.vols.GC(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("gc: %w", err))
+		return
+	}
+	s.log.Info("gc done", "roots", st.Roots, "marked", st.Marked, "swept_blocks", st.SweptBlocks, "swept_bytes", st.SweptBytes, "duration", st.Duration)
+	s.writeJSON(w, http.StatusOK, st)
+}
+
+func (s *server) handleScrub(w http.ResponseWriter, r *http.Request) {
+	res := ScrubResult{Corrupt: []CorruptBlock{}}
+	rep, err := blockstore.Scrub(r.Context(), s.store, func(c cid.Cid, err error) {
+		res.Corrupt = append(res.Corrupt, CorruptBlock{CID: c.String(), Error: err.Error()})
+	})
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("scrub: %w", err))
+		return
+	}
+	res.Checked, res.Bytes = rep.Checked, rep.Bytes
+	if len(res.Corrupt) > 0 {
+		s.log.Warn("scrub found corrupt blocks", "corrupt", len(res.Corrupt), "checked", res.Checked)
+	}
+	s.writeJSON(w, http.StatusOK, res)
+}
+
+// decode reads a bounded JSON body into v.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %v: %w", err, volume.ErrInvalid)
+	}
+	return nil
+}
+
+func (s *server) writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Debug("write response", "err", err)
+	}
+}
+
+// fail writes err as an error response with the status it maps to.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := classify(err)
+	s.writeError(w, r, err, status, code)
+}
+
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, status int, code string) {
+	lvl := slog.LevelDebug
+	if status >= 500 {
+		lvl = slog.LevelError
+	}
+	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	s.writeJSON(w, status, errorBody{Error: errorMessage(err, code), Code: code})
+}
+
+// invalidf returns a request error that maps to 400.
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, volume.ErrInvalid)...)
+}

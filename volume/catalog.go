@@ -1,0 +1,146 @@
+package volume
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// catalog is the durable record of this node's disks and replicas. It is
+// small (one entry per disk and replica) and rewritten whole, atomically, on
+// every change.
+type catalog struct {
+	Disks map[string]*diskRecord `json:"disks"`
+	// Replicas is keyed by disk name, then replica name. A disk's replicas
+	// outlive it: they are independent roots, not part of the disk.
+	Replicas map[string]map[string]*replicaRecord `json:"replicas"`
+}
+
+type diskRecord struct {
+	ID        string    `json:"id"` // names the overlay directory; unique per creation
+	Name      string    `json:"name"`
+	Size      int64     `json:"size"`
+	BlockSize int64     `json:"block_size"`
+	Replicas  int       `json:"replicas"`
+	Root      string    `json:"root"`
+	Created   time.Time `json:"created"`
+	Committed time.Time `json:"committed"`
+}
+
+type replicaRecord struct {
+	Name      string    `json:"name"`
+	Root      string    `json:"root"`
+	Size      int64     `json:"size"`
+	BlockSize int64     `json:"block_size"`
+	Created   time.Time `json:"created"`
+}
+
+const catalogFile = "catalog.json"
+
+func loadCatalog(dir string) (*catalog, error) {
+	c := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}}
+	data, err := os.ReadFile(filepath.Join(dir, catalogFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load catalog: %w", err)
+	}
+	if err := json.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("load catalog %s: %w", filepath.Join(dir, catalogFile), err)
+	}
+	if c.Disks == nil {
+		c.Disks = map[string]*diskRecord{}
+	}
+	if c.Replicas == nil {
+		c.Replicas = map[string]map[string]*replicaRecord{}
+	}
+	return c, nil
+}
+
+// save writes the catalog durably: a temporary file, fsync, rename over the
+// old one, fsync of the directory. A crash leaves either version, whole.
+func (c *catalog) save(dir string) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save catalog: %w", err)
+	}
+	tmp := filepath.Join(dir, catalogFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("save catalog: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("save catalog: %w", mapNoSpace(err))
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("save catalog: %w", mapNoSpace(err))
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save catalog: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, catalogFile)); err != nil {
+		return fmt.Errorf("save catalog: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (c *catalog) replica(disk, name string) (*replicaRecord, error) {
+	r, ok := c.Replicas[disk][name]
+	if !ok {
+		return nil, fmt.Errorf("replica %q of disk %q: %w", name, disk, ErrNotFound)
+	}
+	return r, nil
+}
+
+func (c *catalog) addReplica(disk string, r *replicaRecord) {
+	if c.Replicas[disk] == nil {
+		c.Replicas[disk] = map[string]*replicaRecord{}
+	}
+	c.Replicas[disk][r.Name] = r
+}
+
+func newID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// clone returns a deep copy, to roll back a failed change.
+func (c *catalog) clone() *catalog {
+	out := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}}
+	for k, d := range c.Disks {
+		cp := *d
+		out.Disks[k] = &cp
+	}
+	for disk, reps := range c.Replicas {
+		out.Replicas[disk] = map[string]*replicaRecord{}
+		for k, r := range reps {
+			cp := *r
+			out.Replicas[disk][k] = &cp
+		}
+	}
+	return out
+}

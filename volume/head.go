@@ -1,0 +1,238 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Head is the writable state of a disk on its owner: the committed block
+// map plus the overlay of writes since. ReadAt and WriteAt are safe for
+// concurrent use; a read sees every write that returned before it started.
+// Writes are durable after Flush, and part of a root after a commit.
+type Head struct {
+	m         *Manager
+	name      string
+	size      int64
+	blockSize int64
+	levels    int
+
+	// commitMu serialises commits, restores and imports of this head.
+	commitMu sync.Mutex
+
+	mu         sync.RWMutex
+	root       cid.Cid
+	ov         *overlay
+	dirty      bitset // written since the last commit began
+	committing bitset // being committed; still served from the overlay
+	removed    bool
+}
+
+// Name returns the disk's name.
+func (h *Head) Name() string { return h.name }
+
+// Size returns the disk's size in bytes.
+func (h *Head) Size() int64 { return h.size }
+
+// BlockSize returns the disk's block size in bytes.
+func (h *Head) BlockSize() int64 { return h.blockSize }
+
+func (h *Head) nblocks() int64 { return h.size / h.blockSize }
+
+func (h *Head) checkRange(n int, off int64) error {
+	if off < 0 || off+int64(n) > h.size || off+int64(n) < off {
+		return fmt.Errorf("disk %q: range %d+%d outside %d bytes: %w", h.name, off, n, h.size, ErrInvalid)
+	}
+	if h.removed {
+		return fmt.Errorf("disk %q: %w", h.name, ErrNotFound)
+	}
+	return nil
+}
+
+// ReadAt reads len(p) bytes at off. Unwritten space reads as zeros.
+func (h *Head) ReadAt(p []byte, off int64) (int, error) {
+	return h.ReadAtContext(context.Background(), p, off)
+}
+
+// ReadAtContext is ReadAt with a context for block-store reads.
+func (h *Head) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if err := h.checkRange(len(p), off); err != nil {
+		return 0, err
+	}
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		i := pos / h.blockSize
+		inBlock := pos - i*h.blockSize
+		n := int(min(int64(len(p)-done), h.blockSize-inBlock))
+		dst := p[done : done+n]
+		if h.inOverlay(i) {
+			if _, err := h.ov.data.ReadAt(dst, pos); err != nil {
+				return done, fmt.Errorf("disk %q: read overlay: %w", h.name, err)
+			}
+		} else if err := h.m.readCommitted(ctx, h.root, h.levels, i, inBlock, dst); err != nil {
+			return done, fmt.Errorf("disk %q: %w", h.name, err)
+		}
+		done += n
+	}
+	return done, nil
+}
+
+func (h *Head) inOverlay(i int64) bool { return h.dirty.get(i) || h.committing.get(i) }
+
+// WriteAt writes p at off into the overlay. A partial write to a block not
+// yet in the overlay first copies the committed block there.
+func (h *Head) WriteAt(p []byte, off int64) (int, error) {
+	return h.WriteAtContext(context.Background(), p, off)
+}
+
+// WriteAtContext is WriteAt with a context for block-store reads.
+func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.checkRange(len(p), off); err != nil {
+		return 0, err
+	}
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		i := pos / h.blockSize
+		inBlock := pos - i*h.blockSize
+		n := int(min(int64(len(p)-done), h.blockSize-inBlock))
+		if err := h.prepareBlock(ctx, i, int64(n)); err != nil {
+			return done, err
+		}
+		if err := h.ov.writeAt(p[done:done+n], pos); err != nil {
+			return done, fmt.Errorf("disk %q: %w", h.name, err)
+		}
+		h.markDirty(i)
+		done += n
+	}
+	return done, nil
+}
+
+// prepareBlock makes the overlay hold the whole current content of block i
+// before n bytes of it are overwritten (read-modify-write, once per block).
+func (h *Head) prepareBlock(ctx context.Context, i, n int64) error {
+	if n == h.blockSize || h.inOverlay(i) {
+		return nil
+	}
+	buf := make([]byte, h.blockSize)
+	if err := h.m.readCommitted(ctx, h.root, h.levels, i, 0, buf); err != nil {
+		return fmt.Errorf("disk %q: %w", h.name, err)
+	}
+	if err := h.ov.writeAt(buf, i*h.blockSize); err != nil {
+		return fmt.Errorf("disk %q: %w", h.name, err)
+	}
+	return nil
+}
+
+func (h *Head) markDirty(i int64) {
+	h.dirty.set(i)
+	h.ov.set(i, true)
+}
+
+// Zero makes n bytes at off read as zeros. Whole blocks are punched out of
+// the overlay and become absent from the map at the next commit, so they
+// take no space; partial blocks are written with zeros.
+func (h *Head) Zero(ctx context.Context, off, n int64) error {
+	h.mu.Lock()
+	if err := h.checkRange(0, off); err != nil || off+n > h.size || n < 0 {
+		h.mu.Unlock()
+		return errors.Join(err, fmt.Errorf("disk %q: zero %d+%d outside %d bytes: %w", h.name, off, n, h.size, ErrInvalid))
+	}
+	first := (off + h.blockSize - 1) / h.blockSize
+	last := (off + n) / h.blockSize // exclusive
+	if first < last {
+		if err := h.ov.zeroBlocks(first, last-first); err != nil {
+			h.mu.Unlock()
+			return fmt.Errorf("disk %q: %w", h.name, err)
+		}
+		for i := first; i < last; i++ {
+			h.markDirty(i)
+		}
+	}
+	h.mu.Unlock()
+	var head, tail int64
+	if first < last {
+		head, tail = first*h.blockSize-off, off+n-last*h.blockSize
+	} else {
+		head = n
+	}
+	if head > 0 {
+		if _, err := h.WriteAtContext(ctx, make([]byte, head), off); err != nil {
+			return err
+		}
+	}
+	if tail > 0 {
+		if _, err := h.WriteAtContext(ctx, make([]byte, tail), last*h.blockSize); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush makes every write that returned before it durable in the overlay.
+func (h *Head) Flush(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.removed {
+		return fmt.Errorf("disk %q: %w", h.name, ErrNotFound)
+	}
+	if err := h.ov.persist(); err != nil {
+		return fmt.Errorf("disk %q: flush: %w", h.name, err)
+	}
+	return nil
+}
+
+// Commit turns the overlay into blocks and a new root; see Manager.Commit.
+func (h *Head) Commit(ctx context.Context) error {
+	_, err := h.m.Commit(ctx, h.name)
+	return err
+}
+
+func (h *Head) dirtyCount() int64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return int64(h.dirty.count() + h.committing.countNotIn(h.dirty))
+}
+
+// bitset is a fixed-size set of block indexes.
+type bitset []uint64
+
+func newBitset(n int64) bitset { return make(bitset, (n+63)/64) }
+
+func (b bitset) get(i int64) bool { return b[i/64]&(1<<(i%64)) != 0 }
+func (b bitset) set(i int64)      { b[i/64] |= 1 << (i % 64) }
+func (b bitset) clear(i int64)    { b[i/64] &^= 1 << (i % 64) }
+
+func (b bitset) count() int {
+	n := 0
+	for _, w := range b {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+func (b bitset) countNotIn(other bitset) int {
+	n := 0
+	for i, w := range b {
+		n += bits.OnesCount64(w &^ other[i])
+	}
+	return n
+}
+
+// each calls fn for every member in ascending order.
+func (b bitset) each(fn func(i int64)) {
+	for wi, w := range b {
+		for ; w != 0; w &= w - 1 {
+			fn(int64(wi)*64 + int64(bits.TrailingZeros64(w)))
+		}
+	}
+}

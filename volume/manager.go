@@ -1,0 +1,534 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockmap"
+	"github.com/weft-mesh/weft/blockstore"
+)
+
+// Config configures a Manager.
+type Config struct {
+	Dir   string           // catalog and write overlays live here
+	Store blockstore.Store // blocks and map nodes
+	// Logger receives background-commit errors; nil discards them.
+	Logger *slog.Logger
+	// CommitInterval is how often dirty heads are committed in the
+	// background; 0 disables background commits.
+	CommitInterval time.Duration
+	// MapCacheNodes bounds the decoded block-map nodes kept in memory.
+	MapCacheNodes int
+	// Now is the clock for timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns a Config with everything but Dir and Store set.
+func DefaultConfig() Config {
+	return Config{CommitInterval: 5 * time.Second, MapCacheNodes: 4096, Now: time.Now}
+}
+
+// Validate reports whether the Config can be used.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return fmt.Errorf("volume config: Dir is empty")
+	case c.Store == nil:
+		return fmt.Errorf("volume config: Store is nil")
+	case c.CommitInterval < 0:
+		return fmt.Errorf("volume config: CommitInterval %v is negative", c.CommitInterval)
+	}
+	return nil
+}
+
+// Manager owns this node's disks and replicas: their catalog, the heads'
+// overlays, commits, clones, time travel and garbage collection. All
+// methods are safe for concurrent use.
+//
+// Lock order: Head.commitMu, then gcMu, then mu, then Head.mu.
+type Manager struct {
+	cfg   Config
+	store blockstore.Store
+	maps  *blockmap.Maps
+	log   *slog.Logger
+
+	// gcMu is held for reading from the first block put of a commit until
+	// its root is in the catalog, and for writing while a collection starts
+	// a generation and snapshots the roots: no root can be missed.
+	gcMu sync.RWMutex
+
+	mu    sync.Mutex
+	cat   *catalog
+	heads map[string]*Head
+	pins  map[string]int // roots held by open views
+	used  map[string]int64
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Open loads the catalog in cfg.Dir and opens every disk head.
+func Open(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "heads"), 0o700); err != nil {
+		return nil, fmt.Errorf("open volumes: %w", err)
+	}
+	cat, err := loadCatalog(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		cfg:   cfg,
+		store: cfg.Store,
+		maps:  blockmap.New(cfg.Store, cfg.MapCacheNodes),
+		log:   cfg.Logger,
+		cat:   cat,
+		heads: map[string]*Head{},
+		pins:  map[string]int{},
+		used:  map[string]int64{},
+		stop:  make(chan struct{}),
+	}
+	for name, rec := range cat.Disks {
+		h, err := m.openHead(rec)
+		if err != nil {
+			m.closeHeads()
+			return nil, err
+		}
+		m.heads[name] = h
+	}
+	if err := m.removeOrphanOverlays(); err != nil {
+		m.closeHeads()
+		return nil, err
+	}
+	if cfg.CommitInterval > 0 {
+		m.wg.Add(1)
+		go m.commitLoop()
+	}
+	return m, nil
+}
+
+func (m *Manager) headDir(id string) string { return filepath.Join(m.cfg.Dir, "heads", id) }
+
+func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
+	root, err := parseRoot(rec.Root)
+	if err != nil {
+		return nil, fmt.Errorf("disk %q: %w", rec.Name, err)
+	}
+	ov, err := openOverlay(m.headDir(rec.ID), rec.Size, rec.BlockSize)
+	if err != nil {
+		return nil, fmt.Errorf("disk %q: %w", rec.Name, err)
+	}
+	n := rec.Size / rec.BlockSize
+	h := &Head{
+		m: m, name: rec.Name, size: rec.Size, blockSize: rec.BlockSize,
+		levels: blockmap.Levels(uint64(n)), root: root, ov: ov,
+		dirty: newBitset(n), committing: newBitset(n),
+	}
+	for _, i := range ov.dirtyBlocks() {
+		if i < n {
+			h.dirty.set(i)
+		}
+	}
+	return h, nil
+}
+
+// removeOrphanOverlays deletes overlay directories no disk refers to: left
+// behind by a crash between a disk's removal from the catalog and the
+// deletion of its overlay.
+func (m *Manager) removeOrphanOverlays() error {
+	entries, err := os.ReadDir(filepath.Join(m.cfg.Dir, "heads"))
+	if err != nil {
+		return fmt.Errorf("open volumes: %w", err)
+	}
+	live := map[string]bool{}
+	for _, rec := range m.cat.Disks {
+		live[rec.ID] = true
+	}
+	for _, e := range entries {
+		if !live[e.Name()] {
+			if err := os.RemoveAll(m.headDir(e.Name())); err != nil {
+				return fmt.Errorf("remove orphan overlay: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func parseRoot(s string) (cid.Cid, error) {
+	if s == "" {
+		return cid.Undef, nil
+	}
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("root %q: %w", s, err)
+	}
+	return c, nil
+}
+
+func rootString(c cid.Cid) string {
+	if !c.Defined() {
+		return ""
+	}
+	return c.String()
+}
+
+// Close commits every dirty head, stops background work and closes the
+// overlays. It does not close the block store, which the caller owns.
+func (m *Manager) Close() error {
+	close(m.stop)
+	m.wg.Wait()
+	var errs []error
+	for _, h := range m.headList() {
+		if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	m.closeHeads()
+	return errors.Join(errs...)
+}
+
+func (m *Manager) closeHeads() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range m.heads {
+		h.mu.Lock()
+		h.ov.close()
+		h.removed = true
+		h.mu.Unlock()
+	}
+	m.heads = map[string]*Head{}
+}
+
+func (m *Manager) headList() []*Head {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Head, 0, len(m.heads))
+	for _, h := range m.heads {
+		out = append(out, h)
+	}
+	return out
+}
+
+func (m *Manager) commitLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		for _, h := range m.headList() {
+			if h.dirtyCount() == 0 {
+				continue
+			}
+			if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {
+				m.log.Error("background commit failed", "disk", h.name, "err", err)
+			}
+		}
+	}
+}
+
+// Head returns the live head of a disk, for block I/O (NBD, FUSE, tests).
+func (m *Manager) Head(name string) (*Head, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.heads[name]
+	if !ok {
+		return nil, fmt.Errorf("disk %q: %w", name, ErrNotFound)
+	}
+	return h, nil
+}
+
+func checkSpec(spec DiskSpec) (DiskSpec, error) {
+	if err := ValidateName(spec.Name); err != nil {
+		return spec, err
+	}
+	if spec.BlockSize == 0 {
+		spec.BlockSize = DefaultBlockSize
+	}
+	if spec.Replicas == 0 {
+		spec.Replicas = DefaultReplicas
+	}
+	bs := spec.BlockSize
+	if bs < MinBlockSize || bs > MaxBlockSize || bs&(bs-1) != 0 {
+		return spec, fmt.Errorf("block size %d: must be a power of two from 4K to 4M: %w", bs, ErrInvalid)
+	}
+	if spec.Replicas < 1 || spec.Replicas > 16 {
+		return spec, fmt.Errorf("replicas %d: must be 1 to 16: %w", spec.Replicas, ErrInvalid)
+	}
+	if spec.Size <= 0 {
+		return spec, fmt.Errorf("size %d: must be positive: %w", spec.Size, ErrInvalid)
+	}
+	const maxSize = 1 << 50 // 1 PiB: keeps block counts and bitmaps sane
+	if spec.Size > maxSize {
+		return spec, fmt.Errorf("size %d: larger than 1P: %w", spec.Size, ErrInvalid)
+	}
+	spec.Size = (spec.Size + bs - 1) / bs * bs
+	return spec, nil
+}
+
+// CreateDisk creates an empty disk. Its size is rounded up to a multiple of
+// the block size.
+func (m *Manager) CreateDisk(ctx context.Context, spec DiskSpec) (DiskInfo, error) {
+	return m.createDisk(ctx, spec, cid.Undef)
+}
+
+func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (DiskInfo, error) {
+	spec, err := checkSpec(spec)
+	if err != nil {
+		return DiskInfo{}, err
+	}
+	m.mu.Lock()
+	if _, ok := m.cat.Disks[spec.Name]; ok {
+		m.mu.Unlock()
+		return DiskInfo{}, fmt.Errorf("disk %q: %w", spec.Name, ErrExists)
+	}
+	now := m.cfg.Now().UTC()
+	rec := &diskRecord{
+		ID: newID(), Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize,
+		Replicas: spec.Replicas, Root: rootString(root), Created: now, Committed: now,
+	}
+	h, err := m.openHead(rec)
+	if err != nil {
+		m.mu.Unlock()
+		return DiskInfo{}, err
+	}
+	m.cat.Disks[spec.Name] = rec
+	if err := m.cat.save(m.cfg.Dir); err != nil {
+		delete(m.cat.Disks, spec.Name)
+		m.mu.Unlock()
+		h.ov.close()
+		os.RemoveAll(m.headDir(rec.ID))
+		return DiskInfo{}, err
+	}
+	m.heads[spec.Name] = h
+	m.mu.Unlock()
+	return m.DiskInfo(ctx, spec.Name)
+}
+
+// ListDisks describes every disk, sorted by name.
+func (m *Manager) ListDisks(ctx context.Context) ([]DiskInfo, error) {
+	m.mu.Lock()
+	names := make([]string, 0, len(m.cat.Disks))
+	for name := range m.cat.Disks {
+		names = append(names, name)
+	}
+	m.mu.Unlock()
+	sort.Strings(names)
+	out := make([]DiskInfo, 0, len(names))
+	for _, name := range names {
+		info, err := m.DiskInfo(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// DiskInfo describes one disk.
+func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
+	m.mu.Lock()
+	rec, ok := m.cat.Disks[name]
+	var info DiskInfo
+	var h *Head
+	if ok {
+		info = DiskInfo{
+			Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
+			Root: rec.Root, ReplicaCount: len(m.cat.Replicas[name]),
+			Created: rec.Created, Committed: rec.Committed,
+		}
+		h = m.heads[name]
+	}
+	m.mu.Unlock()
+	if !ok {
+		return DiskInfo{}, fmt.Errorf("disk %q: %w", name, ErrNotFound)
+	}
+	blocks, err := m.countBlocks(ctx, info.Root)
+	if err != nil {
+		return DiskInfo{}, fmt.Errorf("disk %q: %w", name, err)
+	}
+	info.UsedBytes = blocks * info.BlockSize
+	info.DirtyBytes = h.dirtyCount() * info.BlockSize
+	if info.Replicas > 1 {
+		// This node holds the one copy there is of each block.
+		info.UnderReplicated = blocks
+	}
+	return info, nil
+}
+
+// countBlocks returns the number of data blocks under root, remembering
+// the answer: roots are immutable.
+func (m *Manager) countBlocks(ctx context.Context, root string) (int64, error) {
+	if root == "" {
+		return 0, nil
+	}
+	m.mu.Lock()
+	n, ok := m.used[root]
+	m.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	c, err := parseRoot(root)
+	if err != nil {
+		return 0, err
+	}
+	count, err := m.maps.Count(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	if len(m.used) > 10000 {
+		clear(m.used)
+	}
+	m.used[root] = int64(count)
+	m.mu.Unlock()
+	return int64(count), nil
+}
+
+// RemoveDisk deletes a disk's head and its uncommitted writes. Its replicas
+// stay: they are independent, and GC frees blocks no root reaches any more.
+func (m *Manager) RemoveDisk(ctx context.Context, name string) error {
+	h, err := m.Head(name)
+	if err != nil {
+		return err
+	}
+	h.commitMu.Lock()
+	defer h.commitMu.Unlock()
+	m.mu.Lock()
+	rec, ok := m.cat.Disks[name]
+	if !ok || m.heads[name] != h {
+		m.mu.Unlock()
+		return fmt.Errorf("disk %q: %w", name, ErrNotFound)
+	}
+	delete(m.cat.Disks, name)
+	if err := m.cat.save(m.cfg.Dir); err != nil {
+		m.cat.Disks[name] = rec
+		m.mu.Unlock()
+		return err
+	}
+	delete(m.heads, name)
+	m.mu.Unlock()
+	h.mu.Lock()
+	h.removed = true
+	err = h.ov.close()
+	h.mu.Unlock()
+	return errors.Join(err, os.RemoveAll(m.headDir(rec.ID)))
+}
+
+// Clone makes a new disk whose content is src's, in O(1): the new head
+// starts at src's root and shares its blocks. A clone of a head commits the
+// head first, so it includes every write that returned before the call.
+func (m *Manager) Clone(ctx context.Context, src Ref, name string) (DiskInfo, error) {
+	root, size, bs, replicas, release, err := m.pinRef(ctx, src)
+	if err != nil {
+		return DiskInfo{}, err
+	}
+	defer release()
+	return m.createDisk(ctx, DiskSpec{Name: name, Size: size, BlockSize: bs, Replicas: replicas}, root)
+}
+
+// pinRef resolves a ref to a root and holds that root against GC until
+// release is called.
+func (m *Manager) pinRef(ctx context.Context, ref Ref) (root cid.Cid, size, bs int64, replicas int, release func(), err error) {
+	if ref.Replica == "" {
+		if _, err := m.Commit(ctx, ref.Disk); err != nil {
+			return cid.Undef, 0, 0, 0, nil, err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var rootStr string
+	if ref.Replica == "" {
+		rec, ok := m.cat.Disks[ref.Disk]
+		if !ok {
+			return cid.Undef, 0, 0, 0, nil, fmt.Errorf("disk %q: %w", ref.Disk, ErrNotFound)
+		}
+		rootStr, size, bs, replicas = rec.Root, rec.Size, rec.BlockSize, rec.Replicas
+	} else {
+		rep, err := m.cat.replica(ref.Disk, ref.Replica)
+		if err != nil {
+			return cid.Undef, 0, 0, 0, nil, err
+		}
+		rootStr, size, bs, replicas = rep.Root, rep.Size, rep.BlockSize, DefaultReplicas
+		if rec, ok := m.cat.Disks[ref.Disk]; ok {
+			replicas = rec.Replicas
+		}
+	}
+	root, err = parseRoot(rootStr)
+	if err != nil {
+		return cid.Undef, 0, 0, 0, nil, err
+	}
+	m.pins[rootStr]++
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.pins[rootStr]--; m.pins[rootStr] <= 0 {
+				delete(m.pins, rootStr)
+			}
+		})
+	}
+	return root, size, bs, replicas, release, nil
+}
+
+// readCommitted copies block i of the map at root, from offset inBlock,
+// into dst. Absent blocks read as zeros.
+func (m *Manager) readCommitted(ctx context.Context, root cid.Cid, levels int, i, inBlock int64, dst []byte) error {
+	c, err := m.maps.Lookup(ctx, root, levels, uint64(i))
+	if err != nil {
+		return fmt.Errorf("block %d: %w", i, err)
+	}
+	if !c.Defined() {
+		clear(dst)
+		return nil
+	}
+	data, err := m.store.Get(ctx, c)
+	if err != nil {
+		return fmt.Errorf("block %d: %w", i, err)
+	}
+	if inBlock+int64(len(dst)) > int64(len(data)) {
+		return fmt.Errorf("block %d: %s holds %d bytes, want %d: %w", i, c, len(data), inBlock+int64(len(dst)), blockstore.ErrCorrupt)
+	}
+	copy(dst, data[inBlock:])
+	return nil
+}
+
+func sortedReplicas(recs map[string]*replicaRecord) []*replicaRecord {
+	out := make([]*replicaRecord, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *replicaRecord) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}

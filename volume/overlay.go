@@ -1,0 +1,162 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// bitmapPage is the unit in which the dirty bitmap is written back. Sector
+// writes are atomic on the devices we care about and a page is written
+// whole or is torn at sector boundaries; see overlay.persist for why a torn
+// page is harmless.
+const bitmapPage = 4096
+
+// overlay is the write side of a disk head: a sparse file as large as the
+// disk holding blocks written since the last commit, and a bitmap of which
+// blocks those are. Both are made durable by sync. An overlay is not safe
+// for concurrent use; the head serialises access.
+type overlay struct {
+	data      *os.File
+	bitmap    *os.File
+	blockSize int64
+	bits      []byte       // persisted view: dirty or being committed
+	changed   map[int]bool // bitmap pages changed since the last persist
+}
+
+const (
+	overlayDataFile   = "overlay"
+	overlayBitmapFile = "dirty"
+)
+
+// openOverlay opens or creates the overlay of a disk of size bytes in dir.
+func openOverlay(dir string, size, blockSize int64) (*overlay, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	data, err := os.OpenFile(filepath.Join(dir, overlayDataFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	if err := data.Truncate(size); err != nil {
+		data.Close()
+		return nil, fmt.Errorf("overlay: size data file: %w", err)
+	}
+	bitmap, err := os.OpenFile(filepath.Join(dir, overlayBitmapFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		data.Close()
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	nblocks := size / blockSize
+	bits := make([]byte, (nblocks+7)/8)
+	if _, err := io.ReadFull(bitmap, bits); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		data.Close()
+		bitmap.Close()
+		return nil, fmt.Errorf("overlay: read dirty bitmap: %w", err)
+	}
+	return &overlay{data: data, bitmap: bitmap, blockSize: blockSize, bits: bits, changed: map[int]bool{}}, nil
+}
+
+func (o *overlay) isSet(i int64) bool { return o.bits[i/8]&(1<<(i%8)) != 0 }
+
+func (o *overlay) set(i int64, on bool) {
+	old := o.bits[i/8]
+	if on {
+		o.bits[i/8] |= 1 << (i % 8)
+	} else {
+		o.bits[i/8] &^= 1 << (i % 8)
+	}
+	if o.bits[i/8] != old {
+		o.changed[int(i/8)/bitmapPage] = true
+	}
+}
+
+// dirtyBlocks returns the indexes whose bits are set.
+func (o *overlay) dirtyBlocks() []int64 {
+	var out []int64
+	for byteIdx, b := range o.bits {
+		for ; b != 0; b &= b - 1 {
+			out = append(out, int64(byteIdx)*8+int64(bits.TrailingZeros8(b)))
+		}
+	}
+	return out
+}
+
+// clearAll clears every bit.
+func (o *overlay) clearAll() {
+	clear(o.bits)
+	for page := 0; page*bitmapPage < len(o.bits); page++ {
+		o.changed[page] = true
+	}
+}
+
+func (o *overlay) readBlock(i int64, p []byte) error {
+	if _, err := o.data.ReadAt(p, i*o.blockSize); err != nil {
+		return fmt.Errorf("overlay: read block %d: %w", i, err)
+	}
+	return nil
+}
+
+func (o *overlay) writeAt(p []byte, off int64) error {
+	if _, err := o.data.WriteAt(p, off); err != nil {
+		return fmt.Errorf("overlay: write at %d: %w", off, mapNoSpace(err))
+	}
+	return nil
+}
+
+// zeroBlocks makes blocks [first, first+n) read as zeros and frees their
+// space in the overlay file.
+func (o *overlay) zeroBlocks(first, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	err := unix.Fallocate(int(o.data.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, first*o.blockSize, n*o.blockSize)
+	if err != nil {
+		return fmt.Errorf("overlay: punch blocks %d+%d: %w", first, n, err)
+	}
+	return nil
+}
+
+// persist makes written data and the bitmap durable, in that order: a set
+// bit must never be durable before the data it vouches for. Bits are only
+// cleared after a commit has made the blocks durable elsewhere, and the
+// data behind a cleared bit is punched only after persist returns, so a
+// page torn between its old and new sectors can only resurrect bits whose
+// overlay data is still intact.
+func (o *overlay) persist() error {
+	if err := o.data.Sync(); err != nil {
+		return fmt.Errorf("overlay: sync data: %w", mapNoSpace(err))
+	}
+	if len(o.changed) == 0 {
+		return nil
+	}
+	for page := range o.changed {
+		start := page * bitmapPage
+		end := min(start+bitmapPage, len(o.bits))
+		if _, err := o.bitmap.WriteAt(o.bits[start:end], int64(start)); err != nil {
+			return fmt.Errorf("overlay: write dirty bitmap: %w", mapNoSpace(err))
+		}
+	}
+	if err := o.bitmap.Sync(); err != nil {
+		return fmt.Errorf("overlay: sync dirty bitmap: %w", mapNoSpace(err))
+	}
+	clear(o.changed)
+	return nil
+}
+
+func (o *overlay) close() error {
+	return errors.Join(o.data.Close(), o.bitmap.Close())
+}
+
+func mapNoSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}

@@ -1,0 +1,123 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/weft-mesh/weft/blockstore"
+)
+
+// Errors returned by the Manager. Check them with errors.Is; the message of
+// the wrapping error names the disk or replica.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrInvalid  = errors.New("invalid argument")
+	ErrReadOnly = errors.New("read-only")
+	// ErrNoSpace is blockstore.ErrNoSpace, so one check covers both layers.
+	ErrNoSpace = blockstore.ErrNoSpace
+)
+
+// Block sizes a disk may use.
+const (
+	MinBlockSize     = 4 << 10
+	MaxBlockSize     = 4 << 20
+	DefaultBlockSize = 64 << 10
+	DefaultReplicas  = 2
+)
+
+// Ref names a disk head ("web") or one of its replicas ("web@monday").
+type Ref struct {
+	Disk    string
+	Replica string // empty for the head
+}
+
+// ParseRef parses "DISK" or "DISK@REPLICA".
+func ParseRef(s string) (Ref, error) {
+	disk, rep, found := strings.Cut(s, "@")
+	r := Ref{Disk: disk, Replica: rep}
+	if err := ValidateName(disk); err != nil {
+		return Ref{}, err
+	}
+	if found {
+		if err := ValidateName(rep); err != nil {
+			return Ref{}, err
+		}
+	}
+	return r, nil
+}
+
+func (r Ref) String() string {
+	if r.Replica == "" {
+		return r.Disk
+	}
+	return r.Disk + "@" + r.Replica
+}
+
+// ValidateName checks a disk or replica name: 1 to 128 characters of
+// letters, digits, '.', '_' and '-', not starting with '.' or '-'.
+func ValidateName(name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("name %q: must be 1 to 128 characters: %w", name, ErrInvalid)
+	}
+	if name[0] == '.' || name[0] == '-' {
+		return fmt.Errorf("name %q: must not start with %q: %w", name, name[0], ErrInvalid)
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return fmt.Errorf("name %q: character %q not allowed (letters, digits, . _ -): %w", name, r, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// DiskSpec describes a disk to create.
+type DiskSpec struct {
+	Name      string
+	Size      int64 // bytes; rounded up to a multiple of BlockSize
+	BlockSize int64 // 0 means DefaultBlockSize
+	Replicas  int   // 0 means DefaultReplicas
+}
+
+// DiskInfo describes a disk head. Field names are part of the CLI's JSON
+// contract.
+type DiskInfo struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	BlockSize int64  `json:"block_size"`
+	Replicas  int    `json:"replicas"`
+	Root      string `json:"root"` // CID of the last committed block map; "" when empty
+	UsedBytes int64  `json:"used_bytes"`
+	// DirtyBytes is data written but not yet committed to the block store.
+	DirtyBytes int64 `json:"dirty_bytes"`
+	// UnderReplicated counts the disk's blocks that have fewer than
+	// Replicas copies. A single node holds one copy of each block.
+	UnderReplicated int64     `json:"under_replicated"`
+	ReplicaCount    int       `json:"replica_count"`
+	Created         time.Time `json:"created"`
+	Committed       time.Time `json:"committed"`
+}
+
+// ReplicaInfo describes a replica: a named, timestamped root.
+type ReplicaInfo struct {
+	Disk      string    `json:"disk"`
+	Name      string    `json:"name"`
+	Root      string    `json:"root"`
+	Size      int64     `json:"size"`
+	BlockSize int64     `json:"block_size"`
+	UsedBytes int64     `json:"used_bytes"`
+	Created   time.Time `json:"created"`
+}
+
+// GCStats says what a collection did.
+type GCStats struct {
+	Roots       int           `json:"roots"`
+	Marked      int64         `json:"marked"`
+	SweptBlocks int64         `json:"swept_blocks"`
+	SweptBytes  int64         `json:"swept_bytes"`
+	Reclaimed   int64         `json:"reclaimed_bytes"`
+	Duration    time.Duration `json:"duration_ns"`
+}

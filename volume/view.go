@@ -1,0 +1,150 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockmap"
+)
+
+// View is a read-only, consistent image of a disk head or replica at one
+// root. Its blocks are held against GC until Close. Safe for concurrent
+// use.
+type View struct {
+	m         *Manager
+	ref       Ref
+	root      cid.Cid
+	size      int64
+	blockSize int64
+	levels    int
+	release   func()
+}
+
+// OpenView opens a view of ref. A view of a head commits the head first, so
+// it shows every write that returned before the call.
+func (m *Manager) OpenView(ctx context.Context, ref Ref) (*View, error) {
+	root, size, bs, _, release, err := m.pinRef(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return &View{
+		m: m, ref: ref, root: root, size: size, blockSize: bs,
+		levels: blockmap.Levels(uint64(size / bs)), release: release,
+	}, nil
+}
+
+// Size returns the image's size in bytes.
+func (v *View) Size() int64 { return v.size }
+
+// BlockSize returns the image's block size in bytes.
+func (v *View) BlockSize() int64 { return v.blockSize }
+
+// Root returns the root CID the view reads ("" when the image is empty).
+func (v *View) Root() string { return rootString(v.root) }
+
+// Close releases the view's hold on its root.
+func (v *View) Close() error {
+	v.release()
+	return nil
+}
+
+// ReadAt reads len(p) bytes at off.
+func (v *View) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > v.size {
+		return 0, fmt.Errorf("%s: range %d+%d outside %d bytes: %w", v.ref, off, len(p), v.size, ErrInvalid)
+	}
+	ctx := context.Background()
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		i := pos / v.blockSize
+		inBlock := pos - i*v.blockSize
+		n := int(min(int64(len(p)-done), v.blockSize-inBlock))
+		if err := v.m.readCommitted(ctx, v.root, v.levels, i, inBlock, p[done:done+n]); err != nil {
+			return done, fmt.Errorf("%s: %w", v.ref, err)
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// ForEachBlock calls fn for every non-zero block in ascending offset order.
+// data is valid only during the call. Blocks are fetched and verified
+// ahead of fn on every core.
+func (v *View) ForEachBlock(ctx context.Context, fn func(off int64, data []byte) error) error {
+	type fetch struct {
+		index uint64
+		c     cid.Cid
+		data  []byte
+		err   error
+		done  chan struct{}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan *fetch)
+	ordered := make(chan *fetch, workers*8) // bounds read-ahead
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range jobs {
+				f.data, f.err = v.m.store.Get(ctx, f.c)
+				close(f.done)
+			}
+		}()
+	}
+	walkErr := make(chan error, 1)
+	go func() {
+		defer close(ordered)
+		defer close(jobs)
+		walkErr <- v.m.maps.Walk(ctx, v.root, v.levels, 0, uint64(v.size/v.blockSize), func(i uint64, c cid.Cid) error {
+			f := &fetch{index: i, c: c, done: make(chan struct{})}
+			select {
+			case ordered <- f:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case jobs <- f:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return nil
+		})
+	}()
+	var err error
+	for f := range ordered {
+		if err != nil {
+			continue // drain so the walker can finish
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+			cancel()
+			continue
+		}
+		if f.err != nil {
+			err = fmt.Errorf("%s: block %d: %w", v.ref, f.index, f.err)
+		} else {
+			err = fn(int64(f.index)*v.blockSize, f.data)
+		}
+		if err != nil {
+			cancel()
+		}
+	}
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if werr := <-walkErr; werr != nil {
+		return fmt.Errorf("%s: %w", v.ref, werr)
+	}
+	return nil
+}
