@@ -23,9 +23,15 @@ const MaxBlockSize = 4<<20 + 64<<10
 
 // Block is an immutable piece of data named by its CID. Data must not be
 // modified after the block is made.
+//
+// A Block made by NewBlock carries the knowledge that its CID was just
+// computed from its Data, and stores skip hashing it again on Put. A Block
+// assembled from parts (say, from the network) is verified on Put.
 type Block struct {
 	CID  cid.Cid
 	Data []byte
+
+	hashed bool
 }
 
 // Sum returns the CIDv1 of data under codec, with a BLAKE3-256 multihash.
@@ -46,7 +52,16 @@ func cidOf(codec uint64, digest []byte) cid.Cid {
 
 // NewBlock hashes data and returns it as a block of the given codec.
 func NewBlock(codec uint64, data []byte) Block {
-	return Block{CID: Sum(codec, data), Data: data}
+	return Block{CID: Sum(codec, data), Data: data, hashed: true}
+}
+
+// verify checks b before it is stored: its CID must be one weft stores and,
+// unless NewBlock just computed it, must match the data.
+func (b Block) verify() error {
+	if b.hashed {
+		return CheckCID(b.CID)
+	}
+	return Verify(b.CID, b.Data)
 }
 
 // CheckCID reports whether c is a CID weft stores: CIDv1, raw or dag-cbor,

@@ -37,6 +37,7 @@ type Disk struct {
 	appendMu sync.Mutex // the append position: active segment and segment sizes
 	active   *segment
 	nextSeg  uint32
+	ballast  bool // the ballast file is in place (see ballast.go)
 
 	segMu sync.RWMutex // the segment table; held for reading during a pread
 	segs  map[uint32]*segment
@@ -75,17 +76,21 @@ func Open(dir string, opts Options) (*Disk, error) {
 	if err := os.MkdirAll(segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open blockstore %s: %w", dir, noSpace(err))
 	}
-	idx, err := openIndex(filepath.Join(dir, "index"), opts, log)
-	if err != nil {
-		return nil, fmt.Errorf("open blockstore: %w", err)
-	}
 	d := &Disk{
-		dir: dir, segDir: segDir, opts: opts, log: log, idx: idx,
+		dir: dir, segDir: segDir, opts: opts, log: log,
 		segs:    make(map[uint32]*segment),
 		commits: make(chan *commitReq, 64),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		ballast: true,
 	}
+	d.releaseBallast() // room for the index to replay its log, even on a full device
+	idx, err := openIndex(filepath.Join(dir, "index"), opts, log)
+	if err != nil {
+		return nil, fmt.Errorf("open blockstore: %w", err)
+	}
+	d.idx = idx
+	d.placeBallast()
 	if err := d.load(); err != nil {
 		d.closeFiles()
 		idx.close()

@@ -7,5 +7,25 @@
 //
 // Stores are built from one-method roles (Getter, Putter, Haser, Deleter,
 // Lister, Sweeper) so that consumers ask only for what they use. Every
-// implementation passes the same conformance suite in storetest.
+// implementation passes the same conformance suite in storetest. Memory is
+// the reference; Disk is the durable store.
+//
+// # Disk layout
+//
+//	dir/segments/00000001.seg  append-only records: header, CID, bytes
+//	dir/index/                 Pebble: CID -> segment, offset, length, GC generation
+//	dir/ballast                space held back so the index can always open
+//
+// A put writes its records, fsyncs the segment, then commits the index
+// entries with a synced log write: an entry never names bytes that are not
+// durable, so after a crash at any point every acknowledged block reads
+// back, and a torn record at a segment tail is garbage nobody points to.
+// Each Open starts a new segment, so nothing is appended after a torn tail.
+// Deleted and superseded records are garbage until Compact (run by Sweep)
+// copies the live records out of mostly dead segments and removes them.
+//
+// Segments rather than Pebble values: with 64 KiB blocks, storing the bytes
+// as Pebble values measured 88 MB/s for synced 1 MiB batches against 270
+// MB/s for segments (the log and every compaction rewrite the payload), and
+// 727 against 947 MB/s for verified reads.
 package blockstore

@@ -71,7 +71,7 @@ func (m *Memory) PutMany(ctx context.Context, bs []Block) error {
 		if len(b.Data) > MaxBlockSize {
 			return fmt.Errorf("put %s: %d bytes exceeds the %d-byte limit", b.CID, len(b.Data), MaxBlockSize)
 		}
-		if err := Verify(b.CID, b.Data); err != nil {
+		if err := b.verify(); err != nil {
 			return fmt.Errorf("put: %w", err)
 		}
 	}

@@ -56,7 +56,7 @@ func TestNoSpace(t *testing.T) {
 			t.Logf("ErrNoSpace after %d blocks: %v", len(acked), err)
 			checkBlocks(t, d, acked)
 			// Still full: still a clean error, still readable.
-			if err := d.Put(testCtx(t), storetest.NewBlock(r, 64<<10)); !errors.Is(err, blockstore.ErrNoSpace) {
+			if err := d.Put(testCtx(t), storetest.NewBlock(r, 4<<20)); !errors.Is(err, blockstore.ErrNoSpace) {
 				t.Fatalf("Put on a full device: got %v, want ErrNoSpace", err)
 			}
 			checkBlocks(t, d, acked)

@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -45,7 +46,7 @@ func (d *Disk) PutMany(ctx context.Context, bs []Block) error {
 		if len(b.Data) > MaxBlockSize {
 			return fmt.Errorf("put %s: %d bytes exceeds the %d-byte limit", b.CID, len(b.Data), MaxBlockSize)
 		}
-		if err := Verify(b.CID, b.Data); err != nil {
+		if err := b.verify(); err != nil {
 			return fmt.Errorf("put: %w", err)
 		}
 	}
@@ -141,17 +142,21 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 	locs := make([]location, len(cids))
 
 	d.appendMu.Lock()
-	if reserve && d.opts.MinFreeBytes > 0 {
+	minFree := d.opts.MinFreeBytes
+	if !d.ballast {
+		minFree = max(minFree, d.opts.ballastSize())
+	}
+	if reserve && minFree > 0 {
 		var need int64
 		for i := range cids {
 			need += recordSize(len(cids[i]), len(data(i)))
 		}
 		var st unix.Statfs_t
 		if err := unix.Statfs(d.segDir, &st); err == nil {
-			if free := int64(st.Bavail) * int64(st.Bsize); free-need < d.opts.MinFreeBytes {
+			if free := int64(st.Bavail) * int64(st.Bsize); free-need < minFree {
 				d.appendMu.Unlock()
 				return nil, nil, fmt.Errorf("%w: %d bytes free, %d needed plus a %d-byte reserve",
-					ErrNoSpace, free, need, d.opts.MinFreeBytes)
+					ErrNoSpace, free, need, minFree)
 			}
 		}
 	}
@@ -183,23 +188,25 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 	for i, r := range runs {
 		segs[i] = r.seg
 	}
-	var buf []byte
 	for _, r := range runs {
-		buf = buf[:0]
-		for i := r.first; i < r.first+r.n; i++ {
-			buf = appendRecord(buf, cids[i], data(i))
-		}
-		if _, err := r.seg.f.WriteAt(buf, r.off); err != nil {
-			d.abandon(r.seg, r.off, int64(len(buf)))
+		n, err := writeRecords(r.seg.f, r.off, cids, data, r.first, r.n)
+		if err != nil {
+			d.abandon(r.seg, r.off, runBytes(cids, data, r.first, r.n), err)
 			d.release(segs)
 			return nil, nil, fmt.Errorf("write segment %d: %w", r.seg.id, noSpace(err))
 		}
 		r.seg.writes.Add(1)
+		// Start writeback now rather than at the fsync below: the device
+		// works while this and other callers go on hashing and copying.
+		_ = unix.SyncFileRange(int(r.seg.f.Fd()), r.off, n, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	for _, r := range runs {
 		if err := r.seg.sync(); err != nil {
 			d.appendMu.Lock()
 			r.seg.sealed = true
+			if errors.Is(err, ErrNoSpace) {
+				d.releaseBallast()
+			}
 			d.appendMu.Unlock()
 			d.release(segs)
 			return nil, nil, err
@@ -210,11 +217,15 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 
 // abandon handles a failed write: the segment is sealed so later appends
 // go to a fresh file, and if nothing was reserved after the failed range
-// the file is cut back to give the space back.
-func (d *Disk) abandon(s *segment, off, n int64) {
+// the file is cut back to give the space back. A full device also
+// releases the ballast.
+func (d *Disk) abandon(s *segment, off, n int64, err error) {
 	d.appendMu.Lock()
 	defer d.appendMu.Unlock()
 	s.sealed = true
+	if errors.Is(noSpace(err), ErrNoSpace) {
+		d.releaseBallast()
+	}
 	if s.size == off+n && s.f.Truncate(off) == nil {
 		s.size = off
 		d.diskBytes.Add(-n)
@@ -335,4 +346,13 @@ func keyCID(key []byte) (cid.Cid, error) {
 		return cid.Undef, fmt.Errorf("index key %x: %w", key, err)
 	}
 	return c, nil
+}
+
+// runBytes is the size on disk of the records cids[first:first+n].
+func runBytes(cids [][]byte, data func(int) []byte, first, n int) int64 {
+	var size int64
+	for i := first; i < first+n; i++ {
+		size += recordSize(len(cids[i]), len(data(i)))
+	}
+	return size
 }

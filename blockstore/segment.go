@@ -41,18 +41,65 @@ func recordSize(cidLen, dataLen int) int64 {
 
 // appendRecord appends the record of (cidBytes, data) to buf.
 func appendRecord(buf, cidBytes, data []byte) []byte {
+	return append(appendRecordHead(buf, cidBytes, len(data)), data...)
+}
+
+// appendRecordHead appends a record's header and CID: everything but the
+// payload of dataLen bytes that follows them.
+func appendRecordHead(buf, cidBytes []byte, dataLen int) []byte {
 	start := len(buf)
 	buf = append(buf, recordMagic...)
 	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(cidBytes)))
 	buf = binary.LittleEndian.AppendUint16(buf, 0)
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(data)))
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(dataLen))
 	crc := crc32.Update(crc32.Checksum(buf[start:], castagnoli), castagnoli, cidBytes)
 	buf = binary.LittleEndian.AppendUint32(buf, crc)
-	buf = append(buf, cidBytes...)
-	return append(buf, data...)
+	return append(buf, cidBytes...)
 }
 
-// scanSegment calls fn for every well-formed record of r from the start,
+// maxIovecs is how many buffers one pwritev takes (Linux's IOV_MAX).
+const maxIovecs = 1024
+
+// writeRecords writes the records of cids[first:first+n] at off with
+// pwritev, straight from the callers' buffers: the payloads are not copied
+// in user space. It returns the number of bytes written.
+func writeRecords(f *os.File, off int64, cids [][]byte, data func(int) []byte, first, n int) (int64, error) {
+	heads := make([]byte, 0, n*(recordHeaderSize+64))
+	iovs := make([][]byte, 0, 2*n)
+	for i := first; i < first+n; i++ {
+		start := len(heads)
+		heads = appendRecordHead(heads, cids[i], len(data(i)))
+		iovs = append(iovs, heads[start:len(heads):len(heads)])
+		if len(data(i)) > 0 {
+			iovs = append(iovs, data(i))
+		}
+	}
+	var total int64
+	for len(iovs) > 0 {
+		chunk := iovs[:min(len(iovs), maxIovecs)]
+		w, err := unix.Pwritev(int(f.Fd()), chunk, off+total)
+		if err != nil {
+			return total, fmt.Errorf("pwritev %s: %w", f.Name(), err)
+		}
+		if w == 0 {
+			return total, fmt.Errorf("pwritev %s: %w", f.Name(), io.ErrShortWrite)
+		}
+		total += int64(w)
+		// Drop what was written; a short write resumes mid-buffer.
+		for w > 0 {
+			if w >= len(iovs[0]) {
+				w -= len(iovs[0])
+				iovs = iovs[1:]
+				continue
+			}
+			iovs[0] = iovs[0][w:]
+			w = 0
+		}
+	}
+	return total, nil
+}
+
+// scanSegment calls fn for every whole, well-formed record of r from the start,
 // with the record's offset, CID bytes and data length. It stops at the
 // first header that does not check out (a torn tail, a hole left by a
 // failed write) and returns the offset where it stopped.
@@ -76,10 +123,14 @@ func scanSegment(r io.ReaderAt, fn func(off int64, cidBytes []byte, dataLen int)
 		if crc != binary.LittleEndian.Uint32(hdr[12:]) {
 			return off, nil
 		}
+		size := recordSize(cidLen, dataLen)
+		if _, err := r.ReadAt(hdr[:1], off+size-1); err != nil {
+			return off, nil // the payload is cut short
+		}
 		if err := fn(off, cidBytes, dataLen); err != nil {
 			return off, err
 		}
-		off += recordSize(cidLen, dataLen)
+		off += size
 	}
 }
 

@@ -37,6 +37,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/disks/{name}", s.handleDiskInfo)
 	mux.HandleFunc("DELETE /v1/disks/{name}", s.handleRemoveDisk)
 	mux.HandleFunc("PUT /v1/disks/{name}/import", s.handleImport)
+	mux.HandleFunc("POST /v1/disks/{name}/import-file", s.handleImportFile)
 	mux.HandleFunc("GET /v1/disks/{ref}/export", s.handleExport)
 	mux.HandleFunc("POST /v1/disks/{ref}/clone", s.handleClone)
 	mux.HandleFunc("POST /v1/disks/{name}/commit", s.handleCommit)

@@ -32,7 +32,7 @@ run() {
 }
 # message REF: the text the "VM" wrote at 100 MiB into the disk.
 message() {
-	"$WEFT" disk export "$1" - | dd bs=1M skip=100 count=1 status=none | tr -d '\0'
+	"$WEFT" disk export "$1" - | dd bs=1M skip=100 count=1 iflag=fullblock status=none | tr -d '\0'
 	echo
 }
 

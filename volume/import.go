@@ -11,7 +11,14 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockmap"
+	"github.com/weft-mesh/weft/blockstore"
 )
+
+// importBatchBytes is how much an import worker hands the store at once.
+// An import is one long stream, so it pays to amortise the store's fsyncs
+// over much more than a commit does; the cost is the memory of the
+// buffers in flight (workers x batch).
+const importBatchBytes = 16 << 20
 
 // Import makes r the content of a disk: it creates the disk (with
 // spec.BlockSize and spec.Replicas, sized to the input rounded up to the
@@ -83,17 +90,28 @@ func (m *Manager) Import(ctx context.Context, spec DiskSpec, r io.Reader) (DiskI
 // importBlocks reads r to the end in blocks, storing the non-zero ones, and
 // returns the map changes and the number of bytes read. limit >= 0 bounds
 // the input's length.
+//
+// The reader fills whole batches of consecutive blocks and hands each to
+// a worker, which hashes it and stores it in one durable PutMany. Workers
+// start at staggered times, so while one waits for its fsync the others
+// hash: the device and the cores stay busy together.
 func (m *Manager) importBlocks(ctx context.Context, r io.Reader, blockSize, limit int64) ([]blockmap.Change, int64, error) {
-	type chunk struct {
-		index int64
-		buf   []byte
+	type batch struct {
+		first int64 // index of the first block
+		bufs  [][]byte
+		n     int // blocks filled
 	}
-	workers := runtime.GOMAXPROCS(0)
-	free := make(chan []byte, workers*putBatch*2)
+	workers := runtime.GOMAXPROCS(0) + 2
+	batchBlocks := int(max(1, importBatchBytes/blockSize))
+	free := make(chan *batch, workers+2)
 	for range cap(free) {
-		free <- make([]byte, blockSize)
+		b := &batch{bufs: make([][]byte, batchBlocks)}
+		for i := range b.bufs {
+			b.bufs[i] = make([]byte, blockSize)
+		}
+		free <- b
 	}
-	work := make(chan chunk, cap(free))
+	work := make(chan *batch)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -104,32 +122,24 @@ func (m *Manager) importBlocks(ctx context.Context, r io.Reader, blockSize, limi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			batch := newBlockBatch(m.store, putBatch, 0)
-			var held [][]byte // buffers in the current batch
+			var blocks []blockstore.Block
 			var local []blockmap.Change
-			flush := func() error {
-				err := batch.flush(ctx)
-				for _, b := range held {
-					free <- b
+			for b := range work {
+				blocks = blocks[:0]
+				for i, buf := range b.bufs[:b.n] {
+					if isZero(buf) {
+						continue
+					}
+					blk := blockstore.NewBlock(blockstore.CodecRaw, buf)
+					blocks = append(blocks, blk)
+					local = append(local, blockmap.Change{Index: uint64(b.first) + uint64(i), CID: blk.CID})
 				}
-				held = held[:0]
-				return err
-			}
-			for c := range work {
-				if id := batch.add(c.buf); id.Defined() {
-					local = append(local, blockmap.Change{Index: uint64(c.index), CID: id})
-					held = append(held, c.buf)
-				} else {
-					free <- c.buf
-				}
-				if len(held) == putBatch {
-					if err := flush(); err != nil {
-						cancel(err)
+				if len(blocks) > 0 && ctx.Err() == nil {
+					if err := m.store.PutMany(ctx, blocks); err != nil {
+						cancel(fmt.Errorf("store blocks: %w", err))
 					}
 				}
-			}
-			if err := flush(); err != nil {
-				cancel(err)
+				free <- b
 			}
 			mu.Lock()
 			changes = append(changes, local...)
@@ -140,24 +150,34 @@ func (m *Manager) importBlocks(ctx context.Context, r io.Reader, blockSize, limi
 	total, readErr := func() (int64, error) {
 		defer close(work)
 		var total int64
-		for index := int64(0); ; index++ {
-			var buf []byte
+		for index := int64(0); ; {
+			var b *batch
 			select {
-			case buf = <-free:
+			case b = <-free:
 			case <-ctx.Done():
 				return total, context.Cause(ctx)
 			}
-			n, err := io.ReadFull(r, buf)
-			total += int64(n)
+			b.first, b.n = index, 0
+			var err error
+			for b.n < batchBlocks && err == nil {
+				var n int
+				buf := b.bufs[b.n]
+				n, err = io.ReadFull(r, buf)
+				total += int64(n)
+				if n > 0 {
+					clear(buf[n:])
+					b.n++
+				}
+			}
+			index += int64(b.n)
 			if limit >= 0 && total > limit {
-				free <- buf
+				free <- b
 				return total, fmt.Errorf("input is longer than the disk's %d bytes: %w", limit, ErrInvalid)
 			}
-			if n > 0 {
-				clear(buf[n:])
-				work <- chunk{index: index, buf: buf}
+			if b.n > 0 {
+				work <- b
 			} else {
-				free <- buf
+				free <- b
 			}
 			switch {
 			case err == io.EOF || err == io.ErrUnexpectedEOF:

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/node"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -67,9 +70,21 @@ func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) err
 		return err
 	}
 	defer cl.Close()
+	spec := volume.DiskSpec{Name: name, BlockSize: bs, Replicas: o.replicas}
 	bar := newProgress(o.globals, "import "+name, total)
-	info, err := cl.Import(ctx, volume.DiskSpec{Name: name, BlockSize: bs, Replicas: o.replicas},
-		io.Reader(&progressReader{r: in, p: bar}), total)
+	var info volume.DiskInfo
+	err = node.ErrFileAccess
+	if total >= 0 {
+		// A regular file: the daemon reads it itself, which saves copying
+		// every byte through the socket, unless it cannot open it.
+		var abs string
+		if abs, err = filepath.Abs(path); err == nil {
+			info, err = cl.ImportFile(ctx, spec, abs, bar.set)
+		}
+	}
+	if errors.Is(err, node.ErrFileAccess) {
+		info, err = cl.Import(ctx, spec, io.Reader(&progressReader{r: in, p: bar}), total)
+	}
 	bar.done()
 	if err != nil {
 		return err

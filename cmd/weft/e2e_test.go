@@ -166,6 +166,20 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("export web -: exit %d, %d bytes, want %d bytes equal to the image; stderr %s", r.code, len(r.stdout), len(wantA), r.stderr)
 	}
 
+	// The same image from stdin (streamed through the socket rather than
+	// read by the daemon) gives the same disk, down to the root CID.
+	if r := h.run(imgA, "disk", "import", "web-stdin", "-"); r.code != 0 {
+		t.Fatalf("import from stdin: exit %d, stderr %s", r.code, r.stderr)
+	}
+	h.wantContent("web-stdin", wantA)
+	var fromFile, fromStdin volume.DiskInfo
+	h.jsonOut(&fromFile, "disk", "info", "web")
+	h.jsonOut(&fromStdin, "disk", "info", "web-stdin")
+	if fromFile.Root != fromStdin.Root || fromFile.Root == "" {
+		t.Fatalf("root from a file %q, from stdin %q: want equal and non-empty", fromFile.Root, fromStdin.Root)
+	}
+	h.ok("disk", "rm", "web-stdin")
+
 	// info --json has the contract's fields.
 	var fields map[string]any
 	h.jsonOut(&fields, "disk", "info", "web")

@@ -37,6 +37,13 @@ func (p *progress) add(n int64) {
 	}
 }
 
+// set records that n bytes are done in all.
+func (p *progress) set(n int64) {
+	if p.bar != nil {
+		_ = p.bar.Set64(n)
+	}
+}
+
 // done removes the bar.
 func (p *progress) done() {
 	if p.bar != nil {

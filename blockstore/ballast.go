@@ -1,0 +1,58 @@
+package blockstore
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pebble needs free space to open (it flushes the replayed log) and to
+// commit (a failed log write is fatal to it). A full device must not wedge
+// the index, so the store keeps a ballast file, dir/ballast, of
+// ballastSize bytes: Open deletes it before opening the index and puts it
+// back afterwards, and the first ENOSPC from a segment deletes it, after
+// which puts keep at least ballastSize free (see appendRecords).
+
+func (o Options) ballastSize() int64 { return 2*o.IndexMemTableBytes + 1<<20 }
+
+func ballastPath(dir string) string { return filepath.Join(dir, "ballast") }
+
+// releaseBallast deletes the ballast file. The caller holds appendMu or is
+// Open.
+func (d *Disk) releaseBallast() {
+	if !d.ballast {
+		return
+	}
+	if err := os.Remove(ballastPath(d.dir)); err != nil && !os.IsNotExist(err) {
+		d.log.Warn("remove ballast", "err", err)
+		return
+	}
+	d.ballast = false
+	d.log.Warn("device full: released the index ballast", "bytes", d.opts.ballastSize())
+}
+
+// placeBallast (re)creates the ballast file, best effort: on a full device
+// the store runs without it, keeping its size free instead.
+func (d *Disk) placeBallast() {
+	path := ballastPath(d.dir)
+	err := func() error {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, d.opts.ballastSize()); err != nil {
+			return err
+		}
+		return f.Sync()
+	}()
+	if err != nil {
+		os.Remove(path)
+		d.log.Warn("cannot place the index ballast; keeping its size free instead",
+			"bytes", d.opts.ballastSize(), "err", fmt.Errorf("ballast: %w", err))
+		return
+	}
+	d.ballast = true
+}

@@ -1,0 +1,106 @@
+package blockstore_test
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+
+	"github.com/weft-mesh/weft/blockstore"
+)
+
+const (
+	benchBlockSize = 64 << 10
+	benchBatch     = 16 // blocks per PutMany: 1 MiB
+)
+
+// benchBlocks returns n distinct random blocks of benchBlockSize bytes.
+func benchBlocks(b *testing.B, n int) []blockstore.Block {
+	b.Helper()
+	r := rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)})
+	bs := make([]blockstore.Block, n)
+	for i := range bs {
+		data := make([]byte, benchBlockSize)
+		r.Read(data)
+		bs[i] = blockstore.NewBlock(blockstore.CodecRaw, data)
+	}
+	return bs
+}
+
+func benchDisk(b *testing.B) *blockstore.Disk {
+	b.Helper()
+	d, err := blockstore.Open(b.TempDir(), blockstore.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	return d
+}
+
+// BenchmarkPutMany measures durable puts of new 64 KiB blocks in 1 MiB
+// batches (hash verification, segment write, fsync, index commit): one
+// writer, and GOMAXPROCS writers whose fsyncs and commits are shared.
+func BenchmarkPutMany(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		bs := benchBlocks(b, b.N*benchBatch)
+		d := benchDisk(b)
+		ctx := b.Context()
+		b.SetBytes(benchBatch * benchBlockSize)
+		b.ResetTimer()
+		for i := range b.N {
+			if err := d.PutMany(ctx, bs[i*benchBatch:(i+1)*benchBatch]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		bs := benchBlocks(b, b.N*benchBatch)
+		d := benchDisk(b)
+		ctx := b.Context()
+		var next atomic.Int64
+		b.SetBytes(benchBatch * benchBlockSize)
+		b.SetParallelism(4) // I/O bound: more writers than cores
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := int(next.Add(1) - 1)
+				if err := d.PutMany(ctx, bs[i*benchBatch:(i+1)*benchBatch]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkGet measures verified reads of 64 KiB blocks (from the page
+// cache: 64 MiB of blocks).
+func BenchmarkGet(b *testing.B) {
+	bs := benchBlocks(b, 1024)
+	d := benchDisk(b)
+	ctx := b.Context()
+	for i := 0; i < len(bs); i += benchBatch {
+		if err := d.PutMany(ctx, bs[i:i+benchBatch]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.SetBytes(benchBlockSize)
+		for i := range b.N {
+			if _, err := d.Get(ctx, bs[i%len(bs)].CID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		var next atomic.Int64
+		b.SetBytes(benchBlockSize)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := d.Get(ctx, bs[int(next.Add(1))%len(bs)].CID); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
