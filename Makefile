@@ -33,7 +33,8 @@ demo: build
 	KEEP=$(KEEP) WEFT=$(CURDIR)/$(BIN) ./scripts/demo.sh
 
 bench: build
-	$(GO) test -run '^$$' -bench . ./...
+	$(GO) test -run '^$$' -bench . ./blockstore/ ./blockmap/
+	$(GO) test -run '^$$' -bench 'BenchmarkImport' -benchtime 3x ./volume/
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench.sh
 
 # fuzz runs every Fuzz target for FUZZTIME each.

@@ -59,3 +59,18 @@ printf '%-34s %10s %10s %8s\n' "weft disk import" "$imp_s" "$(mbps "$imp_s")" "$
 printf '%-34s %10s %10s %8s\n' "weft disk export to a file + sync" "$exp_s" "$(mbps "$exp_s")" "$(awk -v a="$cp_s" -v b="$exp_s" 'BEGIN { printf "%.2f", a / b }')"
 printf '%-34s %10s %10s %8s\n' "weft disk export to /dev/null" "$expnull_s" "$(mbps "$expnull_s")" "-"
 echo "(vs cp = cp time / weft time: above 1.00 is faster than cp; the goal for import is >= 0.80)"
+
+# Commit throughput and replica creation come from the volume package's Go
+# benchmarks: they need writes into a head, which the CLI does not offer
+# before NBD and FUSE.
+echo "running the volume benchmarks (commit, replica creation) ..." >&2
+bench_out=$(cd "$(dirname "$0")/.." && go test -run '^$' -bench 'BenchmarkCommit$|BenchmarkReplicaCreate' -benchtime 20x ./volume/)
+field() { awk -v name="$1" -v unit="$2" '$1 ~ "^"name"(-[0-9]+)?$" { for (i = 2; i <= NF; i++) if ($(i+1) == unit) print $i }' <<<"$bench_out"; }
+commit_mbs=$(field BenchmarkCommit MB/s)
+rep1g=$(field 'BenchmarkReplicaCreate/1GiB' ns/op)
+rep1t=$(field 'BenchmarkReplicaCreate/1TiB' ns/op)
+printf '\n%-46s %12s\n' "head operations (in process)" "figure"
+printf '%-46s %9.0f MB/s\n' "commit 64 MiB of dirty 64 KiB blocks" "$commit_mbs"
+printf '%-46s %10.2f ms\n' "replica create, 1 GiB disk (one dirty block)" "$(awk -v n="$rep1g" 'BEGIN { print n / 1e6 }')"
+printf '%-46s %10.2f ms\n' "replica create, 1 TiB disk (one dirty block)" "$(awk -v n="$rep1t" 'BEGIN { print n / 1e6 }')"
+printf '%-46s %12.2f\n' "1 TiB / 1 GiB replica time (O(1): about 1)" "$(awk -v a="$rep1t" -v b="$rep1g" 'BEGIN { print a / b }')"

@@ -5,20 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
-	"sync"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockmap"
-	"github.com/weft-mesh/weft/blockstore"
 )
-
-// importBatchBytes is how much an import worker hands the store at once.
-// An import is one long stream, so it pays to amortise the store's fsyncs
-// over much more than a commit does; the cost is the memory of the
-// buffers in flight (workers x batch).
-const importBatchBytes = 16 << 20
 
 // Import makes r the content of a disk: it creates the disk (with
 // spec.BlockSize and spec.Replicas, sized to the input rounded up to the
@@ -90,109 +81,40 @@ func (m *Manager) Import(ctx context.Context, spec DiskSpec, r io.Reader) (DiskI
 // importBlocks reads r to the end in blocks, storing the non-zero ones, and
 // returns the map changes and the number of bytes read. limit >= 0 bounds
 // the input's length.
-//
-// The reader fills whole batches of consecutive blocks and hands each to
-// a worker, which hashes it and stores it in one durable PutMany. Workers
-// start at staggered times, so while one waits for its fsync the others
-// hash: the device and the cores stay busy together.
 func (m *Manager) importBlocks(ctx context.Context, r io.Reader, blockSize, limit int64) ([]blockmap.Change, int64, error) {
-	type batch struct {
-		first int64 // index of the first block
-		bufs  [][]byte
-		n     int // blocks filled
-	}
-	workers := runtime.GOMAXPROCS(0) + 2
-	batchBlocks := int(max(1, importBatchBytes/blockSize))
-	free := make(chan *batch, workers+2)
-	for range cap(free) {
-		b := &batch{bufs: make([][]byte, batchBlocks)}
-		for i := range b.bufs {
-			b.bufs[i] = make([]byte, blockSize)
-		}
-		free <- b
-	}
-	work := make(chan *batch)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
-	var mu sync.Mutex
-	var changes []blockmap.Change
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var blocks []blockstore.Block
-			var local []blockmap.Change
-			for b := range work {
-				blocks = blocks[:0]
-				for i, buf := range b.bufs[:b.n] {
-					if isZero(buf) {
-						continue
-					}
-					blk := blockstore.NewBlock(blockstore.CodecRaw, buf)
-					blocks = append(blocks, blk)
-					local = append(local, blockmap.Change{Index: uint64(b.first) + uint64(i), CID: blk.CID})
-				}
-				if len(blocks) > 0 && ctx.Err() == nil {
-					if err := m.store.PutMany(ctx, blocks); err != nil {
-						cancel(fmt.Errorf("store blocks: %w", err))
-					}
-				}
-				free <- b
-			}
-			mu.Lock()
-			changes = append(changes, local...)
-			mu.Unlock()
-		}()
-	}
-
-	total, readErr := func() (int64, error) {
-		defer close(work)
-		var total int64
-		for index := int64(0); ; {
-			var b *batch
-			select {
-			case b = <-free:
-			case <-ctx.Done():
-				return total, context.Cause(ctx)
-			}
-			b.first, b.n = index, 0
-			var err error
-			for b.n < batchBlocks && err == nil {
-				var n int
-				buf := b.bufs[b.n]
-				n, err = io.ReadFull(r, buf)
-				total += int64(n)
-				if n > 0 {
-					clear(buf[n:])
-					b.n++
-				}
-			}
-			index += int64(b.n)
-			if limit >= 0 && total > limit {
-				free <- b
-				return total, fmt.Errorf("input is longer than the disk's %d bytes: %w", limit, ErrInvalid)
-			}
-			if b.n > 0 {
-				work <- b
-			} else {
-				free <- b
+	var total, next int64
+	changes, err := m.storeBlocksFrom(ctx, blockSize, func(b *batch) (bool, error) {
+		for !b.full() {
+			buf := b.add(next)
+			n, err := io.ReadFull(r, buf)
+			total += int64(n)
+			switch {
+			case limit >= 0 && total > limit:
+				return false, fmt.Errorf("input is longer than the disk's %d bytes: %w", limit, ErrInvalid)
+			case n == 0:
+				b.index = b.index[:len(b.index)-1]
+			default:
+				clear(buf[n:])
+				next++
 			}
 			switch {
 			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				return total, nil
+				return false, nil
 			case err != nil:
-				return total, fmt.Errorf("read input: %w", err)
+				return false, fmt.Errorf("read input: %w", err)
 			}
 		}
-	}()
-	wg.Wait()
-	if readErr != nil {
-		return nil, 0, readErr
-	}
-	if err := context.Cause(ctx); err != nil {
+		return true, nil
+	})
+	if err != nil {
 		return nil, 0, err
 	}
-	return changes, total, nil
+	// Zero blocks of a fresh map need no change.
+	kept := changes[:0]
+	for _, c := range changes {
+		if c.CID.Defined() {
+			kept = append(kept, c)
+		}
+	}
+	return kept, total, nil
 }

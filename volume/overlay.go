@@ -28,6 +28,10 @@ type overlay struct {
 	blockSize int64
 	bits      []byte       // persisted view: dirty or being committed
 	changed   map[int]bool // bitmap pages changed since the last persist
+	// unsynced holds the blocks written since the data file was last
+	// synced. Only those whose bit is still set force a sync: the data of
+	// a block a commit has just cleared is about to be punched anyway.
+	unsynced bitset
 }
 
 const (
@@ -60,14 +64,17 @@ func openOverlay(dir string, size, blockSize int64) (*overlay, error) {
 		bitmap.Close()
 		return nil, fmt.Errorf("overlay: read dirty bitmap: %w", err)
 	}
-	return &overlay{data: data, bitmap: bitmap, blockSize: blockSize, bits: bits, changed: map[int]bool{}}, nil
+	return &overlay{data: data, bitmap: bitmap, blockSize: blockSize, bits: bits, changed: map[int]bool{}, unsynced: newBitset(nblocks)}, nil
 }
 
 func (o *overlay) isSet(i int64) bool { return o.bits[i/8]&(1<<(i%8)) != 0 }
 
+// set sets or clears block i's bit. Setting it says block i's data was
+// just written to the overlay.
 func (o *overlay) set(i int64, on bool) {
 	old := o.bits[i/8]
 	if on {
+		o.unsynced.set(i)
 		o.bits[i/8] |= 1 << (i % 8)
 	} else {
 		o.bits[i/8] &^= 1 << (i % 8)
@@ -130,9 +137,14 @@ func (o *overlay) zeroBlocks(first, n int64) error {
 // page torn between its old and new sectors can only resurrect bits whose
 // overlay data is still intact.
 func (o *overlay) persist() error {
-	if err := o.data.Sync(); err != nil {
-		return fmt.Errorf("overlay: sync data: %w", mapNoSpace(err))
+	needSync := false
+	o.unsynced.each(func(i int64) { needSync = needSync || o.isSet(i) })
+	if needSync {
+		if err := o.data.Sync(); err != nil {
+			return fmt.Errorf("overlay: sync data: %w", mapNoSpace(err))
+		}
 	}
+	clear(o.unsynced)
 	if len(o.changed) == 0 {
 		return nil
 	}
