@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -31,6 +32,7 @@ type diskRecord struct {
 	Root      string    `json:"root"`
 	Created   time.Time `json:"created"`
 	Committed time.Time `json:"committed"`
+	Allow     []string  `json:"allow,omitempty"` // client networks, CIDR
 }
 
 type replicaRecord struct {
@@ -133,6 +135,7 @@ func (c *catalog) clone() *catalog {
 	out := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}}
 	for k, d := range c.Disks {
 		cp := *d
+		cp.Allow = slices.Clone(d.Allow)
 		out.Disks[k] = &cp
 	}
 	for disk, reps := range c.Replicas {

@@ -30,13 +30,16 @@ type Config struct {
 	CommitInterval time.Duration
 	// MapCacheNodes bounds the decoded block-map nodes kept in memory.
 	MapCacheNodes int
+	// BlockCacheBytes bounds the verified data blocks kept in memory for
+	// reads; 0 disables the cache.
+	BlockCacheBytes int64
 	// Now is the clock for timestamps; nil means time.Now.
 	Now func() time.Time
 }
 
 // DefaultConfig returns a Config with everything but Dir and Store set.
 func DefaultConfig() Config {
-	return Config{CommitInterval: 5 * time.Second, MapCacheNodes: 4096, Now: time.Now}
+	return Config{CommitInterval: 5 * time.Second, MapCacheNodes: 4096, BlockCacheBytes: 256 << 20, Now: time.Now}
 }
 
 // Validate reports whether the Config can be used.
@@ -61,6 +64,7 @@ type Manager struct {
 	cfg   Config
 	store blockstore.Store
 	maps  *blockmap.Maps
+	cache *blockCache
 	log   *slog.Logger
 
 	// gcMu is held for reading from the first block put of a commit until
@@ -100,6 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		cfg:   cfg,
 		store: cfg.Store,
 		maps:  blockmap.New(cfg.Store, cfg.MapCacheNodes),
+		cache: newBlockCache(cfg.BlockCacheBytes),
 		log:   cfg.Logger,
 		cat:   cat,
 		heads: map[string]*Head{},
@@ -360,7 +365,7 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 		info = DiskInfo{
 			Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
 			Root: rec.Root, ReplicaCount: len(m.cat.Replicas[name]),
-			Created: rec.Created, Committed: rec.Committed,
+			Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
 		}
 		h = m.heads[name]
 	}
@@ -508,9 +513,13 @@ func (m *Manager) readCommitted(ctx context.Context, root cid.Cid, levels int, i
 		clear(dst)
 		return nil
 	}
-	data, err := m.store.Get(ctx, c)
-	if err != nil {
-		return fmt.Errorf("block %d: %w", i, err)
+	data, ok := m.cache.get(c.KeyString())
+	if !ok {
+		var err error
+		if data, err = m.store.Get(ctx, c); err != nil {
+			return fmt.Errorf("block %d: %w", i, err)
+		}
+		m.cache.add(c.KeyString(), data)
 	}
 	if inBlock+int64(len(dst)) > int64(len(data)) {
 		return fmt.Errorf("block %d: %s holds %d bytes, want %d: %w", i, c, len(data), inBlock+int64(len(dst)), blockstore.ErrCorrupt)

@@ -99,6 +99,9 @@ type DiskInfo struct {
 	ReplicaCount    int       `json:"replica_count"`
 	Created         time.Time `json:"created"`
 	Committed       time.Time `json:"committed"`
+	// Allow lists the client networks (CIDR) that may open the disk over
+	// NBD; empty means any client that can reach the listener.
+	Allow []string `json:"allow,omitempty"`
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.
