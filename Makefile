@@ -2,10 +2,10 @@
 GO       ?= go
 BIN      := bin/weft
 FUZZTIME ?= 10s
-# Debian packages the tests need (none yet; the NBD issue adds qemu-utils,
-# libnbd-bin, nbdkit).
-DEB_PKGS ?=
-
+# Debian packages the tests and benchmarks use: real NBD clients and the
+# nbdkit reference server, fio, and FUSE with the tools to put a file
+# system on a FUSE file (e2fsprogs, mount/losetup from util-linux).
+DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux
 .PHONY: all build test deps demo bench fuzz lint clean
 
 all: build

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/weft-mesh/weft/node"
 )
 
@@ -18,6 +20,7 @@ var zeros = make([]byte, 1<<20)
 // data bytes written.
 func writeExport(er *node.ExportReader, out io.Writer, sparse *os.File, bar *progress) (int64, error) {
 	var data int64
+	var wb writeback
 	for {
 		rec, err := er.Next()
 		if err == io.EOF {
@@ -29,7 +32,9 @@ func writeExport(er *node.ExportReader, out io.Writer, sparse *os.File, bar *pro
 		switch rec.Kind {
 		case node.RecordData:
 			if sparse != nil {
-				_, err = sparse.WriteAt(rec.Data, rec.Off)
+				if _, err = sparse.WriteAt(rec.Data, rec.Off); err == nil {
+					wb.wrote(sparse, rec.Off, rec.Len)
+				}
 			} else {
 				_, err = out.Write(rec.Data)
 			}
@@ -48,8 +53,30 @@ func writeExport(er *node.ExportReader, out io.Writer, sparse *os.File, bar *pro
 		if err := sparse.Truncate(er.Size()); err != nil {
 			return data, fmt.Errorf("write %s: %w", sparse.Name(), err)
 		}
+		// An export is a copy an operator relies on: durable on return.
+		if err := sparse.Sync(); err != nil {
+			return data, fmt.Errorf("sync %s: %w", sparse.Name(), err)
+		}
 	}
 	return data, nil
+}
+
+// writebackChunk is how much written data accumulates before writeback of
+// it is started.
+const writebackChunk = 8 << 20
+
+// writeback starts the kernel writing exported data to the device while
+// more arrives, so the final fsync has little left to wait for.
+type writeback struct{ start, end int64 }
+
+func (w *writeback) wrote(f *os.File, off, n int64) {
+	if off != w.end || w.end-w.start >= writebackChunk {
+		if w.end > w.start {
+			_ = unix.SyncFileRange(int(f.Fd()), w.start, w.end-w.start, unix.SYNC_FILE_RANGE_WRITE)
+		}
+		w.start = off
+	}
+	w.end = off + n
 }
 
 func writeZeros(w io.Writer, n int64) error {
