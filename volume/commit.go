@@ -83,6 +83,7 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 			n++
 		}
 		if err := h.ov.zeroBlocks(clean[0], int64(n)); err != nil {
+			h.staleOverlay = true
 			return fmt.Errorf("commit disk %q: %w", h.name, err)
 		}
 		clean = clean[n:]

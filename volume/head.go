@@ -30,6 +30,11 @@ type Head struct {
 	dirty      bitset // written since the last commit began
 	committing bitset // being committed; still served from the overlay
 	removed    bool
+	// staleOverlay is set when punching committed blocks out of the
+	// overlay failed: clean blocks may then hold stale bytes there, so
+	// partial writes must always copy the committed block in. Reopening
+	// the head punches again and clears it.
+	staleOverlay bool
 }
 
 // Name returns the disk's name.
@@ -119,8 +124,20 @@ func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 
 // prepareBlock makes the overlay hold the whole current content of block i
 // before n bytes of it are overwritten (read-modify-write, once per block).
+//
+// The overlay region of a block not in the overlay is a hole (never
+// written, or punched after its commit; see staleOverlay for when a punch
+// fails), so a block that is zero in the map needs no copy at all: the
+// hole already reads as zeros.
 func (h *Head) prepareBlock(ctx context.Context, i, n int64) error {
 	if n == h.blockSize || h.inOverlay(i) {
+		return nil
+	}
+	c, err := h.m.maps.Lookup(ctx, h.root, h.levels, uint64(i))
+	if err != nil {
+		return fmt.Errorf("disk %q: block %d: %w", h.name, i, err)
+	}
+	if !c.Defined() && !h.staleOverlay {
 		return nil
 	}
 	buf := make([]byte, h.blockSize)

@@ -153,6 +153,20 @@ func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
 			h.dirty.set(i)
 		}
 	}
+	// Clean blocks must read as zeros from the overlay (see prepareBlock);
+	// a crash between a commit's bitmap write and its punch can leave
+	// stale bytes behind, so punch every clean run now.
+	var start int64
+	for i := int64(0); i <= n; i++ {
+		if i < n && !h.dirty.get(i) {
+			continue
+		}
+		if err := ov.zeroBlocks(start, i-start); err != nil {
+			ov.close()
+			return nil, fmt.Errorf("disk %q: %w", rec.Name, err)
+		}
+		start = i + 1
+	}
 	return h, nil
 }
 

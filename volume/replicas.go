@@ -189,6 +189,7 @@ func (h *Head) reset(root cid.Cid) error {
 		return fmt.Errorf("disk %q: reset overlay: %w", h.name, err)
 	}
 	if err := h.ov.zeroBlocks(0, h.nblocks()); err != nil {
+		h.staleOverlay = true
 		return fmt.Errorf("disk %q: reset overlay: %w", h.name, err)
 	}
 	return nil
