@@ -36,6 +36,8 @@ bench: build
 	$(GO) test -run '^$$' -bench . ./blockstore/ ./blockmap/
 	$(GO) test -run '^$$' -bench 'BenchmarkImport' -benchtime 3x ./volume/
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench.sh
+	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-nbd.sh
+	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-fuse.sh
 
 # fuzz runs every Fuzz target for FUZZTIME each.
 fuzz:

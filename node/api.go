@@ -16,6 +16,21 @@ type Status struct {
 	DiskBytes int64     `json:"disk_bytes"` // space the store occupies, garbage included
 	Disks     int       `json:"disks"`
 	Replicas  int       `json:"replicas"` // replicas of live disks
+	// NBD is the address the NBD server listens on ("" when disabled),
+	// NBDSocket its unix socket; NBDConns counts open NBD connections.
+	NBD       string `json:"nbd,omitempty"`
+	NBDSocket string `json:"nbd_socket,omitempty"`
+	NBDTLS    string `json:"nbd_tls,omitempty"` // "", "offered" or "required"
+	NBDConns  int    `json:"nbd_conns"`
+	// Goroutines is the daemon's goroutine count, for leak checks.
+	Goroutines int `json:"goroutines"`
+	// Mounts are the FUSE mounts of the node's disks, by directory.
+	Mounts []MountInfo `json:"mounts"`
+}
+
+// AllowRequest is the body of PUT /v1/disks/{name}/allow.
+type AllowRequest struct {
+	Allow []string `json:"allow"` // CIDRs; empty allows any client
 }
 
 // CreateDiskRequest is the body of POST /v1/disks.

@@ -74,6 +74,46 @@ func (c *Client) RemoveDisk(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(name), nil, nil)
 }
 
+// SetAllow replaces the client networks (CIDRs) allowed to open a disk over
+// NBD; an empty list allows any client that reaches the listener.
+func (c *Client) SetAllow(ctx context.Context, name string, cidrs []string) (volume.DiskInfo, error) {
+	var info volume.DiskInfo
+	if cidrs == nil {
+		cidrs = []string{}
+	}
+	return info, c.do(ctx, http.MethodPut, "/v1/disks/"+url.PathEscape(name)+"/allow", AllowRequest{Allow: cidrs}, &info)
+}
+
+// Mount asks the daemon to mount the node's disks at dir, an absolute path
+// of an existing directory, and returns once they are served there.
+func (c *Client) Mount(ctx context.Context, dir string) (MountInfo, error) {
+	var m MountInfo
+	return m, c.do(ctx, http.MethodPost, "/v1/mounts", MountRequest{Dir: dir}, &m)
+}
+
+// Unmount unmounts the mount at dir. An error with code "busy" means a
+// file in it is open; lazy detaches it anyway, and it goes away when the
+// last file closes.
+func (c *Client) Unmount(ctx context.Context, dir string, lazy bool) error {
+	q := url.Values{"dir": {dir}}
+	if lazy {
+		q.Set("lazy", "true")
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/mounts?"+q.Encode(), nil, nil)
+}
+
+// Mounts lists the daemon's mounts.
+func (c *Client) Mounts(ctx context.Context) ([]MountInfo, error) {
+	var ms []MountInfo
+	return ms, c.do(ctx, http.MethodGet, "/v1/mounts", nil, &ms)
+}
+
+// WaitMount blocks until the mount at dir is gone (unmounted by anyone, or
+// the daemon stopped) or ctx is done.
+func (c *Client) WaitMount(ctx context.Context, dir string) error {
+	return c.do(ctx, http.MethodGet, "/v1/mounts/wait?"+url.Values{"dir": {dir}}.Encode(), nil, nil)
+}
+
 // Commit commits a disk's dirty blocks and returns its new state.
 func (c *Client) Commit(ctx context.Context, name string) (volume.DiskInfo, error) {
 	var info volume.DiskInfo

@@ -22,6 +22,7 @@ const (
 	ConfigFile   = "config.json"
 	IdentityFile = "identity.key"
 	SocketFile   = "weft.sock"
+	NBDSocket    = "nbd.sock"
 	LockFile     = "lock"
 	BlocksDir    = "blocks"
 	VolumesDir   = "volumes"
@@ -35,6 +36,13 @@ type Config struct {
 	Listen []string `json:"listen"` // multiaddrs for the mesh (used by the mesh)
 	NBD    string   `json:"nbd"`    // HOST:PORT of the NBD server; "" disables it
 	HTTP   string   `json:"http"`   // HOST:PORT of the HTTP endpoint; "" disables it
+
+	// NBDTLSCert and NBDTLSKey are PEM files (relative paths are in the
+	// home) of the X.509 certificate offered to NBD clients through
+	// STARTTLS; NBDTLSRequired refuses TCP clients that do not use it.
+	NBDTLSCert     string `json:"nbd_tls_cert,omitempty"`
+	NBDTLSKey      string `json:"nbd_tls_key,omitempty"`
+	NBDTLSRequired bool   `json:"nbd_tls_required,omitempty"`
 
 	// CommitInterval is how often dirty disk heads are committed in the
 	// background. Zero disables background commits.
@@ -72,6 +80,12 @@ func (c Config) Validate() error {
 		if err := ValidateHostPort(c.NBD); err != nil {
 			return fmt.Errorf("config: nbd: %w", err)
 		}
+	}
+	if (c.NBDTLSCert == "") != (c.NBDTLSKey == "") {
+		return errors.New("config: nbd tls: give both a certificate and a key, or neither")
+	}
+	if c.NBDTLSRequired && c.NBDTLSCert == "" {
+		return errors.New("config: nbd tls required but no certificate given")
 	}
 	if c.HTTP != "" {
 		if err := ValidateHostPort(c.HTTP); err != nil {

@@ -29,6 +29,10 @@
 //	POST   /v1/disks/{name}/replicas                  CreateReplicaRequest -> 201 volume.ReplicaInfo
 //	POST   /v1/disks/{name}/replicas/{replica}/restore volume.RestoreResult
 //	DELETE /v1/disks/{name}/replicas/{replica}        204
+//	GET    /v1/mounts                                 []MountInfo
+//	POST   /v1/mounts                                 MountRequest -> 201 MountInfo
+//	DELETE /v1/mounts?dir=DIR[&lazy=true]             204; 409 code "busy" if a file is open
+//	GET    /v1/mounts/wait?dir=DIR                    204 once the mount is gone
 //	POST   /v1/gc                                     volume.GCStats
 //	POST   /v1/scrub                                  ScrubResult
 //

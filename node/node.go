@@ -74,6 +74,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
+	nbdSvc, err := startNBD(ctx, cfg, vols, log)
+	if err != nil {
+		return err
+	}
+	defer nbdSvc.stop() // before the volumes close
+
+	mounts := newMountTable(vols, cfg.Logger.With("component", "fuse", "node", id.ID()))
+	defer mounts.closeAll() // before the volumes close
+
 	// Listen last, so that a socket that answers means a node that is ready.
 	ln, err := listenSocket(ctx, cfg)
 	if err != nil {
@@ -82,11 +91,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer os.Remove(cfg.SocketPath())
 	defer ln.Close()
 
-	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now()}
+	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now(), nbd: nbdSvc}
+	srv.mounts = mounts
 	hs := &http.Server{
 		Handler:           srv.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	// Unmount as shutdown begins: it ends the waits of foreground mounts,
+	// which Shutdown waits for.
+	hs.RegisterOnShutdown(mounts.closeAll)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	log.Info("daemon started", "home", cfg.Home, "socket", cfg.SocketPath(), "site", cfg.Site, "pid", os.Getpid())
@@ -110,7 +123,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 // listenSocket listens on the home's unix socket with mode 0600. A socket
 // file left by a dead daemon is removed; a live one is an error.
 func listenSocket(ctx context.Context, cfg Config) (net.Listener, error) {
-	path := cfg.SocketPath()
+	return listenUnix(ctx, cfg, cfg.SocketPath())
+}
+
+// listenUnix listens on a unix socket in the home with mode 0600, as
+// listenSocket does.
+func listenUnix(ctx context.Context, cfg Config, path string) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("socket path %s is %d bytes, longer than the %d the system allows: use a shorter --home", path, len(path), maxSocketPath)
 	}

@@ -26,6 +26,8 @@ type server struct {
 	vols    *volume.Manager
 	log     *slog.Logger
 	started time.Time
+	nbd     *nbdService
+	mounts  *mountTable
 }
 
 // routes returns the local API's handler.
@@ -45,6 +47,11 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/disks/{name}/replicas", s.handleCreateReplica)
 	mux.HandleFunc("POST /v1/disks/{name}/replicas/{replica}/restore", s.handleRestore)
 	mux.HandleFunc("DELETE /v1/disks/{name}/replicas/{replica}", s.handleRemoveReplica)
+	mux.HandleFunc("PUT /v1/disks/{name}/allow", s.handleSetAllow)
+	mux.HandleFunc("GET /v1/mounts", s.handleListMounts)
+	mux.HandleFunc("POST /v1/mounts", s.handleMount)
+	mux.HandleFunc("DELETE /v1/mounts", s.handleUnmount)
+	mux.HandleFunc("GET /v1/mounts/wait", s.handleWaitMount)
 	mux.HandleFunc("POST /v1/gc", s.handleGC)
 	mux.HandleFunc("POST /v1/scrub", s.handleScrub)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +79,8 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		DiskBytes: st.DiskBytes,
 		Disks:     len(disks),
 	}
+	s.nbd.fillStatus(&out)
+	out.Mounts = s.mounts.list()
 	for _, d := range disks {
 		out.Replicas += d.ReplicaCount
 	}

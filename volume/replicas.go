@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/ipfs/go-cid"
 )
@@ -92,6 +93,21 @@ func (m *Manager) ListReplicas(ctx context.Context, disk string) ([]ReplicaInfo,
 		}
 		out = append(out, info)
 	}
+	return out, nil
+}
+
+// ReplicaDisks returns, sorted, the names of the disks that have replicas,
+// including removed disks whose replicas remain.
+func (m *Manager) ReplicaDisks(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.cat.Replicas))
+	for disk, reps := range m.cat.Replicas {
+		if len(reps) > 0 {
+			out = append(out, disk)
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }
 

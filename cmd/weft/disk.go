@@ -13,6 +13,7 @@ func newDiskCmd(g *globals) *cobra.Command {
 		newDiskRmCmd(g),
 		newDiskCloneCmd(g),
 		newDiskCommitCmd(g),
+		newDiskACLCmd(g),
 	)
 	return c
 }

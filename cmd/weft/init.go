@@ -16,6 +16,10 @@ type initOptions struct {
 	nbd    string
 	http   string
 	force  bool
+	nbdTLS struct {
+		cert, key string
+		required  bool
+	}
 }
 
 func newInitCmd(g *globals) *cobra.Command {
@@ -32,7 +36,10 @@ func newInitCmd(g *globals) *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&o.site, "site", def.Site, "failure-domain label of this node")
 	f.StringArrayVar(&o.listen, "listen", def.Listen, "mesh listen multiaddr (repeatable)")
-	f.StringVar(&o.nbd, "nbd", def.NBD, "NBD server address HOST:PORT")
+	f.StringVar(&o.nbd, "nbd", def.NBD, `NBD server address HOST:PORT ("" or "off": local socket only)`)
+	f.StringVar(&o.nbdTLS.cert, "nbd-tls-cert", "", "PEM X.509 certificate offered to NBD clients (STARTTLS)")
+	f.StringVar(&o.nbdTLS.key, "nbd-tls-key", "", "PEM private key of --nbd-tls-cert")
+	f.BoolVar(&o.nbdTLS.required, "nbd-tls-required", false, "refuse NBD TCP clients that do not use TLS")
 	f.StringVar(&o.http, "http", def.HTTP, "HTTP address HOST:PORT")
 	f.BoolVar(&o.force, "force", false, "overwrite the config and identity of an existing home")
 	return c
@@ -48,6 +55,10 @@ func runInit(ctx context.Context, o *initOptions, args []string) error {
 	cfg.Site = o.site
 	cfg.Listen = o.listen
 	cfg.NBD = o.nbd
+	if cfg.NBD == "off" {
+		cfg.NBD = ""
+	}
+	cfg.NBDTLSCert, cfg.NBDTLSKey, cfg.NBDTLSRequired = o.nbdTLS.cert, o.nbdTLS.key, o.nbdTLS.required
 	cfg.HTTP = o.http
 	id, err := node.Init(cfg, o.force)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/node"
 )
 
 type statusOptions struct {
@@ -48,9 +49,32 @@ func runStatus(ctx context.Context, o *statusOptions, args []string) error {
 	fmt.Fprintf(tw, "home:\t%s\n", st.Home)
 	fmt.Fprintf(tw, "listen:\t%s\n", strings.Join(st.Listen, " "))
 	fmt.Fprintf(tw, "daemon:\tpid %d, up since %s\n", st.PID, when(st.Started))
+	fmt.Fprintf(tw, "nbd:\t%s\n", nbdLine(st))
 	fmt.Fprintf(tw, "blocks:\t%d\n", st.Blocks)
 	fmt.Fprintf(tw, "bytes:\t%s (%s on disk)\n", size.Format(st.Bytes), size.Format(st.DiskBytes))
 	fmt.Fprintf(tw, "disks:\t%d\n", st.Disks)
 	fmt.Fprintf(tw, "replicas:\t%d\n", st.Replicas)
+	for _, m := range st.Mounts {
+		fmt.Fprintf(tw, "mount:\t%s (since %s)\n", m.Dir, when(m.Started))
+	}
 	return tw.Flush()
+}
+
+// nbdLine describes the NBD listeners of a status.
+func nbdLine(st node.Status) string {
+	var parts []string
+	if st.NBD != "" {
+		a := "nbd://" + st.NBD
+		if st.NBDTLS != "" {
+			a += " (TLS " + st.NBDTLS + ")"
+		}
+		parts = append(parts, a)
+	}
+	if st.NBDSocket != "" {
+		parts = append(parts, "nbd+unix:///DISK?socket="+st.NBDSocket)
+	}
+	if len(parts) == 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%s, %d connections", strings.Join(parts, " "), st.NBDConns)
 }

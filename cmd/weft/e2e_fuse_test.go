@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fuseTools are the programs the FUSE end-to-end test drives.
+var fuseTools = []string{"losetup", "mkfs.ext4", "mount", "umount", "fusermount3"}
+
+// requireFUSE skips the test unless it can mount FUSE file systems and loop
+// devices: root, /dev/fuse, and fuseTools.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("FUSE end-to-end test needs root (loop devices, mount)")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("FUSE end-to-end test needs /dev/fuse: %v", err)
+	}
+	for _, tool := range fuseTools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("FUSE end-to-end test needs %s (apt-get install fuse3 e2fsprogs util-linux mount): %v", tool, err)
+		}
+	}
+}
+
+// sys runs a system command, bounded by cmdTimeout, and returns its
+// trimmed stdout; it fails the test if the command fails.
+func sys(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := trySys(name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func trySys(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", &sysError{err: err, stderr: strings.TrimSpace(errb.String())}
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+type sysError struct {
+	err    error
+	stderr string
+}
+
+func (e *sysError) Error() string { return e.err.Error() + ": " + e.stderr }
+
+// loopMount attaches img to a loop device and mounts its ext4 file system
+// at a new directory (read-only: losetup -r, mount -o ro,noload). detach
+// undoes both and is also registered with t.Cleanup, so a failing test
+// leaves no mount or loop device behind.
+func loopMount(t *testing.T, img string, readOnly bool) (dir string, detach func()) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "fs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loArgs := []string{"-f", "--show"}
+	mntArgs := []string{"-t", "ext4"}
+	if readOnly {
+		loArgs = append(loArgs, "-r")
+		mntArgs = append(mntArgs, "-o", "ro,noload")
+	}
+	loop := sys(t, "losetup", append(loArgs, img)...)
+	mounted := false
+	detach = func() {
+		if mounted {
+			if _, err := trySys("umount", dir); err != nil {
+				t.Errorf("umount %s: %v", dir, err)
+				trySys("umount", "-l", dir)
+			}
+			mounted = false
+		}
+		if loop != "" {
+			if _, err := trySys("losetup", "-d", loop); err != nil {
+				t.Errorf("losetup -d %s: %v", loop, err)
+			}
+			loop = ""
+		}
+	}
+	t.Cleanup(detach)
+	sys(t, "mount", append(mntArgs, loop, dir)...)
+	mounted = true
+	return dir, detach
+}
+
+// fsFiles are files in a test file system: name -> SHA-256.
+type fsFiles map[string][32]byte
+
+func writeFiles(t *testing.T, dir string, rng *rand.Rand, sizes map[string]int) fsFiles {
+	t.Helper()
+	out := fsFiles{}
+	for name, n := range sizes {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = sha256.Sum256(b)
+	}
+	return out
+}
+
+// checkFiles checks that every file in want is in dir with its checksum,
+// and that the names in gone are not.
+func checkFiles(t *testing.T, what, dir string, want fsFiles, gone ...string) {
+	t.Helper()
+	for name, sum := range want {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if sha256.Sum256(b) != sum {
+			t.Fatalf("%s: %s has SHA-256 %x, want %x", what, name, sha256.Sum256(b), sum)
+		}
+	}
+	for _, name := range gone {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Fatalf("%s: %s: got %v, want it absent", what, name, err)
+		}
+	}
+}
+
+// TestFUSEEndToEnd puts an ext4 file system on a disk through its FUSE file
+// and a loop device, takes a replica, clones it, changes the disk, and
+// checks that the clone and the replica still hold the old file system.
+func TestFUSEEndToEnd(t *testing.T) {
+	requireFUSE(t)
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 7))
+	home := filepath.Join(t.TempDir(), "home")
+	h := newHarness(t, home)
+	h.ok("init", "--nbd", "off")
+	h.startDaemon()
+
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.fails("no such directory", "mount", "-d", filepath.Join(mnt, "missing"))
+	h.ok("mount", "-d", mnt)
+	// Registered before any loop device, so it runs after they are gone.
+	t.Cleanup(func() {
+		if _, err := trySys("fusermount3", "-u", mnt); err == nil {
+			return
+		}
+		trySys("umount", "-l", mnt)
+	})
+	h.fails("already", "mount", "-d", mnt)
+	if out := h.ok("status"); !strings.Contains(out, mnt) {
+		t.Fatalf("status does not list the mount %s:\n%s", mnt, out)
+	}
+
+	// A disk created while mounted appears at once.
+	h.ok("disk", "create", "vm", "--size", "128M")
+	img := filepath.Join(mnt, "vm.img")
+	if st, err := os.Stat(img); err != nil || st.Size() != 128<<20 {
+		t.Fatalf("stat %s: %v, %v; want a 128 MiB file", img, st, err)
+	}
+	start := time.Now()
+	loop := sys(t, "losetup", "-f", "--show", img)
+	sys(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", loop)
+	sys(t, "losetup", "-d", loop)
+	t.Logf("mkfs.ext4 through FUSE: %v", time.Since(start).Round(time.Millisecond))
+
+	fs, detach := loopMount(t, img, false)
+	v1 := writeFiles(t, fs, rng, map[string]int{"small.txt": 100, "big.bin": 5 << 20, "dir/mid.bin": 300 << 10})
+	detach()
+
+	h.ok("replica", "create", "vm", "r1")
+	h.ok("disk", "clone", "vm@r1", "vmclone")
+
+	// Change the disk's file system: rewrite, delete, add.
+	fs, detach = loopMount(t, img, false)
+	checkFiles(t, "disk before changes", fs, v1)
+	v2 := writeFiles(t, fs, rng, map[string]int{"big.bin": 2 << 20, "new.bin": 1 << 20})
+	if err := os.Remove(filepath.Join(fs, "dir", "mid.bin")); err != nil {
+		t.Fatal(err)
+	}
+	detach()
+
+	fs, detach = loopMount(t, img, false)
+	v2["small.txt"] = v1["small.txt"]
+	checkFiles(t, "disk after changes", fs, v2, "dir/mid.bin")
+	detach()
+
+	fs, detach = loopMount(t, filepath.Join(mnt, "vmclone.img"), false)
+	checkFiles(t, "clone of the replica", fs, v1, "new.bin")
+	detach()
+
+	fs, detach = loopMount(t, filepath.Join(mnt, "replicas", "vm", "r1.img"), true)
+	checkFiles(t, "replica", fs, v1, "new.bin")
+	detach()
+	if _, err := os.OpenFile(filepath.Join(mnt, "replicas", "vm", "r1.img"), os.O_RDWR, 0); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("open the replica's file for writing: got %v, want EROFS", err)
+	}
+
+	h.ok("umount", mnt)
+	if out := h.ok("status"); strings.Contains(out, mnt) {
+		t.Fatalf("status still lists the mount %s after umount:\n%s", mnt, out)
+	}
+	h.fails("not mounted", "umount", mnt)
+	h.stopDaemon()
+}
+
+// isMounted reports whether dir is a mount point in this mount namespace.
+func isMounted(t *testing.T, dir string) bool {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 && fields[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFUSEMountLifecycle runs weft mount in the foreground and stops it
+// with SIGINT; refuses to unmount a busy mount; and checks that stopping
+// the daemon unmounts what is left.
+func TestFUSEMountLifecycle(t *testing.T) {
+	requireFUSE(t)
+	home := filepath.Join(t.TempDir(), "home")
+	h := newHarness(t, home)
+	h.ok("init", "--nbd", "off")
+	h.startDaemon()
+	h.ok("disk", "create", "a", "--size", "1M")
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if isMounted(t, mnt) {
+			trySys("umount", "-l", mnt)
+		}
+	})
+
+	// Foreground: mounted until SIGINT.
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	var out bytes.Buffer
+	fg := exec.CommandContext(ctx, h.bin, "--home", home, "mount", mnt)
+	fg.Stdout, fg.Stderr = &out, &out
+	if err := fg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- fg.Wait() }()
+	deadline := time.Now().Add(daemonStartup)
+	for !isMounted(t, mnt) {
+		select {
+		case err := <-exited:
+			t.Fatalf("weft mount exited before mounting: %v\n%s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not mounted within %v", mnt, daemonStartup)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "a.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fg.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("weft mount after SIGINT: %v, want a clean exit\n%s", err, out.String())
+		}
+	case <-time.After(daemonStop):
+		t.Fatalf("weft mount did not exit within %v of SIGINT", daemonStop)
+	}
+	if isMounted(t, mnt) {
+		t.Fatalf("%s still mounted after SIGINT to weft mount", mnt)
+	}
+
+	// Busy: refused, with the reason; lazily, it goes.
+	h.ok("mount", "--detach", mnt)
+	f, err := os.Open(filepath.Join(mnt, "a.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fails("busy", "umount", mnt)
+	f.Close()
+
+	// Stopping the daemon unmounts.
+	h.stopDaemon()
+	if isMounted(t, mnt) {
+		t.Fatalf("%s still mounted after the daemon stopped", mnt)
+	}
+}

@@ -1,0 +1,53 @@
+// Package fusefs serves a node's disks as files in a FUSE mount, so that
+// operators and tools (losetup, mkfs, qemu-img, dd, fio) use a weft disk
+// like any disk image.
+//
+// # Tree
+//
+//	DIR/<disk>.img                       the live head of every disk: read-write
+//	DIR/replicas/<disk>/<replica>.img    every replica: read-only
+//	DIR/spacesuits/                      golden images (empty until spacesuits exist)
+//
+// The directories are read-only: files appear and vanish as disks and
+// replicas are created, cloned and removed, never through the mount.
+// Nothing is cached by name: every lookup and directory listing asks the
+// volume manager, and the kernel is told not to cache names (entry timeout
+// 0), so a disk created while mounted is visible at once and a removed one
+// is gone at once. An inode stands for one incarnation: a disk removed and
+// created again under the same name, or a replica name reused for another
+// root, is a new inode, and a handle opened on the old one fails with EIO
+// (reads, writes) or ENOENT (open, stat) instead of reaching the new disk.
+// A replica removed while a handle is open stays readable through that
+// handle: the handle holds a view, which pins the replica's blocks.
+//
+// # Disk files
+//
+// A disk file is exactly as large as the disk. Reads and writes go to the
+// disk head (volume.Head), the same state NBD serves; a write past the end
+// fails with EFBIG, and truncate or any other size change fails with EPERM:
+// disks are resized through weft, not through the mount. fsync, fdatasync
+// and close after writing (FLUSH) call Head.Flush, which makes every
+// acknowledged write durable on this node, the same promise as an NBD
+// FLUSH; mkfs and losetup depend on both succeeding. fallocate with
+// FALLOC_FL_PUNCH_HOLE or FALLOC_FL_ZERO_RANGE zeroes the range (whole
+// blocks stop taking space at the next commit), so discard through a loop
+// device frees blocks; plain preallocation inside the disk is a no-op.
+//
+// # Caching
+//
+// By default disk files use the kernel page cache without
+// FOPEN_KEEP_CACHE and without the writeback cache: writes pass through to
+// the head before write(2) returns, reads are served from the cache once
+// read, and every open drops what an earlier open cached. That keeps
+// sequential reads and re-reads fast, at one cost: a write made through
+// another path (NBD, a restore) while a file is held open is not seen by
+// that open file's cached pages until it is reopened, and pages an open
+// file already cached still read after its disk is removed (everything
+// else fails with EIO). Config.DirectIO trades the cache for coherence:
+// every read goes to the head. Replica
+// files never change (an inode is one root), so they keep their cache
+// across opens (FOPEN_KEEP_CACHE).
+//
+// Requests are up to Config.MaxWrite bytes (1 MiB by default), so large
+// sequential I/O costs one round trip to the daemon per megabyte.
+package fusefs

@@ -1,0 +1,267 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/weft-mesh/weft/node/fusefs"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// codeBusy is the error code of an unmount refused because a file in the
+// mount is open.
+const codeBusy = "busy"
+
+// MountRequest is the body of POST /v1/mounts.
+type MountRequest struct {
+	Dir string `json:"dir"` // absolute path of an existing directory
+}
+
+// MountInfo describes a FUSE mount of the node's disks. Field names are
+// part of the CLI's JSON contract.
+type MountInfo struct {
+	Dir     string    `json:"dir"`
+	Started time.Time `json:"started"`
+}
+
+// mountTable holds the daemon's FUSE mounts, by directory. The daemon owns
+// them because it owns the disk heads they serve. Safe for concurrent use.
+type mountTable struct {
+	vols *volume.Manager
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	byDir  map[string]*mountEntry
+	closed bool
+}
+
+type mountEntry struct {
+	m    *fusefs.Mount
+	gone chan struct{} // closed when the entry leaves the table
+}
+
+func newMountTable(vols *volume.Manager, log *slog.Logger) *mountTable {
+	return &mountTable{vols: vols, log: log, byDir: map[string]*mountEntry{}}
+}
+
+// resolveDir returns the absolute, symlink-free form of dir. Only the
+// parent is resolved, so that a mount point that does not answer (busy,
+// dead) is never stat'ed.
+func resolveDir(dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return "", invalidf("mount point %q: want an absolute path", dir)
+	}
+	dir = filepath.Clean(dir)
+	if dir == "/" {
+		return dir, nil
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err != nil {
+		return "", invalidf("mount point %s: %v", dir, err)
+	}
+	full := filepath.Join(parent, filepath.Base(dir))
+	if fi, err := os.Lstat(full); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if target, err := filepath.EvalSymlinks(full); err == nil {
+			return target, nil
+		}
+	}
+	return full, nil
+}
+
+// mount mounts the node's disks at dir.
+func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
+	dir, err := resolveDir(dir)
+	if err != nil {
+		return MountInfo{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return MountInfo{}, errors.New("daemon is stopping")
+	}
+	if _, ok := t.byDir[dir]; ok {
+		return MountInfo{}, fmt.Errorf("mount point %s: weft is mounted there already: %w", dir, volume.ErrExists)
+	}
+	cfg := fusefs.DefaultConfig()
+	cfg.Volumes = t.vols
+	cfg.Logger = t.log
+	m, err := fusefs.New(ctx, dir, cfg)
+	if err != nil {
+		return MountInfo{}, err
+	}
+	e := &mountEntry{m: m, gone: make(chan struct{})}
+	t.byDir[dir] = e
+	go t.watch(e)
+	t.log.Info("mounted", "dir", dir)
+	return MountInfo{Dir: dir, Started: m.Started()}, nil
+}
+
+// watch drops an entry whose mount the kernel let go of, such as one
+// unmounted behind weft's back.
+func (t *mountTable) watch(e *mountEntry) {
+	<-e.m.Done()
+	if t.drop(e) {
+		t.log.Warn("unmounted outside weft", "dir", e.m.Dir())
+	}
+}
+
+// drop removes e from the table; it reports whether e was still there.
+func (t *mountTable) drop(e *mountEntry) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byDir[e.m.Dir()] != e {
+		return false
+	}
+	delete(t.byDir, e.m.Dir())
+	close(e.gone)
+	return true
+}
+
+func (t *mountTable) lookup(dir string) (*mountEntry, error) {
+	t.mu.Lock()
+	e, ok := t.byDir[filepath.Clean(dir)]
+	t.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	full, err := resolveDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	e, ok = t.byDir[full]
+	t.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: weft is not mounted there: %w", dir, volume.ErrNotFound)
+	}
+	return e, nil
+}
+
+// unmount unmounts the mount at dir. A busy mount stays, with an error
+// matching fusefs.ErrBusy, unless lazy is set.
+func (t *mountTable) unmount(dir string, lazy bool) error {
+	e, err := t.lookup(dir)
+	if err != nil {
+		return err
+	}
+	if err := e.m.Unmount(lazy); err != nil {
+		return err
+	}
+	t.drop(e)
+	t.log.Info("unmounted", "dir", e.m.Dir(), "lazy", lazy)
+	return nil
+}
+
+// list describes the mounts, sorted by directory.
+func (t *mountTable) list() []MountInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]MountInfo, 0, len(t.byDir))
+	for dir, e := range t.byDir {
+		out = append(out, MountInfo{Dir: dir, Started: e.m.Started()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
+	return out
+}
+
+// closeAll unmounts everything and refuses new mounts; a busy mount is
+// detached lazily, its open files fail once the volumes close. It is
+// called when the daemon stops and is idempotent.
+func (t *mountTable) closeAll() {
+	t.mu.Lock()
+	t.closed = true
+	entries := make([]*mountEntry, 0, len(t.byDir))
+	for _, e := range t.byDir {
+		entries = append(entries, e)
+	}
+	t.mu.Unlock()
+	for _, e := range entries {
+		err := e.m.Unmount(false)
+		if errors.Is(err, fusefs.ErrBusy) {
+			t.log.Warn("mount busy at shutdown: detaching it lazily", "dir", e.m.Dir())
+			err = e.m.Unmount(true)
+		}
+		if err != nil {
+			t.log.Error("unmount at shutdown", "dir", e.m.Dir(), "err", err)
+			continue
+		}
+		t.drop(e)
+		t.log.Info("unmounted", "dir", e.m.Dir())
+	}
+}
+
+func (s *server) handleMount(w http.ResponseWriter, r *http.Request) {
+	var req MountRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info, err := s.mounts.mount(r.Context(), req.Dir)
+	if errors.Is(err, fusefs.ErrMountPoint) {
+		s.writeError(w, r, err, http.StatusBadRequest, codeInvalid)
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *server) handleListMounts(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, http.StatusOK, s.mounts.list())
+}
+
+func (s *server) handleUnmount(w http.ResponseWriter, r *http.Request) {
+	lazy, err := queryBool(r, "lazy")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.mounts.unmount(r.URL.Query().Get("dir"), lazy); err != nil {
+		if errors.Is(err, fusefs.ErrBusy) {
+			s.writeError(w, r, err, http.StatusConflict, codeBusy)
+			return
+		}
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleWaitMount answers when the mount at ?dir= is gone: unmounted by
+// anyone, or by the daemon stopping. `weft mount` in the foreground waits
+// on it.
+func (s *server) handleWaitMount(w http.ResponseWriter, r *http.Request) {
+	e, err := s.mounts.lookup(r.URL.Query().Get("dir"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	select {
+	case <-e.gone:
+		w.WriteHeader(http.StatusNoContent)
+	case <-r.Context().Done():
+	}
+}
+
+func queryBool(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, invalidf("query %s=%q: want true or false", name, v)
+	}
+	return b, nil
+}

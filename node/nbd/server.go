@@ -1,0 +1,220 @@
+package nbd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Exports is what the server serves. Required.
+	Exports Exports
+	// Logger receives connection events at debug level and failures at
+	// warn level.
+	Logger *slog.Logger
+	// TLS, if set, is offered to clients through NBD_OPT_STARTTLS.
+	TLS *tls.Config
+	// TLSRequired refuses every option but STARTTLS and ABORT before TLS
+	// is up (NBD_REP_ERR_TLS_REQD). It needs TLS.
+	TLSRequired bool
+	// HandshakeTimeout bounds the whole negotiation phase of a connection,
+	// TLS handshake included.
+	HandshakeTimeout time.Duration
+	// MaxConns bounds the connections served at once; more are closed as
+	// soon as they are accepted.
+	MaxConns int
+	// MaxInFlight bounds the requests of one connection being served at
+	// once, and MaxInFlightBytes their payload buffers.
+	MaxInFlight      int
+	MaxInFlightBytes int64
+	// Now is the clock used for deadlines.
+	Now func() time.Time
+}
+
+// DefaultConfig returns a Config without Exports.
+func DefaultConfig() Config {
+	return Config{
+		Logger:           slog.New(slog.DiscardHandler),
+		HandshakeTimeout: 30 * time.Second,
+		MaxConns:         512,
+		MaxInFlight:      64,
+		MaxInFlightBytes: 128 << 20,
+		Now:              time.Now,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Exports == nil:
+		return errors.New("nbd: config: no exports")
+	case c.Logger == nil:
+		return errors.New("nbd: config: no logger")
+	case c.Now == nil:
+		return errors.New("nbd: config: no clock")
+	case c.TLSRequired && c.TLS == nil:
+		return errors.New("nbd: config: TLS required but no certificate")
+	case c.HandshakeTimeout <= 0:
+		return fmt.Errorf("nbd: config: handshake timeout %v, want > 0", c.HandshakeTimeout)
+	case c.MaxConns < 1 || c.MaxInFlight < 1:
+		return fmt.Errorf("nbd: config: max conns %d, max in flight %d, want >= 1", c.MaxConns, c.MaxInFlight)
+	case c.MaxInFlightBytes < MaxPayload:
+		return fmt.Errorf("nbd: config: max in-flight bytes %d, want >= %d", c.MaxInFlightBytes, MaxPayload)
+	}
+	return nil
+}
+
+// Server serves NBD on any number of listeners. Its methods are safe for
+// concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// NewServer returns a server for cfg.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Conns returns the number of connections being served.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then closes ln
+// and every connection it accepted, waits for their requests in flight to
+// finish and returns nil. It takes ownership of ln. It returns an error if
+// accepting fails for another reason, after the same cleanup.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var local sync.WaitGroup
+	local.Add(1)
+	go func() {
+		defer local.Done()
+		<-ctx.Done()
+		ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+	}()
+	var err error
+	backoff := 5 * time.Millisecond
+	for {
+		c, aerr := ln.Accept()
+		if aerr != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(aerr, &ne) && ne.Timeout() || errors.Is(aerr, syscallEMFILE) {
+				// Out of file descriptors or similar: wait, don't spin.
+				s.log.Warn("nbd accept", "err", aerr)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			err = fmt.Errorf("nbd: accept on %s: %w", ln.Addr(), aerr)
+			break
+		}
+		backoff = 5 * time.Millisecond
+		if !s.track(c) {
+			s.log.Warn("nbd connection refused: too many connections", "remote", c.RemoteAddr().String(), "max", s.cfg.MaxConns)
+			c.Close()
+			continue
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveConn(ctx, c)
+		}()
+	}
+	cancel()
+	local.Wait()
+	s.wg.Wait()
+	return err
+}
+
+// track registers a new connection unless the server is full or
+// shutting down.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) >= s.cfg.MaxConns {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+// clientAddr is the IP address of a TCP client, or the zero Addr for any
+// other transport (unix sockets, pipes).
+func clientAddr(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// serveConn runs one connection: negotiation, then transmission.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	log := s.log.With("remote", remoteString(c))
+	client := clientAddr(c)
+	c.SetDeadline(s.cfg.Now().Add(s.cfg.HandshakeTimeout))
+	n := &negotiation{s: s, conn: c, client: client, log: log}
+	sess, err := n.run(ctx)
+	if err != nil {
+		if !errors.Is(err, errAborted) {
+			log.Debug("nbd negotiation ended", "err", err)
+		}
+		return
+	}
+	defer sess.exp.Close()
+	sess.conn.SetDeadline(time.Time{})
+	log = log.With("export", sess.name)
+	log.Debug("nbd transmission started", "tls", n.tls, "flags", fmt.Sprintf("%#x", sess.flags))
+	t := newTransmission(s, sess, log)
+	if err := t.run(ctx); err != nil {
+		log.Debug("nbd connection ended", "err", err)
+		return
+	}
+	log.Debug("nbd client disconnected")
+}
+
+func remoteString(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return "local"
+}

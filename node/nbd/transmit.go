@@ -1,0 +1,253 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+// readBufferSize is the connection's read buffer: large enough to take many
+// small requests per system call; big write payloads bypass it.
+const readBufferSize = 256 << 10
+
+// transmission serves the requests of one connection. One goroutine (run)
+// reads requests; each is served on its own goroutine, at most
+// MaxInFlight and MaxInFlightBytes of payload at once, and replies are
+// written whole under wmu, so they may go out of order, as the protocol
+// allows.
+type transmission struct {
+	s    *Server
+	sess *session
+	exp  Export
+	size uint64
+	ro   bool
+	log  *slog.Logger
+
+	wmu sync.Mutex // serializes replies
+	wg  sync.WaitGroup
+	fl  *flight
+}
+
+func newTransmission(s *Server, sess *session, log *slog.Logger) *transmission {
+	return &transmission{
+		s:    s,
+		sess: sess,
+		exp:  sess.exp,
+		size: uint64(sess.exp.Size()),
+		ro:   sess.exp.ReadOnly(),
+		log:  log,
+		fl:   newFlight(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes),
+	}
+}
+
+// run reads requests until the client disconnects (NBD_CMD_DISC or EOF),
+// sends garbage, or the connection is closed, then waits for the requests
+// in flight. A write whose payload did not arrive whole is never applied,
+// so a client vanishing mid-write leaves the export as it was before that
+// write.
+func (t *transmission) run(ctx context.Context) error {
+	defer t.wg.Wait()
+	br := bufio.NewReaderSize(t.sess.conn, readBufferSize)
+	hdr := make([]byte, requestLen)
+	for {
+		if _, err := io.ReadFull(br, hdr); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read request: %w", err)
+		}
+		req, err := decodeRequest(hdr)
+		if err != nil {
+			return err
+		}
+		if req.Type == cmdDisc {
+			return nil
+		}
+		if err := t.dispatch(ctx, br, req); err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch checks one request and starts serving it. It returns an error
+// only when the connection cannot go on.
+func (t *transmission) dispatch(ctx context.Context, br *bufio.Reader, req request) error {
+	payload := 0
+	if req.Type == cmdWrite {
+		payload = int(req.Length)
+	}
+	if errno := t.check(req); errno != errnoOK {
+		// Skip a refused write's payload to stay in step with the client.
+		// It is read into no buffer, so a huge length costs only time.
+		if payload > 0 {
+			if _, err := io.CopyN(io.Discard, br, int64(payload)); err != nil {
+				return fmt.Errorf("skip refused write payload: %w", err)
+			}
+		}
+		return t.reply(req.Cookie, errno, nil)
+	}
+	n := 0
+	if req.Type == cmdRead || req.Type == cmdWrite {
+		n = int(req.Length)
+	}
+	t.fl.acquire(n)
+	var buf *[]byte
+	if n > 0 {
+		buf = getBuf(n)
+	}
+	if payload > 0 {
+		if _, err := io.ReadFull(br, *buf); err != nil {
+			putBuf(buf)
+			t.fl.release(n)
+			return fmt.Errorf("read write payload: %w", err)
+		}
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer t.fl.release(n)
+		if buf != nil {
+			defer putBuf(buf)
+		}
+		t.serve(ctx, req, buf)
+	}()
+	return nil
+}
+
+// check validates a request before anything is allocated for it.
+func (t *transmission) check(req request) uint32 {
+	allowed := cmdFlagFUA
+	if req.Type == cmdWriteZeroes {
+		allowed |= cmdFlagNoHole
+	}
+	if req.Flags&^allowed != 0 {
+		return errnoInval
+	}
+	switch req.Type {
+	case cmdFlush:
+		return errnoOK
+	case cmdRead, cmdWrite, cmdTrim, cmdWriteZeroes:
+	default:
+		return errnoInval
+	}
+	if t.ro && req.Type != cmdRead {
+		return errnoPerm
+	}
+	if (req.Type == cmdRead || req.Type == cmdWrite) && req.Length > MaxPayload {
+		// EOVERFLOW is for structured replies only; simple replies say
+		// EINVAL.
+		return errnoInval
+	}
+	if req.Length == 0 {
+		return errnoInval
+	}
+	if req.Offset > t.size || uint64(req.Length) > t.size-req.Offset {
+		// The protocol asks for ENOSPC on writes past the end and EINVAL
+		// on reads and trims.
+		if req.Type == cmdWrite || req.Type == cmdWriteZeroes {
+			return errnoNoSpc
+		}
+		return errnoInval
+	}
+	return errnoOK
+}
+
+// serve performs one checked request and replies.
+func (t *transmission) serve(ctx context.Context, req request, buf *[]byte) {
+	off, n := int64(req.Offset), int64(req.Length)
+	var err error
+	switch req.Type {
+	case cmdRead:
+		if err = t.exp.ReadAt(ctx, *buf, off); err == nil {
+			t.replyLog(req, errnoOK, *buf)
+			return
+		}
+	case cmdWrite:
+		err = t.exp.WriteAt(ctx, *buf, off)
+	case cmdTrim:
+		err = t.exp.Zero(ctx, off, n, true)
+	case cmdWriteZeroes:
+		err = t.exp.Zero(ctx, off, n, req.Flags&cmdFlagNoHole == 0)
+	case cmdFlush:
+		err = t.exp.Flush(ctx)
+	}
+	if err == nil && req.Flags&cmdFlagFUA != 0 && req.Type != cmdFlush && req.Type != cmdRead {
+		err = t.exp.Flush(ctx)
+	}
+	errno := errnoOf(err)
+	if err != nil {
+		lvl := slog.LevelWarn
+		if errno == errnoInval || ctx.Err() != nil {
+			lvl = slog.LevelDebug
+		}
+		t.log.Log(ctx, lvl, "nbd request failed", "cmd", req.Type, "offset", off, "length", n, "errno", errno, "err", err)
+	}
+	t.replyLog(req, errno, nil)
+}
+
+func (t *transmission) replyLog(req request, errno uint32, data []byte) {
+	if err := t.reply(req.Cookie, errno, data); err != nil {
+		t.log.Debug("nbd reply", "err", err)
+		// Unblock the reader so the connection ends.
+		t.sess.conn.Close()
+	}
+}
+
+// reply writes a simple reply and its data as one unit.
+func (t *transmission) reply(cookie uint64, errno uint32, data []byte) error {
+	var hdr [simpleReplyLen]byte
+	putSimpleReply(hdr[:], errno, cookie)
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	var err error
+	if len(data) == 0 {
+		_, err = t.sess.conn.Write(hdr[:])
+	} else {
+		bufs := net.Buffers{hdr[:], data}
+		_, err = bufs.WriteTo(t.sess.conn)
+	}
+	if err != nil {
+		return fmt.Errorf("send reply: %w", err)
+	}
+	return nil
+}
+
+// flight bounds the requests in flight on one connection and the bytes of
+// their buffers. Only the connection's reader acquires, so a request larger
+// than the byte budget is admitted alone rather than never.
+type flight struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	n, max   int
+	bytes    int64
+	maxBytes int64
+}
+
+func newFlight(maxN int, maxBytes int64) *flight {
+	f := &flight{max: maxN, maxBytes: maxBytes}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+func (f *flight) acquire(size int) {
+	f.mu.Lock()
+	for f.n >= f.max || f.n > 0 && f.bytes+int64(size) > f.maxBytes {
+		f.cond.Wait()
+	}
+	f.n++
+	f.bytes += int64(size)
+	f.mu.Unlock()
+}
+
+func (f *flight) release(size int) {
+	f.mu.Lock()
+	f.n--
+	f.bytes -= int64(size)
+	f.mu.Unlock()
+	f.cond.Signal()
+}

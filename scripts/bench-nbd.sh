@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# NBD throughput of weft against nbdkit's file plugin serving a file on the
+# same file system, side by side in one run, both through fio's nbd engine:
+# sequential 1 MiB read and write, random 4 KiB read and write (iodepth 16).
+# Both exports are filled with data first (and weft's committed), so reads
+# read data, not holes. BENCH_DIR picks the file system (default: a
+# temporary directory under /var/tmp); BENCH_SIZE the disk size in MiB
+# (default 1024); BENCH_RUNTIME the seconds per job (default 10).
+set -euo pipefail
+
+WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
+SIZE_MB=${BENCH_SIZE:-1024}
+RUNTIME=${BENCH_RUNTIME:-10}
+for tool in fio nbdkit python3; do
+	command -v "$tool" >/dev/null || { echo "bench-nbd: $tool not found (Debian packages fio nbdkit python3; make deps installs them)" >&2; exit 1; }
+done
+if ! fio --enghelp 2>/dev/null | grep -qw nbd; then
+	echo "bench-nbd: this fio has no nbd engine" >&2
+	exit 1
+fi
+
+WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-nbd.XXXXXX")
+export WEFT_HOME=$WORK/home
+DAEMON=""
+NBDKIT_PID=""
+cleanup() {
+	if [ -n "$DAEMON" ] && kill -0 "$DAEMON" 2>/dev/null; then
+		kill -TERM "$DAEMON" 2>/dev/null || true
+		wait "$DAEMON" 2>/dev/null || true
+	fi
+	if [ -n "$NBDKIT_PID" ]; then
+		kill -TERM "$NBDKIT_PID" 2>/dev/null || true
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+WEFT_PORT=$(freeport)
+KIT_PORT=$(freeport)
+
+"$WEFT" init --nbd "127.0.0.1:$WEFT_PORT" >/dev/null
+"$WEFT" daemon --log-level warn 2>"$WORK/daemon.log" &
+DAEMON=$!
+deadline=$((SECONDS + 30))
+until "$WEFT" status >/dev/null 2>&1; do
+	if [ $SECONDS -ge $deadline ] || ! kill -0 "$DAEMON" 2>/dev/null; then
+		echo "bench-nbd: daemon did not start" >&2; cat "$WORK/daemon.log" >&2; exit 1
+	fi
+	sleep 0.1
+done
+"$WEFT" disk create bench --size "${SIZE_MB}M" >/dev/null
+
+truncate -s "${SIZE_MB}M" "$WORK/nbdkit.img"
+nbdkit --pidfile "$WORK/nbdkit.pid" -i 127.0.0.1 -p "$KIT_PORT" file "file=$WORK/nbdkit.img"
+for _ in $(seq 100); do [ -s "$WORK/nbdkit.pid" ] && break; sleep 0.1; done
+NBDKIT_PID=$(cat "$WORK/nbdkit.pid")
+
+WEFT_URI="nbd://127.0.0.1:$WEFT_PORT/bench"
+KIT_URI="nbd://127.0.0.1:$KIT_PORT/"
+
+# fill writes every byte of an export once.
+fill() {
+	fio --name=fill --ioengine=nbd --uri="$1" --rw=write --bs=1M --iodepth=8 \
+		--size="${SIZE_MB}M" --output-format=json >/dev/null
+}
+
+# job NAME RW BS IODEPTH URI OUT runs one timed fio job.
+job() {
+	fio --name="$1" --ioengine=nbd --uri="$5" --rw="$2" --bs="$3" --iodepth="$4" \
+		--size="${SIZE_MB}M" --time_based --runtime="$RUNTIME" --ramp_time=1 \
+		--randrepeat=0 --output-format=json >"$6"
+}
+
+echo "filling ${SIZE_MB} MiB on both servers..." >&2
+fill "$WEFT_URI"
+"$WEFT" disk commit bench >/dev/null
+fill "$KIT_URI"
+
+JOBS="seqread:read:1M:4 seqwrite:write:1M:4 randread:randread:4k:16 randwrite:randwrite:4k:16"
+for spec in $JOBS; do
+	IFS=: read -r name rw bs depth <<<"$spec"
+	echo "running $name (${RUNTIME}s each)..." >&2
+	job "$name" "$rw" "$bs" "$depth" "$WEFT_URI" "$WORK/weft-$name.json"
+	job "$name" "$rw" "$bs" "$depth" "$KIT_URI" "$WORK/nbdkit-$name.json"
+done
+
+python3 - "$WORK" $JOBS <<'PY'
+import json, sys
+work, specs = sys.argv[1], sys.argv[2:]
+
+def stats(path, rw):
+    text = open(path).read()  # fio may print notes before the JSON
+    job = json.loads(text[text.index("{"):])["jobs"][0]
+    side = job["write" if "write" in rw else "read"]
+    p99 = side["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
+    return side["bw_bytes"] / 1e6, side["iops"], p99
+
+print(f"{'job':<22}{'server':<8}{'MB/s':>10}{'IOPS':>10}{'p99 µs':>10}")
+ratios = []
+for spec in specs:
+    name, rw, bs, depth = spec.split(":")
+    w = stats(f"{work}/weft-{name}.json", rw)
+    k = stats(f"{work}/nbdkit-{name}.json", rw)
+    label = f"{name} {bs} qd{depth}"
+    print(f"{label:<22}{'weft':<8}{w[0]:>10.0f}{w[1]:>10.0f}{w[2]:>10.0f}")
+    print(f"{'':<22}{'nbdkit':<8}{k[0]:>10.0f}{k[1]:>10.0f}{k[2]:>10.0f}")
+    r = w[0] / k[0] if k[0] else float("nan")
+    lat = w[2] / k[2] if k[2] else float("nan")
+    print(f"{'':<22}{'ratio':<8}{r:>10.2f}{r:>10.2f}{lat:>10.2f}   (weft/nbdkit; latency: lower is better)")
+PY
