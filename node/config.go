@@ -44,8 +44,13 @@ type Config struct {
 	NBDTLSKey      string `json:"nbd_tls_key,omitempty"`
 	NBDTLSRequired bool   `json:"nbd_tls_required,omitempty"`
 
-	// CommitInterval is how often dirty disk heads are committed in the
-	// background. Zero disables background commits.
+	// BlockCacheBytes bounds the verified blocks the daemon keeps in memory
+	// to serve reads (0 in the file means the default, 1 GiB).
+	BlockCacheBytes int64 `json:"block_cache_bytes,omitempty"`
+
+	// CommitInterval bounds how long a write stays uncommitted in a disk's
+	// overlay (heads are committed earlier once quiet for two seconds).
+	// Zero disables background commits.
 	CommitInterval time.Duration `json:"-"`
 	Logger         *slog.Logger  `json:"-"`
 }
@@ -58,7 +63,7 @@ func DefaultConfig() Config {
 		Listen:         []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
 		NBD:            "127.0.0.1:10809",
 		HTTP:           "127.0.0.1:7070",
-		CommitInterval: 5 * time.Second,
+		CommitInterval: 30 * time.Second,
 		Logger:         slog.New(slog.DiscardHandler),
 	}
 }

@@ -63,6 +63,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	vcfg.Store = store
 	vcfg.Logger = cfg.Logger.With("component", "volume", "node", id.ID())
 	vcfg.CommitInterval = cfg.CommitInterval
+	if cfg.BlockCacheBytes > 0 {
+		vcfg.BlockCacheBytes = cfg.BlockCacheBytes
+	}
 	vcfg.Now = time.Now
 	vols, err := volume.Open(ctx, vcfg)
 	if err != nil {

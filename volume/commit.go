@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -40,6 +41,7 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 		h.committing.set(i)
 	})
 	clear(h.dirty)
+	h.dirtySince = time.Time{}
 	oldRoot := h.root
 	h.mu.Unlock()
 
@@ -60,6 +62,9 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 		for _, i := range list {
 			h.committing.clear(i)
 			h.dirty.set(i)
+		}
+		if h.dirtySince.IsZero() {
+			h.dirtySince = h.m.cfg.Now()
 		}
 		return fmt.Errorf("commit disk %q: %w", h.name, err)
 	}

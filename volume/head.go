@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -30,6 +31,9 @@ type Head struct {
 	dirty      bitset // written since the last commit began
 	committing bitset // being committed; still served from the overlay
 	removed    bool
+	// dirtySince is when the oldest uncommitted write landed and
+	// lastWrite when the newest did; zero when nothing is dirty.
+	dirtySince, lastWrite time.Time
 	// staleOverlay is set when punching committed blocks out of the
 	// overlay failed: clean blocks may then hold stale bytes there, so
 	// partial writes must always copy the committed block in. Reopening
@@ -151,6 +155,11 @@ func (h *Head) prepareBlock(ctx context.Context, i, n int64) error {
 }
 
 func (h *Head) markDirty(i int64) {
+	now := h.m.cfg.Now()
+	if h.dirtySince.IsZero() {
+		h.dirtySince = now
+	}
+	h.lastWrite = now
 	h.dirty.set(i)
 	h.ov.set(i, true)
 }
@@ -212,6 +221,18 @@ func (h *Head) Flush(ctx context.Context) error {
 func (h *Head) Commit(ctx context.Context) error {
 	_, err := h.m.Commit(ctx, h.name)
 	return err
+}
+
+// commitDue reports whether a background commit should run now: the head
+// is dirty and either its oldest write is maxAge old or it has been quiet
+// for quiet.
+func (h *Head) commitDue(now time.Time, maxAge, quiet time.Duration) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.dirtySince.IsZero() {
+		return false
+	}
+	return now.Sub(h.dirtySince) >= maxAge || (quiet > 0 && now.Sub(h.lastWrite) >= quiet)
 }
 
 func (h *Head) dirtyCount() int64 {

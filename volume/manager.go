@@ -25,9 +25,15 @@ type Config struct {
 	Store blockstore.Store // blocks and map nodes
 	// Logger receives background-commit errors; nil discards them.
 	Logger *slog.Logger
-	// CommitInterval is how often dirty heads are committed in the
-	// background; 0 disables background commits.
+	// CommitInterval bounds how long a write stays uncommitted: a dirty
+	// head is committed in the background once its oldest uncommitted
+	// write is this old, or earlier once it has had no writes for
+	// CommitQuiet. 0 disables background commits.
 	CommitInterval time.Duration
+	// CommitQuiet is how long a head must go without writes before it is
+	// committed ahead of CommitInterval. Waiting for quiet keeps commits
+	// (which hash and store) out of the way of bursts of I/O.
+	CommitQuiet time.Duration
 	// MapCacheNodes bounds the decoded block-map nodes kept in memory.
 	MapCacheNodes int
 	// BlockCacheBytes bounds the verified data blocks kept in memory for
@@ -39,7 +45,13 @@ type Config struct {
 
 // DefaultConfig returns a Config with everything but Dir and Store set.
 func DefaultConfig() Config {
-	return Config{CommitInterval: 5 * time.Second, MapCacheNodes: 4096, BlockCacheBytes: 256 << 20, Now: time.Now}
+	return Config{
+		CommitInterval:  30 * time.Second,
+		CommitQuiet:     2 * time.Second,
+		MapCacheNodes:   4096,
+		BlockCacheBytes: 1 << 30,
+		Now:             time.Now,
+	}
 }
 
 // Validate reports whether the Config can be used.
@@ -51,6 +63,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("volume config: Store is nil")
 	case c.CommitInterval < 0:
 		return fmt.Errorf("volume config: CommitInterval %v is negative", c.CommitInterval)
+	case c.CommitQuiet < 0:
+		return fmt.Errorf("volume config: CommitQuiet %v is negative", c.CommitQuiet)
 	}
 	return nil
 }
@@ -151,6 +165,7 @@ func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
 	for _, i := range ov.dirtyBlocks() {
 		if i < n {
 			h.dirty.set(i)
+			h.dirtySince, h.lastWrite = m.cfg.Now(), m.cfg.Now()
 		}
 	}
 	// Clean blocks must read as zeros from the overlay (see prepareBlock);
@@ -249,7 +264,11 @@ func (m *Manager) headList() []*Head {
 
 func (m *Manager) commitLoop() {
 	defer m.wg.Done()
-	t := time.NewTicker(m.cfg.CommitInterval)
+	tick := m.cfg.CommitInterval
+	if m.cfg.CommitQuiet > 0 {
+		tick = min(tick, m.cfg.CommitQuiet)
+	}
+	t := time.NewTicker(min(tick, time.Second))
 	defer t.Stop()
 	for {
 		select {
@@ -257,8 +276,9 @@ func (m *Manager) commitLoop() {
 			return
 		case <-t.C:
 		}
+		now := m.cfg.Now()
 		for _, h := range m.headList() {
-			if h.dirtyCount() == 0 {
+			if !h.commitDue(now, m.cfg.CommitInterval, m.cfg.CommitQuiet) {
 				continue
 			}
 			if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {

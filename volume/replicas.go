@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -200,6 +201,7 @@ func (h *Head) reset(root cid.Cid) error {
 	h.root = root
 	clear(h.dirty)
 	clear(h.committing)
+	h.dirtySince = time.Time{}
 	h.ov.clearAll()
 	if err := h.ov.persist(); err != nil {
 		return fmt.Errorf("disk %q: reset overlay: %w", h.name, err)
