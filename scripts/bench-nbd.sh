@@ -82,6 +82,10 @@ for spec in $JOBS; do
 	IFS=: read -r name rw bs depth <<<"$spec"
 	echo "running $name (${RUNTIME}s each)..." >&2
 	job "$name" "$rw" "$bs" "$depth" "$WEFT_URI" "$WORK/weft-$name.json"
+	# Commit what the job wrote now, outside the timed runs, so that weft's
+	# background commit (hashing and storing) does not land in the middle of
+	# the next measurement, nbdkit's or weft's.
+	"$WEFT" disk commit bench >/dev/null
 	job "$name" "$rw" "$bs" "$depth" "$KIT_URI" "$WORK/nbdkit-$name.json"
 done
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -12,7 +14,8 @@ import (
 
 type daemonOptions struct {
 	*globals
-	logLevel string
+	logLevel   string
+	cpuProfile string
 }
 
 func newDaemonCmd(g *globals) *cobra.Command {
@@ -26,6 +29,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	c.Flags().StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
 	return c
 }
 
@@ -44,5 +48,16 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 		return err
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: lvl}))
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	return node.Run(ctx, cfg)
 }

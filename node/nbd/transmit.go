@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 )
 
@@ -18,8 +17,8 @@ const readBufferSize = 256 << 10
 // transmission serves the requests of one connection. One goroutine (run)
 // reads requests; each is served on its own goroutine, at most
 // MaxInFlight and MaxInFlightBytes of payload at once, and replies are
-// written whole under wmu, so they may go out of order, as the protocol
-// allows.
+// written whole by a replyWriter, so they may go out of order, as the
+// protocol allows.
 type transmission struct {
 	s    *Server
 	sess *session
@@ -28,7 +27,7 @@ type transmission struct {
 	ro   bool
 	log  *slog.Logger
 
-	wmu sync.Mutex // serializes replies
+	out *replyWriter
 	wg  sync.WaitGroup
 	fl  *flight
 }
@@ -42,6 +41,7 @@ func newTransmission(s *Server, sess *session, log *slog.Logger) *transmission {
 		ro:   sess.exp.ReadOnly(),
 		log:  log,
 		fl:   newFlight(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes),
+		out:  newReplyWriter(sess.conn),
 	}
 }
 
@@ -202,14 +202,11 @@ func (t *transmission) replyLog(req request, errno uint32, data []byte) {
 func (t *transmission) reply(cookie uint64, errno uint32, data []byte) error {
 	var hdr [simpleReplyLen]byte
 	putSimpleReply(hdr[:], errno, cookie)
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	var err error
 	if len(data) == 0 {
-		_, err = t.sess.conn.Write(hdr[:])
+		err = t.out.send(hdr[:])
 	} else {
-		bufs := net.Buffers{hdr[:], data}
-		_, err = bufs.WriteTo(t.sess.conn)
+		err = t.out.send(hdr[:], data)
 	}
 	if err != nil {
 		return fmt.Errorf("send reply: %w", err)
