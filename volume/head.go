@@ -74,23 +74,22 @@ func (h *Head) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 	if err := h.checkRange(len(p), off); err != nil {
 		return 0, err
 	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		i := pos / h.blockSize
-		inBlock := pos - i*h.blockSize
-		n := int(min(int64(len(p)-done), h.blockSize-inBlock))
-		dst := p[done : done+n]
-		if h.inOverlay(i) {
-			if _, err := h.ov.data.ReadAt(dst, pos); err != nil {
-				return done, fmt.Errorf("disk %q: read overlay: %w", h.name, err)
-			}
-		} else if err := h.m.readCommitted(ctx, h.root, h.levels, i, inBlock, dst); err != nil {
-			return done, fmt.Errorf("disk %q: %w", h.name, err)
+	var committed []blockRead
+	for _, r := range splitRead(p, off, h.blockSize) {
+		if !h.inOverlay(r.index) {
+			committed = append(committed, r)
+			continue
 		}
-		done += n
+		if _, err := h.ov.data.ReadAt(r.dst, r.index*h.blockSize+r.inBlock); err != nil {
+			return 0, fmt.Errorf("disk %q: read overlay: %w", h.name, err)
+		}
 	}
-	return done, nil
+	if len(committed) > 0 {
+		if err := h.m.readCommittedBlocks(ctx, h.root, h.levels, committed); err != nil {
+			return 0, fmt.Errorf("disk %q: %w", h.name, err)
+		}
+	}
+	return len(p), nil
 }
 
 func (h *Head) inOverlay(i int64) bool { return h.dirty.get(i) || h.committing.get(i) }

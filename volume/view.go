@@ -57,19 +57,14 @@ func (v *View) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > v.size {
 		return 0, fmt.Errorf("%s: range %d+%d outside %d bytes: %w", v.ref, off, len(p), v.size, ErrInvalid)
 	}
-	ctx := context.Background()
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		i := pos / v.blockSize
-		inBlock := pos - i*v.blockSize
-		n := int(min(int64(len(p)-done), v.blockSize-inBlock))
-		if err := v.m.readCommitted(ctx, v.root, v.levels, i, inBlock, p[done:done+n]); err != nil {
-			return done, fmt.Errorf("%s: %w", v.ref, err)
-		}
-		done += n
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return done, nil
+	reads := splitRead(p, off, v.blockSize)
+	if err := v.m.readCommittedBlocks(context.Background(), v.root, v.levels, reads); err != nil {
+		return 0, fmt.Errorf("%s: %w", v.ref, err)
+	}
+	return len(p), nil
 }
 
 // ForEachBlock calls fn for every non-zero block in ascending offset order.
