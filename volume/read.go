@@ -54,7 +54,10 @@ func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels 
 
 // splitRead cuts [off, off+len(p)) into per-block reads.
 func splitRead(p []byte, off, blockSize int64) []blockRead {
-	var out []blockRead
+	if len(p) == 0 {
+		return nil
+	}
+	out := make([]blockRead, 0, (off+int64(len(p))-1)/blockSize-off/blockSize+1)
 	for done := int64(0); done < int64(len(p)); {
 		pos := off + done
 		i := pos / blockSize
