@@ -15,6 +15,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/weft-mesh/weft/volume"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // Files and directories inside a node's home.
@@ -162,48 +164,5 @@ func (c Config) Save() error {
 	if err != nil {
 		return fmt.Errorf("save config: %w", err)
 	}
-	return writeFileAtomic(c.Path(ConfigFile), append(b, '\n'), 0o644)
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old or the new file, never a mix.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.Write(c.Path(ConfigFile), append(b, '\n'), 0o644)
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // Identity is a node's long-lived key pair. The mesh turns it into the
@@ -42,7 +44,7 @@ func SaveIdentity(path string, id Identity) error {
 		return fmt.Errorf("save identity: %w", err)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
 	return nil

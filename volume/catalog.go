@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // catalog is the durable record of this node's disks and replicas. It is
@@ -66,43 +68,15 @@ func loadCatalog(dir string) (*catalog, error) {
 	return c, nil
 }
 
-// save writes the catalog durably: a temporary file, fsync, rename over the
-// old one, fsync of the directory. A crash leaves either version, whole.
+// save writes the catalog durably (see atomicfile): a crash leaves either
+// version, whole.
 func (c *catalog) save(dir string) error {
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save catalog: %w", err)
 	}
-	tmp := filepath.Join(dir, catalogFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("save catalog: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	if err := atomicfile.Write(filepath.Join(dir, catalogFile), data, 0o600); err != nil {
 		return fmt.Errorf("save catalog: %w", mapNoSpace(err))
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save catalog: %w", mapNoSpace(err))
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save catalog: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, catalogFile)); err != nil {
-		return fmt.Errorf("save catalog: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
