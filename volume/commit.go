@@ -102,7 +102,7 @@ func (m *Manager) storeBlocks(ctx context.Context, h *Head, root cid.Cid, list [
 	if len(list) == 0 {
 		return root, nil
 	}
-	changes, err := m.storeBlocksFrom(ctx, h.blockSize, func(b *batch) (bool, error) {
+	changes, err := m.storeBlocksFrom(ctx, h.blockSize, true, func(b *batch) (bool, error) {
 		for !b.full() && len(list) > 0 {
 			i := list[0]
 			list = list[1:]

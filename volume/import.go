@@ -83,7 +83,7 @@ func (m *Manager) Import(ctx context.Context, spec DiskSpec, r io.Reader) (DiskI
 // the input's length.
 func (m *Manager) importBlocks(ctx context.Context, r io.Reader, blockSize, limit int64) ([]blockmap.Change, int64, error) {
 	var total, next int64
-	changes, err := m.storeBlocksFrom(ctx, blockSize, func(b *batch) (bool, error) {
+	changes, err := m.storeBlocksFrom(ctx, blockSize, false, func(b *batch) (bool, error) {
 		for !b.full() {
 			buf := b.add(next)
 			n, err := io.ReadFull(r, buf)

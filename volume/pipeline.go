@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -40,7 +41,12 @@ func (b *batch) full() bool { return len(b.index) == len(b.bufs) }
 // it in one durable PutMany. Workers start at staggered times, so while one
 // waits for its fsync the others hash: the device and the cores stay busy
 // together.
-func (m *Manager) storeBlocksFrom(ctx context.Context, blockSize int64, fill func(*batch) (more bool, err error)) ([]blockmap.Change, error) {
+//
+// With cache set, stored blocks also go into the read cache: a commit's
+// blocks were just written by a client and are the likeliest to be read
+// next, and they are known good (hashed here), so they need no verifying
+// read later. An import does not cache: it would only churn the cache.
+func (m *Manager) storeBlocksFrom(ctx context.Context, blockSize int64, cache bool, fill func(*batch) (more bool, err error)) ([]blockmap.Change, error) {
 	workers := runtime.GOMAXPROCS(0) + 2
 	perBatch := int(max(1, storeBatchBytes/blockSize))
 	free := make(chan *batch, workers+2)
@@ -78,6 +84,10 @@ func (m *Manager) storeBlocksFrom(ctx context.Context, blockSize int64, fill fun
 				if len(blocks) > 0 && ctx.Err() == nil {
 					if err := m.store.PutMany(ctx, blocks); err != nil {
 						cancel(fmt.Errorf("store blocks: %w", err))
+					} else if cache {
+						for _, blk := range blocks {
+							m.cache.add(blk.CID.KeyString(), bytes.Clone(blk.Data))
+						}
 					}
 				}
 				free <- b

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 )
 
@@ -59,7 +60,16 @@ func (t *transmission) run(ctx context.Context) error {
 	defer close(t.jobs)
 	br := bufio.NewReaderSize(t.sess.conn, readBufferSize)
 	hdr := make([]byte, requestLen)
+	var batch inlineBatch
+	defer batch.release()
 	for {
+		// Before waiting for more requests, send the replies of the small
+		// reads served inline so far, in one writev.
+		if br.Buffered() < requestLen {
+			if err := batch.flush(t.out); err != nil {
+				return fmt.Errorf("send replies: %w", err)
+			}
+		}
 		if _, err := io.ReadFull(br, hdr); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -71,12 +81,68 @@ func (t *transmission) run(ctx context.Context) error {
 			return err
 		}
 		if req.Type == cmdDisc {
-			return nil
+			return batch.flush(t.out)
+		}
+		if req.Type == cmdRead && req.Length <= inlineReadMax && t.check(req) == errnoOK {
+			buf := getBuf(int(req.Length))
+			errno, data := t.execute(ctx, req, buf)
+			batch.add(req.Cookie, errno, data, buf)
+			if len(batch.bufs) >= inlineBatchMax {
+				if err := batch.flush(t.out); err != nil {
+					return fmt.Errorf("send replies: %w", err)
+				}
+			}
+			continue
 		}
 		if err := t.dispatch(ctx, br, req); err != nil {
 			return err
 		}
 	}
+}
+
+// Small reads are served on the connection's reader goroutine and their
+// replies sent together once the requests already received run out: a
+// client with 16 reads in flight then costs one read and one writev
+// system call per batch instead of one writev per reply, and no hand-off
+// between goroutines. Reads are served from the head's cache or page
+// cache in microseconds; anything larger or slower goes to the workers.
+const (
+	inlineReadMax  = 64 << 10
+	inlineBatchMax = 128 // iovecs, well under IOV_MAX
+)
+
+// inlineBatch holds the replies of inline reads until they are sent.
+type inlineBatch struct {
+	bufs net.Buffers
+	held []*[]byte
+}
+
+func (b *inlineBatch) add(cookie uint64, errno uint32, data []byte, buf *[]byte) {
+	hdr := make([]byte, simpleReplyLen)
+	putSimpleReply(hdr, errno, cookie)
+	b.bufs = append(b.bufs, hdr)
+	if errno == errnoOK {
+		b.bufs = append(b.bufs, data)
+	}
+	b.held = append(b.held, buf)
+}
+
+func (b *inlineBatch) flush(out *replyWriter) error {
+	if len(b.bufs) == 0 {
+		return nil
+	}
+	err := out.send(b.bufs...)
+	b.release()
+	return err
+}
+
+// release returns the read buffers to the pool; their replies are sent or
+// will never be.
+func (b *inlineBatch) release() {
+	for _, buf := range b.held {
+		putBuf(buf)
+	}
+	b.bufs, b.held = b.bufs[:0], b.held[:0]
 }
 
 // dispatch checks one request and starts serving it. It returns an error
@@ -196,13 +262,19 @@ func (t *transmission) check(req request) uint32 {
 
 // serve performs one checked request and replies.
 func (t *transmission) serve(ctx context.Context, req request, buf *[]byte) {
+	errno, data := t.execute(ctx, req, buf)
+	t.replyLog(req, errno, data)
+}
+
+// execute performs one checked request and returns the reply's errno and,
+// for a successful read, its data.
+func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (uint32, []byte) {
 	off, n := int64(req.Offset), int64(req.Length)
 	var err error
 	switch req.Type {
 	case cmdRead:
 		if err = t.exp.ReadAt(ctx, *buf, off); err == nil {
-			t.replyLog(req, errnoOK, *buf)
-			return
+			return errnoOK, *buf
 		}
 	case cmdWrite:
 		err = t.exp.WriteAt(ctx, *buf, off)
@@ -224,7 +296,7 @@ func (t *transmission) serve(ctx context.Context, req request, buf *[]byte) {
 		}
 		t.log.Log(ctx, lvl, "nbd request failed", "cmd", req.Type, "offset", off, "length", n, "errno", errno, "err", err)
 	}
-	t.replyLog(req, errno, nil)
+	return errno, nil
 }
 
 func (t *transmission) replyLog(req request, errno uint32, data []byte) {
