@@ -79,7 +79,7 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 	}
 	// The bitmap must say "clean" durably before the overlay copy is
 	// punched, or a crash could serve a punched block as zeros.
-	if err := h.ov.persist(); err != nil {
+	if err := h.persist(); err != nil {
 		return fmt.Errorf("commit disk %q: %w", h.name, err)
 	}
 	for len(clean) > 0 { // punch runs of consecutive blocks at once
@@ -106,8 +106,12 @@ func (m *Manager) storeBlocks(ctx context.Context, h *Head, root cid.Cid, list [
 		for !b.full() && len(list) > 0 {
 			i := list[0]
 			list = list[1:]
+			// The stripe keeps a write from landing halfway through the
+			// read: a committed block is one write's content, never a mix.
 			h.mu.RLock()
+			unlock := h.lockBlocks(i, i)
 			err := h.ov.readBlock(i, b.add(i))
+			unlock()
 			h.mu.RUnlock()
 			if err != nil {
 				return false, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,12 +26,27 @@ type Head struct {
 	// commitMu serialises commits, restores and imports of this head.
 	commitMu sync.Mutex
 
-	mu         sync.RWMutex
-	root       cid.Cid
-	ov         *overlay
+	// mu is held shared by reads, writes and flushes, which may run
+	// concurrently, and exclusively by what changes the head's state as a
+	// whole: commit's start and end, restore, removal, whole-block zeroing.
+	// Lock order: mu, persistMu, stripes (ascending), bitsMu.
+	mu      sync.RWMutex
+	root    cid.Cid
+	ov      *overlay
+	removed bool
+	// stripes serialise writes to the same block (a partial write's
+	// read-modify-write must not interleave with another write of that
+	// block) and keep commit from reading a block a write is halfway
+	// through. Block i uses stripes[i%len(stripes)].
+	stripes [64]sync.Mutex
+	// persistMu serialises Flush: two flushes writing bitmap pages from
+	// different moments could otherwise leave the older on disk.
+	persistMu sync.Mutex
+	// bitsMu guards dirty, committing, dirtySince, lastWrite and the
+	// overlay's bitmap while mu is held shared.
+	bitsMu     sync.Mutex
 	dirty      bitset // written since the last commit began
 	committing bitset // being committed; still served from the overlay
-	removed    bool
 	// dirtySince is when the oldest uncommitted write landed and
 	// lastWrite when the newest did; zero when nothing is dirty.
 	dirtySince, lastWrite time.Time
@@ -74,13 +90,25 @@ func (h *Head) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 	if err := h.checkRange(len(p), off); err != nil {
 		return 0, err
 	}
+	reads := splitRead(p, off, h.blockSize)
+	inOverlay := make([]bool, len(reads))
+	h.bitsMu.Lock()
+	for k, r := range reads {
+		inOverlay[k] = h.inOverlay(r.index)
+	}
+	h.bitsMu.Unlock()
 	var committed []blockRead
-	for _, r := range splitRead(p, off, h.blockSize) {
-		if !h.inOverlay(r.index) {
+	for k, r := range reads {
+		if !inOverlay[k] {
 			committed = append(committed, r)
 			continue
 		}
-		if _, err := h.ov.data.ReadAt(r.dst, r.index*h.blockSize+r.inBlock); err != nil {
+		// The stripe keeps a write of this block from landing halfway
+		// through the read: a read sees a write whole or not at all.
+		unlock := h.lockBlocks(r.index, r.index)
+		_, err := h.ov.data.ReadAt(r.dst, r.index*h.blockSize+r.inBlock)
+		unlock()
+		if err != nil {
 			return 0, fmt.Errorf("disk %q: read overlay: %w", h.name, err)
 		}
 	}
@@ -92,7 +120,32 @@ func (h *Head) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 	return len(p), nil
 }
 
+// inOverlay reports whether block i is served from the overlay; the caller
+// holds bitsMu or mu exclusively.
 func (h *Head) inOverlay(i int64) bool { return h.dirty.get(i) || h.committing.get(i) }
+
+// lockBlocks locks the stripes of blocks [first, last], each once, in
+// ascending order, and returns the unlock.
+func (h *Head) lockBlocks(first, last int64) func() {
+	n := int64(len(h.stripes))
+	if last-first+1 >= n {
+		first, last = 0, n-1
+	}
+	var held []int
+	for i := first; i <= last; i++ {
+		held = append(held, int(i%n))
+	}
+	slices.Sort(held)
+	held = slices.Compact(held)
+	for _, k := range held {
+		h.stripes[k].Lock()
+	}
+	return func() {
+		for _, k := range held {
+			h.stripes[k].Unlock()
+		}
+	}
+}
 
 // WriteAt writes p at off into the overlay. A partial write to a block not
 // yet in the overlay first copies the committed block there.
@@ -101,12 +154,20 @@ func (h *Head) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // WriteAtContext is WriteAt with a context for block-store reads.
+//
+// Writes to different blocks proceed in parallel; writes to the same block
+// are serialised.
 func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	if err := h.checkRange(len(p), off); err != nil {
 		return 0, err
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	unlock := h.lockBlocks(off/h.blockSize, (off+int64(len(p))-1)/h.blockSize)
+	defer unlock()
 	done := 0
 	for done < len(p) {
 		pos := off + int64(done)
@@ -119,7 +180,9 @@ func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 		if err := h.ov.writeAt(p[done:done+n], pos); err != nil {
 			return done, fmt.Errorf("disk %q: %w", h.name, err)
 		}
+		h.bitsMu.Lock()
 		h.markDirty(i)
+		h.bitsMu.Unlock()
 		done += n
 	}
 	return done, nil
@@ -132,8 +195,16 @@ func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 // written, or punched after its commit; see staleOverlay for when a punch
 // fails), so a block that is zero in the map needs no copy at all: the
 // hole already reads as zeros.
+//
+// The caller holds mu shared and block i's stripe.
 func (h *Head) prepareBlock(ctx context.Context, i, n int64) error {
-	if n == h.blockSize || h.inOverlay(i) {
+	if n == h.blockSize {
+		return nil
+	}
+	h.bitsMu.Lock()
+	in := h.inOverlay(i)
+	h.bitsMu.Unlock()
+	if in {
 		return nil
 	}
 	c, err := h.m.maps.Lookup(ctx, h.root, h.levels, uint64(i))
@@ -153,6 +224,8 @@ func (h *Head) prepareBlock(ctx context.Context, i, n int64) error {
 	return nil
 }
 
+// markDirty records that block i's data is in the overlay; the caller
+// holds bitsMu or mu exclusively.
 func (h *Head) markDirty(i int64) {
 	now := h.m.cfg.Now()
 	if h.dirtySince.IsZero() {
@@ -204,14 +277,33 @@ func (h *Head) Zero(ctx context.Context, off, n int64) error {
 }
 
 // Flush makes every write that returned before it durable in the overlay.
+// Reads and writes go on meanwhile.
 func (h *Head) Flush(ctx context.Context) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	if h.removed {
 		return fmt.Errorf("disk %q: %w", h.name, ErrNotFound)
 	}
-	if err := h.ov.persist(); err != nil {
+	if err := h.persist(); err != nil {
 		return fmt.Errorf("disk %q: flush: %w", h.name, err)
+	}
+	return nil
+}
+
+// persist makes the overlay durable: it takes the bitmap's state under
+// bitsMu, then syncs and writes outside it, so writes are not held up by
+// the fsyncs. The caller holds mu (shared or exclusive).
+func (h *Head) persist() error {
+	h.persistMu.Lock()
+	defer h.persistMu.Unlock()
+	h.bitsMu.Lock()
+	snap := h.ov.snapshot()
+	h.bitsMu.Unlock()
+	if err := h.ov.persistSnapshot(snap); err != nil {
+		h.bitsMu.Lock()
+		h.ov.retry(snap)
+		h.bitsMu.Unlock()
+		return err
 	}
 	return nil
 }
@@ -228,6 +320,8 @@ func (h *Head) Commit(ctx context.Context) error {
 func (h *Head) commitDue(now time.Time, maxAge, quiet time.Duration) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	h.bitsMu.Lock()
+	defer h.bitsMu.Unlock()
 	if h.dirtySince.IsZero() {
 		return false
 	}
@@ -237,6 +331,8 @@ func (h *Head) commitDue(now time.Time, maxAge, quiet time.Duration) bool {
 func (h *Head) dirtyCount() int64 {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	h.bitsMu.Lock()
+	defer h.bitsMu.Unlock()
 	return int64(h.dirty.count() + h.committing.countNotIn(h.dirty))
 }
 

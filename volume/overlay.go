@@ -32,6 +32,8 @@ type overlay struct {
 	// synced. Only those whose bit is still set force a sync: the data of
 	// a block a commit has just cleared is about to be punched anyway.
 	unsynced bitset
+	// forceSync is set when a persist failed after deciding to sync.
+	forceSync bool
 }
 
 const (
@@ -130,36 +132,63 @@ func (o *overlay) zeroBlocks(first, n int64) error {
 	return nil
 }
 
-// persist makes written data and the bitmap durable, in that order: a set
-// bit must never be durable before the data it vouches for. Bits are only
-// cleared after a commit has made the blocks durable elsewhere, and the
-// data behind a cleared bit is punched only after persist returns, so a
-// page torn between its old and new sectors can only resurrect bits whose
-// overlay data is still intact.
-func (o *overlay) persist() error {
-	needSync := false
-	o.unsynced.each(func(i int64) { needSync = needSync || o.isSet(i) })
-	if needSync {
+// persistSnap is the bitmap state one persist writes: the pages changed
+// since the last one, copied, and whether the data file needs a sync first.
+type persistSnap struct {
+	needSync bool
+	pages    map[int][]byte
+}
+
+// snapshot takes the state to persist and starts a new round of change
+// tracking. Bits are set only after their block's data was written, so
+// every bit in the snapshot vouches for data written before it, which the
+// data sync in persistSnapshot then covers.
+func (o *overlay) snapshot() persistSnap {
+	snap := persistSnap{needSync: o.forceSync, pages: make(map[int][]byte, len(o.changed))}
+	o.unsynced.each(func(i int64) { snap.needSync = snap.needSync || o.isSet(i) })
+	clear(o.unsynced)
+	o.forceSync = false
+	for page := range o.changed {
+		start := page * bitmapPage
+		end := min(start+bitmapPage, len(o.bits))
+		snap.pages[page] = append([]byte(nil), o.bits[start:end]...)
+	}
+	clear(o.changed)
+	return snap
+}
+
+// persistSnapshot makes a snapshot durable: data first, then the bitmap
+// pages. A set bit must never be durable before the data it vouches for.
+// Bits are only cleared after a commit has made the blocks durable
+// elsewhere, and the data behind a cleared bit is punched only after the
+// persist returns, so a page torn between its old and new sectors can only
+// resurrect bits whose overlay data is still intact.
+func (o *overlay) persistSnapshot(snap persistSnap) error {
+	if snap.needSync {
 		if err := o.data.Sync(); err != nil {
 			return fmt.Errorf("overlay: sync data: %w", mapNoSpace(err))
 		}
 	}
-	clear(o.unsynced)
-	if len(o.changed) == 0 {
+	if len(snap.pages) == 0 {
 		return nil
 	}
-	for page := range o.changed {
-		start := page * bitmapPage
-		end := min(start+bitmapPage, len(o.bits))
-		if _, err := o.bitmap.WriteAt(o.bits[start:end], int64(start)); err != nil {
+	for page, b := range snap.pages {
+		if _, err := o.bitmap.WriteAt(b, int64(page*bitmapPage)); err != nil {
 			return fmt.Errorf("overlay: write dirty bitmap: %w", mapNoSpace(err))
 		}
 	}
 	if err := o.bitmap.Sync(); err != nil {
 		return fmt.Errorf("overlay: sync dirty bitmap: %w", mapNoSpace(err))
 	}
-	clear(o.changed)
 	return nil
+}
+
+// retry puts a failed snapshot's work back, so the next persist redoes it.
+func (o *overlay) retry(snap persistSnap) {
+	o.forceSync = o.forceSync || snap.needSync
+	for page := range snap.pages {
+		o.changed[page] = true
+	}
 }
 
 func (o *overlay) close() error {

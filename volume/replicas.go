@@ -203,7 +203,7 @@ func (h *Head) reset(root cid.Cid) error {
 	clear(h.committing)
 	h.dirtySince = time.Time{}
 	h.ov.clearAll()
-	if err := h.ov.persist(); err != nil {
+	if err := h.persist(); err != nil {
 		return fmt.Errorf("disk %q: reset overlay: %w", h.name, err)
 	}
 	if err := h.ov.zeroBlocks(0, h.nblocks()); err != nil {
