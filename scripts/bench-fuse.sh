@@ -7,6 +7,7 @@
 # (default: a temporary directory under /var/tmp); BENCH_SIZE the size in
 # MiB (default 1024). Needs root (or fusermount3), /dev/fuse and fio.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 SIZE_MB=${BENCH_SIZE:-1024}
@@ -29,15 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$WEFT" init --nbd off >/dev/null
-"$WEFT" daemon --log-level warn 2>"$WORK/daemon.log" &
-DAEMON=$!
-deadline=$((SECONDS + 30))
-until "$WEFT" status >/dev/null 2>&1; do
-	if ! kill -0 "$DAEMON" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-		echo "daemon did not start:" >&2; cat "$WORK/daemon.log" >&2; exit 1
-	fi
-	sleep 0.1
-done
+start_daemon
 mkdir "$MNT"
 "$WEFT" mount -d "$MNT" >/dev/null
 

@@ -7,6 +7,7 @@
 # temporary directory under /var/tmp); BENCH_SIZE the disk size in MiB
 # (default 1024); BENCH_RUNTIME the seconds per job (default 10).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 SIZE_MB=${BENCH_SIZE:-1024}
@@ -40,15 +41,7 @@ WEFT_PORT=$(freeport)
 KIT_PORT=$(freeport)
 
 "$WEFT" init --nbd "127.0.0.1:$WEFT_PORT" >/dev/null
-"$WEFT" daemon --log-level warn 2>"$WORK/daemon.log" &
-DAEMON=$!
-deadline=$((SECONDS + 30))
-until "$WEFT" status >/dev/null 2>&1; do
-	if [ $SECONDS -ge $deadline ] || ! kill -0 "$DAEMON" 2>/dev/null; then
-		echo "bench-nbd: daemon did not start" >&2; cat "$WORK/daemon.log" >&2; exit 1
-	fi
-	sleep 0.1
-done
+start_daemon
 "$WEFT" disk create bench --size "${SIZE_MB}M" >/dev/null
 
 truncate -s "${SIZE_MB}M" "$WORK/nbdkit.img"

@@ -4,6 +4,7 @@
 # system (default: a temporary directory under /var/tmp); BENCH_SIZE the
 # file size in MiB (default 1024).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 SIZE_MB=${BENCH_SIZE:-1024}
@@ -24,15 +25,7 @@ mbps() { awk -v mb="$SIZE_MB" -v s="$1" 'BEGIN { printf "%.0f", mb / s }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 "$WEFT" init >/dev/null
-"$WEFT" daemon --log-level warn 2>"$WORK/daemon.log" &
-DAEMON=$!
-deadline=$((SECONDS + 30))
-until "$WEFT" status >/dev/null 2>&1; do
-	if ! kill -0 "$DAEMON" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-		echo "daemon did not start:" >&2; cat "$WORK/daemon.log" >&2; exit 1
-	fi
-	sleep 0.1
-done
+start_daemon
 
 echo "generating a ${SIZE_MB} MiB random file in $WORK ..." >&2
 head -c "${SIZE_MB}M" /dev/urandom >"$WORK/src.img"

@@ -3,6 +3,7 @@
 # Runs in a temporary home and cleans up after itself. KEEP=1 leaves the
 # node running until Ctrl-C.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 KEEP=${KEEP:-}
@@ -39,15 +40,7 @@ message() {
 step "1. A node is a home directory and a daemon"
 # NBD on the home's unix socket only: the demo never fights over a TCP port.
 run init --site demo-lab --nbd off
-"$WEFT" daemon --log-level warn 2>"$WORK/daemon.log" &
-DAEMON=$!
-deadline=$((SECONDS + 30))
-until "$WEFT" status >/dev/null 2>&1; do
-	if ! kill -0 "$DAEMON" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-		say "the daemon did not start:"; cat "$WORK/daemon.log"; exit 1
-	fi
-	sleep 0.1
-done
+start_daemon
 run status
 
 step "2. Import a VM image: 256 MiB, mostly empty"

@@ -165,8 +165,11 @@ func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
 	for _, i := range ov.dirtyBlocks() {
 		if i < n {
 			h.dirty.set(i)
-			h.dirtySince, h.lastWrite = m.cfg.Now(), m.cfg.Now()
 		}
+	}
+	if h.dirty.count() > 0 { // left dirty by the last run: commit it soon
+		h.dirtySince = m.cfg.Now()
+		h.lastWrite = h.dirtySince
 	}
 	// Clean blocks must read as zeros from the overlay (see prepareBlock);
 	// a crash between a commit's bitmap write and its punch can leave
