@@ -89,6 +89,9 @@ func (v *View) ForEachBlock(ctx context.Context, fn func(off int64, data []byte)
 		go func() {
 			defer wg.Done()
 			for f := range jobs {
+				// Straight from the store, not the read cache: a whole-disk
+				// scan would only evict what VMs are using, and an export
+				// should verify what is on disk.
 				f.data, f.err = v.m.store.Get(ctx, f.c)
 				close(f.done)
 			}
