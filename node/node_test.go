@@ -19,17 +19,18 @@ func startNode(t *testing.T) (*Client, Config) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Home = filepath.Join(t.TempDir(), "h")
+	cfg.NBD = "" // other test packages run at the same time; keep off the default port
 	if _, err := Init(cfg, false); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg) }()
+	go func() { err := Run(ctx, cfg); done <- err; close(done) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
+		case err, ok := <-done:
+			if ok && err != nil {
 				t.Errorf("Run: %v", err)
 			}
 		case <-time.After(30 * time.Second):

@@ -43,7 +43,7 @@ func TestCLIOutOfSpace(t *testing.T) {
 	weftBinary(t)
 	home := filepath.Join(mountTmpfs(t, "160m"), "home")
 	h := newHarness(t, home) // registered after the unmount, so it runs first
-	h.ok("init")
+	h.ok("init", "--nbd", "off")
 	h.startDaemon()
 
 	imgA := testImage(t, 4)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -110,7 +111,15 @@ func TestCLI(t *testing.T) {
 	h.fails("listen", "init", "--listen", "not-a-multiaddr")
 	h.fails("nbd", "init", "--nbd", "localhost")
 	h.fails("site", "init", "--site", "bad site")
-	out := h.ok("init", "--site", "lab", "--listen", "/ip4/127.0.0.1/tcp/4001", "--listen", "/ip6/::1/udp/4001/quic-v1")
+	// The defaults, in a home no daemon runs on (other test packages run
+	// at the same time, so a daemon here must not take the default ports).
+	defHome := filepath.Join(t.TempDir(), "defaults")
+	newHarness(t, defHome).ok("init")
+	if cfg, err := node.Load(defHome); err != nil || cfg.Site != "default" || cfg.NBD != "127.0.0.1:10809" || cfg.HTTP != "127.0.0.1:7070" {
+		t.Fatalf("default config after init = %+v, %v", cfg, err)
+	}
+	nbdAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	out := h.ok("init", "--site", "lab", "--nbd", nbdAddr, "--listen", "/ip4/127.0.0.1/tcp/4001", "--listen", "/ip6/::1/udp/4001/quic-v1")
 	if !strings.Contains(out, home) {
 		t.Errorf("init output %q does not name the home %s", out, home)
 	}
@@ -122,7 +131,7 @@ func TestCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Site != "lab" || len(cfg.Listen) != 2 || cfg.NBD != "127.0.0.1:10809" || cfg.HTTP != "127.0.0.1:7070" {
+	if cfg.Site != "lab" || len(cfg.Listen) != 2 || cfg.NBD != nbdAddr {
 		t.Fatalf("config after init = %+v", cfg)
 	}
 
