@@ -1,11 +1,16 @@
 package node
 
-import "time"
+import (
+	"time"
+
+	"github.com/weft-mesh/weft/heal"
+)
 
 // Status describes a running node. Field names are part of the CLI's JSON
 // contract.
 type Status struct {
 	ID        string    `json:"id"`
+	PeerID    string    `json:"peer_id,omitempty"`
 	Site      string    `json:"site"`
 	Home      string    `json:"home"`
 	Listen    []string  `json:"listen"`
@@ -26,6 +31,12 @@ type Status struct {
 	Goroutines int `json:"goroutines"`
 	// Mounts are the FUSE mounts of the node's disks, by directory.
 	Mounts []MountInfo `json:"mounts"`
+	// Members is the mesh as this node sees it; UnderReplicated counts
+	// the blocks this node holds or should hold that have fewer than R
+	// copies; Heal is self-heal's progress.
+	Members         []Peer       `json:"members"`
+	UnderReplicated int64        `json:"under_replicated"`
+	Heal            *heal.Status `json:"heal,omitempty"`
 }
 
 // AllowRequest is the body of PUT /v1/disks/{name}/allow.
@@ -39,6 +50,7 @@ type CreateDiskRequest struct {
 	Size      int64  `json:"size"`
 	BlockSize int64  `json:"block_size,omitempty"`
 	Replicas  int    `json:"replicas,omitempty"`
+	Sync      bool   `json:"sync,omitempty"`
 }
 
 // CloneRequest is the body of POST /v1/disks/{ref}/clone.

@@ -59,7 +59,7 @@ func (c *Client) ListDisks(ctx context.Context) ([]volume.DiskInfo, error) {
 // CreateDisk creates an empty disk.
 func (c *Client) CreateDisk(ctx context.Context, spec volume.DiskSpec) (volume.DiskInfo, error) {
 	var info volume.DiskInfo
-	req := CreateDiskRequest{Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize, Replicas: spec.Replicas}
+	req := CreateDiskRequest{Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize, Replicas: spec.Replicas, Sync: spec.Sync}
 	return info, c.do(ctx, http.MethodPost, "/v1/disks", req, &info)
 }
 
@@ -271,4 +271,34 @@ func readError(resp *http.Response) error {
 		return &APIError{Status: resp.StatusCode, Code: codeInternal, Message: fmt.Sprintf("daemon answered %s", resp.Status)}
 	}
 	return &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+}
+
+// ID returns the node's peer ID and dialable addresses.
+func (c *Client) ID(ctx context.Context) (IDInfo, error) {
+	var out IDInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/id", nil, &out)
+}
+
+// Join joins the mesh through the members at addrs.
+func (c *Client) Join(ctx context.Context, addrs []string) (JoinResult, error) {
+	var out JoinResult
+	return out, c.do(ctx, http.MethodPost, "/v1/join", JoinRequest{Addrs: addrs}, &out)
+}
+
+// Peers lists the members of the mesh.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var out []Peer
+	return out, c.do(ctx, http.MethodGet, "/v1/peers", nil, &out)
+}
+
+// Move hands disk name over to the member with peer ID to.
+func (c *Client) Move(ctx context.Context, name, to string) (volume.DiskInfo, error) {
+	var out volume.DiskInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(name)+"/move", MoveRequest{To: to}, &out)
+}
+
+// Take makes this node the owner of disk name.
+func (c *Client) Take(ctx context.Context, name string, force bool) (volume.DiskInfo, error) {
+	var out volume.DiskInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(name)+"/take", TakeRequest{Force: force}, &out)
 }

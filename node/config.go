@@ -50,6 +50,18 @@ type Config struct {
 	// to serve reads (0 in the file means the default, 1 GiB).
 	BlockCacheBytes int64 `json:"block_cache_bytes,omitempty"`
 
+	// HealBandwidth caps the bytes per second self-heal copies to this
+	// node (0: no cap); HealConcurrency bounds its fetches in flight.
+	HealBandwidth   int64 `json:"heal_bandwidth,omitempty"`
+	HealConcurrency int   `json:"heal_concurrency,omitempty"`
+	// HealInterval is the time between heal passes when no membership or
+	// catalog change triggers one.
+	HealInterval time.Duration `json:"heal_interval,omitempty"`
+
+	// Join lists members to join at start (weft daemon --join); a node
+	// that was in a mesh rejoins the peers it knew by itself.
+	Join []string `json:"-"`
+
 	// CommitInterval bounds how long a write stays uncommitted in a disk's
 	// overlay (heads are committed earlier once quiet for two seconds).
 	// Zero disables background commits.
@@ -98,6 +110,14 @@ func (c Config) Validate() error {
 		if err := ValidateHostPort(c.HTTP); err != nil {
 			return fmt.Errorf("config: http: %w", err)
 		}
+	}
+	for _, a := range c.Join {
+		if err := ValidateMultiaddr(a); err != nil {
+			return fmt.Errorf("config: join: %w", err)
+		}
+	}
+	if c.HealBandwidth < 0 || c.HealConcurrency < 0 || c.HealInterval < 0 {
+		return errors.New("config: heal bandwidth, concurrency and interval must not be negative")
 	}
 	if c.CommitInterval < 0 {
 		return fmt.Errorf("config: commit interval %v is negative", c.CommitInterval)

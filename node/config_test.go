@@ -36,11 +36,11 @@ func TestInitLoad(t *testing.T) {
 	cfg.Home = filepath.Join(t.TempDir(), "home")
 	cfg.Site = "rack-7"
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/4002"}
-	id, err := Init(cfg, false)
+	id, err := Init(cfg, false, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Init(cfg, false); !errors.Is(err, ErrHomeExists) {
+	if _, err := Init(cfg, false, ""); !errors.Is(err, ErrHomeExists) {
 		t.Fatalf("second Init: got %v, want ErrHomeExists", err)
 	}
 	got, err := Load(cfg.Home)
@@ -57,7 +57,7 @@ func TestInitLoad(t *testing.T) {
 	if loaded.ID() != id.ID() {
 		t.Fatalf("identity ID %s after load, want %s", loaded.ID(), id.ID())
 	}
-	id2, err := Init(cfg, true)
+	id2, err := Init(cfg, true, "")
 	if err != nil {
 		t.Fatalf("Init with force: %v", err)
 	}
@@ -85,7 +85,7 @@ func TestHomeLock(t *testing.T) {
 	if _, err := lockHome(cfg); !errors.Is(err, ErrHomeInUse) {
 		t.Fatalf("second lock: got %v, want ErrHomeInUse", err)
 	}
-	if _, err := Init(cfg, true); !errors.Is(err, ErrHomeInUse) {
+	if _, err := Init(cfg, true, ""); !errors.Is(err, ErrHomeInUse) {
 		t.Fatalf("Init --force on a locked home: got %v, want ErrHomeInUse", err)
 	}
 	if err := l.unlock(); err != nil {

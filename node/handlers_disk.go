@@ -2,11 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 
+	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -19,6 +22,17 @@ func (s *server) handleListDisks(w http.ResponseWriter, r *http.Request) {
 	if disks == nil {
 		disks = []volume.DiskInfo{}
 	}
+	if s.mesh != nil {
+		local := map[string]bool{}
+		for i, d := range disks {
+			local[d.Name] = true
+			if e, ok := s.mesh.cat.Get(catalog.DiskKey(d.Name)); ok {
+				disks[i] = s.mesh.diskInfo(e, d)
+			}
+		}
+		disks = append(disks, s.mesh.remoteDisks(local)...)
+		sort.Slice(disks, func(i, j int) bool { return disks[i].Name < disks[j].Name })
+	}
 	s.writeJSON(w, http.StatusOK, disks)
 }
 
@@ -28,8 +42,14 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if s.mesh != nil {
+		if e, ok := s.mesh.cat.Get(catalog.DiskKey(req.Name)); ok {
+			s.fail(w, r, fmt.Errorf("disk %q: exists in the mesh, owned by %s: %w", req.Name, e.Owner, volume.ErrExists))
+			return
+		}
+	}
 	info, err := s.vols.CreateDisk(r.Context(), volume.DiskSpec{
-		Name: req.Name, Size: req.Size, BlockSize: req.BlockSize, Replicas: req.Replicas,
+		Name: req.Name, Size: req.Size, BlockSize: req.BlockSize, Replicas: req.Replicas, Sync: req.Sync,
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -40,7 +60,21 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
-	info, err := s.vols.DiskInfo(r.Context(), r.PathValue("name"))
+	name := r.PathValue("name")
+	info, err := s.vols.DiskInfo(r.Context(), name)
+	if s.mesh != nil {
+		e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
+		switch {
+		case ok && err == nil:
+			info = s.mesh.diskInfo(e, info)
+		case ok && errors.Is(err, volume.ErrNotFound):
+			for _, d := range s.mesh.remoteDisks(nil) {
+				if d.Name == name {
+					info, err = d, nil
+				}
+			}
+		}
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -128,7 +162,7 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v, err := s.vols.OpenView(r.Context(), ref)
+	v, err := s.openView(r.Context(), ref)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("export %s: %w", ref, err))
 		return

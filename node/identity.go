@@ -4,11 +4,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/base32"
 	"encoding/pem"
 	"fmt"
 	"os"
-	"strings"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/internal/atomicfile"
 )
@@ -28,12 +29,23 @@ func NewIdentity() (Identity, error) {
 	return Identity{Key: priv}, nil
 }
 
-// ID is a short printable name of the public key, stable for the life of
-// the identity.
+// ID is the node's libp2p peer ID (base58, "12D3Koo..."), derived from
+// the public key: the name other nodes know it by.
 func (id Identity) ID() string {
-	pub := id.Key.Public().(ed25519.PublicKey)
-	enc := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(pub)
-	return "ed25519-" + strings.ToLower(enc)
+	p, err := id.PeerID()
+	if err != nil {
+		return "invalid-identity"
+	}
+	return p.String()
+}
+
+// PeerID returns the node's libp2p peer ID.
+func (id Identity) PeerID() (peer.ID, error) {
+	key, err := crypto.UnmarshalEd25519PrivateKey(id.Key)
+	if err != nil {
+		return "", fmt.Errorf("identity: %w", err)
+	}
+	return peer.IDFromPrivateKey(key)
 }
 
 // SaveIdentity writes the key to path as PEM PKCS#8 with mode 0600,

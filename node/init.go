@@ -15,7 +15,10 @@ var ErrHomeExists = errors.New("already initialized")
 // already has a config unless force is set; with force it replaces the
 // config and the identity but leaves stored data alone, and still refuses
 // while a daemon runs on the home.
-func Init(cfg Config, force bool) (Identity, error) {
+//
+// secret is the hex cluster secret to join an existing mesh with; "" makes
+// a new mesh with a fresh secret.
+func Init(cfg Config, force bool, secret string) (Identity, error) {
 	if err := cfg.Validate(); err != nil {
 		return Identity{}, err
 	}
@@ -39,6 +42,14 @@ func Init(cfg Config, force bool) (Identity, error) {
 		return Identity{}, err
 	}
 	if err := SaveIdentity(cfg.Path(IdentityFile), id); err != nil {
+		return Identity{}, err
+	}
+	if secret == "" {
+		if secret, err = NewClusterSecret(); err != nil {
+			return Identity{}, err
+		}
+	}
+	if err := saveClusterSecret(cfg.Path(ClusterSecretFile), secret); err != nil {
 		return Identity{}, err
 	}
 	if err := cfg.Save(); err != nil {

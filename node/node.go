@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/weft-mesh/weft/blockstore"
@@ -61,6 +62,20 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	vcfg := volume.DefaultConfig()
 	vcfg.Dir = cfg.Path(VolumesDir)
 	vcfg.Store = store
+	var mn *meshNode
+	if len(cfg.Listen) > 0 {
+		if mn, err = startMesh(ctx, cfg, id, store, log); err != nil {
+			return err
+		}
+		defer func() { // after the volumes closed
+			if cerr := mn.close(); cerr != nil && err == nil {
+				err = fmt.Errorf("close mesh: %w", cerr)
+			}
+		}()
+		vcfg.Store = mn.fetch
+		vcfg.ExtraRoots = mn.catalogRoots
+		vcfg.SyncFlush = mn.syncFlush
+	}
 	vcfg.Logger = cfg.Logger.With("component", "volume", "node", id.ID())
 	vcfg.CommitInterval = cfg.CommitInterval
 	if cfg.BlockCacheBytes > 0 {
@@ -76,6 +91,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			err = fmt.Errorf("close volumes: %w", cerr)
 		}
 	}()
+
+	if mn != nil {
+		mctx, mcancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		mn.attach(mctx, vols, cfg, &wg)
+		defer func() { mcancel(); wg.Wait() }() // before the volumes close
+	}
 
 	nbdSvc, err := startNBD(ctx, cfg, vols, log)
 	if err != nil {
@@ -94,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer os.Remove(cfg.SocketPath())
 	defer ln.Close()
 
-	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now(), nbd: nbdSvc}
+	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now(), nbd: nbdSvc, mesh: mn}
 	srv.mounts = mounts
 	hs := &http.Server{
 		Handler:           srv.routes(),

@@ -19,8 +19,9 @@ func startNode(t *testing.T) (*Client, Config) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Home = filepath.Join(t.TempDir(), "h")
-	cfg.NBD = "" // other test packages run at the same time; keep off the default port
-	if _, err := Init(cfg, false); err != nil {
+	cfg.NBD = "" // other test packages run at the same time; keep off the default ports
+	cfg.Listen = nil
+	if _, err := Init(cfg, false, ""); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -28,6 +28,7 @@ type server struct {
 	started time.Time
 	nbd     *nbdService
 	mounts  *mountTable
+	mesh    *meshNode // nil when the node runs alone
 }
 
 // routes returns the local API's handler.
@@ -52,6 +53,11 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/mounts", s.handleMount)
 	mux.HandleFunc("DELETE /v1/mounts", s.handleUnmount)
 	mux.HandleFunc("GET /v1/mounts/wait", s.handleWaitMount)
+	mux.HandleFunc("GET /v1/id", s.handleID)
+	mux.HandleFunc("POST /v1/join", s.handleJoin)
+	mux.HandleFunc("GET /v1/peers", s.handlePeers)
+	mux.HandleFunc("POST /v1/disks/{name}/move", s.handleMove)
+	mux.HandleFunc("POST /v1/disks/{name}/take", s.handleTake)
 	mux.HandleFunc("POST /v1/gc", s.handleGC)
 	mux.HandleFunc("POST /v1/scrub", s.handleScrub)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -80,6 +86,15 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Disks:     len(disks),
 	}
 	s.nbd.fillStatus(&out)
+	if s.mesh != nil {
+		out.PeerID = s.mesh.selfStr
+		hs := s.mesh.healer.Status()
+		out.Heal = &hs
+		out.UnderReplicated = hs.UnderReplicated
+		for _, p := range s.mesh.peers() {
+			out.Members = append(out.Members, p)
+		}
+	}
 	out.Mounts = s.mounts.list()
 	for _, d := range disks {
 		out.Replicas += d.ReplicaCount

@@ -33,7 +33,7 @@ func (m *Manager) SetAllow(ctx context.Context, disk string, cidrs []string) (Di
 	}
 	snapshot := m.cat.clone()
 	rec.Allow = norm
-	err := m.cat.save(m.cfg.Dir)
+	err := m.saveCatalog()
 	if err != nil {
 		m.cat = snapshot
 	}

@@ -31,6 +31,7 @@ type diskRecord struct {
 	Size      int64     `json:"size"`
 	BlockSize int64     `json:"block_size"`
 	Replicas  int       `json:"replicas"`
+	Sync      bool      `json:"sync,omitempty"`
 	Root      string    `json:"root"`
 	Created   time.Time `json:"created"`
 	Committed time.Time `json:"committed"`

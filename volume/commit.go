@@ -145,7 +145,7 @@ func (m *Manager) publishRoot(h *Head, root cid.Cid, changed bool, publish func(
 			return err
 		}
 	}
-	if err := m.cat.save(m.cfg.Dir); err != nil {
+	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot
 		return err
 	}

@@ -84,5 +84,10 @@ func (m *Manager) liveRoots() ([]cid.Cid, error) {
 	for root := range m.pins {
 		add(root)
 	}
+	if m.cfg.ExtraRoots != nil {
+		for _, c := range m.cfg.ExtraRoots() {
+			add(rootString(c))
+		}
+	}
 	return out, bad
 }

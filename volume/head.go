@@ -22,6 +22,7 @@ type Head struct {
 	size      int64
 	blockSize int64
 	levels    int
+	sync      bool // flushes wait for the mesh (Config.SyncFlush)
 
 	// commitMu serialises commits, restores and imports of this head.
 	commitMu sync.Mutex
@@ -280,11 +281,29 @@ func (h *Head) Zero(ctx context.Context, off, n int64) error {
 // Reads and writes go on meanwhile.
 func (h *Head) Flush(ctx context.Context) error {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	if h.removed {
+		h.mu.RUnlock()
 		return fmt.Errorf("disk %q: %w", h.name, ErrNotFound)
 	}
-	if err := h.persist(); err != nil {
+	err := h.persist()
+	h.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("disk %q: flush: %w", h.name, err)
+	}
+	if !h.sync || h.m.cfg.SyncFlush == nil {
+		return nil
+	}
+	// Sync mode: the data is acknowledged only once the mesh holds it, so
+	// commit now and wait for the copies.
+	info, err := h.m.Commit(ctx, h.name)
+	if err != nil {
+		return fmt.Errorf("disk %q: flush: %w", h.name, err)
+	}
+	root, err := parseRoot(info.Root)
+	if err != nil {
+		return err
+	}
+	if err := h.m.cfg.SyncFlush(ctx, h.name, root); err != nil {
 		return fmt.Errorf("disk %q: flush: %w", h.name, err)
 	}
 	return nil

@@ -41,6 +41,13 @@ type Config struct {
 	BlockCacheBytes int64
 	// Now is the clock for timestamps; nil means time.Now.
 	Now func() time.Time
+	// ExtraRoots, if set, returns more roots GC must keep: those of the
+	// mesh's catalog, whose blocks this node holds for others.
+	ExtraRoots func() []cid.Cid
+	// SyncFlush, if set, runs at the end of every flush of a disk in sync
+	// mode, after the flush committed the disk at root; the flush fails
+	// with its error. The mesh uses it to wait until R nodes hold root.
+	SyncFlush func(ctx context.Context, disk string, root cid.Cid) error
 }
 
 // DefaultConfig returns a Config with everything but Dir and Store set.
@@ -92,6 +99,8 @@ type Manager struct {
 	pins  map[string]int // roots held by open views
 	used  map[string]int64
 
+	changed chan struct{} // see Changed
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -125,6 +134,8 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		pins:  map[string]int{},
 		used:  map[string]int64{},
 		stop:  make(chan struct{}),
+
+		changed: make(chan struct{}, 1),
 	}
 	for name, rec := range cat.Disks {
 		h, err := m.openHead(rec)
@@ -158,7 +169,7 @@ func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
 	}
 	n := rec.Size / rec.BlockSize
 	h := &Head{
-		m: m, name: rec.Name, size: rec.Size, blockSize: rec.BlockSize,
+		m: m, name: rec.Name, size: rec.Size, blockSize: rec.BlockSize, sync: rec.Sync,
 		levels: blockmap.Levels(uint64(n)), root: root, ov: ov,
 		dirty: newBitset(n), committing: newBitset(n),
 	}
@@ -349,7 +360,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 	now := m.cfg.Now().UTC()
 	rec := &diskRecord{
 		ID: newID(), Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize,
-		Replicas: spec.Replicas, Root: rootString(root), Created: now, Committed: now,
+		Replicas: spec.Replicas, Sync: spec.Sync, Root: rootString(root), Created: now, Committed: now,
 	}
 	h, err := m.openHead(rec)
 	if err != nil {
@@ -357,7 +368,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 		return DiskInfo{}, err
 	}
 	m.cat.Disks[spec.Name] = rec
-	if err := m.cat.save(m.cfg.Dir); err != nil {
+	if err := m.saveCatalog(); err != nil {
 		delete(m.cat.Disks, spec.Name)
 		m.mu.Unlock()
 		h.ov.close()
@@ -401,7 +412,7 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	if ok {
 		info = DiskInfo{
 			Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
-			Root: rec.Root, ReplicaCount: len(m.cat.Replicas[name]),
+			Sync: rec.Sync, Root: rec.Root, ReplicaCount: len(m.cat.Replicas[name]),
 			Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
 		}
 		h = m.heads[name]
@@ -468,7 +479,7 @@ func (m *Manager) RemoveDisk(ctx context.Context, name string) error {
 		return fmt.Errorf("disk %q: %w", name, ErrNotFound)
 	}
 	delete(m.cat.Disks, name)
-	if err := m.cat.save(m.cfg.Dir); err != nil {
+	if err := m.saveCatalog(); err != nil {
 		m.cat.Disks[name] = rec
 		m.mu.Unlock()
 		return err

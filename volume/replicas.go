@@ -125,7 +125,7 @@ func (m *Manager) RemoveReplica(ctx context.Context, disk, name string) error {
 	if len(m.cat.Replicas[disk]) == 0 {
 		delete(m.cat.Replicas, disk)
 	}
-	if err := m.cat.save(m.cfg.Dir); err != nil {
+	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot
 		return err
 	}

@@ -80,6 +80,9 @@ type DiskSpec struct {
 	Size      int64 // bytes; rounded up to a multiple of BlockSize
 	BlockSize int64 // 0 means DefaultBlockSize
 	Replicas  int   // 0 means DefaultReplicas
+	// Sync makes every flush wait until Replicas nodes of the mesh hold
+	// the data (see Config.SyncFlush); otherwise replication runs behind.
+	Sync bool
 }
 
 // DiskInfo describes a disk head. Field names are part of the CLI's JSON
@@ -89,16 +92,21 @@ type DiskInfo struct {
 	Size      int64  `json:"size"`
 	BlockSize int64  `json:"block_size"`
 	Replicas  int    `json:"replicas"`
+	Sync      bool   `json:"sync"`
 	Root      string `json:"root"` // CID of the last committed block map; "" when empty
 	UsedBytes int64  `json:"used_bytes"`
 	// DirtyBytes is data written but not yet committed to the block store.
 	DirtyBytes int64 `json:"dirty_bytes"`
 	// UnderReplicated counts the disk's blocks that have fewer than
 	// Replicas copies. A single node holds one copy of each block.
-	UnderReplicated int64     `json:"under_replicated"`
-	ReplicaCount    int       `json:"replica_count"`
-	Created         time.Time `json:"created"`
-	Committed       time.Time `json:"committed"`
+	UnderReplicated int64 `json:"under_replicated"`
+	ReplicaCount    int   `json:"replica_count"`
+	// Owner is the peer ID of the node that may write the disk and Epoch
+	// its ownership epoch; both are empty on a node without a mesh.
+	Owner     string    `json:"owner,omitempty"`
+	Epoch     uint64    `json:"epoch,omitempty"`
+	Created   time.Time `json:"created"`
+	Committed time.Time `json:"committed"`
 	// Allow lists the client networks (CIDR) that may open the disk over
 	// NBD; empty means any client that can reach the listener.
 	Allow []string `json:"allow,omitempty"`

@@ -37,6 +37,34 @@ func (m *Manager) OpenView(ctx context.Context, ref Ref) (*View, error) {
 	}, nil
 }
 
+// OpenRootView opens a view of any root, such as a disk or replica another
+// node of the mesh published; label names it in errors. The root is held
+// against GC until Close. Blocks that are not local are fetched through the
+// store.
+func (m *Manager) OpenRootView(label string, root cid.Cid, size, blockSize int64) (*View, error) {
+	if _, err := checkSpec(DiskSpec{Name: "view", Size: size, BlockSize: blockSize}); err != nil || size%blockSize != 0 {
+		return nil, fmt.Errorf("%s: size %d, block size %d: %w", label, size, blockSize, ErrInvalid)
+	}
+	key := rootString(root)
+	m.mu.Lock()
+	m.pins[key]++
+	m.mu.Unlock()
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.pins[key]--; m.pins[key] <= 0 {
+				delete(m.pins, key)
+			}
+		})
+	}
+	return &View{
+		m: m, ref: Ref{Disk: label}, root: root, size: size, blockSize: blockSize,
+		levels: blockmap.Levels(uint64(size / blockSize)), release: release,
+	}, nil
+}
+
 // Size returns the image's size in bytes.
 func (v *View) Size() int64 { return v.size }
 

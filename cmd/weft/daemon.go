@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-mesh/weft/internal/size"
 	"github.com/weft-mesh/weft/node"
 )
 
@@ -16,6 +18,12 @@ type daemonOptions struct {
 	*globals
 	logLevel   string
 	cpuProfile string
+	join       []string
+	heal       struct {
+		bandwidth   string
+		concurrency int
+		interval    time.Duration
+	}
 }
 
 func newDaemonCmd(g *globals) *cobra.Command {
@@ -30,6 +38,10 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.Flags().StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
+	c.Flags().StringArrayVar(&o.join, "join", nil, "join the mesh through this member's multiaddr (.../p2p/<peer id>; repeatable)")
+	c.Flags().StringVar(&o.heal.bandwidth, "heal-bandwidth", "", "cap the bytes per second self-heal copies to this node, e.g. 100M (default: the config's, else no cap)")
+	c.Flags().IntVar(&o.heal.concurrency, "heal-concurrency", 0, "self-heal fetches in flight (default 4)")
+	c.Flags().DurationVar(&o.heal.interval, "heal-interval", 0, "time between heal passes when nothing triggers one (default 30s)")
 	return c
 }
 
@@ -48,6 +60,21 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 		return err
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: lvl}))
+	cfg.Join = o.join
+	if o.heal.bandwidth != "" {
+		if cfg.HealBandwidth, err = size.Parse(o.heal.bandwidth); err != nil {
+			return usageError{fmt.Sprintf("--heal-bandwidth: %v", err)}
+		}
+	}
+	if o.heal.concurrency > 0 {
+		cfg.HealConcurrency = o.heal.concurrency
+	}
+	if o.heal.interval > 0 {
+		cfg.HealInterval = o.heal.interval
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {

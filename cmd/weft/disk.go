@@ -14,6 +14,8 @@ func newDiskCmd(g *globals) *cobra.Command {
 		newDiskCloneCmd(g),
 		newDiskCommitCmd(g),
 		newDiskACLCmd(g),
+		newDiskMoveCmd(g),
+		newDiskTakeCmd(g),
 	)
 	return c
 }

@@ -15,12 +15,13 @@ type diskCreateOptions struct {
 	size      string
 	blockSize string
 	replicas  int
+	sync      bool
 }
 
 func newDiskCreateCmd(g *globals) *cobra.Command {
 	o := &diskCreateOptions{globals: g}
 	c := &cobra.Command{
-		Use:   "create NAME --size SIZE [--block-size SIZE] [--replicas N]",
+		Use:   "create NAME --size SIZE [--block-size SIZE] [--replicas N] [--sync]",
 		Short: "Create an empty thin disk",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -31,6 +32,7 @@ func newDiskCreateCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.size, "size", "", "disk size, e.g. 32M, 10G, 1T (binary units)")
 	f.StringVar(&o.blockSize, "block-size", "", "block size, a power of two from 4K to 4M (default 64K)")
 	f.IntVar(&o.replicas, "replicas", 0, fmt.Sprintf("copies of each block in the mesh (default %d)", volume.DefaultReplicas))
+	f.BoolVar(&o.sync, "sync", false, "a flush returns only when every copy is on its node (default: async, replicated behind)")
 	return c
 }
 
@@ -51,12 +53,16 @@ func runDiskCreate(ctx context.Context, o *diskCreateOptions, args []string) err
 		return err
 	}
 	defer cl.Close()
-	info, err := cl.CreateDisk(ctx, volume.DiskSpec{Name: args[0], Size: n, BlockSize: bs, Replicas: o.replicas})
+	info, err := cl.CreateDisk(ctx, volume.DiskSpec{Name: args[0], Size: n, BlockSize: bs, Replicas: o.replicas, Sync: o.sync})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.stdout, "created disk %s: %s, block size %s, %d replicas\n",
-		info.Name, size.Format(info.Size), size.Format(info.BlockSize), info.Replicas)
+	mode := "async"
+	if info.Sync {
+		mode = "sync"
+	}
+	fmt.Fprintf(o.stdout, "created disk %s: %s, block size %s, %d replicas (%s)\n",
+		info.Name, size.Format(info.Size), size.Format(info.BlockSize), info.Replicas, mode)
 	return nil
 }
 

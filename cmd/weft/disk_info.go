@@ -48,6 +48,9 @@ func runDiskInfo(ctx context.Context, o *diskInfoOptions, args []string) error {
 	fmt.Fprintf(tw, "used:\t%s\n", size.Format(d.UsedBytes))
 	fmt.Fprintf(tw, "dirty:\t%s\n", size.Format(d.DirtyBytes))
 	fmt.Fprintf(tw, "replication:\t%d copies (%d blocks under-replicated)\n", d.Replicas, d.UnderReplicated)
+	if d.Owner != "" {
+		fmt.Fprintf(tw, "owner:\t%s (epoch %d)\n", d.Owner, d.Epoch)
+	}
 	fmt.Fprintf(tw, "replicas:\t%d\n", d.ReplicaCount)
 	fmt.Fprintf(tw, "root:\t%s\n", orDash(d.Root))
 	fmt.Fprintf(tw, "created:\t%s\n", when(d.Created))

@@ -119,7 +119,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("default config after init = %+v, %v", cfg, err)
 	}
 	nbdAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	out := h.ok("init", "--site", "lab", "--nbd", nbdAddr, "--listen", "/ip4/127.0.0.1/tcp/4001", "--listen", "/ip6/::1/udp/4001/quic-v1")
+	out := h.ok("init", "--site", "lab", "--nbd", nbdAddr, "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
 	if !strings.Contains(out, home) {
 		t.Errorf("init output %q does not name the home %s", out, home)
 	}

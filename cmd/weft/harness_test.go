@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,6 +76,10 @@ type harness struct {
 	logs   int        // daemons started, for log file names
 
 	daemonLogs []string
+	// daemonArgs are added to `weft daemon`; netns, if set, runs the
+	// daemon inside that network namespace.
+	daemonArgs []string
+	netns      string
 }
 
 func newHarness(t *testing.T, home string) *harness {
@@ -103,6 +108,11 @@ func (h *harness) run(stdin []byte, args ...string) result {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
+	if len(args) > 0 && args[0] == "init" && !slices.Contains(args, "--listen") {
+		// Test packages run at once: a daemon must not take the default
+		// mesh port. Port 0 picks a free one at each start.
+		args = append(args, "--listen", "/ip4/127.0.0.1/tcp/0")
+	}
 	cmd := exec.CommandContext(ctx, h.bin, append([]string{"--home", h.home}, args...)...)
 	cmd.Env = append(os.Environ(), "WEFT_HOME=")
 	var out, errb bytes.Buffer
@@ -165,7 +175,11 @@ func (h *harness) startDaemon() {
 		h.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(h.bin, "daemon", "--home", h.home, "--log-level", "debug")
+	args := append([]string{"daemon", "--home", h.home, "--log-level", "debug"}, h.daemonArgs...)
+	cmd := exec.Command(h.bin, args...)
+	if h.netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", h.netns, h.bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		h.t.Fatalf("start daemon: %v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -20,13 +21,14 @@ type initOptions struct {
 		cert, key string
 		required  bool
 	}
+	secretFile string
 }
 
 func newInitCmd(g *globals) *cobra.Command {
 	def := node.DefaultConfig()
 	o := &initOptions{globals: g}
 	c := &cobra.Command{
-		Use:   "init [--site NAME] [--listen MULTIADDR]... [--nbd HOST:PORT] [--http HOST:PORT]",
+		Use:   "init [--site NAME] [--listen MULTIADDR]... [--nbd HOST:PORT] [--http HOST:PORT] [--cluster-secret-file F]",
 		Short: "Create a node home: config and identity key",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -42,6 +44,7 @@ func newInitCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.nbdTLS.required, "nbd-tls-required", false, "refuse NBD TCP clients that do not use TLS")
 	f.StringVar(&o.http, "http", def.HTTP, "HTTP address HOST:PORT")
 	f.BoolVar(&o.force, "force", false, "overwrite the config and identity of an existing home")
+	f.StringVar(&o.secretFile, "cluster-secret-file", "", "join an existing mesh: its secret (the file cluster.secret of any member's home); without it, init makes a new mesh")
 	return c
 }
 
@@ -60,7 +63,18 @@ func runInit(ctx context.Context, o *initOptions, args []string) error {
 	}
 	cfg.NBDTLSCert, cfg.NBDTLSKey, cfg.NBDTLSRequired = o.nbdTLS.cert, o.nbdTLS.key, o.nbdTLS.required
 	cfg.HTTP = o.http
-	id, err := node.Init(cfg, o.force)
+	var secret string
+	if o.secretFile != "" {
+		b, err := os.ReadFile(o.secretFile)
+		if err != nil {
+			return fmt.Errorf("cluster secret: %w", err)
+		}
+		if _, err := node.ParseClusterSecret(string(b)); err != nil {
+			return fmt.Errorf("%s: %w", o.secretFile, err)
+		}
+		secret = string(b)
+	}
+	id, err := node.Init(cfg, o.force, secret)
 	if err != nil {
 		return err
 	}

@@ -77,6 +77,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newGCCmd(g),
 		newScrubCmd(g),
 		newStatusCmd(g),
+		newIDCmd(g), newJoinCmd(g), newPeersCmd(g),
 		newMountCmd(g), newUmountCmd(g),
 	)
 	return root

@@ -54,6 +54,20 @@ func runStatus(ctx context.Context, o *statusOptions, args []string) error {
 	fmt.Fprintf(tw, "bytes:\t%s (%s on disk)\n", size.Format(st.Bytes), size.Format(st.DiskBytes))
 	fmt.Fprintf(tw, "disks:\t%d\n", st.Disks)
 	fmt.Fprintf(tw, "replicas:\t%d\n", st.Replicas)
+	if st.PeerID != "" {
+		fmt.Fprintf(tw, "mesh:\t%d members, %d blocks under-replicated\n", len(st.Members), st.UnderReplicated)
+		if h := st.Heal; h != nil {
+			state := "idle"
+			if h.Running {
+				state = fmt.Sprintf("running, %d blocks to copy", h.Pending)
+			}
+			fmt.Fprintf(tw, "heal:\t%s; %d passes, copied %d blocks (%s), dropped %d surplus\n",
+				state, h.Passes, h.CopiedBlocks, size.Format(h.CopiedBytes), h.DroppedBlocks)
+			if h.LastError != "" {
+				fmt.Fprintf(tw, "heal error:\t%s\n", h.LastError)
+			}
+		}
+	}
 	for _, m := range st.Mounts {
 		fmt.Fprintf(tw, "mount:\t%s (since %s)\n", m.Dir, when(m.Started))
 	}

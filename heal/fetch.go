@@ -1,0 +1,81 @@
+package heal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/ipfs/go-cid"
+	"github.com/mr-tron/base58"
+
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/placement"
+)
+
+// FetchingStore is a block store that reaches into the mesh for what it
+// lacks: a Get of a block that is missing here, or stored corrupt, fetches
+// a verified copy from a member that holds it (placement set first, as
+// its members are the likeliest holders), keeps it, and returns it. A
+// corrupt local copy is replaced. Everything else is the local store's.
+type FetchingStore struct {
+	blockstore.Store
+	Self    string
+	Peers   Peers
+	Members func() []placement.Member
+	Logger  *slog.Logger
+}
+
+// Get returns the block from the local store or, failing that, the mesh.
+func (s *FetchingStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	data, err := s.Store.Get(ctx, c)
+	if err == nil || !(errors.Is(err, blockstore.ErrNotFound) || errors.Is(err, blockstore.ErrCorrupt)) {
+		return data, err
+	}
+	corrupt := errors.Is(err, blockstore.ErrCorrupt)
+	data, ferr := s.fetch(ctx, c)
+	if ferr != nil {
+		return nil, errors.Join(err, ferr)
+	}
+	if corrupt {
+		if s.Logger != nil {
+			s.Logger.Warn("replacing corrupt block with a copy from the mesh", "cid", c)
+		}
+		if err := s.Store.Delete(ctx, c); err != nil {
+			return nil, fmt.Errorf("replace corrupt %s: %w", c, err)
+		}
+	}
+	if err := s.Store.Put(ctx, blockstore.Block{CID: c, Data: data}); err != nil {
+		return nil, fmt.Errorf("keep fetched %s: %w", c, err)
+	}
+	return data, nil
+}
+
+// fetch asks the other members for c, closest to the block first.
+func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
+	members := s.Members()
+	var errs []error
+	for _, m := range placement.Place(c.Hash(), members, len(members)) {
+		if m.ID == s.Self {
+			continue
+		}
+		got, err := s.Peers.Get(ctx, m.ID, []cid.Cid{c})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", peerName(m.ID), err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if data, ok := got[c]; ok {
+			return data, nil
+		}
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("fetch %s: no live member holds it: %w", c, blockstore.ErrNotFound)
+	}
+	return nil, fmt.Errorf("fetch %s: %w", c, errors.Join(errs...))
+}
+
+// peerName prints a placement ID (raw peer ID bytes) the way libp2p does.
+func peerName(id string) string { return base58.Encode([]byte(id)) }

@@ -1,0 +1,340 @@
+package heal
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/time/rate"
+
+	"github.com/weft-mesh/weft/blockmap"
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
+	"github.com/weft-mesh/weft/mesh/memnet"
+	"github.com/weft-mesh/weft/placement"
+)
+
+// testNet is an in-memory mesh: every node's store, served with the real
+// block exchange protocol over memnet, reachable unless down.
+type testNet struct {
+	mu      sync.Mutex
+	net     *memnet.Network
+	stores  map[string]*blockstore.Memory
+	clients map[string]*exchange.Client
+	sites   map[string]string
+	down    map[string]bool
+}
+
+func newTestNet(t *testing.T, rng *rand.Rand, sites ...string) (*testNet, []string) {
+	n := &testNet{net: memnet.New(), stores: map[string]*blockstore.Memory{}, clients: map[string]*exchange.Client{},
+		sites: map[string]string{}, down: map[string]bool{}}
+	var ids []string
+	for i, site := range sites {
+		id := fmt.Sprintf("node-%d-%x", i, rng.Uint64())
+		store := blockstore.NewMemory()
+		n.stores[id] = store
+		n.sites[id] = site
+		n.clients[id] = &exchange.Client{Dialer: n.net.Dialer(id)}
+		srv := &exchange.Server{Store: store}
+		n.net.Listen(id, func(ctx context.Context, from string, rw io.ReadWriteCloser) { srv.ServeStream(ctx, from, rw) })
+		ids = append(ids, id)
+	}
+	t.Cleanup(func() {
+		for _, c := range n.clients {
+			c.Close()
+		}
+		n.net.Close()
+		for _, s := range n.stores {
+			s.Close()
+		}
+	})
+	return n, ids
+}
+
+func (n *testNet) members() []placement.Member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []placement.Member
+	for id, site := range n.sites {
+		if !n.down[id] {
+			out = append(out, placement.Member{ID: id, Site: site})
+		}
+	}
+	return out
+}
+
+func (n *testNet) setDown(id string, down bool) {
+	n.mu.Lock()
+	n.down[id] = down
+	n.mu.Unlock()
+	if down {
+		n.net.Down(id)
+	} else {
+		n.net.Up(id)
+	}
+}
+
+// writeDisk stores a random disk of blocks on store and returns its root.
+func writeDisk(t *testing.T, rng *rand.Rand, store *blockstore.Memory, blocks int) cid.Cid {
+	t.Helper()
+	ctx := context.Background()
+	var changes []blockmap.Change
+	for i := range blocks {
+		data := make([]byte, 4096)
+		for j := range data {
+			data[j] = byte(rng.Uint32())
+		}
+		b := blockstore.NewBlock(blockstore.CodecRaw, data)
+		if err := store.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, blockmap.Change{Index: uint64(i), CID: b.CID})
+	}
+	root, err := blockmap.New(store, 64).Update(ctx, cid.Undef, blockmap.Levels(uint64(blocks)), changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// node builds the heal pieces of one test node.
+func (n *testNet) healer(id string, roots func() []Root) *Healer {
+	fs := &FetchingStore{Store: n.stores[id], Self: id, Peers: n.clients[id], Members: n.members}
+	return New(Config{
+		Self: id, Store: n.stores[id], Maps: blockmap.New(fs, 64), Peers: n.clients[id],
+		Members: n.members, Roots: roots, Interval: time.Hour,
+	})
+}
+
+// allCIDs lists every CID reachable from root.
+func allCIDs(t *testing.T, store *blockstore.Memory, root cid.Cid) []cid.Cid {
+	var out []cid.Cid
+	if err := blockmap.New(store, 64).Mark(context.Background(), root, func(c cid.Cid) bool {
+		out = append(out, c)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkPlaced fails unless every data block of cids is on every live member
+// of its placement set; with exact, it must be nowhere else but on keep.
+func (n *testNet) checkPlaced(t *testing.T, cids []cid.Cid, r int, exact bool, keep string) {
+	t.Helper()
+	ctx := context.Background()
+	members := n.members()
+	for _, c := range cids {
+		set := placement.Place(c.Hash(), members, r)
+		for id, s := range n.stores {
+			has, _ := s.Has(ctx, c)
+			want := contains(set, id)
+			if want && !has {
+				t.Fatalf("block %s missing on %s, which is in its placement set", c, id)
+			}
+			if exact && has && !want && id != keep && c.Type() == blockstore.CodecRaw {
+				t.Fatalf("surplus copy of %s left on %s", c, id)
+			}
+		}
+	}
+}
+
+// TestHealAfterLoss pushes a disk to its placement sets, takes a node away,
+// heals, brings it back, and heals again: every block ends on its full
+// placement set, surplus copies are dropped, and nothing is lost.
+func TestHealAfterLoss(t *testing.T) {
+	ctx := context.Background()
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			net, ids := newTestNet(t, rng, "a", "a", "b", "b", "c")
+			owner := ids[0]
+			const r = 2
+			root := writeDisk(t, rng, net.stores[owner], 300)
+			cids := allCIDs(t, net.stores[owner], root)
+			pusher := &Pusher{Self: owner, Store: net.stores[owner], Maps: blockmap.New(net.stores[owner], 64), Peers: net.clients[owner], Members: net.members}
+			if _, err := pusher.Push(ctx, cid.Undef, root, r); err != nil {
+				t.Fatal(err)
+			}
+			net.checkPlaced(t, cids, r, false, owner)
+
+			roots := func(id string) func() []Root {
+				return func() []Root { return []Root{{Root: root, Replicas: r, Local: id == owner}} }
+			}
+			healers := map[string]*Healer{}
+			for _, id := range ids {
+				healers[id] = net.healer(id, roots(id))
+			}
+			passAll := func() {
+				t.Helper()
+				for _, id := range ids {
+					if net.down[id] {
+						continue
+					}
+					if err := healers[id].Pass(ctx); err != nil {
+						t.Fatalf("pass on %s: %v", id, err)
+					}
+				}
+			}
+			// The lost node is a non-owner holding blocks.
+			lost := ids[1+rng.IntN(len(ids)-1)]
+			net.setDown(lost, true)
+			passAll()
+			passAll() // the status counts what the others held at each pass
+			net.checkPlaced(t, cids, r, false, owner)
+			for _, id := range ids {
+				if id != lost && healers[id].Status().UnderReplicated != 0 {
+					t.Fatalf("%s still sees %d under-replicated blocks after healing", id, healers[id].Status().UnderReplicated)
+				}
+			}
+			// The owner itself is lost: its disk is still whole elsewhere.
+			net.setDown(lost, false)
+			passAll() // lost is back: its surplus is handed off and dropped
+			passAll() // (second pass: holders confirmed on the first)
+			net.checkPlaced(t, cids, r, true, owner)
+
+			// The owner is lost: any other node still reads the whole
+			// disk, every block verified, fetched from the placement sets.
+			net.setDown(owner, true)
+			reader := ids[len(ids)-1]
+			fs := &FetchingStore{Store: net.stores[reader], Self: reader, Peers: net.clients[reader], Members: net.members}
+			for _, c := range cids {
+				if _, err := fs.Get(ctx, c); err != nil {
+					t.Fatalf("read %s without the owner: %v", c, err)
+				}
+			}
+		})
+	}
+}
+
+// corruptStore reports one block corrupt until it is deleted.
+type corruptStore struct {
+	*blockstore.Memory
+	bad     cid.Cid
+	deleted bool
+}
+
+func (s *corruptStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if c == s.bad && !s.deleted {
+		return nil, fmt.Errorf("%s: %w", c, blockstore.ErrCorrupt)
+	}
+	return s.Memory.Get(ctx, c)
+}
+
+func (s *corruptStore) Delete(ctx context.Context, c cid.Cid) error {
+	if c == s.bad {
+		s.deleted = true
+	}
+	return s.Memory.Delete(ctx, c)
+}
+
+// TestCorruptBlockReplacedOnRead: a read of a block stored corrupt returns
+// a good copy from a peer and replaces the local one.
+func TestCorruptBlockReplacedOnRead(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	net, ids := newTestNet(t, rng, "a", "b")
+	root := writeDisk(t, rng, net.stores[ids[0]], 8)
+	cids := allCIDs(t, net.stores[ids[0]], root)
+	for _, c := range cids {
+		data, _ := net.stores[ids[0]].Get(ctx, c)
+		net.stores[ids[1]].Put(ctx, blockstore.Block{CID: c, Data: data})
+	}
+	bad := cids[len(cids)-1]
+	cs := &corruptStore{Memory: net.stores[ids[1]], bad: bad}
+	fs := &FetchingStore{Store: cs, Self: ids[1], Peers: net.clients[ids[1]], Members: net.members}
+	data, err := fs.Get(ctx, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := blockstore.Verify(bad, data); err != nil {
+		t.Fatal(err)
+	}
+	if !cs.deleted {
+		t.Fatal("the corrupt copy was not replaced")
+	}
+	if got, err := cs.Get(ctx, bad); err != nil || blockstore.Verify(bad, got) != nil {
+		t.Fatalf("after repair the local copy reads %v", err)
+	}
+	// With the only good copy gone, the error says so.
+	net.setDown(ids[0], true)
+	if _, err := fs.Get(ctx, cids[0]); err != nil {
+		t.Fatalf("local block: %v", err)
+	}
+	missing := blockstore.NewBlock(blockstore.CodecRaw, []byte("never stored"))
+	if _, err := fs.Get(ctx, missing.CID); err == nil {
+		t.Fatal("a block nobody holds was returned")
+	}
+}
+
+// TestHealResumes interrupts a throttled pass, then runs another: the second
+// copies only the rest, so the total copied is one copy of what was needed.
+func TestHealResumes(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	net, ids := newTestNet(t, rng, "a", "b", "c")
+	owner := ids[0]
+	root := writeDisk(t, rng, net.stores[owner], 400)
+	roots := func() []Root { return []Root{{Root: root, Replicas: 3}} }
+	h := New(Config{
+		Self: ids[1], Store: net.stores[ids[1]], Maps: blockmap.New(&FetchingStore{Store: net.stores[ids[1]], Self: ids[1], Peers: net.clients[ids[1]], Members: net.members}, 64),
+		Peers: net.clients[ids[1]], Members: net.members, Roots: roots, Bandwidth: 400 << 10, Concurrency: 1,
+	})
+	short, cancel := context.WithTimeout(ctx, 600*time.Millisecond)
+	err := h.Pass(short)
+	cancel()
+	first := h.Status().CopiedBytes
+	if err == nil || first == 0 || first >= 400*4096 {
+		t.Fatalf("interrupted pass: err %v, copied %d bytes; want a partial copy", err, first)
+	}
+	h.limit.SetLimit(rate.Inf)
+	if err := h.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := h.Status()
+	if st.UnderReplicated != 0 && st.UnderReplicated > int64(len(allCIDs(t, net.stores[owner], root))) {
+		t.Fatalf("status %+v", st)
+	}
+	if st.CopiedBytes != 400*4096 {
+		t.Fatalf("copied %d bytes over both passes, want exactly one copy (%d)", st.CopiedBytes, 400*4096)
+	}
+	if st.Passes != 1 || st.LastError != "" {
+		t.Fatalf("status %+v: want one complete pass and no error", st)
+	}
+}
+
+// TestSyncPushNeedsRNodes: a push for R copies fails with ErrTooFewNodes
+// when fewer than R nodes are alive, and succeeds once they are.
+func TestSyncPushNeedsRNodes(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 6))
+	net, ids := newTestNet(t, rng, "a", "b")
+	root := writeDisk(t, rng, net.stores[ids[0]], 20)
+	p := &Pusher{Self: ids[0], Store: net.stores[ids[0]], Maps: blockmap.New(net.stores[ids[0]], 64), Peers: net.clients[ids[0]], Members: net.members}
+	net.setDown(ids[1], true)
+	if _, err := p.Push(ctx, cid.Undef, root, 2); err == nil {
+		t.Fatal("push for 2 copies with one live node succeeded")
+	}
+	net.setDown(ids[1], false)
+	st, err := p.Push(ctx, cid.Undef, root, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sent != st.Blocks {
+		t.Fatalf("push stats %+v: with two nodes every block goes to the other one", st)
+	}
+	again, err := p.Push(ctx, root, root, 2)
+	if err != nil || again.Sent != 0 {
+		t.Fatalf("pushing the same root again sent %+v, %v; want nothing", again, err)
+	}
+	for _, c := range allCIDs(t, net.stores[ids[0]], root) {
+		if ok, _ := net.stores[ids[1]].Has(ctx, c); !ok {
+			t.Fatalf("%s not on the second node after a sync push", c)
+		}
+	}
+}

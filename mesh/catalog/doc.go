@@ -1,0 +1,48 @@
+// Package catalog is the replicated catalog of roots: every disk, replica
+// and spacesuit of the mesh as a name bound to a root CID plus metadata.
+//
+// Every node holds a whole copy. Copies are exchanged by gossip (full-state
+// push-pull and small broadcasts of changed entries) and merged in whatever
+// order, grouping and number of times messages arrive; they converge because
+// Merge keeps, for each key, the newest version by a total order every node
+// computes alike (a last-writer-wins map):
+//
+//  1. the higher ownership Epoch: a handover or a takeover of a dead owner
+//     raises it, so anything the old owner writes afterwards loses (fencing);
+//  2. then the higher Version, a Lamport clock: a node writes with one more
+//     than the largest version it has seen, so its write beats every version
+//     it knew of;
+//  3. then the larger Writer, then the larger Root bytes, and finally the
+//     remaining fields, so that even two versions a confused writer gave
+//     the same number resolve the same way everywhere.
+//
+// Deletion writes a tombstone (Deleted set) that is merged like any other
+// version, so a delete cannot be undone by an old copy arriving late.
+// Tombstones are kept forever for now; pruning them needs to know that every
+// member has seen them.
+//
+// # Keys
+//
+//	disk/NAME
+//	replica/DISK/NAME
+//	spacesuit/NAME@N
+//
+// where NAME and DISK match [A-Za-z0-9._-]{1,128} but are not "." or ".."
+// (names become file names elsewhere) and N is a version number in decimal
+// without leading zeros.
+//
+// # Encoding
+//
+// A catalog or a batch of entries is a CBOR array of entries in RFC 8949
+// core deterministic encoding. An entry is a map with small integer keys;
+// fields holding their zero value are omitted:
+//
+//	1 key (text)       5 version (uint)    9  block size (int)  13 modified
+//	2 root (CID bytes) 6 writer (text)     10 replicas (int)
+//	3 owner (text)     7 deleted (bool)    11 sync (bool)
+//	4 epoch (uint)     8 size (int)        12 created
+//
+// Times are Unix nanoseconds (int), absent for the zero time. Decode accepts
+// exactly what Encode produces: it refuses unknown fields, non-canonical
+// encodings, trailing bytes and invalid entries.
+package catalog

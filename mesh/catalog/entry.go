@@ -1,0 +1,197 @@
+package catalog
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// ErrInvalid is returned for an entry that breaks the catalog's rules: a
+// malformed key, a missing root, a bad peer ID and the like.
+var ErrInvalid = errors.New("invalid catalog entry")
+
+// ErrFenced is returned when a write carries a lower ownership epoch than
+// the catalog already holds for its key: the writer has lost ownership.
+var ErrFenced = errors.New("fenced: ownership epoch is stale")
+
+// Key prefixes of the three kinds of entries.
+const (
+	DiskPrefix      = "disk/"
+	ReplicaPrefix   = "replica/"
+	SpacesuitPrefix = "spacesuit/"
+)
+
+const (
+	maxNameLen   = 128
+	maxPeerIDLen = 128 // base58 of the longest peer IDs in use is ~60
+	maxCIDLen    = 128 // a CIDv1 with a 64-byte digest needs ~70
+	maxVersion   = math.MaxInt64
+)
+
+// Entry is one version of one catalog key.
+type Entry struct {
+	Key       string  // "disk/NAME", "replica/DISK/NAME" or "spacesuit/NAME@N"
+	Root      cid.Cid // cid.Undef only for an empty disk or a tombstone
+	Owner     string  // peer ID (base58) of the node that may write this disk; for replicas/spacesuits the node that created it
+	Epoch     uint64  // ownership epoch: a takeover or handover raises it; it fences the old owner
+	Version   uint64  // Lamport clock value of this write
+	Writer    string  // peer ID (base58) of the node that wrote this version (tie-breaker)
+	Deleted   bool    // tombstone, so deletions converge too
+	Size      int64   // disk size in bytes
+	BlockSize int64
+	Replicas  int // R
+	Sync      bool
+	Created   time.Time
+	Modified  time.Time
+}
+
+// DiskKey returns the key of the disk named name.
+func DiskKey(name string) string { return DiskPrefix + name }
+
+// ReplicaKey returns the key of replica name of disk.
+func ReplicaKey(disk, name string) string { return ReplicaPrefix + disk + "/" + name }
+
+// SpacesuitKey returns the key of version n of spacesuit name.
+func SpacesuitKey(name string, n uint64) string {
+	return SpacesuitPrefix + name + "@" + strconv.FormatUint(n, 10)
+}
+
+// ValidateKey returns an error wrapping ErrInvalid unless key is a well-formed
+// disk, replica or spacesuit key.
+func ValidateKey(key string) error {
+	var ok bool
+	switch {
+	case strings.HasPrefix(key, DiskPrefix):
+		ok = validName(key[len(DiskPrefix):])
+	case strings.HasPrefix(key, ReplicaPrefix):
+		disk, name, found := strings.Cut(key[len(ReplicaPrefix):], "/")
+		ok = found && validName(disk) && validName(name)
+	case strings.HasPrefix(key, SpacesuitPrefix):
+		name, n, found := strings.Cut(key[len(SpacesuitPrefix):], "@")
+		v, err := strconv.ParseUint(n, 10, 64)
+		ok = found && validName(name) && err == nil && strconv.FormatUint(v, 10) == n
+	}
+	if !ok {
+		return fmt.Errorf("key %.200q: %w", key, ErrInvalid)
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > maxNameLen || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validPeerID checks the shape of a peer ID's string form (base58btc), not
+// that it decodes: the catalog only compares and stores them.
+func validPeerID(s string) bool {
+	if len(s) == 0 || len(s) > maxPeerIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !strings.ContainsRune(base58Alphabet, rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+const base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+// validate checks e, which must be normalized, against the catalog's rules.
+func (e Entry) validate() error {
+	if err := ValidateKey(e.Key); err != nil {
+		return err
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("entry %s: %s: %w", e.Key, fmt.Sprintf(format, args...), ErrInvalid)
+	}
+	if e.Root.Defined() {
+		b := e.Root.Bytes()
+		if len(b) > maxCIDLen {
+			return bad("root CID of %d bytes, max %d", len(b), maxCIDLen)
+		}
+		if _, err := cid.Cast(b); err != nil {
+			return bad("root: %v", err)
+		}
+	} else if !e.Deleted && !strings.HasPrefix(e.Key, DiskPrefix) {
+		// Only a disk can be empty (no block written yet); a replica or
+		// spacesuit always names a root.
+		return bad("no root")
+	}
+	if !validPeerID(e.Owner) {
+		return bad("owner %.200q is not a peer ID", e.Owner)
+	}
+	if !validPeerID(e.Writer) {
+		return bad("writer %.200q is not a peer ID", e.Writer)
+	}
+	if e.Version == 0 || e.Version > maxVersion {
+		return bad("version %d out of range [1, %d]", e.Version, uint64(maxVersion))
+	}
+	if e.Size < 0 || e.BlockSize < 0 || e.Replicas < 0 {
+		return bad("negative size %d, block size %d or replicas %d", e.Size, e.BlockSize, e.Replicas)
+	}
+	for _, t := range []time.Time{e.Created, e.Modified} {
+		if !t.IsZero() && !time.Unix(0, t.UnixNano()).Equal(t) {
+			return bad("time %v not representable in Unix nanoseconds", t)
+		}
+	}
+	return nil
+}
+
+// normalized returns e with its times in UTC and without monotonic clock
+// readings, the form in which the catalog stores and decodes them, so that
+// equal entries are equal values.
+func (e Entry) normalized() Entry {
+	e.Created = e.Created.UTC()
+	e.Modified = e.Modified.UTC()
+	return e
+}
+
+// compare orders two versions of the same key: a positive result means a is
+// newer. Versions compare equal only if every field is equal.
+func compare(a, b Entry) int {
+	return cmp.Or(
+		cmp.Compare(a.Epoch, b.Epoch),
+		cmp.Compare(a.Version, b.Version),
+		strings.Compare(a.Writer, b.Writer),
+		bytes.Compare(a.Root.Bytes(), b.Root.Bytes()),
+		// Only a writer that reused a version number (it lost its state,
+		// or it is broken) gets this far; still, every node must choose
+		// the same winner.
+		compareBool(a.Deleted, b.Deleted),
+		strings.Compare(a.Owner, b.Owner),
+		cmp.Compare(a.Size, b.Size),
+		cmp.Compare(a.BlockSize, b.BlockSize),
+		cmp.Compare(a.Replicas, b.Replicas),
+		compareBool(a.Sync, b.Sync),
+		a.Created.Compare(b.Created),
+		a.Modified.Compare(b.Modified),
+	)
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	default:
+		return -1
+	}
+}

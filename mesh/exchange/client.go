@@ -1,0 +1,238 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
+)
+
+// Dialer opens a new stream to a peer speaking Protocol. Peers are named by
+// opaque strings (libp2p peer IDs in the daemon).
+type Dialer interface {
+	OpenStream(ctx context.Context, peer string) (io.ReadWriteCloser, error)
+}
+
+// Client makes exchange requests to peers. It keeps a few idle streams per
+// peer for reuse; Close releases them. The zero Client with a Dialer set
+// is ready to use; it is safe for concurrent use and must not be copied
+// after first use.
+//
+// Every call blocks until it completes, fails, or ctx ends; when ctx ends
+// the stream in use is closed, so the call returns promptly with ctx.Err().
+// Calls larger than the wire limits are split into several round trips.
+type Client struct {
+	Dialer Dialer
+
+	pool streamPool
+}
+
+// Has reports, for each CID in order, whether peer holds that block.
+func (c *Client) Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, error) {
+	if err := checkCIDs(cids); err != nil {
+		return nil, fmt.Errorf("has: %w", err)
+	}
+	out := make([]bool, 0, len(cids))
+	for batch := range slices.Chunk(cids, MaxCIDs) {
+		resp, err := c.roundTrip(ctx, peer, request{op: opHas, cids: batch})
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.has) != len(batch) {
+			return nil, fmt.Errorf("peer %s answered has of %d CIDs with %d: %w", peer, len(batch), len(resp.has), ErrProtocol)
+		}
+		out = append(out, resp.has...)
+	}
+	return out, nil
+}
+
+// Get fetches the blocks peer has among cids; absent blocks are simply not
+// in the map. Every block is verified against its CID: one that does not
+// match gives an error matching ErrBadBlock, and the caller should drop
+// the peer. On any error the blocks fetched so far are discarded.
+func (c *Client) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid][]byte, error) {
+	if err := checkCIDs(cids); err != nil {
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	out := make(map[cid.Cid][]byte, len(cids))
+	for batch := range slices.Chunk(cids, MaxCIDs) {
+		for len(batch) > 0 {
+			resp, err := c.roundTrip(ctx, peer, request{op: opGet, cids: batch})
+			if err != nil {
+				return nil, err
+			}
+			if resp.next < 1 || resp.next > len(batch) {
+				return nil, fmt.Errorf("peer %s answered %d of %d CIDs: %w", peer, resp.next, len(batch), ErrProtocol)
+			}
+			if err := acceptBlocks(out, batch[:resp.next], resp.blocks); err != nil {
+				return nil, fmt.Errorf("peer %s: %w", peer, err)
+			}
+			batch = batch[resp.next:]
+		}
+	}
+	return out, nil
+}
+
+// acceptBlocks verifies blocks sent in answer to asked and adds them to out.
+func acceptBlocks(out map[cid.Cid][]byte, asked []cid.Cid, blocks []blockstore.Block) error {
+	want := make(map[cid.Cid]struct{}, len(asked))
+	for _, c := range asked {
+		want[c] = struct{}{}
+	}
+	for _, b := range blocks {
+		if _, ok := want[b.CID]; !ok {
+			return fmt.Errorf("block %s was not asked for: %w", b.CID, ErrBadBlock)
+		}
+	}
+	if err := verifyAll(blocks); err != nil {
+		return err
+	}
+	for _, b := range blocks {
+		out[b.CID] = b.Data
+	}
+	return nil
+}
+
+// Put hands blocks to peer to keep and returns once peer has stored them
+// durably. A refusal for lack of space matches blockstore.ErrNoSpace. Puts
+// larger than the wire limits go in several round trips; if one fails, the
+// earlier ones stay stored, which is harmless since blocks are immutable.
+func (c *Client) Put(ctx context.Context, peer string, bs []blockstore.Block) error {
+	for _, b := range bs {
+		if err := blockstore.CheckCID(b.CID); err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+		if len(b.Data) > maxBlockSize {
+			return fmt.Errorf("put %s: %d bytes exceeds the %d-byte limit", b.CID, len(b.Data), maxBlockSize)
+		}
+	}
+	for len(bs) > 0 {
+		n, size := 0, 0
+		for n < len(bs) && n < MaxCIDs && size+len(bs[n].Data) <= MaxPutPayload {
+			size += len(bs[n].Data)
+			n++
+		}
+		if _, err := c.roundTrip(ctx, peer, request{op: opPut, blocks: bs[:n]}); err != nil {
+			return err
+		}
+		bs = bs[n:]
+	}
+	return nil
+}
+
+// Close closes the idle streams. Calls in flight finish normally; their
+// streams are closed rather than kept.
+func (c *Client) Close() error {
+	c.pool.close()
+	return nil
+}
+
+// roundTrip sends req to peer and returns a successful response, or an
+// error: a remote error response becomes a *remoteError.
+//
+// It reuses an idle stream if there is one. A reused stream may have died
+// while idle (the peer restarted or dropped it), which shows only when it
+// is used, so a failure on one is retried on the next idle stream or a
+// fresh one: every request is idempotent, and the pool is bounded, so the
+// retries end with a fresh stream whose failure is final.
+func (c *Client) roundTrip(ctx context.Context, peer string, req request) (response, error) {
+	for {
+		sc, reused, err := c.stream(ctx, peer)
+		if err != nil {
+			return response{}, err
+		}
+		resp, err := exchange(ctx, sc, req)
+		if err == nil {
+			c.done(peer, sc, resp)
+			if resp.code != codeOK {
+				return response{}, fmt.Errorf("peer %s: %s: %w", peer, req.op, &remoteError{code: resp.code, message: resp.message})
+			}
+			return resp, nil
+		}
+		sc.close()
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return response{}, ctxErr
+		}
+		if reused && !errors.Is(err, ErrProtocol) {
+			continue
+		}
+		return response{}, fmt.Errorf("peer %s: %s: %w", peer, req.op, err)
+	}
+}
+
+// stream returns an idle stream to peer, or a new one.
+func (c *Client) stream(ctx context.Context, peer string) (sc *conn, reused bool, err error) {
+	if sc := c.pool.take(peer); sc != nil {
+		return sc, true, nil
+	}
+	rw, err := c.Dialer.OpenStream(ctx, peer)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, false, ctxErr
+		}
+		return nil, false, fmt.Errorf("open stream to %s: %w", peer, err)
+	}
+	return newConn(rw), false, nil
+}
+
+// done pools a stream after a completed round trip, unless the server is
+// about to close it.
+func (c *Client) done(peer string, sc *conn, resp response) {
+	if resp.code == codeBadRequest {
+		sc.close()
+		return
+	}
+	sc.release()
+	c.pool.put(peer, sc)
+}
+
+// exchange writes req and reads the response on sc. The stream is closed if
+// ctx ends, which unblocks the read or write in progress.
+func exchange(ctx context.Context, sc *conn, req request) (response, error) {
+	stop := context.AfterFunc(ctx, func() { sc.close() })
+	resp, err := sendAndReceive(sc, req)
+	if !stop() {
+		// ctx ended and closed the stream, maybe after a full round trip:
+		// the stream is gone either way, so the call fails.
+		return response{}, ctx.Err()
+	}
+	return resp, err
+}
+
+func sendAndReceive(sc *conn, req request) (response, error) {
+	sc.wbuf.Reset()
+	if err := encodeRequest(&sc.wbuf, req); err != nil {
+		return response{}, err
+	}
+	if err := sc.writeFrame(); err != nil {
+		return response{}, err
+	}
+	body, err := sc.readFrame()
+	if err != nil {
+		if errors.Is(err, errFrameTooLarge) {
+			return response{}, fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		return response{}, err
+	}
+	resp, err := decodeResponse(body)
+	if err != nil {
+		return response{}, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return resp, nil
+}
+
+// checkCIDs refuses CIDs weft does not store before they reach the wire,
+// where the server would take them for a broken peer and hang up.
+func checkCIDs(cids []cid.Cid) error {
+	for _, c := range cids {
+		if err := blockstore.CheckCID(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

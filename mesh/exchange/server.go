@@ -1,0 +1,186 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
+)
+
+// Store is what the server needs from the local block store;
+// blockstore.Store satisfies it. Get must verify what it returns and report
+// bad bytes as blockstore.ErrCorrupt.
+type Store interface {
+	Get(ctx context.Context, c cid.Cid) ([]byte, error)
+	Has(ctx context.Context, c cid.Cid) (bool, error)
+	PutMany(ctx context.Context, bs []blockstore.Block) error
+}
+
+// Server answers exchange requests from peers out of a Store. Its fields
+// must not change once it serves; one Server serves any number of streams
+// concurrently.
+type Server struct {
+	Store  Store
+	Logger *slog.Logger // nil discards
+	// Accept, if set, is asked before storing the n blocks (bytes of
+	// payload) a peer pushes, for instance to refuse when full. An error
+	// fails the request; one matching blockstore.ErrNoSpace reaches the
+	// peer as no-space. Nil accepts everything. It must not block for long:
+	// the peer waits on it.
+	Accept func(peer string, n int, bytes int64) error
+}
+
+// ServeStream serves requests from peer on rw, one at a time, until the
+// peer closes the stream, a read or write fails, the peer breaks the
+// protocol, or ctx ends. It closes rw before returning; closing it is also
+// how ctx unblocks a pending read.
+func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCloser) {
+	stop := context.AfterFunc(ctx, func() { rw.Close() })
+	defer stop()
+	defer rw.Close()
+
+	log := s.logger().With("peer", peer)
+	c := newConn(rw)
+	for {
+		body, err := c.readFrame()
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF), ctx.Err() != nil:
+			case errors.Is(err, errFrameTooLarge):
+				log.Warn("refusing oversized frame", "err", err)
+				s.reply(c, log, failure(codeBadRequest, err))
+			default:
+				log.Debug("stream read failed", "err", err)
+			}
+			return
+		}
+		req, err := decodeRequest(body)
+		if err != nil {
+			// The framing held but the content did not: the peer is broken
+			// or hostile, so say why once and hang up.
+			log.Warn("refusing malformed request", "err", err)
+			s.reply(c, log, failure(codeBadRequest, err))
+			return
+		}
+		if !s.reply(c, log, s.handle(ctx, peer, log, req)) {
+			return
+		}
+		c.release()
+	}
+}
+
+// reply writes resp and reports whether the stream is still usable.
+func (s *Server) reply(c *conn, log *slog.Logger, resp response) bool {
+	c.wbuf.Reset()
+	if err := encodeResponse(&c.wbuf, resp); err != nil {
+		log.Error("encode response", "err", err)
+		return false
+	}
+	if err := c.writeFrame(); err != nil {
+		log.Debug("stream write failed", "err", err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) handle(ctx context.Context, peer string, log *slog.Logger, req request) response {
+	switch req.op {
+	case opHas:
+		return s.has(ctx, req.cids)
+	case opGet:
+		return s.get(ctx, log, req.cids)
+	case opPut:
+		return s.put(ctx, peer, req.blocks)
+	default:
+		// decodeRequest lets no other op through.
+		return failure(codeBadRequest, fmt.Errorf("unknown %s", req.op))
+	}
+}
+
+func (s *Server) has(ctx context.Context, cids []cid.Cid) response {
+	out := make([]bool, len(cids))
+	for i, c := range cids {
+		ok, err := s.Store.Has(ctx, c)
+		if err != nil {
+			return failure(codeInternal, fmt.Errorf("has %s: %w", c, err))
+		}
+		out[i] = ok
+	}
+	return response{has: out}
+}
+
+// get answers a prefix of cids whose blocks fit MaxGetPayload, always at
+// least one CID so the client progresses (a single block always fits).
+func (s *Server) get(ctx context.Context, log *slog.Logger, cids []cid.Cid) response {
+	var blocks []blockstore.Block
+	size := 0
+	for i, c := range cids {
+		data, err := s.Store.Get(ctx, c)
+		switch {
+		case errors.Is(err, blockstore.ErrNotFound):
+			continue
+		case errors.Is(err, blockstore.ErrCorrupt):
+			// Never serve bad bytes: to the peer the block is missing,
+			// and the holder learns of it here for heal to repair.
+			log.Warn("not serving corrupt block", "cid", c, "err", err)
+			continue
+		case err != nil:
+			return failure(codeInternal, fmt.Errorf("get %s: %w", c, err))
+		case len(data) > maxBlockSize:
+			// No peer would accept it; the store should not hold it.
+			log.Warn("not serving oversized block", "cid", c, "bytes", len(data))
+			continue
+		}
+		if len(blocks) > 0 && size+len(data) > MaxGetPayload {
+			return response{blocks: blocks, next: i}
+		}
+		size += len(data)
+		blocks = append(blocks, blockstore.Block{CID: c, Data: data})
+	}
+	return response{blocks: blocks, next: len(cids)}
+}
+
+func (s *Server) put(ctx context.Context, peer string, raw []blockstore.Block) response {
+	blocks := make([]blockstore.Block, len(raw))
+	var size int64
+	for i, b := range raw {
+		// NewBlock hashes once and marks the block hashed, so the store
+		// does not hash it again; comparing CIDs is blockstore.Verify.
+		nb := blockstore.NewBlock(b.CID.Type(), b.Data)
+		if !nb.CID.Equals(b.CID) {
+			return failure(codeCorrupt, fmt.Errorf("pushed block %s hashes to %s: %w", b.CID, nb.CID, blockstore.ErrCorrupt))
+		}
+		blocks[i] = nb
+		size += int64(len(b.Data))
+	}
+	if s.Accept != nil {
+		if err := s.Accept(peer, len(blocks), size); err != nil {
+			return failure(codeOf(err), fmt.Errorf("refusing %d blocks (%d bytes): %w", len(blocks), size, err))
+		}
+	}
+	if err := s.Store.PutMany(ctx, blocks); err != nil {
+		return failure(codeOf(err), fmt.Errorf("store %d blocks: %w", len(blocks), err))
+	}
+	return response{}
+}
+
+func failure(c code, err error) response {
+	msg := err.Error()
+	if len(msg) > maxMessageLen {
+		msg = strings.ToValidUTF8(msg[:maxMessageLen], "")
+	}
+	return response{code: c, message: msg}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger.With("component", "exchange")
+}

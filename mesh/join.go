@@ -1,0 +1,94 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Join connects to the nodes at addrs (multiaddrs ending in /p2p/<id>),
+// passes admission with each and joins their gossip, which brings in every
+// member they know. It returns how many nodes answered; the error is
+// non-nil only if none did. An address of this node itself is skipped.
+func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
+	infos, err := parseAddrInfos(addrs)
+	if err != nil {
+		return 0, fmt.Errorf("join: %w", err)
+	}
+	var (
+		mu       sync.Mutex
+		admitted []string
+		errs     []error
+		wg       sync.WaitGroup
+	)
+	for _, info := range infos {
+		if info.ID == m.ID() {
+			continue
+		}
+		wg.Go(func() {
+			err := m.host.Connect(ctx, info)
+			if err == nil {
+				err = m.admission.wait(ctx, info.ID)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", info.ID, err))
+				return
+			}
+			admitted = append(admitted, gossipNodeAddr(info.ID))
+		})
+	}
+	wg.Wait()
+	if len(admitted) == 0 {
+		if len(errs) == 0 {
+			return 0, errors.New("join: no peer to join")
+		}
+		return 0, fmt.Errorf("join: %w", errors.Join(errs...))
+	}
+
+	// memberlist's Join takes no context; its push-pull is bounded by the
+	// gossip TCPTimeout, so an abandoned one ends by itself.
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := m.ml.Join(admitted)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		if r.n == 0 {
+			return 0, fmt.Errorf("join gossip: %w", r.err)
+		}
+		m.log.Info("joined", "answered", r.n)
+		return r.n, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// parseAddrInfos parses multiaddrs with /p2p/<id>, merging those of the
+// same peer.
+func parseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
+	var infos []peer.AddrInfo
+	index := make(map[peer.ID]int)
+	for _, s := range addrs {
+		info, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("address %q: %w", s, err)
+		}
+		if i, ok := index[info.ID]; ok {
+			infos[i].Addrs = append(infos[i].Addrs, info.Addrs...)
+			continue
+		}
+		index[info.ID] = len(infos)
+		infos = append(infos, *info)
+	}
+	return infos, nil
+}

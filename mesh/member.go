@@ -1,0 +1,134 @@
+package mesh
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// State is a member's liveness as seen by this node.
+type State string
+
+// memberlist v0.6 does not tell its delegates when it suspects a node, so
+// a member is alive until it is declared dead or leaves.
+const (
+	StateAlive State = "alive"
+	StateDead  State = "dead" // failed without leaving
+	StateLeft  State = "left" // left gracefully
+)
+
+// Member is one node of the cluster as gossiped to this node.
+type Member struct {
+	ID    peer.ID
+	Site  string
+	State State
+	// Addrs are the member's listen multiaddrs, without /p2p.
+	Addrs      []multiaddr.Multiaddr
+	Used, Free int64
+	Self       bool
+}
+
+// memberTable is this node's view of the other members, fed by
+// memberlist's event delegate. It also keeps members that died or left,
+// which memberlist's own Members omits, until memberlist forgets them too.
+type memberTable struct {
+	forgetAfter time.Duration // memberlist's GossipToTheDeadTime
+
+	mu    sync.Mutex
+	nodes map[peer.ID]*memberEntry
+}
+
+type memberEntry struct {
+	Member
+	leaving bool
+	since   time.Time // when it died or left
+}
+
+func newMemberTable(forgetAfter time.Duration) *memberTable {
+	return &memberTable{forgetAfter: forgetAfter, nodes: make(map[peer.ID]*memberEntry)}
+}
+
+// update records a node that joined or changed, and returns it.
+func (t *memberTable) update(id peer.ID, meta nodeMeta, addrs []multiaddr.Multiaddr) Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := &memberEntry{
+		Member: Member{
+			ID:    id,
+			Site:  meta.Site,
+			State: StateAlive,
+			Addrs: addrs,
+			Used:  meta.Used,
+			Free:  meta.Free,
+		},
+		leaving: meta.Leaving,
+	}
+	t.nodes[id] = e
+	return e.Member
+}
+
+// remove records a node that memberlist declared dead or that left: it left
+// if its last metadata said it was leaving.
+func (t *memberTable) remove(id peer.ID, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[id]
+	if !ok {
+		return
+	}
+	e.State = StateDead
+	if e.leaving {
+		e.State = StateLeft
+	}
+	e.since = now
+}
+
+// list returns the members sorted by ID, forgetting those gone for longer
+// than memberlist remembers them.
+func (t *memberTable) list(now time.Time) []Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Member, 0, len(t.nodes))
+	for id, e := range t.nodes {
+		if e.State != StateAlive && now.Sub(e.since) > t.forgetAfter {
+			delete(t.nodes, id)
+			continue
+		}
+		m := e.Member
+		m.Addrs = slices.Clone(m.Addrs)
+		out = append(out, m)
+	}
+	sortMembers(out)
+	return out
+}
+
+// alive counts the members alive.
+func (t *memberTable) alive() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, e := range t.nodes {
+		if e.State == StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
+// addrs returns the gossiped addresses of id, nil if unknown.
+func (t *memberTable) addrs(id peer.ID) []multiaddr.Multiaddr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.nodes[id]; ok {
+		return slices.Clone(e.Addrs)
+	}
+	return nil
+}
+
+func sortMembers(ms []Member) {
+	slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(string(a.ID), string(b.ID)) })
+}

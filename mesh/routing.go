@@ -1,0 +1,120 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// dhtPrefix makes the DHT private to weft: its protocol is /weft/kad/1.0.0,
+// which the public IPFS DHT never speaks.
+const dhtPrefix protocol.ID = "/weft"
+
+// SetStreamHandler handles protocol p for admitted peers only: a stream from
+// a peer that has not proved the cluster secret within a few seconds is
+// reset before h sees it.
+func (m *Mesh) SetStreamHandler(p protocol.ID, h network.StreamHandler) {
+	m.gated.SetStreamHandler(p, h)
+}
+
+// NewStream opens a stream to peer p on the first of protos it supports,
+// connecting first if needed: with the addresses in the peerstore, then the
+// ones p gossiped, then the ones the DHT finds. It returns once p is
+// admitted; ErrNotAdmitted means p does not belong to the cluster.
+func (m *Mesh) NewStream(ctx context.Context, p peer.ID, protos ...protocol.ID) (network.Stream, error) {
+	if p == m.ID() {
+		return nil, errors.New("new stream: to self")
+	}
+	if err := m.connect(ctx, p); err != nil {
+		return nil, err
+	}
+	return m.gated.NewStream(ctx, p, protos...)
+}
+
+// connect makes sure there is a connection to p.
+func (m *Mesh) connect(ctx context.Context, p peer.ID) error {
+	if m.host.Network().Connectedness(p) == network.Connected {
+		return nil
+	}
+	var errs []error
+	if len(m.host.Peerstore().Addrs(p)) > 0 {
+		err := m.host.Connect(ctx, peer.AddrInfo{ID: p})
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if addrs := m.members.addrs(p); len(addrs) > 0 && ctx.Err() == nil {
+		err := m.host.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs})
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if ctx.Err() == nil {
+		info, err := m.FindPeer(ctx, p)
+		if err == nil {
+			err = m.host.Connect(ctx, info)
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if err := ctx.Err(); err != nil && len(errs) == 0 {
+		return err
+	}
+	return fmt.Errorf("connect %s: %w", p, errors.Join(errs...))
+}
+
+// FindPeer looks up the addresses of peer id in the DHT.
+func (m *Mesh) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
+	info, err := m.dht.FindPeer(ctx, id)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("find peer %s: %w", id, err)
+	}
+	return info, nil
+}
+
+// Provide announces in the DHT that this node holds the tree under root c.
+// Announce roots only, never single blocks: the DHT is not built for
+// millions of records per node.
+func (m *Mesh) Provide(ctx context.Context, c cid.Cid) error {
+	if err := m.dht.Provide(ctx, c, true); err != nil {
+		return fmt.Errorf("provide %s: %w", c, err)
+	}
+	return nil
+}
+
+// FindProviders returns up to max nodes (all it finds if max <= 0) that
+// announced root c.
+func (m *Mesh) FindProviders(ctx context.Context, c cid.Cid, max int) ([]peer.AddrInfo, error) {
+	count := max
+	if count < 0 {
+		count = 0 // the DHT's "all"
+	}
+	var out []peer.AddrInfo
+	for info := range m.dht.FindProvidersAsync(ctx, c, count) {
+		out = append(out, info)
+	}
+	if len(out) == 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// peerAdmitted puts a newly admitted peer into the DHT's routing table:
+// every member serves the DHT, so members bootstrap each other.
+func (m *Mesh) peerAdmitted(p peer.ID) {
+	m.book.learn(p)
+	if _, err := m.dht.RoutingTable().TryAddPeer(p, true, true); err != nil {
+		m.log.Debug("peer not added to the DHT routing table", "peer", p, "err", err)
+	}
+}

@@ -1,0 +1,287 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/heal"
+	"github.com/weft-mesh/weft/mesh"
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// ErrNoMesh is returned by mesh commands on a node without listen
+// addresses.
+var ErrNoMesh = errors.New("this node runs alone (no --listen addresses): it has no mesh")
+
+// IDInfo is the answer of GET /v1/id.
+type IDInfo struct {
+	PeerID string   `json:"peer_id"`
+	Addrs  []string `json:"addrs"`
+}
+
+// JoinRequest is the body of POST /v1/join.
+type JoinRequest struct {
+	Addrs []string `json:"addrs"`
+}
+
+// JoinResult says how many of the addresses answered.
+type JoinResult struct {
+	Joined  int `json:"joined"`
+	Members int `json:"members"`
+}
+
+// Peer is one member of the mesh. Field names are part of the CLI's JSON
+// contract.
+type Peer struct {
+	PeerID string   `json:"peer_id"`
+	Site   string   `json:"site"`
+	State  string   `json:"state"`
+	Addrs  []string `json:"addrs"`
+	Used   int64    `json:"used"`
+	Free   int64    `json:"free"`
+	Self   bool     `json:"self"`
+}
+
+// MoveRequest is the body of POST /v1/disks/{name}/move.
+type MoveRequest struct {
+	To string `json:"to"` // peer ID
+}
+
+// TakeRequest is the body of POST /v1/disks/{name}/take.
+type TakeRequest struct {
+	// Force takes the disk even when its owner is alive: the owner is
+	// fenced and its diverging writes are kept as a replica.
+	Force bool `json:"force,omitempty"`
+}
+
+func (s *server) meshOr(w http.ResponseWriter, r *http.Request) bool {
+	if s.mesh == nil {
+		s.fail(w, r, fmt.Errorf("%w: %w", ErrNoMesh, volume.ErrInvalid))
+		return false
+	}
+	return true
+}
+
+func (s *server) handleID(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	s.writeJSON(w, http.StatusOK, IDInfo{PeerID: s.mesh.selfStr, Addrs: s.mesh.net.Addrs()})
+}
+
+func (s *server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	var req JoinRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(req.Addrs) == 0 {
+		s.fail(w, r, invalidf("join: no addresses"))
+		return
+	}
+	for _, a := range req.Addrs {
+		if err := ValidateMultiaddr(a); err != nil {
+			s.fail(w, r, invalidf("join: %v", err))
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	n, err := s.mesh.net.Join(ctx, req.Addrs)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("join: %w", err))
+		return
+	}
+	s.log.Info("joined mesh", "addrs", req.Addrs, "answered", n)
+	s.writeJSON(w, http.StatusOK, JoinResult{Joined: n, Members: len(s.mesh.net.Members())})
+}
+
+func (s *server) handlePeers(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	s.writeJSON(w, http.StatusOK, s.mesh.peers())
+}
+
+func (n *meshNode) peers() []Peer {
+	out := []Peer{}
+	for _, m := range n.net.Members() {
+		p := Peer{PeerID: m.ID.String(), Site: m.Site, State: string(m.State), Addrs: []string{}, Used: m.Used, Free: m.Free, Self: m.Self}
+		for _, a := range m.Addrs {
+			p.Addrs = append(p.Addrs, a.String())
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// alive reports whether the member with the base58 peer ID id is alive.
+func (n *meshNode) alive(id string) bool {
+	for _, m := range n.net.Members() {
+		if m.ID.String() == id {
+			return m.State == mesh.StateAlive
+		}
+	}
+	return false
+}
+
+// handleMove hands a disk this node owns to another member: the head is
+// committed and replicated, then the catalog names the new owner with a
+// higher epoch; the new owner adopts it and this node gives it up.
+func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	name := r.PathValue("name")
+	var req MoveRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	to, err := peer.Decode(req.To)
+	if err != nil {
+		s.fail(w, r, invalidf("move: %q is not a peer ID: %v", req.To, err))
+		return
+	}
+	if to == s.mesh.self {
+		s.fail(w, r, invalidf("move: disk %q is already on this node", name))
+		return
+	}
+	if !s.mesh.alive(to.String()) {
+		s.fail(w, r, fmt.Errorf("move: %s is not a live member of the mesh: %w", to, volume.ErrNotFound))
+		return
+	}
+	info, err := s.vols.Commit(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
+	if !ok || e.Owner != s.mesh.selfStr {
+		s.fail(w, r, fmt.Errorf("move: disk %q is not published as owned by this node yet, try again: %w", name, volume.ErrInvalid))
+		return
+	}
+	var root cid.Cid
+	if info.Root != "" {
+		if root, err = cid.Decode(info.Root); err != nil {
+			s.fail(w, r, fmt.Errorf("move: %w", err))
+			return
+		}
+	}
+	if _, err := s.mesh.pusher.Push(r.Context(), s.mesh.pushedRoot(name), root, info.Replicas); err != nil && !errors.Is(err, heal.ErrTooFewNodes) {
+		s.fail(w, r, fmt.Errorf("move: replicate before handover: %w", err))
+		return
+	}
+	e.Root, e.Owner, e.Epoch = root, to.String(), e.Epoch+1
+	if _, err := s.mesh.publish(e); err != nil {
+		s.fail(w, r, fmt.Errorf("move: %w", err))
+		return
+	}
+	s.mesh.poke()
+	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
+}
+
+// handleTake makes this node the owner of a disk whose owner is dead (or,
+// with force, alive but unreachable), with a higher epoch that fences it.
+func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	name := r.PathValue("name")
+	var req TakeRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
+	if !ok {
+		s.fail(w, r, fmt.Errorf("take: disk %q: %w", name, volume.ErrNotFound))
+		return
+	}
+	if e.Owner == s.mesh.selfStr {
+		s.fail(w, r, invalidf("take: disk %q is already owned by this node", name))
+		return
+	}
+	if s.mesh.alive(e.Owner) && !req.Force {
+		s.fail(w, r, fmt.Errorf("take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force: %w", name, e.Owner, volume.ErrExists))
+		return
+	}
+	e.Owner, e.Epoch = s.mesh.selfStr, e.Epoch+1
+	e, err := s.mesh.publish(e)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("take: %w", err))
+		return
+	}
+	if err := s.mesh.adopt(r.Context(), e); err != nil {
+		s.fail(w, r, fmt.Errorf("take: %w", err))
+		return
+	}
+	s.log.Warn("disk taken over", "disk", name, "epoch", e.Epoch)
+	info, err := s.vols.DiskInfo(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
+}
+
+func (n *meshNode) pushedRoot(disk string) cid.Cid {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pushed[disk]
+}
+
+// diskInfo completes a local disk's info with what the mesh knows: owner,
+// epoch and the under-replicated count of its root.
+func (n *meshNode) diskInfo(e catalog.Entry, info volume.DiskInfo) volume.DiskInfo {
+	info.Owner, info.Epoch = e.Owner, e.Epoch
+	info.UnderReplicated = n.healer.Status().UnderByRoot[info.Root]
+	return info
+}
+
+// remoteDisks describes the disks of the catalog this node does not hold.
+func (n *meshNode) remoteDisks(local map[string]bool) []volume.DiskInfo {
+	var out []volume.DiskInfo
+	for _, e := range n.cat.List(catalog.DiskPrefix) {
+		name := strings.TrimPrefix(e.Key, catalog.DiskPrefix)
+		if local[name] {
+			continue
+		}
+		out = append(out, n.diskInfo(e, volume.DiskInfo{
+			Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: e.Replicas, Sync: e.Sync,
+			Root: rootText(e.Root), Created: e.Created, Committed: e.Modified,
+			ReplicaCount: len(n.cat.List(catalog.ReplicaPrefix + name + "/")),
+		}))
+	}
+	return out
+}
+
+// openView opens a local disk or replica, or else one the mesh's catalog
+// names: its blocks come from their holders, verified.
+func (s *server) openView(ctx context.Context, ref volume.Ref) (*volume.View, error) {
+	v, err := s.vols.OpenView(ctx, ref)
+	if err == nil || s.mesh == nil || !errors.Is(err, volume.ErrNotFound) {
+		return v, err
+	}
+	key := catalog.DiskKey(ref.Disk)
+	if ref.Replica != "" {
+		key = catalog.ReplicaKey(ref.Disk, ref.Replica)
+	}
+	e, ok := s.mesh.cat.Get(key)
+	if !ok {
+		return nil, err
+	}
+	return s.vols.OpenRootView(ref.String(), e.Root, e.Size, e.BlockSize)
+}

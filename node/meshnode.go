@@ -1,0 +1,287 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/blockmap"
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/heal"
+	"github.com/weft-mesh/weft/mesh"
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/exchange"
+	"github.com/weft-mesh/weft/placement"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// Files of the mesh inside a node's home.
+const (
+	MeshDir     = "mesh"
+	catalogFile = "catalog.json"
+)
+
+// meshNode is the mesh half of a node: membership, the replicated catalog,
+// the block exchange, replication and heal. A node without listen
+// addresses runs alone and has none (nil).
+type meshNode struct {
+	self    peer.ID
+	selfStr string // base58, as the catalog names peers
+	log     *slog.Logger
+	net     *mesh.Mesh
+	cat     *catalog.Catalog
+	catPath string
+	blocks  *exchange.Client
+	local   blockstore.Store
+	fetch   *heal.FetchingStore
+	healer  *heal.Healer
+	pusher  *heal.Pusher
+	vols    *volume.Manager // set once the volumes are open
+
+	mu      sync.Mutex
+	pushed  map[string]cid.Cid // disk → last root its placement sets confirmed
+	pushing map[string]bool
+	dirty   bool // the catalog changed since it was saved
+
+	wake chan struct{}
+}
+
+// startMesh starts the mesh of a node whose config has listen addresses.
+func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.Store, log *slog.Logger) (*meshNode, error) {
+	secret, err := loadClusterSecret(cfg.Path(ClusterSecretFile))
+	if err != nil {
+		return nil, err
+	}
+	self, err := id.PeerID()
+	if err != nil {
+		return nil, err
+	}
+	catPath := cfg.Path(MeshDir + "/" + catalogFile)
+	cat, err := catalog.Load(catPath, self.String())
+	if err != nil {
+		return nil, err
+	}
+	n := &meshNode{
+		self: self, selfStr: self.String(), log: log.With("component", "mesh"),
+		cat: cat, catPath: catPath, local: store,
+		pushed: map[string]cid.Cid{}, pushing: map[string]bool{},
+		wake: make(chan struct{}, 1),
+	}
+	mcfg := mesh.DefaultConfig()
+	mcfg.Key = id.Key
+	mcfg.Listen = cfg.Listen
+	mcfg.Secret = secret
+	mcfg.Site = cfg.Site
+	mcfg.Dir = cfg.Path(MeshDir)
+	mcfg.Logger = n.log
+	mcfg.State = catalogState{n}
+	mcfg.Capacity = func() (int64, int64) {
+		st := store.Stats()
+		return st.DiskBytes, freeBytes(cfg.Path(BlocksDir))
+	}
+	if n.net, err = mesh.New(ctx, mcfg); err != nil {
+		return nil, fmt.Errorf("start mesh: %w", err)
+	}
+	n.blocks = &exchange.Client{Dialer: meshDialer{n.net}}
+	srv := &exchange.Server{Store: store, Logger: n.log}
+	n.net.SetStreamHandler(exchange.Protocol, func(s network.Stream) {
+		srv.ServeStream(ctx, string(s.Conn().RemotePeer()), s)
+	})
+	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: n.log}
+	n.pusher = &heal.Pusher{Self: string(self), Store: store, Maps: blockmap.New(store, 1024), Peers: n.blocks, Members: n.members}
+	cat.OnChange(func(old, new catalog.Entry, ok bool) {
+		n.mu.Lock()
+		n.dirty = true
+		n.mu.Unlock()
+		n.poke()
+	})
+	n.net.OnMembershipChange(func() {
+		if n.healer != nil {
+			n.healer.Trigger()
+		}
+		n.poke()
+	})
+	return n, nil
+}
+
+// meshDialer opens block-exchange streams over the mesh.
+type meshDialer struct{ m *mesh.Mesh }
+
+func (d meshDialer) OpenStream(ctx context.Context, p string) (io.ReadWriteCloser, error) {
+	return d.m.NewStream(ctx, peer.ID(p), exchange.Protocol)
+}
+
+// catalogState carries the catalog on the gossip: full state on push-pull,
+// single entries as broadcasts.
+type catalogState struct{ n *meshNode }
+
+func (s catalogState) LocalState() []byte {
+	b, err := catalog.Encode(s.n.cat.Snapshot())
+	if err != nil {
+		s.n.log.Error("encode catalog", "err", err)
+		return nil
+	}
+	return b
+}
+
+func (s catalogState) MergeRemoteState(buf []byte) { s.merge(buf) }
+func (s catalogState) NotifyMsg(buf []byte)        { s.merge(buf) }
+
+func (s catalogState) merge(buf []byte) {
+	es, err := catalog.Decode(buf)
+	if err != nil {
+		s.n.log.Warn("bad catalog state from a member", "err", err)
+		return
+	}
+	s.n.cat.Merge(es)
+}
+
+// members returns the live members for placement, this node included.
+func (n *meshNode) members() []placement.Member {
+	var out []placement.Member
+	for _, m := range n.net.Members() {
+		if m.State == mesh.StateAlive {
+			out = append(out, placement.Member{ID: string(m.ID), Site: m.Site})
+		}
+	}
+	return out
+}
+
+// publish writes e to the catalog and gossips it.
+func (n *meshNode) publish(e catalog.Entry) (catalog.Entry, error) {
+	e, err := n.cat.Put(e)
+	if err != nil {
+		return e, err
+	}
+	n.broadcast(e)
+	return e, nil
+}
+
+func (n *meshNode) broadcast(e catalog.Entry) {
+	b, err := catalog.Encode([]catalog.Entry{e})
+	if err != nil {
+		n.log.Error("encode catalog entry", "key", e.Key, "err", err)
+		return
+	}
+	n.net.Broadcast(b)
+}
+
+func (n *meshNode) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// attach connects the mesh to the node's volumes and starts the loops that
+// publish local changes, adopt disks handed to this node, replicate and
+// heal. It returns when ctx ends.
+func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, cfg Config, wg *sync.WaitGroup) {
+	n.vols = vols
+	n.healer = heal.New(heal.Config{
+		Self: string(n.self), Store: n.local, Maps: blockmap.New(n.fetch, 4096), Peers: n.blocks,
+		Members: n.members, Roots: n.healRoots, Bandwidth: float64(cfg.HealBandwidth),
+		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: n.log,
+	})
+	wg.Add(2)
+	go func() { defer wg.Done(); n.healer.Run(ctx) }()
+	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()
+	if len(cfg.Join) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if _, err := n.net.Join(jctx, cfg.Join); err != nil {
+				n.log.Warn("join failed", "addrs", cfg.Join, "err", err)
+			}
+		}()
+	}
+	n.healer.Trigger()
+}
+
+// healRoots lists every root of the catalog for heal; the roots this node
+// uses itself are marked local, so their blocks stay here as a cache.
+func (n *meshNode) healRoots() []heal.Root {
+	local := map[cid.Cid]bool{}
+	for _, r := range n.vols.Records() {
+		local[r.Root] = true
+	}
+	var out []heal.Root
+	for _, e := range n.cat.List("") {
+		if e.Root.Defined() {
+			out = append(out, heal.Root{Root: e.Root, Replicas: e.Replicas, Local: local[e.Root]})
+		}
+	}
+	return out
+}
+
+// catalogRoots is every root of the catalog: GC keeps their blocks.
+func (n *meshNode) catalogRoots() []cid.Cid {
+	var out []cid.Cid
+	for _, e := range n.cat.List("") {
+		if e.Root.Defined() {
+			out = append(out, e.Root)
+		}
+	}
+	return out
+}
+
+// syncFlush is the volume's SyncFlush: it returns once root's blocks are on
+// their placement sets.
+func (n *meshNode) syncFlush(ctx context.Context, disk string, root cid.Cid) error {
+	e, ok := n.cat.Get(catalog.DiskKey(disk))
+	if ok && e.Owner != n.selfStr {
+		return fmt.Errorf("disk %q is owned by %s now: %w", disk, e.Owner, catalog.ErrFenced)
+	}
+	r := volume.DefaultReplicas
+	for _, rec := range n.vols.Records() {
+		if rec.Disk == disk && rec.Replica == "" {
+			r = rec.Replicas
+		}
+	}
+	n.mu.Lock()
+	prev := n.pushed[disk]
+	n.mu.Unlock()
+	if _, err := n.pusher.Push(ctx, prev, root, r); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.pushed[disk] = root
+	n.mu.Unlock()
+	// The catalog must name the root before the flush returns, or a
+	// takeover after this node's death would start from an older one.
+	n.reconcile(ctx)
+	return nil
+}
+
+// close leaves the mesh and saves the catalog.
+func (n *meshNode) close() error {
+	err := n.net.Close()
+	return errors.Join(err, n.saveCatalog())
+}
+
+func (n *meshNode) saveCatalog() error {
+	n.mu.Lock()
+	dirty := n.dirty
+	n.dirty = false
+	n.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	if err := n.cat.Save(n.catPath); err != nil {
+		n.mu.Lock()
+		n.dirty = true
+		n.mu.Unlock()
+		return fmt.Errorf("save catalog: %w", err)
+	}
+	return nil
+}
