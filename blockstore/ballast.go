@@ -19,18 +19,26 @@ func (o Options) ballastSize() int64 { return 2*o.IndexMemTableBytes + 1<<20 }
 
 func ballastPath(dir string) string { return filepath.Join(dir, "ballast") }
 
-// releaseBallast deletes the ballast file. The caller holds appendMu or is
-// Open.
+// releaseBallast deletes the ballast file because the device is full. The
+// caller holds appendMu.
 func (d *Disk) releaseBallast() {
+	if d.dropBallast() {
+		d.log.Warn("device full: released the index ballast", "bytes", d.opts.ballastSize())
+	}
+}
+
+// dropBallast deletes the ballast file and reports whether it did. The
+// caller holds appendMu or is Open.
+func (d *Disk) dropBallast() bool {
 	if !d.ballast {
-		return
+		return false
 	}
 	if err := os.Remove(ballastPath(d.dir)); err != nil && !os.IsNotExist(err) {
 		d.log.Warn("remove ballast", "err", err)
-		return
+		return false
 	}
 	d.ballast = false
-	d.log.Warn("device full: released the index ballast", "bytes", d.opts.ballastSize())
+	return true
 }
 
 // placeBallast (re)creates the ballast file, best effort: on a full device

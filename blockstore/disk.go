@@ -84,7 +84,7 @@ func Open(dir string, opts Options) (*Disk, error) {
 		stopped: make(chan struct{}),
 		ballast: true,
 	}
-	d.releaseBallast() // room for the index to replay its log, even on a full device
+	d.dropBallast() // room for the index to replay its log, even on a full device
 	idx, err := openIndex(filepath.Join(dir, "index"), opts, log)
 	if err != nil {
 		return nil, fmt.Errorf("open blockstore: %w", err)

@@ -74,6 +74,8 @@ type ScrubResult struct {
 type CorruptBlock struct {
 	CID   string `json:"cid"`
 	Error string `json:"error"`
+	// Repaired says a good copy from another node replaced the block.
+	Repaired bool `json:"repaired"`
 }
 
 // errorBody is the JSON body of every error response.

@@ -95,18 +95,26 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	n.net.SetStreamHandler(exchange.Protocol, func(s network.Stream) {
 		srv.ServeStream(ctx, string(s.Conn().RemotePeer()), s)
 	})
+	n.net.SetStreamHandler(catalogProtocol, n.serveCatalogPush)
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: n.log}
+	// Heal passes start in attach, once the volumes (healRoots) are open.
+	n.healer = heal.New(heal.Config{
+		Self: string(self), Store: store, Maps: blockmap.New(n.fetch, 4096), Peers: n.blocks,
+		Members: n.members, Roots: n.healRoots, Bandwidth: float64(cfg.HealBandwidth),
+		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: n.log,
+	})
 	n.pusher = &heal.Pusher{Self: string(self), Store: store, Maps: blockmap.New(store, 1024), Peers: n.blocks, Members: n.members}
 	cat.OnChange(func(old, new catalog.Entry, ok bool) {
 		n.mu.Lock()
 		n.dirty = true
 		n.mu.Unlock()
 		n.poke()
+		if old.Root != new.Root {
+			n.healer.Trigger() // a new root may hold blocks this node should keep
+		}
 	})
 	n.net.OnMembershipChange(func() {
-		if n.healer != nil {
-			n.healer.Trigger()
-		}
+		n.healer.Trigger()
 		n.poke()
 	})
 	return n, nil
@@ -162,6 +170,18 @@ func (n *meshNode) publish(e catalog.Entry) (catalog.Entry, error) {
 		return e, err
 	}
 	n.broadcast(e)
+	if e.Root.Defined() {
+		// A provider record per root, never per block: peers outside
+		// the catalog's reach (other clusters' DHT walks) find the
+		// holder of a disk or spacesuit by its root.
+		go func(root cid.Cid) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := n.net.Provide(ctx, root); err != nil {
+				n.log.Debug("provide root", "root", root, "err", err)
+			}
+		}(e.Root)
+	}
 	return e, nil
 }
 
@@ -186,11 +206,6 @@ func (n *meshNode) poke() {
 // heal. It returns when ctx ends.
 func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, cfg Config, wg *sync.WaitGroup) {
 	n.vols = vols
-	n.healer = heal.New(heal.Config{
-		Self: string(n.self), Store: n.local, Maps: blockmap.New(n.fetch, 4096), Peers: n.blocks,
-		Members: n.members, Roots: n.healRoots, Bandwidth: float64(cfg.HealBandwidth),
-		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: n.log,
-	})
 	wg.Add(2)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()
@@ -257,9 +272,17 @@ func (n *meshNode) syncFlush(ctx context.Context, disk string, root cid.Cid) err
 	n.mu.Lock()
 	n.pushed[disk] = root
 	n.mu.Unlock()
-	// The catalog must name the root before the flush returns, or a
+	// The holders must know the root before the flush returns, or a
 	// takeover after this node's death would start from an older one.
 	n.reconcile(ctx)
+	e, ok = n.cat.Get(catalog.DiskKey(disk))
+	if !ok || e.Root != root {
+		return fmt.Errorf("disk %q: root %s not in the catalog after the flush", disk, root)
+	}
+	acks, err := n.pushEntries(ctx, []catalog.Entry{e})
+	if acks < r-1 {
+		return fmt.Errorf("disk %q: %d of %d other nodes confirmed the new root: %w", disk, acks, r-1, err)
+	}
 	return nil
 }
 
@@ -284,4 +307,15 @@ func (n *meshNode) saveCatalog() error {
 		return fmt.Errorf("save catalog: %w", err)
 	}
 	return nil
+}
+
+// repair replaces a corrupt local block with a verified copy from the
+// mesh: the bad copy goes first, then a read through the fetching store
+// brings a good one back.
+func (n *meshNode) repair(ctx context.Context, c cid.Cid) error {
+	if err := n.local.Delete(ctx, c); err != nil {
+		return err
+	}
+	_, err := n.fetch.Get(ctx, c)
+	return err
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -185,11 +187,16 @@ func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 		}
 		n.mu.Unlock()
 		if err != nil {
-			n.log.Warn("replication behind; heal will retry", "disk", r.Disk, "err", err)
+			lvl := slog.LevelWarn
+			if errors.Is(err, heal.ErrTooFewNodes) {
+				lvl = slog.LevelDebug // says so at every retry; status shows it
+			}
+			n.log.Log(ctx, lvl, "replication behind; heal will retry", "disk", r.Disk, "err", err)
 			return
 		}
 		n.log.Debug("replicated", "disk", r.Disk, "root", r.Root, "blocks", st.Blocks, "sent", st.Sent, "bytes", st.Bytes)
-		n.poke() // the root may have moved on meanwhile
+		n.healer.Trigger() // recount what is under-replicated
+		n.poke()           // the root may have moved on meanwhile
 	}()
 }
 

@@ -114,12 +114,24 @@ func (s *server) handleGC(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) handleScrub(w http.ResponseWriter, r *http.Request) {
 	res := ScrubResult{Corrupt: []CorruptBlock{}}
+	var bad []cid.Cid
 	rep, err := blockstore.Scrub(r.Context(), s.store, func(c cid.Cid, err error) {
 		res.Corrupt = append(res.Corrupt, CorruptBlock{CID: c.String(), Error: err.Error()})
+		bad = append(bad, c)
 	})
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("scrub: %w", err))
 		return
+	}
+	if s.mesh != nil {
+		for i, c := range bad {
+			if err := s.mesh.repair(r.Context(), c); err != nil {
+				res.Corrupt[i].Error += "; not repaired: " + err.Error()
+				continue
+			}
+			res.Corrupt[i].Repaired = true
+			s.log.Warn("corrupt block replaced with a good copy from the mesh", "cid", c)
+		}
 	}
 	res.Checked, res.Bytes = rep.Checked, rep.Bytes
 	if len(res.Corrupt) > 0 {

@@ -2,14 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/node"
+	"github.com/weft-mesh/weft/placement"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -79,6 +87,20 @@ func (h *harness) diskInfo(name string) volume.DiskInfo {
 	return d
 }
 
+// tryDiskInfo is diskInfo for polling: a disk not known yet is no failure.
+func (h *harness) tryDiskInfo(name string) (volume.DiskInfo, string) {
+	h.t.Helper()
+	var d volume.DiskInfo
+	r := h.run(nil, "disk", "info", name, "--json")
+	if r.code != 0 {
+		return d, r.stderr
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil {
+		h.t.Fatalf("disk info %s --json: %v", name, err)
+	}
+	return d, ""
+}
+
 // eventually polls cond until it holds or meshTimeout passes.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
@@ -136,9 +158,11 @@ func TestMeshReplicatesAndHeals(t *testing.T) {
 		d := a.diskInfo("vm")
 		return d.UnderReplicated == 0 && a.status().Heal.Passes > 0, fmt.Sprintf("%+v", d)
 	})
-	if d := b.diskInfo("vm"); d.Owner != a.peerID() {
-		t.Fatalf("B sees vm owned by %q, want A (%s)", d.Owner, a.peerID())
-	}
+	aID := a.peerID()
+	eventually(t, "B sees vm owned by A", func() (bool, string) {
+		r := b.run(nil, "disk", "info", "vm", "--json")
+		return r.code == 0 && strings.Contains(r.stdout, `"owner": "`+aID+`"`), r.stdout + r.stderr
+	})
 	copies := func() int64 { return b.status().Blocks + c.status().Blocks }
 	if n := copies(); n < dataBlocks {
 		t.Fatalf("B and C hold %d blocks, want at least the %d data blocks of vm (R=2 with A)", n, dataBlocks)
@@ -171,6 +195,77 @@ func TestMeshReplicatesAndHeals(t *testing.T) {
 	if d := a.diskInfo("vm"); d.UnderReplicated != 0 || d.Owner != a.peerID() {
 		t.Fatalf("vm on A after rejoin: %+v", d)
 	}
+
+	// A block C holds, corrupted on disk, is found by scrub and replaced
+	// with a good copy from a peer. The block is one of C's placement
+	// set, so heal does not drop it as surplus meanwhile.
+	var members []placement.Member
+	for _, p := range c.peers() {
+		id, err := peer.Decode(p.PeerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, placement.Member{ID: string(id), Site: p.Site})
+	}
+	cID, err := peer.Decode(c.peerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stopDaemon()
+	victim := corruptHeldBlock(t, filepath.Join(c.home, node.BlocksDir), want, func(k cid.Cid) bool {
+		return placement.Contains(placement.Place(k.Hash(), members, 2), string(cID))
+	})
+	c.startDaemon()
+	r := c.run(nil, "scrub")
+	if r.code != 0 || !strings.Contains(r.stdout, victim.String()) || !strings.Contains(r.stdout, "repaired from a peer") {
+		t.Fatalf("scrub on C: exit %d, stdout %q, stderr %q; want %s repaired", r.code, r.stdout, r.stderr, victim)
+	}
+	if r := c.run(nil, "scrub"); r.code != 0 || !strings.Contains(r.stdout, ", 0 corrupt") {
+		t.Fatalf("second scrub on C: %q %q", r.stdout, r.stderr)
+	}
+	c.wantContent("vm", want)
+
+	// Handover: A gives vm to B with a higher epoch; B can commit it, A
+	// no longer can.
+	bID := b.peerID()
+	a.ok("disk", "move", "vm", "--to", bID)
+	eventually(t, "B adopts vm", func() (bool, string) {
+		d := b.diskInfo("vm")
+		r := b.run(nil, "disk", "commit", "vm")
+		return d.Owner == bID && d.Epoch == 2 && r.code == 0, fmt.Sprintf("%+v %s", d, r.stderr)
+	})
+	eventually(t, "A gives vm up", func() (bool, string) {
+		r := a.run(nil, "disk", "commit", "vm")
+		return r.code != 0, r.stdout
+	})
+	b.wantContent("vm", want)
+	a.wantContent("vm", want) // A still reads it, as any node may
+}
+
+// corruptHeldBlock flips a byte of one of img's data blocks in the (stopped)
+// store at dir and returns its CID.
+func corruptHeldBlock(t *testing.T, dir string, img []byte, pick func(cid.Cid) bool) cid.Cid {
+	t.Helper()
+	s, err := blockstore.Open(dir, blockstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for off := 0; off+blockSize <= len(img); off += blockSize {
+		blk := img[off : off+blockSize]
+		if bytes.Equal(blk, make([]byte, blockSize)) {
+			continue
+		}
+		c := blockstore.Sum(blockstore.CodecRaw, blk)
+		if ok, _ := s.Has(context.Background(), c); ok && pick(c) {
+			if err := s.Corrupt(c); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+	}
+	t.Fatal("the store holds no data block of the image")
+	return cid.Undef
 }
 
 // TestMeshRefusesWrongSecret: a node with another mesh's secret cannot
@@ -195,4 +290,70 @@ func TestMeshRefusesWrongSecret(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.home, node.ConfigFile)); err == nil {
 		t.Fatal("init with a bad secret left a config behind")
 	}
+}
+
+// TestMeshSyncDisk: a flush of a --sync disk returns only once R nodes hold
+// the data, so killing the writer right after the flush loses nothing; and
+// with too few live nodes for R, the flush fails instead of lying.
+func TestMeshSyncDisk(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := meshMember(t, "site-b", "127.0.0.2", a.home)
+	b.ok("join", a.addr())
+	eventually(t, "two members", func() (bool, string) { n := a.alivePeers(); return n == 2, fmt.Sprint(n) })
+	a.ok("disk", "create", "db", "--size", "4M", "--sync")
+	eventually(t, "B sees db", func() (bool, string) {
+		r := b.run(nil, "disk", "info", "db")
+		return r.code == 0, r.stderr
+	})
+	a.nbdWrite("db", 0x5a, 65536, 3*65536)
+	a.killDaemon() // right after the acknowledged flush
+	want := make([]byte, 4<<20)
+	copy(want[65536:4*65536], bytes.Repeat([]byte{0x5a}, 3*65536))
+	b.wantContent("db", want)
+
+	eventually(t, "B sees A dead", func() (bool, string) { n := b.alivePeers(); return n == 1, fmt.Sprint(n) })
+	b.ok("disk", "take", "db")
+	url := fmt.Sprintf("nbd+unix:///db?socket=%s", filepath.Join(b.home, "nbd.sock"))
+	out, code := tool(t, cmdTimeout, "qemu-io", "-f", "raw", "-c", "write -P 0x66 0 65536", "-c", "flush", url)
+	// qemu-io writes through (FUA), so the write itself reports it.
+	if code == 0 || !strings.Contains(out, "failed") {
+		t.Fatalf("sync write with one live node of two: exit %d, %q; want it refused", code, out)
+	}
+}
+
+// TestMeshPortGarbage sends garbage to the mesh port: the node stays up and
+// keeps serving.
+func TestMeshPortGarbage(t *testing.T) {
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	var id node.IDInfo
+	a.jsonOut(&id, "id")
+	hostPort := ""
+	for _, addr := range id.Addrs {
+		// /ip4/127.0.0.1/tcp/PORT/p2p/ID
+		parts := strings.Split(addr, "/")
+		if len(parts) > 4 && parts[3] == "tcp" {
+			hostPort = parts[2] + ":" + parts[4]
+		}
+	}
+	if hostPort == "" {
+		t.Fatalf("no TCP address in %v", id.Addrs)
+	}
+	for i := range 20 {
+		conn, err := net.DialTimeout("tcp", hostPort, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		junk := make([]byte, 1+i*997)
+		for j := range junk {
+			junk[j] = byte(j*31 + i)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.Write(junk)
+		conn.Close()
+	}
+	if st := a.status(); st.PeerID != id.PeerID {
+		t.Fatalf("status after garbage: %+v", st)
+	}
+	a.ok("disk", "create", "still-fine", "--size", "1M")
 }

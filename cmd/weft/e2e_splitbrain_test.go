@@ -94,8 +94,9 @@ func TestSplitBrainFencesOldOwner(t *testing.T) {
 	a.nbdWrite("db", 0x11, 0, mib)
 	a.ok("disk", "commit", "db")
 	eventually(t, "db replicated and published", func() (bool, string) {
-		d := c.diskInfo("db")
-		return d.Root != "" && a.diskInfo("db").UnderReplicated == 0 && d.Root == a.diskInfo("db").Root, fmt.Sprintf("%+v", d)
+		d, why := c.tryDiskInfo("db")
+		ad := a.diskInfo("db")
+		return d.Root != "" && ad.UnderReplicated == 0 && d.Root == ad.Root, fmt.Sprintf("%+v %s", d, why)
 	})
 
 	link.cut()
@@ -112,7 +113,7 @@ func TestSplitBrainFencesOldOwner(t *testing.T) {
 		var states []string
 		ok := true
 		for _, h := range []*harness{a, b, c} {
-			d := h.diskInfo("db")
+			d, _ := h.tryDiskInfo("db")
 			states = append(states, fmt.Sprintf("%s: owner %s epoch %d", filepath.Base(h.home), d.Owner, d.Epoch))
 			ok = ok && d.Owner == bID && d.Epoch == 2
 		}

@@ -45,11 +45,21 @@ func runScrub(ctx context.Context, o *scrubOptions, args []string) error {
 	} else {
 		fmt.Fprintf(o.stdout, "scrub: checked %s (%s), %d corrupt\n", plural(res.Checked, "block"), size.Format(res.Bytes), len(res.Corrupt))
 		for _, c := range res.Corrupt {
-			fmt.Fprintf(o.stdout, "corrupt %s: %s\n", c.CID, c.Error)
+			fix := ""
+			if c.Repaired {
+				fix = " (repaired from a peer)"
+			}
+			fmt.Fprintf(o.stdout, "corrupt %s: %s%s\n", c.CID, c.Error, fix)
 		}
 	}
-	if n := len(res.Corrupt); n > 0 {
-		return fmt.Errorf("scrub found %s", plural(int64(n), "corrupt block"))
+	var left int64
+	for _, c := range res.Corrupt {
+		if !c.Repaired {
+			left++
+		}
+	}
+	if left > 0 {
+		return fmt.Errorf("scrub found %s", plural(left, "corrupt block"))
 	}
 	return nil
 }
