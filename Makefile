@@ -38,6 +38,7 @@ bench: build
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-nbd.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-fuse.sh
+	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-heal.sh
 
 # fuzz runs every Fuzz target for FUZZTIME each.
 fuzz:

@@ -283,9 +283,11 @@ func TestHealResumes(t *testing.T) {
 	roots := func() []Root { return []Root{{Root: root, Replicas: 3}} }
 	h := New(Config{
 		Self: ids[1], Store: net.stores[ids[1]], Maps: blockmap.New(&FetchingStore{Store: net.stores[ids[1]], Self: ids[1], Peers: net.clients[ids[1]], Members: net.members}, 64),
-		Peers: net.clients[ids[1]], Members: net.members, Roots: roots, Bandwidth: 400 << 10, Concurrency: 1,
+		Peers: net.clients[ids[1]], Members: net.members, Roots: roots, Bandwidth: 1 << 20, Concurrency: 1,
 	})
-	short, cancel := context.WithTimeout(ctx, 600*time.Millisecond)
+	// 1.6 MB at 1 MiB/s: the first batch (1 MiB) fits in the window, the
+	// rest does not.
+	short, cancel := context.WithTimeout(ctx, 1200*time.Millisecond)
 	err := h.Pass(short)
 	cancel()
 	first := h.Status().CopiedBytes

@@ -38,7 +38,7 @@ type Config struct {
 }
 
 // fetchBatch bounds the blocks asked for in one Get.
-const fetchBatch = 64
+const fetchBatch = 256
 
 // Status says what heal is doing and has done. Field names are part of the
 // CLI's JSON contract.
@@ -156,6 +156,12 @@ type plan struct {
 	sources map[cid.Cid][]string // peers known to hold them
 	drop    []cid.Cid            // surplus copies to remove
 	under   map[cid.Cid]bool
+	// missing is, for each under-replicated block this node fetches, the
+	// copies it still lacks: a fetch makes one of them.
+	missing map[cid.Cid]int
+
+	mu      sync.Mutex
+	fetched []cid.Cid
 }
 
 // Pass runs one heal pass.
@@ -180,6 +186,11 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 		return err
 	}
 	fetchErr := h.fetchAll(ctx, p)
+	for _, c := range p.fetched {
+		if p.missing[c] <= 1 {
+			delete(p.under, c)
+		}
+	}
 	for _, c := range p.drop {
 		if err := h.cfg.Store.Delete(ctx, c); err != nil {
 			return fmt.Errorf("heal: drop surplus %s: %w", c, err)
@@ -258,7 +269,7 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	p := &plan{sources: map[cid.Cid][]string{}, under: map[cid.Cid]bool{}}
+	p := &plan{sources: map[cid.Cid][]string{}, under: map[cid.Cid]bool{}, missing: map[cid.Cid]int{}}
 	for _, it := range items {
 		mine := contains(it.set, h.cfg.Self)
 		copies := len(it.holders)
@@ -267,6 +278,7 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 		}
 		if copies < it.r {
 			p.under[it.c] = true
+			p.missing[it.c] = it.r - copies
 		}
 		switch {
 		case mine && !it.here:
@@ -338,7 +350,7 @@ func (h *Healer) fetchAll(ctx context.Context, p *plan) error {
 		for start := 0; start < len(cids); start += fetchBatch {
 			batch := cids[start:min(start+fetchBatch, len(cids))]
 			g.Go(func() error {
-				if err := h.fetchBatch(gctx, peer, batch, p.sources); err != nil {
+				if err := h.fetchBatch(gctx, peer, batch, p); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -358,7 +370,7 @@ func (h *Healer) fetchAll(ctx context.Context, p *plan) error {
 
 // fetchBatch copies batch from peer, falling back to the blocks' other
 // holders for what peer fails to give.
-func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, sources map[cid.Cid][]string) error {
+func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p *plan) error {
 	missing := batch
 	tried := map[string]bool{}
 	for len(missing) > 0 {
@@ -386,6 +398,11 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, s
 			if err := h.cfg.Store.PutMany(ctx, blocks); err != nil {
 				return fmt.Errorf("heal: store copies: %w", err)
 			}
+			p.mu.Lock()
+			for _, b := range blocks {
+				p.fetched = append(p.fetched, b.CID)
+			}
+			p.mu.Unlock()
 			h.mu.Lock()
 			h.status.CopiedBlocks += int64(len(blocks))
 			h.status.CopiedBytes += int64(bytes)
@@ -397,9 +414,9 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, s
 			return nil
 		}
 		peer = ""
-		for _, p := range sources[missing[0]] {
-			if !tried[p] {
-				peer = p
+		for _, src := range p.sources[missing[0]] {
+			if !tried[src] {
+				peer = src
 				break
 			}
 		}

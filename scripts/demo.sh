@@ -39,7 +39,7 @@ message() {
 
 step "1. A node is a home directory and a daemon"
 # NBD on the home's unix socket only: the demo never fights over a TCP port.
-run init --site demo-lab --nbd off
+run init --site demo-lab --nbd off --listen /ip4/127.0.0.1/tcp/0
 start_daemon
 run status
 
