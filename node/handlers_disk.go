@@ -30,7 +30,7 @@ func (s *server) handleListDisks(w http.ResponseWriter, r *http.Request) {
 				disks[i] = s.mesh.diskInfo(e, d)
 			}
 		}
-		disks = append(disks, s.mesh.remoteDisks(local)...)
+		disks = append(disks, s.mesh.remoteDisks(r.Context(), local)...)
 		sort.Slice(disks, func(i, j int) bool { return disks[i].Name < disks[j].Name })
 	}
 	s.writeJSON(w, http.StatusOK, disks)
@@ -68,7 +68,7 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 		case ok && err == nil:
 			info = s.mesh.diskInfo(e, info)
 		case ok && errors.Is(err, volume.ErrNotFound):
-			for _, d := range s.mesh.remoteDisks(nil) {
+			for _, d := range s.mesh.remoteDisks(r.Context(), nil) {
 				if d.Name == name {
 					info, err = d, nil
 				}

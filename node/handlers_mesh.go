@@ -252,16 +252,20 @@ func (n *meshNode) diskInfo(e catalog.Entry, info volume.DiskInfo) volume.DiskIn
 }
 
 // remoteDisks describes the disks of the catalog this node does not hold.
-func (n *meshNode) remoteDisks(local map[string]bool) []volume.DiskInfo {
+func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []volume.DiskInfo {
 	var out []volume.DiskInfo
 	for _, e := range n.cat.List(catalog.DiskPrefix) {
 		name := strings.TrimPrefix(e.Key, catalog.DiskPrefix)
 		if local[name] {
 			continue
 		}
+		used, err := n.vols.RootBytes(ctx, e.Root, e.BlockSize)
+		if err != nil {
+			n.log.Debug("size of a remote disk", "disk", name, "err", err)
+		}
 		out = append(out, n.diskInfo(e, volume.DiskInfo{
 			Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: e.Replicas, Sync: e.Sync,
-			Root: rootText(e.Root), Created: e.Created, Committed: e.Modified,
+			Root: rootText(e.Root), Created: e.Created, Committed: e.Modified, UsedBytes: used,
 			ReplicaCount: len(n.cat.List(catalog.ReplicaPrefix + name + "/")),
 		}))
 	}

@@ -310,12 +310,9 @@ func (n *meshNode) saveCatalog() error {
 }
 
 // repair replaces a corrupt local block with a verified copy from the
-// mesh: the bad copy goes first, then a read through the fetching store
-// brings a good one back.
+// mesh: a read through the fetching store does it, and leaves the bad
+// copy in place (still reported) when no member has a good one.
 func (n *meshNode) repair(ctx context.Context, c cid.Cid) error {
-	if err := n.local.Delete(ctx, c); err != nil {
-		return err
-	}
 	_, err := n.fetch.Get(ctx, c)
 	return err
 }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The weft story so far: one node, a disk, replicas, time travel, clones.
+# The weft story so far: one node, a disk, replicas, time travel, clones;
+# then a second site joins, the disk gets its second copy, and the first
+# node dies without losing it.
 # Runs in a temporary home and cleans up after itself. KEEP=1 leaves the
 # node running until Ctrl-C.
 set -euo pipefail
@@ -10,12 +12,15 @@ KEEP=${KEEP:-}
 WORK=$(mktemp -d /tmp/weft-demo.XXXXXX)
 export WEFT_HOME=$WORK/home
 DAEMON=""
+DAEMON_B=""
 
 cleanup() {
-	if [ -n "$DAEMON" ] && kill -0 "$DAEMON" 2>/dev/null; then
-		kill -TERM "$DAEMON" 2>/dev/null || true
-		wait "$DAEMON" 2>/dev/null || true
-	fi
+	for pid in "$DAEMON" "$DAEMON_B"; do
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		fi
+	done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -98,11 +103,38 @@ run gc
 run scrub
 run status
 
+step "10. A second site joins the mesh (same cluster secret, its own address)"
+HOME_A=$WEFT_HOME
+HOME_B=$WORK/site-b
+wb() { printf '%s$ weft --home site-b %s%s\n' "$dim" "$*" "$reset"; "$WEFT" --home "$HOME_B" "$@"; }
+wb init --site demo-lab-2 --nbd off --listen /ip4/127.0.0.2/tcp/0 --cluster-secret-file "$HOME_A/cluster.secret" >/dev/null
+"$WEFT" --home "$HOME_B" daemon --log-level warn --heal-interval 2s 2>"$WORK/daemon-b.log" &
+DAEMON_B=$!
+until "$WEFT" --home "$HOME_B" status >/dev/null 2>&1; do sleep 0.1; done
+ADDR_A=$("$WEFT" id --json | grep -o '"/ip4/[^"]*' | head -1 | tr -d '"')
+wb join "$ADDR_A"
+wb peers
+
+step "11. vm1-test wants 2 copies: the second site gets its blocks"
+deadline=$((SECONDS + 60))
+until "$WEFT" disk info vm1-test --json | grep -q '"under_replicated": 0,' && "$WEFT" status --json | grep -q '"passes": [1-9]'; do
+	[ $SECONDS -lt $deadline ] || { say "replication did not finish in 60 s"; break; }
+	sleep 0.5
+done
+run disk info vm1-test
+
+step "12. Site one dies (kill -9): site two still has the disk"
+kill -KILL "$DAEMON"
+wait "$DAEMON" 2>/dev/null || true
+DAEMON=""
+say "vm1-test, read on site two: $(WEFT_HOME=$HOME_B message vm1-test)"
+wb disk ls
+
 if [ -n "$KEEP" ]; then
-	step "The node keeps running (Ctrl-C to stop and clean up). In another shell:"
-	say "  export WEFT_HOME=$WEFT_HOME"
-	say "  $WEFT disk ls"
-	wait "$DAEMON" || true
+	step "Site two keeps running (Ctrl-C to stop and clean up). In another shell:"
+	say "  export WEFT_HOME=$HOME_B"
+	say "  $WEFT peers; $WEFT disk ls"
+	wait "$DAEMON_B" || true
 else
-	step "Done: the demo cleans up after itself (make demo KEEP=1 keeps the node running)."
+	step "Done: the demo cleans up after itself (make demo KEEP=1 keeps site two running)."
 fi

@@ -69,6 +69,13 @@ func (m *Manager) noteChange() {
 	}
 }
 
+// RootBytes returns the bytes of data blocks under root (a disk or
+// replica of any node), counting through the store.
+func (m *Manager) RootBytes(ctx context.Context, root cid.Cid, blockSize int64) (int64, error) {
+	n, err := m.countBlocks(ctx, rootString(root))
+	return n * blockSize, err
+}
+
 // CreateDiskAt creates a disk whose head starts at root: a disk handed over
 // from, or taken from, another node of the mesh. The blocks need not be
 // local; reads fetch them through the store.

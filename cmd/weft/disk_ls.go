@@ -47,10 +47,14 @@ func runDiskLs(ctx context.Context, o *diskLsOptions, args []string) error {
 		return nil
 	}
 	tw := newTable(o.stdout)
-	fmt.Fprintln(tw, "NAME\tSIZE\tUSED\tDIRTY\tBLOCK\tR\tREPLICAS\tCOMMITTED")
+	fmt.Fprintln(tw, "NAME\tSIZE\tUSED\tDIRTY\tBLOCK\tR\tREPLICAS\tOWNER\tCOMMITTED")
 	for _, d := range disks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name, size.Format(d.Size), size.Format(d.UsedBytes),
-			size.Format(d.DirtyBytes), size.Format(d.BlockSize), d.Replicas, d.ReplicaCount, when(d.Committed))
+		owner := "-"
+		if n := len(d.Owner); n > 8 {
+			owner = "…" + d.Owner[n-8:] // the full ID is in disk info and --json
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Name, size.Format(d.Size), size.Format(d.UsedBytes),
+			size.Format(d.DirtyBytes), size.Format(d.BlockSize), d.Replicas, d.ReplicaCount, owner, when(d.Committed))
 	}
 	return tw.Flush()
 }
