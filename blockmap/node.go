@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/strictcbor"
 )
 
 // Fanout is the number of slots in a node.
@@ -46,27 +46,9 @@ type wireEntry struct {
 }
 
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = strictcbor.EncMode()
+	decMode = strictcbor.DecMode(Fanout, 16)
 )
-
-func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		MaxArrayElements:  Fanout,
-		MaxNestedLevels:   4,
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 // Encode returns the deterministic encoding of n after checking it.
 func Encode(n *Node) ([]byte, error) {

@@ -298,8 +298,12 @@ func TestMeshRefusesWrongSecret(t *testing.T) {
 func TestMeshSyncDisk(t *testing.T) {
 	needTool(t, "qemu-io", "qemu-utils")
 	a := meshMember(t, "site-a", "127.0.0.1", "")
-	b := meshMember(t, "site-b", "127.0.0.2", a.home)
-	b.ok("join", a.addr())
+	// B joins at start, with weft daemon --join.
+	b := newHarness(t, filepath.Join(t.TempDir(), "site-b"))
+	b.ok("init", "--site", "site-b", "--nbd", "off", "--listen", "/ip4/127.0.0.2/tcp/0",
+		"--cluster-secret-file", filepath.Join(a.home, node.ClusterSecretFile))
+	b.daemonArgs = []string{"--heal-interval", healInterval, "--join", a.addr()}
+	b.startDaemon()
 	eventually(t, "two members", func() (bool, string) { n := a.alivePeers(); return n == 2, fmt.Sprint(n) })
 	a.ok("disk", "create", "db", "--size", "4M", "--sync")
 	eventually(t, "B sees db", func() (bool, string) {

@@ -7,8 +7,9 @@ import (
 	"math"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/internal/strictcbor"
 )
 
 // Wire limits: a catalog arriving from the network or from disk larger than
@@ -36,29 +37,10 @@ type wireEntry struct {
 }
 
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = strictcbor.EncMode()
+	// An entry is a flat map: neither arrays nor nesting.
+	decMode = strictcbor.DecMode(16, 16)
 )
-
-func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		// An entry is a flat map: neither arrays nor nesting.
-		MaxNestedLevels:   4,
-		MaxArrayElements:  16,
-		MaxMapPairs:       16,
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 // Encode returns the deterministic encoding of es, in the given order. It
 // fails with ErrInvalid if an entry breaks the catalog's rules, so that

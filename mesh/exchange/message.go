@@ -8,6 +8,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/strictcbor"
 )
 
 // op is what a request asks for. The values are part of the wire format.
@@ -73,7 +74,7 @@ type wireBlock struct {
 
 var (
 	encMode = mustEncMode()
-	decMode = mustDecMode()
+	decMode = strictcbor.DecMode(MaxCIDs, 16)
 )
 
 // mustEncMode encodes straight into the caller's buffer: the default
@@ -84,22 +85,6 @@ func mustEncMode() cbor.UserBufferEncMode {
 		panic(fmt.Sprintf("cbor encode mode: %v", err))
 	}
 	return em
-}
-
-func mustDecMode() cbor.DecMode {
-	dm, err := cbor.DecOptions{
-		MaxArrayElements:  MaxCIDs,
-		MaxMapPairs:       16,
-		MaxNestedLevels:   4,
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(fmt.Sprintf("cbor decode mode: %v", err))
-	}
-	return dm
 }
 
 // encodeRequest appends the CBOR of r to buf.
