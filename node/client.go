@@ -302,3 +302,45 @@ func (c *Client) Take(ctx context.Context, name string, force bool) (volume.Disk
 	var out volume.DiskInfo
 	return out, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(name)+"/take", TakeRequest{Force: force}, &out)
 }
+
+// Publish publishes source (DISK or DISK@REPLICA) as the next version of
+// spacesuit name.
+func (c *Client) Publish(ctx context.Context, name, source string) (volume.SpacesuitInfo, error) {
+	var out volume.SpacesuitInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/spacesuits", PublishRequest{Name: name, Source: source}, &out)
+}
+
+// Spacesuits lists the spacesuit versions this node knows.
+func (c *Client) Spacesuits(ctx context.Context) ([]volume.SpacesuitInfo, error) {
+	var out []volume.SpacesuitInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/spacesuits", nil, &out)
+}
+
+// RemoveSpacesuit removes spacesuit version ref ("NAME@N").
+func (c *Client) RemoveSpacesuit(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/spacesuits/"+url.PathEscape(ref), nil, nil)
+}
+
+// StartTransfer starts a push or a pull and returns at once.
+func (c *Client) StartTransfer(ctx context.Context, req TransferRequest) (TransferInfo, error) {
+	var out TransferInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/transfers", req, &out)
+}
+
+// Transfers lists running and recent transfers, newest first.
+func (c *Client) Transfers(ctx context.Context) ([]TransferInfo, error) {
+	var out []TransferInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/transfers", nil, &out)
+}
+
+// Transfer describes one transfer.
+func (c *Client) Transfer(ctx context.Context, id string) (TransferInfo, error) {
+	var out TransferInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/transfers/"+url.PathEscape(id), nil, &out)
+}
+
+// CancelTransfer stops a transfer and returns its final state.
+func (c *Client) CancelTransfer(ctx context.Context, id string) (TransferInfo, error) {
+	var out TransferInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/transfers/"+url.PathEscape(id)+"/cancel", nil, &out)
+}

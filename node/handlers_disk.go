@@ -112,7 +112,16 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if s.mesh != nil {
+		if e, ok := s.mesh.cat.Get(catalog.DiskKey(req.Name)); ok {
+			s.fail(w, r, fmt.Errorf("disk %q: exists in the mesh, owned by %s: %w", req.Name, e.Owner, volume.ErrExists))
+			return
+		}
+	}
 	info, err := s.vols.Clone(r.Context(), src, req.Name)
+	if errors.Is(err, volume.ErrNotFound) && s.mesh != nil {
+		info, err = s.mesh.cloneRemote(r.Context(), src, req.Name)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -279,13 +279,18 @@ func (s *server) openView(ctx context.Context, ref volume.Ref) (*volume.View, er
 	if err == nil || s.mesh == nil || !errors.Is(err, volume.ErrNotFound) {
 		return v, err
 	}
-	key := catalog.DiskKey(ref.Disk)
-	if ref.Replica != "" {
-		key = catalog.ReplicaKey(ref.Disk, ref.Replica)
+	if v, merr := s.mesh.openCatalogView(ref); merr == nil {
+		return v, nil
 	}
-	e, ok := s.mesh.cat.Get(key)
+	return nil, err
+}
+
+// openCatalogView opens a read-only view of whatever the catalog names by
+// ref: blocks not held here are fetched from their holders on read.
+func (n *meshNode) openCatalogView(ref volume.Ref) (*volume.View, error) {
+	e, ok := n.catalogEntry(ref)
 	if !ok {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", ref, volume.ErrNotFound)
 	}
-	return s.vols.OpenRootView(ref.String(), e.Root, e.Size, e.BlockSize)
+	return n.vols.OpenRootView(ref.String(), e.Root, e.Size, e.BlockSize)
 }

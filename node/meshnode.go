@@ -15,6 +15,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
@@ -33,18 +34,19 @@ const (
 // the block exchange, replication and heal. A node without listen
 // addresses runs alone and has none (nil).
 type meshNode struct {
-	self    peer.ID
-	selfStr string // base58, as the catalog names peers
-	log     *slog.Logger
-	net     *mesh.Mesh
-	cat     *catalog.Catalog
-	catPath string
-	blocks  *exchange.Client
-	local   blockstore.Store
-	fetch   *heal.FetchingStore
-	healer  *heal.Healer
-	pusher  *heal.Pusher
-	vols    *volume.Manager // set once the volumes are open
+	self      peer.ID
+	selfStr   string // base58, as the catalog names peers
+	log       *slog.Logger
+	net       *mesh.Mesh
+	cat       *catalog.Catalog
+	catPath   string
+	blocks    *exchange.Client
+	local     blockstore.Store
+	fetch     *heal.FetchingStore
+	healer    *heal.Healer
+	pusher    *heal.Pusher
+	vols      *volume.Manager // set once the volumes are open
+	transfers *transfers
 
 	mu      sync.Mutex
 	pushed  map[string]cid.Cid // disk → last root its placement sets confirmed
@@ -96,6 +98,8 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		srv.ServeStream(ctx, string(s.Conn().RemotePeer()), s)
 	})
 	n.net.SetStreamHandler(catalogProtocol, n.serveCatalogPush)
+	n.net.SetStreamHandler(transferProtocol, n.serveReceive)
+	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(0)}
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: n.log}
 	// Heal passes start in attach, once the volumes (healRoots) are open.
 	n.healer = heal.New(heal.Config{

@@ -6,19 +6,41 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/node/nbd"
 	"github.com/weft-mesh/weft/volume"
 )
 
 // nbdExports serves a node's disks over NBD: "DISK" is the disk's live head,
-// read-write (every disk is owned by its node until the mesh decides
-// owners), and "DISK@REPLICA" a read-only view of a replica. Published
-// spacesuits ("SPACESUIT@VERSION", read-only) come with the datapath.
+// read-write on the disk's owner, "DISK@REPLICA" a read-only view of a
+// replica, and "SPACESUIT@VERSION" a read-only view of a golden image
+// (local, or named by the mesh's catalog and fetched on read).
 //
 // TCP clients must be in the disk's allow-list; clients on the unix socket
-// (the zero address) are local, trusted by the socket's mode.
+// (the zero address) are local, trusted by the socket's mode. Spacesuits
+// are images for everyone to clone and boot from: any client may read them.
 type nbdExports struct {
 	vols *volume.Manager
+	mesh *meshNode // nil when the node runs alone
+}
+
+// spacesuit reports whether name is a spacesuit version this node can
+// serve.
+func (e nbdExports) spacesuit(ctx context.Context, name string) bool {
+	sname, v, err := volume.ParseSpacesuitRef(name)
+	if err != nil {
+		return false
+	}
+	for _, s := range e.vols.ListSpacesuits(ctx) {
+		if s.Name == sname && s.Version == v {
+			return true
+		}
+	}
+	if e.mesh != nil {
+		_, ok := e.mesh.cat.Get(catalog.SpacesuitKey(sname, v))
+		return ok
+	}
+	return false
 }
 
 func (e nbdExports) allowed(disk string, client netip.Addr) (bool, error) {
@@ -48,6 +70,9 @@ func (e nbdExports) List(ctx context.Context, client netip.Addr) ([]string, erro
 			names = append(names, d.Name+"@"+r.Name)
 		}
 	}
+	for _, s := range e.vols.ListSpacesuits(ctx) {
+		names = append(names, s.Ref)
+	}
 	return names, nil
 }
 
@@ -56,6 +81,16 @@ func (e nbdExports) Open(ctx context.Context, name string, client netip.Addr) (n
 	ref, err := volume.ParseRef(name)
 	if err != nil {
 		return nil, fmt.Errorf("export %q: %w", name, nbd.ErrUnknown)
+	}
+	if ref.Replica != "" && e.spacesuit(ctx, name) {
+		v, err := e.vols.OpenView(ctx, ref)
+		if errors.Is(err, volume.ErrNotFound) && e.mesh != nil {
+			v, err = e.mesh.openCatalogView(ref)
+		}
+		if err != nil {
+			return nil, nbdError(err)
+		}
+		return &viewExport{v: v, ref: ref}, nil
 	}
 	ok, err := e.allowed(ref.Disk, client)
 	switch {

@@ -31,7 +31,7 @@ func (c Config) NBDSocketPath() string { return c.Path(NBDSocket) }
 
 // startNBD listens and starts serving. The servers stop when ctx is
 // cancelled or stop is called, whichever comes first.
-func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, log *slog.Logger) (*nbdService, error) {
+func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, mn *meshNode, log *slog.Logger) (*nbdService, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	svc := &nbdService{cancel: cancel}
 	ok := false
@@ -41,7 +41,7 @@ func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, log *slog.L
 		}
 	}()
 	base := nbd.DefaultConfig()
-	base.Exports = nbdExports{vols: vols}
+	base.Exports = nbdExports{vols: vols, mesh: mn}
 	base.Logger = cfg.Logger.With("component", "nbd")
 
 	type listener struct {

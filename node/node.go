@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		defer func() { mcancel(); wg.Wait() }() // before the volumes close
 	}
 
-	nbdSvc, err := startNBD(ctx, cfg, vols, log)
+	nbdSvc, err := startNBD(ctx, cfg, vols, mn, log)
 	if err != nil {
 		return err
 	}

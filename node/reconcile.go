@@ -51,7 +51,10 @@ func (n *meshNode) reconcile(ctx context.Context) {
 	local := map[string]volume.Record{}
 	for _, r := range n.vols.Records() {
 		key := catalog.DiskKey(r.Disk)
-		if r.Replica != "" {
+		switch {
+		case r.Spacesuit:
+			key = catalog.SpacesuitKey(r.Disk, spacesuitVersion(r))
+		case r.Replica != "":
 			key = catalog.ReplicaKey(r.Disk, r.Replica)
 		}
 		local[key] = r
@@ -69,6 +72,13 @@ func (n *meshNode) reconcile(ctx context.Context) {
 	}
 	for key, r := range local {
 		e, known := all[key]
+		if r.Spacesuit && known && e.Deleted && e.Writer != n.selfStr {
+			// Removed from the mesh by another node: forget it here too.
+			if err := n.vols.RemoveSpacesuit(ctx, r.Disk, spacesuitVersion(r)); err != nil && !errors.Is(err, volume.ErrNotFound) {
+				n.log.Error("remove spacesuit", "key", key, "err", err)
+			}
+			continue
+		}
 		if r.Replica == "" && known && !e.Deleted && e.Owner != n.selfStr {
 			n.giveUp(ctx, r, e)
 			continue

@@ -23,6 +23,8 @@ type catalog struct {
 	// Replicas is keyed by disk name, then replica name. A disk's replicas
 	// outlive it: they are independent roots, not part of the disk.
 	Replicas map[string]map[string]*replicaRecord `json:"replicas"`
+	// Spacesuits is keyed by "NAME@VERSION": immutable golden images.
+	Spacesuits map[string]*spacesuitRecord `json:"spacesuits,omitempty"`
 }
 
 type diskRecord struct {
@@ -49,7 +51,7 @@ type replicaRecord struct {
 const catalogFile = "catalog.json"
 
 func loadCatalog(dir string) (*catalog, error) {
-	c := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}}
+	c := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}, Spacesuits: map[string]*spacesuitRecord{}}
 	data, err := os.ReadFile(filepath.Join(dir, catalogFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
@@ -65,6 +67,9 @@ func loadCatalog(dir string) (*catalog, error) {
 	}
 	if c.Replicas == nil {
 		c.Replicas = map[string]map[string]*replicaRecord{}
+	}
+	if c.Spacesuits == nil {
+		c.Spacesuits = map[string]*spacesuitRecord{}
 	}
 	return c, nil
 }
@@ -107,7 +112,11 @@ func newID() string {
 
 // clone returns a deep copy, to roll back a failed change.
 func (c *catalog) clone() *catalog {
-	out := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}}
+	out := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}, Spacesuits: map[string]*spacesuitRecord{}}
+	for k, s := range c.Spacesuits {
+		cp := *s
+		out.Spacesuits[k] = &cp
+	}
 	for k, d := range c.Disks {
 		cp := *d
 		cp.Allow = slices.Clone(d.Allow)

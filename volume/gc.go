@@ -81,6 +81,9 @@ func (m *Manager) liveRoots() ([]cid.Cid, error) {
 			add(r.Root)
 		}
 	}
+	for _, s := range m.cat.Spacesuits {
+		add(s.Root)
+	}
 	for root := range m.pins {
 		add(root)
 	}

@@ -524,6 +524,9 @@ func (m *Manager) pinRef(ctx context.Context, ref Ref) (root cid.Cid, size, bs i
 		rootStr, size, bs, replicas = rec.Root, rec.Size, rec.BlockSize, rec.Replicas
 	} else {
 		rep, err := m.cat.replica(ref.Disk, ref.Replica)
+		if s, ok := m.cat.Spacesuits[ref.String()]; err != nil && ok {
+			rep, err = &replicaRecord{Root: s.Root, Size: s.Size, BlockSize: s.BlockSize}, nil
+		}
 		if err != nil {
 			return cid.Undef, 0, 0, 0, nil, err
 		}

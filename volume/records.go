@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -12,8 +13,11 @@ import (
 // Record is one root this node holds in its catalog: a disk head (Replica
 // empty) or a replica. The mesh publishes these to the other nodes.
 type Record struct {
-	Disk      string
-	Replica   string
+	Disk    string
+	Replica string
+	// Spacesuit marks a spacesuit version: Disk is its name and Replica
+	// its version number.
+	Spacesuit bool
 	Root      cid.Cid // cid.Undef for an empty disk
 	Size      int64
 	BlockSize int64
@@ -47,7 +51,18 @@ func (m *Manager) Records() []Record {
 				BlockSize: r.BlockSize, Replicas: replicas, Created: r.Created})
 		}
 	}
+	for _, s := range m.cat.Spacesuits {
+		root, err := parseRoot(s.Root)
+		if err != nil {
+			continue
+		}
+		out = append(out, Record{Disk: s.Name, Replica: strconv.FormatUint(s.Version, 10), Spacesuit: true,
+			Root: root, Size: s.Size, BlockSize: s.BlockSize, Replicas: DefaultReplicas, Created: s.Created})
+	}
 	sort.Slice(out, func(i, j int) bool {
+		if out[i].Spacesuit != out[j].Spacesuit {
+			return !out[i].Spacesuit
+		}
 		if out[i].Disk != out[j].Disk {
 			return out[i].Disk < out[j].Disk
 		}

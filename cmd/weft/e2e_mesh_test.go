@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -360,4 +361,107 @@ func TestMeshPortGarbage(t *testing.T) {
 		t.Fatalf("status after garbage: %+v", st)
 	}
 	a.ok("disk", "create", "still-fine", "--size", "1M")
+}
+
+// TestPushSpacesuitToSites publishes a spacesuit on A and pushes it to two
+// sites at once; A is killed and each site clones it and reads it back
+// byte for byte. A new version with a few changed blocks then costs about
+// the changed bytes. A throttled push cancelled midway resumes: both runs
+// together move about one copy.
+func TestPushSpacesuitToSites(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := meshMember(t, "site-b", "127.0.0.2", a.home)
+	c := meshMember(t, "site-c", "127.0.0.3", a.home)
+	b.ok("join", a.addr())
+	c.ok("join", a.addr())
+	for _, h := range []*harness{a, b, c} {
+		eventually(t, "three members", func() (bool, string) { n := h.alivePeers(); return n == 3, fmt.Sprint(n) })
+	}
+	img := testImage(t, 21)
+	want := padTo(img, blockSize)
+	a.ok("disk", "import", "gold", writeTemp(t, "gold.img", img), "--replicas", "1")
+	if out := a.ok("spacesuit", "publish", "ubuntu", "gold"); strings.TrimSpace(out) != "ubuntu@1" {
+		t.Fatalf("publish printed %q, want ubuntu@1", out)
+	}
+	var tr node.TransferInfo
+	a.jsonOut(&tr, "push", "ubuntu@1", "--to", "site-b,site-c")
+	if tr.State != "done" || len(tr.Targets) != 2 {
+		t.Fatalf("push: %+v", tr)
+	}
+	for _, tp := range tr.Targets {
+		if tp.State != "done" {
+			t.Fatalf("target %+v", tp)
+		}
+	}
+
+	// Version 2: 32 blocks (2 MiB) changed.
+	url := fmt.Sprintf("nbd+unix:///gold?socket=%s", filepath.Join(a.home, "nbd.sock"))
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x77 0 2M", url)
+	copy(want[:2<<20], bytes.Repeat([]byte{0x77}, 2<<20))
+	a.ok("spacesuit", "publish", "ubuntu", "gold")
+	a.jsonOut(&tr, "push", "ubuntu@2", "--to", "site-b,site-c")
+	const changed = 2 << 20
+	for _, tp := range tr.Targets {
+		if tp.State != "done" || tp.Bytes > 3*changed/2 {
+			t.Fatalf("push of version 2 to %s moved %d bytes, want about the %d changed: %+v", tp.Target, tp.Bytes, changed, tp)
+		}
+	}
+
+	a.killDaemon()
+	for i, h := range []*harness{b, c} {
+		vm := fmt.Sprint("vm", i)
+		h.ok("disk", "clone", "ubuntu@2", vm)
+		h.wantContent(vm, want)
+	}
+}
+
+// TestTransferCancelResumes cancels a throttled pull midway and pulls
+// again: the second run starts from what arrived, so both move about one
+// copy in all.
+func TestTransferCancelResumes(t *testing.T) {
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := meshMember(t, "site-b", "127.0.0.2", a.home)
+	b.ok("join", a.addr())
+	eventually(t, "two members", func() (bool, string) { n := b.alivePeers(); return n == 2, fmt.Sprint(n) })
+	img := make([]byte, 16<<20)
+	rand.NewChaCha8([32]byte{31}).Read(img)
+	a.ok("disk", "import", "big", writeTemp(t, "big.img", img), "--replicas", "1")
+	a.ok("replica", "create", "big", "r1")
+	eventually(t, "B sees big@r1", func() (bool, string) {
+		r := b.run(nil, "disk", "info", "big")
+		return r.code == 0, r.stderr
+	})
+	id := strings.TrimSpace(b.ok("pull", "big@r1", "--from", "site-a", "--bwlimit", "1M", "--block-size", "256K", "--detach"))
+	find := func() node.TransferInfo {
+		var list []node.TransferInfo
+		b.jsonOut(&list, "transfers")
+		for _, tr := range list {
+			if tr.ID == id {
+				return tr
+			}
+		}
+		t.Fatalf("transfer %s not listed", id)
+		return node.TransferInfo{}
+	}
+	eventually(t, "the pull moves some bytes", func() (bool, string) {
+		tr := find()
+		return tr.BytesSent > 0, fmt.Sprintf("%+v", tr)
+	})
+	b.ok("transfer", "cancel", id)
+	first := find()
+	if first.State != "cancelled" || first.BytesSent >= first.TotalBytes {
+		t.Fatalf("after cancel: %+v, want cancelled part way", first)
+	}
+	var second node.TransferInfo
+	b.jsonOut(&second, "pull", "big@r1", "--from", "site-a")
+	if second.State != "done" {
+		t.Fatalf("second pull: %+v", second)
+	}
+	t.Logf("first run moved %d of %d bytes before the cancel, the second %d", first.BytesSent, first.TotalBytes, second.BytesSent)
+	if total := first.BytesSent + second.BytesSent; total > first.TotalBytes*115/100 || second.BytesSent >= first.TotalBytes {
+		t.Fatalf("moved %d + %d bytes over both runs, want about one copy (%d)", first.BytesSent, second.BytesSent, first.TotalBytes)
+	}
+	a.killDaemon()
+	b.wantContent("big@r1", padTo(img, blockSize))
 }

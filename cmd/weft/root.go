@@ -78,6 +78,8 @@ func newRootCmd(g *globals) *cobra.Command {
 		newScrubCmd(g),
 		newStatusCmd(g),
 		newIDCmd(g), newJoinCmd(g), newPeersCmd(g),
+		newSpacesuitCmd(g),
+		newPushCmd(g), newPullCmd(g), newTransfersCmd(g), newTransferCmd(g),
 		newMountCmd(g), newUmountCmd(g),
 	)
 	return root

@@ -4,21 +4,34 @@
 //
 // # Tree
 //
-//	DIR/<disk>.img                       the live head of every disk: read-write
-//	DIR/replicas/<disk>/<replica>.img    every replica: read-only
-//	DIR/spacesuits/                      golden images (empty until spacesuits exist)
+//	DIR/<disk>.img                          the live head of every disk: read-write
+//	DIR/replicas/<disk>/<replica>.img       every replica: read-only
+//	DIR/spacesuits/<name>@<version>.img     every spacesuit version: read-only
 //
-// The directories are read-only: files appear and vanish as disks and
-// replicas are created, cloned and removed, never through the mount.
-// Nothing is cached by name: every lookup and directory listing asks the
-// volume manager, and the kernel is told not to cache names (entry timeout
-// 0), so a disk created while mounted is visible at once and a removed one
-// is gone at once. An inode stands for one incarnation: a disk removed and
+// The directories are read-only: files appear and vanish as disks,
+// replicas and spacesuit versions are created, cloned, published and
+// removed, never through the mount. Nothing is cached by name: every
+// lookup and directory listing asks the volume manager, and the kernel is
+// told not to cache names (entry timeout 0), so a disk or spacesuit
+// version created while mounted is visible at once and a removed one is
+// gone at once. An inode stands for one incarnation: a disk removed and
 // created again under the same name, or a replica name reused for another
 // root, is a new inode, and a handle opened on the old one fails with EIO
 // (reads, writes) or ENOENT (open, stat) instead of reaching the new disk.
-// A replica removed while a handle is open stays readable through that
-// handle: the handle holds a view, which pins the replica's blocks.
+// The same holds for a spacesuit version removed and published again. A
+// replica or spacesuit version removed while a handle is open stays
+// readable through that handle: the handle holds a view, which pins the
+// image's blocks.
+//
+// # Image files
+//
+// Replica and spacesuit files are the same read-only image files: as large
+// as the image, mode 0444, timestamped when the image was made; opening
+// for writing, truncating or writing fails with EROFS. A spacesuit version
+// is opened by the reference NAME@VERSION, which a replica of disk NAME
+// named VERSION shadows: while such a replica holds another root, the
+// spacesuit's file lists but does not open (ENOENT) rather than serve the
+// replica's content.
 //
 // # Disk files
 //
@@ -44,8 +57,8 @@
 // that open file's cached pages until it is reopened, and pages an open
 // file already cached still read after its disk is removed (everything
 // else fails with EIO). Config.DirectIO trades the cache for coherence:
-// every read goes to the head. Replica
-// files never change (an inode is one root), so they keep their cache
+// every read goes to the head. Image files (replicas and spacesuit
+// versions) never change (an inode is one root), so they keep their cache
 // across opens (FOPEN_KEEP_CACHE).
 //
 // Requests are up to Config.MaxWrite bytes (1 MiB by default), so large

@@ -245,8 +245,99 @@ func TestReplicaFilesReadOnly(t *testing.T) {
 	}
 	_, err = os.Stat(rp)
 	wantErrno(t, "stat a removed replica", err, syscall.ENOENT)
-	if got := readDir(t, filepath.Join(m.Dir(), "spacesuits")); len(got) != 0 {
-		t.Fatalf("spacesuits/ lists %q, want nothing", got)
+}
+
+func TestSpacesuitFilesReadOnly(t *testing.T) {
+	vols, m := testMount(t)
+	ctx := context.Background()
+	const size = 256 << 10
+	createDisk(t, vols, "a", size)
+	dir := filepath.Join(m.Dir(), "spacesuits")
+	if got := readDir(t, dir); len(got) != 0 {
+		t.Fatalf("spacesuits/ before publishing lists %q, want nothing", got)
+	}
+	p := filepath.Join(m.Dir(), "a.img")
+	h, err := vols.Head("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// publish makes the next version of spacesuit base from disk a and
+	// returns what the disk held then.
+	publish := func() []byte {
+		t.Helper()
+		src := make([]byte, size)
+		if _, err := h.ReadAt(src, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vols.PublishSpacesuit(ctx, "base", volume.Ref{Disk: "a"}, 0); err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	writeFile(t, p, randBytes(rand.New(rand.NewPCG(5, 6)), size))
+	v1 := publish()
+	writeFile(t, p, bytes.Repeat([]byte("v2"), 4<<10))
+	v2 := publish()
+	writeFile(t, p, make([]byte, size)) // the versions must not follow the disk
+
+	// Published while mounted: listed at once, one file per version.
+	if got, want := readDir(t, dir), []string{"base@1.img", "base@2.img"}; !slices.Equal(got, want) {
+		t.Fatalf("spacesuits/ lists %q, want %q", got, want)
+	}
+	p1, p2 := filepath.Join(dir, "base@1.img"), filepath.Join(dir, "base@2.img")
+	st, err := os.Stat(p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != size || st.Mode() != 0o444 {
+		t.Fatalf("base@1.img: size %d mode %v, want %d -r--r--r--", st.Size(), st.Mode(), size)
+	}
+	got, err := os.ReadFile(p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, v1) {
+		t.Fatal("base@1.img does not hold the disk's content when it was published")
+	}
+	if got, err = os.ReadFile(p2); err != nil || !bytes.Equal(got, v2) {
+		t.Fatalf("read base@2.img: err %v, equal %v; want the disk's content when it was published", err, bytes.Equal(got, v2))
+	}
+	for _, bad := range []string{"base@01.img", "base@3.img", "base@0.img", "base.img", "base@1"} {
+		_, err := os.Stat(filepath.Join(dir, bad))
+		wantErrno(t, "stat spacesuits/"+bad, err, syscall.ENOENT)
+	}
+
+	_, err = os.OpenFile(p1, os.O_RDWR, 0)
+	wantErrno(t, "open a spacesuit for writing", err, syscall.EROFS)
+	_, err = os.OpenFile(p1, os.O_WRONLY, 0)
+	wantErrno(t, "open a spacesuit write-only", err, syscall.EROFS)
+	wantErrno(t, "truncate a spacesuit", os.Truncate(p1, 0), syscall.EROFS)
+	_, err = os.Create(filepath.Join(dir, "base@3.img"))
+	if err == nil {
+		t.Fatal("create a file in spacesuits/: got success, want an error")
+	}
+
+	// A removed version vanishes at once; an open file keeps reading it.
+	f, err := os.Open(p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := vols.RemoveSpacesuit(ctx, "base", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readDir(t, dir), []string{"base@2.img"}; !slices.Equal(got, want) {
+		t.Fatalf("spacesuits/ after removing base@1 lists %q, want %q", got, want)
+	}
+	_, err = os.Stat(p1)
+	wantErrno(t, "stat a removed spacesuit", err, syscall.ENOENT)
+	_, err = os.Open(p1)
+	wantErrno(t, "open a removed spacesuit", err, syscall.ENOENT)
+	if _, err := vols.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(got, 0); err != nil || !bytes.Equal(got, v1) {
+		t.Fatalf("read a removed spacesuit through an open file: err %v, equal %v; want its old content", err, bytes.Equal(got, v1))
 	}
 }
 

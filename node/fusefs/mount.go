@@ -31,6 +31,7 @@ type Volumes interface {
 	ListDisks(ctx context.Context) ([]volume.DiskInfo, error)
 	ListReplicas(ctx context.Context, disk string) ([]volume.ReplicaInfo, error)
 	ReplicaDisks(ctx context.Context) ([]string, error)
+	ListSpacesuits(ctx context.Context) []volume.SpacesuitInfo
 	OpenView(ctx context.Context, ref volume.Ref) (*volume.View, error)
 }
 

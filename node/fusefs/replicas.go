@@ -83,11 +83,11 @@ func (d *replicaDiskDir) Lookup(ctx context.Context, name string, out *fuse.Entr
 	if !ok || volume.ValidateName(rep) != nil {
 		return nil, syscall.ENOENT
 	}
-	info, errno := findReplica(ctx, d.fs, d.disk, rep)
+	img, errno := findReplica(ctx, d.fs, d.disk, rep)
 	if errno != 0 {
 		return nil, errno
 	}
-	n := &replicaFile{fs: d.fs, info: info}
+	n := &imageFile{fs: d.fs, img: img}
 	n.attr(&out.Attr)
 	return d.NewInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino()}), 0
 }
@@ -99,147 +99,29 @@ func (d *replicaDiskDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Err
 	}
 	out := make([]fuse.DirEntry, 0, len(reps))
 	for _, r := range reps {
-		ino := d.fs.inos.ino(replicaKey{r.Disk, r.Name, r.Root})
+		ino := d.fs.inos.ino(replicaImageOf(r).key())
 		out = append(out, fuse.DirEntry{Name: r.Name + imgSuffix, Mode: syscall.S_IFREG, Ino: ino})
 	}
 	return fs.NewListDirStream(out), 0
 }
 
 // findReplica returns the replica's current description, or ENOENT.
-func findReplica(ctx context.Context, f *filesys, disk, name string) (volume.ReplicaInfo, syscall.Errno) {
+func findReplica(ctx context.Context, f *filesys, disk, name string) (image, syscall.Errno) {
 	reps, err := f.cfg.Volumes.ListReplicas(ctx, disk)
 	if err != nil {
-		return volume.ReplicaInfo{}, f.errno("lookup", replicasName+"/"+disk+"/"+name+imgSuffix, err)
+		return image{}, f.errno("lookup", replicasName+"/"+disk+"/"+name+imgSuffix, err)
 	}
 	for _, r := range reps {
 		if r.Name == name {
-			return r, 0
+			return replicaImageOf(r), 0
 		}
 	}
-	return volume.ReplicaInfo{}, syscall.ENOENT
+	return image{}, syscall.ENOENT
 }
 
-// replicaFile is DIR/replicas/<disk>/<replica>.img: one replica at one
-// root, read-only.
-type replicaFile struct {
-	fs.Inode
-	fs   *filesys
-	info volume.ReplicaInfo
-}
-
-// viewHandle is an open replica file. Its view pins the replica's blocks,
-// so the file stays readable if the replica is removed meanwhile.
-type viewHandle struct {
-	view *volume.View
-}
-
-var (
-	_ fs.NodeGetattrer   = (*replicaFile)(nil)
-	_ fs.NodeSetattrer   = (*replicaFile)(nil)
-	_ fs.NodeAccesser    = (*replicaFile)(nil)
-	_ fs.NodeOpener      = (*replicaFile)(nil)
-	_ fs.NodeReader      = (*replicaFile)(nil)
-	_ fs.NodeWriter      = (*replicaFile)(nil)
-	_ fs.NodeReleaser    = (*replicaFile)(nil)
-	_ fs.NodeOnForgetter = (*replicaFile)(nil)
-)
-
-func (n *replicaFile) key() replicaKey { return replicaKey{n.info.Disk, n.info.Name, n.info.Root} }
-
-func (n *replicaFile) ino() uint64 { return n.fs.inos.ino(n.key()) }
-
-func (n *replicaFile) path() string {
-	return replicasName + "/" + n.info.Disk + "/" + n.info.Name + imgSuffix
-}
-
-func (n *replicaFile) ref() volume.Ref { return volume.Ref{Disk: n.info.Disk, Replica: n.info.Name} }
-
-// live reports whether the replica still names the root of this inode.
-func (n *replicaFile) live(ctx context.Context) bool {
-	info, errno := findReplica(ctx, n.fs, n.info.Disk, n.info.Name)
-	return errno == 0 && info.Root == n.info.Root
-}
-
-func (n *replicaFile) attr(a *fuse.Attr) {
-	a.Mode = syscall.S_IFREG | 0o444
-	a.Ino = n.ino()
-	a.Nlink = 1
-	a.Size = uint64(n.info.Size)
-	a.Blocks = uint64(n.info.UsedBytes+511) / 512
-	a.Blksize = uint32(min(n.info.BlockSize, int64(n.fs.cfg.MaxWrite)))
-	t := n.info.Created
-	a.SetTimes(&t, &t, &t)
-}
-
-func (n *replicaFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if f == nil && !n.live(ctx) {
-		return syscall.ENOENT
-	}
-	n.attr(&out.Attr)
-	return 0
-}
-
-func (n *replicaFile) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
-}
-
-func (n *replicaFile) Access(ctx context.Context, mask uint32) syscall.Errno {
-	if mask&2 != 0 { // W_OK
-		return syscall.EROFS
-	}
-	return 0
-}
-
-func (n *replicaFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	v, err := n.fs.cfg.Volumes.OpenView(ctx, n.ref())
-	if err != nil {
-		return nil, 0, n.fs.errno("open", n.path(), err)
-	}
-	if v.Root() != n.info.Root {
-		v.Close() // the name now stands for another root
-		return nil, 0, syscall.ENOENT
-	}
-	fuseFlags := uint32(fuse.FOPEN_KEEP_CACHE) // the content of a root never changes
-	if n.fs.cfg.DirectIO {
-		fuseFlags = fuse.FOPEN_DIRECT_IO
-	}
-	return &viewHandle{view: v}, fuseFlags, 0
-}
-
-func (n *replicaFile) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	h, ok := f.(*viewHandle)
-	if !ok {
-		return nil, syscall.EBADF
-	}
-	size := h.view.Size()
-	if off >= size {
-		return fuse.ReadResultData(nil), 0
-	}
-	p := dest[:min(int64(len(dest)), size-off)]
-	if _, err := h.view.ReadAt(p, off); err != nil {
-		return nil, n.fs.ioErrno("read", n.path(), err)
-	}
-	return fuse.ReadResultData(p), 0
-}
-
-func (n *replicaFile) Write(ctx context.Context, _ fs.FileHandle, _ []byte, _ int64) (uint32, syscall.Errno) {
-	return 0, syscall.EROFS
-}
-
-func (n *replicaFile) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
-	if h, ok := f.(*viewHandle); ok {
-		h.view.Close()
-	}
-	return 0
-}
-
-// OnForget drops the inode number of a replica name that now means
-// another root or nothing.
-func (n *replicaFile) OnForget() {
-	if !n.live(context.Background()) {
-		n.fs.inos.forget(n.key())
+func replicaImageOf(r volume.ReplicaInfo) image {
+	return image{
+		kind: replicaImage, ref: volume.Ref{Disk: r.Disk, Replica: r.Name}, root: r.Root,
+		size: r.Size, blockSize: r.BlockSize, usedBytes: r.UsedBytes, created: r.Created,
 	}
 }

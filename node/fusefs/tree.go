@@ -39,17 +39,15 @@ type filesys struct {
 }
 
 // inodes hands out one inode number per incarnation of a file: a disk head
-// (a *volume.Head: a disk removed and recreated gets a new one), a replica
-// (disk, name, root) or a replica directory (disk). Equal numbers make
-// go-fuse reuse the live node, so a file keeps its inode, and its page
-// cache, across lookups.
+// (a *volume.Head: a disk removed and recreated gets a new one), an image
+// (a replica or spacesuit version at one root: imageKey) or a replica
+// directory (disk). Equal numbers make go-fuse reuse the live node, so a
+// file keeps its inode, and its page cache, across lookups.
 type inodes struct {
 	mu   sync.Mutex
 	next uint64
 	byID map[any]uint64
 }
-
-type replicaKey struct{ disk, name, root string }
 
 type replicaDirKey struct{ disk string }
 
@@ -153,30 +151,4 @@ func (d *rootDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 	out.Frsize = 4096
 	out.NameLen = 255
 	return 0
-}
-
-// spacesuitsDir is DIR/spacesuits. Spacesuits come with the datapath; until
-// then it is empty.
-type spacesuitsDir struct {
-	fs.Inode
-	fs *filesys
-}
-
-var (
-	_ fs.NodeLookuper  = (*spacesuitsDir)(nil)
-	_ fs.NodeReaddirer = (*spacesuitsDir)(nil)
-	_ fs.NodeGetattrer = (*spacesuitsDir)(nil)
-)
-
-func (d *spacesuitsDir) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.fs.dirAttr(&out.Attr, inoSpacesuits)
-	return 0
-}
-
-func (d *spacesuitsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.ENOENT
-}
-
-func (d *spacesuitsDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	return fs.NewListDirStream(nil), 0
 }

@@ -1,0 +1,29 @@
+// Package datapath pulls one root's blocks from a set of peers into the
+// local store: the transfer protocol of weft (ARCHITECTURE.md, "Transfers").
+//
+// A transfer first walks the block map from its root, level by level,
+// fetching the map nodes missing here, and checks every data block (leaf)
+// against the local store: what is already held is skipped, so pulling
+// version N+1 onto a node holding N moves only the changed blocks. A map
+// node being present says nothing about its subtree, since other code keeps
+// map nodes everywhere, so the leaves are always checked.
+//
+// The missing blocks are then fetched in batches of about Spec.BlockSize
+// bytes, Spec.Concurrency batches in flight. Each transfer starts at its
+// own offset in the missing list (a hash of its ID), and for every batch it
+// asks the sources other than the first which of the batch's blocks they
+// hold and fetches those from them before falling back to the first source
+// (the origin). Receivers of the same root listing each other as sources
+// thus end up serving each other the parts they fetched first, and the
+// origin sends little more than one copy. A peer that sends a bad block is
+// dropped from the transfer; a peer that fails a request is passed over for
+// a while.
+//
+// Every request is charged twice before it goes out: to the transfer's own
+// token bucket (Spec.BWLimit) and to the node's Scheduler, which admits the
+// requests of all transfers in weighted-fair order by priority within the
+// node's link budget.
+//
+// A transfer that was cancelled or failed resumes when started again with
+// the same Spec: what arrived is skipped by the walk.
+package datapath

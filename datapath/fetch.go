@@ -1,0 +1,272 @@
+package datapath
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/time/rate"
+
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
+)
+
+// peerBackoff is how long a peer that failed a request is not asked which
+// blocks it holds: a dead receiver should not cost a failed request per
+// batch. It is still tried when nobody else has a batch.
+const peerBackoff = 2 * time.Second
+
+// ErrNoSource means no live source sent some block of the transfer.
+var ErrNoSource = errors.New("no source sent the blocks")
+
+// fetcher moves blocks from a transfer's sources into the local store.
+// Safe for concurrent use.
+type fetcher struct {
+	sources []string
+	peers   Peers
+	store   Store
+	sched   *Scheduler
+	flow    *flow
+	limit   *rate.Limiter
+	track   *tracker
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	dropped map[string]bool
+	failed  map[string]time.Time // when each peer last failed a request
+}
+
+// holding is which blocks of a batch a peer said it holds.
+type holding struct {
+	peer string
+	has  map[cid.Cid]bool
+}
+
+// fetchData makes the data blocks of batch n present locally: first from
+// the sources other than the origin that hold them, then from the origin,
+// then from anyone left.
+func (f *fetcher) fetchData(ctx context.Context, n int, batch []cid.Cid, diskBlockSize int64) error {
+	_, err := f.fetch(ctx, batch, f.holders(ctx, n, batch), diskBlockSize, true)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("batch %d of %d blocks: %w", n, len(batch), err)
+	}
+	return err
+}
+
+// fetch gets want from the holders, asking each for what it said it holds,
+// then from every live source not asked yet, in order, for what is still
+// missing. Each answer is stored before the next peer is asked. It returns
+// the blocks fetched; with data set they count as transferred data.
+func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, each int64, data bool) (map[cid.Cid][]byte, error) {
+	pending := make(map[cid.Cid]bool, len(want))
+	for _, c := range want {
+		pending[c] = true
+	}
+	out := make(map[cid.Cid][]byte, len(want))
+	asked := make(map[string]bool)
+	var errs []error
+	ask := func(peer string, cids []cid.Cid) error {
+		asked[peer] = true
+		got, err := f.request(ctx, peer, cids, each*int64(len(cids)))
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			errs = append(errs, err)
+			return nil
+		}
+		if err := f.keep(ctx, peer, got, data); err != nil {
+			return err
+		}
+		for c, d := range got {
+			delete(pending, c)
+			out[c] = d
+		}
+		return nil
+	}
+	for _, h := range holders {
+		var cids []cid.Cid
+		for _, c := range want {
+			if pending[c] && h.has[c] {
+				cids = append(cids, c)
+			}
+		}
+		if len(cids) == 0 || f.isDropped(h.peer) {
+			continue
+		}
+		if err := ask(h.peer, cids); err != nil {
+			return nil, err
+		}
+	}
+	for _, peer := range f.fallbacks() {
+		if len(pending) == 0 {
+			break
+		}
+		if asked[peer] || f.isDropped(peer) {
+			continue
+		}
+		var cids []cid.Cid
+		for _, c := range want {
+			if pending[c] {
+				cids = append(cids, c)
+			}
+		}
+		if err := ask(peer, cids); err != nil {
+			return nil, err
+		}
+	}
+	if len(pending) > 0 {
+		errs = append(errs, fmt.Errorf("%d of %d blocks: %w", len(pending), len(want), ErrNoSource))
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// request asks peer for cids, expected to come to about expect bytes,
+// once the transfer's bandwidth limit and the scheduler let it go.
+func (f *fetcher) request(ctx context.Context, peer string, cids []cid.Cid, expect int64) (map[cid.Cid][]byte, error) {
+	if err := waitBytes(ctx, f.limit, expect); err != nil {
+		return nil, err
+	}
+	if err := f.sched.admit(ctx, f.flow, expect); err != nil {
+		return nil, err
+	}
+	got, err := f.peers.Get(ctx, peer, cids)
+	if err != nil {
+		if ctx.Err() == nil {
+			f.fail(peer, err)
+		}
+		return nil, fmt.Errorf("get %d blocks from %s: %w", len(cids), peer, err)
+	}
+	var bytes int64
+	for _, d := range got {
+		bytes += int64(len(d))
+	}
+	if extra := bytes - expect; extra > 0 {
+		f.sched.charge(f.flow, extra)
+		if err := waitBytes(ctx, f.limit, extra); err != nil {
+			return nil, err
+		}
+	}
+	return got, nil
+}
+
+// keep stores blocks received from peer.
+func (f *fetcher) keep(ctx context.Context, peer string, got map[cid.Cid][]byte, data bool) error {
+	if len(got) == 0 {
+		return nil
+	}
+	blocks := make([]blockstore.Block, 0, len(got))
+	var bytes int64
+	for c, d := range got {
+		blocks = append(blocks, blockstore.Block{CID: c, Data: d})
+		bytes += int64(len(d))
+	}
+	if err := f.store.PutMany(ctx, blocks); err != nil {
+		return fmt.Errorf("store %d blocks from %s: %w", len(blocks), peer, err)
+	}
+	if data {
+		f.track.received(peer, len(blocks), bytes, time.Now())
+	}
+	return nil
+}
+
+// holders asks the live sources other than the origin, except those
+// backing off, which blocks of batch n they hold, and returns those that
+// hold some, most first; ties rotate with n to spread the load.
+func (f *fetcher) holders(ctx context.Context, n int, batch []cid.Cid) []holding {
+	var others []string
+	now := time.Now()
+	for _, p := range f.sources[1:] {
+		if !f.isDropped(p) && !f.backingOff(p, now) {
+			others = append(others, p)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	found := make([]holding, len(others))
+	var wg sync.WaitGroup
+	for i, p := range others {
+		wg.Go(func() {
+			has, err := f.peers.Has(ctx, p, batch)
+			if err == nil && len(has) != len(batch) {
+				err = fmt.Errorf("has of %d blocks answered with %d", len(batch), len(has))
+			}
+			if err != nil {
+				// Only a hint: the origin is asked instead.
+				if ctx.Err() == nil {
+					f.fail(p, err)
+				}
+				return
+			}
+			h := holding{peer: p, has: make(map[cid.Cid]bool)}
+			for j, ok := range has {
+				if ok {
+					h.has[batch[j]] = true
+				}
+			}
+			found[i] = h
+		})
+	}
+	wg.Wait()
+	var out []holding
+	for k := range found {
+		if h := found[(k+n)%len(found)]; len(h.has) > 0 {
+			out = append(out, h)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b holding) int { return cmp.Compare(len(b.has), len(a.has)) })
+	return out
+}
+
+// fallbacks returns the live sources in order, those backing off last.
+func (f *fetcher) fallbacks() []string {
+	now := time.Now()
+	var ready, late []string
+	for _, p := range f.sources {
+		switch {
+		case f.isDropped(p):
+		case f.backingOff(p, now):
+			late = append(late, p)
+		default:
+			ready = append(ready, p)
+		}
+	}
+	return append(ready, late...)
+}
+
+// fail notes that peer failed a request; a bad block drops it for good.
+func (f *fetcher) fail(peer string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if errors.Is(err, exchange.ErrBadBlock) {
+		if !f.dropped[peer] {
+			f.dropped[peer] = true
+			f.track.dropped(peer)
+			f.log.Warn("dropping peer that sent a bad block", "peer", peer, "err", err)
+		}
+		return
+	}
+	f.failed[peer] = time.Now()
+	f.log.Debug("peer failed a request", "peer", peer, "err", err)
+}
+
+func (f *fetcher) isDropped(peer string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dropped[peer]
+}
+
+func (f *fetcher) backingOff(peer string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	at, ok := f.failed[peer]
+	return ok && now.Sub(at) < peerBackoff
+}

@@ -1,0 +1,228 @@
+package datapath
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/time/rate"
+
+	"github.com/weft-mesh/weft/blockmap"
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
+	"github.com/weft-mesh/weft/mesh/memnet"
+)
+
+// testNet is an in-memory mesh of nodes, each with a memory store served
+// by the real block exchange over memnet and a client to reach the others.
+type testNet struct {
+	net     *memnet.Network
+	mu      sync.Mutex
+	stores  map[string]*blockstore.Memory
+	clients map[string]*exchange.Client
+}
+
+func newTestNet(tb testing.TB) *testNet {
+	tb.Helper()
+	n := &testNet{net: memnet.New(), stores: map[string]*blockstore.Memory{}, clients: map[string]*exchange.Client{}}
+	tb.Cleanup(func() {
+		for _, c := range n.clients {
+			c.Close()
+		}
+		n.net.Close()
+		for _, s := range n.stores {
+			s.Close()
+		}
+	})
+	return n
+}
+
+// add starts a node serving its store, or what serve wraps around it.
+func (n *testNet) add(id string, serve func(*blockstore.Memory) exchange.Store) *blockstore.Memory {
+	store := blockstore.NewMemory()
+	var served exchange.Store = store
+	if serve != nil {
+		served = serve(store)
+	}
+	srv := &exchange.Server{Store: served}
+	n.net.Listen(id, func(ctx context.Context, from string, rw io.ReadWriteCloser) { srv.ServeStream(ctx, from, rw) })
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.stores[id] = store
+	n.clients[id] = &exchange.Client{Dialer: n.net.Dialer(id)}
+	return store
+}
+
+// disk is a random disk written to a store.
+type disk struct {
+	root      cid.Cid
+	blocks    int   // indexes, holes included
+	blockSize int   // bytes of every data block
+	held      []int // indexes that are not holes
+}
+
+// writeDisk writes a disk of n blocks of size bytes to store, about one in
+// holeEvery a hole (none if holeEvery is 0).
+func writeDisk(tb testing.TB, rng *rand.Rand, store *blockstore.Memory, n, size, holeEvery int) disk {
+	tb.Helper()
+	d := disk{blocks: n, blockSize: size}
+	var changes []blockmap.Change
+	for i := range n {
+		if holeEvery > 0 && rng.IntN(holeEvery) == 0 {
+			continue
+		}
+		d.held = append(d.held, i)
+		changes = append(changes, blockmap.Change{Index: uint64(i), CID: putRandom(tb, rng, store, size)})
+	}
+	d.root = updateMap(tb, store, cid.Undef, n, changes)
+	return d
+}
+
+// rewrite replaces k random non-hole blocks of d with new random data and
+// returns the new version.
+func rewrite(tb testing.TB, rng *rand.Rand, store *blockstore.Memory, d disk, k int) disk {
+	tb.Helper()
+	var changes []blockmap.Change
+	for _, j := range rng.Perm(len(d.held))[:k] {
+		changes = append(changes, blockmap.Change{Index: uint64(d.held[j]), CID: putRandom(tb, rng, store, d.blockSize)})
+	}
+	d.root = updateMap(tb, store, d.root, d.blocks, changes)
+	return d
+}
+
+func putRandom(tb testing.TB, rng *rand.Rand, store *blockstore.Memory, size int) cid.Cid {
+	tb.Helper()
+	data := make([]byte, size)
+	for j := range data {
+		data[j] = byte(rng.Uint32())
+	}
+	b := blockstore.NewBlock(blockstore.CodecRaw, data)
+	if err := store.Put(context.Background(), b); err != nil {
+		tb.Fatal(err)
+	}
+	return b.CID
+}
+
+func updateMap(tb testing.TB, store *blockstore.Memory, root cid.Cid, blocks int, changes []blockmap.Change) cid.Cid {
+	tb.Helper()
+	root, err := blockmap.New(store, 64).Update(context.Background(), root, blockmap.Levels(uint64(blocks)), changes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return root
+}
+
+// checkComplete fails unless every block under root in src is in dst with
+// the same bytes.
+func checkComplete(tb testing.TB, src, dst *blockstore.Memory, root cid.Cid) {
+	tb.Helper()
+	ctx := context.Background()
+	n := 0
+	err := blockmap.New(src, 64).Mark(ctx, root, func(c cid.Cid) bool {
+		n++
+		want, err := src.Get(ctx, c)
+		if err != nil {
+			tb.Fatalf("source get %s: %v", c, err)
+		}
+		got, err := dst.Get(ctx, c)
+		if err != nil {
+			tb.Fatalf("block %s not pulled: %v", c, err)
+		}
+		if !bytes.Equal(got, want) {
+			tb.Fatalf("block %s: got %d different bytes", c, len(got))
+		}
+		return true
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if n == 0 {
+		tb.Fatal("empty map")
+	}
+}
+
+// wait waits for tr to end, at most 20 s.
+func wait(tb testing.TB, tr *Transfer) (Progress, error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := tr.Wait(ctx)
+	if ctx.Err() != nil {
+		tb.Fatalf("transfer %s still %s after 20 s: %+v", p.ID, p.State, p)
+	}
+	return p, err
+}
+
+// waitFor waits until cond holds of tr's progress, at most 20 s.
+func waitFor(tb testing.TB, tr *Transfer, cond func(Progress) bool) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond(tr.Progress()) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("condition not met after 20 s: %+v", tr.Progress())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// slowStore serves a store's blocks at a bounded rate: a source with a
+// narrow uplink.
+type slowStore struct {
+	*blockstore.Memory
+	limit *rate.Limiter
+}
+
+func slowly(bytesPerSec float64) func(*blockstore.Memory) exchange.Store {
+	return func(m *blockstore.Memory) exchange.Store {
+		return &slowStore{Memory: m, limit: rate.NewLimiter(rate.Limit(bytesPerSec), blockstore.MaxBlockSize)}
+	}
+}
+
+func (s *slowStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	data, err := s.Memory.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.limit.WaitN(ctx, len(data)); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// lyingStore serves altered bytes for the data blocks bad picks.
+type lyingStore struct {
+	*blockstore.Memory
+	bad func(cid.Cid) bool
+}
+
+func (s *lyingStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	data, err := s.Memory.Get(ctx, c)
+	if err == nil && c.Type() == blockstore.CodecRaw && s.bad(c) {
+		data[0] ^= 0xff
+	}
+	return data, err
+}
+
+// copyBlocks copies every block under root from src to dst.
+func copyBlocks(tb testing.TB, src, dst *blockstore.Memory, root cid.Cid) {
+	tb.Helper()
+	ctx := context.Background()
+	err := blockmap.New(src, 64).Mark(ctx, root, func(c cid.Cid) bool {
+		data, err := src.Get(ctx, c)
+		if err == nil {
+			err = dst.Put(ctx, blockstore.NewBlock(c.Type(), data))
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return true
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+}

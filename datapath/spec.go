@@ -1,0 +1,129 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
+)
+
+// Limits and defaults of a Spec.
+const (
+	// DefaultBlockSize is the bytes asked per Get request when Spec.BlockSize is 0.
+	DefaultBlockSize = 4 << 20
+	// MinBlockSize and MaxBlockSize bound Spec.BlockSize.
+	MinBlockSize = 64 << 10
+	MaxBlockSize = 16 << 20
+	// DefaultConcurrency is the requests in flight when Spec.Concurrency is 0.
+	DefaultConcurrency = 4
+	// MaxConcurrency bounds Spec.Concurrency.
+	MaxConcurrency = 256
+	// DefaultDiskBlockSize is weft's default disk block size, used to size
+	// batches and estimate bytes when Spec.DiskBlockSize is 0.
+	DefaultDiskBlockSize = 64 << 10
+)
+
+// Spec describes one transfer. The zero value of every knob means its
+// default.
+type Spec struct {
+	// ID names the transfer; the caller chooses it. It also sets where in
+	// the missing blocks the transfer starts, so that receivers of the
+	// same root start at different places and can serve each other.
+	ID string
+	// Root is the block-map root to make complete locally.
+	Root cid.Cid
+	// Sources are the peers that may hold the blocks: the origin first,
+	// then other receivers of the same root.
+	Sources []string
+	// Priority is the transfer's share weight in the Scheduler (default
+	// Normal).
+	Priority Priority
+	// BWLimit caps the transfer's bytes per second on the wire; 0 means
+	// no cap of its own.
+	BWLimit float64
+	// BlockSize is the transfer unit: the bytes asked per Get request
+	// (default DefaultBlockSize, within [MinBlockSize, MaxBlockSize]).
+	// Batches are built counting every missing block as DiskBlockSize.
+	BlockSize int
+	// DiskBlockSize is the disk's block size (default
+	// DefaultDiskBlockSize), used to build batches and to estimate the
+	// bytes to move before they are known.
+	DiskBlockSize int64
+	// Concurrency is the number of requests in flight (default
+	// DefaultConcurrency, at most MaxConcurrency).
+	Concurrency int
+	// Logger receives the transfer's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports whether s describes a transfer that can run, taking
+// zero knobs as their defaults.
+func (s Spec) Validate() error {
+	return s.withDefaults().check()
+}
+
+func (s Spec) withDefaults() Spec {
+	if s.Priority == 0 {
+		s.Priority = Normal
+	}
+	if s.BlockSize == 0 {
+		s.BlockSize = DefaultBlockSize
+	}
+	if s.DiskBlockSize == 0 {
+		s.DiskBlockSize = DefaultDiskBlockSize
+	}
+	if s.Concurrency == 0 {
+		s.Concurrency = DefaultConcurrency
+	}
+	return s
+}
+
+func (s Spec) check() error {
+	var errs []error
+	if s.ID == "" {
+		errs = append(errs, errors.New("empty id"))
+	}
+	if err := blockstore.CheckCID(s.Root); err != nil {
+		errs = append(errs, fmt.Errorf("root: %w", err))
+	} else if s.Root.Type() != blockstore.CodecDagCBOR {
+		errs = append(errs, fmt.Errorf("root %s is not a block-map node", s.Root))
+	}
+	if len(s.Sources) == 0 {
+		errs = append(errs, errors.New("no sources"))
+	}
+	seen := make(map[string]bool, len(s.Sources))
+	for _, p := range s.Sources {
+		if p == "" || seen[p] {
+			errs = append(errs, fmt.Errorf("source %q empty or listed twice", p))
+		}
+		seen[p] = true
+	}
+	if !s.Priority.valid() {
+		errs = append(errs, fmt.Errorf("unknown %s", s.Priority))
+	}
+	if s.BWLimit < 0 || math.IsNaN(s.BWLimit) || math.IsInf(s.BWLimit, 0) {
+		errs = append(errs, fmt.Errorf("bandwidth limit %v bytes/s", s.BWLimit))
+	}
+	if s.BlockSize < MinBlockSize || s.BlockSize > MaxBlockSize {
+		errs = append(errs, fmt.Errorf("block size %d not within [%d, %d]", s.BlockSize, MinBlockSize, MaxBlockSize))
+	}
+	if s.DiskBlockSize <= 0 || s.DiskBlockSize > blockstore.MaxBlockSize {
+		errs = append(errs, fmt.Errorf("disk block size %d not within [1, %d]", s.DiskBlockSize, blockstore.MaxBlockSize))
+	}
+	if s.Concurrency < 1 || s.Concurrency > MaxConcurrency {
+		errs = append(errs, fmt.Errorf("concurrency %d not within [1, %d]", s.Concurrency, MaxConcurrency))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("transfer spec %q: %w", s.ID, err)
+	}
+	return nil
+}
+
+// batchBlocks is the number of data blocks asked per request.
+func (s Spec) batchBlocks() int {
+	return max(1, int(int64(s.BlockSize)/s.DiskBlockSize))
+}

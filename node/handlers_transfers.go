@@ -1,0 +1,118 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/placement"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// TransferRequest is the body of POST /v1/transfers: a push (Targets) or a
+// pull (From).
+type TransferRequest struct {
+	Source  string          `json:"source"`
+	Targets []string        `json:"targets,omitempty"`
+	From    string          `json:"from,omitempty"`
+	Options TransferOptions `json:"options"`
+}
+
+func (s *server) handleStartTransfer(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	var req TransferRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var (
+		job *transferJob
+		err error
+	)
+	switch {
+	case len(req.Targets) > 0 && req.From == "":
+		job, err = s.mesh.push(r.Context(), req.Source, req.Targets, req.Options)
+	case len(req.Targets) == 0 && req.From != "":
+		job, err = s.mesh.pullFrom(r, req)
+	default:
+		err = invalidf("transfer: give targets (push) or from (pull), not both")
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusCreated, job.snapshot())
+}
+
+// pullFrom starts a pull of req.Source from a peer, or from every live
+// member of a site.
+func (n *meshNode) pullFrom(r *http.Request, req TransferRequest) (*transferJob, error) {
+	ref, err := volume.ParseRef(req.Source)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := n.catalogEntry(ref)
+	if !ok || !e.Root.Defined() {
+		return nil, fmt.Errorf("pull %s: not in the mesh's catalog, or empty: %w", req.Source, volume.ErrNotFound)
+	}
+	var sources []peer.ID
+	var site []placement.Member
+	for _, m := range n.net.Members() {
+		if m.Site == req.From && m.ID != n.self && m.State == "alive" {
+			site = append(site, placement.Member{ID: string(m.ID), Site: m.Site})
+		}
+	}
+	for _, m := range placement.Place(e.Root.Hash(), site, len(site)) {
+		sources = append(sources, peer.ID(m.ID))
+	}
+	if len(sources) == 0 {
+		p, err := n.peerFor(req.From, e.Root)
+		if err != nil {
+			return nil, err
+		}
+		sources = []peer.ID{p}
+	}
+	job, _, err := n.pull(r.Context(), "pull", newTransferID(), ref, e, sources, req.Options)
+	return job, err
+}
+
+func (s *server) handleListTransfers(w http.ResponseWriter, r *http.Request) {
+	if s.mesh == nil {
+		s.writeJSON(w, http.StatusOK, []TransferInfo{})
+		return
+	}
+	s.writeJSON(w, http.StatusOK, s.mesh.transfers.list())
+}
+
+func (s *server) handleTransferInfo(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	j, ok := s.mesh.transfers.get(r.PathValue("id"))
+	if !ok {
+		s.fail(w, r, fmt.Errorf("transfer %q: %w", r.PathValue("id"), volume.ErrNotFound))
+		return
+	}
+	s.writeJSON(w, http.StatusOK, j.snapshot())
+}
+
+func (s *server) handleCancelTransfer(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	id := r.PathValue("id")
+	if err := s.mesh.transfers.cancelJob(id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	j, _ := s.mesh.transfers.get(id)
+	select {
+	case <-j.done:
+	case <-r.Context().Done():
+	}
+	s.log.Info("transfer cancelled", "id", id)
+	s.writeJSON(w, http.StatusOK, j.snapshot())
+}

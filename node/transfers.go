@@ -1,0 +1,247 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/placement"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// TransferOptions are the knobs of a push or pull.
+type TransferOptions struct {
+	Priority    string `json:"priority,omitempty"`   // very-low ... very-high; default normal
+	BWLimit     int64  `json:"bwlimit,omitempty"`    // bytes/s on the wire, 0 = none
+	BlockSize   int64  `json:"block_size,omitempty"` // transfer unit in bytes, 0 = 4 MiB
+	Concurrency int    `json:"concurrency,omitempty"`
+}
+
+// TransferInfo is a transfer as `weft transfers` shows it. Field names are
+// part of the CLI's JSON contract.
+type TransferInfo struct {
+	ID         string            `json:"id"`
+	Kind       string            `json:"kind"` // push, pull, receive, background
+	Source     string            `json:"source"`
+	Root       string            `json:"root"`
+	State      string            `json:"state"` // running, done, failed, cancelled
+	Priority   string            `json:"priority"`
+	BytesSent  int64             `json:"bytes_sent"`
+	BlocksSent int64             `json:"blocks_sent"`
+	TotalBytes int64             `json:"total_bytes"`
+	Rate       float64           `json:"rate"` // bytes/s
+	ETA        float64           `json:"eta_seconds"`
+	Targets    []TargetProgress  `json:"targets"`
+	BytesFrom  map[string]int64  `json:"bytes_from,omitempty"`
+	Started    time.Time         `json:"started"`
+	Ended      time.Time         `json:"ended,omitzero"`
+	Error      string            `json:"error,omitempty"`
+	Progress   datapath.Progress `json:"-"`
+}
+
+// TargetProgress is one receiver of a transfer.
+type TargetProgress struct {
+	Target    string           `json:"target"` // as given: site, peer ID or multiaddr
+	Peer      string           `json:"peer"`
+	State     string           `json:"state"`
+	Bytes     int64            `json:"bytes"` // moved to this target
+	Blocks    int64            `json:"blocks"`
+	Skipped   int64            `json:"skipped_blocks"` // already there
+	Total     int64            `json:"total_bytes"`
+	Rate      float64          `json:"rate"`
+	ETA       float64          `json:"eta_seconds"`
+	BytesFrom map[string]int64 `json:"bytes_from,omitempty"`
+	Error     string           `json:"error,omitempty"`
+}
+
+// transfers is a node's registry of transfers, running and recent.
+type transfers struct {
+	n     *meshNode
+	sched *datapath.Scheduler
+
+	mu   sync.Mutex
+	jobs map[string]*transferJob
+}
+
+type transferJob struct {
+	mu     sync.Mutex
+	info   TransferInfo
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newTransferID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (t *transfers) add(info TransferInfo, cancel context.CancelFunc) *transferJob {
+	j := &transferJob{info: info, cancel: cancel, done: make(chan struct{})}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.jobs == nil {
+		t.jobs = map[string]*transferJob{}
+	}
+	t.jobs[info.ID] = j
+	// Keep the last 100 finished transfers.
+	var ended []*transferJob
+	for _, o := range t.jobs {
+		if o.snapshot().State != "running" {
+			ended = append(ended, o)
+		}
+	}
+	if len(ended) > 100 {
+		sort.Slice(ended, func(a, b int) bool { return ended[a].snapshot().Started.Before(ended[b].snapshot().Started) })
+		for _, o := range ended[:len(ended)-100] {
+			delete(t.jobs, o.snapshot().ID)
+		}
+	}
+	return j
+}
+
+func (j *transferJob) snapshot() TransferInfo {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.info
+}
+
+func (j *transferJob) update(fn func(*TransferInfo)) {
+	j.mu.Lock()
+	fn(&j.info)
+	j.mu.Unlock()
+}
+
+// list returns every transfer, newest first.
+func (t *transfers) list() []TransferInfo {
+	t.mu.Lock()
+	out := make([]TransferInfo, 0, len(t.jobs))
+	for _, j := range t.jobs {
+		out = append(out, j.snapshot())
+	}
+	t.mu.Unlock()
+	sort.Slice(out, func(a, b int) bool { return out[a].Started.After(out[b].Started) })
+	return out
+}
+
+func (t *transfers) get(id string) (*transferJob, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j, ok := t.jobs[id]
+	return j, ok
+}
+
+// cancel stops a running transfer.
+func (t *transfers) cancelJob(id string) error {
+	j, ok := t.get(id)
+	if !ok {
+		return fmt.Errorf("transfer %q: %w", id, volume.ErrNotFound)
+	}
+	j.cancel()
+	return nil
+}
+
+// resolved is what a SOURCE argument names: a root and its shape.
+type resolved struct {
+	ref   volume.Ref
+	entry catalog.Entry
+}
+
+// resolve finds SOURCE (DISK, DISK@REPLICA or NAME@N) in the catalog,
+// committing a local disk first so a push sends what was written.
+func (n *meshNode) resolve(ctx context.Context, source string) (resolved, error) {
+	ref, err := volume.ParseRef(source)
+	if err != nil {
+		return resolved{}, err
+	}
+	if ref.Replica == "" {
+		if _, err := n.vols.Commit(ctx, ref.Disk); err == nil {
+			n.reconcile(ctx)
+		}
+	}
+	e, ok := n.catalogEntry(ref)
+	if !ok {
+		return resolved{}, fmt.Errorf("%s: not in the mesh's catalog: %w", source, volume.ErrNotFound)
+	}
+	if !e.Root.Defined() {
+		return resolved{}, fmt.Errorf("%s is empty: nothing to transfer: %w", source, volume.ErrInvalid)
+	}
+	return resolved{ref: ref, entry: e}, nil
+}
+
+// peerFor turns a TARGET or SOURCE (a site name, a peer ID or a multiaddr
+// with /p2p/) into a live member; for a site, the member of that site
+// closest to key.
+func (n *meshNode) peerFor(target string, key cid.Cid) (peer.ID, error) {
+	if id, err := peer.Decode(target); err == nil {
+		return id, nil
+	}
+	if info, err := peer.AddrInfoFromString(target); err == nil {
+		n.net.Host().Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
+		return info.ID, nil
+	}
+	var site []placement.Member
+	for _, m := range n.net.Members() {
+		if m.Site == target && m.ID != n.self && m.State == "alive" {
+			site = append(site, placement.Member{ID: string(m.ID), Site: m.Site})
+		}
+	}
+	if len(site) == 0 {
+		return "", fmt.Errorf("target %q: not a peer ID, a multiaddr or a site with a live member: %w", target, volume.ErrNotFound)
+	}
+	return peer.ID(placement.Place(key.Hash(), site, 1)[0].ID), nil
+}
+
+// spec builds a datapath spec from options.
+func transferSpec(id string, e catalog.Entry, sources []string, o TransferOptions) (datapath.Spec, error) {
+	prio := datapath.Normal
+	if o.Priority != "" {
+		p, err := datapath.ParsePriority(o.Priority)
+		if err != nil {
+			return datapath.Spec{}, fmt.Errorf("%w: %w", err, volume.ErrInvalid)
+		}
+		prio = p
+	}
+	if o.BWLimit < 0 || o.BlockSize < 0 || o.Concurrency < 0 {
+		return datapath.Spec{}, fmt.Errorf("bwlimit, block size and concurrency must not be negative: %w", volume.ErrInvalid)
+	}
+	return datapath.Spec{
+		ID: id, Root: e.Root, Sources: sources, Priority: prio, BWLimit: float64(o.BWLimit),
+		BlockSize: int(o.BlockSize), DiskBlockSize: e.BlockSize, Concurrency: o.Concurrency,
+	}, nil
+}
+
+// errCancelled is the state of a transfer stopped by an operator.
+var errCancelled = errors.New("transfer cancelled")
+
+// background pulls what a new clone of e needs at very low priority, from
+// the members that hold it; reads fetch on demand meanwhile, so the blocks
+// a VM asks for jump ahead of this transfer.
+func (n *meshNode) background(source string, e catalog.Entry) {
+	ref, err := volume.ParseRef(source)
+	if err != nil {
+		return
+	}
+	var sources []peer.ID
+	for _, m := range placement.Place(e.Root.Hash(), n.members(), len(n.members())) {
+		if peer.ID(m.ID) != n.self {
+			sources = append(sources, peer.ID(m.ID))
+		}
+	}
+	if len(sources) == 0 {
+		return
+	}
+	if _, _, err := n.pull(context.Background(), "background", newTransferID(), ref, e, sources, TransferOptions{Priority: "very-low"}); err != nil {
+		n.log.Warn("background pull of a clone's source", "source", source, "err", err)
+	}
+}

@@ -1,0 +1,328 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// transferProtocol asks a member to receive a root: the pusher sends one
+// JSON request, the receiver pulls the blocks (from the pusher and the
+// other receivers) and streams JSON progress lines until it ends. Closing
+// the stream cancels the receiver's pull.
+const transferProtocol = "/weft/transfer/1.0.0"
+
+const (
+	maxTransferRequest = 64 << 10
+	progressEvery      = 250 * time.Millisecond
+)
+
+// receiveRequest is what a pusher sends a receiver.
+type receiveRequest struct {
+	ID      string          `json:"id"`
+	Source  string          `json:"source"`  // the ref, for the receiver's records
+	Entry   []byte          `json:"entry"`   // the catalog entry naming the root (catalog.Encode)
+	Sources []string        `json:"sources"` // peer IDs to fetch from: the pusher, then the other receivers
+	Options TransferOptions `json:"options"`
+}
+
+// pull runs a transfer here: it fetches e's blocks from sources and keeps
+// the root under ref when done. It returns once the transfer is registered.
+func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e catalog.Entry, sources []peer.ID, o TransferOptions) (*transferJob, *datapath.Transfer, error) {
+	srcs := make([]string, len(sources))
+	for i, s := range sources {
+		srcs[i] = string(s)
+	}
+	spec, err := transferSpec(id, e, srcs, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	info := TransferInfo{ID: id, Kind: kind, Source: ref.String(), Root: e.Root.String(), State: "running",
+		Priority: spec.Priority.String(), Started: time.Now()}
+	job := n.transfers.add(info, cancel)
+	t := datapath.Start(tctx, spec, n.blocks, n.local, n.transfers.sched)
+	go func() {
+		defer close(job.done)
+		defer cancel()
+		tick := time.NewTicker(progressEvery)
+		defer tick.Stop()
+		finished := make(chan struct{})
+		var p datapath.Progress
+		var werr error
+		go func() { p, werr = t.Wait(context.Background()); close(finished) }()
+		for {
+			select {
+			case <-tick.C:
+				job.update(func(i *TransferInfo) { fillFromProgress(i, t.Progress()) })
+				continue
+			case <-finished:
+			}
+			break
+		}
+		if werr == nil && p.State == "done" {
+			if err := n.keep(context.Background(), ref, e, kind); err != nil {
+				werr = err
+				p.State, p.Error = "failed", err.Error()
+			}
+		}
+		job.update(func(i *TransferInfo) { fillFromProgress(i, p); i.Ended = time.Now() })
+		n.log.Info("transfer ended", "id", id, "kind", kind, "source", ref.String(), "state", p.State,
+			"bytes", p.DoneBytes, "skipped_blocks", p.SkippedBlocks, "err", werr)
+	}()
+	return job, t, nil
+}
+
+func fillFromProgress(i *TransferInfo, p datapath.Progress) {
+	i.State, i.Error = p.State, p.Error
+	i.BytesSent, i.BlocksSent, i.TotalBytes = p.DoneBytes, p.DoneBlocks, p.TotalBytes
+	i.Rate, i.ETA = p.Rate, p.ETA.Seconds()
+	i.BytesFrom = namedBytes(p.BytesFrom)
+	i.Progress = p
+}
+
+// namedBytes prints the peers of a per-peer map as libp2p does.
+func namedBytes(m map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[peer.ID(k).String()] = v
+	}
+	return out
+}
+
+// keep records a transferred root on this node so GC and heal keep its
+// blocks here: a spacesuit version as itself, a replica under its name,
+// a disk head as a replica named after the transfer.
+func (n *meshNode) keep(ctx context.Context, ref volume.Ref, e catalog.Entry, kind string) error {
+	if name, v, err := volume.ParseSpacesuitRef(ref.String()); err == nil {
+		if _, ok := n.cat.Get(catalog.SpacesuitKey(name, v)); ok {
+			err := n.vols.KeepSpacesuit(ctx, volume.SpacesuitInfo{Name: name, Version: v, Size: e.Size,
+				BlockSize: e.BlockSize, Created: e.Created}, e.Root)
+			if errors.Is(err, volume.ErrExists) {
+				return nil
+			}
+			return err
+		}
+	}
+	rep := ref.Replica
+	if rep == "" {
+		rep = kind + "-" + time.Now().UTC().Format("20060102-150405")
+	}
+	err := n.vols.AddReplica(ctx, volume.ReplicaInfo{Disk: ref.Disk, Name: rep, Size: e.Size, BlockSize: e.BlockSize, Created: time.Now().UTC()}, e.Root)
+	if errors.Is(err, volume.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// push sends source to every target at once: each receives from this node
+// and from the other targets (a swarm).
+func (n *meshNode) push(ctx context.Context, source string, targets []string, o TransferOptions) (*transferJob, error) {
+	r, err := n.resolve(ctx, source)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := transferSpec("check", r.entry, nil, o); err != nil {
+		return nil, err
+	}
+	peers := make([]peer.ID, len(targets))
+	for i, t := range targets {
+		if peers[i], err = n.peerFor(t, r.entry.Root); err != nil {
+			return nil, err
+		}
+		if peers[i] == n.self {
+			return nil, fmt.Errorf("target %q is this node: %w", t, volume.ErrInvalid)
+		}
+	}
+	entry, err := catalog.Encode([]catalog.Entry{r.entry})
+	if err != nil {
+		return nil, err
+	}
+	id := newTransferID()
+	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	prio := o.Priority
+	if prio == "" {
+		prio = datapath.Normal.String()
+	}
+	info := TransferInfo{ID: id, Kind: "push", Source: r.ref.String(), Root: r.entry.Root.String(), State: "running",
+		Priority: prio, Started: time.Now(), Targets: make([]TargetProgress, len(targets))}
+	for i, t := range targets {
+		info.Targets[i] = TargetProgress{Target: t, Peer: peers[i].String(), State: "running"}
+	}
+	job := n.transfers.add(info, cancel)
+	go func() {
+		defer close(job.done)
+		defer cancel()
+		var wg sync.WaitGroup
+		for i, p := range peers {
+			sources := []string{n.selfStr}
+			for _, q := range peers {
+				if q != p {
+					sources = append(sources, q.String())
+				}
+			}
+			req := receiveRequest{ID: id, Source: r.ref.String(), Entry: entry, Sources: sources, Options: o}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := n.sendTo(tctx, p, req, func(tp TargetProgress) {
+					job.update(func(in *TransferInfo) {
+						tp.Target, tp.Peer = in.Targets[i].Target, in.Targets[i].Peer
+						in.Targets[i] = tp
+					})
+				})
+				if err != nil {
+					job.update(func(in *TransferInfo) {
+						in.Targets[i].State, in.Targets[i].Error = "failed", err.Error()
+						if tctx.Err() != nil {
+							in.Targets[i].State, in.Targets[i].Error = "cancelled", errCancelled.Error()
+						}
+					})
+				}
+			}()
+		}
+		wg.Wait()
+		job.update(func(in *TransferInfo) {
+			in.State, in.Ended = "done", time.Now()
+			in.BytesSent, in.BlocksSent, in.TotalBytes, in.Rate = 0, 0, 0, 0
+			for _, tp := range in.Targets {
+				in.BytesSent += tp.Bytes
+				in.BlocksSent += tp.Blocks
+				in.TotalBytes += tp.Total
+				switch tp.State {
+				case "cancelled":
+					in.State = "cancelled"
+				case "failed":
+					if in.State != "cancelled" {
+						in.State, in.Error = "failed", tp.Error
+					}
+				}
+			}
+		})
+		n.log.Info("push ended", "id", id, "source", source, "state", job.snapshot().State)
+	}()
+	return job, nil
+}
+
+// sendTo asks p to receive req and relays its progress until it ends.
+func (n *meshNode) sendTo(ctx context.Context, p peer.ID, req receiveRequest, report func(TargetProgress)) error {
+	s, err := n.net.NewStream(ctx, p, transferProtocol)
+	if err != nil {
+		return fmt.Errorf("open transfer to %s: %w", p, err)
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	if err := json.NewEncoder(s).Encode(req); err != nil {
+		return fmt.Errorf("send transfer request to %s: %w", p, err)
+	}
+	sc := bufio.NewScanner(s)
+	sc.Buffer(make([]byte, 0, 64<<10), maxTransferRequest)
+	var last TargetProgress
+	for sc.Scan() {
+		var tp TargetProgress
+		if err := json.Unmarshal(sc.Bytes(), &tp); err != nil {
+			return fmt.Errorf("progress from %s: %w", p, err)
+		}
+		last = tp
+		report(tp)
+		if tp.State != "running" {
+			if tp.State != "done" {
+				return fmt.Errorf("%s: transfer %s: %s", p, tp.State, tp.Error)
+			}
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%s: transfer stream ended at state %q: %v", p, last.State, sc.Err())
+}
+
+// serveReceive runs a pull a pusher asked for and streams its progress.
+func (n *meshNode) serveReceive(s network.Stream) {
+	defer s.Close()
+	var req receiveRequest
+	if err := json.NewDecoder(io.LimitReader(s, maxTransferRequest)).Decode(&req); err != nil {
+		n.log.Warn("bad transfer request", "peer", s.Conn().RemotePeer(), "err", err)
+		s.Reset()
+		return
+	}
+	writeLine := func(tp TargetProgress) error {
+		b, _ := json.Marshal(tp)
+		_, err := s.Write(append(b, '\n'))
+		return err
+	}
+	fail := func(err error) { _ = writeLine(TargetProgress{State: "failed", Error: err.Error()}) }
+	es, err := catalog.Decode(req.Entry)
+	if err != nil || len(es) != 1 {
+		fail(fmt.Errorf("transfer request: bad catalog entry: %v", err))
+		return
+	}
+	n.cat.Merge(es)
+	ref, err := volume.ParseRef(req.Source)
+	if err != nil {
+		fail(err)
+		return
+	}
+	var sources []peer.ID
+	for _, str := range req.Sources {
+		id, err := peer.Decode(str)
+		if err != nil {
+			fail(fmt.Errorf("transfer request: source %q: %v", str, err))
+			return
+		}
+		if id != n.self {
+			sources = append(sources, id)
+		}
+	}
+	if req.ID == "" || len(req.ID) > 64 || strings.ContainsAny(req.ID, "/ \n") {
+		fail(fmt.Errorf("transfer request: bad id %q", req.ID))
+		return
+	}
+	job, t, err := n.pull(context.Background(), "receive", req.ID, ref, es[0], sources, req.Options)
+	if err != nil {
+		fail(err)
+		return
+	}
+	// The pusher closing or resetting the stream cancels the pull.
+	go func() {
+		_, _ = io.Copy(io.Discard, s)
+		select {
+		case <-job.done:
+		default:
+			t.Cancel()
+		}
+	}()
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-job.done:
+			_ = writeLine(targetProgress(job.snapshot()))
+			return
+		case <-tick.C:
+			if writeLine(targetProgress(job.snapshot())) != nil {
+				t.Cancel()
+			}
+		}
+	}
+}
+
+func targetProgress(i TransferInfo) TargetProgress {
+	return TargetProgress{State: i.State, Bytes: i.BytesSent, Blocks: i.BlocksSent, Skipped: i.Progress.SkippedBlocks,
+		Total: i.TotalBytes, Rate: i.Rate, ETA: i.ETA, BytesFrom: i.BytesFrom, Error: i.Error}
+}
