@@ -344,3 +344,26 @@ func (c *Client) CancelTransfer(ctx context.Context, id string) (TransferInfo, e
 	var out TransferInfo
 	return out, c.do(ctx, http.MethodPost, "/v1/transfers/"+url.PathEscape(id)+"/cancel", nil, &out)
 }
+
+// Replicate sets a scheduled replication policy.
+func (c *Client) Replicate(ctx context.Context, req ReplicateRequest) (Policy, error) {
+	var out Policy
+	return out, c.do(ctx, http.MethodPost, "/v1/replicate", req, &out)
+}
+
+// Policies lists the replication policies of the mesh.
+func (c *Client) Policies(ctx context.Context) ([]Policy, error) {
+	var out []Policy
+	return out, c.do(ctx, http.MethodGet, "/v1/replicate", nil, &out)
+}
+
+// RemovePolicy stops replicating disk to site.
+func (c *Client) RemovePolicy(ctx context.Context, disk, site string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/replicate/"+url.PathEscape(disk)+"/"+url.PathEscape(site), nil, nil)
+}
+
+// Recover brings disk back to its last state replicated to site.
+func (c *Client) Recover(ctx context.Context, disk, site string) (volume.DiskInfo, error) {
+	var out volume.DiskInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(disk)+"/recover", RecoverRequest{From: site}, &out)
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -36,7 +37,7 @@ func (s *server) handleStartTransfer(w http.ResponseWriter, r *http.Request) {
 	case len(req.Targets) > 0 && req.From == "":
 		job, err = s.mesh.push(r.Context(), req.Source, req.Targets, req.Options)
 	case len(req.Targets) == 0 && req.From != "":
-		job, err = s.mesh.pullFrom(r, req)
+		job, err = s.mesh.pullFrom(r.Context(), req)
 	default:
 		err = invalidf("transfer: give targets (push) or from (pull), not both")
 	}
@@ -49,7 +50,7 @@ func (s *server) handleStartTransfer(w http.ResponseWriter, r *http.Request) {
 
 // pullFrom starts a pull of req.Source from a peer, or from every live
 // member of a site.
-func (n *meshNode) pullFrom(r *http.Request, req TransferRequest) (*transferJob, error) {
+func (n *meshNode) pullFrom(ctx context.Context, req TransferRequest) (*transferJob, error) {
 	ref, err := volume.ParseRef(req.Source)
 	if err != nil {
 		return nil, err
@@ -75,7 +76,7 @@ func (n *meshNode) pullFrom(r *http.Request, req TransferRequest) (*transferJob,
 		}
 		sources = []peer.ID{p}
 	}
-	job, _, err := n.pull(r.Context(), "pull", newTransferID(), ref, e, sources, req.Options)
+	job, _, err := n.pull(ctx, "pull", newTransferID(), ref, e, sources, req.Options)
 	return job, err
 }
 
@@ -115,4 +116,64 @@ func (s *server) handleCancelTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("transfer cancelled", "id", id)
 	s.writeJSON(w, http.StatusOK, j.snapshot())
+}
+
+func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	var req ReplicateRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, err := s.mesh.addPolicy(req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("replication policy set", "disk", p.Disk, "site", p.Site, "every", p.Every)
+	s.writeJSON(w, http.StatusOK, p)
+}
+
+func (s *server) handleListPolicies(w http.ResponseWriter, r *http.Request) {
+	if s.mesh == nil {
+		s.writeJSON(w, http.StatusOK, []Policy{})
+		return
+	}
+	s.writeJSON(w, http.StatusOK, s.mesh.policies())
+}
+
+func (s *server) handleRemovePolicy(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	if err := s.mesh.removePolicy(r.PathValue("disk"), r.PathValue("site")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// RecoverRequest is the body of POST /v1/disks/{name}/recover.
+type RecoverRequest struct {
+	From string `json:"from"` // the site the disk was replicated to
+}
+
+func (s *server) handleRecover(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	var req RecoverRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info, err := s.mesh.recoverDisk(r.Context(), r.PathValue("name"), req.From)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Warn("disk recovered from its replication", "disk", info.Name, "site", req.From, "root", info.Root)
+	s.writeJSON(w, http.StatusOK, info)
 }

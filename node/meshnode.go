@@ -210,9 +210,10 @@ func (n *meshNode) poke() {
 // heal. It returns when ctx ends.
 func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, cfg Config, wg *sync.WaitGroup) {
 	n.vols = vols
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()
+	go func() { defer wg.Done(); n.replicateLoop(ctx) }()
 	if len(cfg.Join) > 0 {
 		wg.Add(1)
 		go func() {

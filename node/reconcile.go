@@ -109,8 +109,8 @@ func (n *meshNode) reconcile(ctx context.Context) {
 	}
 	// What this node published and no longer holds was removed here.
 	for key, e := range all {
-		if e.Deleted || e.Writer != n.selfStr {
-			continue
+		if e.Deleted || e.Writer != n.selfStr || strings.HasPrefix(key, catalog.ReplicatePrefix) {
+			continue // policies are not volume records
 		}
 		if _, ok := local[key]; ok {
 			continue

@@ -465,3 +465,51 @@ func TestTransferCancelResumes(t *testing.T) {
 	a.killDaemon()
 	b.wantContent("big@r1", padTo(img, blockSize))
 }
+
+// TestScheduledReplication replicates a disk to another site every second:
+// a cycle runs only when the disk changed and then sends about the changed
+// bytes; recover brings the damaged disk back to the last replicated state.
+func TestScheduledReplication(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := meshMember(t, "site-b", "127.0.0.2", a.home)
+	b.ok("join", a.addr())
+	eventually(t, "two members", func() (bool, string) { n := a.alivePeers(); return n == 2, fmt.Sprint(n) })
+	const mib = 1 << 20
+	a.ok("disk", "create", "d", "--size", "8M", "--replicas", "1")
+	a.nbdWrite("d", 0x31, 0, mib)
+	a.ok("replicate", "d", "--to", "site-b", "--every", "1s")
+	policy := func() node.Policy {
+		var ps []node.Policy
+		a.jsonOut(&ps, "replicate", "ls")
+		if len(ps) != 1 {
+			t.Fatalf("replicate ls: %+v, want one policy", ps)
+		}
+		return ps[0]
+	}
+	eventually(t, "a first cycle", func() (bool, string) { p := policy(); return p.Cycles == 1 && p.LastError == "", fmt.Sprintf("%+v", p) })
+	first := policy()
+	var reps []volume.ReplicaInfo
+	b.jsonOut(&reps, "replica", "ls", "d")
+	if len(reps) != 1 || reps[0].Name != first.LastReplica {
+		t.Fatalf("site-b holds replicas %+v, want %s", reps, first.LastReplica)
+	}
+	time.Sleep(3 * time.Second) // no change: no cycle
+	if p := policy(); p.Cycles != 1 {
+		t.Fatalf("cycles ran without a change: %+v", p)
+	}
+
+	a.nbdWrite("d", 0x32, 4*mib, 65536) // one block
+	eventually(t, "a second cycle", func() (bool, string) { p := policy(); return p.Cycles == 2, fmt.Sprintf("%+v", p) })
+	if p := policy(); p.LastBytes > 4*65536 || p.LastBytes == 0 {
+		t.Fatalf("second cycle moved %d bytes for one changed 64 KiB block: %+v", p.LastBytes, p)
+	}
+	want := make([]byte, 8*mib)
+	copy(want, bytes.Repeat([]byte{0x31}, mib))
+	copy(want[4*mib:], bytes.Repeat([]byte{0x32}, 65536))
+
+	a.ok("replicate", "rm", "d", "--to", "site-b")
+	a.nbdWrite("d", 0x99, 0, 2*mib)          // damage after the last cycle...
+	a.ok("recover", "d", "--from", "site-b") // ...undone from what the site holds
+	a.wantContent("d", want)
+}

@@ -80,6 +80,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newIDCmd(g), newJoinCmd(g), newPeersCmd(g),
 		newSpacesuitCmd(g),
 		newPushCmd(g), newPullCmd(g), newTransfersCmd(g), newTransferCmd(g),
+		newReplicateCmd(g), newRecoverCmd(g),
 		newMountCmd(g), newUmountCmd(g),
 	)
 	return root

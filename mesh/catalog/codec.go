@@ -34,6 +34,7 @@ type wireEntry struct {
 	Sync      bool   `cbor:"11,keyasint,omitempty"`
 	Created   *int64 `cbor:"12,keyasint,omitempty"` // Unix ns; nil for the zero time
 	Modified  *int64 `cbor:"13,keyasint,omitempty"`
+	Policy    []byte `cbor:"14,keyasint,omitempty"`
 }
 
 var (
@@ -174,6 +175,7 @@ func toWire(e Entry) wireEntry {
 		Sync:      e.Sync,
 		Created:   toUnixNano(e.Created),
 		Modified:  toUnixNano(e.Modified),
+		Policy:    e.Policy,
 	}
 	if e.Root.Defined() {
 		w.Root = e.Root.Bytes()
@@ -195,6 +197,10 @@ func fromWire(w wireEntry) (Entry, error) {
 		Sync:      w.Sync,
 		Created:   fromUnixNano(w.Created),
 		Modified:  fromUnixNano(w.Modified),
+		Policy:    w.Policy,
+	}
+	if len(w.Policy) > MaxPolicy {
+		return Entry{}, fmt.Errorf("policy of %d bytes, max %d: %w", len(w.Policy), MaxPolicy, ErrInvalid)
 	}
 	if int64(e.Replicas) != w.Replicas {
 		return Entry{}, fmt.Errorf("replicas %d out of range: %w", w.Replicas, ErrInvalid)

@@ -26,7 +26,13 @@ const (
 	DiskPrefix      = "disk/"
 	ReplicaPrefix   = "replica/"
 	SpacesuitPrefix = "spacesuit/"
+	// ReplicatePrefix keys a scheduled replication policy:
+	// "replicate/DISK/SITE". Its root is the last replicated root.
+	ReplicatePrefix = "replicate/"
 )
+
+// ReplicateKey returns the key of the policy replicating disk to site.
+func ReplicateKey(disk, site string) string { return ReplicatePrefix + disk + "/" + site }
 
 const (
 	maxNameLen   = 128
@@ -50,7 +56,13 @@ type Entry struct {
 	Sync      bool
 	Created   time.Time
 	Modified  time.Time
+	// Policy is the opaque settings and state of a replication policy
+	// (JSON owned by the node that runs it), at most MaxPolicy bytes.
+	Policy []byte
 }
+
+// MaxPolicy bounds Entry.Policy.
+const MaxPolicy = 4 << 10
 
 // DiskKey returns the key of the disk named name.
 func DiskKey(name string) string { return DiskPrefix + name }
@@ -73,6 +85,9 @@ func ValidateKey(key string) error {
 	case strings.HasPrefix(key, ReplicaPrefix):
 		disk, name, found := strings.Cut(key[len(ReplicaPrefix):], "/")
 		ok = found && validName(disk) && validName(name)
+	case strings.HasPrefix(key, ReplicatePrefix):
+		disk, site, found := strings.Cut(key[len(ReplicatePrefix):], "/")
+		ok = found && validName(disk) && validName(site)
 	case strings.HasPrefix(key, SpacesuitPrefix):
 		name, n, found := strings.Cut(key[len(SpacesuitPrefix):], "@")
 		v, err := strconv.ParseUint(n, 10, 64)
@@ -121,6 +136,9 @@ func (e Entry) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("entry %s: %s: %w", e.Key, fmt.Sprintf(format, args...), ErrInvalid)
 	}
+	if len(e.Policy) > MaxPolicy {
+		return bad("policy of %d bytes, max %d", len(e.Policy), MaxPolicy)
+	}
 	if e.Root.Defined() {
 		b := e.Root.Bytes()
 		if len(b) > maxCIDLen {
@@ -129,9 +147,10 @@ func (e Entry) validate() error {
 		if _, err := cid.Cast(b); err != nil {
 			return bad("root: %v", err)
 		}
-	} else if !e.Deleted && !strings.HasPrefix(e.Key, DiskPrefix) {
-		// Only a disk can be empty (no block written yet); a replica or
-		// spacesuit always names a root.
+	} else if !e.Deleted && !strings.HasPrefix(e.Key, DiskPrefix) && !strings.HasPrefix(e.Key, ReplicatePrefix) {
+		// Only a disk (no block written yet) or a policy (nothing
+		// replicated yet) can be without a root; a replica or spacesuit
+		// always names one.
 		return bad("no root")
 	}
 	if !validPeerID(e.Owner) {
@@ -160,6 +179,9 @@ func (e Entry) validate() error {
 func (e Entry) normalized() Entry {
 	e.Created = e.Created.UTC()
 	e.Modified = e.Modified.UTC()
+	if len(e.Policy) == 0 {
+		e.Policy = nil // the wire form omits an empty policy
+	}
 	return e
 }
 
@@ -182,6 +204,7 @@ func compare(a, b Entry) int {
 		compareBool(a.Sync, b.Sync),
 		a.Created.Compare(b.Created),
 		a.Modified.Compare(b.Modified),
+		bytes.Compare(a.Policy, b.Policy),
 	)
 }
 

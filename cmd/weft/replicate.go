@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/node"
+)
+
+func newReplicateCmd(g *globals) *cobra.Command {
+	f := &transferFlags{}
+	var to string
+	var every time.Duration
+	c := &cobra.Command{
+		Use:   "replicate DISK --to SITE [--every 5m] [--priority P] [--bwlimit RATE] [--block-size SIZE]",
+		Short: "Replicate a disk to a site on a schedule: a replica and the blocks the site lacks, when the disk changed",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if to == "" {
+				return usageError{"replicate: --to SITE is required"}
+			}
+			o, err := f.options()
+			if err != nil {
+				return err
+			}
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: to, Every: every, Options: o})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "replicating %s to %s every %s\n", p.Disk, p.Site, p.Every)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "the site to keep a copy at")
+	c.Flags().DurationVar(&every, "every", 5*time.Minute, "how often to check the disk for changes")
+	fl := c.Flags()
+	fl.StringVar(&f.priority, "priority", "normal", "very-low, low, normal, high or very-high")
+	fl.StringVar(&f.bwlimit, "bwlimit", "", "bytes per second on the wire, e.g. 50M")
+	fl.StringVar(&f.blockSize, "block-size", "", "transfer unit, 64K to 16M (default 4M)")
+	c.AddCommand(newReplicateLsCmd(g), newReplicateRmCmd(g))
+	return c
+}
+
+func newReplicateLsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "ls",
+		Short: "List replication policies: last success, lag and bytes",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			list, err := cl.Policies(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g.stdout, list)
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(g.stdout, "no replication policies (add one with: weft replicate DISK --to SITE)")
+				return nil
+			}
+			tw := newTable(g.stdout)
+			fmt.Fprintln(tw, "DISK\tSITE\tEVERY\tLAST SUCCESS\tLAG\tLAST BYTES\tTOTAL\tCYCLES\tERROR")
+			for _, p := range list {
+				last := "never"
+				if !p.LastSuccess.IsZero() {
+					last = when(p.LastSuccess)
+				}
+				errText := p.LastError
+				if errText == "" {
+					errText = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Disk, p.Site, p.Every, last,
+					(time.Duration(p.Lag) * time.Second).Round(time.Second), size.Format(p.LastBytes), size.Format(p.TotalBytes), p.Cycles, errText)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newReplicateRmCmd(g *globals) *cobra.Command {
+	var to string
+	c := &cobra.Command{
+		Use:   "rm DISK --to SITE",
+		Short: "Stop replicating a disk to a site (what the site holds stays)",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if to == "" {
+				return usageError{"replicate rm: --to SITE is required"}
+			}
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			if err := cl.RemovePolicy(c.Context(), args[0], to); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "no longer replicating %s to %s\n", args[0], to)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "the site")
+	return c
+}
+
+func newRecoverCmd(g *globals) *cobra.Command {
+	var from string
+	c := &cobra.Command{
+		Use:   "recover DISK --from SITE",
+		Short: "Bring a disk back to its last state replicated to a site (the current head is kept as a replica)",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if from == "" {
+				return usageError{"recover: --from SITE is required"}
+			}
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			d, err := cl.Recover(c.Context(), args[0], from)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "disk %s recovered from %s (root %s)\n", d.Name, from, d.Root)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&from, "from", "", "the site the disk was replicated to")
+	return c
+}
