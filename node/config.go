@@ -58,6 +58,11 @@ type Config struct {
 	// catalog change triggers one.
 	HealInterval time.Duration `json:"heal_interval,omitempty"`
 
+	// TransferBandwidth is the node's budget in bytes per second for the
+	// transfers it receives (push, pull, replication), shared between them
+	// by priority; 0 means no budget (priorities still order requests).
+	TransferBandwidth int64 `json:"transfer_bandwidth,omitempty"`
+
 	// Join lists members to join at start (weft daemon --join); a node
 	// that was in a mesh rejoins the peers it knew by itself.
 	Join []string `json:"-"`
@@ -115,6 +120,9 @@ func (c Config) Validate() error {
 		if err := ValidateMultiaddr(a); err != nil {
 			return fmt.Errorf("config: join: %w", err)
 		}
+	}
+	if c.TransferBandwidth < 0 {
+		return errors.New("config: transfer bandwidth must not be negative")
 	}
 	if c.HealBandwidth < 0 || c.HealConcurrency < 0 || c.HealInterval < 0 {
 		return errors.New("config: heal bandwidth, concurrency and interval must not be negative")

@@ -36,6 +36,7 @@ const (
 type meshNode struct {
 	self      peer.ID
 	selfStr   string // base58, as the catalog names peers
+	site      string
 	log       *slog.Logger
 	net       *mesh.Mesh
 	cat       *catalog.Catalog
@@ -72,7 +73,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		return nil, err
 	}
 	n := &meshNode{
-		self: self, selfStr: self.String(), log: log.With("component", "mesh"),
+		self: self, selfStr: self.String(), site: cfg.Site, log: log.With("component", "mesh"),
 		cat: cat, catPath: catPath, local: store,
 		pushed: map[string]cid.Cid{}, pushing: map[string]bool{},
 		wake: make(chan struct{}, 1),
@@ -99,7 +100,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	})
 	n.net.SetStreamHandler(catalogProtocol, n.serveCatalogPush)
 	n.net.SetStreamHandler(transferProtocol, n.serveReceive)
-	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(0)}
+	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: n.log}
 	// Heal passes start in attach, once the volumes (healRoots) are open.
 	n.healer = heal.New(heal.Config{

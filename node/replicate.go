@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
@@ -22,6 +23,10 @@ type Policy struct {
 	Site    string          `json:"site"`
 	Every   time.Duration   `json:"every"`
 	Options TransferOptions `json:"options"`
+	// Puller, if set, is the peer ID of a node at the site that pulls the
+	// disk on the schedule (pull-based backup); otherwise the disk's owner
+	// pushes it.
+	Puller string `json:"puller,omitempty"`
 
 	// State of the last cycles.
 	LastReplica string    `json:"last_replica,omitempty"` // DISK@LAST_REPLICA holds what the site has
@@ -39,8 +44,10 @@ type Policy struct {
 
 // ReplicateRequest is the body of POST /v1/replicate.
 type ReplicateRequest struct {
-	Disk    string          `json:"disk"`
-	Site    string          `json:"site"`
+	Disk string `json:"disk"`
+	Site string `json:"site"` // "" with Pull: this node's site
+	// Pull makes this node pull the disk to its own site on the schedule.
+	Pull    bool            `json:"pull,omitempty"`
 	Every   time.Duration   `json:"every"`
 	Options TransferOptions `json:"options"`
 }
@@ -76,8 +83,17 @@ func (n *meshNode) setPolicy(p Policy, root cid.Cid) error {
 // addPolicy stores a new or changed policy for a disk this node owns.
 func (n *meshNode) addPolicy(req ReplicateRequest) (Policy, error) {
 	d, ok := n.cat.Get(catalog.DiskKey(req.Disk))
-	if !ok || d.Owner != n.selfStr {
-		return Policy{}, fmt.Errorf("replicate %s: not a disk this node owns (run it on the owner): %w", req.Disk, volume.ErrNotFound)
+	switch {
+	case !ok:
+		return Policy{}, fmt.Errorf("replicate %s: no such disk in the mesh: %w", req.Disk, volume.ErrNotFound)
+	case req.Pull && d.Owner == n.selfStr:
+		return Policy{}, fmt.Errorf("replicate %s --pull: this node owns the disk; pull from another site's node: %w", req.Disk, volume.ErrInvalid)
+	case req.Pull && req.Site != "" && req.Site != n.site:
+		return Policy{}, fmt.Errorf("replicate --pull keeps the copy at this node's site %q, not %q: %w", n.site, req.Site, volume.ErrInvalid)
+	case req.Pull:
+		req.Site = n.site
+	case d.Owner != n.selfStr:
+		return Policy{}, fmt.Errorf("replicate %s: not a disk this node owns (run it on the owner, or use --pull at the site): %w", req.Disk, volume.ErrNotFound)
 	}
 	if err := volume.ValidateName(req.Site); err != nil {
 		return Policy{}, err
@@ -92,10 +108,13 @@ func (n *meshNode) addPolicy(req ReplicateRequest) (Policy, error) {
 		return Policy{}, err
 	}
 	p := Policy{Disk: req.Disk, Site: req.Site, Every: req.Every, Options: req.Options}
+	if req.Pull {
+		p.Puller = n.selfStr
+	}
 	var root cid.Cid
 	if e, ok := n.cat.Get(catalog.ReplicateKey(req.Disk, req.Site)); ok {
 		if old, err := decodePolicy(e); err == nil { // keep the history
-			old.Every, old.Options = p.Every, p.Options
+			old.Every, old.Options, old.Puller = p.Every, p.Options, p.Puller
 			p, root = old, e.Root
 		}
 	}
@@ -147,10 +166,14 @@ func (n *meshNode) replicateLoop(ctx context.Context) {
 			if err != nil || time.Since(p.LastTry) < p.Every {
 				continue
 			}
-			if d, ok := n.cat.Get(catalog.DiskKey(p.Disk)); !ok || d.Owner != n.selfStr {
-				continue // the owner runs it
+			d, ok := n.cat.Get(catalog.DiskKey(p.Disk))
+			switch {
+			case !ok:
+			case p.Puller == n.selfStr:
+				n.pullCycle(ctx, p, e.Root, d)
+			case p.Puller == "" && d.Owner == n.selfStr:
+				n.cycle(ctx, p, e.Root)
 			}
-			n.cycle(ctx, p, e.Root)
 		}
 	}
 }
@@ -214,6 +237,61 @@ func (n *meshNode) cycle(ctx context.Context, p Policy, last cid.Cid) {
 		n.log.Error("save policy", "err", err)
 	}
 	n.log.Info("replicated", "disk", p.Disk, "site", p.Site, "replica", rep.Name, "bytes", res.BytesSent)
+}
+
+// pullCycle runs one pull-based cycle at the archive site: when the disk's
+// published root changed, it pulls the blocks this node lacks and keeps
+// the root as a replica named like the owner's cycles would.
+func (n *meshNode) pullCycle(ctx context.Context, p Policy, last cid.Cid, d catalog.Entry) {
+	p.LastTry = time.Now()
+	src := rootText(d.Root)
+	if src == "" || src == p.LastSource {
+		if err := n.setPolicy(p, last); err != nil {
+			n.log.Error("save policy", "err", err)
+		}
+		return
+	}
+	owner, err := peer.Decode(d.Owner)
+	sources := []peer.ID{}
+	if err == nil && owner != n.self {
+		sources = append(sources, owner)
+	}
+	for _, m := range n.members() {
+		if id := peer.ID(m.ID); id != n.self && id != owner {
+			sources = append(sources, id)
+		}
+	}
+	name := replicaPrefix + p.Site + "-" + time.Now().UTC().Format("20060102-150405")
+	ref := volume.Ref{Disk: p.Disk, Replica: name}
+	job, _, err := n.pull(ctx, "pull", newTransferID(), ref, d, sources, p.Options)
+	if err == nil {
+		select {
+		case <-job.done:
+		case <-ctx.Done():
+			job.cancel()
+			return
+		}
+		if st := job.snapshot(); st.State != "done" {
+			err = fmt.Errorf("pull %s: %s %s", p.Disk, st.State, st.Error)
+		} else {
+			p.LastBytes = st.BytesSent
+		}
+	}
+	if err != nil {
+		p.LastError = err.Error()
+		n.log.Warn("pull-based replication failed", "disk", p.Disk, "err", err)
+		if err := n.setPolicy(p, last); err != nil {
+			n.log.Error("save policy", "err", err)
+		}
+		return
+	}
+	p.LastReplica, p.LastSuccess, p.LastSource, p.LastError = name, time.Now(), src, ""
+	p.TotalBytes += p.LastBytes
+	p.Cycles++
+	n.reconcile(ctx) // publish the kept replica
+	if err := n.setPolicy(p, d.Root); err != nil {
+		n.log.Error("save policy", "err", err)
+	}
 }
 
 // recover brings disk back to the last state replicated to site: the

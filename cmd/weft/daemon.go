@@ -19,6 +19,7 @@ type daemonOptions struct {
 	logLevel   string
 	cpuProfile string
 	join       []string
+	transferBW string
 	heal       struct {
 		bandwidth   string
 		concurrency int
@@ -38,6 +39,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.Flags().StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
+	c.Flags().StringVar(&o.transferBW, "transfer-bandwidth", "", "the node's budget for the transfers it receives, shared by priority, e.g. 100M (default: the config's, else none)")
 	c.Flags().StringArrayVar(&o.join, "join", nil, "join the mesh through this member's multiaddr (.../p2p/<peer id>; repeatable)")
 	c.Flags().StringVar(&o.heal.bandwidth, "heal-bandwidth", "", "cap the bytes per second self-heal copies to this node, e.g. 100M (default: the config's, else no cap)")
 	c.Flags().IntVar(&o.heal.concurrency, "heal-concurrency", 0, "self-heal fetches in flight (default 4)")
@@ -64,6 +66,11 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 	if o.heal.bandwidth != "" {
 		if cfg.HealBandwidth, err = size.Parse(o.heal.bandwidth); err != nil {
 			return usageError{fmt.Sprintf("--heal-bandwidth: %v", err)}
+		}
+	}
+	if o.transferBW != "" {
+		if cfg.TransferBandwidth, err = size.Parse(o.transferBW); err != nil {
+			return usageError{fmt.Sprintf("--transfer-bandwidth: %v", err)}
 		}
 	}
 	if o.heal.concurrency > 0 {

@@ -513,3 +513,94 @@ func TestScheduledReplication(t *testing.T) {
 	a.ok("recover", "d", "--from", "site-b") // ...undone from what the site holds
 	a.wantContent("d", want)
 }
+
+// TestTransferPriorityAndLimit: two pulls compete for a node's transfer
+// budget: the very-high one finishes first. A --bwlimit holds over a
+// multi-second window (a loose lower bound on the time, never an upper
+// one: this is a behaviour test, not a benchmark).
+func TestTransferPriorityAndLimit(t *testing.T) {
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	for i, name := range []string{"hi", "lo", "bw"} {
+		img := make([]byte, 6<<20)
+		rand.NewChaCha8([32]byte{byte(40 + i)}).Read(img)
+		a.ok("disk", "import", name, writeTemp(t, name+".img", img), "--replicas", "1")
+	}
+	// B joins after the imports, with heal all but stopped, so that only
+	// the transfers move these blocks.
+	b := newHarness(t, filepath.Join(t.TempDir(), "site-b"))
+	b.ok("init", "--site", "site-b", "--nbd", "off", "--listen", "/ip4/127.0.0.2/tcp/0",
+		"--cluster-secret-file", filepath.Join(a.home, node.ClusterSecretFile))
+	b.daemonArgs = []string{"--heal-bandwidth", "1K", "--transfer-bandwidth", "3M", "--join", a.addr()}
+	b.startDaemon()
+	eventually(t, "B sees the disks", func() (bool, string) {
+		r := b.run(nil, "disk", "info", "bw")
+		return r.code == 0, r.stderr
+	})
+	lo := strings.TrimSpace(b.ok("pull", "lo", "--from", "site-a", "--priority", "very-low", "--detach"))
+	hi := strings.TrimSpace(b.ok("pull", "hi", "--from", "site-a", "--priority", "very-high", "--detach"))
+	byID := func() map[string]node.TransferInfo {
+		var list []node.TransferInfo
+		b.jsonOut(&list, "transfers")
+		out := map[string]node.TransferInfo{}
+		for _, tr := range list {
+			out[tr.ID] = tr
+		}
+		return out
+	}
+	eventually(t, "both pulls done", func() (bool, string) {
+		m := byID()
+		return m[lo].State == "done" && m[hi].State == "done", fmt.Sprintf("lo %s, hi %s", m[lo].State, m[hi].State)
+	})
+	m := byID()
+	t.Logf("very-high ended %v after start, very-low %v", m[hi].Ended.Sub(m[hi].Started), m[lo].Ended.Sub(m[lo].Started))
+	if !m[hi].Ended.Before(m[lo].Ended) {
+		t.Fatalf("the very-low pull ended first: hi %+v, lo %+v", m[hi], m[lo])
+	}
+
+	start := time.Now()
+	var bw node.TransferInfo
+	b.jsonOut(&bw, "pull", "bw", "--from", "site-a", "--bwlimit", "1M")
+	took := time.Since(start)
+	floor := time.Duration(float64(bw.TotalBytes) / (1 << 20) * 0.7 * float64(time.Second))
+	t.Logf("pulled %d bytes at --bwlimit 1M in %v", bw.TotalBytes, took)
+	if bw.State != "done" || bw.TotalBytes < 4<<20 || took < floor {
+		t.Fatalf("bwlimit 1M: %d bytes in %v, want at least %v: %+v", bw.TotalBytes, took, floor, bw)
+	}
+}
+
+// TestPullBasedBackup: a node at an archive site pulls a disk on a
+// schedule; the owner, its disk damaged and its own history gone, recovers
+// from what the archive holds.
+func TestPullBasedBackup(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := meshMember(t, "archive", "127.0.0.2", a.home)
+	b.ok("join", a.addr())
+	eventually(t, "two members", func() (bool, string) { n := a.alivePeers(); return n == 2, fmt.Sprint(n) })
+	const mib = 1 << 20
+	a.ok("disk", "create", "db", "--size", "4M", "--replicas", "1")
+	a.nbdWrite("db", 0x41, mib, mib)
+	a.ok("disk", "commit", "db")
+	eventually(t, "the archive sees db", func() (bool, string) {
+		d, why := b.tryDiskInfo("db")
+		return d.Root != "", why
+	})
+	b.ok("replicate", "db", "--pull", "--every", "1s")
+	var p node.Policy
+	eventually(t, "a pull cycle", func() (bool, string) {
+		var ps []node.Policy
+		a.jsonOut(&ps, "replicate", "ls") // the policy is in the catalog: any node lists it
+		if len(ps) == 1 {
+			p = ps[0]
+		}
+		return p.Cycles >= 1 && p.Site == "archive" && p.Puller == b.peerID(), fmt.Sprintf("%+v", ps)
+	})
+	want := make([]byte, 4*mib)
+	copy(want[mib:], bytes.Repeat([]byte{0x41}, mib))
+	b.wantContent("db@"+p.LastReplica, want)
+
+	b.ok("replicate", "rm", "db", "--to", "archive")
+	a.nbdWrite("db", 0x66, 0, 4*mib)
+	a.ok("recover", "db", "--from", "archive")
+	a.wantContent("db", want)
+}

@@ -14,13 +14,14 @@ func newReplicateCmd(g *globals) *cobra.Command {
 	f := &transferFlags{}
 	var to string
 	var every time.Duration
+	var pull bool
 	c := &cobra.Command{
-		Use:   "replicate DISK --to SITE [--every 5m] [--priority P] [--bwlimit RATE] [--block-size SIZE]",
+		Use:   "replicate DISK (--to SITE | --pull) [--every 5m] [--priority P] [--bwlimit RATE] [--block-size SIZE]",
 		Short: "Replicate a disk to a site on a schedule: a replica and the blocks the site lacks, when the disk changed",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if to == "" {
-				return usageError{"replicate: --to SITE is required"}
+			if to == "" && !pull {
+				return usageError{"replicate: --to SITE is required (or --pull, on a node of the site)"}
 			}
 			o, err := f.options()
 			if err != nil {
@@ -31,7 +32,7 @@ func newReplicateCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: to, Every: every, Options: o})
+			p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: to, Pull: pull, Every: every, Options: o})
 			if err != nil {
 				return err
 			}
@@ -39,7 +40,8 @@ func newReplicateCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&to, "to", "", "the site to keep a copy at")
+	c.Flags().StringVar(&to, "to", "", "the site to keep a copy at (the disk's owner pushes to it)")
+	c.Flags().BoolVar(&pull, "pull", false, "run on a node of the archive site: it pulls the disk on the schedule (pull-based backup)")
 	c.Flags().DurationVar(&every, "every", 5*time.Minute, "how often to check the disk for changes")
 	fl := c.Flags()
 	fl.StringVar(&f.priority, "priority", "normal", "very-low, low, normal, high or very-high")
