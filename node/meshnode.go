@@ -48,6 +48,7 @@ type meshNode struct {
 	pusher    *heal.Pusher
 	vols      *volume.Manager // set once the volumes are open
 	transfers *transfers
+	partial   *partialRoots
 
 	mu      sync.Mutex
 	pushed  map[string]cid.Cid // disk → last root its placement sets confirmed
@@ -99,6 +100,10 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		srv.ServeStream(ctx, string(s.Conn().RemotePeer()), s)
 	})
 	n.net.SetStreamHandler(catalogProtocol, n.serveCatalogPush)
+	if n.partial, err = loadPartialRoots(cfg.Path(MeshDir + "/partial.json")); err != nil {
+		n.net.Close()
+		return nil, err
+	}
 	n.net.SetStreamHandler(transferProtocol, n.serveReceive)
 	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: n.log}
@@ -236,18 +241,26 @@ func (n *meshNode) healRoots() []heal.Root {
 	for _, r := range n.vols.Records() {
 		local[r.Root] = true
 	}
+	for _, r := range n.partial.list() {
+		local[r] = true
+	}
 	var out []heal.Root
 	for _, e := range n.cat.List("") {
 		if e.Root.Defined() {
-			out = append(out, heal.Root{Root: e.Root, Replicas: e.Replicas, Local: local[e.Root]})
+			out = append(out, heal.Root{Root: e.Root, Replicas: max(e.Replicas, 1), Local: local[e.Root]})
+			delete(local, e.Root)
 		}
+	}
+	for r := range local { // partial transfers of roots the catalog no longer names
+		out = append(out, heal.Root{Root: r, Replicas: 1, Local: true})
 	}
 	return out
 }
 
-// catalogRoots is every root of the catalog: GC keeps their blocks.
+// catalogRoots is every root of the catalog and of the transfers received
+// in part: GC keeps their blocks.
 func (n *meshNode) catalogRoots() []cid.Cid {
-	var out []cid.Cid
+	out := n.partial.list()
 	for _, e := range n.cat.List("") {
 		if e.Root.Defined() {
 			out = append(out, e.Root)

@@ -50,6 +50,9 @@ func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e 
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := n.partial.add(e.Root); err != nil {
+		return nil, nil, err
+	}
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	info := TransferInfo{ID: id, Kind: kind, Source: ref.String(), Root: e.Root.String(), State: "running",
 		Priority: spec.Priority.String(), Started: time.Now()}
@@ -77,6 +80,8 @@ func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e 
 			if err := n.keep(context.Background(), ref, e, kind); err != nil {
 				werr = err
 				p.State, p.Error = "failed", err.Error()
+			} else if err := n.partial.done(e.Root); err != nil {
+				n.log.Warn("forget a finished transfer", "root", e.Root, "err", err)
 			}
 		}
 		job.update(func(i *TransferInfo) { fillFromProgress(i, p); i.Ended = time.Now() })

@@ -164,6 +164,11 @@ func drawTransfer(g *globals, t node.TransferInfo, lines int) int {
 
 func transferLine(bytes, blocks, total int64, rate, eta float64) string {
 	s := fmt.Sprintf("%s of %s, %d blocks, %s/s", size.Format(bytes), size.Format(total), blocks, size.Format(int64(rate)))
+	if total > 0 {
+		const width = 24
+		done := int(min(bytes, total) * width / total)
+		s = "[" + strings.Repeat("=", done) + strings.Repeat(" ", width-done) + "] " + s
+	}
 	if eta > 0 {
 		s += fmt.Sprintf(", ETA %s", (time.Duration(eta) * time.Second).Round(time.Second))
 	}

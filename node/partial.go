@@ -1,0 +1,97 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
+)
+
+// partialTTL is how long the blocks of a transfer that did not finish are
+// kept for a resume.
+const partialTTL = 7 * 24 * time.Hour
+
+// partialRoots are the roots of transfers this node received in part
+// (running, cancelled, failed or cut off by a crash). Heal keeps their
+// blocks here, as if the node used them, so that running the transfer
+// again resumes from what arrived instead of finding it handed off as
+// surplus. Persisted in HOME/mesh/partial.json.
+type partialRoots struct {
+	path string
+
+	mu    sync.Mutex
+	roots map[string]time.Time // root CID → when the transfer started
+}
+
+func loadPartialRoots(path string) (*partialRoots, error) {
+	p := &partialRoots{path: path, roots: map[string]time.Time{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load partial transfers: %w", err)
+	}
+	if err := json.Unmarshal(b, &p.roots); err != nil {
+		return nil, fmt.Errorf("load partial transfers %s: %w", path, err)
+	}
+	for r, since := range p.roots {
+		if time.Since(since) > partialTTL {
+			delete(p.roots, r)
+		}
+	}
+	return p, nil
+}
+
+// add records root as received in part.
+func (p *partialRoots) add(root cid.Cid) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.roots[root.String()]; ok {
+		return nil
+	}
+	p.roots[root.String()] = time.Now().UTC()
+	return p.saveLocked()
+}
+
+// done forgets root: the transfer completed and its root is kept by a
+// record of the volumes.
+func (p *partialRoots) done(root cid.Cid) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.roots[root.String()]; !ok {
+		return nil
+	}
+	delete(p.roots, root.String())
+	return p.saveLocked()
+}
+
+func (p *partialRoots) list() []cid.Cid {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]cid.Cid, 0, len(p.roots))
+	for r := range p.roots {
+		if c, err := cid.Decode(r); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (p *partialRoots) saveLocked() error {
+	b, err := json.Marshal(p.roots)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(p.path, b, 0o600); err != nil {
+		return fmt.Errorf("save partial transfers: %w", err)
+	}
+	return nil
+}
