@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The weft story so far: one node, a disk, replicas, time travel, clones;
-# then a second site joins, the disk gets its second copy, and the first
-# node dies without losing it.
+# then two more sites join, the disk gets its second copy, a golden image
+# is pushed to both, and the first node dies: the others heal.
 # Runs in a temporary home and cleans up after itself. KEEP=1 leaves the
 # node running until Ctrl-C.
 set -euo pipefail
@@ -13,9 +13,10 @@ WORK=$(mktemp -d /tmp/weft-demo.XXXXXX)
 export WEFT_HOME=$WORK/home
 DAEMON=""
 DAEMON_B=""
+DAEMON_C=""
 
 cleanup() {
-	for pid in "$DAEMON" "$DAEMON_B"; do
+	for pid in "$DAEMON" "$DAEMON_B" "$DAEMON_C"; do
 		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 			kill -TERM "$pid" 2>/dev/null || true
 			wait "$pid" 2>/dev/null || true
@@ -44,7 +45,7 @@ message() {
 
 step "1. A node is a home directory and a daemon"
 # NBD on the home's unix socket only: the demo never fights over a TCP port.
-run init --site demo-lab --nbd off --listen /ip4/127.0.0.1/tcp/0
+run init --site demo-lab --nbd off --listen /ip4/127.0.0.1/tcp/0 --http "127.0.0.1:$(free_port)"
 start_daemon
 run status
 
@@ -103,38 +104,60 @@ run gc
 run scrub
 run status
 
-step "10. A second site joins the mesh (same cluster secret, its own address)"
+step "10. Two more sites join the mesh (same cluster secret, their own addresses)"
 HOME_A=$WEFT_HOME
-HOME_B=$WORK/site-b
-wb() { printf '%s$ weft --home site-b %s%s\n' "$dim" "$*" "$reset"; "$WEFT" --home "$HOME_B" "$@"; }
-wb init --site demo-lab-2 --nbd off --listen /ip4/127.0.0.2/tcp/0 --cluster-secret-file "$HOME_A/cluster.secret" >/dev/null
-"$WEFT" --home "$HOME_B" daemon --log-level warn --heal-interval 2s 2>"$WORK/daemon-b.log" &
-DAEMON_B=$!
-until "$WEFT" --home "$HOME_B" status >/dev/null 2>&1; do sleep 0.1; done
 ADDR_A=$("$WEFT" id --json | grep -o '"/ip4/[^"]*' | head -1 | tr -d '"')
-wb join "$ADDR_A"
-wb peers
+site() { # site N NAME IP: init and start a site's node, joined to the first
+	local home=$WORK/$2
+	"$WEFT" --home "$home" init --site "$2" --nbd off --listen "/ip4/$3/tcp/0" \
+		--http "127.0.0.1:$(free_port)" --cluster-secret-file "$HOME_A/cluster.secret" >/dev/null
+	"$WEFT" --home "$home" daemon --log-level warn --heal-interval 2s --join "$ADDR_A" 2>"$WORK/daemon-$2.log" &
+	eval "DAEMON_$1=$!"
+	until "$WEFT" --home "$home" status >/dev/null 2>&1; do sleep 0.1; done
+}
+site B demo-lab-2 127.0.0.2
+site C demo-lab-3 127.0.0.3
+HOME_B=$WORK/demo-lab-2
+HOME_C=$WORK/demo-lab-3
+w2() { printf '%s$ weft --home demo-lab-2 %s%s\n' "$dim" "$*" "$reset"; "$WEFT" --home "$HOME_B" "$@"; }
+w3() { printf '%s$ weft --home demo-lab-3 %s%s\n' "$dim" "$*" "$reset"; "$WEFT" --home "$HOME_C" "$@"; }
+until [ "$("$WEFT" peers --json | grep -c '"state": "alive"')" = 3 ]; do sleep 0.2; done
+run peers
 
-step "11. vm1-test wants 2 copies: the second site gets its blocks"
-deadline=$((SECONDS + 60))
-until "$WEFT" disk info vm1-test --json | grep -q '"under_replicated": 0,' && "$WEFT" status --json | grep -q '"passes": [1-9]'; do
-	[ $SECONDS -lt $deadline ] || { say "replication did not finish in 60 s"; break; }
-	sleep 0.5
-done
+step "11. vm1-test wants 2 copies in 2 sites: the mesh places them"
+wait_healthy() { # wait_healthy HOME DISK: no block of DISK under-replicated
+	local deadline=$((SECONDS + 60))
+	until "$WEFT" --home "$1" disk info "$2" --json | grep -q '"under_replicated": 0,' &&
+		"$WEFT" --home "$1" status --json | grep -q '"passes": [1-9]'; do
+		[ $SECONDS -lt $deadline ] || { say "(not healthy within 60 s)"; break; }
+		sleep 0.5
+	done
+}
+wait_healthy "$HOME_A" vm1-test
 run disk info vm1-test
 
-step "12. Site one dies (kill -9): site two still has the disk"
+step "12. A golden image: publish vm1-test as a spacesuit, push it to both other sites"
+run spacesuit publish base vm1-test
+run push base@1 --to demo-lab-2,demo-lab-3
+w3 disk clone base@1 web1
+say "web1 at site 3, cloned from base@1, says: $("$WEFT" --home "$HOME_C" disk export web1 - | dd bs=1M skip=100 count=1 iflag=fullblock status=none | tr -d '\0')"
+
+step "13. Site one dies (kill -9): the others heal vm1-test back to 2 copies"
 kill -KILL "$DAEMON"
 wait "$DAEMON" 2>/dev/null || true
 DAEMON=""
-say "vm1-test, read on site two: $(WEFT_HOME=$HOME_B message vm1-test)"
-wb disk ls
+until [ "$("$WEFT" --home "$HOME_B" peers --json | grep -c '"state": "alive"')" = 2 ]; do sleep 0.2; done
+wait_healthy "$HOME_B" vm1-test
+w2 status
+say "vm1-test, read at site 2: $("$WEFT" --home "$HOME_B" disk export vm1-test - | dd bs=1M skip=100 count=1 iflag=fullblock status=none | tr -d '\0')"
+say ""
+say "Dashboard of site 2: http://$(grep -o '"http": "[^"]*' "$HOME_B/config.json" | cut -d'"' -f4)/"
 
 if [ -n "$KEEP" ]; then
-	step "Site two keeps running (Ctrl-C to stop and clean up). In another shell:"
+	step "Sites two and three keep running (Ctrl-C to stop and clean up). In another shell:"
 	say "  export WEFT_HOME=$HOME_B"
-	say "  $WEFT peers; $WEFT disk ls"
+	say "  $WEFT peers; $WEFT disk ls; $WEFT transfers"
 	wait "$DAEMON_B" || true
 else
-	step "Done: the demo cleans up after itself (make demo KEEP=1 keeps site two running)."
+	step "Done: the demo cleans up after itself (make demo KEEP=1 keeps the mesh and its dashboards up)."
 fi

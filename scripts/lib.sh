@@ -17,3 +17,16 @@ start_daemon() {
 		sleep 0.1
 	done
 }
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	for p in $(seq $((20000 + RANDOM % 20000)) 45000); do
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "no free port" >&2
+	return 1
+}

@@ -55,7 +55,13 @@ func runStatus(ctx context.Context, o *statusOptions, args []string) error {
 	fmt.Fprintf(tw, "disks:\t%d\n", st.Disks)
 	fmt.Fprintf(tw, "replicas:\t%d\n", st.Replicas)
 	if st.PeerID != "" {
-		fmt.Fprintf(tw, "mesh:\t%d members, %d blocks under-replicated\n", len(st.Members), st.UnderReplicated)
+		alive := 0
+		for _, m := range st.Members {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		fmt.Fprintf(tw, "mesh:\t%d members (%d alive), %d blocks under-replicated\n", len(st.Members), alive, st.UnderReplicated)
 		if h := st.Heal; h != nil {
 			state := "idle"
 			if h.Running {
