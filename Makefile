@@ -6,6 +6,9 @@ FUZZTIME ?= 10s
 # nbdkit reference server, fio, and FUSE with the tools to put a file
 # system on a FUSE file (e2fsprogs, mount/losetup from util-linux).
 DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux
+# Headless Chromium and its driver for the dashboard's browser test: best
+# effort (the test skips, saying so, without them).
+BROWSER_PKGS ?= chromium chromium-driver
 .PHONY: all build test deps demo bench fuzz lint clean
 
 all: build
@@ -20,6 +23,12 @@ deps:
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "missing Debian packages:$$missing (run make test as root to install them)"; fi; \
+	fi
+	@missing=""; for p in $(BROWSER_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } || \
+			echo "could not install$$missing: the dashboard's browser test will skip"; \
+		else echo "missing Debian packages:$$missing (the dashboard's browser test will skip)"; fi; \
 	fi
 
 # The whole suite under the race detector, two packages at a time (the CI
