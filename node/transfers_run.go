@@ -187,6 +187,7 @@ func (n *meshNode) push(ctx context.Context, source string, targets []string, o 
 					job.update(func(in *TransferInfo) {
 						tp.Target, tp.Peer = in.Targets[i].Target, in.Targets[i].Peer
 						in.Targets[i] = tp
+						in.sumTargets()
 					})
 				})
 				if err != nil {
@@ -202,11 +203,8 @@ func (n *meshNode) push(ctx context.Context, source string, targets []string, o 
 		wg.Wait()
 		job.update(func(in *TransferInfo) {
 			in.State, in.Ended = "done", time.Now()
-			in.BytesSent, in.BlocksSent, in.TotalBytes, in.Rate = 0, 0, 0, 0
+			in.sumTargets()
 			for _, tp := range in.Targets {
-				in.BytesSent += tp.Bytes
-				in.BlocksSent += tp.Blocks
-				in.TotalBytes += tp.Total
 				switch tp.State {
 				case "cancelled":
 					in.State = "cancelled"
@@ -324,6 +322,19 @@ func (n *meshNode) serveReceive(s network.Stream) {
 				t.Cancel()
 			}
 		}
+	}
+}
+
+// sumTargets totals a push's figures over its targets; the ETA is the
+// slowest target's.
+func (i *TransferInfo) sumTargets() {
+	i.BytesSent, i.BlocksSent, i.TotalBytes, i.Rate, i.ETA = 0, 0, 0, 0, 0
+	for _, tp := range i.Targets {
+		i.BytesSent += tp.Bytes
+		i.BlocksSent += tp.Blocks
+		i.TotalBytes += tp.Total
+		i.Rate += tp.Rate
+		i.ETA = max(i.ETA, tp.ETA)
 	}
 }
 
