@@ -136,7 +136,9 @@ func newRecoverCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
+			stop := showPullProgress(c.Context(), g, cl, args[0]+"@")
 			d, err := cl.Recover(c.Context(), args[0], from)
+			stop()
 			if err != nil {
 				return err
 			}

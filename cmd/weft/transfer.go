@@ -240,3 +240,38 @@ func newTransferCmd(g *globals) *cobra.Command {
 	})
 	return c
 }
+
+// showPullProgress draws, on a terminal, the progress of the pull a
+// command started on the daemon (its source starts with prefix) until the
+// returned stop is called.
+func showPullProgress(ctx context.Context, g *globals, cl *node.Client, prefix string) (stop func()) {
+	if !g.progress {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		lines := 0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			list, err := cl.Transfers(ctx)
+			if err != nil {
+				continue
+			}
+			for _, t := range list {
+				if t.Kind == "pull" && t.State == "running" && strings.HasPrefix(t.Source, prefix) {
+					lines = drawTransfer(g, t, lines)
+					break
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
