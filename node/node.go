@@ -99,7 +99,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		defer func() { mcancel(); wg.Wait() }() // before the volumes close
 	}
 
-	nbdSvc, err := startNBD(ctx, cfg, vols, mn, log)
+	src := metricsSources{Store: store.Stats}
+	if mn != nil {
+		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.list
+	}
+	metrics := newNodeMetrics(src)
+
+	nbdSvc, err := startNBD(ctx, cfg, vols, mn, metrics, log)
 	if err != nil {
 		return err
 	}
@@ -125,6 +131,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// Unmount as shutdown begins: it ends the waits of foreground mounts,
 	// which Shutdown waits for.
 	hs.RegisterOnShutdown(mounts.closeAll)
+	if cfg.HTTP != "" {
+		web, err := startHTTP(ctx, cfg, srv, metrics.Handler())
+		if err != nil {
+			return err
+		}
+		defer web.stop()
+	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	log.Info("daemon started", "home", cfg.Home, "socket", cfg.SocketPath(), "site", cfg.Site, "pid", os.Getpid())

@@ -21,6 +21,7 @@ func startNode(t *testing.T) (*Client, Config) {
 	cfg.Home = filepath.Join(t.TempDir(), "h")
 	cfg.NBD = "" // other test packages run at the same time; keep off the default ports
 	cfg.Listen = nil
+	cfg.HTTP = ""
 	if _, err := Init(cfg, false, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$WEFT" init --nbd off --listen /ip4/127.0.0.1/tcp/0 >/dev/null
+"$WEFT" init --nbd off --listen /ip4/127.0.0.1/tcp/0 --http off >/dev/null
 start_daemon
 mkdir "$MNT"
 "$WEFT" mount -d "$MNT" >/dev/null

@@ -38,9 +38,9 @@ start() { # start NAME: run the daemon of node NAME, wait until it answers
 	done
 }
 
-w a init --site site-a --nbd off --listen /ip4/127.0.0.1/tcp/0 >/dev/null
-w b init --site site-b --nbd off --listen /ip4/127.0.0.2/tcp/0 --cluster-secret-file "$WORK/a/cluster.secret" >/dev/null
-w c init --site site-c --nbd off --listen /ip4/127.0.0.3/tcp/0 --cluster-secret-file "$WORK/a/cluster.secret" >/dev/null
+w a init --site site-a --nbd off --http off --listen /ip4/127.0.0.1/tcp/0 >/dev/null
+w b init --site site-b --nbd off --http off --listen /ip4/127.0.0.2/tcp/0 --cluster-secret-file "$WORK/a/cluster.secret" >/dev/null
+w c init --site site-c --nbd off --http off --listen /ip4/127.0.0.3/tcp/0 --cluster-secret-file "$WORK/a/cluster.secret" >/dev/null
 start a; start b; start c
 ADDR_A=$(w a id --json | grep -o '"/ip4/[^"]*' | head -1 | tr -d '"')
 w b join "$ADDR_A" >/dev/null

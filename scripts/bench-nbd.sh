@@ -40,7 +40,7 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 WEFT_PORT=$(freeport)
 KIT_PORT=$(freeport)
 
-"$WEFT" init --nbd "127.0.0.1:$WEFT_PORT" --listen /ip4/127.0.0.1/tcp/0 >/dev/null
+"$WEFT" init --nbd "127.0.0.1:$WEFT_PORT" --listen /ip4/127.0.0.1/tcp/0 --http off >/dev/null
 start_daemon
 "$WEFT" disk create bench --size "${SIZE_MB}M" >/dev/null
 

@@ -24,7 +24,7 @@ now() { date +%s.%N; }
 mbps() { awk -v mb="$SIZE_MB" -v s="$1" 'BEGIN { printf "%.0f", mb / s }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-"$WEFT" init --listen /ip4/127.0.0.1/tcp/0 >/dev/null
+"$WEFT" init --listen /ip4/127.0.0.1/tcp/0 --http off >/dev/null
 start_daemon
 
 echo "generating a ${SIZE_MB} MiB random file in $WORK ..." >&2

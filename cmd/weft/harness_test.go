@@ -113,6 +113,9 @@ func (h *harness) run(stdin []byte, args ...string) result {
 		// mesh port. Port 0 picks a free one at each start.
 		args = append(args, "--listen", "/ip4/127.0.0.1/tcp/0")
 	}
+	if len(args) > 0 && args[0] == "init" && !slices.Contains(args, "--http") {
+		args = append(args, "--http", "off") // nor the default dashboard port
+	}
 	cmd := exec.CommandContext(ctx, h.bin, append([]string{"--home", h.home}, args...)...)
 	cmd.Env = append(os.Environ(), "WEFT_HOME=")
 	var out, errb bytes.Buffer

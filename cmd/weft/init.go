@@ -42,7 +42,7 @@ func newInitCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.nbdTLS.cert, "nbd-tls-cert", "", "PEM X.509 certificate offered to NBD clients (STARTTLS)")
 	f.StringVar(&o.nbdTLS.key, "nbd-tls-key", "", "PEM private key of --nbd-tls-cert")
 	f.BoolVar(&o.nbdTLS.required, "nbd-tls-required", false, "refuse NBD TCP clients that do not use TLS")
-	f.StringVar(&o.http, "http", def.HTTP, "HTTP address HOST:PORT")
+	f.StringVar(&o.http, "http", def.HTTP, `dashboard and /metrics address HOST:PORT ("off": none; off loopback a token is required, see HOME/http.token)`)
 	f.BoolVar(&o.force, "force", false, "overwrite the config and identity of an existing home")
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "join an existing mesh: its secret (the file cluster.secret of any member's home); without it, init makes a new mesh")
 	return c
@@ -63,6 +63,9 @@ func runInit(ctx context.Context, o *initOptions, args []string) error {
 	}
 	cfg.NBDTLSCert, cfg.NBDTLSKey, cfg.NBDTLSRequired = o.nbdTLS.cert, o.nbdTLS.key, o.nbdTLS.required
 	cfg.HTTP = o.http
+	if cfg.HTTP == "off" {
+		cfg.HTTP = ""
+	}
 	var secret string
 	if o.secretFile != "" {
 		b, err := os.ReadFile(o.secretFile)

@@ -50,4 +50,8 @@
 // bad magic closes the connection; a write whose payload does not arrive
 // whole is never applied, so a client that vanishes mid-write leaves the
 // export as it was before that write.
+//
+// Config.Observer, if set, is told of every READ, WRITE, FLUSH, TRIM and
+// WRITE_ZEROES once served (its kind, length, time in the export and
+// error), for metrics; refused requests included, unknown commands not.
 package nbd

@@ -34,8 +34,11 @@ type Config struct {
 	// once, and MaxInFlightBytes their payload buffers.
 	MaxInFlight      int
 	MaxInFlightBytes int64
-	// Now is the clock used for deadlines.
+	// Now is the clock used for deadlines and, with an Observer, to time
+	// requests.
 	Now func() time.Time
+	// Observer, if set, is told of every request served; see Observer.
+	Observer Observer
 }
 
 // DefaultConfig returns a Config without Exports.

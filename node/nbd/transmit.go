@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 )
 
 // readBufferSize is the connection's read buffer: large enough to take many
@@ -27,6 +28,8 @@ type transmission struct {
 	size uint64
 	ro   bool
 	log  *slog.Logger
+	obs  Observer
+	now  func() time.Time
 
 	out *replyWriter
 	wg  sync.WaitGroup
@@ -44,6 +47,8 @@ func newTransmission(s *Server, sess *session, log *slog.Logger) *transmission {
 		size: uint64(sess.exp.Size()),
 		ro:   sess.exp.ReadOnly(),
 		log:  log,
+		obs:  s.cfg.Observer,
+		now:  s.cfg.Now,
 		fl:   newFlight(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes),
 		out:  newReplyWriter(sess.conn),
 		jobs: make(chan job),
@@ -160,6 +165,7 @@ func (t *transmission) dispatch(ctx context.Context, br *bufio.Reader, req reque
 				return fmt.Errorf("skip refused write payload: %w", err)
 			}
 		}
+		t.observeRefused(req, errno)
 		return t.reply(req.Cookie, errno, nil)
 	}
 	n := 0
@@ -269,13 +275,39 @@ func (t *transmission) serve(ctx context.Context, req request, buf *[]byte) {
 // execute performs one checked request and returns the reply's errno and,
 // for a successful read, its data.
 func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (uint32, []byte) {
+	// The clock is read only for an Observer: without one a request costs
+	// no time reads.
+	var start time.Time
+	if t.obs != nil {
+		start = t.now()
+	}
+	err := t.apply(ctx, req, buf)
+	if t.obs != nil {
+		t.obs.Request(opName(req.Type), observedLen(req), t.now().Sub(start), err)
+	}
+	if err != nil {
+		errno := errnoOf(err)
+		lvl := slog.LevelWarn
+		if errno == errnoInval || ctx.Err() != nil {
+			lvl = slog.LevelDebug
+		}
+		t.log.Log(ctx, lvl, "nbd request failed", "cmd", req.Type, "offset", req.Offset, "length", req.Length, "errno", errno, "err", err)
+		return errno, nil
+	}
+	if req.Type == cmdRead {
+		return errnoOK, *buf
+	}
+	return errnoOK, nil
+}
+
+// apply performs one checked request on the export, with the flush a FUA
+// flag asks for.
+func (t *transmission) apply(ctx context.Context, req request, buf *[]byte) error {
 	off, n := int64(req.Offset), int64(req.Length)
 	var err error
 	switch req.Type {
 	case cmdRead:
-		if err = t.exp.ReadAt(ctx, *buf, off); err == nil {
-			return errnoOK, *buf
-		}
+		return t.exp.ReadAt(ctx, *buf, off)
 	case cmdWrite:
 		err = t.exp.WriteAt(ctx, *buf, off)
 	case cmdTrim:
@@ -283,20 +315,12 @@ func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (u
 	case cmdWriteZeroes:
 		err = t.exp.Zero(ctx, off, n, req.Flags&cmdFlagNoHole == 0)
 	case cmdFlush:
+		return t.exp.Flush(ctx)
+	}
+	if err == nil && req.Flags&cmdFlagFUA != 0 {
 		err = t.exp.Flush(ctx)
 	}
-	if err == nil && req.Flags&cmdFlagFUA != 0 && req.Type != cmdFlush && req.Type != cmdRead {
-		err = t.exp.Flush(ctx)
-	}
-	errno := errnoOf(err)
-	if err != nil {
-		lvl := slog.LevelWarn
-		if errno == errnoInval || ctx.Err() != nil {
-			lvl = slog.LevelDebug
-		}
-		t.log.Log(ctx, lvl, "nbd request failed", "cmd", req.Type, "offset", off, "length", n, "errno", errno, "err", err)
-	}
-	return errno, nil
+	return err
 }
 
 func (t *transmission) replyLog(req request, errno uint32, data []byte) {
