@@ -98,7 +98,11 @@ func startHTTP(ctx context.Context, cfg Config, s *server, metrics http.Handler)
 		}
 	}()
 	h.stopAfter = context.AfterFunc(ctx, h.shutdown)
-	s.log.Info("dashboard listening", "url", "http://"+ln.Addr().String()+"/", "token_required", token != "")
+	if token != "" {
+		s.log.Info("dashboard listening", "url", "http://"+ln.Addr().String()+"/?token=TOKEN", "token_file", cfg.Path(HTTPTokenFile))
+	} else {
+		s.log.Info("dashboard listening", "url", "http://"+ln.Addr().String()+"/")
+	}
 	return h, nil
 }
 
@@ -137,7 +141,12 @@ func (h *httpService) shutdown() {
 // token check when token is set and the loopback Host check otherwise.
 func dashboardHandler(s *server, metrics http.Handler, token, cookie string) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", requireCSRFHeader(s, http.StripPrefix("/api", s.routes())))
+	// Over HTTP the API is what the page needs: every read, and stopping a
+	// transfer. Changes to disks, the mesh or the config stay on the
+	// local socket, whose file mode guards them.
+	api := http.StripPrefix("/api", s.routes())
+	mux.Handle("GET /api/v1/", api)
+	mux.Handle("POST /api/v1/transfers/{id}/cancel", requireCSRFHeader(s, api))
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}

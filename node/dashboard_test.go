@@ -131,12 +131,17 @@ func TestDashboardCSRF(t *testing.T) {
 				r.AddCookie(&http.Cookie{Name: dashCookie, Value: token})
 			}
 		}
-		for _, method := range []string{"POST", "DELETE", "PUT"} {
-			w := dashDo(t, h, method, "/api/v1/transfers/abc/cancel", auth)
-			wantStatus(t, w, http.StatusForbidden, method+" without "+csrfHeader)
-			wantCode(t, w, codeForbidden, method+" without "+csrfHeader)
+		w := dashDo(t, h, "POST", "/api/v1/transfers/abc/cancel", auth)
+		wantStatus(t, w, http.StatusForbidden, "POST without "+csrfHeader)
+		wantCode(t, w, codeForbidden, "POST without "+csrfHeader)
+		// Changes other than stopping a transfer are not served over HTTP.
+		for _, req := range [][2]string{{"DELETE", "/api/v1/disks/d"}, {"POST", "/api/v1/disks"}, {"PUT", "/api/v1/disks/d/allow"}, {"POST", "/api/v1/join"}} {
+			w := dashDo(t, h, req[0], req[1], func(r *http.Request) { auth(r); r.Header.Set(csrfHeader, "1") })
+			if w.Code != http.StatusMethodNotAllowed && w.Code != http.StatusNotFound {
+				t.Fatalf("%s %s over HTTP: status %d, want it refused (404/405)", req[0], req[1], w.Code)
+			}
 		}
-		w := dashDo(t, h, "POST", "/api/v1/transfers/abc/cancel", func(r *http.Request) { auth(r); r.Header.Set(csrfHeader, "1") })
+		w = dashDo(t, h, "POST", "/api/v1/transfers/abc/cancel", func(r *http.Request) { auth(r); r.Header.Set(csrfHeader, "1") })
 		wantStatus(t, w, http.StatusBadRequest, "POST with "+csrfHeader)
 		if !strings.Contains(w.Body.String(), ErrNoMesh.Error()) {
 			t.Fatalf("POST with %s: body %s, want the API's answer (%v)", csrfHeader, w.Body, ErrNoMesh)
