@@ -43,8 +43,8 @@ func TestDashboardStopsTransfer(t *testing.T) {
 		t.Skip("chromedriver not installed (Debian packages chromium and chromium-driver; make deps installs them as root)")
 	}
 	dash := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	a := dashboardMember(t, "site-a", "127.0.0.1", "", dash)
-	b := dashboardMember(t, "site-b", "127.0.0.2", a.home, "off")
+	a := meshMember(t, "site-a", "127.0.0.1", "", "--http", dash)
+	b := meshMember(t, "site-b", "127.0.0.2", a.home)
 	b.ok("join", a.addr())
 	eventually(t, "two members", func() (bool, string) { n := a.alivePeers(); return n == 2, fmt.Sprint(n) })
 
@@ -86,21 +86,6 @@ func TestDashboardStopsTransfer(t *testing.T) {
 		state := wd.text(row + " .state")
 		return state == "cancelled", fmt.Sprintf("state cell %q", state)
 	})
-}
-
-// dashboardMember is meshMember with the dashboard on httpAddr ("off":
-// none).
-func dashboardMember(t *testing.T, site, ip, secretFrom, httpAddr string) *harness {
-	t.Helper()
-	h := newHarness(t, filepath.Join(t.TempDir(), site))
-	args := []string{"init", "--site", site, "--nbd", "off", "--listen", "/ip4/" + ip + "/tcp/0", "--http", httpAddr}
-	if secretFrom != "" {
-		args = append(args, "--cluster-secret-file", filepath.Join(secretFrom, node.ClusterSecretFile))
-	}
-	h.ok(args...)
-	h.daemonArgs = []string{"--heal-interval", healInterval}
-	h.startDaemon()
-	return h
 }
 
 // webDriver is a session of chromedriver's W3C WebDriver HTTP API.

@@ -29,13 +29,13 @@ const (
 	healInterval = "2s"
 )
 
-// meshMember inits a node of site on ip (listening on a free port) and
-// starts it; secretFrom, if set, is the home of a member whose cluster
-// secret it joins with.
-func meshMember(t *testing.T, site, ip, secretFrom string) *harness {
+// meshMember inits a node of site on ip (listening on a free port), with
+// more init arguments if given, and starts it; secretFrom, if set, is the
+// home of a member whose cluster secret it joins with.
+func meshMember(t *testing.T, site, ip, secretFrom string, initArgs ...string) *harness {
 	t.Helper()
 	h := newHarness(t, filepath.Join(t.TempDir(), site))
-	args := []string{"init", "--site", site, "--nbd", "off", "--listen", "/ip4/" + ip + "/tcp/0"}
+	args := append([]string{"init", "--site", site, "--nbd", "off", "--listen", "/ip4/" + ip + "/tcp/0"}, initArgs...)
 	if secretFrom != "" {
 		args = append(args, "--cluster-secret-file", filepath.Join(secretFrom, node.ClusterSecretFile))
 	}
