@@ -84,9 +84,9 @@ func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, 
 		if err := f.keep(ctx, peer, got, data); err != nil {
 			return err
 		}
-		for c, d := range got {
+		for c, b := range got {
 			delete(pending, c)
-			out[c] = d
+			out[c] = b.Data
 		}
 		return nil
 	}
@@ -130,7 +130,7 @@ func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, 
 
 // request asks peer for cids, expected to come to about expect bytes,
 // once the transfer's bandwidth limit and the scheduler let it go.
-func (f *fetcher) request(ctx context.Context, peer string, cids []cid.Cid, expect int64) (map[cid.Cid][]byte, error) {
+func (f *fetcher) request(ctx context.Context, peer string, cids []cid.Cid, expect int64) (map[cid.Cid]blockstore.Block, error) {
 	if err := waitBytes(ctx, f.limit, expect); err != nil {
 		return nil, err
 	}
@@ -145,8 +145,8 @@ func (f *fetcher) request(ctx context.Context, peer string, cids []cid.Cid, expe
 		return nil, fmt.Errorf("get %d blocks from %s: %w", len(cids), peer, err)
 	}
 	var bytes int64
-	for _, d := range got {
-		bytes += int64(len(d))
+	for _, b := range got {
+		bytes += int64(len(b.Data))
 	}
 	if extra := bytes - expect; extra > 0 {
 		f.sched.charge(f.flow, extra)
@@ -158,15 +158,15 @@ func (f *fetcher) request(ctx context.Context, peer string, cids []cid.Cid, expe
 }
 
 // keep stores blocks received from peer.
-func (f *fetcher) keep(ctx context.Context, peer string, got map[cid.Cid][]byte, data bool) error {
+func (f *fetcher) keep(ctx context.Context, peer string, got map[cid.Cid]blockstore.Block, data bool) error {
 	if len(got) == 0 {
 		return nil
 	}
 	blocks := make([]blockstore.Block, 0, len(got))
 	var bytes int64
-	for c, d := range got {
-		blocks = append(blocks, blockstore.Block{CID: c, Data: d})
-		bytes += int64(len(d))
+	for _, b := range got {
+		blocks = append(blocks, b) // verified by the exchange: not hashed again
+		bytes += int64(len(b.Data))
 	}
 	if err := f.store.PutMany(ctx, blocks); err != nil {
 		return fmt.Errorf("store %d blocks from %s: %w", len(blocks), peer, err)

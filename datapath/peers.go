@@ -14,7 +14,7 @@ import (
 // Both must be safe for concurrent use and return promptly when ctx ends.
 type Peers interface {
 	Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, error)
-	Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid][]byte, error)
+	Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error)
 }
 
 // Store is what a transfer needs from the local block store. It must be

@@ -33,7 +33,7 @@ func (s *FetchingStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		return data, err
 	}
 	corrupt := errors.Is(err, blockstore.ErrCorrupt)
-	data, ferr := s.fetch(ctx, c)
+	b, ferr := s.fetch(ctx, c)
 	if ferr != nil {
 		return nil, errors.Join(err, ferr)
 	}
@@ -45,14 +45,14 @@ func (s *FetchingStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 			return nil, fmt.Errorf("replace corrupt %s: %w", c, err)
 		}
 	}
-	if err := s.Store.Put(ctx, blockstore.Block{CID: c, Data: data}); err != nil {
+	if err := s.Store.Put(ctx, b); err != nil {
 		return nil, fmt.Errorf("keep fetched %s: %w", c, err)
 	}
-	return data, nil
+	return b.Data, nil
 }
 
 // fetch asks the other members for c, closest to the block first.
-func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
+func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) (blockstore.Block, error) {
 	members := s.Members()
 	var errs []error
 	for _, m := range placement.Place(c.Hash(), members, len(members)) {
@@ -67,14 +67,14 @@ func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
 			}
 			continue
 		}
-		if data, ok := got[c]; ok {
-			return data, nil
+		if b, ok := got[c]; ok {
+			return b, nil
 		}
 	}
 	if len(errs) == 0 {
-		return nil, fmt.Errorf("fetch %s: no live member holds it: %w", c, blockstore.ErrNotFound)
+		return blockstore.Block{}, fmt.Errorf("fetch %s: no live member holds it: %w", c, blockstore.ErrNotFound)
 	}
-	return nil, fmt.Errorf("fetch %s: %w", c, errors.Join(errs...))
+	return blockstore.Block{}, fmt.Errorf("fetch %s: %w", c, errors.Join(errs...))
 }
 
 // peerName prints a placement ID (raw peer ID bytes) the way libp2p does.

@@ -384,9 +384,9 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p
 		var bytes int
 		var rest []cid.Cid
 		for _, c := range missing {
-			if data, ok := got[c]; ok {
-				blocks = append(blocks, blockstore.Block{CID: c, Data: data})
-				bytes += len(data)
+			if b, ok := got[c]; ok {
+				blocks = append(blocks, b)
+				bytes += len(b.Data)
 			} else {
 				rest = append(rest, c)
 			}

@@ -15,7 +15,9 @@ import (
 // placement IDs. The mesh's exchange client satisfies it.
 type Peers interface {
 	Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, error)
-	Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid][]byte, error)
+	// Get returns the blocks peer holds, verified (and marked hashed, so
+	// storing them does not hash them again).
+	Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error)
 	Put(ctx context.Context, peer string, bs []blockstore.Block) error
 }
 

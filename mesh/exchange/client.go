@@ -55,11 +55,11 @@ func (c *Client) Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, 
 // in the map. Every block is verified against its CID: one that does not
 // match gives an error matching ErrBadBlock, and the caller should drop
 // the peer. On any error the blocks fetched so far are discarded.
-func (c *Client) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid][]byte, error) {
+func (c *Client) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error) {
 	if err := checkCIDs(cids); err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}
-	out := make(map[cid.Cid][]byte, len(cids))
+	out := make(map[cid.Cid]blockstore.Block, len(cids))
 	for batch := range slices.Chunk(cids, MaxCIDs) {
 		for len(batch) > 0 {
 			resp, err := c.roundTrip(ctx, peer, request{op: opGet, cids: batch})
@@ -79,7 +79,7 @@ func (c *Client) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.
 }
 
 // acceptBlocks verifies blocks sent in answer to asked and adds them to out.
-func acceptBlocks(out map[cid.Cid][]byte, asked []cid.Cid, blocks []blockstore.Block) error {
+func acceptBlocks(out map[cid.Cid]blockstore.Block, asked []cid.Cid, blocks []blockstore.Block) error {
 	want := make(map[cid.Cid]struct{}, len(asked))
 	for _, c := range asked {
 		want[c] = struct{}{}
@@ -93,7 +93,7 @@ func acceptBlocks(out map[cid.Cid][]byte, asked []cid.Cid, blocks []blockstore.B
 		return err
 	}
 	for _, b := range blocks {
-		out[b.CID] = b.Data
+		out[b.CID] = b
 	}
 	return nil
 }

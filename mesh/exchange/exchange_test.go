@@ -74,14 +74,14 @@ func storeWith(t *testing.T, bs []blockstore.Block) *blockstore.Memory {
 	return m
 }
 
-func checkBlocks(t *testing.T, got map[cid.Cid][]byte, want []blockstore.Block) {
+func checkBlocks(t *testing.T, got map[cid.Cid]blockstore.Block, want []blockstore.Block) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d blocks, want %d", len(got), len(want))
 	}
 	for _, b := range want {
-		if !bytes.Equal(got[b.CID], b.Data) {
-			t.Fatalf("block %s: got %d bytes that differ from the %d stored", b.CID, len(got[b.CID]), len(b.Data))
+		if g := got[b.CID]; g.CID != b.CID || !bytes.Equal(g.Data, b.Data) {
+			t.Fatalf("block %s: got %s, %d bytes that differ from the %d stored", b.CID, g.CID, len(g.Data), len(b.Data))
 		}
 	}
 }
