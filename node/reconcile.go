@@ -109,8 +109,8 @@ func (n *meshNode) reconcile(ctx context.Context) {
 	}
 	// What this node published and no longer holds was removed here.
 	for key, e := range all {
-		if e.Deleted || e.Writer != n.selfStr || strings.HasPrefix(key, catalog.ReplicatePrefix) {
-			continue // policies are not volume records
+		if e.Deleted || e.Writer != n.selfStr || !volumeKey(key) {
+			continue
 		}
 		if _, ok := local[key]; ok {
 			continue
@@ -224,4 +224,11 @@ func freeBytes(path string) int64 {
 		return 0
 	}
 	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// volumeKey reports whether key names something the volumes hold (a disk,
+// a replica or a spacesuit version), as opposed to a policy.
+func volumeKey(key string) bool {
+	return strings.HasPrefix(key, catalog.DiskPrefix) || strings.HasPrefix(key, catalog.ReplicaPrefix) ||
+		strings.HasPrefix(key, catalog.SpacesuitPrefix)
 }

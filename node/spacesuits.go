@@ -95,8 +95,9 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.vols.RemoveSpacesuit(r.Context(), name, version)
-	if errors.Is(err, volume.ErrNotFound) && s.mesh != nil {
-		// Published by another node: the tombstone tells it to forget it.
+	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
+		// A tombstone tells every node that keeps a copy (the publisher,
+		// the sites it was pushed to) to forget it too.
 		err = s.mesh.removeSpacesuit(name, version)
 	}
 	if err != nil {

@@ -30,23 +30,23 @@ type TransferOptions struct {
 // TransferInfo is a transfer as `weft transfers` shows it. Field names are
 // part of the CLI's JSON contract.
 type TransferInfo struct {
-	ID         string            `json:"id"`
-	Kind       string            `json:"kind"` // push, pull, receive, background
-	Source     string            `json:"source"`
-	Root       string            `json:"root"`
-	State      string            `json:"state"` // running, done, failed, cancelled
-	Priority   string            `json:"priority"`
-	BytesSent  int64             `json:"bytes_sent"`
-	BlocksSent int64             `json:"blocks_sent"`
-	TotalBytes int64             `json:"total_bytes"`
-	Rate       float64           `json:"rate"` // bytes/s
-	ETA        float64           `json:"eta_seconds"`
-	Targets    []TargetProgress  `json:"targets"`
-	BytesFrom  map[string]int64  `json:"bytes_from,omitempty"`
-	Started    time.Time         `json:"started"`
-	Ended      time.Time         `json:"ended,omitzero"`
-	Error      string            `json:"error,omitempty"`
-	Progress   datapath.Progress `json:"-"`
+	ID         string           `json:"id"`
+	Kind       string           `json:"kind"` // push, pull, receive, background
+	Source     string           `json:"source"`
+	Root       string           `json:"root"`
+	State      string           `json:"state"` // running, done, failed, cancelled
+	Priority   string           `json:"priority"`
+	BytesSent  int64            `json:"bytes_sent"`
+	BlocksSent int64            `json:"blocks_sent"`
+	TotalBytes int64            `json:"total_bytes"`
+	Skipped    int64            `json:"skipped_blocks"` // already held by the receiver
+	Rate       float64          `json:"rate"`           // bytes/s
+	ETA        float64          `json:"eta_seconds"`
+	Targets    []TargetProgress `json:"targets"`
+	BytesFrom  map[string]int64 `json:"bytes_from,omitempty"`
+	Started    time.Time        `json:"started"`
+	Ended      time.Time        `json:"ended,omitzero"`
+	Error      string           `json:"error,omitempty"`
 }
 
 // TargetProgress is one receiver of a transfer.

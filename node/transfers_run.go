@@ -96,7 +96,7 @@ func fillFromProgress(i *TransferInfo, p datapath.Progress) {
 	i.BytesSent, i.BlocksSent, i.TotalBytes = p.DoneBytes, p.DoneBlocks, p.TotalBytes
 	i.Rate, i.ETA = p.Rate, p.ETA.Seconds()
 	i.BytesFrom = namedBytes(p.BytesFrom)
-	i.Progress = p
+	i.Skipped = p.SkippedBlocks
 }
 
 // namedBytes prints the peers of a per-peer map as libp2p does.
@@ -328,8 +328,9 @@ func (n *meshNode) serveReceive(s network.Stream) {
 // sumTargets totals a push's figures over its targets; the ETA is the
 // slowest target's.
 func (i *TransferInfo) sumTargets() {
-	i.BytesSent, i.BlocksSent, i.TotalBytes, i.Rate, i.ETA = 0, 0, 0, 0, 0
+	i.BytesSent, i.BlocksSent, i.TotalBytes, i.Skipped, i.Rate, i.ETA = 0, 0, 0, 0, 0, 0
 	for _, tp := range i.Targets {
+		i.Skipped += tp.Skipped
 		i.BytesSent += tp.Bytes
 		i.BlocksSent += tp.Blocks
 		i.TotalBytes += tp.Total
@@ -339,6 +340,6 @@ func (i *TransferInfo) sumTargets() {
 }
 
 func targetProgress(i TransferInfo) TargetProgress {
-	return TargetProgress{State: i.State, Bytes: i.BytesSent, Blocks: i.BlocksSent, Skipped: i.Progress.SkippedBlocks,
+	return TargetProgress{State: i.State, Bytes: i.BytesSent, Blocks: i.BlocksSent, Skipped: i.Skipped,
 		Total: i.TotalBytes, Rate: i.Rate, ETA: i.ETA, BytesFrom: i.BytesFrom, Error: i.Error}
 }

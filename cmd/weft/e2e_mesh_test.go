@@ -408,6 +408,25 @@ func TestPushSpacesuitToSites(t *testing.T) {
 		}
 	}
 
+	// A site serves the version it received over NBD, read-only.
+	url = fmt.Sprintf("nbd+unix:///ubuntu@2?socket=%s", filepath.Join(c.home, "nbd.sock"))
+	toolOK(t, "qemu-io", "-r", "-f", "raw", "-c", "read -P 0x77 0 2M", url)
+	if out, code := tool(t, cmdTimeout, "qemu-io", "-f", "raw", "-c", "write 0 4k", url); code == 0 {
+		t.Fatalf("a write to spacesuit ubuntu@2 over NBD succeeded: %s", out)
+	}
+	// Removing a version anywhere removes it everywhere, publisher included.
+	b.ok("spacesuit", "rm", "ubuntu@1")
+	eventually(t, "ubuntu@1 gone on the publisher", func() (bool, string) {
+		var list []volume.SpacesuitInfo
+		a.jsonOut(&list, "spacesuit", "ls")
+		for _, s := range list {
+			if s.Ref == "ubuntu@1" {
+				return false, fmt.Sprintf("%+v", list)
+			}
+		}
+		return len(list) > 0, fmt.Sprintf("%+v", list)
+	})
+
 	a.killDaemon()
 	for i, h := range []*harness{b, c} {
 		vm := fmt.Sprint("vm", i)
@@ -463,6 +482,9 @@ func TestTransferCancelResumes(t *testing.T) {
 		t.Fatalf("second pull: %+v", second)
 	}
 	t.Logf("first run moved %d of %d bytes before the cancel, the second %d", first.BytesSent, first.TotalBytes, second.BytesSent)
+	if second.Skipped == 0 {
+		t.Fatalf("the second pull skipped no block: %+v", second)
+	}
 	if total := first.BytesSent + second.BytesSent; total > first.TotalBytes*115/100 || second.BytesSent >= first.TotalBytes {
 		t.Fatalf("moved %d + %d bytes over both runs, want about one copy (%d)", first.BytesSent, second.BytesSent, first.TotalBytes)
 	}
