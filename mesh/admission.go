@@ -292,14 +292,6 @@ func (a *admission) wait(ctx context.Context, p peer.ID) error {
 	}
 }
 
-// admitted reports whether p is connected and admitted now.
-func (a *admission) admitted(p peer.ID) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	st, ok := a.peers[p]
-	return ok && st.ok
-}
-
 // gate wraps a stream handler so that it runs only for admitted peers and
 // resets the streams of everyone else.
 func (a *admission) gate(h network.StreamHandler) network.StreamHandler {

@@ -50,6 +50,8 @@ type meshNode struct {
 	transfers *transfers
 	partial   *partialRoots
 
+	reconcileMu sync.Mutex // see reconcile
+
 	mu      sync.Mutex
 	pushed  map[string]cid.Cid // disk → last root its placement sets confirmed
 	pushing map[string]bool

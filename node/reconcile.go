@@ -44,6 +44,11 @@ func (n *meshNode) reconcileLoop(ctx context.Context) {
 // the catalog hands to this node, gives up the disks another node now
 // owns, and starts replication of new roots.
 func (n *meshNode) reconcile(ctx context.Context) {
+	// One at a time: the loop, sync flushes, publishes and replication
+	// cycles all call it, and two runs must not adopt or give up a disk
+	// at once.
+	n.reconcileMu.Lock()
+	defer n.reconcileMu.Unlock()
 	all := map[string]catalog.Entry{} // tombstones included
 	for _, e := range n.cat.Snapshot() {
 		all[e.Key] = e

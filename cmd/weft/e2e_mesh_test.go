@@ -241,6 +241,18 @@ func TestMeshReplicatesAndHeals(t *testing.T) {
 	})
 	b.wantContent("vm", want)
 	a.wantContent("vm", want) // A still reads it, as any node may
+
+	// Taking a disk whose owner is alive needs --force; then the owner
+	// is fenced and gives it up.
+	c.fails("is alive", "disk", "take", "vm")
+	c.ok("disk", "take", "vm", "--force")
+	cPeer := c.peerID()
+	eventually(t, "B gives vm up to C", func() (bool, string) {
+		r := b.run(nil, "disk", "commit", "vm")
+		d := a.diskInfo("vm")
+		return r.code != 0 && d.Owner == cPeer && d.Epoch == 3, fmt.Sprintf("%+v", d)
+	})
+	c.wantContent("vm", want)
 }
 
 // corruptHeldBlock flips a byte of one of img's data blocks in the (stopped)
