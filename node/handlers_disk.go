@@ -120,7 +120,7 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.vols.Clone(r.Context(), src, req.Name)
 	if errors.Is(err, volume.ErrNotFound) && s.mesh != nil {
-		if _, ok := s.mesh.catalogEntry(src); ok { // else the local error says it best
+		if _, ok := s.mesh.awaitCatalogEntry(r.Context(), src); ok { // else the local error says it best
 			info, err = s.mesh.cloneRemote(r.Context(), src, req.Name)
 		}
 	}

@@ -55,7 +55,7 @@ func (n *meshNode) pullFrom(ctx context.Context, req TransferRequest) (*transfer
 	if err != nil {
 		return nil, err
 	}
-	e, ok := n.catalogEntry(ref)
+	e, ok := n.awaitCatalogEntry(ctx, ref)
 	if !ok || !e.Root.Defined() {
 		return nil, fmt.Errorf("pull %s: not in the mesh's catalog, or empty: %w", req.Source, volume.ErrNotFound)
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
@@ -160,6 +161,31 @@ func (n *meshNode) catalogEntry(ref volume.Ref) (catalog.Entry, bool) {
 		return n.cat.Get(catalog.SpacesuitKey(name, v))
 	}
 	return catalog.Entry{}, false
+}
+
+// catalogSettle bounds how long a command naming a record waits for it to
+// arrive: a replica or spacesuit made a moment ago on another node reaches
+// this one by gossip within a few hundred milliseconds, and an operator who
+// runs the two commands back to back should not see "not found".
+const catalogSettle = 3 * time.Second
+
+// awaitCatalogEntry is catalogEntry that waits up to catalogSettle for the
+// record to arrive.
+func (n *meshNode) awaitCatalogEntry(ctx context.Context, ref volume.Ref) (catalog.Entry, bool) {
+	ctx, cancel := context.WithTimeout(ctx, catalogSettle)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if e, ok := n.catalogEntry(ref); ok {
+			return e, true
+		}
+		select {
+		case <-ctx.Done():
+			return n.catalogEntry(ref)
+		case <-tick.C:
+		}
+	}
 }
 
 // cloneRemote clones a disk, replica or spacesuit this node does not hold:

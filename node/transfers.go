@@ -169,7 +169,7 @@ func (n *meshNode) resolve(ctx context.Context, source string) (resolved, error)
 			n.reconcile(ctx)
 		}
 	}
-	e, ok := n.catalogEntry(ref)
+	e, ok := n.awaitCatalogEntry(ctx, ref)
 	if !ok {
 		return resolved{}, fmt.Errorf("%s: not in the mesh's catalog: %w", source, volume.ErrNotFound)
 	}
