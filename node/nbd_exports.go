@@ -152,6 +152,13 @@ func (e *headExport) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return nbdError(err)
 }
 
+// ReadShared serves a read from the cache's verified blocks without
+// copying them (nbd.SharedReader).
+func (e *headExport) ReadShared(ctx context.Context, p []byte, off int64) ([][]byte, error) {
+	data, err := e.h.ReadShared(ctx, p, off)
+	return data, nbdError(err)
+}
+
 func (e *headExport) WriteAt(ctx context.Context, p []byte, off int64) error {
 	_, err := e.h.WriteAtContext(ctx, p, off)
 	return nbdError(err)
@@ -193,6 +200,11 @@ type viewExport struct {
 func (e *viewExport) ReadAt(ctx context.Context, p []byte, off int64) error {
 	_, err := e.v.ReadAt(p, off)
 	return nbdError(err)
+}
+
+func (e *viewExport) ReadShared(ctx context.Context, p []byte, off int64) ([][]byte, error) {
+	data, err := e.v.ReadShared(ctx, p, off)
+	return data, nbdError(err)
 }
 
 func (e *viewExport) WriteAt(context.Context, []byte, int64) error {

@@ -86,20 +86,41 @@ func (h *Head) ReadAt(p []byte, off int64) (int, error) {
 
 // ReadAtContext is ReadAt with a context for block-store reads.
 func (h *Head) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if _, err := h.read(ctx, p, off, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// ReadShared reads len(p) bytes at off and returns them as slices whose
+// concatenation is the data, without copying committed blocks: those
+// slices share the read cache's immutable memory (the caller must not
+// modify them); the rest is read into p. A server replying with writev
+// saves a copy of every byte.
+func (h *Head) ReadShared(ctx context.Context, p []byte, off int64) ([][]byte, error) {
+	reads, err := h.read(ctx, p, off, true)
+	if err != nil {
+		return nil, err
+	}
+	return readSlices(reads), nil
+}
+
+func (h *Head) read(ctx context.Context, p []byte, off int64, shared bool) ([]blockRead, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if err := h.checkRange(len(p), off); err != nil {
-		return 0, err
+		return nil, err
 	}
-	reads := splitRead(p, off, h.blockSize)
+	reads := splitRead(p, off, h.blockSize, shared)
 	inOverlay := make([]bool, len(reads))
 	h.bitsMu.Lock()
 	for k, r := range reads {
 		inOverlay[k] = h.inOverlay(r.index)
 	}
 	h.bitsMu.Unlock()
-	var committed []blockRead
-	for k, r := range reads {
+	var committed []*blockRead
+	for k := range reads {
+		r := &reads[k]
 		if !inOverlay[k] {
 			committed = append(committed, r)
 			continue
@@ -110,15 +131,15 @@ func (h *Head) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 		_, err := h.ov.data.ReadAt(r.dst, r.index*h.blockSize+r.inBlock)
 		unlock()
 		if err != nil {
-			return 0, fmt.Errorf("disk %q: read overlay: %w", h.name, err)
+			return nil, fmt.Errorf("disk %q: read overlay: %w", h.name, err)
 		}
 	}
 	if len(committed) > 0 {
 		if err := h.m.readCommittedBlocks(ctx, h.root, h.levels, committed); err != nil {
-			return 0, fmt.Errorf("disk %q: %w", h.name, err)
+			return nil, fmt.Errorf("disk %q: %w", h.name, err)
 		}
 	}
-	return len(p), nil
+	return reads, nil
 }
 
 // inOverlay reports whether block i is served from the overlay; the caller

@@ -332,6 +332,7 @@ func checkModel(t *testing.T, m *Manager, md *model, when string) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s: disk %s differs from the model at byte %d", when, name, firstDiff(got, want))
 		}
+		checkShared(t, h, want, when+": disk "+name)
 	}
 	disks, err := m.ListDisks(ctx)
 	if err != nil || len(disks) != len(md.disks) {
@@ -345,6 +346,7 @@ func checkModel(t *testing.T, m *Manager, md *model, when string) {
 			}
 			got := make([]byte, len(want))
 			_, err = v.ReadAt(got, 0)
+			checkShared(t, v, want, when+": replica "+disk+"@"+name)
 			v.Close()
 			if err != nil {
 				t.Fatalf("%s: read %s@%s: %v", when, disk, name, err)
@@ -352,6 +354,24 @@ func checkModel(t *testing.T, m *Manager, md *model, when string) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("%s: replica %s@%s differs from the model at byte %d", when, disk, name, firstDiff(got, want))
 			}
+		}
+	}
+}
+
+// checkShared reads the whole image and an unaligned middle span with
+// ReadShared and compares them with the model.
+func checkShared(t *testing.T, r interface {
+	ReadShared(context.Context, []byte, int64) ([][]byte, error)
+}, want []byte, what string) {
+	t.Helper()
+	off := min(int64(len(want)), 4096/2+3)
+	for _, span := range [][2]int64{{0, int64(len(want))}, {off, min(int64(len(want))-off, 3*4096)}} {
+		parts, err := r.ReadShared(context.Background(), make([]byte, span[1]), span[0])
+		if err != nil {
+			t.Fatalf("%s: ReadShared %d+%d: %v", what, span[0], span[1], err)
+		}
+		if got := bytes.Join(parts, nil); !bytes.Equal(got, want[span[0]:span[0]+span[1]]) {
+			t.Fatalf("%s: ReadShared %d+%d differs from the model at byte %d", what, span[0], span[1], firstDiff(got, want[span[0]:]))
 		}
 	}
 }

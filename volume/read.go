@@ -2,10 +2,13 @@ package volume
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
 )
 
 // blockRead is the part of one block a read needs.
@@ -13,19 +16,43 @@ type blockRead struct {
 	index   int64
 	inBlock int64
 	dst     []byte
+	// shared asks for the data as a slice of the block's immutable bytes
+	// (in out) instead of a copy in dst: a zero-copy reply sends it as is.
+	shared bool
+	out    []byte
+}
+
+// read fills r from the map at root.
+func (m *Manager) read(ctx context.Context, root cid.Cid, levels int, r *blockRead) error {
+	if !r.shared {
+		return m.readCommitted(ctx, root, levels, r.index, r.inBlock, r.dst)
+	}
+	data, err := m.committedBlock(ctx, root, levels, r.index)
+	if err != nil {
+		return err
+	}
+	if data == nil {
+		clear(r.dst)
+		r.out = r.dst
+		return nil
+	}
+	if r.inBlock+int64(len(r.dst)) > int64(len(data)) {
+		return fmt.Errorf("block %d: %d bytes, want %d: %w", r.index, len(data), r.inBlock+int64(len(r.dst)), blockstore.ErrCorrupt)
+	}
+	r.out = data[r.inBlock : r.inBlock+int64(len(r.dst)) : r.inBlock+int64(len(r.dst))]
+	return nil
 }
 
 // readCommittedBlocks fills each read from the map at root. A read spanning
 // several blocks fetches and verifies them on every core at once: a single
 // sequential stream (a FUSE reader, a 1 MiB NBD read) is otherwise bound to
 // one core's hashing speed. It returns the first error.
-func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels int, reads []blockRead) error {
+func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels int, reads []*blockRead) error {
 	if len(reads) == 1 {
-		r := reads[0]
-		return m.readCommitted(ctx, root, levels, r.index, r.inBlock, r.dst)
+		return m.read(ctx, root, levels, reads[0])
 	}
 	workers := min(len(reads), runtime.GOMAXPROCS(0))
-	next := make(chan blockRead, len(reads))
+	next := make(chan *blockRead, len(reads))
 	for _, r := range reads {
 		next <- r
 	}
@@ -38,7 +65,7 @@ func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels 
 			defer wg.Done()
 			for r := range next {
 				if errs[w] == nil {
-					errs[w] = m.readCommitted(ctx, root, levels, r.index, r.inBlock, r.dst)
+					errs[w] = m.read(ctx, root, levels, r)
 				}
 			}
 		}()
@@ -53,7 +80,7 @@ func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels 
 }
 
 // splitRead cuts [off, off+len(p)) into per-block reads.
-func splitRead(p []byte, off, blockSize int64) []blockRead {
+func splitRead(p []byte, off, blockSize int64, shared bool) []blockRead {
 	if len(p) == 0 {
 		return nil
 	}
@@ -63,8 +90,21 @@ func splitRead(p []byte, off, blockSize int64) []blockRead {
 		i := pos / blockSize
 		inBlock := pos - i*blockSize
 		n := min(int64(len(p))-done, blockSize-inBlock)
-		out = append(out, blockRead{index: i, inBlock: inBlock, dst: p[done : done+n]})
+		out = append(out, blockRead{index: i, inBlock: inBlock, dst: p[done : done+n], shared: shared})
 		done += n
+	}
+	return out
+}
+
+// readSlices returns the data of reads in order: each read's shared slice, or
+// its part of the caller's buffer.
+func readSlices(reads []blockRead) [][]byte {
+	out := make([][]byte, len(reads))
+	for k, r := range reads {
+		out[k] = r.dst
+		if r.out != nil {
+			out[k] = r.out
+		}
 	}
 	return out
 }

@@ -82,17 +82,36 @@ func (v *View) Close() error {
 
 // ReadAt reads len(p) bytes at off.
 func (v *View) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > v.size {
-		return 0, fmt.Errorf("%s: range %d+%d outside %d bytes: %w", v.ref, off, len(p), v.size, ErrInvalid)
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	reads := splitRead(p, off, v.blockSize)
-	if err := v.m.readCommittedBlocks(context.Background(), v.root, v.levels, reads); err != nil {
-		return 0, fmt.Errorf("%s: %w", v.ref, err)
+	if _, err := v.read(context.Background(), p, off, false); err != nil {
+		return 0, err
 	}
 	return len(p), nil
+}
+
+// ReadShared is Head.ReadShared for the view.
+func (v *View) ReadShared(ctx context.Context, p []byte, off int64) ([][]byte, error) {
+	reads, err := v.read(ctx, p, off, true)
+	if err != nil {
+		return nil, err
+	}
+	return readSlices(reads), nil
+}
+
+func (v *View) read(ctx context.Context, p []byte, off int64, shared bool) ([]blockRead, error) {
+	if off < 0 || off+int64(len(p)) > v.size {
+		return nil, fmt.Errorf("%s: range %d+%d outside %d bytes: %w", v.ref, off, len(p), v.size, ErrInvalid)
+	}
+	reads := splitRead(p, off, v.blockSize, shared)
+	ptrs := make([]*blockRead, len(reads))
+	for k := range reads {
+		ptrs[k] = &reads[k]
+	}
+	if len(ptrs) > 0 {
+		if err := v.m.readCommittedBlocks(ctx, v.root, v.levels, ptrs); err != nil {
+			return nil, fmt.Errorf("%s: %w", v.ref, err)
+		}
+	}
+	return reads, nil
 }
 
 // ForEachBlock calls fn for every non-zero block in ascending offset order.

@@ -299,3 +299,36 @@ func expectClosed(t *testing.T, c net.Conn) {
 func tlsClientConfig() *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
 }
+
+// sharedExports serves memExports through handles that also implement
+// SharedReader, returning each read as 1000-byte pieces of fresh memory.
+type sharedExports struct {
+	*memExports
+	reads *int
+}
+
+func (s sharedExports) Open(ctx context.Context, name string, client netip.Addr) (Export, error) {
+	e, err := s.memExports.Open(ctx, name, client)
+	if err != nil {
+		return nil, err
+	}
+	return sharedHandle{handle: e.(handle), reads: s.reads}, nil
+}
+
+type sharedHandle struct {
+	handle
+	reads *int
+}
+
+func (h sharedHandle) ReadShared(_ context.Context, p []byte, off int64) ([][]byte, error) {
+	var parts [][]byte
+	err := h.io(func() {
+		*h.reads++
+		data := bytes.Clone(h.data[off : off+int64(len(p))])
+		for len(data) > 1000 {
+			parts, data = append(parts, data[:1000:1000]), data[1000:]
+		}
+		parts = append(parts, data)
+	})
+	return parts, err
+}

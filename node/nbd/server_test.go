@@ -215,6 +215,39 @@ func TestTransmission(t *testing.T) {
 	}
 }
 
+// TestSharedReader checks that an export's shared slices reach the client
+// whole and in order, on the inline path of small reads and on the workers
+// of large ones, and that a failing ReadShared is an EIO reply.
+func TestSharedReader(t *testing.T) {
+	exps := newMemExports()
+	reads := 0
+	_, connect := testServer(t, sharedExports{memExports: exps, reads: &reads}, nil)
+	c, _ := dial(t, connect, "disk")
+	disk := exps.exports["disk"]
+	pattern := make([]byte, 300<<10)
+	for i := range pattern {
+		pattern[i] = byte(i * 7 / 1000)
+	}
+	if errno, _ := c.do(cmdWrite, 0, 4096, uint32(len(pattern)), pattern); errno != 0 {
+		t.Fatalf("write: errno %d", errno)
+	}
+	for _, n := range []int{1, 4500, 64 << 10, len(pattern)} {
+		if errno, data := c.do(cmdRead, 0, 4096, uint32(n), nil); errno != 0 || !bytes.Equal(data, pattern[:n]) {
+			t.Fatalf("read of %d bytes: errno %d, data differs: %v", n, errno, !bytes.Equal(data, pattern[:n]))
+		}
+	}
+	disk.mu.Lock()
+	got := reads
+	disk.failWith = fmt.Errorf("media error")
+	disk.mu.Unlock()
+	if got != 4 {
+		t.Fatalf("ReadShared served %d reads, want 4", got)
+	}
+	if errno, _ := c.do(cmdRead, 0, 0, 100<<10, nil); errno != errnoIO {
+		t.Fatalf("read on a failing store: errno %d, want EIO", errno)
+	}
+}
+
 func TestReadOnlyExport(t *testing.T) {
 	exps := newMemExports()
 	_, connect := testServer(t, exps, nil)

@@ -122,12 +122,12 @@ type inlineBatch struct {
 	held []*[]byte
 }
 
-func (b *inlineBatch) add(cookie uint64, errno uint32, data []byte, buf *[]byte) {
+func (b *inlineBatch) add(cookie uint64, errno uint32, data readData, buf *[]byte) {
 	hdr := make([]byte, simpleReplyLen)
 	putSimpleReply(hdr, errno, cookie)
 	b.bufs = append(b.bufs, hdr)
 	if errno == errnoOK {
-		b.bufs = append(b.bufs, data)
+		b.bufs = data.appendTo(b.bufs)
 	}
 	b.held = append(b.held, buf)
 }
@@ -166,7 +166,7 @@ func (t *transmission) dispatch(ctx context.Context, br *bufio.Reader, req reque
 			}
 		}
 		t.observeRefused(req, errno)
-		return t.reply(req.Cookie, errno, nil)
+		return t.reply(req.Cookie, errno, readData{})
 	}
 	n := 0
 	if req.Type == cmdRead || req.Type == cmdWrite {
@@ -272,16 +272,51 @@ func (t *transmission) serve(ctx context.Context, req request, buf *[]byte) {
 	t.replyLog(req, errno, data)
 }
 
+// readData is a read's reply payload: the request's buffer, or the slices
+// a SharedReader returned.
+type readData struct {
+	buf    []byte
+	shared [][]byte
+}
+
+func (d readData) appendTo(bufs net.Buffers) net.Buffers {
+	if d.shared != nil {
+		return append(bufs, d.shared...)
+	}
+	if len(d.buf) > 0 {
+		return append(bufs, d.buf)
+	}
+	return bufs
+}
+
+// SharedReader is an Export that can serve a read without copying its
+// data into the request's buffer: it returns slices whose concatenation is
+// the data, parts of p or memory it shares between requests and never
+// modifies. The server only writes them to the client (one writev), which
+// saves a copy of every byte read.
+type SharedReader interface {
+	ReadShared(ctx context.Context, p []byte, off int64) ([][]byte, error)
+}
+
 // execute performs one checked request and returns the reply's errno and,
 // for a successful read, its data.
-func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (uint32, []byte) {
+func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (uint32, readData) {
 	// The clock is read only for an Observer: without one a request costs
 	// no time reads.
 	var start time.Time
 	if t.obs != nil {
 		start = t.now()
 	}
-	err := t.apply(ctx, req, buf)
+	var data readData
+	var err error
+	if sr, ok := t.exp.(SharedReader); ok && req.Type == cmdRead {
+		data.shared, err = sr.ReadShared(ctx, *buf, int64(req.Offset))
+	} else {
+		err = t.apply(ctx, req, buf)
+		if req.Type == cmdRead {
+			data.buf = *buf
+		}
+	}
 	if t.obs != nil {
 		t.obs.Request(opName(req.Type), observedLen(req), t.now().Sub(start), err)
 	}
@@ -292,12 +327,9 @@ func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (u
 			lvl = slog.LevelDebug
 		}
 		t.log.Log(ctx, lvl, "nbd request failed", "cmd", req.Type, "offset", req.Offset, "length", req.Length, "errno", errno, "err", err)
-		return errno, nil
+		return errno, readData{}
 	}
-	if req.Type == cmdRead {
-		return errnoOK, *buf
-	}
-	return errnoOK, nil
+	return errnoOK, data
 }
 
 // apply performs one checked request on the export, with the flush a FUA
@@ -323,7 +355,7 @@ func (t *transmission) apply(ctx context.Context, req request, buf *[]byte) erro
 	return err
 }
 
-func (t *transmission) replyLog(req request, errno uint32, data []byte) {
+func (t *transmission) replyLog(req request, errno uint32, data readData) {
 	if err := t.reply(req.Cookie, errno, data); err != nil {
 		t.log.Debug("nbd reply", "err", err)
 		// Unblock the reader so the connection ends.
@@ -332,14 +364,17 @@ func (t *transmission) replyLog(req request, errno uint32, data []byte) {
 }
 
 // reply writes a simple reply and its data as one unit.
-func (t *transmission) reply(cookie uint64, errno uint32, data []byte) error {
+func (t *transmission) reply(cookie uint64, errno uint32, data readData) error {
 	var hdr [simpleReplyLen]byte
 	putSimpleReply(hdr[:], errno, cookie)
 	var err error
-	if len(data) == 0 {
+	switch {
+	case data.shared != nil:
+		err = t.out.send(data.appendTo(net.Buffers{hdr[:]})...)
+	case len(data.buf) == 0:
 		err = t.out.send(hdr[:])
-	} else {
-		err = t.out.send(hdr[:], data)
+	default:
+		err = t.out.send(hdr[:], data.buf)
 	}
 	if err != nil {
 		return fmt.Errorf("send reply: %w", err)
