@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/node/nbd"
@@ -162,6 +163,12 @@ func (e *headExport) ReadShared(ctx context.Context, p []byte, off int64) ([][]b
 func (e *headExport) WriteAt(ctx context.Context, p []byte, off int64) error {
 	_, err := e.h.WriteAtContext(ctx, p, off)
 	return nbdError(err)
+}
+
+// WriteFrom lets the NBD server splice a write's payload into the
+// overlay (nbd.FileWriter).
+func (e *headExport) WriteFrom(ctx context.Context, off, n int64, fill func(dst *os.File) error) error {
+	return nbdError(e.h.WriteFrom(ctx, off, n, fill))
 }
 
 // Zero punches whole blocks, or, without punch, writes zeros through the

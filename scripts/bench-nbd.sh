@@ -5,13 +5,18 @@
 # Both exports are filled with data first (and weft's committed), so reads
 # read data, not holes. BENCH_DIR picks the file system (default: a
 # temporary directory under /var/tmp); BENCH_SIZE the disk size in MiB
-# (default 1024); BENCH_RUNTIME the seconds per job (default 10).
+# (default 1024); BENCH_RUNTIME the seconds per job (default 10);
+# BENCH_REPEAT how many times each pair runs (default 3). The machines this
+# runs on are shared and noisy: each job alternates weft and nbdkit
+# BENCH_REPEAT times and the table shows the medians, and the spread of the
+# per-pair ratios.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 SIZE_MB=${BENCH_SIZE:-1024}
 RUNTIME=${BENCH_RUNTIME:-10}
+REPEAT=${BENCH_REPEAT:-3}
 for tool in fio nbdkit python3; do
 	command -v "$tool" >/dev/null || { echo "bench-nbd: $tool not found (Debian packages fio nbdkit python3; make deps installs them)" >&2; exit 1; }
 done
@@ -73,18 +78,20 @@ fill "$KIT_URI"
 JOBS="seqread:read:1M:4 seqwrite:write:1M:4 randread:randread:4k:16 randwrite:randwrite:4k:16"
 for spec in $JOBS; do
 	IFS=: read -r name rw bs depth <<<"$spec"
-	echo "running $name (${RUNTIME}s each)..." >&2
-	job "$name" "$rw" "$bs" "$depth" "$WEFT_URI" "$WORK/weft-$name.json"
-	# Commit what the job wrote now, outside the timed runs, so that weft's
-	# background commit (hashing and storing) does not land in the middle of
-	# the next measurement, nbdkit's or weft's.
-	"$WEFT" disk commit bench >/dev/null
-	job "$name" "$rw" "$bs" "$depth" "$KIT_URI" "$WORK/nbdkit-$name.json"
+	echo "running $name (${RUNTIME}s each, ${REPEAT} pairs)..." >&2
+	for r in $(seq "$REPEAT"); do
+		job "$name" "$rw" "$bs" "$depth" "$WEFT_URI" "$WORK/weft-$name-$r.json"
+		# Commit what the job wrote now, outside the timed runs, so that
+		# weft's background commit (hashing and storing) does not land in
+		# the middle of the next measurement, nbdkit's or weft's.
+		"$WEFT" disk commit bench >/dev/null
+		job "$name" "$rw" "$bs" "$depth" "$KIT_URI" "$WORK/nbdkit-$name-$r.json"
+	done
 done
 
-python3 - "$WORK" $JOBS <<'PY'
-import json, sys
-work, specs = sys.argv[1], sys.argv[2:]
+python3 - "$WORK" "$REPEAT" $JOBS <<'PY'
+import json, statistics, sys
+work, repeat, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 
 def stats(path, rw):
     text = open(path).read()  # fio may print notes before the JSON
@@ -93,16 +100,21 @@ def stats(path, rw):
     p99 = side["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
     return side["bw_bytes"] / 1e6, side["iops"], p99
 
-print(f"{'job':<22}{'server':<8}{'MB/s':>10}{'IOPS':>10}{'p99 µs':>10}")
-ratios = []
+def median(runs):
+    return tuple(statistics.median(r[i] for r in runs) for i in range(3))
+
+print(f"{'job':<22}{'server':<8}{'MB/s':>10}{'IOPS':>10}{'p99 µs':>10}   (medians of {repeat} runs)")
 for spec in specs:
     name, rw, bs, depth = spec.split(":")
-    w = stats(f"{work}/weft-{name}.json", rw)
-    k = stats(f"{work}/nbdkit-{name}.json", rw)
+    ws = [stats(f"{work}/weft-{name}-{r}.json", rw) for r in range(1, repeat + 1)]
+    ks = [stats(f"{work}/nbdkit-{name}-{r}.json", rw) for r in range(1, repeat + 1)]
+    w, k = median(ws), median(ks)
+    pairs = sorted(a[0] / b[0] for a, b in zip(ws, ks) if b[0])
     label = f"{name} {bs} qd{depth}"
     print(f"{label:<22}{'weft':<8}{w[0]:>10.0f}{w[1]:>10.0f}{w[2]:>10.0f}")
     print(f"{'':<22}{'nbdkit':<8}{k[0]:>10.0f}{k[1]:>10.0f}{k[2]:>10.0f}")
     r = w[0] / k[0] if k[0] else float("nan")
     lat = w[2] / k[2] if k[2] else float("nan")
-    print(f"{'':<22}{'ratio':<8}{r:>10.2f}{r:>10.2f}{lat:>10.2f}   (weft/nbdkit; latency: lower is better)")
+    spread = f"pairs {pairs[0]:.2f}-{pairs[-1]:.2f}" if pairs else ""
+    print(f"{'':<22}{'ratio':<8}{r:>10.2f}{r:>10.2f}{lat:>10.2f}   weft/nbdkit, {spread}; latency: lower is better")
 PY

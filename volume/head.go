@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -180,15 +181,41 @@ func (h *Head) WriteAt(p []byte, off int64) (int, error) {
 // Writes to different blocks proceed in parallel; writes to the same block
 // are serialised.
 func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if err := h.checkRange(len(p), off); err != nil {
+	err := h.write(ctx, off, int64(len(p)), func(*os.File) error { return h.ov.writeAt(p, off) })
+	if err != nil {
 		return 0, err
 	}
-	if len(p) == 0 {
-		return 0, nil
+	return len(p), nil
+}
+
+// WriteFrom writes n bytes at off whose content fill puts into dst, the
+// overlay's data file, at the same offset (off in dst is off on the disk),
+// by any means: the NBD server splices a write's payload there from the
+// client's socket, so the bytes never pass through user memory. fill runs
+// with the blocks locked, after their old content is in place; an error
+// from it fails the write (which may then be partly applied, like a torn
+// write on a real disk) and a full file system is ErrNoSpace.
+func (h *Head) WriteFrom(ctx context.Context, off, n int64, fill func(dst *os.File) error) error {
+	return h.write(ctx, off, n, func(dst *os.File) error {
+		if err := fill(dst); err != nil {
+			return fmt.Errorf("overlay: write at %d: %w", off, mapNoSpace(err))
+		}
+		return nil
+	})
+}
+
+// write locks the blocks of [off, off+n), brings the partial ones' old
+// content into the overlay, runs put and marks the blocks dirty.
+func (h *Head) write(ctx context.Context, off, n int64, put func(dst *os.File) error) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if err := h.checkRange(int(n), off); err != nil {
+		return err
 	}
-	first, last := off/h.blockSize, (off+int64(len(p))-1)/h.blockSize
+	if n == 0 {
+		return nil
+	}
+	first, last := off/h.blockSize, (off+n-1)/h.blockSize
 	unlock := h.lockBlocks(first, last)
 	defer unlock()
 	// Only the first and last blocks can be partial: bring their old
@@ -196,23 +223,23 @@ func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 	// (one pwrite per request, not one per block, is what keeps large
 	// sequential writes at the speed of the page cache).
 	for _, i := range []int64{first, last} {
-		start, end := max(off, i*h.blockSize), min(off+int64(len(p)), (i+1)*h.blockSize)
+		start, end := max(off, i*h.blockSize), min(off+n, (i+1)*h.blockSize)
 		if err := h.prepareBlock(ctx, i, end-start); err != nil {
-			return 0, err
+			return err
 		}
 		if first == last {
 			break
 		}
 	}
-	if err := h.ov.writeAt(p, off); err != nil {
-		return 0, fmt.Errorf("disk %q: %w", h.name, err)
+	if err := put(h.ov.data); err != nil {
+		return fmt.Errorf("disk %q: %w", h.name, err)
 	}
 	h.bitsMu.Lock()
 	for i := first; i <= last; i++ {
 		h.markDirty(i)
 	}
 	h.bitsMu.Unlock()
-	return len(p), nil
+	return nil
 }
 
 // prepareBlock makes the overlay hold the whole current content of block i

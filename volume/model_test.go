@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"testing"
 	"time"
@@ -135,7 +136,16 @@ func runModel(t *testing.T, rng *rand.Rand, steps int) {
 			if err != nil {
 				t.Fatalf("step %d %s: %v", step, desc, err)
 			}
-			if _, err := h.WriteAt(data, off); err != nil {
+			if rng.IntN(2) == 0 {
+				_, err = h.WriteAt(data, off)
+			} else { // as the NBD server's spliced writes do
+				desc += " (WriteFrom)"
+				err = h.WriteFrom(ctx, off, n, func(dst *os.File) error {
+					_, err := dst.WriteAt(data, off)
+					return err
+				})
+			}
+			if err != nil {
 				t.Fatalf("step %d %s: %v", step, desc, err)
 			}
 			copy(content[off:], data)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 )
 
 // Errors an Exports or Export implementation returns (wrapped, checked with
@@ -60,4 +61,13 @@ type Export interface {
 	// sends none.
 	Description() string
 	Close() error
+}
+
+// FileWriter is an Export that lets the server put a write's payload into
+// the file backing the export itself: fill writes the n bytes at off into
+// dst at the same offset. The server splices large payloads from the
+// client's socket through a pipe into dst, so the bytes are copied once,
+// by the kernel, instead of into a buffer and out of it again.
+type FileWriter interface {
+	WriteFrom(ctx context.Context, off, n int64, fill func(dst *os.File) error) error
 }

@@ -125,7 +125,7 @@ func TestObserverAllocs(t *testing.T) {
 		{Type: cmdWrite, Length: 4096, Flags: cmdFlagFUA},
 		{Type: cmdFlush},
 	} {
-		if n := testing.AllocsPerRun(100, func() { tr.execute(ctx, req, buf) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { tr.execute(ctx, job{req: req, buf: buf}) }); n != 0 {
 			t.Errorf("command %d: got %v allocations per request, want 0", req.Type, n)
 		}
 	}

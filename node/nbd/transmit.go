@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -37,10 +39,22 @@ type transmission struct {
 	jobs    chan job
 	workers int
 	fl      *flight
+
+	// Splicing large writes (see splice.go): raw is the socket, nil when
+	// payloads cannot be spliced (TLS, or the export has no file); pipes
+	// holds the idle pipes of the npipes made so far (only run makes them).
+	raw    syscall.RawConn
+	fw     FileWriter
+	pipes  chan *pipe
+	npipes int
+	// pipeCapacity is the capacity of the pipes made so far.
+	pipeCapacity int
+	lim          *fillLimiter
+	spliced      bool // the last request was a spliced write
 }
 
 func newTransmission(s *Server, sess *session, log *slog.Logger) *transmission {
-	return &transmission{
+	t := &transmission{
 		s:    s,
 		sess: sess,
 		exp:  sess.exp,
@@ -52,7 +66,13 @@ func newTransmission(s *Server, sess *session, log *slog.Logger) *transmission {
 		fl:   newFlight(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes),
 		out:  newReplyWriter(sess.conn),
 		jobs: make(chan job),
+		lim:  &fillLimiter{r: sess.conn},
 	}
+	if fw, ok := t.exp.(FileWriter); ok && !t.ro {
+		t.fw, t.raw = fw, spliceConn(sess.conn)
+		t.pipes = make(chan *pipe, maxPipes)
+	}
+	return t
 }
 
 // run reads requests until the client disconnects (NBD_CMD_DISC or EOF),
@@ -61,9 +81,10 @@ func newTransmission(s *Server, sess *session, log *slog.Logger) *transmission {
 // so a client vanishing mid-write leaves the export as it was before that
 // write.
 func (t *transmission) run(ctx context.Context) error {
+	defer t.closePipes()
 	defer t.wg.Wait()
 	defer close(t.jobs)
-	br := bufio.NewReaderSize(t.sess.conn, readBufferSize)
+	br := bufio.NewReaderSize(t.lim, readBufferSize)
 	hdr := make([]byte, requestLen)
 	var batch inlineBatch
 	defer batch.release()
@@ -75,7 +96,12 @@ func (t *transmission) run(ctx context.Context) error {
 				return fmt.Errorf("send replies: %w", err)
 			}
 		}
-		if _, err := io.ReadFull(br, hdr); err != nil {
+		if t.spliced {
+			t.lim.limit = requestLen
+		}
+		_, err := io.ReadFull(br, hdr)
+		t.lim.limit, t.spliced = 0, false
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -90,7 +116,7 @@ func (t *transmission) run(ctx context.Context) error {
 		}
 		if req.Type == cmdRead && req.Length <= inlineReadMax && t.check(req) == errnoOK {
 			buf := getBuf(int(req.Length))
-			errno, data := t.execute(ctx, req, buf)
+			errno, data := t.execute(ctx, job{req: req, buf: buf})
 			batch.add(req.Cookie, errno, data, buf)
 			if len(batch.bufs) >= inlineBatchMax {
 				if err := batch.flush(t.out); err != nil {
@@ -173,6 +199,16 @@ func (t *transmission) dispatch(ctx context.Context, br *bufio.Reader, req reque
 		n = int(req.Length)
 	}
 	t.fl.acquire(n)
+	if payload >= spliceMin && t.raw != nil && payload-br.Buffered() <= t.pipeCap() {
+		j, err := t.readSpliced(br, req)
+		if err != nil {
+			t.fl.release(n)
+			return err
+		}
+		j.n = n
+		t.start(ctx, j)
+		return nil
+	}
 	var buf *[]byte
 	if n > 0 {
 		buf = getBuf(n)
@@ -188,11 +224,144 @@ func (t *transmission) dispatch(ctx context.Context, br *bufio.Reader, req reque
 	return nil
 }
 
-// job is one admitted request on its way to a worker.
+// job is one admitted request on its way to a worker. A spliced write's
+// payload is prefix (what the reader had buffered) followed by the pipe's
+// bytes; any other payload is in buf.
 type job struct {
-	req request
-	buf *[]byte
-	n   int
+	req    request
+	buf    *[]byte
+	n      int
+	prefix *[]byte
+	pipe   *pipe
+}
+
+// readSpliced reads a write's payload: what the reader holds already into
+// a buffer, the rest into a pipe. If the pipe fills up first, the payload
+// is read into a buffer after all.
+func (t *transmission) readSpliced(br *bufio.Reader, req request) (job, error) {
+	n := int(req.Length)
+	j := job{req: req}
+	if k := min(br.Buffered(), n); k > 0 {
+		j.prefix = getBuf(k)
+		if _, err := io.ReadFull(br, *j.prefix); err != nil {
+			putBuf(j.prefix)
+			return job{}, fmt.Errorf("read write payload: %w", err)
+		}
+	}
+	k := len(j.bytesOf(j.prefix))
+	p, err := t.getPipe()
+	if err == nil {
+		err = p.fill(t.raw, n-k)
+		if err == nil {
+			j.pipe = p
+			t.spliced = true
+			return j, nil
+		}
+		if !errors.Is(err, errPipeFull) {
+			j.release()
+			t.putPipe(p)
+			return job{}, fmt.Errorf("read write payload: %w", err)
+		}
+	} else {
+		t.log.Debug("nbd: no pipe for a large write, copying it", "err", err)
+	}
+	// Copy what arrived so far out of the way and read the rest.
+	j.buf = getBuf(n)
+	copy(*j.buf, j.bytesOf(j.prefix))
+	done, rerr := k, error(nil)
+	if p != nil {
+		done += p.n
+		rerr = p.readInto((*j.buf)[k:])
+		t.putPipe(p)
+	}
+	if rerr == nil {
+		_, rerr = io.ReadFull(br, (*j.buf)[done:])
+	}
+	if j.prefix != nil {
+		putBuf(j.prefix)
+		j.prefix = nil
+	}
+	if rerr != nil {
+		j.release()
+		return job{}, fmt.Errorf("read write payload: %w", rerr)
+	}
+	return j, nil
+}
+
+func (j *job) bytesOf(b *[]byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return *b
+}
+
+// release returns the job's buffers and pipe, once it is served.
+func (j *job) release() {
+	if j.buf != nil {
+		putBuf(j.buf)
+	}
+	if j.prefix != nil {
+		putBuf(j.prefix)
+	}
+}
+
+// pipeCap is the payload a pipe takes: that of the first pipe made, or
+// the most any could have before one is.
+func (t *transmission) pipeCap() int {
+	if t.npipes == 0 {
+		return pipeSize
+	}
+	return t.pipeCapacity
+}
+
+// getPipe returns an idle pipe, making one while fewer than maxPipes
+// exist, else waiting for a worker to finish with one.
+func (t *transmission) getPipe() (*pipe, error) {
+	select {
+	case p := <-t.pipes:
+		return t.usable(p)
+	default:
+	}
+	if t.npipes < maxPipes {
+		p, err := newPipe()
+		if err != nil {
+			t.raw = nil // no pipes here: copy from now on
+			return nil, err
+		}
+		t.npipes++
+		t.pipeCapacity = p.cap
+		return p, nil
+	}
+	return t.usable(<-t.pipes)
+}
+
+// usable replaces a pipe a worker could not empty.
+func (t *transmission) usable(p *pipe) (*pipe, error) {
+	if p.n == 0 {
+		return p, nil
+	}
+	p.close()
+	q, err := newPipe()
+	if err != nil {
+		t.npipes--
+		return nil, err
+	}
+	return q, nil
+}
+
+// putPipe gives a pipe back, emptied if it can be.
+func (t *transmission) putPipe(p *pipe) {
+	if p.n > 0 {
+		p.discard()
+	}
+	t.pipes <- p
+}
+
+// closePipes closes every pipe; the workers are done with them.
+func (t *transmission) closePipes() {
+	for range t.npipes {
+		(<-t.pipes).close()
+	}
 }
 
 // start hands j to an idle worker, or starts a new one while fewer than
@@ -222,10 +391,12 @@ func (t *transmission) start(ctx context.Context, j job) {
 
 func (t *transmission) work(ctx context.Context, j job) {
 	defer t.fl.release(j.n)
-	if j.buf != nil {
-		defer putBuf(j.buf)
+	defer j.release()
+	if j.pipe != nil {
+		defer t.putPipe(j.pipe)
 	}
-	t.serve(ctx, j.req, j.buf)
+	errno, data := t.execute(ctx, j)
+	t.replyLog(j.req, errno, data)
 }
 
 // check validates a request before anything is allocated for it.
@@ -266,12 +437,6 @@ func (t *transmission) check(req request) uint32 {
 	return errnoOK
 }
 
-// serve performs one checked request and replies.
-func (t *transmission) serve(ctx context.Context, req request, buf *[]byte) {
-	errno, data := t.execute(ctx, req, buf)
-	t.replyLog(req, errno, data)
-}
-
 // readData is a read's reply payload: the request's buffer, or the slices
 // a SharedReader returned.
 type readData struct {
@@ -300,7 +465,8 @@ type SharedReader interface {
 
 // execute performs one checked request and returns the reply's errno and,
 // for a successful read, its data.
-func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (uint32, readData) {
+func (t *transmission) execute(ctx context.Context, j job) (uint32, readData) {
+	req := j.req
 	// The clock is read only for an Observer: without one a request costs
 	// no time reads.
 	var start time.Time
@@ -310,11 +476,11 @@ func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (u
 	var data readData
 	var err error
 	if sr, ok := t.exp.(SharedReader); ok && req.Type == cmdRead {
-		data.shared, err = sr.ReadShared(ctx, *buf, int64(req.Offset))
+		data.shared, err = sr.ReadShared(ctx, *j.buf, int64(req.Offset))
 	} else {
-		err = t.apply(ctx, req, buf)
+		err = t.apply(ctx, j)
 		if req.Type == cmdRead {
-			data.buf = *buf
+			data.buf = *j.buf
 		}
 	}
 	if t.obs != nil {
@@ -334,14 +500,19 @@ func (t *transmission) execute(ctx context.Context, req request, buf *[]byte) (u
 
 // apply performs one checked request on the export, with the flush a FUA
 // flag asks for.
-func (t *transmission) apply(ctx context.Context, req request, buf *[]byte) error {
+func (t *transmission) apply(ctx context.Context, j job) error {
+	req := j.req
 	off, n := int64(req.Offset), int64(req.Length)
 	var err error
 	switch req.Type {
 	case cmdRead:
-		return t.exp.ReadAt(ctx, *buf, off)
+		return t.exp.ReadAt(ctx, *j.buf, off)
 	case cmdWrite:
-		err = t.exp.WriteAt(ctx, *buf, off)
+		if j.pipe == nil {
+			err = t.exp.WriteAt(ctx, *j.buf, off)
+			break
+		}
+		err = t.writeSpliced(ctx, off, n, j.bytesOf(j.prefix), j.pipe)
 	case cmdTrim:
 		err = t.exp.Zero(ctx, off, n, true)
 	case cmdWriteZeroes:
@@ -353,6 +524,17 @@ func (t *transmission) apply(ctx context.Context, req request, buf *[]byte) erro
 		err = t.exp.Flush(ctx)
 	}
 	return err
+}
+
+// writeSpliced writes a spliced payload, prefix then the pipe's bytes, into
+// the export's file.
+func (t *transmission) writeSpliced(ctx context.Context, off, n int64, prefix []byte, p *pipe) error {
+	return t.fw.WriteFrom(ctx, off, n, func(dst *os.File) error {
+		if _, err := dst.WriteAt(prefix, off); err != nil {
+			return err
+		}
+		return p.drainTo(dst, off+int64(len(prefix)))
+	})
 }
 
 func (t *transmission) replyLog(req request, errno uint32, data readData) {
