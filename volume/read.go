@@ -3,7 +3,6 @@ package volume
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -43,6 +42,12 @@ func (m *Manager) read(ctx context.Context, root cid.Cid, levels int, r *blockRe
 	return nil
 }
 
+// readParallelism bounds the blocks one read fetches at once: more than
+// the cores, because a block not in the cache is a disk read before it is
+// a hash, and a cold sequential reader (a FUSE file's readahead) waits on
+// the disk, not the CPU.
+const readParallelism = 8
+
 // readCommittedBlocks fills each read from the map at root. A read spanning
 // several blocks fetches and verifies them on every core at once: a single
 // sequential stream (a FUSE reader, a 1 MiB NBD read) is otherwise bound to
@@ -51,7 +56,7 @@ func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels 
 	if len(reads) == 1 {
 		return m.read(ctx, root, levels, reads[0])
 	}
-	workers := min(len(reads), runtime.GOMAXPROCS(0))
+	workers := min(len(reads), readParallelism)
 	next := make(chan *blockRead, len(reads))
 	for _, r := range reads {
 		next <- r
