@@ -235,59 +235,6 @@ type job struct {
 	pipe   *pipe
 }
 
-// readSpliced reads a write's payload: what the reader holds already into
-// a buffer, the rest into a pipe. If the pipe fills up first, the payload
-// is read into a buffer after all.
-func (t *transmission) readSpliced(br *bufio.Reader, req request) (job, error) {
-	n := int(req.Length)
-	j := job{req: req}
-	if k := min(br.Buffered(), n); k > 0 {
-		j.prefix = getBuf(k)
-		if _, err := io.ReadFull(br, *j.prefix); err != nil {
-			putBuf(j.prefix)
-			return job{}, fmt.Errorf("read write payload: %w", err)
-		}
-	}
-	k := len(j.bytesOf(j.prefix))
-	p, err := t.getPipe()
-	if err == nil {
-		err = p.fill(t.raw, n-k)
-		if err == nil {
-			j.pipe = p
-			t.spliced = true
-			return j, nil
-		}
-		if !errors.Is(err, errPipeFull) {
-			j.release()
-			t.putPipe(p)
-			return job{}, fmt.Errorf("read write payload: %w", err)
-		}
-	} else {
-		t.log.Debug("nbd: no pipe for a large write, copying it", "err", err)
-	}
-	// Copy what arrived so far out of the way and read the rest.
-	j.buf = getBuf(n)
-	copy(*j.buf, j.bytesOf(j.prefix))
-	done, rerr := k, error(nil)
-	if p != nil {
-		done += p.n
-		rerr = p.readInto((*j.buf)[k:])
-		t.putPipe(p)
-	}
-	if rerr == nil {
-		_, rerr = io.ReadFull(br, (*j.buf)[done:])
-	}
-	if j.prefix != nil {
-		putBuf(j.prefix)
-		j.prefix = nil
-	}
-	if rerr != nil {
-		j.release()
-		return job{}, fmt.Errorf("read write payload: %w", rerr)
-	}
-	return j, nil
-}
-
 func (j *job) bytesOf(b *[]byte) []byte {
 	if b == nil {
 		return nil
@@ -302,65 +249,6 @@ func (j *job) release() {
 	}
 	if j.prefix != nil {
 		putBuf(j.prefix)
-	}
-}
-
-// pipeCap is the payload a pipe takes: that of the first pipe made, or
-// the most any could have before one is.
-func (t *transmission) pipeCap() int {
-	if t.npipes == 0 {
-		return pipeSize
-	}
-	return t.pipeCapacity
-}
-
-// getPipe returns an idle pipe, making one while fewer than maxPipes
-// exist, else waiting for a worker to finish with one.
-func (t *transmission) getPipe() (*pipe, error) {
-	select {
-	case p := <-t.pipes:
-		return t.usable(p)
-	default:
-	}
-	if t.npipes < maxPipes {
-		p, err := newPipe()
-		if err != nil {
-			t.raw = nil // no pipes here: copy from now on
-			return nil, err
-		}
-		t.npipes++
-		t.pipeCapacity = p.cap
-		return p, nil
-	}
-	return t.usable(<-t.pipes)
-}
-
-// usable replaces a pipe a worker could not empty.
-func (t *transmission) usable(p *pipe) (*pipe, error) {
-	if p.n == 0 {
-		return p, nil
-	}
-	p.close()
-	q, err := newPipe()
-	if err != nil {
-		t.npipes--
-		return nil, err
-	}
-	return q, nil
-}
-
-// putPipe gives a pipe back, emptied if it can be.
-func (t *transmission) putPipe(p *pipe) {
-	if p.n > 0 {
-		p.discard()
-	}
-	t.pipes <- p
-}
-
-// closePipes closes every pipe; the workers are done with them.
-func (t *transmission) closePipes() {
-	for range t.npipes {
-		(<-t.pipes).close()
 	}
 }
 
