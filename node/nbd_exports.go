@@ -108,16 +108,38 @@ func (e nbdExports) Open(ctx context.Context, name string, client netip.Addr) (n
 	}
 	if ref.Replica == "" {
 		h, err := e.vols.Head(ref.Disk)
-		if err != nil {
-			return nil, nbdError(err)
+		if err == nil {
+			return &headExport{h: h}, nil
 		}
-		return &headExport{h: h}, nil
+		if v, ok := e.remoteView(ref, err); ok {
+			return v, nil
+		}
+		return nil, nbdError(err)
 	}
 	v, err := e.vols.OpenView(ctx, ref)
 	if err != nil {
+		if v, ok := e.remoteView(ref, err); ok {
+			return v, nil
+		}
 		return nil, nbdError(err)
 	}
 	return &viewExport{v: v, ref: ref}, nil
+}
+
+// remoteView opens, read-only, a disk or replica this node does not hold
+// but the mesh's catalog names (err says it is not here): the disk's last
+// committed state, its blocks fetched from their holders on read. Only
+// local-socket clients get this far for a disk that is not here, since the
+// disk's allow-list lives on its owner.
+func (e nbdExports) remoteView(ref volume.Ref, err error) (nbd.Export, bool) {
+	if !errors.Is(err, volume.ErrNotFound) || e.mesh == nil {
+		return nil, false
+	}
+	v, verr := e.mesh.openCatalogView(ref)
+	if verr != nil {
+		return nil, false
+	}
+	return &viewExport{v: v, ref: ref}, true
 }
 
 // nbdError adds the nbd sentinel matching a volume error, which picks the
@@ -228,5 +250,5 @@ func (e *viewExport) BlockSize() int64            { return e.v.BlockSize() }
 func (e *viewExport) ReadOnly() bool              { return true }
 func (e *viewExport) Close() error                { return e.v.Close() }
 func (e *viewExport) Description() string {
-	return fmt.Sprintf("weft replica %s (read-only)", e.ref)
+	return fmt.Sprintf("weft %s (read-only)", e.ref)
 }

@@ -426,6 +426,16 @@ func TestPushSpacesuitToSites(t *testing.T) {
 	if out, code := tool(t, cmdTimeout, "qemu-io", "-f", "raw", "-c", "write 0 4k", url); code == 0 {
 		t.Fatalf("a write to spacesuit ubuntu@2 over NBD succeeded: %s", out)
 	}
+	// Any node reads a disk another owns, read-only, on its local socket:
+	// the disk's last committed state, fetched from the holders.
+	url = fmt.Sprintf("nbd+unix:///gold?socket=%s", filepath.Join(c.home, "nbd.sock"))
+	eventually(t, "C reads A's disk gold over NBD", func() (bool, string) {
+		out, code := tool(t, cmdTimeout, "qemu-io", "-r", "-f", "raw", "-c", "read -P 0x77 0 2M", url)
+		return code == 0 && !strings.Contains(out, "Pattern verification failed"), out
+	})
+	if out, code := tool(t, cmdTimeout, "qemu-io", "-f", "raw", "-c", "write 0 4k", url); code == 0 {
+		t.Fatalf("a write to A's disk gold through C's NBD socket succeeded: %s", out)
+	}
 	// Removing a version anywhere removes it everywhere, publisher included.
 	b.ok("spacesuit", "rm", "ubuntu@1")
 	eventually(t, "ubuntu@1 gone on the publisher", func() (bool, string) {
