@@ -77,11 +77,11 @@ func (n *meshNode) reconcile(ctx context.Context) {
 	}
 	for key, r := range local {
 		e, known := all[key]
-		if r.Spacesuit && known && e.Deleted && e.Writer != n.selfStr {
-			// Removed from the mesh by another node: forget it here too.
-			if err := n.vols.RemoveSpacesuit(ctx, r.Disk, spacesuitVersion(r)); err != nil && !errors.Is(err, volume.ErrNotFound) {
-				n.log.Error("remove spacesuit", "key", key, "err", err)
-			}
+		if (r.Spacesuit || r.Replica != "") && known && e.Deleted && e.Writer != n.selfStr {
+			// Removed from the mesh by another node (spacesuit rm, replica
+			// rm, a replication policy's pruning): forget it here too, or
+			// this node would publish it again.
+			n.forget(ctx, r, key)
 			continue
 		}
 		if r.Replica == "" && known && !e.Deleted && e.Owner != n.selfStr {
@@ -133,6 +133,21 @@ func (n *meshNode) reconcile(ctx context.Context) {
 			n.replicateAsync(ctx, r)
 		}
 	}
+}
+
+// forget removes a local spacesuit version or replica the mesh removed.
+func (n *meshNode) forget(ctx context.Context, r volume.Record, key string) {
+	var err error
+	if r.Spacesuit {
+		err = n.vols.RemoveSpacesuit(ctx, r.Disk, spacesuitVersion(r))
+	} else {
+		err = n.vols.RemoveReplica(ctx, r.Disk, r.Replica)
+	}
+	if err != nil && !errors.Is(err, volume.ErrNotFound) {
+		n.log.Error("forget removed record", "key", key, "err", err)
+		return
+	}
+	n.log.Info("removed here too: the mesh removed it", "key", key)
 }
 
 // adopt makes a disk the catalog hands to this node writable here, with

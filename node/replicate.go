@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,10 @@ type Policy struct {
 	// disk on the schedule (pull-based backup); otherwise the disk's owner
 	// pushes it.
 	Puller string `json:"puller,omitempty"`
+	// Keep is how many replicated states (repl-SITE-* replicas) are kept;
+	// older ones are removed after each cycle, on the owner and at the
+	// site, so their blocks can be collected.
+	Keep int `json:"keep"`
 
 	// State of the last cycles.
 	LastReplica string    `json:"last_replica,omitempty"` // DISK@LAST_REPLICA holds what the site has
@@ -49,12 +54,14 @@ type ReplicateRequest struct {
 	// Pull makes this node pull the disk to its own site on the schedule.
 	Pull    bool            `json:"pull,omitempty"`
 	Every   time.Duration   `json:"every"`
+	Keep    int             `json:"keep,omitempty"` // 0: defaultReplicateKeep
 	Options TransferOptions `json:"options"`
 }
 
 const (
 	defaultReplicateEvery = 5 * time.Minute
 	minReplicateEvery     = time.Second
+	defaultReplicateKeep  = 3
 	// replicaPrefix names the replicas replication takes.
 	replicaPrefix = "repl-"
 )
@@ -104,17 +111,23 @@ func (n *meshNode) addPolicy(req ReplicateRequest) (Policy, error) {
 	if req.Every < minReplicateEvery {
 		return Policy{}, fmt.Errorf("replicate: --every %v is below %v: %w", req.Every, minReplicateEvery, volume.ErrInvalid)
 	}
+	if req.Keep == 0 {
+		req.Keep = defaultReplicateKeep
+	}
+	if req.Keep < 1 {
+		return Policy{}, fmt.Errorf("replicate: --keep %d: keep at least 1 replicated state: %w", req.Keep, volume.ErrInvalid)
+	}
 	if _, err := transferSpec("check", d, nil, req.Options); err != nil {
 		return Policy{}, err
 	}
-	p := Policy{Disk: req.Disk, Site: req.Site, Every: req.Every, Options: req.Options}
+	p := Policy{Disk: req.Disk, Site: req.Site, Every: req.Every, Keep: req.Keep, Options: req.Options}
 	if req.Pull {
 		p.Puller = n.selfStr
 	}
 	var root cid.Cid
 	if e, ok := n.cat.Get(catalog.ReplicateKey(req.Disk, req.Site)); ok {
 		if old, err := decodePolicy(e); err == nil { // keep the history
-			old.Every, old.Options, old.Puller = p.Every, p.Options, p.Puller
+			old.Every, old.Keep, old.Options, old.Puller = p.Every, p.Keep, p.Options, p.Puller
 			p, root = old, e.Root
 		}
 	}
@@ -237,6 +250,40 @@ func (n *meshNode) cycle(ctx context.Context, p Policy, last cid.Cid) {
 		n.log.Error("save policy", "err", err)
 	}
 	n.log.Info("replicated", "disk", p.Disk, "site", p.Site, "replica", rep.Name, "bytes", res.BytesSent)
+	n.prune(ctx, p)
+}
+
+// prune removes the replicated states of p beyond the newest p.Keep that
+// this node holds, never the last one. The catalog then tombstones them,
+// and the site, which holds copies under the same names, removes its own.
+func (n *meshNode) prune(ctx context.Context, p Policy) {
+	keep := p.Keep
+	if keep < 1 {
+		keep = defaultReplicateKeep // a policy written before keep existed
+	}
+	reps, err := n.vols.ListReplicas(ctx, p.Disk)
+	if err != nil {
+		return
+	}
+	var names []string
+	for _, r := range reps {
+		if strings.HasPrefix(r.Name, replicaPrefix+p.Site+"-") && r.Name != p.LastReplica {
+			names = append(names, r.Name)
+		}
+	}
+	slices.Sort(names) // names end in a UTC time: oldest first
+	removed := 0
+	for _, name := range names[:max(0, len(names)-(keep-1))] {
+		if err := n.vols.RemoveReplica(ctx, p.Disk, name); err != nil && !errors.Is(err, volume.ErrNotFound) {
+			n.log.Error("prune replicated state", "disk", p.Disk, "replica", name, "err", err)
+			continue
+		}
+		removed++
+	}
+	if removed > 0 {
+		n.log.Info("pruned replicated states", "disk", p.Disk, "site", p.Site, "removed", removed, "keep", keep)
+		n.reconcile(ctx)
+	}
 }
 
 // pullCycle runs one pull-based cycle at the archive site: when the disk's
@@ -292,6 +339,7 @@ func (n *meshNode) pullCycle(ctx context.Context, p Policy, last cid.Cid, d cata
 	if err := n.setPolicy(p, d.Root); err != nil {
 		n.log.Error("save policy", "err", err)
 	}
+	n.prune(ctx, p)
 }
 
 // recover brings disk back to the last state replicated to site: the

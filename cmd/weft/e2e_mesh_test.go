@@ -516,7 +516,8 @@ func TestTransferCancelResumes(t *testing.T) {
 
 // TestScheduledReplication replicates a disk to another site every second:
 // a cycle runs only when the disk changed and then sends about the changed
-// bytes; recover brings the damaged disk back to the last replicated state.
+// bytes; older replicated states beyond --keep go, on both sides; recover
+// brings the damaged disk back to the last replicated state.
 func TestScheduledReplication(t *testing.T) {
 	needTool(t, "qemu-io", "qemu-utils")
 	a := meshMember(t, "site-a", "127.0.0.1", "")
@@ -526,7 +527,7 @@ func TestScheduledReplication(t *testing.T) {
 	const mib = 1 << 20
 	a.ok("disk", "create", "d", "--size", "8M", "--replicas", "1")
 	a.nbdWrite("d", 0x31, 0, mib)
-	a.ok("replicate", "d", "--to", "site-b", "--every", "1s")
+	a.ok("replicate", "d", "--to", "site-b", "--every", "1s", "--keep", "1")
 	policy := func() node.Policy {
 		var ps []node.Policy
 		a.jsonOut(&ps, "replicate", "ls")
@@ -564,6 +565,22 @@ func TestScheduledReplication(t *testing.T) {
 	copy(want, bytes.Repeat([]byte{0x31}, mib))
 	copy(want[4*mib:], bytes.Repeat([]byte{0x32}, 65536))
 	b.wantContent("d@"+second.LastReplica, want)
+	// --keep 1: the first state is gone from the owner and from the site
+	// (the clone made from it at the site is independent and stays).
+	for _, h := range []*harness{a, b} {
+		eventually(t, "only the last replicated state on "+filepath.Base(h.home), func() (bool, string) {
+			var reps []volume.ReplicaInfo
+			h.jsonOut(&reps, "replica", "ls", "d")
+			var names []string
+			for _, r := range reps {
+				if strings.HasPrefix(r.Name, "repl-") {
+					names = append(names, r.Name)
+				}
+			}
+			return len(names) == 1 && names[0] == second.LastReplica, fmt.Sprint(names)
+		})
+	}
+	b.wantContent("d-dr", firstWant)
 
 	a.ok("replicate", "rm", "d", "--to", "site-b")
 	a.nbdWrite("d", 0x99, 0, 2*mib)          // damage after the last cycle...

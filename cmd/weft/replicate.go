@@ -15,8 +15,9 @@ func newReplicateCmd(g *globals) *cobra.Command {
 	var to string
 	var every time.Duration
 	var pull bool
+	var keep int
 	c := &cobra.Command{
-		Use:   "replicate DISK (--to SITE | --pull) [--every 5m] [--priority P] [--bwlimit RATE] [--block-size SIZE]",
+		Use:   "replicate DISK (--to SITE | --pull) [--every 5m] [--keep 3] [--priority P] [--bwlimit RATE] [--block-size SIZE]",
 		Short: "Replicate a disk to a site on a schedule: a replica and the blocks the site lacks, when the disk changed",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -32,17 +33,18 @@ func newReplicateCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: to, Pull: pull, Every: every, Options: o})
+			p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: to, Pull: pull, Every: every, Keep: keep, Options: o})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "replicating %s to %s every %s\n", p.Disk, p.Site, p.Every)
+			fmt.Fprintf(g.stdout, "replicating %s to %s every %s, keeping the last %d states\n", p.Disk, p.Site, p.Every, p.Keep)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "the site to keep a copy at (the disk's owner pushes to it)")
 	c.Flags().BoolVar(&pull, "pull", false, "run on a node of the archive site: it pulls the disk on the schedule (pull-based backup)")
 	c.Flags().DurationVar(&every, "every", 5*time.Minute, "how often to check the disk for changes")
+	c.Flags().IntVar(&keep, "keep", 3, "how many replicated states (repl-SITE-* replicas) to keep, on the owner and at the site")
 	fl := c.Flags()
 	fl.StringVar(&f.priority, "priority", "normal", "very-low, low, normal, high or very-high")
 	fl.StringVar(&f.bwlimit, "bwlimit", "", "bytes per second on the wire, e.g. 50M")
@@ -75,7 +77,7 @@ func newReplicateLsCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			tw := newTable(g.stdout)
-			fmt.Fprintln(tw, "DISK\tSITE\tEVERY\tLAST SUCCESS\tLAG\tLAST BYTES\tTOTAL\tCYCLES\tERROR")
+			fmt.Fprintln(tw, "DISK\tSITE\tEVERY\tKEEP\tLAST SUCCESS\tLAG\tLAST BYTES\tTOTAL\tCYCLES\tERROR")
 			for _, p := range list {
 				last := "never"
 				if !p.LastSuccess.IsZero() {
@@ -85,7 +87,7 @@ func newReplicateLsCmd(g *globals) *cobra.Command {
 				if errText == "" {
 					errText = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Disk, p.Site, p.Every, last,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Disk, p.Site, p.Every, p.Keep, last,
 					(time.Duration(p.Lag) * time.Second).Round(time.Second), size.Format(p.LastBytes), size.Format(p.TotalBytes), p.Cycles, errText)
 			}
 			return tw.Flush()
