@@ -29,18 +29,7 @@ func (s *server) handleStartTransfer(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var (
-		job *transferJob
-		err error
-	)
-	switch {
-	case len(req.Targets) > 0 && req.From == "":
-		job, err = s.mesh.push(r.Context(), req.Source, req.Targets, req.Options)
-	case len(req.Targets) == 0 && req.From != "":
-		job, err = s.mesh.pullFrom(r.Context(), req)
-	default:
-		err = invalidf("transfer: give targets (push) or from (pull), not both")
-	}
+	job, err := s.mesh.startJournaled(r.Context(), newTransferID(), req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -48,9 +37,20 @@ func (s *server) handleStartTransfer(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusCreated, job.snapshot())
 }
 
+// startTransfer starts req under id: a push (Targets) or a pull (From).
+func (n *meshNode) startTransfer(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
+	switch {
+	case len(req.Targets) > 0 && req.From == "":
+		return n.push(ctx, id, req.Source, req.Targets, req.Options)
+	case len(req.Targets) == 0 && req.From != "":
+		return n.pullFrom(ctx, id, req)
+	}
+	return nil, invalidf("transfer: give targets (push) or from (pull), not both")
+}
+
 // pullFrom starts a pull of req.Source from a peer, or from every live
 // member of a site.
-func (n *meshNode) pullFrom(ctx context.Context, req TransferRequest) (*transferJob, error) {
+func (n *meshNode) pullFrom(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
 	ref, err := volume.ParseRef(req.Source)
 	if err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func (n *meshNode) pullFrom(ctx context.Context, req TransferRequest) (*transfer
 		}
 		sources = []peer.ID{p}
 	}
-	job, _, err := n.pull(ctx, "pull", newTransferID(), ref, e, sources, req.Options)
+	job, _, err := n.pull(ctx, "pull", id, ref, e, sources, req.Options)
 	return job, err
 }
 

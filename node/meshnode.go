@@ -49,6 +49,7 @@ type meshNode struct {
 	vols      *volume.Manager // set once the volumes are open
 	transfers *transfers
 	partial   *partialRoots
+	journal   *transferJournal
 
 	reconcileMu sync.Mutex // see reconcile
 
@@ -103,6 +104,10 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	})
 	n.net.SetStreamHandler(catalogProtocol, n.serveCatalogPush)
 	if n.partial, err = loadPartialRoots(cfg.Path(MeshDir + "/partial.json")); err != nil {
+		n.net.Close()
+		return nil, err
+	}
+	if n.journal, err = loadTransferJournal(cfg.Path(MeshDir + "/transfers.json")); err != nil {
 		n.net.Close()
 		return nil, err
 	}
@@ -218,10 +223,15 @@ func (n *meshNode) poke() {
 // heal. It returns when ctx ends.
 func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, cfg Config, wg *sync.WaitGroup) {
 	n.vols = vols
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()
 	go func() { defer wg.Done(); n.replicateLoop(ctx) }()
+	go func() { defer wg.Done(); n.resumeTransfers(ctx) }()
+	go func() {
+		<-ctx.Done()
+		n.journal.close() // transfers the shutdown cuts short resume at the next start
+	}()
 	if len(cfg.Join) > 0 {
 		wg.Add(1)
 		go func() {

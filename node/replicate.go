@@ -221,7 +221,7 @@ func (n *meshNode) cycle(ctx context.Context, p Policy, last cid.Cid) {
 		return
 	}
 	n.reconcile(ctx) // the replica in the catalog before the site asks for it
-	job, err := n.push(ctx, p.Disk+"@"+rep.Name, []string{p.Site}, p.Options)
+	job, err := n.push(ctx, newTransferID(), p.Disk+"@"+rep.Name, []string{p.Site}, p.Options)
 	if err != nil {
 		fail(err)
 		return
@@ -358,7 +358,7 @@ func (n *meshNode) recoverDisk(ctx context.Context, disk, site string) (volume.D
 		if !errors.Is(err, volume.ErrNotFound) {
 			return volume.DiskInfo{}, err
 		}
-		job, err := n.pullFrom(ctx, TransferRequest{Source: ref.String(), From: site})
+		job, err := n.pullFrom(ctx, newTransferID(), TransferRequest{Source: ref.String(), From: site})
 		if err != nil {
 			return volume.DiskInfo{}, err
 		}

@@ -135,7 +135,7 @@ func (n *meshNode) keep(ctx context.Context, ref volume.Ref, e catalog.Entry, ki
 
 // push sends source to every target at once: each receives from this node
 // and from the other targets (a swarm).
-func (n *meshNode) push(ctx context.Context, source string, targets []string, o TransferOptions) (*transferJob, error) {
+func (n *meshNode) push(ctx context.Context, id, source string, targets []string, o TransferOptions) (*transferJob, error) {
 	r, err := n.resolve(ctx, source)
 	if err != nil {
 		return nil, err
@@ -156,7 +156,6 @@ func (n *meshNode) push(ctx context.Context, source string, targets []string, o 
 	if err != nil {
 		return nil, err
 	}
-	id := newTransferID()
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	prio := o.Priority
 	if prio == "" {

@@ -514,6 +514,49 @@ func TestTransferCancelResumes(t *testing.T) {
 	b.wantContent("big@r1", padTo(img, blockSize))
 }
 
+// TestTransferResumesAfterCrash kills the sender of a throttled push with
+// SIGKILL midway: when it starts again it resumes the push by itself,
+// under the same ID, and the site ends up with the whole replica.
+func TestTransferResumesAfterCrash(t *testing.T) {
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := newHarness(t, filepath.Join(t.TempDir(), "site-b"))
+	b.ok("init", "--site", "site-b", "--nbd", "off", "--listen", "/ip4/127.0.0.2/tcp/0",
+		"--cluster-secret-file", filepath.Join(a.home, node.ClusterSecretFile))
+	b.daemonArgs = []string{"--heal-bandwidth", "1K", "--join", a.addr()} // only the push moves blocks
+	b.startDaemon()
+	eventually(t, "two members", func() (bool, string) { n := a.alivePeers(); return n == 2, fmt.Sprint(n) })
+	img := make([]byte, 12<<20)
+	rand.NewChaCha8([32]byte{57}).Read(img)
+	a.ok("disk", "import", "big", writeTemp(t, "big.img", img), "--replicas", "1")
+	a.ok("replica", "create", "big", "r1")
+	id := strings.TrimSpace(a.ok("push", "big@r1", "--to", "site-b", "--bwlimit", "2M", "--detach"))
+	find := func() (node.TransferInfo, bool) {
+		var list []node.TransferInfo
+		a.jsonOut(&list, "transfers")
+		for _, tr := range list {
+			if tr.ID == id {
+				return tr, true
+			}
+		}
+		return node.TransferInfo{}, false
+	}
+	eventually(t, "the push moves some bytes", func() (bool, string) {
+		tr, _ := find()
+		return tr.BytesSent > 0, fmt.Sprintf("%+v", tr)
+	})
+	a.killDaemon()
+	a.startDaemon()
+	eventually(t, "the push resumed and done after the restart", func() (bool, string) {
+		tr, ok := find()
+		return ok && tr.State == "done", fmt.Sprintf("%+v", tr)
+	})
+	b.wantContent("big@r1", padTo(img, blockSize))
+	journal, err := os.ReadFile(filepath.Join(a.home, node.MeshDir, "transfers.json"))
+	if err != nil || strings.Contains(string(journal), id) {
+		t.Fatalf("journal after the resumed push ended: %q, %v; want it forgotten", journal, err)
+	}
+}
+
 // TestScheduledReplication replicates a disk to another site every second:
 // a cycle runs only when the disk changed and then sends about the changed
 // bytes; older replicated states beyond --keep go, on both sides; recover

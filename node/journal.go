@@ -1,0 +1,159 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
+)
+
+// resumeFor bounds how long a restarted daemon keeps trying to resume a
+// transfer it had running (its target or source may take a while to come
+// back too).
+const resumeFor = 10 * time.Minute
+
+// transferJournal holds the pushes and pulls an operator started until
+// they end, in HOME/mesh/transfers.json, so that a daemon stopped or
+// killed in the middle of one resumes it when it starts again, under the
+// same ID, from what already arrived (see partialRoots).
+type transferJournal struct {
+	path string
+
+	mu      sync.Mutex
+	closing bool // shutting down: transfers cut short now stay journaled
+	entries map[string]journalEntry
+}
+
+type journalEntry struct {
+	ID      string          `json:"id"`
+	Request TransferRequest `json:"request"`
+	Started time.Time       `json:"started"`
+}
+
+func loadTransferJournal(path string) (*transferJournal, error) {
+	j := &transferJournal{path: path, entries: map[string]journalEntry{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return j, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load transfer journal: %w", err)
+	}
+	if err := json.Unmarshal(b, &j.entries); err != nil {
+		return nil, fmt.Errorf("load transfer journal %s: %w", path, err)
+	}
+	return j, nil
+}
+
+// add records a transfer that just started.
+func (j *transferJournal) add(id string, req TransferRequest) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.entries[id]; !ok {
+		j.entries[id] = journalEntry{ID: id, Request: req, Started: time.Now().UTC()}
+	}
+	return j.saveLocked()
+}
+
+// done forgets a transfer that ended (done, failed or cancelled), unless
+// it ended because the daemon is stopping.
+func (j *transferJournal) done(id string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.entries[id]; !ok || j.closing {
+		return nil
+	}
+	delete(j.entries, id)
+	return j.saveLocked()
+}
+
+// close stops forgetting: what runs now is cut short by the shutdown and
+// resumes at the next start.
+func (j *transferJournal) close() {
+	j.mu.Lock()
+	j.closing = true
+	j.mu.Unlock()
+}
+
+// pending returns the journaled transfers, oldest first.
+func (j *transferJournal) pending() []journalEntry {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]journalEntry, 0, len(j.entries))
+	for _, e := range j.entries {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Started.Before(out[b].Started) })
+	return out
+}
+
+func (j *transferJournal) saveLocked() error {
+	b, err := json.Marshal(j.entries)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(j.path, b, 0o600); err != nil {
+		return fmt.Errorf("save transfer journal: %w", err)
+	}
+	return nil
+}
+
+// startJournaled starts a push or pull under id and keeps it in the
+// journal until it ends.
+func (n *meshNode) startJournaled(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
+	job, err := n.startTransfer(ctx, id, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.journal.add(id, req); err != nil {
+		n.log.Warn("transfer not journaled: it will not resume after a restart", "id", id, "err", err)
+	}
+	go func() {
+		<-job.done
+		if err := n.journal.done(id); err != nil {
+			n.log.Warn("forget an ended transfer", "id", id, "err", err)
+		}
+	}()
+	return job, nil
+}
+
+// resumeTransfers restarts the transfers the journal holds: those this
+// daemon was running when it stopped. Each is retried until its source
+// and targets are reachable, for up to resumeFor.
+func (n *meshNode) resumeTransfers(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, e := range n.journal.pending() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.Now().Add(resumeFor)
+			for {
+				_, err := n.startJournaled(ctx, e.ID, e.Request)
+				if err == nil {
+					n.log.Info("transfer resumed after a restart", "id", e.ID, "source", e.Request.Source)
+					return
+				}
+				if time.Now().After(deadline) {
+					n.log.Warn("transfer not resumed: giving up", "id", e.ID, "source", e.Request.Source, "err", err)
+					if err := n.journal.done(e.ID); err != nil {
+						n.log.Warn("forget a transfer", "id", e.ID, "err", err)
+					}
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(2 * time.Second):
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
