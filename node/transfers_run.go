@@ -254,48 +254,64 @@ func (n *meshNode) sendTo(ctx context.Context, p peer.ID, req receiveRequest, re
 	return fmt.Errorf("%s: transfer stream ended at state %q: %v", p, last.State, sc.Err())
 }
 
+// receive is a checked receiveRequest.
+type receive struct {
+	id      string
+	ref     volume.Ref
+	entry   catalog.Entry
+	sources []peer.ID // without the receiver itself
+	options TransferOptions
+}
+
+// decodeReceiveRequest reads and checks the request a pusher sends: one
+// JSON object naming a transfer ID, a ref, exactly one catalog entry and
+// the peers to fetch from. Anything else is an error for the pusher.
+func decodeReceiveRequest(r io.Reader, self peer.ID) (receive, error) {
+	var req receiveRequest
+	if err := json.NewDecoder(r).Decode(&req); err != nil {
+		return receive{}, fmt.Errorf("transfer request: %w", err)
+	}
+	if req.ID == "" || len(req.ID) > 64 || strings.ContainsAny(req.ID, "/ \n") {
+		return receive{}, fmt.Errorf("transfer request: bad id %q", req.ID)
+	}
+	es, err := catalog.Decode(req.Entry)
+	if err != nil || len(es) != 1 {
+		return receive{}, fmt.Errorf("transfer request: want one catalog entry, got %d: %v", len(es), err)
+	}
+	ref, err := volume.ParseRef(req.Source)
+	if err != nil {
+		return receive{}, fmt.Errorf("transfer request: %w", err)
+	}
+	out := receive{id: req.ID, ref: ref, entry: es[0], options: req.Options}
+	for _, str := range req.Sources {
+		id, err := peer.Decode(str)
+		if err != nil {
+			return receive{}, fmt.Errorf("transfer request: source %q: %w", str, err)
+		}
+		if id != self {
+			out.sources = append(out.sources, id)
+		}
+	}
+	return out, nil
+}
+
 // serveReceive runs a pull a pusher asked for and streams its progress.
 func (n *meshNode) serveReceive(s network.Stream) {
 	defer s.Close()
-	var req receiveRequest
-	if err := json.NewDecoder(io.LimitReader(s, maxTransferRequest)).Decode(&req); err != nil {
-		n.log.Warn("bad transfer request", "peer", s.Conn().RemotePeer(), "err", err)
-		s.Reset()
-		return
-	}
 	writeLine := func(tp TargetProgress) error {
 		b, _ := json.Marshal(tp)
 		_, err := s.Write(append(b, '\n'))
 		return err
 	}
 	fail := func(err error) { _ = writeLine(TargetProgress{State: "failed", Error: err.Error()}) }
-	es, err := catalog.Decode(req.Entry)
-	if err != nil || len(es) != 1 {
-		fail(fmt.Errorf("transfer request: bad catalog entry: %v", err))
-		return
-	}
-	n.cat.Merge(es)
-	ref, err := volume.ParseRef(req.Source)
+	req, err := decodeReceiveRequest(io.LimitReader(s, maxTransferRequest), n.self)
 	if err != nil {
+		n.log.Warn("bad transfer request", "peer", s.Conn().RemotePeer(), "err", err)
 		fail(err)
 		return
 	}
-	var sources []peer.ID
-	for _, str := range req.Sources {
-		id, err := peer.Decode(str)
-		if err != nil {
-			fail(fmt.Errorf("transfer request: source %q: %v", str, err))
-			return
-		}
-		if id != n.self {
-			sources = append(sources, id)
-		}
-	}
-	if req.ID == "" || len(req.ID) > 64 || strings.ContainsAny(req.ID, "/ \n") {
-		fail(fmt.Errorf("transfer request: bad id %q", req.ID))
-		return
-	}
-	job, t, err := n.pull(context.Background(), "receive", req.ID, ref, es[0], sources, req.Options)
+	n.cat.Merge([]catalog.Entry{req.entry})
+	job, t, err := n.pull(context.Background(), "receive", req.id, req.ref, req.entry, req.sources, req.options)
 	if err != nil {
 		fail(err)
 		return
