@@ -136,3 +136,14 @@ func (m *Mesh) rejoinLoop(ctx context.Context) {
 		timer.Reset(backoff)
 	}
 }
+
+// SeedPeers records addrs (multiaddrs with /p2p/) as known peers in dir,
+// the mesh state directory of a node not started yet, so that its first
+// start joins them as a restart rejoins the peers it knew.
+func SeedPeers(dir string, addrs []string) error {
+	pf, err := openPeerFile(dir)
+	if err != nil {
+		return err
+	}
+	return pf.save(slices.Clone(addrs))
+}

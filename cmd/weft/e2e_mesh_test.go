@@ -281,6 +281,21 @@ func corruptHeldBlock(t *testing.T, dir string, img []byte, pick func(cid.Cid) b
 	return cid.Undef
 }
 
+// TestJoinToken: a node initialised with a member's join token starts and
+// joins the mesh with no --join; a malformed token is refused at init.
+func TestJoinToken(t *testing.T) {
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	tok := strings.TrimSpace(a.ok("token"))
+	b := newHarness(t, filepath.Join(t.TempDir(), "site-b"))
+	b.fails("join token", "init", "--site", "site-b", "--join-token", "weft-join-v1:beef:/ip4/127.0.0.1/tcp/1")
+	b.ok("init", "--site", "site-b", "--nbd", "off", "--listen", "/ip4/127.0.0.2/tcp/0", "--join-token", tok)
+	b.daemonArgs = []string{"--heal-interval", healInterval}
+	b.startDaemon()
+	for _, h := range []*harness{a, b} {
+		eventually(t, "two members on "+filepath.Base(h.home), func() (bool, string) { n := h.alivePeers(); return n == 2, fmt.Sprint(n) })
+	}
+}
+
 // TestMeshRefusesWrongSecret: a node with another mesh's secret cannot
 // join, and nobody lists it.
 func TestMeshRefusesWrongSecret(t *testing.T) {

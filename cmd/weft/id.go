@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/node"
 )
 
 type idOptions struct {
@@ -40,6 +44,39 @@ func newIDCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print JSON (peer_id, addrs)")
 	return c
+}
+
+func newTokenCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "token",
+		Short: "Print a join token (the mesh's secret and this node's addresses) for weft init --join-token; keep it secret",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			home, err := g.homeDir()
+			if err != nil {
+				return err
+			}
+			secret, err := os.ReadFile(filepath.Join(home, node.ClusterSecretFile))
+			if err != nil {
+				return fmt.Errorf("cluster secret: %w", err)
+			}
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			id, err := cl.ID(c.Context())
+			if err != nil {
+				return err
+			}
+			tok, err := node.JoinToken(string(secret), id.Addrs)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, tok)
+			return nil
+		},
+	}
 }
 
 func newJoinCmd(g *globals) *cobra.Command {

@@ -22,13 +22,14 @@ type initOptions struct {
 		required  bool
 	}
 	secretFile string
+	joinToken  string
 }
 
 func newInitCmd(g *globals) *cobra.Command {
 	def := node.DefaultConfig()
 	o := &initOptions{globals: g}
 	c := &cobra.Command{
-		Use:   "init [--site NAME] [--listen MULTIADDR]... [--nbd HOST:PORT] [--http HOST:PORT] [--cluster-secret-file F]",
+		Use:   "init [--site NAME] [--listen MULTIADDR]... [--nbd HOST:PORT] [--http HOST:PORT] [--cluster-secret-file F | --join-token TOKEN]",
 		Short: "Create a node home: config and identity key",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -45,6 +46,7 @@ func newInitCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.http, "http", def.HTTP, `dashboard and /metrics address HOST:PORT ("off": none; off loopback a token is required, see HOME/http.token)`)
 	f.BoolVar(&o.force, "force", false, "overwrite the config and identity of an existing home")
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "join an existing mesh: its secret (the file cluster.secret of any member's home); without it, init makes a new mesh")
+	f.StringVar(&o.joinToken, "join-token", "", "join an existing mesh with a token from weft token on a member: its secret, and the member the first start joins")
 	return c
 }
 
@@ -67,6 +69,15 @@ func runInit(ctx context.Context, o *initOptions, args []string) error {
 		cfg.HTTP = ""
 	}
 	var secret string
+	var seeds []string
+	if o.joinToken != "" {
+		if o.secretFile != "" {
+			return usageError{"init: give --join-token or --cluster-secret-file, not both"}
+		}
+		if secret, seeds, err = node.ParseJoinToken(o.joinToken); err != nil {
+			return err
+		}
+	}
 	if o.secretFile != "" {
 		b, err := os.ReadFile(o.secretFile)
 		if err != nil {
@@ -79,6 +90,9 @@ func runInit(ctx context.Context, o *initOptions, args []string) error {
 	}
 	id, err := node.Init(cfg, o.force, secret)
 	if err != nil {
+		return err
+	}
+	if err := node.SeedPeers(cfg, seeds); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.stdout, "initialized weft home %s\n  node  %s\n  site  %s\nstart it with: weft daemon --home %s\n", home, id.ID(), cfg.Site, home)

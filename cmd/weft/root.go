@@ -77,7 +77,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newGCCmd(g),
 		newScrubCmd(g),
 		newStatusCmd(g),
-		newIDCmd(g), newJoinCmd(g), newPeersCmd(g),
+		newIDCmd(g), newTokenCmd(g), newJoinCmd(g), newPeersCmd(g),
 		newSpacesuitCmd(g),
 		newPushCmd(g), newPullCmd(g), newTransfersCmd(g), newTransferCmd(g),
 		newReplicateCmd(g), newRecoverCmd(g),
