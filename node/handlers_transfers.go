@@ -7,7 +7,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/weft-mesh/weft/placement"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -59,17 +58,8 @@ func (n *meshNode) pullFrom(ctx context.Context, id string, req TransferRequest)
 	if !ok || !e.Root.Defined() {
 		return nil, fmt.Errorf("pull %s: not in the mesh's catalog, or empty: %w", req.Source, volume.ErrNotFound)
 	}
-	var sources []peer.ID
-	var site []placement.Member
-	for _, m := range n.net.Members() {
-		if m.Site == req.From && m.ID != n.self && m.State == "alive" {
-			site = append(site, placement.Member{ID: string(m.ID), Site: m.Site})
-		}
-	}
-	for _, m := range placement.Place(e.Root.Hash(), site, len(site)) {
-		sources = append(sources, peer.ID(m.ID))
-	}
-	if len(sources) == 0 {
+	sources := n.sitePeers(req.From, e.Root)
+	if len(sources) == 0 { // not a site: a peer ID or a multiaddr
 		p, err := n.peerFor(req.From, e.Root)
 		if err != nil {
 			return nil, err

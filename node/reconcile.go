@@ -88,6 +88,14 @@ func (n *meshNode) reconcile(ctx context.Context) {
 			n.giveUp(ctx, r, e)
 			continue
 		}
+		if r.Replica != "" && known && !e.Deleted && e.Root == r.Root {
+			// A replica is a name for a root, and several nodes may hold
+			// it (its owner, the sites it was pushed to): the record its
+			// creator published stands, so that the creator's removal is
+			// the one that counts, instead of each holder writing it
+			// again over small differences in its metadata.
+			continue
+		}
 		want := catalog.Entry{
 			Key: key, Root: r.Root, Owner: n.selfStr, Size: r.Size, BlockSize: r.BlockSize,
 			Replicas: r.Replicas, Sync: r.Sync, Created: r.Created, Epoch: 1,

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/placement"
 	"github.com/weft-mesh/weft/volume"
@@ -190,16 +191,27 @@ func (n *meshNode) peerFor(target string, key cid.Cid) (peer.ID, error) {
 		n.net.Host().Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
 		return info.ID, nil
 	}
-	var site []placement.Member
-	for _, m := range n.net.Members() {
-		if m.Site == target && m.ID != n.self && m.State == "alive" {
-			site = append(site, placement.Member{ID: string(m.ID), Site: m.Site})
-		}
-	}
+	site := n.sitePeers(target, key)
 	if len(site) == 0 {
 		return "", fmt.Errorf("target %q: not a peer ID, a multiaddr or a site with a live member: %w", target, volume.ErrNotFound)
 	}
-	return peer.ID(placement.Place(key.Hash(), site, 1)[0].ID), nil
+	return site[0], nil
+}
+
+// sitePeers returns the live members of site other than this node, closest
+// to key first.
+func (n *meshNode) sitePeers(site string, key cid.Cid) []peer.ID {
+	var members []placement.Member
+	for _, m := range n.net.Members() {
+		if m.Site == site && m.ID != n.self && m.State == mesh.StateAlive {
+			members = append(members, placement.Member{ID: string(m.ID), Site: m.Site})
+		}
+	}
+	var out []peer.ID
+	for _, m := range placement.Place(key.Hash(), members, len(members)) {
+		out = append(out, peer.ID(m.ID))
+	}
+	return out
 }
 
 // spec builds a datapath spec from options.

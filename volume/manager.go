@@ -556,41 +556,7 @@ func (m *Manager) pinRef(ctx context.Context, ref Ref) (root cid.Cid, size, bs i
 // readCommitted copies block i of the map at root, from offset inBlock,
 // into dst. Absent blocks read as zeros.
 func (m *Manager) readCommitted(ctx context.Context, root cid.Cid, levels int, i, inBlock int64, dst []byte) error {
-	data, err := m.committedBlock(ctx, root, levels, i)
-	if err != nil {
-		return err
-	}
-	if data == nil {
-		clear(dst)
-		return nil
-	}
-	if inBlock+int64(len(dst)) > int64(len(data)) {
-		return fmt.Errorf("block %d: %d bytes, want %d: %w", i, len(data), inBlock+int64(len(dst)), blockstore.ErrCorrupt)
-	}
-	copy(dst, data[inBlock:])
-	return nil
-}
-
-// committedBlock returns block i of the map at root, verified, from the
-// read cache or the store, or nil if the block is zero. The bytes are
-// shared and immutable: the caller must not modify them.
-func (m *Manager) committedBlock(ctx context.Context, root cid.Cid, levels int, i int64) ([]byte, error) {
-	c, err := m.maps.Lookup(ctx, root, levels, uint64(i))
-	if err != nil {
-		return nil, fmt.Errorf("block %d: %w", i, err)
-	}
-	if !c.Defined() {
-		return nil, nil
-	}
-	data, ok := m.cache.get(c.KeyString())
-	if !ok {
-		var err error
-		if data, err = m.store.Get(ctx, c); err != nil {
-			return nil, fmt.Errorf("block %d: %w", i, err)
-		}
-		m.cache.add(c.KeyString(), data)
-	}
-	return data, nil
+	return m.readCommittedBlocks(ctx, root, levels, []*blockRead{{index: i, inBlock: inBlock, dst: dst}})
 }
 
 func sortedReplicas(recs map[string]*replicaRecord) []*replicaRecord {

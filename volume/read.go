@@ -19,46 +19,67 @@ type blockRead struct {
 	// (in out) instead of a copy in dst: a zero-copy reply sends it as is.
 	shared bool
 	out    []byte
+	c      cid.Cid // the block, once looked up
 }
 
-// read fills r from the map at root.
-func (m *Manager) read(ctx context.Context, root cid.Cid, levels int, r *blockRead) error {
-	if !r.shared {
-		return m.readCommitted(ctx, root, levels, r.index, r.inBlock, r.dst)
-	}
-	data, err := m.committedBlock(ctx, root, levels, r.index)
-	if err != nil {
-		return err
-	}
-	if data == nil {
+// fill completes r from data, the whole block (nil: a zero block).
+func (r *blockRead) fill(data []byte) error {
+	end := r.inBlock + int64(len(r.dst))
+	switch {
+	case data == nil:
 		clear(r.dst)
-		r.out = r.dst
-		return nil
+	case end > int64(len(data)):
+		return fmt.Errorf("block %d: %s holds %d bytes, want %d: %w", r.index, r.c, len(data), end, blockstore.ErrCorrupt)
+	case r.shared:
+		r.out = data[r.inBlock:end:end]
+	default:
+		copy(r.dst, data[r.inBlock:end])
 	}
-	if r.inBlock+int64(len(r.dst)) > int64(len(data)) {
-		return fmt.Errorf("block %d: %d bytes, want %d: %w", r.index, len(data), r.inBlock+int64(len(r.dst)), blockstore.ErrCorrupt)
-	}
-	r.out = data[r.inBlock : r.inBlock+int64(len(r.dst)) : r.inBlock+int64(len(r.dst))]
 	return nil
 }
 
-// readParallelism bounds the blocks one read fetches at once: more than
-// the cores, because a block not in the cache is a disk read before it is
-// a hash, and a cold sequential reader (a FUSE file's readahead) waits on
-// the disk, not the CPU.
+// readParallelism bounds the blocks one read fetches from the store at
+// once: more than the cores, because a block not in the cache is a disk
+// read before it is a hash, and a cold sequential reader (a FUSE file's
+// readahead) waits on the disk, not the CPU.
 const readParallelism = 8
 
-// readCommittedBlocks fills each read from the map at root. A read spanning
-// several blocks fetches and verifies them on every core at once: a single
-// sequential stream (a FUSE reader, a 1 MiB NBD read) is otherwise bound to
-// one core's hashing speed. It returns the first error.
+// readCommittedBlocks fills each read from the map at root. Zero blocks and
+// blocks in the read cache are served at once; the rest are fetched and
+// verified on several goroutines: a single sequential stream (a FUSE
+// reader, a 1 MiB NBD read) is otherwise bound to one core's hashing
+// speed. It returns the first error.
 func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels int, reads []*blockRead) error {
-	if len(reads) == 1 {
-		return m.read(ctx, root, levels, reads[0])
-	}
-	workers := min(len(reads), readParallelism)
-	next := make(chan *blockRead, len(reads))
+	var misses []*blockRead
 	for _, r := range reads {
+		c, err := m.maps.Lookup(ctx, root, levels, uint64(r.index))
+		if err != nil {
+			return fmt.Errorf("block %d: %w", r.index, err)
+		}
+		r.c = c
+		if !c.Defined() {
+			if err := r.fill(nil); err != nil {
+				return err
+			}
+			continue
+		}
+		if data, ok := m.cache.get(c.KeyString()); ok {
+			if err := r.fill(data); err != nil {
+				return err
+			}
+			continue
+		}
+		misses = append(misses, r)
+	}
+	switch len(misses) {
+	case 0:
+		return nil
+	case 1:
+		return m.fetch(ctx, misses[0])
+	}
+	workers := min(len(misses), readParallelism)
+	next := make(chan *blockRead, len(misses))
+	for _, r := range misses {
 		next <- r
 	}
 	close(next)
@@ -70,7 +91,7 @@ func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels 
 			defer wg.Done()
 			for r := range next {
 				if errs[w] == nil {
-					errs[w] = m.read(ctx, root, levels, r)
+					errs[w] = m.fetch(ctx, r)
 				}
 			}
 		}()
@@ -82,6 +103,17 @@ func (m *Manager) readCommittedBlocks(ctx context.Context, root cid.Cid, levels 
 		}
 	}
 	return nil
+}
+
+// fetch reads r's block (looked up, not cached) from the store, verified,
+// and caches it.
+func (m *Manager) fetch(ctx context.Context, r *blockRead) error {
+	data, err := m.store.Get(ctx, r.c)
+	if err != nil {
+		return fmt.Errorf("block %d: %w", r.index, err)
+	}
+	m.cache.add(r.c.KeyString(), data)
+	return r.fill(data)
 }
 
 // splitRead cuts [off, off+len(p)) into per-block reads.

@@ -509,6 +509,12 @@ func TestTransferCancelResumes(t *testing.T) {
 	if first.State != "cancelled" || first.BytesSent >= first.TotalBytes {
 		t.Fatalf("after cancel: %+v, want cancelled part way", first)
 	}
+	// A cancelled transfer is over: the journal forgets it, so the restart
+	// below does not resume it.
+	eventually(t, "the cancelled pull out of the journal", func() (bool, string) {
+		journal, err := os.ReadFile(filepath.Join(b.home, node.MeshDir, "transfers.json"))
+		return err == nil && !strings.Contains(string(journal), id), fmt.Sprintf("%q %v", journal, err)
+	})
 	// The receiver restarts in between: what arrived is on its disk.
 	b.stopDaemon()
 	b.startDaemon()
@@ -519,6 +525,13 @@ func TestTransferCancelResumes(t *testing.T) {
 		t.Fatalf("second pull: %+v", second)
 	}
 	t.Logf("first run moved %d of %d bytes before the cancel, the second %d", first.BytesSent, first.TotalBytes, second.BytesSent)
+	var list []node.TransferInfo
+	b.jsonOut(&list, "transfers")
+	for _, tr := range list {
+		if tr.ID == id {
+			t.Fatalf("the cancelled pull came back after the restart: %+v", tr)
+		}
+	}
 	if second.Skipped == 0 {
 		t.Fatalf("the second pull skipped no block: %+v", second)
 	}
@@ -544,7 +557,7 @@ func TestTransferResumesAfterCrash(t *testing.T) {
 	rand.NewChaCha8([32]byte{57}).Read(img)
 	a.ok("disk", "import", "big", writeTemp(t, "big.img", img), "--replicas", "1")
 	a.ok("replica", "create", "big", "r1")
-	id := strings.TrimSpace(a.ok("push", "big@r1", "--to", "site-b", "--bwlimit", "2M", "--detach"))
+	id := strings.TrimSpace(a.ok("push", "big@r1", "--to", "site-b", "--bwlimit", "1M", "--detach"))
 	find := func() (node.TransferInfo, bool) {
 		var list []node.TransferInfo
 		a.jsonOut(&list, "transfers")
@@ -555,9 +568,10 @@ func TestTransferResumesAfterCrash(t *testing.T) {
 		}
 		return node.TransferInfo{}, false
 	}
+	// Killed early on, while seconds of the push remain at 1 MB/s.
 	eventually(t, "the push moves some bytes", func() (bool, string) {
 		tr, _ := find()
-		return tr.BytesSent > 0, fmt.Sprintf("%+v", tr)
+		return tr.State == "running" && tr.BytesSent > 0 && tr.BytesSent < int64(len(img))/2, fmt.Sprintf("%+v", tr)
 	})
 	a.killDaemon()
 	a.startDaemon()

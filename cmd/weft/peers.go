@@ -1,50 +1,27 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/node"
 )
 
-type peersOptions struct {
-	*globals
-	json bool
-}
-
 func newPeersCmd(g *globals) *cobra.Command {
-	o := &peersOptions{globals: g}
 	c := &cobra.Command{
 		Use:   "peers",
 		Short: "List the members of the mesh: peer ID, site, state, addresses, capacity",
-		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := o.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			peers, err := cl.Peers(c.Context())
-			if err != nil {
-				return err
-			}
-			if o.json {
-				return printJSON(o.stdout, peers)
-			}
-			tw := newTable(o.stdout)
-			fmt.Fprintln(tw, "PEER ID\tSITE\tSTATE\tUSED\tFREE\tADDRS")
-			for _, p := range peers {
-				id := p.PeerID
-				if p.Self {
-					id += " (self)"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, p.Site, p.State, size.Format(p.Used), size.Format(p.Free), strings.Join(p.Addrs, " "))
-			}
-			return tw.Flush()
-		},
 	}
-	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
-	return c
+	return listCmd(g, c, (*node.Client).Peers, listing[node.Peer]{
+		header: []string{"PEER ID", "SITE", "STATE", "USED", "FREE", "ADDRS"},
+		row: func(p node.Peer) []string {
+			id := p.PeerID
+			if p.Self {
+				id += " (self)"
+			}
+			return []string{id, p.Site, p.State, size.Format(p.Used), size.Format(p.Free), strings.Join(p.Addrs, " ")}
+		},
+	})
 }

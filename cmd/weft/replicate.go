@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,47 +55,27 @@ func newReplicateCmd(g *globals) *cobra.Command {
 }
 
 func newReplicateLsCmd(g *globals) *cobra.Command {
-	var asJSON bool
 	c := &cobra.Command{
 		Use:   "ls",
 		Short: "List replication policies: last success, lag and bytes",
-		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			list, err := cl.Policies(c.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(g.stdout, list)
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(g.stdout, "no replication policies (add one with: weft replicate DISK --to SITE)")
-				return nil
-			}
-			tw := newTable(g.stdout)
-			fmt.Fprintln(tw, "DISK\tSITE\tEVERY\tKEEP\tLAST SUCCESS\tLAG\tLAST BYTES\tTOTAL\tCYCLES\tERROR")
-			for _, p := range list {
-				last := "never"
-				if !p.LastSuccess.IsZero() {
-					last = when(p.LastSuccess)
-				}
-				errText := p.LastError
-				if errText == "" {
-					errText = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Disk, p.Site, p.Every, p.Keep, last,
-					(time.Duration(p.Lag) * time.Second).Round(time.Second), size.Format(p.LastBytes), size.Format(p.TotalBytes), p.Cycles, errText)
-			}
-			return tw.Flush()
-		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return c
+	return listCmd(g, c, (*node.Client).Policies, listing[node.Policy]{
+		empty:  "no replication policies (add one with: weft replicate DISK --to SITE)",
+		header: []string{"DISK", "SITE", "EVERY", "KEEP", "LAST SUCCESS", "LAG", "LAST BYTES", "TOTAL", "CYCLES", "ERROR"},
+		row: func(p node.Policy) []string {
+			last := "never"
+			if !p.LastSuccess.IsZero() {
+				last = when(p.LastSuccess)
+			}
+			errText := p.LastError
+			if errText == "" {
+				errText = "-"
+			}
+			return []string{p.Disk, p.Site, p.Every.String(), strconv.Itoa(p.Keep), last,
+				(time.Duration(p.Lag) * time.Second).Round(time.Second).String(), size.Format(p.LastBytes), size.Format(p.TotalBytes),
+				strconv.FormatInt(p.Cycles, 10), errText}
+		},
+	})
 }
 
 func newReplicateRmCmd(g *globals) *cobra.Command {

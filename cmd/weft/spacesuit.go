@@ -6,6 +6,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/node"
+	"github.com/weft-mesh/weft/volume"
 )
 
 func newSpacesuitCmd(g *globals) *cobra.Command {
@@ -36,43 +38,22 @@ func newSpacesuitPublishCmd(g *globals) *cobra.Command {
 }
 
 func newSpacesuitLsCmd(g *globals) *cobra.Command {
-	var asJSON bool
 	c := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List spacesuit versions (in a mesh: every site's)",
-		Args:    exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			list, err := cl.Spacesuits(c.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(g.stdout, list)
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(g.stdout, "no spacesuits (publish one with: weft spacesuit publish NAME DISK)")
-				return nil
-			}
-			tw := newTable(g.stdout)
-			fmt.Fprintln(tw, "SPACESUIT\tSIZE\tBLOCK\tSOURCE\tCREATED")
-			for _, s := range list {
-				src := s.Source
-				if src == "" {
-					src = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Ref, size.Format(s.Size), size.Format(s.BlockSize), src, when(s.Created))
-			}
-			return tw.Flush()
-		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return c
+	return listCmd(g, c, (*node.Client).Spacesuits, listing[volume.SpacesuitInfo]{
+		empty:  "no spacesuits (publish one with: weft spacesuit publish NAME DISK)",
+		header: []string{"SPACESUIT", "SIZE", "BLOCK", "SOURCE", "CREATED"},
+		row: func(s volume.SpacesuitInfo) []string {
+			src := s.Source
+			if src == "" {
+				src = "-"
+			}
+			return []string{s.Ref, size.Format(s.Size), size.Format(s.BlockSize), src, when(s.Created)}
+		},
+	})
 }
 
 func newSpacesuitRmCmd(g *globals) *cobra.Command {

@@ -183,39 +183,18 @@ func shortPeer(id string) string {
 }
 
 func newTransfersCmd(g *globals) *cobra.Command {
-	var asJSON bool
 	c := &cobra.Command{
 		Use:   "transfers",
 		Short: "List running and recent transfers with their progress",
-		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			list, err := cl.Transfers(c.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(g.stdout, list)
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(g.stdout, "no transfers")
-				return nil
-			}
-			tw := newTable(g.stdout)
-			fmt.Fprintln(tw, "ID\tKIND\tSOURCE\tSTATE\tPRIORITY\tPROGRESS\tSTARTED")
-			for _, t := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Source, t.State, t.Priority,
-					transferLine(t.BytesSent, t.BlocksSent, t.TotalBytes, t.Rate, t.ETA), when(t.Started))
-			}
-			return tw.Flush()
-		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return c
+	return listCmd(g, c, (*node.Client).Transfers, listing[node.TransferInfo]{
+		empty:  "no transfers",
+		header: []string{"ID", "KIND", "SOURCE", "STATE", "PRIORITY", "PROGRESS", "STARTED"},
+		row: func(t node.TransferInfo) []string {
+			return []string{t.ID, t.Kind, t.Source, t.State, t.Priority,
+				transferLine(t.BytesSent, t.BlocksSent, t.TotalBytes, t.Rate, t.ETA), when(t.Started)}
+		},
+	})
 }
 
 func newTransferCmd(g *globals) *cobra.Command {

@@ -173,7 +173,7 @@ func (t *transmission) readSpliced(br *bufio.Reader, req request) (job, error) {
 			return job{}, fmt.Errorf("read write payload: %w", err)
 		}
 	}
-	k := len(j.bytesOf(j.prefix))
+	k := len(j.prefixBytes())
 	p, err := t.getPipe()
 	if err == nil {
 		err = p.fill(t.raw, n-k)
@@ -192,7 +192,7 @@ func (t *transmission) readSpliced(br *bufio.Reader, req request) (job, error) {
 	}
 	// Copy what arrived so far out of the way and read the rest.
 	j.buf = getBuf(n)
-	copy(*j.buf, j.bytesOf(j.prefix))
+	copy(*j.buf, j.prefixBytes())
 	done, rerr := k, error(nil)
 	if p != nil {
 		done += p.n

@@ -39,6 +39,7 @@ type transmission struct {
 	jobs    chan job
 	workers int
 	fl      *flight
+	sr      SharedReader // the export's, if it serves reads without a copy
 
 	// Splicing large writes (see splice.go): raw is the socket, nil when
 	// payloads cannot be spliced (TLS, or the export has no file); pipes
@@ -68,6 +69,7 @@ func newTransmission(s *Server, sess *session, log *slog.Logger) *transmission {
 		jobs: make(chan job),
 		lim:  &fillLimiter{r: sess.conn},
 	}
+	t.sr, _ = t.exp.(SharedReader)
 	if fw, ok := t.exp.(FileWriter); ok && !t.ro {
 		t.fw, t.raw = fw, spliceConn(sess.conn)
 		t.pipes = make(chan *pipe, maxPipes)
@@ -235,11 +237,12 @@ type job struct {
 	pipe   *pipe
 }
 
-func (j *job) bytesOf(b *[]byte) []byte {
-	if b == nil {
+// prefixBytes returns the payload bytes the reader had buffered.
+func (j *job) prefixBytes() []byte {
+	if j.prefix == nil {
 		return nil
 	}
-	return *b
+	return *j.prefix
 }
 
 // release returns the job's buffers and pipe, once it is served.
@@ -363,8 +366,8 @@ func (t *transmission) execute(ctx context.Context, j job) (uint32, readData) {
 	}
 	var data readData
 	var err error
-	if sr, ok := t.exp.(SharedReader); ok && req.Type == cmdRead {
-		data.shared, err = sr.ReadShared(ctx, *j.buf, int64(req.Offset))
+	if t.sr != nil && req.Type == cmdRead {
+		data.shared, err = t.sr.ReadShared(ctx, *j.buf, int64(req.Offset))
 	} else {
 		err = t.apply(ctx, j)
 		if req.Type == cmdRead {
@@ -400,7 +403,7 @@ func (t *transmission) apply(ctx context.Context, j job) error {
 			err = t.exp.WriteAt(ctx, *j.buf, off)
 			break
 		}
-		err = t.writeSpliced(ctx, off, n, j.bytesOf(j.prefix), j.pipe)
+		err = t.writeSpliced(ctx, off, n, j.prefixBytes(), j.pipe)
 	case cmdTrim:
 		err = t.exp.Zero(ctx, off, n, true)
 	case cmdWriteZeroes:
