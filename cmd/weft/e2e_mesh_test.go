@@ -557,7 +557,7 @@ func TestTransferResumesAfterCrash(t *testing.T) {
 	rand.NewChaCha8([32]byte{57}).Read(img)
 	a.ok("disk", "import", "big", writeTemp(t, "big.img", img), "--replicas", "1")
 	a.ok("replica", "create", "big", "r1")
-	id := strings.TrimSpace(a.ok("push", "big@r1", "--to", "site-b", "--bwlimit", "1M", "--detach"))
+	id := strings.TrimSpace(a.ok("push", "big@r1", "--to", "site-b", "--bwlimit", "1M", "--block-size", "256K", "--detach"))
 	find := func() (node.TransferInfo, bool) {
 		var list []node.TransferInfo
 		a.jsonOut(&list, "transfers")
