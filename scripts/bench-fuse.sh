@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# Sequential 1 MiB read and write throughput of a weft disk through its
-# FUSE file (weft mount) against a local file on the same file system,
-# measured side by side in one run with fio (ioengine=psync, one job).
-# Page cache and O_DIRECT runs; the page cache is dropped before every
-# buffered read when running as root. BENCH_DIR picks the file system
-# (default: a temporary directory under /var/tmp); BENCH_SIZE the size in
-# MiB (default 1024); BENCH_REPEAT how many times each pair runs (default
-# 3; the table shows medians). weft keeps verified blocks in its own
-# memory cache, which dropping the page cache does not empty: the first
-# row reads a disk weft has never read (its cache cold too), the second
-# the same data again. After each FUSE write run the disk is committed,
-# outside the timing, so that weft's background commit does not land in
-# the next measurement. Needs root (or fusermount3), /dev/fuse and fio.
+# A weft disk through its FUSE file (weft mount) against a local file on
+# the same file system and against the FUSE ceiling, side by side in one
+# run with fio: sequential 1 MiB reads and writes (psync, page cache and
+# O_DIRECT) and random 4 KiB reads and writes (libaio, iodepth 16,
+# O_DIRECT). The ceiling is internal/cmd/fuseceiling, a FUSE server mounted
+# like weft's that does no work at all (writes thrown away, reads zeros):
+# no FUSE server can beat it on this machine, so ceiling/local is what
+# FUSE itself costs here and weft/ceiling is what weft adds to it.
+# The page cache is dropped before every buffered read when running as
+# root. weft keeps verified blocks in its own memory cache, which dropping
+# the page cache does not empty: the first row reads a disk weft has never
+# read (its cache cold too), the second the same data again. After each
+# weft write run the disk is committed, outside the timing, so that
+# weft's background commit does not land in the next measurement.
+# BENCH_DIR picks the file system (default: a temporary directory under
+# /var/tmp); BENCH_SIZE the size in MiB (default 1024); BENCH_RUNTIME the
+# seconds per random job (default 5); BENCH_REPEAT how many times each
+# set runs, alternating (default 3; the table shows medians). Needs root
+# (or fusermount3), /dev/fuse, fio and go.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WEFT=${WEFT:-$ROOT/bin/weft}
 SIZE_MB=${BENCH_SIZE:-1024}
+RUNTIME=${BENCH_RUNTIME:-5}
 REPEAT=${BENCH_REPEAT:-3}
-command -v fio >/dev/null || { echo "bench-fuse: fio is not installed (apt-get install fio)" >&2; exit 1; }
+for tool in fio go; do
+	command -v "$tool" >/dev/null || { echo "bench-fuse: $tool is not installed" >&2; exit 1; }
+done
 [ -e /dev/fuse ] || { echo "bench-fuse: /dev/fuse is missing" >&2; exit 1; }
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-fuse.XXXXXX")
 export WEFT_HOME=$WORK/home
 MNT=$WORK/mnt
+CEIL_MNT=$WORK/ceiling
 DAEMON=""
+CEILING=""
 cleanup() {
 	if mountpoint -q "$MNT" 2>/dev/null; then
 		"$WEFT" umount --lazy "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null || true
@@ -32,14 +44,24 @@ cleanup() {
 		kill -TERM "$DAEMON" 2>/dev/null || true
 		wait "$DAEMON" 2>/dev/null || true
 	fi
+	if [ -n "$CEILING" ] && kill -0 "$CEILING" 2>/dev/null; then
+		kill -TERM "$CEILING" 2>/dev/null || true
+		wait "$CEILING" 2>/dev/null || true
+	fi
+	if mountpoint -q "$CEIL_MNT" 2>/dev/null; then umount -l "$CEIL_MNT" 2>/dev/null || true; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
+(cd "$ROOT" && go build -o "$WORK/fuseceiling" ./internal/cmd/fuseceiling)
+mkdir "$MNT" "$CEIL_MNT"
+"$WORK/fuseceiling" --size $((SIZE_MB << 20)) "$CEIL_MNT" &
+CEILING=$!
 "$WEFT" init --nbd off --listen /ip4/127.0.0.1/tcp/0 --http off >/dev/null
 start_daemon
-mkdir "$MNT"
 "$WEFT" mount -d "$MNT" >/dev/null
+for _ in $(seq 100); do [ -e "$CEIL_MNT/ceiling.img" ] && break; sleep 0.1; done
+[ -e "$CEIL_MNT/ceiling.img" ] || { echo "bench-fuse: the ceiling server did not mount" >&2; exit 1; }
 
 echo "generating a ${SIZE_MB} MiB random file in $WORK and importing it ..." >&2
 head -c "${SIZE_MB}M" /dev/urandom >"$WORK/local.img"
@@ -50,49 +72,74 @@ CAN_DROP=0
 if [ "$(id -u)" = 0 ] && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then CAN_DROP=1; fi
 drop() { if [ $CAN_DROP = 1 ]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi; }
 
-# run FILE RW DIRECT -> MiB/s. fio's terse output: field 7 is the read
-# bandwidth, field 48 the write bandwidth, in KiB/s.
-run() {
-	local file=$1 rw=$2 direct=$3 field=7 extra=()
-	if [ "$rw" = write ]; then field=48; extra=(--end_fsync=1); fi
-	fio --name=seq --filename="$file" --rw="$rw" --bs=1M --size="${SIZE_MB}M" \
-		--ioengine=psync --direct="$direct" --fallocate=none --invalidate=1 \
-		--numjobs=1 --minimal "${extra[@]}" | awk -F';' -v f="$field" '{ printf "%.0f", $f / 1024 }'
-}
-
-row() { # label local weft
-	printf '%-48s %10s %10s %8s\n' "$1" "$2" "$3" "$(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.2f", b / a }')"
-}
-
-# pairs LOCALRUN FUSERUN: runs both REPEAT times, alternating, dropping
-# the page cache before each, and prints "local-median fuse-median".
-pairs() {
-	local l=() f=() r
-	for r in $(seq "$REPEAT"); do
-		drop; l+=("$($1)")
-		drop; f+=("$($2)")
-	done
-	printf '%s\n' "${l[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "%s ", a[int((NR + 1) / 2)] }'
-	printf '%s\n' "${f[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
-}
-
+LOCAL=$WORK/local.img
+CEIL=$CEIL_MNT/ceiling.img
 FUSE=$MNT/bench.img
-commit() { "$WEFT" disk commit bench >/dev/null; }
-fuse_write() { run "$FUSE" write "$1"; commit; }
 
-drop; lr=$(run "$WORK/local.img" read 0)
-drop; fr=$(run "$FUSE" read 0)
-read -r lr2 fr2 < <(pairs "run $WORK/local.img read 0" "run $FUSE read 0")
-read -r lrd frd < <(pairs "run $WORK/local.img read 1" "run $FUSE read 1")
-read -r lw fw < <(pairs "run $WORK/local.img write 0" "fuse_write 0")
-read -r lwd fwd < <(pairs "run $WORK/local.img write 1" "fuse_write 1")
+# run FILE JOB -> MiB/s. A job is RW:BS:DEPTH:DIRECT; a write job ends
+# with an fsync, a random job is timed. fio's terse output: field 7 is the
+# read bandwidth, field 48 the write bandwidth, in KiB/s.
+run() {
+	local file=$1 rw bs depth direct field=7 extra=()
+	IFS=: read -r rw bs depth direct <<<"$2"
+	case $rw in *write) field=48; extra+=(--end_fsync=1) ;; esac
+	if [ "$depth" = 1 ]; then
+		extra+=(--ioengine=psync)
+	else
+		extra+=(--ioengine=libaio --iodepth="$depth" --time_based --runtime="$RUNTIME" --randrepeat=0)
+	fi
+	fio --name=job --filename="$file" --rw="$rw" --bs="$bs" --size="${SIZE_MB}M" \
+		--direct="$direct" --fallocate=none --invalidate=1 --numjobs=1 \
+		--minimal "${extra[@]}" | awk -F';' -v f="$field" '{ printf "%.0f", $f / 1024 }'
+	if [ "$file" = "$FUSE" ] && [ "${rw%write}" != "$rw" ]; then
+		"$WEFT" disk commit bench >/dev/null
+	fi
+}
 
-cold="page cache dropped"
+# set JOB: runs the job on the local file, the ceiling and weft, REPEAT
+# times alternating, dropping the page cache before each, and prints the
+# three medians.
+set_of() {
+	local l=() c=() w=() r
+	for r in $(seq "$REPEAT"); do
+		drop; l+=("$(run "$LOCAL" "$1")")
+		drop; c+=("$(run "$CEIL" "$1")")
+		drop; w+=("$(run "$FUSE" "$1")")
+	done
+	local m
+	for m in "${l[*]}" "${c[*]}" "${w[*]}"; do
+		tr ' ' '\n' <<<"$m" | sort -n | awk '{ a[NR] = $1 } END { printf "%s ", a[int((NR + 1) / 2)] }'
+	done
+	echo
+}
+
+ROWS=()
+row() { # label local ceiling weft
+	ROWS+=("$(printf '%-40s %8s %8s %8s %9s %9s' "$1" "$2" "$3" "$4" \
+		"$(awk -v a="$2" -v b="$4" 'BEGIN { printf "%.2f", b / a }')" \
+		"$(awk -v a="$3" -v b="$4" 'BEGIN { printf "%.2f", b / a }')")")
+}
+
+# The first read of the disk through weft, its block cache cold.
+drop; lr=$(run "$LOCAL" read:1M:1:0)
+drop; cr=$(run "$CEIL" read:1M:1:0)
+drop; fr=$(run "$FUSE" read:1M:1:0)
+row "seq read 1M, weft cache cold (1 run)" "$lr" "$cr" "$fr"
+for spec in \
+	"seq read 1M:read:1M:1:0" \
+	"seq read 1M O_DIRECT:read:1M:1:1" \
+	"seq write 1M + fsync:write:1M:1:0" \
+	"seq write 1M O_DIRECT + fsync:write:1M:1:1" \
+	"rand read 4K qd16 O_DIRECT:randread:4k:16:1" \
+	"rand write 4K qd16 O_DIRECT + fsync:randwrite:4k:16:1"; do
+	label=${spec%%:*}
+	echo "running $label ..." >&2
+	read -r l c w < <(set_of "${spec#*:}")
+	row "$label" "$l" "$c" "$w"
+done
+
+cold="page cache dropped before each read"
 [ $CAN_DROP = 1 ] || cold="page cache NOT dropped (not root)"
-printf '\n%-48s %10s %10s %8s\n' "seq 1 MiB, ${SIZE_MB} MiB, fio psync" "local MiB/s" "FUSE MiB/s" "FUSE/local"
-row "read, $cold, weft cache cold (1 run)" "$lr" "$fr"
-row "read, $cold, weft cache warm" "$lr2" "$fr2"
-row "read, O_DIRECT" "$lrd" "$frd"
-row "write + fsync, page cache" "$lw" "$fw"
-row "write, O_DIRECT + fsync" "$lwd" "$fwd"
-echo "(local = a file on the same file system as the weft home; FUSE = the same data as DIR/<disk>.img; medians of $REPEAT runs unless marked)"
+printf '\n%-40s %8s %8s %8s %9s %9s\n' "${SIZE_MB} MiB, MiB/s" local ceiling weft weft/local weft/ceil
+printf '%s\n' "${ROWS[@]}"
+echo "(local = a file on the same file system as the weft home; ceiling = a FUSE server that does no work; weft = the same data as DIR/<disk>.img; $cold; medians of $REPEAT runs unless marked)"

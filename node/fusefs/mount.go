@@ -139,7 +139,7 @@ func New(ctx context.Context, dir string, cfg Config) (*Mount, error) {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	m := &Mount{dir: dir, started: now, srv: srv, log: cfg.Logger, done: make(chan struct{})}
-	if err := raiseReadahead(dir, cfg.MaxWrite); err != nil {
+	if err := RaiseReadahead(dir, cfg.MaxWrite); err != nil {
 		cfg.Logger.Debug("fuse readahead left at the kernel default", "dir", dir, "err", err)
 	}
 	go func() {
@@ -308,11 +308,11 @@ func detach(dir string) error {
 	return nil
 }
 
-// raiseReadahead lets the kernel read ahead up to n bytes in the mount.
-// FUSE caps the readahead a server asks for at the 128 KiB default, which
+// RaiseReadahead lets the kernel read ahead up to n bytes in the FUSE mount
+// at dir. FUSE caps the readahead a server asks for at the 128 KiB default, which
 // halves sequential reads through the page cache; the mount's
 // backing-device setting in sysfs is not capped (writable by root).
-func raiseReadahead(dir string, n int) error {
+func RaiseReadahead(dir string, n int) error {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
 		return err
