@@ -115,15 +115,7 @@ func New(ctx context.Context, dir string, cfg Config) (*Mount, error) {
 	fsys := &filesys{cfg: cfg, log: cfg.Logger, started: now, inos: newInodes()}
 	zero, attr := time.Duration(0), cfg.AttrTimeout
 	opts := &fs.Options{
-		MountOptions: fuse.MountOptions{
-			FsName:        "weft",
-			Name:          "weft",
-			MaxWrite:      cfg.MaxWrite,
-			MaxReadAhead:  cfg.MaxWrite,
-			DirectMount:   true,
-			DisableXAttrs: true,
-			Debug:         cfg.Debug,
-		},
+		MountOptions: MountOptions(cfg.MaxWrite),
 		// Names are never cached: the manager is the truth (see doc.go).
 		EntryTimeout:    &zero,
 		NegativeTimeout: &zero,
@@ -131,6 +123,7 @@ func New(ctx context.Context, dir string, cfg Config) (*Mount, error) {
 		RootStableAttr:  &fs.StableAttr{Ino: inoRoot},
 		Logger:          log.New(io.Discard, "", 0),
 	}
+	opts.MountOptions.Debug = cfg.Debug
 	if cfg.Debug {
 		opts.MountOptions.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 	}
@@ -306,6 +299,27 @@ func detach(dir string) error {
 		return fmt.Errorf("fusermount3 -u -z: %v: %s", ferr, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// MountOptions are the kernel options of a weft mount whose requests carry
+// up to maxWrite bytes (internal/cmd/fuseceiling mounts with them too).
+func MountOptions(maxWrite int) fuse.MountOptions {
+	return fuse.MountOptions{
+		FsName:        "weft",
+		Name:          "weft",
+		MaxWrite:      maxWrite,
+		MaxReadAhead:  maxWrite,
+		DirectMount:   true,
+		DisableXAttrs: true,
+		// The kernel sends the requests of an asynchronous O_DIRECT call
+		// (libaio, io_uring: what QEMU's aio=native does) all at once,
+		// instead of one after the other.
+		ExtraCapabilities: fuse.CAP_ASYNC_DIO,
+		// Replies are built from memory, never from a file descriptor:
+		// go-fuse would otherwise try (and fail, for 1 MiB replies) to
+		// splice every read reply through a pipe first.
+		DisableSplice: true,
+	}
 }
 
 // RaiseReadahead lets the kernel read ahead up to n bytes in the FUSE mount

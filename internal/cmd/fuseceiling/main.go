@@ -48,16 +48,9 @@ func main() {
 func serve(ctx context.Context, dir string, size int64, ready chan<- struct{}) error {
 	cfg := fusefs.DefaultConfig()
 	maxWrite := cfg.MaxWrite
-	srv, err := fs.Mount(dir, &root{size: size}, &fs.Options{
-		AttrTimeout: &cfg.AttrTimeout,
-		MountOptions: fuse.MountOptions{
-			FsName:       "fuseceiling",
-			Name:         "fuseceiling",
-			MaxWrite:     maxWrite,
-			MaxReadAhead: maxWrite,
-			DirectMount:  true,
-		},
-	})
+	mopts := fusefs.MountOptions(maxWrite)
+	mopts.FsName, mopts.Name = "fuseceiling", "fuseceiling"
+	srv, err := fs.Mount(dir, &root{size: size}, &fs.Options{MountOptions: mopts, AttrTimeout: &cfg.AttrTimeout})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
