@@ -2,8 +2,8 @@
 # A weft disk through its FUSE file (weft mount) against a local file on
 # the same file system and against the FUSE ceiling, side by side in one
 # run with fio: sequential 1 MiB reads and writes (psync, page cache and
-# O_DIRECT) and random 4 KiB reads and writes (libaio, iodepth 16,
-# O_DIRECT). The ceiling is internal/cmd/fuseceiling, a FUSE server mounted
+# O_DIRECT), random 4 KiB reads and writes (libaio, iodepth 16, O_DIRECT)
+# and random 4 KiB writes from 4 threads (psync, O_DIRECT). The ceiling is internal/cmd/fuseceiling, a FUSE server mounted
 # like weft's that does no work at all (writes thrown away, reads zeros):
 # no FUSE server can beat it on this machine, so ceiling/local is what
 # FUSE itself costs here and weft/ceiling is what weft adds to it.
@@ -76,21 +76,25 @@ LOCAL=$WORK/local.img
 CEIL=$CEIL_MNT/ceiling.img
 FUSE=$MNT/bench.img
 
-# run FILE JOB -> MiB/s. A job is RW:BS:DEPTH:DIRECT; a write job ends
-# with an fsync, a random job is timed. fio's terse output: field 7 is the
-# read bandwidth, field 48 the write bandwidth, in KiB/s.
+# run FILE JOB -> MiB/s. A job is RW:BS:DEPTH:DIRECT:THREADS; a write job
+# ends with an fsync; a job with a queue (libaio) or several threads
+# (psync, like QEMU's aio=threads) is timed. fio's terse output: field 7
+# is the read bandwidth, field 48 the write bandwidth, in KiB/s.
 run() {
-	local file=$1 rw bs depth direct field=7 extra=()
-	IFS=: read -r rw bs depth direct <<<"$2"
+	local file=$1 rw bs depth direct threads field=7 extra=()
+	IFS=: read -r rw bs depth direct threads <<<"$2"
 	case $rw in *write) field=48; extra+=(--end_fsync=1) ;; esac
 	if [ "$depth" = 1 ]; then
 		extra+=(--ioengine=psync)
 	else
-		extra+=(--ioengine=libaio --iodepth="$depth" --time_based --runtime="$RUNTIME" --randrepeat=0)
+		extra+=(--ioengine=libaio --iodepth="$depth")
+	fi
+	if [ "$depth" != 1 ] || [ "$threads" != 1 ]; then
+		extra+=(--time_based --runtime="$RUNTIME" --randrepeat=0)
 	fi
 	fio --name=job --filename="$file" --rw="$rw" --bs="$bs" --size="${SIZE_MB}M" \
-		--direct="$direct" --fallocate=none --invalidate=1 --numjobs=1 \
-		--minimal "${extra[@]}" | awk -F';' -v f="$field" '{ printf "%.0f", $f / 1024 }'
+		--direct="$direct" --fallocate=none --invalidate=1 --numjobs="$threads" \
+		--group_reporting --minimal "${extra[@]}" | awk -F';' -v f="$field" '{ printf "%.0f", $f / 1024 }'
 	if [ "$file" = "$FUSE" ] && [ "${rw%write}" != "$rw" ]; then
 		"$WEFT" disk commit bench >/dev/null
 	fi
@@ -115,23 +119,24 @@ set_of() {
 
 ROWS=()
 row() { # label local ceiling weft
-	ROWS+=("$(printf '%-40s %8s %8s %8s %9s %9s' "$1" "$2" "$3" "$4" \
+	ROWS+=("$(printf '%-42s %8s %8s %8s %9s %9s' "$1" "$2" "$3" "$4" \
 		"$(awk -v a="$2" -v b="$4" 'BEGIN { printf "%.2f", b / a }')" \
 		"$(awk -v a="$3" -v b="$4" 'BEGIN { printf "%.2f", b / a }')")")
 }
 
 # The first read of the disk through weft, its block cache cold.
-drop; lr=$(run "$LOCAL" read:1M:1:0)
-drop; cr=$(run "$CEIL" read:1M:1:0)
-drop; fr=$(run "$FUSE" read:1M:1:0)
+drop; lr=$(run "$LOCAL" read:1M:1:0:1)
+drop; cr=$(run "$CEIL" read:1M:1:0:1)
+drop; fr=$(run "$FUSE" read:1M:1:0:1)
 row "seq read 1M, weft cache cold (1 run)" "$lr" "$cr" "$fr"
 for spec in \
-	"seq read 1M:read:1M:1:0" \
-	"seq read 1M O_DIRECT:read:1M:1:1" \
-	"seq write 1M + fsync:write:1M:1:0" \
-	"seq write 1M O_DIRECT + fsync:write:1M:1:1" \
-	"rand read 4K qd16 O_DIRECT:randread:4k:16:1" \
-	"rand write 4K qd16 O_DIRECT + fsync:randwrite:4k:16:1"; do
+	"seq read 1M:read:1M:1:0:1" \
+	"seq read 1M O_DIRECT:read:1M:1:1:1" \
+	"seq write 1M + fsync:write:1M:1:0:1" \
+	"seq write 1M O_DIRECT + fsync:write:1M:1:1:1" \
+	"rand read 4K qd16 O_DIRECT:randread:4k:16:1:1" \
+	"rand write 4K qd16 O_DIRECT + fsync:randwrite:4k:16:1:1" \
+	"rand write 4K 4 threads O_DIRECT + fsync:randwrite:4k:1:1:4"; do
 	label=${spec%%:*}
 	echo "running $label ..." >&2
 	read -r l c w < <(set_of "${spec#*:}")
@@ -140,6 +145,6 @@ done
 
 cold="page cache dropped before each read"
 [ $CAN_DROP = 1 ] || cold="page cache NOT dropped (not root)"
-printf '\n%-40s %8s %8s %8s %9s %9s\n' "${SIZE_MB} MiB, MiB/s" local ceiling weft weft/local weft/ceil
+printf '\n%-42s %8s %8s %8s %9s %9s\n' "${SIZE_MB} MiB, MiB/s" local ceiling weft weft/local weft/ceil
 printf '%s\n' "${ROWS[@]}"
 echo "(local = a file on the same file system as the weft home; ceiling = a FUSE server that does no work; weft = the same data as DIR/<disk>.img; $cold; medians of $REPEAT runs unless marked)"

@@ -92,7 +92,16 @@ func (n *diskFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		return nil, 0, syscall.EPERM
 	}
 	var fuseFlags uint32
-	if n.fs.cfg.DirectIO {
+	switch {
+	case flags&syscall.O_DIRECT != 0:
+		// An O_DIRECT opener (QEMU's cache=none, loop --direct-io) gets
+		// the kernel's direct-I/O mode, in which writes from several
+		// threads reach weft at once; on a cached open the kernel holds
+		// the file's lock across each write. Writes from such a handle
+		// drop the cached pages they cover (the kernel does that since
+		// 6.6), so cached handles stay coherent.
+		fuseFlags |= fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES
+	case n.fs.cfg.DirectIO:
 		fuseFlags |= fuse.FOPEN_DIRECT_IO
 	}
 	return &diskHandle{writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, fuseFlags, 0

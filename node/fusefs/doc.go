@@ -61,6 +61,19 @@
 // versions) never change (an inode is one root), so they keep their cache
 // across opens (FOPEN_KEEP_CACHE).
 //
+// A disk file opened with O_DIRECT (QEMU's cache=none, losetup
+// --direct-io) is served in the kernel's direct-I/O mode with parallel
+// writes: writes from several threads reach the daemon at once instead of
+// one after the other under the file's lock, and they drop the pages
+// cached handles hold for the range. Mounts also ask for asynchronous
+// direct I/O, so a queue of O_DIRECT requests (libaio, io_uring: QEMU's
+// aio=native) arrives together.
+//
+// The writeback cache is not used: with it, write(2) would return before
+// the daemon has the data, so a replica or commit taken right after a
+// write could miss it, and a write past the end would fail only at
+// writeback. A VM's guest keeps its own cache anyway.
+//
 // Requests are up to Config.MaxWrite bytes (1 MiB by default), so large
 // sequential I/O costs one round trip to the daemon per megabyte.
 package fusefs
