@@ -95,8 +95,9 @@ type Mount struct {
 }
 
 // New mounts the file system at dir, which must be an existing directory
-// that is not already a mount point, and returns once the kernel serves it.
-// It mounts with mount(2) when the process may (root), else through
+// that is not already a mount point (a dead weft mount, left by a daemon
+// that was killed, is detached first), and returns once the kernel serves
+// it. It mounts with mount(2) when the process may (root), else through
 // fusermount3.
 func New(ctx context.Context, dir string, cfg Config) (*Mount, error) {
 	if err := cfg.Validate(); err != nil {
@@ -104,6 +105,9 @@ func New(ctx context.Context, dir string, cfg Config) (*Mount, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := clearDeadMount(dir, cfg.Logger); err != nil {
+		return nil, err
 	}
 	if err := checkMountPoint(dir); err != nil {
 		return nil, err
@@ -177,6 +181,28 @@ func (e *mountPointError) Is(target error) bool { return target == ErrMountPoint
 
 func badMountPoint(dir, why string) error { return &mountPointError{dir: dir, why: why} }
 
+// clearDeadMount detaches the weft mount at dir if its daemon died without
+// unmounting it (kill -9, a crash): the kernel then answers ENOTCONN for
+// the directory, and mounting there again would fail. Only a dead mount of
+// weft's own type is cleared; anything else is left for checkMountPoint to
+// refuse.
+func clearDeadMount(dir string, log *slog.Logger) error {
+	// statfs always asks the file system; stat may be answered from the
+	// root's cached attributes.
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
+		return nil
+	}
+	if fstype, ok := mountType(dir); !ok || fstype != "fuse."+fsName {
+		return nil
+	}
+	if err := detach(dir); err != nil {
+		return badMountPoint(dir, "a dead weft mount is left there and could not be detached: "+err.Error())
+	}
+	log.Info("detached a dead weft mount its daemon left behind", "dir", dir)
+	return nil
+}
+
 // isMountPoint reports whether dir is the root of a mount: it is "/", or
 // its device differs from its parent's, or /proc/self/mountinfo lists it
 // (a bind mount of the same device).
@@ -195,17 +221,32 @@ func isMountPoint(dir string) (bool, error) {
 	if st.Dev != pst.Dev {
 		return true, nil
 	}
+	_, ok := mountType(dir) // no /proc: the device check is all we have
+	return ok, nil
+}
+
+// mountType returns the file system type of the topmost mount at dir, as
+// /proc/self/mountinfo lists it, and whether there is one.
+func mountType(dir string) (string, bool) {
+	dir = filepath.Clean(dir)
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false, nil // no /proc: the device check is all we have
+		return "", false
 	}
+	var fstype string
+	found := false
 	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountPath(f[4]) == dir {
-			return true, nil
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPEROPTIONS
+		mountPoint, rest, ok := strings.Cut(line, " - ")
+		f := strings.Fields(mountPoint)
+		if !ok || len(f) < 5 || unescapeMountPath(f[4]) != dir {
+			continue
+		}
+		if t := strings.Fields(rest); len(t) > 0 {
+			fstype, found = t[0], true
 		}
 	}
-	return false, nil
+	return fstype, found
 }
 
 // unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
@@ -301,12 +342,15 @@ func detach(dir string) error {
 	return nil
 }
 
+// fsName names weft mounts: their type is fuse.weft.
+const fsName = "weft"
+
 // MountOptions are the kernel options of a weft mount whose requests carry
 // up to maxWrite bytes (internal/cmd/fuseceiling mounts with them too).
 func MountOptions(maxWrite int) fuse.MountOptions {
 	return fuse.MountOptions{
-		FsName:        "weft",
-		Name:          "weft",
+		FsName:        fsName,
+		Name:          fsName,
 		MaxWrite:      maxWrite,
 		MaxReadAhead:  maxWrite,
 		DirectMount:   true,
