@@ -244,6 +244,22 @@ func TestFUSEEndToEnd(t *testing.T) {
 	h.stopDaemon()
 }
 
+// mountDir returns a new directory to mount on, detached lazily at the end
+// of the test if something is still mounted there.
+func mountDir(t *testing.T) string {
+	t.Helper()
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if isMounted(t, mnt) {
+			trySys("umount", "-l", mnt)
+		}
+	})
+	return mnt
+}
+
 // isMounted reports whether dir is a mount point in this mount namespace.
 func isMounted(t *testing.T, dir string) bool {
 	t.Helper()
@@ -271,15 +287,7 @@ func TestFUSEMountLifecycle(t *testing.T) {
 	h.ok("init", "--nbd", "off")
 	h.startDaemon()
 	h.ok("disk", "create", "a", "--size", "1M")
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if isMounted(t, mnt) {
-			trySys("umount", "-l", mnt)
-		}
-	})
+	mnt := mountDir(t)
 
 	// Foreground: mounted until SIGINT.
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
@@ -349,15 +357,7 @@ func TestFUSEDaemonKilled(t *testing.T) {
 	h.startDaemon()
 	const half = 16 << 20
 	h.ok("disk", "create", "vm", "--size", "32M")
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if isMounted(t, mnt) {
-			trySys("umount", "-l", mnt)
-		}
-	})
+	mnt := mountDir(t)
 	h.ok("mount", "-d", mnt)
 	img := filepath.Join(mnt, "vm.img")
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
