@@ -3,8 +3,10 @@
 # the same file system and against the FUSE ceiling, side by side in one
 # run with fio: sequential 1 MiB reads and writes (psync, page cache and
 # O_DIRECT), random 4 KiB reads and writes (libaio, iodepth 16, O_DIRECT)
-# and random 4 KiB writes from 4 threads (psync, O_DIRECT). The ceiling is internal/cmd/fuseceiling, a FUSE server mounted
-# like weft's that does no work at all (writes thrown away, reads zeros):
+# and random 4 KiB writes from 4 threads (psync, O_DIRECT), as a table of
+# MB/s, IOPS and p99 latency with the weft/local and weft/ceiling ratios.
+# The ceiling is internal/cmd/fuseceiling, a FUSE server mounted like
+# weft's that does no work at all (writes thrown away, reads zeros):
 # no FUSE server can beat it on this machine, so ceiling/local is what
 # FUSE itself costs here and weft/ceiling is what weft adds to it.
 # The page cache is dropped before every buffered read when running as
@@ -17,7 +19,7 @@
 # /var/tmp); BENCH_SIZE the size in MiB (default 1024); BENCH_RUNTIME the
 # seconds per random job (default 5); BENCH_REPEAT how many times each
 # set runs, alternating (default 3; the table shows medians). Needs root
-# (or fusermount3), /dev/fuse, fio and go.
+# (or fusermount3), /dev/fuse, fio, go and python3.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -26,7 +28,7 @@ WEFT=${WEFT:-$ROOT/bin/weft}
 SIZE_MB=${BENCH_SIZE:-1024}
 RUNTIME=${BENCH_RUNTIME:-5}
 REPEAT=${BENCH_REPEAT:-3}
-for tool in fio go; do
+for tool in fio go python3; do
 	command -v "$tool" >/dev/null || { echo "bench-fuse: $tool is not installed" >&2; exit 1; }
 done
 [ -e /dev/fuse ] || { echo "bench-fuse: /dev/fuse is missing" >&2; exit 1; }
@@ -76,14 +78,14 @@ LOCAL=$WORK/local.img
 CEIL=$CEIL_MNT/ceiling.img
 FUSE=$MNT/bench.img
 
-# run FILE JOB -> MiB/s. A job is RW:BS:DEPTH:DIRECT:THREADS; a write job
-# ends with an fsync; a job with a queue (libaio) or several threads
-# (psync, like QEMU's aio=threads) is timed. fio's terse output: field 7
-# is the read bandwidth, field 48 the write bandwidth, in KiB/s.
+# run FILE JOB OUT writes fio's JSON report of JOB on FILE to OUT. A job
+# is RW:BS:DEPTH:DIRECT:THREADS; a write job ends with an fsync; a job with
+# a queue (libaio) or several threads (psync, like QEMU's aio=threads) is
+# timed, the others go through the file once.
 run() {
-	local file=$1 rw bs depth direct threads field=7 extra=()
+	local file=$1 rw bs depth direct threads extra=()
 	IFS=: read -r rw bs depth direct threads <<<"$2"
-	case $rw in *write) field=48; extra+=(--end_fsync=1) ;; esac
+	case $rw in *write) extra+=(--end_fsync=1) ;; esac
 	if [ "$depth" = 1 ]; then
 		extra+=(--ioengine=psync)
 	else
@@ -94,57 +96,66 @@ run() {
 	fi
 	fio --name=job --filename="$file" --rw="$rw" --bs="$bs" --size="${SIZE_MB}M" \
 		--direct="$direct" --fallocate=none --invalidate=1 --numjobs="$threads" \
-		--group_reporting --minimal "${extra[@]}" | awk -F';' -v f="$field" '{ printf "%.0f", $f / 1024 }'
+		--group_reporting --output-format=json "${extra[@]}" >"$3"
 	if [ "$file" = "$FUSE" ] && [ "${rw%write}" != "$rw" ]; then
 		"$WEFT" disk commit bench >/dev/null
 	fi
 }
 
-# set JOB: runs the job on the local file, the ceiling and weft, REPEAT
-# times alternating, dropping the page cache before each, and prints the
-# three medians.
-set_of() {
-	local l=() c=() w=() r
-	for r in $(seq "$REPEAT"); do
-		drop; l+=("$(run "$LOCAL" "$1")")
-		drop; c+=("$(run "$CEIL" "$1")")
-		drop; w+=("$(run "$FUSE" "$1")")
-	done
-	local m
-	for m in "${l[*]}" "${c[*]}" "${w[*]}"; do
-		tr ' ' '\n' <<<"$m" | sort -n | awk '{ a[NR] = $1 } END { printf "%s ", a[int((NR + 1) / 2)] }'
-	done
-	echo
-}
-
-ROWS=()
-row() { # label local ceiling weft
-	ROWS+=("$(printf '%-42s %8s %8s %8s %9s %9s' "$1" "$2" "$3" "$4" \
-		"$(awk -v a="$2" -v b="$4" 'BEGIN { printf "%.2f", b / a }')" \
-		"$(awk -v a="$3" -v b="$4" 'BEGIN { printf "%.2f", b / a }')")")
-}
-
-# The first read of the disk through weft, its block cache cold.
-drop; lr=$(run "$LOCAL" read:1M:1:0:1)
-drop; cr=$(run "$CEIL" read:1M:1:0:1)
-drop; fr=$(run "$FUSE" read:1M:1:0:1)
-row "seq read 1M, weft cache cold (1 run)" "$lr" "$cr" "$fr"
-for spec in \
-	"seq read 1M:read:1M:1:0:1" \
-	"seq read 1M O_DIRECT:read:1M:1:1:1" \
-	"seq write 1M + fsync:write:1M:1:0:1" \
-	"seq write 1M O_DIRECT + fsync:write:1M:1:1:1" \
-	"rand read 4K qd16 O_DIRECT:randread:4k:16:1:1" \
-	"rand write 4K qd16 O_DIRECT + fsync:randwrite:4k:16:1:1" \
-	"rand write 4K 4 threads O_DIRECT + fsync:randwrite:4k:1:1:4"; do
-	label=${spec%%:*}
+# JOBS: NAME:LABEL:RW:BS:DEPTH:DIRECT:THREADS. "cold" runs once, first:
+# weft's block cache has not seen the disk yet.
+JOBS=(
+	"cold:seq read 1M, weft cache cold (1 run):read:1M:1:0:1"
+	"seqread:seq read 1M:read:1M:1:0:1"
+	"seqread-direct:seq read 1M O_DIRECT:read:1M:1:1:1"
+	"seqwrite:seq write 1M + fsync:write:1M:1:0:1"
+	"seqwrite-direct:seq write 1M O_DIRECT + fsync:write:1M:1:1:1"
+	"randread:rand read 4K qd16 O_DIRECT:randread:4k:16:1:1"
+	"randwrite:rand write 4K qd16 O_DIRECT + fsync:randwrite:4k:16:1:1"
+	"randwrite-threads:rand write 4K 4 threads O_DIRECT + fsync:randwrite:4k:1:1:4"
+)
+for spec in "${JOBS[@]}"; do
+	IFS=: read -r name label job <<<"$spec"
+	repeat=$REPEAT
+	[ "$name" = cold ] && repeat=1
 	echo "running $label ..." >&2
-	read -r l c w < <(set_of "${spec#*:}")
-	row "$label" "$l" "$c" "$w"
+	# Alternate the three targets, dropping the page cache before each.
+	for r in $(seq "$repeat"); do
+		drop; run "$LOCAL" "$job" "$WORK/local-$name-$r.json"
+		drop; run "$CEIL" "$job" "$WORK/ceiling-$name-$r.json"
+		drop; run "$FUSE" "$job" "$WORK/weft-$name-$r.json"
+	done
 done
 
 cold="page cache dropped before each read"
 [ $CAN_DROP = 1 ] || cold="page cache NOT dropped (not root)"
-printf '\n%-42s %8s %8s %8s %9s %9s\n' "${SIZE_MB} MiB, MiB/s" local ceiling weft weft/local weft/ceil
-printf '%s\n' "${ROWS[@]}"
-echo "(local = a file on the same file system as the weft home; ceiling = a FUSE server that does no work; weft = the same data as DIR/<disk>.img; $cold; medians of $REPEAT runs unless marked)"
+python3 - "$WORK" "$REPEAT" "${JOBS[@]}" <<'PY'
+import json, statistics, sys
+work, repeat, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def stats(path, rw):
+    text = open(path).read()  # fio may print notes before the JSON
+    job = json.loads(text[text.index("{"):])["jobs"][0]
+    side = job["write" if "write" in rw else "read"]
+    p99 = side["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
+    return side["bw_bytes"] / 1e6, side["iops"], p99
+
+def median(runs):
+    return tuple(statistics.median(r[i] for r in runs) for i in range(3))
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+print(f"{'job':<42}{'target':<9}{'MB/s':>9}{'IOPS':>9}{'p99 µs':>10}")
+for spec in specs:
+    name, label, rw = spec.split(":")[:3]
+    n = 1 if name == "cold" else repeat
+    m = {t: median([stats(f"{work}/{t}-{name}-{r}.json", rw) for r in range(1, n + 1)])
+         for t in ("local", "ceiling", "weft")}
+    for i, t in enumerate(("local", "ceiling", "weft")):
+        print(f"{label if i == 0 else '':<42}{t:<9}{m[t][0]:>9.0f}{m[t][1]:>9.0f}{m[t][2]:>10.0f}")
+    for base, tag in (("local", "vs local"), ("ceiling", "vs ceil")):
+        print(f"{'':<42}{tag:<9}{ratio(m['weft'][0], m[base][0]):>9.2f}"
+              f"{ratio(m['weft'][1], m[base][1]):>9.2f}{ratio(m['weft'][2], m[base][2]):>10.2f}")
+PY
+echo "(vs local, vs ceil: weft's figure over theirs, higher is better for MB/s and IOPS, lower for p99 latency; local = a file on the same file system as the weft home; ceiling = a FUSE server that does no work; weft = the same data as DIR/<disk>.img; $cold; medians of $REPEAT alternating runs unless marked)"
