@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/node/fusefs"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -36,8 +38,9 @@ type MountInfo struct {
 // mountTable holds the daemon's FUSE mounts, by directory. The daemon owns
 // them because it owns the disk heads they serve. Safe for concurrent use.
 type mountTable struct {
-	vols *volume.Manager
-	log  *slog.Logger
+	vols   *volume.Manager
+	remote fusefs.RemoteDisks // nil without a mesh
+	log    *slog.Logger
 
 	mu     sync.Mutex
 	byDir  map[string]*mountEntry
@@ -49,8 +52,12 @@ type mountEntry struct {
 	gone chan struct{} // closed when the entry leaves the table
 }
 
-func newMountTable(vols *volume.Manager, log *slog.Logger) *mountTable {
-	return &mountTable{vols: vols, log: log, byDir: map[string]*mountEntry{}}
+func newMountTable(vols *volume.Manager, mn *meshNode, log *slog.Logger) *mountTable {
+	t := &mountTable{vols: vols, log: log, byDir: map[string]*mountEntry{}}
+	if mn != nil {
+		t.remote = fuseRemote{mn}
+	}
+	return t
 }
 
 // resolveDir returns the absolute, symlink-free form of dir. Only the
@@ -92,7 +99,7 @@ func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
 		return MountInfo{}, fmt.Errorf("mount point %s: weft is mounted there already: %w", dir, volume.ErrExists)
 	}
 	cfg := fusefs.DefaultConfig()
-	cfg.Volumes = t.vols
+	cfg.Volumes, cfg.Remote = t.vols, t.remote
 	cfg.Logger = t.log
 	m, err := fusefs.New(ctx, dir, cfg)
 	if err != nil {
@@ -264,4 +271,29 @@ func queryBool(r *http.Request, name string) (bool, error) {
 		return false, invalidf("query %s=%q: want true or false", name, v)
 	}
 	return b, nil
+}
+
+// fuseRemote shows a FUSE mount the disks other nodes own, from the mesh's
+// catalog.
+type fuseRemote struct{ n *meshNode }
+
+// RemoteDisks lists the catalog's disks with no head here. It reads the
+// catalog only (no block-map walk for used bytes): the kernel asks on
+// every lookup.
+func (r fuseRemote) RemoteDisks(ctx context.Context) []volume.DiskInfo {
+	var out []volume.DiskInfo
+	for _, e := range r.n.cat.List(catalog.DiskPrefix) {
+		name := strings.TrimPrefix(e.Key, catalog.DiskPrefix)
+		if _, err := r.n.vols.Head(name); err == nil {
+			continue
+		}
+		out = append(out, volume.DiskInfo{
+			Name: name, Size: e.Size, BlockSize: e.BlockSize, Root: rootText(e.Root), Committed: e.Modified,
+		})
+	}
+	return out
+}
+
+func (r fuseRemote) OpenRemoteDisk(ctx context.Context, name string) (*volume.View, error) {
+	return r.n.openCatalogView(volume.Ref{Disk: name})
 }

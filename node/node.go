@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer nbdSvc.stop() // before the volumes close
 
-	mounts := newMountTable(vols, cfg.Logger.With("component", "fuse", "node", id.ID()))
+	mounts := newMountTable(vols, mn, cfg.Logger.With("component", "fuse", "node", id.ID()))
 	defer mounts.closeAll() // before the volumes close
 
 	// Listen last, so that a socket that answers means a node that is ready.

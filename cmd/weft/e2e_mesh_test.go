@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -450,6 +452,23 @@ func TestPushSpacesuitToSites(t *testing.T) {
 	})
 	if out, code := tool(t, cmdTimeout, "qemu-io", "-f", "raw", "-c", "write 0 4k", url); code == 0 {
 		t.Fatalf("a write to A's disk gold through C's NBD socket succeeded: %s", out)
+	}
+	// And in C's FUSE mount, as a read-only file.
+	if _, err := os.Stat("/dev/fuse"); err == nil && os.Geteuid() == 0 {
+		mnt := mountDir(t)
+		c.ok("mount", "-d", mnt)
+		img := filepath.Join(mnt, "gold.img")
+		eventually(t, "C's mount shows A's disk gold", func() (bool, string) {
+			got, err := os.ReadFile(img)
+			return err == nil && bytes.Equal(got, want), fmt.Sprintf("read %d bytes: %v", len(got), err)
+		})
+		if st, err := os.Stat(img); err != nil || st.Mode().Perm() != 0o444 {
+			t.Fatalf("stat %s: %v, %v; want mode 0444", img, st, err)
+		}
+		if _, err := os.OpenFile(img, os.O_RDWR, 0); !errors.Is(err, syscall.EROFS) {
+			t.Fatalf("open A's disk for writing in C's mount: %v, want EROFS", err)
+		}
+		c.ok("umount", mnt)
 	}
 	// Removing a version anywhere removes it everywhere, publisher included.
 	b.ok("spacesuit", "rm", "ubuntu@1")

@@ -4,7 +4,8 @@
 //
 // # Tree
 //
-//	DIR/<disk>.img                          the live head of every disk: read-write
+//	DIR/<disk>.img                          the live head of a disk this node owns: read-write
+//	DIR/<disk>.img                          a disk another node owns (Config.Remote): read-only
 //	DIR/replicas/<disk>/<replica>.img       every replica: read-only
 //	DIR/spacesuits/<name>@<version>.img     every spacesuit version: read-only
 //
@@ -24,6 +25,10 @@
 // image's blocks.
 //
 // # Image files
+//
+// A disk another node owns is shown at its last committed root, as an
+// image: each commit the owner publishes is another inode, so a handle
+// opened before keeps reading the root it opened.
 //
 // Replica and spacesuit files are the same read-only image files: as large
 // as the image, mode 0444, timestamped when the image was made; opening

@@ -24,6 +24,13 @@ const testBS = 4096
 // in a temporary directory; both go away with the test.
 func testMount(t *testing.T) (*volume.Manager, *Mount) {
 	t.Helper()
+	return testMountWith(t, nil)
+}
+
+// testMountWith is testMount with set, if not nil, changing the mount's
+// Config first.
+func testMountWith(t *testing.T, set func(*Config, *volume.Manager)) (*volume.Manager, *Mount) {
+	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("FUSE mount test needs /dev/fuse: %v", err)
 	}
@@ -37,6 +44,9 @@ func testMount(t *testing.T) (*volume.Manager, *Mount) {
 	t.Cleanup(func() { vols.Close() })
 	cfg := DefaultConfig()
 	cfg.Volumes = vols
+	if set != nil {
+		set(&cfg, vols)
+	}
 	dir := t.TempDir()
 	m, err := New(ctx, dir, cfg)
 	if err != nil {

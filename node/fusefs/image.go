@@ -16,17 +16,19 @@ import (
 type imageKind int
 
 const (
-	replicaImage   imageKind = iota // DIR/replicas/<disk>/<replica>.img
-	spacesuitImage                  // DIR/spacesuits/<name>@<version>.img
+	replicaImage    imageKind = iota // DIR/replicas/<disk>/<replica>.img
+	spacesuitImage                   // DIR/spacesuits/<name>@<version>.img
+	remoteDiskImage                  // DIR/<disk>.img of a disk another node owns
 )
 
-// image is one read-only image at one root: a replica or a spacesuit
-// version. Its content never changes, so everything here holds for the
-// life of the inode.
+// image is one read-only image at one root: a replica, a spacesuit
+// version, or a disk another node owns at its last committed root. Its
+// content never changes, so everything here holds for the life of the
+// inode; a remote disk's next commit is another inode.
 type image struct {
 	kind imageKind
-	// ref is what OpenView opens: the disk and replica, or the spacesuit's
-	// name and version.
+	// ref names the image: the disk and replica, the spacesuit's name and
+	// version, or the remote disk.
 	ref       volume.Ref
 	root      string
 	size      int64
@@ -48,8 +50,11 @@ func (img image) key() imageKey { return imageKey{img.kind, img.ref, img.root} }
 
 // path names the image's file in the mount, for logs.
 func (img image) path() string {
-	if img.kind == spacesuitImage {
+	switch img.kind {
+	case spacesuitImage:
 		return spacesuitName + "/" + img.ref.String() + imgSuffix
+	case remoteDiskImage:
+		return img.ref.Disk + imgSuffix
 	}
 	return replicasName + "/" + img.ref.Disk + "/" + img.ref.Replica + imgSuffix
 }
@@ -57,10 +62,21 @@ func (img image) path() string {
 // findImage returns the current description of the image kind lists under
 // ref, or ENOENT.
 func (f *filesys) findImage(ctx context.Context, kind imageKind, ref volume.Ref) (image, syscall.Errno) {
-	if kind == spacesuitImage {
+	switch kind {
+	case spacesuitImage:
 		return findSpacesuit(ctx, f, ref)
+	case remoteDiskImage:
+		return findRemoteDisk(ctx, f, ref.Disk)
 	}
 	return findReplica(ctx, f, ref.Disk, ref.Replica)
+}
+
+// openImage opens a view of img's current root.
+func (f *filesys) openImage(ctx context.Context, img image) (*volume.View, error) {
+	if img.kind == remoteDiskImage {
+		return f.cfg.Remote.OpenRemoteDisk(ctx, img.ref.Disk)
+	}
+	return f.cfg.Volumes.OpenView(ctx, img.ref)
 }
 
 // imageFile is a read-only image file: one image at one root.
@@ -130,12 +146,13 @@ func (n *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	v, err := n.fs.cfg.Volumes.OpenView(ctx, n.img.ref)
+	v, err := n.fs.openImage(ctx, n.img)
 	if err != nil {
 		return nil, 0, n.fs.errno("open", n.img.path(), err)
 	}
-	// The name now stands for another root, or (for a spacesuit) a
-	// replica of the same name shadows it in OpenView.
+	// The name now stands for another root (a remote disk committed
+	// since), or (for a spacesuit) a replica of the same name shadows it
+	// in OpenView.
 	if v.Root() != n.img.root {
 		v.Close()
 		return nil, 0, syscall.ENOENT

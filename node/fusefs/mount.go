@@ -47,6 +47,10 @@ var (
 // Config configures a mount.
 type Config struct {
 	Volumes Volumes
+	// Remote, if set, adds the disks another node owns, read-only, at
+	// their last committed state: DIR/<disk>.img for a disk with no head
+	// here.
+	Remote RemoteDisks
 	// Logger receives I/O errors the kernel only sees as an errno; nil
 	// discards them.
 	Logger *slog.Logger

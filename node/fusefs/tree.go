@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -84,8 +85,8 @@ func (f *filesys) dirAttr(a *fuse.Attr, ino uint64) {
 	f.setTimes(a)
 }
 
-// rootDir is DIR: a file per disk and the replicas and spacesuits
-// directories.
+// rootDir is DIR: a file per disk (read-only for a disk another node
+// owns) and the replicas and spacesuits directories.
 type rootDir struct {
 	fs.Inode
 	fs *filesys
@@ -117,6 +118,13 @@ func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, syscall.ENOENT
 	}
 	h, err := d.fs.cfg.Volumes.Head(disk)
+	if errors.Is(err, volume.ErrNotFound) {
+		if img, errno := findRemoteDisk(ctx, d.fs, disk); errno == 0 {
+			n := &imageFile{fs: d.fs, img: img}
+			n.attr(&out.Attr)
+			return d.NewInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino()}), 0
+		}
+	}
 	if err != nil {
 		return nil, d.fs.errno("lookup", name, err)
 	}
@@ -140,6 +148,12 @@ func (d *rootDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 			continue // removed meanwhile
 		}
 		out = append(out, fuse.DirEntry{Name: info.Name + imgSuffix, Mode: syscall.S_IFREG, Ino: d.fs.inos.ino(h)})
+	}
+	if d.fs.cfg.Remote != nil {
+		for _, info := range d.fs.cfg.Remote.RemoteDisks(ctx) {
+			img := remoteDiskImageOf(info)
+			out = append(out, fuse.DirEntry{Name: info.Name + imgSuffix, Mode: syscall.S_IFREG, Ino: d.fs.inos.ino(img.key())})
+		}
 	}
 	return fs.NewListDirStream(out), 0
 }
