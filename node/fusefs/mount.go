@@ -225,7 +225,9 @@ func isMountPoint(dir string) (bool, error) {
 	if st.Dev != pst.Dev {
 		return true, nil
 	}
-	_, ok := mountType(dir) // no /proc: the device check is all we have
+	// Without /proc, mountType finds nothing: the device check is all we
+	// have.
+	_, ok := mountType(dir)
 	return ok, nil
 }
 
@@ -241,8 +243,8 @@ func mountType(dir string) (string, bool) {
 	found := false
 	for line := range strings.SplitSeq(string(b), "\n") {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPEROPTIONS
-		mountPoint, rest, ok := strings.Cut(line, " - ")
-		f := strings.Fields(mountPoint)
+		head, rest, ok := strings.Cut(line, " - ")
+		f := strings.Fields(head)
 		if !ok || len(f) < 5 || unescapeMountPath(f[4]) != dir {
 			continue
 		}
