@@ -255,21 +255,28 @@ func (n *meshNode) diskInfo(e catalog.Entry, info volume.DiskInfo) volume.DiskIn
 func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []volume.DiskInfo {
 	var out []volume.DiskInfo
 	for _, e := range n.cat.List(catalog.DiskPrefix) {
-		name := strings.TrimPrefix(e.Key, catalog.DiskPrefix)
-		if local[name] {
+		info := catalogDiskInfo(e)
+		if local[info.Name] {
 			continue
 		}
 		used, err := n.vols.RootBytes(ctx, e.Root, e.BlockSize)
 		if err != nil {
-			n.log.Debug("size of a remote disk", "disk", name, "err", err)
+			n.log.Debug("size of a remote disk", "disk", info.Name, "err", err)
 		}
-		out = append(out, n.diskInfo(e, volume.DiskInfo{
-			Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: e.Replicas, Sync: e.Sync,
-			Root: rootText(e.Root), Created: e.Created, Committed: e.Modified, UsedBytes: used,
-			ReplicaCount: len(n.cat.List(catalog.ReplicaPrefix + name + "/")),
-		}))
+		info.UsedBytes = used
+		info.ReplicaCount = len(n.cat.List(catalog.ReplicaPrefix + info.Name + "/"))
+		out = append(out, n.diskInfo(e, info))
 	}
 	return out
+}
+
+// catalogDiskInfo is what a disk's catalog record says of it, with no
+// look at its blocks.
+func catalogDiskInfo(e catalog.Entry) volume.DiskInfo {
+	return volume.DiskInfo{
+		Name: strings.TrimPrefix(e.Key, catalog.DiskPrefix), Size: e.Size, BlockSize: e.BlockSize,
+		Replicas: e.Replicas, Sync: e.Sync, Root: rootText(e.Root), Created: e.Created, Committed: e.Modified,
+	}
 }
 
 // openView opens a local disk or replica, or else one the mesh's catalog

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -277,23 +276,32 @@ func queryBool(r *http.Request, name string) (bool, error) {
 // catalog.
 type fuseRemote struct{ n *meshNode }
 
-// RemoteDisks lists the catalog's disks with no head here. It reads the
-// catalog only (no block-map walk for used bytes): the kernel asks on
-// every lookup.
+// RemoteDisks lists the catalog's disks with no head here, from their
+// records alone (no block-map walk for used bytes).
 func (r fuseRemote) RemoteDisks(ctx context.Context) []volume.DiskInfo {
 	var out []volume.DiskInfo
 	for _, e := range r.n.cat.List(catalog.DiskPrefix) {
-		name := strings.TrimPrefix(e.Key, catalog.DiskPrefix)
-		if _, err := r.n.vols.Head(name); err == nil {
-			continue
+		if info := catalogDiskInfo(e); !r.local(info.Name) {
+			out = append(out, info)
 		}
-		out = append(out, volume.DiskInfo{
-			Name: name, Size: e.Size, BlockSize: e.BlockSize, Root: rootText(e.Root), Committed: e.Modified,
-		})
 	}
 	return out
 }
 
+func (r fuseRemote) RemoteDisk(ctx context.Context, name string) (volume.DiskInfo, bool) {
+	e, ok := r.n.cat.Get(catalog.DiskKey(name))
+	if !ok || r.local(name) {
+		return volume.DiskInfo{}, false
+	}
+	return catalogDiskInfo(e), true
+}
+
 func (r fuseRemote) OpenRemoteDisk(ctx context.Context, name string) (*volume.View, error) {
 	return r.n.openCatalogView(volume.Ref{Disk: name})
+}
+
+// local reports whether the disk has a head on this node.
+func (r fuseRemote) local(name string) bool {
+	_, err := r.n.vols.Head(name)
+	return err == nil
 }

@@ -129,19 +129,10 @@ done
 
 cold="page cache dropped before each read"
 [ $CAN_DROP = 1 ] || cold="page cache NOT dropped (not root)"
-python3 - "$WORK" "$REPEAT" "${JOBS[@]}" <<'PY'
-import json, statistics, sys
+PYTHONPATH="$(dirname "$0")" python3 - "$WORK" "$REPEAT" "${JOBS[@]}" <<'PY'
+import sys
+from fio_stats import median, stats
 work, repeat, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-
-def stats(path, rw):
-    text = open(path).read()  # fio may print notes before the JSON
-    job = json.loads(text[text.index("{"):])["jobs"][0]
-    side = job["write" if "write" in rw else "read"]
-    p99 = side["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
-    return side["bw_bytes"] / 1e6, side["iops"], p99
-
-def median(runs):
-    return tuple(statistics.median(r[i] for r in runs) for i in range(3))
 
 def ratio(a, b):
     return a / b if b else float("nan")

@@ -89,19 +89,10 @@ for spec in $JOBS; do
 	done
 done
 
-python3 - "$WORK" "$REPEAT" $JOBS <<'PY'
-import json, statistics, sys
+PYTHONPATH="$(dirname "$0")" python3 - "$WORK" "$REPEAT" $JOBS <<'PY'
+import sys
+from fio_stats import median, stats
 work, repeat, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-
-def stats(path, rw):
-    text = open(path).read()  # fio may print notes before the JSON
-    job = json.loads(text[text.index("{"):])["jobs"][0]
-    side = job["write" if "write" in rw else "read"]
-    p99 = side["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
-    return side["bw_bytes"] / 1e6, side["iops"], p99
-
-def median(runs):
-    return tuple(statistics.median(r[i] for r in runs) for i in range(3))
 
 print(f"{'job':<22}{'server':<8}{'MB/s':>10}{'IOPS':>10}{'p99 µs':>10}   (medians of {repeat} runs)")
 for spec in specs:

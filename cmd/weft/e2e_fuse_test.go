@@ -20,23 +20,6 @@ import (
 // fuseTools are the programs the FUSE end-to-end test drives.
 var fuseTools = []string{"losetup", "mkfs.ext4", "mount", "umount", "fusermount3"}
 
-// requireFUSE skips the test unless it can mount FUSE file systems and loop
-// devices: root, /dev/fuse, and fuseTools.
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE end-to-end test needs root (loop devices, mount)")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("FUSE end-to-end test needs /dev/fuse: %v", err)
-	}
-	for _, tool := range fuseTools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("FUSE end-to-end test needs %s (apt-get install fuse3 e2fsprogs util-linux mount): %v", tool, err)
-		}
-	}
-}
-
 // sys runs a system command, bounded by cmdTimeout, and returns its
 // trimmed stdout; it fails the test if the command fails.
 func sys(t *testing.T, name string, args ...string) string {
@@ -153,12 +136,8 @@ func checkFiles(t *testing.T, what, dir string, want fsFiles, gone ...string) {
 // and a loop device, takes a replica, clones it, changes the disk, and
 // checks that the clone and the replica still hold the old file system.
 func TestFUSEEndToEnd(t *testing.T) {
-	requireFUSE(t)
+	h := fuseNode(t)
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 7))
-	home := filepath.Join(t.TempDir(), "home")
-	h := newHarness(t, home)
-	h.ok("init", "--nbd", "off")
-	h.startDaemon()
 
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
@@ -244,6 +223,28 @@ func TestFUSEEndToEnd(t *testing.T) {
 	h.stopDaemon()
 }
 
+// fuseNode starts a node (NBD off) for a FUSE test, or skips the test
+// unless it can mount FUSE file systems and loop devices: root,
+// /dev/fuse, and fuseTools.
+func fuseNode(t *testing.T) *harness {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("FUSE end-to-end test needs root (loop devices, mount)")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("FUSE end-to-end test needs /dev/fuse: %v", err)
+	}
+	for _, tool := range fuseTools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("FUSE end-to-end test needs %s (apt-get install fuse3 e2fsprogs util-linux mount): %v", tool, err)
+		}
+	}
+	h := newHarness(t, filepath.Join(t.TempDir(), "home"))
+	h.ok("init", "--nbd", "off")
+	h.startDaemon()
+	return h
+}
+
 // mountDir returns a new directory to mount on, detached lazily at the end
 // of the test if something is still mounted there.
 func mountDir(t *testing.T) string {
@@ -281,11 +282,7 @@ func isMounted(t *testing.T, dir string) bool {
 // with SIGINT; refuses to unmount a busy mount; and checks that stopping
 // the daemon unmounts what is left.
 func TestFUSEMountLifecycle(t *testing.T) {
-	requireFUSE(t)
-	home := filepath.Join(t.TempDir(), "home")
-	h := newHarness(t, home)
-	h.ok("init", "--nbd", "off")
-	h.startDaemon()
+	h := fuseNode(t)
 	h.ok("disk", "create", "a", "--size", "1M")
 	mnt := mountDir(t)
 
@@ -293,7 +290,7 @@ func TestFUSEMountLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	var out bytes.Buffer
-	fg := exec.CommandContext(ctx, h.bin, "--home", home, "mount", mnt)
+	fg := exec.CommandContext(ctx, h.bin, "--home", h.home, "mount", mnt)
 	fg.Stdout, fg.Stderr = &out, &out
 	if err := fg.Start(); err != nil {
 		t.Fatal(err)
@@ -350,11 +347,7 @@ func TestFUSEMountLifecycle(t *testing.T) {
 // weft mount on the same directory detaches the dead mount and serves the
 // disk again, with every write fsync acknowledged before the kill.
 func TestFUSEDaemonKilled(t *testing.T) {
-	requireFUSE(t)
-	home := filepath.Join(t.TempDir(), "home")
-	h := newHarness(t, home)
-	h.ok("init", "--nbd", "off")
-	h.startDaemon()
+	h := fuseNode(t)
 	const half = 16 << 20
 	h.ok("disk", "create", "vm", "--size", "32M")
 	mnt := mountDir(t)

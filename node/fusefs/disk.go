@@ -91,20 +91,7 @@ func (n *diskFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EPERM
 	}
-	var fuseFlags uint32
-	switch {
-	case flags&syscall.O_DIRECT != 0:
-		// An O_DIRECT opener (QEMU's cache=none, loop --direct-io) gets
-		// the kernel's direct-I/O mode, in which writes from several
-		// threads reach weft at once; on a cached open the kernel holds
-		// the file's lock across each write. Writes from such a handle
-		// drop the cached pages they cover (the kernel does that since
-		// 6.6), so cached handles stay coherent.
-		fuseFlags |= fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES
-	case n.fs.cfg.DirectIO:
-		fuseFlags |= fuse.FOPEN_DIRECT_IO
-	}
-	return &diskHandle{writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, fuseFlags, 0
+	return &diskHandle{writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, OpenFlags(flags, n.fs.cfg.DirectIO), 0
 }
 
 func (n *diskFile) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -180,4 +167,23 @@ func (n *diskFile) OnForget() {
 	if !n.live() {
 		n.fs.inos.forget(n.head)
 	}
+}
+
+// OpenFlags returns the FUSE open flags of a disk file opened with flags
+// (open(2)'s); directIO is Config.DirectIO. internal/cmd/fuseceiling opens
+// its file with them too.
+func OpenFlags(flags uint32, directIO bool) uint32 {
+	switch {
+	case flags&syscall.O_DIRECT != 0:
+		// An O_DIRECT opener (QEMU's cache=none, loop --direct-io) gets
+		// the kernel's direct-I/O mode, in which writes from several
+		// threads reach weft at once; on a cached open the kernel holds
+		// the file's lock across each write. Writes from such a handle
+		// drop the cached pages they cover (the kernel does that since
+		// 6.6), so cached handles stay coherent.
+		return fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES
+	case directIO:
+		return fuse.FOPEN_DIRECT_IO
+	}
+	return 0
 }

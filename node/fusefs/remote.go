@@ -14,6 +14,9 @@ type RemoteDisks interface {
 	// RemoteDisks describes the disks another node owns: name, size,
 	// block size, root and when it was committed.
 	RemoteDisks(ctx context.Context) []volume.DiskInfo
+	// RemoteDisk describes one of them (the kernel looks names up on every
+	// open and stat), or reports false.
+	RemoteDisk(ctx context.Context, name string) (volume.DiskInfo, bool)
 	// OpenRemoteDisk opens a read-only view of such a disk at its current
 	// root; blocks this node lacks are fetched from their holders on read.
 	OpenRemoteDisk(ctx context.Context, name string) (*volume.View, error)
@@ -25,12 +28,11 @@ func findRemoteDisk(ctx context.Context, f *filesys, name string) (image, syscal
 	if f.cfg.Remote == nil {
 		return image{}, syscall.ENOENT
 	}
-	for _, d := range f.cfg.Remote.RemoteDisks(ctx) {
-		if d.Name == name {
-			return remoteDiskImageOf(d), 0
-		}
+	d, ok := f.cfg.Remote.RemoteDisk(ctx, name)
+	if !ok {
+		return image{}, syscall.ENOENT
 	}
-	return image{}, syscall.ENOENT
+	return remoteDiskImageOf(d), 0
 }
 
 // remoteDiskImageOf is a disk another node owns as an image at its

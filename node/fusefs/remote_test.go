@@ -39,6 +39,12 @@ func (r *fakeRemote) RemoteDisks(ctx context.Context) []volume.DiskInfo {
 	return []volume.DiskInfo{r.info}
 }
 
+func (r *fakeRemote) RemoteDisk(ctx context.Context, name string) (volume.DiskInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.info, name == r.name
+}
+
 func (r *fakeRemote) OpenRemoteDisk(ctx context.Context, name string) (*volume.View, error) {
 	r.mu.Lock()
 	info := r.info

@@ -37,20 +37,20 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, flag.Arg(0), *size, nil); err != nil {
+	if err := serve(ctx, flag.Arg(0), &root{size: *size}, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "fuseceiling:", err)
 		os.Exit(1)
 	}
 }
 
-// serve mounts the file at dir, closes ready (if not nil) once the kernel
-// serves it, and unmounts when ctx is done.
-func serve(ctx context.Context, dir string, size int64, ready chan<- struct{}) error {
+// serve mounts r at dir, closes ready (if not nil) once the kernel serves
+// it, and unmounts when ctx is done.
+func serve(ctx context.Context, dir string, r *root, ready chan<- struct{}) error {
 	cfg := fusefs.DefaultConfig()
 	maxWrite := cfg.MaxWrite
 	mopts := fusefs.MountOptions(maxWrite)
 	mopts.FsName, mopts.Name = "fuseceiling", "fuseceiling"
-	srv, err := fs.Mount(dir, &root{size: size}, &fs.Options{MountOptions: mopts, AttrTimeout: &cfg.AttrTimeout})
+	srv, err := fs.Mount(dir, r, &fs.Options{MountOptions: mopts, AttrTimeout: &cfg.AttrTimeout})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -79,20 +79,22 @@ func serve(ctx context.Context, dir string, size int64, ready chan<- struct{}) e
 
 type root struct {
 	fs.Inode
-	size int64
+	size    int64
+	onWrite func() // called by every write, for tests
 }
 
 var _ fs.NodeOnAdder = (*root)(nil)
 
 func (r *root) OnAdd(ctx context.Context) {
-	f := r.NewPersistentInode(ctx, &file{size: r.size}, fs.StableAttr{Ino: 2})
+	f := r.NewPersistentInode(ctx, &file{size: r.size, onWrite: r.onWrite}, fs.StableAttr{Ino: 2})
 	r.AddChild(fileName, f, false)
 }
 
 // file is the null file: every method succeeds without touching data.
 type file struct {
 	fs.Inode
-	size int64
+	size    int64
+	onWrite func()
 }
 
 var (
@@ -126,13 +128,9 @@ func (f *file) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	return 0
 }
 
-// Open serves O_DIRECT opens in the kernel's direct-I/O mode with parallel
-// writes, as a weft disk file does.
+// Open opens the file as weft opens a disk file.
 func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_DIRECT != 0 {
-		return nil, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES, 0
-	}
-	return nil, 0, 0
+	return nil, fusefs.OpenFlags(flags, false), 0
 }
 
 func (f *file) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -144,6 +142,9 @@ func (f *file) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64
 func (f *file) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if off >= f.size {
 		return 0, syscall.EFBIG
+	}
+	if f.onWrite != nil {
+		f.onWrite()
 	}
 	return uint32(min(int64(len(data)), f.size-off)), 0
 }

@@ -3,33 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestCeilingFile checks what the benchmark relies on: the file has its
 // size, takes writes anywhere inside it, reads zeros whatever was written,
 // and the mount goes away when the context ends.
 func TestCeilingFile(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("needs /dev/fuse: %v", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("mounts with mount(2), which needs root")
-	}
-	dir := t.TempDir()
 	const size = 8 << 20
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ready, served := make(chan struct{}), make(chan error, 1)
-	go func() { served <- serve(ctx, dir, size, ready) }()
-	select {
-	case <-ready:
-	case err := <-served:
-		t.Fatalf("serve: %v", err)
-	}
+	dir, stop := mountCeiling(t, &root{size: size})
 
 	path := filepath.Join(dir, fileName)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -63,16 +52,106 @@ func TestCeilingFile(t *testing.T) {
 		t.Fatalf("read %d bytes, want %d zeros", len(got), size)
 	}
 
-	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not return after cancel")
+	if err := stop(); err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 	if _, err := os.Stat(path); err == nil {
 		t.Fatal("the file is still there after unmount")
 	}
+}
+
+// mountCeiling serves r in a temporary directory; stop unmounts it and
+// returns how serve ended. It is also called at the end of the test.
+func mountCeiling(t *testing.T, r *root) (dir string, stop func() error) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("needs /dev/fuse: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("mounts with mount(2), which needs root")
+	}
+	dir = t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- serve(ctx, dir, r, ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				err = errors.New("serve did not return within 30s of cancel")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return dir, stop
+}
+
+// TestDirectWritesOverlap checks that O_DIRECT writes from several threads
+// reach the server at the same time, with the open flags and mount options
+// weft's disk files use (fusefs.OpenFlags, fusefs.MountOptions): a cached
+// open would have the kernel send them one after the other.
+func TestDirectWritesOverlap(t *testing.T) {
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	onWrite := func() {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // long enough for the others to arrive
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}
+	const writers, chunk = 4, 64 << 10
+	dir, _ := mountCeiling(t, &root{size: writers * chunk * 4, onWrite: onWrite})
+	f, err := os.OpenFile(filepath.Join(dir, fileName), os.O_RDWR|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := alignedBuf(chunk)
+			for i := range 4 {
+				if _, err := f.WriteAt(buf, int64((w*4+i)*chunk)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("direct write: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most < 2 {
+		t.Fatalf("at most %d O_DIRECT write reached the server at once from %d threads, want them to overlap", most, writers)
+	}
+}
+
+// alignedBuf returns n bytes at a page boundary, as O_DIRECT wants.
+func alignedBuf(n int) []byte {
+	const page = 4096
+	b := make([]byte, n+page)
+	skip := (page - int(uintptr(unsafe.Pointer(&b[0]))%page)) % page
+	return b[skip : skip+n : skip+n]
 }
