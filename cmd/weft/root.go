@@ -102,6 +102,15 @@ func rangeArgs(min, max int) cobra.PositionalArgs {
 	}
 }
 
+// flagRange refuses a value of an integer flag outside [lo, hi]: a value
+// that makes no sense is an error, never replaced by a default.
+func flagRange(name string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return usageError{fmt.Sprintf("--%s %d: must be %d to %d", name, v, lo, hi)}
+	}
+	return nil
+}
+
 // groupCmd is a command that only holds subcommands.
 func groupCmd(use, short string) *cobra.Command {
 	return &cobra.Command{
