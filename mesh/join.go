@@ -12,11 +12,12 @@ import (
 // Join connects to the nodes at addrs (multiaddrs ending in /p2p/<id>),
 // passes admission with each and joins their gossip, which brings in every
 // member they know. It returns how many nodes answered; the error is
-// non-nil only if none did. An address of this node itself is skipped.
+// non-nil only if none did, and names each node with its reason (the
+// caller says it was a join). An address of this node itself is skipped.
 func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	infos, err := parseAddrInfos(addrs)
 	if err != nil {
-		return 0, fmt.Errorf("join: %w", err)
+		return 0, err
 	}
 	var (
 		mu       sync.Mutex
@@ -45,9 +46,9 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	wg.Wait()
 	if len(admitted) == 0 {
 		if len(errs) == 0 {
-			return 0, errors.New("join: no peer to join")
+			return 0, errors.New("no peer to join: every address is this node's")
 		}
-		return 0, fmt.Errorf("join: %w", errors.Join(errs...))
+		return 0, errors.Join(errs...)
 	}
 
 	// memberlist's Join takes no context; its push-pull is bounded by the
@@ -64,7 +65,7 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	select {
 	case r := <-done:
 		if r.n == 0 {
-			return 0, fmt.Errorf("join gossip: %w", r.err)
+			return 0, fmt.Errorf("gossip: %w", r.err)
 		}
 		m.log.Info("joined", "answered", r.n)
 		return r.n, nil

@@ -194,7 +194,7 @@ func (n *meshNode) awaitCatalogEntry(ctx context.Context, ref volume.Ref) (catal
 func (n *meshNode) cloneRemote(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error) {
 	e, ok := n.catalogEntry(src)
 	if !ok {
-		return volume.DiskInfo{}, fmt.Errorf("%s: not in this node's volumes nor in the mesh: %w", src, volume.ErrNotFound)
+		return volume.DiskInfo{}, kindf(volume.ErrNotFound, "%s: not in this node's volumes nor in the mesh", src)
 	}
 	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: max(e.Replicas, 1)}
 	info, err := n.vols.CreateDiskAt(ctx, spec, e.Root)
