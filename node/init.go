@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/weft-mesh/weft/volume"
 )
 
 // ErrHomeExists is wrapped by Init when the home already holds a config.
@@ -18,9 +20,18 @@ var ErrHomeExists = errors.New("already initialized")
 //
 // secret is the hex cluster secret to join an existing mesh with; "" makes
 // a new mesh with a fresh secret.
+//
+// A config the daemon could not run with (an address that does not parse,
+// NBD TLS files that are missing, not PEM, or a key that is not the
+// certificate's) is refused with an error matching volume.ErrInvalid.
 func Init(cfg Config, force bool, secret string) (Identity, error) {
+	// A config the daemon could not start with is refused here, while the
+	// operator is at the command line (ErrInvalid: a bad flag value).
 	if err := cfg.Validate(); err != nil {
-		return Identity{}, err
+		return Identity{}, kindf(volume.ErrInvalid, "%w", err)
+	}
+	if _, err := cfg.nbdCertificate(); err != nil {
+		return Identity{}, kindf(volume.ErrInvalid, "%w", err)
 	}
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
 		return Identity{}, fmt.Errorf("init: %w", err)

@@ -53,12 +53,12 @@ func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, mn *meshNod
 	var lns []listener
 	if cfg.NBD != "" {
 		tc := base
-		if cfg.NBDTLSCert != "" {
-			cert, err := tls.LoadX509KeyPair(homePath(cfg, cfg.NBDTLSCert), homePath(cfg, cfg.NBDTLSKey))
-			if err != nil {
-				return nil, fmt.Errorf("nbd tls: %w", err)
-			}
-			tc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		cert, err := cfg.nbdCertificate()
+		if err != nil {
+			return nil, err
+		}
+		if cert != nil {
+			tc.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 			tc.TLSRequired = cfg.NBDTLSRequired
 			svc.tlsMode = "offered"
 			if cfg.NBDTLSRequired {
