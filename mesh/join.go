@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // Join connects to the nodes at addrs (multiaddrs ending in /p2p/<id>),
@@ -30,7 +32,7 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 			continue
 		}
 		wg.Go(func() {
-			err := m.host.Connect(ctx, info)
+			err := unreachable(m.host.Connect(ctx, info))
 			if err == nil {
 				err = m.admission.wait(ctx, info.ID)
 			}
@@ -72,6 +74,36 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// unreachableError is a failed dial said once: libp2p's own message
+// repeats "failed to dial" and the peer's ID around the reasons.
+type unreachableError struct {
+	reasons string
+	err     error
+}
+
+func (e *unreachableError) Error() string { return "unreachable: " + e.reasons }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// unreachable rewrites a dial error to list only why each address failed;
+// other errors (nil included) are returned as they are.
+func unreachable(err error) error {
+	var de *swarm.DialError
+	if !errors.As(err, &de) {
+		return err
+	}
+	var reasons []string
+	for _, te := range de.DialErrors {
+		reasons = append(reasons, fmt.Sprintf("%s: %v", te.Address, te.Cause))
+	}
+	if len(reasons) == 0 && de.Cause != nil {
+		reasons = append(reasons, de.Cause.Error())
+	}
+	if len(reasons) == 0 {
+		return err
+	}
+	return &unreachableError{reasons: strings.Join(reasons, "; "), err: err}
 }
 
 // parseAddrInfos parses multiaddrs with /p2p/<id>, merging those of the

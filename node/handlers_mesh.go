@@ -151,7 +151,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 	}
 	to, err := peer.Decode(req.To)
 	if err != nil {
-		s.fail(w, r, invalidf("move: %q is not a peer ID: %v", req.To, err))
+		s.fail(w, r, invalidf("move: %q is not a peer ID", req.To))
 		return
 	}
 	if to == s.mesh.self {

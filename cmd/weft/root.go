@@ -64,6 +64,10 @@ func newRootCmd(g *globals) *cobra.Command {
 		Short:         "weft: a peer-to-peer storage mesh for VM disks",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          unknownCommand,
+		RunE: func(c *cobra.Command, args []string) error {
+			return c.Help()
+		},
 	}
 	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "node home directory ($WEFT_HOME, else ~/.weft)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -111,12 +115,21 @@ func flagRange(name string, v, lo, hi int) error {
 	return nil
 }
 
+// unknownCommand refuses arguments to a command that only holds
+// subcommands: they are a mistyped subcommand, a usage error.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("unknown command %q for %q (see: %s --help)", args[0], c.CommandPath(), c.CommandPath())}
+	}
+	return nil
+}
+
 // groupCmd is a command that only holds subcommands.
 func groupCmd(use, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  cobra.NoArgs,
+		Args:  unknownCommand,
 		RunE: func(c *cobra.Command, args []string) error {
 			return usageError{fmt.Sprintf("usage: %s COMMAND (see: %s --help)", c.CommandPath(), c.CommandPath())}
 		},
