@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -37,10 +36,8 @@ func (g *gatedHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.I
 			return nil, fmt.Errorf("connect %s: %w", p, err)
 		}
 	}
-	if err := g.admission.wait(ctx, p); errors.Is(err, ErrNotAdmitted) {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	} else if err != nil {
-		return nil, err
+	if err := g.admission.wait(ctx, p); err != nil {
+		return nil, err // the caller names p
 	}
 	s, err := g.Host.NewStream(ctx, p, pids...)
 	if err != nil {
