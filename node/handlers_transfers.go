@@ -50,6 +50,9 @@ func (n *meshNode) startTransfer(ctx context.Context, id string, req TransferReq
 // pullFrom starts a pull of req.Source from a peer, or from every live
 // member of a site.
 func (n *meshNode) pullFrom(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
+	if err := req.Options.check(); err != nil {
+		return nil, err
+	}
 	ref, err := volume.ParseRef(req.Source)
 	if err != nil {
 		return nil, err

@@ -217,26 +217,34 @@ func (n *meshNode) sitePeers(site string, key cid.Cid) []peer.ID {
 	return out
 }
 
-// spec builds a datapath spec from options.
-func transferSpec(id string, e catalog.Entry, sources []string, o TransferOptions) (datapath.Spec, error) {
-	prio := datapath.Normal
+// check refuses knobs out of range. It runs before any transfer is
+// registered: a bad knob is a bad request, not a transfer that fails.
+func (o TransferOptions) check() error {
 	if o.Priority != "" {
-		p, err := datapath.ParsePriority(o.Priority)
-		if err != nil {
-			return datapath.Spec{}, fmt.Errorf("%w: %w", err, volume.ErrInvalid)
+		if _, err := datapath.ParsePriority(o.Priority); err != nil {
+			return fmt.Errorf("%w: %w", err, volume.ErrInvalid)
 		}
-		prio = p
 	}
-	// Checked here, before any transfer is registered: a knob out of range
-	// is a bad request, not a transfer that fails.
 	if o.BWLimit < 0 {
-		return datapath.Spec{}, invalidf("bwlimit %d: must not be negative", o.BWLimit)
+		return invalidf("bwlimit %d: must not be negative", o.BWLimit)
 	}
 	if o.BlockSize != 0 && (o.BlockSize < datapath.MinBlockSize || o.BlockSize > datapath.MaxBlockSize) {
-		return datapath.Spec{}, invalidf("block size %d: must be from %d (64K) to %d (16M)", o.BlockSize, datapath.MinBlockSize, datapath.MaxBlockSize)
+		return invalidf("block size %d: must be from %d (64K) to %d (16M)", o.BlockSize, datapath.MinBlockSize, datapath.MaxBlockSize)
 	}
 	if o.Concurrency < 0 || o.Concurrency > datapath.MaxConcurrency {
-		return datapath.Spec{}, invalidf("concurrency %d: must be 1 to %d", o.Concurrency, datapath.MaxConcurrency)
+		return invalidf("concurrency %d: must be 1 to %d", o.Concurrency, datapath.MaxConcurrency)
+	}
+	return nil
+}
+
+// transferSpec builds a datapath spec from options.
+func transferSpec(id string, e catalog.Entry, sources []string, o TransferOptions) (datapath.Spec, error) {
+	if err := o.check(); err != nil {
+		return datapath.Spec{}, err
+	}
+	prio := datapath.Normal
+	if o.Priority != "" {
+		prio, _ = datapath.ParsePriority(o.Priority) // checked
 	}
 	return datapath.Spec{
 		ID: id, Root: e.Root, Sources: sources, Priority: prio, BWLimit: float64(o.BWLimit),
