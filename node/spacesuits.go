@@ -98,8 +98,12 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 	err = s.vols.RemoveSpacesuit(r.Context(), name, version)
 	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
 		// A tombstone tells every node that keeps a copy (the publisher,
-		// the sites it was pushed to) to forget it too.
-		err = s.mesh.removeSpacesuit(name, version)
+		// the sites it was pushed to) to forget it too. A version the
+		// catalog never named (one of an empty disk) was only here, and
+		// removing it here is all there is to do.
+		if merr := s.mesh.removeSpacesuit(name, version); err != nil || !errors.Is(merr, volume.ErrNotFound) {
+			err = merr
+		}
 	}
 	if err != nil {
 		s.fail(w, r, err)
