@@ -94,6 +94,8 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"push", "web", "--to", "elsewhere", "--concurrency", "0"}, "--concurrency 0: must be 1 to 256"},
 		{[]string{"push", "web", "--to", "elsewhere", "--priority", "urgent"}, `priority "urgent"`},
 		{[]string{"join", "/ip4/127.0.0.1/tcp/1"}, `join: "/ip4/127.0.0.1/tcp/1" is not a member's address`},
+		{[]string{"daemon", "--heal-concurrency", "0"}, "--heal-concurrency 0: must be at least 1"},
+		{[]string{"daemon", "--heal-interval", "0s"}, "--heal-interval 0s: must be positive"},
 	})
 	if out := h.ok("transfers"); !strings.Contains(out, "no transfers") {
 		t.Errorf("refused transfers were registered:\n%s", out)
