@@ -64,7 +64,7 @@ type TakeRequest struct {
 
 func (s *server) meshOr(w http.ResponseWriter, r *http.Request) bool {
 	if s.mesh == nil {
-		s.fail(w, r, fmt.Errorf("%w: %w", ErrNoMesh, volume.ErrInvalid))
+		s.fail(w, r, kindf(volume.ErrInvalid, "%w", ErrNoMesh))
 		return false
 	}
 	return true
