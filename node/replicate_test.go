@@ -265,3 +265,22 @@ func TestPolicyStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyRecordModes: a pull policy stored before pull policies had a
+// key of their own (under the push key, no mode field) reads as a pull
+// policy whose key is the pull key, where its puller moves it; a push
+// record keeps its key.
+func TestPolicyRecordModes(t *testing.T) {
+	for _, tc := range []struct {
+		name, key, json, mode, wantKey string
+	}{
+		{"old push", catalog.ReplicateKey("vm", "berlin"), `{"disk":"vm","site":"berlin","keep":3}`, ModePush, catalog.ReplicateKey("vm", "berlin")},
+		{"old pull", catalog.ReplicateKey("vm", "berlin"), `{"disk":"vm","site":"berlin","puller":"12D3KooW","keep":3}`, ModePull, catalog.ReplicatePullKey("vm", "berlin")},
+		{"pull", catalog.ReplicatePullKey("vm", "berlin"), `{"disk":"vm","site":"berlin","mode":"pull","puller":"12D3KooW"}`, ModePull, catalog.ReplicatePullKey("vm", "berlin")},
+	} {
+		p, err := decodePolicy(catalog.Entry{Key: tc.key, Policy: []byte(tc.json)})
+		if err != nil || p.Mode != tc.mode || policyKey(p) != tc.wantKey {
+			t.Errorf("%s: got mode %s, key %s, %v; want %s, %s", tc.name, p.Mode, policyKey(p), err, tc.mode, tc.wantKey)
+		}
+	}
+}
