@@ -135,7 +135,7 @@ func TestReplicatePolicies(t *testing.T) {
 	}
 	c.fails("both a push and a pull policy replicate d to site-c", "replicate", "rm", "d", "--to", "site-c")
 	if out := c.ok("replicate", "rm", "d", "--to", "site-c", "--mode", "pull"); !strings.Contains(out,
-		"removed pull policy d → site-c; kept 1 replicated states on the pulling node at site-c: "+pull.LastReplica+"; remove them with: weft replica rm d NAME") {
+		"removed pull policy d → site-c; kept 1 replicated state on the pulling node at site-c: "+pull.LastReplica+"; remove them with: weft replica rm d NAME") {
 		t.Fatalf("replicate rm --mode pull: %q", out)
 	}
 	eventually(t, "the pull policy gone on the owner", func() (bool, string) {
@@ -143,7 +143,7 @@ func TestReplicatePolicies(t *testing.T) {
 		_, ok := ps["d/site-c/pull"]
 		return !ok && len(ps) == 1, fmt.Sprintf("%+v", ps)
 	})
-	if out := a.ok("replicate", "rm", "d", "--to", "site-c"); !strings.Contains(out, "kept 1 replicated states on the owner and at site-c: "+push.LastReplica) {
+	if out := a.ok("replicate", "rm", "d", "--to", "site-c"); !strings.Contains(out, "kept 1 replicated state on the owner and at site-c: "+push.LastReplica) {
 		t.Fatalf("replicate rm: %q", out)
 	}
 }

@@ -132,8 +132,12 @@ func newReplicateRmCmd(g *globals) *cobra.Command {
 			if p.Mode == node.ModePull {
 				where = "on the pulling node at " + p.Site
 			}
-			fmt.Fprintf(g.stdout, "; kept %d replicated states %s: %s; remove them with: weft replica rm %s NAME\n",
-				len(res.Kept), where, strings.Join(res.Kept, ", "), p.Disk)
+			states := "states"
+			if len(res.Kept) == 1 {
+				states = "state"
+			}
+			fmt.Fprintf(g.stdout, "; kept %d replicated %s %s: %s; remove them with: weft replica rm %s NAME\n",
+				len(res.Kept), states, where, strings.Join(res.Kept, ", "), p.Disk)
 			return nil
 		},
 	}
