@@ -357,9 +357,16 @@ func (c *Client) Policies(ctx context.Context) ([]Policy, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/replicate", nil, &out)
 }
 
-// RemovePolicy stops replicating disk to site.
-func (c *Client) RemovePolicy(ctx context.Context, disk, site string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/replicate/"+url.PathEscape(disk)+"/"+url.PathEscape(site), nil, nil)
+// RemovePolicy stops replicating disk to site by mode (ModePush or
+// ModePull; "" for the only policy there is) and says which replicated
+// states stay.
+func (c *Client) RemovePolicy(ctx context.Context, disk, site, mode string) (PolicyRemoval, error) {
+	var out PolicyRemoval
+	path := "/v1/replicate/" + url.PathEscape(disk) + "/" + url.PathEscape(site)
+	if mode != "" {
+		path += "?mode=" + url.QueryEscape(mode)
+	}
+	return out, c.do(ctx, http.MethodDelete, path, nil, &out)
 }
 
 // Recover brings disk back to its last state replicated to site.
