@@ -41,7 +41,7 @@ func (s *server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.mesh != nil {
-		s.mesh.reconcile(r.Context()) // in the catalog before the answer
+		s.mesh.announce(r.Context(), catalog.SpacesuitKey(info.Name, info.Version))
 		info.Owner = s.mesh.selfStr
 	}
 	s.log.Info("spacesuit published", "spacesuit", info.Ref, "source", info.Source, "root", info.Root)
@@ -105,9 +105,7 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if s.mesh != nil {
-		s.mesh.reconcile(r.Context())
-	}
+	s.announce(r.Context(), catalog.SpacesuitKey(name, version))
 	s.log.Info("spacesuit removed", "spacesuit", ref)
 	w.WriteHeader(http.StatusNoContent)
 }
