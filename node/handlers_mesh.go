@@ -188,7 +188,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("move: %w", err))
 		return
 	}
-	s.mesh.poke()
+	s.mesh.announce(r.Context(), e.Key)
 	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
 	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
 }
@@ -228,6 +228,7 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("take: %w", err))
 		return
 	}
+	s.mesh.announce(r.Context(), e.Key)
 	s.log.Warn("disk taken over", "disk", name, "epoch", e.Epoch)
 	info, err := s.vols.DiskInfo(r.Context(), name)
 	if err != nil {

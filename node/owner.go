@@ -20,15 +20,16 @@ var ErrNotOwner = errors.New("not the owner of the disk")
 
 // notOwnerError names the owner and how to reach it.
 type notOwnerError struct {
-	disk, owner string
-	alive       bool
+	disk, owner, self string
+	alive             bool
 }
 
 func (e *notOwnerError) Error() string {
 	if !e.alive {
 		return fmt.Sprintf("disk %q: owned by %s, which is not alive; `weft disk take %s` it here first", e.disk, e.owner, e.disk)
 	}
-	return fmt.Sprintf("disk %q: owned by %s; run it there or `weft disk move %s --to <this node>` it here first", e.disk, e.owner, e.disk)
+	return fmt.Sprintf("disk %q: owned by %s; run it there, or move it here first with `weft disk move %s --to %s` on %s",
+		e.disk, e.owner, e.disk, e.self, e.owner)
 }
 
 func (e *notOwnerError) Is(target error) bool { return target == ErrNotOwner }
@@ -42,7 +43,7 @@ func (n *meshNode) checkOwner(disk string) error {
 	if !ok || e.Owner == n.selfStr {
 		return nil
 	}
-	return &notOwnerError{disk: disk, owner: e.Owner, alive: n.alive(e.Owner)}
+	return &notOwnerError{disk: disk, owner: e.Owner, self: n.selfStr, alive: n.alive(e.Owner)}
 }
 
 // mustOwn is checkOwner for a node with or without a mesh.
