@@ -293,6 +293,9 @@ func (s *server) openView(ctx context.Context, ref volume.Ref) (*volume.View, er
 		return v, err
 	}
 	if _, ok := s.mesh.catalogEntry(ref); !ok {
+		if _, derr := s.vols.DiskInfo(ctx, ref.Disk); derr == nil {
+			return nil, err // the disk is here: its own error says what it lacks
+		}
 		return nil, s.mesh.missing(ref)
 	}
 	return s.mesh.openCatalogView(ref)
