@@ -70,11 +70,22 @@ func (s *server) handleRemoveReplica(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.vols.RemoveReplica(r.Context(), disk, rep); err != nil {
+	key := catalog.ReplicaKey(disk, rep)
+	err := s.vols.RemoveReplica(r.Context(), disk, rep)
+	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
+		// The owner's removal counts everywhere: the tombstone tells the
+		// sites holding a copy to forget it too.
+		if merr := s.mesh.removeRecord(key, "replica "+volume.Ref{Disk: disk, Replica: rep}.String()); merr == nil {
+			err = nil
+		} else if !errors.Is(merr, volume.ErrNotFound) {
+			err = merr
+		}
+	}
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.announce(r.Context(), catalog.ReplicaKey(disk, rep))
+	s.announce(r.Context(), key)
 	s.log.Info("replica removed", "disk", disk, "replica", rep)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -99,7 +99,7 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
 		// A tombstone tells every node that keeps a copy (the publisher,
 		// the sites it was pushed to) to forget it too.
-		err = s.mesh.removeSpacesuit(name, version)
+		err = s.mesh.removeRecord(catalog.SpacesuitKey(name, version), "spacesuit "+volume.SpacesuitRef(name, version))
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -126,11 +126,13 @@ func (n *meshNode) nextSpacesuitVersion(name string) uint64 {
 	return top + 1
 }
 
-func (n *meshNode) removeSpacesuit(name string, version uint64) error {
-	key := catalog.SpacesuitKey(name, version)
+// removeRecord writes a tombstone for key, named what in errors: every
+// node that keeps a copy (its creator, the sites it was pushed to) forgets
+// it too.
+func (n *meshNode) removeRecord(key, what string) error {
 	e, ok := n.cat.Get(key)
 	if !ok {
-		return fmt.Errorf("spacesuit %s: %w", volume.SpacesuitRef(name, version), volume.ErrNotFound)
+		return fmt.Errorf("%s: %w", what, volume.ErrNotFound)
 	}
 	d, err := n.cat.Delete(key, e.Epoch)
 	if err != nil {

@@ -74,6 +74,11 @@ func TestMeshNonOwner(t *testing.T) {
 	// What b cannot answer, it says why.
 	a.ok("disk", "rm", "vm3")
 	b.fails("removed from the mesh by "+owner, "disk", "info", "vm3")
+	a.ok("replica", "rm", "vm0", "snap")
+	b.fails("removed from the mesh by "+owner, "disk", "export", "vm0@snap", filepath.Join(t.TempDir(), "x.img"))
+	if out := b.ok("replica", "ls", "vm0"); strings.Contains(out, "snap") {
+		t.Fatalf("b: replica ls vm0 after the owner removed snap:\n%s", out)
+	}
 	b.fails("not on this node nor in the mesh catalog", "disk", "info", "nosuch")
 	b.fails("not on this node nor in the mesh catalog", "replica", "ls", "nosuch")
 }
