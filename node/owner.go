@@ -26,7 +26,7 @@ type notOwnerError struct {
 
 func (e *notOwnerError) Error() string {
 	if !e.alive {
-		return fmt.Sprintf("disk %q: owned by %s, which is not alive; `weft disk take %s` it here first", e.disk, e.owner, e.disk)
+		return fmt.Sprintf("disk %q: owned by %s, which is not alive; take it here first with `weft disk take %s`", e.disk, e.owner, e.disk)
 	}
 	return fmt.Sprintf("disk %q: owned by %s; run it there, or move it here first with `weft disk move %s --to %s` on %s",
 		e.disk, e.owner, e.disk, e.self, e.owner)

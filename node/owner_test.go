@@ -97,7 +97,7 @@ func TestNotOwnerError(t *testing.T) {
 		want  string
 	}{
 		{true, `disk "vm": owned by ` + testOwner + "; run it there, or move it here first with `weft disk move vm --to " + testSelf + "` on " + testOwner},
-		{false, `disk "vm": owned by ` + testOwner + ", which is not alive; `weft disk take vm` it here first"},
+		{false, `disk "vm": owned by ` + testOwner + ", which is not alive; take it here first with `weft disk take vm`"},
 	} {
 		err := error(&notOwnerError{disk: "vm", owner: testOwner, self: testSelf, alive: c.alive})
 		if err.Error() != c.want {
