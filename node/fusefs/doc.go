@@ -11,7 +11,10 @@
 //
 // The directories are read-only: files appear and vanish as disks,
 // replicas and spacesuit versions are created, cloned, published and
-// removed, never through the mount. Nothing is cached by name: every
+// removed, never through the mount. Removing a file fails: EPERM for a
+// disk this node owns (weft disk rm removes it, and refuses while it is
+// in use: Mount.DiskHandles counts the open handles of its file), EROFS
+// for every other file and directory. Nothing is cached by name: every
 // lookup and directory listing asks the volume manager, and the kernel is
 // told not to cache names (entry timeout 0), so a disk or spacesuit
 // version created while mounted is visible at once and a removed one is
