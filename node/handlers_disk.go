@@ -82,14 +82,43 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, info)
 }
 
+// handleRemoveDisk removes a disk that nobody uses on this node. With
+// ?force=true it removes a disk in use too, after keeping its head as a
+// replica, and cuts its users off.
 func (s *server) handleRemoveDisk(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.vols.RemoveDisk(r.Context(), name); err != nil {
+	force, err := queryBool(r, "force")
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("disk removed", "disk", name)
-	w.WriteHeader(http.StatusNoContent)
+	if _, err := s.vols.Head(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !force {
+		if users := s.usersAfterGrace(r.Context(), name); len(users) > 0 {
+			s.writeError(w, r, &diskInUseError{disk: name, users: users}, http.StatusConflict, codeBusy)
+			return
+		}
+		if err := s.vols.RemoveDisk(r.Context(), name); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.log.Info("disk removed", "disk", name)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	users := s.usersOf(name)
+	kept, err := s.vols.RemoveDiskKeepingHead(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.nbd.disconnect(name)
+	s.mounts.dropRemoved(name)
+	s.log.Warn("disk removed by force", "disk", name, "kept", kept, "users", users)
+	s.writeJSON(w, http.StatusOK, RemoveDiskResult{Kept: kept, Users: users})
 }
 
 func (s *server) handleCommit(w http.ResponseWriter, r *http.Request) {

@@ -41,9 +41,12 @@ type mountTable struct {
 	remote fusefs.RemoteDisks // nil without a mesh
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	byDir  map[string]*mountEntry
-	closed bool
+	mu    sync.Mutex
+	byDir map[string]*mountEntry
+	// serving holds every mount until the kernel lets go of it: those in
+	// byDir and those detached lazily whose files are still open.
+	serving map[*mountEntry]struct{}
+	closed  bool
 }
 
 type mountEntry struct {
@@ -52,7 +55,7 @@ type mountEntry struct {
 }
 
 func newMountTable(vols *volume.Manager, mn *meshNode, log *slog.Logger) *mountTable {
-	t := &mountTable{vols: vols, log: log, byDir: map[string]*mountEntry{}}
+	t := &mountTable{vols: vols, log: log, byDir: map[string]*mountEntry{}, serving: map[*mountEntry]struct{}{}}
 	if mn != nil {
 		t.remote = fuseRemote{mn}
 	}
@@ -106,6 +109,7 @@ func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
 	}
 	e := &mountEntry{m: m, gone: make(chan struct{})}
 	t.byDir[dir] = e
+	t.serving[e] = struct{}{}
 	go t.watch(e)
 	t.log.Info("mounted", "dir", dir)
 	return MountInfo{Dir: dir, Started: m.Started()}, nil
@@ -115,6 +119,9 @@ func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
 // unmounted behind weft's back.
 func (t *mountTable) watch(e *mountEntry) {
 	<-e.m.Done()
+	t.mu.Lock()
+	delete(t.serving, e)
+	t.mu.Unlock()
 	if t.drop(e) {
 		t.log.Warn("unmounted outside weft", "dir", e.m.Dir())
 	}
@@ -177,6 +184,50 @@ func (t *mountTable) list() []MountInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
 	return out
+}
+
+// diskUsers names the open files of the disk in every mount, those
+// detached lazily included.
+func (t *mountTable) diskUsers(disk string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for e := range t.serving {
+		switch n := e.m.DiskHandles(disk); n {
+		case 0:
+		case 1:
+			out = append(out, "open file "+e.m.DiskPath(disk))
+		default:
+			out = append(out, fmt.Sprintf("open file %s (%d handles)", e.m.DiskPath(disk), n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// diskPaths returns the paths of the disk's file in the mounts.
+func (t *mountTable) diskPaths(disk string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.byDir))
+	for _, e := range t.byDir {
+		out = append(out, e.m.DiskPath(disk))
+	}
+	return out
+}
+
+// dropRemoved makes the open files of a removed disk fail at once in every
+// mount, instead of serving pages the kernel cached.
+func (t *mountTable) dropRemoved(disk string) {
+	t.mu.Lock()
+	entries := make([]*mountEntry, 0, len(t.serving))
+	for e := range t.serving {
+		entries = append(entries, e)
+	}
+	t.mu.Unlock()
+	for _, e := range entries {
+		e.m.DropRemovedDisk(disk)
+	}
 }
 
 // closeAll unmounts everything and refuses new mounts; a busy mount is

@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"path/filepath"
 	"sync"
 
 	"github.com/weft-mesh/weft/volume"
@@ -64,6 +65,9 @@ func (o *openFiles) removed(disk string, live func(*volume.Head) bool) []*diskFi
 	}
 	return out
 }
+
+// DiskPath returns the path of disk's file in the mount.
+func (m *Mount) DiskPath(disk string) string { return filepath.Join(m.dir, disk+imgSuffix) }
 
 // DiskHandles returns the number of open handles on the file of disk's
 // head in this mount (a loop device on the file holds one). The kernel
