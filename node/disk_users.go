@@ -96,7 +96,8 @@ func nbdClientName(remote string) string {
 // which the mount counts as a handle; this names the device.
 type loopDevices struct {
 	sysBlock string // /sys/block
-	mounts   *mountTable
+	// files returns the paths of a disk's file in the node's mounts.
+	files func(disk string) []string
 }
 
 // diskUsers lists the loop devices whose backing file is the disk's file,
@@ -104,7 +105,7 @@ type loopDevices struct {
 // file a bound loop device reads and writes.
 func (l loopDevices) diskUsers(disk string) []string {
 	files := map[string]bool{}
-	for _, p := range l.mounts.diskPaths(disk) {
+	for _, p := range l.files(disk) {
 		files[p] = true
 	}
 	if len(files) == 0 {
