@@ -10,8 +10,8 @@ import (
 )
 
 // diskUsers is one way programs use a disk on this node: NBD connections,
-// open files in a FUSE mount, loop devices on those files. Removing a disk
-// asks each who uses it.
+// or files in a FUSE mount (open, or backing a loop device). Removing a
+// disk asks each who uses it.
 type diskUsers interface {
 	// diskUsers describes who uses disk this way, one entry each, in
 	// words for the operator.
@@ -91,38 +91,25 @@ func nbdClientName(remote string) string {
 	return "NBD connection from " + remote
 }
 
-// loopDevices finds the loop devices backed by a disk's file in one of
-// the node's FUSE mounts. A loop device keeps the file open in the kernel,
-// which the mount counts as a handle; this names the device.
+// loopDevices reads from sysfs which files back the loop devices:
+// /sys/block/loopN/loop/backing_file holds the path of the file a bound
+// loop device reads and writes.
 type loopDevices struct {
 	sysBlock string // /sys/block
-	// files returns the paths of a disk's file in the node's mounts.
-	files func(disk string) []string
 }
 
-// diskUsers lists the loop devices whose backing file is the disk's file,
-// from sysfs: /sys/block/loopN/loop/backing_file holds the path of the
-// file a bound loop device reads and writes.
-func (l loopDevices) diskUsers(disk string) []string {
-	files := map[string]bool{}
-	for _, p := range l.files(disk) {
-		files[p] = true
-	}
-	if len(files) == 0 {
-		return nil
-	}
-	devs, _ := filepath.Glob(filepath.Join(l.sysBlock, "loop*", "loop", "backing_file"))
-	var out []string
-	for _, p := range devs {
+// byBackingFile maps the path of each bound loop device's backing file to
+// the devices (/dev/loopN) on it.
+func (l loopDevices) byBackingFile() map[string][]string {
+	paths, _ := filepath.Glob(filepath.Join(l.sysBlock, "loop*", "loop", "backing_file"))
+	out := map[string][]string{}
+	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // unbound meanwhile
 		}
 		backing := strings.TrimSpace(string(b))
-		if files[backing] {
-			dev := filepath.Base(filepath.Dir(filepath.Dir(p)))
-			out = append(out, fmt.Sprintf("loop device /dev/%s (%s)", dev, backing))
-		}
+		out[backing] = append(out[backing], "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(p))))
 	}
 	return out
 }

@@ -39,6 +39,7 @@ type MountInfo struct {
 type mountTable struct {
 	vols   *volume.Manager
 	remote fusefs.RemoteDisks // nil without a mesh
+	loops  loopDevices
 	log    *slog.Logger
 
 	mu    sync.Mutex
@@ -55,7 +56,10 @@ type mountEntry struct {
 }
 
 func newMountTable(vols *volume.Manager, mn *meshNode, log *slog.Logger) *mountTable {
-	t := &mountTable{vols: vols, log: log, byDir: map[string]*mountEntry{}, serving: map[*mountEntry]struct{}{}}
+	t := &mountTable{
+		vols: vols, loops: loopDevices{sysBlock: "/sys/block"}, log: log,
+		byDir: map[string]*mountEntry{}, serving: map[*mountEntry]struct{}{},
+	}
 	if mn != nil {
 		t.remote = fuseRemote{mn}
 	}
@@ -186,33 +190,27 @@ func (t *mountTable) list() []MountInfo {
 	return out
 }
 
-// diskUsers names the open files of the disk in every mount, those
-// detached lazily included.
+// diskUsers names the loop devices on the disk's file in every mount, and
+// the file's other open handles (a loop device holds one), in the mounts
+// detached lazily too.
 func (t *mountTable) diskUsers(disk string) []string {
+	loops := t.loops.byBackingFile()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []string
 	for e := range t.serving {
-		switch n := e.m.DiskHandles(disk); n {
-		case 0:
-		case 1:
-			out = append(out, "open file "+e.m.DiskPath(disk))
-		default:
-			out = append(out, fmt.Sprintf("open file %s (%d handles)", e.m.DiskPath(disk), n))
+		path := e.m.DiskPath(disk)
+		for _, dev := range loops[path] {
+			out = append(out, fmt.Sprintf("loop device %s (%s)", dev, path))
+		}
+		switch n := e.m.DiskHandles(disk) - len(loops[path]); {
+		case n == 1:
+			out = append(out, "open file "+path)
+		case n > 1:
+			out = append(out, fmt.Sprintf("open file %s (%d handles)", path, n))
 		}
 	}
 	sort.Strings(out)
-	return out
-}
-
-// diskPaths returns the paths of the disk's file in the mounts.
-func (t *mountTable) diskPaths(disk string) []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]string, 0, len(t.byDir))
-	for _, e := range t.byDir {
-		out = append(out, e.m.DiskPath(disk))
-	}
 	return out
 }
 

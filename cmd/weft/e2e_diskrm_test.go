@@ -55,8 +55,8 @@ func TestDiskRmInUseByLoopDevice(t *testing.T) {
 	sys(t, "sync", "-f", filepath.Join(fs, "hello.txt"))
 
 	msg := h.fails("loop device "+loop+" ("+img+")", "disk", "rm", "vm")
-	if !strings.Contains(msg, `disk "vm" is in use`) || !strings.Contains(msg, "--force") {
-		t.Fatalf("disk rm of a disk in use: %q, want it to say it is in use and offer --force", msg)
+	if !strings.Contains(msg, `disk "vm" is in use`) || !strings.Contains(msg, "--force") || strings.Contains(msg, "open file") {
+		t.Fatalf("disk rm of a disk in use: %q, want it to say it is in use by the loop device only and offer --force", msg)
 	}
 	if err := os.Remove(img); !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("rm %s: got %v, want EPERM", img, err)
@@ -73,6 +73,17 @@ func TestDiskRmInUseByLoopDevice(t *testing.T) {
 	if _, err := trySys("dd", "if="+loop, "of=/dev/null", "bs=4096", "count=16", "iflag=direct"); err == nil {
 		t.Fatalf("read through the loop device of a removed disk succeeded")
 	}
+
+	// A file open in the mount is a user too, until it is closed.
+	h.ok("disk", "create", "tmp", "--size", "1M")
+	f, err := os.Open(filepath.Join(mnt, "tmp.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h.fails("in use: open file "+filepath.Join(mnt, "tmp.img"), "disk", "rm", "tmp")
+	f.Close()
+	h.ok("disk", "rm", "tmp")
 
 	h.ok("disk", "clone", m[1], "saved")
 	saved, detach := loopMount(t, filepath.Join(mnt, "saved.img"), false)
