@@ -64,7 +64,8 @@
 // another path (NBD, a restore) while a file is held open is not seen by
 // that open file's cached pages until it is reopened, and pages an open
 // file already cached still read after its disk is removed (everything
-// else fails with EIO). Config.DirectIO trades the cache for coherence:
+// else fails with EIO) until the daemon drops them (Mount.DropRemovedDisk,
+// which weft disk rm --force calls). Config.DirectIO trades the cache for coherence:
 // every read goes to the head. Image files (replicas and spacesuit
 // versions) never change (an inode is one root), so they keep their cache
 // across opens (FOPEN_KEEP_CACHE).
