@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// diskUsers is one way programs use a disk on this node: NBD connections,
+// diskDoor is one way programs use a disk on this node: NBD connections,
 // or files in a FUSE mount (open, or backing a loop device). Removing a
-// disk asks each who uses it.
-type diskUsers interface {
+// disk asks each door who uses it.
+type diskDoor interface {
 	// diskUsers describes who uses disk this way, one entry each, in
 	// words for the operator.
 	diskUsers(disk string) []string
@@ -36,8 +36,8 @@ func (e *diskInUseError) Error() string {
 // usersOf returns who uses disk on this node.
 func (s *server) usersOf(disk string) []string {
 	var out []string
-	for _, u := range s.users {
-		out = append(out, u.diskUsers(disk)...)
+	for _, d := range s.doors {
+		out = append(out, d.diskUsers(disk)...)
 	}
 	return out
 }
@@ -72,16 +72,14 @@ func (s *nbdService) diskUsers(disk string) []string {
 	return out
 }
 
-// disconnect closes the NBD connections to the disk's head and names the
-// clients it cut.
-func (s *nbdService) disconnect(disk string) []string {
-	var out []string
+// disconnect closes the NBD connections to the disk's head and returns
+// how many it closed.
+func (s *nbdService) disconnect(disk string) int {
+	n := 0
 	for _, srv := range s.servers {
-		for _, c := range srv.Disconnect(disk) {
-			out = append(out, nbdClientName(c))
-		}
+		n += srv.Disconnect(disk)
 	}
-	return out
+	return n
 }
 
 func nbdClientName(remote string) string {

@@ -118,18 +118,18 @@ func (s *Server) Clients(export string) []string {
 
 // Disconnect closes the connections in transmission on export, as if the
 // network had cut them: their requests in flight finish, the rest fail on
-// the client's side. It returns the clients it cut, as Clients names them.
-func (s *Server) Disconnect(export string) []string {
+// the client's side. It returns how many it closed.
+func (s *Server) Disconnect(export string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
+	n := 0
 	for c, name := range s.conns {
 		if name == export {
-			out = append(out, remoteString(c))
 			c.Close()
+			n++
 		}
 	}
-	return out
+	return n
 }
 
 // transmitting records that c, if tracked, opened export.

@@ -530,8 +530,8 @@ func TestClientsAndDisconnect(t *testing.T) {
 	if got := s.Clients("other"); len(got) != 0 {
 		t.Fatalf("Clients(other): got %q, want none", got)
 	}
-	if got := s.Disconnect("disk"); len(got) != 1 {
-		t.Fatalf("Disconnect(disk): got %q, want one client", got)
+	if got := s.Disconnect("disk"); got != 1 {
+		t.Fatalf("Disconnect(disk): got %d, want 1", got)
 	}
 	expectClosed(t, head.conn)
 	waitFor(t, func() bool { return len(s.Clients("disk")) == 0 })
