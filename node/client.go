@@ -69,9 +69,18 @@ func (c *Client) DiskInfo(ctx context.Context, name string) (volume.DiskInfo, er
 	return info, c.do(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(name), nil, &info)
 }
 
-// RemoveDisk removes a disk head; its replicas stay.
+// RemoveDisk removes a disk head; its replicas stay. It is refused
+// (409, code "busy") while the disk is in use on the node: NBD
+// connections, open files in a FUSE mount, loop devices on them.
 func (c *Client) RemoveDisk(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(name), nil, nil)
+}
+
+// ForceRemoveDisk removes a disk head even while it is in use: it keeps
+// the head as a replica first, then cuts the users off.
+func (c *Client) ForceRemoveDisk(ctx context.Context, name string) (RemoveDiskResult, error) {
+	var res RemoveDiskResult
+	return res, c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(name)+"?force=true", nil, &res)
 }
 
 // SetAllow replaces the client networks (CIDRs) allowed to open a disk over

@@ -83,10 +83,29 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, info)
 }
 
+// handleRemoveDisk removes a disk that nobody uses on this node; with
+// ?force=true, one in use too (forceRemoveDisk).
 func (s *server) handleRemoveDisk(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := s.mustOwn(name); err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	force, err := queryBool(r, "force")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := s.vols.Head(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if force {
+		s.forceRemoveDisk(w, r, name)
+		return
+	}
+	if users := s.usersAfterGrace(r.Context(), name); len(users) > 0 {
+		s.writeError(w, r, &diskInUseError{disk: name, users: users}, http.StatusConflict, codeBusy)
 		return
 	}
 	if err := s.vols.RemoveDisk(r.Context(), name); err != nil {
@@ -96,6 +115,24 @@ func (s *server) handleRemoveDisk(w http.ResponseWriter, r *http.Request) {
 	s.announce(r.Context(), catalog.DiskKey(name))
 	s.log.Info("disk removed", "disk", name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// forceRemoveDisk removes a disk whoever uses it: it keeps the head as a
+// replica (writes refused from the start, so every write that returned is
+// in it), then closes the NBD connections to the disk and drops what the
+// kernel cached of its open files, which fail from then on.
+func (s *server) forceRemoveDisk(w http.ResponseWriter, r *http.Request, name string) {
+	users := s.usersOf(name)
+	kept, err := s.vols.RemoveDiskKeepingHead(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	closed := s.nbd.disconnect(name)
+	s.mounts.dropRemoved(name)
+	s.announce(r.Context(), catalog.DiskKey(name), catalog.ReplicaKey(name, kept))
+	s.log.Warn("disk removed by force", "disk", name, "kept", kept, "users", users, "nbd_closed", closed)
+	s.writeJSON(w, http.StatusOK, RemoveDiskResult{Kept: kept, Users: users})
 }
 
 func (s *server) handleCommit(w http.ResponseWriter, r *http.Request) {
