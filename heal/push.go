@@ -23,7 +23,12 @@ var ErrTooFewNodes = errors.New("too few live nodes for the replication factor")
 // misses (a crash, a member that was down).
 type Pusher struct {
 	Self    string
-	Store   blockstore.Getter // the local store: the owner holds every block it pushes
+	// Store is the local store. The owner holds every block it pushes,
+	// except a disk it adopted, whose blocks stay where they were.
+	Store interface {
+		blockstore.Getter
+		blockstore.Haser
+	}
 	Maps    *blockmap.Maps
 	Peers   Peers
 	Members func() []placement.Member
@@ -93,7 +98,9 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 	if err != nil {
 		return st, fmt.Errorf("push: walk root: %w", err)
 	}
-	p.Redundancy.Confirm(p.Self, held)
+	if err := p.confirmHere(ctx, held); err != nil {
+		return st, err
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -108,6 +115,22 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 		})
 	}
 	return st, g.Wait()
+}
+
+// confirmHere confirms this node's copies of cids, those it holds.
+func (p *Pusher) confirmHere(ctx context.Context, cids []cid.Cid) error {
+	var here []cid.Cid
+	for _, c := range cids {
+		ok, err := p.Store.Has(ctx, c)
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		if ok {
+			here = append(here, c)
+		}
+	}
+	p.Redundancy.Confirm(p.Self, here)
+	return nil
 }
 
 // pushTo sends peer the blocks of cids it does not hold yet, and confirms

@@ -190,7 +190,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mesh.poke()
 	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
 }
 
 // handleTake makes this node the owner of a disk whose owner is dead (or,
@@ -234,7 +234,7 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
 }
 
 func (n *meshNode) pushedRoot(disk string) cid.Cid {
@@ -243,11 +243,11 @@ func (n *meshNode) pushedRoot(disk string) cid.Cid {
 	return n.pushed[disk]
 }
 
-// diskInfo completes a local disk's info with what the mesh knows: owner,
+// diskInfo completes a disk's info with what the mesh knows: owner,
 // epoch and the under-replicated count of its root.
-func (n *meshNode) diskInfo(e catalog.Entry, info volume.DiskInfo) volume.DiskInfo {
+func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.DiskInfo) volume.DiskInfo {
 	info.Owner, info.Epoch = e.Owner, e.Epoch
-	info.UnderReplicated = n.healer.Status().UnderByRoot[info.Root]
+	info.UnderReplicated = n.underReplicated(ctx, info)
 	return info
 }
 
@@ -265,7 +265,7 @@ func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []vol
 		}
 		info.UsedBytes = used
 		info.ReplicaCount = len(n.cat.List(catalog.ReplicaPrefix + info.Name + "/"))
-		out = append(out, n.diskInfo(e, info))
+		out = append(out, n.diskInfo(ctx, e, info))
 	}
 	return out
 }
