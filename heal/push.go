@@ -22,7 +22,7 @@ var ErrTooFewNodes = errors.New("too few live nodes for the replication factor")
 // sets: the owner's half of replication. Heal repairs whatever a push
 // misses (a crash, a member that was down).
 type Pusher struct {
-	Self    string
+	Self string
 	// Store is the local store. The owner holds every block it pushes,
 	// except a disk it adopted, whose blocks stay where they were.
 	Store interface {

@@ -46,13 +46,14 @@ type meshNode struct {
 	fetch     *heal.FetchingStore
 	healer    *heal.Healer
 	pusher    *heal.Pusher
-	// redundancy is the one account of confirmed copies every report of
-	// under-replicated blocks reads (see underReplicated).
-	redundancy *heal.Redundancy
 	vols      *volume.Manager // set once the volumes are open
 	transfers *transfers
 	partial   *partialRoots
 	journal   *transferJournal
+
+	// redundancy is the one account of confirmed copies every report of
+	// under-replicated blocks reads (see underReplicated).
+	redundancy *heal.Redundancy
 
 	reconcileMu sync.Mutex // see reconcile
 
