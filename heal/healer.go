@@ -216,6 +216,7 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 	}
 	var items []*item
 	ask := map[string][]*item{}
+	asked := h.cfg.Redundancy.Clock()
 	for c, r := range want {
 		set := placement.Place(c.Hash(), members, r)
 		here, err := h.cfg.Store.Has(ctx, c)
@@ -268,7 +269,7 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 		if it.mine && it.here {
 			counted = append(counted, h.cfg.Self)
 		}
-		h.cfg.Redundancy.Observe(it.c, counted)
+		h.cfg.Redundancy.Observe(it.c, counted, asked)
 		switch {
 		case it.mine && !it.here:
 			p.fetch = append(p.fetch, it.c)

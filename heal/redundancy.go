@@ -30,13 +30,40 @@ type Redundancy struct {
 	maps *blockmap.Maps
 
 	mu     sync.Mutex
+	seq    uint64 // counts confirmations: see Clock
 	live   map[string]bool
 	blocks map[cid.Cid]*holders
 	roots  map[cid.Cid][]*holders
 }
 
-// holders are the live members confirmed to hold one block.
-type holders struct{ ids []string }
+// holders are the live members confirmed to hold one block, and when
+// each was (the account's seq at the time, see Clock).
+type holders struct {
+	ids []string
+	at  []uint64
+}
+
+// set records that id holds the block as of at.
+func (h *holders) set(id string, at uint64) {
+	if i := slices.Index(h.ids, id); i >= 0 {
+		h.at[i] = max(h.at[i], at)
+		return
+	}
+	h.ids = append(h.ids, id)
+	h.at = append(h.at, at)
+}
+
+// keep keeps the holders for which ok is true.
+func (h *holders) keep(ok func(id string, at uint64) bool) {
+	n := 0
+	for i, id := range h.ids {
+		if ok(id, h.at[i]) {
+			h.ids[n], h.at[n] = id, h.at[i]
+			n++
+		}
+	}
+	h.ids, h.at = h.ids[:n], h.at[:n]
+}
 
 // NewRedundancy returns an empty account whose roots are walked with maps
 // and whose live members are members (placement IDs).
@@ -63,8 +90,16 @@ func (r *Redundancy) SetMembers(members []string) {
 	defer r.mu.Unlock()
 	r.live = live
 	for _, h := range r.blocks {
-		h.ids = slices.DeleteFunc(h.ids, func(id string) bool { return !live[id] })
+		h.keep(func(id string, _ uint64) bool { return live[id] })
 	}
+}
+
+// Clock returns the account's present: an Observe given it keeps the
+// confirmations recorded since, which are newer than its answers.
+func (r *Redundancy) Clock() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seq
 }
 
 // Track adds root to the account, walking it if it is new. Its blocks
@@ -124,25 +159,24 @@ func (r *Redundancy) Confirm(holder string, cids []cid.Cid) {
 	if !r.live[holder] {
 		return
 	}
+	r.seq++
 	for _, c := range cids {
-		h := r.block(c)
-		if !slices.Contains(h.ids, holder) {
-			h.ids = append(h.ids, holder)
-		}
+		r.block(c).set(holder, r.seq)
 	}
 }
 
 // Observe replaces what is known of c's holders with ids: the whole answer
-// of a heal pass, which asked every member whose copy counts. The ids that
-// are not live members are left out.
-func (r *Redundancy) Observe(c cid.Cid, ids []string) {
+// of a heal pass, which asked every member whose copy counts after Clock
+// returned asked. Confirmations recorded after asked stay: they are newer
+// than the answer. The ids that are not live members are left out.
+func (r *Redundancy) Observe(c cid.Cid, ids []string, asked uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := r.block(c)
-	h.ids = h.ids[:0]
+	h.keep(func(_ string, at uint64) bool { return at > asked })
 	for _, id := range ids {
-		if r.live[id] && !slices.Contains(h.ids, id) {
-			h.ids = append(h.ids, id)
+		if r.live[id] {
+			h.set(id, asked)
 		}
 	}
 }

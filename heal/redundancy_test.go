@@ -52,10 +52,20 @@ func TestRedundancyCountsOnlyConfirmedCopies(t *testing.T) {
 	wantUnder(t, r, root, 2, 10, "b lost")
 	r.Confirm("b", cids)
 	wantUnder(t, r, root, 2, 10, "a dead member's confirmation")
-	r.Observe(cids[0], []string{"a", "c"})
+	asked := r.Clock()
+	r.Observe(cids[0], []string{"a", "c"}, asked)
 	wantUnder(t, r, root, 2, 9, "a heal pass saw one block on a and c")
-	r.Observe(cids[len(cids)-1], []string{"a"})
+	r.Observe(cids[len(cids)-1], []string{"a"}, asked)
 	wantUnder(t, r, root, 2, 10, "a heal pass saw c lose a block")
+
+	// An answer older than a confirmation does not undo it: a pass asked,
+	// then the push delivered, then the pass recorded its answers.
+	asked = r.Clock()
+	r.Confirm("c", cids[1:2])
+	r.Observe(cids[1], []string{"a"}, asked)
+	wantUnder(t, r, root, 2, 9, "a push confirmed c after the pass asked")
+	r.Observe(cids[1], []string{"a"}, r.Clock())
+	wantUnder(t, r, root, 2, 10, "a later pass saw c without it")
 
 	// A root the catalog dropped is forgotten with its confirmations.
 	r.Retain(nil)
