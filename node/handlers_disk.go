@@ -14,25 +14,12 @@ import (
 )
 
 func (s *server) handleListDisks(w http.ResponseWriter, r *http.Request) {
-	disks, err := s.vols.ListDisks(r.Context())
+	disks, _, err := listDisks(r.Context(), s.vols, s.mesh)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("list disks: %w", err))
+		s.fail(w, r, err)
 		return
 	}
-	if disks == nil {
-		disks = []volume.DiskInfo{}
-	}
-	if s.mesh != nil {
-		local := map[string]bool{}
-		for i, d := range disks {
-			local[d.Name] = true
-			if e, ok := s.mesh.cat.Get(catalog.DiskKey(d.Name)); ok {
-				disks[i] = s.mesh.diskInfo(e, d)
-			}
-		}
-		disks = append(disks, s.mesh.remoteDisks(r.Context(), local)...)
-		sort.Slice(disks, func(i, j int) bool { return disks[i].Name < disks[j].Name })
-	}
+	sort.Slice(disks, func(i, j int) bool { return disks[i].Name < disks[j].Name })
 	s.writeJSON(w, http.StatusOK, disks)
 }
 
@@ -69,7 +56,9 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 		e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
 		switch {
 		case ok && err == nil:
-			info = s.mesh.diskInfo(e, info)
+			info = s.mesh.diskInfo(r.Context(), e, info)
+		case err == nil: // not published yet: nobody confirmed a copy either
+			info.UnderReplicated = s.mesh.underReplicated(r.Context(), info)
 		case ok && errors.Is(err, volume.ErrNotFound):
 			info, err = s.mesh.remoteDisk(r.Context(), e), nil
 		case errors.Is(err, volume.ErrNotFound):

@@ -190,7 +190,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mesh.announce(r.Context(), e.Key)
 	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
 }
 
 // handleTake makes this node the owner of a disk whose owner is dead (or,
@@ -235,7 +235,7 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
 }
 
 func (n *meshNode) pushedRoot(disk string) cid.Cid {
@@ -244,11 +244,11 @@ func (n *meshNode) pushedRoot(disk string) cid.Cid {
 	return n.pushed[disk]
 }
 
-// diskInfo completes a local disk's info with what the mesh knows: owner,
+// diskInfo completes a disk's info with what the mesh knows: owner,
 // epoch and the under-replicated count of its root.
-func (n *meshNode) diskInfo(e catalog.Entry, info volume.DiskInfo) volume.DiskInfo {
+func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.DiskInfo) volume.DiskInfo {
 	info.Owner, info.Epoch = e.Owner, e.Epoch
-	info.UnderReplicated = n.healer.Status().UnderByRoot[info.Root]
+	info.UnderReplicated = n.underReplicated(ctx, info)
 	return info
 }
 
@@ -273,7 +273,7 @@ func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) volume.DiskI
 	}
 	info.UsedBytes = used
 	info.ReplicaCount = len(n.cat.List(catalog.ReplicaPrefix + info.Name + "/"))
-	return n.diskInfo(e, info)
+	return n.diskInfo(ctx, e, info)
 }
 
 // catalogDiskInfo is what a disk's catalog record says of it, with no

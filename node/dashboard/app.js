@@ -159,9 +159,12 @@ function renderDisks(st, disks) {
     set(tr, '.used', bytes(d.used_bytes));
     set(tr, '.replicas', String(d.replicas));
     const h = tr.querySelector('.health');
-    const n = d.under_replicated || 0;
-    set(tr, '.health', n === 0 ? 'healthy' : n + ' blocks under-replicated');
-    h.className = 'health ' + (n === 0 ? 'ok' : 'bad');
+    // Healthy only on the daemon's word that R members confirmed every
+    // block: a missing figure is not a zero.
+    const n = d.under_replicated;
+    const healthy = n === 0;
+    set(tr, '.health', healthy ? 'healthy' : (typeof n === 'number' ? n + ' blocks under-replicated' : 'checking'));
+    h.className = 'health ' + (healthy ? 'ok' : 'bad');
   });
 }
 
@@ -266,7 +269,9 @@ function renderReplications(policies, transfers) {
   });
 }
 
-function renderHeal(h) {
+// renderHeal shows heal's progress and the node's under-replicated count,
+// the same figure as weft status (the sum over the disks listed).
+function renderHeal(h, underReplicated) {
   const dl = document.getElementById('heal');
   if (!h) {
     set(dl, '.heal-state', 'no mesh');
@@ -274,8 +279,8 @@ function renderHeal(h) {
   }
   set(dl, '.heal-state', h.running ? 'running' : 'idle');
   const under = dl.querySelector('.heal-under');
-  set(dl, '.heal-under', String(h.under_replicated));
-  under.className = 'heal-under ' + (h.under_replicated === 0 ? 'ok' : 'bad');
+  set(dl, '.heal-under', String(underReplicated));
+  under.className = 'heal-under ' + (underReplicated === 0 ? 'ok' : 'bad');
   set(dl, '.heal-pending', h.running ? h.pending_blocks + ' blocks' : '–');
   set(dl, '.heal-copied', h.copied_blocks + ' blocks, ' + bytes(h.copied_bytes));
   set(dl, '.heal-dropped', h.dropped_blocks + ' blocks');
@@ -301,7 +306,7 @@ async function refresh() {
     renderDisks(st, disks);
     renderTransfers(st, transfers);
     renderReplications(policies, transfers);
-    renderHeal(st.heal);
+    renderHeal(st.heal, st.under_replicated);
     document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     showError('');
   } catch (e) {
