@@ -27,6 +27,8 @@ type Config struct {
 	Peers   Peers
 	Members func() []placement.Member // live members, this node included
 	Roots   func() []Root
+	// Redundancy is the account each pass's who-has answers update.
+	Redundancy *Redundancy
 	// Bandwidth caps the bytes per second heal copies; 0 means no cap.
 	Bandwidth float64
 	// Concurrency bounds the fetches in flight (default 4).
@@ -47,12 +49,6 @@ type Status struct {
 	Passes  int64 `json:"passes"`
 	// LastPass is when the last complete pass ended.
 	LastPass time.Time `json:"last_pass"`
-	// UnderReplicated counts the blocks, among those this node holds or
-	// should hold, with fewer than R copies in their placement set at the
-	// last pass.
-	UnderReplicated int64 `json:"under_replicated"`
-	// UnderByRoot splits UnderReplicated by root CID.
-	UnderByRoot map[string]int64 `json:"under_by_root,omitempty"`
 	// Pending is what the running pass still has to copy here.
 	Pending      int64 `json:"pending_blocks"`
 	CopiedBlocks int64 `json:"copied_blocks"`
@@ -124,12 +120,7 @@ func (h *Healer) Trigger() {
 func (h *Healer) Status() Status {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s := h.status
-	s.UnderByRoot = make(map[string]int64, len(h.status.UnderByRoot))
-	for k, v := range h.status.UnderByRoot {
-		s.UnderByRoot[k] = v
-	}
-	return s
+	return h.status
 }
 
 // Run runs passes until ctx ends. A trigger that arrives during a pass
@@ -155,13 +146,6 @@ type plan struct {
 	fetch   []cid.Cid            // blocks to copy here
 	sources map[cid.Cid][]string // peers known to hold them
 	drop    []cid.Cid            // surplus copies to remove
-	under   map[cid.Cid]bool
-	// missing is, for each under-replicated block this node fetches, the
-	// copies it still lacks: a fetch makes one of them.
-	missing map[cid.Cid]int
-
-	mu      sync.Mutex
-	fetched []cid.Cid
 }
 
 // Pass runs one heal pass.
@@ -171,6 +155,9 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 
 	members := h.cfg.Members()
 	roots := h.cfg.Roots()
+	if err := h.track(ctx, roots); err != nil {
+		return err
+	}
 	want, local, err := collect(ctx, h.cfg.Maps, roots)
 	if err != nil {
 		return fmt.Errorf("heal: walk roots: %w", err)
@@ -186,11 +173,6 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 		return err
 	}
 	fetchErr := h.fetchAll(ctx, p)
-	for _, c := range p.fetched {
-		if p.missing[c] <= 1 {
-			delete(p.under, c)
-		}
-	}
 	for _, c := range p.drop {
 		if err := h.cfg.Store.Delete(ctx, c); err != nil {
 			return fmt.Errorf("heal: drop surplus %s: %w", c, err)
@@ -199,40 +181,51 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 		h.status.DroppedBlocks++
 		h.mu.Unlock()
 	}
-	byRoot, err := h.underByRoot(ctx, roots, p.under)
-	if err != nil {
-		return err
-	}
-	h.mu.Lock()
-	h.status.UnderReplicated = int64(len(p.under))
-	h.status.UnderByRoot = byRoot
-	h.mu.Unlock()
 	return fetchErr
 }
 
-// plan asks the placement sets of the blocks this node holds or should
-// hold who has them, and decides what to copy and what to drop.
+// track brings the redundancy account to the catalog's roots: it forgets
+// those the catalog dropped and walks the new ones, whose blocks count as
+// under-replicated until this pass's answers confirm them.
+func (h *Healer) track(ctx context.Context, roots []Root) error {
+	keep := make([]cid.Cid, 0, len(roots))
+	for _, r := range roots {
+		keep = append(keep, r.Root)
+	}
+	h.cfg.Redundancy.Retain(keep)
+	for _, r := range roots {
+		if err := h.cfg.Redundancy.Track(ctx, r.Root); err != nil {
+			return fmt.Errorf("heal: %w", err)
+		}
+	}
+	return nil
+}
+
+// plan asks the placement sets of the blocks of the catalog who has
+// them, records the answers in the redundancy account, and decides what to
+// copy here (the blocks this node should hold and lacks) and what to drop
+// (the copies it holds but no longer should).
 func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[cid.Cid]int, local map[cid.Cid]bool) (*plan, error) {
 	type item struct {
 		c       cid.Cid
 		set     []placement.Member
 		r       int
+		mine    bool
 		here    bool
 		holders []string
 	}
 	var items []*item
 	ask := map[string][]*item{}
+	asked := h.cfg.Redundancy.Clock()
 	for c, r := range want {
 		set := placement.Place(c.Hash(), members, r)
-		mine := contains(set, h.cfg.Self)
 		here, err := h.cfg.Store.Has(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("heal: %w", err)
 		}
-		if !mine && !here {
-			continue // another node's business
-		}
-		it := &item{c: c, set: set, r: r, here: here}
+		// Blocks of other nodes' shares are asked about too, only to
+		// count their copies: this node reports every disk's redundancy.
+		it := &item{c: c, set: set, r: r, mine: contains(set, h.cfg.Self), here: here}
 		items = append(items, it)
 		for _, m := range set {
 			if m.ID != h.cfg.Self {
@@ -252,7 +245,8 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 			has, err := askHas(gctx, h.cfg.Peers, peer, cids)
 			if err != nil {
 				// An unreachable member holds nothing as far as this
-				// pass knows: nothing is dropped on its behalf.
+				// pass knows: nothing is dropped on its behalf, and its
+				// copies do not count.
 				h.log.Debug("heal: has query failed", "peer", peer, "err", err)
 				return nil
 			}
@@ -269,22 +263,18 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	p := &plan{sources: map[cid.Cid][]string{}, under: map[cid.Cid]bool{}, missing: map[cid.Cid]int{}}
+	p := &plan{sources: map[cid.Cid][]string{}}
 	for _, it := range items {
-		mine := contains(it.set, h.cfg.Self)
-		copies := len(it.holders)
-		if mine && it.here {
-			copies++
+		counted := it.holders
+		if it.mine && it.here {
+			counted = append(counted, h.cfg.Self)
 		}
-		if copies < it.r {
-			p.under[it.c] = true
-			p.missing[it.c] = it.r - copies
-		}
+		h.cfg.Redundancy.Observe(it.c, counted, asked)
 		switch {
-		case mine && !it.here:
+		case it.mine && !it.here:
 			p.fetch = append(p.fetch, it.c)
 			p.sources[it.c] = it.holders
-		case !mine && it.here && !local[it.c] && it.c.Type() == blockstore.CodecRaw &&
+		case !it.mine && it.here && !local[it.c] && it.c.Type() == blockstore.CodecRaw &&
 			len(it.set) == it.r && len(it.holders) == it.r:
 			// Surplus: every member of the full placement set confirmed
 			// its copy. Map nodes stay everywhere: every node walks them.
@@ -398,11 +388,11 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p
 			if err := h.cfg.Store.PutMany(ctx, blocks); err != nil {
 				return fmt.Errorf("heal: store copies: %w", err)
 			}
-			p.mu.Lock()
-			for _, b := range blocks {
-				p.fetched = append(p.fetched, b.CID)
+			fetched := make([]cid.Cid, len(blocks))
+			for i, b := range blocks {
+				fetched[i] = b.CID
 			}
-			p.mu.Unlock()
+			h.cfg.Redundancy.Confirm(h.cfg.Self, fetched)
 			h.mu.Lock()
 			h.status.CopiedBlocks += int64(len(blocks))
 			h.status.CopiedBytes += int64(bytes)
@@ -425,38 +415,6 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p
 		}
 	}
 	return nil
-}
-
-// underByRoot counts the under-replicated blocks reachable from each root.
-func (h *Healer) underByRoot(ctx context.Context, roots []Root, under map[cid.Cid]bool) (map[string]int64, error) {
-	out := map[string]int64{}
-	if len(under) == 0 {
-		return out, nil
-	}
-	for _, r := range roots {
-		if !r.Root.Defined() {
-			continue
-		}
-		seen := map[cid.Cid]bool{}
-		var n int64
-		err := h.cfg.Maps.Mark(ctx, r.Root, func(c cid.Cid) bool {
-			if seen[c] {
-				return false
-			}
-			seen[c] = true
-			if under[c] {
-				n++
-			}
-			return true
-		})
-		if err != nil {
-			return nil, fmt.Errorf("heal: count %s: %w", r.Root, err)
-		}
-		if n > 0 {
-			out[r.Root.String()] = n
-		}
-	}
-	return out, nil
 }
 
 func (h *Healer) setRunning(on bool) {

@@ -22,11 +22,20 @@ var ErrTooFewNodes = errors.New("too few live nodes for the replication factor")
 // sets: the owner's half of replication. Heal repairs whatever a push
 // misses (a crash, a member that was down).
 type Pusher struct {
-	Self    string
-	Store   blockstore.Getter // the local store: the owner holds every block it pushes
+	Self string
+	// Store is the local store. The owner holds every block it pushes,
+	// except a disk it adopted, whose blocks stay where they were.
+	Store interface {
+		blockstore.Getter
+		blockstore.Haser
+	}
 	Maps    *blockmap.Maps
 	Peers   Peers
 	Members func() []placement.Member
+	// Redundancy is the account the push's confirmations update: this
+	// node's own copies where it is in a placement set, and each peer's
+	// once it said it holds a block or acknowledged it.
+	Redundancy *Redundancy
 }
 
 // PushStats says what a push did.
@@ -47,6 +56,11 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 	if !root.Defined() {
 		return st, nil
 	}
+	// Tracked first: until the placement sets confirm them, the root's
+	// new blocks count as under-replicated, even when the push fails.
+	if err := p.Redundancy.Track(ctx, root); err != nil {
+		return st, fmt.Errorf("push: %w", err)
+	}
 	members := p.Members()
 	if len(members) < r {
 		return st, fmt.Errorf("push %s: %d live nodes, %d copies wanted: %w", root, len(members), r, ErrTooFewNodes)
@@ -64,6 +78,7 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 		}
 	}
 	toPeer := map[string][]cid.Cid{}
+	var held []cid.Cid // blocks whose placement set includes this node
 	seen := map[cid.Cid]bool{}
 	err := p.Maps.Mark(ctx, root, func(c cid.Cid) bool {
 		if old[c] || seen[c] {
@@ -72,7 +87,9 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 		seen[c] = true
 		st.Blocks++
 		for _, m := range placement.Place(c.Hash(), members, r) {
-			if m.ID != p.Self {
+			if m.ID == p.Self {
+				held = append(held, c)
+			} else {
 				toPeer[m.ID] = append(toPeer[m.ID], c)
 			}
 		}
@@ -80,6 +97,9 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 	})
 	if err != nil {
 		return st, fmt.Errorf("push: walk root: %w", err)
+	}
+	if err := p.confirmHere(ctx, held); err != nil {
+		return st, err
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -97,12 +117,36 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 	return st, g.Wait()
 }
 
-// pushTo sends peer the blocks of cids it does not hold yet.
+// confirmHere confirms this node's copies of cids, those it holds.
+func (p *Pusher) confirmHere(ctx context.Context, cids []cid.Cid) error {
+	var here []cid.Cid
+	for _, c := range cids {
+		ok, err := p.Store.Has(ctx, c)
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		if ok {
+			here = append(here, c)
+		}
+	}
+	p.Redundancy.Confirm(p.Self, here)
+	return nil
+}
+
+// pushTo sends peer the blocks of cids it does not hold yet, and confirms
+// in the redundancy account those it holds and those it acknowledged.
 func (p *Pusher) pushTo(ctx context.Context, peer string, cids []cid.Cid) (sent, bytes int64, err error) {
 	has, err := askHas(ctx, p.Peers, peer, cids)
 	if err != nil {
 		return 0, 0, fmt.Errorf("push to %s: %w", peerName(peer), err)
 	}
+	var held []cid.Cid
+	for i, ok := range has {
+		if ok {
+			held = append(held, cids[i])
+		}
+	}
+	p.Redundancy.Confirm(peer, held)
 	var batch []blockstore.Block
 	var batchBytes int
 	flush := func() error {
@@ -112,6 +156,11 @@ func (p *Pusher) pushTo(ctx context.Context, peer string, cids []cid.Cid) (sent,
 		if err := p.Peers.Put(ctx, peer, batch); err != nil {
 			return fmt.Errorf("push to %s: %w", peerName(peer), err)
 		}
+		acked := make([]cid.Cid, len(batch))
+		for i, b := range batch {
+			acked[i] = b.CID
+		}
+		p.Redundancy.Confirm(peer, acked)
 		sent += int64(len(batch))
 		bytes += int64(batchBytes)
 		batch, batchBytes = batch[:0], 0

@@ -31,9 +31,11 @@ type Status struct {
 	Goroutines int `json:"goroutines"`
 	// Mounts are the FUSE mounts of the node's disks, by directory.
 	Mounts []MountInfo `json:"mounts"`
-	// Members is the mesh as this node sees it; UnderReplicated counts
-	// the blocks this node holds or should hold that have fewer than R
-	// copies; Heal is self-heal's progress.
+	// Members is the mesh as this node sees it; Heal is self-heal's
+	// progress. UnderReplicated is the sum of the under_replicated
+	// figures of the disks `disk ls` lists at the same instant (local
+	// and, on a mesh, the catalog's other disks): a block counts until R
+	// live members confirmed holding it.
 	Members         []Peer       `json:"members"`
 	UnderReplicated int64        `json:"under_replicated"`
 	Heal            *heal.Status `json:"heal,omitempty"`
@@ -61,6 +63,16 @@ type CloneRequest struct {
 // CreateReplicaRequest is the body of POST /v1/disks/{name}/replicas.
 type CreateReplicaRequest struct {
 	Name string `json:"name,omitempty"` // "" picks a timestamp name
+}
+
+// RemoveDiskResult is the answer to DELETE /v1/disks/{name}?force=true.
+type RemoveDiskResult struct {
+	// Kept names the replica of the disk that holds its head as it was
+	// removed: every write that returned before.
+	Kept string `json:"kept"`
+	// Users are who used the disk and were cut off (NBD connections
+	// closed, open files and loop devices failing with EIO).
+	Users []string `json:"users"`
 }
 
 // ScrubResult is what a scrub found.

@@ -23,6 +23,7 @@ const (
 	codeExists   = "exists"
 	codeReadOnly = "read_only"
 	codeConflict = "conflict"
+	codeNotOwner = "not_owner"
 	codeNoSpace  = "no_space"
 	codeCorrupt  = "corrupt"
 	codeInternal = "internal"
@@ -40,6 +41,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, codeReadOnly
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict, codeConflict
+	case errors.Is(err, ErrNotOwner):
+		return http.StatusConflict, codeNotOwner
 	case errors.Is(err, volume.ErrInvalid):
 		return http.StatusBadRequest, codeInvalid
 	case errors.Is(err, blockstore.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
@@ -82,7 +85,7 @@ func errorMessage(err error, code string) string {
 // APIError is an error response from the daemon. It unwraps to the volume or
 // blockstore sentinel matching its code, so callers can use errors.Is with
 // volume.ErrNotFound, volume.ErrExists, volume.ErrInvalid,
-// volume.ErrReadOnly, ErrConflict, blockstore.ErrNoSpace and
+// volume.ErrReadOnly, ErrNotOwner, ErrConflict, blockstore.ErrNoSpace and
 // blockstore.ErrCorrupt.
 type APIError struct {
 	Status  int    // HTTP status
@@ -103,6 +106,8 @@ func (e *APIError) Unwrap() error {
 		return volume.ErrReadOnly
 	case codeConflict:
 		return ErrConflict
+	case codeNotOwner:
+		return ErrNotOwner
 	case codeInvalid:
 		return volume.ErrInvalid
 	case codeNoSpace:

@@ -51,6 +51,10 @@ type meshNode struct {
 	partial   *partialRoots
 	journal   *transferJournal
 
+	// redundancy is the one account of confirmed copies every report of
+	// under-replicated blocks reads (see underReplicated).
+	redundancy *heal.Redundancy
+
 	reconcileMu sync.Mutex // see reconcile
 
 	mu      sync.Mutex
@@ -116,13 +120,16 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	healLog := log.With("component", "heal")
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}
+	maps := blockmap.New(n.fetch, 4096)
+	n.redundancy = heal.NewRedundancy(maps, memberIDs(n.members()))
 	// Heal passes start in attach, once the volumes (healRoots) are open.
 	n.healer = heal.New(heal.Config{
-		Self: string(self), Store: store, Maps: blockmap.New(n.fetch, 4096), Peers: n.blocks,
-		Members: n.members, Roots: n.healRoots, Bandwidth: float64(cfg.HealBandwidth),
+		Self: string(self), Store: store, Maps: maps, Peers: n.blocks,
+		Members: n.members, Roots: n.healRoots, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
 		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: healLog,
 	})
-	n.pusher = &heal.Pusher{Self: string(self), Store: store, Maps: blockmap.New(store, 1024), Peers: n.blocks, Members: n.members}
+	n.pusher = &heal.Pusher{Self: string(self), Store: store, Maps: blockmap.New(store, 1024), Peers: n.blocks,
+		Members: n.members, Redundancy: n.redundancy}
 	cat.OnChange(func(old, new catalog.Entry, ok bool) {
 		n.mu.Lock()
 		n.dirty = true
@@ -133,6 +140,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		}
 	})
 	n.net.OnMembershipChange(func() {
+		n.redundancy.SetMembers(memberIDs(n.members()))
 		n.healer.Trigger()
 		n.poke()
 	})
@@ -180,6 +188,15 @@ func (n *meshNode) members() []placement.Member {
 		}
 	}
 	return out
+}
+
+// memberIDs returns the placement IDs of ms.
+func memberIDs(ms []placement.Member) []string {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids
 }
 
 // publish writes e to the catalog and gossips it.

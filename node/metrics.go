@@ -23,6 +23,9 @@ type metricsSources struct {
 	Heal      func() heal.Status
 	Members   func() []Peer
 	Transfers func() []TransferInfo
+	// UnderReplicated is the figure `weft status` reports; on an error
+	// the metric is left out of the scrape rather than reported as 0.
+	UnderReplicated func() (int64, error)
 }
 
 // nodeMetrics is a node's Prometheus metrics. They live in a registry of
@@ -59,7 +62,7 @@ var (
 		"Bytes the local block store occupies on disk, garbage included.", nil, nil)
 
 	healUnderDesc = prometheus.NewDesc("weft_heal_under_replicated_blocks",
-		"Blocks this node holds or should hold with fewer copies than wanted, at the last heal pass.", nil, nil)
+		"Blocks of the disks this node lists that fewer than R live members confirmed holding, as weft status reports them.", nil, nil)
 	healPendingDesc = prometheus.NewDesc("weft_heal_pending_blocks",
 		"Blocks the running heal pass still has to copy here.", nil, nil)
 	healCopiedBlocksDesc = prometheus.NewDesc("weft_heal_copied_blocks_total",
@@ -131,12 +134,16 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Heal != nil {
 		h := c.src.Heal()
-		ch <- prometheus.MustNewConstMetric(healUnderDesc, prometheus.GaugeValue, float64(h.UnderReplicated))
 		ch <- prometheus.MustNewConstMetric(healPendingDesc, prometheus.GaugeValue, float64(h.Pending))
 		ch <- prometheus.MustNewConstMetric(healCopiedBlocksDesc, prometheus.CounterValue, float64(h.CopiedBlocks))
 		ch <- prometheus.MustNewConstMetric(healCopiedBytesDesc, prometheus.CounterValue, float64(h.CopiedBytes))
 		ch <- prometheus.MustNewConstMetric(healDroppedDesc, prometheus.CounterValue, float64(h.DroppedBlocks))
 		ch <- prometheus.MustNewConstMetric(healPassesDesc, prometheus.CounterValue, float64(h.Passes))
+	}
+	if c.src.UnderReplicated != nil {
+		if n, err := c.src.UnderReplicated(); err == nil {
+			ch <- prometheus.MustNewConstMetric(healUnderDesc, prometheus.GaugeValue, float64(n))
+		}
 	}
 	if c.src.Members != nil {
 		byState := map[string]int{}

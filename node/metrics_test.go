@@ -61,11 +61,12 @@ func TestMetrics(t *testing.T) {
 	m := newNodeMetrics(metricsSources{
 		Store: func() blockstore.Stats { return blockstore.Stats{Blocks: 42, Bytes: 42 << 20, DiskBytes: 50 << 20} },
 		Heal: func() heal.Status {
-			return heal.Status{UnderReplicated: 3, Pending: 2, CopiedBlocks: 10, CopiedBytes: 4096, DroppedBlocks: 1, Passes: 5}
+			return heal.Status{Pending: 2, CopiedBlocks: 10, CopiedBytes: 4096, DroppedBlocks: 1, Passes: 5}
 		},
 		Members: func() []Peer {
 			return []Peer{{State: "alive"}, {State: "alive"}, {State: "dead"}}
 		},
+		UnderReplicated: func() (int64, error) { return 3, nil },
 		Transfers: func() []TransferInfo {
 			mu.Lock()
 			defer mu.Unlock()

@@ -19,6 +19,9 @@ import (
 // context is cancelled before it cuts their connections.
 const shutdownGrace = 10 * time.Second
 
+// scrapeTimeout bounds the disk listing a metrics scrape makes.
+const scrapeTimeout = 10 * time.Second
+
 // maxSocketPath is the longest unix socket path Linux accepts.
 const maxSocketPath = 107
 
@@ -106,6 +109,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	src := metricsSources{Store: store.Stats}
 	if mn != nil {
 		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.list
+		src.UnderReplicated = func() (int64, error) {
+			sctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
+			defer cancel()
+			disks, _, err := listDisks(sctx, vols, mn)
+			return totalUnderReplicated(disks), err
+		}
 	}
 	metrics := newNodeMetrics(src)
 
@@ -128,6 +137,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now(), nbd: nbdSvc, mesh: mn}
 	srv.mounts = mounts
+	srv.doors = []diskDoor{nbdSvc, mounts}
 	hs := &http.Server{
 		Handler:           srv.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

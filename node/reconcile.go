@@ -233,8 +233,9 @@ func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 			return
 		}
 		n.log.Debug("replicated", "disk", r.Disk, "root", r.Root, "blocks", st.Blocks, "sent", st.Sent, "bytes", st.Bytes)
-		n.healer.Trigger() // recount what is under-replicated
-		n.poke()           // the root may have moved on meanwhile
+		// The push's acknowledgements already counted its copies in
+		// n.redundancy: no heal pass is needed to recount them.
+		n.poke() // the root may have moved on meanwhile
 	}()
 }
 

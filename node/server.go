@@ -29,6 +29,8 @@ type server struct {
 	nbd     *nbdService
 	mounts  *mountTable
 	mesh    *meshNode // nil when the node runs alone
+	// doors are asked who uses a disk before it is removed.
+	doors []diskDoor
 }
 
 // routes returns the local API's handler.
@@ -78,7 +80,7 @@ func (s *server) routes() http.Handler {
 }
 
 func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	disks, err := s.vols.ListDisks(r.Context())
+	disks, nlocal, err := listDisks(r.Context(), s.vols, s.mesh)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("status: %w", err))
 		return
@@ -94,20 +96,21 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Blocks:    st.Blocks,
 		Bytes:     st.Bytes,
 		DiskBytes: st.DiskBytes,
-		Disks:     len(disks),
+		Disks:     nlocal,
+		// The sum of what disk ls says, at the same instant.
+		UnderReplicated: totalUnderReplicated(disks),
 	}
 	s.nbd.fillStatus(&out)
 	if s.mesh != nil {
 		out.PeerID = s.mesh.selfStr
 		hs := s.mesh.healer.Status()
 		out.Heal = &hs
-		out.UnderReplicated = hs.UnderReplicated
 		for _, p := range s.mesh.peers() {
 			out.Members = append(out.Members, p)
 		}
 	}
 	out.Mounts = s.mounts.list()
-	for _, d := range disks {
+	for _, d := range disks[:nlocal] {
 		out.Replicas += d.ReplicaCount
 	}
 	s.writeJSON(w, http.StatusOK, out)

@@ -98,8 +98,10 @@ type DiskInfo struct {
 	UsedBytes int64  `json:"used_bytes"`
 	// DirtyBytes is data written but not yet committed to the block store.
 	DirtyBytes int64 `json:"dirty_bytes"`
-	// UnderReplicated counts the disk's blocks that have fewer than
-	// Replicas copies. A single node holds one copy of each block.
+	// UnderReplicated counts the disk's blocks that fewer than Replicas
+	// nodes are confirmed to hold; it is never 0 before they confirmed.
+	// A single node holds one copy of each block; a node of a mesh
+	// completes the figure from its redundancy account.
 	UnderReplicated int64 `json:"under_replicated"`
 	ReplicaCount    int   `json:"replica_count"`
 	// Owner is the peer ID of the node that may write the disk and Epoch

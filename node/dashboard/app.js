@@ -159,9 +159,12 @@ function renderDisks(st, disks) {
     set(tr, '.used', bytes(d.used_bytes));
     set(tr, '.replicas', String(d.replicas));
     const h = tr.querySelector('.health');
-    const n = d.under_replicated || 0;
-    set(tr, '.health', n === 0 ? 'healthy' : n + ' blocks under-replicated');
-    h.className = 'health ' + (n === 0 ? 'ok' : 'bad');
+    // Healthy only on the daemon's word that R members confirmed every
+    // block: a missing figure is not a zero.
+    const n = d.under_replicated;
+    const healthy = n === 0;
+    set(tr, '.health', healthy ? 'healthy' : (typeof n === 'number' ? n + ' blocks under-replicated' : 'checking'));
+    h.className = 'health ' + (healthy ? 'ok' : 'bad');
   });
 }
 
@@ -234,7 +237,7 @@ function renderTransfers(st, transfers) {
 }
 
 function renderReplications(policies, transfers) {
-  sync(document.querySelector('#replications tbody'), policies, p => p.disk + '/' + p.site, p => {
+  sync(document.querySelector('#replications tbody'), policies, p => p.disk + '/' + p.site + '/' + p.mode, p => {
     const tr = row('policy', ['disk', 'site', 'every', 'success', 'lag', 'sent', 'cycles', 'progress', 'error']);
     tr.dataset.disk = p.disk;
     tr.dataset.site = p.site;
@@ -244,7 +247,12 @@ function renderReplications(policies, transfers) {
     set(tr, '.site', p.site);
     set(tr, '.every', duration(p.every / 1e9));
     set(tr, '.success', ago(p.last_success));
-    set(tr, '.lag', p.lag_seconds > 0 ? duration(p.lag_seconds) : 'up to date');
+    // lag_seconds is absent while the site holds nothing yet, or the
+    // disk is gone: neither is "up to date".
+    const lag = p.status === 'disk-gone' ? 'disk gone'
+      : p.lag_seconds === undefined ? 'never'
+      : p.lag_seconds > 0 ? duration(p.lag_seconds) : 'up to date';
+    set(tr, '.lag', lag);
     set(tr, '.sent', bytes(p.last_bytes) + ' / ' + bytes(p.total_bytes));
     set(tr, '.cycles', String(p.cycles));
     set(tr, '.error', p.last_error || '');
@@ -261,7 +269,9 @@ function renderReplications(policies, transfers) {
   });
 }
 
-function renderHeal(h) {
+// renderHeal shows heal's progress and the node's under-replicated count,
+// the same figure as weft status (the sum over the disks listed).
+function renderHeal(h, underReplicated) {
   const dl = document.getElementById('heal');
   if (!h) {
     set(dl, '.heal-state', 'no mesh');
@@ -269,8 +279,8 @@ function renderHeal(h) {
   }
   set(dl, '.heal-state', h.running ? 'running' : 'idle');
   const under = dl.querySelector('.heal-under');
-  set(dl, '.heal-under', String(h.under_replicated));
-  under.className = 'heal-under ' + (h.under_replicated === 0 ? 'ok' : 'bad');
+  set(dl, '.heal-under', String(underReplicated));
+  under.className = 'heal-under ' + (underReplicated === 0 ? 'ok' : 'bad');
   set(dl, '.heal-pending', h.running ? h.pending_blocks + ' blocks' : '–');
   set(dl, '.heal-copied', h.copied_blocks + ' blocks, ' + bytes(h.copied_bytes));
   set(dl, '.heal-dropped', h.dropped_blocks + ' blocks');
@@ -296,7 +306,7 @@ async function refresh() {
     renderDisks(st, disks);
     renderTransfers(st, transfers);
     renderReplications(policies, transfers);
-    renderHeal(st.heal);
+    renderHeal(st.heal, st.under_replicated);
     document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     showError('');
   } catch (e) {

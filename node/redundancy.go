@@ -1,0 +1,74 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// listDisks is what `disk ls` shows: the local disks and, on a mesh, the
+// disks of the catalog other nodes own, each with its owner and its count
+// of under-replicated blocks. The first nlocal are the local disks.
+func listDisks(ctx context.Context, vols *volume.Manager, mn *meshNode) (disks []volume.DiskInfo, nlocal int, err error) {
+	disks, err = vols.ListDisks(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list disks: %w", err)
+	}
+	if disks == nil {
+		disks = []volume.DiskInfo{}
+	}
+	nlocal = len(disks)
+	if mn == nil {
+		return disks, nlocal, nil
+	}
+	local := map[string]bool{}
+	for i, d := range disks {
+		local[d.Name] = true
+		if e, ok := mn.cat.Get(catalog.DiskKey(d.Name)); ok {
+			disks[i] = mn.diskInfo(ctx, e, d)
+		} else {
+			// Not published yet: nobody confirmed a copy of it either.
+			disks[i].UnderReplicated = mn.underReplicated(ctx, d)
+		}
+	}
+	return append(disks, mn.remoteDisks(ctx, local)...), nlocal, nil
+}
+
+// totalUnderReplicated is the under-replicated figure of `status` and of
+// the metrics: the sum of the figures of disks, so that it agrees
+// with `disk ls` at the same instant. A block two disks share (a clone
+// and its source) counts once for each.
+func totalUnderReplicated(disks []volume.DiskInfo) int64 {
+	var n int64
+	for _, d := range disks {
+		n += d.UnderReplicated
+	}
+	return n
+}
+
+// underReplicated counts the blocks of the disk's root that fewer than
+// its R live members confirmed holding, from the node's one redundancy
+// account (heal.Redundancy). A root whose map cannot be read here counts
+// every data block known, and at least one: its copies cannot be checked,
+// so it is never reported replicated.
+func (n *meshNode) underReplicated(ctx context.Context, info volume.DiskInfo) int64 {
+	if info.Root == "" {
+		return 0
+	}
+	root, err := cid.Decode(info.Root)
+	if err == nil {
+		var under int64
+		if under, err = n.redundancy.Under(ctx, root, info.Replicas); err == nil {
+			return under
+		}
+	}
+	n.log.Debug("redundancy of a disk not checked", "disk", info.Name, "root", info.Root, "err", err)
+	if info.BlockSize <= 0 {
+		return 1
+	}
+	return max(info.UsedBytes/info.BlockSize, 1)
+}
