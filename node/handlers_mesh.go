@@ -210,9 +210,16 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.Root, e.Owner, e.Epoch = root, to.String(), e.Epoch+1
-	if _, err := s.mesh.publish(e); err != nil {
+	if e, err = s.mesh.publish(e); err != nil {
 		s.fail(w, r, fmt.Errorf("move: %w", err))
 		return
+	}
+	// Hand the entry to the new owner before answering: gossip alone does
+	// not reach it if this node stops right after the move.
+	if b, err := catalog.Encode([]catalog.Entry{e}); err != nil {
+		s.log.Warn("move: new owner left to gossip", "disk", name, "to", to, "err", err)
+	} else if err := s.mesh.pushTo(r.Context(), to, b); err != nil {
+		s.log.Warn("move: new owner left to gossip", "disk", name, "to", to, "err", err)
 	}
 	s.mesh.poke()
 	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)

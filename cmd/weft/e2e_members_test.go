@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"net"
 	"path/filepath"
 	"strings"
@@ -102,4 +103,27 @@ func TestRestartKeepsListenPort(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "address already in use") || !strings.Contains(r.stderr, filepath.Join(a.home, node.ConfigFile)) {
 		t.Errorf("daemon with its port taken: exit %d, stderr %q; want an error naming the port in use and the config", r.code, r.stderr)
 	}
+}
+
+// TestMoveSurvivesOwnerDeath: `disk move` returns once the new owner holds
+// the catalog entry that names it, so the old owner dying right after the
+// move does not leave the disk without an owner.
+func TestMoveSurvivesOwnerDeath(t *testing.T) {
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := meshMember(t, "site-b", "127.0.0.2", a.home)
+	b.ok("join", a.addr())
+	bID := b.peerID()
+	eventually(t, "a sees b alive", func() (bool, string) {
+		s := a.peerState(bID)
+		return s == "alive", s
+	})
+	img := bytes.Repeat([]byte("moved by a, owned by b. "), 1<<16)
+	a.ok("disk", "import", "vm", writeTemp(t, "vm.img", img), "--replicas", "2")
+	a.ok("disk", "move", "vm", "--to", bID)
+	a.killDaemon()
+	eventually(t, "b owns vm", func() (bool, string) {
+		r := b.run(nil, "disk", "commit", "vm")
+		return r.code == 0, r.stderr
+	})
+	b.wantContent("vm", img)
 }
