@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weft-mesh/weft/node"
 )
 
 // readmeSkipMark, in an HTML comment on the line right before a ```sh
@@ -18,7 +21,7 @@ import (
 const readmeSkipMark = "not run by the README test"
 
 // readmeTimeout bounds the whole README script.
-const readmeTimeout = 8 * time.Minute
+const readmeTimeout = 4 * time.Minute
 
 // readmeBlock is one ```sh block of the README.
 type readmeBlock struct {
@@ -147,5 +150,37 @@ func TestReadmeRuns(t *testing.T) {
 		}
 		b, _ := os.ReadFile(out.Name())
 		t.Fatalf("README script: %v\n%s", err, b)
+	}
+}
+
+// TestInitForceKeepsSecret: `init --force` on a home rewrites its config
+// but keeps its cluster secret and identity, and says so; --new-secret
+// replaces the secret.
+func TestInitForceKeepsSecret(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "home"))
+	h.ok("init", "--site", "one")
+	secretPath := filepath.Join(h.home, node.ClusterSecretFile)
+	secret, err := os.ReadFile(secretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := node.LoadIdentity(filepath.Join(h.home, node.IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := h.ok("init", "--site", "two", "--force")
+	if !strings.Contains(out, "kept  "+node.ClusterSecretFile) || !strings.Contains(out, "kept  "+node.IdentityFile) || !strings.Contains(out, id.ID()) {
+		t.Errorf("init --force said %q, want the kept identity %s and secret named", out, id.ID())
+	}
+	if got, _ := os.ReadFile(secretPath); !bytes.Equal(got, secret) {
+		t.Errorf("cluster secret after init --force: %q, want %q", got, secret)
+	}
+	if cfg, err := node.Load(h.home); err != nil || cfg.Site != "two" {
+		t.Errorf("config after init --force: %+v, %v; want site two", cfg, err)
+	}
+	h.fails("--force", "init", "--new-secret")
+	h.ok("init", "--force", "--new-secret")
+	if got, _ := os.ReadFile(secretPath); bytes.Equal(got, secret) {
+		t.Error("init --force --new-secret kept the old secret")
 	}
 }
