@@ -63,6 +63,16 @@ type CreateReplicaRequest struct {
 	Name string `json:"name,omitempty"` // "" picks a timestamp name
 }
 
+// RemoveDiskResult is the answer to DELETE /v1/disks/{name}?force=true.
+type RemoveDiskResult struct {
+	// Kept names the replica of the disk that holds its head as it was
+	// removed: every write that returned before.
+	Kept string `json:"kept"`
+	// Users are who used the disk and were cut off (NBD connections
+	// closed, open files and loop devices failing with EIO).
+	Users []string `json:"users"`
+}
+
 // ScrubResult is what a scrub found.
 type ScrubResult struct {
 	Checked int64          `json:"checked"` // blocks read and verified

@@ -69,9 +69,18 @@ func (c *Client) DiskInfo(ctx context.Context, name string) (volume.DiskInfo, er
 	return info, c.do(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(name), nil, &info)
 }
 
-// RemoveDisk removes a disk head; its replicas stay.
+// RemoveDisk removes a disk head; its replicas stay. It is refused
+// (409, code "busy") while the disk is in use on the node: NBD
+// connections, open files in a FUSE mount, loop devices on them.
 func (c *Client) RemoveDisk(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(name), nil, nil)
+}
+
+// ForceRemoveDisk removes a disk head even while it is in use: it keeps
+// the head as a replica first, then cuts the users off.
+func (c *Client) ForceRemoveDisk(ctx context.Context, name string) (RemoveDiskResult, error) {
+	var res RemoveDiskResult
+	return res, c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(name)+"?force=true", nil, &res)
 }
 
 // SetAllow replaces the client networks (CIDRs) allowed to open a disk over
@@ -363,9 +372,16 @@ func (c *Client) Policies(ctx context.Context) ([]Policy, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/replicate", nil, &out)
 }
 
-// RemovePolicy stops replicating disk to site.
-func (c *Client) RemovePolicy(ctx context.Context, disk, site string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/replicate/"+url.PathEscape(disk)+"/"+url.PathEscape(site), nil, nil)
+// RemovePolicy stops replicating disk to site by mode (ModePush or
+// ModePull; "" for the only policy there is) and says which replicated
+// states stay.
+func (c *Client) RemovePolicy(ctx context.Context, disk, site, mode string) (PolicyRemoval, error) {
+	var out PolicyRemoval
+	path := "/v1/replicate/" + url.PathEscape(disk) + "/" + url.PathEscape(site)
+	if mode != "" {
+		path += "?mode=" + url.QueryEscape(mode)
+	}
+	return out, c.do(ctx, http.MethodDelete, path, nil, &out)
 }
 
 // Recover brings disk back to its last state replicated to site.

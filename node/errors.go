@@ -18,6 +18,7 @@ const (
 	codeNotFound = "not_found"
 	codeExists   = "exists"
 	codeReadOnly = "read_only"
+	codeNotOwner = "not_owner"
 	codeNoSpace  = "no_space"
 	codeCorrupt  = "corrupt"
 	codeInternal = "internal"
@@ -33,6 +34,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, codeExists
 	case errors.Is(err, volume.ErrReadOnly):
 		return http.StatusConflict, codeReadOnly
+	case errors.Is(err, ErrNotOwner):
+		return http.StatusConflict, codeNotOwner
 	case errors.Is(err, volume.ErrInvalid):
 		return http.StatusBadRequest, codeInvalid
 	case errors.Is(err, blockstore.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
@@ -58,7 +61,7 @@ func errorMessage(err error, code string) string {
 // APIError is an error response from the daemon. It unwraps to the volume or
 // blockstore sentinel matching its code, so callers can use errors.Is with
 // volume.ErrNotFound, volume.ErrExists, volume.ErrInvalid,
-// volume.ErrReadOnly, blockstore.ErrNoSpace and blockstore.ErrCorrupt.
+// volume.ErrReadOnly, ErrNotOwner, blockstore.ErrNoSpace and blockstore.ErrCorrupt.
 type APIError struct {
 	Status  int    // HTTP status
 	Code    string // one of the error codes
@@ -76,6 +79,8 @@ func (e *APIError) Unwrap() error {
 		return volume.ErrExists
 	case codeReadOnly:
 		return volume.ErrReadOnly
+	case codeNotOwner:
+		return ErrNotOwner
 	case codeInvalid:
 		return volume.ErrInvalid
 	case codeNoSpace:

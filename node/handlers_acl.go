@@ -13,6 +13,10 @@ func (s *server) handleSetAllow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.mustOwn(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	info, err := s.vols.SetAllow(r.Context(), name, req.Allow)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("disk %s: set allow-list: %w", name, err))

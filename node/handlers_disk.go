@@ -55,10 +55,13 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.announce(r.Context(), catalog.DiskKey(info.Name))
 	s.log.Info("disk created", "disk", info.Name, "size", info.Size, "block_size", info.BlockSize)
 	s.writeJSON(w, http.StatusCreated, info)
 }
 
+// handleDiskInfo answers from this node's volumes, or for a disk another
+// node owns from its catalog record, or says why it cannot.
 func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	info, err := s.vols.DiskInfo(r.Context(), name)
@@ -68,11 +71,9 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 		case ok && err == nil:
 			info = s.mesh.diskInfo(e, info)
 		case ok && errors.Is(err, volume.ErrNotFound):
-			for _, d := range s.mesh.remoteDisks(r.Context(), nil) {
-				if d.Name == name {
-					info, err = d, nil
-				}
-			}
+			info, err = s.mesh.remoteDisk(r.Context(), e), nil
+		case errors.Is(err, volume.ErrNotFound):
+			err = s.mesh.missing(volume.Ref{Disk: name})
 		}
 	}
 	if err != nil {
@@ -82,22 +83,70 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, info)
 }
 
+// handleRemoveDisk removes a disk that nobody uses on this node; with
+// ?force=true, one in use too (forceRemoveDisk).
 func (s *server) handleRemoveDisk(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.vols.RemoveDisk(r.Context(), name); err != nil {
+	if err := s.mustOwn(name); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("disk removed", "disk", name)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *server) handleCommit(w http.ResponseWriter, r *http.Request) {
-	info, err := s.vols.Commit(r.Context(), r.PathValue("name"))
+	force, err := queryBool(r, "force")
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	if _, err := s.vols.Head(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if force {
+		s.forceRemoveDisk(w, r, name)
+		return
+	}
+	if users := s.usersAfterGrace(r.Context(), name); len(users) > 0 {
+		s.writeError(w, r, &diskInUseError{disk: name, users: users}, http.StatusConflict, codeBusy)
+		return
+	}
+	if err := s.vols.RemoveDisk(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.announce(r.Context(), catalog.DiskKey(name))
+	s.log.Info("disk removed", "disk", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// forceRemoveDisk removes a disk whoever uses it: it keeps the head as a
+// replica (writes refused from the start, so every write that returned is
+// in it), then closes the NBD connections to the disk and drops what the
+// kernel cached of its open files, which fail from then on.
+func (s *server) forceRemoveDisk(w http.ResponseWriter, r *http.Request, name string) {
+	users := s.usersOf(name)
+	kept, err := s.vols.RemoveDiskKeepingHead(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	closed := s.nbd.disconnect(name)
+	s.mounts.dropRemoved(name)
+	s.announce(r.Context(), catalog.DiskKey(name), catalog.ReplicaKey(name, kept))
+	s.log.Warn("disk removed by force", "disk", name, "kept", kept, "users", users, "nbd_closed", closed)
+	s.writeJSON(w, http.StatusOK, RemoveDiskResult{Kept: kept, Users: users})
+}
+
+func (s *server) handleCommit(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.mustOwn(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info, err := s.vols.Commit(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.announce(r.Context(), catalog.DiskKey(name))
 	s.writeJSON(w, http.StatusOK, info)
 }
 
@@ -128,6 +177,7 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.announce(r.Context(), catalog.DiskKey(info.Name))
 	s.log.Info("disk cloned", "source", src.String(), "disk", info.Name)
 	s.writeJSON(w, http.StatusCreated, info)
 }
@@ -149,11 +199,16 @@ func (s *server) handleImport(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if err := s.mustOwn(spec.Name); err != nil {
+		s.failDrain(w, r, err)
+		return
+	}
 	info, err := s.vols.Import(r.Context(), spec, r.Body)
 	if err != nil {
 		s.failDrain(w, r, err)
 		return
 	}
+	s.announce(r.Context(), catalog.DiskKey(info.Name))
 	s.log.Info("disk imported", "disk", info.Name, "size", info.Size, "used", info.UsedBytes)
 	s.writeJSON(w, http.StatusOK, info)
 }
@@ -182,18 +237,21 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/vnd.weft.export")
 	w.Header().Set("X-Weft-Size", strconv.FormatInt(v.Size(), 10))
 	w.WriteHeader(http.StatusOK)
-	if err := s.export(r.Context(), w, v); err != nil {
+	if err := s.export(r.Context(), w, ref, v); err != nil {
 		s.log.Warn("export failed", "ref", ref.String(), "err", err)
 	}
 }
 
-func (s *server) export(ctx context.Context, w io.Writer, v *volume.View) error {
+func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *volume.View) error {
 	enc, err := newExportEncoder(w, v.Size(), v.BlockSize())
 	if err != nil {
 		return err
 	}
 	err = v.ForEachBlock(ctx, enc.data)
 	if err != nil {
+		if s.mesh != nil {
+			err = s.mesh.unavailable(ref, err)
+		}
 		if ferr := enc.fail(err); ferr != nil {
 			return ferr
 		}

@@ -210,18 +210,11 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.Root, e.Owner, e.Epoch = root, to.String(), e.Epoch+1
-	if e, err = s.mesh.publish(e); err != nil {
+	if _, err := s.mesh.publish(e); err != nil {
 		s.fail(w, r, fmt.Errorf("move: %w", err))
 		return
 	}
-	// Hand the entry to the new owner before answering: gossip alone does
-	// not reach it if this node stops right after the move.
-	if b, err := catalog.Encode([]catalog.Entry{e}); err != nil {
-		s.log.Warn("move: new owner left to gossip", "disk", name, "to", to, "err", err)
-	} else if err := s.mesh.pushTo(r.Context(), to, b); err != nil {
-		s.log.Warn("move: new owner left to gossip", "disk", name, "to", to, "err", err)
-	}
-	s.mesh.poke()
+	s.mesh.announce(r.Context(), e.Key)
 	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
 	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(e, info))
 }
@@ -261,6 +254,7 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("take: %w", err))
 		return
 	}
+	s.mesh.announce(r.Context(), e.Key)
 	s.log.Warn("disk taken over", "disk", name, "epoch", e.Epoch)
 	info, err := s.vols.DiskInfo(r.Context(), name)
 	if err != nil {
@@ -288,19 +282,24 @@ func (n *meshNode) diskInfo(e catalog.Entry, info volume.DiskInfo) volume.DiskIn
 func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []volume.DiskInfo {
 	var out []volume.DiskInfo
 	for _, e := range n.cat.List(catalog.DiskPrefix) {
-		info := catalogDiskInfo(e)
-		if local[info.Name] {
-			continue
+		if !local[strings.TrimPrefix(e.Key, catalog.DiskPrefix)] {
+			out = append(out, n.remoteDisk(ctx, e))
 		}
-		used, err := n.vols.RootBytes(ctx, e.Root, e.BlockSize)
-		if err != nil {
-			n.log.Debug("size of a remote disk", "disk", info.Name, "err", err)
-		}
-		info.UsedBytes = used
-		info.ReplicaCount = len(n.cat.List(catalog.ReplicaPrefix + info.Name + "/"))
-		out = append(out, n.diskInfo(e, info))
 	}
 	return out
+}
+
+// remoteDisk describes a disk this node does not hold from its catalog
+// record e, counting what the blocks held here say of its use.
+func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) volume.DiskInfo {
+	info := catalogDiskInfo(e)
+	used, err := n.vols.RootBytes(ctx, e.Root, e.BlockSize)
+	if err != nil {
+		n.log.Debug("size of a remote disk", "disk", info.Name, "err", err)
+	}
+	info.UsedBytes = used
+	info.ReplicaCount = len(n.cat.List(catalog.ReplicaPrefix + info.Name + "/"))
+	return n.diskInfo(e, info)
 }
 
 // catalogDiskInfo is what a disk's catalog record says of it, with no
@@ -319,10 +318,13 @@ func (s *server) openView(ctx context.Context, ref volume.Ref) (*volume.View, er
 	if err == nil || s.mesh == nil || !errors.Is(err, volume.ErrNotFound) {
 		return v, err
 	}
-	if v, merr := s.mesh.openCatalogView(ref); merr == nil {
-		return v, nil
+	if _, ok := s.mesh.catalogEntry(ref); !ok {
+		if _, derr := s.vols.DiskInfo(ctx, ref.Disk); derr == nil {
+			return nil, err // the disk is here: its own error says what it lacks
+		}
+		return nil, s.mesh.missing(ref)
 	}
-	return nil, err
+	return s.mesh.openCatalogView(ref)
 }
 
 // openCatalogView opens a read-only view of whatever the catalog names by

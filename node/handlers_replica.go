@@ -1,13 +1,22 @@
 package node
 
 import (
+	"errors"
 	"net/http"
 
+	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
 
+// handleListReplicas lists a disk's replicas: from this node's volumes
+// when it owns the disk, else from the catalog (with the details of the
+// copies held here).
 func (s *server) handleListReplicas(w http.ResponseWriter, r *http.Request) {
-	reps, err := s.vols.ListReplicas(r.Context(), r.PathValue("name"))
+	disk := r.PathValue("name")
+	reps, err := s.vols.ListReplicas(r.Context(), disk)
+	if s.mesh != nil && (errors.Is(err, volume.ErrNotFound) || err == nil && s.mesh.checkOwner(disk) != nil) {
+		reps, err = s.mesh.catalogReplicas(r.Context(), disk, reps)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -25,32 +34,58 @@ func (s *server) handleCreateReplica(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	disk := r.PathValue("name")
+	if err := s.mustOwn(disk); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	rep, err := s.vols.CreateReplica(r.Context(), disk, req.Name)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	s.announce(r.Context(), catalog.DiskKey(disk), catalog.ReplicaKey(disk, rep.Name))
 	s.log.Info("replica created", "disk", disk, "replica", rep.Name, "root", rep.Root)
 	s.writeJSON(w, http.StatusCreated, rep)
 }
 
 func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	disk, rep := r.PathValue("name"), r.PathValue("replica")
+	if err := s.mustOwn(disk); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	res, err := s.vols.Restore(r.Context(), disk, rep)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	s.announce(r.Context(), catalog.DiskKey(disk), catalog.ReplicaKey(disk, res.Backup))
 	s.log.Info("disk restored", "disk", disk, "replica", rep, "backup", res.Backup)
 	s.writeJSON(w, http.StatusOK, res)
 }
 
 func (s *server) handleRemoveReplica(w http.ResponseWriter, r *http.Request) {
 	disk, rep := r.PathValue("name"), r.PathValue("replica")
-	if err := s.vols.RemoveReplica(r.Context(), disk, rep); err != nil {
+	if err := s.mustOwn(disk); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	key := catalog.ReplicaKey(disk, rep)
+	err := s.vols.RemoveReplica(r.Context(), disk, rep)
+	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
+		// The owner's removal counts everywhere: the tombstone tells the
+		// sites holding a copy to forget it too.
+		if merr := s.mesh.removeRecord(key, "replica "+volume.Ref{Disk: disk, Replica: rep}.String()); merr == nil {
+			err = nil
+		} else if !errors.Is(merr, volume.ErrNotFound) {
+			err = merr
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.announce(r.Context(), key)
 	s.log.Info("replica removed", "disk", disk, "replica", rep)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -122,7 +122,7 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("replication policy set", "disk", p.Disk, "site", p.Site, "every", p.Every)
+	s.log.Info("replication policy set", "disk", p.Disk, "site", p.Site, "mode", p.Mode, "every", p.Every)
 	s.writeJSON(w, http.StatusOK, p)
 }
 
@@ -138,11 +138,13 @@ func (s *server) handleRemovePolicy(w http.ResponseWriter, r *http.Request) {
 	if !s.meshOr(w, r) {
 		return
 	}
-	if err := s.mesh.removePolicy(r.PathValue("disk"), r.PathValue("site")); err != nil {
+	res, err := s.mesh.removePolicy(r.PathValue("disk"), r.PathValue("site"), r.URL.Query().Get("mode"))
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	s.log.Info("replication policy removed", "disk", res.Policy.Disk, "site", res.Policy.Site, "mode", res.Policy.Mode, "kept", len(res.Kept))
+	s.writeJSON(w, http.StatusOK, res)
 }
 
 // RecoverRequest is the body of POST /v1/disks/{name}/recover.

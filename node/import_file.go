@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -46,6 +47,10 @@ const importProgressEvery = 200 * time.Millisecond
 func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
 	var req ImportFileRequest
 	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.mustOwn(r.PathValue("name")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -97,6 +102,7 @@ func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
 				last.Error, last.Code = errorMessage(res.err, code), code
 				s.log.Debug("import failed", "disk", spec.Name, "err", res.err)
 			} else {
+				s.announce(r.Context(), catalog.DiskKey(res.info.Name))
 				last.Disk = &res.info
 				s.log.Info("disk imported", "disk", res.info.Name, "size", res.info.Size, "used", res.info.UsedBytes)
 			}

@@ -39,11 +39,15 @@ type MountInfo struct {
 type mountTable struct {
 	vols   *volume.Manager
 	remote fusefs.RemoteDisks // nil without a mesh
+	loops  loopDevices
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	byDir  map[string]*mountEntry
-	closed bool
+	mu    sync.Mutex
+	byDir map[string]*mountEntry
+	// serving holds every mount until the kernel lets go of it: those in
+	// byDir and those detached lazily whose files are still open.
+	serving map[*mountEntry]struct{}
+	closed  bool
 }
 
 type mountEntry struct {
@@ -52,7 +56,10 @@ type mountEntry struct {
 }
 
 func newMountTable(vols *volume.Manager, mn *meshNode, log *slog.Logger) *mountTable {
-	t := &mountTable{vols: vols, log: log, byDir: map[string]*mountEntry{}}
+	t := &mountTable{
+		vols: vols, loops: loopDevices{sysBlock: "/sys/block"}, log: log,
+		byDir: map[string]*mountEntry{}, serving: map[*mountEntry]struct{}{},
+	}
 	if mn != nil {
 		t.remote = fuseRemote{mn}
 	}
@@ -106,6 +113,7 @@ func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
 	}
 	e := &mountEntry{m: m, gone: make(chan struct{})}
 	t.byDir[dir] = e
+	t.serving[e] = struct{}{}
 	go t.watch(e)
 	t.log.Info("mounted", "dir", dir)
 	return MountInfo{Dir: dir, Started: m.Started()}, nil
@@ -115,6 +123,9 @@ func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
 // unmounted behind weft's back.
 func (t *mountTable) watch(e *mountEntry) {
 	<-e.m.Done()
+	t.mu.Lock()
+	delete(t.serving, e)
+	t.mu.Unlock()
 	if t.drop(e) {
 		t.log.Warn("unmounted outside weft", "dir", e.m.Dir())
 	}
@@ -177,6 +188,44 @@ func (t *mountTable) list() []MountInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
 	return out
+}
+
+// diskUsers names the loop devices on the disk's file in every mount, and
+// the file's other open handles (a loop device holds one), in the mounts
+// detached lazily too.
+func (t *mountTable) diskUsers(disk string) []string {
+	loops := t.loops.byBackingFile()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for e := range t.serving {
+		path := e.m.DiskPath(disk)
+		for _, dev := range loops[path] {
+			out = append(out, fmt.Sprintf("loop device %s (%s)", dev, path))
+		}
+		switch n := e.m.DiskHandles(disk) - len(loops[path]); {
+		case n == 1:
+			out = append(out, "open file "+path)
+		case n > 1:
+			out = append(out, fmt.Sprintf("open file %s (%d handles)", path, n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dropRemoved makes the open files of a removed disk fail at once in every
+// mount, instead of serving pages the kernel cached.
+func (t *mountTable) dropRemoved(disk string) {
+	t.mu.Lock()
+	entries := make([]*mountEntry, 0, len(t.serving))
+	for e := range t.serving {
+		entries = append(entries, e)
+	}
+	t.mu.Unlock()
+	for _, e := range entries {
+		e.m.DropRemovedDisk(disk)
+	}
 }
 
 // closeAll unmounts everything and refuses new mounts; a busy mount is

@@ -128,6 +128,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now(), nbd: nbdSvc, mesh: mn}
 	srv.mounts = mounts
+	srv.doors = []diskDoor{nbdSvc, mounts}
 	hs := &http.Server{
 		Handler:           srv.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -5,166 +5,153 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
 
-// Policy is a scheduled replication of a disk to a site, kept in the
-// catalog (key replicate/DISK/SITE, its root the last replicated root) and
-// run by the disk's owner. Field names are part of the CLI's JSON contract.
-type Policy struct {
-	Disk    string          `json:"disk"`
-	Site    string          `json:"site"`
-	Every   time.Duration   `json:"every"`
-	Options TransferOptions `json:"options"`
-	// Puller, if set, is the peer ID of a node at the site that pulls the
-	// disk on the schedule (pull-based backup); otherwise the disk's owner
-	// pushes it.
-	Puller string `json:"puller,omitempty"`
-	// Keep is how many replicated states (repl-SITE-* replicas) are kept;
-	// older ones are removed after each cycle, on the owner and at the
-	// site, so their blocks can be collected.
-	Keep int `json:"keep"`
-
-	// State of the last cycles.
-	LastReplica string    `json:"last_replica,omitempty"` // DISK@LAST_REPLICA holds what the site has
-	LastSuccess time.Time `json:"last_success,omitzero"`
-	LastSource  string    `json:"last_source,omitempty"` // the disk root that cycle replicated
-	LastBytes   int64     `json:"last_bytes"`
-	TotalBytes  int64     `json:"total_bytes"`
-	Cycles      int64     `json:"cycles"`
-	LastTry     time.Time `json:"last_try,omitzero"`
-	LastError   string    `json:"last_error,omitempty"`
-	// Lag is how old the site's copy is: the time since the replica it
-	// holds was taken (0 when the disk has not changed since).
-	Lag float64 `json:"lag_seconds"`
-}
-
-// ReplicateRequest is the body of POST /v1/replicate.
-type ReplicateRequest struct {
-	Disk string `json:"disk"`
-	Site string `json:"site"` // "" with Pull: this node's site
-	// Pull makes this node pull the disk to its own site on the schedule.
-	Pull    bool            `json:"pull,omitempty"`
-	Every   time.Duration   `json:"every"`
-	Keep    int             `json:"keep,omitempty"` // 0: defaultReplicateKeep
-	Options TransferOptions `json:"options"`
-}
-
-const (
-	defaultReplicateEvery = 5 * time.Minute
-	minReplicateEvery     = time.Second
-	defaultReplicateKeep  = 3
-	// replicaPrefix names the replicas replication takes.
-	replicaPrefix = "repl-"
-)
-
-func decodePolicy(e catalog.Entry) (Policy, error) {
-	var p Policy
-	if err := json.Unmarshal(e.Policy, &p); err != nil {
-		return p, fmt.Errorf("policy %s: %w", e.Key, err)
-	}
-	return p, nil
-}
+// dropTimeout bounds the removal of a failed cycle's replica, which runs
+// even when the cycle was cut short by the daemon stopping.
+const dropTimeout = 10 * time.Second
 
 // setPolicy writes p to the catalog under the disk's current epoch.
 func (n *meshNode) setPolicy(p Policy, root cid.Cid) error {
+	p.Status, p.Lag = "", nil // worked out when listed
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	key := catalog.ReplicateKey(p.Disk, p.Site)
+	key := policyKey(p)
 	e, _ := n.cat.Get(key)
 	e.Key, e.Owner, e.Root, e.Policy = key, n.selfStr, root, b
 	_, err = n.publish(e)
 	return err
 }
 
-// addPolicy stores a new or changed policy for a disk this node owns.
-func (n *meshNode) addPolicy(req ReplicateRequest) (Policy, error) {
-	d, ok := n.cat.Get(catalog.DiskKey(req.Disk))
-	switch {
-	case !ok:
-		return Policy{}, fmt.Errorf("replicate %s: no such disk in the mesh: %w", req.Disk, volume.ErrNotFound)
-	case req.Pull && d.Owner == n.selfStr:
-		return Policy{}, fmt.Errorf("replicate %s --pull: this node owns the disk; pull from another site's node: %w", req.Disk, volume.ErrInvalid)
-	case req.Pull && req.Site != "" && req.Site != n.site:
-		return Policy{}, fmt.Errorf("replicate --pull keeps the copy at this node's site %q, not %q: %w", n.site, req.Site, volume.ErrInvalid)
-	case req.Pull:
-		req.Site = n.site
-	case d.Owner != n.selfStr:
-		return Policy{}, fmt.Errorf("replicate %s: not a disk this node owns (run it on the owner, or use --pull at the site): %w", req.Disk, volume.ErrNotFound)
-	}
-	if err := volume.ValidateName(req.Site); err != nil {
-		return Policy{}, err
-	}
-	if req.Every == 0 {
-		req.Every = defaultReplicateEvery
-	}
-	if req.Every < minReplicateEvery {
-		return Policy{}, fmt.Errorf("replicate: --every %v is below %v: %w", req.Every, minReplicateEvery, volume.ErrInvalid)
-	}
-	if req.Keep == 0 {
-		req.Keep = defaultReplicateKeep
-	}
-	if req.Keep < 1 {
-		return Policy{}, fmt.Errorf("replicate: --keep %d: keep at least 1 replicated state: %w", req.Keep, volume.ErrInvalid)
-	}
-	if _, err := transferSpec("check", d, nil, req.Options); err != nil {
-		return Policy{}, err
-	}
-	p := Policy{Disk: req.Disk, Site: req.Site, Every: req.Every, Keep: req.Keep, Options: req.Options}
-	if req.Pull {
-		p.Puller = n.selfStr
-	}
-	var root cid.Cid
-	if e, ok := n.cat.Get(catalog.ReplicateKey(req.Disk, req.Site)); ok {
-		if old, err := decodePolicy(e); err == nil { // keep the history
-			old.Every, old.Keep, old.Options, old.Puller = p.Every, p.Keep, p.Options, p.Puller
-			p, root = old, e.Root
-		}
-	}
-	return p, n.setPolicy(p, root)
+// policyRecord is a policy with the catalog entry holding it.
+type policyRecord struct {
+	entry  catalog.Entry
+	policy Policy
 }
 
-// policies lists every policy of the catalog, with its lag.
-func (n *meshNode) policies() []Policy {
-	out := []Policy{}
-	for _, e := range n.cat.List(catalog.ReplicatePrefix) {
-		p, err := decodePolicy(e)
-		if err != nil {
-			continue
+// policyRecords returns the policies replicating disk to site: a push, a
+// pull, or both.
+func (n *meshNode) policyRecords(disk, site string) []policyRecord {
+	var out []policyRecord
+	for _, key := range []string{catalog.ReplicateKey(disk, site), catalog.ReplicatePullKey(disk, site)} {
+		if e, ok := n.cat.Get(key); ok {
+			if p, err := decodePolicy(e); err == nil {
+				out = append(out, policyRecord{e, p})
+			}
 		}
-		if d, ok := n.cat.Get(catalog.DiskKey(p.Disk)); ok && rootText(d.Root) != p.LastSource && !p.LastSuccess.IsZero() {
-			p.Lag = time.Since(p.LastSuccess).Seconds()
-		}
-		out = append(out, p)
 	}
 	return out
 }
 
-func (n *meshNode) removePolicy(disk, site string) error {
-	e, ok := n.cat.Get(catalog.ReplicateKey(disk, site))
-	if !ok {
-		return fmt.Errorf("no replication of %s to %s: %w", disk, site, volume.ErrNotFound)
+// movePullRecord moves a pull policy written before pull policies had a
+// key of their own (it sits under the push key) to its own key, so that a
+// push policy to the same site can be added beside it.
+func (n *meshNode) movePullRecord(r policyRecord) error {
+	if r.entry.Key == policyKey(r.policy) {
+		return nil
 	}
-	d, err := n.cat.Delete(e.Key, e.Epoch)
+	if err := n.setPolicy(r.policy, r.entry.Root); err != nil {
+		return fmt.Errorf("move policy %s: %w", r.entry.Key, err)
+	}
+	d, err := n.cat.Delete(r.entry.Key, r.entry.Epoch)
 	if err != nil {
-		return err
+		return fmt.Errorf("move policy %s: %w", r.entry.Key, err)
 	}
 	n.broadcast(d)
 	return nil
 }
 
-// replicateLoop runs the due policies of the disks this node owns, one
-// cycle at a time.
+// addPolicy stores a new or changed policy for a disk this node owns, or,
+// for a pull, of this node's site.
+func (n *meshNode) addPolicy(req ReplicateRequest) (Policy, error) {
+	d, ok := n.cat.Get(catalog.DiskKey(req.Disk))
+	if !ok {
+		return Policy{}, fmt.Errorf("replicate %s: no such disk in the mesh: %w", req.Disk, volume.ErrNotFound)
+	}
+	p, err := checkPolicy(req, d, n.selfStr, n.site, n.net.Members())
+	if err != nil {
+		return Policy{}, err
+	}
+	var root cid.Cid
+	for _, r := range n.policyRecords(p.Disk, p.Site) {
+		if err := n.movePullRecord(r); err != nil {
+			return Policy{}, err
+		}
+		if r.policy.Mode == p.Mode { // keep the history
+			old := r.policy
+			old.Every, old.Keep, old.Options, old.Puller = p.Every, p.Keep, p.Options, p.Puller
+			p, root = old, r.entry.Root
+		}
+	}
+	return p, n.setPolicy(p, root)
+}
+
+// policies lists every policy of the catalog, with its status and lag.
+func (n *meshNode) policies() []Policy {
+	out := []Policy{}
+	now := time.Now()
+	for _, e := range n.cat.List(catalog.ReplicatePrefix) {
+		p, err := decodePolicy(e)
+		if err != nil {
+			continue
+		}
+		d, ok := n.cat.Get(catalog.DiskKey(p.Disk))
+		out = append(out, withStatus(p, d, ok, now))
+	}
+	return out
+}
+
+// removePolicy removes the policy replicating disk to site by mode ("":
+// the only one there is) and names the replicated states it leaves.
+func (n *meshNode) removePolicy(disk, site, mode string) (PolicyRemoval, error) {
+	if mode != "" && mode != ModePush && mode != ModePull {
+		return PolicyRemoval{}, fmt.Errorf("mode %q: want %s or %s: %w", mode, ModePush, ModePull, volume.ErrInvalid)
+	}
+	var found []policyRecord
+	for _, r := range n.policyRecords(disk, site) {
+		if mode == "" || r.policy.Mode == mode {
+			found = append(found, r)
+		}
+	}
+	switch {
+	case len(found) == 0 && mode != "":
+		return PolicyRemoval{}, fmt.Errorf("no %s replication of %s to %s: %w", mode, disk, site, volume.ErrNotFound)
+	case len(found) == 0:
+		return PolicyRemoval{}, fmt.Errorf("no replication of %s to %s: %w", disk, site, volume.ErrNotFound)
+	case len(found) > 1:
+		return PolicyRemoval{}, fmt.Errorf("both a push and a pull policy replicate %s to %s: say which with --mode %s or --mode %s: %w",
+			disk, site, ModePush, ModePull, volume.ErrInvalid)
+	}
+	r := found[0]
+	d, err := n.cat.Delete(r.entry.Key, r.entry.Epoch)
+	if err != nil {
+		return PolicyRemoval{}, err
+	}
+	n.broadcast(d)
+	out := PolicyRemoval{Policy: r.policy, Kept: []string{}}
+	prefix := catalog.ReplicaPrefix + disk + "/"
+	for _, e := range n.cat.List(prefix) {
+		if name := strings.TrimPrefix(e.Key, prefix); isStateOf(r.policy, name) {
+			out.Kept = append(out.Kept, name)
+		}
+	}
+	return out, nil
+}
+
+// replicateLoop runs the due policies of the disks this node owns, and the
+// pull policies this node runs, one cycle at a time.
 func (n *meshNode) replicateLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -183,6 +170,10 @@ func (n *meshNode) replicateLoop(ctx context.Context) {
 			switch {
 			case !ok:
 			case p.Puller == n.selfStr:
+				if err := n.movePullRecord(policyRecord{e, p}); err != nil {
+					n.log.Error("move a pull policy to its own key", "err", err)
+					continue
+				}
 				n.pullCycle(ctx, p, e.Root, d)
 			case p.Puller == "" && d.Owner == n.selfStr:
 				n.cycle(ctx, p, e.Root)
@@ -191,108 +182,173 @@ func (n *meshNode) replicateLoop(ctx context.Context) {
 	}
 }
 
-// cycle runs one replication: when the disk changed since the last
-// success, it takes a replica and pushes it (only the blocks the site
-// lacks) to the site.
-func (n *meshNode) cycle(ctx context.Context, p Policy, last cid.Cid) {
-	p.LastTry = time.Now()
-	fail := func(err error) {
-		p.LastError = err.Error()
-		n.log.Warn("replication cycle failed", "disk", p.Disk, "site", p.Site, "err", err)
-		if err := n.setPolicy(p, last); err != nil {
-			n.log.Error("save policy", "err", err)
-		}
-	}
-	info, err := n.vols.Commit(ctx, p.Disk)
-	if err != nil {
-		fail(err)
-		return
-	}
-	if info.Root == "" || info.Root == p.LastSource {
-		p.LastError = ""
-		if err := n.setPolicy(p, last); err != nil {
-			n.log.Error("save policy", "err", err)
-		}
-		return // nothing changed: nothing to send
-	}
-	rep, err := n.vols.CreateReplica(ctx, p.Disk, replicaPrefix+p.Site+"-"+time.Now().UTC().Format("20060102-150405"))
-	if err != nil {
-		fail(err)
-		return
-	}
-	n.reconcile(ctx) // the replica in the catalog before the site asks for it
-	job, err := n.push(ctx, newTransferID(), p.Disk+"@"+rep.Name, []string{p.Site}, p.Options)
-	if err != nil {
-		fail(err)
-		return
-	}
-	select {
-	case <-job.done:
-	case <-ctx.Done():
-		job.cancel()
-		return
-	}
-	res := job.snapshot()
-	if res.State != "done" {
-		fail(fmt.Errorf("push %s: %s %s", rep.Name, res.State, res.Error))
-		return
-	}
-	root, err := cid.Decode(rep.Root)
-	if err != nil {
-		fail(err)
-		return
-	}
-	p.LastReplica, p.LastSuccess, p.LastSource = rep.Name, time.Now(), info.Root
-	p.LastBytes, p.LastError = res.BytesSent, ""
-	p.TotalBytes += res.BytesSent
-	p.Cycles++
-	if err := n.setPolicy(p, root); err != nil {
-		n.log.Error("save policy", "err", err)
-	}
-	n.log.Info("replicated", "disk", p.Disk, "site", p.Site, "replica", rep.Name, "bytes", res.BytesSent)
-	n.prune(ctx, p)
+// stateVolumes is what replication asks of this node's volumes.
+type stateVolumes interface {
+	Commit(ctx context.Context, disk string) (volume.DiskInfo, error)
+	CreateReplica(ctx context.Context, disk, name string) (volume.ReplicaInfo, error)
+	RemoveReplica(ctx context.Context, disk, name string) error
+	ListReplicas(ctx context.Context, disk string) ([]volume.ReplicaInfo, error)
+}
+
+// replicatedStates keeps the replicas the cycles of policies take on this
+// node.
+type replicatedStates struct {
+	vols stateVolumes
+	// publish brings the catalog in line with this node's replicas: a new
+	// one named, a removed one tombstoned (and so removed at the site).
+	publish func(ctx context.Context)
+	log     *slog.Logger
+}
+
+func (n *meshNode) replicatedStates() replicatedStates {
+	return replicatedStates{vols: n.vols, publish: n.reconcile, log: n.log}
 }
 
 // prune removes the replicated states of p beyond the newest p.Keep that
-// this node holds, never the last one. The catalog then tombstones them,
-// and the site, which holds copies under the same names, removes its own.
-func (n *meshNode) prune(ctx context.Context, p Policy) {
-	keep := p.Keep
-	if keep < 1 {
-		keep = defaultReplicateKeep // a policy written before keep existed
-	}
-	reps, err := n.vols.ListReplicas(ctx, p.Disk)
+// this node holds (surplusStates). The catalog then tombstones them, and
+// the site, which holds copies under the same names, removes its own.
+func (s replicatedStates) prune(ctx context.Context, p Policy) {
+	reps, err := s.vols.ListReplicas(ctx, p.Disk)
 	if err != nil {
 		return
 	}
-	var names []string
-	for _, r := range reps {
-		if strings.HasPrefix(r.Name, replicaPrefix+p.Site+"-") && r.Name != p.LastReplica {
-			names = append(names, r.Name)
-		}
+	names := make([]string, len(reps))
+	for i, r := range reps {
+		names[i] = r.Name
 	}
-	slices.Sort(names) // names end in a UTC time: oldest first
 	removed := 0
-	for _, name := range names[:max(0, len(names)-(keep-1))] {
-		if err := n.vols.RemoveReplica(ctx, p.Disk, name); err != nil && !errors.Is(err, volume.ErrNotFound) {
-			n.log.Error("prune replicated state", "disk", p.Disk, "replica", name, "err", err)
+	for _, name := range surplusStates(p, names) {
+		if err := s.vols.RemoveReplica(ctx, p.Disk, name); err != nil && !errors.Is(err, volume.ErrNotFound) {
+			s.log.Error("prune replicated state", "disk", p.Disk, "replica", name, "err", err)
 			continue
 		}
 		removed++
 	}
 	if removed > 0 {
-		n.log.Info("pruned replicated states", "disk", p.Disk, "site", p.Site, "removed", removed, "keep", keep)
-		n.reconcile(ctx)
+		s.log.Info("pruned replicated states", "disk", p.Disk, "site", p.Site, "mode", p.Mode, "removed", removed, "keep", p.Keep)
+		s.publish(ctx)
+	}
+}
+
+// drop removes the replica a failed cycle took, even when ctx is done
+// (the daemon stopping cut the cycle short).
+func (s replicatedStates) drop(ctx context.Context, disk, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+	defer cancel()
+	if err := s.vols.RemoveReplica(ctx, disk, name); err != nil && !errors.Is(err, volume.ErrNotFound) {
+		s.log.Error("remove the replica of a failed cycle", "disk", disk, "replica", name, "err", err)
+		return
+	}
+	s.publish(ctx) // tombstoned: a site that kept a copy drops it too
+}
+
+// pushCycle is one cycle of a push policy over the roles it uses.
+type pushCycle struct {
+	replicatedStates
+	// reachable says why site cannot receive now; nil if it can.
+	reachable func(site string) error
+	// send pushes source (DISK@REPLICA) to site and waits for its end.
+	send func(ctx context.Context, source, site string, o TransferOptions) (TransferInfo, error)
+	now  func() time.Time
+}
+
+// run runs one cycle of p, whose site holds root last: when the disk
+// changed since the last success and the site can receive, it takes a
+// replica and pushes it (only the blocks the site lacks). It returns p
+// updated and the root the site holds now. A failed cycle leaves no
+// replica behind: none is taken while the site cannot receive, and the
+// one taken is removed when the push fails.
+func (c pushCycle) run(ctx context.Context, p Policy, last cid.Cid) (Policy, cid.Cid) {
+	p.LastTry = c.now()
+	fail := func(err error) (Policy, cid.Cid) {
+		p.LastError = err.Error()
+		c.log.Warn("replication cycle failed", "disk", p.Disk, "site", p.Site, "err", err)
+		return p, last
+	}
+	info, err := c.vols.Commit(ctx, p.Disk)
+	if err != nil {
+		return fail(err)
+	}
+	if info.Root == "" || info.Root == p.LastSource {
+		p.LastError = ""
+		return p, last // nothing changed: nothing to send
+	}
+	if err := c.reachable(p.Site); err != nil {
+		return fail(err)
+	}
+	rep, err := c.vols.CreateReplica(ctx, p.Disk, stateName(p.Site, ModePush, p.LastTry))
+	if err != nil {
+		return fail(err)
+	}
+	c.publish(ctx) // the replica in the catalog before the site asks for it
+	root, err := cid.Decode(rep.Root)
+	var res TransferInfo
+	if err == nil {
+		res, err = c.send(ctx, p.Disk+"@"+rep.Name, p.Site, p.Options)
+	}
+	if err == nil && res.State != "done" {
+		err = fmt.Errorf("push %s to %s: %s: %s", rep.Name, p.Site, res.State, res.Error)
+	}
+	if err != nil {
+		c.drop(ctx, p.Disk, rep.Name)
+		return fail(err)
+	}
+	p.LastReplica, p.LastSuccess, p.LastSource = rep.Name, c.now(), info.Root
+	p.LastBytes, p.LastError = res.BytesSent, ""
+	p.TotalBytes += res.BytesSent
+	p.Cycles++
+	c.log.Info("replicated", "disk", p.Disk, "site", p.Site, "replica", rep.Name, "bytes", res.BytesSent)
+	return p, root
+}
+
+// cycle runs one cycle of push policy p and prunes what it keeps, failed
+// or not, so that --keep bounds the replicas a policy leaves.
+func (n *meshNode) cycle(ctx context.Context, p Policy, last cid.Cid) {
+	c := pushCycle{replicatedStates: n.replicatedStates(), reachable: n.siteReachable, send: n.pushAndWait, now: time.Now}
+	p, root := c.run(ctx, p, last)
+	if err := n.setPolicy(p, root); err != nil {
+		n.log.Error("save policy", "err", err)
+	}
+	c.prune(ctx, p)
+}
+
+// siteReachable says why this node cannot push to site now.
+func (n *meshNode) siteReachable(site string) error {
+	if site == n.site {
+		return fmt.Errorf("the disk's owner is at site %q itself: %w", site, volume.ErrInvalid)
+	}
+	for _, m := range n.net.Members() {
+		if m.Site == site && m.ID != n.self && m.State == mesh.StateAlive {
+			return nil
+		}
+	}
+	return fmt.Errorf("no live member at site %q: %w", site, volume.ErrNotFound)
+}
+
+// pushAndWait pushes source to site and waits for the push to end.
+func (n *meshNode) pushAndWait(ctx context.Context, source, site string, o TransferOptions) (TransferInfo, error) {
+	job, err := n.push(ctx, newTransferID(), source, []string{site}, o)
+	if err != nil {
+		return TransferInfo{}, err
+	}
+	select {
+	case <-job.done:
+		return job.snapshot(), nil
+	case <-ctx.Done():
+		job.cancel()
+		return TransferInfo{}, ctx.Err()
 	}
 }
 
 // pullCycle runs one pull-based cycle at the archive site: when the disk's
 // published root changed, it pulls the blocks this node lacks and keeps
-// the root as a replica named like the owner's cycles would.
+// the root as a replica (stateName); a failed pull keeps none.
 func (n *meshNode) pullCycle(ctx context.Context, p Policy, last cid.Cid, d catalog.Entry) {
 	p.LastTry = time.Now()
+	defer func() { n.replicatedStates().prune(ctx, p) }()
 	src := rootText(d.Root)
 	if src == "" || src == p.LastSource {
+		p.LastError = ""
 		if err := n.setPolicy(p, last); err != nil {
 			n.log.Error("save policy", "err", err)
 		}
@@ -308,7 +364,7 @@ func (n *meshNode) pullCycle(ctx context.Context, p Policy, last cid.Cid, d cata
 			sources = append(sources, id)
 		}
 	}
-	name := replicaPrefix + p.Site + "-" + time.Now().UTC().Format("20060102-150405")
+	name := stateName(p.Site, ModePull, p.LastTry)
 	ref := volume.Ref{Disk: p.Disk, Replica: name}
 	job, _, err := n.pull(ctx, "pull", newTransferID(), ref, d, sources, p.Options)
 	if err == nil {
@@ -339,7 +395,6 @@ func (n *meshNode) pullCycle(ctx context.Context, p Policy, last cid.Cid, d cata
 	if err := n.setPolicy(p, d.Root); err != nil {
 		n.log.Error("save policy", "err", err)
 	}
-	n.prune(ctx, p)
 }
 
 // recover brings disk back to the last state replicated to site: the
@@ -380,18 +435,26 @@ func (n *meshNode) recoverDisk(ctx context.Context, disk, site string) (volume.D
 }
 
 // lastReplicated names the replica holding the last state of disk
-// replicated to site: the policy's, or (the policy removed) the newest
-// replica replication took for that site.
+// replicated to site: the newest of its policies' (push and pull), or
+// (the policies removed) the newest replica replication took for that
+// site.
 func (n *meshNode) lastReplicated(disk, site string) string {
-	if e, ok := n.cat.Get(catalog.ReplicateKey(disk, site)); ok {
-		if p, err := decodePolicy(e); err == nil && p.LastReplica != "" {
-			return p.LastReplica
+	var last string
+	var lastTime time.Time
+	consider := func(name string) {
+		if s, _, t, ok := parseStateName(name); ok && s == site && t.After(lastTime) {
+			last, lastTime = name, t
 		}
 	}
-	var last string
-	prefix := catalog.ReplicaPrefix + disk + "/" + replicaPrefix + site + "-"
+	for _, r := range n.policyRecords(disk, site) {
+		consider(r.policy.LastReplica)
+	}
+	if last != "" {
+		return last
+	}
+	prefix := catalog.ReplicaPrefix + disk + "/"
 	for _, e := range n.cat.List(prefix) {
-		last = max(last, strings.TrimPrefix(e.Key, catalog.ReplicaPrefix+disk+"/")) // names end in a UTC time
+		consider(strings.TrimPrefix(e.Key, prefix))
 	}
 	return last
 }

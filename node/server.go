@@ -29,6 +29,8 @@ type server struct {
 	nbd     *nbdService
 	mounts  *mountTable
 	mesh    *meshNode // nil when the node runs alone
+	// doors are asked who uses a disk before it is removed.
+	doors []diskDoor
 }
 
 // routes returns the local API's handler.

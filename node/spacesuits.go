@@ -41,7 +41,7 @@ func (s *server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.mesh != nil {
-		s.mesh.reconcile(r.Context()) // in the catalog before the answer
+		s.mesh.announce(r.Context(), catalog.SpacesuitKey(info.Name, info.Version))
 		info.Owner = s.mesh.selfStr
 	}
 	s.log.Info("spacesuit published", "spacesuit", info.Ref, "source", info.Source, "root", info.Root)
@@ -99,15 +99,13 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
 		// A tombstone tells every node that keeps a copy (the publisher,
 		// the sites it was pushed to) to forget it too.
-		err = s.mesh.removeSpacesuit(name, version)
+		err = s.mesh.removeRecord(catalog.SpacesuitKey(name, version), "spacesuit "+volume.SpacesuitRef(name, version))
 	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if s.mesh != nil {
-		s.mesh.reconcile(r.Context())
-	}
+	s.announce(r.Context(), catalog.SpacesuitKey(name, version))
 	s.log.Info("spacesuit removed", "spacesuit", ref)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -128,11 +126,13 @@ func (n *meshNode) nextSpacesuitVersion(name string) uint64 {
 	return top + 1
 }
 
-func (n *meshNode) removeSpacesuit(name string, version uint64) error {
-	key := catalog.SpacesuitKey(name, version)
+// removeRecord writes a tombstone for key, named what in errors: every
+// node that keeps a copy (its creator, the sites it was pushed to) forgets
+// it too.
+func (n *meshNode) removeRecord(key, what string) error {
 	e, ok := n.cat.Get(key)
 	if !ok {
-		return fmt.Errorf("spacesuit %s: %w", volume.SpacesuitRef(name, version), volume.ErrNotFound)
+		return fmt.Errorf("%s: %w", what, volume.ErrNotFound)
 	}
 	d, err := n.cat.Delete(key, e.Epoch)
 	if err != nil {

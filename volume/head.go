@@ -2,7 +2,6 @@ package volume
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/bits"
 	"os"
@@ -36,6 +35,10 @@ type Head struct {
 	root    cid.Cid
 	ov      *overlay
 	removed bool
+	// sealed refuses writes while the head is kept as a replica just
+	// before its removal, so that the replica holds every write that
+	// returned.
+	sealed bool
 	// stripes serialise writes to the same block (a partial write's
 	// read-modify-write must not interleave with another write of that
 	// block) and keep commit from reading a block a write is halfway
@@ -76,6 +79,17 @@ func (h *Head) checkRange(n int, off int64) error {
 	}
 	if h.removed {
 		return fmt.Errorf("disk %q: %w", h.name, ErrNotFound)
+	}
+	return nil
+}
+
+// checkWrite is checkRange for a write: a sealed head refuses it.
+func (h *Head) checkWrite(n int, off int64) error {
+	if err := h.checkRange(n, off); err != nil {
+		return err
+	}
+	if h.sealed {
+		return fmt.Errorf("disk %q is being removed: %w", h.name, ErrReadOnly)
 	}
 	return nil
 }
@@ -209,7 +223,7 @@ func (h *Head) WriteFrom(ctx context.Context, off, n int64, fill func(dst *os.Fi
 func (h *Head) write(ctx context.Context, off, n int64, put func(dst *os.File) error) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if err := h.checkRange(int(n), off); err != nil {
+	if err := h.checkWrite(int(n), off); err != nil {
 		return err
 	}
 	if n == 0 {
@@ -295,9 +309,13 @@ func (h *Head) markDirty(i int64) {
 // take no space; partial blocks are written with zeros.
 func (h *Head) Zero(ctx context.Context, off, n int64) error {
 	h.mu.Lock()
-	if err := h.checkRange(0, off); err != nil || off+n > h.size || n < 0 {
+	if err := h.checkWrite(0, off); err != nil {
 		h.mu.Unlock()
-		return errors.Join(err, fmt.Errorf("disk %q: zero %d+%d outside %d bytes: %w", h.name, off, n, h.size, ErrInvalid))
+		return err
+	}
+	if off+n > h.size || n < 0 {
+		h.mu.Unlock()
+		return fmt.Errorf("disk %q: zero %d+%d outside %d bytes: %w", h.name, off, n, h.size, ErrInvalid)
 	}
 	first := (off + h.blockSize - 1) / h.blockSize
 	last := (off + n) / h.blockSize // exclusive

@@ -472,6 +472,50 @@ func (m *Manager) RemoveDisk(ctx context.Context, name string) error {
 	}
 	h.commitMu.Lock()
 	defer h.commitMu.Unlock()
+	return m.removeLocked(h)
+}
+
+// RemoveDiskKeepingHead removes a disk as RemoveDisk does, but first keeps
+// its head as a replica named removed-<time> (UTC), whose name it returns:
+// writes are refused from the start (ErrReadOnly), so the replica holds
+// every write that returned before the call. If the removal fails after
+// the replica was recorded, the replica stays and the disk takes writes
+// again.
+func (m *Manager) RemoveDiskKeepingHead(ctx context.Context, name string) (string, error) {
+	h, err := m.Head(name)
+	if err != nil {
+		return "", err
+	}
+	h.commitMu.Lock()
+	defer h.commitMu.Unlock()
+	h.mu.Lock()
+	h.sealed = true
+	h.mu.Unlock()
+	var kept string
+	err = m.commitLocked(ctx, h, func(root cid.Cid) error {
+		rec, err := m.addReplicaLocked(h, m.freeReplicaNameLocked(name, "removed-"+m.cfg.Now().UTC().Format(replicaTimeFormat)), root)
+		if err != nil {
+			return err
+		}
+		kept = rec.Name
+		return nil
+	})
+	if err == nil {
+		err = m.removeLocked(h)
+	}
+	if err != nil {
+		h.mu.Lock()
+		h.sealed = false
+		h.mu.Unlock()
+		return kept, err
+	}
+	return kept, nil
+}
+
+// removeLocked forgets h and deletes its overlay; the caller holds
+// h.commitMu.
+func (m *Manager) removeLocked(h *Head) error {
+	name := h.name
 	m.mu.Lock()
 	rec, ok := m.cat.Disks[name]
 	if !ok || m.heads[name] != h {
@@ -488,7 +532,7 @@ func (m *Manager) RemoveDisk(ctx context.Context, name string) error {
 	m.mu.Unlock()
 	h.mu.Lock()
 	h.removed = true
-	err = h.ov.close()
+	err := h.ov.close()
 	h.mu.Unlock()
 	return errors.Join(err, os.RemoveAll(m.headDir(rec.ID)))
 }

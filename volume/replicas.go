@@ -48,11 +48,7 @@ func (m *Manager) CreateReplica(ctx context.Context, disk, name string) (Replica
 func (m *Manager) addReplicaLocked(h *Head, name string, root cid.Cid) (*replicaRecord, error) {
 	now := m.cfg.Now().UTC()
 	if name == "" {
-		base := now.Format("20060102-150405")
-		name = base
-		for n := 2; m.cat.Replicas[h.name][name] != nil; n++ {
-			name = fmt.Sprintf("%s-%d", base, n)
-		}
+		name = m.freeReplicaNameLocked(h.name, now.Format(replicaTimeFormat))
 	}
 	if _, ok := m.cat.Replicas[h.name][name]; ok {
 		return nil, fmt.Errorf("replica %q of disk %q: %w", name, h.name, ErrExists)
@@ -60,6 +56,20 @@ func (m *Manager) addReplicaLocked(h *Head, name string, root cid.Cid) (*replica
 	rec := &replicaRecord{Name: name, Root: rootString(root), Size: h.size, BlockSize: h.blockSize, Created: now}
 	m.cat.addReplica(h.name, rec)
 	return rec, nil
+}
+
+// replicaTimeFormat is the time in the names of replicas weft makes
+// itself.
+const replicaTimeFormat = "20060102-150405"
+
+// freeReplicaNameLocked returns base, or base-2, base-3, ... if taken, as
+// the name of a new replica of disk; m.mu is held.
+func (m *Manager) freeReplicaNameLocked(disk, base string) string {
+	name := base
+	for n := 2; m.cat.Replicas[disk][name] != nil; n++ {
+		name = fmt.Sprintf("%s-%d", base, n)
+	}
+	return name
 }
 
 func (m *Manager) replicaInfo(ctx context.Context, disk string, rec *replicaRecord) (ReplicaInfo, error) {
@@ -157,7 +167,7 @@ func (m *Manager) Restore(ctx context.Context, disk, replica string) (RestoreRes
 			return err
 		}
 		if !m.rootSavedLocked(disk, root) {
-			rec, err := m.addReplicaLocked(h, "before-restore-"+m.cfg.Now().UTC().Format("20060102-150405"), root)
+			rec, err := m.addReplicaLocked(h, "before-restore-"+m.cfg.Now().UTC().Format(replicaTimeFormat), root)
 			if err != nil {
 				return err
 			}

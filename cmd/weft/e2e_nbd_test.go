@@ -299,6 +299,23 @@ func nbdSession(t *testing.T, addr, name string, mode int) {
 		c.Write([]byte{0, 0, 0, 3, 'I', 'H'})
 		return
 	}
+	nbdGo(t, c, name)
+	if mode == 1 {
+		return
+	}
+	req := []byte{0x25, 0x60, 0x95, 0x13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0}
+	c.Write(req)
+	if _, err := io.CopyN(io.Discard, c, 16+4096); err != nil {
+		t.Fatalf("read reply: %v", err)
+	}
+	binary.BigEndian.PutUint16(req[6:], 2) // DISC
+	c.Write(req)
+}
+
+// nbdGo opens export name with NBD_OPT_GO on c, whose greeting has been
+// read, and returns once the server acknowledged it.
+func nbdGo(t *testing.T, c net.Conn, name string) {
+	t.Helper()
 	b := binary.BigEndian.AppendUint32(nil, 3)
 	b = append(b, "IHAVEOPT"...)
 	b = binary.BigEndian.AppendUint32(b, 7)
@@ -322,16 +339,6 @@ func nbdSession(t *testing.T, addr, name string, mode int) {
 			t.Fatalf("GO %s: reply type %#x", name, typ)
 		}
 	}
-	if mode == 1 {
-		return
-	}
-	req := []byte{0x25, 0x60, 0x95, 0x13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0}
-	c.Write(req)
-	if _, err := io.CopyN(io.Discard, c, 16+4096); err != nil {
-		t.Fatalf("read reply: %v", err)
-	}
-	binary.BigEndian.PutUint16(req[6:], 2) // DISC
-	c.Write(req)
 }
 
 func TestNBDTLS(t *testing.T) {

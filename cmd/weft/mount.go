@@ -26,14 +26,17 @@ func newMountCmd(g *globals) *cobra.Command {
 		Short: "Mount the node's disks as files under DIR (FUSE), until Ctrl-C",
 		Long: `Mount the node's disks as files under DIR, an existing directory:
 
-  DIR/<disk>.img                     every disk, read-write (losetup, mkfs, qemu-img, dd)
-  DIR/replicas/<disk>/<replica>.img  every replica, read-only
-  DIR/spacesuits/                    golden images (empty until spacesuits exist)
+  DIR/<disk>.img                       a disk this node owns: read-write (losetup, mkfs, qemu-img, dd)
+  DIR/<disk>.img                       a disk another node owns: read-only, at its last commit
+  DIR/replicas/<disk>/<replica>.img    every replica: read-only
+  DIR/spacesuits/<name>@<version>.img  every spacesuit version: read-only
 
-Disks created, cloned or removed while mounted appear and vanish. fsync on a
-disk file makes its writes durable like an NBD FLUSH. The daemon serves the
-mount; weft mount stays in the foreground and unmounts on Ctrl-C or SIGTERM,
-or with -d returns at once (unmount later with weft umount DIR).`,
+Disks created, cloned or removed while mounted appear and vanish; nothing is
+removed through the mount (rm fails: EPERM for a disk, which weft disk rm
+removes, EROFS for the rest). fsync on a disk file makes its writes durable
+like an NBD FLUSH. The daemon serves the mount; weft mount stays in the
+foreground and unmounts on Ctrl-C or SIGTERM, or with -d returns at once
+(unmount later with weft umount DIR).`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			return runMount(c.Context(), o, args)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,12 @@ func newReplicateCmd(g *globals) *cobra.Command {
 			if to == "" && !pull {
 				return usageError{"replicate: --to SITE is required (or --pull, on a node of the site)"}
 			}
+			if every < node.MinReplicateEvery {
+				return usageError{fmt.Sprintf("replicate: --every %v: check the disk at most every %v", every, node.MinReplicateEvery)}
+			}
+			if keep < 1 {
+				return usageError{fmt.Sprintf("replicate: --keep %d: keep at least 1 replicated state", keep)}
+			}
 			o, err := f.options()
 			if err != nil {
 				return err
@@ -38,7 +45,11 @@ func newReplicateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "replicating %s to %s every %s, keeping the last %d states\n", p.Disk, p.Site, p.Every, p.Keep)
+			verb := "replicating"
+			if p.Mode == node.ModePull {
+				verb = "pulling"
+			}
+			fmt.Fprintf(g.stdout, "%s %s to %s every %s, keeping the last %d states\n", verb, p.Disk, p.Site, p.Every, p.Keep)
 			return nil
 		},
 	}
@@ -61,46 +72,77 @@ func newReplicateLsCmd(g *globals) *cobra.Command {
 	}
 	return listCmd(g, c, (*node.Client).Policies, listing[node.Policy]{
 		empty:  "no replication policies (add one with: weft replicate DISK --to SITE)",
-		header: []string{"DISK", "SITE", "EVERY", "KEEP", "LAST SUCCESS", "LAG", "LAST BYTES", "TOTAL", "CYCLES", "ERROR"},
+		header: []string{"DISK", "MODE", "SITE", "EVERY", "KEEP", "STATUS", "LAST SUCCESS", "LAG", "LAST BYTES", "TOTAL", "CYCLES", "ERROR"},
 		row: func(p node.Policy) []string {
-			last := "never"
-			if !p.LastSuccess.IsZero() {
-				last = when(p.LastSuccess)
-			}
-			errText := p.LastError
-			if errText == "" {
-				errText = "-"
-			}
-			return []string{p.Disk, p.Site, p.Every.String(), strconv.Itoa(p.Keep), last,
-				(time.Duration(p.Lag) * time.Second).Round(time.Second).String(), size.Format(p.LastBytes), size.Format(p.TotalBytes),
-				strconv.FormatInt(p.Cycles, 10), errText}
+			return []string{p.Disk, p.Mode, p.Site, p.Every.String(), strconv.Itoa(p.Keep), policyStatus(p), when(p.LastSuccess),
+				policyLag(p), size.Format(p.LastBytes), size.Format(p.TotalBytes), strconv.FormatInt(p.Cycles, 10), orDash(p.LastError)}
 		},
 	})
 }
 
+// policyStatus is how replicate ls shows a policy's status.
+func policyStatus(p node.Policy) string {
+	if p.Status == node.PolicyDiskGone {
+		return "disk gone"
+	}
+	return p.Status
+}
+
+// policyLag is how replicate ls shows a policy's lag: never when the site
+// holds nothing from it yet, - when the disk is gone.
+func policyLag(p node.Policy) string {
+	switch {
+	case p.Lag != nil:
+		return (time.Duration(*p.Lag) * time.Second).Round(time.Second).String()
+	case p.LastSuccess.IsZero():
+		return "never"
+	}
+	return "-"
+}
+
 func newReplicateRmCmd(g *globals) *cobra.Command {
-	var to string
+	var to, mode string
 	c := &cobra.Command{
-		Use:   "rm DISK --to SITE",
-		Short: "Stop replicating a disk to a site (what the site holds stays)",
+		Use:   "rm DISK --to SITE [--mode push|pull]",
+		Short: "Stop replicating a disk to a site (the replicated states stay, here and at the site)",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if to == "" {
 				return usageError{"replicate rm: --to SITE is required"}
+			}
+			if mode != "" && mode != node.ModePush && mode != node.ModePull {
+				return usageError{fmt.Sprintf("replicate rm: --mode %q: want %s or %s", mode, node.ModePush, node.ModePull)}
 			}
 			cl, err := g.client()
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			if err := cl.RemovePolicy(c.Context(), args[0], to); err != nil {
+			res, err := cl.RemovePolicy(c.Context(), args[0], to, mode)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "no longer replicating %s to %s\n", args[0], to)
+			p := res.Policy
+			fmt.Fprintf(g.stdout, "removed %s policy %s → %s", p.Mode, p.Disk, p.Site)
+			if len(res.Kept) == 0 {
+				fmt.Fprintln(g.stdout, "; it kept no replicated states")
+				return nil
+			}
+			where := "on the owner and at " + p.Site
+			if p.Mode == node.ModePull {
+				where = "on the pulling node at " + p.Site
+			}
+			states := "states"
+			if len(res.Kept) == 1 {
+				states = "state"
+			}
+			fmt.Fprintf(g.stdout, "; kept %d replicated %s %s: %s; remove them with: weft replica rm %s NAME\n",
+				len(res.Kept), states, where, strings.Join(res.Kept, ", "), p.Disk)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "the site")
+	c.Flags().StringVar(&mode, "mode", "", "push or pull: which policy, when the disk has both to the site")
 	return c
 }
 

@@ -71,6 +71,9 @@ func TestPutRejectsInvalidEntries(t *testing.T) {
 		"long name":          mutate(func(e *Entry) { e.Key = "disk/" + strings.Repeat("a", 129) }),
 		"replica one part":   mutate(func(e *Entry) { e.Key = "replica/a" }),
 		"replica 3 parts":    mutate(func(e *Entry) { e.Key = "replica/a/b/c" }),
+		"replicate one part": mutate(func(e *Entry) { e.Key = "replicate/a" }),
+		"replicate mode x":   mutate(func(e *Entry) { e.Key = "replicate/a/b/push" }),
+		"replicate 4 parts":  mutate(func(e *Entry) { e.Key = "replicate/a/b/pull/c" }),
 		"spacesuit no @":     mutate(func(e *Entry) { e.Key = "spacesuit/u" }),
 		"spacesuit @01":      mutate(func(e *Entry) { e.Key = "spacesuit/u@01" }),
 		"spacesuit @x":       mutate(func(e *Entry) { e.Key = "spacesuit/u@x" }),
@@ -85,7 +88,8 @@ func TestPutRejectsInvalidEntries(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
 		}
 	}
-	for _, key := range []string{"disk/A-z_0.9", "replica/web/2026-01-01", SpacesuitKey("ubuntu-24.04", 3), "spacesuit/u@0"} {
+	for _, key := range []string{"disk/A-z_0.9", "replica/web/2026-01-01", SpacesuitKey("ubuntu-24.04", 3), "spacesuit/u@0",
+		ReplicateKey("vm", "berlin"), ReplicatePullKey("vm", "berlin"), ReplicateKey("vm", "pull")} {
 		if err := ValidateKey(key); err != nil {
 			t.Errorf("key %s: got %v, want valid", key, err)
 		}

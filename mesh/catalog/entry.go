@@ -27,12 +27,21 @@ const (
 	ReplicaPrefix   = "replica/"
 	SpacesuitPrefix = "spacesuit/"
 	// ReplicatePrefix keys a scheduled replication policy:
-	// "replicate/DISK/SITE". Its root is the last replicated root.
+	// "replicate/DISK/SITE" when the disk's owner pushes it to the site,
+	// "replicate/DISK/SITE/pull" when a node of the site pulls it, so
+	// that both can exist. Its root is the last replicated root.
 	ReplicatePrefix = "replicate/"
+	pullSuffix      = "/pull"
 )
 
-// ReplicateKey returns the key of the policy replicating disk to site.
+// ReplicateKey returns the key of the policy by which the owner of disk
+// pushes it to site. Records written before pull policies had keys of
+// their own may hold a pull policy here too (the policy says which).
 func ReplicateKey(disk, site string) string { return ReplicatePrefix + disk + "/" + site }
+
+// ReplicatePullKey returns the key of the policy by which a node of site
+// pulls disk.
+func ReplicatePullKey(disk, site string) string { return ReplicateKey(disk, site) + pullSuffix }
 
 const (
 	maxNameLen   = 128
@@ -86,8 +95,9 @@ func ValidateKey(key string) error {
 		disk, name, found := strings.Cut(key[len(ReplicaPrefix):], "/")
 		ok = found && validName(disk) && validName(name)
 	case strings.HasPrefix(key, ReplicatePrefix):
-		disk, site, found := strings.Cut(key[len(ReplicatePrefix):], "/")
-		ok = found && validName(disk) && validName(site)
+		disk, rest, found := strings.Cut(key[len(ReplicatePrefix):], "/")
+		site, mode, moded := strings.Cut(rest, "/")
+		ok = found && validName(disk) && validName(site) && (!moded || "/"+mode == pullSuffix)
 	case strings.HasPrefix(key, SpacesuitPrefix):
 		name, n, found := strings.Cut(key[len(SpacesuitPrefix):], "@")
 		v, err := strconv.ParseUint(n, 10, 64)

@@ -234,7 +234,7 @@ function renderTransfers(st, transfers) {
 }
 
 function renderReplications(policies, transfers) {
-  sync(document.querySelector('#replications tbody'), policies, p => p.disk + '/' + p.site, p => {
+  sync(document.querySelector('#replications tbody'), policies, p => p.disk + '/' + p.site + '/' + p.mode, p => {
     const tr = row('policy', ['disk', 'site', 'every', 'success', 'lag', 'sent', 'cycles', 'progress', 'error']);
     tr.dataset.disk = p.disk;
     tr.dataset.site = p.site;
@@ -244,7 +244,12 @@ function renderReplications(policies, transfers) {
     set(tr, '.site', p.site);
     set(tr, '.every', duration(p.every / 1e9));
     set(tr, '.success', ago(p.last_success));
-    set(tr, '.lag', p.lag_seconds > 0 ? duration(p.lag_seconds) : 'up to date');
+    // lag_seconds is absent while the site holds nothing yet, or the
+    // disk is gone: neither is "up to date".
+    const lag = p.status === 'disk-gone' ? 'disk gone'
+      : p.lag_seconds === undefined ? 'never'
+      : p.lag_seconds > 0 ? duration(p.lag_seconds) : 'up to date';
+    set(tr, '.lag', lag);
     set(tr, '.sent', bytes(p.last_bytes) + ' / ' + bytes(p.total_bytes));
     set(tr, '.cycles', String(p.cycles));
     set(tr, '.error', p.last_error || '');

@@ -38,6 +38,7 @@ var (
 	_ fs.NodeFsyncer     = (*diskFile)(nil)
 	_ fs.NodeFlusher     = (*diskFile)(nil)
 	_ fs.NodeAllocater   = (*diskFile)(nil)
+	_ fs.NodeReleaser    = (*diskFile)(nil)
 	_ fs.NodeOnForgetter = (*diskFile)(nil)
 )
 
@@ -62,8 +63,10 @@ func (n *diskFile) attr(a *fuse.Attr) {
 	n.fs.setTimes(a)
 }
 
-func (n *diskFile) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if !n.live() {
+// Getattr answers ENOENT for the path of a removed head; an open handle
+// still stats, so that its reads reach Read and fail with EIO.
+func (n *diskFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if f == nil && !n.live() {
 		return syscall.ENOENT
 	}
 	n.attr(&out.Attr)
@@ -91,7 +94,14 @@ func (n *diskFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EPERM
 	}
+	n.fs.open.opened(n)
 	return &diskHandle{writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, OpenFlags(flags, n.fs.cfg.DirectIO), 0
+}
+
+// Release forgets a closed handle: the disk is in use while one is open.
+func (n *diskFile) Release(ctx context.Context, _ fs.FileHandle) syscall.Errno {
+	n.fs.open.released(n)
+	return 0
 }
 
 func (n *diskFile) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -11,7 +11,10 @@
 //
 // The directories are read-only: files appear and vanish as disks,
 // replicas and spacesuit versions are created, cloned, published and
-// removed, never through the mount. Nothing is cached by name: every
+// removed, never through the mount. Removing a file fails: EPERM for a
+// disk this node owns (weft disk rm removes it, and refuses while it is
+// in use: Mount.DiskHandles counts the open handles of its file), EROFS
+// for every other file and directory. Nothing is cached by name: every
 // lookup and directory listing asks the volume manager, and the kernel is
 // told not to cache names (entry timeout 0), so a disk or spacesuit
 // version created while mounted is visible at once and a removed one is
@@ -61,7 +64,8 @@
 // another path (NBD, a restore) while a file is held open is not seen by
 // that open file's cached pages until it is reopened, and pages an open
 // file already cached still read after its disk is removed (everything
-// else fails with EIO). Config.DirectIO trades the cache for coherence:
+// else fails with EIO) until the daemon drops them (Mount.DropRemovedDisk,
+// which weft disk rm --force calls). Config.DirectIO trades the cache for coherence:
 // every read goes to the head. Image files (replicas and spacesuit
 // versions) never change (an inode is one root), so they keep their cache
 // across opens (FOPEN_KEEP_CACHE).

@@ -91,6 +91,7 @@ type Mount struct {
 	dir     string
 	started time.Time
 	srv     *fuse.Server
+	fs      *filesys
 	log     *slog.Logger
 	done    chan struct{} // closed when the kernel has let go of the mount
 
@@ -120,7 +121,7 @@ func New(ctx context.Context, dir string, cfg Config) (*Mount, error) {
 		return nil, err
 	}
 	now := time.Now()
-	fsys := &filesys{cfg: cfg, log: cfg.Logger, started: now, inos: newInodes()}
+	fsys := &filesys{cfg: cfg, log: cfg.Logger, started: now, inos: newInodes(), open: newOpenFiles()}
 	zero, attr := time.Duration(0), cfg.AttrTimeout
 	opts := &fs.Options{
 		MountOptions: MountOptions(cfg.MaxWrite),
@@ -139,7 +140,7 @@ func New(ctx context.Context, dir string, cfg Config) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	m := &Mount{dir: dir, started: now, srv: srv, log: cfg.Logger, done: make(chan struct{})}
+	m := &Mount{dir: dir, started: now, srv: srv, fs: fsys, log: cfg.Logger, done: make(chan struct{})}
 	if err := RaiseReadahead(dir, cfg.MaxWrite); err != nil {
 		cfg.Logger.Debug("fuse readahead left at the kernel default", "dir", dir, "err", err)
 	}

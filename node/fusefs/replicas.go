@@ -23,6 +23,7 @@ var (
 	_ fs.NodeLookuper  = (*replicasDir)(nil)
 	_ fs.NodeReaddirer = (*replicasDir)(nil)
 	_ fs.NodeGetattrer = (*replicasDir)(nil)
+	_ fs.NodeRmdirer   = (*replicasDir)(nil)
 )
 
 func (d *replicasDir) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -45,6 +46,10 @@ func (d *replicasDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	d.fs.dirAttr(&out.Attr, ino)
 	return d.NewInode(ctx, &replicaDiskDir{fs: d.fs, disk: name}, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
 }
+
+// Rmdir refuses (replicas are removed with weft replica rm), where
+// go-fuse would otherwise report success.
+func (d *replicasDir) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
 
 func (d *replicasDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	disks, err := d.fs.cfg.Volumes.ReplicaDisks(ctx)
@@ -69,6 +74,7 @@ var (
 	_ fs.NodeLookuper  = (*replicaDiskDir)(nil)
 	_ fs.NodeReaddirer = (*replicaDiskDir)(nil)
 	_ fs.NodeGetattrer = (*replicaDiskDir)(nil)
+	_ fs.NodeUnlinker  = (*replicaDiskDir)(nil)
 )
 
 func (d *replicaDiskDir) path() string { return replicasName + "/" + d.disk }
@@ -90,6 +96,12 @@ func (d *replicaDiskDir) Lookup(ctx context.Context, name string, out *fuse.Entr
 	n := &imageFile{fs: d.fs, img: img}
 	n.attr(&out.Attr)
 	return d.NewInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino()}), 0
+}
+
+// Unlink refuses (replicas are removed with weft replica rm), where
+// go-fuse would otherwise report success.
+func (d *replicaDiskDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	return syscall.EROFS
 }
 
 func (d *replicaDiskDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {

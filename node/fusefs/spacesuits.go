@@ -23,6 +23,7 @@ var (
 	_ fs.NodeLookuper  = (*spacesuitsDir)(nil)
 	_ fs.NodeReaddirer = (*spacesuitsDir)(nil)
 	_ fs.NodeGetattrer = (*spacesuitsDir)(nil)
+	_ fs.NodeUnlinker  = (*spacesuitsDir)(nil)
 )
 
 func (d *spacesuitsDir) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -48,6 +49,12 @@ func (d *spacesuitsDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	n := &imageFile{fs: d.fs, img: img}
 	n.attr(&out.Attr)
 	return d.NewInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino()}), 0
+}
+
+// Unlink refuses (spacesuit versions are removed with weft spacesuit
+// rm), where go-fuse would otherwise report success.
+func (d *spacesuitsDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	return syscall.EROFS
 }
 
 func (d *spacesuitsDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {

@@ -37,6 +37,7 @@ type filesys struct {
 	log     *slog.Logger
 	started time.Time
 	inos    *inodes
+	open    *openFiles
 }
 
 // inodes hands out one inode number per incarnation of a file: a disk head
@@ -97,6 +98,8 @@ var (
 	_ fs.NodeReaddirer = (*rootDir)(nil)
 	_ fs.NodeGetattrer = (*rootDir)(nil)
 	_ fs.NodeStatfser  = (*rootDir)(nil)
+	_ fs.NodeUnlinker  = (*rootDir)(nil)
+	_ fs.NodeRmdirer   = (*rootDir)(nil)
 )
 
 func (d *rootDir) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -157,6 +160,22 @@ func (d *rootDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	}
 	return fs.NewListDirStream(out), 0
 }
+
+// Unlink refuses to remove a file, which go-fuse would otherwise report
+// as done: a disk this node owns is removed with weft disk rm, which
+// refuses while the disk is in use (EPERM); a disk another node owns is
+// read-only here (EROFS).
+func (d *rootDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	if disk, ok := strings.CutSuffix(name, imgSuffix); ok {
+		if _, err := d.fs.cfg.Volumes.Head(disk); err == nil {
+			return syscall.EPERM
+		}
+	}
+	return syscall.EROFS
+}
+
+// Rmdir refuses: the replicas and spacesuits directories are fixed.
+func (d *rootDir) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
 
 // Statfs reports the mount as full and read-only in shape: nothing can be
 // created in it, and its size is not a store's free space.

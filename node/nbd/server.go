@@ -80,8 +80,10 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu sync.Mutex
+	// conns maps each connection to the export it opened, "" while it
+	// negotiates.
+	conns map[net.Conn]string
 	wg    sync.WaitGroup
 }
 
@@ -90,7 +92,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]string{}}, nil
 }
 
 // Conns returns the number of connections being served.
@@ -98,6 +100,45 @@ func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// Clients describes the connections in transmission on export, one entry
+// per connection: the client's address, or "local" on a unix socket.
+func (s *Server) Clients(export string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for c, name := range s.conns {
+		if name == export {
+			out = append(out, remoteString(c))
+		}
+	}
+	return out
+}
+
+// Disconnect closes the connections in transmission on export, as if the
+// network had cut them: their requests in flight finish, the rest fail on
+// the client's side. It returns how many it closed.
+func (s *Server) Disconnect(export string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c, name := range s.conns {
+		if name == export {
+			c.Close()
+			n++
+		}
+	}
+	return n
+}
+
+// transmitting records that c, if tracked, opened export.
+func (s *Server) transmitting(c net.Conn, export string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; ok {
+		s.conns[c] = export
+	}
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then closes ln
@@ -169,7 +210,7 @@ func (s *Server) track(c net.Conn) bool {
 	if len(s.conns) >= s.cfg.MaxConns {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = ""
 	s.wg.Add(1)
 	return true
 }
@@ -204,6 +245,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer sess.exp.Close()
+	s.transmitting(c, sess.name)
 	sess.conn.SetDeadline(time.Time{})
 	log = log.With("export", sess.name)
 	log.Debug("nbd transmission started", "tls", n.tls, "flags", fmt.Sprintf("%#x", sess.flags))

@@ -485,3 +485,57 @@ func selfSigned(t *testing.T) tls.Certificate {
 	})
 	return testCert
 }
+
+// TestClientsAndDisconnect checks that the server names the clients of an
+// export (and only of that export) and cuts them on request.
+func TestClientsAndDisconnect(t *testing.T) {
+	exps := newMemExports()
+	cfg := DefaultConfig()
+	cfg.Exports = exps
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	open := func(name string) *client {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		c := &client{t: t, conn: nc}
+		c.hello(clientFixedNewstyle | clientNoZeroes)
+		if _, typ := c.goReplies(optGo, name); typ != repAck {
+			t.Fatalf("GO %s: %#x", name, typ)
+		}
+		// A request answered means transmission has started.
+		if errno, _ := c.do(cmdRead, 0, 0, 512, nil); errno != 0 {
+			t.Fatalf("read from %s: errno %d", name, errno)
+		}
+		return c
+	}
+	head := open("disk")
+	open("disk@r1")
+	if got := s.Clients("disk"); len(got) != 1 || got[0] != head.conn.LocalAddr().String() {
+		t.Fatalf("Clients(disk): got %q, want [%s]", got, head.conn.LocalAddr())
+	}
+	if got := s.Clients("other"); len(got) != 0 {
+		t.Fatalf("Clients(other): got %q, want none", got)
+	}
+	if got := s.Disconnect("disk"); got != 1 {
+		t.Fatalf("Disconnect(disk): got %d, want 1", got)
+	}
+	expectClosed(t, head.conn)
+	waitFor(t, func() bool { return len(s.Clients("disk")) == 0 })
+	if got := s.Clients("disk@r1"); len(got) != 1 {
+		t.Fatalf("Clients(disk@r1) after disconnecting disk: got %q, want one", got)
+	}
+}
