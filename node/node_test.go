@@ -22,7 +22,7 @@ func startNode(t *testing.T) (*Client, Config) {
 	cfg.NBD = "" // other test packages run at the same time; keep off the default ports
 	cfg.Listen = nil
 	cfg.HTTP = ""
-	if _, err := Init(cfg, false, ""); err != nil {
+	if _, err := Init(cfg, InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
