@@ -29,18 +29,27 @@ func (h *harness) peerState(id string) string {
 	return ""
 }
 
-// TestDeadMemberStaysUntilRemoved: a member killed -9 is listed dead well
-// past memberlist's reaping of dead nodes, `peers rm` refuses a live member
-// and forgets the dead one.
-func TestDeadMemberStaysUntilRemoved(t *testing.T) {
-	a := meshMember(t, "site-a", "127.0.0.1", "")
-	b := meshMember(t, "site-b", "127.0.0.2", a.home)
+// joinedPair starts two members, b joined to a, and returns once a sees b
+// alive.
+func joinedPair(t *testing.T) (a, b *harness) {
+	t.Helper()
+	a = meshMember(t, "site-a", "127.0.0.1", "")
+	b = meshMember(t, "site-b", "127.0.0.2", a.home)
 	b.ok("join", a.addr())
 	bID := b.peerID()
 	eventually(t, "a sees b alive", func() (bool, string) {
 		s := a.peerState(bID)
 		return s == "alive", s
 	})
+	return a, b
+}
+
+// TestDeadMemberStaysUntilRemoved: a member killed -9 is listed dead well
+// past memberlist's reaping of dead nodes, `peers rm` refuses a live member
+// and forgets the dead one.
+func TestDeadMemberStaysUntilRemoved(t *testing.T) {
+	a, b := joinedPair(t)
+	bID := b.peerID()
 	a.fails("alive", "peers", "rm", bID)
 
 	b.killDaemon()
@@ -109,14 +118,8 @@ func TestRestartKeepsListenPort(t *testing.T) {
 // the catalog entry that names it, so the old owner dying right after the
 // move does not leave the disk without an owner.
 func TestMoveSurvivesOwnerDeath(t *testing.T) {
-	a := meshMember(t, "site-a", "127.0.0.1", "")
-	b := meshMember(t, "site-b", "127.0.0.2", a.home)
-	b.ok("join", a.addr())
+	a, b := joinedPair(t)
 	bID := b.peerID()
-	eventually(t, "a sees b alive", func() (bool, string) {
-		s := a.peerState(bID)
-		return s == "alive", s
-	})
 	img := bytes.Repeat([]byte("moved by a, owned by b. "), 1<<16)
 	a.ok("disk", "import", "vm", writeTemp(t, "vm.img", img), "--replicas", "2")
 	a.ok("disk", "move", "vm", "--to", bID)
