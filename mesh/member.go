@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -34,9 +36,12 @@ type Member struct {
 
 // memberTable is this node's view of the other members, fed by
 // memberlist's event delegate. It also keeps members that died or left,
-// which memberlist's own Members omits, until memberlist forgets them too.
+// which memberlist's own Members omits: one that left is forgotten once
+// memberlist forgets it too, one that died stays dead until it comes back
+// or the operator forgets it, since memberlist's reaping of dead nodes
+// (after GossipToTheDeadTime) says nothing about the node itself.
 type memberTable struct {
-	forgetAfter time.Duration // memberlist's GossipToTheDeadTime
+	forgetLeftAfter time.Duration // memberlist's GossipToTheDeadTime
 
 	mu    sync.Mutex
 	nodes map[peer.ID]*memberEntry
@@ -48,8 +53,8 @@ type memberEntry struct {
 	since   time.Time // when it died or left
 }
 
-func newMemberTable(forgetAfter time.Duration) *memberTable {
-	return &memberTable{forgetAfter: forgetAfter, nodes: make(map[peer.ID]*memberEntry)}
+func newMemberTable(forgetLeftAfter time.Duration) *memberTable {
+	return &memberTable{forgetLeftAfter: forgetLeftAfter, nodes: make(map[peer.ID]*memberEntry)}
 }
 
 // update records a node that joined or changed, and returns it.
@@ -87,14 +92,36 @@ func (t *memberTable) remove(id peer.ID, now time.Time) {
 	e.since = now
 }
 
-// list returns the members sorted by ID, forgetting those gone for longer
-// than memberlist remembers them.
+// ErrMemberAlive is returned by Forget for a member that is alive.
+var ErrMemberAlive = errors.New("member is alive")
+
+// ErrUnknownMember is returned by Forget for a peer that is not a member.
+var ErrUnknownMember = errors.New("not a member")
+
+// forget drops a member that is dead or left from the table. A live
+// member cannot be forgotten: memberlist would gossip it back at once.
+func (t *memberTable) forget(id peer.ID) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("forget %s: %w", id, ErrUnknownMember)
+	case e.State == StateAlive:
+		return fmt.Errorf("forget %s: %w (stop it first; a stopped node leaves by itself)", id, ErrMemberAlive)
+	}
+	delete(t.nodes, id)
+	return nil
+}
+
+// list returns the members sorted by ID, forgetting those that left
+// longer ago than memberlist remembers them.
 func (t *memberTable) list(now time.Time) []Member {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Member, 0, len(t.nodes))
 	for id, e := range t.nodes {
-		if e.State != StateAlive && now.Sub(e.since) > t.forgetAfter {
+		if e.State == StateLeft && now.Sub(e.since) > t.forgetLeftAfter {
 			delete(t.nodes, id)
 			continue
 		}

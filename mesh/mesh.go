@@ -40,6 +40,7 @@ type Mesh struct {
 	// carried each to enough members.
 	broadcasts *memberlist.TransmitLimitedQueue
 	peers      *peerFile
+	listen     []string // cfg.Listen with the ports bound for port 0
 
 	used, free atomic.Int64
 	leaving    atomic.Bool
@@ -87,8 +88,13 @@ func start(ctx context.Context, cfg Config, h host.Host) (*Mesh, error) {
 		copied := *cfg.Gossip
 		gossip = &copied
 	}
+	listen, err := boundListen(cfg.Listen, h.Network().ListenAddresses())
+	if err != nil {
+		return nil, err
+	}
 	lifetime, cancel := context.WithCancel(context.Background())
 	m := &Mesh{
+		listen:  listen,
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "mesh"),
 		host:    h,
@@ -107,7 +113,6 @@ func start(ctx context.Context, cfg Config, h host.Host) (*Mesh, error) {
 	}
 	m.sampleCapacity()
 
-	var err error
 	m.peers, err = openPeerFile(cfg.Dir)
 	if err != nil {
 		cancel()
@@ -174,8 +179,9 @@ func (m *Mesh) Addrs() []string {
 }
 
 // Members returns every member this node knows, itself included, sorted by
-// ID. Members that died or left stay listed as long as memberlist
-// remembers them (its GossipToTheDeadTime).
+// ID. A member that left stays listed as long as memberlist remembers it
+// (its GossipToTheDeadTime); one that died stays listed, dead, until it
+// comes back or Forget drops it.
 func (m *Mesh) Members() []Member {
 	out := m.members.list(time.Now())
 	self := m.localMeta()
@@ -194,6 +200,19 @@ func (m *Mesh) Members() []Member {
 	})
 	sortMembers(out)
 	return out
+}
+
+// Forget drops a member that is dead or left from this node's view and
+// from the peers it rejoins after a restart. It refuses a live member
+// (ErrMemberAlive) and a peer it does not know (ErrUnknownMember). The
+// member is listed again if it comes back.
+func (m *Mesh) Forget(id peer.ID) error {
+	if err := m.members.forget(id); err != nil {
+		return err
+	}
+	m.log.Info("member forgotten", "peer", id)
+	m.signalChange()
+	return nil
 }
 
 // OnMembershipChange registers fn to be called after a member joins,

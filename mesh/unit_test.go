@@ -2,11 +2,15 @@ package mesh
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/test"
 	"github.com/multiformats/go-multiaddr"
 )
@@ -90,5 +94,64 @@ func BenchmarkGossipPing(b *testing.B) {
 		if _, err := x.ml.Ping(y.ID().String(), net.UDPAddrFromAddrPort(to)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestMemberTableKeepsDeadUntilForgotten(t *testing.T) {
+	dead, left, alive := test.RandPeerIDFatal(t), test.RandPeerIDFatal(t), test.RandPeerIDFatal(t)
+	tab := newMemberTable(30 * time.Second)
+	tab.update(dead, nodeMeta{Site: "a"}, nil)
+	tab.update(left, nodeMeta{Site: "b", Leaving: true}, nil)
+	tab.update(alive, nodeMeta{Site: "c"}, nil)
+	t0 := time.Unix(1000, 0)
+	tab.remove(dead, t0)
+	tab.remove(left, t0)
+
+	states := func(now time.Time) map[peer.ID]State {
+		got := map[peer.ID]State{}
+		for _, m := range tab.list(now) {
+			got[m.ID] = m.State
+		}
+		return got
+	}
+	later := states(t0.Add(time.Hour))
+	if later[dead] != StateDead {
+		t.Errorf("an hour after it died: got state %q, want %q", later[dead], StateDead)
+	}
+	if _, ok := later[left]; ok {
+		t.Errorf("an hour after it left: still listed, want forgotten with memberlist")
+	}
+	if err := tab.forget(alive); !errors.Is(err, ErrMemberAlive) {
+		t.Errorf("forget a live member: got %v, want ErrMemberAlive", err)
+	}
+	if err := tab.forget(test.RandPeerIDFatal(t)); !errors.Is(err, ErrUnknownMember) {
+		t.Errorf("forget a stranger: got %v, want ErrUnknownMember", err)
+	}
+	if err := tab.forget(dead); err != nil {
+		t.Fatalf("forget a dead member: %v", err)
+	}
+	if _, ok := states(t0)[dead]; ok {
+		t.Error("forgotten member still listed")
+	}
+	tab.update(dead, nodeMeta{Site: "a"}, nil)
+	if got := states(t0)[dead]; got != StateAlive {
+		t.Errorf("forgotten member that came back: got state %q, want %q", got, StateAlive)
+	}
+}
+
+func TestBoundListenRecordsPickedPorts(t *testing.T) {
+	bound := []multiaddr.Multiaddr{
+		multiaddr.StringCast("/ip4/127.0.0.2/tcp/41234"),
+		multiaddr.StringCast("/ip4/127.0.0.2/udp/41999/quic-v1"),
+		multiaddr.StringCast("/ip4/127.0.0.2/tcp/4001"),
+	}
+	got, err := boundListen([]string{"/ip4/127.0.0.2/udp/0/quic-v1", "/ip4/127.0.0.2/tcp/4001", "/ip4/127.0.0.2/tcp/0"}, bound[:2])
+	if err == nil {
+		t.Errorf("a configured port not bound: got %v, want an error", got)
+	}
+	got, err = boundListen([]string{"/ip4/127.0.0.2/udp/0/quic-v1", "/ip4/127.0.0.2/tcp/4001"}, bound)
+	want := []string{"/ip4/127.0.0.2/udp/41999/quic-v1", "/ip4/127.0.0.2/tcp/4001"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %v, %v; want %v", got, err, want)
 	}
 }

@@ -300,6 +300,12 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/peers", nil, &out)
 }
 
+// ForgetPeer removes a dead or departed member from the node's view of the
+// mesh; the daemon refuses a live member.
+func (c *Client) ForgetPeer(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(id), nil, nil)
+}
+
 // Move hands disk name over to the member with peer ID to.
 func (c *Client) Move(ctx context.Context, name, to string) (volume.DiskInfo, error) {
 	var out volume.DiskInfo

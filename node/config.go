@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +88,33 @@ func DefaultConfig() Config {
 		CommitInterval: 30 * time.Second,
 		Logger:         slog.New(slog.DiscardHandler),
 	}
+}
+
+// OnListenHost returns addr (HOST:PORT) moved onto the host of the first
+// listen address when that is a loopback address (/ip4/127.0.0.2/tcp/0
+// moves 127.0.0.1:7070 to 127.0.0.2:7070), else addr unchanged. weft init
+// applies it to the NBD and HTTP defaults, so that several nodes on one
+// machine, each on its own loopback address, do not all claim the same
+// ports; a non-loopback or unspecified listen host keeps the loopback
+// default, as the dashboard and NBD are closed to other machines unless
+// asked.
+func OnListenHost(listen []string, addr string) string {
+	if len(listen) == 0 || addr == "" {
+		return addr
+	}
+	a, err := ma.NewMultiaddr(listen[0])
+	if err != nil {
+		return addr
+	}
+	host, err := a.ValueForProtocol(ma.P_IP4)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return addr
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // Validate checks every field and returns the first problem found.
@@ -218,4 +246,25 @@ func (c Config) Save() error {
 		return fmt.Errorf("save config: %w", err)
 	}
 	return atomicfile.Write(c.Path(ConfigFile), append(b, '\n'), 0o644)
+}
+
+// recordListenPorts writes the ports the mesh picked for the listen
+// addresses with port 0 into the home's config file, so that the node
+// listens on the same ports after a restart and the addresses peers and
+// join tokens hold stay valid. It returns the listen addresses to use.
+func recordListenPorts(cfg Config, bound []string, log *slog.Logger) ([]string, error) {
+	if slices.Equal(cfg.Listen, bound) {
+		return cfg.Listen, nil
+	}
+	// The file, not cfg: cfg holds the daemon's flags too.
+	stored, err := Load(cfg.Home)
+	if err != nil {
+		return nil, fmt.Errorf("record listen ports: %w", err)
+	}
+	stored.Listen = bound
+	if err := stored.Save(); err != nil {
+		return nil, fmt.Errorf("record listen ports: %w", err)
+	}
+	log.Info("listen ports recorded in the config", "listen", bound)
+	return bound, nil
 }

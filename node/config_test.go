@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -36,11 +37,12 @@ func TestInitLoad(t *testing.T) {
 	cfg.Home = filepath.Join(t.TempDir(), "home")
 	cfg.Site = "rack-7"
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/4002"}
-	id, err := Init(cfg, false, "")
+	res, err := Init(cfg, InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Init(cfg, false, ""); !errors.Is(err, ErrHomeExists) {
+	id := res.Identity
+	if _, err := Init(cfg, InitOptions{}); !errors.Is(err, ErrHomeExists) {
 		t.Fatalf("second Init: got %v, want ErrHomeExists", err)
 	}
 	got, err := Load(cfg.Home)
@@ -57,12 +59,12 @@ func TestInitLoad(t *testing.T) {
 	if loaded.ID() != id.ID() {
 		t.Fatalf("identity ID %s after load, want %s", loaded.ID(), id.ID())
 	}
-	id2, err := Init(cfg, true, "")
+	res2, err := Init(cfg, InitOptions{Force: true, NewIdentity: true})
 	if err != nil {
 		t.Fatalf("Init with force: %v", err)
 	}
-	if id2.ID() == id.ID() {
-		t.Fatal("Init with force kept the old identity")
+	if res2.KeptIdentity || res2.Identity.ID() == id.ID() {
+		t.Fatal("Init with force and a new identity kept the old identity")
 	}
 	if err := os.Chmod(cfg.Path(IdentityFile), 0o644); err != nil {
 		t.Fatal(err)
@@ -72,6 +74,53 @@ func TestInitLoad(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir()); !errors.Is(err, ErrNotInitialized) {
 		t.Fatalf("Load of an empty dir: got %v, want ErrNotInitialized", err)
+	}
+}
+
+func TestInitForceKeepsIdentityAndSecret(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Home = t.TempDir()
+	first, err := Init(cfg, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := os.ReadFile(cfg.Path(ClusterSecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Site = "moved"
+	res, err := Init(cfg, InitOptions{Force: true})
+	if err != nil {
+		t.Fatalf("Init with force: %v", err)
+	}
+	if !res.KeptIdentity || !res.KeptSecret || res.Identity.ID() != first.Identity.ID() {
+		t.Errorf("Init with force: got %+v (peer %s), want identity %s and secret kept", res, res.Identity.ID(), first.Identity.ID())
+	}
+	if got, _ := os.ReadFile(cfg.Path(ClusterSecretFile)); !bytes.Equal(got, secret) {
+		t.Errorf("cluster secret after Init with force: got %q, want %q kept", got, secret)
+	}
+	if res, err = Init(cfg, InitOptions{Force: true, NewSecret: true}); err != nil || res.KeptSecret {
+		t.Fatalf("Init with a new secret: got %+v, %v; want the secret replaced", res, err)
+	}
+	if got, _ := os.ReadFile(cfg.Path(ClusterSecretFile)); bytes.Equal(got, secret) {
+		t.Error("Init with a new secret kept the old one")
+	}
+}
+
+func TestOnListenHost(t *testing.T) {
+	for _, tc := range []struct {
+		listen []string
+		want   string
+	}{
+		{[]string{"/ip4/127.0.0.2/tcp/0"}, "127.0.0.2:7070"},
+		{[]string{"/ip4/127.0.0.3/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}, "127.0.0.3:7070"},
+		{[]string{"/ip4/0.0.0.0/tcp/4001"}, "127.0.0.1:7070"},
+		{[]string{"/ip4/192.0.2.7/tcp/4001"}, "127.0.0.1:7070"},
+		{nil, "127.0.0.1:7070"},
+	} {
+		if got := OnListenHost(tc.listen, "127.0.0.1:7070"); got != tc.want {
+			t.Errorf("OnListenHost(%v): got %s, want %s", tc.listen, got, tc.want)
+		}
 	}
 }
 
@@ -85,7 +134,7 @@ func TestHomeLock(t *testing.T) {
 	if _, err := lockHome(cfg); !errors.Is(err, ErrHomeInUse) {
 		t.Fatalf("second lock: got %v, want ErrHomeInUse", err)
 	}
-	if _, err := Init(cfg, true, ""); !errors.Is(err, ErrHomeInUse) {
+	if _, err := Init(cfg, InitOptions{Force: true}); !errors.Is(err, ErrHomeInUse) {
 		t.Fatalf("Init --force on a locked home: got %v, want ErrHomeInUse", err)
 	}
 	if err := l.unlock(); err != nil {

@@ -114,6 +114,32 @@ func (s *server) handlePeers(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, s.mesh.peers())
 }
 
+// handleForgetPeer drops a dead or departed member from this node's view
+// of the mesh; a live one is refused, as memberlist would list it again.
+func (s *server) handleForgetPeer(w http.ResponseWriter, r *http.Request) {
+	if !s.meshOr(w, r) {
+		return
+	}
+	id, err := peer.Decode(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, invalidf("peers rm: %q is not a peer ID: %v", r.PathValue("id"), err))
+		return
+	}
+	switch err := s.mesh.net.Forget(id); {
+	case errors.Is(err, mesh.ErrMemberAlive):
+		s.fail(w, r, fmt.Errorf("peers rm: %s is alive: stop it first (a stopped node leaves by itself): %w", id, volume.ErrInvalid))
+		return
+	case errors.Is(err, mesh.ErrUnknownMember):
+		s.fail(w, r, fmt.Errorf("peers rm: %s is not a member: %w", id, volume.ErrNotFound))
+		return
+	case err != nil:
+		s.fail(w, r, fmt.Errorf("peers rm: %w", err))
+		return
+	}
+	s.log.Info("member removed by the operator", "peer", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (n *meshNode) peers() []Peer {
 	out := []Peer{}
 	for _, m := range n.net.Members() {

@@ -71,7 +71,7 @@ func TestInitChecksNBDTLS(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Home = filepath.Join(t.TempDir(), "home")
 		cfg.NBDTLSCert, cfg.NBDTLSKey = c.cert, c.key
-		_, err := Init(cfg, false, "")
+		_, err := Init(cfg, InitOptions{})
 		if !errors.Is(err, volume.ErrInvalid) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "tls: tls:") {
 			t.Errorf("%s: Init: got %v, want ErrInvalid saying %q", c.name, err, c.want)
 		}
@@ -82,7 +82,7 @@ func TestInitChecksNBDTLS(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Home = filepath.Join(t.TempDir(), "home")
 	cfg.NBDTLSCert, cfg.NBDTLSKey = cert, key
-	if _, err := Init(cfg, false, ""); err != nil {
+	if _, err := Init(cfg, InitOptions{}); err != nil {
 		t.Fatalf("Init with a matching certificate and key: %v", err)
 	}
 }

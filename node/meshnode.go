@@ -100,7 +100,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		return st.DiskBytes, freeBytes(cfg.Path(BlocksDir))
 	}
 	if n.net, err = mesh.New(ctx, mcfg); err != nil {
-		return nil, fmt.Errorf("start mesh: %w", err)
+		return nil, fmt.Errorf("start mesh (listen addresses in %s): %w", cfg.Path(ConfigFile), err)
 	}
 	n.blocks = &exchange.Client{Dialer: meshDialer{n.net}}
 	srv := &exchange.Server{Store: store, Logger: log}

@@ -74,6 +74,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if mn, err = startMesh(ctx, cfg, id, store, base); err != nil {
 			return err
 		}
+		if cfg.Listen, err = recordListenPorts(cfg, mn.net.ListenAddrs(), log); err != nil {
+			mn.close()
+			return err
+		}
 		defer func() { // after the volumes closed
 			if cerr := mn.close(); cerr != nil && err == nil {
 				err = fmt.Errorf("close mesh: %w", cerr)

@@ -29,7 +29,7 @@ func startNodeWith(t *testing.T, set func(*Config)) (*Client, Config) {
 	cfg.Listen = nil
 	cfg.HTTP = ""
 	set(&cfg)
-	if _, err := Init(cfg, false, ""); err != nil {
+	if _, err := Init(cfg, InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

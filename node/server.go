@@ -69,6 +69,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/id", s.handleID)
 	mux.HandleFunc("POST /v1/join", s.handleJoin)
 	mux.HandleFunc("GET /v1/peers", s.handlePeers)
+	mux.HandleFunc("DELETE /v1/peers/{id}", s.handleForgetPeer)
 	mux.HandleFunc("POST /v1/disks/{name}/move", s.handleMove)
 	mux.HandleFunc("POST /v1/disks/{name}/take", s.handleTake)
 	mux.HandleFunc("POST /v1/gc", s.handleGC)

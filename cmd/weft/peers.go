@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,6 +16,7 @@ func newPeersCmd(g *globals) *cobra.Command {
 		Use:   "peers",
 		Short: "List the members of the mesh: peer ID, site, state, addresses, capacity",
 	}
+	c.AddCommand(newPeersRmCmd(g))
 	return listCmd(g, c, (*node.Client).Peers, listing[node.Peer]{
 		header: []string{"PEER ID", "SITE", "STATE", "USED", "FREE", "ADDRS"},
 		row: func(p node.Peer) []string {
@@ -24,4 +27,29 @@ func newPeersCmd(g *globals) *cobra.Command {
 			return []string{id, p.Site, p.State, size.Format(p.Used), size.Format(p.Free), strings.Join(p.Addrs, " ")}
 		},
 	})
+}
+
+func newPeersRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm PEER",
+		Aliases: []string{"remove"},
+		Short:   "Forget a dead member on this node (refused while it is alive; it is listed again if it comes back)",
+		Args:    exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runPeersRm(c.Context(), g, args)
+		},
+	}
+}
+
+func runPeersRm(ctx context.Context, g *globals, args []string) error {
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.ForgetPeer(ctx, args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "removed peer %s\n", args[0])
+	return nil
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +21,9 @@ type globals struct {
 	stdout   io.Writer
 	stderr   io.Writer
 	progress bool // stderr is a terminal: show progress bars
+	// wait is how long a command waits for a daemon that does not answer
+	// yet (one just started in the background) before it gives up.
+	wait time.Duration
 }
 
 // usageError is a command line the CLI cannot make sense of (exit code 2).
@@ -49,13 +54,36 @@ func (g *globals) homeDir() (string, error) {
 	return abs, nil
 }
 
-// client returns a client for the daemon of the home.
+// daemonPoll is how often a command given --wait asks again for the daemon.
+const daemonPoll = 100 * time.Millisecond
+
+// client returns a client for the daemon of the home; with --wait, once
+// the daemon answers.
 func (g *globals) client() (*node.Client, error) {
 	home, err := g.homeDir()
 	if err != nil {
 		return nil, err
 	}
-	return node.NewClient(home), nil
+	cl := node.NewClient(home)
+	if g.wait <= 0 {
+		return cl, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.wait)
+	defer cancel()
+	tick := time.NewTicker(daemonPoll)
+	defer tick.Stop()
+	for {
+		_, err := cl.Status(ctx)
+		if !errors.Is(err, node.ErrNoDaemon) {
+			return cl, nil // answered, or will fail the command with its own error
+		}
+		select {
+		case <-ctx.Done():
+			cl.Close()
+			return nil, fmt.Errorf("%w (waited %v)", err, g.wait)
+		case <-tick.C:
+		}
+	}
 }
 
 func newRootCmd(g *globals) *cobra.Command {
@@ -70,6 +98,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "node home directory ($WEFT_HOME, else ~/.weft)")
+	root.PersistentFlags().DurationVar(&g.wait, "wait", 0, "wait up to this long for the daemon to answer (one just started with weft daemon &)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Sprintf("%v (see: %s --help)", err, c.CommandPath())}
 	})
