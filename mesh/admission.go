@@ -31,8 +31,9 @@ const (
 	roleResponder byte = 2
 )
 
-// ErrNotAdmitted means the remote peer did not prove the cluster secret.
-var ErrNotAdmitted = errors.New("peer not admitted to the cluster")
+// ErrNotAdmitted means the remote peer and this node did not prove the same
+// cluster secret to each other: one of them refused the other's proof.
+var ErrNotAdmitted = errors.New("wrong cluster secret")
 
 // admission runs the secret handshake on every new peer and remembers, per
 // connected peer, whether it passed.
@@ -279,7 +280,7 @@ func (a *admission) wait(ctx context.Context, p peer.ID) error {
 		ok := st.ok
 		a.mu.Unlock()
 		if !ok {
-			return fmt.Errorf("%s: %w", p, ErrNotAdmitted)
+			return ErrNotAdmitted // the caller names p
 		}
 		return nil
 	case <-ctx.Done():

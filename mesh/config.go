@@ -32,7 +32,9 @@ type Config struct {
 	// Dir is where the mesh keeps the known peers for rejoin after a
 	// restart; "" keeps nothing.
 	Dir string
-	// Logger receives the mesh's logs; nil discards them.
+	// Logger receives the mesh's logs; nil discards them. The mesh tags
+	// them component=mesh (memberlist's component=memberlist); naming the
+	// node is the caller's, who tags the logger for every component alike.
 	Logger *slog.Logger
 	// State receives the application state carried by gossip; may be nil.
 	State StateDelegate

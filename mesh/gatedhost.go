@@ -37,7 +37,7 @@ func (g *gatedHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.I
 		}
 	}
 	if err := g.admission.wait(ctx, p); err != nil {
-		return nil, err
+		return nil, err // the caller names p
 	}
 	s, err := g.Host.NewStream(ctx, p, pids...)
 	if err != nil {

@@ -4,19 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // Join connects to the nodes at addrs (multiaddrs ending in /p2p/<id>),
 // passes admission with each and joins their gossip, which brings in every
 // member they know. It returns how many nodes answered; the error is
-// non-nil only if none did. An address of this node itself is skipped.
+// non-nil only if none did, and names each node with its reason (the
+// caller says it was a join). An address of this node itself is skipped.
 func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	infos, err := parseAddrInfos(addrs)
 	if err != nil {
-		return 0, fmt.Errorf("join: %w", err)
+		return 0, err
 	}
 	var (
 		mu       sync.Mutex
@@ -29,7 +32,7 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 			continue
 		}
 		wg.Go(func() {
-			err := m.host.Connect(ctx, info)
+			err := unreachable(m.host.Connect(ctx, info))
 			if err == nil {
 				err = m.admission.wait(ctx, info.ID)
 			}
@@ -45,9 +48,9 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	wg.Wait()
 	if len(admitted) == 0 {
 		if len(errs) == 0 {
-			return 0, errors.New("join: no peer to join")
+			return 0, errors.New("no peer to join: every address is this node's")
 		}
-		return 0, fmt.Errorf("join: %w", errors.Join(errs...))
+		return 0, errors.Join(errs...)
 	}
 
 	// memberlist's Join takes no context; its push-pull is bounded by the
@@ -64,13 +67,43 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	select {
 	case r := <-done:
 		if r.n == 0 {
-			return 0, fmt.Errorf("join gossip: %w", r.err)
+			return 0, fmt.Errorf("gossip: %w", r.err)
 		}
 		m.log.Info("joined", "answered", r.n)
 		return r.n, nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// unreachableError is a failed dial said once: libp2p's own message
+// repeats "failed to dial" and the peer's ID around the reasons.
+type unreachableError struct {
+	reasons string
+	err     error
+}
+
+func (e *unreachableError) Error() string { return "unreachable: " + e.reasons }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// unreachable rewrites a dial error to list only why each address failed;
+// other errors (nil included) are returned as they are.
+func unreachable(err error) error {
+	var de *swarm.DialError
+	if !errors.As(err, &de) {
+		return err
+	}
+	var reasons []string
+	for _, te := range de.DialErrors {
+		reasons = append(reasons, fmt.Sprintf("%s: %v", te.Address, te.Cause))
+	}
+	if len(reasons) == 0 && de.Cause != nil {
+		reasons = append(reasons, de.Cause.Error())
+	}
+	if len(reasons) == 0 {
+		return err
+	}
+	return &unreachableError{reasons: strings.Join(reasons, "; "), err: err}
 }
 
 // parseAddrInfos parses multiaddrs with /p2p/<id>, merging those of the

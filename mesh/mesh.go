@@ -96,7 +96,7 @@ func start(ctx context.Context, cfg Config, h host.Host) (*Mesh, error) {
 	m := &Mesh{
 		listen:  listen,
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "mesh", "node", h.ID()),
+		log:     cfg.Logger.With("component", "mesh"),
 		host:    h,
 		book:    newGossipBook(),
 		members: newMemberTable(gossip.GossipToTheDeadTime),
@@ -135,7 +135,7 @@ func start(ctx context.Context, cfg Config, h host.Host) (*Mesh, error) {
 	gossip.Events = gossipDelegate{m}
 	gossip.Alive = gossipDelegate{m}
 	gossip.LogOutput = nil
-	gossip.Logger = log.New(memberlistLog{cfg.Logger.With("component", "memberlist", "node", h.ID())}, "", 0)
+	gossip.Logger = log.New(memberlistLog{cfg.Logger.With("component", "memberlist")}, "", 0)
 	m.ml, err = memberlist.Create(gossip)
 	if err != nil {
 		m.dht.Close()

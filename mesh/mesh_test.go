@@ -139,8 +139,8 @@ func TestWrongSecretIsRefused(t *testing.T) {
 	defer cancel()
 	if n, err := w.Join(ctx, a.Addrs()); err == nil {
 		t.Fatalf("join with the wrong secret: got %d, nil; want an error", n)
-	} else if !errors.Is(err, ErrNotAdmitted) {
-		t.Errorf("join with the wrong secret: got %v, want ErrNotAdmitted", err)
+	} else if want := a.ID().String() + ": wrong cluster secret"; !errors.Is(err, ErrNotAdmitted) || err.Error() != want {
+		t.Errorf("join with the wrong secret: got %q, want %q (ErrNotAdmitted, the peer named once)", err, want)
 	}
 
 	protos := []protocol.ID{echoProtocol, gossipPacketProtocol, gossipStreamProtocol, "/weft/kad/1.0.0"}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
@@ -159,6 +161,29 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: commit interval %v is negative", c.CommitInterval)
 	}
 	return nil
+}
+
+// nbdCertificate loads the certificate and key NBD offers with STARTTLS
+// (relative paths are in the home): both files must be readable PEM and the
+// key must be the certificate's. It returns nil when TLS is not configured.
+func (c Config) nbdCertificate() (*tls.Certificate, error) {
+	if c.NBDTLSCert == "" {
+		return nil, nil
+	}
+	certFile, keyFile := homePath(c, c.NBDTLSCert), homePath(c, c.NBDTLSKey)
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("nbd tls certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("nbd tls key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("nbd tls: certificate %s, key %s: %s", certFile, keyFile, strings.TrimPrefix(err.Error(), "tls: "))
+	}
+	return &cert, nil
 }
 
 // ValidateMultiaddr checks the syntax of a listen address such as

@@ -12,12 +12,17 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
+// ErrConflict is matched (errors.Is) by a request the mesh's state does not
+// allow now, such as taking a disk whose owner is alive.
+var ErrConflict = errors.New("conflict")
+
 // Error codes carried in error responses next to the HTTP status.
 const (
 	codeInvalid  = "invalid"
 	codeNotFound = "not_found"
 	codeExists   = "exists"
 	codeReadOnly = "read_only"
+	codeConflict = "conflict"
 	codeNotOwner = "not_owner"
 	codeNoSpace  = "no_space"
 	codeCorrupt  = "corrupt"
@@ -34,6 +39,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, codeExists
 	case errors.Is(err, volume.ErrReadOnly):
 		return http.StatusConflict, codeReadOnly
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict, codeConflict
 	case errors.Is(err, ErrNotOwner):
 		return http.StatusConflict, codeNotOwner
 	case errors.Is(err, volume.ErrInvalid):
@@ -48,6 +55,23 @@ func classify(err error) (int, string) {
 	return http.StatusInternalServerError, codeInternal
 }
 
+// kindError is an error that says what is wrong in its own words and
+// matches the sentinel kind (errors.Is), so the daemon answers with kind's
+// status without appending kind's text ("not found", "already exists") to
+// a message that already says it, or that is about something else.
+type kindError struct {
+	err  error
+	kind error
+}
+
+// kindf formats an error of the given kind; %w in format wraps as usual.
+func kindf(kind error, format string, args ...any) error {
+	return &kindError{err: fmt.Errorf(format, args...), kind: kind}
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
+
 // errorMessage is the text sent for err; out-of-space errors always say so
 // in the same words, whichever layer hit the full device.
 func errorMessage(err error, code string) string {
@@ -61,7 +85,8 @@ func errorMessage(err error, code string) string {
 // APIError is an error response from the daemon. It unwraps to the volume or
 // blockstore sentinel matching its code, so callers can use errors.Is with
 // volume.ErrNotFound, volume.ErrExists, volume.ErrInvalid,
-// volume.ErrReadOnly, ErrNotOwner, blockstore.ErrNoSpace and blockstore.ErrCorrupt.
+// volume.ErrReadOnly, ErrNotOwner, ErrConflict, blockstore.ErrNoSpace and
+// blockstore.ErrCorrupt.
 type APIError struct {
 	Status  int    // HTTP status
 	Code    string // one of the error codes
@@ -79,6 +104,8 @@ func (e *APIError) Unwrap() error {
 		return volume.ErrExists
 	case codeReadOnly:
 		return volume.ErrReadOnly
+	case codeConflict:
+		return ErrConflict
 	case codeNotOwner:
 		return ErrNotOwner
 	case codeInvalid:

@@ -31,7 +31,7 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.mesh != nil {
 		if e, ok := s.mesh.cat.Get(catalog.DiskKey(req.Name)); ok {
-			s.fail(w, r, fmt.Errorf("disk %q: exists in the mesh, owned by %s: %w", req.Name, e.Owner, volume.ErrExists))
+			s.fail(w, r, kindf(volume.ErrExists, "disk %q already exists in the mesh, owned by %s", req.Name, e.Owner))
 			return
 		}
 	}
@@ -152,7 +152,7 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.mesh != nil {
 		if e, ok := s.mesh.cat.Get(catalog.DiskKey(req.Name)); ok {
-			s.fail(w, r, fmt.Errorf("disk %q: exists in the mesh, owned by %s: %w", req.Name, e.Owner, volume.ErrExists))
+			s.fail(w, r, kindf(volume.ErrExists, "disk %q already exists in the mesh, owned by %s", req.Name, e.Owner))
 			return
 		}
 	}

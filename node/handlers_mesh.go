@@ -64,7 +64,7 @@ type TakeRequest struct {
 
 func (s *server) meshOr(w http.ResponseWriter, r *http.Request) bool {
 	if s.mesh == nil {
-		s.fail(w, r, fmt.Errorf("%w: %w", ErrNoMesh, volume.ErrInvalid))
+		s.fail(w, r, kindf(volume.ErrInvalid, "%w", ErrNoMesh))
 		return false
 	}
 	return true
@@ -91,8 +91,8 @@ func (s *server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, a := range req.Addrs {
-		if err := ValidateMultiaddr(a); err != nil {
-			s.fail(w, r, invalidf("join: %v", err))
+		if _, err := peer.AddrInfoFromString(a); err != nil {
+			s.fail(w, r, invalidf("join: %q is not a member's address (MULTIADDR/p2p/PEER-ID)", a))
 			return
 		}
 	}
@@ -177,7 +177,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 	}
 	to, err := peer.Decode(req.To)
 	if err != nil {
-		s.fail(w, r, invalidf("move: %q is not a peer ID: %v", req.To, err))
+		s.fail(w, r, invalidf("move: %q is not a peer ID", req.To))
 		return
 	}
 	if to == s.mesh.self {
@@ -185,7 +185,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.mesh.alive(to.String()) {
-		s.fail(w, r, fmt.Errorf("move: %s is not a live member of the mesh: %w", to, volume.ErrNotFound))
+		s.fail(w, r, kindf(volume.ErrNotFound, "move: %s is not a live member of the mesh", to))
 		return
 	}
 	info, err := s.vols.Commit(r.Context(), name)
@@ -195,7 +195,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 	}
 	e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
 	if !ok || e.Owner != s.mesh.selfStr {
-		s.fail(w, r, fmt.Errorf("move: disk %q is not published as owned by this node yet, try again: %w", name, volume.ErrInvalid))
+		s.fail(w, r, kindf(ErrConflict, "move: disk %q is not published as owned by this node yet, try again", name))
 		return
 	}
 	var root cid.Cid
@@ -241,7 +241,7 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.mesh.alive(e.Owner) && !req.Force {
-		s.fail(w, r, fmt.Errorf("take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force: %w", name, e.Owner, volume.ErrExists))
+		s.fail(w, r, kindf(ErrConflict, "take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force", name, e.Owner))
 		return
 	}
 	e.Owner, e.Epoch = s.mesh.selfStr, e.Epoch+1

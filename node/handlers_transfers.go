@@ -50,13 +50,19 @@ func (n *meshNode) startTransfer(ctx context.Context, id string, req TransferReq
 // pullFrom starts a pull of req.Source from a peer, or from every live
 // member of a site.
 func (n *meshNode) pullFrom(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
+	if err := req.Options.check(); err != nil {
+		return nil, err
+	}
 	ref, err := volume.ParseRef(req.Source)
 	if err != nil {
 		return nil, err
 	}
 	e, ok := n.awaitCatalogEntry(ctx, ref)
-	if !ok || !e.Root.Defined() {
-		return nil, fmt.Errorf("pull %s: not in the mesh's catalog, or empty: %w", req.Source, volume.ErrNotFound)
+	switch {
+	case !ok:
+		return nil, kindf(volume.ErrNotFound, "pull %s: not in the mesh's catalog", req.Source)
+	case !e.Root.Defined():
+		return nil, kindf(volume.ErrInvalid, "pull %s: it is empty: nothing to transfer", req.Source)
 	}
 	sources := n.sitePeers(req.From, e.Root)
 	if len(sources) == 0 { // not a site: a peer ID or a multiaddr

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/weft-mesh/weft/volume"
 )
 
 // ErrHomeExists is wrapped by Init when the home already holds a config.
@@ -37,9 +39,18 @@ type InitResult struct {
 // none (or opts asks for new ones). It refuses a home that already has a
 // config unless opts.Force is set, leaves stored data alone, and refuses
 // while a daemon runs on the home.
+//
+// A config the daemon could not run with (an address that does not parse,
+// NBD TLS files that are missing, not PEM, or a key that is not the
+// certificate's) is refused with an error matching volume.ErrInvalid.
 func Init(cfg Config, opts InitOptions) (InitResult, error) {
+	// A config the daemon could not start with is refused here, while the
+	// operator is at the command line (ErrInvalid: a bad flag value).
 	if err := cfg.Validate(); err != nil {
-		return InitResult{}, err
+		return InitResult{}, kindf(volume.ErrInvalid, "%w", err)
+	}
+	if _, err := cfg.nbdCertificate(); err != nil {
+		return InitResult{}, kindf(volume.ErrInvalid, "%w", err)
 	}
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
 		return InitResult{}, fmt.Errorf("init: %w", err)

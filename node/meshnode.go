@@ -66,6 +66,7 @@ type meshNode struct {
 }
 
 // startMesh starts the mesh of a node whose config has listen addresses.
+// log names the node only: each part tags its own component.
 func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.Store, log *slog.Logger) (*meshNode, error) {
 	secret, err := loadClusterSecret(cfg.Path(ClusterSecretFile))
 	if err != nil {
@@ -92,7 +93,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	mcfg.Secret = secret
 	mcfg.Site = cfg.Site
 	mcfg.Dir = cfg.Path(MeshDir)
-	mcfg.Logger = n.log
+	mcfg.Logger = log
 	mcfg.State = catalogState{n}
 	mcfg.Capacity = func() (int64, int64) {
 		st := store.Stats()
@@ -102,7 +103,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		return nil, fmt.Errorf("start mesh (listen addresses in %s): %w", cfg.Path(ConfigFile), err)
 	}
 	n.blocks = &exchange.Client{Dialer: meshDialer{n.net}}
-	srv := &exchange.Server{Store: store, Logger: n.log}
+	srv := &exchange.Server{Store: store, Logger: log}
 	n.net.SetStreamHandler(exchange.Protocol, func(s network.Stream) {
 		srv.ServeStream(ctx, string(s.Conn().RemotePeer()), s)
 	})
@@ -117,14 +118,15 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	}
 	n.net.SetStreamHandler(transferProtocol, n.serveReceive)
 	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
-	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: n.log}
+	healLog := log.With("component", "heal")
+	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}
 	maps := blockmap.New(n.fetch, 4096)
 	n.redundancy = heal.NewRedundancy(maps, memberIDs(n.members()))
 	// Heal passes start in attach, once the volumes (healRoots) are open.
 	n.healer = heal.New(heal.Config{
 		Self: string(self), Store: store, Maps: maps, Peers: n.blocks,
 		Members: n.members, Roots: n.healRoots, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
-		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: n.log,
+		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: healLog,
 	})
 	n.pusher = &heal.Pusher{Self: string(self), Store: store, Maps: blockmap.New(store, 1024), Peers: n.blocks,
 		Members: n.members, Redundancy: n.redundancy}

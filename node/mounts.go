@@ -102,7 +102,7 @@ func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
 		return MountInfo{}, errors.New("daemon is stopping")
 	}
 	if _, ok := t.byDir[dir]; ok {
-		return MountInfo{}, fmt.Errorf("mount point %s: weft is mounted there already: %w", dir, volume.ErrExists)
+		return MountInfo{}, kindf(volume.ErrExists, "mount point %s: weft is mounted there already", dir)
 	}
 	cfg := fusefs.DefaultConfig()
 	cfg.Volumes, cfg.Remote = t.vols, t.remote
@@ -158,7 +158,7 @@ func (t *mountTable) lookup(dir string) (*mountEntry, error) {
 	e, ok = t.byDir[full]
 	t.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("%s: weft is not mounted there: %w", dir, volume.ErrNotFound)
+		return nil, kindf(volume.ErrNotFound, "%s: weft is not mounted there", dir)
 	}
 	return e, nil
 }

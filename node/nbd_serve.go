@@ -31,7 +31,8 @@ func (c Config) NBDSocketPath() string { return c.Path(NBDSocket) }
 
 // startNBD listens and starts serving. The servers stop when ctx is
 // cancelled or stop is called, whichever comes first.
-func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, mn *meshNode, metrics *nodeMetrics, log *slog.Logger) (*nbdService, error) {
+func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, mn *meshNode, metrics *nodeMetrics, logger *slog.Logger) (*nbdService, error) {
+	log := logger.With("component", "nbd")
 	ctx, cancel := context.WithCancel(ctx)
 	svc := &nbdService{cancel: cancel}
 	ok := false
@@ -43,7 +44,7 @@ func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, mn *meshNod
 	base := nbd.DefaultConfig()
 	base.Exports = nbdExports{vols: vols, mesh: mn}
 	base.Observer = metrics.NBD()
-	base.Logger = cfg.Logger.With("component", "nbd")
+	base.Logger = log
 
 	type listener struct {
 		ln  net.Listener
@@ -52,12 +53,12 @@ func startNBD(ctx context.Context, cfg Config, vols *volume.Manager, mn *meshNod
 	var lns []listener
 	if cfg.NBD != "" {
 		tc := base
-		if cfg.NBDTLSCert != "" {
-			cert, err := tls.LoadX509KeyPair(homePath(cfg, cfg.NBDTLSCert), homePath(cfg, cfg.NBDTLSKey))
-			if err != nil {
-				return nil, fmt.Errorf("nbd tls: %w", err)
-			}
-			tc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		cert, err := cfg.nbdCertificate()
+		if err != nil {
+			return nil, err
+		}
+		if cert != nil {
+			tc.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 			tc.TLSRequired = cfg.NBDTLSRequired
 			svc.tlsMode = "offered"
 			if cfg.NBDTLSRequired {

@@ -35,7 +35,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := cfg.Logger.With("component", "node")
 	id, err := LoadIdentity(cfg.Path(IdentityFile))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -43,7 +42,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		return err
 	}
-	log = log.With("node", id.ID())
+	// Every logger names the node once, here, and its component once:
+	// the packages that tag their own component (blockstore, mesh,
+	// exchange) get base as it is, the others a child tagged for them.
+	// slog's With appends, so a logger tagged twice prints the key twice.
+	base := cfg.Logger.With("node", id.ID())
+	log := base.With("component", "node")
 	lock, err := lockHome(cfg)
 	if err != nil {
 		return err
@@ -51,7 +55,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer lock.unlock()
 
 	bopts := blockstore.DefaultOptions()
-	bopts.Logger = cfg.Logger.With("component", "blockstore", "node", id.ID())
+	bopts.Logger = base
 	store, err := blockstore.Open(cfg.Path(BlocksDir), bopts)
 	if err != nil {
 		return fmt.Errorf("open block store: %w", err)
@@ -67,7 +71,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	vcfg.Store = store
 	var mn *meshNode
 	if len(cfg.Listen) > 0 {
-		if mn, err = startMesh(ctx, cfg, id, store, log); err != nil {
+		if mn, err = startMesh(ctx, cfg, id, store, base); err != nil {
 			return err
 		}
 		if cfg.Listen, err = recordListenPorts(cfg, mn.net.ListenAddrs(), log); err != nil {
@@ -83,7 +87,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		vcfg.ExtraRoots = mn.catalogRoots
 		vcfg.SyncFlush = mn.syncFlush
 	}
-	vcfg.Logger = cfg.Logger.With("component", "volume", "node", id.ID())
+	vcfg.Logger = base.With("component", "volume")
 	vcfg.CommitInterval = cfg.CommitInterval
 	if cfg.BlockCacheBytes > 0 {
 		vcfg.BlockCacheBytes = cfg.BlockCacheBytes
@@ -118,13 +122,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	metrics := newNodeMetrics(src)
 
-	nbdSvc, err := startNBD(ctx, cfg, vols, mn, metrics, log)
+	nbdSvc, err := startNBD(ctx, cfg, vols, mn, metrics, base)
 	if err != nil {
 		return err
 	}
 	defer nbdSvc.stop() // before the volumes close
 
-	mounts := newMountTable(vols, mn, cfg.Logger.With("component", "fuse", "node", id.ID()))
+	mounts := newMountTable(vols, mn, base.With("component", "fuse"))
 	defer mounts.closeAll() // before the volumes close
 
 	// Listen last, so that a socket that answers means a node that is ready.

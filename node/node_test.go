@@ -17,11 +17,18 @@ import (
 // client for it.
 func startNode(t *testing.T) (*Client, Config) {
 	t.Helper()
+	return startNodeWith(t, func(*Config) {})
+}
+
+// startNodeWith is startNode with a config that set changes.
+func startNodeWith(t *testing.T, set func(*Config)) (*Client, Config) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Home = filepath.Join(t.TempDir(), "h")
 	cfg.NBD = "" // other test packages run at the same time; keep off the default ports
 	cfg.Listen = nil
 	cfg.HTTP = ""
+	set(&cfg)
 	if _, err := Init(cfg, InitOptions{}); err != nil {
 		t.Fatal(err)
 	}

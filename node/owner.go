@@ -114,7 +114,7 @@ func (n *meshNode) missing(ref volume.Ref) error {
 				kind, ref.String(), e.Writer, e.Modified.UTC().Format(time.RFC3339), volume.ErrNotFound)
 		}
 	}
-	return fmt.Errorf("%s %q: not on this node nor in the mesh catalog: %w", kind, ref.String(), volume.ErrNotFound)
+	return kindf(volume.ErrNotFound, "%s %q: not on this node nor in the mesh catalog", kind, ref.String())
 }
 
 // unavailable explains a failed read of ref from the catalog when the node

@@ -98,8 +98,13 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 	err = s.vols.RemoveSpacesuit(r.Context(), name, version)
 	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
 		// A tombstone tells every node that keeps a copy (the publisher,
-		// the sites it was pushed to) to forget it too.
-		err = s.mesh.removeRecord(catalog.SpacesuitKey(name, version), "spacesuit "+volume.SpacesuitRef(name, version))
+		// the sites it was pushed to) to forget it too. A version the
+		// catalog never named (one of an empty disk) was only here, and
+		// removing it here is all there is to do.
+		merr := s.mesh.removeRecord(catalog.SpacesuitKey(name, version), "spacesuit "+volume.SpacesuitRef(name, version))
+		if err != nil || !errors.Is(merr, volume.ErrNotFound) {
+			err = merr
+		}
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -194,7 +199,7 @@ func (n *meshNode) awaitCatalogEntry(ctx context.Context, ref volume.Ref) (catal
 func (n *meshNode) cloneRemote(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error) {
 	e, ok := n.catalogEntry(src)
 	if !ok {
-		return volume.DiskInfo{}, fmt.Errorf("%s: not in this node's volumes nor in the mesh: %w", src, volume.ErrNotFound)
+		return volume.DiskInfo{}, kindf(volume.ErrNotFound, "%s: not in this node's volumes nor in the mesh", src)
 	}
 	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: max(e.Replicas, 1)}
 	info, err := n.vols.CreateDiskAt(ctx, spec, e.Root)

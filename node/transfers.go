@@ -172,10 +172,10 @@ func (n *meshNode) resolve(ctx context.Context, source string) (resolved, error)
 	}
 	e, ok := n.awaitCatalogEntry(ctx, ref)
 	if !ok {
-		return resolved{}, fmt.Errorf("%s: not in the mesh's catalog: %w", source, volume.ErrNotFound)
+		return resolved{}, kindf(volume.ErrNotFound, "%s: not in the mesh's catalog", source)
 	}
 	if !e.Root.Defined() {
-		return resolved{}, fmt.Errorf("%s is empty: nothing to transfer: %w", source, volume.ErrInvalid)
+		return resolved{}, kindf(volume.ErrInvalid, "%s is empty: nothing to transfer", source)
 	}
 	return resolved{ref: ref, entry: e}, nil
 }
@@ -192,8 +192,11 @@ func (n *meshNode) peerFor(target string, key cid.Cid) (peer.ID, error) {
 		return info.ID, nil
 	}
 	site := n.sitePeers(target, key)
-	if len(site) == 0 {
-		return "", fmt.Errorf("target %q: not a peer ID, a multiaddr or a site with a live member: %w", target, volume.ErrNotFound)
+	switch {
+	case len(site) == 0 && target == n.site:
+		return "", kindf(volume.ErrInvalid, "target %q is this node's own site, with no other live member", target)
+	case len(site) == 0:
+		return "", kindf(volume.ErrNotFound, "target %q: not a peer ID, a multiaddr or a site with a live member", target)
 	}
 	return site[0], nil
 }
@@ -214,18 +217,34 @@ func (n *meshNode) sitePeers(site string, key cid.Cid) []peer.ID {
 	return out
 }
 
-// spec builds a datapath spec from options.
+// check refuses knobs out of range. It runs before any transfer is
+// registered: a bad knob is a bad request, not a transfer that fails.
+func (o TransferOptions) check() error {
+	if o.Priority != "" {
+		if _, err := datapath.ParsePriority(o.Priority); err != nil {
+			return fmt.Errorf("%w: %w", err, volume.ErrInvalid)
+		}
+	}
+	if o.BWLimit < 0 {
+		return invalidf("bwlimit %d: must not be negative", o.BWLimit)
+	}
+	if o.BlockSize != 0 && (o.BlockSize < datapath.MinBlockSize || o.BlockSize > datapath.MaxBlockSize) {
+		return invalidf("block size %d: must be from %d (64K) to %d (16M)", o.BlockSize, datapath.MinBlockSize, datapath.MaxBlockSize)
+	}
+	if o.Concurrency < 0 || o.Concurrency > datapath.MaxConcurrency {
+		return invalidf("concurrency %d: must be 1 to %d", o.Concurrency, datapath.MaxConcurrency)
+	}
+	return nil
+}
+
+// transferSpec builds a datapath spec from options.
 func transferSpec(id string, e catalog.Entry, sources []string, o TransferOptions) (datapath.Spec, error) {
+	if err := o.check(); err != nil {
+		return datapath.Spec{}, err
+	}
 	prio := datapath.Normal
 	if o.Priority != "" {
-		p, err := datapath.ParsePriority(o.Priority)
-		if err != nil {
-			return datapath.Spec{}, fmt.Errorf("%w: %w", err, volume.ErrInvalid)
-		}
-		prio = p
-	}
-	if o.BWLimit < 0 || o.BlockSize < 0 || o.Concurrency < 0 {
-		return datapath.Spec{}, fmt.Errorf("bwlimit, block size and concurrency must not be negative: %w", volume.ErrInvalid)
+		prio, _ = datapath.ParsePriority(o.Priority) // checked
 	}
 	return datapath.Spec{
 		ID: id, Root: e.Root, Sources: sources, Priority: prio, BWLimit: float64(o.BWLimit),

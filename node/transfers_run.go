@@ -243,7 +243,7 @@ func (n *meshNode) sendTo(ctx context.Context, p peer.ID, req receiveRequest, re
 		report(tp)
 		if tp.State != "running" {
 			if tp.State != "done" {
-				return fmt.Errorf("%s: transfer %s: %s", p, tp.State, tp.Error)
+				return fmt.Errorf("%s: %s", p, tp.Error) // the state is the transfer's, said by the caller
 			}
 			return nil
 		}

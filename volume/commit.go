@@ -51,7 +51,11 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 	m.gcMu.RLock()
 	defer m.gcMu.RUnlock()
 	newRoot, err := m.storeBlocks(ctx, h, oldRoot, list)
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("commit disk %q: %w", h.name, err)
+	} else {
+		// publish's errors are the caller's (a replica that exists): they
+		// speak for themselves, without naming a commit.
 		err = m.publishRoot(h, newRoot, len(list) > 0, publish)
 	}
 
@@ -66,7 +70,7 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 		if h.dirtySince.IsZero() {
 			h.dirtySince = h.m.cfg.Now()
 		}
-		return fmt.Errorf("commit disk %q: %w", h.name, err)
+		return err
 	}
 	h.root = newRoot
 	var clean []int64
@@ -147,7 +151,7 @@ func (m *Manager) publishRoot(h *Head, root cid.Cid, changed bool, publish func(
 	}
 	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot
-		return err
+		return fmt.Errorf("commit disk %q: %w", h.name, err)
 	}
 	return nil
 }

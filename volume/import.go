@@ -31,7 +31,9 @@ func (m *Manager) Import(ctx context.Context, spec DiskSpec, r io.Reader) (DiskI
 		h.commitMu.Lock()
 		defer h.commitMu.Unlock()
 	case errors.Is(err, ErrNotFound):
-		spec.Size = 1 // checked for real once the input's length is known
+		// A placeholder that is a whole number of any block size; the
+		// size is checked for real once the input's length is known.
+		spec.Size = MaxBlockSize
 		if spec, err = checkSpec(spec); err != nil {
 			return DiskInfo{}, err
 		}
@@ -50,7 +52,7 @@ func (m *Manager) Import(ctx context.Context, spec DiskSpec, r io.Reader) (DiskI
 		return DiskInfo{}, fmt.Errorf("import %q: %w", spec.Name, err)
 	}
 	if h == nil {
-		spec.Size = max(total, 1)
+		spec.Size = roundUp(max(total, 1), spec.BlockSize)
 		if spec, err = checkSpec(spec); err != nil {
 			return DiskInfo{}, err
 		}

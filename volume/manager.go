@@ -327,8 +327,8 @@ func checkSpec(spec DiskSpec) (DiskSpec, error) {
 	if bs < MinBlockSize || bs > MaxBlockSize || bs&(bs-1) != 0 {
 		return spec, fmt.Errorf("block size %d: must be a power of two from 4K to 4M: %w", bs, ErrInvalid)
 	}
-	if spec.Replicas < 1 || spec.Replicas > 16 {
-		return spec, fmt.Errorf("replicas %d: must be 1 to 16: %w", spec.Replicas, ErrInvalid)
+	if spec.Replicas < 1 || spec.Replicas > MaxReplicas {
+		return spec, fmt.Errorf("replicas %d: must be 1 to %d: %w", spec.Replicas, MaxReplicas, ErrInvalid)
 	}
 	if spec.Size <= 0 {
 		return spec, fmt.Errorf("size %d: must be positive: %w", spec.Size, ErrInvalid)
@@ -337,12 +337,18 @@ func checkSpec(spec DiskSpec) (DiskSpec, error) {
 	if spec.Size > maxSize {
 		return spec, fmt.Errorf("size %d: larger than 1P: %w", spec.Size, ErrInvalid)
 	}
-	spec.Size = (spec.Size + bs - 1) / bs * bs
+	if spec.Size%bs != 0 {
+		return spec, fmt.Errorf("size %d: not a whole number of %d-byte blocks (%d would be): %w",
+			spec.Size, bs, roundUp(spec.Size, bs), ErrInvalid)
+	}
 	return spec, nil
 }
 
-// CreateDisk creates an empty disk. Its size is rounded up to a multiple of
-// the block size.
+// roundUp returns n rounded up to a multiple of bs.
+func roundUp(n, bs int64) int64 { return (n + bs - 1) / bs * bs }
+
+// CreateDisk creates an empty disk. Its size must be a multiple of the
+// block size: a size that is not is refused, never rounded.
 func (m *Manager) CreateDisk(ctx context.Context, spec DiskSpec) (DiskInfo, error) {
 	return m.createDisk(ctx, spec, cid.Undef)
 }
@@ -572,7 +578,7 @@ func (m *Manager) pinRef(ctx context.Context, ref Ref) (root cid.Cid, size, bs i
 			rep, err = &replicaRecord{Root: s.Root, Size: s.Size, BlockSize: s.BlockSize}, nil
 		}
 		if err != nil {
-			return cid.Undef, 0, 0, 0, nil, err
+			return cid.Undef, 0, 0, 0, nil, m.refNotFoundLocked(ref, err)
 		}
 		rootStr, size, bs, replicas = rep.Root, rep.Size, rep.BlockSize, DefaultReplicas
 		if rec, ok := m.cat.Disks[ref.Disk]; ok {
@@ -595,6 +601,17 @@ func (m *Manager) pinRef(ctx context.Context, ref Ref) (root cid.Cid, size, bs i
 		})
 	}
 	return root, size, bs, replicas, release, nil
+}
+
+// refNotFoundLocked says what is missing when neither a replica nor a
+// spacesuit answers to ref: NAME@N with no disk NAME around names a
+// spacesuit, anything else a replica (err, the replica lookup's error).
+func (m *Manager) refNotFoundLocked(ref Ref, err error) error {
+	_, disk := m.cat.Disks[ref.Disk]
+	if name, v, perr := ParseSpacesuitRef(ref.String()); perr == nil && !disk && len(m.cat.Replicas[ref.Disk]) == 0 {
+		return fmt.Errorf("spacesuit %s: %w", SpacesuitRef(name, v), ErrNotFound)
+	}
+	return err
 }
 
 // readCommitted copies block i of the map at root, from offset inBlock,

@@ -105,7 +105,7 @@ func runModel(t *testing.T, rng *rand.Rand, steps int) {
 		case 0: // create
 			name := names[rng.IntN(len(names))]
 			blocks := []int64{3, 17, 300}[rng.IntN(3)] // one- and two-level maps
-			_, err := m.CreateDisk(ctx, DiskSpec{Name: name, Size: blocks*bs - int64(rng.IntN(100)), BlockSize: bs, Replicas: 1 + rng.IntN(3)})
+			_, err := m.CreateDisk(ctx, DiskSpec{Name: name, Size: blocks * bs, BlockSize: bs, Replicas: 1 + rng.IntN(3)})
 			desc = fmt.Sprintf("create %s (%d blocks)", name, blocks)
 			if _, exists := md.disks[name]; exists {
 				if !errors.Is(err, ErrExists) {

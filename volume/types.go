@@ -20,12 +20,13 @@ var (
 	ErrNoSpace = blockstore.ErrNoSpace
 )
 
-// Block sizes a disk may use.
+// Block sizes and replication factors a disk may use.
 const (
 	MinBlockSize     = 4 << 10
 	MaxBlockSize     = 4 << 20
 	DefaultBlockSize = 64 << 10
 	DefaultReplicas  = 2
+	MaxReplicas      = 16
 )
 
 // Ref names a disk head ("web") or one of its replicas ("web@monday").
@@ -77,7 +78,7 @@ func ValidateName(name string) error {
 // DiskSpec describes a disk to create.
 type DiskSpec struct {
 	Name      string
-	Size      int64 // bytes; rounded up to a multiple of BlockSize
+	Size      int64 // bytes; a multiple of BlockSize
 	BlockSize int64 // 0 means DefaultBlockSize
 	Replicas  int   // 0 means DefaultReplicas
 	// Sync makes every flush wait until Replicas nodes of the mesh hold

@@ -24,6 +24,10 @@ type daemonOptions struct {
 		bandwidth   string
 		concurrency int
 		interval    time.Duration
+		// concurrencySet and intervalSet: the flags are on the command
+		// line, override the config and must make sense (their zero
+		// defaults mean "not given", never "zero").
+		concurrencySet, intervalSet bool
 	}
 }
 
@@ -34,6 +38,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		Short: "Run the node: owns the store, serves the CLI on HOME/weft.sock",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
+			o.heal.concurrencySet = c.Flags().Changed("heal-concurrency")
+			o.heal.intervalSet = c.Flags().Changed("heal-interval")
 			return runDaemon(c.Context(), o, args)
 		},
 	}
@@ -73,10 +79,16 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 			return usageError{fmt.Sprintf("--transfer-bandwidth: %v", err)}
 		}
 	}
-	if o.heal.concurrency > 0 {
+	if o.heal.concurrencySet {
+		if o.heal.concurrency < 1 {
+			return usageError{fmt.Sprintf("--heal-concurrency %d: must be at least 1", o.heal.concurrency)}
+		}
 		cfg.HealConcurrency = o.heal.concurrency
 	}
-	if o.heal.interval > 0 {
+	if o.heal.intervalSet {
+		if o.heal.interval <= 0 {
+			return usageError{fmt.Sprintf("--heal-interval %v: must be positive", o.heal.interval)}
+		}
 		cfg.HealInterval = o.heal.interval
 	}
 	if err := cfg.Validate(); err != nil {

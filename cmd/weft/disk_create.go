@@ -31,7 +31,7 @@ func newDiskCreateCmd(g *globals) *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&o.size, "size", "", "disk size, e.g. 32M, 10G, 1T (binary units)")
 	f.StringVar(&o.blockSize, "block-size", "", "block size, a power of two from 4K to 4M (default 64K)")
-	f.IntVar(&o.replicas, "replicas", 0, fmt.Sprintf("copies of each block in the mesh (default %d)", volume.DefaultReplicas))
+	f.IntVar(&o.replicas, "replicas", volume.DefaultReplicas, "copies of each block in the mesh")
 	f.BoolVar(&o.sync, "sync", false, "a flush returns only when every copy is on its node (default: async, replicated behind)")
 	return c
 }
@@ -42,10 +42,13 @@ func runDiskCreate(ctx context.Context, o *diskCreateOptions, args []string) err
 	}
 	n, err := size.Parse(o.size)
 	if err != nil {
-		return fmt.Errorf("--size: %w", err)
+		return usageError{fmt.Sprintf("--size: %v", err)}
 	}
 	bs, err := parseBlockSize(o.blockSize)
 	if err != nil {
+		return err
+	}
+	if err := flagRange("replicas", o.replicas, 1, volume.MaxReplicas); err != nil {
 		return err
 	}
 	cl, err := o.client()
@@ -73,7 +76,7 @@ func parseBlockSize(s string) (int64, error) {
 	}
 	n, err := size.Parse(s)
 	if err != nil {
-		return 0, fmt.Errorf("--block-size: %w", err)
+		return 0, usageError{fmt.Sprintf("--block-size: %v", err)}
 	}
 	return n, nil
 }

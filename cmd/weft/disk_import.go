@@ -36,7 +36,7 @@ func newDiskImportCmd(g *globals) *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVar(&o.blockSize, "block-size", "", "block size of a new disk (default 64K)")
-	f.IntVar(&o.replicas, "replicas", 0, fmt.Sprintf("replication factor of a new disk (default %d)", volume.DefaultReplicas))
+	f.IntVar(&o.replicas, "replicas", volume.DefaultReplicas, "replication factor of a new disk")
 	return c
 }
 
@@ -44,6 +44,9 @@ func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) err
 	name, path := args[0], args[1]
 	bs, err := parseBlockSize(o.blockSize)
 	if err != nil {
+		return err
+	}
+	if err := flagRange("replicas", o.replicas, 1, volume.MaxReplicas); err != nil {
 		return err
 	}
 	in, total := o.stdin, int64(-1)

@@ -303,7 +303,9 @@ func TestJoinToken(t *testing.T) {
 func TestMeshRefusesWrongSecret(t *testing.T) {
 	a := meshMember(t, "site-a", "127.0.0.1", "")
 	stranger := meshMember(t, "site-x", "127.0.0.4", "")
-	stranger.fails("join", "join", a.addr())
+	if line := stranger.fails("wrong cluster secret", "join", a.addr()); strings.Count(line, "join") != 1 || strings.Count(line, a.peerID()) != 1 {
+		t.Errorf("join with the wrong secret: %q, want the command and the peer named once", line)
+	}
 	time.Sleep(2 * time.Second)
 	for _, p := range a.peers() {
 		if !p.Self {

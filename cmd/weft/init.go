@@ -86,16 +86,16 @@ func runInit(ctx context.Context, o *initOptions, args []string) error {
 			return usageError{"init: give --join-token or --cluster-secret-file, not both"}
 		}
 		if secret, seeds, err = node.ParseJoinToken(o.joinToken); err != nil {
-			return err
+			return usageError{err.Error()}
 		}
 	}
 	if o.secretFile != "" {
 		b, err := os.ReadFile(o.secretFile)
 		if err != nil {
-			return fmt.Errorf("cluster secret: %w", err)
+			return usageError{fmt.Sprintf("--cluster-secret-file: %v", err)}
 		}
 		if _, err := node.ParseClusterSecret(string(b)); err != nil {
-			return fmt.Errorf("%s: %w", o.secretFile, err)
+			return usageError{fmt.Sprintf("%s: %v", o.secretFile, err)}
 		}
 		secret = string(b)
 	}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
+
+	"github.com/weft-mesh/weft/volume"
 )
 
 func main() {
@@ -23,8 +25,9 @@ func main() {
 }
 
 // run executes the command line and returns the process's exit code: 0 on
-// success, 2 for usage errors, 1 for anything else. Errors are printed as
-// one line on stderr.
+// success, 2 for a bad command line (the CLI's usage errors and the values
+// the daemon refuses as invalid), 1 for anything else. Errors are printed
+// as one line on stderr.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -36,13 +39,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "weft: %s\n", oneLine(err.Error()))
-		var ue usageError
-		if errors.As(err, &ue) {
-			return 2
-		}
-		return 1
+		return exitCode(err)
 	}
 	return 0
+}
+
+// exitCode is 2 for an error that says the command line is wrong, 1 for
+// any other.
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) || errors.Is(err, volume.ErrInvalid) {
+		return 2
+	}
+	return 1
 }
 
 // oneLine keeps an error message on one line.

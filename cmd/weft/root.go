@@ -92,6 +92,10 @@ func newRootCmd(g *globals) *cobra.Command {
 		Short:         "weft: a peer-to-peer storage mesh for VM disks",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          unknownCommand,
+		RunE: func(c *cobra.Command, args []string) error {
+			return c.Help()
+		},
 	}
 	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "node home directory ($WEFT_HOME, else ~/.weft)")
 	root.PersistentFlags().DurationVar(&g.wait, "wait", 0, "wait up to this long for the daemon to answer (one just started with weft daemon &)")
@@ -131,12 +135,30 @@ func rangeArgs(min, max int) cobra.PositionalArgs {
 	}
 }
 
+// flagRange refuses a value of an integer flag outside [lo, hi]: a value
+// that makes no sense is an error, never replaced by a default.
+func flagRange(name string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return usageError{fmt.Sprintf("--%s %d: must be %d to %d", name, v, lo, hi)}
+	}
+	return nil
+}
+
+// unknownCommand refuses arguments to a command that only holds
+// subcommands: they are a mistyped subcommand, a usage error.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("unknown command %q for %q (see: %s --help)", args[0], c.CommandPath(), c.CommandPath())}
+	}
+	return nil
+}
+
 // groupCmd is a command that only holds subcommands.
 func groupCmd(use, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  cobra.NoArgs,
+		Args:  unknownCommand,
 		RunE: func(c *cobra.Command, args []string) error {
 			return usageError{fmt.Sprintf("usage: %s COMMAND (see: %s --help)", c.CommandPath(), c.CommandPath())}
 		},

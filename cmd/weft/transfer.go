@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/internal/size"
 	"github.com/weft-mesh/weft/node"
 )
@@ -18,8 +19,11 @@ type transferFlags struct {
 	bwlimit     string
 	blockSize   string
 	concurrency int
-	detach      bool
-	json        bool
+	// hasConcurrency: add registered --concurrency (replicate has none, and
+	// leaves concurrency at 0, the default).
+	hasConcurrency bool
+	detach         bool
+	json           bool
 }
 
 func (f *transferFlags) add(c *cobra.Command) {
@@ -27,13 +31,19 @@ func (f *transferFlags) add(c *cobra.Command) {
 	fl.StringVar(&f.priority, "priority", "normal", "very-low, low, normal, high or very-high: the share of a shared link")
 	fl.StringVar(&f.bwlimit, "bwlimit", "", "bytes per second on the wire, e.g. 50M (default: no limit)")
 	fl.StringVar(&f.blockSize, "block-size", "", "transfer unit: bytes per request, 64K to 16M (default 4M; large for fat links, small for slow ones)")
-	fl.IntVar(&f.concurrency, "concurrency", 0, "requests in flight per receiver (default 4)")
+	fl.IntVar(&f.concurrency, "concurrency", datapath.DefaultConcurrency, "requests in flight per receiver")
+	f.hasConcurrency = true
 	fl.BoolVar(&f.detach, "detach", false, "start the transfer and return its id")
 	fl.BoolVar(&f.json, "json", false, "wait, then print the transfer as JSON")
 }
 
 func (f *transferFlags) options() (node.TransferOptions, error) {
 	o := node.TransferOptions{Priority: f.priority, Concurrency: f.concurrency}
+	if f.hasConcurrency {
+		if err := flagRange("concurrency", f.concurrency, 1, datapath.MaxConcurrency); err != nil {
+			return o, err
+		}
+	}
 	var err error
 	if f.bwlimit != "" {
 		if o.BWLimit, err = size.Parse(f.bwlimit); err != nil {
