@@ -131,7 +131,7 @@ func checkPolicy(req ReplicateRequest, disk catalog.Entry, self, site string, me
 	case req.Pull:
 		req.Site, mode = site, ModePull
 	case disk.Owner != self:
-		return Policy{}, fmt.Errorf("replicate %s: not a disk this node owns (run it on the owner, or use --pull at the site): %w", req.Disk, volume.ErrNotFound)
+		return Policy{}, kindf(ErrNotOwner, "replicate %s: not a disk this node owns (run it on the owner, or use --pull at the site)", req.Disk)
 	}
 	if err := volume.ValidateName(req.Site); err != nil {
 		return Policy{}, err
@@ -149,8 +149,8 @@ func checkPolicy(req ReplicateRequest, disk catalog.Entry, self, site string, me
 	slices.Sort(sites)
 	switch {
 	case !slices.Contains(sites, req.Site):
-		return Policy{}, fmt.Errorf("replicate %s: no member of the mesh is at site %q (sites: %s): %w",
-			req.Disk, req.Site, strings.Join(sites, ", "), volume.ErrNotFound)
+		return Policy{}, kindf(volume.ErrNotFound, "replicate %s: no member of the mesh is at site %q (sites: %s)",
+			req.Disk, req.Site, strings.Join(sites, ", "))
 	case req.Site == ownerSite:
 		return Policy{}, fmt.Errorf("replicate %s: the disk's owner is at site %q itself; replicate to another site: %w", req.Disk, req.Site, volume.ErrInvalid)
 	}

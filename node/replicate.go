@@ -78,7 +78,7 @@ func (n *meshNode) movePullRecord(r policyRecord) error {
 func (n *meshNode) addPolicy(req ReplicateRequest) (Policy, error) {
 	d, ok := n.cat.Get(catalog.DiskKey(req.Disk))
 	if !ok {
-		return Policy{}, fmt.Errorf("replicate %s: no such disk in the mesh: %w", req.Disk, volume.ErrNotFound)
+		return Policy{}, kindf(volume.ErrNotFound, "replicate %s: no such disk in the mesh", req.Disk)
 	}
 	p, err := checkPolicy(req, d, n.selfStr, n.site, n.net.Members())
 	if err != nil {
@@ -127,9 +127,9 @@ func (n *meshNode) removePolicy(disk, site, mode string) (PolicyRemoval, error) 
 	}
 	switch {
 	case len(found) == 0 && mode != "":
-		return PolicyRemoval{}, fmt.Errorf("no %s replication of %s to %s: %w", mode, disk, site, volume.ErrNotFound)
+		return PolicyRemoval{}, kindf(volume.ErrNotFound, "no %s replication of %s to %s", mode, disk, site)
 	case len(found) == 0:
-		return PolicyRemoval{}, fmt.Errorf("no replication of %s to %s: %w", disk, site, volume.ErrNotFound)
+		return PolicyRemoval{}, kindf(volume.ErrNotFound, "no replication of %s to %s", disk, site)
 	case len(found) > 1:
 		return PolicyRemoval{}, fmt.Errorf("both a push and a pull policy replicate %s to %s: say which with --mode %s or --mode %s: %w",
 			disk, site, ModePush, ModePull, volume.ErrInvalid)
@@ -322,7 +322,7 @@ func (n *meshNode) siteReachable(site string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("no live member at site %q: %w", site, volume.ErrNotFound)
+	return kindf(volume.ErrNotFound, "no live member at site %q", site)
 }
 
 // pushAndWait pushes source to site and waits for the push to end.
@@ -404,7 +404,7 @@ func (n *meshNode) pullCycle(ctx context.Context, p Policy, last cid.Cid, d cata
 func (n *meshNode) recoverDisk(ctx context.Context, disk, site string) (volume.DiskInfo, error) {
 	last := n.lastReplicated(disk, site)
 	if last == "" {
-		return volume.DiskInfo{}, fmt.Errorf("recover %s: nothing replicated to %s: %w", disk, site, volume.ErrNotFound)
+		return volume.DiskInfo{}, kindf(volume.ErrNotFound, "recover %s: nothing replicated to %s", disk, site)
 	}
 	ref := volume.Ref{Disk: disk, Replica: last}
 	if v, err := n.vols.OpenView(ctx, ref); err == nil {
