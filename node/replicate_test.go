@@ -50,7 +50,7 @@ func TestCheckPolicy(t *testing.T) {
 		{"push to a dead site", push("berlin", 0, 0), owner.String(), "madrid", nil},
 		{"unknown site", push("paris", 0, 0), owner.String(), "madrid", volume.ErrNotFound},
 		{"own site", push("madrid", 0, 0), owner.String(), "madrid", volume.ErrInvalid},
-		{"not the owner", push("archive", 0, 0), other.String(), "berlin", volume.ErrNotFound},
+		{"not the owner", push("archive", 0, 0), other.String(), "berlin", ErrNotOwner},
 		{"every below the minimum", push("archive", time.Millisecond, 0), owner.String(), "madrid", volume.ErrInvalid},
 		{"negative keep", push("archive", 0, -1), owner.String(), "madrid", volume.ErrInvalid},
 		{"pull", ReplicateRequest{Disk: "vm", Pull: true}, puller.String(), "archive", nil},
