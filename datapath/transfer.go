@@ -74,6 +74,24 @@ func (t *Transfer) run(ctx context.Context, f *fetcher) error {
 		}
 		return fmt.Errorf("transfer %q: walk map %s: %w", t.spec.ID, t.spec.Root, err)
 	}
+	if len(t.spec.Swarm) > 0 {
+		f.log.Debug("walked map", "missing", len(missing), "swarm", len(t.spec.Swarm))
+		err = newSwarm(f, t.spec, missing).run(ctx, min(t.spec.Concurrency, swarmOriginRequests))
+	} else {
+		err = t.fetchBatches(ctx, f, missing)
+	}
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		return fmt.Errorf("transfer %q: %w", t.spec.ID, err)
+	}
+	return nil
+}
+
+// fetchBatches fetches missing in batches, Concurrency at a time, each
+// from the sources that hold it.
+func (t *Transfer) fetchBatches(ctx context.Context, f *fetcher, missing []cid.Cid) error {
 	batches := slices.Collect(slices.Chunk(rotate(missing, t.spec.ID), t.spec.batchBlocks()))
 	f.log.Debug("walked map", "missing", len(missing), "batches", len(batches))
 	g, gctx := errgroup.WithContext(ctx)
@@ -91,13 +109,7 @@ func (t *Transfer) run(ctx context.Context, f *fetcher) error {
 			}
 		})
 	}
-	if err := g.Wait(); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
-		}
-		return fmt.Errorf("transfer %q: %w", t.spec.ID, err)
-	}
-	return nil
+	return g.Wait()
 }
 
 // rotate returns missing starting at an offset derived from id, so that

@@ -1,0 +1,362 @@
+package datapath
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+)
+
+// errHasLength means a member answered has with the wrong number of answers.
+var errHasLength = errors.New("has answered for another number of blocks")
+
+const (
+	// swarmOriginBatch is the bytes asked of the origin per request in a
+	// swarm: small, so that each piece can go on to the other members
+	// soon after it lands here, and the last pieces do not hold up the
+	// end of the push.
+	swarmOriginBatch = 128 << 10
+	// swarmOriginRequests bounds the requests to the origin in flight in
+	// a swarm, for the same reason: what is in flight from the origin is
+	// what the others wait on at the end.
+	swarmOriginRequests = 2
+	// swarmPollMin and swarmPollMax bound the wait before asking a member
+	// again after it held nothing this receiver lacks; the wait doubles
+	// from the one to the other while it holds nothing new.
+	swarmPollMin = 10 * time.Millisecond
+	swarmPollMax = 320 * time.Millisecond
+	// swarmPatience is how long a member may go without sending this
+	// receiver a block of its share before the receiver, once idle, takes
+	// that share from the origin itself: a member that is alive but not
+	// receiving (its disk is full, its transfer failed) must not stall the
+	// others.
+	swarmPatience = 3 * time.Second
+)
+
+// swarm pulls a root together with the other members of Spec.Swarm.
+//
+// Every missing block has an owner among the members, by rendezvous
+// hashing on the block and the member names, so every member computes the
+// same owners without talking. Each member fetches the blocks it owns
+// from the origin and every other block from its owner, asking each
+// member which of its share it holds yet (has) and fetching what it does
+// (get). The origin thus sends each block once, to its owner
+// (super-seeding), and the members' uplinks carry the other copies. Once a
+// member's share is done here, it is asked for the other shares as well,
+// so a slow owner's blocks also come from those that have them already.
+//
+// A member that fails requests is passed over: its blocks go to the next
+// owner in the hash order among the members still alive, so one of those
+// fetches them from the origin. A member alive but sending nothing for
+// swarmPatience has its share taken from the origin by whoever is idle.
+type swarm struct {
+	f           *fetcher
+	self        string
+	members     []string
+	originBatch int // blocks per origin request
+	peerBatch   int // blocks per member request
+	each        int64
+
+	mu       sync.Mutex
+	shares   map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
+	pending  map[cid.Cid]bool     // not stored here yet
+	inflight map[cid.Cid]bool
+	lastGot  map[string]time.Time // when each member last sent a block, or the start
+	done     chan struct{}        // closed once pending is empty
+	changed  chan struct{}        // closed and replaced when blocks arrive or a member fails
+}
+
+func newSwarm(f *fetcher, spec Spec, missing []cid.Cid) *swarm {
+	s := &swarm{
+		f:           f,
+		self:        spec.Self,
+		members:     spec.Swarm,
+		originBatch: max(1, int(swarmOriginBatch/spec.DiskBlockSize)),
+		peerBatch:   spec.batchBlocks(),
+		each:        spec.DiskBlockSize,
+		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
+		pending:     make(map[cid.Cid]bool, len(missing)),
+		inflight:    make(map[cid.Cid]bool),
+		lastGot:     make(map[string]time.Time, len(spec.Swarm)),
+		done:        make(chan struct{}),
+		changed:     make(chan struct{}),
+	}
+	now := time.Now()
+	for _, m := range s.members {
+		s.lastGot[m] = now
+	}
+	for _, c := range missing {
+		if !s.pending[c] {
+			s.pending[c] = true
+			o := s.owner(c, func(string) bool { return true })
+			s.shares[o] = append(s.shares[o], c)
+		}
+	}
+	if len(s.pending) == 0 {
+		close(s.done)
+	}
+	return s
+}
+
+// run fetches every missing block.
+func (s *swarm) run(ctx context.Context, originRequests int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for range originRequests {
+		g.Go(func() error { return s.fromOrigin(gctx) })
+	}
+	for _, m := range s.members {
+		if m != s.self {
+			g.Go(func() error { return s.fromMember(gctx, m) })
+		}
+	}
+	return g.Wait()
+}
+
+// fromOrigin fetches the blocks this receiver owns from the origin (or,
+// should it fail, from whichever source has them), until none is missing.
+func (s *swarm) fromOrigin(ctx context.Context) error {
+	for {
+		batch, wake := s.takeOwn()
+		if batch == nil {
+			select {
+			case <-s.done:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-wake:
+			case <-time.After(swarmPollMax):
+			}
+			continue
+		}
+		got, err := s.f.fetch(ctx, batch, nil, s.each, true)
+		s.landed(batch, func(c cid.Cid) bool { _, ok := got[c]; return ok }, "")
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// fromMember fetches from m the blocks it holds that are missing here,
+// its own share first, until none is missing or m sent a bad block.
+func (s *swarm) fromMember(ctx context.Context, m string) error {
+	wait := swarmPollMin
+	for {
+		if s.f.isDropped(m) {
+			return nil
+		}
+		ask := s.askable(m)
+		var got []cid.Cid
+		if len(ask) > 0 && !s.f.backingOff(m, time.Now()) {
+			has, err := s.f.peers.Has(ctx, m, ask)
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case err == nil && len(has) == len(ask):
+				for i, ok := range has {
+					if ok {
+						got = append(got, ask[i])
+					}
+				}
+			case err == nil:
+				s.failed(m, errHasLength)
+			default:
+				s.failed(m, err)
+			}
+		}
+		if batch := s.claim(got); len(batch) > 0 {
+			wait = swarmPollMin
+			blocks, err := s.f.request(ctx, m, batch, s.each*int64(len(batch)))
+			if err != nil {
+				s.landed(batch, nil, m)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				s.failed(m, nil) // request noted the failure
+				continue
+			}
+			if err := s.f.keep(ctx, m, blocks, true); err != nil {
+				s.landed(batch, nil, m)
+				return err
+			}
+			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
+			continue
+		}
+		select {
+		case <-s.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, swarmPollMax)
+	}
+}
+
+// takeOwn claims up to originBatch missing blocks this receiver is to
+// fetch from the origin: those it owns among the live members, and when
+// there are none, the share of a member that has sent nothing for
+// swarmPatience. It returns nil and a channel closed on the next change
+// when there is nothing to take.
+func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
+	now := time.Now()
+	alive := func(m string) bool {
+		return m == s.self || (!s.f.isDropped(m) && !s.f.backingOff(m, now))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var batch []cid.Cid
+	for _, m := range s.members {
+		if m == s.self || !alive(m) {
+			batch = s.scan(m, batch, s.originBatch, func(c cid.Cid) bool { return s.owner(c, alive) == s.self })
+		}
+	}
+	if len(batch) == 0 {
+		for _, m := range s.members {
+			if m != s.self && now.Sub(s.lastGot[m]) > swarmPatience {
+				batch = s.scan(m, batch, s.originBatch, func(cid.Cid) bool { return true })
+			}
+		}
+	}
+	for _, c := range batch {
+		s.inflight[c] = true
+	}
+	if len(batch) == 0 {
+		return nil, s.changed
+	}
+	return batch, nil
+}
+
+// askable returns the missing blocks not in flight to ask m about: its
+// share, or once that is done here, the shares of the members other than
+// this one, which m may have fetched already.
+func (s *swarm) askable(m string) []cid.Cid {
+	window := 2 * s.peerBatch
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ask := s.scan(m, nil, window, func(cid.Cid) bool { return true })
+	if len(ask) > 0 || len(s.shares[m]) > 0 {
+		return ask
+	}
+	for _, o := range s.members {
+		if o != m && o != s.self {
+			ask = s.scan(o, ask, window, func(cid.Cid) bool { return true })
+		}
+	}
+	return ask
+}
+
+// scan appends to out up to n blocks of m's share that are missing, not in
+// flight and pass ok, and drops the stored ones from the share on the way.
+// s.mu must be held.
+func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []cid.Cid {
+	share := s.shares[m]
+	kept := share[:0]
+	for i, c := range share {
+		if len(out) >= n {
+			kept = append(kept, share[i:]...)
+			break
+		}
+		if !s.pending[c] {
+			continue
+		}
+		kept = append(kept, c)
+		if !s.inflight[c] && ok(c) {
+			out = append(out, c)
+		}
+	}
+	s.shares[m] = kept
+	return out
+}
+
+// claim marks in flight up to peerBatch of cids that are still missing
+// and not in flight, and returns them.
+func (s *swarm) claim(cids []cid.Cid) []cid.Cid {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []cid.Cid
+	for _, c := range cids {
+		if len(out) == s.peerBatch {
+			break
+		}
+		if s.pending[c] && !s.inflight[c] {
+			s.inflight[c] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// landed ends the flight of batch: the blocks stored reports are stored
+// here (nil: none), the others missing still. from is the member that
+// sent them, if any.
+func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	some := false
+	for _, c := range batch {
+		delete(s.inflight, c)
+		if stored != nil && stored(c) {
+			delete(s.pending, c)
+			some = true
+		}
+	}
+	if from != "" && some {
+		s.lastGot[from] = time.Now()
+	}
+	s.wakeLocked()
+}
+
+// failed notes that m failed a request and wakes the origin fetchers,
+// which may own some of its share now.
+func (s *swarm) failed(m string, err error) {
+	if err != nil {
+		s.f.fail(m, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wakeLocked()
+}
+
+// wakeLocked signals a change. s.mu must be held.
+func (s *swarm) wakeLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+	if len(s.pending) == 0 {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+}
+
+// owner returns the member that fetches c from the origin: the one that
+// ranks c highest among those alive (self always is).
+func (s *swarm) owner(c cid.Cid, alive func(string) bool) string {
+	best, bestScore := "", uint64(0)
+	for _, m := range s.members {
+		if !alive(m) {
+			continue
+		}
+		if sc := rank(m, c); best == "" || sc > bestScore {
+			best, bestScore = m, sc
+		}
+	}
+	return best
+}
+
+// rank is member m's score for block c in rendezvous hashing.
+func rank(m string, c cid.Cid) uint64 {
+	h := fnv.New64a()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(m)))
+	h.Write(n[:])
+	h.Write([]byte(m))
+	h.Write(c.Bytes())
+	return h.Sum64()
+}
