@@ -17,14 +17,19 @@ var errHasLength = errors.New("has answered for another number of blocks")
 
 const (
 	// swarmOriginBatch is the bytes asked of the origin per request in a
-	// swarm: small, so that each piece can go on to the other members
-	// soon after it lands here, and the last pieces do not hold up the
-	// end of the push.
-	swarmOriginBatch = 128 << 10
-	// swarmOriginRequests bounds the requests to the origin in flight in
-	// a swarm, for the same reason: what is in flight from the origin is
-	// what the others wait on at the end.
-	swarmOriginRequests = 2
+	// swarm: small, so that each piece goes on to the other members soon
+	// after it lands here, and the last pieces do not hold up the end.
+	swarmOriginBatch = 64 << 10
+	// swarmOriginInFlight is the bytes all members together ask of the
+	// origin at a time: enough to keep its uplink busy across a loaded
+	// link's round trip (a libp2p stream moves about one yamux window per
+	// round trip, so many small requests beat a few large ones), little
+	// enough that what is in flight at the end is soon passed on.
+	swarmOriginInFlight = 2 << 20
+	// swarmPeerBatch is the bytes asked of another member per request,
+	// and swarmPeerRequests the requests to each member in flight.
+	swarmPeerBatch    = 512 << 10
+	swarmPeerRequests = 2
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
 	// again after it held nothing this receiver lacks; the wait doubles
 	// from the one to the other while it holds nothing new.
@@ -77,7 +82,7 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid) *swarm {
 		self:        spec.Self,
 		members:     spec.Swarm,
 		originBatch: max(1, int(swarmOriginBatch/spec.DiskBlockSize)),
-		peerBatch:   spec.batchBlocks(),
+		peerBatch:   min(spec.batchBlocks(), max(1, int(swarmPeerBatch/spec.DiskBlockSize))),
 		each:        spec.DiskBlockSize,
 		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
 		pending:     make(map[cid.Cid]bool, len(missing)),
@@ -104,14 +109,18 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid) *swarm {
 }
 
 // run fetches every missing block.
-func (s *swarm) run(ctx context.Context, originRequests int) error {
+func (s *swarm) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
+	perRequest := int64(s.originBatch) * s.each
+	originRequests := max(2, int(swarmOriginInFlight/(perRequest*int64(len(s.members)))))
 	for range originRequests {
 		g.Go(func() error { return s.fromOrigin(gctx) })
 	}
 	for _, m := range s.members {
 		if m != s.self {
-			g.Go(func() error { return s.fromMember(gctx, m) })
+			for range swarmPeerRequests {
+				g.Go(func() error { return s.fromMember(gctx, m) })
+			}
 		}
 	}
 	return g.Wait()

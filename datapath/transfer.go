@@ -76,7 +76,7 @@ func (t *Transfer) run(ctx context.Context, f *fetcher) error {
 	}
 	if len(t.spec.Swarm) > 0 {
 		f.log.Debug("walked map", "missing", len(missing), "swarm", len(t.spec.Swarm))
-		err = newSwarm(f, t.spec, missing).run(ctx, min(t.spec.Concurrency, swarmOriginRequests))
+		err = newSwarm(f, t.spec, missing).run(ctx)
 	} else {
 		err = t.fetchBatches(ctx, f, missing)
 	}
