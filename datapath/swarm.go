@@ -3,7 +3,6 @@ package datapath
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"hash/fnv"
 	"sync"
 	"time"
@@ -11,9 +10,6 @@ import (
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
 )
-
-// errHasLength means a member answered has with the wrong number of answers.
-var errHasLength = errors.New("has answered for another number of blocks")
 
 const (
 	// swarmOriginBatch is the bytes asked of the origin per request in a
@@ -25,7 +21,7 @@ const (
 	// link's round trip (a libp2p stream moves about one yamux window per
 	// round trip, so many small requests beat a few large ones), little
 	// enough that what is in flight at the end is soon passed on.
-	swarmOriginInFlight = 2 << 20
+	swarmOriginInFlight = 8 << 20
 	// swarmPeerBatch is the bytes asked of another member per request,
 	// and swarmPeerRequests the requests to each member in flight.
 	swarmPeerBatch    = 512 << 10
@@ -48,9 +44,11 @@ const (
 // Every missing block has an owner among the members, by rendezvous
 // hashing on the block and the member names, so every member computes the
 // same owners without talking. Each member fetches the blocks it owns
-// from the origin and every other block from its owner, asking each
-// member which of its share it holds yet (has) and fetching what it does
-// (get). The origin thus sends each block once, to its owner
+// from the origin and every other block from its owner: it keeps asking
+// each member for the next blocks of its share (get), and the member
+// sends those it holds, durably stored and verified, so far; when it sent
+// nothing the next ask waits longer, up to swarmPollMax. The origin thus
+// sends each block once, to its owner
 // (super-seeding), and the members' uplinks carry the other copies. Once a
 // member's share is done here, it is asked for the other shares as well,
 // so a slow owner's blocks also come from those that have them already.
@@ -158,42 +156,31 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 		if s.f.isDropped(m) {
 			return nil
 		}
-		ask := s.askable(m)
-		var got []cid.Cid
-		if len(ask) > 0 && !s.f.backingOff(m, time.Now()) {
-			has, err := s.f.peers.Has(ctx, m, ask)
+		var batch []cid.Cid
+		if !s.f.backingOff(m, time.Now()) {
+			batch = s.claim(s.askable(m))
+		}
+		if len(batch) > 0 {
+			// m sends what it holds of batch, maybe nothing yet: the
+			// request is charged for what it brings once it is here.
+			blocks, err := s.f.request(ctx, m, batch, 0)
+			if err == nil {
+				err = s.f.keep(ctx, m, blocks, true)
+				if err != nil {
+					s.landed(batch, nil, m)
+					return err
+				}
+			}
+			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
 			switch {
 			case ctx.Err() != nil:
 				return ctx.Err()
-			case err == nil && len(has) == len(ask):
-				for i, ok := range has {
-					if ok {
-						got = append(got, ask[i])
-					}
-				}
-			case err == nil:
-				s.failed(m, errHasLength)
-			default:
-				s.failed(m, err)
-			}
-		}
-		if batch := s.claim(got); len(batch) > 0 {
-			wait = swarmPollMin
-			blocks, err := s.f.request(ctx, m, batch, s.each*int64(len(batch)))
-			if err != nil {
-				s.landed(batch, nil, m)
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				s.failed(m, nil) // request noted the failure
+			case err != nil:
+				s.failed(m) // request noted the failure
+			case len(blocks) > 0:
+				wait = swarmPollMin
 				continue
 			}
-			if err := s.f.keep(ctx, m, blocks, true); err != nil {
-				s.landed(batch, nil, m)
-				return err
-			}
-			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
-			continue
 		}
 		select {
 		case <-s.done:
@@ -240,11 +227,11 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	return batch, nil
 }
 
-// askable returns the missing blocks not in flight to ask m about: its
-// share, or once that is done here, the shares of the members other than
-// this one, which m may have fetched already.
+// askable returns up to peerBatch missing blocks not in flight to ask m
+// for: of its share, or once that is done here, of the shares of the
+// members other than this one, which m may have fetched already.
 func (s *swarm) askable(m string) []cid.Cid {
-	window := 2 * s.peerBatch
+	window := s.peerBatch
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ask := s.scan(m, nil, window, func(cid.Cid) bool { return true })
@@ -282,8 +269,8 @@ func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []ci
 	return out
 }
 
-// claim marks in flight up to peerBatch of cids that are still missing
-// and not in flight, and returns them.
+// claim marks in flight the cids still missing and not in flight, up to
+// peerBatch, and returns them.
 func (s *swarm) claim(cids []cid.Cid) []cid.Cid {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -320,12 +307,9 @@ func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) 
 	s.wakeLocked()
 }
 
-// failed notes that m failed a request and wakes the origin fetchers,
-// which may own some of its share now.
-func (s *swarm) failed(m string, err error) {
-	if err != nil {
-		s.f.fail(m, err)
-	}
+// failed wakes the origin fetchers after m failed a request: they may
+// own some of its share now.
+func (s *swarm) failed(string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.wakeLocked()
