@@ -21,11 +21,11 @@ const (
 	// link's round trip (a libp2p stream moves about one yamux window per
 	// round trip, so many small requests beat a few large ones), little
 	// enough that what is in flight at the end is soon passed on.
-	swarmOriginInFlight = 8 << 20
+	swarmOriginInFlight = 1 << 20
 	// swarmPeerBatch is the bytes asked of another member per request,
 	// and swarmPeerRequests the requests to each member in flight.
-	swarmPeerBatch    = 512 << 10
-	swarmPeerRequests = 2
+	swarmPeerBatch    = 256 << 10
+	swarmPeerRequests = 1
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
 	// again after it held nothing this receiver lacks; the wait doubles
 	// from the one to the other while it holds nothing new.
@@ -110,7 +110,7 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid) *swarm {
 func (s *swarm) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	perRequest := int64(s.originBatch) * s.each
-	originRequests := max(2, int(swarmOriginInFlight/(perRequest*int64(len(s.members)))))
+	originRequests := max(2, int(swarmOriginInFlight/perRequest))
 	for range originRequests {
 		g.Go(func() error { return s.fromOrigin(gctx) })
 	}
