@@ -43,7 +43,8 @@ type Spec struct {
 	// Self among them, in the same order on every one of them; Sources
 	// must list the origin first and every other member. Each block is
 	// then fetched from the origin by one member only and by the others
-	// from it (see swarm.go).
+	// from it (see swarm.go). A swarm sizes its own requests: small ones
+	// to the origin, and to the members at most BlockSize.
 	Swarm []string
 	// Self is this receiver's name in Swarm.
 	Self string
