@@ -16,16 +16,18 @@ const (
 	// swarm: small, so that each piece goes on to the other members soon
 	// after it lands here, and the last pieces do not hold up the end.
 	swarmOriginBatch = 64 << 10
-	// swarmOriginInFlight is the bytes all members together ask of the
-	// origin at a time: enough to keep its uplink busy across a loaded
-	// link's round trip (a libp2p stream moves about one yamux window per
-	// round trip, so many small requests beat a few large ones), little
-	// enough that what is in flight at the end is soon passed on.
+	// swarmOriginInFlight is the bytes each member asks of the origin at a
+	// time, in many small requests (a libp2p stream moves about one yamux
+	// window per round trip, so many small requests beat a few large
+	// ones). swarmPeerBatch is the bytes asked of another member per
+	// request, swarmPeerRequests the requests to each member in flight.
+	// On a loaded link a flow's share is about its bytes in flight, and
+	// the origin's flow into each member is the one the whole swarm waits
+	// on: the members' flows, seven times as many in a swarm of eight,
+	// must not crowd it out (measured with scripts/bench-swarm.sh).
 	swarmOriginInFlight = 1 << 20
-	// swarmPeerBatch is the bytes asked of another member per request,
-	// and swarmPeerRequests the requests to each member in flight.
-	swarmPeerBatch    = 256 << 10
-	swarmPeerRequests = 1
+	swarmPeerBatch      = 256 << 10
+	swarmPeerRequests   = 1
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
 	// again after it held nothing this receiver lacks; the wait doubles
 	// from the one to the other while it holds nothing new.
