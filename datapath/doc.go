@@ -17,7 +17,7 @@
 // transfer; a peer that fails a request is passed over for a while.
 //
 // The receivers of a push pull as one swarm (Spec.Swarm, swarm.go): each
-// block has one owner among them, the same for all by rendezvous hashing,
+// block has one owner among them, the same for all (they take the blocks in turn),
 // which fetches it from the origin; the others fetch it from the owner as
 // soon as it holds it. The origin sends about one copy in all however
 // many receivers there are, and their uplinks carry the rest. The share of

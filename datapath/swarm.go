@@ -39,26 +39,31 @@ const (
 	// receiving (its disk is full, its transfer failed) must not stall the
 	// others.
 	swarmPatience = 3 * time.Second
+	// swarmSlow is how long a member may go without sending this receiver
+	// a block of its share before the others are asked for that share too.
+	swarmSlow = time.Second
 )
 
 // swarm pulls a root together with the other members of Spec.Swarm.
 //
-// Every missing block has an owner among the members, by rendezvous
-// hashing on the block and the member names, so every member computes the
-// same owners without talking. Each member fetches the blocks it owns
-// from the origin and every other block from its owner: it keeps asking
-// each member for the next blocks of its share (get), and the member
-// sends those it holds, durably stored and verified, so far; when it sent
-// nothing the next ask waits longer, up to swarmPollMax. The origin thus
-// sends each block once, to its owner
-// (super-seeding), and the members' uplinks carry the other copies. Once a
-// member's share is done here, it is asked for the other shares as well,
-// so a slow owner's blocks also come from those that have them already.
+// Every missing block has an owner among the members: they take the map's
+// distinct data blocks in turn, so every member computes the same owners
+// without talking and the shares are equal. Each member fetches the
+// blocks it owns from the origin and every other block from its owner: it
+// keeps asking each member for the next blocks of its share (get), and
+// the member sends those it holds so far, verified and durably stored;
+// after an ask that brought nothing the next waits longer, up to
+// swarmPollMax. The origin thus sends each block once, to its owner
+// (super-seeding), and the members' uplinks carry the other copies. Once
+// a member's share is done here, it is also asked for the shares of
+// members that have sent nothing for swarmSlow, so a slow owner's blocks
+// also come from those that have them already.
 //
-// A member that fails requests is passed over: its blocks go to the next
-// owner in the hash order among the members still alive, so one of those
-// fetches them from the origin. A member alive but sending nothing for
-// swarmPatience has its share taken from the origin by whoever is idle.
+// A member that fails requests is passed over: its blocks go to the member
+// that ranks them highest (rendezvous hashing) among those still alive,
+// which fetches them from the origin. A member alive but sending nothing
+// for swarmPatience has its share taken from the origin by whoever is
+// idle.
 type swarm struct {
 	f           *fetcher
 	self        string
@@ -70,13 +75,16 @@ type swarm struct {
 	mu       sync.Mutex
 	shares   map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
 	pending  map[cid.Cid]bool     // not stored here yet
+	ordinal  map[cid.Cid]int      // place among the map's distinct data blocks
 	inflight map[cid.Cid]bool
 	lastGot  map[string]time.Time // when each member last sent a block, or the start
 	done     chan struct{}        // closed once pending is empty
 	changed  chan struct{}        // closed and replaced when blocks arrive or a member fails
 }
 
-func newSwarm(f *fetcher, spec Spec, missing []cid.Cid) *swarm {
+// newSwarm returns the swarm that fetches missing, the place of each among
+// the map's distinct data blocks in ordinals.
+func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 	s := &swarm{
 		f:           f,
 		self:        spec.Self,
@@ -86,6 +94,7 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid) *swarm {
 		each:        spec.DiskBlockSize,
 		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
 		pending:     make(map[cid.Cid]bool, len(missing)),
+		ordinal:     make(map[cid.Cid]int, len(missing)),
 		inflight:    make(map[cid.Cid]bool),
 		lastGot:     make(map[string]time.Time, len(spec.Swarm)),
 		done:        make(chan struct{}),
@@ -95,12 +104,11 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid) *swarm {
 	for _, m := range s.members {
 		s.lastGot[m] = now
 	}
-	for _, c := range missing {
-		if !s.pending[c] {
-			s.pending[c] = true
-			o := s.owner(c, func(string) bool { return true })
-			s.shares[o] = append(s.shares[o], c)
-		}
+	for i, c := range missing {
+		s.pending[c] = true
+		s.ordinal[c] = ordinals[i]
+		o := s.owner(c, func(string) bool { return true })
+		s.shares[o] = append(s.shares[o], c)
 	}
 	if len(s.pending) == 0 {
 		close(s.done)
@@ -159,8 +167,9 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 			return nil
 		}
 		var batch []cid.Cid
+		var change <-chan struct{}
 		if !s.f.backingOff(m, time.Now()) {
-			batch = s.claim(s.askable(m))
+			batch, change = s.claimFrom(m)
 		}
 		if len(batch) > 0 {
 			// m sends what it holds of batch, maybe nothing yet: the
@@ -184,14 +193,24 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 				continue
 			}
 		}
+		// Nothing to ask (all in flight elsewhere) waits for a change;
+		// nothing sent or a failure waits longer each time.
+		timer := time.NewTimer(wait)
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+		case <-change:
+		case <-timer.C:
+			wait = min(2*wait, swarmPollMax)
+		}
+		timer.Stop()
 		select {
 		case <-s.done:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(wait):
+		default:
 		}
-		wait = min(2*wait, swarmPollMax)
 	}
 }
 
@@ -229,23 +248,33 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	return batch, nil
 }
 
-// askable returns up to peerBatch missing blocks not in flight to ask m
-// for: of its share, or once that is done here, of the shares of the
-// members other than this one, which m may have fetched already.
-func (s *swarm) askable(m string) []cid.Cid {
-	window := s.peerBatch
+// claimFrom claims up to peerBatch missing blocks not in flight to ask m
+// for: of its share, or once that is done here, of the shares of members
+// other than this one that sent nothing for swarmSlow, which m may have
+// fetched already. Asking m for the shares of members that do send would
+// take their blocks away from them: claimed blocks are asked of nobody
+// else. With nothing to claim it returns a channel closed on the next
+// change.
+func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
+	now := time.Now()
+	all := func(cid.Cid) bool { return true }
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ask := s.scan(m, nil, window, func(cid.Cid) bool { return true })
-	if len(ask) > 0 || len(s.shares[m]) > 0 {
-		return ask
-	}
-	for _, o := range s.members {
-		if o != m && o != s.self {
-			ask = s.scan(o, ask, window, func(cid.Cid) bool { return true })
+	batch := s.scan(m, nil, s.peerBatch, all)
+	if len(batch) == 0 && len(s.shares[m]) == 0 {
+		for _, o := range s.members {
+			if o != m && o != s.self && now.Sub(s.lastGot[o]) > swarmSlow {
+				batch = s.scan(o, batch, s.peerBatch, all)
+			}
 		}
 	}
-	return ask
+	for _, c := range batch {
+		s.inflight[c] = true
+	}
+	if len(batch) == 0 {
+		return nil, s.changed
+	}
+	return batch, nil
 }
 
 // scan appends to out up to n blocks of m's share that are missing, not in
@@ -268,24 +297,6 @@ func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []ci
 		}
 	}
 	s.shares[m] = kept
-	return out
-}
-
-// claim marks in flight the cids still missing and not in flight, up to
-// peerBatch, and returns them.
-func (s *swarm) claim(cids []cid.Cid) []cid.Cid {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []cid.Cid
-	for _, c := range cids {
-		if len(out) == s.peerBatch {
-			break
-		}
-		if s.pending[c] && !s.inflight[c] {
-			s.inflight[c] = true
-			out = append(out, c)
-		}
-	}
 	return out
 }
 
@@ -330,9 +341,15 @@ func (s *swarm) wakeLocked() {
 	}
 }
 
-// owner returns the member that fetches c from the origin: the one that
-// ranks c highest among those alive (self always is).
+// owner returns the member that fetches c from the origin: the members
+// take the map's distinct blocks in turn, so their shares are equal and
+// each fetches its own in map order; a block whose member is not alive
+// goes to the one that ranks it highest among those alive (self always
+// is), which spreads a dead member's share over the others.
 func (s *swarm) owner(c cid.Cid, alive func(string) bool) string {
+	if m := s.members[s.ordinal[c]%len(s.members)]; alive(m) {
+		return m
+	}
 	best, bestScore := "", uint64(0)
 	for _, m := range s.members {
 		if !alive(m) {

@@ -67,7 +67,7 @@ func Start(ctx context.Context, spec Spec, peers Peers, store Store, sched *Sche
 
 // run walks the map and fetches what is missing.
 func (t *Transfer) run(ctx context.Context, f *fetcher) error {
-	missing, err := f.diff(ctx, t.spec.Root)
+	missing, ordinals, err := f.diff(ctx, t.spec.Root)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
@@ -76,7 +76,7 @@ func (t *Transfer) run(ctx context.Context, f *fetcher) error {
 	}
 	if len(t.spec.Swarm) > 0 {
 		f.log.Debug("walked map", "missing", len(missing), "swarm", len(t.spec.Swarm))
-		err = newSwarm(f, t.spec, missing).run(ctx)
+		err = newSwarm(f, t.spec, missing, ordinals).run(ctx)
 	} else {
 		err = t.fetchBatches(ctx, f, missing)
 	}
