@@ -6,12 +6,9 @@ import (
 	"testing"
 )
 
-// pushSwarm starts receivers pulling d from the origin "src" as one swarm
-// of members (those not in the network fail every request) and returns
-// the progress of each receiver that is in the network.
-func pushSwarm(t *testing.T, net *testNet, d disk, members []string, receivers []string) map[string]Progress {
-	t.Helper()
-	ctx := context.Background()
+// startSwarm starts receivers pulling d from the origin "src" as one swarm
+// of members (those not in the network fail every request).
+func startSwarm(net *testNet, d disk, members []string, receivers []string) map[string]*Transfer {
 	started := make(map[string]*Transfer)
 	for _, r := range receivers {
 		sources := []string{"src"}
@@ -22,8 +19,16 @@ func pushSwarm(t *testing.T, net *testNet, d disk, members []string, receivers [
 		}
 		spec := Spec{ID: "push", Root: d.root, Sources: sources, Swarm: members, Self: r,
 			BlockSize: MinBlockSize, DiskBlockSize: int64(d.blockSize)}
-		started[r] = Start(ctx, spec, net.clients[r], net.stores[r], nil)
+		started[r] = Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
 	}
+	return started
+}
+
+// pushSwarm runs startSwarm and returns the progress of each receiver once
+// it has the whole disk.
+func pushSwarm(t *testing.T, net *testNet, d disk, members []string, receivers []string) map[string]Progress {
+	t.Helper()
+	started := startSwarm(net, d, members, receivers)
 	out := make(map[string]Progress)
 	for _, r := range receivers {
 		p, err := wait(t, started[r])
@@ -89,6 +94,41 @@ func TestSwarmDeadMember(t *testing.T) {
 	got := pushSwarm(t, net, d, append(slices.Clone(live), "dead"), live)
 	if c := originCopies(t, d, got); c > 1.25 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.25", c)
+	}
+}
+
+// TestSwarmMemberDies pushes to four receivers of which one goes down
+// midway: the others finish, and the origin sends its share again only
+// for what the dead one had not passed on.
+func TestSwarmMemberDies(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(8<<20))
+	members := []string{"r0", "r1", "r2", "r3"}
+	for _, m := range members {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	started := startSwarm(net, d, members, members)
+	waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
+	net.net.Down("r3")
+	started["r3"].Cancel()
+	got := map[string]Progress{}
+	for _, r := range members {
+		p, err := wait(t, started[r])
+		if r == "r3" {
+			got[r] = p
+			continue
+		}
+		if err != nil {
+			t.Fatalf("receiver %s: %v", r, err)
+		}
+		checkComplete(t, net.stores["src"], net.stores[r], d.root)
+		got[r] = p
+	}
+	if c := originCopies(t, d, got); c > 1.3 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
 	}
 }
 
