@@ -20,27 +20,28 @@ const (
 
 // diff walks the map under root level by level, fetching and storing the
 // map nodes missing here, and returns the distinct data blocks missing
-// here in map order. Every leaf is checked: a node being present does not
-// mean its subtree is.
-func (f *fetcher) diff(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
-	var missing []cid.Cid
+// here in map order, with the place of each among all the distinct data
+// blocks of the map (the same on every node). Every leaf is checked: a
+// node being present does not mean its subtree is.
+func (f *fetcher) diff(ctx context.Context, root cid.Cid) (missing []cid.Cid, ordinals []int, err error) {
+	distinct := 0
 	seen := make(map[cid.Cid]bool)
 	level := []cid.Cid{root}
 	want := -1 // level of the nodes in level, known once the root is read
 	for len(level) > 0 {
 		nodes, err := f.loadNodes(ctx, level)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var next []cid.Cid
 		for i, n := range nodes {
 			if want >= 0 && int(n.Level) != want {
-				return nil, fmt.Errorf("map node %s at level %d, want %d", level[i], n.Level, want)
+				return nil, nil, fmt.Errorf("map node %s at level %d, want %d", level[i], n.Level, want)
 			}
 			if n.Level > 0 {
 				for _, e := range n.Entries {
 					if e.CID.Type() != blockstore.CodecDagCBOR {
-						return nil, fmt.Errorf("map node %s: child %s is not a map node", level[i], e.CID)
+						return nil, nil, fmt.Errorf("map node %s: child %s is not a map node", level[i], e.CID)
 					}
 					if !seen[e.CID] {
 						seen[e.CID] = true
@@ -52,21 +53,23 @@ func (f *fetcher) diff(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 			var total, skipped int64
 			for _, e := range n.Entries {
 				if e.CID.Type() != blockstore.CodecRaw {
-					return nil, fmt.Errorf("map node %s: data block %s is not raw", level[i], e.CID)
+					return nil, nil, fmt.Errorf("map node %s: data block %s is not raw", level[i], e.CID)
 				}
 				if seen[e.CID] {
 					continue
 				}
 				seen[e.CID] = true
 				total++
+				distinct++
 				has, err := f.store.Has(ctx, e.CID)
 				if err != nil {
-					return nil, fmt.Errorf("check local %s: %w", e.CID, err)
+					return nil, nil, fmt.Errorf("check local %s: %w", e.CID, err)
 				}
 				if has {
 					skipped++
 				} else {
 					missing = append(missing, e.CID)
+					ordinals = append(ordinals, distinct-1)
 				}
 			}
 			f.track.found(total, skipped)
@@ -77,7 +80,7 @@ func (f *fetcher) diff(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 		want--
 		level = next
 	}
-	return missing, nil
+	return missing, ordinals, nil
 }
 
 // loadNodes returns the decoded map nodes cids, fetching from the sources

@@ -13,16 +13,23 @@
 // own offset in the missing list (a hash of its ID), and for every batch it
 // asks the sources other than the first which of the batch's blocks they
 // hold and fetches those from them before falling back to the first source
-// (the origin). Receivers of the same root listing each other as sources
-// thus end up serving each other the parts they fetched first, and the
-// origin sends little more than one copy. A peer that sends a bad block is
-// dropped from the transfer; a peer that fails a request is passed over for
-// a while.
+// (the origin). A peer that sends a bad block is dropped from the
+// transfer; a peer that fails a request is passed over for a while.
 //
-// Every request is charged twice before it goes out: to the transfer's own
-// token bucket (Spec.BWLimit) and to the node's Scheduler, which admits the
-// requests of all transfers in weighted-fair order by priority within the
-// node's link budget.
+// The receivers of a push pull as one swarm (Spec.Swarm, swarm.go): each
+// block has one owner among them, the same for all (they take the blocks in turn),
+// which fetches it from the origin; the others fetch it from the owner as
+// soon as it holds it. The origin sends about one copy in all however
+// many receivers there are, and their uplinks carry the rest. The share of
+// a member that fails requests goes to the others; that of a member that
+// sends nothing for a few seconds is taken from the origin by whoever is
+// idle, so a dead receiver does not stall the others.
+//
+// Every request is charged twice before it goes out (a swarm's ask of a
+// member, which may bring nothing yet, once it is back): to the
+// transfer's own token bucket (Spec.BWLimit) and to the node's Scheduler,
+// which admits the requests of all transfers in weighted-fair order by
+// priority within the node's link budget.
 //
 // A transfer that was cancelled or failed resumes when started again with
 // the same Spec: what arrived is skipped by the walk.

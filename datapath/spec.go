@@ -39,6 +39,15 @@ type Spec struct {
 	// Sources are the peers that may hold the blocks: the origin first,
 	// then other receivers of the same root.
 	Sources []string
+	// Swarm, if set, names the receivers pulling the same root together,
+	// Self among them, in the same order on every one of them; Sources
+	// must list the origin first and every other member. Each block is
+	// then fetched from the origin by one member only and by the others
+	// from it (see swarm.go). A swarm sizes its own requests: small ones
+	// to the origin, and to the members at most BlockSize.
+	Swarm []string
+	// Self is this receiver's name in Swarm.
+	Self string
 	// Priority is the transfer's share weight in the Scheduler (default
 	// Normal).
 	Priority Priority
@@ -102,6 +111,9 @@ func (s Spec) check() error {
 		}
 		seen[p] = true
 	}
+	if err := s.checkSwarm(seen); err != nil {
+		errs = append(errs, err)
+	}
 	if !s.Priority.valid() {
 		errs = append(errs, fmt.Errorf("unknown %s", s.Priority))
 	}
@@ -121,6 +133,34 @@ func (s Spec) check() error {
 		return fmt.Errorf("transfer spec %q: %w", s.ID, err)
 	}
 	return nil
+}
+
+// checkSwarm checks Swarm and Self against the sources (sources: the set
+// of Sources).
+func (s Spec) checkSwarm(sources map[string]bool) error {
+	if len(s.Swarm) == 0 {
+		if s.Self != "" {
+			return errors.New("self set without a swarm")
+		}
+		return nil
+	}
+	var errs []error
+	members := make(map[string]bool, len(s.Swarm))
+	for _, m := range s.Swarm {
+		switch {
+		case m == "" || members[m]:
+			errs = append(errs, fmt.Errorf("swarm member %q empty or listed twice", m))
+		case len(s.Sources) > 0 && m == s.Sources[0]:
+			errs = append(errs, fmt.Errorf("swarm member %q is the origin", m))
+		case m != s.Self && !sources[m]:
+			errs = append(errs, fmt.Errorf("swarm member %q is not a source", m))
+		}
+		members[m] = true
+	}
+	if !members[s.Self] {
+		errs = append(errs, fmt.Errorf("self %q is not a swarm member", s.Self))
+	}
+	return errors.Join(errs...)
 }
 
 // batchBlocks is the number of data blocks asked per request.

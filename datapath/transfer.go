@@ -67,13 +67,31 @@ func Start(ctx context.Context, spec Spec, peers Peers, store Store, sched *Sche
 
 // run walks the map and fetches what is missing.
 func (t *Transfer) run(ctx context.Context, f *fetcher) error {
-	missing, err := f.diff(ctx, t.spec.Root)
+	missing, ordinals, err := f.diff(ctx, t.spec.Root)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
 		}
 		return fmt.Errorf("transfer %q: walk map %s: %w", t.spec.ID, t.spec.Root, err)
 	}
+	if len(t.spec.Swarm) > 0 {
+		f.log.Debug("walked map", "missing", len(missing), "swarm", len(t.spec.Swarm))
+		err = newSwarm(f, t.spec, missing, ordinals).run(ctx)
+	} else {
+		err = t.fetchBatches(ctx, f, missing)
+	}
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		return fmt.Errorf("transfer %q: %w", t.spec.ID, err)
+	}
+	return nil
+}
+
+// fetchBatches fetches missing in batches, Concurrency at a time, each
+// from the sources that hold it.
+func (t *Transfer) fetchBatches(ctx context.Context, f *fetcher, missing []cid.Cid) error {
 	batches := slices.Collect(slices.Chunk(rotate(missing, t.spec.ID), t.spec.batchBlocks()))
 	f.log.Debug("walked map", "missing", len(missing), "batches", len(batches))
 	g, gctx := errgroup.WithContext(ctx)
@@ -91,13 +109,7 @@ func (t *Transfer) run(ctx context.Context, f *fetcher) error {
 			}
 		})
 	}
-	if err := g.Wait(); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
-		}
-		return fmt.Errorf("transfer %q: %w", t.spec.ID, err)
-	}
-	return nil
+	return g.Wait()
 }
 
 // rotate returns missing starting at an offset derived from id, so that

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,21 @@ func receiveRequestJSON(tb testing.TB, id, ref string, entries int) []byte {
 	return b
 }
 
+// withSwarm returns the request b with its swarm set to members.
+func withSwarm(tb testing.TB, b []byte, members ...string) []byte {
+	tb.Helper()
+	var req receiveRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		tb.Fatal(err)
+	}
+	req.Swarm = members
+	out, err := json.Marshal(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
 func TestDecodeReceiveRequest(t *testing.T) {
 	self, err := peer.Decode(fuzzReceiver)
 	if err != nil {
@@ -54,14 +70,22 @@ func TestDecodeReceiveRequest(t *testing.T) {
 		len(got.sources) != 1 || got.sources[0].String() != fuzzPusher {
 		t.Fatalf("decoded %+v: want id abc123, d@r1, its entry and the pusher alone as source", got)
 	}
+	swarmed, err := decodeReceiveRequest(bytes.NewReader(withSwarm(t, receiveRequestJSON(t, "abc", "d@r1", 1), fuzzReceiver)), self)
+	if err != nil || len(swarmed.swarm) != 1 || swarmed.swarm[0] != self {
+		t.Fatalf("decoded swarm %v (%v), want the receiver alone", swarmed.swarm, err)
+	}
 	for name, req := range map[string][]byte{
-		"two entries": receiveRequestJSON(t, "abc", "d@r1", 2),
-		"no entry":    receiveRequestJSON(t, "abc", "d@r1", 0),
-		"bad id":      receiveRequestJSON(t, "a/b", "d@r1", 1),
-		"empty id":    receiveRequestJSON(t, "", "d@r1", 1),
-		"bad ref":     receiveRequestJSON(t, "abc", "d@@r1", 1),
-		"bad source":  bytes.Replace(receiveRequestJSON(t, "abc", "d@r1", 1), []byte(fuzzPusher), []byte("nobody"), 1),
-		"not JSON":    []byte("GET / HTTP/1.1\r\n\r\n"),
+		"two entries":                receiveRequestJSON(t, "abc", "d@r1", 2),
+		"no entry":                   receiveRequestJSON(t, "abc", "d@r1", 0),
+		"bad id":                     receiveRequestJSON(t, "a/b", "d@r1", 1),
+		"empty id":                   receiveRequestJSON(t, "", "d@r1", 1),
+		"bad ref":                    receiveRequestJSON(t, "abc", "d@@r1", 1),
+		"bad source":                 bytes.Replace(receiveRequestJSON(t, "abc", "d@r1", 1), []byte(fuzzPusher), []byte("nobody"), 1),
+		"not JSON":                   []byte("GET / HTTP/1.1\r\n\r\n"),
+		"swarm without the receiver": withSwarm(t, receiveRequestJSON(t, "abc", "d@r1", 1), fuzzPusher),
+		"swarm larger than the sources": withSwarm(t, receiveRequestJSON(t, "abc", "d@r1", 1),
+			fuzzReceiver, fuzzPusher, "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"),
+		"bad swarm member": withSwarm(t, receiveRequestJSON(t, "abc", "d@r1", 1), fuzzReceiver, "nobody"),
 	} {
 		if _, err := decodeReceiveRequest(bytes.NewReader(req), self); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -77,6 +101,7 @@ func FuzzDecodeReceiveRequest(f *testing.F) {
 	f.Add(receiveRequestJSON(f, "x", "ubuntu@2", 1))
 	f.Add([]byte(`{"id":"a","source":"d","entry":"","sources":["x"]}`))
 	f.Add([]byte(`{"id":1}`))
+	f.Add(withSwarm(f, receiveRequestJSON(f, "abc123", "d@r1", 1), fuzzReceiver))
 	self, err := peer.Decode(fuzzReceiver)
 	if err != nil {
 		f.Fatal(err)
@@ -96,6 +121,12 @@ func FuzzDecodeReceiveRequest(f *testing.F) {
 			if s == self {
 				t.Fatal("the receiver is among its own sources")
 			}
+		}
+		if len(got.swarm) > 0 && !slices.Contains(got.swarm, self) {
+			t.Fatalf("accepted swarm %v without the receiver", got.swarm)
+		}
+		if len(got.swarm) > len(got.sources)+1 {
+			t.Fatalf("accepted swarm of %d members with %d sources", len(got.swarm), len(got.sources))
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,24 +33,40 @@ const (
 
 // receiveRequest is what a pusher sends a receiver.
 type receiveRequest struct {
-	ID      string          `json:"id"`
-	Source  string          `json:"source"`  // the ref, for the receiver's records
-	Entry   []byte          `json:"entry"`   // the catalog entry naming the root (catalog.Encode)
-	Sources []string        `json:"sources"` // peer IDs to fetch from: the pusher, then the other receivers
+	ID      string   `json:"id"`
+	Source  string   `json:"source"`  // the ref, for the receiver's records
+	Entry   []byte   `json:"entry"`   // the catalog entry naming the root (catalog.Encode)
+	Sources []string `json:"sources"` // peer IDs to fetch from: the pusher, then the other receivers
+	// Swarm lists every receiver of the push, this one included, in the
+	// same order for all: they split the blocks to fetch from the pusher
+	// among themselves and fetch the rest from each other
+	// (datapath.Spec.Swarm). Pushers before it sent none.
+	Swarm   []string        `json:"swarm,omitempty"`
 	Options TransferOptions `json:"options"`
 }
 
 // pull runs a transfer here: it fetches e's blocks from sources and keeps
 // the root under ref when done. It returns once the transfer is registered.
 func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e catalog.Entry, sources []peer.ID, o TransferOptions) (*transferJob, *datapath.Transfer, error) {
-	srcs := make([]string, len(sources))
-	for i, s := range sources {
-		srcs[i] = string(s)
-	}
-	spec, err := transferSpec(id, e, srcs, o)
+	spec, err := transferSpec(id, e, peerStrings(sources), o)
 	if err != nil {
 		return nil, nil, err
 	}
+	return n.runPull(ctx, kind, ref, e, spec)
+}
+
+// peerStrings names peers as datapath does: by their raw IDs.
+func peerStrings(ps []peer.ID) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = string(p)
+	}
+	return out
+}
+
+// runPull runs the transfer spec describes, as pull does.
+func (n *meshNode) runPull(ctx context.Context, kind string, ref volume.Ref, e catalog.Entry, spec datapath.Spec) (*transferJob, *datapath.Transfer, error) {
+	id := spec.ID
 	if err := n.partial.add(e.Root); err != nil {
 		return nil, nil, err
 	}
@@ -170,6 +187,10 @@ func (n *meshNode) push(ctx context.Context, id, source string, targets []string
 	go func() {
 		defer close(job.done)
 		defer cancel()
+		swarm := make([]string, len(peers))
+		for i, p := range peers {
+			swarm[i] = p.String()
+		}
 		var wg sync.WaitGroup
 		for i, p := range peers {
 			sources := []string{n.selfStr}
@@ -178,7 +199,7 @@ func (n *meshNode) push(ctx context.Context, id, source string, targets []string
 					sources = append(sources, q.String())
 				}
 			}
-			req := receiveRequest{ID: id, Source: r.ref.String(), Entry: entry, Sources: sources, Options: o}
+			req := receiveRequest{ID: id, Source: r.ref.String(), Entry: entry, Sources: sources, Swarm: swarm, Options: o}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -260,6 +281,7 @@ type receive struct {
 	ref     volume.Ref
 	entry   catalog.Entry
 	sources []peer.ID // without the receiver itself
+	swarm   []peer.ID // the receiver among them, or none
 	options TransferOptions
 }
 
@@ -292,7 +314,33 @@ func decodeReceiveRequest(r io.Reader, self peer.ID) (receive, error) {
 			out.sources = append(out.sources, id)
 		}
 	}
+	if err := out.decodeSwarm(req.Swarm, self); err != nil {
+		return receive{}, fmt.Errorf("transfer request: %w", err)
+	}
 	return out, nil
+}
+
+// decodeSwarm sets r.swarm from the pusher's list, which must name this
+// receiver and otherwise only its sources other than the pusher; the
+// transfer spec checks the rest.
+func (r *receive) decodeSwarm(swarm []string, self peer.ID) error {
+	if len(swarm) == 0 {
+		return nil
+	}
+	if len(swarm) > len(r.sources)+1 {
+		return fmt.Errorf("swarm of %d members, %d sources", len(swarm), len(r.sources))
+	}
+	for _, str := range swarm {
+		id, err := peer.Decode(str)
+		if err != nil {
+			return fmt.Errorf("swarm member %q: %w", str, err)
+		}
+		r.swarm = append(r.swarm, id)
+	}
+	if !slices.Contains(r.swarm, self) {
+		return fmt.Errorf("swarm does not name this receiver")
+	}
+	return nil
 }
 
 // serveReceive runs a pull a pusher asked for and streams its progress.
@@ -311,7 +359,16 @@ func (n *meshNode) serveReceive(s network.Stream) {
 		return
 	}
 	n.cat.Merge([]catalog.Entry{req.entry})
-	job, t, err := n.pull(context.Background(), "receive", req.id, req.ref, req.entry, req.sources, req.options)
+	spec, err := transferSpec(req.id, req.entry, peerStrings(req.sources), req.options)
+	if err == nil && len(req.swarm) > 0 {
+		spec.Swarm, spec.Self = peerStrings(req.swarm), string(n.self)
+		err = spec.Validate()
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	job, t, err := n.runPull(context.Background(), "receive", req.ref, req.entry, spec)
 	if err != nil {
 		fail(err)
 		return

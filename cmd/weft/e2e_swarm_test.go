@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/weft-mesh/weft/node"
+)
+
+// bridgedSites builds n network namespaces on one bridge, each with a veth
+// whose ends are both capped at mbit Mbit/s by tbf: n sites whose links
+// are slower than the machine. It returns the namespaces and their
+// addresses, which exist only inside them.
+func bridgedSites(t *testing.T, n, mbit int) (namespaces, ips []string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("swarm test on capped links needs root for network namespaces and tc")
+	}
+	needTool(t, "ip", "iproute2")
+	needTool(t, "tc", "iproute2")
+	id := os.Getpid() % 10000
+	br := fmt.Sprintf("wsw%db", id)
+	t.Cleanup(func() { tool(t, cmdTimeout, "ip", "link", "del", br) })
+	toolOK(t, "ip", "link", "add", br, "type", "bridge")
+	toolOK(t, "ip", "link", "set", br, "up")
+	if _, err := exec.LookPath("iptables"); err == nil {
+		// dockerd's FORWARD policy DROP would meet the bridged frames.
+		toolOK(t, "iptables", "-I", "FORWARD", "-i", br, "-o", br, "-j", "ACCEPT")
+		t.Cleanup(func() { tool(t, cmdTimeout, "iptables", "-D", "FORWARD", "-i", br, "-o", br, "-j", "ACCEPT") })
+	}
+	rate := fmt.Sprintf("%dmbit", mbit)
+	for i := range n {
+		ns := fmt.Sprintf("weft-sw-%d-%d", id, i)
+		host, inner := fmt.Sprintf("wsw%dh%d", id, i), fmt.Sprintf("wsw%dn%d", id, i)
+		ip := fmt.Sprintf("10.233.%d.%d", id%250, 10+i)
+		t.Cleanup(func() { tool(t, cmdTimeout, "ip", "netns", "del", ns) })
+		toolOK(t, "ip", "netns", "add", ns)
+		toolOK(t, "ip", "link", "add", host, "type", "veth", "peer", "name", inner)
+		toolOK(t, "ip", "link", "set", inner, "netns", ns)
+		toolOK(t, "ip", "link", "set", host, "master", br, "up")
+		toolOK(t, "ip", "-n", ns, "addr", "add", ip+"/24", "dev", inner)
+		toolOK(t, "ip", "-n", ns, "link", "set", inner, "up")
+		toolOK(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		toolOK(t, "tc", "qdisc", "add", "dev", host, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "50ms")
+		toolOK(t, "ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", inner, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "50ms")
+		namespaces, ips = append(namespaces, ns), append(ips, ip)
+	}
+	return namespaces, ips
+}
+
+// TestPushSwarmsOnCappedLinks pushes a spacesuit from an origin to three
+// sites, every link capped at 20 Mbit/s each way: the origin sends about
+// one copy in all, and every site gets blocks from the other sites.
+func TestPushSwarmsOnCappedLinks(t *testing.T) {
+	namespaces, ips := bridgedSites(t, 4, 20)
+	sites := make([]*harness, len(ips))
+	for i, ip := range ips {
+		h := newHarness(t, filepath.Join(t.TempDir(), fmt.Sprintf("s%d", i)))
+		args := []string{"init", "--site", fmt.Sprintf("s%d", i), "--nbd", "off", "--listen", "/ip4/" + ip + "/tcp/0"}
+		if i > 0 {
+			args = append(args, "--cluster-secret-file", filepath.Join(sites[0].home, node.ClusterSecretFile))
+		}
+		h.ok(args...)
+		h.netns = namespaces[i]
+		h.startDaemon()
+		sites[i] = h
+	}
+	origin := sites[0]
+	for _, h := range sites[1:] {
+		h.ok("join", origin.addr())
+	}
+	for _, h := range sites {
+		eventually(t, "four members", func() (bool, string) { n := h.alivePeers(); return n == 4, fmt.Sprint(n) })
+	}
+
+	const size = 8 << 20
+	img := make([]byte, size)
+	rand.NewChaCha8([32]byte{14}).Read(img)
+	origin.ok("disk", "import", "gold", writeTemp(t, "gold.img", img), "--replicas", "1")
+	origin.ok("spacesuit", "publish", "gold", "gold")
+	var tr node.TransferInfo
+	origin.jsonOut(&tr, "push", "gold@1", "--to", "s1,s2,s3")
+	if tr.State != "done" || len(tr.Targets) != 3 {
+		t.Fatalf("push: %+v", tr)
+	}
+	originID := origin.peerID()
+	var fromOrigin int64
+	for _, tp := range tr.Targets {
+		t.Logf("%s: %v", tp.Target, tp.BytesFrom)
+		if tp.State != "done" || tp.Bytes != size {
+			t.Fatalf("target %+v: want done with %d bytes", tp, size)
+		}
+		fromOrigin += tp.BytesFrom[originID]
+		if others := tp.Bytes - tp.BytesFrom[originID]; others == 0 {
+			t.Errorf("%s got nothing from the other sites", tp.Target)
+		}
+	}
+	if copies := float64(fromOrigin) / size; copies > 1.1 {
+		t.Fatalf("the origin sent %.2f copies, want at most 1.1", copies)
+	}
+}

@@ -1,0 +1,374 @@
+package datapath
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+)
+
+const (
+	// swarmOriginBatch is the bytes asked of the origin per request in a
+	// swarm: small, so that each piece goes on to the other members soon
+	// after it lands here, and the last pieces do not hold up the end.
+	swarmOriginBatch = 64 << 10
+	// swarmOriginInFlight is the bytes each member asks of the origin at a
+	// time, in many small requests (a libp2p stream moves about one yamux
+	// window per round trip, so many small requests beat a few large
+	// ones). swarmPeerBatch is the bytes asked of another member per
+	// request, swarmPeerRequests the requests to each member in flight.
+	// On a loaded link a flow's share is about its bytes in flight, and
+	// the origin's flow into each member is the one the whole swarm waits
+	// on: the members' flows, seven times as many in a swarm of eight,
+	// must not crowd it out (measured with scripts/bench-swarm.sh).
+	swarmOriginInFlight = 1 << 20
+	swarmPeerBatch      = 256 << 10
+	swarmPeerRequests   = 1
+	// swarmPollMin and swarmPollMax bound the wait before asking a member
+	// again after it held nothing this receiver lacks; the wait doubles
+	// from the one to the other while it holds nothing new.
+	swarmPollMin = 10 * time.Millisecond
+	swarmPollMax = 320 * time.Millisecond
+	// swarmPatience is how long a member may go without sending this
+	// receiver a block of its share before the receiver, once idle, takes
+	// that share from the origin itself: a member that is alive but not
+	// receiving (its disk is full, its transfer failed) must not stall the
+	// others.
+	swarmPatience = 3 * time.Second
+	// swarmSlow is how long a member may go without sending this receiver
+	// a block of its share before the others are asked for that share too.
+	swarmSlow = time.Second
+)
+
+// swarm pulls a root together with the other members of Spec.Swarm.
+//
+// Every missing block has an owner among the members: they take the map's
+// distinct data blocks in turn, so every member computes the same owners
+// without talking and the shares are equal. Each member fetches the
+// blocks it owns from the origin and every other block from its owner: it
+// keeps asking each member for the next blocks of its share (get), and
+// the member sends those it holds so far, verified and durably stored;
+// after an ask that brought nothing the next waits longer, up to
+// swarmPollMax. The origin thus sends each block once, to its owner
+// (super-seeding), and the members' uplinks carry the other copies. Once
+// a member's share is done here, it is also asked for the shares of
+// members that have sent nothing for swarmSlow, so a slow owner's blocks
+// also come from those that have them already.
+//
+// A member that fails requests is passed over: its blocks go to the member
+// that ranks them highest (rendezvous hashing) among those still alive,
+// which fetches them from the origin. A member alive but sending nothing
+// for swarmPatience has its share taken from the origin by whoever is
+// idle.
+type swarm struct {
+	f           *fetcher
+	self        string
+	members     []string
+	originBatch int // blocks per origin request
+	peerBatch   int // blocks per member request
+	each        int64
+
+	mu       sync.Mutex
+	shares   map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
+	pending  map[cid.Cid]bool     // not stored here yet
+	ordinal  map[cid.Cid]int      // place among the map's distinct data blocks
+	inflight map[cid.Cid]bool
+	lastGot  map[string]time.Time // when each member last sent a block, or the start
+	done     chan struct{}        // closed once pending is empty
+	changed  chan struct{}        // closed and replaced when blocks arrive or a member fails
+}
+
+// newSwarm returns the swarm that fetches missing, the place of each among
+// the map's distinct data blocks in ordinals.
+func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
+	s := &swarm{
+		f:           f,
+		self:        spec.Self,
+		members:     spec.Swarm,
+		originBatch: max(1, int(swarmOriginBatch/spec.DiskBlockSize)),
+		peerBatch:   min(spec.batchBlocks(), max(1, int(swarmPeerBatch/spec.DiskBlockSize))),
+		each:        spec.DiskBlockSize,
+		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
+		pending:     make(map[cid.Cid]bool, len(missing)),
+		ordinal:     make(map[cid.Cid]int, len(missing)),
+		inflight:    make(map[cid.Cid]bool),
+		lastGot:     make(map[string]time.Time, len(spec.Swarm)),
+		done:        make(chan struct{}),
+		changed:     make(chan struct{}),
+	}
+	now := time.Now()
+	for _, m := range s.members {
+		s.lastGot[m] = now
+	}
+	for i, c := range missing {
+		s.pending[c] = true
+		s.ordinal[c] = ordinals[i]
+		o := s.owner(c, func(string) bool { return true })
+		s.shares[o] = append(s.shares[o], c)
+	}
+	if len(s.pending) == 0 {
+		close(s.done)
+	}
+	return s
+}
+
+// run fetches every missing block.
+func (s *swarm) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	perRequest := int64(s.originBatch) * s.each
+	originRequests := max(2, int(swarmOriginInFlight/perRequest))
+	for range originRequests {
+		g.Go(func() error { return s.fromOrigin(gctx) })
+	}
+	for _, m := range s.members {
+		if m != s.self {
+			for range swarmPeerRequests {
+				g.Go(func() error { return s.fromMember(gctx, m) })
+			}
+		}
+	}
+	return g.Wait()
+}
+
+// fromOrigin fetches the blocks this receiver owns from the origin (or,
+// should it fail, from whichever source has them), until none is missing.
+func (s *swarm) fromOrigin(ctx context.Context) error {
+	for {
+		batch, wake := s.takeOwn()
+		if batch == nil {
+			select {
+			case <-s.done:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-wake:
+			case <-time.After(swarmPollMax):
+			}
+			continue
+		}
+		got, err := s.f.fetch(ctx, batch, nil, s.each, true)
+		s.landed(batch, func(c cid.Cid) bool { _, ok := got[c]; return ok }, "")
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// fromMember fetches from m the blocks it holds that are missing here,
+// its own share first, until none is missing or m sent a bad block.
+func (s *swarm) fromMember(ctx context.Context, m string) error {
+	wait := swarmPollMin
+	for {
+		if s.f.isDropped(m) {
+			return nil
+		}
+		var batch []cid.Cid
+		var change <-chan struct{}
+		if !s.f.backingOff(m, time.Now()) {
+			batch, change = s.claimFrom(m)
+		}
+		if len(batch) > 0 {
+			// m sends what it holds of batch, maybe nothing yet: the
+			// request is charged for what it brings once it is here.
+			blocks, err := s.f.request(ctx, m, batch, 0)
+			if err == nil {
+				err = s.f.keep(ctx, m, blocks, true)
+				if err != nil {
+					s.landed(batch, nil, m)
+					return err
+				}
+			}
+			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case err != nil:
+				s.failed(m) // request noted the failure
+			case len(blocks) > 0:
+				wait = swarmPollMin
+				continue
+			}
+		}
+		// Nothing to ask (all in flight elsewhere) waits for a change;
+		// nothing sent or a failure waits longer each time.
+		timer := time.NewTimer(wait)
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+		case <-change:
+		case <-timer.C:
+			wait = min(2*wait, swarmPollMax)
+		}
+		timer.Stop()
+		select {
+		case <-s.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+	}
+}
+
+// takeOwn claims up to originBatch missing blocks this receiver is to
+// fetch from the origin: those it owns among the live members, and when
+// there are none, the share of a member that has sent nothing for
+// swarmPatience. It returns nil and a channel closed on the next change
+// when there is nothing to take.
+func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
+	now := time.Now()
+	alive := func(m string) bool {
+		return m == s.self || (!s.f.isDropped(m) && !s.f.backingOff(m, now))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var batch []cid.Cid
+	for _, m := range s.members {
+		if m == s.self || !alive(m) {
+			batch = s.scan(m, batch, s.originBatch, func(c cid.Cid) bool { return s.owner(c, alive) == s.self })
+		}
+	}
+	if len(batch) == 0 {
+		for _, m := range s.members {
+			if m != s.self && now.Sub(s.lastGot[m]) > swarmPatience {
+				batch = s.scan(m, batch, s.originBatch, func(cid.Cid) bool { return true })
+			}
+		}
+	}
+	for _, c := range batch {
+		s.inflight[c] = true
+	}
+	if len(batch) == 0 {
+		return nil, s.changed
+	}
+	return batch, nil
+}
+
+// claimFrom claims up to peerBatch missing blocks not in flight to ask m
+// for: of its share, or once that is done here, of the shares of members
+// other than this one that sent nothing for swarmSlow, which m may have
+// fetched already. Asking m for the shares of members that do send would
+// take their blocks away from them: claimed blocks are asked of nobody
+// else. With nothing to claim it returns a channel closed on the next
+// change.
+func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
+	now := time.Now()
+	all := func(cid.Cid) bool { return true }
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	batch := s.scan(m, nil, s.peerBatch, all)
+	if len(batch) == 0 && len(s.shares[m]) == 0 {
+		for _, o := range s.members {
+			if o != m && o != s.self && now.Sub(s.lastGot[o]) > swarmSlow {
+				batch = s.scan(o, batch, s.peerBatch, all)
+			}
+		}
+	}
+	for _, c := range batch {
+		s.inflight[c] = true
+	}
+	if len(batch) == 0 {
+		return nil, s.changed
+	}
+	return batch, nil
+}
+
+// scan appends to out up to n blocks of m's share that are missing, not in
+// flight and pass ok, and drops the stored ones from the share on the way.
+// s.mu must be held.
+func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []cid.Cid {
+	share := s.shares[m]
+	kept := share[:0]
+	for i, c := range share {
+		if len(out) >= n {
+			kept = append(kept, share[i:]...)
+			break
+		}
+		if !s.pending[c] {
+			continue
+		}
+		kept = append(kept, c)
+		if !s.inflight[c] && ok(c) {
+			out = append(out, c)
+		}
+	}
+	s.shares[m] = kept
+	return out
+}
+
+// landed ends the flight of batch: the blocks stored reports are stored
+// here (nil: none), the others missing still. from is the member that
+// sent them, if any.
+func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	some := false
+	for _, c := range batch {
+		delete(s.inflight, c)
+		if stored != nil && stored(c) {
+			delete(s.pending, c)
+			some = true
+		}
+	}
+	if from != "" && some {
+		s.lastGot[from] = time.Now()
+	}
+	s.wakeLocked()
+}
+
+// failed wakes the origin fetchers after m failed a request: they may
+// own some of its share now.
+func (s *swarm) failed(string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wakeLocked()
+}
+
+// wakeLocked signals a change. s.mu must be held.
+func (s *swarm) wakeLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+	if len(s.pending) == 0 {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+}
+
+// owner returns the member that fetches c from the origin: the members
+// take the map's distinct blocks in turn, so their shares are equal and
+// each fetches its own in map order; a block whose member is not alive
+// goes to the one that ranks it highest among those alive (self always
+// is), which spreads a dead member's share over the others.
+func (s *swarm) owner(c cid.Cid, alive func(string) bool) string {
+	if m := s.members[s.ordinal[c]%len(s.members)]; alive(m) {
+		return m
+	}
+	best, bestScore := "", uint64(0)
+	for _, m := range s.members {
+		if !alive(m) {
+			continue
+		}
+		if sc := rank(m, c); best == "" || sc > bestScore {
+			best, bestScore = m, sc
+		}
+	}
+	return best
+}
+
+// rank is member m's score for block c in rendezvous hashing.
+func rank(m string, c cid.Cid) uint64 {
+	h := fnv.New64a()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(m)))
+	h.Write(n[:])
+	h.Write([]byte(m))
+	h.Write(c.Bytes())
+	return h.Sum64()
+}

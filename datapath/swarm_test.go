@@ -1,0 +1,183 @@
+package datapath
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// startSwarm starts receivers pulling d from the origin "src" as one swarm
+// of members (those not in the network fail every request).
+func startSwarm(net *testNet, d disk, members []string, receivers []string) map[string]*Transfer {
+	started := make(map[string]*Transfer)
+	for _, r := range receivers {
+		sources := []string{"src"}
+		for _, m := range members {
+			if m != r {
+				sources = append(sources, m)
+			}
+		}
+		spec := Spec{ID: "push", Root: d.root, Sources: sources, Swarm: members, Self: r,
+			BlockSize: MinBlockSize, DiskBlockSize: int64(d.blockSize)}
+		started[r] = Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
+	}
+	return started
+}
+
+// pushSwarm runs startSwarm and returns the progress of each receiver once
+// it has the whole disk.
+func pushSwarm(t *testing.T, net *testNet, d disk, members []string, receivers []string) map[string]Progress {
+	t.Helper()
+	started := startSwarm(net, d, members, receivers)
+	out := make(map[string]Progress)
+	for _, r := range receivers {
+		p, err := wait(t, started[r])
+		if err != nil {
+			t.Fatalf("receiver %s: %v", r, err)
+		}
+		checkComplete(t, net.stores["src"], net.stores[r], d.root)
+		out[r] = p
+	}
+	return out
+}
+
+// originCopies is how many copies of d the origin sent in all.
+func originCopies(t *testing.T, d disk, got map[string]Progress) float64 {
+	t.Helper()
+	var fromSrc int64
+	for r, p := range got {
+		fromSrc += p.BytesFrom["src"]
+		t.Logf("%s: %v", r, p.BytesFrom)
+	}
+	copies := float64(fromSrc) / float64(len(d.held)*d.blockSize)
+	t.Logf("origin sent %.2f copies", copies)
+	return copies
+}
+
+// TestSwarmSuperSeeds pushes to four receivers from an origin whose uplink
+// is the bottleneck: the origin sends each block about once, and every
+// receiver gets most of the disk from the others.
+func TestSwarmSuperSeeds(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(8<<20))
+	members := []string{"r0", "r1", "r2", "r3"}
+	for _, m := range members {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	got := pushSwarm(t, net, d, members, members)
+	if c := originCopies(t, d, got); c > 1.1 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.1", c)
+	}
+	copyBytes := int64(len(d.held) * size)
+	for r, p := range got {
+		if fromOthers := p.DoneBytes - p.BytesFrom["src"]; fromOthers < copyBytes/2 {
+			t.Errorf("%s got %d of %d bytes from the other receivers, want most", r, fromOthers, copyBytes)
+		}
+	}
+}
+
+// TestSwarmDeadMember pushes to three receivers and one member that never
+// answers: the live ones finish, its share comes from the origin once.
+func TestSwarmDeadMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(16<<20))
+	live := []string{"r0", "r1", "r2"}
+	for _, m := range live {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	got := pushSwarm(t, net, d, append(slices.Clone(live), "dead"), live)
+	if c := originCopies(t, d, got); c > 1.25 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.25", c)
+	}
+}
+
+// TestSwarmMemberDies pushes to four receivers of which one goes down
+// midway: the others finish, and the origin sends its share again only
+// for what the dead one had not passed on.
+func TestSwarmMemberDies(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(8<<20))
+	members := []string{"r0", "r1", "r2", "r3"}
+	for _, m := range members {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	started := startSwarm(net, d, members, members)
+	waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
+	net.net.Down("r3")
+	started["r3"].Cancel()
+	got := map[string]Progress{}
+	for _, r := range members {
+		p, err := wait(t, started[r])
+		if r == "r3" {
+			got[r] = p
+			continue
+		}
+		if err != nil {
+			t.Fatalf("receiver %s: %v", r, err)
+		}
+		checkComplete(t, net.stores["src"], net.stores[r], d.root)
+		got[r] = p
+	}
+	if c := originCopies(t, d, got); c > 1.3 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+	}
+}
+
+// TestSwarmResume pushes to receivers of which one already holds half the
+// disk (an earlier, cancelled pull): it skips that half, and the origin
+// still sends about one copy in all.
+func TestSwarmResume(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	src := net.add("src", slowly(8<<20))
+	members := []string{"r0", "r1", "r2"}
+	for _, m := range members {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, src, 256, size, 0)
+	half := Spec{ID: "first", Root: d.root, Sources: []string{"src"}, BlockSize: MinBlockSize, DiskBlockSize: size}
+	tr := Start(context.Background(), half, net.clients["r0"], net.stores["r0"], nil)
+	waitFor(t, tr, func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/2) })
+	tr.Cancel()
+	if _, err := wait(t, tr); err == nil {
+		t.Fatal("the first pull finished before it was cancelled")
+	}
+	got := pushSwarm(t, net, d, members, members)
+	if got["r0"].SkippedBlocks == 0 {
+		t.Fatal("r0 skipped nothing")
+	}
+	if c := originCopies(t, d, got); c > 1.1 {
+		t.Fatalf("origin sent %.2f copies in all, want at most 1.1", c)
+	}
+}
+
+// TestSwarmSpec refuses swarms that do not fit the sources.
+func TestSwarmSpec(t *testing.T) {
+	root := writeDisk(t, newRand(t), newTestNet(t).add("x", nil), 4, 1024, 0).root
+	for _, s := range []Spec{
+		{Swarm: []string{"a", "b"}, Self: "c", Sources: []string{"o", "a", "b"}},
+		{Swarm: []string{"a", "b"}, Self: "a", Sources: []string{"o"}},
+		{Swarm: []string{"a", "a"}, Self: "a", Sources: []string{"o"}},
+		{Swarm: []string{"o", "a"}, Self: "a", Sources: []string{"o"}},
+		{Self: "a", Sources: []string{"o"}},
+	} {
+		s.ID, s.Root = "bad", root
+		if err := s.Validate(); err == nil {
+			t.Errorf("spec %+v validated", s)
+		}
+	}
+	ok := Spec{ID: "ok", Root: root, Swarm: []string{"a", "b"}, Self: "a", Sources: []string{"o", "b"}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid swarm: %v", err)
+	}
+}
