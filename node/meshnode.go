@@ -34,6 +34,9 @@ const (
 // the block exchange, replication and heal. A node without listen
 // addresses runs alone and has none (nil).
 type meshNode struct {
+	// life ends when the node stops: background work that a request starts
+	// (a replication push after a commit) outlives the request, not the node.
+	life      context.Context
 	self      peer.ID
 	selfStr   string // base58, as the catalog names peers
 	site      string
@@ -242,6 +245,7 @@ func (n *meshNode) poke() {
 // heal. It returns when ctx ends.
 func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, cfg Config, wg *sync.WaitGroup) {
 	n.vols = vols
+	n.life = ctx
 	wg.Add(4)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()

@@ -214,8 +214,12 @@ func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 	n.pushing[r.Disk] = true
 	prev := n.pushed[r.Disk]
 	n.mu.Unlock()
+	life := n.life
+	if life == nil { // not attached: bound by the caller, without its cancel
+		life = context.WithoutCancel(ctx)
+	}
 	go func() {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		pctx, cancel := context.WithTimeout(life, 10*time.Minute)
 		defer cancel()
 		st, err := n.pusher.Push(pctx, prev, r.Root, r.Replicas)
 		n.mu.Lock()
@@ -229,7 +233,7 @@ func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 			if errors.Is(err, heal.ErrTooFewNodes) {
 				lvl = slog.LevelDebug // says so at every retry; status shows it
 			}
-			n.log.Log(ctx, lvl, "replication behind; heal will retry", "disk", r.Disk, "err", err)
+			n.log.Log(pctx, lvl, "replication behind; heal will retry", "disk", r.Disk, "err", err)
 			return
 		}
 		n.log.Debug("replicated", "disk", r.Disk, "root", r.Root, "blocks", st.Blocks, "sent", st.Sent, "bytes", st.Bytes)
