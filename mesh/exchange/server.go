@@ -22,6 +22,13 @@ type Store interface {
 	PutMany(ctx context.Context, bs []blockstore.Block) error
 }
 
+// sendingStore is a Store that can skip hashing blocks it verified before
+// (blockstore.Disk): the server reads what it sends with GetToSend, since
+// the peer verifies every block it receives anyway.
+type sendingStore interface {
+	GetToSend(ctx context.Context, c cid.Cid) ([]byte, error)
+}
+
 // Server answers exchange requests from peers out of a Store. Its fields
 // must not change once it serves; one Server serves any number of streams
 // concurrently.
@@ -47,6 +54,7 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 
 	log := s.logger().With("peer", peer)
 	c := newConn(rw)
+	defer c.release()
 	for {
 		body, err := c.readFrame()
 		if err != nil {
@@ -68,6 +76,8 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 			s.reply(c, log, failure(codeBadRequest, err))
 			return
 		}
+		// A request's blocks share the pooled frame buffer: handle is
+		// done with them once it returns (PutMany keeps no data).
 		if !s.reply(c, log, s.handle(ctx, peer, log, req)) {
 			return
 		}
@@ -77,8 +87,7 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 
 // reply writes resp and reports whether the stream is still usable.
 func (s *Server) reply(c *conn, log *slog.Logger, resp response) bool {
-	c.wbuf.Reset()
-	if err := encodeResponse(&c.wbuf, resp); err != nil {
+	if err := encodeResponse(c.writeBuffer(), resp); err != nil {
 		log.Error("encode response", "err", err)
 		return false
 	}
@@ -118,10 +127,14 @@ func (s *Server) has(ctx context.Context, cids []cid.Cid) response {
 // get answers a prefix of cids whose blocks fit MaxGetPayload, always at
 // least one CID so the client progresses (a single block always fits).
 func (s *Server) get(ctx context.Context, log *slog.Logger, cids []cid.Cid) response {
+	read := s.Store.Get
+	if ss, ok := s.Store.(sendingStore); ok {
+		read = ss.GetToSend
+	}
 	var blocks []blockstore.Block
 	size := 0
 	for i, c := range cids {
-		data, err := s.Store.Get(ctx, c)
+		data, err := read(ctx, c)
 		switch {
 		case errors.Is(err, blockstore.ErrNotFound):
 			continue
