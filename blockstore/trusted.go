@@ -57,6 +57,8 @@ func (t *trustedRecords) forget(l location) {
 // arrival: a block this process wrote (hashed before it was stored) or
 // verified on an earlier read is returned without hashing it again. Every
 // other block is verified as Get does. Scrub and local reads use Get.
-func (d *Disk) GetToSend(ctx context.Context, c cid.Cid) ([]byte, error) {
-	return d.get(ctx, c, true)
+// It appends the block to dst and returns the result, so that a response
+// of many blocks reads into one reused buffer.
+func (d *Disk) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
+	return d.get(ctx, c, true, dst)
 }

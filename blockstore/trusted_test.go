@@ -52,20 +52,20 @@ func TestGetToSendTrustsWhatThisProcessVerified(t *testing.T) {
 	ctx := testCtx(t)
 
 	flipOnDisk(t, dir, bs[0].Data)
-	if got, err := d.GetToSend(ctx, bs[0].CID); err != nil || bytes.Equal(got, bs[0].Data) {
+	if got, err := d.GetToSend(ctx, bs[0].CID, nil); err != nil || bytes.Equal(got, bs[0].Data) {
 		t.Fatalf("GetToSend of a block put by this process: err %v, same bytes %v; want the damaged bytes, unhashed", err, bytes.Equal(got, bs[0].Data))
 	}
 	if _, err := d.Get(ctx, bs[0].CID); !errors.Is(err, blockstore.ErrCorrupt) {
 		t.Fatalf("Get of the damaged block: %v, want ErrCorrupt", err)
 	}
-	if _, err := d.GetToSend(ctx, bs[0].CID); !errors.Is(err, blockstore.ErrCorrupt) {
+	if _, err := d.GetToSend(ctx, bs[0].CID, nil); !errors.Is(err, blockstore.ErrCorrupt) {
 		t.Fatalf("GetToSend after Get found the damage: %v, want ErrCorrupt", err)
 	}
 
 	if err := d.Corrupt(bs[1].CID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.GetToSend(ctx, bs[1].CID); !errors.Is(err, blockstore.ErrCorrupt) {
+	if _, err := d.GetToSend(ctx, bs[1].CID, nil); !errors.Is(err, blockstore.ErrCorrupt) {
 		t.Fatalf("GetToSend of a Corrupt block: %v, want ErrCorrupt", err)
 	}
 
@@ -74,7 +74,7 @@ func TestGetToSendTrustsWhatThisProcessVerified(t *testing.T) {
 	}
 	flipOnDisk(t, dir, bs[2].Data)
 	d = openDisk(t, dir, testOptions())
-	if _, err := d.GetToSend(ctx, bs[2].CID); !errors.Is(err, blockstore.ErrCorrupt) {
+	if _, err := d.GetToSend(ctx, bs[2].CID, nil); !errors.Is(err, blockstore.ErrCorrupt) {
 		t.Fatalf("GetToSend after a reopen of a block damaged while closed: %v, want ErrCorrupt", err)
 	}
 }

@@ -22,6 +22,9 @@ var errFrameTooLarge = errors.New("frame exceeds the size limit")
 // a quarter of its CPU in clearing and copying.
 var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// slabPool holds the buffers the server reads a response's blocks into.
+var slabPool = sync.Pool{New: func() any { return new([]byte) }}
+
 // conn frames messages on one stream. It is used by one goroutine at a
 // time. Its frame buffers come from framePool for a round trip and go back
 // on release, so idle streams hold none.
@@ -31,6 +34,7 @@ type conn struct {
 	w    *bufio.Writer
 	rbuf *bytes.Buffer // the body of the last frame read, if pooled
 	wbuf *bytes.Buffer // the body of the frame being written
+	slab *[]byte       // the blocks of the response being sent
 }
 
 func newConn(rw io.ReadWriteCloser) *conn {
@@ -61,6 +65,22 @@ func (c *conn) writeBuffer() *bytes.Buffer {
 	c.wbuf.Reset()
 	return c.wbuf
 }
+
+// blockSlab returns an empty slice over a pooled buffer to read the blocks
+// of a response into, with room for MaxGetPayload so that reading them
+// does not grow it block by block; keepSlab takes back what it grew into.
+// Both are valid until release.
+func (c *conn) blockSlab() []byte {
+	if c.slab == nil {
+		c.slab = slabPool.Get().(*[]byte)
+	}
+	if cap(*c.slab) < MaxGetPayload {
+		*c.slab = make([]byte, 0, MaxGetPayload)
+	}
+	return (*c.slab)[:0]
+}
+
+func (c *conn) keepSlab(b []byte) { *c.slab = b[:0] }
 
 // readFrame reads one frame into buf and returns its body. The body is
 // bounded by MaxFrameSize, and buf is sized for it only once the first
@@ -131,6 +151,10 @@ func (c *conn) release() {
 			framePool.Put(*b)
 			*b = nil
 		}
+	}
+	if c.slab != nil {
+		slabPool.Put(c.slab)
+		c.slab = nil
 	}
 }
 

@@ -24,9 +24,10 @@ type Store interface {
 
 // sendingStore is a Store that can skip hashing blocks it verified before
 // (blockstore.Disk): the server reads what it sends with GetToSend, since
-// the peer verifies every block it receives anyway.
+// the peer verifies every block it receives anyway. GetToSend appends the
+// block to dst, so a response's blocks share one pooled buffer.
 type sendingStore interface {
-	GetToSend(ctx context.Context, c cid.Cid) ([]byte, error)
+	GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
 }
 
 // Server answers exchange requests from peers out of a Store. Its fields
@@ -78,7 +79,7 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 		}
 		// A request's blocks share the pooled frame buffer: handle is
 		// done with them once it returns (PutMany keeps no data).
-		if !s.reply(c, log, s.handle(ctx, peer, log, req)) {
+		if !s.reply(c, log, s.handle(ctx, c, peer, log, req)) {
 			return
 		}
 		c.release()
@@ -98,12 +99,12 @@ func (s *Server) reply(c *conn, log *slog.Logger, resp response) bool {
 	return true
 }
 
-func (s *Server) handle(ctx context.Context, peer string, log *slog.Logger, req request) response {
+func (s *Server) handle(ctx context.Context, c *conn, peer string, log *slog.Logger, req request) response {
 	switch req.op {
 	case opHas:
 		return s.has(ctx, req.cids)
 	case opGet:
-		return s.get(ctx, log, req.cids)
+		return s.get(ctx, c, log, req.cids)
 	case opPut:
 		return s.put(ctx, peer, req.blocks)
 	default:
@@ -126,10 +127,21 @@ func (s *Server) has(ctx context.Context, cids []cid.Cid) response {
 
 // get answers a prefix of cids whose blocks fit MaxGetPayload, always at
 // least one CID so the client progresses (a single block always fits).
-func (s *Server) get(ctx context.Context, log *slog.Logger, cids []cid.Cid) response {
+// The blocks may share sc's block slab, valid until sc's release.
+func (s *Server) get(ctx context.Context, sc *conn, log *slog.Logger, cids []cid.Cid) response {
 	read := s.Store.Get
 	if ss, ok := s.Store.(sendingStore); ok {
-		read = ss.GetToSend
+		slab := sc.blockSlab()
+		defer func() { sc.keepSlab(slab) }()
+		read = func(ctx context.Context, c cid.Cid) ([]byte, error) {
+			out, err := ss.GetToSend(ctx, c, slab)
+			if err != nil {
+				return nil, err
+			}
+			data := out[len(slab):len(out):len(out)]
+			slab = out
+			return data, nil
+		}
 	}
 	var blocks []blockstore.Block
 	size := 0
