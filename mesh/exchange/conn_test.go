@@ -122,3 +122,27 @@ func TestPushesOfDifferentSizesThroughOneStream(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyBlocksDecode: a block with no bytes, nil or not, encodes as an
+// empty byte string or as null, and both decode to an empty block that
+// verifies.
+func TestEmptyBlocksDecode(t *testing.T) {
+	for _, data := range [][]byte{nil, {}} {
+		b := blockstore.NewBlock(blockstore.CodecRaw, data)
+		b.Data = data
+		var buf bytes.Buffer
+		if err := encodeResponse(&buf, response{blocks: []blockstore.Block{b}, next: 1}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := decodeResponse(buf.Bytes())
+		if err != nil {
+			t.Fatalf("decode an empty block (nil %v): %v", data == nil, err)
+		}
+		if len(resp.blocks) != 1 || len(resp.blocks[0].Data) != 0 {
+			t.Fatalf("empty block decoded as %+v", resp.blocks)
+		}
+		if err := verifyAll(resp.blocks); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
