@@ -45,6 +45,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . ./blockstore/ ./blockmap/
 	$(GO) test -run '^$$' -bench 'BenchmarkImport' -benchtime 3x ./volume/
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench.sh
+	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-wire.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-nbd.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-fuse.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-heal.sh

@@ -28,6 +28,7 @@ func (d *Disk) Corrupt(c cid.Cid) error {
 	if l.len == 0 {
 		return fmt.Errorf("corrupt %s: empty block", c)
 	}
+	d.trusted.forget(l)
 	f, err := os.OpenFile(filepath.Join(d.segDir, segmentName(l.seg)), os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("corrupt %s: %w", c, err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -55,6 +56,8 @@ type Disk struct {
 	stopped chan struct{}
 
 	blocks, bytes, diskBytes atomic.Int64
+
+	trusted trustedRecords // records hashed by this process, for GetToSend
 }
 
 var _ Store = (*Disk)(nil)
@@ -208,6 +211,12 @@ func (d *Disk) exit() { d.ops.Done() }
 // against c. It returns ErrNotFound if the block is absent and ErrCorrupt
 // (wrapped) if the stored bytes are damaged or missing from their segment.
 func (d *Disk) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	return d.get(ctx, c, false, nil)
+}
+
+// get appends the block to dst and returns the result; with trust set, a
+// record in d.trusted is not hashed.
+func (d *Disk) get(ctx context.Context, c cid.Cid, trust bool, dst []byte) ([]byte, error) {
 	if err := d.enter(); err != nil {
 		return nil, err
 	}
@@ -225,7 +234,7 @@ func (d *Disk) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		if !ok {
 			return nil, fmt.Errorf("get %s: %w", c, ErrNotFound)
 		}
-		data, found, rerr := d.read(l)
+		out, found, rerr := d.read(l, dst)
 		if !found || rerr != nil {
 			// Compaction may have moved the record and removed its
 			// segment since the lookup: look again if the index moved.
@@ -238,23 +247,32 @@ func (d *Disk) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 			}
 			return nil, fmt.Errorf("get %s: %w: %w", c, ErrCorrupt, rerr)
 		}
-		if err := Verify(c, data); err != nil {
+		if trust && d.trusted.has(l) {
+			return out, nil
+		}
+		if err := Verify(c, out[len(dst):]); err != nil {
+			d.trusted.forget(l)
 			return nil, fmt.Errorf("get: segment %d offset %d: %w", l.seg, l.off, err)
 		}
-		return data, nil
+		d.trusted.add(l)
+		return out, nil
 	}
 }
 
-// read preads a record's payload. found is false if its segment is gone.
-func (d *Disk) read(l location) (data []byte, found bool, err error) {
+// read preads a record's payload, appended to dst (into a fresh slice of
+// its size if dst is nil). found is false if its segment is gone.
+func (d *Disk) read(l location, dst []byte) (data []byte, found bool, err error) {
 	d.segMu.RLock()
 	defer d.segMu.RUnlock()
 	s := d.segs[l.seg]
 	if s == nil {
 		return nil, false, nil
 	}
-	data = make([]byte, l.len)
-	if _, err := s.f.ReadAt(data, l.dataOffset()); err != nil {
+	if dst == nil {
+		dst = make([]byte, 0, l.len)
+	}
+	data = slices.Grow(dst, int(l.len))[:len(dst)+int(l.len)]
+	if _, err := s.f.ReadAt(data[len(dst):], l.dataOffset()); err != nil {
 		return nil, true, fmt.Errorf("read segment %d offset %d: %w", l.seg, l.off, err)
 	}
 	return data, true, nil

@@ -3,7 +3,9 @@
 //
 // A block is named by its CID: CIDv1, codec raw (disk data) or dag-cbor
 // (block-map nodes), multihash BLAKE3-256. The CID is the checksum: every
-// read verifies the bytes and returns ErrCorrupt instead of serving bad data.
+// read verifies the bytes and returns ErrCorrupt instead of serving bad data,
+// except Disk.GetToSend, which reads blocks for peers that verify them on
+// arrival and skips the hash for records its process hashed already.
 //
 // Stores are built from one-method roles (Getter, Putter, Haser, Deleter,
 // Lister, Sweeper) so that consumers ask only for what they use. Every

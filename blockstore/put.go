@@ -92,12 +92,13 @@ func (d *Disk) PutMany(ctx context.Context, bs []Block) error {
 func (d *Disk) putRound(write, touch []Block) ([]Block, error) {
 	req := &commitReq{done: make(chan struct{})}
 	var segs []*segment
+	var locs []location
 	if len(write) > 0 {
-		locs, ss, err := d.appendBlocks(write, true)
+		var err error
+		locs, segs, err = d.appendBlocks(write, true)
 		if err != nil {
 			return nil, fmt.Errorf("put %s: %w", write[0].CID, err)
 		}
-		segs = ss
 		for i, b := range write {
 			req.items = append(req.items, commitItem{key: blockKey(b.CID), loc: locs[i], written: true})
 		}
@@ -111,6 +112,8 @@ func (d *Disk) putRound(write, touch []Block) ([]Block, error) {
 	if req.err != nil {
 		return nil, fmt.Errorf("put: %w", req.err)
 	}
+	// PutMany verified every block it wrote.
+	d.trusted.add(locs...)
 	var retry []Block
 	for _, i := range req.retry {
 		retry = append(retry, touch[i-len(write)])

@@ -50,8 +50,12 @@ func newHost(cfg *Config) (host.Host, error) {
 		libp2p.ListenAddrStrings(cfg.Listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.Security(noise.ID, noise.New),
+		// TLS 1.3 first: on CPUs with AES instructions it encrypts with
+		// AES-GCM, several times cheaper per byte than Noise's
+		// ChaCha20-Poly1305, which bounded bulk transfers. Noise stays for
+		// peers that offer only it.
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, &mux),
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),

@@ -205,14 +205,15 @@ func exchange(ctx context.Context, sc *conn, req request) (response, error) {
 }
 
 func sendAndReceive(sc *conn, req request) (response, error) {
-	sc.wbuf.Reset()
-	if err := encodeRequest(&sc.wbuf, req); err != nil {
+	if err := encodeRequest(sc.writeBuffer(), req); err != nil {
 		return response{}, err
 	}
 	if err := sc.writeFrame(); err != nil {
 		return response{}, err
 	}
-	body, err := sc.readFrame()
+	// The response's blocks go to the caller, so they share a buffer
+	// read for them alone.
+	body, err := sc.readOwnedFrame()
 	if err != nil {
 		if errors.Is(err, errFrameTooLarge) {
 			return response{}, fmt.Errorf("%w: %w", ErrProtocol, err)

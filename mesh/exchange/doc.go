@@ -27,8 +27,11 @@
 //     next requested CIDs; the client asks again for the rest. The server
 //     stops adding blocks at MaxGetPayload, so a response always fits a
 //     frame, and it always answers at least one CID, so Get progresses.
-//     Blocks the server holds corrupt are treated as missing: bad bytes are
-//     never sent.
+//     Blocks the server finds corrupt are treated as missing. A store
+//     with GetToSend (blockstore.Disk) sends blocks its process hashed
+//     when storing them without hashing them again; bytes damaged on the
+//     device since then reach the client, which verifies every block and
+//     refuses them (ErrBadBlock).
 //   - Put: the server verifies every block against its CID, asks
 //     Server.Accept, stores the blocks durably, then answers.
 //

@@ -366,3 +366,34 @@ func TestClientRefusesForeignCIDs(t *testing.T) {
 		t.Fatal("Get of a CIDv0: got nil error, want refusal")
 	}
 }
+
+// TestGetsFromADiskStoreBackToBack fetches batches of different sizes one
+// after another from a server on a blockstore.Disk, which reads each
+// response's blocks into a pooled buffer without hashing them again, and
+// checks every batch still holds its blocks once all have arrived.
+func TestGetsFromADiskStoreBackToBack(t *testing.T) {
+	ctx := context.Background()
+	d, err := blockstore.Open(t.TempDir(), blockstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	p := newPair(t, d)
+	var batches [][]blockstore.Block
+	var got []map[cid.Cid]blockstore.Block
+	for i, shape := range []struct{ n, size int }{{300, 64 << 10}, {3, 10}, {40, 256 << 10}, {1, 1 << 20}} {
+		bs := randomBlocks(t, uint8(i+1), shape.n, shape.size)
+		if err := d.PutMany(ctx, bs); err != nil {
+			t.Fatal(err)
+		}
+		m, err := p.client.Get(ctx, "b", cidsOf(bs))
+		if err != nil {
+			t.Fatalf("get of %d blocks of %d bytes: %v", shape.n, shape.size, err)
+		}
+		batches = append(batches, bs)
+		got = append(got, m)
+	}
+	for i := range batches {
+		checkBlocks(t, got[i], batches[i])
+	}
+}

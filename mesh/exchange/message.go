@@ -69,7 +69,50 @@ type wireResponse struct {
 type wireBlock struct {
 	_    struct{} `cbor:",toarray"`
 	CID  []byte
-	Data []byte
+	Data frameBytes
+}
+
+// frameBytes is a CBOR byte string decoded without a copy: it shares the
+// frame it was read from, which the caller must keep unchanged for as
+// long as the decoded message is in use. Block payloads are almost all of
+// a frame's bytes, so copying them out cost a clear and a copy of each.
+type frameBytes []byte
+
+// UnmarshalCBOR takes the payload of the byte string in data, which the
+// decoder has checked to be one well-formed, definite-length item. Null is
+// an empty block, as the encoder writes a nil slice.
+func (b *frameBytes) UnmarshalCBOR(data []byte) error {
+	if len(data) == 1 && data[0] == 0xf6 {
+		*b = nil
+		return nil
+	}
+	if len(data) == 0 || data[0]>>5 != 2 {
+		return fmt.Errorf("block data is not a byte string")
+	}
+	var n uint64
+	head := 1
+	switch info := data[0] & 0x1f; {
+	case info < 24:
+		n = uint64(info)
+	case info <= 27:
+		size := 1 << (info - 24)
+		if len(data) < 1+size {
+			return fmt.Errorf("block data: short length")
+		}
+		for _, c := range data[1 : 1+size] {
+			n = n<<8 | uint64(c)
+		}
+		head += size
+	default:
+		return fmt.Errorf("block data: not a definite length")
+	}
+	if n != uint64(len(data)-head) {
+		return fmt.Errorf("block data: %d bytes announced, %d present", n, len(data)-head)
+	}
+	// The full slice expression keeps an append from writing over the
+	// next item of the frame.
+	*b = frameBytes(data[head:len(data):len(data)])
+	return nil
 }
 
 var (
@@ -207,7 +250,7 @@ func toWireBlocks(bs []blockstore.Block) []wireBlock {
 	}
 	out := make([]wireBlock, len(bs))
 	for i, b := range bs {
-		out[i] = wireBlock{CID: b.CID.Bytes(), Data: b.Data}
+		out[i] = wireBlock{CID: b.CID.Bytes(), Data: frameBytes(b.Data)}
 	}
 	return out
 }

@@ -22,6 +22,14 @@ type Store interface {
 	PutMany(ctx context.Context, bs []blockstore.Block) error
 }
 
+// sendingStore is a Store that can skip hashing blocks it verified before
+// (blockstore.Disk): the server reads what it sends with GetToSend, since
+// the peer verifies every block it receives anyway. GetToSend appends the
+// block to dst, so a response's blocks share one pooled buffer.
+type sendingStore interface {
+	GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
+}
+
 // Server answers exchange requests from peers out of a Store. Its fields
 // must not change once it serves; one Server serves any number of streams
 // concurrently.
@@ -47,6 +55,7 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 
 	log := s.logger().With("peer", peer)
 	c := newConn(rw)
+	defer c.release()
 	for {
 		body, err := c.readFrame()
 		if err != nil {
@@ -68,7 +77,9 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 			s.reply(c, log, failure(codeBadRequest, err))
 			return
 		}
-		if !s.reply(c, log, s.handle(ctx, peer, log, req)) {
+		// A request's blocks share the pooled frame buffer: handle is
+		// done with them once it returns (PutMany keeps no data).
+		if !s.reply(c, log, s.handle(ctx, c, peer, log, req)) {
 			return
 		}
 		c.release()
@@ -77,8 +88,7 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 
 // reply writes resp and reports whether the stream is still usable.
 func (s *Server) reply(c *conn, log *slog.Logger, resp response) bool {
-	c.wbuf.Reset()
-	if err := encodeResponse(&c.wbuf, resp); err != nil {
+	if err := encodeResponse(c.writeBuffer(), resp); err != nil {
 		log.Error("encode response", "err", err)
 		return false
 	}
@@ -89,12 +99,12 @@ func (s *Server) reply(c *conn, log *slog.Logger, resp response) bool {
 	return true
 }
 
-func (s *Server) handle(ctx context.Context, peer string, log *slog.Logger, req request) response {
+func (s *Server) handle(ctx context.Context, c *conn, peer string, log *slog.Logger, req request) response {
 	switch req.op {
 	case opHas:
 		return s.has(ctx, req.cids)
 	case opGet:
-		return s.get(ctx, log, req.cids)
+		return s.get(ctx, c, log, req.cids)
 	case opPut:
 		return s.put(ctx, peer, req.blocks)
 	default:
@@ -117,11 +127,26 @@ func (s *Server) has(ctx context.Context, cids []cid.Cid) response {
 
 // get answers a prefix of cids whose blocks fit MaxGetPayload, always at
 // least one CID so the client progresses (a single block always fits).
-func (s *Server) get(ctx context.Context, log *slog.Logger, cids []cid.Cid) response {
+// The blocks may share sc's block slab, valid until sc's release.
+func (s *Server) get(ctx context.Context, sc *conn, log *slog.Logger, cids []cid.Cid) response {
+	read := s.Store.Get
+	if ss, ok := s.Store.(sendingStore); ok {
+		slab := sc.blockSlab()
+		defer func() { sc.keepSlab(slab) }()
+		read = func(ctx context.Context, c cid.Cid) ([]byte, error) {
+			out, err := ss.GetToSend(ctx, c, slab)
+			if err != nil {
+				return nil, err
+			}
+			data := out[len(slab):len(out):len(out)]
+			slab = out
+			return data, nil
+		}
+	}
 	var blocks []blockstore.Block
 	size := 0
 	for i, c := range cids {
-		data, err := s.Store.Get(ctx, c)
+		data, err := read(ctx, c)
 		switch {
 		case errors.Is(err, blockstore.ErrNotFound):
 			continue

@@ -146,7 +146,7 @@ func TestServerGetStopsAtPayloadLimit(t *testing.T) {
 		cids = append(cids, b.CID)
 	}
 	srv := &Server{Store: store}
-	resp := srv.get(ctx, slog.New(slog.DiscardHandler), cids)
+	resp := srv.get(ctx, &conn{}, slog.New(slog.DiscardHandler), cids)
 	if want := MaxGetPayload / (64 << 10); resp.next != want || len(resp.blocks) != want {
 		t.Fatalf("get of 300 × 64 KiB: got next %d with %d blocks, want %d and %d", resp.next, len(resp.blocks), want, want)
 	}

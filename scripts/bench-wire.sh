@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Pull and push of a random disk between two daemons on loopback
+# (127.0.0.1 and 127.0.0.2), against iperf3 with one TCP stream between
+# the same two addresses, measured in the same run: RUNS rounds (default
+# 3) of iperf3, pull, push, alternating, and the medians compared. The
+# transfers are encrypted and every block verified on arrival; iperf3 is a
+# bare socket. BENCH_SIZE is the disk size in MiB (default 1024). Each run
+# moves a disk of its own random data, so nothing is already there.
+# CPU_PROFILE=DIR writes each daemon's Go CPU profile to DIR.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
+SIZE_MB=${BENCH_SIZE:-1024}
+RUNS=${RUNS:-3}
+WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-wire.XXXXXX")
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v iperf3 >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "installing iperf3 ..." >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y iperf3 >/dev/null
+	else
+		echo "iperf3 is missing and this is not root with apt-get: the reference row is skipped" >&2
+	fi
+fi
+
+now() { date +%s.%N; }
+mbs() { awk -v mb="$SIZE_MB" -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", mb * 1.048576 / (b - a) }'; }
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+w() { local n=$1; shift; "$WEFT" --home "$WORK/$n" "$@"; }
+
+start() { # start NAME: run the daemon of node NAME, wait until it answers
+	local prof=()
+	[ -z "${CPU_PROFILE:-}" ] || prof=(--cpu-profile "$CPU_PROFILE/$1.pprof")
+	"$WEFT" --home "$WORK/$1" daemon --log-level warn "${prof[@]}" 2>"$WORK/$1.log" &
+	PIDS+=($!)
+	local deadline=$((SECONDS + 30))
+	until w "$1" status >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || { cat "$WORK/$1.log" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+w a init --site site-a --nbd off --http off --listen /ip4/127.0.0.1/tcp/0 >/dev/null
+w b init --site site-b --nbd off --http off --listen /ip4/127.0.0.2/tcp/0 --cluster-secret-file "$WORK/a/cluster.secret" >/dev/null
+start a; start b
+w b join "$(w a id --json | grep -o '"/ip4/[^"]*' | head -1 | tr -d '"')" >/dev/null
+
+# disk FROM NAME: a fresh random disk NAME on node FROM with one copy (so
+# heal does not copy it to the other node) and its replica NAME@r, once
+# the other node knows of it.
+disk() {
+	head -c "${SIZE_MB}M" /dev/urandom >"$WORK/src.img"
+	w "$1" disk import "$2" "$WORK/src.img" --replicas 1 >/dev/null
+	rm -f "$WORK/src.img"
+	w "$1" replica create "$2" r >/dev/null
+	local other=a deadline=$((SECONDS + 60))
+	[ "$1" != a ] || other=b
+	until w "$other" disk info "$2" >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || { echo "$other never learnt of $2" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+# iperf_server [ARGS]: start a one-off iperf3 server on 127.0.0.2, set
+# IPERF_PORT and IPERF_PID, and wait until it listens.
+iperf_server() {
+	local deadline=$((SECONDS + 10))
+	IPERF_PORT=$(free_port)
+	iperf3 -s -1 -B 127.0.0.2 -p "$IPERF_PORT" "$@" >/dev/null 2>&1 &
+	IPERF_PID=$!
+	until ss -ltn | grep -q "127.0.0.2:$IPERF_PORT "; do
+		[ $SECONDS -lt $deadline ] || { echo "iperf3 -s did not start" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+iperf_mbs() { # one 5 s single-stream iperf3 run from 127.0.0.1 to 127.0.0.2, in MB/s
+	local out
+	iperf_server
+	out=$(iperf3 -c 127.0.0.2 -B 127.0.0.1 -p "$IPERF_PORT" -t 5 -J) || { echo "iperf3 failed: $out" >&2; exit 1; }
+	wait "$IPERF_PID" || true
+	grep -A8 '"sum_received"' <<<"$out" | grep -o '"bits_per_second":[[:space:]]*[0-9.e+]*' | head -1 |
+		awk -F: '{ printf "%.0f", $2 / 8e6 }'
+}
+
+# iperf_file_mbs: the disk's size sent with iperf3 from 127.0.0.1 to
+# 127.0.0.2, whose server writes it to a file (-F), then synced, in MB/s:
+# what a bare socket into a durable file costs on this machine.
+iperf_file_mbs() {
+	local t0 t1
+	iperf_server -F "$WORK/iperf.img"
+	t0=$(now)
+	iperf3 -c 127.0.0.2 -B 127.0.0.1 -p "$IPERF_PORT" -n "${SIZE_MB}M" >/dev/null
+	wait "$IPERF_PID" || true
+	sync "$WORK/iperf.img"
+	t1=$(now)
+	rm -f "$WORK/iperf.img"
+	mbs "$t0" "$t1"
+}
+
+ref="" fref="" pull="" push=""
+for i in $(seq "$RUNS"); do
+	echo "round $i of $RUNS: iperf3, iperf3 into a file, pull, push ..." >&2
+	if command -v iperf3 >/dev/null; then
+		ref+=" $(iperf_mbs)"
+		fref+=" $(iperf_file_mbs)"
+	fi
+	disk a "pl$i"
+	t0=$(now); w b pull "pl$i@r" --from site-a >/dev/null; t1=$(now)
+	pull+=" $(mbs "$t0" "$t1")"
+	disk b "ps$i"
+	t0=$(now); w b push "ps$i@r" --to site-a >/dev/null; t1=$(now)
+	push+=" $(mbs "$t0" "$t1")"
+done
+
+REF=$(median <<<"$ref") FREF=$(median <<<"$fref")
+ratio() { [ -n "$2" ] && awk -v a="$1" -v r="$2" 'BEGIN { printf "%.2f", a / r }' || echo -; }
+P=$(median <<<"$pull") Q=$(median <<<"$push")
+row() { printf '%-44s %7s  %-18s %9s %9s\n' "$@"; }
+echo
+row "${SIZE_MB} MiB random disk, loopback" "MB/s" "runs" "/ iperf3" "/ file"
+row "iperf3, one TCP stream (reference)" "${REF:--}" "${ref:- skipped}" "1.00" "-"
+row "iperf3 into a file + sync (reference)" "${FREF:--}" "${fref:- skipped}" "$(ratio "$FREF" "$REF")" "1.00"
+row "weft pull (encrypted, verified, durable)" "$P" "$pull" "$(ratio "$P" "$REF")" "$(ratio "$P" "$FREF")"
+row "weft push (encrypted, verified, durable)" "$Q" "$push" "$(ratio "$Q" "$REF")" "$(ratio "$Q" "$FREF")"
+echo "(medians of $RUNS alternating runs; the issue's goal is >= 0.50 of iperf3)"
