@@ -126,20 +126,24 @@ func (h *Healer) Status() Status {
 
 // Run runs passes until ctx ends. A trigger that arrives during a pass
 // starts another right after it, so no change is missed. A pass that left
-// blocks short of their placement sets is followed by another soon, at
-// delays doubling from followUpDelay up to Interval: the missing copies
-// are being made by the other members' passes, and only a pass here
-// counts them. Waiting the whole Interval for it made heal after a loss
-// look as slow as the interval.
+// blocks short of their placement sets is followed by another soon: the
+// missing copies are being made by the other members' passes, and only a
+// pass here counts them (waiting the whole Interval for that made heal
+// after a loss take as long as the interval). The delay starts at
+// followUpDelay after a trigger or a pass that saw the count change, and
+// doubles up to Interval while it stays the same.
 func (h *Healer) Run(ctx context.Context) {
 	followUp := followUpDelay
+	last := -1
 	for {
 		wait := h.cfg.Interval
-		if h.unsettled() {
+		if short := h.shortBlocks(); short > 0 {
+			if short != last {
+				followUp = followUpDelay
+			}
+			last = short
 			wait = min(followUp, h.cfg.Interval)
 			followUp *= 2
-		} else {
-			followUp = followUpDelay
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -149,6 +153,7 @@ func (h *Healer) Run(ctx context.Context) {
 		case <-t.C:
 		case <-h.trigger:
 			t.Stop()
+			followUp, last = followUpDelay, -1
 		}
 		if err := h.Pass(ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("heal pass failed", "err", err)
@@ -160,12 +165,12 @@ func (h *Healer) Run(ctx context.Context) {
 // left blocks short: about the time the other members take to copy them.
 const followUpDelay = 500 * time.Millisecond
 
-// unsettled reports whether the last pass left blocks short of their
+// shortBlocks returns how many blocks the last pass found short of their
 // placement sets.
-func (h *Healer) unsettled() bool {
+func (h *Healer) shortBlocks() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.short > 0
+	return h.short
 }
 
 // plan is what one pass decided.
@@ -182,6 +187,7 @@ type plan struct {
 func (h *Healer) Pass(ctx context.Context) (err error) {
 	h.setRunning(true)
 	defer func() { h.finish(err) }()
+	start := time.Now()
 
 	members := h.cfg.Members()
 	roots := h.cfg.Roots()
@@ -212,6 +218,8 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 		h.status.DroppedBlocks++
 		h.mu.Unlock()
 	}
+	h.log.Debug("heal pass", "members", len(members), "blocks", len(want), "fetch", len(p.fetch),
+		"short", p.short, "took", time.Since(start), "err", fetchErr)
 	return fetchErr
 }
 
