@@ -380,3 +380,57 @@ func TestSyncPushNeedsRNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerCountsOthersCopiesWithoutTrigger: the owner's pass after a loss
+// runs before the new holders copied, and nothing triggers it again; its
+// own follow-up pass must still count their copies, long before Interval.
+func TestOwnerCountsOthersCopiesWithoutTrigger(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rng := rand.New(rand.NewPCG(3, 7))
+	net, ids := newTestNet(t, rng, "a", "a", "b", "b", "c")
+	owner := ids[0]
+	const r = 2
+	root := writeDisk(t, rng, net.stores[owner], 300)
+	if _, err := net.pusher(owner).Push(ctx, cid.Undef, root, r); err != nil {
+		t.Fatal(err)
+	}
+	roots := func(id string) func() []Root {
+		return func() []Root { return []Root{{Root: root, Replicas: r, Local: id == owner}} }
+	}
+	healers := map[string]*Healer{}
+	for _, id := range ids {
+		healers[id] = net.healer(id, roots(id)) // Interval: an hour
+	}
+	net.setDown(ids[1], true)
+	ran := make(chan struct{})
+	go func() { defer close(ran); healers[owner].Run(ctx) }()
+	healers[owner].Trigger()
+	waitFor(t, "the owner's triggered pass", func() bool { return healers[owner].Status().Passes > 0 })
+	if n, err := net.redundancy(owner).Under(ctx, root, r); err != nil || n == 0 {
+		t.Fatalf("owner counts %d under-replicated blocks before the others healed (%v); the test needs some", n, err)
+	}
+	for _, id := range ids[2:] {
+		if err := healers[id].Pass(ctx); err != nil {
+			t.Fatalf("pass on %s: %v", id, err)
+		}
+	}
+	waitFor(t, "the owner to count the new copies", func() bool {
+		n, err := net.redundancy(owner).Under(ctx, root, r)
+		return err == nil && n == 0
+	})
+	cancel()
+	<-ran
+}
+
+// waitFor waits up to ten seconds for ok, failing the test if it never holds.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -69,6 +69,7 @@ type Healer struct {
 
 	mu     sync.Mutex
 	status Status
+	short  int // blocks the last pass found short (see plan.short)
 }
 
 // New returns a Healer; call Run to start it.
@@ -124,16 +125,35 @@ func (h *Healer) Status() Status {
 }
 
 // Run runs passes until ctx ends. A trigger that arrives during a pass
-// starts another right after it, so no change is missed.
+// starts another right after it, so no change is missed. A pass that left
+// blocks short of their placement sets is followed by another soon: the
+// missing copies are being made by the other members' passes, and only a
+// pass here counts them (waiting the whole Interval for that made heal
+// after a loss take as long as the interval). The delay starts at
+// followUpDelay after a trigger or a pass that saw the count change, and
+// doubles up to Interval while it stays the same.
 func (h *Healer) Run(ctx context.Context) {
-	t := time.NewTicker(h.cfg.Interval)
-	defer t.Stop()
+	followUp := followUpDelay
+	last := -1
 	for {
+		wait := h.cfg.Interval
+		if short := h.shortBlocks(); short > 0 {
+			if short != last {
+				followUp = followUpDelay
+			}
+			last = short
+			wait = min(followUp, h.cfg.Interval)
+			followUp *= 2
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		case <-h.trigger:
+			t.Stop()
+			followUp, last = followUpDelay, -1
 		}
 		if err := h.Pass(ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("heal pass failed", "err", err)
@@ -141,17 +161,33 @@ func (h *Healer) Run(ctx context.Context) {
 	}
 }
 
+// followUpDelay is the first wait before a pass that follows one which
+// left blocks short: about the time the other members take to copy them.
+const followUpDelay = 500 * time.Millisecond
+
+// shortBlocks returns how many blocks the last pass found short of their
+// placement sets.
+func (h *Healer) shortBlocks() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.short
+}
+
 // plan is what one pass decided.
 type plan struct {
 	fetch   []cid.Cid            // blocks to copy here
 	sources map[cid.Cid][]string // peers known to hold them
 	drop    []cid.Cid            // surplus copies to remove
+	// short counts the blocks some live member of their placement set
+	// did not confirm: copies other nodes' passes should be making.
+	short int
 }
 
 // Pass runs one heal pass.
 func (h *Healer) Pass(ctx context.Context) (err error) {
 	h.setRunning(true)
 	defer func() { h.finish(err) }()
+	start := time.Now()
 
 	members := h.cfg.Members()
 	roots := h.cfg.Roots()
@@ -168,6 +204,7 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 	}
 	h.mu.Lock()
 	h.status.Pending = int64(len(p.fetch))
+	h.short = p.short
 	h.mu.Unlock()
 	if err := h.findSources(ctx, members, p); err != nil {
 		return err
@@ -181,6 +218,8 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 		h.status.DroppedBlocks++
 		h.mu.Unlock()
 	}
+	h.log.Debug("heal pass", "members", len(members), "blocks", len(want), "fetch", len(p.fetch),
+		"short", p.short, "took", time.Since(start), "err", fetchErr)
 	return fetchErr
 }
 
@@ -233,34 +272,20 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 			}
 		}
 	}
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	asks := make(map[string][]cid.Cid, len(ask))
 	for peer, its := range ask {
-		g.Go(func() error {
-			cids := make([]cid.Cid, len(its))
-			for i, it := range its {
-				cids[i] = it.c
-			}
-			has, err := askHas(gctx, h.cfg.Peers, peer, cids)
-			if err != nil {
-				// An unreachable member holds nothing as far as this
-				// pass knows: nothing is dropped on its behalf, and its
-				// copies do not count.
-				h.log.Debug("heal: has query failed", "peer", peer, "err", err)
-				return nil
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for i, ok := range has {
-				if ok {
-					its[i].holders = append(its[i].holders, peer)
-				}
-			}
-			return nil
-		})
+		cids := make([]cid.Cid, len(its))
+		for i, it := range its {
+			cids[i] = it.c
+		}
+		asks[peer] = cids
 	}
-	if err := g.Wait(); err != nil {
+	// An unreachable member holds nothing as far as this pass knows:
+	// nothing is dropped on its behalf, and its copies do not count.
+	askAll(ctx, h.cfg.Peers, h.log, asks, func(peer string, i int) {
+		ask[peer][i].holders = append(ask[peer][i].holders, peer)
+	})
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	p := &plan{sources: map[cid.Cid][]string{}}
@@ -270,6 +295,9 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 			counted = append(counted, h.cfg.Self)
 		}
 		h.cfg.Redundancy.Observe(it.c, counted, asked)
+		if len(counted) < len(it.set) {
+			p.short++
+		}
 		switch {
 		case it.mine && !it.here:
 			p.fetch = append(p.fetch, it.c)
@@ -297,24 +325,47 @@ func (h *Healer) findSources(ctx context.Context, members []placement.Member, p 
 	if len(orphans) == 0 {
 		return nil
 	}
+	asks := map[string][]cid.Cid{}
 	for _, m := range members {
-		if m.ID == h.cfg.Self {
-			continue
-		}
-		has, err := askHas(ctx, h.cfg.Peers, m.ID, orphans)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			continue
-		}
-		for i, ok := range has {
-			if ok {
-				p.sources[orphans[i]] = append(p.sources[orphans[i]], m.ID)
-			}
+		if m.ID != h.cfg.Self {
+			asks[m.ID] = orphans
 		}
 	}
-	return nil
+	askAll(ctx, h.cfg.Peers, h.log, asks, func(peer string, i int) {
+		p.sources[orphans[i]] = append(p.sources[orphans[i]], peer)
+	})
+	return ctx.Err()
+}
+
+// askLimit bounds the who-has queries in flight at once.
+const askLimit = 8
+
+// askAll asks every peer of asks, askLimit at a time, which of its CIDs it
+// holds, and calls found(peer, i) for each asks[peer][i] it holds; found
+// runs for one peer at a time. A peer that fails to answer is skipped:
+// asking members one after another let one slow member hold up the pass.
+func askAll(ctx context.Context, peers Peers, log *slog.Logger, asks map[string][]cid.Cid, found func(peer string, i int)) {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(askLimit)
+	for peer, cids := range asks {
+		g.Go(func() error {
+			has, err := askHas(gctx, peers, peer, cids)
+			if err != nil {
+				log.Debug("heal: has query failed", "peer", peer, "err", err)
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, ok := range has {
+				if ok {
+					found(peer, i)
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // the queries return no errors: a failed one is skipped
 }
 
 // fetchAll copies the planned blocks here in batches grouped by source,

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Heal in a larger mesh: NODES daemons (default 10) on 127.0.0.1-NODES in
+# SITES sites (default 5) hold a BENCH_SIZE MiB disk (default 64) of random
+# data with R copies (default 3); KILL non-owner nodes (default 2) are
+# killed -9 at once. For each of RUNS fresh meshes (default 3) it prints the
+# failure detection time (until the owner sees them dead), the time from
+# the kill to the owner's under_replicated reaching 0, and the owner's
+# under_replicated figures on the way. The daemons keep the default
+# --heal-interval (30 s): heal must not wait for it.
+set -euo pipefail
+
+WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
+NODES=${NODES:-10} SITES=${SITES:-5} R=${R:-3} KILL=${KILL:-2} RUNS=${RUNS:-3}
+SIZE_MB=${BENCH_SIZE:-64}
+WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-heal-mesh.XXXXXX")
+PIDS=()
+stop_all() {
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	PIDS=()
+}
+cleanup() {
+	stop_all
+	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+field() { grep -o "\"$1\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
+w() { local n=$1; shift; "$WEFT" --home "$RUN/n$n" "$@"; }
+alive() { w 0 peers --json | grep -c '"state": "alive"'; }
+under() { w 0 disk info vm --json | field under_replicated; }
+
+head -c "${SIZE_MB}M" /dev/urandom >"$WORK/src.img"
+printf '%d nodes, %d sites, %d MiB disk, R=%d, kill -9 of %d non-owners\n' "$NODES" "$SITES" "$SIZE_MB" "$R" "$KILL"
+printf '%-4s %12s %22s  %s\n' run "detection s" "kill to replicated s" "owner's under_replicated"
+for run in $(seq "$RUNS"); do
+	RUN="$WORK/run$run"
+	declare -a PID_OF=()
+	for i in $(seq 0 $((NODES - 1))); do
+		secret=()
+		[ "$i" = 0 ] || secret=(--cluster-secret-file "$RUN/n0/cluster.secret")
+		w "$i" init --site "site-$((i % SITES))" --nbd off --http off \
+			--listen "/ip4/127.0.0.$((i + 1))/tcp/0" "${secret[@]}" >/dev/null
+		"$WEFT" --home "$RUN/n$i" daemon --log-level "${LOG_LEVEL:-warn}" 2>"$RUN/n$i.log" &
+		PIDS+=($!)
+		PID_OF[i]=$!
+	done
+	deadline=$((SECONDS + 60))
+	for i in $(seq 0 $((NODES - 1))); do
+		until w "$i" status >/dev/null 2>&1; do
+			[ $SECONDS -lt $deadline ] || { cat "$RUN/n$i.log" >&2; exit 1; }
+			sleep 0.1
+		done
+	done
+	addr=$(w 0 id --json | grep -o '"/ip4/[^"]*' | head -1 | tr -d '"')
+	for i in $(seq 1 $((NODES - 1))); do w "$i" join "$addr" >/dev/null; done
+	until [ "$(alive)" = "$NODES" ]; do
+		[ $SECONDS -lt $deadline ] || { echo "the mesh never formed" >&2; exit 1; }
+		sleep 0.2
+	done
+	w 0 disk import vm "$WORK/src.img" --replicas "$R" >/dev/null
+	w 0 disk commit vm >/dev/null
+	deadline=$((SECONDS + 300))
+	until [ "$(under)" = 0 ]; do
+		[ $SECONDS -lt $deadline ] || { echo "vm never got its copies" >&2; exit 1; }
+		sleep 0.2
+	done
+
+	t0=$(now)
+	for i in $(seq 1 "$KILL"); do kill -KILL "${PID_OF[i]}"; done
+	for i in $(seq 1 "$KILL"); do wait "${PID_OF[i]}" 2>/dev/null || true; done # reaped quietly
+	t1=""
+	steps=""
+	last=""
+	deadline=$((SECONDS + 300))
+	while :; do
+		[ -n "$t1" ] || [ "$(alive)" != $((NODES - KILL)) ] || t1=$(now)
+		u=$(under)
+		[ "$u" = "$last" ] || { steps="$steps${steps:+ > }$u"; last=$u; }
+		[ -z "$t1" ] || [ "$u" != 0 ] || break
+		[ $SECONDS -lt $deadline ] || { echo "heal did not finish: $steps" >&2; exit 1; }
+		sleep 0.1
+	done
+	t2=$(now)
+	printf '%-4s %12s %22s  %s\n' "$run" "$(secs "$t0" "$t1")" "$(secs "$t0" "$t2")" "$steps"
+	stop_all
+	[ -n "${KEEP_WORK:-}" ] || rm -rf "$RUN"
+done
