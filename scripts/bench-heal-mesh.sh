@@ -13,6 +13,7 @@ WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 NODES=${NODES:-10} SITES=${SITES:-5} R=${R:-3} KILL=${KILL:-2} RUNS=${RUNS:-3}
 SIZE_MB=${BENCH_SIZE:-64}
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-heal-mesh.XXXXXX")
+. "$(dirname "$0")/lib.sh"
 PIDS=()
 stop_all() {
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -25,9 +26,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-field() { grep -o "\"$1\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
 w() { local n=$1; shift; "$WEFT" --home "$RUN/n$n" "$@"; }
 alive() { w 0 peers --json | grep -c '"state": "alive"'; }
 under() { w 0 disk info vm --json | field under_replicated; }

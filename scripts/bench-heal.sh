@@ -13,6 +13,7 @@ set -euo pipefail
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 SIZE_MB=${BENCH_SIZE:-1024}
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-heal.XXXXXX")
+. "$(dirname "$0")/lib.sh"
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -21,21 +22,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-# field NAME: the first integer value of "NAME": in JSON on stdin.
-field() { grep -o "\"$1\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
 w() { local n=$1; shift; "$WEFT" --home "$WORK/$n" "$@"; }
 
 start() { # start NAME: run the daemon of node NAME, wait until it answers
 	"$WEFT" --home "$WORK/$1" daemon --log-level warn --heal-interval 2s 2>"$WORK/$1.log" &
 	PIDS+=($!)
 	eval "PID_$1=$!"
-	local deadline=$((SECONDS + 30))
-	until w "$1" status >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || { cat "$WORK/$1.log" >&2; exit 1; }
-		sleep 0.1
-	done
+	await_status "$WORK/$1.log" --home "$WORK/$1"
 }
 
 w a init --site site-a --nbd off --http off --listen /ip4/127.0.0.1/tcp/0 >/dev/null

@@ -34,6 +34,7 @@ BR=wsbr$TAG
 NS=()
 for i in $(seq 0 "$N"); do NS+=("weft-swarm-$TAG-$i"); done
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-swarm.XXXXXX")
+. "$(dirname "$0")/lib.sh"
 PIDS=()
 FORWARD_RULE=""
 cleanup() {
@@ -49,7 +50,6 @@ trap 'exit 130' INT TERM
 
 addr() { echo "10.231.0.$((10 + $1))"; }
 w() { local i=$1; shift; "$WEFT" --home "$WORK/s$i" "$@"; }
-now() { date +%s.%N; }
 
 # The bridge, one namespace per node, a capped veth pair each.
 ip link add "$BR" type bridge
@@ -81,11 +81,7 @@ start() { # start I: the daemon of node I in its namespace, waited for
 	[ "$1" = 0 ] || extra=(--heal-bandwidth 1K)
 	ip netns exec "${NS[$1]}" "$WEFT" --home "$WORK/s$1" daemon --log-level warn "${extra[@]}" 2>"$WORK/s$1.log" &
 	PIDS+=($!)
-	local deadline=$((SECONDS + 30))
-	until w "$1" status >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || { cat "$WORK/s$1.log" >&2; exit 1; }
-		sleep 0.1
-	done
+	await_status "$WORK/s$1.log" --home "$WORK/s$1"
 }
 
 for i in $(seq 0 "$N"); do

@@ -31,7 +31,6 @@ if ! command -v iperf3 >/dev/null; then
 	fi
 fi
 
-now() { date +%s.%N; }
 mbs() { awk -v mb="$SIZE_MB" -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", mb * 1.048576 / (b - a) }'; }
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 w() { local n=$1; shift; "$WEFT" --home "$WORK/$n" "$@"; }
@@ -41,11 +40,7 @@ start() { # start NAME: run the daemon of node NAME, wait until it answers
 	[ -z "${CPU_PROFILE:-}" ] || prof=(--cpu-profile "$CPU_PROFILE/$1.pprof")
 	"$WEFT" --home "$WORK/$1" daemon --log-level warn "${prof[@]}" 2>"$WORK/$1.log" &
 	PIDS+=($!)
-	local deadline=$((SECONDS + 30))
-	until w "$1" status >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || { cat "$WORK/$1.log" >&2; exit 1; }
-		sleep 0.1
-	done
+	await_status "$WORK/$1.log" --home "$WORK/$1"
 }
 
 w a init --site site-a --nbd off --http off --listen /ip4/127.0.0.1/tcp/0 >/dev/null

@@ -30,3 +30,22 @@ free_port() {
 	echo "no free port" >&2
 	return 1
 }
+
+# await_status LOG WEFT_ARGS...: waits up to 30 s until `weft WEFT_ARGS...
+# status` answers (a daemon just started in the background); on failure it
+# prints LOG and exits.
+await_status() {
+	local log=$1
+	shift
+	local deadline=$((SECONDS + 30))
+	until "$WEFT" "$@" status >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || { cat "$log" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+now() { date +%s.%N; }
+# secs A B: B - A seconds, two decimals.
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# field NAME: the first integer value of "NAME": in JSON on stdin.
+field() { grep -o "\"$1\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
