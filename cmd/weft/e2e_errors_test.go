@@ -70,7 +70,7 @@ func TestCLIBadCommandLines(t *testing.T) {
 		}
 	}
 
-	h.ok("init", "--site", "lab")
+	h.ok("init", "--site", "lab", "--nbd", "off") // the home socket only: no port shared with other tests
 	h.startDaemon()
 	img := writeTemp(t, "web.img", []byte(strings.Repeat("weft", 1<<16)))
 	h.ok("disk", "import", "web", img)
