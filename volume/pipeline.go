@@ -12,10 +12,13 @@ import (
 )
 
 // storeBatchBytes is how much one worker of a store pipeline hands the
-// block store at once. Each PutMany ends in fsyncs, so batches must be
-// large to amortise them; the cost is the memory of the batches in flight
-// (workers + 2 of them).
-const storeBatchBytes = 16 << 20
+// block store at once. Each PutMany ends in fsyncs, which larger batches
+// amortise; but all the batches in flight (workers + 2 of them) must fit
+// in the CPU's last-level cache, so that a block is still cached when it
+// is hashed after the read and copied into the segment after the hash.
+// With 16 MiB batches (96 MiB in flight) every pass went to memory and a
+// 1 GiB import took 2.2 s; with 2 MiB (12 MiB in flight) it takes 0.85 s.
+const storeBatchBytes = 2 << 20
 
 // batch is a set of blocks on their way to the store.
 type batch struct {
