@@ -20,11 +20,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
 mbps() { awk -v mb="$SIZE_MB" -v s="$1" 'BEGIN { printf "%.0f", mb / s }'; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-"$WEFT" init --listen /ip4/127.0.0.1/tcp/0 --http off >/dev/null
+"$WEFT" init --listen /ip4/127.0.0.1/tcp/0 --http off --nbd off >/dev/null
 start_daemon
 
 echo "generating a ${SIZE_MB} MiB random file in $WORK ..." >&2
