@@ -74,8 +74,7 @@ type swarm struct {
 
 	mu       sync.Mutex
 	shares   map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
-	pending  map[cid.Cid]bool     // not stored here yet
-	ordinal  map[cid.Cid]int      // place among the map's distinct data blocks
+	pending  map[cid.Cid]int      // not stored here yet: place among the map's distinct data blocks
 	inflight map[cid.Cid]bool
 	lastGot  map[string]time.Time // when each member last sent a block, or the start
 	done     chan struct{}        // closed once pending is empty
@@ -93,8 +92,7 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 		peerBatch:   min(spec.batchBlocks(), max(1, int(swarmPeerBatch/spec.DiskBlockSize))),
 		each:        spec.DiskBlockSize,
 		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
-		pending:     make(map[cid.Cid]bool, len(missing)),
-		ordinal:     make(map[cid.Cid]int, len(missing)),
+		pending:     make(map[cid.Cid]int, len(missing)),
 		inflight:    make(map[cid.Cid]bool),
 		lastGot:     make(map[string]time.Time, len(spec.Swarm)),
 		done:        make(chan struct{}),
@@ -105,9 +103,8 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 		s.lastGot[m] = now
 	}
 	for i, c := range missing {
-		s.pending[c] = true
-		s.ordinal[c] = ordinals[i]
-		o := s.owner(c, func(string) bool { return true })
+		s.pending[c] = ordinals[i]
+		o := s.members[ordinals[i]%len(s.members)] // its first owner: every member alive
 		s.shares[o] = append(s.shares[o], c)
 	}
 	if len(s.pending) == 0 {
@@ -187,7 +184,7 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case err != nil:
-				s.failed(m) // request noted the failure
+				s.memberFailed() // request noted the failure
 			case len(blocks) > 0:
 				wait = swarmPollMin
 				continue
@@ -288,7 +285,7 @@ func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []ci
 			kept = append(kept, share[i:]...)
 			break
 		}
-		if !s.pending[c] {
+		if _, missing := s.pending[c]; !missing {
 			continue
 		}
 		kept = append(kept, c)
@@ -320,9 +317,9 @@ func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) 
 	s.wakeLocked()
 }
 
-// failed wakes the origin fetchers after m failed a request: they may
-// own some of its share now.
-func (s *swarm) failed(string) {
+// memberFailed wakes the origin fetchers after a member failed a request:
+// they may own some of its share now.
+func (s *swarm) memberFailed() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.wakeLocked()
@@ -341,13 +338,13 @@ func (s *swarm) wakeLocked() {
 	}
 }
 
-// owner returns the member that fetches c from the origin: the members
+// owner returns the member that fetches c (pending) from the origin: the members
 // take the map's distinct blocks in turn, so their shares are equal and
 // each fetches its own in map order; a block whose member is not alive
 // goes to the one that ranks it highest among those alive (self always
 // is), which spreads a dead member's share over the others.
 func (s *swarm) owner(c cid.Cid, alive func(string) bool) string {
-	if m := s.members[s.ordinal[c]%len(s.members)]; alive(m) {
+	if m := s.members[s.pending[c]%len(s.members)]; alive(m) {
 		return m
 	}
 	best, bestScore := "", uint64(0)

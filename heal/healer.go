@@ -133,18 +133,9 @@ func (h *Healer) Status() Status {
 // followUpDelay after a trigger or a pass that saw the count change, and
 // doubles up to Interval while it stays the same.
 func (h *Healer) Run(ctx context.Context) {
-	followUp := followUpDelay
-	last := -1
+	var next followUps
 	for {
-		wait := h.cfg.Interval
-		if short := h.shortBlocks(); short > 0 {
-			if short != last {
-				followUp = followUpDelay
-			}
-			last = short
-			wait = min(followUp, h.cfg.Interval)
-			followUp *= 2
-		}
+		wait := next.wait(h.shortBlocks(), h.cfg.Interval)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -153,12 +144,36 @@ func (h *Healer) Run(ctx context.Context) {
 		case <-t.C:
 		case <-h.trigger:
 			t.Stop()
-			followUp, last = followUpDelay, -1
+			next = followUps{}
 		}
 		if err := h.Pass(ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("heal pass failed", "err", err)
 		}
 	}
+}
+
+// followUps decides how long Run waits before its next pass. The zero
+// value is the state after a trigger.
+type followUps struct {
+	delay time.Duration // the next follow-up's wait; 0: followUpDelay
+	last  int           // the short count of the previous decision; 0: none
+}
+
+// wait returns how long to wait before the next pass, given the short
+// count of the last pass: the interval when nothing is short; else
+// followUpDelay after a change of the count, doubling up to interval
+// while it stays the same.
+func (f *followUps) wait(short int, interval time.Duration) time.Duration {
+	if short <= 0 {
+		return interval
+	}
+	if short != f.last || f.delay == 0 {
+		f.delay = followUpDelay
+	}
+	f.last = short
+	wait := min(f.delay, interval)
+	f.delay = min(f.delay*2, interval)
+	return wait
 }
 
 // followUpDelay is the first wait before a pass that follows one which

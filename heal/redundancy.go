@@ -34,6 +34,20 @@ type Redundancy struct {
 	live   map[string]bool
 	blocks map[cid.Cid]*holders
 	roots  map[cid.Cid][]*holders
+	// gen counts the changes of any block's holders; under keeps each
+	// root's last count with the gen it was made at, so that reports read
+	// between changes (status, disk ls, every metrics scrape) do not count
+	// every block again.
+	gen   uint64
+	under map[cid.Cid]underCount
+}
+
+// underCount is a root's count of blocks short of replicas holders, as of
+// the account's gen.
+type underCount struct {
+	gen      uint64
+	replicas int
+	n        int64
 }
 
 // holders are the live members confirmed to hold one block, and when
@@ -68,7 +82,7 @@ func (h *holders) keep(ok func(id string, at uint64) bool) {
 // NewRedundancy returns an empty account whose roots are walked with maps
 // and whose live members are members (placement IDs).
 func NewRedundancy(maps *blockmap.Maps, members []string) *Redundancy {
-	r := &Redundancy{maps: maps, blocks: map[cid.Cid]*holders{}, roots: map[cid.Cid][]*holders{}}
+	r := &Redundancy{maps: maps, blocks: map[cid.Cid]*holders{}, roots: map[cid.Cid][]*holders{}, under: map[cid.Cid]underCount{}}
 	r.live = liveSet(members)
 	return r
 }
@@ -89,6 +103,7 @@ func (r *Redundancy) SetMembers(members []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.live = live
+	r.gen++
 	for _, h := range r.blocks {
 		h.keep(func(id string, _ uint64) bool { return live[id] })
 	}
@@ -160,6 +175,7 @@ func (r *Redundancy) Confirm(holder string, cids []cid.Cid) {
 		return
 	}
 	r.seq++
+	r.gen++
 	for _, c := range cids {
 		r.block(c).set(holder, r.seq)
 	}
@@ -172,6 +188,7 @@ func (r *Redundancy) Confirm(holder string, cids []cid.Cid) {
 func (r *Redundancy) Observe(c cid.Cid, ids []string, asked uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.gen++
 	h := r.block(c)
 	h.keep(func(_ string, at uint64) bool { return at > asked })
 	for _, id := range ids {
@@ -194,12 +211,16 @@ func (r *Redundancy) Under(ctx context.Context, root cid.Cid, replicas int) (int
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if u, ok := r.under[root]; ok && u.gen == r.gen && u.replicas == replicas {
+		return u.n, nil
+	}
 	var n int64
 	for _, h := range r.roots[root] {
 		if len(h.ids) < replicas {
 			n++
 		}
 	}
+	r.under[root] = underCount{gen: r.gen, replicas: replicas, n: n}
 	return n, nil
 }
 
@@ -212,12 +233,19 @@ func (r *Redundancy) Retain(keep []cid.Cid) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	reached := map[*holders]bool{}
-	for root, hs := range r.roots {
+	dropped := false
+	for root := range r.roots {
 		if !want[root] {
 			delete(r.roots, root)
-			continue
+			delete(r.under, root)
+			dropped = true
 		}
+	}
+	if !dropped {
+		return // nothing to forget: blocks leave only with the last root that reached them
+	}
+	reached := map[*holders]bool{}
+	for _, hs := range r.roots {
 		for _, h := range hs {
 			reached[h] = true
 		}

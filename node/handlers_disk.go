@@ -55,10 +55,8 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 	if s.mesh != nil {
 		e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
 		switch {
-		case ok && err == nil:
-			info = s.mesh.diskInfo(r.Context(), e, info)
-		case err == nil: // not published yet: nobody confirmed a copy either
-			info.UnderReplicated = s.mesh.underReplicated(r.Context(), info)
+		case err == nil:
+			info = s.mesh.localDiskInfo(r.Context(), info)
 		case ok && errors.Is(err, volume.ErrNotFound):
 			info, err = s.mesh.remoteDisk(r.Context(), e), nil
 		case errors.Is(err, volume.ErrNotFound):

@@ -278,6 +278,16 @@ func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.Di
 	return info
 }
 
+// localDiskInfo completes the info of a disk held here with what the mesh
+// knows; one not published yet has no owner, and nobody confirmed a copy.
+func (n *meshNode) localDiskInfo(ctx context.Context, info volume.DiskInfo) volume.DiskInfo {
+	if e, ok := n.cat.Get(catalog.DiskKey(info.Name)); ok {
+		return n.diskInfo(ctx, e, info)
+	}
+	info.UnderReplicated = n.underReplicated(ctx, info)
+	return info
+}
+
 // remoteDisks describes the disks of the catalog this node does not hold.
 func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []volume.DiskInfo {
 	var out []volume.DiskInfo

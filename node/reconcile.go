@@ -214,12 +214,8 @@ func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 	n.pushing[r.Disk] = true
 	prev := n.pushed[r.Disk]
 	n.mu.Unlock()
-	life := n.life
-	if life == nil { // not attached: bound by the caller, without its cancel
-		life = context.WithoutCancel(ctx)
-	}
 	go func() {
-		pctx, cancel := context.WithTimeout(life, 10*time.Minute)
+		pctx, cancel := context.WithTimeout(n.life, 10*time.Minute)
 		defer cancel()
 		st, err := n.pusher.Push(pctx, prev, r.Root, r.Replicas)
 		n.mu.Lock()

@@ -6,7 +6,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 
-	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -28,12 +27,7 @@ func listDisks(ctx context.Context, vols *volume.Manager, mn *meshNode) (disks [
 	local := map[string]bool{}
 	for i, d := range disks {
 		local[d.Name] = true
-		if e, ok := mn.cat.Get(catalog.DiskKey(d.Name)); ok {
-			disks[i] = mn.diskInfo(ctx, e, d)
-		} else {
-			// Not published yet: nobody confirmed a copy of it either.
-			disks[i].UnderReplicated = mn.underReplicated(ctx, d)
-		}
+		disks[i] = mn.localDiskInfo(ctx, d)
 	}
 	return append(disks, mn.remoteDisks(ctx, local)...), nlocal, nil
 }

@@ -66,16 +66,20 @@ func (c *conn) writeBuffer() *bytes.Buffer {
 	return c.wbuf
 }
 
+// slabBytes is the room of a block slab.
+const slabBytes = MaxGetPayload + maxBlockSize
+
 // blockSlab returns an empty slice over a pooled buffer to read the blocks
-// of a response into, with room for MaxGetPayload so that reading them
-// does not grow it block by block; keepSlab takes back what it grew into.
+// of a response into, with room for MaxGetPayload and one block more (a
+// full response reads the block that no longer fits before it stops), so
+// that reading them never grows it; keepSlab takes back what it grew into.
 // Both are valid until release.
 func (c *conn) blockSlab() []byte {
 	if c.slab == nil {
 		c.slab = slabPool.Get().(*[]byte)
 	}
-	if cap(*c.slab) < MaxGetPayload {
-		*c.slab = make([]byte, 0, MaxGetPayload)
+	if cap(*c.slab) < slabBytes {
+		*c.slab = make([]byte, 0, slabBytes)
 	}
 	return (*c.slab)[:0]
 }
