@@ -44,12 +44,7 @@ demo: build
 bench: build
 	$(GO) test -run '^$$' -bench . ./blockstore/ ./blockmap/
 	$(GO) test -run '^$$' -bench 'BenchmarkImport' -benchtime 3x ./volume/
-	WEFT=$(CURDIR)/$(BIN) ./scripts/bench.sh
-	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-wire.sh
-	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-nbd.sh
-	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-fuse.sh
-	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-heal.sh
-	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-swarm.sh
+	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-table.sh
 
 # fuzz runs every Fuzz target for FUZZTIME each.
 fuzz:

@@ -137,6 +137,7 @@ work, repeat, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 def ratio(a, b):
     return a / b if b else float("nan")
 
+rows = []
 print(f"{'job':<42}{'target':<9}{'MB/s':>9}{'IOPS':>9}{'p99 µs':>10}")
 for spec in specs:
     name, label, rw = spec.split(":")[:3]
@@ -148,5 +149,9 @@ for spec in specs:
     for base, tag in (("local", "vs local"), ("ceiling", "vs ceil")):
         print(f"{'':<42}{tag:<9}{ratio(m['weft'][0], m[base][0]):>9.2f}"
               f"{ratio(m['weft'][1], m[base][1]):>9.2f}{ratio(m['weft'][2], m[base][2]):>10.2f}")
+    rows.append(f"ROW\tFUSE {label}\t{m['weft'][0]:.0f} MB/s\ta local file\t{m['local'][0]:.0f} MB/s"
+                f"\t{ratio(m['weft'][0], m['local'][0]):.2f}\t>= 1.00 (issue 4)")
+for r in rows:
+    print(r)
 PY
 echo "(vs local, vs ceil: weft's figure over theirs, higher is better for MB/s and IOPS, lower for p99 latency; local = a file on the same file system as the weft home; ceiling = a FUSE server that does no work; weft = the same data as DIR/<disk>.img; $cold; medians of $REPEAT alternating runs unless marked)"
