@@ -53,6 +53,9 @@ type Status struct {
 	Pending      int64 `json:"pending_blocks"`
 	CopiedBlocks int64 `json:"copied_blocks"`
 	CopiedBytes  int64 `json:"copied_bytes"`
+	// FetchSeconds is the time spent copying, summed over the passes that
+	// copied anything: CopiedBytes over it is heal's copy rate.
+	FetchSeconds float64 `json:"fetch_seconds"`
 	// DroppedBlocks are surplus copies removed after their placement set
 	// confirmed them.
 	DroppedBlocks int64  `json:"dropped_blocks"`
@@ -224,7 +227,13 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 	if err := h.findSources(ctx, members, p); err != nil {
 		return err
 	}
+	fetchStart := time.Now()
 	fetchErr := h.fetchAll(ctx, p)
+	if len(p.fetch) > 0 {
+		h.mu.Lock()
+		h.status.FetchSeconds += time.Since(fetchStart).Seconds()
+		h.mu.Unlock()
+	}
 	for _, c := range p.drop {
 		if err := h.cfg.Store.Delete(ctx, c); err != nil {
 			return fmt.Errorf("heal: drop surplus %s: %w", c, err)
