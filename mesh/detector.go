@@ -3,7 +3,6 @@ package mesh
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -57,14 +56,6 @@ func (d Detector) Validate() error {
 		return fmt.Errorf("failure detector: %w", err)
 	}
 	return nil
-}
-
-// Suspicion returns how long a suspected member has to refute before it is
-// declared dead in a mesh of members nodes, when no other member confirms
-// the suspicion early (memberlist's minimum suspicion timeout).
-func (d Detector) Suspicion(members int) time.Duration {
-	scale := max(1, math.Log10(float64(max(1, members))))
-	return time.Duration(float64(d.SuspicionMult) * scale * float64(d.ProbeInterval))
 }
 
 // Gossip returns memberlist's LAN configuration with d's timings. The probe
