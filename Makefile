@@ -49,6 +49,7 @@ bench: build
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-nbd.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-fuse.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-heal.sh
+	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-detect.sh
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-swarm.sh
 
 # fuzz runs every Fuzz target for FUZZTIME each.
