@@ -349,6 +349,15 @@ func TestHealResumes(t *testing.T) {
 	if st.Passes != 1 || st.LastError != "" {
 		t.Fatalf("status %+v: want one complete pass and no error", st)
 	}
+	if st.FetchSeconds <= 0 {
+		t.Fatalf("fetch_seconds %v after two passes that copied, want their time in fetches", st.FetchSeconds)
+	}
+	if err := h.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again := h.Status().FetchSeconds; again != st.FetchSeconds {
+		t.Fatalf("a pass that copied nothing moved fetch_seconds from %.3f to %.3f", st.FetchSeconds, again)
+	}
 }
 
 // TestSyncPushNeedsRNodes: a push for R copies fails with ErrTooFewNodes
