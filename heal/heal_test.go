@@ -2,6 +2,7 @@ package heal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -348,6 +349,15 @@ func TestHealResumes(t *testing.T) {
 	if st.Passes != 1 || st.LastError != "" {
 		t.Fatalf("status %+v: want one complete pass and no error", st)
 	}
+	if st.FetchSeconds <= 0 {
+		t.Fatalf("fetch_seconds %v after two passes that copied, want their time in fetches", st.FetchSeconds)
+	}
+	if err := h.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again := h.Status().FetchSeconds; again != st.FetchSeconds {
+		t.Fatalf("a pass that copied nothing moved fetch_seconds from %.3f to %.3f", st.FetchSeconds, again)
+	}
 }
 
 // TestSyncPushNeedsRNodes: a push for R copies fails with ErrTooFewNodes
@@ -432,5 +442,48 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// failingPeer is the exchange of a node whose calls to one peer fail, and
+// whose Puts to the others wait until that failure happened.
+type failingPeer struct {
+	Peers
+	dead   string
+	failed chan struct{}
+	once   sync.Once
+}
+
+func (p *failingPeer) Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, error) {
+	if peer == p.dead {
+		p.once.Do(func() { close(p.failed) })
+		return nil, errors.New("connection reset")
+	}
+	return p.Peers.Has(ctx, peer, cids)
+}
+
+func (p *failingPeer) Put(ctx context.Context, peer string, bs []blockstore.Block) error {
+	<-p.failed
+	return p.Peers.Put(ctx, peer, bs)
+}
+
+// TestPushGoesOnPastADeadMember: a member of the placement sets dies
+// during a push, before it is detected; the push fails, but every live
+// member still gets all its blocks (a push that stopped at the first
+// failure left them to heal, which copied them a second time).
+func TestPushGoesOnPastADeadMember(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(8, 9))
+	net, ids := newTestNet(t, rng, "a", "b", "c")
+	root := writeDisk(t, rng, net.stores[ids[0]], 50)
+	p := net.pusher(ids[0])
+	p.Peers = &failingPeer{Peers: p.Peers, dead: ids[2], failed: make(chan struct{})}
+	if _, err := p.Push(ctx, cid.Undef, root, 3); err == nil {
+		t.Fatal("push with a dead member of the placement sets: got nil error")
+	}
+	for _, c := range allCIDs(t, net.stores[ids[0]], root) {
+		if ok, _ := net.stores[ids[1]].Has(ctx, c); !ok {
+			t.Fatalf("%s not on the live member after the push", c)
+		}
 	}
 }

@@ -101,20 +101,31 @@ func (p *Pusher) Push(ctx context.Context, prev, root cid.Cid, r int) (PushStats
 	if err := p.confirmHere(ctx, held); err != nil {
 		return st, err
 	}
+	// Each peer's push goes on when another's fails: a member that just
+	// died must not stop the copies to the live ones, which heal would
+	// otherwise make again.
 	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
+	var errs []error
+	var g errgroup.Group
 	g.SetLimit(8)
 	for peer, cids := range toPeer {
 		g.Go(func() error {
-			sent, bytes, err := p.pushTo(gctx, peer, cids)
+			sent, bytes, err := p.pushTo(ctx, peer, cids)
 			mu.Lock()
+			defer mu.Unlock()
 			st.Sent += sent
 			st.Bytes += bytes
-			mu.Unlock()
-			return err
+			if err != nil {
+				errs = append(errs, err)
+			}
+			return nil
 		})
 	}
-	return st, g.Wait()
+	_ = g.Wait() // the pushes return no errors: they are collected in errs
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	return st, errors.Join(errs...)
 }
 
 // confirmHere confirms this node's copies of cids, those it holds.

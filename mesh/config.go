@@ -41,8 +41,10 @@ type Config struct {
 	// Capacity reports the node's used and free bytes, gossiped in member
 	// metadata and refreshed periodically; may be nil.
 	Capacity func() (used, free int64)
-	// Gossip overrides the memberlist configuration (timings); nil uses
-	// memberlist.DefaultLANConfig. The mesh copies it and sets the name,
+	// Detector is the failure detector's timing, used when Gossip is nil.
+	Detector Detector
+	// Gossip overrides the whole memberlist configuration (tests); nil
+	// uses Detector.Gossip(). The mesh copies it and sets the name,
 	// transport and delegates itself.
 	Gossip *memberlist.Config
 }
@@ -64,7 +66,8 @@ type StateDelegate interface {
 // port 4001 over TCP and QUIC. The caller still sets Key and Secret.
 func DefaultConfig() Config {
 	return Config{
-		Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		Listen:   []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		Detector: DefaultDetector(),
 	}
 }
 
@@ -82,6 +85,11 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Site) > maxSiteLen {
 		errs = append(errs, fmt.Errorf("site: %d bytes, want at most %d", len(c.Site), maxSiteLen))
+	}
+	if c.Gossip == nil {
+		if err := c.Detector.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("mesh config: %w", err)

@@ -83,7 +83,7 @@ func start(ctx context.Context, cfg Config, h host.Host) (*Mesh, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	gossip := memberlist.DefaultLANConfig()
+	gossip := cfg.Detector.Gossip()
 	if cfg.Gossip != nil {
 		copied := *cfg.Gossip
 		gossip = &copied

@@ -17,6 +17,7 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/volume"
 
 	"github.com/weft-mesh/weft/internal/atomicfile"
@@ -60,6 +61,13 @@ type Config struct {
 	// HealInterval is the time between heal passes when no membership or
 	// catalog change triggers one.
 	HealInterval time.Duration `json:"heal_interval,omitempty"`
+
+	// ProbeInterval and SuspicionMult time the failure detector (see
+	// mesh.Detector); zero in the file means mesh.DefaultDetector's.
+	// Longer ones suit links slow enough that a gossip message can wait
+	// seconds behind bulk data.
+	ProbeInterval time.Duration `json:"probe_interval,omitempty"`
+	SuspicionMult int           `json:"suspicion_mult,omitempty"`
 
 	// TransferBandwidth is the node's budget in bytes per second for the
 	// transfers it receives (push, pull, replication), shared between them
@@ -157,10 +165,26 @@ func (c Config) Validate() error {
 	if c.HealBandwidth < 0 || c.HealConcurrency < 0 || c.HealInterval < 0 {
 		return errors.New("config: heal bandwidth, concurrency and interval must not be negative")
 	}
+	if err := c.Detector().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	if c.CommitInterval < 0 {
 		return fmt.Errorf("config: commit interval %v is negative", c.CommitInterval)
 	}
 	return nil
+}
+
+// Detector returns the failure detector's timing: the config's, with
+// mesh.DefaultDetector's for what it leaves zero.
+func (c Config) Detector() mesh.Detector {
+	d := mesh.DefaultDetector()
+	if c.ProbeInterval != 0 {
+		d.ProbeInterval = c.ProbeInterval
+	}
+	if c.SuspicionMult != 0 {
+		d.SuspicionMult = c.SuspicionMult
+	}
+	return d
 }
 
 // nbdCertificate loads the certificate and key NBD offers with STARTTLS

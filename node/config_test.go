@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/weft-mesh/weft/mesh"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -22,12 +25,35 @@ func TestConfigValidate(t *testing.T) {
 		"nbd no port":    func(c *Config) { c.NBD = "127.0.0.1" },
 		"http bad port":  func(c *Config) { c.HTTP = "127.0.0.1:99999" },
 		"negative  tick": func(c *Config) { c.CommitInterval = -1 },
+		"probe too fast": func(c *Config) { c.ProbeInterval = 10 * time.Millisecond },
+		"negative probe": func(c *Config) { c.ProbeInterval = -time.Second },
+		"suspicion 1":    func(c *Config) { c.SuspicionMult = 1 },
 	}
 	for name, mutate := range bad {
 		c := good
 		mutate(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: Validate() = nil, want an error", name)
+		}
+	}
+}
+
+// TestConfigDetector checks that the config's detector timing overrides
+// the default field by field, zero keeping the default.
+func TestConfigDetector(t *testing.T) {
+	def := mesh.DefaultDetector()
+	for _, tc := range []struct {
+		probe time.Duration
+		mult  int
+		want  mesh.Detector
+	}{
+		{0, 0, def},
+		{2 * time.Second, 0, mesh.Detector{ProbeInterval: 2 * time.Second, SuspicionMult: def.SuspicionMult}},
+		{0, 6, mesh.Detector{ProbeInterval: def.ProbeInterval, SuspicionMult: 6}},
+	} {
+		c := Config{ProbeInterval: tc.probe, SuspicionMult: tc.mult}
+		if got := c.Detector(); got != tc.want {
+			t.Errorf("probe %v, mult %d: got %+v, want %+v", tc.probe, tc.mult, got, tc.want)
 		}
 	}
 }

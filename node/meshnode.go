@@ -96,6 +96,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	mcfg.Secret = secret
 	mcfg.Site = cfg.Site
 	mcfg.Dir = cfg.Path(MeshDir)
+	mcfg.Detector = cfg.Detector()
 	mcfg.Logger = log
 	mcfg.State = catalogState{n}
 	mcfg.Capacity = func() (int64, int64) {

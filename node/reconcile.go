@@ -220,7 +220,11 @@ func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 		st, err := n.pusher.Push(pctx, prev, r.Root, r.Replicas)
 		n.mu.Lock()
 		n.pushing[r.Disk] = false
-		if err == nil {
+		if n.life.Err() == nil {
+			// Pushed, or left to heal: what a failed push missed (a member
+			// that died, one unreachable) the placement sets' heal passes
+			// copy. Pushing the whole root again on the next reconcile
+			// copied the blocks a second time, beside those passes.
 			n.pushed[r.Disk] = r.Root
 		}
 		n.mu.Unlock()

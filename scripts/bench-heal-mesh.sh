@@ -5,13 +5,16 @@
 # killed -9 at once. For each of RUNS fresh meshes (default 3) it prints the
 # failure detection time (until the owner sees them dead), the time from
 # the kill to the owner's under_replicated reaching 0, and the owner's
-# under_replicated figures on the way. The daemons keep the default
-# --heal-interval (30 s): heal must not wait for it.
+# under_replicated figures on the way, then how many runs were fully
+# replicated within detection + 3 s. The daemons keep the default
+# --heal-interval (30 s): heal must not wait for it; DAEMON_ARGS adds
+# daemon flags (e.g. "--probe-interval 1s").
 set -euo pipefail
 
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 NODES=${NODES:-10} SITES=${SITES:-5} R=${R:-3} KILL=${KILL:-2} RUNS=${RUNS:-3}
 SIZE_MB=${BENCH_SIZE:-64}
+read -r -a DAEMON_ARGS <<<"${DAEMON_ARGS:-}"
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-heal-mesh.XXXXXX")
 . "$(dirname "$0")/lib.sh"
 PIDS=()
@@ -32,7 +35,8 @@ under() { w 0 disk info vm --json | field under_replicated; }
 
 head -c "${SIZE_MB}M" /dev/urandom >"$WORK/src.img"
 printf '%d nodes, %d sites, %d MiB disk, R=%d, kill -9 of %d non-owners\n' "$NODES" "$SITES" "$SIZE_MB" "$R" "$KILL"
-printf '%-4s %12s %22s  %s\n' run "detection s" "kill to replicated s" "owner's under_replicated"
+printf '%-4s %12s %22s %12s  %s\n' run "detection s" "kill to replicated s" "after det. s" "owner's under_replicated"
+DET=() TOTAL=() AFTER=()
 for run in $(seq "$RUNS"); do
 	RUN="$WORK/run$run"
 	declare -a PID_OF=()
@@ -41,7 +45,7 @@ for run in $(seq "$RUNS"); do
 		[ "$i" = 0 ] || secret=(--cluster-secret-file "$RUN/n0/cluster.secret")
 		w "$i" init --site "site-$((i % SITES))" --nbd off --http off \
 			--listen "/ip4/127.0.0.$((i + 1))/tcp/0" "${secret[@]}" >/dev/null
-		"$WEFT" --home "$RUN/n$i" daemon --log-level "${LOG_LEVEL:-warn}" 2>"$RUN/n$i.log" &
+		"$WEFT" --home "$RUN/n$i" daemon --log-level "${LOG_LEVEL:-warn}" "${DAEMON_ARGS[@]}" 2>"$RUN/n$i.log" &
 		PIDS+=($!)
 		PID_OF[i]=$!
 	done
@@ -82,7 +86,15 @@ for run in $(seq "$RUNS"); do
 		sleep 0.1
 	done
 	t2=$(now)
-	printf '%-4s %12s %22s  %s\n' "$run" "$(secs "$t0" "$t1")" "$(secs "$t0" "$t2")" "$steps"
+	DET+=("$(secs "$t0" "$t1")") TOTAL+=("$(secs "$t0" "$t2")") AFTER+=("$(secs "$t1" "$t2")")
+	printf '%-4s %12s %22s %12s  %s\n' "$run" "${DET[-1]}" "${TOTAL[-1]}" "${AFTER[-1]}" "$steps"
 	stop_all
 	[ -n "${KEEP_WORK:-}" ] || rm -rf "$RUN"
 done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+within=$(printf '%s\n' "${AFTER[@]}" | awk '$1 <= 3 { n++ } END { print n + 0 }')
+worst=$(printf '%s\n' "${AFTER[@]}" | sort -g | tail -1)
+printf 'median detection %s s, kill to replicated %s s; replicated within detection + 3 s in %d of %d runs (worst %s s after)\n' \
+	"$(median "${DET[@]}")" "$(median "${TOTAL[@]}")" "$within" "$RUNS" "$worst"
+printf 'ROW\t%s\t%s s\t%s\t%s s\t%s\t%s\n' "heal ${NODES} nodes, kill -9 of ${KILL}, ${SIZE_MB} MiB R=${R}: kill to replicated (median)" \
+	"$(median "${TOTAL[@]}")" "failure detection (median)" "$(median "${DET[@]}")" "$within/$RUNS within det.+3 s" "<= detection + 3 s every run"

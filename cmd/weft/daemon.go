@@ -29,6 +29,11 @@ type daemonOptions struct {
 		// defaults mean "not given", never "zero").
 		concurrencySet, intervalSet bool
 	}
+	// detector overrides the config's failure-detector timing; zero: not given.
+	detector struct {
+		probeInterval time.Duration
+		suspicionMult int
+	}
 }
 
 func newDaemonCmd(g *globals) *cobra.Command {
@@ -50,6 +55,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&o.heal.bandwidth, "heal-bandwidth", "", "cap the bytes per second self-heal copies to this node, e.g. 100M (default: the config's, else no cap)")
 	c.Flags().IntVar(&o.heal.concurrency, "heal-concurrency", 0, "self-heal fetches in flight (default 4)")
 	c.Flags().DurationVar(&o.heal.interval, "heal-interval", 0, "time between heal passes when nothing triggers one (default 30s)")
+	c.Flags().DurationVar(&o.detector.probeInterval, "probe-interval", 0, "failure detector: time between probes of members (default: the config's, else 500ms)")
+	c.Flags().IntVar(&o.detector.suspicionMult, "suspicion-mult", 0, "failure detector: probe intervals a suspected member has to refute before it is declared dead (default: the config's, else 4)")
 	return c
 }
 
@@ -90,6 +97,12 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 			return usageError{fmt.Sprintf("--heal-interval %v: must be positive", o.heal.interval)}
 		}
 		cfg.HealInterval = o.heal.interval
+	}
+	if o.detector.probeInterval != 0 {
+		cfg.ProbeInterval = o.detector.probeInterval
+	}
+	if o.detector.suspicionMult != 0 {
+		cfg.SuspicionMult = o.detector.suspicionMult
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}

@@ -96,6 +96,8 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"join", "/ip4/127.0.0.1/tcp/1"}, `join: "/ip4/127.0.0.1/tcp/1" is not a member's address`},
 		{[]string{"daemon", "--heal-concurrency", "0"}, "--heal-concurrency 0: must be at least 1"},
 		{[]string{"daemon", "--heal-interval", "0s"}, "--heal-interval 0s: must be positive"},
+		{[]string{"daemon", "--probe-interval", "10ms"}, "probe interval 10ms: want 100ms to 10s"},
+		{[]string{"daemon", "--suspicion-mult", "1"}, "suspicion multiplier 1: want 2 to 20"},
 	})
 	if out := h.ok("transfers"); !strings.Contains(out, "no transfers") {
 		t.Errorf("refused transfers were registered:\n%s", out)
