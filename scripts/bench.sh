@@ -31,24 +31,32 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR 
 "$WEFT" init --listen /ip4/127.0.0.1/tcp/0 --http off --nbd off >/dev/null
 start_daemon
 
-cp_all="" imp_all="" exp_all="" str_all="" imp_r="" exp_r=""
+# The work disk here is a virtual one whose host absorbs about 2 GiB of
+# writes fast and then slows to its device's speed until it catches up, and
+# a deleted file's space (discarded) counts no more. So each weft run has a
+# cp + sync of its own, made in the same state: before the import (the store
+# empty), and beside the export (the store holding the imported disk), the
+# two in turn first; every output is deleted and synced before the next.
+cpi_all="" cpe_all="" imp_all="" exp_all="" str_all="" imp_r="" exp_r=""
+copy() { t0=$(now); cp "$WORK/src.img" "$WORK/copy.img"; sync; t1=$(now); rm -f "$WORK/copy.img"; sync; secs "$t0" "$t1"; }
+export_file() { t0=$(now); "$WEFT" disk export "bench$run" "$WORK/out.img" >/dev/null; sync; t1=$(now)
+	cmp -s "$WORK/src.img" "$WORK/out.img" || { echo "export differs from the source" >&2; exit 1; }
+	rm -f "$WORK/out.img"; sync; secs "$t0" "$t1"; }
 for run in $(seq "$RUNS"); do
 	echo "round $run of $RUNS: a fresh ${SIZE_MB} MiB random file ..." >&2
 	head -c "${SIZE_MB}M" /dev/urandom >"$WORK/src.img"
 	sync
 	# Every copy reads the source from the page cache: it was just written.
-
-	t0=$(now); cp "$WORK/src.img" "$WORK/copy.img"; sync; t1=$(now)
-	cp_s=$(secs "$t0" "$t1")
-	rm -f "$WORK/copy.img"; sync
+	cpi_s=$(copy)
 
 	t0=$(now); "$WEFT" disk import "bench$run" "$WORK/src.img" >/dev/null; t1=$(now)
 	imp_s=$(secs "$t0" "$t1")
 
-	t0=$(now); "$WEFT" disk export "bench$run" "$WORK/out.img" >/dev/null; sync; t1=$(now)
-	exp_s=$(secs "$t0" "$t1")
-	cmp -s "$WORK/src.img" "$WORK/out.img" || { echo "export differs from the source" >&2; exit 1; }
-	rm -f "$WORK/out.img"; sync
+	if [ $((run % 2)) = 1 ]; then
+		exp_s=$(export_file); cpe_s=$(copy)
+	else
+		cpe_s=$(copy); exp_s=$(export_file)
+	fi
 
 	# The stream every non-file output (stdout, a pipe, a device) gets.
 	t0=$(now); "$WEFT" disk export "bench$run" - >/dev/null; t1=$(now)
@@ -56,17 +64,19 @@ for run in $(seq "$RUNS"); do
 
 	"$WEFT" disk rm "bench$run" >/dev/null
 	"$WEFT" gc >/dev/null
-	echo "  cp + sync ${cp_s}s, import ${imp_s}s ($(ratio "$cp_s" "$imp_s")), export ${exp_s}s ($(ratio "$cp_s" "$exp_s")), stream ${str_s}s" >&2
-	cp_all+=" $cp_s" imp_all+=" $imp_s" exp_all+=" $exp_s" str_all+=" $str_s"
-	imp_r+=" $(ratio "$cp_s" "$imp_s")" exp_r+=" $(ratio "$cp_s" "$exp_s")"
+	sync
+	echo "  cp + sync ${cpi_s}s, import ${imp_s}s ($(ratio "$cpi_s" "$imp_s")); cp + sync ${cpe_s}s, export ${exp_s}s ($(ratio "$cpe_s" "$exp_s")); stream ${str_s}s" >&2
+	cpi_all+=" $cpi_s" cpe_all+=" $cpe_s" imp_all+=" $imp_s" exp_all+=" $exp_s" str_all+=" $str_s"
+	imp_r+=" $(ratio "$cpi_s" "$imp_s")" exp_r+=" $(ratio "$cpe_s" "$exp_s")"
 done
-cp_m=$(median <<<"$cp_all") imp_m=$(median <<<"$imp_all") exp_m=$(median <<<"$exp_all") str_m=$(median <<<"$str_all")
+cpi_m=$(median <<<"$cpi_all") cpe_m=$(median <<<"$cpe_all") imp_m=$(median <<<"$imp_all") exp_m=$(median <<<"$exp_all") str_m=$(median <<<"$str_all")
 imp_rm=$(median <<<"$imp_r") exp_rm=$(median <<<"$exp_r")
 span() { tr ' ' '\n' | grep . | sort -g | sed -n '1p;$p' | paste -sd- -; }
 
 printf '\n%-38s %10s %10s %16s\n' "${SIZE_MB} MiB random file, median of $RUNS" "seconds" "MiB/s" "vs cp (rounds)"
-printf '%-38s %10s %10s %16s\n' "cp + sync (reference)" "$cp_m" "$(mbps "$cp_m")" "1.00"
+printf '%-38s %10s %10s %16s\n' "cp + sync, store empty (reference)" "$cpi_m" "$(mbps "$cpi_m")" "1.00"
 printf '%-38s %10s %10s %16s\n' "weft disk import (file passed)" "$imp_m" "$(mbps "$imp_m")" "$imp_rm ($(span <<<"$imp_r"))"
+printf '%-38s %10s %10s %16s\n' "cp + sync, disk in store (reference)" "$cpe_m" "$(mbps "$cpe_m")" "1.00"
 printf '%-38s %10s %10s %16s\n' "weft disk export to a file + sync" "$exp_m" "$(mbps "$exp_m")" "$exp_rm ($(span <<<"$exp_r"))"
 printf '%-38s %10s %10s %16s\n' "weft disk export - (stream) >/dev/null" "$str_m" "$(mbps "$str_m")" "-"
 echo "(vs cp = cp time / weft time, the median of the rounds' ratios: above 1.00 is faster than cp; the goal is >= 0.80)"
@@ -86,5 +96,5 @@ printf '%-46s %10.2f ms\n' "replica create, 1 GiB disk (one dirty block)" "$(awk
 printf '%-46s %10.2f ms\n' "replica create, 1 TiB disk (one dirty block)" "$(awk -v n="$rep1t" 'BEGIN { print n / 1e6 }')"
 printf '%-46s %12.2f\n' "1 TiB / 1 GiB replica time (O(1): about 1)" "$(awk -v a="$rep1t" -v b="$rep1g" 'BEGIN { print a / b }')"
 
-printf 'ROW\t%s\t%s\t%s\t%s\t%s\t%s\n' "disk import ${SIZE_MB} MiB file" "$(mbps "$imp_m") MiB/s" "cp + sync" "$(mbps "$cp_m") MiB/s" "$imp_rm" ">= 0.8"
-printf 'ROW\t%s\t%s\t%s\t%s\t%s\t%s\n' "disk export ${SIZE_MB} MiB to a file + sync" "$(mbps "$exp_m") MiB/s" "cp + sync" "$(mbps "$cp_m") MiB/s" "$exp_rm" ">= 0.8"
+printf 'ROW\t%s\t%s\t%s\t%s\t%s\t%s\n' "disk import ${SIZE_MB} MiB file" "$(mbps "$imp_m") MiB/s" "cp + sync" "$(mbps "$cpi_m") MiB/s" "$imp_rm" ">= 0.8"
+printf 'ROW\t%s\t%s\t%s\t%s\t%s\t%s\n' "disk export ${SIZE_MB} MiB to a file + sync" "$(mbps "$exp_m") MiB/s" "cp + sync" "$(mbps "$cpe_m") MiB/s" "$exp_rm" ">= 0.8"
