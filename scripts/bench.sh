@@ -5,7 +5,8 @@
 # by cp + sync, imported, and exported to a file + sync, in turn; the table
 # shows medians and the ROW lines the median of each round's ratio.
 # BENCH_DIR picks the file system (default: a temporary directory under
-# /var/tmp); BENCH_SIZE the file size in MiB (default 1024).
+# /var/tmp); BENCH_SIZE the file size in MiB (default 1024); BENCH_HEAD=0
+# skips the head operations (Go benchmarks) after the table.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -81,20 +82,22 @@ printf '%-38s %10s %10s %16s\n' "weft disk export to a file + sync" "$exp_m" "$(
 printf '%-38s %10s %10s %16s\n' "weft disk export - (stream) >/dev/null" "$str_m" "$(mbps "$str_m")" "-"
 echo "(vs cp = cp time / weft time, the median of the rounds' ratios: above 1.00 is faster than cp; the goal is >= 0.80)"
 
-# Commit throughput and replica creation come from the volume package's Go
-# benchmarks: they need writes into a head, which the CLI does not offer
-# before NBD and FUSE.
-echo "running the volume benchmarks (commit, replica creation) ..." >&2
-bench_out=$(cd "$(dirname "$0")/.." && go test -run '^$' -bench 'BenchmarkCommit$|BenchmarkReplicaCreate' -benchtime 20x ./volume/)
-field() { awk -v name="$1" -v unit="$2" '$1 ~ "^"name"(-[0-9]+)?$" { for (i = 2; i <= NF; i++) if ($(i+1) == unit) print $i }' <<<"$bench_out"; }
-commit_mbs=$(field BenchmarkCommit MB/s)
-rep1g=$(field 'BenchmarkReplicaCreate/1GiB' ns/op)
-rep1t=$(field 'BenchmarkReplicaCreate/1TiB' ns/op)
-printf '\n%-46s %12s\n' "head operations (in process)" "figure"
-printf '%-46s %9.0f MB/s\n' "commit 64 MiB of dirty 64 KiB blocks" "$commit_mbs"
-printf '%-46s %10.2f ms\n' "replica create, 1 GiB disk (one dirty block)" "$(awk -v n="$rep1g" 'BEGIN { print n / 1e6 }')"
-printf '%-46s %10.2f ms\n' "replica create, 1 TiB disk (one dirty block)" "$(awk -v n="$rep1t" 'BEGIN { print n / 1e6 }')"
-printf '%-46s %12.2f\n' "1 TiB / 1 GiB replica time (O(1): about 1)" "$(awk -v a="$rep1t" -v b="$rep1g" 'BEGIN { print a / b }')"
+if [ "${BENCH_HEAD:-1}" != 0 ]; then
+	# Commit throughput and replica creation come from the volume package's Go
+	# benchmarks: they need writes into a head, which the CLI does not offer
+	# before NBD and FUSE.
+	echo "running the volume benchmarks (commit, replica creation) ..." >&2
+	bench_out=$(cd "$(dirname "$0")/.." && go test -run '^$' -bench 'BenchmarkCommit$|BenchmarkReplicaCreate' -benchtime 20x ./volume/)
+	field() { awk -v name="$1" -v unit="$2" '$1 ~ "^"name"(-[0-9]+)?$" { for (i = 2; i <= NF; i++) if ($(i+1) == unit) print $i }' <<<"$bench_out"; }
+	commit_mbs=$(field BenchmarkCommit MB/s)
+	rep1g=$(field 'BenchmarkReplicaCreate/1GiB' ns/op)
+	rep1t=$(field 'BenchmarkReplicaCreate/1TiB' ns/op)
+	printf '\n%-46s %12s\n' "head operations (in process)" "figure"
+	printf '%-46s %9.0f MB/s\n' "commit 64 MiB of dirty 64 KiB blocks" "$commit_mbs"
+	printf '%-46s %10.2f ms\n' "replica create, 1 GiB disk (one dirty block)" "$(awk -v n="$rep1g" 'BEGIN { print n / 1e6 }')"
+	printf '%-46s %10.2f ms\n' "replica create, 1 TiB disk (one dirty block)" "$(awk -v n="$rep1t" 'BEGIN { print n / 1e6 }')"
+	printf '%-46s %12.2f\n' "1 TiB / 1 GiB replica time (O(1): about 1)" "$(awk -v a="$rep1t" -v b="$rep1g" 'BEGIN { print a / b }')"
+fi
 
 printf 'ROW\t%s\t%s\t%s\t%s\t%s\t%s\n' "disk import ${SIZE_MB} MiB file" "$(mbps "$imp_m") MiB/s" "cp + sync" "$(mbps "$cpi_m") MiB/s" "$imp_rm" ">= 0.8"
 printf 'ROW\t%s\t%s\t%s\t%s\t%s\t%s\n' "disk export ${SIZE_MB} MiB to a file + sync" "$(mbps "$exp_m") MiB/s" "cp + sync" "$(mbps "$cpe_m") MiB/s" "$exp_rm" ">= 0.8"
