@@ -78,13 +78,20 @@ func mustBeWritable(f *os.File) error {
 	return nil
 }
 
-// Limits of one write of an export into a file: contiguous blocks go out in
-// one pwritev of up to exportRunBytes (and at most exportRunBlocks iovecs,
-// under the kernel's IOV_MAX).
+// Writes of an export into a file: contiguous blocks go out in one pwritev
+// of up to exportRunBytes (at most exportRunBlocks iovecs, under the
+// kernel's IOV_MAX), with at most exportRunsAhead runs waiting for the
+// writer. Everything in flight (these runs and the view's read-ahead) must
+// stay in the CPU's last-level cache, so that a block is still cached when
+// it is written after it was read and hashed: with 8 MiB runs (~30 MiB in
+// flight) every block went to memory again and a 1 GiB export took 1.7-2.2 s
+// against 1.2 s for the CLI writing the stream. Writeback is started every
+// exportWritebackBytes, so the final sync has little left to wait for.
 const (
-	exportRunBytes  = 8 << 20
-	exportRunBlocks = 1024
-	exportRunsAhead = 2
+	exportRunBytes       = 1 << 20
+	exportRunBlocks      = 1024
+	exportRunsAhead      = 1
+	exportWritebackBytes = 8 << 20
 )
 
 // exportRun is a contiguous range of blocks to write.
@@ -96,9 +103,8 @@ type exportRun struct {
 
 // exportToFile makes f hold v's image: it truncates f to the image's size
 // (so every zero block is a hole, as cp --sparse leaves it), writes the
-// data blocks in large runs on a goroutine of its own while the next blocks
-// are read and verified, starts writeback of each run as it is written, and
-// syncs f. done counts the image's bytes written or skipped so far. It
+// data blocks in runs on a goroutine of its own while the next blocks are
+// read and verified, starts writeback as it goes, and syncs f. done counts the image's bytes written or skipped so far. It
 // returns the data bytes written.
 func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.Int64) (int64, error) {
 	if err := f.Truncate(0); err != nil {
@@ -114,6 +120,7 @@ func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
+		var wbStart, wbEnd int64 // written, writeback not yet started
 		for run := range runs {
 			if context.Cause(ctx) != nil {
 				continue
@@ -122,9 +129,14 @@ func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.
 				cancel(fmt.Errorf("write at %d: %w", run.off, err))
 				continue
 			}
-			// Start writeback now, so the final sync has little to wait for.
-			_ = unix.SyncFileRange(fd, run.off, run.n, unix.SYNC_FILE_RANGE_WRITE)
-			done.Store(run.off + run.n)
+			if run.off != wbEnd || wbEnd-wbStart >= exportWritebackBytes {
+				if wbEnd > wbStart {
+					_ = unix.SyncFileRange(fd, wbStart, wbEnd-wbStart, unix.SYNC_FILE_RANGE_WRITE)
+				}
+				wbStart = run.off
+			}
+			wbEnd = run.off + run.n
+			done.Store(wbEnd)
 		}
 	}()
 	var data int64
