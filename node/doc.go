@@ -23,6 +23,8 @@
 //	DELETE /v1/disks/{name}                           204
 //	PUT    /v1/disks/{name}/import?block_size=&replicas=  raw bytes -> volume.DiskInfo
 //	GET    /v1/disks/{ref}/export                     export stream (see below)
+//	POST   /v1/disks/{name}/import-file?block_size=&replicas=  passed file -> FileProgress lines
+//	POST   /v1/disks/{ref}/export-file                passed file -> FileProgress lines
 //	POST   /v1/disks/{ref}/clone                      CloneRequest -> 201 volume.DiskInfo
 //	POST   /v1/disks/{name}/commit                    volume.DiskInfo
 //	GET    /v1/disks/{name}/replicas                  []volume.ReplicaInfo
@@ -36,7 +38,10 @@
 //	POST   /v1/gc                                     volume.GCStats
 //	POST   /v1/scrub                                  ScrubResult
 //
-// A {ref} is DISK or DISK@REPLICA.
+// A {ref} is DISK or DISK@REPLICA. The -file requests act on the regular
+// file the client passes with the request (SCM_RIGHTS; see fdpass.go): the
+// daemon reads it from its offset, or truncates, writes (sparse) and syncs
+// it, and never opens a path for a client.
 //
 // # Export stream
 //

@@ -1,15 +1,14 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -17,99 +16,110 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// ImportFileRequest asks the daemon to import a file it reads itself. The
-// CLI uses it for regular files: it saves copying every byte through the
-// socket. Only clients that can open the socket (the daemon's own user and
-// root, mode 0600) can ask, so it reads nothing they could not.
-type ImportFileRequest struct {
-	Path      string `json:"path"`
-	BlockSize int64  `json:"block_size,omitempty"`
-	Replicas  int    `json:"replicas,omitempty"`
+// FileProgress is one line of the newline-delimited JSON stream that
+// answers an import or export of a passed file: progress lines with Bytes
+// done of Total, then one final line with Disk (import), Export or Error.
+type FileProgress struct {
+	Bytes  int64            `json:"bytes"`
+	Total  int64            `json:"total"`
+	Disk   *volume.DiskInfo `json:"disk,omitempty"`
+	Export *ExportResult    `json:"export,omitempty"`
+	Error  string           `json:"error,omitempty"`
+	Code   string           `json:"code,omitempty"`
 }
 
-// ImportProgress is one line of the newline-delimited JSON stream that
-// answers an ImportFileRequest: progress lines with Bytes, then one final
-// line with Disk or Error.
-type ImportProgress struct {
-	Bytes int64            `json:"bytes"`
-	Disk  *volume.DiskInfo `json:"disk,omitempty"`
-	Error string           `json:"error,omitempty"`
-	Code  string           `json:"code,omitempty"`
-}
+// fileProgressEvery is how often progress lines are sent.
+const fileProgressEvery = 200 * time.Millisecond
 
-// codeFileAccess answers an ImportFileRequest for a file the daemon cannot
-// open; the client then streams the file itself.
-const codeFileAccess = "file_access"
-
-// importProgressEvery is how often progress lines are sent.
-const importProgressEvery = 200 * time.Millisecond
-
-func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
-	var req ImportFileRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.mustOwn(r.PathValue("name")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f, err := os.Open(req.Path)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("%s is not a regular file", req.Path)
-		}
-	}
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		s.writeError(w, r, fmt.Errorf("import: %w", err), http.StatusBadRequest, codeFileAccess)
-		return
-	}
-	defer f.Close()
-
-	spec := volume.DiskSpec{Name: r.PathValue("name"), BlockSize: req.BlockSize, Replicas: req.Replicas}
-	counter := &countingReader{r: f}
-	type result struct {
-		info volume.DiskInfo
-		err  error
-	}
-	done := make(chan result, 1)
+// streamFileJob runs job and answers with FileProgress lines: the count (of
+// total) every fileProgressEvery, then job's result or error.
+func (s *server) streamFileJob(w http.ResponseWriter, count *atomic.Int64, total int64, job func() (FileProgress, error)) {
+	done := make(chan FileProgress, 1)
 	go func() {
-		info, err := s.vols.Import(r.Context(), spec, counter)
-		done <- result{info, err}
+		last, err := job()
+		if err != nil {
+			_, code := classify(err)
+			last = FileProgress{Error: errorMessage(err, code), Code: code}
+		}
+		done <- last
 	}()
-
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
-	tick := time.NewTicker(importProgressEvery)
+	tick := time.NewTicker(fileProgressEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
-			enc.Encode(ImportProgress{Bytes: counter.n.Load()})
+			enc.Encode(FileProgress{Bytes: count.Load(), Total: total})
 			if flusher != nil {
 				flusher.Flush()
 			}
-		case res := <-done:
-			last := ImportProgress{Bytes: counter.n.Load()}
-			if res.err != nil {
-				_, code := classify(res.err)
-				last.Error, last.Code = errorMessage(res.err, code), code
-				s.log.Debug("import failed", "disk", spec.Name, "err", res.err)
-			} else {
-				s.announce(r.Context(), catalog.DiskKey(res.info.Name))
-				last.Disk = &res.info
-				s.log.Info("disk imported", "disk", res.info.Name, "size", res.info.Size, "used", res.info.UsedBytes)
-			}
+		case last := <-done:
+			last.Bytes, last.Total = count.Load(), total
 			enc.Encode(last)
 			return
 		}
 	}
+}
+
+// handleImportFile imports the regular file passed with the request (see
+// fdpass.go), read by the daemon from where the client's descriptor points.
+func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
+	f, err := passedFile(r)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("import: %w", err))
+		return
+	}
+	defer f.Close()
+	spec := volume.DiskSpec{Name: r.PathValue("name")}
+	q := r.URL.Query()
+	if v := q.Get("block_size"); v != "" {
+		if spec.BlockSize, err = strconv.ParseInt(v, 10, 64); err != nil {
+			s.fail(w, r, fmt.Errorf("block_size %q: %w", v, volume.ErrInvalid))
+			return
+		}
+	}
+	if v := q.Get("replicas"); v != "" {
+		if spec.Replicas, err = strconv.Atoi(v); err != nil {
+			s.fail(w, r, fmt.Errorf("replicas %q: %w", v, volume.ErrInvalid))
+			return
+		}
+	}
+	if err := s.mustOwn(spec.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	fi, err := mustBeRegular(f)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("import: %w", err))
+		return
+	}
+	counter := &countingReader{r: f}
+	s.streamFileJob(w, &counter.n, fi.Size(), func() (FileProgress, error) {
+		info, err := s.vols.Import(r.Context(), spec, counter)
+		if err != nil {
+			s.log.Debug("import failed", "disk", spec.Name, "err", err)
+			return FileProgress{}, err
+		}
+		s.announce(r.Context(), catalog.DiskKey(info.Name))
+		s.log.Info("disk imported", "disk", info.Name, "size", info.Size, "used", info.UsedBytes)
+		return FileProgress{Disk: &info}, nil
+	})
+}
+
+// mustBeRegular refuses a passed file that is not a regular file: pipes and
+// devices go through the streaming requests.
+func mustBeRegular(f *os.File) (os.FileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("the passed file is not a regular file (%s): %w", fi.Mode().Type(), volume.ErrInvalid)
+	}
+	return fi, nil
 }
 
 type countingReader struct {
@@ -123,49 +133,63 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// ErrFileAccess is matched (errors.Is) by ImportFile's error when the
-// daemon cannot open the file; stream it with Import instead.
-var ErrFileAccess = errors.New("daemon cannot read the file")
-
-// ImportFile asks the daemon to import the regular file at path (absolute,
-// as the daemon sees it), calling progress with the bytes read so far.
-func (c *Client) ImportFile(ctx context.Context, spec volume.DiskSpec, path string, progress func(int64)) (volume.DiskInfo, error) {
-	body, err := json.Marshal(ImportFileRequest{Path: path, BlockSize: spec.BlockSize, Replicas: spec.Replicas})
+// ImportFile imports the regular file f, which the daemon reads itself
+// from f's current offset to its end (the descriptor is passed over the
+// unix socket), calling progress with the bytes read so far and the file's
+// size.
+func (c *Client) ImportFile(ctx context.Context, spec volume.DiskSpec, f *os.File, progress func(done, total int64)) (volume.DiskInfo, error) {
+	q := url.Values{}
+	if spec.BlockSize != 0 {
+		q.Set("block_size", strconv.FormatInt(spec.BlockSize, 10))
+	}
+	if spec.Replicas != 0 {
+		q.Set("replicas", strconv.Itoa(spec.Replicas))
+	}
+	u := "http://weft/v1/disks/" + url.PathEscape(spec.Name) + "/import-file"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	last, err := c.fileJob(ctx, f, u, progress)
 	if err != nil {
 		return volume.DiskInfo{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		"http://weft/v1/disks/"+url.PathEscape(spec.Name)+"/import-file", bytes.NewReader(body))
-	if err != nil {
-		return volume.DiskInfo{}, fmt.Errorf("import %s: %w", spec.Name, err)
+	if last.Disk == nil {
+		return volume.DiskInfo{}, fmt.Errorf("import %s: the daemon's answer has no disk", spec.Name)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
+	return *last.Disk, nil
+}
+
+// fileJob posts to u passing f, and reads the FileProgress lines of the
+// answer up to the last one.
+func (c *Client) fileJob(ctx context.Context, f *os.File, u string, progress func(done, total int64)) (FileProgress, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
-		return volume.DiskInfo{}, c.transportError(err)
+		return FileProgress{}, fmt.Errorf("%s: %w", u, err)
+	}
+	hc := c.passing(f)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return FileProgress{}, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		err := readError(resp)
-		if apiErr, ok := err.(*APIError); ok && apiErr.Code == codeFileAccess {
-			return volume.DiskInfo{}, fmt.Errorf("%w: %s", ErrFileAccess, apiErr.Message)
-		}
-		return volume.DiskInfo{}, err
+		return FileProgress{}, readError(resp)
 	}
 	dec := json.NewDecoder(io.LimitReader(resp.Body, 1<<30))
 	for {
-		var p ImportProgress
+		var p FileProgress
 		if err := dec.Decode(&p); err != nil {
-			return volume.DiskInfo{}, fmt.Errorf("import %s: daemon's answer ended early: %w", spec.Name, err)
+			return FileProgress{}, fmt.Errorf("%s: the daemon's answer ended early: %w", req.URL.Path, err)
 		}
 		if progress != nil {
-			progress(p.Bytes)
+			progress(p.Bytes, p.Total)
 		}
 		switch {
 		case p.Error != "":
-			return volume.DiskInfo{}, &APIError{Status: http.StatusOK, Code: p.Code, Message: p.Error}
-		case p.Disk != nil:
-			return *p.Disk, nil
+			return FileProgress{}, &APIError{Status: http.StatusOK, Code: p.Code, Message: p.Error}
+		case p.Disk != nil, p.Export != nil:
+			return p, nil
 		}
 	}
 }

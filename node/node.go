@@ -145,6 +145,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	hs := &http.Server{
 		Handler:           srv.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext:       withFileConn,
 	}
 	// Unmount as shutdown begins: it ends the waits of foreground mounts,
 	// which Shutdown waits for.
@@ -177,9 +178,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 }
 
 // listenSocket listens on the home's unix socket with mode 0600. A socket
-// file left by a dead daemon is removed; a live one is an error.
+// file left by a dead daemon is removed; a live one is an error. Its
+// connections can receive files (fdpass.go).
 func listenSocket(ctx context.Context, cfg Config) (net.Listener, error) {
-	return listenUnix(ctx, cfg, cfg.SocketPath())
+	ln, err := listenUnix(ctx, cfg, cfg.SocketPath())
+	if err != nil {
+		return nil, err
+	}
+	return fileListener{ln.(*net.UnixListener)}, nil
 }
 
 // listenUnix listens on a unix socket in the home with mode 0600, as

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/weft-mesh/weft/volume"
 )
@@ -131,6 +134,65 @@ func TestAPIImportExport(t *testing.T) {
 	}
 	if _, err := cl.Export(ctx, volume.Ref{Disk: "nope"}); !errors.Is(err, volume.ErrNotFound) {
 		t.Fatalf("export missing: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestAPIFilePassed: import and export through a passed descriptor give
+// what the streams give. The import reads from the descriptor's offset; the
+// export replaces what the file held, holes where the disk is zero.
+func TestAPIFilePassed(t *testing.T) {
+	cl, _ := startNode(t)
+	ctx := context.Background()
+	img := make([]byte, 300<<10)
+	for i := range 70 << 10 {
+		img[i] = byte(i*7 + 1)
+	}
+	src, err := os.Create(filepath.Join(t.TempDir(), "src.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.Write(append([]byte("skip"), img...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Seek(4, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	info, err := cl.ImportFile(ctx, volume.DiskSpec{Name: "d", BlockSize: 64 << 10}, src, func(done, total int64) { last = done })
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed, err := cl.Import(ctx, volume.DiskSpec{Name: "s", BlockSize: 64 << 10}, bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Root != streamed.Root || info.Size != 320<<10 || last != int64(len(img)) {
+		t.Fatalf("import of a passed file: %+v (progress %d), want the streamed import's root %s and size 320 KiB", info, last, streamed.Root)
+	}
+
+	out, err := os.Create(filepath.Join(t.TempDir(), "out.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := out.Write(bytes.Repeat([]byte{0xee}, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := cl.ExportFile(ctx, volume.Ref{Disk: "d"}, out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(img, make([]byte, 20<<10)...)
+	if !bytes.Equal(got, want) || res.Size != int64(len(want)) || res.Data != 128<<10 {
+		t.Fatalf("export to a passed file: %d bytes (equal %v), result %+v, want %d bytes and 128 KiB of data", len(got), bytes.Equal(got, want), res, len(want))
+	}
+	if hole, err := unix.Seek(int(out.Fd()), 0, unix.SEEK_HOLE); err != nil || hole != 128<<10 {
+		t.Fatalf("first hole at %d (%v), want %d: the zero blocks must be holes", hole, err, 128<<10)
 	}
 }
 

@@ -44,6 +44,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/disks/{name}/import", s.handleImport)
 	mux.HandleFunc("POST /v1/disks/{name}/import-file", s.handleImportFile)
 	mux.HandleFunc("GET /v1/disks/{ref}/export", s.handleExport)
+	mux.HandleFunc("POST /v1/disks/{ref}/export-file", s.handleExportFile)
 	mux.HandleFunc("POST /v1/disks/{ref}/clone", s.handleClone)
 	mux.HandleFunc("POST /v1/disks/{name}/commit", s.handleCommit)
 	mux.HandleFunc("GET /v1/disks/{name}/replicas", s.handleListReplicas)

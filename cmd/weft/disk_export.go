@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/node"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -38,45 +40,61 @@ func runDiskExport(ctx context.Context, o *diskExportOptions, args []string) (er
 		return err
 	}
 	defer cl.Close()
+	if path == "-" {
+		return streamExport(ctx, o, cl, ref, o.stdout)
+	}
+	before, statErr := os.Stat(path)
+	// Not truncated here: the daemon truncates the file once it has the
+	// disk open, so a refused export leaves an existing file as it was.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("export: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		// A device or a pipe gets every byte, zeros included.
+		err = streamExport(ctx, o, cl, ref, f)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("export: %w", cerr)
+		}
+		return err
+	}
+	// The daemon writes the file itself through the descriptor passed to
+	// it: no byte crosses the socket, zero blocks stay holes, and the file
+	// is synced when the daemon answers.
+	bar := newProgress(o.globals, "export "+ref.String(), -1)
+	res, err := cl.ExportFile(ctx, ref, f, bar.setOf)
+	bar.done()
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("export: %w", cerr)
+	}
+	if err != nil {
+		// Never leave a partial image that looks complete.
+		if after, serr := os.Stat(path); statErr != nil || serr != nil || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+			os.Remove(path)
+		}
+		return err
+	}
+	fmt.Fprintf(o.stdout, "exported %s to %s: size %s, data %s\n", ref, path, size.Format(res.Size), size.Format(res.Data))
+	return nil
+}
+
+// streamExport copies the disk's export stream to out, every byte.
+func streamExport(ctx context.Context, o *diskExportOptions, cl *node.Client, ref volume.Ref, out io.Writer) error {
 	er, err := cl.Export(ctx, ref)
 	if err != nil {
 		return err
 	}
 	defer er.Close()
-
-	out := o.stdout
-	var sparse *os.File
-	if path != "-" {
-		f, oerr := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if oerr != nil {
-			return fmt.Errorf("export: %w", oerr)
-		}
-		fi, serr := f.Stat()
-		if serr != nil {
-			f.Close()
-			return fmt.Errorf("export: %w", serr)
-		}
-		if fi.Mode().IsRegular() {
-			sparse = f
-		}
-		out = f
-		defer func() {
-			if cerr := f.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("export: %w", cerr)
-			}
-			if err != nil && sparse != nil {
-				os.Remove(path) // never leave a partial image that looks complete
-			}
-		}()
-	}
 	bar := newProgress(o.globals, "export "+ref.String(), er.Size())
-	data, err := writeExport(er, out, sparse, bar)
+	err = writeExport(er, out, bar)
 	bar.done()
 	if err != nil {
 		return fmt.Errorf("export %s: %w", ref, err)
-	}
-	if path != "-" {
-		fmt.Fprintf(o.stdout, "exported %s to %s: size %s, data %s\n", ref, path, size.Format(er.Size()), size.Format(data))
 	}
 	return nil
 }

@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/node"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -50,6 +46,7 @@ func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) err
 		return err
 	}
 	in, total := o.stdin, int64(-1)
+	var regular *os.File // read by the daemon itself
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
@@ -65,7 +62,7 @@ func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) err
 		}
 		in = f
 		if fi.Mode().IsRegular() {
-			total = fi.Size()
+			regular, total = f, fi.Size()
 		}
 	}
 	cl, err := o.client()
@@ -76,17 +73,12 @@ func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) err
 	spec := volume.DiskSpec{Name: name, BlockSize: bs, Replicas: o.replicas}
 	bar := newProgress(o.globals, "import "+name, total)
 	var info volume.DiskInfo
-	err = node.ErrFileAccess
-	if total >= 0 {
-		// A regular file: the daemon reads it itself, which saves copying
-		// every byte through the socket, unless it cannot open it.
-		var abs string
-		if abs, err = filepath.Abs(path); err == nil {
-			info, err = cl.ImportFile(ctx, spec, abs, bar.set)
-		}
-	}
-	if errors.Is(err, node.ErrFileAccess) {
-		info, err = cl.Import(ctx, spec, io.Reader(&progressReader{r: in, p: bar}), total)
+	if regular != nil {
+		// The daemon reads the file itself through the descriptor passed
+		// to it, which saves copying every byte through the socket.
+		info, err = cl.ImportFile(ctx, spec, regular, bar.setOf)
+	} else {
+		info, err = cl.Import(ctx, spec, &progressReader{r: in, p: bar}, -1)
 	}
 	bar.done()
 	if err != nil {

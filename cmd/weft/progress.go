@@ -44,6 +44,16 @@ func (p *progress) set(n int64) {
 	}
 }
 
+// setOf records that done of total bytes are done, as a daemon reports.
+func (p *progress) setOf(done, total int64) {
+	if p.bar != nil {
+		if total > 0 && total != p.bar.GetMax64() {
+			p.bar.ChangeMax64(total)
+		}
+		_ = p.bar.Set64(done)
+	}
+}
+
 // done removes the bar.
 func (p *progress) done() {
 	if p.bar != nil {

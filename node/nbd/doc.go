@@ -38,9 +38,11 @@
 // exports that share state for one name: a flush on one connection covers
 // the writes replied to on all of them.
 //
-// One goroutine reads a connection's requests; each is served on its own
-// goroutine, at most Config.MaxInFlight (and MaxInFlightBytes of buffers)
-// at once, and replies go out whole under a mutex, possibly out of order.
+// One goroutine reads a connection's requests and serves the small reads
+// and writes itself (replies batched into one writev); every other request
+// is served by a worker goroutine, at most Config.MaxInFlight (and
+// MaxInFlightBytes of buffers) at once, and replies go out whole under a
+// mutex, possibly out of order.
 // Every request is checked before a buffer is taken for it. Errors: EINVAL
 // for length 0, reads and trims past the end, reads or writes over
 // MaxPayload, unknown commands and flags; ENOSPC for writes past the end

@@ -82,3 +82,32 @@ func TestReplyWriterErrorIsSticky(t *testing.T) {
 		t.Fatal("second send on a broken connection: got nil error")
 	}
 }
+
+// TestInline: small reads and small writes without FUA are served on the
+// connection's reader goroutine; large ones, FUA writes, other commands and
+// refused requests go to the workers (or the refusal path).
+func TestInline(t *testing.T) {
+	tr := &transmission{size: 1 << 20}
+	ro := &transmission{size: 1 << 20, ro: true}
+	for _, tc := range []struct {
+		t    *transmission
+		req  request
+		want bool
+	}{
+		{tr, request{Type: cmdRead, Length: 4096}, true},
+		{tr, request{Type: cmdRead, Length: inlineMax}, true},
+		{tr, request{Type: cmdRead, Length: inlineMax + 1}, false},
+		{tr, request{Type: cmdWrite, Length: 4096}, true},
+		{tr, request{Type: cmdWrite, Length: inlineMax}, true},
+		{tr, request{Type: cmdWrite, Length: inlineMax + 1}, false},
+		{tr, request{Type: cmdWrite, Length: 4096, Flags: cmdFlagFUA}, false},
+		{tr, request{Type: cmdWrite, Offset: 1 << 20, Length: 4096}, false}, // ENOSPC
+		{ro, request{Type: cmdWrite, Length: 4096}, false},                  // EPERM
+		{tr, request{Type: cmdTrim, Length: 4096}, false},
+		{tr, request{Type: cmdFlush}, false},
+	} {
+		if got := tc.t.inline(tc.req); got != tc.want {
+			t.Errorf("inline(%+v) on a read-only %v export = %v, want %v", tc.req, tc.t.ro, got, tc.want)
+		}
+	}
+}

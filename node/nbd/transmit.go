@@ -116,8 +116,14 @@ func (t *transmission) run(ctx context.Context) error {
 		if req.Type == cmdDisc {
 			return batch.flush(t.out)
 		}
-		if req.Type == cmdRead && req.Length <= inlineReadMax && t.check(req) == errnoOK {
+		if t.inline(req) {
 			buf := getBuf(int(req.Length))
+			if req.Type == cmdWrite {
+				if _, err := io.ReadFull(br, *buf); err != nil {
+					putBuf(buf)
+					return fmt.Errorf("read write payload: %w", err)
+				}
+			}
 			errno, data := t.execute(ctx, job{req: req, buf: buf})
 			batch.add(req.Cookie, errno, data, buf)
 			if len(batch.bufs) >= inlineBatchMax {
@@ -133,16 +139,33 @@ func (t *transmission) run(ctx context.Context) error {
 	}
 }
 
-// Small reads are served on the connection's reader goroutine and their
-// replies sent together once the requests already received run out: a
-// client with 16 reads in flight then costs one read and one writev
-// system call per batch instead of one writev per reply, and no hand-off
-// between goroutines. Reads are served from the head's cache or page
-// cache in microseconds; anything larger or slower goes to the workers.
+// Small reads and writes are served on the connection's reader goroutine
+// and their replies sent together once the requests already received run
+// out: a client with 16 requests in flight then costs one read and one
+// writev system call per batch instead of one writev per reply, and no
+// hand-off between goroutines. They are served from the head's cache or
+// into the page cache in microseconds; on workers, 16 small writes to the
+// one overlay file spent their time queueing for its inode lock and
+// handing off (random 4 KiB writes at iodepth 16 ran at 0.75 of nbdkit's).
+// Anything larger, and writes that ask for a flush (FUA), go to the
+// workers.
 const (
-	inlineReadMax  = 64 << 10
+	inlineMax      = 64 << 10
 	inlineBatchMax = 128 // iovecs, well under IOV_MAX
 )
+
+// inline reports whether req is served on the reader goroutine.
+func (t *transmission) inline(req request) bool {
+	switch {
+	case req.Length > inlineMax:
+		return false
+	case req.Type == cmdRead:
+	case req.Type == cmdWrite && req.Flags&cmdFlagFUA == 0:
+	default:
+		return false
+	}
+	return t.check(req) == errnoOK
+}
 
 // inlineBatch holds the replies of inline reads until they are sent.
 type inlineBatch struct {

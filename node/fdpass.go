@@ -1,0 +1,174 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weft-mesh/weft/volume"
+)
+
+// Files passed over the local API's unix socket.
+//
+// `disk import` and `disk export` of a regular file pass the daemon the
+// file the CLI opened, as SCM_RIGHTS ancillary data on the request's first
+// bytes; the daemon then reads or writes the file itself instead of
+// copying every byte through the socket. The daemon acts only on a file the
+// client could open, with the access the client opened it with: it never
+// opens a path on a client's behalf. Over TCP (the dashboard's listener) no
+// file can be passed, and a request that needs one is refused.
+
+// fileListener accepts local API connections that can receive passed files.
+type fileListener struct{ *net.UnixListener }
+
+func (l fileListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	return &fileConn{UnixConn: c}, nil
+}
+
+// fileConn is a local API connection that keeps the file a client passed
+// with its latest request until a handler takes it or the connection ends.
+type fileConn struct {
+	*net.UnixConn
+	oob [64]byte // reads are serial on a server connection
+
+	mu   sync.Mutex
+	file *os.File
+}
+
+func (c *fileConn) Read(p []byte) (int, error) {
+	n, oobn, _, _, err := c.ReadMsgUnix(p, c.oob[:])
+	if oobn > 0 {
+		c.keep(c.oob[:oobn])
+	}
+	if n == 0 && err == nil && len(p) > 0 {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// keep takes the files in a control message: the last one stays (a request
+// passes one), any other is closed at once, so a client cannot make the
+// daemon hold descriptors.
+func (c *fileConn) keep(oob []byte) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return
+	}
+	var fds []int
+	for _, m := range msgs {
+		if got, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	if len(fds) == 0 {
+		return
+	}
+	for _, fd := range fds[:len(fds)-1] {
+		unix.Close(fd)
+	}
+	f := os.NewFile(uintptr(fds[len(fds)-1]), "passed file")
+	c.mu.Lock()
+	old := c.file
+	c.file = f
+	c.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+}
+
+// take returns the passed file, now the caller's to close, or nil.
+func (c *fileConn) take() *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.file
+	c.file = nil
+	return f
+}
+
+func (c *fileConn) Close() error {
+	if f := c.take(); f != nil {
+		f.Close()
+	}
+	return c.UnixConn.Close()
+}
+
+type fileConnKey struct{}
+
+// withFileConn is the local API server's ConnContext: it lets handlers
+// reach the connection a request came on.
+func withFileConn(ctx context.Context, c net.Conn) context.Context {
+	if fc, ok := c.(*fileConn); ok {
+		return context.WithValue(ctx, fileConnKey{}, fc)
+	}
+	return ctx
+}
+
+// errNoPassedFile answers a request that needs a passed file and came
+// without one.
+var errNoPassedFile = fmt.Errorf("no open file was passed with the request (SCM_RIGHTS on the daemon's unix socket): %w", volume.ErrInvalid)
+
+// passedFile returns the file passed with r, which the caller must close.
+func passedFile(r *http.Request) (*os.File, error) {
+	fc, _ := r.Context().Value(fileConnKey{}).(*fileConn)
+	if fc == nil {
+		return nil, errNoPassedFile
+	}
+	f := fc.take()
+	if f == nil {
+		return nil, errNoPassedFile
+	}
+	return f, nil
+}
+
+// passingConn is a client connection that passes a file with the first
+// bytes it writes.
+type passingConn struct {
+	*net.UnixConn
+	rights []byte // pending SCM_RIGHTS message, nil once sent
+}
+
+func (c *passingConn) Write(p []byte) (int, error) {
+	if c.rights == nil || len(p) == 0 {
+		return c.UnixConn.Write(p)
+	}
+	n, _, err := c.WriteMsgUnix(p, c.rights, nil)
+	if err != nil {
+		return n, err
+	}
+	c.rights = nil
+	if n < len(p) {
+		m, err := c.UnixConn.Write(p[n:])
+		return n + m, err
+	}
+	return n, nil
+}
+
+// passing returns an HTTP client whose one request passes f to the daemon.
+// The caller keeps f open until the request is done.
+func (c *Client) passing(f *os.File) *http.Client {
+	rights := unix.UnixRights(int(f.Fd()))
+	sock := Config{Home: c.home}.SocketPath()
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return nil, err
+			}
+			return &passingConn{UnixConn: conn.(*net.UnixConn), rights: rights}, nil
+		},
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+	}
+	return &http.Client{Transport: tr}
+}
