@@ -193,9 +193,9 @@ type countingPeers struct {
 	gets atomic.Int64
 }
 
-func (p *countingPeers) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error) {
+func (p *countingPeers) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
 	p.gets.Add(1)
-	return p.Peers.Get(ctx, peer, cids)
+	return p.Peers.GetEach(ctx, peer, cids, fn)
 }
 
 // TestSwarmOfOneAsksFullRequests pushes to a single receiver: with nobody
