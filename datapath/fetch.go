@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -73,20 +74,19 @@ func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, 
 	var errs []error
 	ask := func(peer string, cids []cid.Cid) error {
 		asked[peer] = true
-		got, err := f.request(ctx, peer, cids, each*int64(len(cids)))
-		if err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return ctxErr
-			}
-			errs = append(errs, err)
-			return nil
-		}
-		if err := f.keep(ctx, peer, got, data); err != nil {
-			return err
-		}
+		got, err, keepErr := f.get(ctx, peer, cids, each*int64(len(cids)), data)
 		for c, b := range got {
 			delete(pending, c)
-			out[c] = b.Data
+			out[c] = b
+		}
+		switch {
+		case keepErr != nil:
+			return keepErr
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			errs = append(errs, err)
 		}
 		return nil
 	}
@@ -128,53 +128,58 @@ func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, 
 	return out, nil
 }
 
-// request asks peer for cids, expected to come to about expect bytes,
-// once the transfer's bandwidth limit and the scheduler let it go.
-func (f *fetcher) request(ctx context.Context, peer string, cids []cid.Cid, expect int64) (map[cid.Cid]blockstore.Block, error) {
+// get asks peer for cids, expected to come to about expect bytes, once
+// the transfer's bandwidth limit and the scheduler let it go, and stores
+// each response's blocks as it arrives, while they are in the exchange's
+// buffer. It returns the blocks stored, even on an error: with data set
+// they count as transferred data and only their CIDs are returned;
+// otherwise (map nodes) their bytes too. err is the request's failure,
+// noted against peer; keepErr a failure to store, which ends the transfer.
+func (f *fetcher) get(ctx context.Context, peer string, cids []cid.Cid, expect int64, data bool) (got map[cid.Cid][]byte, err, keepErr error) {
 	if err := waitBytes(ctx, f.limit, expect); err != nil {
-		return nil, err
+		return nil, err, nil
 	}
 	if err := f.sched.admit(ctx, f.flow, expect); err != nil {
-		return nil, err
+		return nil, err, nil
 	}
-	got, err := f.peers.Get(ctx, peer, cids)
+	got = make(map[cid.Cid][]byte, len(cids))
+	var total int64
+	err = f.peers.GetEach(ctx, peer, cids, func(blocks []blockstore.Block) error {
+		// Verified by the exchange: not hashed again.
+		if err := f.store.PutMany(ctx, blocks); err != nil {
+			keepErr = fmt.Errorf("store %d blocks from %s: %w", len(blocks), peer, err)
+			return keepErr
+		}
+		var n int64
+		for _, b := range blocks {
+			got[b.CID] = nil
+			if !data {
+				got[b.CID] = bytes.Clone(b.Data)
+			}
+			n += int64(len(b.Data))
+		}
+		total += n
+		if data {
+			f.track.received(peer, len(blocks), n, time.Now())
+		}
+		return nil
+	})
+	if keepErr != nil {
+		return got, nil, keepErr
+	}
+	if extra := total - expect; extra > 0 {
+		f.sched.charge(f.flow, extra)
+		if werr := waitBytes(ctx, f.limit, extra); werr != nil && err == nil {
+			err = werr
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			f.fail(peer, err)
 		}
-		return nil, fmt.Errorf("get %d blocks from %s: %w", len(cids), peer, err)
+		return got, fmt.Errorf("get %d blocks from %s: %w", len(cids), peer, err), nil
 	}
-	var bytes int64
-	for _, b := range got {
-		bytes += int64(len(b.Data))
-	}
-	if extra := bytes - expect; extra > 0 {
-		f.sched.charge(f.flow, extra)
-		if err := waitBytes(ctx, f.limit, extra); err != nil {
-			return nil, err
-		}
-	}
-	return got, nil
-}
-
-// keep stores blocks received from peer.
-func (f *fetcher) keep(ctx context.Context, peer string, got map[cid.Cid]blockstore.Block, data bool) error {
-	if len(got) == 0 {
-		return nil
-	}
-	blocks := make([]blockstore.Block, 0, len(got))
-	var bytes int64
-	for _, b := range got {
-		blocks = append(blocks, b) // verified by the exchange: not hashed again
-		bytes += int64(len(b.Data))
-	}
-	if err := f.store.PutMany(ctx, blocks); err != nil {
-		return fmt.Errorf("store %d blocks from %s: %w", len(blocks), peer, err)
-	}
-	if data {
-		f.track.received(peer, len(blocks), bytes, time.Now())
-	}
-	return nil
+	return got, nil, nil
 }
 
 // holders asks the live sources other than the origin, except those

@@ -171,15 +171,11 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 		if len(batch) > 0 {
 			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
-			blocks, err := s.f.request(ctx, m, batch, 0)
-			if err == nil {
-				err = s.f.keep(ctx, m, blocks, true)
-				if err != nil {
-					s.landed(batch, nil, m)
-					return err
-				}
-			}
+			blocks, err, keepErr := s.f.get(ctx, m, batch, 0, true)
 			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
+			if keepErr != nil {
+				return keepErr
+			}
 			switch {
 			case ctx.Err() != nil:
 				return ctx.Err()

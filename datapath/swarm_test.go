@@ -3,7 +3,12 @@ package datapath
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
 )
 
 // startSwarm starts receivers pulling d from the origin "src" as one swarm
@@ -179,5 +184,38 @@ func TestSwarmSpec(t *testing.T) {
 	ok := Spec{ID: "ok", Root: root, Swarm: []string{"a", "b"}, Self: "a", Sources: []string{"o", "b"}}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("valid swarm: %v", err)
+	}
+}
+
+// countingPeers counts the Get requests a transfer makes.
+type countingPeers struct {
+	Peers
+	gets atomic.Int64
+}
+
+func (p *countingPeers) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
+	p.gets.Add(1)
+	return p.Peers.GetEach(ctx, peer, cids, fn)
+}
+
+// TestSwarmOfOneAsksFullRequests pushes to a single receiver: with nobody
+// to share with, it asks the origin for the transfer's block size per
+// request, not the swarm's small origin requests.
+func TestSwarmOfOneAsksFullRequests(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 64 << 10
+	net.add("src", nil)
+	r := net.add("r", nil)
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 0) // 16 MiB
+	peers := &countingPeers{Peers: net.clients["r"]}
+	spec := Spec{ID: "push", Root: d.root, Sources: []string{"src"}, Swarm: []string{"r"}, Self: "r", DiskBlockSize: size}
+	if _, err := wait(t, Start(context.Background(), spec, peers, r, nil)); err != nil {
+		t.Fatal(err)
+	}
+	checkComplete(t, net.stores["src"], r, d.root)
+	// 16 MiB in 4 MiB requests, and the map's nodes.
+	if got := peers.gets.Load(); got > 8 {
+		t.Fatalf("got %d get requests for 16 MiB, want about 4 (requests of %d bytes)", got, DefaultBlockSize)
 	}
 }

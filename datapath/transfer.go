@@ -74,7 +74,11 @@ func (t *Transfer) run(ctx context.Context, f *fetcher) error {
 		}
 		return fmt.Errorf("transfer %q: walk map %s: %w", t.spec.ID, t.spec.Root, err)
 	}
-	if len(t.spec.Swarm) > 0 {
+	// A swarm of one (a push to a single target) has no one to share
+	// with: its blocks all come from the origin, in full-size requests
+	// rather than the swarm's small origin requests, which cost the
+	// receiver a synced store batch per 64 KiB.
+	if len(t.spec.Swarm) > 1 {
 		f.log.Debug("walked map", "missing", len(missing), "swarm", len(t.spec.Swarm))
 		err = newSwarm(f, t.spec, missing, ordinals).run(ctx)
 	} else {

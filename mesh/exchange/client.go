@@ -39,14 +39,16 @@ func (c *Client) Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, 
 	}
 	out := make([]bool, 0, len(cids))
 	for batch := range slices.Chunk(cids, MaxCIDs) {
-		resp, err := c.roundTrip(ctx, peer, request{op: opHas, cids: batch})
+		err := c.roundTrip(ctx, peer, request{op: opHas, cids: batch}, false, func(resp response) error {
+			if len(resp.has) != len(batch) {
+				return fmt.Errorf("peer %s answered has of %d CIDs with %d: %w", peer, len(batch), len(resp.has), ErrProtocol)
+			}
+			out = append(out, resp.has...)
+			return nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		if len(resp.has) != len(batch) {
-			return nil, fmt.Errorf("peer %s answered has of %d CIDs with %d: %w", peer, len(batch), len(resp.has), ErrProtocol)
-		}
-		out = append(out, resp.has...)
 	}
 	return out, nil
 }
@@ -56,30 +58,60 @@ func (c *Client) Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, 
 // match gives an error matching ErrBadBlock, and the caller should drop
 // the peer. On any error the blocks fetched so far are discarded.
 func (c *Client) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error) {
-	if err := checkCIDs(cids); err != nil {
-		return nil, fmt.Errorf("get: %w", err)
-	}
 	out := make(map[cid.Cid]blockstore.Block, len(cids))
-	for batch := range slices.Chunk(cids, MaxCIDs) {
-		for len(batch) > 0 {
-			resp, err := c.roundTrip(ctx, peer, request{op: opGet, cids: batch})
-			if err != nil {
-				return nil, err
-			}
-			if resp.next < 1 || resp.next > len(batch) {
-				return nil, fmt.Errorf("peer %s answered %d of %d CIDs: %w", peer, resp.next, len(batch), ErrProtocol)
-			}
-			if err := acceptBlocks(out, batch[:resp.next], resp.blocks); err != nil {
-				return nil, fmt.Errorf("peer %s: %w", peer, err)
-			}
-			batch = batch[resp.next:]
+	err := c.get(ctx, peer, cids, true, func(blocks []blockstore.Block) error {
+		for _, b := range blocks {
+			out[b.CID] = b
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// acceptBlocks verifies blocks sent in answer to asked and adds them to out.
-func acceptBlocks(out map[cid.Cid]blockstore.Block, asked []cid.Cid, blocks []blockstore.Block) error {
+// GetEach fetches the blocks peer has among cids like Get, but hands the
+// verified blocks of each response to fn as they arrive, in one or more
+// calls, instead of collecting them. Their bytes are valid only until fn
+// returns: they share a pooled frame buffer, so a bulk transfer that
+// stores them in fn reads every response into memory already in use
+// rather than a fresh buffer of its own. An error from fn ends the call
+// and is returned as it is; the blocks of earlier calls were handed over.
+func (c *Client) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
+	return c.get(ctx, peer, cids, false, fn)
+}
+
+// get runs the round trips of Get and GetEach; owned says whether each
+// response is read into a buffer of its own that the blocks keep.
+func (c *Client) get(ctx context.Context, peer string, cids []cid.Cid, owned bool, fn func([]blockstore.Block) error) error {
+	if err := checkCIDs(cids); err != nil {
+		return fmt.Errorf("get: %w", err)
+	}
+	for batch := range slices.Chunk(cids, MaxCIDs) {
+		for len(batch) > 0 {
+			var next int
+			err := c.roundTrip(ctx, peer, request{op: opGet, cids: batch}, owned, func(resp response) error {
+				if resp.next < 1 || resp.next > len(batch) {
+					return fmt.Errorf("peer %s answered %d of %d CIDs: %w", peer, resp.next, len(batch), ErrProtocol)
+				}
+				if err := acceptBlocks(batch[:resp.next], resp.blocks); err != nil {
+					return fmt.Errorf("peer %s: %w", peer, err)
+				}
+				next = resp.next
+				return fn(resp.blocks)
+			})
+			if err != nil {
+				return err
+			}
+			batch = batch[next:]
+		}
+	}
+	return nil
+}
+
+// acceptBlocks verifies blocks sent in answer to asked.
+func acceptBlocks(asked []cid.Cid, blocks []blockstore.Block) error {
 	want := make(map[cid.Cid]struct{}, len(asked))
 	for _, c := range asked {
 		want[c] = struct{}{}
@@ -89,13 +121,7 @@ func acceptBlocks(out map[cid.Cid]blockstore.Block, asked []cid.Cid, blocks []bl
 			return fmt.Errorf("block %s was not asked for: %w", b.CID, ErrBadBlock)
 		}
 	}
-	if err := verifyAll(blocks); err != nil {
-		return err
-	}
-	for _, b := range blocks {
-		out[b.CID] = b
-	}
-	return nil
+	return verifyAll(blocks)
 }
 
 // Put hands blocks to peer to keep and returns once peer has stored them
@@ -117,7 +143,7 @@ func (c *Client) Put(ctx context.Context, peer string, bs []blockstore.Block) er
 			size += len(bs[n].Data)
 			n++
 		}
-		if _, err := c.roundTrip(ctx, peer, request{op: opPut, blocks: bs[:n]}); err != nil {
+		if err := c.roundTrip(ctx, peer, request{op: opPut, blocks: bs[:n]}, false, func(response) error { return nil }); err != nil {
 			return err
 		}
 		bs = bs[n:]
@@ -132,36 +158,41 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// roundTrip sends req to peer and returns a successful response, or an
-// error: a remote error response becomes a *remoteError.
+// roundTrip sends req to peer and hands a successful response to use, or
+// returns an error: a remote error response becomes a *remoteError. With
+// owned set the response is read into a buffer of its own, which what use
+// keeps of it may share; otherwise into the stream's pooled frame buffer,
+// valid only until use returns. use's error is returned as it is.
 //
 // It reuses an idle stream if there is one. A reused stream may have died
 // while idle (the peer restarted or dropped it), which shows only when it
 // is used, so a failure on one is retried on the next idle stream or a
 // fresh one: every request is idempotent, and the pool is bounded, so the
 // retries end with a fresh stream whose failure is final.
-func (c *Client) roundTrip(ctx context.Context, peer string, req request) (response, error) {
+func (c *Client) roundTrip(ctx context.Context, peer string, req request, owned bool, use func(response) error) error {
 	for {
 		sc, reused, err := c.stream(ctx, peer)
 		if err != nil {
-			return response{}, err
+			return err
 		}
-		resp, err := exchange(ctx, sc, req)
+		resp, err := exchange(ctx, sc, req, owned)
 		if err == nil {
-			c.done(peer, sc, resp)
 			if resp.code != codeOK {
-				return response{}, fmt.Errorf("peer %s: %s: %w", peer, req.op, &remoteError{code: resp.code, message: resp.message})
+				c.done(peer, sc, resp)
+				return fmt.Errorf("peer %s: %s: %w", peer, req.op, &remoteError{code: resp.code, message: resp.message})
 			}
-			return resp, nil
+			err := use(resp)
+			c.done(peer, sc, resp)
+			return err
 		}
 		sc.close()
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return response{}, ctxErr
+			return ctxErr
 		}
 		if reused && !errors.Is(err, ErrProtocol) {
 			continue
 		}
-		return response{}, fmt.Errorf("peer %s: %s: %w", peer, req.op, err)
+		return fmt.Errorf("peer %s: %s: %w", peer, req.op, err)
 	}
 }
 
@@ -191,11 +222,12 @@ func (c *Client) done(peer string, sc *conn, resp response) {
 	c.pool.put(peer, sc)
 }
 
-// exchange writes req and reads the response on sc. The stream is closed if
-// ctx ends, which unblocks the read or write in progress.
-func exchange(ctx context.Context, sc *conn, req request) (response, error) {
+// exchange writes req and reads the response on sc, into a buffer of its
+// own if owned is set. The stream is closed if ctx ends, which unblocks
+// the read or write in progress.
+func exchange(ctx context.Context, sc *conn, req request, owned bool) (response, error) {
 	stop := context.AfterFunc(ctx, func() { sc.close() })
-	resp, err := sendAndReceive(sc, req)
+	resp, err := sendAndReceive(sc, req, owned)
 	if !stop() {
 		// ctx ended and closed the stream, maybe after a full round trip:
 		// the stream is gone either way, so the call fails.
@@ -204,16 +236,18 @@ func exchange(ctx context.Context, sc *conn, req request) (response, error) {
 	return resp, err
 }
 
-func sendAndReceive(sc *conn, req request) (response, error) {
+func sendAndReceive(sc *conn, req request, owned bool) (response, error) {
 	if err := encodeRequest(sc.writeBuffer(), req); err != nil {
 		return response{}, err
 	}
 	if err := sc.writeFrame(); err != nil {
 		return response{}, err
 	}
-	// The response's blocks go to the caller, so they share a buffer
-	// read for them alone.
-	body, err := sc.readOwnedFrame()
+	read := sc.readFrame
+	if owned {
+		read = sc.readOwnedFrame
+	}
+	body, err := read()
 	if err != nil {
 		if errors.Is(err, errFrameTooLarge) {
 			return response{}, fmt.Errorf("%w: %w", ErrProtocol, err)

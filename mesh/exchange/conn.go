@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 )
 
 // initialFrameBuffer is what a frame buffer starts at; larger frames grow
@@ -17,13 +16,43 @@ const initialFrameBuffer = 1 << 20
 // errFrameTooLarge means a frame header announced more than MaxFrameSize.
 var errFrameTooLarge = errors.New("frame exceeds the size limit")
 
+// idleBuffers bounds the idle buffers each pool keeps: enough for the
+// requests in flight of a few bulk transfers at once. A frame buffer grows
+// to the largest frame it carried (at most MaxFrameSize), so the pools
+// hold at most a few hundred MiB, and usually a few dozen.
+const idleBuffers = 8
+
 // framePool holds frame buffers between round trips. Bulk transfers move
 // frames of up to 16 MiB; growing a fresh buffer for each cost the puller
-// a quarter of its CPU in clearing and copying.
-var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// a quarter of its CPU in clearing and copying. It is a free list rather
+// than a sync.Pool, which every other garbage collection empties: during
+// a bulk transfer that is every few hundred MiB, and each emptying cost
+// fresh buffers for every stream.
+var framePool = freeList[bytes.Buffer]{free: make(chan *bytes.Buffer, idleBuffers)}
 
 // slabPool holds the buffers the server reads a response's blocks into.
-var slabPool = sync.Pool{New: func() any { return new([]byte) }}
+var slabPool = freeList[[]byte]{free: make(chan *[]byte, idleBuffers)}
+
+// freeList keeps up to cap(free) idle buffers; safe for concurrent use.
+type freeList[T any] struct{ free chan *T }
+
+// get returns an idle buffer, or a new zero one.
+func (l freeList[T]) get() *T {
+	select {
+	case b := <-l.free:
+		return b
+	default:
+		return new(T)
+	}
+}
+
+// put keeps b for a later get, or drops it if enough are idle.
+func (l freeList[T]) put(b *T) {
+	select {
+	case l.free <- b:
+	default:
+	}
+}
 
 // conn frames messages on one stream. It is used by one goroutine at a
 // time. Its frame buffers come from framePool for a round trip and go back
@@ -46,7 +75,7 @@ func newConn(rw io.ReadWriteCloser) *conn {
 // decoded contents are done with by then.
 func (c *conn) readFrame() ([]byte, error) {
 	if c.rbuf == nil {
-		c.rbuf = framePool.Get().(*bytes.Buffer)
+		c.rbuf = framePool.get()
 	}
 	return readFrame(c.r, c.rbuf)
 }
@@ -60,7 +89,7 @@ func (c *conn) readOwnedFrame() ([]byte, error) {
 // writeBuffer returns the buffer for the body of the next frame, empty.
 func (c *conn) writeBuffer() *bytes.Buffer {
 	if c.wbuf == nil {
-		c.wbuf = framePool.Get().(*bytes.Buffer)
+		c.wbuf = framePool.get()
 	}
 	c.wbuf.Reset()
 	return c.wbuf
@@ -76,7 +105,7 @@ const slabBytes = MaxGetPayload + maxBlockSize
 // Both are valid until release.
 func (c *conn) blockSlab() []byte {
 	if c.slab == nil {
-		c.slab = slabPool.Get().(*[]byte)
+		c.slab = slabPool.get()
 	}
 	if cap(*c.slab) < slabBytes {
 		*c.slab = make([]byte, 0, slabBytes)
@@ -105,15 +134,25 @@ func readFrame(r *bufio.Reader, buf *bytes.Buffer) ([]byte, error) {
 		return nil, fmt.Errorf("frame of %d bytes: %w (%d)", n, errFrameTooLarge, MaxFrameSize)
 	}
 	// Read the first initialFrameBuffer bytes before sizing the buffer for
-	// the whole frame: a peer must send 1 MiB to make us hold 17.
+	// the whole frame: a peer must send 1 MiB to make us hold 17. The body
+	// is read into buf's spare room with ReadFull: bytes.Buffer.ReadFrom
+	// grows a buffer that is exactly full, which doubled a pooled buffer
+	// on every frame that filled it.
 	buf.Reset()
-	first := min(n, initialFrameBuffer)
-	buf.Grow(int(first))
-	got, err := io.CopyN(buf, r, int64(first))
-	if err == nil && n > first {
-		buf.Grow(int(n - first))
-		var more int64
-		more, err = io.CopyN(buf, r, int64(n-first))
+	first := int(min(n, initialFrameBuffer))
+	buf.Grow(first)
+	body := buf.AvailableBuffer()[:first]
+	got, err := io.ReadFull(r, body)
+	if err == nil && n > uint64(first) {
+		if uint64(cap(body)) < n {
+			grown := make([]byte, n)
+			copy(grown, body)
+			*buf = *bytes.NewBuffer(grown[:0])
+			body = grown
+		}
+		body = body[:n]
+		var more int
+		more, err = io.ReadFull(r, body[first:])
 		got += more
 	}
 	if err != nil {
@@ -122,7 +161,7 @@ func readFrame(r *bufio.Reader, buf *bytes.Buffer) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("read frame body (%d of %d bytes): %w", got, n, err)
 	}
-	return buf.Bytes(), nil
+	return body, nil
 }
 
 // writeFrame writes the body in the write buffer as one frame and
@@ -152,12 +191,12 @@ func (c *conn) release() {
 	for _, b := range []**bytes.Buffer{&c.rbuf, &c.wbuf} {
 		if *b != nil {
 			(*b).Reset()
-			framePool.Put(*b)
+			framePool.put(*b)
 			*b = nil
 		}
 	}
 	if c.slab != nil {
-		slabPool.Put(c.slab)
+		slabPool.put(c.slab)
 		c.slab = nil
 	}
 }

@@ -109,7 +109,7 @@ func TestPushesOfDifferentSizesThroughOneStream(t *testing.T) {
 			blocks[i] = blockstore.NewBlock(blockstore.CodecRaw, data)
 		}
 		all = append(all, blocks...)
-		resp, err := sendAndReceive(client, request{op: opPut, blocks: blocks})
+		resp, err := sendAndReceive(client, request{op: opPut, blocks: blocks}, false)
 		if err != nil || resp.code != codeOK {
 			t.Fatalf("put %d blocks of %d bytes: %v %+v", shape.n, shape.size, err, resp)
 		}

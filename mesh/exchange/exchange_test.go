@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -395,5 +396,75 @@ func TestGetsFromADiskStoreBackToBack(t *testing.T) {
 	}
 	for i := range batches {
 		checkBlocks(t, got[i], batches[i])
+	}
+}
+
+// TestGetEachReusesFrames fetches a few MiB over and over with GetEach:
+// every block arrives verified, and once the stream's frame buffer has
+// grown, the responses are read into it rather than into fresh memory.
+func TestGetEachReusesFrames(t *testing.T) {
+	blocks := randomBlocks(t, 21, 64, 64<<10) // 4 MiB in one response
+	p := newPair(t, storeWith(t, blocks))
+	ctx := context.Background()
+	fetch := func() {
+		t.Helper()
+		got := make(map[cid.Cid]blockstore.Block)
+		err := p.client.GetEach(ctx, "b", cidsOf(blocks), func(bs []blockstore.Block) error {
+			for _, b := range bs {
+				got[b.CID] = blockstore.Block{CID: b.CID, Data: bytes.Clone(b.Data)}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("GetEach: %v", err)
+		}
+		checkBlocks(t, got, blocks)
+	}
+	// Pooled buffers only grow: after a few rounds every idle one is
+	// large enough for any frame of these.
+	for range 10 {
+		fetch()
+	}
+	const rounds = 4
+	allocated := func(get func() error) uint64 {
+		t.Helper()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range rounds {
+			if err := get(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	each := allocated(func() error {
+		return p.client.GetEach(ctx, "b", cidsOf(blocks), func([]blockstore.Block) error { return nil })
+	})
+	owned := allocated(func() error {
+		_, err := p.client.Get(ctx, "b", cidsOf(blocks))
+		return err
+	})
+	// The server, its store and the in-memory pipe allocate the same in
+	// both; Get reads every 4 MiB response into a buffer of its own.
+	t.Logf("allocated %d bytes with GetEach, %d with Get", each, owned)
+	if owned < each+rounds*3<<20 {
+		t.Fatalf("GetEach allocated %d bytes, Get %d: want GetEach's responses read into reused buffers", each, owned)
+	}
+	fetch()
+}
+
+// TestGetEachStopsOnError returns fn's error as it is and stops there.
+func TestGetEachStopsOnError(t *testing.T) {
+	blocks := randomBlocks(t, 22, 5, 4<<20) // 20 MiB: more than one response
+	p := newPair(t, storeWith(t, blocks))
+	stop := errors.New("stop")
+	calls := 0
+	err := p.client.GetEach(context.Background(), "b", cidsOf(blocks), func([]blockstore.Block) error {
+		calls++
+		return stop
+	})
+	if err != stop || calls != 1 {
+		t.Fatalf("got %v after %d calls, want the error of fn after 1", err, calls)
 	}
 }
