@@ -232,12 +232,15 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 		return err
 	}
 	fetchStart := time.Now()
+	h.mu.Lock()
+	copiedBefore := h.status.CopiedBytes
+	h.mu.Unlock()
 	fetchErr := h.fetchAll(ctx, p)
-	if len(p.fetch) > 0 {
-		h.mu.Lock()
+	h.mu.Lock()
+	if h.status.CopiedBytes > copiedBefore {
 		h.status.FetchSeconds += time.Since(fetchStart).Seconds()
-		h.mu.Unlock()
 	}
+	h.mu.Unlock()
 	for _, c := range p.drop {
 		if err := h.cfg.Store.Delete(ctx, c); err != nil {
 			return fmt.Errorf("heal: drop surplus %s: %w", c, err)

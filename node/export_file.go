@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -104,8 +105,9 @@ type exportRun struct {
 // exportToFile makes f hold v's image: it truncates f to the image's size
 // (so every zero block is a hole, as cp --sparse leaves it), writes the
 // data blocks in runs on a goroutine of its own while the next blocks are
-// read and verified, starts writeback as it goes, and syncs f. done counts the image's bytes written or skipped so far. It
-// returns the data bytes written.
+// read and verified, starts writeback as it goes, and syncs f. done counts
+// the image's bytes written or skipped so far. It returns the data bytes
+// written.
 func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.Int64) (int64, error) {
 	if err := f.Truncate(0); err != nil {
 		return 0, fmt.Errorf("truncate: %w", err)
@@ -167,7 +169,9 @@ func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.
 	}
 	close(runs)
 	<-written
-	if werr := context.Cause(ctx); werr != nil && err == nil {
+	// A failed write cancels ctx with its error as the cause: report that,
+	// not the "context canceled" ForEachBlock saw as a result.
+	if werr := context.Cause(ctx); werr != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		err = werr
 	}
 	if err != nil {

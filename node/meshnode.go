@@ -60,8 +60,13 @@ type meshNode struct {
 
 	reconcileMu sync.Mutex // see reconcile
 
-	mu      sync.Mutex
-	pushed  map[string]cid.Cid // disk → last root its placement sets confirmed
+	mu     sync.Mutex
+	pushed map[string]cid.Cid // disk → last root its placement sets confirmed
+	// tried is, per disk, the last root an async push attempted and left
+	// to heal when it failed: not pushed again at every reconcile, and
+	// never the base of a later push, which sends only blocks new since
+	// its base (a sync flush on top of it would skip the unconfirmed ones).
+	tried   map[string]cid.Cid
 	pushing map[string]bool
 	dirty   bool // the catalog changed since it was saved
 
@@ -87,7 +92,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	n := &meshNode{
 		self: self, selfStr: self.String(), site: cfg.Site, log: log.With("component", "mesh"),
 		cat: cat, catPath: catPath, local: store,
-		pushed: map[string]cid.Cid{}, pushing: map[string]bool{},
+		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
 		wake: make(chan struct{}, 1),
 	}
 	mcfg := mesh.DefaultConfig()

@@ -207,7 +207,7 @@ func (n *meshNode) giveUp(ctx context.Context, r volume.Record, e catalog.Entry)
 // background (async mode; sync disks do it in their flushes too).
 func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 	n.mu.Lock()
-	if n.pushing[r.Disk] || n.pushed[r.Disk] == r.Root {
+	if n.pushing[r.Disk] || n.pushed[r.Disk] == r.Root || n.tried[r.Disk] == r.Root {
 		n.mu.Unlock()
 		return
 	}
@@ -220,18 +220,21 @@ func (n *meshNode) replicateAsync(ctx context.Context, r volume.Record) {
 		st, err := n.pusher.Push(pctx, prev, r.Root, r.Replicas)
 		n.mu.Lock()
 		n.pushing[r.Disk] = false
-		if n.life.Err() == nil {
-			// Pushed, or left to heal: what a failed push missed (a member
-			// that died, one unreachable) the placement sets' heal passes
-			// copy. Pushing the whole root again on the next reconcile
-			// copied the blocks a second time, beside those passes.
+		switch {
+		case err == nil:
 			n.pushed[r.Disk] = r.Root
+		case n.life.Err() == nil:
+			// Left to heal: what a failed push missed (a member that died,
+			// one unreachable) the placement sets' heal passes copy.
+			// Pushing the whole root again on the next reconcile copied
+			// the blocks a second time, beside those passes.
+			n.tried[r.Disk] = r.Root
 		}
 		n.mu.Unlock()
 		if err != nil {
 			lvl := slog.LevelWarn
 			if errors.Is(err, heal.ErrTooFewNodes) {
-				lvl = slog.LevelDebug // says so at every retry; status shows it
+				lvl = slog.LevelDebug // status shows it
 			}
 			n.log.Log(pctx, lvl, "replication behind; heal will retry", "disk", r.Disk, "err", err)
 			return

@@ -115,8 +115,9 @@ func (v *View) read(ctx context.Context, p []byte, off int64, shared bool) ([]bl
 }
 
 // ForEachBlock calls fn for every non-zero block in ascending offset order.
-// data is valid only during the call. Blocks are fetched and verified
-// ahead of fn on every core.
+// data is fn's to keep: each block is read into a buffer of its own (the
+// daemon's export writes blocks after fn returned). Blocks are fetched and
+// verified ahead of fn on every core.
 func (v *View) ForEachBlock(ctx context.Context, fn func(off int64, data []byte) error) error {
 	type fetch struct {
 		index uint64

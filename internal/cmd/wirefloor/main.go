@@ -173,7 +173,11 @@ func receive(ctx context.Context, r io.Reader, f *os.File, request, requests int
 			if _, err := io.ReadFull(r, buf); err != nil {
 				return fmt.Errorf("receive request %d: %w", i, err)
 			}
-			full <- filled{buf: buf, n: i}
+			select {
+			case full <- filled{buf: buf, n: i}:
+			case <-ctx.Done(): // the writer failed
+				return ctx.Err()
+			}
 		}
 		return nil
 	})
