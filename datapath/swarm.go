@@ -20,19 +20,21 @@ const (
 	// time, in many small requests (a libp2p stream moves about one yamux
 	// window per round trip, so many small requests beat a few large
 	// ones). swarmPeerBatch is the bytes asked of another member per
-	// request, swarmPeerRequests the requests to each member in flight.
-	// On a loaded link a flow's share is about its bytes in flight, and
-	// the origin's flow into each member is the one the whole swarm waits
-	// on: the members' flows, seven times as many in a swarm of eight,
-	// must not crowd it out (measured with scripts/bench-swarm.sh).
+	// request, swarmPeerRequests the requests to each member in flight:
+	// where a member's download is as fast as the origin's upload, it has
+	// no slack to catch up later, so the relays must keep pace with the
+	// origin all along; two requests of up to 1 MiB let a member send
+	// at once the backlog a round trip left (bench-swarm.sh, 8 sites: the
+	// last site 1.30 -> 1.21x the bound, against one request of 256 KiB).
 	swarmOriginInFlight = 1 << 20
-	swarmPeerBatch      = 256 << 10
-	swarmPeerRequests   = 1
+	swarmPeerBatch      = 1 << 20
+	swarmPeerRequests   = 2
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
 	// again after it held nothing this receiver lacks; the wait doubles
-	// from the one to the other while it holds nothing new.
+	// from the one to the other while it holds nothing new. A member's
+	// share arrives steadily, so a long wait only lets it pile up.
 	swarmPollMin = 10 * time.Millisecond
-	swarmPollMax = 320 * time.Millisecond
+	swarmPollMax = 80 * time.Millisecond
 	// swarmPatience is how long a member may go without sending this
 	// receiver a block of its share before the receiver, once idle, takes
 	// that share from the origin itself: a member that is alive but not
