@@ -47,7 +47,7 @@ func originCopies(t *testing.T, d disk, got map[string]Progress) float64 {
 	var fromSrc int64
 	for r, p := range got {
 		fromSrc += p.BytesFrom["src"]
-		t.Logf("%s: %v", r, p.BytesFrom)
+		t.Logf("%s: %v in %v", r, p.BytesFrom, p.Ended.Sub(p.Started))
 	}
 	copies := float64(fromSrc) / float64(len(d.held)*d.blockSize)
 	t.Logf("origin sent %.2f copies", copies)
@@ -129,6 +129,35 @@ func TestSwarmMemberDies(t *testing.T) {
 	}
 	if c := originCopies(t, d, got); c > 1.3 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+	}
+}
+
+// TestSwarmSlowMember pushes to four receivers of which one sends at a
+// sixteenth of the origin's rate: the others adopt its share, fetching
+// much of it from the origin and each other instead of waiting for it
+// (without adoption each gets all of it from the slow one). Here the slow
+// one's download is fast, so it has its whole share from the origin
+// early, and the origin sends that share about twice: 1.25 copies.
+func TestSwarmSlowMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(16<<20))
+	members := []string{"r0", "r1", "r2", "slow"}
+	for _, m := range members[:3] {
+		net.add(m, nil)
+	}
+	net.add("slow", slowly(1<<20))
+	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
+	got := pushSwarm(t, net, d, members, members)
+	if c := originCopies(t, d, got); c > 1.5 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
+	}
+	share := int64(len(d.held)*size) / int64(len(members))
+	for _, r := range members[:3] {
+		if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*3/4 {
+			t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+		}
 	}
 }
 
