@@ -390,6 +390,9 @@ func (s *swarm) laggingLocked() map[string]bool {
 				others = append(others, came(o))
 			}
 		}
+		if len(others) == 0 {
+			break // a swarm of one
+		}
 		slices.Sort(others)
 		if median := others[len(others)/2]; median >= swarmLagSeen && came(m)*swarmLagFactor < median {
 			s.lagging[m] = true

@@ -99,7 +99,8 @@ func TestSwarmDeadMember(t *testing.T) {
 
 // TestSwarmMemberDies pushes to four receivers of which one goes down
 // midway: the others finish, and the origin sends its share again only
-// for what the dead one had not passed on.
+// for what the dead one had not passed on. Pushed to again once it is
+// back, the dead one fetches only what it lacked.
 func TestSwarmMemberDies(t *testing.T) {
 	rng := newRand(t)
 	net := newTestNet(t)
@@ -129,6 +130,19 @@ func TestSwarmMemberDies(t *testing.T) {
 	}
 	if c := originCopies(t, d, got); c > 1.3 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+	}
+	// Back up, r3 is pushed to again, alone: it fetches only what it
+	// lacks, from the origin and the members that have it all.
+	net.net.Up("r3")
+	again := Spec{ID: "again", Root: d.root, Sources: []string{"src", "r0", "r1", "r2"}, Swarm: []string{"r3"}, Self: "r3",
+		BlockSize: MinBlockSize, DiskBlockSize: size}
+	p, err := wait(t, Start(context.Background(), again, net.clients["r3"], net.stores["r3"], nil))
+	if err != nil {
+		t.Fatalf("push again to r3: %v", err)
+	}
+	checkComplete(t, net.stores["src"], net.stores["r3"], d.root)
+	if p.SkippedBlocks < got["r3"].DoneBlocks || p.DoneBlocks+p.SkippedBlocks != int64(len(d.held)) {
+		t.Fatalf("r3 pushed again: fetched %d and skipped %d of %d blocks; it had %d", p.DoneBlocks, p.SkippedBlocks, len(d.held), got["r3"].DoneBlocks)
 	}
 }
 
