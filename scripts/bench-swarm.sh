@@ -80,7 +80,7 @@ start() { # start I: the daemon of node I in its namespace, waited for
 	# The sites' heal is all but stopped (1K/s), so only the push moves the
 	# spacesuit's blocks.
 	[ "$1" = 0 ] || extra=(--heal-bandwidth 1K)
-	ip netns exec "${NS[$1]}" "$WEFT" --home "$HOMES/s$1" daemon --log-level warn "${extra[@]}" 2>>"$HOMES/s$1.log" &
+	ip netns exec "${NS[$1]}" "$WEFT" --home "$HOMES/s$1" daemon --log-level "${LOG_LEVEL:-warn}" "${extra[@]}" 2>>"$HOMES/s$1.log" &
 	PIDS[$1]=$!
 	await_status "$HOMES/s$1.log" --home "$HOMES/s$1"
 }
