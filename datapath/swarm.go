@@ -51,9 +51,9 @@ const (
 	// than the others' (a site at a quarter of their rate gets its share
 	// from the origin at a quarter of theirs and sends it on at a
 	// quarter), and the others take the end of its share from the origin
-	// rather than wait for it. Shares under swarmLagBytes are not worth
-	// it. Flows on one link differ by less than that, or the origin would
-	// send more than one copy.
+	// rather than wait for it. Shares under swarmLagBytes are left alone:
+	// a transient unevenness between equal links is not worth the copy of
+	// a share the origin sends again.
 	swarmLagFactor = 2
 	swarmLagSeen   = 0.5
 	swarmLagBytes  = 4 << 20
@@ -247,9 +247,7 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 // when there is nothing to take.
 func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
-	alive := func(m string) bool {
-		return m == s.self || (!s.f.isDropped(m) && !s.f.backingOff(m, now))
-	}
+	alive := s.aliveAt(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var batch []cid.Cid
@@ -294,9 +292,7 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
 	all := func(cid.Cid) bool { return true }
-	alive := func(o string) bool {
-		return o == s.self || (!s.f.isDropped(o) && !s.f.backingOff(o, now))
-	}
+	alive := s.aliveAt(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lagging := s.laggingLocked()
@@ -353,6 +349,14 @@ func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []ci
 	}
 	s.shares[m] = kept
 	return out
+}
+
+// aliveAt returns whether a member counts as alive at now: this receiver,
+// or one not dropped and not backing off after a failed request.
+func (s *swarm) aliveAt(now time.Time) func(string) bool {
+	return func(m string) bool {
+		return m == s.self || (!s.f.isDropped(m) && !s.f.backingOff(m, now))
+	}
 }
 
 // scanBack is scan from the end of m's share backwards, without dropping
