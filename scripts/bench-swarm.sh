@@ -51,7 +51,7 @@ for tool in ip tc python3; do
 done
 
 TAG=$(($$ % 100000))
-BR=wsbr$TAG
+CASE_NO=0 # in interface names: a namespace's veth outlives its deletion a while
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-swarm.XXXXXX")
 . "$(dirname "$0")/lib.sh"
 NS=()
@@ -61,7 +61,7 @@ teardown() {
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-	ip link del "$BR" 2>/dev/null || true
+	[ -z "${BR:-}" ] || ip link del "$BR" 2>/dev/null || true
 	[ -z "$FORWARD_RULE" ] || iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null || true
 	NS=() PIDS=() FORWARD_RULE=""
 }
@@ -92,6 +92,8 @@ mesh() {
 	local name=$1 n=$2 f=$3
 	shift 3
 	local rates=("$@")
+	CASE_NO=$((CASE_NO + 1))
+	BR=wsbr$TAG$CASE_NO
 	HOMES=$WORK/$name
 	mkdir -p "$HOMES"
 	ip link add "$BR" type bridge
@@ -103,7 +105,7 @@ mesh() {
 		FORWARD_RULE=yes
 	fi
 	for i in $(seq 0 "$n"); do
-		local ns=weft-swarm-$TAG-$i host=wsv${TAG}h$i peer=wsv${TAG}n$i
+		local ns=weft-swarm-$TAG-$CASE_NO-$i host=wsv$TAG${CASE_NO}h$i peer=wsv$TAG${CASE_NO}n$i
 		NS+=("$ns")
 		ip netns add "$ns"
 		ip link add "$host" type veth peer name "$peer"
@@ -213,6 +215,7 @@ run() {
 		# A third of the bound: mid-push.
 		sleep "$(awk -v f="$f" -v r="$RATE" 'BEGIN { print f * 8.388608 / r / 3 }')"
 		kill -KILL "${PIDS[$kill]}"
+		{ wait "${PIDS[$kill]}"; } 2>/dev/null || true # reaped without the shell's "Killed" line
 		wait "$pusher" || true
 	fi
 	for i in $(seq 1 "$n"); do
