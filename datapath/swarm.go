@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,19 +21,21 @@ const (
 	// time, in many small requests (a libp2p stream moves about one yamux
 	// window per round trip, so many small requests beat a few large
 	// ones). swarmPeerBatch is the bytes asked of another member per
-	// request, swarmPeerRequests the requests to each member in flight.
-	// On a loaded link a flow's share is about its bytes in flight, and
-	// the origin's flow into each member is the one the whole swarm waits
-	// on: the members' flows, seven times as many in a swarm of eight,
-	// must not crowd it out (measured with scripts/bench-swarm.sh).
+	// request, swarmPeerRequests the requests to each member in flight:
+	// where a member's download is as fast as the origin's upload, it has
+	// no slack to catch up later, so the relays must keep pace with the
+	// origin all along; two requests of up to 1 MiB let a member send
+	// at once the backlog a round trip left (bench-swarm.sh, 8 sites: the
+	// last site 1.30 -> 1.21x the bound, against one request of 256 KiB).
 	swarmOriginInFlight = 1 << 20
-	swarmPeerBatch      = 256 << 10
-	swarmPeerRequests   = 1
+	swarmPeerBatch      = 1 << 20
+	swarmPeerRequests   = 2
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
 	// again after it held nothing this receiver lacks; the wait doubles
-	// from the one to the other while it holds nothing new.
+	// from the one to the other while it holds nothing new. A member's
+	// share arrives steadily, so a long wait only lets it pile up.
 	swarmPollMin = 10 * time.Millisecond
-	swarmPollMax = 320 * time.Millisecond
+	swarmPollMax = 80 * time.Millisecond
 	// swarmPatience is how long a member may go without sending this
 	// receiver a block of its share before the receiver, once idle, takes
 	// that share from the origin itself: a member that is alive but not
@@ -42,6 +45,18 @@ const (
 	// swarmSlow is how long a member may go without sending this receiver
 	// a block of its share before the others are asked for that share too.
 	swarmSlow = time.Second
+	// A member's share lags when the other shares came here
+	// swarmLagFactor times as far (as fractions of each share), the
+	// median of them at least swarmLagSeen of theirs: its link is slower
+	// than the others' (a site at a quarter of their rate gets its share
+	// from the origin at a quarter of theirs and sends it on at a
+	// quarter), and the others take the end of its share from the origin
+	// rather than wait for it. Shares under swarmLagBytes are left alone:
+	// a transient unevenness between equal links is not worth the copy of
+	// a share the origin sends again.
+	swarmLagFactor = 2
+	swarmLagSeen   = 0.5
+	swarmLagBytes  = 4 << 20
 )
 
 // swarm pulls a root together with the other members of Spec.Swarm.
@@ -63,7 +78,13 @@ const (
 // that ranks them highest (rendezvous hashing) among those still alive,
 // which fetches them from the origin. A member alive but sending nothing
 // for swarmPatience has its share taken from the origin by whoever is
-// idle.
+// idle. A member whose share lags the others' (laggingLocked) is adopted:
+// once their own shares are done, the others fetch its share from the
+// origin from the end backwards, each the blocks it ranks highest among
+// the members not lagging, while the slow owner goes on from the start;
+// the others then fetch those blocks from their adopters. The origin
+// sends the slow share about twice at worst, and the others do not wait
+// for a slow link.
 type swarm struct {
 	f           *fetcher
 	self        string
@@ -76,6 +97,9 @@ type swarm struct {
 	shares   map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
 	pending  map[cid.Cid]int      // not stored here yet: place among the map's distinct data blocks
 	inflight map[cid.Cid]bool
+	size     map[string]int       // blocks of each member's share missing at the start
+	left     map[string]int       // blocks of each member's share missing here
+	lagging  map[string]bool      // members whose shares lagged (laggingLocked)
 	lastGot  map[string]time.Time // when each member last sent a block, or the start
 	done     chan struct{}        // closed once pending is empty
 	changed  chan struct{}        // closed and replaced when blocks arrive or a member fails
@@ -94,6 +118,9 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
 		pending:     make(map[cid.Cid]int, len(missing)),
 		inflight:    make(map[cid.Cid]bool),
+		size:        make(map[string]int, len(spec.Swarm)),
+		left:        make(map[string]int, len(spec.Swarm)),
+		lagging:     make(map[string]bool),
 		lastGot:     make(map[string]time.Time, len(spec.Swarm)),
 		done:        make(chan struct{}),
 		changed:     make(chan struct{}),
@@ -106,6 +133,8 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 		s.pending[c] = ordinals[i]
 		o := s.members[ordinals[i]%len(s.members)] // its first owner: every member alive
 		s.shares[o] = append(s.shares[o], c)
+		s.left[o]++
+		s.size[o]++
 	}
 	if len(s.pending) == 0 {
 		close(s.done)
@@ -214,9 +243,7 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 // when there is nothing to take.
 func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
-	alive := func(m string) bool {
-		return m == s.self || (!s.f.isDropped(m) && !s.f.backingOff(m, now))
-	}
+	alive := s.aliveAt(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var batch []cid.Cid
@@ -225,9 +252,19 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 			batch = s.scan(m, batch, s.originBatch, func(c cid.Cid) bool { return s.owner(c, alive) == s.self })
 		}
 	}
+	lagging := s.laggingLocked()
 	if len(batch) == 0 {
 		for _, m := range s.members {
-			if m != s.self && now.Sub(s.lastGot[m]) > swarmPatience {
+			if m != s.self && lagging[m] && alive(m) {
+				batch = s.scanBack(m, batch, s.originBatch, func(c cid.Cid) bool { return s.adopter(c, m, lagging, alive) == s.self })
+			}
+		}
+	}
+	if len(batch) == 0 {
+		// A lagging member's share has its adopters; this is for members
+		// that send nothing at all.
+		for _, m := range s.members {
+			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > swarmPatience {
 				batch = s.scan(m, batch, s.originBatch, func(cid.Cid) bool { return true })
 			}
 		}
@@ -242,19 +279,36 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 }
 
 // claimFrom claims up to peerBatch missing blocks not in flight to ask m
-// for: of its share, or once that is done here, of the shares of members
-// other than this one that sent nothing for swarmSlow, which m may have
-// fetched already. Asking m for the shares of members that do send would
-// take their blocks away from them: claimed blocks are asked of nobody
-// else. With nothing to claim it returns a channel closed on the next
-// change.
+// for: of its share, or once that is done here, the blocks m adopted of
+// lagging shares and the shares of members other than this one that sent
+// nothing for swarmSlow, which m may have fetched already. Asking m for
+// the shares of members that do send would take their blocks away from
+// them: claimed blocks are asked of nobody else. With nothing to claim it
+// returns a channel closed on the next change.
 func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
 	all := func(cid.Cid) bool { return true }
+	alive := s.aliveAt(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	batch := s.scan(m, nil, s.peerBatch, all)
+	lagging := s.laggingLocked()
+	// A lagging member is asked for little at a time: the blocks claimed
+	// from it are asked of nobody else until it answers, and its adopters
+	// are to fetch the rest of its share.
+	n := s.peerBatch
+	if lagging[m] {
+		n = s.originBatch
+	}
+	batch := s.scan(m, nil, n, all)
 	if len(batch) == 0 && len(s.shares[m]) == 0 {
+		// This member's own share, should the others have found it
+		// lagging: its end is then with its adopters, m among them.
+		batch = s.scanBack(s.self, batch, n, func(c cid.Cid) bool { return s.adopter(c, s.self, lagging, alive) == m })
+		for _, o := range s.members {
+			if o != m && o != s.self && lagging[o] {
+				batch = s.scanBack(o, batch, s.peerBatch, func(c cid.Cid) bool { return s.adopter(c, o, lagging, alive) == m })
+			}
+		}
 		for _, o := range s.members {
 			if o != m && o != s.self && now.Sub(s.lastGot[o]) > swarmSlow {
 				batch = s.scan(o, batch, s.peerBatch, all)
@@ -293,6 +347,77 @@ func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []ci
 	return out
 }
 
+// aliveAt returns whether a member counts as alive at now: this receiver,
+// or one not dropped and not backing off after a failed request.
+func (s *swarm) aliveAt(now time.Time) func(string) bool {
+	return func(m string) bool {
+		return m == s.self || (!s.f.isDropped(m) && !s.f.backingOff(m, now))
+	}
+}
+
+// scanBack is scan from the end of m's share backwards, without dropping
+// the stored blocks on the way. s.mu must be held.
+func (s *swarm) scanBack(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []cid.Cid {
+	share := s.shares[m]
+	for i := len(share) - 1; i >= 0 && len(out) < n; i-- {
+		c := share[i]
+		if _, missing := s.pending[c]; missing && !s.inflight[c] && ok(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// laggingLocked returns the members whose shares lag the others' here, or
+// once did: a slow link stays slow, and the adopters must finish the share
+// they took up rather than hand its rest back once it is small. s.mu must
+// be held.
+func (s *swarm) laggingLocked() map[string]bool {
+	came := func(m string) float64 {
+		if s.size[m] == 0 {
+			return 1
+		}
+		return 1 - float64(s.left[m])/float64(s.size[m])
+	}
+	others := make([]float64, 0, len(s.members))
+	for _, m := range s.members {
+		if s.lagging[m] || int64(s.size[m])*s.each < swarmLagBytes {
+			continue
+		}
+		others = others[:0]
+		for _, o := range s.members {
+			if o != m {
+				others = append(others, came(o))
+			}
+		}
+		if len(others) == 0 {
+			break // a swarm of one
+		}
+		slices.Sort(others)
+		if median := others[len(others)/2]; median >= swarmLagSeen && came(m)*swarmLagFactor < median {
+			s.lagging[m] = true
+			s.f.log.Debug("swarm member lags: adopting its share", "member", m, "came", came(m), "others_median", median)
+		}
+	}
+	return s.lagging
+}
+
+// adopter returns the member that fetches c, of lagging member m's share,
+// from the origin: the one that ranks it highest among the members alive
+// and not lagging.
+func (s *swarm) adopter(c cid.Cid, m string, lagging map[string]bool, alive func(string) bool) string {
+	best, bestScore := "", uint64(0)
+	for _, o := range s.members {
+		if o == m || lagging[o] || !alive(o) {
+			continue
+		}
+		if sc := rank(o, c); best == "" || sc > bestScore {
+			best, bestScore = o, sc
+		}
+	}
+	return best
+}
+
 // landed ends the flight of batch: the blocks stored reports are stored
 // here (nil: none), the others missing still. from is the member that
 // sent them, if any.
@@ -303,7 +428,10 @@ func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) 
 	for _, c := range batch {
 		delete(s.inflight, c)
 		if stored != nil && stored(c) {
-			delete(s.pending, c)
+			if ord, ok := s.pending[c]; ok {
+				s.left[s.members[ord%len(s.members)]]--
+				delete(s.pending, c)
+			}
 			some = true
 		}
 	}

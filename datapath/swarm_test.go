@@ -52,7 +52,7 @@ func originCopies(t *testing.T, d disk, got map[string]Progress) float64 {
 	var fromSrc int64
 	for r, p := range got {
 		fromSrc += p.BytesFrom["src"]
-		t.Logf("%s: %v", r, p.BytesFrom)
+		t.Logf("%s: %v in %v", r, p.BytesFrom, p.Ended.Sub(p.Started))
 	}
 	copies := float64(fromSrc) / float64(len(d.held)*d.blockSize)
 	t.Logf("origin sent %.2f copies", copies)
@@ -104,7 +104,8 @@ func TestSwarmDeadMember(t *testing.T) {
 
 // TestSwarmMemberDies pushes to four receivers of which one goes down
 // midway: the others finish, and the origin sends its share again only
-// for what the dead one had not passed on.
+// for what the dead one had not passed on. Pushed to again once it is
+// back, the dead one fetches only what it lacked.
 func TestSwarmMemberDies(t *testing.T) {
 	rng := newRand(t)
 	net := newTestNet(t)
@@ -134,6 +135,48 @@ func TestSwarmMemberDies(t *testing.T) {
 	}
 	if c := originCopies(t, d, got); c > 1.3 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+	}
+	// Back up, r3 is pushed to again, alone: it fetches only what it
+	// lacks, from the origin and the members that have it all.
+	net.net.Up("r3")
+	again := Spec{ID: "again", Root: d.root, Sources: []string{"src", "r0", "r1", "r2"}, Swarm: []string{"r3"}, Self: "r3",
+		BlockSize: MinBlockSize, DiskBlockSize: size}
+	p, err := wait(t, Start(context.Background(), again, net.clients["r3"], net.stores["r3"], nil))
+	if err != nil {
+		t.Fatalf("push again to r3: %v", err)
+	}
+	checkComplete(t, net.stores["src"], net.stores["r3"], d.root)
+	if p.SkippedBlocks < got["r3"].DoneBlocks || p.DoneBlocks+p.SkippedBlocks != int64(len(d.held)) {
+		t.Fatalf("r3 pushed again: fetched %d and skipped %d of %d blocks; it had %d", p.DoneBlocks, p.SkippedBlocks, len(d.held), got["r3"].DoneBlocks)
+	}
+}
+
+// TestSwarmSlowMember pushes to four receivers of which one sends at a
+// sixteenth of the origin's rate: the others adopt its share, fetching
+// much of it from the origin and each other instead of waiting for it
+// (without adoption each gets all of it from the slow one). Here the slow
+// one's download is fast, so it has its whole share from the origin
+// early, and the origin sends that share about twice: 1.25 copies.
+func TestSwarmSlowMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(16<<20))
+	members := []string{"r0", "r1", "r2", "slow"}
+	for _, m := range members[:3] {
+		net.add(m, nil)
+	}
+	net.add("slow", slowly(1<<20))
+	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
+	got := pushSwarm(t, net, d, members, members)
+	if c := originCopies(t, d, got); c > 1.5 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
+	}
+	share := int64(len(d.held)*size) / int64(len(members))
+	for _, r := range members[:3] {
+		if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*7/8 {
+			t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+		}
 	}
 }
 

@@ -487,3 +487,50 @@ func TestPushGoesOnPastADeadMember(t *testing.T) {
 		}
 	}
 }
+
+// countingPeers counts the block bytes Get brought over the wire.
+type countingPeers struct {
+	Peers
+	mu    sync.Mutex
+	bytes int
+}
+
+func (c *countingPeers) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error) {
+	got, err := c.Peers.Get(ctx, peer, cids)
+	c.mu.Lock()
+	for _, b := range got {
+		c.bytes += len(b.Data)
+	}
+	c.mu.Unlock()
+	return got, err
+}
+
+// TestHealCapHoldsOnTheWire: a heal capped far below a batch's size asks
+// for no more than the cap allows, instead of fetching a whole batch and
+// paying for it afterwards.
+func TestHealCapHoldsOnTheWire(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	net, ids := newTestNet(t, rng, "a", "b")
+	owner, self := ids[0], ids[1]
+	root := writeDisk(t, rng, net.stores[owner], 400)
+	roots := func() []Root { return []Root{{Root: root, Replicas: 2}} }
+	peers := &countingPeers{Peers: net.clients[self]}
+	h := New(Config{
+		Self: self, Store: net.stores[self], Maps: blockmap.New(&FetchingStore{Store: net.stores[self], Self: self, Peers: net.clients[self], Members: net.members}, 64),
+		Peers: peers, Members: net.members, Roots: roots, Redundancy: net.redundancy(self),
+		Bandwidth: 1024, Concurrency: 4,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := h.Pass(ctx); err == nil {
+		t.Fatal("a pass of 1.6 MB at 1 KiB/s ended within its window")
+	}
+	peers.mu.Lock()
+	defer peers.mu.Unlock()
+	// The first request goes out on the burst; every later one waits for
+	// the cap, which allows 1 KiB/s.
+	if peers.bytes > rateBurst {
+		t.Fatalf("heal capped at 1 KiB/s fetched %d bytes in half a second, want at most the burst (%d)", peers.bytes, rateBurst)
+	}
+	t.Logf("fetched %d bytes", peers.bytes)
+}

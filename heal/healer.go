@@ -116,6 +116,34 @@ func (h *Healer) waitBytes(ctx context.Context, n int) error {
 	return nil
 }
 
+// batchBlocks is the blocks asked of a peer per request: fetchBatch, or
+// under a bandwidth cap as many as the cap's burst holds, so that the cap
+// holds on the wire (a 16 MiB batch fetched at once and paid for after
+// would overrun a cap of a few KiB/s by hours).
+func (h *Healer) batchBlocks() int {
+	if h.limit.Limit() == rate.Inf {
+		return fetchBatch
+	}
+	return int(min(fetchBatch, max(1, rateBurst/h.expectBytes(1))))
+}
+
+// expectBytes is the bytes n blocks are expected to come to under a cap:
+// at the mean size of the blocks copied so far, 64 KiB before any. Without
+// a cap it is 0: nothing is charged ahead.
+func (h *Healer) expectBytes(n int) int {
+	if h.limit.Limit() == rate.Inf {
+		return 0
+	}
+	h.mu.Lock()
+	blocks, bytes := h.status.CopiedBlocks, h.status.CopiedBytes
+	h.mu.Unlock()
+	each := 64 << 10
+	if blocks > 0 {
+		each = int(max(1, bytes/blocks))
+	}
+	return n * each
+}
+
 // Trigger asks for a pass soon. It never blocks.
 func (h *Healer) Trigger() {
 	select {
@@ -418,9 +446,10 @@ func (h *Healer) fetchAll(ctx context.Context, p *plan) error {
 	g.SetLimit(h.cfg.Concurrency)
 	var mu sync.Mutex
 	var errs []error
+	per := h.batchBlocks()
 	for peer, cids := range bySource {
-		for start := 0; start < len(cids); start += fetchBatch {
-			batch := cids[start:min(start+fetchBatch, len(cids))]
+		for start := 0; start < len(cids); start += per {
+			batch := cids[start:min(start+per, len(cids))]
 			g.Go(func() error {
 				if err := h.fetchBatch(gctx, peer, batch, p); err != nil {
 					mu.Lock()
@@ -447,6 +476,12 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p
 	tried := map[string]bool{}
 	for len(missing) > 0 {
 		tried[peer] = true
+		// The cap is charged before the bytes cross the wire, for the
+		// expected size, and settled once they are here.
+		expect := h.expectBytes(len(missing))
+		if err := h.waitBytes(ctx, expect); err != nil {
+			return err
+		}
 		got, err := h.cfg.Peers.Get(ctx, peer, missing)
 		if err != nil {
 			h.log.Debug("heal: fetch failed", "peer", peer, "err", err)
@@ -464,7 +499,7 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p
 			}
 		}
 		if len(blocks) > 0 {
-			if err := h.waitBytes(ctx, bytes); err != nil {
+			if err := h.waitBytes(ctx, bytes-expect); err != nil {
 				return err
 			}
 			if err := h.cfg.Store.PutMany(ctx, blocks); err != nil {

@@ -67,6 +67,7 @@ func peerStrings(ps []peer.ID) []string {
 // runPull runs the transfer spec describes, as pull does.
 func (n *meshNode) runPull(ctx context.Context, kind string, ref volume.Ref, e catalog.Entry, spec datapath.Spec) (*transferJob, *datapath.Transfer, error) {
 	id := spec.ID
+	spec.Logger = n.log // a dropped peer or a lagging swarm member is worth a line
 	if err := n.partial.add(e.Root); err != nil {
 		return nil, nil, err
 	}

@@ -2,128 +2,169 @@
 # A spacesuit pushed to N sites whose links are capped, against the
 # Kumar–Ross lower bound T = max(F/u_s, F/d_min, N·F/(u_s + Σu_i)).
 #
-# N+1 network namespaces (the origin s0 and the sites s1..sN) hang on one
-# bridge by veth pairs, with private addresses 10.231.0.10+i/24 that exist
-# only inside them; a tbf on each end of every veth caps each site's link
-# at RATE Mbit/s each way. One weft daemon runs in each namespace; s0
-# publishes a spacesuit of F MiB of random data and pushes it to every
-# site with --json. The table gives the last and the median site's time
-# (from the push's start to the end of that site's receive), their ratio
-# to the bound, and the origin's upload in copies of the spacesuit (from
-# the targets' bytes_from).
+# Each case builds its own mesh: N+1 network namespaces (the origin s0 and
+# the sites s1..sN) hang on one bridge by veth pairs, with private
+# addresses 10.231.0.10+i/24 that exist only inside them; a tbf on each end
+# of every veth caps each link each way (RATE Mbit/s, a 50 ms queue: a
+# modest buffer, 312 KB at 50 Mbit/s, which drops packets when eight flows
+# share it; a 200 ms queue measured the same). One weft daemon runs in each
+# namespace; s0 imports and publishes a spacesuit of F MiB of random data
+# before the sites join, then pushes it to every site with --json. The
+# sites' heal is capped at 1K/s, so only the push moves the blocks.
 #
-# Needs root (namespaces, tc); says so and skips otherwise. Defaults: N=4,
-# F=16 (MiB), RATE=50 (Mbit/s), about a minute in all.
+# Cases (CASES, space-separated; default all):
+#   equal4   4 sites, 16 MiB, every link alike
+#   equal8   8 sites, 64 MiB, every link alike
+#   unequal8 8 sites, 64 MiB, site s8 at a quarter of RATE each way: the
+#            bound of the last site is F/d_min; the median site's bound is
+#            that of the seven others (helped by s8's upload)
+#   killed8  8 sites, 64 MiB, s8 killed -9 at a third of the bound; the
+#            others' figures and bound exclude it; then s8 is restarted and
+#            the same push is run again to it: it fetches only the blocks it
+#            lacks (the table's note gives the share it skipped)
+# The table gives the last and the median site's time (from the push's
+# start to the end of that site's receive), their ratio to the bound, and
+# the origin's upload in copies of the spacesuit (from the targets'
+# bytes_from). N, F and RATE override the eight-site cases' sizes.
+#
+# Needs root (namespaces, tc); says so and skips otherwise. About four
+# minutes in all; run it under the bench lock.
 set -euo pipefail
 
 WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
-N=${N:-4}
-F=${F:-16}
+N=${N:-8}
+F=${F:-64}
 RATE=${RATE:-50}
+CASES=${CASES:-equal4 equal8 unequal8 killed8}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-swarm: skipped: needs root for network namespaces and tc"
+	printf 'ROW\tswarm push to sites on capped links\tskipped (not root)\tKumar-Ross bound\t-\t-\t<= 1.2\n'
 	exit 0
 fi
 for tool in ip tc python3; do
-	command -v "$tool" >/dev/null || { echo "bench-swarm: skipped: $tool not found"; exit 0; }
+	if ! command -v "$tool" >/dev/null; then
+		echo "bench-swarm: skipped: $tool not found"
+		printf 'ROW\tswarm push to sites on capped links\tskipped (no %s)\tKumar-Ross bound\t-\t-\t<= 1.2\n' "$tool"
+		exit 0
+	fi
 done
 
 TAG=$(($$ % 100000))
-BR=wsbr$TAG
-NS=()
-for i in $(seq 0 "$N"); do NS+=("weft-swarm-$TAG-$i"); done
+CASE_NO=0 # in interface names: a namespace's veth outlives its deletion a while
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-swarm.XXXXXX")
 . "$(dirname "$0")/lib.sh"
+NS=()
 PIDS=()
 FORWARD_RULE=""
-cleanup() {
+teardown() {
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-	ip link del "$BR" 2>/dev/null || true
+	[ -z "${BR:-}" ] || ip link del "$BR" 2>/dev/null || true
 	[ -z "$FORWARD_RULE" ] || iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null || true
+	NS=() PIDS=() FORWARD_RULE=""
+}
+cleanup() {
+	teardown
 	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 addr() { echo "10.231.0.$((10 + $1))"; }
-w() { local i=$1; shift; "$WEFT" --home "$WORK/s$i" "$@"; }
-
-# The bridge, one namespace per node, a capped veth pair each.
-ip link add "$BR" type bridge
-ip link set "$BR" up
-if command -v iptables >/dev/null; then
-	# dockerd sets the FORWARD policy to DROP, which bridged frames meet
-	# when br_netfilter is loaded.
-	iptables -I FORWARD -i "$BR" -o "$BR" -j ACCEPT
-	FORWARD_RULE=yes
-fi
-for i in $(seq 0 "$N"); do
-	ns=${NS[$i]} host=wsv${TAG}h$i peer=wsv${TAG}n$i
-	ip netns add "$ns"
-	ip link add "$host" type veth peer name "$peer"
-	ip link set "$peer" netns "$ns"
-	ip link set "$host" master "$BR" up
-	ip -n "$ns" addr add "$(addr "$i")/24" dev "$peer"
-	ip -n "$ns" link set "$peer" up
-	ip -n "$ns" link set lo up
-	# Download (bridge to site) and upload (site to bridge).
-	tc qdisc add dev "$host" root tbf rate "${RATE}mbit" burst 64kb latency 50ms
-	ip netns exec "$ns" tc qdisc add dev "$peer" root tbf rate "${RATE}mbit" burst 64kb latency 50ms
-done
+w() { local i=$1; shift; "$WEFT" --home "$HOMES/s$i" "$@"; }
 
 start() { # start I: the daemon of node I in its namespace, waited for
 	local extra=()
 	# The sites' heal is all but stopped (1K/s), so only the push moves the
 	# spacesuit's blocks.
 	[ "$1" = 0 ] || extra=(--heal-bandwidth 1K)
-	ip netns exec "${NS[$1]}" "$WEFT" --home "$WORK/s$1" daemon --log-level warn "${extra[@]}" 2>"$WORK/s$1.log" &
-	PIDS+=($!)
-	await_status "$WORK/s$1.log" --home "$WORK/s$1"
+	ip netns exec "${NS[$1]}" "$WEFT" --home "$HOMES/s$1" daemon --log-level "${LOG_LEVEL:-warn}" "${extra[@]}" 2>>"$HOMES/s$1.log" &
+	PIDS[$1]=$!
+	await_status "$HOMES/s$1.log" --home "$HOMES/s$1"
 }
 
-for i in $(seq 0 "$N"); do
-	secret=()
-	[ "$i" = 0 ] || secret=(--cluster-secret-file "$WORK/s0/cluster.secret")
-	w "$i" init --site "s$i" --nbd off --http off --listen "/ip4/$(addr "$i")/tcp/4001" "${secret[@]}" >/dev/null
-done
-# The origin imports and publishes alone, so its replication push (R=1)
-# sends nothing to the sites before the measured push.
-echo "bench-swarm: publishing a ${F} MiB spacesuit on s0, pushing it to $N sites at ${RATE} Mbit/s ..." >&2
-start 0
-head -c "${F}M" /dev/urandom >"$WORK/gold.img"
-w 0 disk import gold "$WORK/gold.img" --replicas 1 >/dev/null
-w 0 spacesuit publish gold gold >/dev/null
-ORIGIN=$(w 0 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["peer_id"])')
-for i in $(seq 1 "$N"); do
-	start "$i"
-	w "$i" join "/ip4/$(addr 0)/tcp/4001/p2p/$ORIGIN" >/dev/null
-done
-deadline=$((SECONDS + 60))
-until [ "$(w 0 peers --json | python3 -c 'import json,sys; print(sum(p["state"] == "alive" for p in json.load(sys.stdin)))')" = $((N + 1)) ]; do
-	[ $SECONDS -lt $deadline ] || { echo "bench-swarm: the $((N + 1)) members never all saw each other" >&2; exit 1; }
-	sleep 0.2
-done
+# mesh CASE N F RATES...: the bridge, N+1 namespaces whose links are capped
+# at RATES (Mbit/s, one per node, origin first), the daemons, the
+# spacesuit gold@1 of F MiB published on s0 and every site joined.
+mesh() {
+	local name=$1 n=$2 f=$3
+	shift 3
+	local rates=("$@")
+	CASE_NO=$((CASE_NO + 1))
+	BR=wsbr$TAG$CASE_NO
+	HOMES=$WORK/$name
+	mkdir -p "$HOMES"
+	ip link add "$BR" type bridge
+	ip link set "$BR" up
+	if command -v iptables >/dev/null; then
+		# dockerd sets the FORWARD policy to DROP, which bridged frames meet
+		# when br_netfilter is loaded.
+		iptables -I FORWARD -i "$BR" -o "$BR" -j ACCEPT
+		FORWARD_RULE=yes
+	fi
+	for i in $(seq 0 "$n"); do
+		local ns=weft-swarm-$TAG-$CASE_NO-$i host=wsv$TAG${CASE_NO}h$i peer=wsv$TAG${CASE_NO}n$i
+		NS+=("$ns")
+		ip netns add "$ns"
+		ip link add "$host" type veth peer name "$peer"
+		ip link set "$peer" netns "$ns"
+		ip link set "$host" master "$BR" up
+		ip -n "$ns" addr add "$(addr "$i")/24" dev "$peer"
+		ip -n "$ns" link set "$peer" up
+		ip -n "$ns" link set lo up
+		# Download (bridge to site) and upload (site to bridge).
+		tc qdisc add dev "$host" root tbf rate "${rates[$i]}mbit" burst 64kb latency 50ms
+		ip netns exec "$ns" tc qdisc add dev "$peer" root tbf rate "${rates[$i]}mbit" burst 64kb latency 50ms
+	done
+	for i in $(seq 0 "$n"); do
+		local secret=()
+		[ "$i" = 0 ] || secret=(--cluster-secret-file "$HOMES/s0/cluster.secret")
+		w "$i" init --site "s$i" --nbd off --http off --listen "/ip4/$(addr "$i")/tcp/4001" "${secret[@]}" >/dev/null
+	done
+	# The origin imports and publishes alone, so its replication push
+	# (R=1) sends nothing to the sites before the measured push.
+	start 0
+	head -c "${f}M" /dev/urandom >"$HOMES/gold.img"
+	w 0 disk import gold "$HOMES/gold.img" --replicas 1 >/dev/null
+	w 0 spacesuit publish gold gold >/dev/null
+	ORIGIN=$(w 0 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["peer_id"])')
+	for i in $(seq 1 "$n"); do
+		start "$i"
+		w "$i" join "/ip4/$(addr 0)/tcp/4001/p2p/$ORIGIN" >/dev/null
+	done
+	local deadline=$((SECONDS + 60))
+	until [ "$(w 0 peers --json | python3 -c 'import json,sys; print(sum(p["state"] == "alive" for p in json.load(sys.stdin)))')" = $((n + 1)) ]; do
+		[ $SECONDS -lt $deadline ] || { echo "bench-swarm: the $((n + 1)) members never all saw each other" >&2; exit 1; }
+		sleep 0.2
+	done
+}
 
-TARGETS=$(seq -s, -f 's%g' 1 "$N")
-START=$(now)
-w 0 push gold@1 --to "$TARGETS" --json >"$WORK/push.json"
-for i in $(seq 1 "$N"); do w "$i" transfers --json >"$WORK/transfers-$i.json"; done
-
-python3 - "$WORK" "$N" "$F" "$RATE" "$START" "$ORIGIN" <<'EOF'
+# report CASE N F KILLED RESUME RATES...: the case's table row, from the
+# push's JSON and every site's transfers (the killed site, if any, left
+# out); RESUME is the resumed push's JSON file, or "".
+report() {
+	local name=$1 n=$2 f=$3 killed=$4 resume=$5
+	shift 5
+	python3 - "$HOMES" "$name" "$n" "$f" "$killed" "$resume" "$START" "$ORIGIN" "$@" >>"$WORK/rows" <<'EOF'
 import datetime, json, statistics, sys
-work, n, f, rate, start, origin = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
-push = json.load(open(f"{work}/push.json"))
-if push["state"] != "done":
-    sys.exit(f"bench-swarm: push ended {push['state']}: {push.get('error', '')}")
-size = f << 20
-bits = size * 8
-u = rate * 1e6  # every link alike: u_s = d_min = u_i
-bound = max(bits / u, bits / u, n * bits / (u + n * u))
-def ended(i):
-    ts = [t for t in json.load(open(f"{work}/transfers-{i}.json")) if t["id"] == push["id"] and t["kind"] == "receive"]
+homes, name, n, f, killed, resume, start, origin = sys.argv[1:9]
+n, f, killed, start = int(n), int(f), int(killed), float(start)
+rates = [float(r) * 1e6 for r in sys.argv[9:]]  # bits/s, origin first
+push = json.load(open(f"{homes}/push.json"))
+bits = (f << 20) * 8
+sites = [i for i in range(1, n + 1) if i != killed]
+
+def bound(receivers, helpers):
+    # Kumar-Ross for these receivers, the origin and helpers uploading.
+    return max(bits / rates[0], bits / min(rates[i] for i in receivers),
+               len(receivers) * bits / (rates[0] + sum(rates[i] for i in helpers)))
+
+def ended(i, pid):
+    ts = [t for t in json.load(open(f"{homes}/transfers-{i}.json")) if t["id"] == pid and t["kind"] == "receive"]
+    if not ts or ts[0]["state"] != "done":
+        sys.exit(f"bench-swarm: {name}: site s{i} did not finish: {ts and ts[0].get('error')}")
     e = ts[0]["ended"].replace("Z", "+00:00")
     # Go prints nanoseconds; Python takes microseconds.
     if "." in e:
@@ -131,10 +172,83 @@ def ended(i):
         frac, zone = tail[:tail.index("+")], tail[tail.index("+"):]
         e = f"{head}.{frac[:6].ljust(6, '0')}{zone}"
     return datetime.datetime.fromisoformat(e).timestamp() - start
-times = sorted(ended(i) for i in range(1, n + 1))
-last, median = times[-1], statistics.median(times)
-copies = sum(t.get("bytes_from", {}).get(origin, 0) for t in push["targets"]) / size
-print("| sites N | F MiB | link Mbit/s | bound s | last site s | median site s | last/bound | median/bound | origin upload (copies) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-print(f"| {n} | {f} | {rate:g} | {bound:.1f} | {last:.1f} | {median:.1f} | {last / bound:.2f} | {median / bound:.2f} | {copies:.2f} |")
+
+times = {i: ended(i, push["id"]) for i in sites}
+last = max(times.values())
+median = statistics.median(times.values())
+t_last = bound(sites, sites)
+# The median site's bound: that of the sites at least as fast as it.
+fast = [i for i in sites if rates[i] >= sorted(rates[j] for j in sites)[len(sites) // 2]]
+t_median = bound(fast, sites)
+copies = sum(t.get("bytes_from", {}).get(origin, 0) for t in push["targets"]) / (f << 20)
+note = ""
+if resume:
+    r = json.load(open(resume))
+    t = r["targets"][0]
+    skipped = t.get("skipped_blocks", 0)
+    note = f"s{killed} killed; pushed again: {r['state']}, {t.get('bytes', 0) / (1 << 20):.1f} MiB moved, {skipped} blocks skipped"
+elif killed:
+    note = f"s{killed} killed"
+print("\t".join([name, str(n), str(f), f"{t_last:.1f}", f"{last:.1f}", f"{t_median:.1f}", f"{median:.1f}",
+                 f"{last / t_last:.2f}", f"{median / t_median:.2f}", f"{copies:.2f}", note]))
 EOF
+}
+
+# run CASE N F SLOW KILL: one case; SLOW is the site at a quarter of RATE
+# (0: none), KILL the site killed mid-push (0: none).
+run() {
+	local name=$1 n=$2 f=$3 slow=$4 kill=$5
+	local rates=("$RATE")
+	for i in $(seq 1 "$n"); do
+		if [ "$i" = "$slow" ]; then rates+=("$(awk -v r="$RATE" 'BEGIN { print r / 4 }')"); else rates+=("$RATE"); fi
+	done
+	echo "bench-swarm: $name: ${f} MiB spacesuit on s0 to $n sites at ${RATE} Mbit/s ..." >&2
+	mesh "$name" "$n" "$f" "${rates[@]}"
+	local targets resume=""
+	targets=$(seq -s, -f 's%g' 1 "$n")
+	START=$(now)
+	if [ "$kill" = 0 ]; then
+		w 0 push gold@1 --to "$targets" --json >"$HOMES/push.json"
+	else
+		w 0 push gold@1 --to "$targets" --json >"$HOMES/push.json" || true &
+		local pusher=$!
+		# A third of the bound: mid-push.
+		sleep "$(awk -v f="$f" -v r="$RATE" 'BEGIN { print f * 8.388608 / r / 3 }')"
+		kill -KILL "${PIDS[$kill]}"
+		{ wait "${PIDS[$kill]}"; } 2>/dev/null || true # reaped without the shell's "Killed" line
+		wait "$pusher" || true
+	fi
+	for i in $(seq 1 "$n"); do
+		[ "$i" = "$kill" ] || w "$i" transfers --json >"$HOMES/transfers-$i.json"
+	done
+	if [ "$kill" != 0 ]; then
+		# The killed site comes back and the same push is run again to it.
+		start "$kill"
+		resume=$HOMES/resume.json
+		w 0 push gold@1 --to "s$kill" --json >"$resume" || true
+	fi
+	report "$name" "$n" "$f" "$kill" "$resume" "${rates[@]}"
+	teardown
+}
+
+: >"$WORK/rows"
+for c in $CASES; do
+	case $c in
+	equal4) run equal4 4 16 0 0 ;;
+	equal8) run equal8 "$N" "$F" 0 0 ;;
+	unequal8) run unequal8 "$N" "$F" "$N" 0 ;;
+	killed8) run killed8 "$N" "$F" 0 "$N" ;;
+	*) echo "bench-swarm: unknown case $c" >&2; exit 2 ;;
+	esac
+done
+
+echo "| case | sites N | F MiB | bound s | last site s | median bound s | median site s | last/bound | median/bound | origin upload (copies) | note |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+while IFS=$'\t' read -r name n f tl last tm median rl rm copies note; do
+	echo "| $name | $n | $f | $tl | $last | $tm | $median | $rl | $rm | $copies | $note |"
+done <"$WORK/rows"
+while IFS=$'\t' read -r name n f tl last tm median rl rm copies note; do
+	what="swarm push $name ($n sites x $f MiB, ${RATE} Mbit/s, origin $copies copies)"
+	printf 'ROW\t%s: last site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.2\n' "$what" "$last" "$tl" "$rl"
+	printf 'ROW\t%s: median site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.1\n' "$what" "$median" "$tm" "$rm"
+done <"$WORK/rows"
