@@ -131,6 +131,9 @@ func (a *admission) connected(_ network.Network, c network.Conn) {
 		a.conns[p] = make(map[network.Conn]struct{})
 	}
 	a.conns[p][c] = struct{}{}
+	if st, ok := a.peers[p]; ok && st.decided && st.err != nil {
+		delete(a.peers, p) // a new connection proves the secret again
+	}
 	st := a.stateLocked(p)
 	if st.decided {
 		a.mu.Unlock()
@@ -159,7 +162,7 @@ func (a *admission) disconnected(_ network.Network, c network.Conn) {
 		return
 	}
 	delete(a.conns, p)
-	if st, ok := a.peers[p]; ok && st.decided {
+	if st, ok := a.peers[p]; ok && st.decided && st.err == nil {
 		delete(a.peers, p)
 	}
 }
@@ -326,7 +329,10 @@ func (a *admission) admit(p peer.ID) {
 // reject decides st, p's admission that a handshake started on, as failed
 // for reason, wakes the waiters and drops the peer's connections, with the
 // refusal code if a proof was refused. An admission decided meanwhile, or
-// replaced by that of a newer connection, is left as it is.
+// replaced by that of a newer connection, is left as it is. The decision
+// stays for admitTimeout, so that a Join or NewStream that connected just
+// before gets the reason instead of waiting for a decision that never
+// comes; a new connection replaces it with a new handshake.
 func (a *admission) reject(p peer.ID, st *admitState, reason error) {
 	a.mu.Lock()
 	if a.peers[p] != st || st.decided {
@@ -335,8 +341,14 @@ func (a *admission) reject(p peer.ID, st *admitState, reason error) {
 	}
 	st.err, st.decided = reason, true
 	close(st.done)
-	delete(a.peers, p)
 	a.mu.Unlock()
+	time.AfterFunc(admitTimeout, func() {
+		a.mu.Lock()
+		if a.peers[p] == st {
+			delete(a.peers, p)
+		}
+		a.mu.Unlock()
+	})
 	refused := errors.Is(reason, ErrNotAdmitted)
 	if refused {
 		a.log.Warn("peer refused", "peer", p, "err", reason)
