@@ -116,3 +116,19 @@ func TestAdmissionFailureIsNotWrongSecret(t *testing.T) {
 		t.Errorf("join a peer that refuses the proof: got %v, want %q", err, want)
 	}
 }
+
+// The refusal reaches the side without the secret as such on TCP (yamux)
+// and on QUIC alike, whichever of the stream reset and the connection close
+// arrives first.
+func TestWrongSecretIsRefusedOnEachTransport(t *testing.T) {
+	for _, listen := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
+		a := NewTestMesh(t, Config{Secret: newSecret(t), Site: "a", Listen: []string{listen}})
+		w := NewTestMesh(t, Config{Secret: newSecret(t), Site: "w", Listen: []string{listen}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := w.Join(ctx, a.Addrs())
+		cancel()
+		if want := a.ID().String() + ": wrong cluster secret"; err == nil || !errors.Is(err, ErrNotAdmitted) || err.Error() != want {
+			t.Errorf("join over %s with the wrong secret: got %v, want %q", listen, err, want)
+		}
+	}
+}
