@@ -228,7 +228,9 @@ func (a *admission) initiate(p peer.ID, st *admitState) {
 // (the peer reset the stream or closed the connection with the refusal
 // code, which is all a peer without the secret gets to see).
 func (a *admission) prove(ctx context.Context, p peer.ID) error {
-	s, err := a.host.NewStream(ctx, p, admitProtocol)
+	// The handshake runs on the connections there are: it is their
+	// admission, and a retry must not dial a peer that went away.
+	s, err := a.host.NewStream(network.WithNoDial(ctx, "admission"), p, admitProtocol)
 	if err != nil {
 		return fmt.Errorf("open admission stream: %w", err)
 	}
