@@ -29,10 +29,22 @@ const (
 	// differ, so one side cannot echo the other's proof back.
 	roleInitiator byte = 1
 	roleResponder byte = 2
+	// admitRetryDelay spaces the attempts of a handshake that failed for
+	// another reason than a refused proof (a stream reset with its
+	// connection, a connection closed mid-handshake).
+	admitRetryDelay = 100 * time.Millisecond
+	// The refusing side resets the handshake stream, and closes the
+	// connections, with these codes: the only signal that tells the other
+	// side its proof was refused rather than lost. It tells a peer without
+	// the secret nothing it did not learn from the reset before.
+	admitRefusedStream network.StreamErrorCode = 0x77656674 // "weft"
+	admitRefusedConn   network.ConnErrorCode   = 0x77656674
 )
 
 // ErrNotAdmitted means the remote peer and this node did not prove the same
 // cluster secret to each other: one of them refused the other's proof.
+// Other failures of the handshake (a connection lost mid-way) are reported
+// as "admission handshake failed: ..." instead.
 var ErrNotAdmitted = errors.New("wrong cluster secret")
 
 // admission runs the secret handshake on every new peer and remembers, per
@@ -46,15 +58,21 @@ type admission struct {
 
 	mu    sync.Mutex
 	peers map[peer.ID]*admitState
+	// conns holds each peer's open connections, as the notifications tell
+	// them: a decided admission is forgotten when the last one closes. The
+	// swarm's own connectedness would race a connection that opens while
+	// another one's late disconnect notification runs.
+	conns map[peer.ID]map[network.Conn]struct{}
 }
 
 // admitState is the admission of one peer. done is closed once it is
 // decided; its other fields are guarded by admission.mu.
 type admitState struct {
 	done    chan struct{}
-	ok      bool
+	err     error // the decision: nil if admitted
 	decided bool
-	running bool // an outbound handshake is in flight
+	running bool  // an outbound handshake is in flight
+	lastErr error // why the running handshake's last attempt failed
 }
 
 func newAdmission(ctx context.Context, h host.Host, secret []byte, log *slog.Logger, onAdmit func(peer.ID)) *admission {
@@ -65,6 +83,7 @@ func newAdmission(ctx context.Context, h host.Host, secret []byte, log *slog.Log
 		log:     log,
 		onAdmit: onAdmit,
 		peers:   make(map[peer.ID]*admitState),
+		conns:   make(map[peer.ID]map[network.Conn]struct{}),
 	}
 }
 
@@ -108,6 +127,13 @@ func (a *admission) stateLocked(p peer.ID) *admitState {
 func (a *admission) connected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	a.mu.Lock()
+	if a.conns[p] == nil {
+		a.conns[p] = make(map[network.Conn]struct{})
+	}
+	a.conns[p][c] = struct{}{}
+	if st, ok := a.peers[p]; ok && st.decided && st.err != nil {
+		delete(a.peers, p) // a new connection proves the secret again
+	}
 	st := a.stateLocked(p)
 	if st.decided {
 		a.mu.Unlock()
@@ -119,58 +145,92 @@ func (a *admission) connected(_ network.Network, c network.Conn) {
 	}
 	a.mu.Unlock()
 	if initiate {
-		go a.initiate(p)
+		go a.initiate(p, st)
 		return
 	}
-	go a.expect(p)
+	go a.expect(p, st)
 }
 
 // disconnected forgets a decided admission once the last connection to the
 // peer is gone, so a reconnecting peer proves the secret again.
-func (a *admission) disconnected(n network.Network, c network.Conn) {
+func (a *admission) disconnected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
-	if n.Connectedness(p) == network.Connected {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.conns[p], c)
+	if len(a.conns[p]) > 0 {
 		return
 	}
-	a.mu.Lock()
-	if st, ok := a.peers[p]; ok && st.decided {
+	delete(a.conns, p)
+	if st, ok := a.peers[p]; ok && st.decided && st.err == nil {
 		delete(a.peers, p)
 	}
-	a.mu.Unlock()
 }
 
 // expect closes the connections of a peer that dialed us but did not prove
 // the secret in time.
-func (a *admission) expect(p peer.ID) {
-	ctx, cancel := context.WithTimeout(a.ctx, admitTimeout)
-	defer cancel()
-	err := a.wait(ctx, p)
-	if errors.Is(err, context.DeadlineExceeded) && a.ctx.Err() == nil {
-		a.reject(p, errors.New("no admission handshake in time"))
+func (a *admission) expect(p peer.ID, st *admitState) {
+	timer := time.NewTimer(admitTimeout)
+	defer timer.Stop()
+	select {
+	case <-st.done:
+	case <-a.ctx.Done():
+	case <-timer.C:
+		a.reject(p, st, errors.New("no admission handshake in time"))
 	}
 }
 
-// initiate runs the dialing side of the handshake.
-func (a *admission) initiate(p peer.ID) {
+// initiate runs the dialing side of the handshake, again after a failure
+// that is no refusal, for as long as the peer stays connected, undecided
+// and within admitTimeout: a connection closing under the handshake while
+// another one to the same peer stays up is no reason to refuse the peer.
+func (a *admission) initiate(p peer.ID, st *admitState) {
 	ctx, cancel := context.WithTimeout(a.ctx, admitTimeout)
 	defer cancel()
-	err := a.prove(ctx, p)
-	a.mu.Lock()
-	if st, ok := a.peers[p]; ok {
+	defer func() {
+		a.mu.Lock()
 		st.running = false
-	}
-	a.mu.Unlock()
-	if err != nil {
-		if a.ctx.Err() == nil {
-			a.reject(p, err)
+		a.mu.Unlock()
+	}()
+	for {
+		err := a.prove(ctx, p)
+		if err == nil {
+			a.admit(p)
+			return
 		}
-		return
+		if a.ctx.Err() != nil {
+			return
+		}
+		a.mu.Lock()
+		st.lastErr = err
+		current := a.peers[p] == st && !st.decided
+		connected := len(a.conns[p]) > 0
+		a.mu.Unlock()
+		if !current {
+			return // decided by another handshake, or forgotten
+		}
+		if errors.Is(err, ErrNotAdmitted) || !connected {
+			a.reject(p, st, err)
+			return
+		}
+		a.log.Debug("admission handshake failed, retrying", "peer", p, "err", err)
+		select {
+		case <-ctx.Done():
+			a.reject(p, st, err)
+			return
+		case <-time.After(admitRetryDelay):
+		}
 	}
-	a.admit(p)
 }
 
+// prove runs one attempt of the dialing side. Its error wraps
+// ErrNotAdmitted only if a proof was refused: the peer's (wrong) or ours
+// (the peer reset the stream or closed the connection with the refusal
+// code, which is all a peer without the secret gets to see).
 func (a *admission) prove(ctx context.Context, p peer.ID) error {
-	s, err := a.host.NewStream(ctx, p, admitProtocol)
+	// The handshake runs on the connections there are: it is their
+	// admission, and a retry must not dial a peer that went away.
+	s, err := a.host.NewStream(network.WithNoDial(ctx, "admission"), p, admitProtocol)
 	if err != nil {
 		return fmt.Errorf("open admission stream: %w", err)
 	}
@@ -181,26 +241,40 @@ func (a *admission) prove(ctx context.Context, p peer.ID) error {
 	self := a.host.ID()
 	if _, err := s.Write(a.proof(self, p, roleInitiator)); err != nil {
 		s.Reset()
-		return fmt.Errorf("send admission proof: %w", err)
+		return refusedOr(fmt.Errorf("send admission proof: %w", err))
 	}
 	if err := s.CloseWrite(); err != nil {
 		s.Reset()
-		return fmt.Errorf("send admission proof: %w", err)
+		return refusedOr(fmt.Errorf("send admission proof: %w", err))
 	}
 	got := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(s, got); err != nil {
 		s.Reset()
-		return fmt.Errorf("read admission proof: %w", err)
+		return refusedOr(fmt.Errorf("read admission proof: %w", err))
 	}
 	if !hmac.Equal(got, a.proof(self, p, roleResponder)) {
-		s.Reset()
-		return errors.New("wrong admission proof")
+		_ = s.ResetWithError(admitRefusedStream)
+		return fmt.Errorf("%w: the peer's admission proof does not match", ErrNotAdmitted)
 	}
 	return nil
 }
 
+// refusedOr returns err marked as ErrNotAdmitted if the remote side sent
+// the refusal code, and err itself otherwise.
+func refusedOr(err error) error {
+	var se *network.StreamError
+	var ce *network.ConnError
+	if (errors.As(err, &se) && se.Remote && se.ErrorCode == admitRefusedStream) ||
+		(errors.As(err, &ce) && ce.Remote && ce.ErrorCode == admitRefusedConn) {
+		return fmt.Errorf("%w: the peer refused our admission proof (%v)", ErrNotAdmitted, err)
+	}
+	return err
+}
+
 // handle runs the listening side of the handshake. It answers only a valid
-// proof, so a peer without the secret learns nothing from us.
+// proof, so a peer without the secret learns nothing from us. A stream
+// that fails before a proof arrived decides nothing: the dialing side
+// tries again, and expect bounds how long it may.
 func (a *admission) handle(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	_ = s.SetDeadline(time.Now().Add(admitTimeout))
@@ -208,21 +282,26 @@ func (a *admission) handle(s network.Stream) {
 	got := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(s, got); err != nil {
 		s.Reset()
-		a.reject(p, fmt.Errorf("read admission proof: %w", err))
+		a.log.Debug("admission handshake failed", "peer", p, "err", fmt.Errorf("read admission proof: %w", err))
 		return
 	}
 	if !hmac.Equal(got, a.proof(p, self, roleInitiator)) {
-		s.Reset()
-		a.reject(p, errors.New("wrong admission proof"))
+		_ = s.ResetWithError(admitRefusedStream)
+		a.mu.Lock()
+		st := a.stateLocked(p)
+		a.mu.Unlock()
+		a.reject(p, st, fmt.Errorf("%w: the peer's admission proof does not match", ErrNotAdmitted))
 		return
 	}
+	// The peer proved the secret: it is admitted whether or not our answer
+	// reaches it (if not, it asks again).
+	a.admit(p)
 	if _, err := s.Write(a.proof(p, self, roleResponder)); err != nil {
 		s.Reset()
-		a.reject(p, fmt.Errorf("send admission proof: %w", err))
+		a.log.Debug("admission handshake failed", "peer", p, "err", fmt.Errorf("send admission proof: %w", err))
 		return
 	}
 	s.Close()
-	a.admit(p)
 }
 
 // admit records that p proved the secret. onAdmit runs before the waiters
@@ -240,7 +319,7 @@ func (a *admission) admit(p peer.ID) {
 	st := a.stateLocked(p)
 	fresh := !st.decided
 	if fresh {
-		st.ok, st.decided = true, true
+		st.err, st.decided = nil, true
 		close(st.done)
 	}
 	a.mu.Unlock()
@@ -249,27 +328,46 @@ func (a *admission) admit(p peer.ID) {
 	}
 }
 
-// reject records the failure, wakes the waiters and drops the peer's
-// connections. An already admitted peer (one that proved the secret on
-// another handshake) is kept.
-func (a *admission) reject(p peer.ID, reason error) {
+// reject decides st, p's admission that a handshake started on, as failed
+// for reason, wakes the waiters and drops the peer's connections, with the
+// refusal code if a proof was refused. An admission decided meanwhile, or
+// replaced by that of a newer connection, is left as it is. The decision
+// stays for admitTimeout, so that a Join or NewStream that connected just
+// before gets the reason instead of waiting for a decision that never
+// comes; a new connection replaces it with a new handshake.
+func (a *admission) reject(p peer.ID, st *admitState, reason error) {
 	a.mu.Lock()
-	st := a.stateLocked(p)
-	if st.decided && st.ok {
+	if a.peers[p] != st || st.decided {
 		a.mu.Unlock()
 		return
 	}
-	if !st.decided {
-		st.decided = true
-		close(st.done)
-	}
-	delete(a.peers, p)
+	st.err, st.decided = reason, true
+	close(st.done)
 	a.mu.Unlock()
-	a.log.Warn("peer refused", "peer", p, "err", reason)
-	_ = a.host.Network().ClosePeer(p)
+	time.AfterFunc(admitTimeout, func() {
+		a.mu.Lock()
+		if a.peers[p] == st {
+			delete(a.peers, p)
+		}
+		a.mu.Unlock()
+	})
+	refused := errors.Is(reason, ErrNotAdmitted)
+	if refused {
+		a.log.Warn("peer refused", "peer", p, "err", reason)
+	} else {
+		a.log.Warn("admission handshake failed", "peer", p, "err", reason)
+	}
+	for _, c := range a.host.Network().ConnsToPeer(p) {
+		if refused {
+			_ = c.CloseWithError(admitRefusedConn)
+		} else {
+			_ = c.Close()
+		}
+	}
 }
 
-// wait blocks until p is admitted (nil), refused (ErrNotAdmitted) or ctx ends.
+// wait blocks until p is admitted (nil), refused (ErrNotAdmitted), its
+// handshake failed otherwise, or ctx ends.
 func (a *admission) wait(ctx context.Context, p peer.ID) error {
 	a.mu.Lock()
 	st := a.stateLocked(p)
@@ -277,18 +375,26 @@ func (a *admission) wait(ctx context.Context, p peer.ID) error {
 	select {
 	case <-st.done:
 		a.mu.Lock()
-		ok := st.ok
+		err := st.err
 		a.mu.Unlock()
-		if !ok {
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrNotAdmitted):
 			return ErrNotAdmitted // the caller names p
+		default:
+			return fmt.Errorf("admission handshake failed: %w", err)
 		}
-		return nil
 	case <-ctx.Done():
 		a.mu.Lock()
-		if !st.decided && a.host.Network().Connectedness(p) != network.Connected && a.peers[p] == st {
+		lastErr := st.lastErr
+		if !st.decided && len(a.conns[p]) == 0 && a.peers[p] == st {
 			delete(a.peers, p) // nobody will decide it; do not keep it forever
 		}
 		a.mu.Unlock()
+		if lastErr != nil {
+			return fmt.Errorf("admission handshake failed: %v: %w", lastErr, ctx.Err())
+		}
 		return ctx.Err()
 	}
 }

@@ -16,7 +16,12 @@
 // the initiator checks that. The MAC is bound to both authenticated peer IDs,
 // so a proof seen by one peer cannot be replayed to another. A peer that
 // passes is admitted for as long as it stays connected; a wrong or late proof
-// closes every connection to it. Every weft protocol handler (the
+// closes every connection to it. The side that refuses a proof resets the
+// stream and closes the connections with a refusal code, so the other side
+// tells "wrong cluster secret" (ErrNotAdmitted) from a handshake cut by a
+// lost connection, which the initiator tries again on the peer's other
+// connections for up to 5 s and otherwise reports as "admission handshake
+// failed". Every weft protocol handler (the
 // application's, memberlist's and the DHT's) waits briefly for the remote
 // peer's admission and resets the stream otherwise, and outbound weft streams
 // wait for the remote's admission before they are used.
