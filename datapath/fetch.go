@@ -40,7 +40,11 @@ type fetcher struct {
 
 	mu      sync.Mutex
 	dropped map[string]bool
-	failed  map[string]time.Time // when each peer last failed a request
+	// bad is, per peer, the blocks it sent with bytes that do not hash to
+	// their CID: not asked of it again. One rotted block on a peer's disk
+	// costs that block; maxBadBlocks of them, a lying peer, cost the peer.
+	bad    map[string]map[cid.Cid]bool
+	failed map[string]time.Time // when each peer last failed a request
 }
 
 // holding is which blocks of a batch a peer said it holds.
@@ -74,26 +78,38 @@ func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, 
 	var errs []error
 	ask := func(peer string, cids []cid.Cid) error {
 		asked[peer] = true
-		got, err, keepErr := f.get(ctx, peer, cids, each*int64(len(cids)), data)
-		for c, b := range got {
-			delete(pending, c)
-			out[c] = b
-		}
-		switch {
-		case keepErr != nil:
-			return keepErr
-		case err == nil:
-		case ctx.Err() != nil:
-			return ctx.Err()
-		default:
+		for {
+			got, err, keepErr := f.get(ctx, peer, cids, each*int64(len(cids)), data)
+			for c, b := range got {
+				delete(pending, c)
+				out[c] = b
+			}
+			switch {
+			case keepErr != nil:
+				return keepErr
+			case err == nil:
+				return nil
+			case ctx.Err() != nil:
+				return ctx.Err()
+			}
 			errs = append(errs, err)
+			// A block with bad bytes loses the rest of its response: ask
+			// again for what is still pending, without that block, until
+			// the peer is dropped (bounded by maxBadBlocks).
+			var bad *exchange.BadBlockError
+			if !errors.As(err, &bad) || f.isDropped(peer) {
+				return nil
+			}
+			cids = slices.DeleteFunc(cids, func(c cid.Cid) bool { return !pending[c] || f.sentBad(peer, c) })
+			if len(cids) == 0 {
+				return nil
+			}
 		}
-		return nil
 	}
 	for _, h := range holders {
 		var cids []cid.Cid
 		for _, c := range want {
-			if pending[c] && h.has[c] {
+			if pending[c] && h.has[c] && !f.sentBad(h.peer, c) {
 				cids = append(cids, c)
 			}
 		}
@@ -113,9 +129,12 @@ func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, 
 		}
 		var cids []cid.Cid
 		for _, c := range want {
-			if pending[c] {
+			if pending[c] && !f.sentBad(peer, c) {
 				cids = append(cids, c)
 			}
+		}
+		if len(cids) == 0 {
+			continue
 		}
 		if err := ask(peer, cids); err != nil {
 			return nil, err
@@ -247,11 +266,28 @@ func (f *fetcher) fallbacks() []string {
 	return append(ready, late...)
 }
 
-// fail notes that peer failed a request; a bad block drops it for good.
+// maxBadBlocks is how many blocks with bad bytes a peer may send before it
+// is dropped for the rest of the transfer.
+const maxBadBlocks = 4
+
+// fail notes that peer failed a request. A block with bad bytes is not
+// asked of that peer again; the maxBadBlocks-th, or any other bad answer
+// (a block not asked for), drops the peer for good.
 func (f *fetcher) fail(peer string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if errors.Is(err, exchange.ErrBadBlock) {
+	var bad *exchange.BadBlockError
+	if errors.As(err, &bad) {
+		if f.bad == nil {
+			f.bad = map[string]map[cid.Cid]bool{}
+		}
+		if f.bad[peer] == nil {
+			f.bad[peer] = map[cid.Cid]bool{}
+		}
+		f.bad[peer][bad.CID] = true
+		f.log.Warn("peer sent a block with bad bytes; not asking it for that block again", "peer", peer, "block", bad.CID)
+	}
+	if errors.Is(err, exchange.ErrBadBlock) && (bad == nil || len(f.bad[peer]) >= maxBadBlocks) {
 		if !f.dropped[peer] {
 			f.dropped[peer] = true
 			f.track.dropped(peer)
@@ -259,8 +295,18 @@ func (f *fetcher) fail(peer string, err error) {
 		}
 		return
 	}
+	if bad != nil {
+		return // its other blocks are still welcome
+	}
 	f.failed[peer] = time.Now()
 	f.log.Debug("peer failed a request", "peer", peer, "err", err)
+}
+
+// sentBad reports whether peer sent c with bad bytes before.
+func (f *fetcher) sentBad(peer string, c cid.Cid) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bad[peer][c]
 }
 
 func (f *fetcher) isDropped(peer string) bool {

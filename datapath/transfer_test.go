@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/mesh/exchange"
 )
@@ -125,6 +126,45 @@ func TestBadSource(t *testing.T) {
 	}
 	if p.BytesFrom["good"] == 0 {
 		t.Fatalf("got nothing from the good source: %v", p.BytesFrom)
+	}
+}
+
+// TestRottedBlockCostsOnlyThatBlock: a source whose copy of one block went
+// bad (rot on its disk) is not asked for that block again, and keeps
+// serving the others; only a peer with many bad blocks is dropped.
+func TestRottedBlockCostsOnlyThatBlock(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 16 << 10
+	good := net.add("good", nil)
+	var victim cid.Cid
+	rotted := net.add("rotted", func(m *blockstore.Memory) exchange.Store {
+		return &lyingStore{Memory: m, bad: func(c cid.Cid) bool { return c == victim }}
+	})
+	dst := net.add("dst", nil)
+	d := writeDisk(t, rng, good, 200, size, 10)
+	copyBlocks(t, good, rotted, d.root)
+	if err := blockmap.New(good, 64).Mark(context.Background(), d.root, func(c cid.Cid) bool {
+		if !victim.Defined() && c.Type() == blockstore.CodecRaw {
+			victim = c
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{ID: "rot", Root: d.root, Sources: []string{"good", "rotted"}, BlockSize: MinBlockSize, DiskBlockSize: size}
+	p, err := wait(t, Start(context.Background(), spec, net.clients["dst"], dst, nil))
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	checkComplete(t, good, dst, d.root)
+	if len(p.DroppedPeers) != 0 {
+		t.Fatalf("dropped %v for one rotted block", p.DroppedPeers)
+	}
+	// The rotted source is preferred, being a swarm source: it still sends
+	// most of the disk.
+	if p.BytesFrom["rotted"] <= p.BytesFrom["good"] {
+		t.Fatalf("bytes from: %v, want most from the source with one rotted block", p.BytesFrom)
 	}
 }
 

@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/weft-mesh/weft/blockstore"
 )
 
 var (
 	// ErrBadBlock means a peer sent a block whose bytes do not hash to its
-	// CID, or a block that was not asked for. The caller should stop
-	// trusting that peer.
+	// CID (a *BadBlockError), or a block that was not asked for: the
+	// caller should stop trusting that peer, or, for a *BadBlockError,
+	// at least stop asking it for that block.
 	ErrBadBlock = errors.New("peer sent a bad block")
 	// ErrRemote means the peer answered with an error. The error also
 	// matches the blockstore sentinel for its code (ErrNotFound,
@@ -21,6 +24,22 @@ var (
 	// fit the request.
 	ErrProtocol = errors.New("protocol violation")
 )
+
+// BadBlockError is a block whose bytes do not hash to its CID. It matches
+// ErrBadBlock. A peer that sends one may be lying or may have a block that
+// rotted on its disk since it stored it: the CID lets the caller stop
+// asking that peer for that block while it keeps the peer for others.
+type BadBlockError struct {
+	CID cid.Cid // what was asked for
+	Got cid.Cid // what the bytes hash to
+}
+
+func (e *BadBlockError) Error() string {
+	return fmt.Sprintf("%v: %s: the data hashes to %s", ErrBadBlock, e.CID, e.Got)
+}
+
+// Is makes errors.Is(err, ErrBadBlock) hold.
+func (e *BadBlockError) Is(target error) bool { return target == ErrBadBlock }
 
 // code is the error class carried by a response. The values are part of
 // the wire format.

@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"fmt"
 	"runtime"
 	"sync"
 
@@ -40,7 +39,7 @@ func verifyRange(blocks []blockstore.Block) error {
 	for i, b := range blocks {
 		nb := blockstore.NewBlock(b.CID.Type(), b.Data)
 		if nb.CID != b.CID {
-			return fmt.Errorf("%w: %s: the data hashes to %s", ErrBadBlock, b.CID, nb.CID)
+			return &BadBlockError{CID: b.CID, Got: nb.CID}
 		}
 		blocks[i] = nb
 	}
