@@ -73,29 +73,84 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 		return err
 	}
 	h.root = newRoot
+	// The blocks the last commit left unpunched are punched now, unless
+	// they were written since (then the overlay serves them again). The
+	// blocks this commit cleans are left unpunched until the next one.
 	var clean []int64
+	h.unpunched.each(func(i int64) {
+		if !h.inOverlay(i) {
+			clean = append(clean, i)
+		}
+	})
+	clear(h.unpunched)
 	for _, i := range list {
 		h.committing.clear(i)
 		if !h.dirty.get(i) {
 			h.ov.set(i, false)
-			clean = append(clean, i)
+			h.unpunched.set(i)
 		}
 	}
 	// The bitmap must say "clean" durably before the overlay copy is
-	// punched, or a crash could serve a punched block as zeros.
+	// punched, or a crash could serve a punched block as zeros. (A crash
+	// with unpunched blocks is safe too: opening a head punches every
+	// clean block.)
 	if err := h.persist(); err != nil {
 		return fmt.Errorf("commit disk %q: %w", h.name, err)
 	}
-	for len(clean) > 0 { // punch runs of consecutive blocks at once
+	if err := h.punch(clean); err != nil {
+		return fmt.Errorf("commit disk %q: %w", h.name, err)
+	}
+	return nil
+}
+
+// punch punches the listed clean blocks (ascending) out of the overlay, in
+// runs of consecutive blocks. The caller holds mu exclusively.
+func (h *Head) punch(clean []int64) error {
+	for len(clean) > 0 {
 		n := 1
 		for n < len(clean) && clean[n] == clean[0]+int64(n) {
 			n++
 		}
 		if err := h.ov.zeroBlocks(clean[0], int64(n)); err != nil {
 			h.staleOverlay = true
-			return fmt.Errorf("commit disk %q: %w", h.name, err)
+			return err
 		}
 		clean = clean[n:]
+	}
+	return nil
+}
+
+// punchQuiet punches the blocks the last commit left unpunched once the
+// head has had no writes for quiet: a disk that stopped being written
+// gives its overlay space back.
+func (h *Head) punchQuiet(now time.Time, quiet time.Duration) error {
+	h.mu.RLock()
+	h.bitsMu.Lock()
+	due := now.Sub(h.lastWrite) >= quiet && h.unpunched.count() > 0
+	h.bitsMu.Unlock()
+	h.mu.RUnlock()
+	if !due {
+		return nil
+	}
+	h.commitMu.Lock()
+	defer h.commitMu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.removed || now.Sub(h.lastWrite) < quiet {
+		return nil
+	}
+	var clean []int64
+	h.unpunched.each(func(i int64) {
+		if !h.inOverlay(i) {
+			clean = append(clean, i)
+		}
+	})
+	if len(clean) == 0 {
+		return nil
+	}
+	clear(h.unpunched)
+	if err := h.punch(clean); err != nil {
+		return fmt.Errorf("disk %q: punch committed blocks: %w", h.name, err)
 	}
 	return nil
 }

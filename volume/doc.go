@@ -18,7 +18,10 @@
 // meanwhile: a block written during a commit stays dirty for the next. Only
 // after the root is durable are the committed bits cleared, persisted, and
 // their overlay space punched out, so a crash at any point leaves either
-// the old root with the overlay intact or the new root.
+// the old root with the overlay intact or the new root. The punch comes one
+// commit late (or once the head is quiet): a block rewritten before the
+// next commit lands on space the file system still has allocated and
+// cached, instead of a hole it just discarded.
 //
 // # Replicas, clones, time travel
 //

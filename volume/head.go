@@ -55,6 +55,13 @@ type Head struct {
 	// dirtySince is when the oldest uncommitted write landed and
 	// lastWrite when the newest did; zero when nothing is dirty.
 	dirtySince, lastWrite time.Time
+	// unpunched holds clean blocks whose overlay bytes are still their
+	// committed content: a commit keeps the blocks it cleaned allocated
+	// (and in the page cache) until the next commit or until the head has
+	// been quiet for CommitInterval, so a block rewritten meanwhile lands
+	// on allocated, cached pages, not in a hole the file system must fill
+	// again after discarding it. Guarded like dirty.
+	unpunched bitset
 	// staleOverlay is set when punching committed blocks out of the
 	// overlay failed: clean blocks may then hold stale bytes there, so
 	// partial writes must always copy the committed block in. Reopening
@@ -270,9 +277,9 @@ func (h *Head) prepareBlock(ctx context.Context, i, n int64) error {
 		return nil
 	}
 	h.bitsMu.Lock()
-	in := h.inOverlay(i)
+	in := h.inOverlay(i) || h.unpunched.get(i)
 	h.bitsMu.Unlock()
-	if in {
+	if in { // the overlay holds the block's current content
 		return nil
 	}
 	c, err := h.m.maps.Lookup(ctx, h.root, h.levels, uint64(i))

@@ -171,7 +171,7 @@ func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
 	h := &Head{
 		m: m, name: rec.Name, size: rec.Size, blockSize: rec.BlockSize, sync: rec.Sync,
 		levels: blockmap.Levels(uint64(n)), root: root, ov: ov,
-		dirty: newBitset(n), committing: newBitset(n),
+		dirty: newBitset(n), committing: newBitset(n), unpunched: newBitset(n),
 	}
 	for _, i := range ov.dirtyBlocks() {
 		if i < n {
@@ -293,6 +293,9 @@ func (m *Manager) commitLoop() {
 		now := m.cfg.Now()
 		for _, h := range m.headList() {
 			if !h.commitDue(now, m.cfg.CommitInterval, m.cfg.CommitQuiet) {
+				if err := h.punchQuiet(now, m.cfg.CommitInterval); err != nil {
+					m.log.Error("background punch failed", "disk", h.name, "err", err)
+				}
 				continue
 			}
 			if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {

@@ -211,6 +211,7 @@ func (h *Head) reset(root cid.Cid) error {
 	h.root = root
 	clear(h.dirty)
 	clear(h.committing)
+	clear(h.unpunched)
 	h.dirtySince = time.Time{}
 	h.ov.clearAll()
 	if err := h.persist(); err != nil {
