@@ -11,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 )
 
 const (
@@ -45,10 +44,11 @@ func newHost(cfg *Config) (host.Host, error) {
 	}
 	mux := *yamux.DefaultTransport
 	mux.MaxStreamWindowSize = yamuxWindow
+	mux.MaxMessageSize = yamuxFrameSize
 	h, err := libp2p.New(
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.Listen...),
-		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(newTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		// TLS 1.3 first: on CPUs with AES instructions it encrypts with
 		// AES-GCM, several times cheaper per byte than Noise's
