@@ -135,10 +135,9 @@ func (c *Client) Clone(ctx context.Context, src volume.Ref, name string) (volume
 	return info, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(src.String())+"/clone", CloneRequest{Name: name}, &info)
 }
 
-// Import streams r into the disk named by spec, creating it (with
-// spec.BlockSize and spec.Replicas) if absent. size is the length of r if
-// known, else -1.
-func (c *Client) Import(ctx context.Context, spec volume.DiskSpec, r io.Reader, size int64) (volume.DiskInfo, error) {
+// importURL is the URL of an import endpoint ("import", "import-file") for
+// the disk spec names, with its block size and replicas when set.
+func importURL(spec volume.DiskSpec, endpoint string) string {
 	q := url.Values{}
 	if spec.BlockSize != 0 {
 		q.Set("block_size", strconv.FormatInt(spec.BlockSize, 10))
@@ -146,10 +145,18 @@ func (c *Client) Import(ctx context.Context, spec volume.DiskSpec, r io.Reader, 
 	if spec.Replicas != 0 {
 		q.Set("replicas", strconv.Itoa(spec.Replicas))
 	}
-	u := "http://weft/v1/disks/" + url.PathEscape(spec.Name) + "/import"
+	u := "http://weft/v1/disks/" + url.PathEscape(spec.Name) + "/" + endpoint
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
+	return u
+}
+
+// Import streams r into the disk named by spec, creating it (with
+// spec.BlockSize and spec.Replicas) if absent. size is the length of r if
+// known, else -1.
+func (c *Client) Import(ctx context.Context, spec volume.DiskSpec, r io.Reader, size int64) (volume.DiskInfo, error) {
+	u := importURL(spec, "import")
 	// A large read buffer turns the upload into megabyte writes on the
 	// socket rather than the 32 KiB of a plain io.Copy.
 	body := io.NopCloser(bufio.NewReaderSize(r, 1<<20))

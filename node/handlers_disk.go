@@ -169,22 +169,31 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusCreated, info)
 }
 
-// handleImport streams the request body into a disk, creating it if absent.
-func (s *server) handleImport(w http.ResponseWriter, r *http.Request) {
+// importSpec is the disk spec of an import request: its name, and the
+// block size and replicas its query sets.
+func importSpec(r *http.Request) (volume.DiskSpec, error) {
 	spec := volume.DiskSpec{Name: r.PathValue("name")}
 	q := r.URL.Query()
 	var err error
 	if v := q.Get("block_size"); v != "" {
 		if spec.BlockSize, err = strconv.ParseInt(v, 10, 64); err != nil {
-			s.failDrain(w, r, invalidf("block_size %q", v))
-			return
+			return spec, invalidf("block_size %q", v)
 		}
 	}
 	if v := q.Get("replicas"); v != "" {
 		if spec.Replicas, err = strconv.Atoi(v); err != nil {
-			s.failDrain(w, r, invalidf("replicas %q", v))
-			return
+			return spec, invalidf("replicas %q", v)
 		}
+	}
+	return spec, nil
+}
+
+// handleImport streams the request body into a disk, creating it if absent.
+func (s *server) handleImport(w http.ResponseWriter, r *http.Request) {
+	spec, err := importSpec(r)
+	if err != nil {
+		s.failDrain(w, r, err)
+		return
 	}
 	if err := s.mustOwn(spec.Name); err != nil {
 		s.failDrain(w, r, err)

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -73,19 +71,10 @@ func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	spec := volume.DiskSpec{Name: r.PathValue("name")}
-	q := r.URL.Query()
-	if v := q.Get("block_size"); v != "" {
-		if spec.BlockSize, err = strconv.ParseInt(v, 10, 64); err != nil {
-			s.fail(w, r, fmt.Errorf("block_size %q: %w", v, volume.ErrInvalid))
-			return
-		}
-	}
-	if v := q.Get("replicas"); v != "" {
-		if spec.Replicas, err = strconv.Atoi(v); err != nil {
-			s.fail(w, r, fmt.Errorf("replicas %q: %w", v, volume.ErrInvalid))
-			return
-		}
+	spec, err := importSpec(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	if err := s.mustOwn(spec.Name); err != nil {
 		s.fail(w, r, err)
@@ -138,18 +127,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // unix socket), calling progress with the bytes read so far and the file's
 // size.
 func (c *Client) ImportFile(ctx context.Context, spec volume.DiskSpec, f *os.File, progress func(done, total int64)) (volume.DiskInfo, error) {
-	q := url.Values{}
-	if spec.BlockSize != 0 {
-		q.Set("block_size", strconv.FormatInt(spec.BlockSize, 10))
-	}
-	if spec.Replicas != 0 {
-		q.Set("replicas", strconv.Itoa(spec.Replicas))
-	}
-	u := "http://weft/v1/disks/" + url.PathEscape(spec.Name) + "/import-file"
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	last, err := c.fileJob(ctx, f, u, progress)
+	last, err := c.fileJob(ctx, f, importURL(spec, "import-file"), progress)
 	if err != nil {
 		return volume.DiskInfo{}, err
 	}
