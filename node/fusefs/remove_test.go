@@ -73,6 +73,8 @@ func TestDiskHandles(t *testing.T) {
 	p := filepath.Join(m.Dir(), "a.img")
 	data := bytes.Repeat([]byte{0x5a}, 64<<10)
 	writeFile(t, p, data)
+	// The kernel releases writeFile's handle after its close returned.
+	waitHandles(t, m, "a", 0)
 	f1, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +84,10 @@ func TestDiskHandles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Closed before the mount's cleanup unmounts it, also when the test
+	// fails: a test process that exits with a file open on its own mount
+	// hangs in the kernel's flush to a server that is gone.
+	defer f2.Close()
 	if got := m.DiskHandles("a"); got != 2 {
 		t.Fatalf("DiskHandles(a) with two open files: got %d, want 2", got)
 	}
