@@ -18,16 +18,7 @@ read -r -a DAEMON_ARGS <<<"${DAEMON_ARGS:-}"
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-heal-mesh.XXXXXX")
 . "$(dirname "$0")/lib.sh"
 PIDS=()
-stop_all() {
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	PIDS=()
-}
-cleanup() {
-	stop_all
-	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap cleanup_daemons EXIT
 
 w() { local n=$1; shift; "$WEFT" --home "$RUN/n$n" "$@"; }
 alive() { w 0 peers --json | grep -c '"state": "alive"'; }

@@ -49,3 +49,16 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # field NAME: the first integer value of "NAME": in JSON on stdin.
 field() { grep -o "\"$1\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
+
+# stop_all kills -9 every daemon whose pid is in PIDS and waits for them;
+# cleanup_daemons, the EXIT trap of scripts that start several, also
+# removes WORK unless KEEP_WORK is set.
+stop_all() {
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	PIDS=()
+}
+cleanup_daemons() {
+	stop_all
+	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
