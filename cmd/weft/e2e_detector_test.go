@@ -129,6 +129,7 @@ func TestNoFalseDeathOverTCPUnderLoad(t *testing.T) {
 		go func() { defer spinners.Done(); spin.Wait() }()
 	}
 	a.ok("disk", "import", "vm", writeTemp(t, "load.img", smallImage(t, 17, size)), "--replicas", "3")
+	a.ok("disk", "commit", "vm") // pushes the disk to B and C now
 	for replicated := false; !replicated; {
 		if ctx.Err() != nil {
 			t.Fatalf("vm not replicated within %v", cmdTimeout)
