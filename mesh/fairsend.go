@@ -23,9 +23,10 @@ import (
 // they are sent behind at most that bound.
 const (
 	// sendBacklogBound is the data a connection queues in yamux ahead of
-	// the socket: 8 frames keep yamux's send loop busy on loopback, and
-	// take 50 ms to drain at 20 Mbit/s.
-	sendBacklogBound = 128 << 10
+	// the socket: 4 frames, 50 ms on a 10 Mbit/s share of a link. With
+	// 128 KiB (and the socket's 128 KiB unsent) a live member sharing 10
+	// Mbit/s links with a push was still declared dead now and then.
+	sendBacklogBound = 64 << 10
 	// yamuxHeaderSize is a yamux frame's header (spec: version, type,
 	// flags, stream id, length).
 	yamuxHeaderSize = 12

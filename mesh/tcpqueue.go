@@ -30,8 +30,9 @@ const (
 	// tcpNotSentLowat bounds the bytes a TCP socket accepts beyond what is
 	// in flight (TCP_NOTSENT_LOWAT); without it the kernel buffers up to
 	// tcp_wmem's maximum (4 MiB by default) ahead of every later write. The
-	// data in flight, and so throughput, is not limited by it.
-	tcpNotSentLowat = 128 << 10
+	// data in flight, and so throughput, is not limited by it: 32 KiB, two
+	// TLS records, as sendBacklogBound keeps yamux's queue short too.
+	tcpNotSentLowat = 32 << 10
 )
 
 // newTCPTransport is libp2p's TCP transport whose every connection, dialled
