@@ -38,9 +38,10 @@ const (
 // declared dead within about 3 s, twice as fast as memberlist's LAN
 // defaults (1 s, 4), and a live one only after 2.5 s or more during which
 // none of its messages got through, which neither saturated CPUs nor a full
-// capped link caused in the measurements of README's heal section, over
-// QUIC or over TCP (where gossip shares one connection with bulk data and
-// fairsend.go and tcpqueue.go bound what it waits behind).
+// capped link caused over QUIC in the measurements of README's heal
+// section (over TCP gossip shares one connection with bulk data;
+// fairsend.go and tcpqueue.go bound what it waits behind, which made false
+// deaths rare, not gone).
 func DefaultDetector() Detector {
 	return Detector{ProbeInterval: 500 * time.Millisecond, SuspicionMult: 4}
 }
