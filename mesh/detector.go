@@ -39,8 +39,9 @@ const (
 // defaults (1 s, 4), and a live one only after 2.5 s or more during which
 // none of its messages got through, which neither saturated CPUs nor a full
 // capped link caused over QUIC in the measurements of README's heal
-// section (over TCP, gossip waits behind bulk data on the one connection;
-// tcpqueue.go bounds that wait, which made false deaths rare, not gone).
+// section (over TCP gossip shares one connection with bulk data;
+// fairsend.go and tcpqueue.go bound what it waits behind, which made false
+// deaths rare, not gone).
 func DefaultDetector() Detector {
 	return Detector{ProbeInterval: 500 * time.Millisecond, SuspicionMult: 4}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -42,9 +43,6 @@ func newHost(cfg *Config) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	mux := *yamux.DefaultTransport
-	mux.MaxStreamWindowSize = yamuxWindow
-	mux.MaxMessageSize = yamuxFrameSize
 	h, err := libp2p.New(
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.Listen...),
@@ -56,7 +54,7 @@ func newHost(cfg *Config) (host.Host, error) {
 		// peers that offer only it.
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, &mux),
+		libp2p.Muxer(yamux.ID, newMuxer()),
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),
 		// libp2p's metrics go to the global Prometheus registry, which
@@ -68,6 +66,15 @@ func newHost(cfg *Config) (host.Host, error) {
 		return nil, fmt.Errorf("libp2p host on %v: %w", cfg.Listen, err)
 	}
 	return h, nil
+}
+
+// newMuxer is yamux tuned for bulk transfer, sending fairly across streams
+// (fairsend.go).
+func newMuxer() network.Multiplexer {
+	mux := *yamux.DefaultTransport
+	mux.MaxStreamWindowSize = yamuxWindow
+	mux.MaxMessageSize = yamuxFrameSize
+	return fairMuxer{&mux}
 }
 
 // bulkTransferLimits are libp2p's default limits scaled to this machine,

@@ -17,22 +17,22 @@ import (
 // Over TCP every stream to a peer, gossip included, shares one connection:
 // a gossip message is sent only after every byte queued ahead of it, on a
 // capped link seconds of block data unless the queues are kept short. Two
-// queues hold it: yamux's send queue (64 frames, FIFO across streams) and
-// the socket's unsent bytes. QUIC schedules streams side by side and needs
-// neither bound.
+// queues hold it: yamux's send queue (FIFO across streams; fairsend.go
+// keeps it short and lets streams take turns) and the socket's unsent
+// bytes. QUIC schedules streams side by side and needs neither bound.
 const (
-	// yamuxFrameSize bounds a yamux frame, header included, so that its
-	// send queue holds at most 1 MiB instead of 4 MiB. 16 KiB is TLS's
-	// largest record: each frame is one record and one write, as a 64 KiB
-	// frame cut into four records was, so bulk transfer pays no extra
-	// system calls. 4 KiB frames (a 256 KiB queue) cut the loopback pull
-	// of bench-wire.sh by 40%.
+	// yamuxFrameSize bounds a yamux frame, header included: the unit in
+	// which streams take turns. 16 KiB is TLS's largest record: each frame
+	// is one record and one write, as a 64 KiB frame cut into four records
+	// was, so bulk transfer pays no extra system calls. 4 KiB frames cut
+	// the loopback pull of bench-wire.sh by 40%.
 	yamuxFrameSize = 16 << 10
 	// tcpNotSentLowat bounds the bytes a TCP socket accepts beyond what is
 	// in flight (TCP_NOTSENT_LOWAT); without it the kernel buffers up to
 	// tcp_wmem's maximum (4 MiB by default) ahead of every later write. The
-	// data in flight, and so throughput, is not limited by it.
-	tcpNotSentLowat = 128 << 10
+	// data in flight, and so throughput, is not limited by it: 32 KiB, two
+	// TLS records, as sendBacklogBound keeps yamux's queue short too.
+	tcpNotSentLowat = 32 << 10
 )
 
 // newTCPTransport is libp2p's TCP transport whose every connection, dialled

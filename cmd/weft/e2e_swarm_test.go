@@ -40,6 +40,9 @@ func bridgedSites(t *testing.T, n, mbit int) (namespaces, ips []string) {
 		t.Cleanup(func() { tool(t, cmdTimeout, "ip", "netns", "del", ns) })
 		toolOK(t, "ip", "netns", "add", ns)
 		toolOK(t, "ip", "link", "add", host, "type", "veth", "peer", "name", inner)
+		// Deleted at once: the namespace's deletion frees its end (and so
+		// the pair) later, and a test run again would find the name taken.
+		t.Cleanup(func() { tool(t, cmdTimeout, "ip", "link", "del", host) })
 		toolOK(t, "ip", "link", "set", inner, "netns", ns)
 		toolOK(t, "ip", "link", "set", host, "master", br, "up")
 		toolOK(t, "ip", "-n", ns, "addr", "add", ip+"/24", "dev", inner)
