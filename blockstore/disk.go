@@ -56,7 +56,7 @@ type Disk struct {
 	// then the committer, then Close.
 	checkpoint uint32
 	stop       chan struct{}
-	stopped chan struct{}
+	stopped    chan struct{}
 
 	blocks, bytes, diskBytes atomic.Int64
 

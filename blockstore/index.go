@@ -25,8 +25,8 @@ const (
 var (
 	genKey        = []byte("m/gen")
 	checkpointKey = []byte("m/checkpoint")
-	blockLower = []byte{blockPrefix}
-	blockUpper = []byte{blockPrefix + 1}
+	blockLower    = []byte{blockPrefix}
+	blockUpper    = []byte{blockPrefix + 1}
 )
 
 type index struct {

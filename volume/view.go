@@ -114,10 +114,18 @@ func (v *View) read(ctx context.Context, p []byte, off int64, shared bool) ([]bl
 	return reads, nil
 }
 
+// hashedGetter is a store that returns the blocks this process hashed
+// before without hashing them again (blockstore.Disk), appended to dst.
+type hashedGetter interface {
+	GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
+}
+
 // ForEachBlock calls fn for every non-zero block in ascending offset order.
 // data is fn's to keep: each block is read into a buffer of its own (the
 // daemon's export writes blocks after fn returned). Blocks are fetched and
-// verified ahead of fn on every core.
+// verified ahead of fn on every core; every block fn gets is one whose
+// bytes this process hashed against its CID, now or when it wrote or last
+// read it.
 func (v *View) ForEachBlock(ctx context.Context, fn func(off int64, data []byte) error) error {
 	type fetch struct {
 		index uint64
@@ -128,6 +136,14 @@ func (v *View) ForEachBlock(ctx context.Context, fn func(off int64, data []byte)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Straight from the store, not the read cache: a whole-disk scan would
+	// only evict what VMs are using. A block this process hashed already
+	// (on write or an earlier read) is not hashed again: hashing was about
+	// a third of an export's CPU.
+	get := v.m.store.Get
+	if hs, ok := v.m.store.(hashedGetter); ok {
+		get = func(ctx context.Context, c cid.Cid) ([]byte, error) { return hs.GetToSend(ctx, c, nil) }
+	}
 	workers := runtime.GOMAXPROCS(0)
 	jobs := make(chan *fetch)
 	ordered := make(chan *fetch, workers*8) // bounds read-ahead
@@ -137,10 +153,7 @@ func (v *View) ForEachBlock(ctx context.Context, fn func(off int64, data []byte)
 		go func() {
 			defer wg.Done()
 			for f := range jobs {
-				// Straight from the store, not the read cache: a whole-disk
-				// scan would only evict what VMs are using, and an export
-				// should verify what is on disk.
-				f.data, f.err = v.m.store.Get(ctx, f.c)
+				f.data, f.err = get(ctx, f.c)
 				close(f.done)
 			}
 		}()
