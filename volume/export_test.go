@@ -13,26 +13,31 @@ import (
 )
 
 // hashingStore is a Memory store with blockstore.Disk's GetToSend, which
-// counts its calls.
+// counts its calls, and those given a buffer to reuse.
 type hashingStore struct {
 	*blockstore.Memory
-	sends atomic.Int64
+	sends, reused atomic.Int64
 }
 
 func (s *hashingStore) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
 	s.sends.Add(1)
+	if cap(dst) > 0 {
+		s.reused.Add(1)
+	}
 	b, err := s.Get(ctx, c)
 	return append(dst, b...), err
 }
 
 // TestForEachBlockReadsHashedBlocks: an export reads its blocks with the
 // store's GetToSend, which does not hash again the blocks this process
-// hashed already, and still gets every block right.
+// hashed already, into the buffers given back, and still gets every block
+// right.
 func TestForEachBlockReadsHashedBlocks(t *testing.T) {
 	store := &hashingStore{Memory: blockstore.NewMemory()}
 	m := openTestManager(t, t.TempDir(), store, &fakeClock{})
 	ctx := t.Context()
-	data := make([]byte, 8*DefaultBlockSize)
+	const blocks = 64
+	data := make([]byte, blocks*DefaultBlockSize)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range data {
 		data[i] = byte(r.Uint32())
@@ -46,8 +51,10 @@ func TestForEachBlockReadsHashedBlocks(t *testing.T) {
 	}
 	defer v.Close()
 	got := make([]byte, len(data))
-	if err := v.ForEachBlock(ctx, func(off int64, p []byte) error {
+	bufs := NewBlockBuffers(64)
+	if err := v.ForEachBlock(ctx, bufs, func(off int64, p []byte) error {
 		copy(got[off:], p)
+		bufs.Put(p)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -55,7 +62,12 @@ func TestForEachBlockReadsHashedBlocks(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("exported bytes differ from the imported ones")
 	}
-	if n := store.sends.Load(); n != 8 {
-		t.Fatalf("GetToSend called %d times, want 8 (one per block)", n)
+	if n := store.sends.Load(); n != blocks {
+		t.Fatalf("GetToSend called %d times, want %d (one per block)", n, blocks)
+	}
+	// The first reads have no buffer given back yet, and the reads ahead
+	// may outrun the Puts; the others reuse one.
+	if n := store.reused.Load(); n < blocks/4 {
+		t.Fatalf("%d of %d reads reused a buffer, want at least %d", n, blocks, blocks/4)
 	}
 }
