@@ -22,8 +22,8 @@ import (
 // does not point to is garbage, reclaimed by Compact.
 //
 // Every method is safe for concurrent use. A Put is durable when it returns:
-// its records are fsynced before the index entries naming them are
-// committed with a synced log write.
+// its records are fsynced before it returns, and Open indexes again any
+// record whose index entry a crash lost (see recover.go).
 type Disk struct {
 	dir    string
 	segDir string
@@ -52,8 +52,11 @@ type Disk struct {
 	gcMu sync.Mutex // one Sweep or Compact at a time
 
 	commits chan *commitReq
-	stop    chan struct{}
-	stopped chan struct{}
+	// checkpoint is the stored checkpoint (see recover.go); owned by load,
+	// then the committer, then Close.
+	checkpoint uint32
+	stop       chan struct{}
+	stopped    chan struct{}
 
 	blocks, bytes, diskBytes atomic.Int64
 
@@ -124,6 +127,13 @@ func (d *Disk) load() error {
 		d.segs[id] = s
 		d.nextSeg = id + 1
 	}
+	recovered, err := d.recoverIndex(max(gen, 1))
+	if err != nil {
+		return err
+	}
+	if recovered > 0 {
+		d.log.Info("indexed blocks whose index entries a crash lost", "blocks", recovered)
+	}
 	var missing int64
 	var after []byte
 	for {
@@ -173,7 +183,15 @@ func (d *Disk) load() error {
 	if d.nextSeg == 0 {
 		d.nextSeg = 1
 	}
-	return d.rotateLocked()
+	if err := d.rotateLocked(); err != nil {
+		return err
+	}
+	// Every record before the new active segment is indexed durably now.
+	if err := d.idx.storeCheckpoint(d.active.id); err != nil {
+		return err
+	}
+	d.checkpoint = d.active.id
+	return nil
 }
 
 // rotateLocked seals the active segment and starts a new one. The caller
@@ -419,6 +437,12 @@ func (d *Disk) Close() error {
 		}
 	}
 	d.appendMu.Unlock()
+	if len(errs) == 0 {
+		// Every put has committed: the next Open reads no segment again.
+		if err := d.idx.storeCheckpoint(d.nextSeg); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	errs = append(errs, d.closeFiles())
 	if err := d.idx.close(); err != nil {
 		errs = append(errs, fmt.Errorf("close index: %w", err))

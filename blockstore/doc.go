@@ -19,10 +19,13 @@
 //	dir/ballast                space held back so the index can always open
 //
 // A put writes its records, fsyncs the segment, then commits the index
-// entries with a synced log write: an entry never names bytes that are not
-// durable, so after a crash at any point every acknowledged block reads
-// back, and a torn record at a segment tail is garbage nobody points to.
-// Each Open starts a new segment, so nothing is appended after a torn tail.
+// entries without a sync: an entry never names bytes that are not durable,
+// and the put's one flush is the segment's. A crash may lose index entries
+// of acknowledged puts; Open reads the segments above a checkpoint and
+// indexes every whole record whose bytes hash to its CID that the index
+// lacks (recover.go), so after a crash at any point every acknowledged
+// block reads back, and a torn record is garbage nobody points to. Each
+// Open starts a new segment, so nothing is appended after a torn tail.
 // Deleted and superseded records are garbage until Compact (run by Sweep)
 // copies the live records out of mostly dead segments and removes them.
 //

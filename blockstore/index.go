@@ -15,15 +15,18 @@ import (
 //
 //	'b' + CID bytes -> segment u32 | offset u64 | length u32 | generation u64 (little-endian)
 //	"m/gen"         -> current GC generation u64
+//	"m/checkpoint"  -> segment id u32: the index names every acknowledged
+//	                   record of the segments below it (see recover.go)
 const (
 	blockPrefix = 'b'
 	locSize     = 24
 )
 
 var (
-	genKey     = []byte("m/gen")
-	blockLower = []byte{blockPrefix}
-	blockUpper = []byte{blockPrefix + 1}
+	genKey        = []byte("m/gen")
+	checkpointKey = []byte("m/checkpoint")
+	blockLower    = []byte{blockPrefix}
+	blockUpper    = []byte{blockPrefix + 1}
 )
 
 type index struct {
@@ -103,6 +106,33 @@ func (ix *index) loadGen() (uint64, error) {
 func (ix *index) storeGen(gen uint64) error {
 	if err := ix.db.Set(genKey, binary.LittleEndian.AppendUint64(nil, gen), pebble.Sync); err != nil {
 		return fmt.Errorf("index: store generation: %w", noSpace(err))
+	}
+	return nil
+}
+
+// loadCheckpoint returns the stored checkpoint, and false if there is none
+// (a store made before checkpoints, whose every put committed its index
+// entries with a synced write).
+func (ix *index) loadCheckpoint() (uint32, bool, error) {
+	v, closer, err := ix.db.Get(checkpointKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("index: load checkpoint: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 4 {
+		return 0, false, fmt.Errorf("index: checkpoint value %x malformed", v)
+	}
+	return binary.LittleEndian.Uint32(v), true, nil
+}
+
+// storeCheckpoint stores seg as the checkpoint with a synced write, which
+// also makes every index write committed before it durable.
+func (ix *index) storeCheckpoint(seg uint32) error {
+	if err := ix.db.Set(checkpointKey, binary.LittleEndian.AppendUint32(nil, seg), pebble.Sync); err != nil {
+		return fmt.Errorf("index: store checkpoint: %w", noSpace(err))
 	}
 	return nil
 }

@@ -15,7 +15,8 @@ import (
 // with pwrite and fsyncs the segments (outside the lock, fsyncs shared
 // among concurrent callers), then hands the new locations to the committer
 // goroutine, which folds every request waiting at that moment into one
-// synced Pebble batch.
+// Pebble batch. The batch is not synced: the segment's fsync is the put's
+// one flush, and Open indexes again what a crash lost (recover.go).
 
 // commitItem is one block of a commit request.
 type commitItem struct {
@@ -271,11 +272,13 @@ func (d *Disk) committer() {
 		for _, r := range group {
 			close(r.done)
 		}
+		d.advanceCheckpoint()
 	}
 }
 
 // commitGroup decides, under idxMu, what each item does to the index, and
-// commits it all in one synced batch. A written block that turns out to be
+// commits it all in one batch, not synced: every record it names is synced
+// already and above the checkpoint. A written block that turns out to be
 // present already (a concurrent put won) leaves its record as garbage.
 func (d *Disk) commitGroup(group []*commitReq) {
 	fail := func(err error) {
@@ -326,7 +329,7 @@ func (d *Disk) commitGroup(group []*commitReq) {
 		}
 	}
 	if !b.Empty() {
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := b.Commit(pebble.NoSync); err != nil {
 			fail(fmt.Errorf("index commit: %w", noSpace(err)))
 			return
 		}

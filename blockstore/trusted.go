@@ -54,9 +54,10 @@ func (t *trustedRecords) forget(l location) {
 }
 
 // GetToSend is Get for sending a block to a peer, which verifies it on
-// arrival: a block this process wrote (hashed before it was stored) or
-// verified on an earlier read is returned without hashing it again. Every
-// other block is verified as Get does. Scrub and local reads use Get.
+// arrival, or exporting it: a block this process wrote (hashed before it
+// was stored) or verified on an earlier read is returned without hashing
+// it again. Every other block is verified as Get does. Scrub and local
+// reads use Get.
 // It appends the block to dst and returns the result, so that a response
 // of many blocks reads into one reused buffer.
 func (d *Disk) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {

@@ -29,9 +29,46 @@ type FetchingStore struct {
 // Get returns the block from the local store or, failing that, the mesh.
 func (s *FetchingStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	data, err := s.Store.Get(ctx, c)
-	if err == nil || !(errors.Is(err, blockstore.ErrNotFound) || errors.Is(err, blockstore.ErrCorrupt)) {
+	if err == nil || !repairable(err) {
 		return data, err
 	}
+	return s.getRemote(ctx, c, err)
+}
+
+// GetToSend is Get appending the block to dst, reading local blocks with
+// the local store's GetToSend where it has one (blockstore.Disk: a block
+// this process hashed already is not hashed again).
+func (s *FetchingStore) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
+	local, ok := s.Store.(interface {
+		GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
+	})
+	if !ok {
+		data, err := s.Get(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return append(dst, data...), nil
+	}
+	out, err := local.GetToSend(ctx, c, dst)
+	if err == nil || !repairable(err) {
+		return out, err
+	}
+	data, err := s.getRemote(ctx, c, err)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, data...), nil
+}
+
+// repairable reports whether a local read failed in a way a copy from the
+// mesh mends.
+func repairable(err error) bool {
+	return errors.Is(err, blockstore.ErrNotFound) || errors.Is(err, blockstore.ErrCorrupt)
+}
+
+// getRemote fetches c from the mesh after the local read failed with err,
+// keeps it (replacing a corrupt local copy) and returns it.
+func (s *FetchingStore) getRemote(ctx context.Context, c cid.Cid, err error) ([]byte, error) {
 	corrupt := errors.Is(err, blockstore.ErrCorrupt)
 	b, ferr := s.fetch(ctx, c)
 	if ferr != nil {

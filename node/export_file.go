@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -95,6 +96,11 @@ const (
 	exportWritebackBytes = 8 << 20
 )
 
+// exportBuffers is how many block buffers an export keeps for reuse: about
+// what is in flight (the view's reads ahead, the run being built, the run
+// waiting and the run being written). Reused buffers also stay in cache.
+const exportBuffers = 64
+
 // exportRun is a contiguous range of blocks to write.
 type exportRun struct {
 	off  int64
@@ -119,6 +125,7 @@ func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	runs := make(chan exportRun, exportRunsAhead)
+	bufs := volume.NewBlockBuffers(exportBuffers)
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
@@ -127,9 +134,13 @@ func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.
 			if context.Cause(ctx) != nil {
 				continue
 			}
-			if err := pwriteAll(fd, run.bufs, run.off); err != nil {
+			// pwriteAll cuts the buffers it was given after a short write.
+			if err := pwriteAll(fd, slices.Clone(run.bufs), run.off); err != nil {
 				cancel(fmt.Errorf("write at %d: %w", run.off, err))
 				continue
+			}
+			for _, p := range run.bufs {
+				bufs.Put(p)
 			}
 			if run.off != wbEnd || wbEnd-wbStart >= exportWritebackBytes {
 				if wbEnd > wbStart {
@@ -152,7 +163,7 @@ func exportToFile(ctx context.Context, v *volume.View, f *os.File, done *atomic.
 		}
 		run = exportRun{}
 	}
-	err := v.ForEachBlock(ctx, func(off int64, p []byte) error {
+	err := v.ForEachBlock(ctx, bufs, func(off int64, p []byte) error {
 		if run.n > 0 && (off != run.off+run.n || run.n+int64(len(p)) > exportRunBytes || len(run.bufs) == exportRunBlocks) {
 			flush()
 		}

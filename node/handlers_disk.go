@@ -243,7 +243,12 @@ func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *vol
 	if err != nil {
 		return err
 	}
-	err = v.ForEachBlock(ctx, enc.data)
+	bufs := volume.NewBlockBuffers(exportBuffers)
+	err = v.ForEachBlock(ctx, bufs, func(off int64, p []byte) error {
+		err := enc.data(off, p)
+		bufs.Put(p) // written out
+		return err
+	})
 	if err != nil {
 		if s.mesh != nil {
 			err = s.mesh.unavailable(ref, err)

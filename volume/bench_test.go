@@ -112,7 +112,8 @@ func BenchmarkExport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := v.ForEachBlock(ctx, func(int64, []byte) error { return nil }); err != nil {
+		bufs := NewBlockBuffers(64)
+		if err := v.ForEachBlock(ctx, bufs, func(_ int64, p []byte) error { bufs.Put(p); return nil }); err != nil {
 			b.Fatal(err)
 		}
 		v.Close()

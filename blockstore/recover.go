@@ -1,0 +1,151 @@
+package blockstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ipfs/go-cid"
+)
+
+// A put is acknowledged after one flush: the fdatasync of its records. Its
+// index entries are committed without a sync, so a crash may lose them; the
+// records say what they hold (header, CID, payload), so Open finds them
+// again. A synced index commit per put would be a second flush of the
+// device per put, which halved what a receiver of 4 MiB requests stored.
+//
+// The checkpoint bounds that search: the index durably names every
+// acknowledged record of the segments below it. The committer raises it,
+// with a synced write (which makes every index write before it durable
+// too), once every append to the segments below the new value has
+// committed; Close raises it past the last segment. Open reads every record
+// of the segments at or above it and indexes each one whose CID the index
+// lacks and whose payload hashes to its CID. A record whose fsync never
+// finished was never acknowledged: a torn one fails the header check or
+// the hash and stays garbage. A block deleted after its record was written
+// may come back, as a deleted block whose removal was not yet durable always
+// could; the next sweep removes it again.
+
+// recoverIndex indexes, with generation gen, the records of the segments at
+// or above the stored checkpoint that the index lacks and whose payloads
+// verify, and returns how many it indexed. It runs in load, before the
+// accounting and before segments nothing points to are removed.
+func (d *Disk) recoverIndex(gen uint64) (int, error) {
+	ck, ok, err := d.idx.loadCheckpoint()
+	if err != nil || !ok {
+		return 0, err
+	}
+	b := d.idx.db.NewBatch()
+	defer b.Close()
+	staged := make(map[string]bool)
+	var data []byte
+	for id, s := range d.segs {
+		if id < ck {
+			continue
+		}
+		err := scanRecords(s.f, s.size, func(off int64, cidBytes []byte, dataLen int) error {
+			key := append([]byte{blockPrefix}, cidBytes...)
+			if staged[string(key)] || dataLen > MaxBlockSize {
+				return nil
+			}
+			if _, ok, err := d.idx.get(key); err != nil || ok {
+				return err
+			}
+			c, err := cid.Cast(cidBytes)
+			if err != nil || CheckCID(c) != nil {
+				return nil
+			}
+			l := location{seg: id, off: off, len: uint32(dataLen), gen: gen, klen: uint16(len(cidBytes))}
+			data = slices.Grow(data[:0], dataLen)[:dataLen]
+			if _, err := s.f.ReadAt(data, l.dataOffset()); err != nil || Verify(c, data) != nil {
+				return nil // never synced: garbage
+			}
+			staged[string(key)] = true
+			return b.Set(key, encodeLoc(l), nil)
+		})
+		if err != nil {
+			return 0, fmt.Errorf("recover segment %d: %w", id, err)
+		}
+	}
+	if b.Empty() {
+		return 0, nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("recover index: %w", noSpace(err))
+	}
+	return len(staged), nil
+}
+
+// advanceCheckpoint raises the checkpoint to the oldest segment that may
+// still get a commit: the active one, or an older one with appends pending.
+// Only the committer calls it while the store is open.
+func (d *Disk) advanceCheckpoint() {
+	d.appendMu.Lock()
+	to := d.active.id
+	d.segMu.RLock()
+	for id := d.checkpoint; id < to; id++ {
+		if s := d.segs[id]; s != nil && s.pending > 0 {
+			to = id
+		}
+	}
+	d.segMu.RUnlock()
+	d.appendMu.Unlock()
+	if to <= d.checkpoint {
+		return
+	}
+	if err := d.idx.storeCheckpoint(to); err != nil {
+		// Open then reads more segments; nothing acknowledged is lost.
+		d.log.Warn("raise index checkpoint", "segment", to, "err", err)
+		return
+	}
+	d.checkpoint = to
+}
+
+// scanRecords is scanSegment over the first size bytes of r, going on past
+// what stops it: a hole left by a write that never happened (a concurrent
+// put reserved it, then the process died) may lie before records that were
+// written and synced, so it looks for the next record magic and goes on
+// from there. A false magic in a payload fails the header's CRC or, at
+// worst, yields a record whose payload the caller verifies.
+func scanRecords(r io.ReaderAt, size int64, fn func(off int64, cidBytes []byte, dataLen int) error) error {
+	var off int64
+	for off < size {
+		start := off
+		stop, err := scanSegment(io.NewSectionReader(r, start, size-start), func(o int64, c []byte, n int) error {
+			return fn(start+o, c, n)
+		})
+		if err != nil {
+			return err
+		}
+		next, found, err := findMagic(r, start+stop+1, size)
+		if err != nil || !found {
+			return err
+		}
+		off = next
+	}
+	return nil
+}
+
+// findMagic returns the offset of the first record magic in r at or after
+// from and before size.
+func findMagic(r io.ReaderAt, from, size int64) (int64, bool, error) {
+	magic := []byte(recordMagic)
+	buf := make([]byte, 1<<20)
+	for from < size {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-from)], from)
+		if i := bytes.Index(buf[:n], magic); i >= 0 {
+			return from + int64(i), true, nil
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, false, fmt.Errorf("look for a record: %w", err)
+		}
+		if n < len(magic) {
+			return 0, false, nil
+		}
+		from += int64(n - len(magic) + 1)
+	}
+	return 0, false, nil
+}
