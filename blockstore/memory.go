@@ -60,6 +60,20 @@ func (m *Memory) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	return ok, nil
 }
 
+// HasMany reports, for each CID in order, whether its block is present.
+func (m *Memory) HasMany(ctx context.Context, cids []cid.Cid) ([]bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := make([]bool, len(cids))
+	for i, c := range cids {
+		_, out[i] = m.blocks[c.KeyString()]
+	}
+	return out, nil
+}
+
 // Put stores one block.
 func (m *Memory) Put(ctx context.Context, b Block) error {
 	return m.PutMany(ctx, []Block{b})

@@ -33,6 +33,14 @@ type Haser interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
 }
 
+// ManyHaser tells which of many blocks are present, in one pass over the
+// store's index rather than one lookup per block: heal asks it of every
+// block of the catalog on every pass.
+type ManyHaser interface {
+	// HasMany reports, for each CID in order, whether its block is present.
+	HasMany(ctx context.Context, cids []cid.Cid) ([]bool, error)
+}
+
 // Putter stores blocks. A block is durable when Put or PutMany returns nil.
 // Putting a block that is already present is cheap and marks it as used in
 // the current GC generation, so a concurrent sweep keeps it.
@@ -88,6 +96,7 @@ type Stats struct {
 type Store interface {
 	Getter
 	Haser
+	ManyHaser
 	Putter
 	Deleter
 	Lister

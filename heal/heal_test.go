@@ -488,7 +488,8 @@ func TestPushGoesOnPastADeadMember(t *testing.T) {
 	}
 }
 
-// countingPeers counts the block bytes Get brought over the wire.
+// countingPeers counts the block bytes Get and GetEach brought over the
+// wire.
 type countingPeers struct {
 	Peers
 	mu    sync.Mutex
@@ -503,6 +504,17 @@ func (c *countingPeers) Get(ctx context.Context, peer string, cids []cid.Cid) (m
 	}
 	c.mu.Unlock()
 	return got, err
+}
+
+func (c *countingPeers) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
+	return c.Peers.GetEach(ctx, peer, cids, func(blocks []blockstore.Block) error {
+		c.mu.Lock()
+		for _, b := range blocks {
+			c.bytes += len(b.Data)
+		}
+		c.mu.Unlock()
+		return fn(blocks)
+	})
 }
 
 // TestHealCapHoldsOnTheWire: a heal capped far below a batch's size asks

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,11 +41,13 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// fetchBatch bounds the blocks asked for in one Get. 64-block batches
+// fetchBatch bounds the blocks asked for in one request. 64-block batches
 // (4 MiB, within the last-level cache with 4 in flight) copied no faster
 // than these (bench-heal.sh, 3 alternating runs each: 238-251 vs 211-283
-// MiB/s): the copy is bound by the CPU of the receive path, not by how
-// heal cuts its requests.
+// MiB/s), nor, with responses stored from reused frames, 64-block batches
+// 16 at a time (0.45-0.58 of a plain copy against 0.34-0.51): the copy is
+// bound by the receive path (the store's write), not by how heal cuts its
+// requests.
 const fetchBatch = 256
 
 // Status says what heal is doing and has done. Field names are part of the
@@ -315,15 +319,17 @@ func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[
 	var items []*item
 	ask := map[string][]*item{}
 	asked := h.cfg.Redundancy.Clock()
-	for c, r := range want {
+	cids := slices.Collect(maps.Keys(want))
+	held, err := h.cfg.Store.HasMany(ctx, cids)
+	if err != nil {
+		return nil, fmt.Errorf("heal: %w", err)
+	}
+	for i, c := range cids {
+		r := want[c]
 		set := placement.Place(c.Hash(), members, r)
-		here, err := h.cfg.Store.Has(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("heal: %w", err)
-		}
 		// Blocks of other nodes' shares are asked about too, only to
 		// count their copies: this node reports every disk's redundancy.
-		it := &item{c: c, set: set, r: r, mine: contains(set, h.cfg.Self), here: here}
+		it := &item{c: c, set: set, r: r, mine: contains(set, h.cfg.Self), here: held[i]}
 		items = append(items, it)
 		for _, m := range set {
 			if m.ID != h.cfg.Self {
@@ -470,7 +476,9 @@ func (h *Healer) fetchAll(ctx context.Context, p *plan) error {
 }
 
 // fetchBatch copies batch from peer, falling back to the blocks' other
-// holders for what peer fails to give.
+// holders for what peer fails to give. Each response is stored while it
+// sits in the exchange's reused frame buffer, and counts once stored: a
+// request that fails halfway keeps what came before the failure.
 func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p *plan) error {
 	missing := batch
 	tried := map[string]bool{}
@@ -482,39 +490,44 @@ func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p
 		if err := h.waitBytes(ctx, expect); err != nil {
 			return err
 		}
-		got, err := h.cfg.Peers.Get(ctx, peer, missing)
-		if err != nil {
-			h.log.Debug("heal: fetch failed", "peer", peer, "err", err)
-			got = nil
-		}
-		var blocks []blockstore.Block
+		got := make(map[cid.Cid]bool, len(missing))
 		var bytes int
-		var rest []cid.Cid
-		for _, c := range missing {
-			if b, ok := got[c]; ok {
-				blocks = append(blocks, b)
-				bytes += len(b.Data)
-			} else {
-				rest = append(rest, c)
-			}
-		}
-		if len(blocks) > 0 {
-			if err := h.waitBytes(ctx, bytes-expect); err != nil {
-				return err
-			}
+		var storeErr error
+		err := h.cfg.Peers.GetEach(ctx, peer, missing, func(blocks []blockstore.Block) error {
 			if err := h.cfg.Store.PutMany(ctx, blocks); err != nil {
-				return fmt.Errorf("heal: store copies: %w", err)
+				storeErr = fmt.Errorf("heal: store copies: %w", err)
+				return storeErr
 			}
 			fetched := make([]cid.Cid, len(blocks))
+			n := 0
 			for i, b := range blocks {
 				fetched[i] = b.CID
+				got[b.CID] = true
+				n += len(b.Data)
 			}
+			bytes += n
 			h.cfg.Redundancy.Confirm(h.cfg.Self, fetched)
 			h.mu.Lock()
 			h.status.CopiedBlocks += int64(len(blocks))
-			h.status.CopiedBytes += int64(bytes)
+			h.status.CopiedBytes += int64(n)
 			h.status.Pending -= int64(len(blocks))
 			h.mu.Unlock()
+			return nil
+		})
+		if storeErr != nil {
+			return storeErr
+		}
+		if err != nil {
+			h.log.Debug("heal: fetch failed", "peer", peer, "err", err)
+		}
+		if err := h.waitBytes(ctx, bytes-expect); err != nil {
+			return err
+		}
+		var rest []cid.Cid
+		for _, c := range missing {
+			if !got[c] {
+				rest = append(rest, c)
+			}
 		}
 		missing = rest
 		if len(missing) == 0 {

@@ -18,13 +18,18 @@ type Peers interface {
 	// Get returns the blocks peer holds, verified (and marked hashed, so
 	// storing them does not hash them again).
 	Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error)
+	// GetEach hands the verified (and marked hashed) blocks of each
+	// response to fn as they arrive; their bytes are valid only until fn
+	// returns, so bulk copies store them in fn from a reused buffer
+	// instead of a fresh one per response. fn's error is returned as is.
+	GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error
 	Put(ctx context.Context, peer string, bs []blockstore.Block) error
 }
 
 // Store is the local block store as heal uses it.
 type Store interface {
 	blockstore.Getter
-	blockstore.Haser
+	blockstore.ManyHaser
 	blockstore.Putter
 	blockstore.Deleter
 }

@@ -5,9 +5,11 @@
 # Three nodes on 127.0.0.1-3 (three sites) hold a BENCH_SIZE MiB disk
 # (default 1024) of random data with R=2. Node C is killed -9; the others
 # detect it and copy what C held to the new placement sets. For each of
-# RUNS fresh meshes (default 3) the table gives: failure detection (kill
-# until both survivors list C dead), the copy phase (the survivors' time in
-# heal's fetches, from their status), the time from the kill to fully
+# RUNS fresh meshes (default 3) the table gives: the MiB each survivor
+# copied, failure detection (kill until both survivors list C dead), the
+# copy phase (the longer of the survivors' time in heal's fetches, from
+# their status: the wall time of the copy when one survivor copies, or both
+# at once), the time from the kill to fully
 # replicated (both survivors ran a pass that found nothing missing), and a
 # plain TCP copy (python3 sockets, written and fsynced on the receiver) of
 # the same bytes from 127.0.0.1 to 127.0.0.2, run right after. Medians at
@@ -82,7 +84,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int(
 
 head -c "${SIZE_MB}M" /dev/urandom >"$WORK/src.img"
 printf 'heal of a %s MiB disk (R=2, 3 nodes on loopback) after kill -9 of one node%s\n' "$SIZE_MB" "${HEAL_ARGS[*]:+, daemons with ${HEAL_ARGS[*]}}"
-printf '%-4s %10s %10s %9s %12s %11s %11s %7s\n' run "MiB healed" "detect s" "copy s" "kill->repl s" "copy MiB/s" "plain MiB/s" ratio
+printf '%-4s %10s %9s %10s %9s %12s %11s %11s %7s\n' run "MiB healed" "by a/b" "detect s" "copy s" "kill->repl s" "copy MiB/s" "plain MiB/s" ratio
 DET=() COPY=() TOTAL=() RATE=() PLAIN=() RATIO=()
 for run in $(seq "$RUNS"); do
 	RUN="$WORK/run$run"
@@ -102,6 +104,7 @@ for run in $(seq "$RUNS"); do
 		sleep 0.5
 	done
 	before=$(sum copied_bytes)
+	before_a=$(w a status --json | field copied_bytes)
 	fetch_before=$(fetch_s)
 
 	PERFS=()
@@ -127,19 +130,21 @@ for run in $(seq "$RUNS"); do
 	t2=$(now)
 	for p in "${PERFS[@]}"; do kill -INT "$p"; wait "$p" || true; done
 	bytes=$(($(sum copied_bytes) - before))
+	by_a=$(($(w a status --json | field copied_bytes) - before_a))
 	copy=$(awk -v a="$fetch_before" -v b="$(fetch_s)" 'BEGIN { printf "%.3f", b - a }')
 	stop_all
 	plain=$(plain_copy "$bytes")
 
 	DET+=("$(secs "$t0" "$t1")") COPY+=("$copy") TOTAL+=("$(secs "$t0" "$t2")")
 	RATE+=("$(mibs "$bytes" "$copy")") PLAIN+=("$(mibs "$bytes" "$plain")") RATIO+=("$(ratio "$plain" "$copy")")
-	printf '%-4s %10s %10s %9s %12s %11s %11s %7s\n' "$run" "$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')" \
-		"${DET[-1]}" "$copy" "${TOTAL[-1]}" "${RATE[-1]}" "${PLAIN[-1]}" "${RATIO[-1]}"
+	printf '%-4s %10s %9s %10s %9s %12s %11s %11s %7s\n' "$run" "$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')" \
+		"$(awk -v a="$by_a" -v b="$bytes" 'BEGIN { printf "%.0f/%.0f", a / 1048576, (b - a) / 1048576 }')" "${DET[-1]}" "$copy" "${TOTAL[-1]}" "${RATE[-1]}" "${PLAIN[-1]}" "${RATIO[-1]}"
 	[ -n "${KEEP_WORK:-}" ] || rm -rf "$RUN"
 done
-printf '%-4s %10s %10s %9s %12s %11s %11s %7s\n' median "" "$(median "${DET[@]}")" "$(median "${COPY[@]}")" \
+printf '%-4s %10s %9s %10s %9s %12s %11s %11s %7s\n' median "" "" "$(median "${DET[@]}")" "$(median "${COPY[@]}")" \
 	"$(median "${TOTAL[@]}")" "$(median "${RATE[@]}")" "$(median "${PLAIN[@]}")" "$(median "${RATIO[@]}")"
-echo "(copy = the survivors' time in heal's fetches; ratio = plain copy time / copy time: 1.00 means heal copies as fast as a bare socket copy + fsync)"
+echo "(by a/b = MiB each survivor copied: the owner a keeps every block of its disk, so b copies alone and copy is b's time;"
+echo " copy = the longer of the survivors' time in heal's fetches; ratio = plain copy time / copy time: 1.00 means heal copies as fast as a bare socket copy + fsync)"
 printf 'ROW\t%s\t%s MiB/s\t%s\t%s MiB/s\t%s\t%s\n' "heal copy phase, ${SIZE_MB} MiB disk R=2, 3 nodes" \
 	"$(median "${RATE[@]}")" "plain TCP copy + fsync" "$(median "${PLAIN[@]}")" "$(median "${RATIO[@]}")" ">= 0.8"
 printf 'ROW\t%s\t%s s\t%s\t%s s\t%s\t%s\n' "heal kill -9 to fully replicated, ${SIZE_MB} MiB R=2" \

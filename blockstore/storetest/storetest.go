@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) blockstore.Store) {
 		{"GetAbsent", testGetAbsent},
 		{"PutMismatch", testPutMismatch},
 		{"PutMany", testPutMany},
+		{"HasMany", testHasMany},
 		{"IdempotentPut", testIdempotentPut},
 		{"All", testAll},
 		{"Stats", testStats},
@@ -193,6 +194,44 @@ func testPutMany(t *testing.T, s blockstore.Store) {
 	wantStats(t, s, int64(len(bs)), total)
 	if err := s.PutMany(ctxFor(t), nil); err != nil {
 		t.Fatalf("PutMany(nil): got %v, want nil", err)
+	}
+}
+
+// testHasMany: HasMany answers as Has does for each CID, in the order
+// asked, with absent, deleted and repeated CIDs among present ones.
+func testHasMany(t *testing.T, s blockstore.Store) {
+	ctx := ctxFor(t)
+	r := newRand(t)
+	var cids []cid.Cid
+	var want []bool
+	for i := range 300 {
+		b := NewBlock(r, 1+i)
+		present := i%3 != 0
+		if present {
+			mustPut(t, s, b)
+		}
+		cids = append(cids, b.CID)
+		want = append(want, present)
+	}
+	if err := s.Delete(ctx, cids[1]); err != nil {
+		t.Fatal(err)
+	}
+	want[1] = false
+	cids, want = append(cids, cids[2], cids[0]), append(want, want[2], want[0])
+	got, err := s.HasMany(ctx, cids)
+	if err != nil {
+		t.Fatalf("HasMany: %v", err)
+	}
+	if len(got) != len(cids) {
+		t.Fatalf("HasMany of %d CIDs answered %d", len(cids), len(got))
+	}
+	for i, c := range cids {
+		if got[i] != want[i] {
+			t.Fatalf("HasMany: CID %d (%s) present = %v, want %v", i, c, got[i], want[i])
+		}
+	}
+	if got, err := s.HasMany(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("HasMany(nil) = %v, %v; want empty, nil", got, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -466,5 +467,44 @@ func TestGetEachStopsOnError(t *testing.T) {
 	})
 	if err != stop || calls != 1 {
 		t.Fatalf("got %v after %d calls, want the error of fn after 1", err, calls)
+	}
+}
+
+// hasCountingStore counts the presence lookups the server makes.
+type hasCountingStore struct {
+	*blockstore.Memory
+	has, hasMany atomic.Int64
+}
+
+func (s *hasCountingStore) Has(ctx context.Context, c cid.Cid) (bool, error) {
+	s.has.Add(1)
+	return s.Memory.Has(ctx, c)
+}
+
+func (s *hasCountingStore) HasMany(ctx context.Context, cids []cid.Cid) ([]bool, error) {
+	s.hasMany.Add(1)
+	return s.Memory.HasMany(ctx, cids)
+}
+
+// TestHasAnsweredInOneStorePass: a has request (heal asks one of every
+// block of the catalog on every pass) is answered with one HasMany of the
+// store, not a Has per CID, and answers as Has would.
+func TestHasAnsweredInOneStorePass(t *testing.T) {
+	held := randomBlocks(t, 3, 50, 256)
+	absent := randomBlocks(t, 4, 50, 256)
+	store := &hasCountingStore{Memory: storeWith(t, held)}
+	p := newPair(t, store)
+	asked := append(cidsOf(absent[:25]), append(cidsOf(held), cidsOf(absent[25:])...)...)
+	has, err := p.client.Has(context.Background(), "b", asked)
+	if err != nil {
+		t.Fatalf("Has: %v", err)
+	}
+	for i, ok := range has {
+		if want := i >= 25 && i < 75; ok != want {
+			t.Fatalf("Has: CID %d present = %v, want %v", i, ok, want)
+		}
+	}
+	if store.has.Load() != 0 || store.hasMany.Load() != 1 {
+		t.Fatalf("one has request of %d CIDs made %d Has and %d HasMany calls, want 0 and 1", len(asked), store.has.Load(), store.hasMany.Load())
 	}
 }

@@ -114,6 +114,15 @@ func (s *Server) handle(ctx context.Context, c *conn, peer string, log *slog.Log
 }
 
 func (s *Server) has(ctx context.Context, cids []cid.Cid) response {
+	// Heal asks of every block of the catalog on every pass: a store
+	// that answers many at once does so in one pass over its index.
+	if ms, ok := s.Store.(blockstore.ManyHaser); ok {
+		out, err := ms.HasMany(ctx, cids)
+		if err != nil {
+			return failure(codeInternal, fmt.Errorf("has %d blocks: %w", len(cids), err))
+		}
+		return response{has: out}
+	}
 	out := make([]bool, len(cids))
 	for i, c := range cids {
 		ok, err := s.Store.Has(ctx, c)
