@@ -49,8 +49,8 @@ func (e *fileExport) ReadOnly() bool                                 { return fa
 func (e *fileExport) Description() string                            { return "" }
 func (e *fileExport) Close() error                                   { return nil }
 
-// fileExports serves one fileExport as "disk".
-type fileExports struct{ e *fileExport }
+// fileExports serves one export (a fileExport) as "disk".
+type fileExports struct{ e Export }
 
 func (x fileExports) List(context.Context, netip.Addr) ([]string, error) {
 	return []string{"disk"}, nil
@@ -110,7 +110,8 @@ func tcpServer(t *testing.T, exps Exports) (*Server, func() net.Conn) {
 
 // TestSplicedWrites pipelines large writes, unaligned and with FUA, among
 // small ones, over TCP: they are spliced into the export's file, and
-// everything reads back as written.
+// everything reads back as written. No two overlap: writes in flight
+// together may land in any order, as the protocol allows.
 func TestSplicedWrites(t *testing.T) {
 	const size = 16 << 20
 	exp := newFileExport(t, size)
@@ -122,7 +123,7 @@ func TestSplicedWrites(t *testing.T) {
 		off, n int
 		flags  uint16
 	}
-	writes := []w{{0, 1 << 20, 0}, {1 << 20, 1 << 20, 0}, {5<<20 + 3, 300<<10 + 7, 0}, {9 << 20, 4096, 0}, {9<<20 + 4096, 200 << 10, cmdFlagFUA}, {12 << 20, 2 << 20, 0}, {512 << 10, 1 << 20, 0}}
+	writes := []w{{0, 1 << 20, 0}, {1 << 20, 1 << 20, 0}, {5<<20 + 3, 300<<10 + 7, 0}, {9 << 20, 4096, 0}, {9<<20 + 4096, 200 << 10, cmdFlagFUA}, {12 << 20, 2 << 20, 0}, {14<<20 + 5, 1 << 20, 0}}
 	var stream []byte
 	large := 0
 	for i, wr := range writes {
@@ -232,4 +233,50 @@ func firstDiffAt(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// gatedExport is a fileExport whose spliced writes wait for a gate, and
+// which counts those waiting.
+type gatedExport struct {
+	*fileExport
+	gate    chan struct{}
+	waiting atomic.Int64
+}
+
+func (e *gatedExport) WriteFrom(ctx context.Context, off, n int64, fill func(*os.File) error) error {
+	e.waiting.Add(1)
+	<-e.gate
+	return e.fileExport.WriteFrom(ctx, off, n, fill)
+}
+
+// TestSplicedWritesInFlight: while large writes wait in the export (the
+// file's inode lock, writeback), the connection goes on taking the next
+// ones into pipes, up to maxPipes of them, instead of leaving the client's
+// data in the socket; then they all land.
+func TestSplicedWritesInFlight(t *testing.T) {
+	const n = 8
+	exp := &gatedExport{fileExport: newFileExport(t, n<<20), gate: make(chan struct{})}
+	_, connect := tcpServer(t, fileExports{exp})
+	var open sync.Once
+	release := func() { open.Do(func() { close(exp.gate) }) }
+	t.Cleanup(release) // before the server's cleanup waits for the writes
+	c, _ := dial(t, connect, "disk")
+	var stream []byte
+	for i := range n {
+		stream = append(stream, encodeRequest(request{Type: cmdWrite, Cookie: uint64(i), Offset: uint64(i) << 20, Length: 1 << 20})...)
+		stream = append(stream, bytes.Repeat([]byte{byte(i + 1)}, 1<<20)...)
+	}
+	go c.conn.Write(stream)
+	waitFor(t, func() bool { return exp.waiting.Load() == n })
+	release()
+	for range n {
+		if errno, cookie := c.simpleReply(); errno != 0 {
+			t.Fatalf("write %d: errno %d", cookie, errno)
+		}
+	}
+	for i := range n {
+		if _, got := c.do(cmdRead, 0, uint64(i)<<20, 1<<20, nil); !bytes.Equal(got, bytes.Repeat([]byte{byte(i + 1)}, 1<<20)) {
+			t.Fatalf("MiB %d differs from what was written", i)
+		}
+	}
 }
