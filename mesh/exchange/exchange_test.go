@@ -468,3 +468,52 @@ func TestGetEachStopsOnError(t *testing.T) {
 		t.Fatalf("got %v after %d calls, want the error of fn after 1", err, calls)
 	}
 }
+
+// TestGetArrivingWaitsForBlocks asks a peer for blocks it does not hold
+// yet: GetEach answers at once with none; GetArriving answers with the
+// block that lands while it waits, and with none, without an error, when
+// its wait runs out first.
+func TestGetArrivingWaitsForBlocks(t *testing.T) {
+	ctx := context.Background()
+	bs := randomBlocks(t, 7, 2, 1024)
+	store := blockstore.NewMemory()
+	p := newPair(t, store)
+	collect := func(get func(fn func([]blockstore.Block) error) error) []cid.Cid {
+		t.Helper()
+		var got []cid.Cid
+		err := get(func(blocks []blockstore.Block) error {
+			for _, b := range blocks {
+				got = append(got, b.CID)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		return got
+	}
+	if got := collect(func(fn func([]blockstore.Block) error) error {
+		return p.client.GetEach(ctx, "b", cidsOf(bs), fn)
+	}); len(got) != 0 {
+		t.Fatalf("GetEach of blocks not held: got %v", got)
+	}
+	landed := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		landed <- store.Put(ctx, bs[1])
+	}()
+	got := collect(func(fn func([]blockstore.Block) error) error {
+		return p.client.GetArriving(ctx, "b", cidsOf(bs), promptly, fn)
+	})
+	if err := <-landed; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != bs[1].CID {
+		t.Fatalf("GetArriving: got %v, want the block that landed, %s", got, bs[1].CID)
+	}
+	if got := collect(func(fn func([]blockstore.Block) error) error {
+		return p.client.GetArriving(ctx, "b", cidsOf(bs[:1]), 50*time.Millisecond, fn)
+	}); len(got) != 0 {
+		t.Fatalf("GetArriving of a block that never lands: got %v", got)
+	}
+}
