@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -343,48 +342,5 @@ func TestSwarmMembersHoldAsks(t *testing.T) {
 	t.Logf("%d member asks, %d answered with no block", asks, empty)
 	if empty*4 > asks {
 		t.Fatalf("%d of %d member asks came back empty, want at most a quarter", empty, asks)
-	}
-}
-
-// TestSwarmShareAheadWaits: a receiver whose own share has come 640 KiB
-// further than the median of the others' holds back its origin requests,
-// so the origin's uplink goes to the late shares; once the others are
-// within 512 KiB of it, it asks again. A member that failed does not
-// count: its share is not late for want of the origin's uplink.
-func TestSwarmShareAheadWaits(t *testing.T) {
-	const each = 64 << 10
-	members := []string{"a", "b", "c", "d"}
-	var missing []cid.Cid
-	var ordinals []int
-	for i := range 64 { // 16 blocks, 1 MiB, in each share
-		missing = append(missing, blockstore.NewBlock(blockstore.CodecRaw, []byte{byte(i)}).CID)
-		ordinals = append(ordinals, i)
-	}
-	f := &fetcher{log: slog.New(slog.DiscardHandler), dropped: map[string]bool{}, failed: map[string]time.Time{}}
-	s := newSwarm(f, Spec{Swarm: members, Self: "a", DiskBlockSize: each, BlockSize: MinBlockSize}, missing, ordinals)
-	land := func(m string, n int) {
-		var batch []cid.Cid
-		for i, c := range missing {
-			if members[ordinals[i]%len(members)] == m && len(batch) < n {
-				if _, ok := s.pending[c]; ok {
-					batch = append(batch, c)
-				}
-			}
-		}
-		s.landed(batch, func(cid.Cid) bool { return true }, m)
-	}
-	land("a", 12) // 12 of a's 16 blocks
-	land("b", 2)
-	land("c", 2)
-	land("d", 2)
-	if batch, _ := s.takeOwn(); batch != nil {
-		t.Fatalf("own share 640 KiB ahead of the others': took %d blocks from the origin, want none", len(batch))
-	}
-	// d fails: its share no longer counts, and the median of b's 6 and
-	// c's 2 blocks is b's, 384 KiB behind a's.
-	f.failed["d"] = time.Now()
-	land("b", 4)
-	if batch, _ := s.takeOwn(); len(batch) == 0 {
-		t.Fatal("own share 384 KiB ahead of the live others': took nothing from the origin")
 	}
 }
