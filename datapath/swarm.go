@@ -62,11 +62,6 @@ const (
 	// rather than wait for it. Shares under swarmLagBytes are left alone:
 	// a transient unevenness between equal links is not worth the copy of
 	// a share the origin sends again.
-	// swarmLead is how far, in bytes, this receiver's own share may come
-	// ahead of the others' before it holds back its origin requests
-	// (aheadLocked): a few of a share's blocks, more than the relays'
-	// lag, so that only a share truly ahead waits.
-	swarmLead      = 512 << 10
 	swarmLagFactor = 2
 	swarmLagSeen   = 0.5
 	swarmLagBytes  = 4 << 20
@@ -261,18 +256,13 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	alive := s.aliveAt(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lagging := s.laggingLocked()
-	if s.aheadLocked(now, alive, lagging) {
-		// Not idle: what follows is for a receiver with nothing of its
-		// own left to fetch.
-		return nil, s.changed
-	}
 	var batch []cid.Cid
 	for _, m := range s.members {
 		if m == s.self || !alive(m) {
 			batch = s.scan(m, batch, s.originBatch, func(c cid.Cid) bool { return s.owner(c, alive) == s.self })
 		}
 	}
+	lagging := s.laggingLocked()
 	if len(batch) == 0 {
 		for _, m := range s.members {
 			if m != s.self && lagging[m] && alive(m) {
@@ -430,35 +420,6 @@ func (s *swarm) laggingLocked() map[string]bool {
 		}
 	}
 	return s.lagging
-}
-
-// aheadLocked reports whether this receiver's own share has come here
-// further than the median of the others' shares by more than swarmLead.
-// The members' requests share the origin's uplink unevenly (their links
-// and TCP flows differ), and a share that comes early only leaves the
-// origin to send the late ones last, when each is relayed by its one
-// owner while the others wait for it (bench-swarm.sh, 8 sites: the last
-// block of a share came from the origin 10.5 to 11.9 s into the push).
-// Holding back its requests a while lets the origin serve the late
-// shares. Only the shares of members alive, sending and not lagging
-// count. s.mu must be held.
-func (s *swarm) aheadLocked(now time.Time, alive func(string) bool, lagging map[string]bool) bool {
-	if s.size[s.self] == 0 || lagging[s.self] {
-		return false
-	}
-	came := func(m string) float64 { return 1 - float64(s.left[m])/float64(s.size[m]) }
-	others := make([]float64, 0, len(s.members))
-	for _, m := range s.members {
-		if m != s.self && s.size[m] > 0 && alive(m) && !lagging[m] && now.Sub(s.lastGot[m]) <= swarmSlow {
-			others = append(others, came(m))
-		}
-	}
-	if len(others) == 0 {
-		return false
-	}
-	slices.Sort(others)
-	lead := (came(s.self) - others[len(others)/2]) * float64(s.size[s.self]*int(s.each))
-	return lead > swarmLead
 }
 
 // adopter returns the member that fetches c, of lagging member m's share,
