@@ -33,9 +33,8 @@ const (
 	// swarmPeerWait is how long a member holding none of the blocks asked
 	// of it may hold the request for some to arrive (GetArriving): it
 	// sends each block of its share on as it lands, where asking again
-	// and again found it up to a poll interval late and most asks empty
-	// (bench-swarm.sh, 8 sites: 55% of the asks to members empty when
-	// polled, 15% held).
+	// and again found it a poll interval and a round trip late, and
+	// most asks empty (bench-swarm.sh, 8 sites: median site 1.20 -> ...).
 	swarmPeerWait = 500 * time.Millisecond
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
 	// that cannot hold a request (a peer from before GetArriving) again
