@@ -5,12 +5,10 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
-	"github.com/weft-mesh/weft/mesh/exchange"
 )
 
 // startSwarm starts receivers pulling d from the origin "src" as one swarm
@@ -262,85 +260,5 @@ func TestSwarmOfOneAsksFullRequests(t *testing.T) {
 	// 16 MiB in 4 MiB requests, and the map's nodes.
 	if got := peers.gets.Load(); got > 8 {
 		t.Fatalf("got %d get requests for 16 MiB, want about 4 (requests of %d bytes)", got, DefaultBlockSize)
-	}
-}
-
-// askCounting counts the member asks a swarm receiver makes (all but
-// those to the origin "src") and those answered with no block.
-type askCounting struct {
-	*exchange.Client
-	asks, empty atomic.Int64
-}
-
-func (p *askCounting) count(peer string, get func(fn func([]blockstore.Block) error) error, fn func([]blockstore.Block) error) error {
-	some := false
-	err := get(func(bs []blockstore.Block) error {
-		some = some || len(bs) > 0
-		return fn(bs)
-	})
-	if peer != "src" {
-		p.asks.Add(1)
-		if !some && err == nil {
-			p.empty.Add(1)
-		}
-	}
-	return err
-}
-
-func (p *askCounting) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
-	return p.count(peer, func(fn func([]blockstore.Block) error) error { return p.Client.GetEach(ctx, peer, cids, fn) }, fn)
-}
-
-func (p *askCounting) GetArriving(ctx context.Context, peer string, cids []cid.Cid, wait time.Duration, fn func([]blockstore.Block) error) error {
-	return p.count(peer, func(fn func([]blockstore.Block) error) error { return p.Client.GetArriving(ctx, peer, cids, wait, fn) }, fn)
-}
-
-// TestSwarmMembersHoldAsks pushes to four receivers from a slow origin:
-// a member asked for blocks of its share it has not received yet holds
-// the ask until some land, so few asks come back empty (asked again and
-// again instead, most did: a poll finds a share that lands a block at a
-// time empty more often than not).
-func TestSwarmMembersHoldAsks(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(4<<20))
-	members := []string{"r0", "r1", "r2", "r3"}
-	for _, m := range members {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
-	counted := make(map[string]*askCounting)
-	got := make(map[string]Progress)
-	started := make(map[string]*Transfer)
-	for _, r := range members {
-		sources := []string{"src"}
-		for _, m := range members {
-			if m != r {
-				sources = append(sources, m)
-			}
-		}
-		counted[r] = &askCounting{Client: net.clients[r]}
-		spec := Spec{ID: "push", Root: d.root, Sources: sources, Swarm: members, Self: r,
-			BlockSize: MinBlockSize, DiskBlockSize: size}
-		started[r] = Start(context.Background(), spec, counted[r], net.stores[r], nil)
-	}
-	var asks, empty int64
-	for _, r := range members {
-		p, err := wait(t, started[r])
-		if err != nil {
-			t.Fatalf("receiver %s: %v", r, err)
-		}
-		checkComplete(t, net.stores["src"], net.stores[r], d.root)
-		got[r] = p
-		asks += counted[r].asks.Load()
-		empty += counted[r].empty.Load()
-	}
-	if c := originCopies(t, d, got); c > 1.1 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.1", c)
-	}
-	t.Logf("%d member asks, %d answered with no block", asks, empty)
-	if empty*4 > asks {
-		t.Fatalf("%d of %d member asks came back empty, want at most a quarter", empty, asks)
 	}
 }

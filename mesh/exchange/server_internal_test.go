@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,8 +108,6 @@ func TestServerRefusesBadInput(t *testing.T) {
 		{"too many CIDs", frame(manyCIDs), true},
 		{"get without CIDs", frame(encodedRequest(t, request{op: opGet})), true},
 		{"put without blocks", frame(encodedRequest(t, request{op: opPut})), true},
-		{"has with a wait", frame(encodedRequest(t, request{op: opHas, cids: []cid.Cid{c}, wait: time.Second})), true},
-		{"get waiting too long", frame(encodedRequest(t, request{op: opGet, cids: []cid.Cid{c}, wait: MaxGetWait + time.Millisecond})), true},
 		{"truncated frame", frame(encodedRequest(t, request{op: opHas, cids: []cid.Cid{c}}))[:10], false},
 	}
 	for _, tc := range cases {
@@ -152,74 +149,5 @@ func TestServerGetStopsAtPayloadLimit(t *testing.T) {
 	resp := srv.get(ctx, &conn{}, slog.New(slog.DiscardHandler), cids)
 	if want := MaxGetPayload / (64 << 10); resp.next != want || len(resp.blocks) != want {
 		t.Fatalf("get of 300 × 64 KiB: got next %d with %d blocks, want %d and %d", resp.next, len(resp.blocks), want, want)
-	}
-}
-
-// firstVersionRequest is the request as the protocol's first version
-// knew it, before Wait: decoded with decMode, it refuses a request that
-// has one, as a server from before GetArriving does.
-type firstVersionRequest struct {
-	Op     op          `cbor:"1,keyasint"`
-	CIDs   [][]byte    `cbor:"2,keyasint,omitempty"`
-	Blocks []wireBlock `cbor:"3,keyasint,omitempty"`
-}
-
-// TestGetArrivingFromAFirstVersionPeer asks a server of the protocol's
-// first version with a wait: it refuses the request as malformed and
-// hangs up, and the client asks again without a wait, once: the peer is
-// never asked with one again.
-func TestGetArrivingFromAFirstVersionPeer(t *testing.T) {
-	ctx := context.Background()
-	b := blockstore.NewBlock(blockstore.CodecRaw, []byte("held"))
-	store := blockstore.NewMemory()
-	if err := store.Put(ctx, b); err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{Store: store}
-	var refused atomic.Int32
-	n := memnet.New()
-	t.Cleanup(n.Close)
-	n.Listen("old", func(ctx context.Context, peer string, rw io.ReadWriteCloser) {
-		defer rw.Close()
-		c := newConn(rw)
-		defer c.release()
-		for {
-			body, err := c.readFrame()
-			if err != nil {
-				return
-			}
-			var w firstVersionRequest
-			if err := decMode.Unmarshal(body, &w); err != nil {
-				refused.Add(1)
-				srv.reply(c, slog.Default(), failure(codeBadRequest, err))
-				return
-			}
-			req, err := decodeRequest(body)
-			if err != nil {
-				t.Errorf("decode a first-version request: %v", err)
-				return
-			}
-			if !srv.reply(c, slog.Default(), srv.handle(ctx, c, peer, slog.Default(), req)) {
-				return
-			}
-			c.release()
-		}
-	})
-	cl := &Client{Dialer: n.Dialer("a")}
-	t.Cleanup(func() { cl.Close() })
-	for i := range 3 {
-		var got []cid.Cid
-		err := cl.GetArriving(ctx, "old", []cid.Cid{b.CID}, time.Second, func(bs []blockstore.Block) error {
-			for _, x := range bs {
-				got = append(got, x.CID)
-			}
-			return nil
-		})
-		if err != nil || len(got) != 1 || got[0] != b.CID {
-			t.Fatalf("get %d: got %v, %v; want the held block", i, got, err)
-		}
-	}
-	if r := refused.Load(); r != 1 {
-		t.Fatalf("the first-version peer refused %d requests, want 1", r)
 	}
 }
