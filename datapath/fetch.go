@@ -155,13 +155,6 @@ func (f *fetcher) fetch(ctx context.Context, want []cid.Cid, holders []holding, 
 // otherwise (map nodes) their bytes too. err is the request's failure,
 // noted against peer; keepErr a failure to store, which ends the transfer.
 func (f *fetcher) get(ctx context.Context, peer string, cids []cid.Cid, expect int64, data bool) (got map[cid.Cid][]byte, err, keepErr error) {
-	return f.getArriving(ctx, peer, cids, expect, data, 0)
-}
-
-// getArriving is get, but a peer that holds none of cids yet may hold the
-// request up to wait for some to arrive, where the Peers can ask that
-// (arrivingPeers); with wait 0, or Peers that cannot, it answers at once.
-func (f *fetcher) getArriving(ctx context.Context, peer string, cids []cid.Cid, expect int64, data bool, wait time.Duration) (got map[cid.Cid][]byte, err, keepErr error) {
 	if err := waitBytes(ctx, f.limit, expect); err != nil {
 		return nil, err, nil
 	}
@@ -170,7 +163,7 @@ func (f *fetcher) getArriving(ctx context.Context, peer string, cids []cid.Cid, 
 	}
 	got = make(map[cid.Cid][]byte, len(cids))
 	var total int64
-	store := func(blocks []blockstore.Block) error {
+	err = f.peers.GetEach(ctx, peer, cids, func(blocks []blockstore.Block) error {
 		// Verified by the exchange: not hashed again.
 		if err := f.store.PutMany(ctx, blocks); err != nil {
 			keepErr = fmt.Errorf("store %d blocks from %s: %w", len(blocks), peer, err)
@@ -189,12 +182,7 @@ func (f *fetcher) getArriving(ctx context.Context, peer string, cids []cid.Cid, 
 			f.track.received(peer, len(blocks), n, time.Now())
 		}
 		return nil
-	}
-	if ap, ok := f.peers.(arrivingPeers); ok && wait > 0 {
-		err = ap.GetArriving(ctx, peer, cids, wait, store)
-	} else {
-		err = f.peers.GetEach(ctx, peer, cids, store)
-	}
+	})
 	if keepErr != nil {
 		return got, nil, keepErr
 	}

@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"context"
-	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -18,14 +17,6 @@ import (
 type Peers interface {
 	Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, error)
 	GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error
-}
-
-// arrivingPeers is Peers that can ask a peer for blocks it may be
-// receiving right now (exchange.Client): a peer holding none of cids
-// answers once it holds some, or after wait with none. A swarm member
-// asks another for the blocks it relays this way.
-type arrivingPeers interface {
-	GetArriving(ctx context.Context, peer string, cids []cid.Cid, wait time.Duration, fn func([]blockstore.Block) error) error
 }
 
 // Store is what a transfer needs from the local block store. It must be

@@ -30,17 +30,10 @@ const (
 	swarmOriginInFlight = 1 << 20
 	swarmPeerBatch      = 1 << 20
 	swarmPeerRequests   = 2
-	// swarmPeerWait is how long a member holding none of the blocks asked
-	// of it may hold the request for some to arrive (GetArriving): it
-	// sends each block of its share on as it lands, where asking again
-	// and again found it a poll interval and a round trip late, and
-	// most asks empty (bench-swarm.sh, 8 sites: median site 1.20 -> ...).
-	swarmPeerWait = 500 * time.Millisecond
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
-	// that cannot hold a request (a peer from before GetArriving) again
-	// after it held nothing this receiver lacks; the wait doubles from
-	// the one to the other while it holds nothing new. A member's share
-	// arrives steadily, so a long wait only lets it pile up.
+	// again after it held nothing this receiver lacks; the wait doubles
+	// from the one to the other while it holds nothing new. A member's
+	// share arrives steadily, so a long wait only lets it pile up.
 	swarmPollMin = 10 * time.Millisecond
 	swarmPollMax = 80 * time.Millisecond
 	// swarmPatience is how long a member may go without sending this
@@ -72,10 +65,10 @@ const (
 // distinct data blocks in turn, so every member computes the same owners
 // without talking and the shares are equal. Each member fetches the
 // blocks it owns from the origin and every other block from its owner: it
-// keeps two asks for the next blocks of its share at each member
-// (GetArriving), and the member sends those it holds, verified and
-// durably stored, as soon as it holds some: the blocks of a share go on
-// as they land, as BitTorrent's have announcements let them. The origin thus sends each block once, to its owner
+// keeps asking each member for the next blocks of its share (get), and
+// the member sends those it holds so far, verified and durably stored;
+// after an ask that brought nothing the next waits longer, up to
+// swarmPollMax. The origin thus sends each block once, to its owner
 // (super-seeding), and the members' uplinks carry the other copies. Once
 // a member's share is done here, it is also asked for the shares of
 // members that have sent nothing for swarmSlow, so a slow owner's blocks
@@ -200,16 +193,14 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 			return nil
 		}
 		var batch []cid.Cid
-		var hold time.Duration
 		var change <-chan struct{}
 		if !s.f.backingOff(m, time.Now()) {
-			batch, hold, change = s.claimFrom(m)
+			batch, change = s.claimFrom(m)
 		}
 		if len(batch) > 0 {
-			// m sends what it holds of batch, maybe nothing yet, or,
-			// holding the request up to hold, once it holds some: the
+			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
-			blocks, err, keepErr := s.f.getArriving(ctx, m, batch, 0, true, hold)
+			blocks, err, keepErr := s.f.get(ctx, m, batch, 0, true)
 			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
 			if keepErr != nil {
 				return keepErr
@@ -294,14 +285,7 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 // the shares of members that do send would take their blocks away from
 // them: claimed blocks are asked of nobody else. With nothing to claim it
 // returns a channel closed on the next change.
-//
-// hold is how long m may hold the request for the blocks to arrive:
-// swarmPeerWait for the blocks of its own share while it sends them and
-// does not lag, which only m fetches from the origin; zero otherwise. A
-// held claim keeps its blocks from every other path here (the origin
-// taking a silent member's share, adopters fetching a lagging share's
-// end), so those blocks are asked and released at once, as ever.
-func (s *swarm) claimFrom(m string) (batch []cid.Cid, hold time.Duration, change <-chan struct{}) {
+func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
 	all := func(cid.Cid) bool { return true }
 	alive := s.aliveAt(now)
@@ -315,10 +299,7 @@ func (s *swarm) claimFrom(m string) (batch []cid.Cid, hold time.Duration, change
 	if lagging[m] {
 		n = s.originBatch
 	}
-	batch = s.scan(m, nil, n, all)
-	if len(batch) > 0 && !lagging[m] && now.Sub(s.lastGot[m]) <= swarmSlow {
-		hold = swarmPeerWait
-	}
+	batch := s.scan(m, nil, n, all)
 	if len(batch) == 0 && len(s.shares[m]) == 0 {
 		// This member's own share, should the others have found it
 		// lagging: its end is then with its adopters, m among them.
@@ -338,9 +319,9 @@ func (s *swarm) claimFrom(m string) (batch []cid.Cid, hold time.Duration, change
 		s.inflight[c] = true
 	}
 	if len(batch) == 0 {
-		return nil, 0, s.changed
+		return nil, s.changed
 	}
-	return batch, hold, nil
+	return batch, nil
 }
 
 // scan appends to out up to n blocks of m's share that are missing, not in

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sync"
-	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -32,11 +30,6 @@ type Client struct {
 	Dialer Dialer
 
 	pool streamPool
-
-	mu sync.Mutex
-	// noWait holds the peers that refused a get with a wait: they speak
-	// the protocol from before it, and are asked without one.
-	noWait map[string]bool
 }
 
 // Has reports, for each CID in order, whether peer holds that block.
@@ -66,7 +59,7 @@ func (c *Client) Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, 
 // the peer. On any error the blocks fetched so far are discarded.
 func (c *Client) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.Cid]blockstore.Block, error) {
 	out := make(map[cid.Cid]blockstore.Block, len(cids))
-	err := c.get(ctx, peer, cids, true, 0, func(blocks []blockstore.Block) error {
+	err := c.get(ctx, peer, cids, true, func(blocks []blockstore.Block) error {
 		for _, b := range blocks {
 			out[b.CID] = b
 		}
@@ -86,51 +79,19 @@ func (c *Client) Get(ctx context.Context, peer string, cids []cid.Cid) (map[cid.
 // rather than a fresh buffer of its own. An error from fn ends the call
 // and is returned as it is; the blocks of earlier calls were handed over.
 func (c *Client) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
-	return c.get(ctx, peer, cids, false, 0, fn)
+	return c.get(ctx, peer, cids, false, fn)
 }
 
-// GetArriving is GetEach for blocks peer may be receiving right now: a
-// peer that holds none of cids yet answers once it holds some, or after
-// wait (at most MaxGetWait) with none. A swarm member asks another for
-// the blocks it relays this way rather than asking again and again. A
-// peer that refuses the wait as malformed speaks the protocol from before
-// it: it is asked again without one, and from then on never with one, so
-// it answers at once with what it holds.
-func (c *Client) GetArriving(ctx context.Context, peer string, cids []cid.Cid, wait time.Duration, fn func([]blockstore.Block) error) error {
-	wait = min(wait, MaxGetWait)
-	c.mu.Lock()
-	if c.noWait[peer] {
-		wait = 0
-	}
-	c.mu.Unlock()
-	err := c.get(ctx, peer, cids, false, wait, fn)
-	var re *remoteError
-	if wait > 0 && errors.As(err, &re) && re.code == codeBadRequest {
-		c.mu.Lock()
-		if c.noWait == nil {
-			c.noWait = make(map[string]bool)
-		}
-		c.noWait[peer] = true
-		c.mu.Unlock()
-		return c.get(ctx, peer, cids, false, 0, fn)
-	}
-	return err
-}
-
-// get runs the round trips of Get, GetEach and GetArriving; owned says
-// whether each response is read into a buffer of its own that the blocks
-// keep. Only the first round trip waits: the others ask for the rest of
-// an answer cut at the payload limit.
-func (c *Client) get(ctx context.Context, peer string, cids []cid.Cid, owned bool, wait time.Duration, fn func([]blockstore.Block) error) error {
+// get runs the round trips of Get and GetEach; owned says whether each
+// response is read into a buffer of its own that the blocks keep.
+func (c *Client) get(ctx context.Context, peer string, cids []cid.Cid, owned bool, fn func([]blockstore.Block) error) error {
 	if err := checkCIDs(cids); err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
 	for batch := range slices.Chunk(cids, MaxCIDs) {
 		for len(batch) > 0 {
 			var next int
-			req := request{op: opGet, cids: batch, wait: wait}
-			wait = 0
-			err := c.roundTrip(ctx, peer, req, owned, func(resp response) error {
+			err := c.roundTrip(ctx, peer, request{op: opGet, cids: batch}, owned, func(resp response) error {
 				if resp.next < 1 || resp.next > len(batch) {
 					return fmt.Errorf("peer %s answered %d of %d CIDs: %w", peer, resp.next, len(batch), ErrProtocol)
 				}

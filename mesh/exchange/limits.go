@@ -1,10 +1,6 @@
 package exchange
 
-import (
-	"time"
-
-	"github.com/weft-mesh/weft/blockstore"
-)
+import "github.com/weft-mesh/weft/blockstore"
 
 // Protocol is the stream protocol ID the exchange is served on.
 const Protocol = "/weft/blocks/1.0.0"
@@ -20,10 +16,6 @@ const (
 	// MaxFrameSize bounds any frame: a full payload plus room for MaxCIDs
 	// CIDs and the CBOR framing around them.
 	MaxFrameSize = 17 << 20
-	// MaxGetWait bounds how long a Get may ask the server to wait for
-	// blocks it does not hold yet (Client.GetArriving): the request holds
-	// a stream and a goroutine on the server meanwhile.
-	MaxGetWait = 2 * time.Second
 )
 
 // maxMessageLen bounds the text of an error response. The server cuts

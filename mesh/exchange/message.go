@@ -3,7 +3,6 @@ package exchange
 import (
 	"bytes"
 	"fmt"
-	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/ipfs/go-cid"
@@ -39,10 +38,6 @@ type request struct {
 	op     op
 	cids   []cid.Cid          // has, get
 	blocks []blockstore.Block // put; not yet verified against their CIDs
-	// wait (get) is how long a server holding none of cids may wait for
-	// some to arrive before it answers, whole milliseconds up to
-	// MaxGetWait.
-	wait time.Duration
 }
 
 // response is a decoded response. Only its shape is validated here; whether
@@ -61,10 +56,6 @@ type wireRequest struct {
 	Op     op          `cbor:"1,keyasint"`
 	CIDs   [][]byte    `cbor:"2,keyasint,omitempty"`
 	Blocks []wireBlock `cbor:"3,keyasint,omitempty"`
-	// Wait came after the first version of the protocol: a server that
-	// does not know it refuses the request as malformed, and the client
-	// then asks again without it (Client.GetArriving).
-	Wait uint32 `cbor:"4,keyasint,omitempty"` // get: milliseconds
 }
 
 type wireResponse struct {
@@ -141,7 +132,7 @@ func mustEncMode() cbor.UserBufferEncMode {
 
 // encodeRequest appends the CBOR of r to buf.
 func encodeRequest(buf *bytes.Buffer, r request) error {
-	w := wireRequest{Op: r.op, CIDs: cidBytes(r.cids), Blocks: toWireBlocks(r.blocks), Wait: uint32(r.wait / time.Millisecond)}
+	w := wireRequest{Op: r.op, CIDs: cidBytes(r.cids), Blocks: toWireBlocks(r.blocks)}
 	buf.Grow(encodedSize(r.cids, r.blocks))
 	if err := encMode.MarshalToBuffer(w, buf); err != nil {
 		return fmt.Errorf("encode %s request: %w", r.op, err)
@@ -155,10 +146,7 @@ func decodeRequest(body []byte) (request, error) {
 	if err := decMode.Unmarshal(body, &w); err != nil {
 		return request{}, fmt.Errorf("decode request: %w", err)
 	}
-	r := request{op: w.Op, wait: time.Duration(w.Wait) * time.Millisecond}
-	if w.Wait != 0 && (w.Op != opGet || r.wait > MaxGetWait) {
-		return request{}, fmt.Errorf("%s request waits %d ms (get only, at most %v)", w.Op, w.Wait, MaxGetWait)
-	}
+	r := request{op: w.Op}
 	var err error
 	switch w.Op {
 	case opHas, opGet:

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -105,9 +104,6 @@ func (s *Server) handle(ctx context.Context, c *conn, peer string, log *slog.Log
 	case opHas:
 		return s.has(ctx, req.cids)
 	case opGet:
-		if req.wait > 0 {
-			s.awaitAny(ctx, req.cids, req.wait)
-		}
 		return s.get(ctx, c, log, req.cids)
 	case opPut:
 		return s.put(ctx, peer, req.blocks)
@@ -127,36 +123,6 @@ func (s *Server) has(ctx context.Context, cids []cid.Cid) response {
 		out[i] = ok
 	}
 	return response{has: out}
-}
-
-// arrivalPoll is how often a get that waits for blocks looks whether
-// some arrived: a store has no notice of arrivals, and its Has is an
-// index lookup, so a look every 10 ms is cheap, and that is what
-// the block waits on top of its trip to this server.
-const arrivalPoll = 10 * time.Millisecond
-
-// awaitAny returns once the store holds one of cids, wait has passed or
-// ctx ended: a get from a swarm member asks for blocks this server is
-// still receiving, and is better answered as they land than asked again.
-func (s *Server) awaitAny(ctx context.Context, cids []cid.Cid, wait time.Duration) {
-	deadline := time.Now().Add(wait)
-	tick := time.NewTicker(arrivalPoll)
-	defer tick.Stop()
-	for {
-		for _, c := range cids {
-			if ok, err := s.Store.Has(ctx, c); ok || err != nil {
-				return // an error is the get's to report
-			}
-		}
-		if !time.Now().Before(deadline) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // get answers a prefix of cids whose blocks fit MaxGetPayload, always at
