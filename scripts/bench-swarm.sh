@@ -134,9 +134,14 @@ mesh() {
 		start "$i"
 		w "$i" join "/ip4/$(addr 0)/tcp/4001/p2p/$ORIGIN" >/dev/null
 	done
+	await_alive $((n + 1))
+}
+
+# await_alive K: waits up to 60 s until the origin sees K members alive.
+await_alive() {
 	local deadline=$((SECONDS + 60))
-	until [ "$(w 0 peers --json | python3 -c 'import json,sys; print(sum(p["state"] == "alive" for p in json.load(sys.stdin)))')" = $((n + 1)) ]; do
-		[ $SECONDS -lt $deadline ] || { echo "bench-swarm: the $((n + 1)) members never all saw each other" >&2; exit 1; }
+	until [ "$(w 0 peers --json | python3 -c 'import json,sys; print(sum(p["state"] == "alive" for p in json.load(sys.stdin)))')" = "$1" ]; do
+		[ $SECONDS -lt $deadline ] || { echo "bench-swarm: the origin never saw $1 members alive" >&2; exit 1; }
 		sleep 0.2
 	done
 }
@@ -222,8 +227,11 @@ run() {
 		[ "$i" = "$kill" ] || w "$i" transfers --json >"$HOMES/transfers-$i.json"
 	done
 	if [ "$kill" != 0 ]; then
-		# The killed site comes back and the same push is run again to it.
+		# The killed site comes back and the same push is run again to it,
+		# once the origin sees it alive again (pushed to at once, it was
+		# at times still taken for dead).
 		start "$kill"
+		await_alive $((n + 1))
 		resume=$HOMES/resume.json
 		w 0 push gold@1 --to "s$kill" --json >"$resume" || true
 	fi
