@@ -39,9 +39,14 @@ type crowd struct {
 	f           *fetcher
 	self        string
 	view        Crowd
-	originBatch int
-	peerBatch   int
+	originBatch int // blocks per origin request among others
+	peerBatch   int // blocks per member request
 	each        int64
+	// alone: while the crowd is this receiver alone, it pulls as a plain
+	// transfer does: aloneRequests of aloneBatch blocks in flight, not the
+	// small requests that let the others relay each piece soon.
+	aloneBatch    int
+	aloneRequests int
 
 	mu        sync.Mutex
 	members   []string             // as the view said last, self among them
@@ -57,19 +62,21 @@ type crowd struct {
 
 func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 	c := &crowd{
-		f:           f,
-		self:        spec.Self,
-		view:        spec.Crowd,
-		originBatch: max(1, int(swarmOriginBatch/spec.DiskBlockSize)),
-		peerBatch:   min(spec.batchBlocks(), max(1, int(swarmPeerBatch/spec.DiskBlockSize))),
-		each:        spec.DiskBlockSize,
-		pending:     make(map[cid.Cid]bool, len(missing)),
-		inflight:    make(map[cid.Cid]bool),
-		lastGot:     make(map[string]time.Time),
-		exhausted:   make(map[string]bool),
-		asking:      make(map[string]bool),
-		done:        make(chan struct{}),
-		changed:     make(chan struct{}),
+		f:             f,
+		self:          spec.Self,
+		view:          spec.Crowd,
+		originBatch:   max(1, int(swarmOriginBatch/spec.DiskBlockSize)),
+		peerBatch:     min(spec.batchBlocks(), max(1, int(swarmPeerBatch/spec.DiskBlockSize))),
+		each:          spec.DiskBlockSize,
+		aloneBatch:    spec.batchBlocks(),
+		aloneRequests: spec.Concurrency,
+		pending:       make(map[cid.Cid]bool, len(missing)),
+		inflight:      make(map[cid.Cid]bool),
+		lastGot:       make(map[string]time.Time),
+		exhausted:     make(map[string]bool),
+		asking:        make(map[string]bool),
+		done:          make(chan struct{}),
+		changed:       make(chan struct{}),
 	}
 	idx := make([]int, len(missing))
 	for i := range idx {
@@ -90,8 +97,9 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 func (c *crowd) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	perRequest := int64(c.originBatch) * c.each
-	for range max(2, int(swarmOriginInFlight/perRequest)) {
-		g.Go(func() error { return c.fromOrigin(gctx) })
+	crowdRequests := max(2, int(swarmOriginInFlight/perRequest))
+	for i := range max(crowdRequests, c.aloneRequests) {
+		g.Go(func() error { return c.fromOrigin(gctx, i < crowdRequests, i < c.aloneRequests) })
 	}
 	g.Go(func() error {
 		for {
@@ -139,10 +147,11 @@ func (c *crowd) follow(members []string) []string {
 
 // fromOrigin fetches the blocks this receiver owns: from the member that
 // owned them before this one joined while it has them, else from the
-// origin (or, should it fail, from whichever source has them).
-func (c *crowd) fromOrigin(ctx context.Context) error {
+// origin (or, should it fail, from whichever source has them). It runs
+// while in a crowd if inCrowd, while alone if alone.
+func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 	for {
-		batch, earlier, wake := c.takeOwn()
+		batch, earlier, wake := c.takeOwn(inCrowd, alone)
 		if batch == nil {
 			select {
 			case <-c.done:
@@ -214,22 +223,28 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 	}
 }
 
-// takeOwn claims up to originBatch missing blocks this receiver owns, and
+// takeOwn claims up to originBatch (alone: aloneBatch) missing blocks this receiver owns, and
 // when there are none, of a member silent for swarmPatience. earlier is
 // the member to ask for them first ("": the origin). With nothing to take
 // it returns nil and a channel closed on the next change.
-func (c *crowd) takeOwn() (batch []cid.Cid, earlier string, wake <-chan struct{}) {
+func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, wake <-chan struct{}) {
 	now := time.Now()
 	alive := c.aliveAt(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.members) == 0 {
+	n := c.originBatch
+	switch {
+	case len(c.members) == 0:
 		return nil, "", c.changed // the view not read yet
+	case len(c.members) == 1 && !alone, len(c.members) > 1 && !inCrowd:
+		return nil, "", c.changed
+	case len(c.members) == 1:
+		n = c.aloneBatch
 	}
 	before := c.members[:max(0, slices.Index(c.members, c.self))]
 	// The blocks of one earlier owner at a time: it is asked for them.
 	c.scan(func(b cid.Cid) bool {
-		if len(batch) >= c.originBatch || c.owner(b, c.members, alive) != c.self {
+		if len(batch) >= n || c.owner(b, c.members, alive) != c.self {
 			return false
 		}
 		e := c.owner(b, before, func(m string) bool { return alive(m) && !c.exhausted[m] })
@@ -241,7 +256,7 @@ func (c *crowd) takeOwn() (batch []cid.Cid, earlier string, wake <-chan struct{}
 	if len(batch) == 0 {
 		c.scan(func(b cid.Cid) bool {
 			o := c.owner(b, c.members, alive)
-			return len(batch) < c.originBatch && o != c.self && now.Sub(c.lastGot[o]) > swarmPatience
+			return len(batch) < n && o != c.self && now.Sub(c.lastGot[o]) > swarmPatience
 		}, &batch)
 	}
 	if len(batch) == 0 {

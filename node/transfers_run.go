@@ -47,10 +47,15 @@ type receiveRequest struct {
 
 // pull runs a transfer here: it fetches e's blocks from sources and keeps
 // the root under ref when done. It returns once the transfer is registered.
+// A pull an operator or a pull policy asks for joins the crowd of the
+// first source, the origin: the other nodes pulling the root from it now.
 func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e catalog.Entry, sources []peer.ID, o TransferOptions) (*transferJob, *datapath.Transfer, error) {
 	spec, err := transferSpec(id, e, peerStrings(sources), o)
 	if err != nil {
 		return nil, nil, err
+	}
+	if kind == "pull" && len(sources) > 0 {
+		return n.pullInCrowd(ctx, kind, ref, e, spec, sources[0])
 	}
 	return n.runPull(ctx, kind, ref, e, spec)
 }
