@@ -31,7 +31,9 @@ type Crowd interface {
 // that joins late owns blocks the members before it may already hold, as
 // their owner before it came: it asks that earlier owner for them first,
 // until one ask brings nothing (each member fetches its share in map
-// order, so what the earlier one held is the start of its share). A
+// order, so what the earlier one held is the start of its share; what it
+// had in flight from the origin then, at most swarmOriginInFlight, may
+// come twice). A
 // member that fails requests is passed over for a while and its blocks
 // owned by the others; one alive but sending nothing for swarmPatience
 // has its share taken from the origin by whoever is idle.
@@ -47,6 +49,7 @@ type crowd struct {
 	// small requests that let the others relay each piece soon.
 	aloneBatch    int
 	aloneRequests int
+	origin        string
 
 	mu        sync.Mutex
 	members   []string             // as the view said last, self among them
@@ -56,8 +59,15 @@ type crowd struct {
 	lastGot   map[string]time.Time // when each member last sent a block, or was first seen
 	exhausted map[string]bool      // earlier members that held none of this one's share when asked
 	asking    map[string]bool      // members with fetchers running
-	done      chan struct{}        // closed once pending is empty
-	changed   chan struct{}        // closed and replaced on every change
+	// aloneCtx is the context of the requests made while alone, cancelled
+	// once others join: the blocks they asked for, large requests, would
+	// otherwise go on arriving here while the others, owning most of them
+	// now, fetch them from the origin too.
+	aloneCtx    context.Context
+	aloneCancel context.CancelFunc
+	runCtx      context.Context // the parent of aloneCtx
+	done        chan struct{}   // closed once pending is empty
+	changed     chan struct{}   // closed and replaced on every change
 }
 
 func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
@@ -70,6 +80,7 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 		each:          spec.DiskBlockSize,
 		aloneBatch:    spec.batchBlocks(),
 		aloneRequests: spec.Concurrency,
+		origin:        spec.Sources[0],
 		pending:       make(map[cid.Cid]bool, len(missing)),
 		inflight:      make(map[cid.Cid]bool),
 		lastGot:       make(map[string]time.Time),
@@ -96,6 +107,13 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 // run fetches every missing block, following the view's changes.
 func (c *crowd) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
+	c.runCtx = gctx
+	c.aloneCtx, c.aloneCancel = context.WithCancel(gctx)
+	defer func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.aloneCancel()
+	}()
 	perRequest := int64(c.originBatch) * c.each
 	crowdRequests := max(2, int(swarmOriginInFlight/perRequest))
 	for i := range max(crowdRequests, c.aloneRequests) {
@@ -130,6 +148,12 @@ func (c *crowd) follow(members []string) []string {
 		members = append(slices.Clone(members), c.self) // joined here before the tracker says so
 	}
 	c.members = members
+	switch {
+	case len(members) > 1:
+		c.aloneCancel()
+	case c.aloneCtx.Err() != nil: // alone again: the others left
+		c.aloneCtx, c.aloneCancel = context.WithCancel(c.runCtx)
+	}
 	var start []string
 	now := time.Now()
 	for _, m := range members {
@@ -151,7 +175,7 @@ func (c *crowd) follow(members []string) []string {
 // while in a crowd if inCrowd, while alone if alone.
 func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 	for {
-		batch, earlier, wake := c.takeOwn(inCrowd, alone)
+		batch, earlier, actx, wake := c.takeOwn(inCrowd, alone)
 		if batch == nil {
 			select {
 			case <-c.done:
@@ -173,6 +197,22 @@ func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 			}
 			c.landed(batch, got, earlier)
 			continue
+		}
+		if actx != nil {
+			// Alone: from the origin in large requests, cut short when
+			// others join; what arrived by then is stored.
+			got, err, keepErr := c.f.get(actx, c.origin, batch, c.each*int64(len(batch)), true)
+			c.landed(batch, got, "")
+			if keepErr != nil || err == nil || actx.Err() != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if keepErr != nil {
+					return keepErr
+				}
+				continue
+			}
+			batch = slices.DeleteFunc(batch, func(b cid.Cid) bool { _, ok := got[b]; return ok })
 		}
 		got, err := c.f.fetch(ctx, batch, nil, c.each, true)
 		c.landed(batch, got, "")
@@ -223,11 +263,12 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 	}
 }
 
-// takeOwn claims up to originBatch (alone: aloneBatch) missing blocks this receiver owns, and
+// takeOwn claims up to originBatch missing blocks this receiver owns, and
 // when there are none, of a member silent for swarmPatience. earlier is
-// the member to ask for them first ("": the origin). With nothing to take
-// it returns nil and a channel closed on the next change.
-func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, wake <-chan struct{}) {
+// the member to ask for them first ("": the origin). Alone, it claims
+// aloneBatch blocks and actx, the context to ask them in. With nothing to
+// take it returns nil and a channel closed on the next change.
+func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, actx context.Context, wake <-chan struct{}) {
 	now := time.Now()
 	alive := c.aliveAt(now)
 	c.mu.Lock()
@@ -235,11 +276,11 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, w
 	n := c.originBatch
 	switch {
 	case len(c.members) == 0:
-		return nil, "", c.changed // the view not read yet
+		return nil, "", nil, c.changed // the view not read yet
 	case len(c.members) == 1 && !alone, len(c.members) > 1 && !inCrowd:
-		return nil, "", c.changed
+		return nil, "", nil, c.changed
 	case len(c.members) == 1:
-		n = c.aloneBatch
+		n, actx = c.aloneBatch, c.aloneCtx
 	}
 	before := c.members[:max(0, slices.Index(c.members, c.self))]
 	// The blocks of one earlier owner at a time: it is asked for them.
@@ -260,9 +301,9 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, w
 		}, &batch)
 	}
 	if len(batch) == 0 {
-		return nil, "", c.changed
+		return nil, "", nil, c.changed
 	}
-	return batch, earlier, nil
+	return batch, earlier, actx, nil
 }
 
 // claimFrom claims up to peerBatch missing blocks m owns to ask m for;
@@ -343,6 +384,8 @@ func (c *crowd) landed(batch []cid.Cid, got map[cid.Cid][]byte, from string) {
 	c.wakeLocked()
 }
 
+// exhaust notes that earlier member m answered an ask for this receiver's
+// share with nothing: it holds no more of it.
 func (c *crowd) exhaust(m string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -93,14 +93,14 @@ func TestCrowdLateJoiners(t *testing.T) {
 	rng := newRand(t)
 	net := newTestNet(t)
 	const size = 32 << 10
-	net.add("src", slowly(8<<20))
+	net.add("src", slowly(16<<20))
 	early := []string{"r0", "r1", "r2", "r3"}
 	late := []string{"r4", "r5", "r6", "r7"}
 	all := append(slices.Clone(early), late...)
 	for _, m := range all {
 		net.add(m, nil)
 	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	d := writeDisk(t, rng, net.stores["src"], 768, size, 0) // 24 MiB: each member's MiB in flight as others join is small beside it
 	crowd := newTestCrowd(early...)
 	started := startCrowd(net, d, crowd, early, all)
 	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/3) })
@@ -138,5 +138,32 @@ func TestCrowdMemberDies(t *testing.T) {
 	got := waitAll(t, net, d, started)
 	if c := originCopies(t, d, got); c > 1.35 {
 		t.Fatalf("origin sent %.2f copies to the three live ones, want at most 1.35", c)
+	}
+}
+
+// TestCrowdFirstAloneThenJoined: one receiver starts alone, pulling as a
+// plain transfer does (large requests); once it holds a tenth of the disk
+// three more join. Its large requests are cut short, so the origin still
+// sends about one copy.
+func TestCrowdFirstAloneThenJoined(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(8<<20))
+	all := []string{"r0", "r1", "r2", "r3"}
+	for _, m := range all {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	crowd := newTestCrowd("r0")
+	started := startCrowd(net, d, crowd, all[:1], all)
+	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/10) })
+	crowd.set(all...)
+	for r, tr := range startCrowd(net, d, crowd, all[1:], all) {
+		started[r] = tr
+	}
+	got := waitAll(t, net, d, started)
+	if c := originCopies(t, d, got); c > 1.2 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
 	}
 }
