@@ -100,7 +100,7 @@ func TestCrowdLateJoiners(t *testing.T) {
 	for _, m := range all {
 		net.add(m, nil)
 	}
-	d := writeDisk(t, rng, net.stores["src"], 768, size, 0) // 24 MiB: each member's MiB in flight as others join is small beside it
+	d := writeDisk(t, rng, net.stores["src"], 384, size, 0) // 12 MiB: each member's MiB in flight as others join is small beside it
 	crowd := newTestCrowd(early...)
 	started := startCrowd(net, d, crowd, early, all)
 	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/3) })
