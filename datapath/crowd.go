@@ -3,6 +3,7 @@ package datapath
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,11 @@ type crowd struct {
 	lastGot   map[string]time.Time // when each member last sent a block, or was first seen
 	exhausted map[string]bool      // earlier members that held none of this one's share when asked
 	asking    map[string]bool      // members with fetchers running
+	// owners caches the owner of each block among the members alive as
+	// ownersOf names them: a scan asks for many blocks' owners, and a
+	// rank costs a hash per member.
+	owners   map[cid.Cid]string
+	ownersOf string
 	// aloneCtx is the context of the requests made while alone, cancelled
 	// once others join: the blocks they asked for, large requests, would
 	// otherwise go on arriving here while the others, owning most of them
@@ -86,6 +92,7 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 		lastGot:       make(map[string]time.Time),
 		exhausted:     make(map[string]bool),
 		asking:        make(map[string]bool),
+		owners:        make(map[cid.Cid]string),
 		done:          make(chan struct{}),
 		changed:       make(chan struct{}),
 	}
@@ -283,9 +290,10 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 		n, actx = c.aloneBatch, c.aloneCtx
 	}
 	before := c.members[:max(0, slices.Index(c.members, c.self))]
+	owner := c.ownerLocked(alive)
 	// The blocks of one earlier owner at a time: it is asked for them.
 	c.scan(func(b cid.Cid) bool {
-		if len(batch) >= n || c.owner(b, c.members, alive) != c.self {
+		if len(batch) >= n || owner(b) != c.self {
 			return false
 		}
 		e := c.owner(b, before, func(m string) bool { return alive(m) && !c.exhausted[m] })
@@ -296,8 +304,11 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 	}, &batch)
 	if len(batch) == 0 {
 		c.scan(func(b cid.Cid) bool {
-			o := c.owner(b, c.members, alive)
-			return len(batch) < n && o != c.self && now.Sub(c.lastGot[o]) > swarmPatience
+			if len(batch) >= n {
+				return false
+			}
+			o := owner(b)
+			return o != c.self && now.Sub(c.lastGot[o]) > swarmPatience
 		}, &batch)
 	}
 	if len(batch) == 0 {
@@ -317,7 +328,8 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 		return nil, nil, false
 	}
 	if !c.f.backingOff(m, time.Now()) {
-		c.scan(func(b cid.Cid) bool { return len(batch) < c.peerBatch && c.owner(b, c.members, alive) == m }, &batch)
+		owner := c.ownerLocked(alive)
+		c.scan(func(b cid.Cid) bool { return len(batch) < c.peerBatch && owner(b) == m }, &batch)
 	}
 	if len(batch) == 0 {
 		return nil, c.changed, true
@@ -342,6 +354,29 @@ func (c *crowd) scan(ok func(cid.Cid) bool, out *[]cid.Cid) {
 	}
 	clear(c.order[len(kept):])
 	c.order = kept
+}
+
+// ownerLocked returns the owner of a block among the members alive, from
+// the cache while the same members are alive. c.mu must be held.
+func (c *crowd) ownerLocked(alive func(string) bool) func(cid.Cid) string {
+	var live []string
+	for _, m := range c.members {
+		if alive(m) {
+			live = append(live, m)
+		}
+	}
+	if key := strings.Join(live, "\x00"); key != c.ownersOf {
+		clear(c.owners)
+		c.ownersOf = key
+	}
+	return func(b cid.Cid) string {
+		o, ok := c.owners[b]
+		if !ok {
+			o = c.owner(b, live, func(string) bool { return true })
+			c.owners[b] = o
+		}
+		return o
+	}
 }
 
 // owner returns the member among ms alive that ranks b highest, "" if
