@@ -99,7 +99,7 @@ mesh() {
 	local rates=("$@")
 	CASE_NO=$((CASE_NO + 1))
 	BR=wsbr$TAG$CASE_NO
-	HOMES=$WORK/$name
+	HOMES=$WORK/$name-$CASE_NO # a case may run more than once
 	mkdir -p "$HOMES"
 	ip link add "$BR" type bridge
 	ip link set "$BR" up
