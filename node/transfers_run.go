@@ -180,7 +180,7 @@ func (n *meshNode) pushEach(ctx context.Context, id string, sources, targets []s
 		if err != nil {
 			return nil, err
 		}
-		if r.entry.Root != refs[0].entry.Root && i > 0 {
+		if i > 0 && r.entry.Root != refs[0].entry.Root {
 			return nil, fmt.Errorf("push: %s and %s name different roots: %w", sources[0], source, volume.ErrInvalid)
 		}
 		refs[i] = r
