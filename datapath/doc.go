@@ -25,6 +25,13 @@
 // sends nothing for a few seconds is taken from the origin by whoever is
 // idle, so a dead receiver does not stall the others.
 //
+// Receivers that pull one root from one origin at once, each on its own,
+// pull as a crowd (Spec.Crowd, crowd.go): a swarm whose members come and
+// go, as the origin, their tracker, tells them. Each block's owner is the
+// member that ranks it highest (rendezvous hashing), so a member that
+// joins or leaves moves only its own share, and one that joins late asks
+// the earlier owner of its share for what that one holds already.
+//
 // Every request is charged twice before it goes out (a swarm's ask of a
 // member, which may bring nothing yet, once it is back): to the
 // transfer's own token bucket (Spec.BWLimit) and to the node's Scheduler,

@@ -46,7 +46,12 @@ type Spec struct {
 	// from it (see swarm.go). A swarm sizes its own requests: small ones
 	// to the origin, and to the members at most BlockSize.
 	Swarm []string
-	// Self is this receiver's name in Swarm.
+	// Crowd, if set, tells who else pulls Root from the origin
+	// (Sources[0]) now, Self among them, as they come and go: the
+	// receivers then share the blocks to fetch from the origin and fetch
+	// the rest from each other (see crowd.go). Not with Swarm.
+	Crowd Crowd
+	// Self is this receiver's name in Swarm or Crowd.
 	Self string
 	// Priority is the transfer's share weight in the Scheduler (default
 	// Normal).
@@ -138,6 +143,12 @@ func (s Spec) check() error {
 // checkSwarm checks Swarm and Self against the sources (sources: the set
 // of Sources).
 func (s Spec) checkSwarm(sources map[string]bool) error {
+	if s.Crowd != nil {
+		if len(s.Swarm) > 0 || s.Self == "" {
+			return errors.New("a crowd needs a self and no swarm")
+		}
+		return nil
+	}
 	if len(s.Swarm) == 0 {
 		if s.Self != "" {
 			return errors.New("self set without a swarm")

@@ -78,10 +78,14 @@ func (t *Transfer) run(ctx context.Context, f *fetcher) error {
 	// with: its blocks all come from the origin, in full-size requests
 	// rather than the swarm's small origin requests, which cost the
 	// receiver a synced store batch per 64 KiB.
-	if len(t.spec.Swarm) > 1 {
+	switch {
+	case t.spec.Crowd != nil:
+		f.log.Debug("walked map", "missing", len(missing), "crowd", true)
+		err = newCrowd(f, t.spec, missing, ordinals).run(ctx)
+	case len(t.spec.Swarm) > 1:
 		f.log.Debug("walked map", "missing", len(missing), "swarm", len(t.spec.Swarm))
 		err = newSwarm(f, t.spec, missing, ordinals).run(ctx)
-	} else {
+	default:
 		err = t.fetchBatches(ctx, f, missing)
 	}
 	if err != nil {

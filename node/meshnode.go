@@ -51,6 +51,7 @@ type meshNode struct {
 	pusher    *heal.Pusher
 	vols      *volume.Manager // set once the volumes are open
 	transfers *transfers
+	crowds    crowdTracker // pullers of the roots pulled from this node now
 	partial   *partialRoots
 	journal   *transferJournal
 
@@ -126,6 +127,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		return nil, err
 	}
 	n.net.SetStreamHandler(transferProtocol, n.serveReceive)
+	n.net.SetStreamHandler(crowdProtocol, n.serveCrowd)
 	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	healLog := log.With("component", "heal")
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -151,7 +152,8 @@ func (n *meshNode) removePolicy(disk, site, mode string) (PolicyRemoval, error) 
 }
 
 // replicateLoop runs the due policies of the disks this node owns, and the
-// pull policies this node runs, one cycle at a time.
+// pull policies this node runs, one cycle at a time; the push policies of
+// one disk that fall due together run as one cycle (pushGroups).
 func (n *meshNode) replicateLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -161,25 +163,65 @@ func (n *meshNode) replicateLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		var pushes []policyRecord
 		for _, e := range n.cat.List(catalog.ReplicatePrefix) {
 			p, err := decodePolicy(e)
-			if err != nil || time.Since(p.LastTry) < p.Every {
+			if err != nil {
 				continue
 			}
 			d, ok := n.cat.Get(catalog.DiskKey(p.Disk))
 			switch {
 			case !ok:
-			case p.Puller == n.selfStr:
+			case p.Puller == "" && d.Owner == n.selfStr:
+				pushes = append(pushes, policyRecord{e, p})
+			case p.Puller == n.selfStr && time.Since(p.LastTry) >= p.Every:
 				if err := n.movePullRecord(policyRecord{e, p}); err != nil {
 					n.log.Error("move a pull policy to its own key", "err", err)
 					continue
 				}
 				n.pullCycle(ctx, p, e.Root, d)
-			case p.Puller == "" && d.Owner == n.selfStr:
-				n.cycle(ctx, p, e.Root)
 			}
 		}
+		for _, g := range pushGroups(pushes, time.Now()) {
+			n.cycle(ctx, g)
+		}
 	}
+}
+
+// pushGroups returns the push policies among ps to run now, in groups
+// that run as one cycle each: those of one disk and the same transfer
+// options, so that a disk replicated to several sites leaves this node
+// once per cycle, not once per site. A group forms around the policies
+// that are due; it takes along the others of its disk and options that
+// are past half their interval, so that policies added at different
+// times fall into step after one cycle rather than each pushing alone.
+func pushGroups(ps []policyRecord, now time.Time) [][]policyRecord {
+	type groupKey struct {
+		disk string
+		opts TransferOptions
+	}
+	var keys []groupKey
+	members := map[groupKey][]policyRecord{}
+	due := map[groupKey]bool{}
+	for _, r := range ps {
+		k := groupKey{r.policy.Disk, r.policy.Options}
+		since := now.Sub(r.policy.LastTry)
+		if since < r.policy.Every/2 {
+			continue
+		}
+		if _, seen := members[k]; !seen {
+			keys = append(keys, k)
+		}
+		members[k] = append(members[k], r)
+		due[k] = due[k] || since >= r.policy.Every
+	}
+	var out [][]policyRecord
+	for _, k := range keys {
+		if due[k] {
+			out = append(out, members[k])
+		}
+	}
+	return out
 }
 
 // stateVolumes is what replication asks of this node's volumes.
@@ -230,86 +272,142 @@ func (s replicatedStates) prune(ctx context.Context, p Policy) {
 	}
 }
 
-// drop removes the replica a failed cycle took, even when ctx is done
-// (the daemon stopping cut the cycle short).
-func (s replicatedStates) drop(ctx context.Context, disk, name string) {
+// remove removes the replica a failed cycle took, even when ctx is done
+// (the daemon stopping cut the cycle short); the caller publishes the
+// removal.
+func (s replicatedStates) remove(ctx context.Context, disk, name string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
 	defer cancel()
 	if err := s.vols.RemoveReplica(ctx, disk, name); err != nil && !errors.Is(err, volume.ErrNotFound) {
 		s.log.Error("remove the replica of a failed cycle", "disk", disk, "replica", name, "err", err)
-		return
 	}
-	s.publish(ctx) // tombstoned: a site that kept a copy drops it too
 }
 
-// pushCycle is one cycle of a push policy over the roles it uses.
+// pushCycle is one cycle of push policies of one disk over the roles it
+// uses.
 type pushCycle struct {
 	replicatedStates
 	// reachable says why site cannot receive now; nil if it can.
 	reachable func(site string) error
-	// send pushes source (DISK@REPLICA) to site and waits for its end.
-	send func(ctx context.Context, source, site string, o TransferOptions) (TransferInfo, error)
+	// send pushes sources[i] (DISK@REPLICA) to sites[i], all in one swarm,
+	// and waits for its end; the result has one target per site, in order.
+	send func(ctx context.Context, sources, sites []string, o TransferOptions) (TransferInfo, error)
 	now  func() time.Time
 }
 
-// run runs one cycle of p, whose site holds root last: when the disk
-// changed since the last success and the site can receive, it takes a
-// replica and pushes it (only the blocks the site lacks). It returns p
-// updated and the root the site holds now. A failed cycle leaves no
-// replica behind: none is taken while the site cannot receive, and the
-// one taken is removed when the push fails.
+// run runs one cycle of p, whose site holds root last (runAll of one).
 func (c pushCycle) run(ctx context.Context, p Policy, last cid.Cid) (Policy, cid.Cid) {
-	p.LastTry = c.now()
-	fail := func(err error) (Policy, cid.Cid) {
-		p.LastError = err.Error()
-		c.log.Warn("replication cycle failed", "disk", p.Disk, "site", p.Site, "err", err)
-		return p, last
-	}
-	info, err := c.vols.Commit(ctx, p.Disk)
-	if err != nil {
-		return fail(err)
-	}
-	if info.Root == "" || info.Root == p.LastSource {
-		p.LastError = ""
-		return p, last // nothing changed: nothing to send
-	}
-	if err := c.reachable(p.Site); err != nil {
-		return fail(err)
-	}
-	rep, err := c.vols.CreateReplica(ctx, p.Disk, stateName(p.Site, ModePush, p.LastTry))
-	if err != nil {
-		return fail(err)
-	}
-	c.publish(ctx) // the replica in the catalog before the site asks for it
-	root, err := cid.Decode(rep.Root)
-	var res TransferInfo
-	if err == nil {
-		res, err = c.send(ctx, p.Disk+"@"+rep.Name, p.Site, p.Options)
-	}
-	if err == nil && res.State != "done" {
-		err = fmt.Errorf("push %s to %s: %s: %s", rep.Name, p.Site, res.State, res.Error)
-	}
-	if err != nil {
-		c.drop(ctx, p.Disk, rep.Name)
-		return fail(err)
-	}
-	p.LastReplica, p.LastSuccess, p.LastSource = rep.Name, c.now(), info.Root
-	p.LastBytes, p.LastError = res.BytesSent, ""
-	p.TotalBytes += res.BytesSent
-	p.Cycles++
-	c.log.Info("replicated", "disk", p.Disk, "site", p.Site, "replica", rep.Name, "bytes", res.BytesSent)
-	return p, root
+	ps, roots := c.runAll(ctx, []Policy{p}, []cid.Cid{last})
+	return ps[0], roots[0]
 }
 
-// cycle runs one cycle of push policy p and prunes what it keeps, failed
-// or not, so that --keep bounds the replicas a policy leaves.
-func (n *meshNode) cycle(ctx context.Context, p Policy, last cid.Cid) {
-	c := pushCycle{replicatedStates: n.replicatedStates(), reachable: n.siteReachable, send: n.pushAndWait, now: time.Now}
-	p, root := c.run(ctx, p, last)
-	if err := n.setPolicy(p, root); err != nil {
-		n.log.Error("save policy", "err", err)
+// runAll runs one cycle of ps, push policies of one disk with the same
+// transfer options, whose sites hold lasts: it commits the disk once, and
+// for each site that lacks the disk's state and can receive, takes a
+// replica (stateName); it then pushes those replicas, one state under each
+// site's name, to all those sites in one swarm, so the disk's blocks leave
+// this node about once whatever the number of sites. It returns the
+// policies updated and the roots their sites hold now. A failed cycle
+// leaves no replica behind: none is taken while a site cannot receive, and
+// the one taken for a site is removed when the push to it fails.
+func (c pushCycle) runAll(ctx context.Context, ps []Policy, lasts []cid.Cid) ([]Policy, []cid.Cid) {
+	ps, lasts = slices.Clone(ps), slices.Clone(lasts)
+	now := c.now()
+	fail := func(i int, err error) {
+		ps[i].LastError = err.Error()
+		c.log.Warn("replication cycle failed", "disk", ps[i].Disk, "site", ps[i].Site, "err", err)
 	}
-	c.prune(ctx, p)
+	for i := range ps {
+		ps[i].LastTry = now
+	}
+	disk := ps[0].Disk
+	info, err := c.vols.Commit(ctx, disk)
+	if err != nil {
+		for i := range ps {
+			fail(i, err)
+		}
+		return ps, lasts
+	}
+	var due []int                 // policies whose site gets a replica this cycle
+	var reps []volume.ReplicaInfo // their replicas, in the same order
+	for i, p := range ps {
+		if info.Root == "" || info.Root == p.LastSource {
+			ps[i].LastError = "" // nothing changed: nothing to send
+			continue
+		}
+		if err := c.reachable(p.Site); err != nil {
+			fail(i, err)
+			continue
+		}
+		rep, err := c.vols.CreateReplica(ctx, disk, stateName(p.Site, ModePush, now))
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		due, reps = append(due, i), append(reps, rep)
+	}
+	if len(due) == 0 {
+		return ps, lasts
+	}
+	c.publish(ctx) // the replicas in the catalog before the sites ask for them
+	sources, sites := make([]string, len(due)), make([]string, len(due))
+	for k, i := range due {
+		sources[k], sites[k] = disk+"@"+reps[k].Name, ps[i].Site
+	}
+	res, err := c.send(ctx, sources, sites, ps[due[0]].Options)
+	dropped := false
+	for k, i := range due {
+		p := &ps[i]
+		tp, terr := TargetProgress{}, err
+		if terr == nil && k < len(res.Targets) {
+			tp = res.Targets[k]
+		} else if terr == nil {
+			terr = fmt.Errorf("push %s to %s: no report of the site", reps[k].Name, p.Site)
+		}
+		if terr == nil && tp.State != "done" {
+			terr = fmt.Errorf("push %s to %s: %s: %s", reps[k].Name, p.Site, tp.State, tp.Error)
+		}
+		root, derr := cid.Decode(reps[k].Root)
+		if terr == nil {
+			terr = derr
+		}
+		if terr != nil {
+			c.remove(ctx, disk, reps[k].Name)
+			dropped = true
+			fail(i, terr)
+			continue
+		}
+		p.LastReplica, p.LastSuccess, p.LastSource = reps[k].Name, c.now(), info.Root
+		p.LastBytes, p.LastError = tp.Bytes, ""
+		p.TotalBytes += tp.Bytes
+		p.Cycles++
+		lasts[i] = root
+		c.log.Info("replicated", "disk", disk, "site", p.Site, "replica", reps[k].Name, "bytes", tp.Bytes, "sites_at_once", len(due))
+	}
+	if dropped { // tombstoned: a site that kept a copy drops it too
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+		c.publish(pctx)
+		cancel()
+	}
+	return ps, lasts
+}
+
+// cycle runs one cycle of push policies ps of one disk (coalesce) and
+// prunes what each keeps, failed or not, so that --keep bounds the
+// replicas a policy leaves.
+func (n *meshNode) cycle(ctx context.Context, ps []policyRecord) {
+	c := pushCycle{replicatedStates: n.replicatedStates(), reachable: n.siteReachable, send: n.pushAndWait, now: time.Now}
+	policies, lasts := make([]Policy, len(ps)), make([]cid.Cid, len(ps))
+	for i, r := range ps {
+		policies[i], lasts[i] = r.policy, r.entry.Root
+	}
+	policies, lasts = c.runAll(ctx, policies, lasts)
+	for i, p := range policies {
+		if err := n.setPolicy(p, lasts[i]); err != nil {
+			n.log.Error("save policy", "err", err)
+		}
+		c.prune(ctx, p)
+	}
 }
 
 // siteReachable says why this node cannot push to site now.
@@ -325,9 +423,10 @@ func (n *meshNode) siteReachable(site string) error {
 	return kindf(volume.ErrNotFound, "no live member at site %q", site)
 }
 
-// pushAndWait pushes source to site and waits for the push to end.
-func (n *meshNode) pushAndWait(ctx context.Context, source, site string, o TransferOptions) (TransferInfo, error) {
-	job, err := n.push(ctx, newTransferID(), source, []string{site}, o)
+// pushAndWait pushes sources[i] to sites[i], all at once, and waits for
+// the push to end.
+func (n *meshNode) pushAndWait(ctx context.Context, sources, sites []string, o TransferOptions) (TransferInfo, error) {
+	job, err := n.pushEach(ctx, newTransferID(), sources, sites, o)
 	if err != nil {
 		return TransferInfo{}, err
 	}

@@ -181,11 +181,14 @@ func runCycles(t *testing.T, f *fakeStates, p Policy, n int, reachable error, st
 	c := pushCycle{
 		replicatedStates: replicatedStates{vols: f, publish: func(context.Context) {}, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		reachable:        func(string) error { return reachable },
-		send: func(_ context.Context, source, site string, _ TransferOptions) (TransferInfo, error) {
-			if _, ok := f.reps[strings.TrimPrefix(source, p.Disk+"@")]; !ok || site != p.Site {
-				t.Fatalf("send %s to %s: not a replica of the cycle", source, site)
+		send: func(_ context.Context, sources, sites []string, _ TransferOptions) (TransferInfo, error) {
+			if len(sources) != 1 || len(sites) != 1 {
+				t.Fatalf("send %v to %v: want one replica to one site", sources, sites)
 			}
-			return TransferInfo{State: state, Error: "connection reset", BytesSent: 100}, nil
+			if _, ok := f.reps[strings.TrimPrefix(sources[0], p.Disk+"@")]; !ok || sites[0] != p.Site {
+				t.Fatalf("send %s to %s: not a replica of the cycle", sources[0], sites[0])
+			}
+			return TransferInfo{State: state, Targets: []TargetProgress{{State: state, Error: "connection reset", Bytes: 100}}}, nil
 		},
 		now: func() time.Time { return now },
 	}

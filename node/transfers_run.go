@@ -47,10 +47,15 @@ type receiveRequest struct {
 
 // pull runs a transfer here: it fetches e's blocks from sources and keeps
 // the root under ref when done. It returns once the transfer is registered.
+// A pull an operator or a pull policy asks for joins the crowd of the
+// first source, the origin: the other nodes pulling the root from it now.
 func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e catalog.Entry, sources []peer.ID, o TransferOptions) (*transferJob, *datapath.Transfer, error) {
 	spec, err := transferSpec(id, e, peerStrings(sources), o)
 	if err != nil {
 		return nil, nil, err
+	}
+	if kind == "pull" && len(sources) > 0 {
+		return n.pullInCrowd(ctx, kind, ref, e, spec, sources[0])
 	}
 	return n.runPull(ctx, kind, ref, e, spec)
 }
@@ -154,13 +159,37 @@ func (n *meshNode) keep(ctx context.Context, ref volume.Ref, e catalog.Entry, ki
 // push sends source to every target at once: each receives from this node
 // and from the other targets (a swarm).
 func (n *meshNode) push(ctx context.Context, id, source string, targets []string, o TransferOptions) (*transferJob, error) {
-	r, err := n.resolve(ctx, source)
-	if err != nil {
-		return nil, err
+	sources := make([]string, len(targets))
+	for i := range sources {
+		sources[i] = source
 	}
+	return n.pushEach(ctx, id, sources, targets, o)
+}
+
+// pushEach sends sources[i] to targets[i], every target at once in one
+// swarm: the sources name one root (replicas of one state under the
+// names each site keeps), so the targets fetch it from this node and from
+// each other as they would one source.
+func (n *meshNode) pushEach(ctx context.Context, id string, sources, targets []string, o TransferOptions) (*transferJob, error) {
+	if len(sources) != len(targets) || len(targets) == 0 {
+		return nil, fmt.Errorf("push: %d sources for %d targets: %w", len(sources), len(targets), volume.ErrInvalid)
+	}
+	refs := make([]resolved, len(sources))
+	for i, source := range sources {
+		r, err := n.resolve(ctx, source)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && r.entry.Root != refs[0].entry.Root {
+			return nil, fmt.Errorf("push: %s and %s name different roots: %w", sources[0], source, volume.ErrInvalid)
+		}
+		refs[i] = r
+	}
+	r := refs[0]
 	if _, err := transferSpec("check", r.entry, nil, o); err != nil {
 		return nil, err
 	}
+	var err error
 	peers := make([]peer.ID, len(targets))
 	for i, t := range targets {
 		if peers[i], err = n.peerFor(t, r.entry.Root); err != nil {
@@ -170,16 +199,22 @@ func (n *meshNode) push(ctx context.Context, id, source string, targets []string
 			return nil, fmt.Errorf("target %q is this node: %w", t, volume.ErrInvalid)
 		}
 	}
-	entry, err := catalog.Encode([]catalog.Entry{r.entry})
-	if err != nil {
-		return nil, err
+	entries := make([][]byte, len(refs))
+	for i, ri := range refs {
+		if entries[i], err = catalog.Encode([]catalog.Entry{ri.entry}); err != nil {
+			return nil, err
+		}
+	}
+	source := r.ref.String()
+	if slices.ContainsFunc(sources, func(s string) bool { return s != sources[0] }) {
+		source = strings.Join(sources, ",")
 	}
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	prio := o.Priority
 	if prio == "" {
 		prio = datapath.Normal.String()
 	}
-	info := TransferInfo{ID: id, Kind: "push", Source: r.ref.String(), Root: r.entry.Root.String(), State: "running",
+	info := TransferInfo{ID: id, Kind: "push", Source: source, Root: r.entry.Root.String(), State: "running",
 		Priority: prio, Started: time.Now(), Targets: make([]TargetProgress, len(targets))}
 	for i, t := range targets {
 		info.Targets[i] = TargetProgress{Target: t, Peer: peers[i].String(), State: "running"}
@@ -200,7 +235,7 @@ func (n *meshNode) push(ctx context.Context, id, source string, targets []string
 					sources = append(sources, q.String())
 				}
 			}
-			req := receiveRequest{ID: id, Source: r.ref.String(), Entry: entry, Sources: sources, Swarm: swarm, Options: o}
+			req := receiveRequest{ID: id, Source: refs[i].ref.String(), Entry: entries[i], Sources: sources, Swarm: swarm, Options: o}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -22,6 +22,11 @@
 #            others' figures and bound exclude it; then s8 is restarted and
 #            the same push is run again to it: it fetches only the blocks it
 #            lacks (the table's note gives the share it skipped)
+#   replicate8  8 sites, 64 MiB: `weft replicate gold --to s1,...,s8` (one
+#            policy per site, run as one cycle); times from the cycle's push
+#            start
+#   pull8    8 sites, 64 MiB: every site runs `weft pull gold@1 --from s0`
+#            at once (the origin tracks them; they fetch from each other)
 # The table gives the last and the median site's time (from the push's
 # start to the end of that site's receive), their ratio to the bound, and
 # the origin's upload in copies of the spacesuit (from the targets'
@@ -35,7 +40,7 @@ WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 N=${N:-8}
 F=${F:-64}
 RATE=${RATE:-50}
-CASES=${CASES:-equal4 equal8 unequal8 killed8}
+CASES=${CASES:-equal4 equal8 unequal8 killed8 replicate8 pull8}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-swarm: skipped: needs root for network namespaces and tc"
@@ -94,7 +99,7 @@ mesh() {
 	local rates=("$@")
 	CASE_NO=$((CASE_NO + 1))
 	BR=wsbr$TAG$CASE_NO
-	HOMES=$WORK/$name
+	HOMES=$WORK/$name-$CASE_NO # a case may run more than once
 	mkdir -p "$HOMES"
 	ip link add "$BR" type bridge
 	ip link set "$BR" up
@@ -155,9 +160,21 @@ report() {
 	python3 - "$HOMES" "$name" "$n" "$f" "$killed" "$resume" "$START" "$ORIGIN" "$@" >>"$WORK/rows" <<'EOF'
 import datetime, json, statistics, sys
 homes, name, n, f, killed, resume, start, origin = sys.argv[1:9]
-n, f, killed, start = int(n), int(f), int(killed), float(start)
+n, f, killed = int(n), int(f), int(killed)
 rates = [float(r) * 1e6 for r in sys.argv[9:]]  # bits/s, origin first
 push = json.load(open(f"{homes}/push.json"))
+
+def stamp(e):
+    e = e.replace("Z", "+00:00")
+    # Go prints nanoseconds; Python takes microseconds.
+    if "." in e:
+        head, tail = e.split(".", 1)
+        frac, zone = tail[:tail.index("+")], tail[tail.index("+"):]
+        e = f"{head}.{frac[:6].ljust(6, '0')}{zone}"
+    return datetime.datetime.fromisoformat(e).timestamp()
+
+# A replication cycle's push starts on the owner's schedule: timed from it.
+start = stamp(push["started"]) if start == "push" else float(start)
 bits = (f << 20) * 8
 sites = [i for i in range(1, n + 1) if i != killed]
 
@@ -167,16 +184,12 @@ def bound(receivers, helpers):
                len(receivers) * bits / (rates[0] + sum(rates[i] for i in helpers)))
 
 def ended(i, pid):
-    ts = [t for t in json.load(open(f"{homes}/transfers-{i}.json")) if t["id"] == pid and t["kind"] == "receive"]
+    # The site's receive of the push, or (pid None) its own pull.
+    ts = [t for t in json.load(open(f"{homes}/transfers-{i}.json"))
+          if (t["id"] == pid and t["kind"] == "receive") or (pid is None and t["kind"] == "pull")]
     if not ts or ts[0]["state"] != "done":
         sys.exit(f"bench-swarm: {name}: site s{i} did not finish: {ts and ts[0].get('error')}")
-    e = ts[0]["ended"].replace("Z", "+00:00")
-    # Go prints nanoseconds; Python takes microseconds.
-    if "." in e:
-        head, tail = e.split(".", 1)
-        frac, zone = tail[:tail.index("+")], tail[tail.index("+"):]
-        e = f"{head}.{frac[:6].ljust(6, '0')}{zone}"
-    return datetime.datetime.fromisoformat(e).timestamp() - start
+    return stamp(ts[0]["ended"]) - start
 
 times = {i: ended(i, push["id"]) for i in sites}
 last = max(times.values())
@@ -199,10 +212,11 @@ print("\t".join([name, str(n), str(f), f"{t_last:.1f}", f"{last:.1f}", f"{t_medi
 EOF
 }
 
-# run CASE N F SLOW KILL: one case; SLOW is the site at a quarter of RATE
-# (0: none), KILL the site killed mid-push (0: none).
+# run CASE N F SLOW KILL [HOW]: one case; SLOW is the site at a quarter of
+# RATE (0: none), KILL the site killed mid-push (0: none); HOW is push (the
+# default), replicate or pull.
 run() {
-	local name=$1 n=$2 f=$3 slow=$4 kill=$5
+	local name=$1 n=$2 f=$3 slow=$4 kill=$5 how=${6:-push}
 	local rates=("$RATE")
 	for i in $(seq 1 "$n"); do
 		if [ "$i" = "$slow" ]; then rates+=("$(awk -v r="$RATE" 'BEGIN { print r / 4 }')"); else rates+=("$RATE"); fi
@@ -212,7 +226,28 @@ run() {
 	local targets resume=""
 	targets=$(seq -s, -f 's%g' 1 "$n")
 	START=$(now)
-	if [ "$kill" = 0 ]; then
+	if [ "$how" = replicate ]; then
+		START=push
+		w 0 replicate gold --to "$targets" --every 1h --keep 1 >/dev/null
+		local deadline=$((SECONDS + 600))
+		until [ "$(w 0 replicate ls --json | python3 -c 'import json,sys; print(sum(p["status"] == "ok" for p in json.load(sys.stdin)))')" = "$n" ]; do
+			[ $SECONDS -lt $deadline ] || { echo "bench-swarm: $name: the policies never all succeeded" >&2; exit 1; }
+			sleep 0.5
+		done
+		w 0 transfers --json | python3 -c 'import json,sys; print(json.dumps([t for t in json.load(sys.stdin) if t["kind"] == "push"][-1]))' >"$HOMES/push.json"
+	elif [ "$how" = pull ]; then
+		local pullers=()
+		for i in $(seq 1 "$n"); do
+			w "$i" pull gold@1 --from s0 --json >"$HOMES/pull-$i.json" &
+			pullers+=($!)
+		done
+		wait "${pullers[@]}"
+		python3 - "$HOMES" "$n" >"$HOMES/push.json" <<'EOF2'
+import json, sys
+homes, n = sys.argv[1], int(sys.argv[2])
+print(json.dumps({"id": None, "targets": [json.load(open(f"{homes}/pull-{i}.json")) for i in range(1, n + 1)]}))
+EOF2
+	elif [ "$kill" = 0 ]; then
 		w 0 push gold@1 --to "$targets" --json >"$HOMES/push.json"
 	else
 		w 0 push gold@1 --to "$targets" --json >"$HOMES/push.json" || true &
@@ -246,6 +281,8 @@ for c in $CASES; do
 	equal8) run equal8 "$N" "$F" 0 0 ;;
 	unequal8) run unequal8 "$N" "$F" "$N" 0 ;;
 	killed8) run killed8 "$N" "$F" 0 "$N" ;;
+	replicate8) run replicate8 "$N" "$F" 0 0 replicate ;;
+	pull8) run pull8 "$N" "$F" 0 0 pull ;;
 	*) echo "bench-swarm: unknown case $c" >&2; exit 2 ;;
 	esac
 done
@@ -256,7 +293,9 @@ while IFS=$'\t' read -r name n f tl last tm median rl rm copies note; do
 	echo "| $name | $n | $f | $tl | $last | $tm | $median | $rl | $rm | $copies | $note |"
 done <"$WORK/rows"
 while IFS=$'\t' read -r name n f tl last tm median rl rm copies note; do
-	what="swarm push $name ($n sites x $f MiB, ${RATE} Mbit/s, origin $copies copies)"
+	verb="swarm push"
+	case $name in replicate*) verb="replicate" ;; pull*) verb="concurrent pulls" ;; esac
+	what="$verb $name ($n sites x $f MiB, ${RATE} Mbit/s, origin $copies copies)"
 	printf 'ROW\t%s: last site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.2\n' "$what" "$last" "$tl" "$rl"
 	printf 'ROW\t%s: median site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.1\n' "$what" "$median" "$tm" "$rm"
 done <"$WORK/rows"

@@ -6,10 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/weft-mesh/weft/node"
 )
+
+// bridgedCalls counts the calls of bridgedSites in this process.
+var bridgedCalls atomic.Int64
 
 // bridgedSites builds n network namespaces on one bridge, each with a veth
 // whose ends are both capped at mbit Mbit/s by tbf: n sites whose links
@@ -22,7 +26,8 @@ func bridgedSites(t *testing.T, n, mbit int) (namespaces, ips []string) {
 	}
 	needTool(t, "ip", "iproute2")
 	needTool(t, "tc", "iproute2")
-	id := os.Getpid() % 10000
+	// The pid and a count: a test's veths outlive their namespaces a while.
+	id := (os.Getpid()%1000)*10 + int(bridgedCalls.Add(1)%10)
 	br := fmt.Sprintf("wsw%db", id)
 	t.Cleanup(func() { tool(t, cmdTimeout, "ip", "link", "del", br) })
 	toolOK(t, "ip", "link", "add", br, "type", "bridge")
@@ -55,15 +60,15 @@ func bridgedSites(t *testing.T, n, mbit int) (namespaces, ips []string) {
 	return namespaces, ips
 }
 
-// TestPushSwarmsOnCappedLinks pushes a spacesuit from an origin to three
-// sites, every link capped at 20 Mbit/s each way: the origin sends about
-// one copy in all, and every site gets blocks from the other sites.
-func TestPushSwarmsOnCappedLinks(t *testing.T) {
-	namespaces, ips := bridgedSites(t, 4, 20)
-	// The origin imports and publishes before the sites join, so its
-	// replication push finds no other member; the sites' heal is all but
-	// stopped (1K/s, a 256 KiB burst), so the push moves nearly every block.
-	const size = 8 << 20
+// goldSites starts an origin and n-1 sites on capped links (bridgedSites,
+// mbit Mbit/s), the origin holding the spacesuit gold@1 of size random
+// bytes, and waits until all are members. The origin imports and
+// publishes before the sites join, so its replication push finds no other
+// member; the sites' heal is all but stopped (1K/s, a 256 KiB burst), so
+// the transfer under test moves nearly every block.
+func goldSites(t *testing.T, n, mbit, size int) []*harness {
+	t.Helper()
+	namespaces, ips := bridgedSites(t, n, mbit)
 	img := make([]byte, size)
 	rand.NewChaCha8([32]byte{14}).Read(img)
 	sites := make([]*harness, len(ips))
@@ -87,8 +92,18 @@ func TestPushSwarmsOnCappedLinks(t *testing.T) {
 		h.ok("join", origin.addr())
 	}
 	for _, h := range sites {
-		eventually(t, "four members", func() (bool, string) { n := h.alivePeers(); return n == 4, fmt.Sprint(n) })
+		eventually(t, fmt.Sprint(n, " members"), func() (bool, string) { m := h.alivePeers(); return m == n, fmt.Sprint(m) })
 	}
+	return sites
+}
+
+// TestPushSwarmsOnCappedLinks pushes a spacesuit from an origin to three
+// sites, every link capped at 20 Mbit/s each way: the origin sends about
+// one copy in all, and every site gets blocks from the other sites.
+func TestPushSwarmsOnCappedLinks(t *testing.T) {
+	const size = 8 << 20
+	sites := goldSites(t, 4, 20, size)
+	origin := sites[0]
 
 	var tr node.TransferInfo
 	origin.jsonOut(&tr, "push", "gold@1", "--to", "s1,s2,s3")

@@ -19,7 +19,7 @@ func newReplicateCmd(g *globals) *cobra.Command {
 	var pull bool
 	var keep int
 	c := &cobra.Command{
-		Use:   "replicate DISK (--to SITE | --pull) [--every 5m] [--keep 3] [--priority P] [--bwlimit RATE] [--block-size SIZE]",
+		Use:   "replicate DISK (--to SITE[,SITE...] | --pull) [--every 5m] [--keep 3] [--priority P] [--bwlimit RATE] [--block-size SIZE]",
 		Short: "Replicate a disk to a site on a schedule: a replica and the blocks the site lacks, when the disk changed",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -41,19 +41,27 @@ func newReplicateCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: to, Pull: pull, Every: every, Keep: keep, Options: o})
-			if err != nil {
-				return err
+			// One policy per site: each keeps its own states, lag and
+			// errors; the owner pushes the disk to all of them at once.
+			sites := []string{""}
+			if to != "" {
+				sites = strings.Split(to, ",")
 			}
-			verb := "replicating"
-			if p.Mode == node.ModePull {
-				verb = "pulling"
+			for _, site := range sites {
+				p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: site, Pull: pull, Every: every, Keep: keep, Options: o})
+				if err != nil {
+					return err
+				}
+				verb := "replicating"
+				if p.Mode == node.ModePull {
+					verb = "pulling"
+				}
+				fmt.Fprintf(g.stdout, "%s %s to %s every %s, keeping the last %d states\n", verb, p.Disk, p.Site, p.Every, p.Keep)
 			}
-			fmt.Fprintf(g.stdout, "%s %s to %s every %s, keeping the last %d states\n", verb, p.Disk, p.Site, p.Every, p.Keep)
 			return nil
 		},
 	}
-	c.Flags().StringVar(&to, "to", "", "the site to keep a copy at (the disk's owner pushes to it)")
+	c.Flags().StringVar(&to, "to", "", "the sites to keep a copy at, comma-separated (the disk's owner pushes to all of them at once, a swarm)")
 	c.Flags().BoolVar(&pull, "pull", false, "run on a node of the archive site: it pulls the disk on the schedule (pull-based backup)")
 	c.Flags().DurationVar(&every, "every", 5*time.Minute, "how often to check the disk for changes")
 	c.Flags().IntVar(&keep, "keep", 3, "how many replicated states (repl-SITE-* replicas) to keep, on the owner and at the site")

@@ -1,0 +1,441 @@
+package datapath
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+)
+
+// Crowd is a changing view of the receivers pulling one root from the
+// same origin at the same time, as the origin, acting as their tracker,
+// tells each of them. Members returns them in the order they joined (the
+// receiver itself among them) and a channel closed once the list
+// changes. It must be safe for concurrent use and must not block.
+type Crowd interface {
+	Members() ([]string, <-chan struct{})
+}
+
+// crowd pulls a root together with whoever else pulls it from the same
+// origin now (Spec.Crowd): a swarm whose members come and go.
+//
+// Every missing block has an owner among the members alive: the one that
+// ranks it highest (rendezvous hashing), so every member computes the
+// same owners from the same list, and a member that joins or leaves moves
+// only the blocks it ranks highest. Each member fetches the blocks it owns
+// from the origin and asks every other member for the blocks that member
+// owns, as a swarm does: the origin sends each block about once. A member
+// that joins late owns blocks the members before it may already hold, as
+// their owner before it came: it asks that earlier owner for them first,
+// until one ask brings nothing (each member fetches its share in map
+// order, so what the earlier one held is the start of its share; what it
+// had in flight from the origin then, at most swarmOriginInFlight, may
+// come twice). A
+// member that fails requests is passed over for a while and its blocks
+// owned by the others; one alive but sending nothing for swarmPatience
+// has its share taken from the origin by whoever is idle.
+type crowd struct {
+	f           *fetcher
+	self        string
+	view        Crowd
+	originBatch int // blocks per origin request among others
+	peerBatch   int // blocks per member request
+	each        int64
+	// alone: while the crowd is this receiver alone, it pulls as a plain
+	// transfer does: aloneRequests of aloneBatch blocks in flight, not the
+	// small requests that let the others relay each piece soon.
+	aloneBatch    int
+	aloneRequests int
+	origin        string
+
+	mu        sync.Mutex
+	members   []string             // as the view said last, self among them
+	order     []cid.Cid            // missing at the start, in map order; stored blocks dropped as met
+	pending   map[cid.Cid]bool     // not stored here yet
+	inflight  map[cid.Cid]bool     // asked of someone now
+	lastGot   map[string]time.Time // when each member last sent a block, or was first seen
+	exhausted map[string]bool      // earlier members that held none of this one's share when asked
+	asking    map[string]bool      // members with fetchers running
+	// owners caches the owner of each block among the members alive as
+	// ownersOf names them: a scan asks for many blocks' owners, and a
+	// rank costs a hash per member.
+	owners   map[cid.Cid]string
+	ownersOf string
+	// aloneCtx is the context of the requests made while alone, cancelled
+	// once others join: the blocks they asked for, large requests, would
+	// otherwise go on arriving here while the others, owning most of them
+	// now, fetch them from the origin too.
+	aloneCtx    context.Context
+	aloneCancel context.CancelFunc
+	runCtx      context.Context // the parent of aloneCtx
+	done        chan struct{}   // closed once pending is empty
+	changed     chan struct{}   // closed and replaced on every change
+}
+
+func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
+	c := &crowd{
+		f:             f,
+		self:          spec.Self,
+		view:          spec.Crowd,
+		originBatch:   max(1, int(swarmOriginBatch/spec.DiskBlockSize)),
+		peerBatch:     min(spec.batchBlocks(), max(1, int(swarmPeerBatch/spec.DiskBlockSize))),
+		each:          spec.DiskBlockSize,
+		aloneBatch:    spec.batchBlocks(),
+		aloneRequests: spec.Concurrency,
+		origin:        spec.Sources[0],
+		pending:       make(map[cid.Cid]bool, len(missing)),
+		inflight:      make(map[cid.Cid]bool),
+		lastGot:       make(map[string]time.Time),
+		exhausted:     make(map[string]bool),
+		asking:        make(map[string]bool),
+		owners:        make(map[cid.Cid]string),
+		done:          make(chan struct{}),
+		changed:       make(chan struct{}),
+	}
+	idx := make([]int, len(missing))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return ordinals[a] - ordinals[b] })
+	for _, i := range idx {
+		c.order = append(c.order, missing[i])
+		c.pending[missing[i]] = true
+	}
+	if len(c.pending) == 0 {
+		close(c.done)
+	}
+	return c
+}
+
+// run fetches every missing block, following the view's changes.
+func (c *crowd) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	c.runCtx = gctx
+	c.aloneCtx, c.aloneCancel = context.WithCancel(gctx)
+	defer func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.aloneCancel()
+	}()
+	perRequest := int64(c.originBatch) * c.each
+	crowdRequests := max(2, int(swarmOriginInFlight/perRequest))
+	for i := range max(crowdRequests, c.aloneRequests) {
+		g.Go(func() error { return c.fromOrigin(gctx, i < crowdRequests, i < c.aloneRequests) })
+	}
+	g.Go(func() error {
+		for {
+			members, changed := c.view.Members()
+			for _, m := range c.follow(members) {
+				for range swarmPeerRequests {
+					g.Go(func() error { return c.fromMember(gctx, m) })
+				}
+			}
+			select {
+			case <-c.done:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			case <-changed:
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// follow takes members as the current list and returns those to start
+// asking.
+func (c *crowd) follow(members []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(members, c.self) {
+		members = append(slices.Clone(members), c.self) // joined here before the tracker says so
+	}
+	c.members = members
+	switch {
+	case len(members) > 1:
+		c.aloneCancel()
+	case c.aloneCtx.Err() != nil: // alone again: the others left
+		c.aloneCtx, c.aloneCancel = context.WithCancel(c.runCtx)
+	}
+	var start []string
+	now := time.Now()
+	for _, m := range members {
+		if _, seen := c.lastGot[m]; !seen {
+			c.lastGot[m] = now
+		}
+		if m != c.self && !c.asking[m] {
+			c.asking[m] = true
+			start = append(start, m)
+		}
+	}
+	c.wakeLocked()
+	return start
+}
+
+// fromOrigin fetches the blocks this receiver owns: from the member that
+// owned them before this one joined while it has them, else from the
+// origin (or, should it fail, from whichever source has them). It runs
+// while in a crowd if inCrowd, while alone if alone.
+func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
+	for {
+		batch, earlier, actx, wake := c.takeOwn(inCrowd, alone)
+		if batch == nil {
+			select {
+			case <-c.done:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-wake:
+			case <-time.After(swarmPollMax):
+			}
+			continue
+		}
+		if earlier != "" {
+			got, err, keepErr := c.f.get(ctx, earlier, batch, 0, true)
+			if keepErr != nil {
+				return keepErr
+			}
+			if err == nil && len(got) == 0 {
+				c.exhaust(earlier)
+			}
+			c.landed(batch, got, earlier)
+			continue
+		}
+		if actx != nil {
+			// Alone: from the origin in large requests, cut short when
+			// others join; what arrived by then is stored.
+			got, err, keepErr := c.f.get(actx, c.origin, batch, c.each*int64(len(batch)), true)
+			c.landed(batch, got, "")
+			if keepErr != nil || err == nil || actx.Err() != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if keepErr != nil {
+					return keepErr
+				}
+				continue
+			}
+			batch = slices.DeleteFunc(batch, func(b cid.Cid) bool { _, ok := got[b]; return ok })
+		}
+		got, err := c.f.fetch(ctx, batch, nil, c.each, true)
+		c.landed(batch, got, "")
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// fromMember fetches from m the blocks it owns that are missing here while
+// m is a member, as swarm.fromMember does.
+func (c *crowd) fromMember(ctx context.Context, m string) error {
+	wait := swarmPollMin
+	for {
+		batch, change, member := c.claimFrom(m)
+		if !member || c.f.isDropped(m) {
+			return nil
+		}
+		if len(batch) > 0 {
+			got, err, keepErr := c.f.get(ctx, m, batch, 0, true)
+			c.landed(batch, got, m)
+			switch {
+			case keepErr != nil:
+				return keepErr
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case err == nil && len(got) > 0:
+				wait = swarmPollMin
+				continue
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		case <-change:
+		case <-timer.C:
+			wait = min(2*wait, swarmPollMax)
+		}
+		timer.Stop()
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+	}
+}
+
+// takeOwn claims up to originBatch missing blocks this receiver owns, and
+// when there are none, of a member silent for swarmPatience. earlier is
+// the member to ask for them first ("": the origin). Alone, it claims
+// aloneBatch blocks and actx, the context to ask them in. With nothing to
+// take it returns nil and a channel closed on the next change.
+func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, actx context.Context, wake <-chan struct{}) {
+	now := time.Now()
+	alive := c.aliveAt(now)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.originBatch
+	switch {
+	case len(c.members) == 0:
+		return nil, "", nil, c.changed // the view not read yet
+	case len(c.members) == 1 && !alone, len(c.members) > 1 && !inCrowd:
+		return nil, "", nil, c.changed
+	case len(c.members) == 1:
+		n, actx = c.aloneBatch, c.aloneCtx
+	}
+	before := c.members[:max(0, slices.Index(c.members, c.self))]
+	owner := c.ownerLocked(alive)
+	// The blocks of one earlier owner at a time: it is asked for them.
+	c.scan(func(b cid.Cid) bool {
+		if len(batch) >= n || owner(b) != c.self {
+			return false
+		}
+		e := c.owner(b, before, func(m string) bool { return alive(m) && !c.exhausted[m] })
+		if len(batch) == 0 {
+			earlier = e
+		}
+		return e == earlier
+	}, &batch)
+	if len(batch) == 0 {
+		c.scan(func(b cid.Cid) bool {
+			if len(batch) >= n {
+				return false
+			}
+			o := owner(b)
+			return o != c.self && now.Sub(c.lastGot[o]) > swarmPatience
+		}, &batch)
+	}
+	if len(batch) == 0 {
+		return nil, "", nil, c.changed
+	}
+	return batch, earlier, actx, nil
+}
+
+// claimFrom claims up to peerBatch missing blocks m owns to ask m for;
+// member is false once m left the crowd.
+func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, member bool) {
+	alive := c.aliveAt(time.Now())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(c.members, m) {
+		delete(c.asking, m) // asked again should it come back
+		return nil, nil, false
+	}
+	if !c.f.backingOff(m, time.Now()) {
+		owner := c.ownerLocked(alive)
+		c.scan(func(b cid.Cid) bool { return len(batch) < c.peerBatch && owner(b) == m }, &batch)
+	}
+	if len(batch) == 0 {
+		return nil, c.changed, true
+	}
+	return batch, nil, true
+}
+
+// scan appends to out the missing blocks not in flight that ok takes, in
+// map order, marks them in flight, and drops stored blocks from the
+// order on the way. s.mu must be held.
+func (c *crowd) scan(ok func(cid.Cid) bool, out *[]cid.Cid) {
+	kept := c.order[:0]
+	for _, b := range c.order {
+		if !c.pending[b] {
+			continue
+		}
+		kept = append(kept, b)
+		if !c.inflight[b] && ok(b) {
+			c.inflight[b] = true
+			*out = append(*out, b)
+		}
+	}
+	clear(c.order[len(kept):])
+	c.order = kept
+}
+
+// ownerLocked returns the owner of a block among the members alive, from
+// the cache while the same members are alive. c.mu must be held.
+func (c *crowd) ownerLocked(alive func(string) bool) func(cid.Cid) string {
+	var live []string
+	for _, m := range c.members {
+		if alive(m) {
+			live = append(live, m)
+		}
+	}
+	if key := strings.Join(live, "\x00"); key != c.ownersOf {
+		clear(c.owners)
+		c.ownersOf = key
+	}
+	return func(b cid.Cid) string {
+		o, ok := c.owners[b]
+		if !ok {
+			o = c.owner(b, live, func(string) bool { return true })
+			c.owners[b] = o
+		}
+		return o
+	}
+}
+
+// owner returns the member among ms alive that ranks b highest, "" if
+// none is.
+func (c *crowd) owner(b cid.Cid, ms []string, alive func(string) bool) string {
+	best, bestScore := "", uint64(0)
+	for _, m := range ms {
+		if !alive(m) {
+			continue
+		}
+		if sc := rank(m, b); best == "" || sc > bestScore {
+			best, bestScore = m, sc
+		}
+	}
+	return best
+}
+
+// aliveAt returns whether a member counts as alive at now: this receiver,
+// or one not dropped and not backing off after a failed request.
+func (c *crowd) aliveAt(now time.Time) func(string) bool {
+	return func(m string) bool {
+		return m == c.self || (!c.f.isDropped(m) && !c.f.backingOff(m, now))
+	}
+}
+
+// landed ends the flight of batch; got holds the blocks stored, from the
+// member that sent them ("": the origin).
+func (c *crowd) landed(batch []cid.Cid, got map[cid.Cid][]byte, from string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range batch {
+		delete(c.inflight, b)
+		if _, ok := got[b]; ok {
+			delete(c.pending, b)
+		}
+	}
+	if from != "" && len(got) > 0 {
+		c.lastGot[from] = time.Now()
+	}
+	c.wakeLocked()
+}
+
+// exhaust notes that earlier member m answered an ask for this receiver's
+// share with nothing: it holds no more of it.
+func (c *crowd) exhaust(m string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exhausted[m] = true
+}
+
+// wakeLocked signals a change. c.mu must be held.
+func (c *crowd) wakeLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+	if len(c.pending) == 0 {
+		select {
+		case <-c.done:
+		default:
+			close(c.done)
+		}
+	}
+}

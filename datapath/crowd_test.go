@@ -1,0 +1,169 @@
+package datapath
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// testCrowd is a tracker's view shared by every receiver of a test.
+type testCrowd struct {
+	mu      sync.Mutex
+	members []string
+	changed chan struct{}
+}
+
+func newTestCrowd(members ...string) *testCrowd {
+	return &testCrowd{members: members, changed: make(chan struct{})}
+}
+
+func (c *testCrowd) Members() ([]string, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.members), c.changed
+}
+
+// set replaces the members and tells the receivers.
+func (c *testCrowd) set(members ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.members = members
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// startCrowd starts receivers pulling d from "src" with crowd as their
+// tracker; like a pull from a site, every receiver lists the others as
+// sources too.
+func startCrowd(net *testNet, d disk, crowd Crowd, receivers []string, all []string) map[string]*Transfer {
+	started := make(map[string]*Transfer)
+	for _, r := range receivers {
+		sources := []string{"src"}
+		for _, m := range all {
+			if m != r {
+				sources = append(sources, m)
+			}
+		}
+		spec := Spec{ID: "pull-" + r, Root: d.root, Sources: sources, Self: r, Crowd: crowd,
+			BlockSize: MinBlockSize, DiskBlockSize: int64(d.blockSize)}
+		started[r] = Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
+	}
+	return started
+}
+
+// waitAll waits for every transfer to have the whole disk.
+func waitAll(t *testing.T, net *testNet, d disk, started map[string]*Transfer) map[string]Progress {
+	t.Helper()
+	out := make(map[string]Progress)
+	for r, tr := range started {
+		p, err := wait(t, tr)
+		if err != nil {
+			t.Fatalf("receiver %s: %v", r, err)
+		}
+		checkComplete(t, net.stores["src"], net.stores[r], d.root)
+		out[r] = p
+	}
+	return out
+}
+
+// TestCrowdSuperSeeds: four receivers pull one disk at once from an origin
+// whose uplink is the bottleneck: told by the tracker who else pulls it,
+// they share it out and the origin sends about one copy in all.
+func TestCrowdSuperSeeds(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(8<<20))
+	members := []string{"r0", "r1", "r2", "r3"}
+	for _, m := range members {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
+	if c := originCopies(t, d, got); c > 1.2 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
+	}
+}
+
+// TestCrowdLateJoiners: four receivers pull; once they hold a third of the
+// disk four more join. The late ones get what the early ones hold from
+// them, not from the origin, which still sends about one copy.
+func TestCrowdLateJoiners(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(16<<20))
+	early := []string{"r0", "r1", "r2", "r3"}
+	late := []string{"r4", "r5", "r6", "r7"}
+	all := append(slices.Clone(early), late...)
+	for _, m := range all {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 384, size, 0) // 12 MiB: each member's MiB in flight as others join is small beside it
+	crowd := newTestCrowd(early...)
+	started := startCrowd(net, d, crowd, early, all)
+	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/3) })
+	crowd.set(all...)
+	maps := startCrowd(net, d, crowd, late, all)
+	for r, tr := range maps {
+		started[r] = tr
+	}
+	got := waitAll(t, net, d, started)
+	if c := originCopies(t, d, got); c > 1.3 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+	}
+}
+
+// TestCrowdMemberDies: one of four receivers goes down midway, and the
+// tracker still lists it: the others pass it over, finish, and the origin
+// sends again only what the dead one had not passed on.
+func TestCrowdMemberDies(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(8<<20))
+	members := []string{"r0", "r1", "r2", "r3"}
+	for _, m := range members {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	crowd := newTestCrowd(members...)
+	started := startCrowd(net, d, crowd, members, members)
+	waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
+	net.net.Down("r3")
+	started["r3"].Cancel()
+	_, _ = wait(t, started["r3"])
+	delete(started, "r3")
+	got := waitAll(t, net, d, started)
+	if c := originCopies(t, d, got); c > 1.35 {
+		t.Fatalf("origin sent %.2f copies to the three live ones, want at most 1.35", c)
+	}
+}
+
+// TestCrowdFirstAloneThenJoined: one receiver starts alone, pulling as a
+// plain transfer does (large requests); once it holds a tenth of the disk
+// three more join. Its large requests are cut short, so the origin still
+// sends about one copy.
+func TestCrowdFirstAloneThenJoined(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(8<<20))
+	all := []string{"r0", "r1", "r2", "r3"}
+	for _, m := range all {
+		net.add(m, nil)
+	}
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	crowd := newTestCrowd("r0")
+	started := startCrowd(net, d, crowd, all[:1], all)
+	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/10) })
+	crowd.set(all...)
+	for r, tr := range startCrowd(net, d, crowd, all[1:], all) {
+		started[r] = tr
+	}
+	got := waitAll(t, net, d, started)
+	if c := originCopies(t, d, got); c > 1.2 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
+	}
+}

@@ -1,0 +1,337 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// crowdProtocol makes the node a pull is from the tracker of its root: the
+// puller sends one crowdJoin line, later one crowdDone line once it holds
+// the root, and keeps the stream open while it pulls or serves; the
+// tracker answers with a crowdList line whenever the root's pullers
+// change. Closing the stream leaves. Pullers of one root at once thus
+// learn of each other and pull it as a crowd (datapath.Crowd): the
+// origin's uplink carries about one copy, not one per puller.
+const crowdProtocol = "/weft/crowd/1.0.0"
+
+const (
+	// maxCrowd bounds the pullers a tracker lists for one root; those
+	// beyond it pull on their own.
+	maxCrowd = 256
+	// maxCrowdLine bounds one line of the protocol.
+	maxCrowdLine = 64 << 10
+	// crowdJoinTimeout bounds joining a crowd: a tracker that does not
+	// answer in time (a node from before crowds) leaves the pull alone.
+	crowdJoinTimeout = 3 * time.Second
+	// crowdLinger bounds how long a puller that holds the root stays in
+	// the crowd, serving its share, while others still pull.
+	crowdLinger = 2 * time.Minute
+)
+
+// crowdJoin is a puller's first line: the root it pulls.
+type crowdJoin struct {
+	Root string `json:"root"`
+}
+
+// crowdDone is a puller's second line: it holds the root now.
+type crowdDone struct {
+	Done bool `json:"done"`
+}
+
+// crowdList is the tracker's line: the pullers of the root in the order
+// they joined, and those among them that hold it all.
+type crowdList struct {
+	Members []string `json:"members"`
+	Done    []string `json:"done"`
+}
+
+// crowdTracker keeps, for each root pulled from this node now, who pulls
+// it. Safe for concurrent use.
+type crowdTracker struct {
+	mu    sync.Mutex
+	roots map[cid.Cid][]*crowdPuller
+}
+
+// crowdPuller is one puller as the tracker sees it.
+type crowdPuller struct {
+	id     peer.ID
+	done   bool
+	notify chan struct{} // one pending wake to send the list again
+}
+
+// join adds p to root's pullers; false if the crowd is full.
+func (t *crowdTracker) join(root cid.Cid, p *crowdPuller) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.roots == nil {
+		t.roots = map[cid.Cid][]*crowdPuller{}
+	}
+	if len(t.roots[root]) >= maxCrowd {
+		return false
+	}
+	t.roots[root] = append(t.roots[root], p)
+	t.wakeLocked(root)
+	return true
+}
+
+// finish marks p as holding root.
+func (t *crowdTracker) finish(root cid.Cid, p *crowdPuller) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.done = true
+	t.wakeLocked(root)
+}
+
+// leave removes p from root's pullers.
+func (t *crowdTracker) leave(root cid.Cid, p *crowdPuller) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.roots[root] = slices.DeleteFunc(t.roots[root], func(q *crowdPuller) bool { return q == p })
+	if len(t.roots[root]) == 0 {
+		delete(t.roots, root)
+	}
+	t.wakeLocked(root)
+}
+
+// list returns root's pullers as the tracker sends them.
+func (t *crowdTracker) list(root cid.Cid) crowdList {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := crowdList{Members: []string{}, Done: []string{}}
+	for _, p := range t.roots[root] {
+		l.Members = append(l.Members, p.id.String())
+		if p.done {
+			l.Done = append(l.Done, p.id.String())
+		}
+	}
+	return l
+}
+
+func (t *crowdTracker) wakeLocked(root cid.Cid) {
+	for _, p := range t.roots[root] {
+		select {
+		case p.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// serveCrowd tracks one puller of a root: it sends the root's pullers
+// whenever they change, until the puller closes the stream.
+func (n *meshNode) serveCrowd(s network.Stream) {
+	defer s.Close()
+	r := bufio.NewReader(io.LimitReader(s, maxCrowdLine))
+	var j crowdJoin
+	line, err := r.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &j)
+	}
+	root, cerr := cid.Decode(j.Root)
+	if err != nil || cerr != nil {
+		n.log.Debug("bad crowd join", "peer", s.Conn().RemotePeer(), "err", errors.Join(err, cerr))
+		return
+	}
+	p := &crowdPuller{id: s.Conn().RemotePeer(), notify: make(chan struct{}, 1)}
+	if !n.crowds.join(root, p) {
+		return // pulls on its own
+	}
+	defer n.crowds.leave(root, p)
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		var d crowdDone
+		if line, err := r.ReadBytes('\n'); err != nil || json.Unmarshal(line, &d) != nil || !d.Done {
+			return
+		}
+		n.crowds.finish(root, p)
+		_, _ = io.Copy(io.Discard, s) // until the puller leaves
+	}()
+	enc := json.NewEncoder(s)
+	for {
+		select {
+		case <-gone:
+			return
+		case <-p.notify:
+			if err := enc.Encode(n.crowds.list(root)); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// crowdView is a puller's view of its crowd, read from the tracker; it is
+// the datapath.Crowd of the pull.
+type crowdView struct {
+	s    network.Stream
+	self peer.ID
+
+	mu      sync.Mutex
+	members []string // raw peer IDs, as datapath names peers
+	done    map[string]bool
+	changed chan struct{}
+	ended   chan struct{} // closed when the tracker's stream ends
+}
+
+// joinCrowd asks origin to track this node's pull of root; nil if it does
+// not (a node from before crowds, or unreachable): the pull then runs on
+// its own.
+func (n *meshNode) joinCrowd(ctx context.Context, origin peer.ID, root cid.Cid) *crowdView {
+	jctx, cancel := context.WithTimeout(ctx, crowdJoinTimeout)
+	defer cancel()
+	s, err := n.net.NewStream(jctx, origin, crowdProtocol)
+	if err != nil {
+		n.log.Debug("no crowd for this pull", "origin", origin, "err", err)
+		return nil
+	}
+	b, _ := json.Marshal(crowdJoin{Root: root.String()})
+	_ = s.SetDeadline(time.Now().Add(crowdJoinTimeout))
+	r := bufio.NewReader(io.LimitReader(s, 1<<30))
+	var first crowdList
+	if _, err := s.Write(append(b, '\n')); err == nil {
+		err = readCrowdList(r, &first)
+	}
+	if err != nil {
+		n.log.Debug("no crowd for this pull", "origin", origin, "err", err)
+		s.Reset()
+		return nil
+	}
+	_ = s.SetDeadline(time.Time{})
+	v := &crowdView{s: s, self: n.self, changed: make(chan struct{}), ended: make(chan struct{})}
+	v.set(first)
+	go func() {
+		defer close(v.ended)
+		for {
+			var l crowdList
+			if readCrowdList(r, &l) != nil {
+				return
+			}
+			v.set(l)
+		}
+	}()
+	return v
+}
+
+// readCrowdList reads one bounded line of the tracker into l.
+func readCrowdList(r *bufio.Reader, l *crowdList) error {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		line = append(line, frag...)
+		if len(line) > maxCrowdLine {
+			return fmt.Errorf("crowd list over %d bytes", maxCrowdLine)
+		}
+		if err == nil {
+			return json.Unmarshal(line, l)
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+	}
+}
+
+// set takes l as the crowd now; members that are not peer IDs are left
+// out.
+func (v *crowdView) set(l crowdList) {
+	var members []string
+	done := map[string]bool{}
+	for _, m := range l.Members {
+		if id, err := peer.Decode(m); err == nil && !slices.Contains(members, string(id)) {
+			members = append(members, string(id))
+		}
+	}
+	for _, m := range l.Done {
+		if id, err := peer.Decode(m); err == nil {
+			done[string(id)] = true
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.members, v.done = members, done
+	close(v.changed)
+	v.changed = make(chan struct{})
+}
+
+// Members returns the pullers of the root in the order they joined.
+func (v *crowdView) Members() ([]string, <-chan struct{}) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.members), v.changed
+}
+
+// othersPulling reports whether a puller other than this one does not
+// hold the root yet, and a channel closed on the next change.
+func (v *crowdView) othersPulling() (bool, <-chan struct{}) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, m := range v.members {
+		if m != string(v.self) && !v.done[m] {
+			return true, v.changed
+		}
+	}
+	return false, v.changed
+}
+
+// stay keeps this node in the crowd once its pull ended: one that holds
+// the root (ok) tells the tracker and serves its share while others still
+// pull, at most crowdLinger; then it leaves.
+func (v *crowdView) stay(ok bool) {
+	defer v.s.Close()
+	if !ok {
+		v.s.Reset()
+		return
+	}
+	b, _ := json.Marshal(crowdDone{Done: true})
+	if _, err := v.s.Write(append(b, '\n')); err != nil {
+		return
+	}
+	limit := time.NewTimer(crowdLinger)
+	defer limit.Stop()
+	for {
+		pulling, changed := v.othersPulling()
+		if !pulling {
+			return
+		}
+		select {
+		case <-changed:
+		case <-v.ended:
+			return
+		case <-limit.C:
+			return
+		}
+	}
+}
+
+// pullInCrowd runs spec (a pull of e from sources, the origin first) in
+// the origin's crowd for the root, when it keeps one, as runPull does.
+func (n *meshNode) pullInCrowd(ctx context.Context, kind string, ref volume.Ref, e catalog.Entry, spec datapath.Spec, origin peer.ID) (*transferJob, *datapath.Transfer, error) {
+	v := n.joinCrowd(ctx, origin, e.Root)
+	if v == nil {
+		return n.runPull(ctx, kind, ref, e, spec)
+	}
+	spec.Crowd, spec.Self = v, string(n.self)
+	job, t, err := n.runPull(ctx, kind, ref, e, spec)
+	if err != nil {
+		v.stay(false)
+		return nil, nil, err
+	}
+	go func() {
+		<-job.done
+		v.stay(job.snapshot().State == "done")
+	}()
+	return job, t, nil
+}

@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// TestPushCycleSendsOnceToAllSites: the push policies of one disk run as
+// one cycle push the disk's state to every site that can receive in one
+// swarm (one send naming each site's own replica), and each policy keeps
+// its own outcome: a site that cannot receive gets no replica, a site
+// whose part of the push failed loses its replica, the others succeed.
+func TestPushCycleSendsOnceToAllSites(t *testing.T) {
+	f := &fakeStates{t: t, reps: map[string]volume.ReplicaInfo{}}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var sends [][]string
+	c := pushCycle{
+		replicatedStates: replicatedStates{vols: f, publish: func(context.Context) {}, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		reachable: func(site string) error {
+			if site == "rome" {
+				return errors.New("no live member at site rome")
+			}
+			return nil
+		},
+		send: func(_ context.Context, sources, sites []string, _ TransferOptions) (TransferInfo, error) {
+			sends = append(sends, slices.Clone(sites))
+			var targets []TargetProgress
+			for i, site := range sites {
+				if want := "vm@" + stateName(site, ModePush, now); sources[i] != want {
+					t.Fatalf("send %s to %s, want %s", sources[i], site, want)
+				}
+				tp := TargetProgress{State: "done", Bytes: 100}
+				if site == "paris" {
+					tp = TargetProgress{State: "failed", Error: "connection reset"}
+				}
+				targets = append(targets, tp)
+			}
+			return TransferInfo{State: "failed", Targets: targets}, nil
+		},
+		now: func() time.Time { return now },
+	}
+	sites := []string{"berlin", "paris", "rome", "oslo"}
+	ps := make([]Policy, len(sites))
+	for i, site := range sites {
+		ps[i] = Policy{Disk: "vm", Site: site, Mode: ModePush, Keep: 2}
+	}
+	got, roots := c.runAll(context.Background(), ps, make([]cid.Cid, len(ps)))
+	if want := [][]string{{"berlin", "paris", "oslo"}}; !slices.EqualFunc(sends, want, slices.Equal) {
+		t.Fatalf("sends %v, want one to every reachable site: %v", sends, want)
+	}
+	for i, p := range got {
+		ok := p.Site == "berlin" || p.Site == "oslo"
+		if ok != (p.LastError == "") || ok != (p.Cycles == 1) || ok != roots[i].Defined() {
+			t.Errorf("%s: error %q, %d cycles, root %v; want success %v", p.Site, p.LastError, p.Cycles, roots[i], ok)
+		}
+		if !p.LastTry.Equal(now) {
+			t.Errorf("%s: last try %v, want %v", p.Site, p.LastTry, now)
+		}
+	}
+	if want := []string{stateName("berlin", ModePush, now), stateName("oslo", ModePush, now)}; !slices.Equal(f.names(), want) {
+		t.Fatalf("replicas left %v, want %v", f.names(), want)
+	}
+	if !strings.Contains(got[1].LastError, "connection reset") {
+		t.Fatalf("paris: error %q, want the target's", got[1].LastError)
+	}
+}
+
+// TestPushGroups: the push policies of a disk that fall due run together,
+// with those of the same disk and options past half their interval; a
+// policy that has just run, or other options, do not join.
+func TestPushGroups(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	rec := func(disk, site string, every, ago time.Duration, o TransferOptions) policyRecord {
+		return policyRecord{catalog.Entry{Key: catalog.ReplicateKey(disk, site)},
+			Policy{Disk: disk, Site: site, Mode: ModePush, Every: every, Options: o, LastTry: now.Add(-ago)}}
+	}
+	low := TransferOptions{Priority: "low"}
+	ps := []policyRecord{
+		rec("vm", "a", time.Minute, time.Hour, TransferOptions{}),      // due
+		rec("vm", "b", time.Minute, 40*time.Second, TransferOptions{}), // past half: joins
+		rec("vm", "c", time.Minute, 10*time.Second, TransferOptions{}), // just ran
+		rec("vm", "d", time.Minute, time.Minute, low),                  // due, other options
+		rec("db", "a", time.Minute, 50*time.Second, TransferOptions{}), // past half, nothing due
+	}
+	var got [][]string
+	for _, g := range pushGroups(ps, now) {
+		var names []string
+		for _, r := range g {
+			names = append(names, r.policy.Disk+"/"+r.policy.Site)
+		}
+		got = append(got, names)
+	}
+	if want := [][]string{{"vm/a", "vm/b"}, {"vm/d"}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("groups %v, want %v", got, want)
+	}
+}
