@@ -233,6 +233,14 @@ func (d *Disk) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return d.get(ctx, c, false, nil)
 }
 
+// GetAppend is Get appending the block to dst and returning the result,
+// so that a reader of many blocks (an export) reuses its buffers. Every
+// block is verified, as by Get: an export's file has no receiver that
+// would verify it.
+func (d *Disk) GetAppend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
+	return d.get(ctx, c, false, dst)
+}
+
 // get appends the block to dst and returns the result; with trust set, a
 // record in d.trusted is not hashed.
 func (d *Disk) get(ctx context.Context, c cid.Cid, trust bool, dst []byte) ([]byte, error) {

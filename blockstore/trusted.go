@@ -54,7 +54,7 @@ func (t *trustedRecords) forget(l location) {
 }
 
 // GetToSend is Get for sending a block to a peer, which verifies it on
-// arrival, or exporting it: a block this process wrote (hashed before it
+// arrival: a block this process wrote (hashed before it
 // was stored) or verified on an earlier read is returned without hashing
 // it again. Every other block is verified as Get does. Scrub and local
 // reads use Get.

@@ -35,12 +35,12 @@ func (s *FetchingStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return s.getRemote(ctx, c, err)
 }
 
-// GetToSend is Get appending the block to dst, reading local blocks with
-// the local store's GetToSend where it has one (blockstore.Disk: a block
-// this process hashed already is not hashed again).
-func (s *FetchingStore) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
+// GetAppend is Get appending the block to dst, reading local blocks with
+// the local store's GetAppend where it has one (blockstore.Disk), so that
+// an export reuses its buffers. Every block is verified.
+func (s *FetchingStore) GetAppend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
 	local, ok := s.Store.(interface {
-		GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
+		GetAppend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
 	})
 	if !ok {
 		data, err := s.Get(ctx, c)
@@ -49,7 +49,7 @@ func (s *FetchingStore) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([
 		}
 		return append(dst, data...), nil
 	}
-	out, err := local.GetToSend(ctx, c, dst)
+	out, err := local.GetAppend(ctx, c, dst)
 	if err == nil || !repairable(err) {
 		return out, err
 	}

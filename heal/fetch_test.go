@@ -11,14 +11,14 @@ import (
 	"github.com/weft-mesh/weft/blockstore"
 )
 
-// sendingStore is a Memory store with blockstore.Disk's GetToSend, which
+// appendingStore is a Memory store with blockstore.Disk's GetAppend, which
 // counts its calls.
-type sendingStore struct {
+type appendingStore struct {
 	*blockstore.Memory
 	sends int
 }
 
-func (s *sendingStore) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
+func (s *appendingStore) GetAppend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error) {
 	s.sends++
 	data, err := s.Get(ctx, c)
 	if err != nil {
@@ -27,10 +27,10 @@ func (s *sendingStore) GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]
 	return append(dst, data...), nil
 }
 
-// TestFetchingStoreGetToSend: a FetchingStore reads a local block with the
-// local store's GetToSend (which does not hash again what its process
-// hashed), and a missing one from the mesh, each appended to dst.
-func TestFetchingStoreGetToSend(t *testing.T) {
+// TestFetchingStoreGetAppend: a FetchingStore reads a local block with the
+// local store's GetAppend, and a missing one from the mesh, each appended
+// to dst.
+func TestFetchingStoreGetAppend(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 4))
 	net, ids := newTestNet(t, rng, "a", "b")
@@ -44,20 +44,20 @@ func TestFetchingStoreGetToSend(t *testing.T) {
 	if err := net.stores[ids[1]].Put(ctx, blockstore.Block{CID: local, Data: data}); err != nil {
 		t.Fatal(err)
 	}
-	ss := &sendingStore{Memory: net.stores[ids[1]]}
+	ss := &appendingStore{Memory: net.stores[ids[1]]}
 	fs := &FetchingStore{Store: ss, Self: ids[1], Peers: net.clients[ids[1]], Members: net.members}
 	prefix := []byte("prefix")
 	for _, c := range []cid.Cid{local, cids[1]} {
-		out, err := fs.GetToSend(ctx, c, bytes.Clone(prefix))
+		out, err := fs.GetAppend(ctx, c, bytes.Clone(prefix))
 		if err != nil {
-			t.Fatalf("GetToSend(%s): %v", c, err)
+			t.Fatalf("GetAppend(%s): %v", c, err)
 		}
 		if !bytes.HasPrefix(out, prefix) || blockstore.Verify(c, out[len(prefix):]) != nil {
-			t.Fatalf("GetToSend(%s) did not append the block to dst", c)
+			t.Fatalf("GetAppend(%s) did not append the block to dst", c)
 		}
 	}
 	if ss.sends != 2 {
-		t.Fatalf("local GetToSend called %d times, want 2 (the local block, then the missing one)", ss.sends)
+		t.Fatalf("local GetAppend called %d times, want 2 (the local block, then the missing one)", ss.sends)
 	}
 	if ok, _ := ss.Has(ctx, cids[1]); !ok {
 		t.Fatalf("the block fetched from the mesh was not kept")

@@ -114,10 +114,10 @@ func (v *View) read(ctx context.Context, p []byte, off int64, shared bool) ([]bl
 	return reads, nil
 }
 
-// hashedGetter is a store that returns the blocks this process hashed
-// before without hashing them again (blockstore.Disk), appended to dst.
-type hashedGetter interface {
-	GetToSend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
+// appendGetter is a store that reads a block, verified, appended to dst
+// (blockstore.Disk), so that a whole-disk read reuses its buffers.
+type appendGetter interface {
+	GetAppend(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
 }
 
 // BlockBuffers is a bounded free list of block buffers for ForEachBlock,
@@ -159,8 +159,9 @@ func (b *BlockBuffers) Put(p []byte) {
 // data is fn's to keep until it gives it back to bufs (the daemon's export
 // writes blocks after fn returned): each block is read into a buffer of its
 // own, taken from bufs. Blocks are fetched and verified ahead of fn on
-// every core; every block fn gets is one whose bytes this process hashed
-// against its CID, now or when it wrote or last read it.
+// every core: every block fn gets was hashed against its CID as it was
+// read (not trusted from an earlier hash: an export's file has no
+// receiver that would catch a block rotted on disk since).
 func (v *View) ForEachBlock(ctx context.Context, bufs *BlockBuffers, fn func(off int64, data []byte) error) error {
 	type fetch struct {
 		index uint64
@@ -172,12 +173,10 @@ func (v *View) ForEachBlock(ctx context.Context, bufs *BlockBuffers, fn func(off
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Straight from the store, not the read cache: a whole-disk scan would
-	// only evict what VMs are using. A block this process hashed already
-	// (on write or an earlier read) is not hashed again: hashing was about
-	// a third of an export's CPU.
+	// only evict what VMs are using.
 	get := v.m.store.Get
-	if hs, ok := v.m.store.(hashedGetter); ok {
-		get = func(ctx context.Context, c cid.Cid) ([]byte, error) { return hs.GetToSend(ctx, c, bufs.take()) }
+	if ag, ok := v.m.store.(appendGetter); ok {
+		get = func(ctx context.Context, c cid.Cid) ([]byte, error) { return ag.GetAppend(ctx, c, bufs.take()) }
 	}
 	workers := runtime.GOMAXPROCS(0)
 	jobs := make(chan *fetch)
