@@ -30,7 +30,11 @@
 # The table gives the last and the median site's time (from the push's
 # start to the end of that site's receive), their ratio to the bound, and
 # the origin's upload in copies of the spacesuit (from the targets'
-# bytes_from). N, F and RATE override the eight-site cases' sizes.
+# bytes_from). The bound takes tbf's nominal rate as the links' payload
+# rate, which no TCP stream reaches (headers, the queue's drops): each case
+# also measures one plain TCP stream from s0 to s1 over the same links
+# (GOODPUT_MB MiB, default 16) and gives the ratios against the bound at
+# that goodput, i.e. against what one plain stream actually carries. N, F and RATE override the eight-site cases' sizes.
 #
 # Needs root (namespaces, tc); says so and skips otherwise. About four
 # minutes in all; run it under the bench lock.
@@ -140,6 +144,46 @@ mesh() {
 		w "$i" join "/ip4/$(addr 0)/tcp/4001/p2p/$ORIGIN" >/dev/null
 	done
 	await_alive $((n + 1))
+	GOODPUT=$(goodput)
+}
+
+# goodput: one plain TCP stream of GOODPUT_MB MiB from s0 to s1 over the
+# capped links, in bits/s of payload (timed on the sender, from connect
+# until the receiver has read the last byte and answered).
+goodput() {
+	local port=5399
+	ip netns exec "${NS[1]}" python3 - "$(addr 1)" "$port" <<'EOF' &
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+s.settimeout(60)
+c, _ = s.accept()
+c.settimeout(60)
+while c.recv(1 << 20):
+    pass
+c.sendall(b"k")
+EOF
+	local rx=$!
+	ip netns exec "${NS[0]}" python3 - "$(addr 1)" "$port" "${GOODPUT_MB:-16}" <<'EOF'
+import socket, sys, time
+host, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(100):
+    try:
+        s = socket.create_connection((host, port), timeout=60)
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.05)
+t = time.monotonic()
+buf = bytes(1 << 20)
+for _ in range(mib):
+    s.sendall(buf)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(mib * (1 << 20) * 8 / (time.monotonic() - t))
+EOF
+	wait "$rx"
 }
 
 # await_alive K: waits up to 60 s until the origin sees K members alive.
@@ -157,11 +201,14 @@ await_alive() {
 report() {
 	local name=$1 n=$2 f=$3 killed=$4 resume=$5
 	shift 5
-	python3 - "$HOMES" "$name" "$n" "$f" "$killed" "$resume" "$START" "$ORIGIN" "$@" >>"$WORK/rows" <<'EOF'
+	python3 - "$HOMES" "$name" "$n" "$f" "$killed" "$resume" "$START" "$ORIGIN" "$GOODPUT" "$@" >>"$WORK/rows" <<'EOF'
 import datetime, json, statistics, sys
-homes, name, n, f, killed, resume, start, origin = sys.argv[1:9]
+homes, name, n, f, killed, resume, start, origin, goodput = sys.argv[1:10]
 n, f, killed = int(n), int(f), int(killed)
-rates = [float(r) * 1e6 for r in sys.argv[9:]]  # bits/s, origin first
+rates = [float(r) * 1e6 for r in sys.argv[10:]]  # bits/s, origin first
+# The links' payload rate, as one plain TCP stream measured it (s0 to s1,
+# both at the nominal rate in every case).
+efficiency = float(goodput) / rates[1]
 push = json.load(open(f"{homes}/push.json"))
 
 def stamp(e):
@@ -208,7 +255,9 @@ if resume:
 elif killed:
     note = f"s{killed} killed"
 print("\t".join([name, str(n), str(f), f"{t_last:.1f}", f"{last:.1f}", f"{t_median:.1f}", f"{median:.1f}",
-                 f"{last / t_last:.2f}", f"{median / t_median:.2f}", f"{copies:.2f}", note]))
+                 f"{last / t_last:.2f}", f"{median / t_median:.2f}", f"{copies:.2f}",
+                 f"{float(goodput) / 1e6:.1f}", f"{t_last / efficiency:.1f}", f"{t_median / efficiency:.1f}",
+                 f"{last * efficiency / t_last:.2f}", f"{median * efficiency / t_median:.2f}", note]))
 EOF
 }
 
@@ -287,15 +336,17 @@ for c in $CASES; do
 	esac
 done
 
-echo "| case | sites N | F MiB | bound s | last site s | median bound s | median site s | last/bound | median/bound | origin upload (copies) | note |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-while IFS=$'\t' read -r name n f tl last tm median rl rm copies note; do
-	echo "| $name | $n | $f | $tl | $last | $tm | $median | $rl | $rm | $copies | $note |"
+echo "| case | sites N | F MiB | bound s | last site s | median bound s | median site s | last/bound | median/bound | origin upload (copies) | TCP goodput Mbit/s | bound at goodput s | last/it | median/it | note |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+while IFS=$'\t' read -r name n f tl last tm median rl rm copies gp tlg tmg rlg rmg note; do
+	echo "| $name | $n | $f | $tl | $last | $tm | $median | $rl | $rm | $copies | $gp | $tlg | $rlg | $rmg | $note |"
 done <"$WORK/rows"
-while IFS=$'\t' read -r name n f tl last tm median rl rm copies note; do
+while IFS=$'\t' read -r name n f tl last tm median rl rm copies gp tlg tmg rlg rmg note; do
 	verb="swarm push"
 	case $name in replicate*) verb="replicate" ;; pull*) verb="concurrent pulls" ;; esac
 	what="$verb $name ($n sites x $f MiB, ${RATE} Mbit/s, origin $copies copies)"
 	printf 'ROW\t%s: last site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.2\n' "$what" "$last" "$tl" "$rl"
 	printf 'ROW\t%s: median site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.1\n' "$what" "$median" "$tm" "$rm"
+	printf 'ROW\t%s: last site\t%s s\tbound at one TCP stream goodput (%s Mbit/s)\t%s s\t%s\t-\n' "$what" "$last" "$gp" "$tlg" "$rlg"
+	printf 'ROW\t%s: median site\t%s s\tbound at one TCP stream goodput (%s Mbit/s)\t%s s\t%s\t-\n' "$what" "$median" "$gp" "$tmg" "$rmg"
 done <"$WORK/rows"
