@@ -64,7 +64,7 @@ func (c *fairConn) OpenStream(ctx context.Context) (network.MuxedStream, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &fairStream{MuxedStream: s, backlog: c.backlog}, nil
+	return newFairStream(s, c.backlog), nil
 }
 
 func (c *fairConn) AcceptStream() (network.MuxedStream, error) {
@@ -72,7 +72,7 @@ func (c *fairConn) AcceptStream() (network.MuxedStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fairStream{MuxedStream: s, backlog: c.backlog}, nil
+	return newFairStream(s, c.backlog), nil
 }
 
 // fairStream writes one frame at a time, each past its first
@@ -84,6 +84,15 @@ type fairStream struct {
 
 	mu            sync.Mutex
 	writeDeadline time.Time
+	closed        bool
+	// changed is closed (and replaced) when the write deadline changes or
+	// the stream is closed or reset, to end a wait for the backlog that
+	// those decide differently now.
+	changed chan struct{}
+}
+
+func newFairStream(s network.MuxedStream, backlog *sendBacklog) *fairStream {
+	return &fairStream{MuxedStream: s, backlog: backlog, changed: make(chan struct{})}
 }
 
 func (s *fairStream) Write(b []byte) (int, error) {
@@ -91,12 +100,7 @@ func (s *fairStream) Write(b []byte) (int, error) {
 	for total < len(b) {
 		chunk := b[total:min(len(b), total+fairChunk)]
 		if s.sent.Load() >= freshStreamBytes {
-			s.mu.Lock()
-			deadline := s.writeDeadline
-			s.mu.Unlock()
-			// Whatever ended the wait, yamux's write reports a passed
-			// deadline or a closed stream or connection.
-			s.backlog.wait(deadline)
+			s.awaitTurn()
 		}
 		n, err := s.MuxedStream.Write(chunk)
 		s.backlog.queued(n)
@@ -107,6 +111,49 @@ func (s *fairStream) Write(b []byte) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// awaitTurn waits for the backlog to let this stream's next frame on.
+// Whatever ends the wait (its turn, a passed deadline, the stream or
+// connection closed), yamux's write that follows reports what it means.
+func (s *fairStream) awaitTurn() {
+	for {
+		s.mu.Lock()
+		deadline, closed, changed := s.writeDeadline, s.closed, s.changed
+		s.mu.Unlock()
+		if closed || s.backlog.wait(deadline, changed) {
+			return
+		}
+	}
+}
+
+// interrupt ends a wait in awaitTurn, which then looks at the stream again.
+func (s *fairStream) interrupt(closing bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = s.closed || closing
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *fairStream) Close() error {
+	s.interrupt(true)
+	return s.MuxedStream.Close()
+}
+
+func (s *fairStream) CloseWrite() error {
+	s.interrupt(true)
+	return s.MuxedStream.CloseWrite()
+}
+
+func (s *fairStream) Reset() error {
+	s.interrupt(true)
+	return s.MuxedStream.Reset()
+}
+
+func (s *fairStream) ResetWithError(code network.StreamErrorCode) error {
+	s.interrupt(true)
+	return s.MuxedStream.ResetWithError(code)
 }
 
 func (s *fairStream) SetDeadline(t time.Time) error {
@@ -123,6 +170,7 @@ func (s *fairStream) setWriteDeadline(t time.Time) {
 	s.mu.Lock()
 	s.writeDeadline = t
 	s.mu.Unlock()
+	s.interrupt(false)
 }
 
 // sendBacklog counts the stream data a connection has handed to yamux and
@@ -135,13 +183,14 @@ type sendBacklog struct {
 	closed  bool
 }
 
-// wait returns once the backlog has room for this caller's frame, the
-// connection is closed, or deadline (if set) has passed.
-func (q *sendBacklog) wait(deadline time.Time) {
+// wait returns true once the backlog has room for this caller's frame,
+// the connection is closed, or deadline (if set) has passed, and false
+// (having left the queue) if changed is closed first.
+func (q *sendBacklog) wait(deadline time.Time, changed <-chan struct{}) bool {
 	q.mu.Lock()
 	if q.closed || (q.bytes < sendBacklogBound && len(q.waiting) == 0) {
 		q.mu.Unlock()
-		return
+		return true
 	}
 	turn := make(chan struct{})
 	q.waiting = append(q.waiting, turn)
@@ -155,15 +204,25 @@ func (q *sendBacklog) wait(deadline time.Time) {
 	}
 	select {
 	case <-turn:
+		return true
 	case <-expired:
-		q.mu.Lock()
-		for i, w := range q.waiting {
-			if w == turn {
-				q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
-				break
-			}
+		q.leave(turn)
+		return true
+	case <-changed:
+		q.leave(turn)
+		return false
+	}
+}
+
+// leave takes turn out of the queue, if it is still there.
+func (q *sendBacklog) leave(turn chan struct{}) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, w := range q.waiting {
+		if w == turn {
+			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
+			return
 		}
-		q.mu.Unlock()
 	}
 }
 

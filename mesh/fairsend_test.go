@@ -106,3 +106,70 @@ func TestGossipWaitsBehindLittleBulkData(t *testing.T) {
 		t.Errorf("%d KiB of bulk data went ahead of the message, want at most %d KiB", ahead>>10, limit>>10)
 	}
 }
+
+// TestWaitingWriteEndsOnResetOrDeadline: a bulk write waiting for room in
+// a connection's send backlog (its link sends nothing) ends when another
+// goroutine resets its stream or sets its write deadline to now (as the
+// exchange does when a request's context ends), while the connection
+// still stands, not only once the connection dies.
+func TestWaitingWriteEndsOnResetOrDeadline(t *testing.T) {
+	for _, how := range []string{"reset", "deadline"} {
+		t.Run(how, func(t *testing.T) {
+			local, link := net.Pipe()
+			defer link.Close()
+			conn, err := newMuxer().NewConn(local, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			bulk := bytes.Repeat([]byte{'b'}, fairChunk)
+			// A first stream fills the backlog and blocks.
+			filler, err := conn.OpenStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for ctx.Err() == nil {
+					if _, err := filler.Write(bulk); err != nil {
+						return
+					}
+				}
+			}()
+			s, err := conn.OpenStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				for {
+					if _, err := s.Write(bulk); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+			// Both block: the link moves nothing.
+			time.Sleep(300 * time.Millisecond)
+			select {
+			case err := <-done:
+				t.Fatalf("write ended before anything interrupted it: %v", err)
+			default:
+			}
+			if how == "reset" {
+				_ = s.Reset()
+			} else {
+				_ = s.SetWriteDeadline(time.Now())
+			}
+			select {
+			case err := <-done:
+				if conn.IsClosed() {
+					t.Fatalf("the write ended (%v) only with the connection", err)
+				}
+			case <-ctx.Done():
+				t.Fatal("the write never ended")
+			}
+		})
+	}
+}
