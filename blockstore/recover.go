@@ -22,8 +22,9 @@ import (
 // with a synced write (which makes every index write before it durable
 // too), once every append to the segments below the new value has
 // committed; Close raises it past the last segment. Open reads every record
-// of the segments at or above it and indexes each one whose CID the index
-// lacks and whose payload hashes to its CID. A record whose fsync never
+// of the segments at or above it and indexes each one whose payload hashes
+// to its CID and whose CID the index lacks, or names with a record that is
+// gone or does not verify. A record whose fsync never
 // finished was never acknowledged: a torn one fails the header check or
 // the hash and stays garbage. A block deleted after its record was written
 // may come back, as a deleted block whose removal was not yet durable always
@@ -51,11 +52,13 @@ func (d *Disk) recoverIndex(gen uint64) (int, error) {
 			if staged[string(key)] || dataLen > MaxBlockSize {
 				return nil
 			}
-			if _, ok, err := d.idx.get(key); err != nil || ok {
-				return err
-			}
 			c, err := cid.Cast(cidBytes)
 			if err != nil || CheckCID(c) != nil {
+				return nil
+			}
+			if have, ok, err := d.idx.get(key); err != nil {
+				return err
+			} else if ok && (have.seg == id && have.off == off || d.holds(have, c, &data)) {
 				return nil
 			}
 			l := location{seg: id, off: off, len: uint32(dataLen), gen: gen, klen: uint16(len(cidBytes))}
@@ -77,6 +80,22 @@ func (d *Disk) recoverIndex(gen uint64) (int, error) {
 		return 0, fmt.Errorf("recover index: %w", noSpace(err))
 	}
 	return len(staged), nil
+}
+
+// holds reports whether the record at l is there and verifies against c,
+// reading its payload into *buf. An index entry that fails this (its
+// segment removed before a Delete of it was durable, its bytes damaged) is
+// replaced by a record of c that the scan finds and verifies.
+func (d *Disk) holds(l location, c cid.Cid, buf *[]byte) bool {
+	s := d.segs[l.seg]
+	if s == nil || l.len > MaxBlockSize || l.off < 0 || l.off+l.size() > s.size {
+		return false
+	}
+	*buf = slices.Grow((*buf)[:0], int(l.len))[:l.len]
+	if _, err := s.f.ReadAt(*buf, l.dataOffset()); err != nil {
+		return false
+	}
+	return Verify(c, *buf) == nil
 }
 
 // advanceCheckpoint raises the checkpoint to the oldest segment that may
