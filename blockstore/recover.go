@@ -2,8 +2,10 @@ package blockstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 
@@ -123,48 +125,110 @@ func (d *Disk) advanceCheckpoint() {
 	d.checkpoint = to
 }
 
-// scanRecords is scanSegment over the first size bytes of r, going on past
-// what stops it: a hole left by a write that never happened (a concurrent
-// put reserved it, then the process died) may lie before records that were
-// written and synced, so it looks for the next record magic and goes on
-// from there. A false magic in a payload fails the header's CRC or, at
-// worst, yields a record whose payload the caller verifies.
+// scanRecords calls fn for every record in the first size bytes of r whose
+// header checks out (magic, CRC, a payload that ends within size), with the
+// record's offset, CID bytes and data length, and goes on after it. It reads
+// past what is not a record: a hole left by a write that never happened (a
+// concurrent put reserved it, then the process died) may lie before records
+// that were written and synced, so it looks for the next record magic and
+// goes on from there. A false magic in a payload fails the header's CRC or,
+// at worst, yields a record whose payload the caller verifies.
 func scanRecords(r io.ReaderAt, size int64, fn func(off int64, cidBytes []byte, dataLen int) error) error {
+	w := window{r: r, size: size, buf: make([]byte, scanWindow)}
 	var off int64
-	for off < size {
-		start := off
-		stop, err := scanSegment(io.NewSectionReader(r, start, size-start), func(o int64, c []byte, n int) error {
-			return fn(start+o, c, n)
-		})
-		if err != nil {
-			return err
-		}
-		next, found, err := findMagic(r, start+stop+1, size)
+	for {
+		at, found, err := w.nextMagic(off)
 		if err != nil || !found {
 			return err
 		}
-		off = next
+		hdr, err := w.bytes(at, recordHeaderSize)
+		if err != nil {
+			return err
+		}
+		off = at + 1
+		if hdr == nil {
+			continue
+		}
+		cidLen := int(binary.LittleEndian.Uint16(hdr[4:]))
+		dataLen := int(binary.LittleEndian.Uint32(hdr[8:]))
+		want := binary.LittleEndian.Uint32(hdr[12:])
+		crc := crc32.Checksum(hdr[:12], castagnoli)
+		head, err := w.bytes(at, recordHeaderSize+cidLen)
+		if err != nil {
+			return err
+		}
+		if head == nil || at+recordSize(cidLen, dataLen) > size {
+			continue
+		}
+		cidBytes := head[recordHeaderSize:]
+		if crc32.Update(crc, castagnoli, cidBytes) != want {
+			continue
+		}
+		if err := fn(at, bytes.Clone(cidBytes), dataLen); err != nil {
+			return err
+		}
+		off = at + recordSize(cidLen, dataLen)
 	}
+}
+
+// scanWindow is how much of a segment scanRecords reads at a time.
+const scanWindow = 1 << 20
+
+// window is a sliding view of a segment: scanRecords reads each byte of it
+// about once, however many false magics it holds.
+type window struct {
+	r     io.ReaderAt
+	size  int64
+	buf   []byte
+	start int64 // segment offset of buf[0]
+	n     int   // bytes of buf read
+}
+
+// load reads the window starting at off.
+func (w *window) load(off int64) error {
+	n, err := w.r.ReadAt(w.buf[:min(int64(len(w.buf)), w.size-off)], off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read at %d: %w", off, err)
+	}
+	w.start, w.n = off, n
 	return nil
 }
 
-// findMagic returns the offset of the first record magic in r at or after
-// from and before size.
-func findMagic(r io.ReaderAt, from, size int64) (int64, bool, error) {
+// bytes returns the n bytes at off, valid until the next call, or nil if
+// the segment ends before them.
+func (w *window) bytes(off int64, n int) ([]byte, error) {
+	if off+int64(n) > w.size {
+		return nil, nil
+	}
+	if off < w.start || off+int64(n) > w.start+int64(w.n) {
+		if err := w.load(off); err != nil {
+			return nil, err
+		}
+		if w.n < n {
+			return nil, nil // the file is shorter than its recorded size
+		}
+	}
+	return w.buf[off-w.start:][:n], nil
+}
+
+// nextMagic returns the offset of the first record magic at or after off.
+func (w *window) nextMagic(off int64) (int64, bool, error) {
 	magic := []byte(recordMagic)
-	buf := make([]byte, 1<<20)
-	for from < size {
-		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-from)], from)
-		if i := bytes.Index(buf[:n], magic); i >= 0 {
-			return from + int64(i), true, nil
+	for off+int64(len(magic)) <= w.size {
+		end := w.start + int64(w.n)
+		if off < w.start || off+int64(len(magic)) > end {
+			if err := w.load(off); err != nil {
+				return 0, false, err
+			}
+			if end = w.start + int64(w.n); w.n < len(magic) {
+				return 0, false, nil
+			}
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, false, fmt.Errorf("look for a record: %w", err)
+		if i := bytes.Index(w.buf[off-w.start:w.n], magic); i >= 0 {
+			return off + int64(i), true, nil
 		}
-		if n < len(magic) {
-			return 0, false, nil
-		}
-		from += int64(n - len(magic) + 1)
+		// A magic may straddle the window's end.
+		off = end - int64(len(magic)-1)
 	}
 	return 0, false, nil
 }
