@@ -33,8 +33,9 @@ import (
 // could; the next sweep removes it again.
 
 // recoverIndex indexes, with generation gen, the records of the segments at
-// or above the stored checkpoint that the index lacks and whose payloads
-// verify, and returns how many it indexed. It runs in load, before the
+// or above the stored checkpoint whose payloads verify and whose CIDs the
+// index lacks or names with a record that does not hold them, and returns
+// how many it indexed. It runs in load, before the
 // accounting and before segments nothing points to are removed.
 func (d *Disk) recoverIndex(gen uint64) (int, error) {
 	ck, ok, err := d.idx.loadCheckpoint()
@@ -44,32 +45,37 @@ func (d *Disk) recoverIndex(gen uint64) (int, error) {
 	b := d.idx.db.NewBatch()
 	defer b.Close()
 	staged := make(map[string]bool)
-	var data []byte
+	var data, other []byte
 	for id, s := range d.segs {
 		if id < ck {
 			continue
 		}
-		err := scanRecords(s.f, s.size, func(off int64, cidBytes []byte, dataLen int) error {
-			key := append([]byte{blockPrefix}, cidBytes...)
-			if staged[string(key)] || dataLen > MaxBlockSize {
-				return nil
+		err := scanRecords(s.f, s.size, func(off int64, cidBytes []byte, dataLen int) (bool, error) {
+			if dataLen > MaxBlockSize {
+				return false, nil
 			}
 			c, err := cid.Cast(cidBytes)
 			if err != nil || CheckCID(c) != nil {
-				return nil
+				return false, nil
 			}
-			if have, ok, err := d.idx.get(key); err != nil {
-				return err
-			} else if ok && (have.seg == id && have.off == off || d.holds(have, c, &data)) {
-				return nil
+			key := append([]byte{blockPrefix}, cidBytes...)
+			have, indexed, err := d.idx.get(key)
+			if err != nil {
+				return false, err
+			}
+			if indexed && have.seg == id && have.off == off {
+				return true, nil // the index names this very record
 			}
 			l := location{seg: id, off: off, len: uint32(dataLen), gen: gen, klen: uint16(len(cidBytes))}
 			data = slices.Grow(data[:0], dataLen)[:dataLen]
 			if _, err := s.f.ReadAt(data, l.dataOffset()); err != nil || Verify(c, data) != nil {
-				return nil // never synced: garbage
+				return false, nil // never synced, or not a record: garbage
+			}
+			if staged[string(key)] || indexed && d.holds(have, c, &other) {
+				return true, nil
 			}
 			staged[string(key)] = true
-			return b.Set(key, encodeLoc(l), nil)
+			return true, b.Set(key, encodeLoc(l), nil)
 		})
 		if err != nil {
 			return 0, fmt.Errorf("recover segment %d: %w", id, err)
@@ -127,13 +133,15 @@ func (d *Disk) advanceCheckpoint() {
 
 // scanRecords calls fn for every record in the first size bytes of r whose
 // header checks out (magic, CRC, a payload that ends within size), with the
-// record's offset, CID bytes and data length, and goes on after it. It reads
-// past what is not a record: a hole left by a write that never happened (a
-// concurrent put reserved it, then the process died) may lie before records
-// that were written and synced, so it looks for the next record magic and
-// goes on from there. A false magic in a payload fails the header's CRC or,
-// at worst, yields a record whose payload the caller verifies.
-func scanRecords(r io.ReaderAt, size int64, fn func(off int64, cidBytes []byte, dataLen int) error) error {
+// record's offset, CID bytes and data length. fn reports whether the record
+// is sound (its payload verified, or the index names it); the scan goes on
+// after a sound record, and otherwise from the next magic after its start.
+// Its claimed length is not trusted: a torn put's payload (guest data) may
+// hold a record-like header whose length covers records that were written
+// and synced. The scan reads past what is not a record for the same
+// reason: a hole left by a write that never happened (a concurrent put
+// reserved it, then the process died) may lie before such records.
+func scanRecords(r io.ReaderAt, size int64, fn func(off int64, cidBytes []byte, dataLen int) (bool, error)) error {
 	w := window{r: r, size: size, buf: make([]byte, scanWindow)}
 	var off int64
 	for {
@@ -164,10 +172,13 @@ func scanRecords(r io.ReaderAt, size int64, fn func(off int64, cidBytes []byte, 
 		if crc32.Update(crc, castagnoli, cidBytes) != want {
 			continue
 		}
-		if err := fn(at, bytes.Clone(cidBytes), dataLen); err != nil {
+		sound, err := fn(at, bytes.Clone(cidBytes), dataLen)
+		if err != nil {
 			return err
 		}
-		off = at + recordSize(cidLen, dataLen)
+		if sound {
+			off = at + recordSize(cidLen, dataLen)
+		}
 	}
 }
 

@@ -20,14 +20,14 @@ func TestScanSegment(t *testing.T) {
 	buf = appendRecord(buf, want[1].CID.Bytes(), want[1].Data)
 	torn := buf[:len(buf)-7]
 	var got []int
-	err := scanRecords(bytes.NewReader(torn), int64(len(torn)), func(off int64, c []byte, n int) error {
+	err := scanRecords(bytes.NewReader(torn), int64(len(torn)), func(off int64, c []byte, n int) (bool, error) {
 		i := len(got)
 		if i >= len(want) || !bytes.Equal(c, want[i].CID.Bytes()) || n != len(want[i].Data) {
 			t.Errorf("record %d at %d: got cid %x, %d bytes", i, off, c, n)
-			return nil
+			return true, nil
 		}
 		got = append(got, n)
-		return nil
+		return true, nil
 	})
 	if err != nil || len(got) != len(want) {
 		t.Fatalf("scan = %d records, %v; want %d records", len(got), err, len(want))
@@ -62,12 +62,12 @@ func TestScanFalseMagicsLinear(t *testing.T) {
 	size := int64(len(seg))
 	rc := &readCounter{r: bytes.NewReader(seg), budget: 3 * size}
 	var found int
-	err := scanRecords(rc, size, func(off int64, c []byte, n int) error {
+	err := scanRecords(rc, size, func(off int64, c []byte, n int) (bool, error) {
 		if !bytes.Equal(c, b.CID.Bytes()) || n != len(b.Data) {
 			t.Errorf("record at %d: cid %x, %d bytes; want only %s", off, c, n, b.CID)
 		}
 		found++
-		return nil
+		return true, nil
 	})
 	if err != nil || found != 1 {
 		t.Fatalf("scan of %d bytes: %d records, %v after reading %d bytes; want 1 record, at most %d bytes read",
