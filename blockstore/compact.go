@@ -199,6 +199,12 @@ func (d *Disk) compact(ctx context.Context) (int64, error) {
 			return -written, err
 		}
 	}
+	// A Delete commits without a sync: were a victim removed before its
+	// deletions are durable, a crash could bring back index entries that
+	// point into a segment that is gone.
+	if err := d.idx.sync(); err != nil {
+		return -written, err
+	}
 	var freed int64
 	for id, s := range victims {
 		d.segMu.Lock()

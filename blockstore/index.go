@@ -41,6 +41,7 @@ func openIndex(dir string, o Options, log *slog.Logger) (*index, error) {
 		MemTableSize:       uint64(o.IndexMemTableBytes),
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log.With("sub", "pebble")},
+		FS:                 o.indexFS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", dir, noSpace(err))
@@ -133,6 +134,14 @@ func (ix *index) loadCheckpoint() (uint32, bool, error) {
 func (ix *index) storeCheckpoint(seg uint32) error {
 	if err := ix.db.Set(checkpointKey, binary.LittleEndian.AppendUint32(nil, seg), pebble.Sync); err != nil {
 		return fmt.Errorf("index: store checkpoint: %w", noSpace(err))
+	}
+	return nil
+}
+
+// sync makes every index write committed before it durable.
+func (ix *index) sync() error {
+	if err := ix.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("index: sync: %w", noSpace(err))
 	}
 	return nil
 }

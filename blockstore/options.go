@@ -3,6 +3,8 @@ package blockstore
 import (
 	"fmt"
 	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options configures a Disk store. Start from DefaultOptions and change what
@@ -31,6 +33,10 @@ type Options struct {
 	// Logger receives the store's logs (and Pebble's, at debug level).
 	// Nil discards them.
 	Logger *slog.Logger
+
+	// indexFS holds the index; nil is the OS's. Tests give a crashable
+	// in-memory one to lose the index writes that were never synced.
+	indexFS vfs.FS
 }
 
 // DefaultOptions returns the options for a production store: 256 MiB

@@ -2,8 +2,10 @@ package blockstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 
@@ -22,16 +24,18 @@ import (
 // with a synced write (which makes every index write before it durable
 // too), once every append to the segments below the new value has
 // committed; Close raises it past the last segment. Open reads every record
-// of the segments at or above it and indexes each one whose CID the index
-// lacks and whose payload hashes to its CID. A record whose fsync never
+// of the segments at or above it and indexes each one whose payload hashes
+// to its CID and whose CID the index lacks, or names with a record that is
+// gone or does not verify. A record whose fsync never
 // finished was never acknowledged: a torn one fails the header check or
 // the hash and stays garbage. A block deleted after its record was written
 // may come back, as a deleted block whose removal was not yet durable always
 // could; the next sweep removes it again.
 
 // recoverIndex indexes, with generation gen, the records of the segments at
-// or above the stored checkpoint that the index lacks and whose payloads
-// verify, and returns how many it indexed. It runs in load, before the
+// or above the stored checkpoint whose payloads verify and whose CIDs the
+// index lacks or names with a record that does not hold them, and returns
+// how many it indexed. It runs in load, before the
 // accounting and before segments nothing points to are removed.
 func (d *Disk) recoverIndex(gen uint64) (int, error) {
 	ck, ok, err := d.idx.loadCheckpoint()
@@ -41,30 +45,37 @@ func (d *Disk) recoverIndex(gen uint64) (int, error) {
 	b := d.idx.db.NewBatch()
 	defer b.Close()
 	staged := make(map[string]bool)
-	var data []byte
+	var data, other []byte
 	for id, s := range d.segs {
 		if id < ck {
 			continue
 		}
-		err := scanRecords(s.f, s.size, func(off int64, cidBytes []byte, dataLen int) error {
-			key := append([]byte{blockPrefix}, cidBytes...)
-			if staged[string(key)] || dataLen > MaxBlockSize {
-				return nil
-			}
-			if _, ok, err := d.idx.get(key); err != nil || ok {
-				return err
+		err := scanRecords(s.f, s.size, func(off int64, cidBytes []byte, dataLen int) (bool, error) {
+			if dataLen > MaxBlockSize {
+				return false, nil
 			}
 			c, err := cid.Cast(cidBytes)
 			if err != nil || CheckCID(c) != nil {
-				return nil
+				return false, nil
+			}
+			key := append([]byte{blockPrefix}, cidBytes...)
+			have, indexed, err := d.idx.get(key)
+			if err != nil {
+				return false, err
+			}
+			if indexed && have.seg == id && have.off == off {
+				return true, nil // the index names this very record
 			}
 			l := location{seg: id, off: off, len: uint32(dataLen), gen: gen, klen: uint16(len(cidBytes))}
 			data = slices.Grow(data[:0], dataLen)[:dataLen]
 			if _, err := s.f.ReadAt(data, l.dataOffset()); err != nil || Verify(c, data) != nil {
-				return nil // never synced: garbage
+				return false, nil // never synced, or not a record: garbage
+			}
+			if staged[string(key)] || indexed && d.holds(have, c, &other) {
+				return true, nil
 			}
 			staged[string(key)] = true
-			return b.Set(key, encodeLoc(l), nil)
+			return true, b.Set(key, encodeLoc(l), nil)
 		})
 		if err != nil {
 			return 0, fmt.Errorf("recover segment %d: %w", id, err)
@@ -77,6 +88,22 @@ func (d *Disk) recoverIndex(gen uint64) (int, error) {
 		return 0, fmt.Errorf("recover index: %w", noSpace(err))
 	}
 	return len(staged), nil
+}
+
+// holds reports whether the record at l is there and verifies against c,
+// reading its payload into *buf. An index entry that fails this (its
+// segment removed before a Delete of it was durable, its bytes damaged) is
+// replaced by a record of c that the scan finds and verifies.
+func (d *Disk) holds(l location, c cid.Cid, buf *[]byte) bool {
+	s := d.segs[l.seg]
+	if s == nil || l.len > MaxBlockSize || l.off < 0 || l.off+l.size() > s.size {
+		return false
+	}
+	*buf = slices.Grow((*buf)[:0], int(l.len))[:l.len]
+	if _, err := s.f.ReadAt(*buf, l.dataOffset()); err != nil {
+		return false
+	}
+	return Verify(c, *buf) == nil
 }
 
 // advanceCheckpoint raises the checkpoint to the oldest segment that may
@@ -104,48 +131,115 @@ func (d *Disk) advanceCheckpoint() {
 	d.checkpoint = to
 }
 
-// scanRecords is scanSegment over the first size bytes of r, going on past
-// what stops it: a hole left by a write that never happened (a concurrent
-// put reserved it, then the process died) may lie before records that were
-// written and synced, so it looks for the next record magic and goes on
-// from there. A false magic in a payload fails the header's CRC or, at
-// worst, yields a record whose payload the caller verifies.
-func scanRecords(r io.ReaderAt, size int64, fn func(off int64, cidBytes []byte, dataLen int) error) error {
+// scanRecords calls fn for every record in the first size bytes of r whose
+// header checks out (magic, CRC, a payload that ends within size), with the
+// record's offset, CID bytes and data length. fn reports whether the record
+// is sound (its payload verified, or the index names it); the scan goes on
+// after a sound record, and otherwise from the next magic after its start.
+// Its claimed length is not trusted: a torn put's payload (guest data) may
+// hold a record-like header whose length covers records that were written
+// and synced. The scan reads past what is not a record for the same
+// reason: a hole left by a write that never happened (a concurrent put
+// reserved it, then the process died) may lie before such records.
+func scanRecords(r io.ReaderAt, size int64, fn func(off int64, cidBytes []byte, dataLen int) (bool, error)) error {
+	w := window{r: r, size: size, buf: make([]byte, scanWindow)}
 	var off int64
-	for off < size {
-		start := off
-		stop, err := scanSegment(io.NewSectionReader(r, start, size-start), func(o int64, c []byte, n int) error {
-			return fn(start+o, c, n)
-		})
-		if err != nil {
-			return err
-		}
-		next, found, err := findMagic(r, start+stop+1, size)
+	for {
+		at, found, err := w.nextMagic(off)
 		if err != nil || !found {
 			return err
 		}
-		off = next
+		hdr, err := w.bytes(at, recordHeaderSize)
+		if err != nil {
+			return err
+		}
+		off = at + 1
+		if hdr == nil {
+			continue
+		}
+		cidLen := int(binary.LittleEndian.Uint16(hdr[4:]))
+		dataLen := int(binary.LittleEndian.Uint32(hdr[8:]))
+		want := binary.LittleEndian.Uint32(hdr[12:])
+		crc := crc32.Checksum(hdr[:12], castagnoli)
+		head, err := w.bytes(at, recordHeaderSize+cidLen)
+		if err != nil {
+			return err
+		}
+		if head == nil || at+recordSize(cidLen, dataLen) > size {
+			continue
+		}
+		cidBytes := head[recordHeaderSize:]
+		if crc32.Update(crc, castagnoli, cidBytes) != want {
+			continue
+		}
+		sound, err := fn(at, bytes.Clone(cidBytes), dataLen)
+		if err != nil {
+			return err
+		}
+		if sound {
+			off = at + recordSize(cidLen, dataLen)
+		}
 	}
+}
+
+// scanWindow is how much of a segment scanRecords reads at a time.
+const scanWindow = 1 << 20
+
+// window is a sliding view of a segment: scanRecords reads each byte of it
+// about once, however many false magics it holds.
+type window struct {
+	r     io.ReaderAt
+	size  int64
+	buf   []byte
+	start int64 // segment offset of buf[0]
+	n     int   // bytes of buf read
+}
+
+// load reads the window starting at off.
+func (w *window) load(off int64) error {
+	n, err := w.r.ReadAt(w.buf[:min(int64(len(w.buf)), w.size-off)], off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read at %d: %w", off, err)
+	}
+	w.start, w.n = off, n
 	return nil
 }
 
-// findMagic returns the offset of the first record magic in r at or after
-// from and before size.
-func findMagic(r io.ReaderAt, from, size int64) (int64, bool, error) {
+// bytes returns the n bytes at off, valid until the next call, or nil if
+// the segment ends before them.
+func (w *window) bytes(off int64, n int) ([]byte, error) {
+	if off+int64(n) > w.size {
+		return nil, nil
+	}
+	if off < w.start || off+int64(n) > w.start+int64(w.n) {
+		if err := w.load(off); err != nil {
+			return nil, err
+		}
+		if w.n < n {
+			return nil, nil // the file is shorter than its recorded size
+		}
+	}
+	return w.buf[off-w.start:][:n], nil
+}
+
+// nextMagic returns the offset of the first record magic at or after off.
+func (w *window) nextMagic(off int64) (int64, bool, error) {
 	magic := []byte(recordMagic)
-	buf := make([]byte, 1<<20)
-	for from < size {
-		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-from)], from)
-		if i := bytes.Index(buf[:n], magic); i >= 0 {
-			return from + int64(i), true, nil
+	for off+int64(len(magic)) <= w.size {
+		end := w.start + int64(w.n)
+		if off < w.start || off+int64(len(magic)) > end {
+			if err := w.load(off); err != nil {
+				return 0, false, err
+			}
+			if end = w.start + int64(w.n); w.n < len(magic) {
+				return 0, false, nil
+			}
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, false, fmt.Errorf("look for a record: %w", err)
+		if i := bytes.Index(w.buf[off-w.start:w.n], magic); i >= 0 {
+			return off + int64(i), true, nil
 		}
-		if n < len(magic) {
-			return 0, false, nil
-		}
-		from += int64(n - len(magic) + 1)
+		// A magic may straddle the window's end.
+		off = end - int64(len(magic)-1)
 	}
 	return 0, false, nil
 }

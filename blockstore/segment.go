@@ -99,41 +99,6 @@ func writeRecords(f *os.File, off int64, cids [][]byte, data func(int) []byte, f
 	return total, nil
 }
 
-// scanSegment calls fn for every whole, well-formed record of r from the start,
-// with the record's offset, CID bytes and data length. It stops at the
-// first header that does not check out (a torn tail, a hole left by a
-// failed write) and returns the offset where it stopped.
-func scanSegment(r io.ReaderAt, fn func(off int64, cidBytes []byte, dataLen int) error) (int64, error) {
-	var off int64
-	hdr := make([]byte, recordHeaderSize)
-	for {
-		if _, err := r.ReadAt(hdr, off); err != nil {
-			return off, nil
-		}
-		if string(hdr[:4]) != recordMagic {
-			return off, nil
-		}
-		cidLen := int(binary.LittleEndian.Uint16(hdr[4:]))
-		dataLen := int(binary.LittleEndian.Uint32(hdr[8:]))
-		cidBytes := make([]byte, cidLen)
-		if _, err := r.ReadAt(cidBytes, off+recordHeaderSize); err != nil {
-			return off, nil
-		}
-		crc := crc32.Update(crc32.Checksum(hdr[:12], castagnoli), castagnoli, cidBytes)
-		if crc != binary.LittleEndian.Uint32(hdr[12:]) {
-			return off, nil
-		}
-		size := recordSize(cidLen, dataLen)
-		if _, err := r.ReadAt(hdr[:1], off+size-1); err != nil {
-			return off, nil // the payload is cut short
-		}
-		if err := fn(off, cidBytes, dataLen); err != nil {
-			return off, err
-		}
-		off += size
-	}
-}
-
 // location is where a block's record lives, and the GC generation the
 // block was last put in. It is the value of a block's index entry.
 type location struct {
