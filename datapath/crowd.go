@@ -251,21 +251,8 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 				continue
 			}
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-		case <-change:
-		case <-timer.C:
-			wait = min(2*wait, swarmPollMax)
-		}
-		timer.Stop()
-		select {
-		case <-c.done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
+		if end, err := pause(ctx, c.done, change, &wait); end {
+			return err
 		}
 	}
 }

@@ -217,22 +217,32 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 		}
 		// Nothing to ask (all in flight elsewhere) waits for a change;
 		// nothing sent or a failure waits longer each time.
-		timer := time.NewTimer(wait)
-		select {
-		case <-s.done:
-		case <-ctx.Done():
-		case <-change:
-		case <-timer.C:
-			wait = min(2*wait, swarmPollMax)
+		if end, err := pause(ctx, s.done, change, &wait); end {
+			return err
 		}
-		timer.Stop()
-		select {
-		case <-s.done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
+	}
+}
+
+// pause waits for change, the transfer's end (done closed or ctx ended)
+// or *wait, doubling *wait up to swarmPollMax when it runs out. end is
+// true when the transfer ended: err is nil when done, ctx's error else.
+func pause(ctx context.Context, done, change <-chan struct{}, wait *time.Duration) (end bool, err error) {
+	timer := time.NewTimer(*wait)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-change:
+	case <-timer.C:
+		*wait = min(2**wait, swarmPollMax)
+	}
+	select {
+	case <-done:
+		return true, nil
+	case <-ctx.Done():
+		return true, ctx.Err()
+	default:
+		return false, nil
 	}
 }
 
