@@ -228,6 +228,7 @@ func pushGroups(ps []policyRecord, now time.Time) [][]policyRecord {
 type stateVolumes interface {
 	Commit(ctx context.Context, disk string) (volume.DiskInfo, error)
 	CreateReplica(ctx context.Context, disk, name string) (volume.ReplicaInfo, error)
+	AddReplica(ctx context.Context, r volume.ReplicaInfo, root cid.Cid) error
 	RemoveReplica(ctx context.Context, disk, name string) error
 	ListReplicas(ctx context.Context, disk string) ([]volume.ReplicaInfo, error)
 }
@@ -339,7 +340,7 @@ func (c pushCycle) runAll(ctx context.Context, ps []Policy, lasts []cid.Cid) ([]
 			fail(i, err)
 			continue
 		}
-		rep, err := c.vols.CreateReplica(ctx, disk, stateName(p.Site, ModePush, now))
+		rep, err := c.stateFor(ctx, disk, stateName(p.Site, ModePush, now), reps)
 		if err != nil {
 			fail(i, err)
 			continue
@@ -390,6 +391,26 @@ func (c pushCycle) runAll(ctx context.Context, ps []Policy, lasts []cid.Cid) ([]
 		cancel()
 	}
 	return ps, lasts
+}
+
+// stateFor takes the replica name of disk for one site of a cycle: the
+// first site's names the disk's content now; the others name that same
+// root (one swarm pushes one root), not a later one the disk's writes
+// since would give a replica taken anew.
+func (c pushCycle) stateFor(ctx context.Context, disk, name string, taken []volume.ReplicaInfo) (volume.ReplicaInfo, error) {
+	if len(taken) == 0 {
+		return c.vols.CreateReplica(ctx, disk, name)
+	}
+	first := taken[0]
+	root, err := cid.Decode(first.Root)
+	if err != nil {
+		return volume.ReplicaInfo{}, fmt.Errorf("replica %s: root %q: %w", first.Name, first.Root, err)
+	}
+	rep := volume.ReplicaInfo{Disk: disk, Name: name, Size: first.Size, BlockSize: first.BlockSize, Created: first.Created, Root: first.Root}
+	if err := c.vols.AddReplica(ctx, rep, root); err != nil {
+		return volume.ReplicaInfo{}, err
+	}
+	return rep, nil
 }
 
 // cycle runs one cycle of push policies ps of one disk (coalesce) and

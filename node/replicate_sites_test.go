@@ -71,6 +71,14 @@ func TestPushCycleSendsOnceToAllSites(t *testing.T) {
 	if want := []string{stateName("berlin", ModePush, now), stateName("oslo", ModePush, now)}; !slices.Equal(f.names(), want) {
 		t.Fatalf("replicas left %v, want %v", f.names(), want)
 	}
+	// One swarm pushes one root: every site's replica names the same one,
+	// though the disk moved between the replicas taken.
+	if b, o := f.reps[stateName("berlin", ModePush, now)], f.reps[stateName("oslo", ModePush, now)]; b.Root != o.Root {
+		t.Fatalf("replicas of one cycle name roots %s and %s, want one", b.Root, o.Root)
+	}
+	if !roots[0].Equals(roots[3]) {
+		t.Fatalf("the sites hold %s and %s after one cycle, want one root", roots[0], roots[3])
+	}
 	if !strings.Contains(got[1].LastError, "connection reset") {
 		t.Fatalf("paris: error %q, want the target's", got[1].LastError)
 	}

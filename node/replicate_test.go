@@ -124,7 +124,9 @@ func TestSurplusStates(t *testing.T) {
 	}
 }
 
-// fakeStates is a disk's replicas in memory; each commit moves the root.
+// fakeStates is a disk's replicas in memory; each commit moves the root,
+// and so does each replica taken (the real one commits the head again,
+// which a VM's writes since have changed).
 type fakeStates struct {
 	t       *testing.T
 	commits int
@@ -142,9 +144,19 @@ func (f *fakeStates) CreateReplica(_ context.Context, disk, name string) (volume
 		return volume.ReplicaInfo{}, fmt.Errorf("replica %s: %w", name, volume.ErrExists)
 	}
 	f.created++
+	f.commits++
 	r := volume.ReplicaInfo{Disk: disk, Name: name, Root: testCID(f.t, f.commits).String()}
 	f.reps[name] = r
 	return r, nil
+}
+
+func (f *fakeStates) AddReplica(_ context.Context, r volume.ReplicaInfo, root cid.Cid) error {
+	if _, ok := f.reps[r.Name]; ok {
+		return fmt.Errorf("replica %s: %w", r.Name, volume.ErrExists)
+	}
+	r.Root = root.String()
+	f.reps[r.Name] = r
+	return nil
 }
 
 func (f *fakeStates) RemoveReplica(_ context.Context, _, name string) error {

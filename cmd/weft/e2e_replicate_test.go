@@ -71,7 +71,7 @@ func TestReplicatePolicies(t *testing.T) {
 
 	a.fails(`no member of the mesh is at site "madrid"`, "replicate", "d", "--to", "madrid", "--every", "1s", "--keep", "2")
 	a.fails(`owner is at site "site-a" itself`, "replicate", "d", "--to", "site-a", "--every", "1s", "--keep", "2")
-	for _, bad := range [][]string{{"--keep", "0"}, {"--keep", "-1"}, {"--every", "0s"}, {"--every", "500ms"}} {
+	for _, bad := range [][]string{{"--keep", "0"}, {"--keep", "-1"}, {"--every", "0s"}, {"--every", "500ms"}, {"--to", "site-b,,site-c"}, {"--to", "site-b, site-b"}} {
 		args := append([]string{"replicate", "d", "--to", "site-b"}, bad...)
 		if r := a.run(nil, args...); r.code != 2 {
 			t.Errorf("weft %s: exit %d, want 2 (a bad command line); stderr: %s", strings.Join(args, " "), r.code, r.stderr)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,10 +46,16 @@ func newReplicateCmd(g *globals) *cobra.Command {
 			// errors; the owner pushes the disk to all of them at once.
 			sites := []string{""}
 			if to != "" {
-				sites = strings.Split(to, ",")
+				if sites, err = siteList(to); err != nil {
+					return err
+				}
 			}
-			for _, site := range sites {
+			for k, site := range sites {
 				p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: site, Pull: pull, Every: every, Keep: keep, Options: o})
+				if err != nil && k > 0 {
+					// The sites before this one have their policies.
+					return fmt.Errorf("%s: %w (added: %s; not tried: %s)", site, err, strings.Join(sites[:k], ","), orDash(strings.Join(sites[k+1:], ",")))
+				}
 				if err != nil {
 					return err
 				}
@@ -181,4 +188,21 @@ func newRecoverCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&from, "from", "", "the site the disk was replicated to")
 	return c
+}
+
+// siteList parses --to's comma-separated sites: no empty entries, each
+// once.
+func siteList(to string) ([]string, error) {
+	var sites []string
+	for _, site := range strings.Split(to, ",") {
+		site = strings.TrimSpace(site)
+		if site == "" {
+			return nil, usageError{fmt.Sprintf("replicate: --to %q: an empty site name", to)}
+		}
+		if slices.Contains(sites, site) {
+			return nil, usageError{fmt.Sprintf("replicate: --to %q: site %s named twice", to, site)}
+		}
+		sites = append(sites, site)
+	}
+	return sites, nil
 }
