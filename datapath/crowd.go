@@ -2,6 +2,8 @@ package datapath
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +21,16 @@ import (
 type Crowd interface {
 	Members() ([]string, <-chan struct{})
 }
+
+// memberRequestTimeout bounds one request to a member: one that accepts
+// it and sends nothing would otherwise keep its blocks in flight, asked
+// of nobody else, and the pull would never end. A request is at most
+// peerBatch blocks, so this is ample for a member that sends at all.
+const memberRequestTimeout = 3 * swarmPatience
+
+// errMemberSilent is the cause of a member request cut short at
+// memberRequestTimeout.
+var errMemberSilent = errors.New("member sent nothing within the request timeout")
 
 // crowd pulls a root together with whoever else pulls it from the same
 // origin now (Spec.Crowd): a swarm whose members come and go.
@@ -239,13 +251,19 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 			return nil
 		}
 		if len(batch) > 0 {
-			got, err, keepErr := c.f.get(ctx, m, batch, 0, true)
+			// A member that takes the request and never answers would
+			// hold batch in flight, asked of nobody else, for ever.
+			rctx, cancel := context.WithTimeoutCause(ctx, memberRequestTimeout, errMemberSilent)
+			got, err, keepErr := c.f.get(rctx, m, batch, 0, true)
+			cancel()
 			c.landed(batch, got, m)
 			switch {
 			case keepErr != nil:
 				return keepErr
 			case ctx.Err() != nil:
 				return ctx.Err()
+			case context.Cause(rctx) == errMemberSilent:
+				c.f.fail(m, fmt.Errorf("get %d blocks from %s: %w", len(batch), m, errMemberSilent))
 			case err == nil && len(got) > 0:
 				wait = swarmPollMin
 				continue

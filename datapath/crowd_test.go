@@ -2,9 +2,15 @@ package datapath
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 )
 
 // testCrowd is a tracker's view shared by every receiver of a test.
@@ -166,4 +172,37 @@ func TestCrowdFirstAloneThenJoined(t *testing.T) {
 	if c := originCopies(t, d, got); c > 1.2 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
 	}
+}
+
+// muteStore accepts requests and never answers them: a listed member
+// that takes a get and holds it.
+type muteStore struct {
+	*blockstore.Memory
+	stop <-chan struct{}
+}
+
+func (s *muteStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stop:
+		return nil, errors.New("test over")
+	}
+}
+
+// TestCrowdMuteMember: the tracker lists a member whose store takes every
+// get and never answers. The blocks asked of it come back after
+// memberRequestTimeout, and the pull completes from the origin.
+func TestCrowdMuteMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", nil)
+	net.add("r0", nil)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
+	d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
+	members := []string{"r0", "mute"}
+	waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members[:1], members))
 }
