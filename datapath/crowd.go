@@ -207,7 +207,7 @@ func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 			continue
 		}
 		if earlier != "" {
-			got, err, keepErr := c.f.get(ctx, earlier, batch, 0, true)
+			got, err, keepErr := c.ask(ctx, earlier, batch)
 			if keepErr != nil {
 				return keepErr
 			}
@@ -251,19 +251,13 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 			return nil
 		}
 		if len(batch) > 0 {
-			// A member that takes the request and never answers would
-			// hold batch in flight, asked of nobody else, for ever.
-			rctx, cancel := context.WithTimeoutCause(ctx, memberRequestTimeout, errMemberSilent)
-			got, err, keepErr := c.f.get(rctx, m, batch, 0, true)
-			cancel()
+			got, err, keepErr := c.ask(ctx, m, batch)
 			c.landed(batch, got, m)
 			switch {
 			case keepErr != nil:
 				return keepErr
 			case ctx.Err() != nil:
 				return ctx.Err()
-			case context.Cause(rctx) == errMemberSilent:
-				c.f.fail(m, fmt.Errorf("get %d blocks from %s: %w", len(batch), m, errMemberSilent))
 			case err == nil && len(got) > 0:
 				wait = swarmPollMin
 				continue
@@ -273,6 +267,21 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 			return err
 		}
 	}
+}
+
+// ask gets what member m holds of batch, as fetcher.get does, within
+// memberRequestTimeout: a member that takes the request and never answers
+// would hold batch in flight, asked of nobody else, for ever. One that
+// runs out of time counts as failed.
+func (c *crowd) ask(ctx context.Context, m string, batch []cid.Cid) (got map[cid.Cid][]byte, err, keepErr error) {
+	rctx, cancel := context.WithTimeoutCause(ctx, memberRequestTimeout, errMemberSilent)
+	defer cancel()
+	got, err, keepErr = c.f.get(rctx, m, batch, 0, true)
+	if ctx.Err() == nil && context.Cause(rctx) == errMemberSilent {
+		err = fmt.Errorf("get %d blocks from %s: %w", len(batch), m, errMemberSilent)
+		c.f.fail(m, err)
+	}
+	return got, err, keepErr
 }
 
 // takeOwn claims up to originBatch missing blocks this receiver owns, and

@@ -191,18 +191,24 @@ func (s *muteStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 }
 
 // TestCrowdMuteMember: the tracker lists a member whose store takes every
-// get and never answers. The blocks asked of it come back after
-// memberRequestTimeout, and the pull completes from the origin.
+// get and never answers, after the receiver (asked for its share) or
+// before it (asked first for what it held of the receiver's share). The
+// blocks asked of it come back after memberRequestTimeout, and the pull
+// completes from the origin.
 func TestCrowdMuteMember(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", nil)
-	net.add("r0", nil)
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
-	d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
-	members := []string{"r0", "mute"}
-	waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members[:1], members))
+	for name, members := range map[string][]string{"after": {"r0", "mute"}, "before": {"mute", "r0"}} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rng := newRand(t)
+			net := newTestNet(t)
+			const size = 32 << 10
+			net.add("src", nil)
+			net.add("r0", nil)
+			stop := make(chan struct{})
+			t.Cleanup(func() { close(stop) })
+			net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
+			d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
+			waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), []string{"r0"}, members))
+		})
+	}
 }
