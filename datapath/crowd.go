@@ -49,7 +49,8 @@ var errMemberSilent = errors.New("member sent nothing within the request timeout
 // come twice). A
 // member that fails requests is passed over for a while and its blocks
 // owned by the others; one alive but sending nothing for swarmPatience
-// has its share taken from the origin by whoever is idle.
+// has its share taken from the origin by whoever is idle, and so are the
+// blocks a member sent with bad bytes: they are not asked of it again.
 type crowd struct {
 	f           *fetcher
 	self        string
@@ -322,7 +323,7 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 				return false
 			}
 			o := owner(b)
-			return o != c.self && now.Sub(c.lastGot[o]) > swarmPatience
+			return o != c.self && (now.Sub(c.lastGot[o]) > swarmPatience || c.f.sentBad(o, b))
 		}, &batch)
 	}
 	if len(batch) == 0 {
@@ -343,7 +344,7 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 	}
 	if !c.f.backingOff(m, time.Now()) {
 		owner := c.ownerLocked(alive)
-		c.scan(func(b cid.Cid) bool { return len(batch) < c.peerBatch && owner(b) == m }, &batch)
+		c.scan(func(b cid.Cid) bool { return len(batch) < c.peerBatch && owner(b) == m && !c.f.sentBad(m, b) }, &batch)
 	}
 	if len(batch) == 0 {
 		return nil, c.changed, true

@@ -212,3 +212,63 @@ func TestCrowdMuteMember(t *testing.T) {
 		})
 	}
 }
+
+// badWatch records the blocks a peer sent with bad bytes and counts the
+// requests that ask it for one of them again.
+type badWatch struct {
+	Peers
+	liar  string
+	mu    sync.Mutex
+	bad   map[cid.Cid]bool
+	again int
+}
+
+func (p *badWatch) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
+	if peer != p.liar {
+		return p.Peers.GetEach(ctx, peer, cids, fn)
+	}
+	p.mu.Lock()
+	if slices.ContainsFunc(cids, func(c cid.Cid) bool { return p.bad[c] }) {
+		p.again++
+	}
+	p.mu.Unlock()
+	err := p.Peers.GetEach(ctx, peer, cids, fn)
+	if bad := (*exchange.BadBlockError)(nil); errors.As(err, &bad) {
+		p.mu.Lock()
+		p.bad[bad.CID] = true
+		p.mu.Unlock()
+	}
+	return err
+}
+
+// TestCrowdBadMemberNotAskedAgain: a member sends bad bytes for every
+// block it serves. A block it sent bad is not asked of it again (it is
+// taken from the origin), so a member below maxBadBlocks is not asked the
+// same block over and over.
+func TestCrowdBadMemberNotAskedAgain(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(2<<20))
+	net.add("r0", nil)
+	net.add("r1", func(m *blockstore.Memory) exchange.Store {
+		return &lyingStore{Memory: m, bad: func(cid.Cid) bool { return true }}
+	})
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	members := []string{"r0", "r1"}
+	crowd := newTestCrowd(members...)
+	started := startCrowd(net, d, crowd, members[1:], members)
+	watch := &badWatch{Peers: net.clients["r0"], liar: "r1", bad: map[cid.Cid]bool{}}
+	spec := Spec{ID: "pull-r0", Root: d.root, Sources: []string{"src", "r1"}, Self: "r0", Crowd: crowd,
+		BlockSize: MinBlockSize, DiskBlockSize: size}
+	started["r0"] = Start(context.Background(), spec, watch, net.stores["r0"], nil)
+	waitAll(t, net, d, started)
+	watch.mu.Lock()
+	defer watch.mu.Unlock()
+	if len(watch.bad) == 0 {
+		t.Fatal("r1 sent no bad block: the test proves nothing")
+	}
+	if watch.again > 0 {
+		t.Fatalf("asked r1 %d times for blocks it had sent with bad bytes", watch.again)
+	}
+}
