@@ -67,16 +67,18 @@ type crowd struct {
 
 	mu        sync.Mutex
 	members   []string             // as the view said last, self among them
-	order     []cid.Cid            // missing at the start, in map order; stored blocks dropped as met
+	order     []cid.Cid            // missing at the start, in map order; stored blocks dropped on each rebuild of shares
 	pending   map[cid.Cid]bool     // not stored here yet
 	inflight  map[cid.Cid]bool     // asked of someone now
 	lastGot   map[string]time.Time // when each member last sent a block, or was first seen
 	exhausted map[string]bool      // earlier members that held none of this one's share when asked
 	asking    map[string]bool      // members with fetchers running
-	// owners caches the owner of each block among the members alive as
-	// ownersOf names them: a scan asks for many blocks' owners, and a
-	// rank costs a hash per member.
-	owners   map[cid.Cid]string
+	// shares holds, for each member alive as ownersOf names them (live),
+	// the missing blocks it owns in map order, built once per change of
+	// the members alive: a claim walks the front of one share, not every
+	// missing block, and a rank costs a hash per member.
+	shares   map[string][]cid.Cid
+	live     []string
 	ownersOf string
 	// aloneCtx is the context of the requests made while alone, cancelled
 	// once others join: the blocks they asked for, large requests, would
@@ -105,7 +107,6 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 		lastGot:       make(map[string]time.Time),
 		exhausted:     make(map[string]bool),
 		asking:        make(map[string]bool),
-		owners:        make(map[cid.Cid]string),
 		done:          make(chan struct{}),
 		changed:       make(chan struct{}),
 	}
@@ -305,26 +306,30 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 		n, actx = c.aloneBatch, c.aloneCtx
 	}
 	before := c.members[:max(0, slices.Index(c.members, c.self))]
-	owner := c.ownerLocked(alive)
+	c.sharesLocked(alive)
 	// The blocks of one earlier owner at a time: it is asked for them.
-	c.scan(func(b cid.Cid) bool {
-		if len(batch) >= n || owner(b) != c.self {
-			return false
-		}
+	c.scan(c.self, n, func(b cid.Cid) bool {
 		e := c.owner(b, before, func(m string) bool { return alive(m) && !c.exhausted[m] })
 		if len(batch) == 0 {
 			earlier = e
 		}
 		return e == earlier
 	}, &batch)
+	for _, o := range c.live {
+		if len(batch) == 0 && o != c.self && now.Sub(c.lastGot[o]) > swarmPatience {
+			c.scan(o, n, func(cid.Cid) bool { return true }, &batch)
+		}
+	}
 	if len(batch) == 0 {
-		c.scan(func(b cid.Cid) bool {
-			if len(batch) >= n {
-				return false
+		// The blocks members sent with bad bytes: not asked of them again.
+		for _, o := range c.live {
+			for _, b := range c.f.badFrom(o) {
+				if len(batch) < n && c.pending[b] && !c.inflight[b] && o != c.self && c.owner(b, c.live, all) == o {
+					c.inflight[b] = true
+					batch = append(batch, b)
+				}
 			}
-			o := owner(b)
-			return o != c.self && (now.Sub(c.lastGot[o]) > swarmPatience || c.f.sentBad(o, b))
-		}, &batch)
+		}
 	}
 	if len(batch) == 0 {
 		return nil, "", nil, c.changed
@@ -343,8 +348,8 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 		return nil, nil, false
 	}
 	if !c.f.backingOff(m, time.Now()) {
-		owner := c.ownerLocked(alive)
-		c.scan(func(b cid.Cid) bool { return len(batch) < c.peerBatch && owner(b) == m && !c.f.sentBad(m, b) }, &batch)
+		c.sharesLocked(alive)
+		c.scan(m, c.peerBatch, func(b cid.Cid) bool { return !c.f.sentBad(m, b) }, &batch)
 	}
 	if len(batch) == 0 {
 		return nil, c.changed, true
@@ -352,47 +357,58 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 	return batch, nil, true
 }
 
-// scan appends to out the missing blocks not in flight that ok takes, in
-// map order, marks them in flight, and drops stored blocks from the
-// order on the way. s.mu must be held.
-func (c *crowd) scan(ok func(cid.Cid) bool, out *[]cid.Cid) {
-	kept := c.order[:0]
-	for _, b := range c.order {
-		if !c.pending[b] {
-			continue
+// scan appends to out, up to n blocks in all, the blocks of m's share
+// that are missing, not in flight and that ok takes, in map order, and
+// marks them in flight. It drops the stored blocks at the front of the
+// share: claims take from the front, so the walk is about the blocks in
+// flight and n long, not the share's. c.mu must be held.
+func (c *crowd) scan(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
+	share := c.shares[m]
+	for len(share) > 0 && !c.pending[share[0]] {
+		share = share[1:]
+	}
+	c.shares[m] = share
+	for _, b := range share {
+		if len(*out) >= n {
+			return
 		}
-		kept = append(kept, b)
-		if !c.inflight[b] && ok(b) {
+		if c.pending[b] && !c.inflight[b] && ok(b) {
 			c.inflight[b] = true
 			*out = append(*out, b)
 		}
 	}
-	clear(c.order[len(kept):])
-	c.order = kept
 }
 
-// ownerLocked returns the owner of a block among the members alive, from
-// the cache while the same members are alive. c.mu must be held.
-func (c *crowd) ownerLocked(alive func(string) bool) func(cid.Cid) string {
+// sharesLocked brings the shares up to date with the members alive now:
+// when they changed, every missing block goes to its owner among them.
+// c.mu must be held.
+func (c *crowd) sharesLocked(alive func(string) bool) {
 	var live []string
 	for _, m := range c.members {
 		if alive(m) {
 			live = append(live, m)
 		}
 	}
-	if key := strings.Join(live, "\x00"); key != c.ownersOf {
-		clear(c.owners)
-		c.ownersOf = key
+	key := strings.Join(live, "\x00")
+	if c.shares != nil && key == c.ownersOf {
+		return
 	}
-	return func(b cid.Cid) string {
-		o, ok := c.owners[b]
-		if !ok {
-			o = c.owner(b, live, func(string) bool { return true })
-			c.owners[b] = o
+	c.ownersOf, c.live = key, live
+	c.shares = make(map[string][]cid.Cid, len(live))
+	kept := c.order[:0]
+	for _, b := range c.order {
+		if c.pending[b] {
+			kept = append(kept, b)
+			o := c.owner(b, live, all)
+			c.shares[o] = append(c.shares[o], b)
 		}
-		return o
 	}
+	clear(c.order[len(kept):])
+	c.order = kept
 }
+
+// all is the alive of owner that counts every member.
+func all(string) bool { return true }
 
 // owner returns the member among ms alive that ranks b highest, "" if
 // none is.
