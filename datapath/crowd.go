@@ -50,7 +50,10 @@ var errMemberSilent = errors.New("member sent nothing within the request timeout
 // member that fails requests is passed over for a while and its blocks
 // owned by the others; one alive but sending nothing for swarmPatience
 // has its share taken from the origin by whoever is idle, and so are the
-// blocks a member sent with bad bytes: they are not asked of it again.
+// blocks a member sent with bad bytes: they are not asked of it again. One
+// whose share lags the others' (a slow link that still trickles blocks)
+// is adopted as in a swarm (swarm.laggingLocked): the others take the end
+// of its share from the origin, and it is asked for little at a time.
 type crowd struct {
 	f           *fetcher
 	self        string
@@ -80,6 +83,9 @@ type crowd struct {
 	shares   map[string][]cid.Cid
 	live     []string
 	ownersOf string
+	size     map[string]int  // blocks of each live member's share at the last rebuild of shares
+	left     map[string]int  // of those, missing here still
+	lagging  map[string]bool // members whose shares lagged (laggingLocked), as in a swarm
 	// aloneCtx is the context of the requests made while alone, cancelled
 	// once others join: the blocks they asked for, large requests, would
 	// otherwise go on arriving here while the others, owning most of them
@@ -107,6 +113,7 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 		lastGot:       make(map[string]time.Time),
 		exhausted:     make(map[string]bool),
 		asking:        make(map[string]bool),
+		lagging:       make(map[string]bool),
 		done:          make(chan struct{}),
 		changed:       make(chan struct{}),
 	}
@@ -315,8 +322,16 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 		}
 		return e == earlier
 	}, &batch)
+	lagging := c.laggingLocked()
 	for _, o := range c.live {
-		if len(batch) == 0 && o != c.self && now.Sub(c.lastGot[o]) > swarmPatience {
+		if len(batch) == 0 && o != c.self && lagging[o] {
+			c.scanBack(o, n, func(b cid.Cid) bool { return c.adopter(b, o, lagging) == c.self }, &batch)
+		}
+	}
+	// A lagging member's share has its adopters; this is for members
+	// that send nothing at all.
+	for _, o := range c.live {
+		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > swarmPatience {
 			c.scan(o, n, func(cid.Cid) bool { return true }, &batch)
 		}
 	}
@@ -349,7 +364,24 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 	}
 	if !c.f.backingOff(m, time.Now()) {
 		c.sharesLocked(alive)
-		c.scan(m, c.peerBatch, func(b cid.Cid) bool { return !c.f.sentBad(m, b) }, &batch)
+		lagging := c.laggingLocked()
+		// A lagging member is asked for little at a time: what is
+		// claimed from it is asked of nobody else until it answers.
+		n := c.peerBatch
+		if lagging[m] {
+			n = c.originBatch
+		}
+		notBad := func(b cid.Cid) bool { return !c.f.sentBad(m, b) }
+		c.scan(m, n, notBad, &batch)
+		if len(batch) == 0 && len(c.shares[m]) == 0 {
+			// m's own share is done here: the blocks it adopted of
+			// lagging shares, this receiver's among them.
+			for _, o := range c.live {
+				if o != m && lagging[o] {
+					c.scanBack(o, n, func(b cid.Cid) bool { return notBad(b) && c.adopter(b, o, lagging) == m }, &batch)
+				}
+			}
+		}
 	}
 	if len(batch) == 0 {
 		return nil, c.changed, true
@@ -405,6 +437,67 @@ func (c *crowd) sharesLocked(alive func(string) bool) {
 	}
 	clear(c.order[len(kept):])
 	c.order = kept
+	c.size, c.left = make(map[string]int, len(live)), make(map[string]int, len(live))
+	for o, share := range c.shares {
+		c.size[o], c.left[o] = len(share), len(share)
+	}
+}
+
+// scanBack is scan from the end of m's share backwards, for the adopters
+// of a lagging share; it drops the stored blocks at the end. c.mu must be
+// held.
+func (c *crowd) scanBack(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
+	share := c.shares[m]
+	for len(share) > 0 && !c.pending[share[len(share)-1]] {
+		share = share[:len(share)-1]
+	}
+	c.shares[m] = share
+	for i := len(share) - 1; i >= 0 && len(*out) < n; i-- {
+		if b := share[i]; c.pending[b] && !c.inflight[b] && ok(b) {
+			c.inflight[b] = true
+			*out = append(*out, b)
+		}
+	}
+}
+
+// laggingLocked returns the live members whose shares (since the last
+// rebuild of shares) lag the others' here, or once did, as
+// swarm.laggingLocked judges. c.mu must be held.
+func (c *crowd) laggingLocked() map[string]bool {
+	came := func(m string) float64 {
+		if c.size[m] == 0 {
+			return 1
+		}
+		return 1 - float64(c.left[m])/float64(c.size[m])
+	}
+	others := make([]float64, 0, len(c.live))
+	for _, m := range c.live {
+		if c.lagging[m] || int64(c.size[m])*c.each < swarmLagBytes {
+			continue
+		}
+		others = others[:0]
+		for _, o := range c.live {
+			if o != m {
+				others = append(others, came(o))
+			}
+		}
+		if len(others) == 0 {
+			break // a crowd of one
+		}
+		slices.Sort(others)
+		if median := others[len(others)/2]; median >= swarmLagSeen && came(m)*swarmLagFactor < median {
+			c.lagging[m] = true
+			c.f.log.Debug("crowd member lags: adopting its share", "member", m, "came", came(m), "others_median", median)
+		}
+	}
+	return c.lagging
+}
+
+// adopter returns the live member that fetches b, of lagging member m's
+// share, from the origin: the one that ranks it highest among those not
+// lagging.
+func (c *crowd) adopter(b cid.Cid, m string, lagging map[string]bool) string {
+	return c.owner(b, c.live, func(o string) bool { return o != m && !lagging[o] })
 }
 
 // all is the alive of owner that counts every member.
@@ -440,8 +533,11 @@ func (c *crowd) landed(batch []cid.Cid, got map[cid.Cid][]byte, from string) {
 	defer c.mu.Unlock()
 	for _, b := range batch {
 		delete(c.inflight, b)
-		if _, ok := got[b]; ok {
+		if _, ok := got[b]; ok && c.pending[b] {
 			delete(c.pending, b)
+			if c.shares != nil {
+				c.left[c.owner(b, c.live, all)]--
+			}
 		}
 	}
 	if from != "" && len(got) > 0 {

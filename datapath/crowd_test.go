@@ -272,3 +272,30 @@ func TestCrowdBadMemberNotAskedAgain(t *testing.T) {
 		t.Fatalf("asked r1 %d times for blocks it had sent with bad bytes", watch.again)
 	}
 }
+
+// TestCrowdSlowMember: four receivers pull at once, one of which sends at
+// a sixteenth of the origin's rate and keeps sending (never silent for
+// swarmPatience). The others adopt its share as a swarm does, fetching
+// much of it from the origin and each other instead of waiting for it.
+func TestCrowdSlowMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(16<<20))
+	members := []string{"r0", "r1", "r2", "slow"}
+	for _, m := range members[:3] {
+		net.add(m, nil)
+	}
+	net.add("slow", slowly(1<<20))
+	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
+	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
+	if c := originCopies(t, d, got); c > 1.5 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
+	}
+	share := int64(len(d.held)*size) / int64(len(members))
+	for _, r := range members[:3] {
+		if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*7/8 {
+			t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+		}
+	}
+}
