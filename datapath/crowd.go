@@ -2,8 +2,6 @@ package datapath
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -21,16 +19,6 @@ import (
 type Crowd interface {
 	Members() ([]string, <-chan struct{})
 }
-
-// memberRequestTimeout bounds one request to a member: one that accepts
-// it and sends nothing would otherwise keep its blocks in flight, asked
-// of nobody else, and the pull would never end. A request is at most
-// peerBatch blocks, so this is ample for a member that sends at all.
-const memberRequestTimeout = 3 * swarmPatience
-
-// errMemberSilent is the cause of a member request cut short at
-// memberRequestTimeout.
-var errMemberSilent = errors.New("member sent nothing within the request timeout")
 
 // crowd pulls a root together with whoever else pulls it from the same
 // origin now (Spec.Crowd): a swarm whose members come and go.
@@ -216,7 +204,7 @@ func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 			continue
 		}
 		if earlier != "" {
-			got, err, keepErr := c.ask(ctx, earlier, batch)
+			got, err, keepErr := c.f.askMember(ctx, earlier, batch)
 			if keepErr != nil {
 				return keepErr
 			}
@@ -260,7 +248,7 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 			return nil
 		}
 		if len(batch) > 0 {
-			got, err, keepErr := c.ask(ctx, m, batch)
+			got, err, keepErr := c.f.askMember(ctx, m, batch)
 			c.landed(batch, got, m)
 			switch {
 			case keepErr != nil:
@@ -276,21 +264,6 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 			return err
 		}
 	}
-}
-
-// ask gets what member m holds of batch, as fetcher.get does, within
-// memberRequestTimeout: a member that takes the request and never answers
-// would hold batch in flight, asked of nobody else, for ever. One that
-// runs out of time counts as failed.
-func (c *crowd) ask(ctx context.Context, m string, batch []cid.Cid) (got map[cid.Cid][]byte, err, keepErr error) {
-	rctx, cancel := context.WithTimeoutCause(ctx, memberRequestTimeout, errMemberSilent)
-	defer cancel()
-	got, err, keepErr = c.f.get(rctx, m, batch, 0, true)
-	if ctx.Err() == nil && context.Cause(rctx) == errMemberSilent {
-		err = fmt.Errorf("get %d blocks from %s: %w", len(batch), m, errMemberSilent)
-		c.f.fail(m, err)
-	}
-	return got, err, keepErr
 }
 
 // takeOwn claims up to originBatch missing blocks this receiver owns, and
