@@ -37,7 +37,11 @@ type Crowd interface {
 // come twice). A
 // member that fails requests is passed over for a while and its blocks
 // owned by the others; one alive but sending nothing for swarmPatience
-// has its share taken from the origin by whoever is idle.
+// has its share taken from the origin by whoever is idle, and so are the
+// blocks a member sent with bad bytes: they are not asked of it again. One
+// whose share lags the others' (a slow link that still trickles blocks)
+// is adopted as in a swarm (swarm.laggingLocked): the others take the end
+// of its share from the origin, and it is asked for little at a time.
 type crowd struct {
 	f           *fetcher
 	self        string
@@ -54,17 +58,22 @@ type crowd struct {
 
 	mu        sync.Mutex
 	members   []string             // as the view said last, self among them
-	order     []cid.Cid            // missing at the start, in map order; stored blocks dropped as met
+	order     []cid.Cid            // missing at the start, in map order; stored blocks dropped on each rebuild of shares
 	pending   map[cid.Cid]bool     // not stored here yet
 	inflight  map[cid.Cid]bool     // asked of someone now
 	lastGot   map[string]time.Time // when each member last sent a block, or was first seen
 	exhausted map[string]bool      // earlier members that held none of this one's share when asked
 	asking    map[string]bool      // members with fetchers running
-	// owners caches the owner of each block among the members alive as
-	// ownersOf names them: a scan asks for many blocks' owners, and a
-	// rank costs a hash per member.
-	owners   map[cid.Cid]string
+	// shares holds, for each member alive as ownersOf names them (live),
+	// the missing blocks it owns in map order, built once per change of
+	// the members alive: a claim walks the front of one share, not every
+	// missing block, and a rank costs a hash per member.
+	shares   map[string][]cid.Cid
+	live     []string
 	ownersOf string
+	size     map[string]int  // blocks of each live member's share at the last rebuild of shares
+	left     map[string]int  // of those, missing here still
+	lagging  map[string]bool // members whose shares lagged (laggingLocked), as in a swarm
 	// aloneCtx is the context of the requests made while alone, cancelled
 	// once others join: the blocks they asked for, large requests, would
 	// otherwise go on arriving here while the others, owning most of them
@@ -92,7 +101,7 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 		lastGot:       make(map[string]time.Time),
 		exhausted:     make(map[string]bool),
 		asking:        make(map[string]bool),
-		owners:        make(map[cid.Cid]string),
+		lagging:       make(map[string]bool),
 		done:          make(chan struct{}),
 		changed:       make(chan struct{}),
 	}
@@ -195,7 +204,7 @@ func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 			continue
 		}
 		if earlier != "" {
-			got, err, keepErr := c.f.get(ctx, earlier, batch, 0, true)
+			got, err, keepErr := c.f.askMember(ctx, earlier, batch)
 			if keepErr != nil {
 				return keepErr
 			}
@@ -239,7 +248,7 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 			return nil
 		}
 		if len(batch) > 0 {
-			got, err, keepErr := c.f.get(ctx, m, batch, 0, true)
+			got, err, keepErr := c.f.askMember(ctx, m, batch)
 			c.landed(batch, got, m)
 			switch {
 			case keepErr != nil:
@@ -277,26 +286,38 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 		n, actx = c.aloneBatch, c.aloneCtx
 	}
 	before := c.members[:max(0, slices.Index(c.members, c.self))]
-	owner := c.ownerLocked(alive)
+	c.sharesLocked(alive)
 	// The blocks of one earlier owner at a time: it is asked for them.
-	c.scan(func(b cid.Cid) bool {
-		if len(batch) >= n || owner(b) != c.self {
-			return false
-		}
+	c.scan(c.self, n, func(b cid.Cid) bool {
 		e := c.owner(b, before, func(m string) bool { return alive(m) && !c.exhausted[m] })
 		if len(batch) == 0 {
 			earlier = e
 		}
 		return e == earlier
 	}, &batch)
+	lagging := c.laggingLocked()
+	for _, o := range c.live {
+		if len(batch) == 0 && o != c.self && lagging[o] {
+			c.scanBack(o, n, func(b cid.Cid) bool { return c.adopter(b, o, lagging) == c.self }, &batch)
+		}
+	}
+	// A lagging member's share has its adopters; this is for members
+	// that send nothing at all.
+	for _, o := range c.live {
+		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > swarmPatience {
+			c.scan(o, n, func(cid.Cid) bool { return true }, &batch)
+		}
+	}
 	if len(batch) == 0 {
-		c.scan(func(b cid.Cid) bool {
-			if len(batch) >= n {
-				return false
+		// The blocks members sent with bad bytes: not asked of them again.
+		for _, o := range c.live {
+			for _, b := range c.f.badFrom(o) {
+				if len(batch) < n && c.pending[b] && !c.inflight[b] && o != c.self && c.owner(b, c.live, all) == o {
+					c.inflight[b] = true
+					batch = append(batch, b)
+				}
 			}
-			o := owner(b)
-			return o != c.self && now.Sub(c.lastGot[o]) > swarmPatience
-		}, &batch)
+		}
 	}
 	if len(batch) == 0 {
 		return nil, "", nil, c.changed
@@ -315,8 +336,25 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 		return nil, nil, false
 	}
 	if !c.f.backingOff(m, time.Now()) {
-		owner := c.ownerLocked(alive)
-		c.scan(func(b cid.Cid) bool { return len(batch) < c.peerBatch && owner(b) == m }, &batch)
+		c.sharesLocked(alive)
+		lagging := c.laggingLocked()
+		// A lagging member is asked for little at a time: what is
+		// claimed from it is asked of nobody else until it answers.
+		n := c.peerBatch
+		if lagging[m] {
+			n = c.originBatch
+		}
+		notBad := func(b cid.Cid) bool { return !c.f.sentBad(m, b) }
+		c.scan(m, n, notBad, &batch)
+		if len(batch) == 0 && len(c.shares[m]) == 0 {
+			// m's own share is done here: the blocks it adopted of
+			// lagging shares, this receiver's among them.
+			for _, o := range c.live {
+				if o != m && lagging[o] {
+					c.scanBack(o, n, func(b cid.Cid) bool { return notBad(b) && c.adopter(b, o, lagging) == m }, &batch)
+				}
+			}
+		}
 	}
 	if len(batch) == 0 {
 		return nil, c.changed, true
@@ -324,47 +362,119 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 	return batch, nil, true
 }
 
-// scan appends to out the missing blocks not in flight that ok takes, in
-// map order, marks them in flight, and drops stored blocks from the
-// order on the way. s.mu must be held.
-func (c *crowd) scan(ok func(cid.Cid) bool, out *[]cid.Cid) {
-	kept := c.order[:0]
-	for _, b := range c.order {
-		if !c.pending[b] {
-			continue
+// scan appends to out, up to n blocks in all, the blocks of m's share
+// that are missing, not in flight and that ok takes, in map order, and
+// marks them in flight. It drops the stored blocks at the front of the
+// share: claims take from the front, so the walk is about the blocks in
+// flight and n long, not the share's. c.mu must be held.
+func (c *crowd) scan(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
+	share := c.shares[m]
+	for len(share) > 0 && !c.pending[share[0]] {
+		share = share[1:]
+	}
+	c.shares[m] = share
+	for _, b := range share {
+		if len(*out) >= n {
+			return
 		}
-		kept = append(kept, b)
-		if !c.inflight[b] && ok(b) {
+		if c.pending[b] && !c.inflight[b] && ok(b) {
 			c.inflight[b] = true
 			*out = append(*out, b)
 		}
 	}
-	clear(c.order[len(kept):])
-	c.order = kept
 }
 
-// ownerLocked returns the owner of a block among the members alive, from
-// the cache while the same members are alive. c.mu must be held.
-func (c *crowd) ownerLocked(alive func(string) bool) func(cid.Cid) string {
+// sharesLocked brings the shares up to date with the members alive now:
+// when they changed, every missing block goes to its owner among them.
+// c.mu must be held.
+func (c *crowd) sharesLocked(alive func(string) bool) {
 	var live []string
 	for _, m := range c.members {
 		if alive(m) {
 			live = append(live, m)
 		}
 	}
-	if key := strings.Join(live, "\x00"); key != c.ownersOf {
-		clear(c.owners)
-		c.ownersOf = key
+	key := strings.Join(live, "\x00")
+	if c.shares != nil && key == c.ownersOf {
+		return
 	}
-	return func(b cid.Cid) string {
-		o, ok := c.owners[b]
-		if !ok {
-			o = c.owner(b, live, func(string) bool { return true })
-			c.owners[b] = o
+	c.ownersOf, c.live = key, live
+	c.shares = make(map[string][]cid.Cid, len(live))
+	kept := c.order[:0]
+	for _, b := range c.order {
+		if c.pending[b] {
+			kept = append(kept, b)
+			o := c.owner(b, live, all)
+			c.shares[o] = append(c.shares[o], b)
 		}
-		return o
+	}
+	clear(c.order[len(kept):])
+	c.order = kept
+	c.size, c.left = make(map[string]int, len(live)), make(map[string]int, len(live))
+	for o, share := range c.shares {
+		c.size[o], c.left[o] = len(share), len(share)
 	}
 }
+
+// scanBack is scan from the end of m's share backwards, for the adopters
+// of a lagging share; it drops the stored blocks at the end. c.mu must be
+// held.
+func (c *crowd) scanBack(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
+	share := c.shares[m]
+	for len(share) > 0 && !c.pending[share[len(share)-1]] {
+		share = share[:len(share)-1]
+	}
+	c.shares[m] = share
+	for i := len(share) - 1; i >= 0 && len(*out) < n; i-- {
+		if b := share[i]; c.pending[b] && !c.inflight[b] && ok(b) {
+			c.inflight[b] = true
+			*out = append(*out, b)
+		}
+	}
+}
+
+// laggingLocked returns the live members whose shares (since the last
+// rebuild of shares) lag the others' here, or once did, as
+// swarm.laggingLocked judges. c.mu must be held.
+func (c *crowd) laggingLocked() map[string]bool {
+	came := func(m string) float64 {
+		if c.size[m] == 0 {
+			return 1
+		}
+		return 1 - float64(c.left[m])/float64(c.size[m])
+	}
+	others := make([]float64, 0, len(c.live))
+	for _, m := range c.live {
+		if c.lagging[m] || int64(c.size[m])*c.each < swarmLagBytes {
+			continue
+		}
+		others = others[:0]
+		for _, o := range c.live {
+			if o != m {
+				others = append(others, came(o))
+			}
+		}
+		if len(others) == 0 {
+			break // a crowd of one
+		}
+		slices.Sort(others)
+		if median := others[len(others)/2]; median >= swarmLagSeen && came(m)*swarmLagFactor < median {
+			c.lagging[m] = true
+			c.f.log.Debug("crowd member lags: adopting its share", "member", m, "came", came(m), "others_median", median)
+		}
+	}
+	return c.lagging
+}
+
+// adopter returns the live member that fetches b, of lagging member m's
+// share, from the origin: the one that ranks it highest among those not
+// lagging.
+func (c *crowd) adopter(b cid.Cid, m string, lagging map[string]bool) string {
+	return c.owner(b, c.live, func(o string) bool { return o != m && !lagging[o] })
+}
+
+// all is the alive of owner that counts every member.
+func all(string) bool { return true }
 
 // owner returns the member among ms alive that ranks b highest, "" if
 // none is.
@@ -396,8 +506,11 @@ func (c *crowd) landed(batch []cid.Cid, got map[cid.Cid][]byte, from string) {
 	defer c.mu.Unlock()
 	for _, b := range batch {
 		delete(c.inflight, b)
-		if _, ok := got[b]; ok {
+		if _, ok := got[b]; ok && c.pending[b] {
 			delete(c.pending, b)
+			if c.shares != nil {
+				c.left[c.owner(b, c.live, all)]--
+			}
 		}
 	}
 	if from != "" && len(got) > 0 {

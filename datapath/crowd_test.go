@@ -2,9 +2,15 @@ package datapath
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 )
 
 // testCrowd is a tracker's view shared by every receiver of a test.
@@ -165,5 +171,131 @@ func TestCrowdFirstAloneThenJoined(t *testing.T) {
 	got := waitAll(t, net, d, started)
 	if c := originCopies(t, d, got); c > 1.2 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
+	}
+}
+
+// muteStore accepts requests and never answers them: a listed member
+// that takes a get and holds it.
+type muteStore struct {
+	*blockstore.Memory
+	stop <-chan struct{}
+}
+
+func (s *muteStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stop:
+		return nil, errors.New("test over")
+	}
+}
+
+// TestCrowdMuteMember: the tracker lists a member whose store takes every
+// get and never answers, after the receiver (asked for its share) or
+// before it (asked first for what it held of the receiver's share). The
+// blocks asked of it come back after memberRequestTimeout, and the pull
+// completes from the origin.
+func TestCrowdMuteMember(t *testing.T) {
+	for name, members := range map[string][]string{"after": {"r0", "mute"}, "before": {"mute", "r0"}} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rng := newRand(t)
+			net := newTestNet(t)
+			const size = 32 << 10
+			net.add("src", nil)
+			net.add("r0", nil)
+			stop := make(chan struct{})
+			t.Cleanup(func() { close(stop) })
+			net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
+			d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
+			waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), []string{"r0"}, members))
+		})
+	}
+}
+
+// badWatch records the blocks a peer sent with bad bytes and counts the
+// requests that ask it for one of them again.
+type badWatch struct {
+	Peers
+	liar  string
+	mu    sync.Mutex
+	bad   map[cid.Cid]bool
+	again int
+}
+
+func (p *badWatch) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
+	if peer != p.liar {
+		return p.Peers.GetEach(ctx, peer, cids, fn)
+	}
+	p.mu.Lock()
+	if slices.ContainsFunc(cids, func(c cid.Cid) bool { return p.bad[c] }) {
+		p.again++
+	}
+	p.mu.Unlock()
+	err := p.Peers.GetEach(ctx, peer, cids, fn)
+	if bad := (*exchange.BadBlockError)(nil); errors.As(err, &bad) {
+		p.mu.Lock()
+		p.bad[bad.CID] = true
+		p.mu.Unlock()
+	}
+	return err
+}
+
+// TestCrowdBadMemberNotAskedAgain: a member sends bad bytes for every
+// block it serves. A block it sent bad is not asked of it again (it is
+// taken from the origin), so a member below maxBadBlocks is not asked the
+// same block over and over.
+func TestCrowdBadMemberNotAskedAgain(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(2<<20))
+	net.add("r0", nil)
+	net.add("r1", func(m *blockstore.Memory) exchange.Store {
+		return &lyingStore{Memory: m, bad: func(cid.Cid) bool { return true }}
+	})
+	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	members := []string{"r0", "r1"}
+	crowd := newTestCrowd(members...)
+	started := startCrowd(net, d, crowd, members[1:], members)
+	watch := &badWatch{Peers: net.clients["r0"], liar: "r1", bad: map[cid.Cid]bool{}}
+	spec := Spec{ID: "pull-r0", Root: d.root, Sources: []string{"src", "r1"}, Self: "r0", Crowd: crowd,
+		BlockSize: MinBlockSize, DiskBlockSize: size}
+	started["r0"] = Start(context.Background(), spec, watch, net.stores["r0"], nil)
+	waitAll(t, net, d, started)
+	watch.mu.Lock()
+	defer watch.mu.Unlock()
+	if len(watch.bad) == 0 {
+		t.Fatal("r1 sent no bad block: the test proves nothing")
+	}
+	if watch.again > 0 {
+		t.Fatalf("asked r1 %d times for blocks it had sent with bad bytes", watch.again)
+	}
+}
+
+// TestCrowdSlowMember: four receivers pull at once, one of which sends at
+// a sixteenth of the origin's rate and keeps sending (never silent for
+// swarmPatience). The others adopt its share as a swarm does, fetching
+// much of it from the origin and each other instead of waiting for it.
+func TestCrowdSlowMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", slowly(16<<20))
+	members := []string{"r0", "r1", "r2", "slow"}
+	for _, m := range members[:3] {
+		net.add(m, nil)
+	}
+	net.add("slow", slowly(1<<20))
+	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
+	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
+	if c := originCopies(t, d, got); c > 1.5 {
+		t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
+	}
+	share := int64(len(d.held)*size) / int64(len(members))
+	for _, r := range members[:3] {
+		if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*7/8 {
+			t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+		}
 	}
 }

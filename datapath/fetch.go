@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -320,4 +321,11 @@ func (f *fetcher) backingOff(peer string, now time.Time) bool {
 	defer f.mu.Unlock()
 	at, ok := f.failed[peer]
 	return ok && now.Sub(at) < peerBackoff
+}
+
+// badFrom returns the blocks peer sent with bad bytes.
+func (f *fetcher) badFrom(peer string) []cid.Cid {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Collect(maps.Keys(f.bad[peer]))
 }

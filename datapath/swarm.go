@@ -3,6 +3,8 @@ package datapath
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -58,6 +60,16 @@ const (
 	swarmLagSeen   = 0.5
 	swarmLagBytes  = 4 << 20
 )
+
+// memberRequestTimeout bounds one request to a member: one that accepts
+// it and sends nothing would otherwise keep its blocks in flight, asked
+// of nobody else, and the pull would never end. A request is at most
+// swarmPeerBatch, so this is ample for a member that sends at all.
+const memberRequestTimeout = 3 * swarmPatience
+
+// errMemberSilent is the cause of a member request cut short at
+// memberRequestTimeout.
+var errMemberSilent = errors.New("member did not answer a request in time")
 
 // swarm pulls a root together with the other members of Spec.Swarm.
 //
@@ -200,7 +212,7 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 		if len(batch) > 0 {
 			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
-			blocks, err, keepErr := s.f.get(ctx, m, batch, 0, true)
+			blocks, err, keepErr := s.f.askMember(ctx, m, batch)
 			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
 			if keepErr != nil {
 				return keepErr
@@ -502,4 +514,19 @@ func rank(m string, c cid.Cid) uint64 {
 	h.Write([]byte(m))
 	h.Write(c.Bytes())
 	return h.Sum64()
+}
+
+// askMember gets what member m of a swarm or crowd holds of batch, as get
+// does, within memberRequestTimeout: a member that takes the request and
+// never answers would hold batch in flight, asked of nobody else, for
+// ever. One that runs out of time counts as failed.
+func (f *fetcher) askMember(ctx context.Context, m string, batch []cid.Cid) (got map[cid.Cid][]byte, err, keepErr error) {
+	rctx, cancel := context.WithTimeoutCause(ctx, memberRequestTimeout, errMemberSilent)
+	defer cancel()
+	got, err, keepErr = f.get(rctx, m, batch, 0, true)
+	if ctx.Err() == nil && context.Cause(rctx) == errMemberSilent {
+		err = fmt.Errorf("get %d blocks from %s: %w", len(batch), m, errMemberSilent)
+		f.fail(m, err)
+	}
+	return got, err, keepErr
 }

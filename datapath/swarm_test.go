@@ -9,6 +9,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 )
 
 // startSwarm starts receivers pulling d from the origin "src" as one swarm
@@ -261,4 +262,20 @@ func TestSwarmOfOneAsksFullRequests(t *testing.T) {
 	if got := peers.gets.Load(); got > 8 {
 		t.Fatalf("got %d get requests for 16 MiB, want about 4 (requests of %d bytes)", got, DefaultBlockSize)
 	}
+}
+
+// TestSwarmMuteMember: a member of the push takes every get and never
+// answers: the blocks asked of it come back after memberRequestTimeout,
+// and the others complete from the origin.
+func TestSwarmMuteMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	const size = 32 << 10
+	net.add("src", nil)
+	net.add("r0", nil)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
+	d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
+	pushSwarm(t, net, d, []string{"r0", "mute"}, []string{"r0"})
 }

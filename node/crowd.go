@@ -33,6 +33,12 @@ const (
 	// maxCrowd bounds the pullers a tracker lists for one root; those
 	// beyond it pull on their own.
 	maxCrowd = 256
+	// maxCrowdRoots bounds the roots a tracker tracks at once; pullers of
+	// others pull on their own.
+	maxCrowdRoots = 1024
+	// crowdWriteTimeout bounds sending one list to a puller: one that
+	// never reads is dropped, not left listed with a goroutine pinned.
+	crowdWriteTimeout = 10 * time.Second
 	// maxCrowdLine bounds one line of the protocol.
 	maxCrowdLine = 64 << 10
 	// crowdJoinTimeout bounds joining a crowd: a tracker that does not
@@ -69,22 +75,36 @@ type crowdTracker struct {
 
 // crowdPuller is one puller as the tracker sees it.
 type crowdPuller struct {
-	id     peer.ID
-	done   bool
-	notify chan struct{} // one pending wake to send the list again
+	id       peer.ID
+	done     bool
+	notify   chan struct{} // one pending wake to send the list again
+	replaced chan struct{} // closed when the same peer joins the root again
 }
 
-// join adds p to root's pullers; false if the crowd is full.
+func newCrowdPuller(id peer.ID) *crowdPuller {
+	return &crowdPuller{id: id, notify: make(chan struct{}, 1), replaced: make(chan struct{})}
+}
+
+// join adds p to root's pullers, in the place of p's peer's earlier join
+// if it is listed (one entry per peer, however often it joins); false if
+// the crowd is full or the tracker tracks maxCrowdRoots roots already.
 func (t *crowdTracker) join(root cid.Cid, p *crowdPuller) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.roots == nil {
 		t.roots = map[cid.Cid][]*crowdPuller{}
 	}
-	if len(t.roots[root]) >= maxCrowd {
+	ps, tracked := t.roots[root]
+	if i := slices.IndexFunc(ps, func(q *crowdPuller) bool { return q.id == p.id }); i >= 0 {
+		close(ps[i].replaced)
+		ps[i] = p
+		t.wakeLocked(root)
+		return true
+	}
+	if len(ps) >= maxCrowd || (!tracked && len(t.roots) >= maxCrowdRoots) {
 		return false
 	}
-	t.roots[root] = append(t.roots[root], p)
+	t.roots[root] = append(ps, p)
 	t.wakeLocked(root)
 	return true
 }
@@ -131,22 +151,27 @@ func (t *crowdTracker) wakeLocked(root cid.Cid) {
 	}
 }
 
-// serveCrowd tracks one puller of a root: it sends the root's pullers
-// whenever they change, until the puller closes the stream.
+// serveCrowd tracks one puller of a root this node holds: it sends the
+// root's pullers whenever they change, until the puller closes the stream
+// (or joins again on another), or does not take a list within
+// crowdWriteTimeout.
 func (n *meshNode) serveCrowd(s network.Stream) {
 	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(crowdJoinTimeout))
 	r := bufio.NewReader(io.LimitReader(s, maxCrowdLine))
-	var j crowdJoin
-	line, err := r.ReadBytes('\n')
-	if err == nil {
-		err = json.Unmarshal(line, &j)
-	}
-	root, cerr := cid.Decode(j.Root)
-	if err != nil || cerr != nil {
-		n.log.Debug("bad crowd join", "peer", s.Conn().RemotePeer(), "err", errors.Join(err, cerr))
+	root, err := readCrowdJoin(r)
+	if err != nil {
+		n.log.Debug("bad crowd join", "peer", s.Conn().RemotePeer(), "err", err)
 		return
 	}
-	p := &crowdPuller{id: s.Conn().RemotePeer(), notify: make(chan struct{}, 1)}
+	_ = s.SetReadDeadline(time.Time{})
+	// Only pulls from this node have a crowd here: a tracker for any root
+	// asked would list strangers to each other.
+	if held, err := n.local.Has(n.life, root); err != nil || !held {
+		n.log.Debug("crowd join for a root not held here", "peer", s.Conn().RemotePeer(), "root", root, "err", err)
+		return
+	}
+	p := newCrowdPuller(s.Conn().RemotePeer())
 	if !n.crowds.join(root, p) {
 		return // pulls on its own
 	}
@@ -154,8 +179,7 @@ func (n *meshNode) serveCrowd(s network.Stream) {
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
-		var d crowdDone
-		if line, err := r.ReadBytes('\n'); err != nil || json.Unmarshal(line, &d) != nil || !d.Done {
+		if !readCrowdDone(r) {
 			return
 		}
 		n.crowds.finish(root, p)
@@ -166,12 +190,40 @@ func (n *meshNode) serveCrowd(s network.Stream) {
 		select {
 		case <-gone:
 			return
+		case <-p.replaced:
+			return
 		case <-p.notify:
+			_ = s.SetWriteDeadline(time.Now().Add(crowdWriteTimeout))
 			if err := enc.Encode(n.crowds.list(root)); err != nil {
 				return
 			}
 		}
 	}
+}
+
+// readCrowdJoin reads a puller's join line and returns its root.
+func readCrowdJoin(r *bufio.Reader) (cid.Cid, error) {
+	var j crowdJoin
+	line, err := r.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &j)
+	}
+	if err != nil {
+		return cid.Undef, fmt.Errorf("read crowd join: %w", err)
+	}
+	root, err := cid.Decode(j.Root)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("crowd join root: %w", err)
+	}
+	return root, nil
+}
+
+// readCrowdDone reads a puller's second line and reports whether it says
+// the puller holds the root.
+func readCrowdDone(r *bufio.Reader) bool {
+	var d crowdDone
+	line, err := r.ReadBytes('\n')
+	return err == nil && json.Unmarshal(line, &d) == nil && d.Done
 }
 
 // crowdView is a puller's view of its crowd, read from the tracker; it is

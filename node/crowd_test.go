@@ -1,10 +1,21 @@
 package node
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/test"
+
+	"github.com/weft-mesh/weft/blockstore"
 )
 
 // TestCrowdTracker: the tracker lists a root's pullers in the order they
@@ -20,7 +31,7 @@ func TestCrowdTracker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := &crowdPuller{id: id, notify: make(chan struct{}, 1)}
+		p := newCrowdPuller(id)
 		if !tr.join(root, p) {
 			t.Fatal("join refused")
 		}
@@ -55,5 +66,152 @@ func TestCrowdTracker(t *testing.T) {
 	}
 	if pulling, _ := v.othersPulling(); pulling {
 		t.Fatal("others pulling, want none: the other one holds the root")
+	}
+}
+
+// TestCrowdTrackerOneEntryPerPeer: a peer that joins a root again takes
+// its earlier entry's place, and that entry's stream is told to end.
+func TestCrowdTrackerOneEntryPerPeer(t *testing.T) {
+	root := testCID(t, 1)
+	var tr crowdTracker
+	id, err := test.RandPeerID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, again := newCrowdPuller(id), newCrowdPuller(id)
+	if !tr.join(root, first) || !tr.join(root, again) {
+		t.Fatal("join refused")
+	}
+	if l := tr.list(root); len(l.Members) != 1 {
+		t.Fatalf("members %v after one peer joined twice, want it once", l.Members)
+	}
+	select {
+	case <-first.replaced:
+	default:
+		t.Fatal("the earlier entry was not told it was replaced")
+	}
+	tr.leave(root, first) // its stream ends: the new entry stays
+	if l := tr.list(root); len(l.Members) != 1 {
+		t.Fatalf("members %v after the replaced entry left, want the new one", l.Members)
+	}
+}
+
+// TestCrowdTrackerBoundsRoots: a tracker tracks at most maxCrowdRoots
+// roots; pullers of a new root beyond that pull on their own, those of a
+// root tracked still join.
+func TestCrowdTrackerBoundsRoots(t *testing.T) {
+	var tr crowdTracker
+	id, err := test.RandPeerID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxCrowdRoots {
+		if !tr.join(testCID(t, i), newCrowdPuller(id)) {
+			t.Fatalf("join of root %d refused", i)
+		}
+	}
+	if tr.join(testCID(t, maxCrowdRoots), newCrowdPuller(id)) {
+		t.Fatalf("tracker took root %d, want at most %d", maxCrowdRoots+1, maxCrowdRoots)
+	}
+	other, err := test.RandPeerID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.join(testCID(t, 0), newCrowdPuller(other)) {
+		t.Fatal("join of a tracked root refused")
+	}
+}
+
+// pipeStream is one end of a net.Pipe as the libp2p stream serveCrowd
+// takes; only the methods serveCrowd uses are there.
+type pipeStream struct {
+	network.Stream
+	c      net.Conn
+	remote peer.ID
+}
+
+func (s pipeStream) Read(b []byte) (int, error)         { return s.c.Read(b) }
+func (s pipeStream) Write(b []byte) (int, error)        { return s.c.Write(b) }
+func (s pipeStream) Close() error                       { return s.c.Close() }
+func (s pipeStream) SetReadDeadline(t time.Time) error  { return s.c.SetReadDeadline(t) }
+func (s pipeStream) SetWriteDeadline(t time.Time) error { return s.c.SetWriteDeadline(t) }
+func (s pipeStream) Conn() network.Conn                 { return pipeConn{remote: s.remote} }
+
+type pipeConn struct {
+	network.Conn
+	remote peer.ID
+}
+
+func (c pipeConn) RemotePeer() peer.ID { return c.remote }
+
+// serveTestCrowd runs serveCrowd for a puller on a pipe and returns the
+// puller's end and a channel closed once serveCrowd returned.
+func serveTestCrowd(t *testing.T, n *meshNode) (net.Conn, <-chan struct{}) {
+	t.Helper()
+	id, err := test.RandPeerID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	here, there := net.Pipe()
+	t.Cleanup(func() { there.Close() })
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		n.serveCrowd(pipeStream{c: here, remote: id})
+	}()
+	return there, ended
+}
+
+// ends waits for serveCrowd to return, failing after 20 s.
+func ends(t *testing.T, ended <-chan struct{}, why string) {
+	t.Helper()
+	select {
+	case <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("serveCrowd still serving after 20 s: %s", why)
+	}
+}
+
+func testCrowdNode(t *testing.T) (*meshNode, cid.Cid) {
+	store := blockstore.NewMemory()
+	b := blockstore.NewBlock(blockstore.CodecRaw, []byte("a root held here"))
+	if err := store.Put(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	return &meshNode{life: context.Background(), log: slog.New(slog.DiscardHandler), local: store}, b.CID
+}
+
+func writeLine(t *testing.T, w io.Writer, v any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	if _, err := w.Write(append(b, '\n')); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServeCrowdRefusesRootsNotHeld: a join for a root the tracker does
+// not hold is not tracked.
+func TestServeCrowdRefusesRootsNotHeld(t *testing.T) {
+	n, _ := testCrowdNode(t)
+	c, ended := serveTestCrowd(t, n)
+	writeLine(t, c, crowdJoin{Root: testCID(t, 7).String()})
+	ends(t, ended, "joined for a root not held")
+	if len(n.crowds.roots) != 0 {
+		t.Fatalf("tracking %d roots, want none", len(n.crowds.roots))
+	}
+}
+
+// TestServeCrowdDropsSilentPullers: a puller that never sends its join,
+// and one that joins and never reads the lists, are dropped in time.
+func TestServeCrowdDropsSilentPullers(t *testing.T) {
+	n, root := testCrowdNode(t)
+	_, ended := serveTestCrowd(t, n)
+	ends(t, ended, "no join line sent")
+
+	c, ended := serveTestCrowd(t, n)
+	writeLine(t, c, crowdJoin{Root: root.String()}) // and never reads
+	ends(t, ended, "a puller that never reads")
+	if len(n.crowds.roots) != 0 {
+		t.Fatalf("the puller that never reads is still listed: %v", n.crowds.list(root).Members)
 	}
 }
