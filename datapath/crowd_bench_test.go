@@ -32,7 +32,8 @@ func benchCrowd(b *testing.B, blocks int, members ...string) *crowd {
 // BenchmarkCrowdClaim claims a batch and lands it, as a receiver does for
 // every request, with 1M blocks missing (64 GiB of 64 KiB blocks): from a
 // member of four (claimFrom), and alone (takeOwn). The cost of a claim
-// must not grow with the blocks missing.
+// must not grow with the blocks missing; only a change of the members
+// alive costs a walk of them all (rebuild).
 func BenchmarkCrowdClaim(b *testing.B) {
 	const blocks = 1 << 20
 	b.Run("member", func(b *testing.B) {
@@ -47,6 +48,17 @@ func BenchmarkCrowdClaim(b *testing.B) {
 				continue
 			}
 			c.landed(batch, stored(batch), "r1")
+		}
+	})
+	// A member failing a request (or coming back) changes the members
+	// alive: every missing block goes to its owner again, once.
+	b.Run("rebuild", func(b *testing.B) {
+		c := benchCrowd(b, blocks, "r0", "r1", "r2", "r3")
+		b.ResetTimer()
+		for i := range b.N {
+			c.mu.Lock()
+			c.sharesLocked(func(m string) bool { return m != "r3" || i%2 == 0 })
+			c.mu.Unlock()
 		}
 	})
 	b.Run("alone", func(b *testing.B) {
