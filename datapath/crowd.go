@@ -437,32 +437,9 @@ func (c *crowd) scanBack(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid)
 // rebuild of shares) lag the others' here, or once did, as
 // swarm.laggingLocked judges. c.mu must be held.
 func (c *crowd) laggingLocked() map[string]bool {
-	came := func(m string) float64 {
-		if c.size[m] == 0 {
-			return 1
-		}
-		return 1 - float64(c.left[m])/float64(c.size[m])
-	}
-	others := make([]float64, 0, len(c.live))
-	for _, m := range c.live {
-		if c.lagging[m] || int64(c.size[m])*c.each < swarmLagBytes {
-			continue
-		}
-		others = others[:0]
-		for _, o := range c.live {
-			if o != m {
-				others = append(others, came(o))
-			}
-		}
-		if len(others) == 0 {
-			break // a crowd of one
-		}
-		slices.Sort(others)
-		if median := others[len(others)/2]; median >= swarmLagSeen && came(m)*swarmLagFactor < median {
-			c.lagging[m] = true
-			c.f.log.Debug("crowd member lags: adopting its share", "member", m, "came", came(m), "others_median", median)
-		}
-	}
+	markLagging(shareProgress{c.live, c.size, c.left, c.each}, c.lagging, func(m string, came, median float64) {
+		c.f.log.Debug("crowd member lags: adopting its share", "member", m, "came", came, "others_median", median)
+	})
 	return c.lagging
 }
 

@@ -395,33 +395,52 @@ func (s *swarm) scanBack(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) 
 // they took up rather than hand its rest back once it is small. s.mu must
 // be held.
 func (s *swarm) laggingLocked() map[string]bool {
-	came := func(m string) float64 {
-		if s.size[m] == 0 {
-			return 1
-		}
-		return 1 - float64(s.left[m])/float64(s.size[m])
+	markLagging(shareProgress{s.members, s.size, s.left, s.each}, s.lagging, func(m string, came, median float64) {
+		s.f.log.Debug("swarm member lags: adopting its share", "member", m, "came", came, "others_median", median)
+	})
+	return s.lagging
+}
+
+// shareProgress is how far each member's share has come here: size blocks
+// of it missing at the start, left still missing, each block each bytes.
+type shareProgress struct {
+	members    []string
+	size, left map[string]int
+	each       int64
+}
+
+// came is the part of m's share that has come.
+func (p shareProgress) came(m string) float64 {
+	if p.size[m] == 0 {
+		return 1
 	}
-	others := make([]float64, 0, len(s.members))
-	for _, m := range s.members {
-		if s.lagging[m] || int64(s.size[m])*s.each < swarmLagBytes {
+	return 1 - float64(p.left[m])/float64(p.size[m])
+}
+
+// markLagging adds to lagging (and reports to found) each member whose
+// share, of at least swarmLagBytes, came at under 1/swarmLagFactor of the
+// others' median once that median is past swarmLagSeen.
+func markLagging(p shareProgress, lagging map[string]bool, found func(m string, came, median float64)) {
+	others := make([]float64, 0, len(p.members))
+	for _, m := range p.members {
+		if lagging[m] || int64(p.size[m])*p.each < swarmLagBytes {
 			continue
 		}
 		others = others[:0]
-		for _, o := range s.members {
+		for _, o := range p.members {
 			if o != m {
-				others = append(others, came(o))
+				others = append(others, p.came(o))
 			}
 		}
 		if len(others) == 0 {
-			break // a swarm of one
+			return // one member alone
 		}
 		slices.Sort(others)
-		if median := others[len(others)/2]; median >= swarmLagSeen && came(m)*swarmLagFactor < median {
-			s.lagging[m] = true
-			s.f.log.Debug("swarm member lags: adopting its share", "member", m, "came", came(m), "others_median", median)
+		if median := others[len(others)/2]; median >= swarmLagSeen && p.came(m)*swarmLagFactor < median {
+			lagging[m] = true
+			found(m, p.came(m), median)
 		}
 	}
-	return s.lagging
 }
 
 // adopter returns the member that fetches c, of lagging member m's share,
