@@ -188,13 +188,20 @@ func (n *meshNode) replicateLoop(ctx context.Context) {
 	}
 }
 
+// policySettle is how long a group of push policies waits, after one of
+// them was added and not yet tried, before it runs: `replicate --to
+// s1,s2,…` adds one policy per site, a request each, and their first
+// cycle must push to all of them at once, not to the first alone.
+const policySettle = 2 * time.Second
+
 // pushGroups returns the push policies among ps to run now, in groups
 // that run as one cycle each: those of one disk and the same transfer
 // options, so that a disk replicated to several sites leaves this node
 // once per cycle, not once per site. A group forms around the policies
 // that are due; it takes along the others of its disk and options that
 // are past half their interval, so that policies added at different
-// times fall into step after one cycle rather than each pushing alone.
+// times fall into step after one cycle rather than each pushing alone;
+// a group with a policy added less than policySettle ago waits for it.
 func pushGroups(ps []policyRecord, now time.Time) [][]policyRecord {
 	type groupKey struct {
 		disk string
@@ -203,8 +210,12 @@ func pushGroups(ps []policyRecord, now time.Time) [][]policyRecord {
 	var keys []groupKey
 	members := map[groupKey][]policyRecord{}
 	due := map[groupKey]bool{}
+	settling := map[groupKey]bool{}
 	for _, r := range ps {
 		k := groupKey{r.policy.Disk, r.policy.Options}
+		if r.policy.LastTry.IsZero() && now.Sub(r.entry.Modified) < policySettle {
+			settling[k] = true
+		}
 		since := now.Sub(r.policy.LastTry)
 		if since < r.policy.Every/2 {
 			continue
@@ -217,7 +228,7 @@ func pushGroups(ps []policyRecord, now time.Time) [][]policyRecord {
 	}
 	var out [][]policyRecord
 	for _, k := range keys {
-		if due[k] {
+		if due[k] && !settling[k] {
 			out = append(out, members[k])
 		}
 	}

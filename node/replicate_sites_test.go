@@ -113,3 +113,26 @@ func TestPushGroups(t *testing.T) {
 		t.Fatalf("groups %v, want %v", got, want)
 	}
 }
+
+// TestPushGroupsWaitForSiblings: policies added one by one (replicate
+// --to s1,s2,...: a request each) run their first cycle together: a group
+// with a policy added less than policySettle ago and never tried waits,
+// then runs with every site in it.
+func TestPushGroupsWaitForSiblings(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	added := func(site string, ago time.Duration) policyRecord {
+		return policyRecord{catalog.Entry{Key: catalog.ReplicateKey("vm", site), Modified: now.Add(-ago)},
+			Policy{Disk: "vm", Site: site, Mode: ModePush, Every: time.Hour}}
+	}
+	ps := []policyRecord{added("a", 1500*time.Millisecond), added("b", 800*time.Millisecond), added("c", 100*time.Millisecond)}
+	if g := pushGroups(ps, now); len(g) != 0 {
+		t.Fatalf("a group ran while its last policy was being added: %d groups", len(g))
+	}
+	g := pushGroups(ps, now.Add(policySettle))
+	if len(g) != 1 {
+		t.Fatalf("after the settle time: %d groups, want one", len(g))
+	}
+	if len(g[0]) != 3 {
+		t.Fatalf("after the settle time: a group of %d sites, want all 3", len(g[0]))
+	}
+}
