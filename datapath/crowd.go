@@ -193,13 +193,9 @@ func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 	for {
 		batch, earlier, actx, wake := c.takeOwn(inCrowd, alone)
 		if batch == nil {
-			select {
-			case <-c.done:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-wake:
-			case <-time.After(swarmPollMax):
+			idle := swarmPollMax // a wake, or a look now and then
+			if end, err := pause(ctx, c.done, wake, &idle); end {
+				return err
 			}
 			continue
 		}

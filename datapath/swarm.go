@@ -178,13 +178,9 @@ func (s *swarm) fromOrigin(ctx context.Context) error {
 	for {
 		batch, wake := s.takeOwn()
 		if batch == nil {
-			select {
-			case <-s.done:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-wake:
-			case <-time.After(swarmPollMax):
+			idle := swarmPollMax // a wake, or a look now and then
+			if end, err := pause(ctx, s.done, wake, &idle); end {
+				return err
 			}
 			continue
 		}
