@@ -109,9 +109,9 @@ var (
 type Network interface {
 	// Self is this node's identity.
 	Self() PeerID
-	// Open opens a stream to peer to speaking p. Closing it aborts both
-	// directions if the exchange is not finished; cancelling ctx aborts
-	// the open only.
+	// Open opens a stream to peer to speaking p. Close ends it
+	// gracefully (the peer reads what was sent, then end of stream); Abort
+	// breaks it. Cancelling ctx aborts the open only.
 	Open(ctx context.Context, to PeerID, p Protocol) (io.ReadWriteCloser, error)
 	// Handle serves p: h runs in its own goroutine for every incoming
 	// stream. Register handlers before Join.
@@ -128,6 +128,21 @@ type Network interface {
 	Join(ctx context.Context, addrs []string) (int, error)
 	// Close leaves the network and releases its resources.
 	Close() error
+}
+
+// Resetter is a stream that can be broken: the peer's reads and writes
+// fail instead of seeing a clean end of stream.
+type Resetter interface {
+	Reset() error
+}
+
+// Abort breaks s if it can (Resetter), else closes it. Use it to cancel an
+// exchange so that the peer does not mistake the cancel for a finished one.
+func Abort(s io.ReadWriteCloser) error {
+	if r, ok := s.(Resetter); ok {
+		return r.Reset()
+	}
+	return s.Close()
 }
 
 // Learner is a Network that can be told a member's address in advance
