@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -227,16 +225,6 @@ func (h *Healer) shortBlocks() int {
 	return h.short
 }
 
-// plan is what one pass decided.
-type plan struct {
-	fetch   []cid.Cid            // blocks to copy here
-	sources map[cid.Cid][]string // peers known to hold them
-	drop    []cid.Cid            // surplus copies to remove
-	// short counts the blocks some live member of their placement set
-	// did not confirm: copies other nodes' passes should be making.
-	short int
-}
-
 // Pass runs one heal pass.
 func (h *Healer) Pass(ctx context.Context) (err error) {
 	h.setRunning(true)
@@ -252,9 +240,13 @@ func (h *Healer) Pass(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("heal: walk roots: %w", err)
 	}
-	p, err := h.plan(ctx, members, want, local)
+	obs, err := h.gather(ctx, members, want, local)
 	if err != nil {
 		return err
+	}
+	p := decide(obs, h.cfg.Self)
+	for _, b := range p.counted {
+		h.cfg.Redundancy.Observe(b.c, b.holders, obs.asked)
 	}
 	h.mu.Lock()
 	h.status.Pending = int64(len(p.fetch))
@@ -301,80 +293,6 @@ func (h *Healer) track(ctx context.Context, roots []Root) error {
 		}
 	}
 	return nil
-}
-
-// plan asks the placement sets of the blocks of the catalog who has
-// them, records the answers in the redundancy account, and decides what to
-// copy here (the blocks this node should hold and lacks) and what to drop
-// (the copies it holds but no longer should).
-func (h *Healer) plan(ctx context.Context, members []placement.Member, want map[cid.Cid]int, local map[cid.Cid]bool) (*plan, error) {
-	type item struct {
-		c       cid.Cid
-		set     []placement.Member
-		r       int
-		mine    bool
-		here    bool
-		holders []string
-	}
-	var items []*item
-	ask := map[string][]*item{}
-	asked := h.cfg.Redundancy.Clock()
-	cids := slices.Collect(maps.Keys(want))
-	held, err := h.cfg.Store.HasMany(ctx, cids)
-	if err != nil {
-		return nil, fmt.Errorf("heal: %w", err)
-	}
-	for i, c := range cids {
-		r := want[c]
-		set := placement.Place(c.Hash(), members, r)
-		// Blocks of other nodes' shares are asked about too, only to
-		// count their copies: this node reports every disk's redundancy.
-		it := &item{c: c, set: set, r: r, mine: contains(set, h.cfg.Self), here: held[i]}
-		items = append(items, it)
-		for _, m := range set {
-			if m.ID != h.cfg.Self {
-				ask[m.ID] = append(ask[m.ID], it)
-			}
-		}
-	}
-	asks := make(map[string][]cid.Cid, len(ask))
-	for peer, its := range ask {
-		cids := make([]cid.Cid, len(its))
-		for i, it := range its {
-			cids[i] = it.c
-		}
-		asks[peer] = cids
-	}
-	// An unreachable member holds nothing as far as this pass knows:
-	// nothing is dropped on its behalf, and its copies do not count.
-	askAll(ctx, h.cfg.Peers, h.log, asks, func(peer string, i int) {
-		ask[peer][i].holders = append(ask[peer][i].holders, peer)
-	})
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	p := &plan{sources: map[cid.Cid][]string{}}
-	for _, it := range items {
-		counted := it.holders
-		if it.mine && it.here {
-			counted = append(counted, h.cfg.Self)
-		}
-		h.cfg.Redundancy.Observe(it.c, counted, asked)
-		if len(counted) < len(it.set) {
-			p.short++
-		}
-		switch {
-		case it.mine && !it.here:
-			p.fetch = append(p.fetch, it.c)
-			p.sources[it.c] = it.holders
-		case !it.mine && it.here && !local[it.c] && it.c.Type() == blockstore.CodecRaw &&
-			len(it.set) == it.r && len(it.holders) == it.r:
-			// Surplus: every member of the full placement set confirmed
-			// its copy. Map nodes stay everywhere: every node walks them.
-			p.drop = append(p.drop, it.c)
-		}
-	}
-	return p, nil
 }
 
 // findSources asks every other live member for the blocks no member of
