@@ -55,6 +55,18 @@ func (c *Catalog) Get(key string) (Entry, bool) {
 	return e, true
 }
 
+// Lookup returns the newest version of key the catalog holds, tombstone
+// included (Deleted set): what a decision about the key must see, since a
+// tombstone fences and removes as surely as a live entry names. Get is
+// Lookup for readers that want only live entries. An unknown key gives
+// false.
+func (c *Catalog) Lookup(key string) (Entry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	return e, ok
+}
+
 // List returns the live entries whose key starts with prefix, sorted by key.
 func (c *Catalog) List(prefix string) []Entry {
 	c.mu.Lock()

@@ -184,6 +184,32 @@ func TestTombstones(t *testing.T) {
 	}
 }
 
+// Lookup sees what Get hides: the tombstone that fences a key.
+func TestLookupReturnsTombstones(t *testing.T) {
+	c := newTestCatalog(peerA)
+	if _, ok := c.Lookup(DiskKey("web")); ok {
+		t.Fatal("unknown key: Lookup found it, want false")
+	}
+	live := mustPut(t, c, diskEntry(t, "web", 1, 2, peerA))
+	if got, ok := c.Lookup(DiskKey("web")); !ok || !reflect.DeepEqual(got, live) {
+		t.Fatalf("live key: got %+v, %v; want %+v", got, ok, live)
+	}
+	del, err := c.Delete(DiskKey("web"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get(DiskKey("web")); ok {
+		t.Fatal("deleted key: Get found it, want false")
+	}
+	got, ok := c.Lookup(DiskKey("web"))
+	if !ok || !reflect.DeepEqual(got, del) {
+		t.Fatalf("deleted key: Lookup got %+v, %v; want the tombstone %+v", got, ok, del)
+	}
+	if !got.Deleted || got.Epoch != 2 || got.Owner != peerA {
+		t.Fatalf("tombstone: deleted %v epoch %d owner %s; want true, 2, %s", got.Deleted, got.Epoch, got.Owner, peerA)
+	}
+}
+
 // Versions that agree on epoch and version still resolve the same way
 // whatever the order they arrive in.
 func TestTiesResolveAlike(t *testing.T) {

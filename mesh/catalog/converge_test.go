@@ -34,7 +34,7 @@ func (s *sim) write(n int) {
 	c := s.nodes[n]
 	key := s.keys[s.rng.IntN(len(s.keys))]
 	var known uint64
-	if cur, ok := c.stored(key); ok {
+	if cur, ok := c.Lookup(key); ok {
 		known = cur.Epoch
 	}
 	epoch := known

@@ -1,5 +1,6 @@
 // Package catalog is the replicated catalog of roots: every disk, replica
-// and spacesuit of the mesh as a name bound to a root CID plus metadata.
+// and spacesuit of the mesh as a name bound to a root CID plus metadata,
+// and every scheduled replication policy with the last root it replicated.
 //
 // Every node holds a whole copy. Copies are exchanged by gossip (full-state
 // push-pull and small broadcasts of changed entries) and merged in whatever
@@ -23,13 +24,19 @@
 //
 // # Keys
 //
-//	disk/NAME
-//	replica/DISK/NAME
-//	spacesuit/NAME@N
+//	disk/NAME               a disk: its head's root, owner and metadata
+//	replica/DISK/NAME       a replica (snapshot) of a disk
+//	spacesuit/NAME@N        version N of a spacesuit
+//	replicate/DISK/SITE     a policy: the disk's owner pushes it to SITE
+//	replicate/DISK/SITE/pull  a policy: a node of SITE pulls the disk
 //
-// where NAME and DISK match [A-Za-z0-9._-]{1,128} but are not "." or ".."
-// (names become file names elsewhere) and N is a version number in decimal
-// without leading zeros.
+// where NAME, DISK and SITE match [A-Za-z0-9._-]{1,128} but are not "." or
+// ".." (names become file names elsewhere) and N is a version number in
+// decimal without leading zeros. A policy's root is the last root it
+// replicated; a policy key without /pull written before pull policies had
+// keys of their own may hold a pull policy (its settings say which). Only a
+// disk (nothing written yet), a policy (nothing replicated yet) or a
+// tombstone may lack a root.
 //
 // # Encoding
 //
@@ -38,11 +45,13 @@
 // fields holding their zero value are omitted:
 //
 //	1 key (text)       5 version (uint)    9  block size (int)  13 modified
-//	2 root (CID bytes) 6 writer (text)     10 replicas (int)
+//	2 root (CID bytes) 6 writer (text)     10 replicas (int)    14 policy (bytes)
 //	3 owner (text)     7 deleted (bool)    11 sync (bool)
 //	4 epoch (uint)     8 size (int)        12 created
 //
-// Times are Unix nanoseconds (int), absent for the zero time. Decode accepts
-// exactly what Encode produces: it refuses unknown fields, non-canonical
-// encodings, trailing bytes and invalid entries.
+// Times are Unix nanoseconds (int), absent for the zero time. The policy is
+// opaque to the catalog (JSON the node running the policy owns), at most
+// MaxPolicy bytes. Decode accepts exactly what Encode produces: it refuses
+// unknown fields, non-canonical encodings, trailing bytes and invalid
+// entries.
 package catalog

@@ -21,7 +21,7 @@ var ErrInvalid = errors.New("invalid catalog entry")
 // the catalog already holds for its key: the writer has lost ownership.
 var ErrFenced = errors.New("fenced: ownership epoch is stale")
 
-// Key prefixes of the three kinds of entries.
+// Key prefixes of the four kinds of entries.
 const (
 	DiskPrefix      = "disk/"
 	ReplicaPrefix   = "replica/"
@@ -52,7 +52,7 @@ const (
 
 // Entry is one version of one catalog key.
 type Entry struct {
-	Key       string  // "disk/NAME", "replica/DISK/NAME" or "spacesuit/NAME@N"
+	Key       string  // "disk/NAME", "replica/DISK/NAME", "spacesuit/NAME@N" or "replicate/DISK/SITE[/pull]"
 	Root      cid.Cid // cid.Undef only for an empty disk or a tombstone
 	Owner     string  // peer ID (base58) of the node that may write this disk; for replicas/spacesuits the node that created it
 	Epoch     uint64  // ownership epoch: a takeover or handover raises it; it fences the old owner
@@ -85,7 +85,7 @@ func SpacesuitKey(name string, n uint64) string {
 }
 
 // ValidateKey returns an error wrapping ErrInvalid unless key is a well-formed
-// disk, replica or spacesuit key.
+// disk, replica, spacesuit or replication policy key.
 func ValidateKey(key string) error {
 	var ok bool
 	switch {

@@ -64,11 +64,3 @@ func mustPut(t testing.TB, c *Catalog, e Entry) Entry {
 	}
 	return stored
 }
-
-// stored returns the version of key the catalog holds, tombstone or not.
-func (c *Catalog) stored(key string) (Entry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	return e, ok
-}

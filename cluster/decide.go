@@ -1,0 +1,385 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// ErrConflict is matched (errors.Is) by a request the mesh's state does not
+// allow now, such as taking a disk whose owner is alive. Requests that are
+// wrong whatever the state match volume.ErrInvalid, and those naming
+// something the mesh does not have match volume.ErrNotFound, so that the
+// node answers all three with the codes it always has.
+var ErrConflict = errors.New("conflict")
+
+// kindError says what is wrong in its own words and matches its kind
+// (errors.Is) without appending the kind's text ("not found", "conflict")
+// to a message that already says it.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func kindf(kind error, format string, args ...any) error {
+	return &kindError{msg: fmt.Sprintf(format, args...), kind: kind}
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+// Kind says what a local volume record is.
+type Kind uint8
+
+// The kinds of local records.
+const (
+	KindDisk      Kind = iota // a disk head
+	KindReplica               // a replica of a disk
+	KindSpacesuit             // a spacesuit version
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDisk:
+		return "disk"
+	case KindReplica:
+		return "replica"
+	case KindSpacesuit:
+		return "spacesuit"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Local is one record the local volumes hold (a volume.Record), keyed as
+// the catalog keys it.
+type Local struct {
+	Key  string // catalog key: DiskKey, ReplicaKey or SpacesuitKey
+	Kind Kind
+	Disk string // the disk's or spacesuit's name
+	Name string // the replica's name or the spacesuit's version; "" for a head
+	Root cid.Cid
+	Size int64
+	// BlockSize, Replicas, Sync and Created are the record's; Created is
+	// when the record was made here (for an adopted disk, its adoption).
+	BlockSize int64
+	Replicas  int
+	Sync      bool
+	Created   time.Time
+}
+
+// Locals keys the volume records as the catalog keys them: a head as
+// DiskKey(disk), a replica as ReplicaKey(disk, name) and a spacesuit
+// version as SpacesuitKey(name, version). Should two records share a key,
+// the later one counts.
+func Locals(rs []volume.Record) map[string]Local {
+	out := make(map[string]Local, len(rs))
+	for _, r := range rs {
+		l := Local{
+			Key: catalog.DiskKey(r.Disk), Kind: KindDisk, Disk: r.Disk, Name: r.Replica,
+			Root: r.Root, Size: r.Size, BlockSize: r.BlockSize, Replicas: r.Replicas, Sync: r.Sync, Created: r.Created,
+		}
+		switch {
+		case r.Spacesuit:
+			// A version that does not parse keys as version 0, which the
+			// catalog refuses: such a record is never published.
+			v, _ := strconv.ParseUint(r.Replica, 10, 64)
+			l.Key, l.Kind = catalog.SpacesuitKey(r.Disk, v), KindSpacesuit
+		case r.Replica != "":
+			l.Key, l.Kind = catalog.ReplicaKey(r.Disk, r.Replica), KindReplica
+		}
+		out[l.Key] = l
+	}
+	return out
+}
+
+// Pushes is the state of a disk's asynchronous replication.
+type Pushes struct {
+	Pushed  cid.Cid // the last root pushed in full
+	Tried   cid.Cid // the last root whose push failed: heal passes copy what it missed
+	Pushing bool    // a push is under way
+}
+
+// View is what a decision looks at, as one consistent snapshot.
+type View struct {
+	Self    string                   // this node's peer ID in the catalog's form (meshnet.PeerID.String)
+	Catalog map[string]catalog.Entry // every key's newest version, tombstones included
+	Local   map[string]Local         // by catalog key (Locals)
+	Pushes  map[string]Pushes        // by disk name
+}
+
+// Op is what an Action does.
+type Op uint8
+
+// The operations a decision asks of its driver.
+const (
+	// OpAdopt creates the disk Entry hands to this node, at Entry.Root,
+	// with the disk's live replicas from the catalog; a head or replica
+	// that exists already is kept.
+	OpAdopt Op = iota
+	// OpGiveUp commits the head Local and removes it, because Entry (the
+	// catalog's version) says another node owns the disk. If the committed
+	// root is neither empty nor Entry.Root, the writes the owner lacks are
+	// kept first in a replica named fenced-e<Entry.Epoch>-<time>.
+	OpGiveUp
+	// OpForget removes the replica or spacesuit version Local, which
+	// another node removed from the mesh (Entry is its tombstone).
+	OpForget
+	// OpPublish writes Entry (catalog Put) and broadcasts it. If the Put
+	// fails with catalog.ErrFenced for a head, the driver gives the head
+	// up against a fresh Lookup of the key: Entry is this pass's intent,
+	// and the version that fenced it arrived after the View was taken.
+	OpPublish
+	// OpTombstone deletes Entry.Key at Entry.Epoch (catalog Delete) and
+	// broadcasts the tombstone: this node wrote it and holds it no more.
+	OpTombstone
+	// OpReplicate pushes the head Local's root to its placement sets in
+	// the background. The driver skips it for a head it gave up while
+	// applying this pass (a Publish refused as fenced).
+	OpReplicate
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpAdopt:
+		return "adopt"
+	case OpGiveUp:
+		return "give-up"
+	case OpForget:
+		return "forget"
+	case OpPublish:
+		return "publish"
+	case OpTombstone:
+		return "tombstone"
+	case OpReplicate:
+		return "replicate"
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Action is one step a decision asks of its driver. Entry and Local are set
+// as each Op says; the other is the zero value.
+type Action struct {
+	Op    Op
+	Key   string
+	Entry catalog.Entry
+	Local Local
+}
+
+// Decide returns what keeps the catalog and the local volumes in agreement
+// (a reconcile pass), in the order to apply them:
+//
+//  1. adopts, by key: disks the catalog hands to this node;
+//  2. for each local record, by key: a forget, a give-up or a publish;
+//  3. tombstones, by key: what this node wrote and no longer holds;
+//  4. replicates, by key: new roots of the heads this node keeps.
+//
+// The decision only reads v. Apply the actions under the same lock the
+// View was taken under: a take must hold that lock across its Put and its
+// adopt, because a disk this node owns and wrote but does not hold is one
+// it removed, and Decide tombstones it (it cannot tell a take not yet
+// adopted from a removal).
+//
+// When two nodes take the same disk at the same epoch (both saw its owner
+// dead), the catalog keeps the take with the higher Lamport version, then
+// the larger writer: the later writer wins, not the first taker, and the
+// other node gives its head up into a fenced replica once it sees it.
+func Decide(v View) []Action {
+	return decide(v, func(string) bool { return true })
+}
+
+// DecideKeys is Decide for the given keys only: what a targeted publish (a
+// flush, a command's own record) applies without a whole pass.
+func DecideKeys(v View, keys ...string) []Action {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	return decide(v, func(k string) bool { return want[k] })
+}
+
+func decide(v View, want func(key string) bool) []Action {
+	var out []Action
+	catKeys := slices.Sorted(maps.Keys(v.Catalog))
+	localKeys := slices.Sorted(maps.Keys(v.Local))
+
+	// Disks handed to this node by their previous owner.
+	for _, key := range catKeys {
+		e := v.Catalog[key]
+		if !want(key) || !strings.HasPrefix(key, catalog.DiskPrefix) || e.Deleted || e.Owner != v.Self || e.Writer == v.Self {
+			continue
+		}
+		if _, ok := v.Local[key]; !ok {
+			out = append(out, Action{Op: OpAdopt, Key: key, Entry: e})
+		}
+	}
+
+	givenUp := map[string]bool{}
+	for _, key := range localKeys {
+		if !want(key) {
+			continue
+		}
+		a, ok := decideLocal(v, v.Local[key])
+		if !ok {
+			continue
+		}
+		if a.Op == OpGiveUp {
+			givenUp[key] = true
+		}
+		out = append(out, a)
+	}
+
+	// What this node published and no longer holds was removed here.
+	for _, key := range catKeys {
+		e := v.Catalog[key]
+		if !want(key) || e.Deleted || e.Writer != v.Self || !volumeKey(key) {
+			continue
+		}
+		if _, ok := v.Local[key]; ok {
+			continue
+		}
+		if strings.HasPrefix(key, catalog.DiskPrefix) && e.Owner != v.Self {
+			continue // handed over: the new owner publishes it now
+		}
+		out = append(out, Action{Op: OpTombstone, Key: key, Entry: e})
+	}
+
+	// Replicate new roots of the heads this node keeps.
+	for _, key := range localKeys {
+		l := v.Local[key]
+		if !want(key) || l.Kind != KindDisk || !l.Root.Defined() || givenUp[key] {
+			continue
+		}
+		p := v.Pushes[l.Disk]
+		if p.Pushing || p.Pushed == l.Root || p.Tried == l.Root {
+			continue
+		}
+		out = append(out, Action{Op: OpReplicate, Key: key, Local: l})
+	}
+	return out
+}
+
+// decideLocal decides for one local record: forget it, give it up, publish
+// it, or nothing (false).
+func decideLocal(v View, l Local) (Action, bool) {
+	e, known := v.Catalog[l.Key]
+	head := l.Kind == KindDisk
+	switch {
+	case !head && known && e.Deleted && e.Writer != v.Self:
+		// Removed from the mesh by another node (spacesuit rm, replica
+		// rm, a replication policy's pruning): forget it here too, or
+		// this node would publish it again.
+		return Action{Op: OpForget, Key: l.Key, Entry: e, Local: l}, true
+	case head && known && !e.Deleted && e.Owner != v.Self:
+		// Handed over, or taken while this node was cut off.
+		return Action{Op: OpGiveUp, Key: l.Key, Entry: e, Local: l}, true
+	case head && known && lateTombstone(e, l, v.Self):
+		return Action{Op: OpGiveUp, Key: l.Key, Entry: e, Local: l}, true
+	case !head && known && !e.Deleted && e.Root == l.Root:
+		// A replica is a name for a root, and several nodes may hold it
+		// (its owner, the sites it was pushed to): the record its creator
+		// published stands, so that the creator's removal is the one that
+		// counts, instead of each holder writing it again over small
+		// differences in its metadata.
+		return Action{}, false
+	}
+	want := catalog.Entry{
+		Key: l.Key, Root: l.Root, Owner: v.Self, Size: l.Size, BlockSize: l.BlockSize,
+		Replicas: l.Replicas, Sync: l.Sync, Created: l.Created, Epoch: 1,
+	}
+	if known {
+		want.Epoch = max(e.Epoch, 1)
+		if !e.Deleted && !head {
+			want.Owner = e.Owner
+		}
+		if !e.Deleted && e.Root == l.Root && e.Size == l.Size && e.Replicas == l.Replicas && e.Sync == l.Sync && e.Owner == want.Owner {
+			return Action{}, false
+		}
+	}
+	if !l.Root.Defined() && !head {
+		return Action{}, false // a replica of an empty disk: nothing to name
+	}
+	return Action{Op: OpPublish, Key: l.Key, Entry: want, Local: l}, true
+}
+
+// lateTombstone reports whether e, the catalog's version of the head l, is
+// a tombstone another owner wrote after l was made here: the disk was
+// taken from this node while it was cut off and then removed, and the head
+// is a fenced one, to be given up (its writes kept in a fenced replica)
+// rather than published again, which would bring the removed disk back.
+//
+// A head made after the removal is a new disk that reuses the name (create
+// checks only the live entries), and is published. The volume records
+// carry no epoch, so the two are told apart by time: the head's Created
+// (when it was made or adopted here) against the tombstone's Modified (when
+// it was written, on its writer's clock). Clock skew between the two nodes
+// can misjudge a head made within the skew of the removal; a misjudged new
+// disk is given up into a fenced replica, so nothing written is lost. A
+// tombstone without a time counts as older than any head, as before this
+// rule.
+func lateTombstone(e catalog.Entry, l Local, self string) bool {
+	return e.Deleted && e.Owner != self && !e.Modified.IsZero() && !l.Created.After(e.Modified)
+}
+
+// volumeKey reports whether key names something the volumes hold (a disk,
+// a replica or a spacesuit version), as opposed to a policy.
+func volumeKey(key string) bool {
+	return strings.HasPrefix(key, catalog.DiskPrefix) || strings.HasPrefix(key, catalog.ReplicaPrefix) ||
+		strings.HasPrefix(key, catalog.SpacesuitPrefix)
+}
+
+// DecideMove returns the entry that hands disk to the member to: e (the
+// catalog's version of the disk; found false if there is none) with the
+// committed root of this node's head, to as its owner and the next epoch.
+// The error matches volume.ErrInvalid when to is this node,
+// volume.ErrNotFound when to is not a live member, and ErrConflict when the
+// catalog does not name this node as the owner yet (the head was never
+// published, or e is a tombstone): try again after a reconcile.
+//
+// The driver commits the head before it checks e, so that the check sees
+// the root it hands over; it pushes that root to the placement set (too few
+// live nodes is no error) before it puts the entry, then announces it.
+func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerID, toAlive bool, committed cid.Cid) (catalog.Entry, error) {
+	switch {
+	case to == self:
+		return catalog.Entry{}, fmt.Errorf("move: disk %q is already on this node: %w", disk, volume.ErrInvalid)
+	case !toAlive:
+		return catalog.Entry{}, kindf(volume.ErrNotFound, "move: %s is not a live member of the mesh", to)
+	case !found || e.Deleted || e.Owner != self.String():
+		return catalog.Entry{}, kindf(ErrConflict, "move: disk %q is not published as owned by this node yet, try again", disk)
+	}
+	e.Root, e.Owner, e.Epoch = committed, to.String(), e.Epoch+1
+	return e, nil
+}
+
+// DecideTake returns the entry by which this node takes disk over: e (the
+// catalog's version of the disk; found false if there is none) with this
+// node as its owner and the next epoch, which fences the old owner; the
+// root is e's. The error matches volume.ErrNotFound when the catalog has no
+// live entry for disk, volume.ErrInvalid when this node owns it already,
+// and ErrConflict when its owner is alive and force is not set.
+//
+// The driver holds its reconcile lock across the Put of this entry and the
+// adopt of the disk, so that no pass sees the disk owned and written by
+// this node but not held here, which Decide takes for a removal.
+func DecideTake(disk string, e catalog.Entry, found bool, self meshnet.PeerID, ownerAlive, force bool) (catalog.Entry, error) {
+	switch {
+	case !found || e.Deleted:
+		return catalog.Entry{}, fmt.Errorf("take: disk %q: %w", disk, volume.ErrNotFound)
+	case e.Owner == self.String():
+		return catalog.Entry{}, fmt.Errorf("take: disk %q is already owned by this node: %w", disk, volume.ErrInvalid)
+	case ownerAlive && !force:
+		return catalog.Entry{}, kindf(ErrConflict, "take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force", disk, e.Owner)
+	}
+	e.Owner, e.Epoch = self.String(), e.Epoch+1
+	return e, nil
+}
