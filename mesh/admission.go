@@ -306,7 +306,7 @@ func (a *admission) handle(s network.Stream) {
 
 // admit records that p proved the secret. onAdmit runs before the waiters
 // wake, so that whatever it sets up (the DHT routing table) is in place
-// when NewStream returns.
+// when Open returns.
 func (a *admission) admit(p peer.ID) {
 	a.mu.Lock()
 	decided := a.stateLocked(p).decided
@@ -332,7 +332,7 @@ func (a *admission) admit(p peer.ID) {
 // for reason, wakes the waiters and drops the peer's connections, with the
 // refusal code if a proof was refused. An admission decided meanwhile, or
 // replaced by that of a newer connection, is left as it is. The decision
-// stays for admitTimeout, so that a Join or NewStream that connected just
+// stays for admitTimeout, so that a Join or Open that connected just
 // before gets the reason instead of waiting for a decision that never
 // comes; a new connection replaces it with a new handshake.
 func (a *admission) reject(p peer.ID, st *admitState, reason error) {

@@ -59,7 +59,7 @@ func answer(s network.Stream, secret []byte) {
 // the other connection.
 func TestAdmissionSurvivesALostConnection(t *testing.T) {
 	secret := newSecret(t)
-	b := NewTestMesh(t, Config{Secret: secret, Site: "b"})
+	b := newTestMesh(t, Config{Secret: secret, Site: "b"})
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestAdmissionSurvivesALostConnection(t *testing.T) {
 		streams.Add(1)
 		// Lose the handshake's connection once b's second one is up.
 		deadline := time.Now().Add(admitTimeout)
-		for len(b.Host().Network().ConnsToPeer(s.Conn().LocalPeer())) < 2 && time.Now().Before(deadline) {
+		for len(b.host.Network().ConnsToPeer(s.Conn().LocalPeer())) < 2 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		s.Conn().Close()
@@ -79,10 +79,10 @@ func TestAdmissionSurvivesALostConnection(t *testing.T) {
 	r2 := newRawPeer(t, key, serve)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := b.Host().Connect(ctx, peer.AddrInfo{ID: r1.ID(), Addrs: r1.Addrs()}); err != nil {
+	if err := b.host.Connect(ctx, peer.AddrInfo{ID: r1.ID(), Addrs: r1.Addrs()}); err != nil {
 		t.Fatalf("b connect r: %v", err)
 	}
-	if err := r2.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
+	if err := r2.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.host.Addrs()}); err != nil {
 		t.Fatalf("r's second connection to b: %v", err)
 	}
 	if err := b.admission.wait(ctx, r1.ID()); err != nil {
@@ -97,7 +97,7 @@ func TestAdmissionSurvivesALostConnection(t *testing.T) {
 // as a wrong cluster secret; a refused proof still is.
 func TestAdmissionFailureIsNotWrongSecret(t *testing.T) {
 	secret := newSecret(t)
-	b := NewTestMesh(t, Config{Secret: secret, Site: "b"})
+	b := newTestMesh(t, Config{Secret: secret, Site: "b"})
 	lost := newRawPeer(t, nil, func(s network.Stream) { s.Conn().Close() })
 	refusing := newRawPeer(t, nil, func(s network.Stream) {
 		// What a mesh with another secret does with b's proof.
@@ -122,8 +122,8 @@ func TestAdmissionFailureIsNotWrongSecret(t *testing.T) {
 // arrives first.
 func TestWrongSecretIsRefusedOnEachTransport(t *testing.T) {
 	for _, listen := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
-		a := NewTestMesh(t, Config{Secret: newSecret(t), Site: "a", Listen: []string{listen}})
-		w := NewTestMesh(t, Config{Secret: newSecret(t), Site: "w", Listen: []string{listen}})
+		a := newTestMesh(t, Config{Secret: newSecret(t), Site: "a", Listen: []string{listen}})
+		w := newTestMesh(t, Config{Secret: newSecret(t), Site: "w", Listen: []string{listen}})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := w.Join(ctx, a.Addrs())
 		cancel()

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // minSecretLen is the shortest cluster secret accepted; the secret keys the
@@ -50,17 +52,8 @@ type Config struct {
 }
 
 // StateDelegate receives the application state that rides on memberlist:
-// full-state push-pull and broadcasts. Its methods are called from
-// memberlist's goroutines and must not block.
-type StateDelegate interface {
-	// LocalState returns the full local state sent to a peer on push-pull.
-	LocalState() []byte
-	// MergeRemoteState merges a peer's full state received on push-pull.
-	MergeRemoteState(buf []byte)
-	// NotifyMsg delivers a broadcast queued by Broadcast on some member.
-	// buf belongs to the callee.
-	NotifyMsg(buf []byte)
-}
+// full-state push-pull and broadcasts.
+type StateDelegate = meshnet.StateDelegate
 
 // DefaultConfig returns a configuration listening on all IPv4 interfaces on
 // port 4001 over TCP and QUIC. The caller still sets Key and Secret.

@@ -10,7 +10,7 @@ import (
 )
 
 // memberAddrTTL is how long gossiped member addresses stay in the peerstore
-// without being gossiped again; NewStream also falls back on the member
+// without being gossiped again; Open also falls back on the member
 // table, so expiry only costs a lookup.
 const memberAddrTTL = time.Hour
 

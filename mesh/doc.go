@@ -2,7 +2,9 @@
 // QUIC, Noise or TLS, never insecure), gossip membership with hashicorp
 // memberlist running over libp2p streams, cluster admission by a shared
 // secret, and a private kad-dht for peer routing and provider records of
-// roots.
+// roots. *Mesh is the real-network meshnet.Network (also a Learner and a
+// Provider): no libp2p or multiaddr type crosses this package's API, so the
+// node above it runs over the in-memory network (memnet) as well.
 //
 // # Admission
 //

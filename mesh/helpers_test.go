@@ -53,7 +53,7 @@ func join(t *testing.T, m *Mesh, addrs []string) {
 
 func member(m *Mesh, id peer.ID) (Member, bool) {
 	for _, mem := range m.Members() {
-		if mem.ID == id {
+		if peer.ID(mem.ID) == id {
 			return mem, true
 		}
 	}
@@ -76,7 +76,7 @@ func roundTrip(t *testing.T, from *Mesh, p peer.ID, msg string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	s, err := from.NewStream(ctx, p, echoProtocol)
+	s, err := from.newStream(ctx, p, echoProtocol)
 	if err != nil {
 		t.Fatalf("new stream %s -> %s: %v", from.ID(), p, err)
 	}

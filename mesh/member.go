@@ -10,29 +10,24 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // State is a member's liveness as seen by this node.
-type State string
+type State = meshnet.State
 
 // memberlist v0.6 does not tell its delegates when it suspects a node, so
 // a member is alive until it is declared dead or leaves.
 const (
-	StateAlive State = "alive"
-	StateDead  State = "dead" // failed without leaving
-	StateLeft  State = "left" // left gracefully
+	StateAlive = meshnet.StateAlive
+	StateDead  = meshnet.StateDead
+	StateLeft  = meshnet.StateLeft
 )
 
-// Member is one node of the cluster as gossiped to this node.
-type Member struct {
-	ID    peer.ID
-	Site  string
-	State State
-	// Addrs are the member's listen multiaddrs, without /p2p.
-	Addrs      []multiaddr.Multiaddr
-	Used, Free int64
-	Self       bool
-}
+// Member is one node of the cluster as gossiped to this node. Its Addrs
+// are the member's listen multiaddrs without /p2p, in text form.
+type Member = meshnet.Member
 
 // memberTable is this node's view of the other members, fed by
 // memberlist's event delegate. It also keeps members that died or left,
@@ -49,6 +44,7 @@ type memberTable struct {
 
 type memberEntry struct {
 	Member
+	maddrs  []multiaddr.Multiaddr // Addrs parsed, for dialing
 	leaving bool
 	since   time.Time // when it died or left
 }
@@ -63,13 +59,14 @@ func (t *memberTable) update(id peer.ID, meta nodeMeta, addrs []multiaddr.Multia
 	defer t.mu.Unlock()
 	e := &memberEntry{
 		Member: Member{
-			ID:    id,
+			ID:    meshnet.PeerID(id),
 			Site:  meta.Site,
 			State: StateAlive,
-			Addrs: addrs,
+			Addrs: addrStrings(addrs),
 			Used:  meta.Used,
 			Free:  meta.Free,
 		},
+		maddrs:  addrs,
 		leaving: meta.Leaving,
 	}
 	t.nodes[id] = e
@@ -151,9 +148,18 @@ func (t *memberTable) addrs(id peer.ID) []multiaddr.Multiaddr {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.nodes[id]; ok {
-		return slices.Clone(e.Addrs)
+		return slices.Clone(e.maddrs)
 	}
 	return nil
+}
+
+// addrStrings returns the text form of addrs.
+func addrStrings(addrs []multiaddr.Multiaddr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
 }
 
 func sortMembers(ms []Member) {

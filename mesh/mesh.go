@@ -18,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // leaveTimeout bounds how long Close waits for the news of its departure to
@@ -161,9 +163,8 @@ func (m *Mesh) goLoop(loop func(context.Context)) {
 // ID returns the node's peer ID.
 func (m *Mesh) ID() peer.ID { return m.host.ID() }
 
-// Host returns the libp2p host. Streams opened or handled on it directly
-// bypass admission; use NewStream and SetStreamHandler for weft protocols.
-func (m *Mesh) Host() host.Host { return m.host }
+// Self returns the node's peer ID.
+func (m *Mesh) Self() meshnet.PeerID { return meshnet.PeerID(m.host.ID()) }
 
 // Addrs returns the node's dialable multiaddrs with /p2p/<id>, sorted,
 // loopback included.
@@ -190,10 +191,10 @@ func (m *Mesh) Members() []Member {
 		state = StateLeft
 	}
 	out = append(out, Member{
-		ID:    m.ID(),
+		ID:    m.Self(),
 		Site:  self.Site,
 		State: state,
-		Addrs: m.listenAddrs(),
+		Addrs: addrStrings(m.listenAddrs()),
 		Used:  self.Used,
 		Free:  self.Free,
 		Self:  true,
@@ -206,8 +207,8 @@ func (m *Mesh) Members() []Member {
 // from the peers it rejoins after a restart. It refuses a live member
 // (ErrMemberAlive) and a peer it does not know (ErrUnknownMember). The
 // member is listed again if it comes back.
-func (m *Mesh) Forget(id peer.ID) error {
-	if err := m.members.forget(id); err != nil {
+func (m *Mesh) Forget(id meshnet.PeerID) error {
+	if err := m.members.forget(peer.ID(id)); err != nil {
 		return err
 	}
 	m.log.Info("member forgotten", "peer", id)

@@ -95,7 +95,7 @@ func (m *Mesh) savePeers() {
 			continue
 		}
 		for _, a := range mem.Addrs {
-			addrs = append(addrs, a.String()+"/p2p/"+mem.ID.String())
+			addrs = append(addrs, a+"/p2p/"+mem.ID.String())
 		}
 	}
 	if err := m.peers.save(addrs); err != nil {

@@ -4,34 +4,88 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // dhtPrefix makes the DHT private to weft: its protocol is /weft/kad/1.0.0,
 // which the public IPFS DHT never speaks.
 const dhtPrefix protocol.ID = "/weft"
 
-// SetStreamHandler handles protocol p for admitted peers only: a stream from
+// Compile-time checks that the mesh is a meshnet network.
+var (
+	_ meshnet.Network  = (*Mesh)(nil)
+	_ meshnet.Learner  = (*Mesh)(nil)
+	_ meshnet.Provider = (*Mesh)(nil)
+)
+
+// Handle serves protocol p for admitted peers only (see setStreamHandler):
+// h gets the mesh's lifetime, the remote peer and the stream, which is
+// closed when h returns.
+func (m *Mesh) Handle(p meshnet.Protocol, h meshnet.Handler) {
+	m.setStreamHandler(protocol.ID(p), func(s network.Stream) {
+		defer s.Close()
+		h(m.ctx, meshnet.PeerID(s.Conn().RemotePeer()), stream{s})
+	})
+}
+
+// Open opens a stream to peer to speaking p (see newStream). Its Close is
+// graceful; meshnet.Abort resets it.
+func (m *Mesh) Open(ctx context.Context, to meshnet.PeerID, p meshnet.Protocol) (io.ReadWriteCloser, error) {
+	if m.ctx.Err() != nil {
+		return nil, meshnet.ErrClosed
+	}
+	s, err := m.newStream(ctx, peer.ID(to), protocol.ID(p))
+	if err != nil {
+		return nil, err
+	}
+	return stream{s}, nil
+}
+
+// stream is a libp2p stream as the cluster layer sees it: read, write,
+// close gracefully, or Reset to break it (meshnet.Resetter).
+type stream struct{ s network.Stream }
+
+func (s stream) Read(b []byte) (int, error)  { return s.s.Read(b) }
+func (s stream) Write(b []byte) (int, error) { return s.s.Write(b) }
+func (s stream) Close() error                { return s.s.Close() }
+func (s stream) Reset() error                { return s.s.Reset() }
+
+// Learn records the address of a member given as ADDR/p2p/ID, so that Open
+// reaches it before gossip names it, and returns its peer ID.
+func (m *Mesh) Learn(addr string) (meshnet.PeerID, error) {
+	info, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return "", fmt.Errorf("learn %q: %w", addr, err)
+	}
+	m.host.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
+	return meshnet.PeerID(info.ID), nil
+}
+
+// setStreamHandler handles protocol p for admitted peers only: a stream from
 // a peer that has not proved the cluster secret within a few seconds is
 // reset before h sees it.
-func (m *Mesh) SetStreamHandler(p protocol.ID, h network.StreamHandler) {
+func (m *Mesh) setStreamHandler(p protocol.ID, h network.StreamHandler) {
 	m.gated.SetStreamHandler(p, h)
 }
 
-// NewStream opens a stream to peer p on the first of protos it supports,
+// newStream opens a stream to peer p on the first of protos it supports,
 // connecting first if needed: with the addresses in the peerstore, then the
 // ones p gossiped, then the ones the DHT finds. It returns once p is
 // admitted; ErrNotAdmitted means p does not belong to the cluster.
-func (m *Mesh) NewStream(ctx context.Context, p peer.ID, protos ...protocol.ID) (network.Stream, error) {
+func (m *Mesh) newStream(ctx context.Context, p peer.ID, protos ...protocol.ID) (network.Stream, error) {
 	if p == m.ID() {
 		return nil, errors.New("new stream: to self")
 	}
 	if err := m.connect(ctx, p); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", meshnet.ErrUnreachable, err)
 	}
 	return m.gated.NewStream(ctx, p, protos...)
 }
@@ -57,7 +111,7 @@ func (m *Mesh) connect(ctx context.Context, p peer.ID) error {
 		errs = append(errs, err)
 	}
 	if ctx.Err() == nil {
-		info, err := m.FindPeer(ctx, p)
+		info, err := m.findPeer(ctx, p)
 		if err == nil {
 			err = m.host.Connect(ctx, info)
 		}
@@ -72,8 +126,8 @@ func (m *Mesh) connect(ctx context.Context, p peer.ID) error {
 	return fmt.Errorf("connect %s: %w", p, errors.Join(errs...))
 }
 
-// FindPeer looks up the addresses of peer id in the DHT.
-func (m *Mesh) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
+// findPeer looks up the addresses of peer id in the DHT.
+func (m *Mesh) findPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
 	info, err := m.dht.FindPeer(ctx, id)
 	if err != nil {
 		return peer.AddrInfo{}, fmt.Errorf("find peer %s: %w", id, err)
@@ -91,9 +145,9 @@ func (m *Mesh) Provide(ctx context.Context, c cid.Cid) error {
 	return nil
 }
 
-// FindProviders returns up to max nodes (all it finds if max <= 0) that
+// findProviders returns up to max nodes (all it finds if max <= 0) that
 // announced root c.
-func (m *Mesh) FindProviders(ctx context.Context, c cid.Cid, max int) ([]peer.AddrInfo, error) {
+func (m *Mesh) findProviders(ctx context.Context, c cid.Cid, max int) ([]peer.AddrInfo, error) {
 	count := max
 	if count < 0 {
 		count = 0 // the DHT's "all"

@@ -84,8 +84,8 @@ func TestAdmissionProofIsBoundToPeersAndRole(t *testing.T) {
 // packets, each its own libp2p stream.
 func BenchmarkGossipPing(b *testing.B) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	x := NewTestMesh(b, Config{Secret: secret})
-	y := NewTestMesh(b, Config{Secret: secret})
+	x := newTestMesh(b, Config{Secret: secret})
+	y := newTestMesh(b, Config{Secret: secret})
 	if _, err := x.Join(b.Context(), y.Addrs()); err != nil {
 		b.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestMemberTableKeepsDeadUntilForgotten(t *testing.T) {
 	states := func(now time.Time) map[peer.ID]State {
 		got := map[peer.ID]State{}
 		for _, m := range tab.list(now) {
-			got[m.ID] = m.State
+			got[peer.ID(m.ID)] = m.State
 		}
 		return got
 	}

@@ -9,10 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // catalogProtocol hands catalog entries straight to a member and waits for
@@ -24,30 +22,34 @@ const catalogProtocol = "/weft/catalog/1.0.0"
 // maxCatalogPush bounds one pushed message.
 const maxCatalogPush = 1 << 20
 
+// serveCatalogPushTimeout bounds one push served, so that a stalled
+// member does not hold a stream open.
+const serveCatalogPushTimeout = 30 * time.Second
+
 // serveCatalogPush merges the entries a member pushes and acknowledges.
-func (n *meshNode) serveCatalogPush(s network.Stream) {
-	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
+func (n *meshNode) serveCatalogPush(_ context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
+	expire := time.AfterFunc(serveCatalogPushTimeout, func() { meshnet.Abort(s) })
+	defer expire.Stop()
 	var size [4]byte
 	if _, err := io.ReadFull(s, size[:]); err != nil {
-		s.Reset()
+		meshnet.Abort(s)
 		return
 	}
 	l := binary.BigEndian.Uint32(size[:])
 	if l == 0 || l > maxCatalogPush {
-		n.log.Warn("catalog push: bad size", "peer", s.Conn().RemotePeer(), "bytes", l)
-		s.Reset()
+		n.log.Warn("catalog push: bad size", "peer", from, "bytes", l)
+		meshnet.Abort(s)
 		return
 	}
 	buf := make([]byte, l)
 	if _, err := io.ReadFull(s, buf); err != nil {
-		s.Reset()
+		meshnet.Abort(s)
 		return
 	}
 	es, err := catalog.Decode(buf)
 	if err != nil {
-		n.log.Warn("catalog push: bad entries", "peer", s.Conn().RemotePeer(), "err", err)
-		s.Reset()
+		n.log.Warn("catalog push: bad entries", "peer", from, "err", err)
+		meshnet.Abort(s)
 		return
 	}
 	n.cat.Merge(es)
@@ -71,7 +73,7 @@ func (n *meshNode) pushEntries(ctx context.Context, es []catalog.Entry) (int, er
 		wg   sync.WaitGroup
 	)
 	for _, m := range n.members() {
-		id := peer.ID(m.ID)
+		id := meshnet.PeerID(m.ID)
 		if id == n.self {
 			continue
 		}
@@ -92,17 +94,16 @@ func (n *meshNode) pushEntries(ctx context.Context, es []catalog.Entry) (int, er
 	return acks, errors.Join(errs...)
 }
 
-func (n *meshNode) pushTo(ctx context.Context, id peer.ID, buf []byte) error {
+func (n *meshNode) pushTo(ctx context.Context, id meshnet.PeerID, buf []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	s, err := n.net.NewStream(ctx, id, catalogProtocol)
+	s, err := n.net.Open(ctx, id, catalogProtocol)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
+	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
+	defer stop()
 	msg := make([]byte, 4+len(buf))
 	binary.BigEndian.PutUint32(msg, uint32(len(buf)))
 	copy(msg[4:], buf)

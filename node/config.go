@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	ma "github.com/multiformats/go-multiaddr"
-
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/volume"
 
@@ -110,12 +108,8 @@ func OnListenHost(listen []string, addr string) string {
 	if len(listen) == 0 || addr == "" {
 		return addr
 	}
-	a, err := ma.NewMultiaddr(listen[0])
-	if err != nil {
-		return addr
-	}
-	host, err := a.ValueForProtocol(ma.P_IP4)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+	host, ok := mesh.ListenIPv4(listen[0])
+	if ip := net.ParseIP(host); !ok || ip == nil || !ip.IsLoopback() {
 		return addr
 	}
 	_, port, err := net.SplitHostPort(addr)
@@ -213,10 +207,7 @@ func (c Config) nbdCertificate() (*tls.Certificate, error) {
 // ValidateMultiaddr checks the syntax of a listen address such as
 // /ip4/0.0.0.0/tcp/4001.
 func ValidateMultiaddr(s string) error {
-	if _, err := ma.NewMultiaddr(s); err != nil {
-		return fmt.Errorf("multiaddr %q: %v", s, err)
-	}
-	return nil
+	return mesh.ValidateListen(s)
 }
 
 // ValidateHostPort checks an address of the form HOST:PORT with a port in

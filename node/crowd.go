@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -75,13 +74,13 @@ type crowdTracker struct {
 
 // crowdPuller is one puller as the tracker sees it.
 type crowdPuller struct {
-	id       peer.ID
+	id       meshnet.PeerID
 	done     bool
 	notify   chan struct{} // one pending wake to send the list again
 	replaced chan struct{} // closed when the same peer joins the root again
 }
 
-func newCrowdPuller(id peer.ID) *crowdPuller {
+func newCrowdPuller(id meshnet.PeerID) *crowdPuller {
 	return &crowdPuller{id: id, notify: make(chan struct{}, 1), replaced: make(chan struct{})}
 }
 
@@ -155,23 +154,24 @@ func (t *crowdTracker) wakeLocked(root cid.Cid) {
 // root's pullers whenever they change, until the puller closes the stream
 // (or joins again on another), or does not take a list within
 // crowdWriteTimeout.
-func (n *meshNode) serveCrowd(s network.Stream) {
-	defer s.Close()
-	_ = s.SetReadDeadline(time.Now().Add(crowdJoinTimeout))
+func (n *meshNode) serveCrowd(_ context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
+	expire := time.AfterFunc(crowdJoinTimeout, func() { meshnet.Abort(s) })
 	r := bufio.NewReader(io.LimitReader(s, maxCrowdLine))
 	root, err := readCrowdJoin(r)
+	if !expire.Stop() && err == nil {
+		err = errors.New("crowd join: timed out")
+	}
 	if err != nil {
-		n.log.Debug("bad crowd join", "peer", s.Conn().RemotePeer(), "err", err)
+		n.log.Debug("bad crowd join", "peer", from, "err", err)
 		return
 	}
-	_ = s.SetReadDeadline(time.Time{})
 	// Only pulls from this node have a crowd here: a tracker for any root
 	// asked would list strangers to each other.
 	if held, err := n.local.Has(n.life, root); err != nil || !held {
-		n.log.Debug("crowd join for a root not held here", "peer", s.Conn().RemotePeer(), "root", root, "err", err)
+		n.log.Debug("crowd join for a root not held here", "peer", from, "root", root, "err", err)
 		return
 	}
-	p := newCrowdPuller(s.Conn().RemotePeer())
+	p := newCrowdPuller(from)
 	if !n.crowds.join(root, p) {
 		return // pulls on its own
 	}
@@ -193,8 +193,9 @@ func (n *meshNode) serveCrowd(s network.Stream) {
 		case <-p.replaced:
 			return
 		case <-p.notify:
-			_ = s.SetWriteDeadline(time.Now().Add(crowdWriteTimeout))
-			if err := enc.Encode(n.crowds.list(root)); err != nil {
+			stalled := time.AfterFunc(crowdWriteTimeout, func() { meshnet.Abort(s) })
+			err := enc.Encode(n.crowds.list(root))
+			if !stalled.Stop() || err != nil {
 				return
 			}
 		}
@@ -229,8 +230,8 @@ func readCrowdDone(r *bufio.Reader) bool {
 // crowdView is a puller's view of its crowd, read from the tracker; it is
 // the datapath.Crowd of the pull.
 type crowdView struct {
-	s    network.Stream
-	self peer.ID
+	s    io.ReadWriteCloser
+	self meshnet.PeerID
 
 	mu      sync.Mutex
 	members []string // raw peer IDs, as datapath names peers
@@ -242,27 +243,29 @@ type crowdView struct {
 // joinCrowd asks origin to track this node's pull of root; nil if it does
 // not (a node from before crowds, or unreachable): the pull then runs on
 // its own.
-func (n *meshNode) joinCrowd(ctx context.Context, origin peer.ID, root cid.Cid) *crowdView {
+func (n *meshNode) joinCrowd(ctx context.Context, origin meshnet.PeerID, root cid.Cid) *crowdView {
 	jctx, cancel := context.WithTimeout(ctx, crowdJoinTimeout)
 	defer cancel()
-	s, err := n.net.NewStream(jctx, origin, crowdProtocol)
+	s, err := n.net.Open(jctx, origin, crowdProtocol)
 	if err != nil {
 		n.log.Debug("no crowd for this pull", "origin", origin, "err", err)
 		return nil
 	}
 	b, _ := json.Marshal(crowdJoin{Root: root.String()})
-	_ = s.SetDeadline(time.Now().Add(crowdJoinTimeout))
+	expire := time.AfterFunc(crowdJoinTimeout, func() { meshnet.Abort(s) })
 	r := bufio.NewReader(io.LimitReader(s, 1<<30))
 	var first crowdList
-	if _, err := s.Write(append(b, '\n')); err == nil {
+	if _, err = s.Write(append(b, '\n')); err == nil {
 		err = readCrowdList(r, &first)
+	}
+	if !expire.Stop() && err == nil {
+		err = errors.New("crowd join: timed out")
 	}
 	if err != nil {
 		n.log.Debug("no crowd for this pull", "origin", origin, "err", err)
-		s.Reset()
+		meshnet.Abort(s)
 		return nil
 	}
-	_ = s.SetDeadline(time.Time{})
 	v := &crowdView{s: s, self: n.self, changed: make(chan struct{}), ended: make(chan struct{})}
 	v.set(first)
 	go func() {
@@ -302,12 +305,12 @@ func (v *crowdView) set(l crowdList) {
 	var members []string
 	done := map[string]bool{}
 	for _, m := range l.Members {
-		if id, err := peer.Decode(m); err == nil && !slices.Contains(members, string(id)) {
+		if id, err := meshnet.ParsePeerID(m); err == nil && !slices.Contains(members, string(id)) {
 			members = append(members, string(id))
 		}
 	}
 	for _, m := range l.Done {
-		if id, err := peer.Decode(m); err == nil {
+		if id, err := meshnet.ParsePeerID(m); err == nil {
 			done[string(id)] = true
 		}
 	}
@@ -344,7 +347,7 @@ func (v *crowdView) othersPulling() (bool, <-chan struct{}) {
 func (v *crowdView) stay(ok bool) {
 	defer v.s.Close()
 	if !ok {
-		v.s.Reset()
+		meshnet.Abort(v.s)
 		return
 	}
 	b, _ := json.Marshal(crowdDone{Done: true})
@@ -370,7 +373,7 @@ func (v *crowdView) stay(ok bool) {
 
 // pullInCrowd runs spec (a pull of e from sources, the origin first) in
 // the origin's crowd for the root, when it keeps one, as runPull does.
-func (n *meshNode) pullInCrowd(ctx context.Context, kind string, ref volume.Ref, e catalog.Entry, spec datapath.Spec, origin peer.ID) (*transferJob, *datapath.Transfer, error) {
+func (n *meshNode) pullInCrowd(ctx context.Context, kind string, ref volume.Ref, e catalog.Entry, spec datapath.Spec, origin meshnet.PeerID) (*transferJob, *datapath.Transfer, error) {
 	v := n.joinCrowd(ctx, origin, e.Root)
 	if v == nil {
 		return n.runPull(ctx, kind, ref, e, spec)

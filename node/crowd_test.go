@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -11,11 +12,9 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/test"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // TestCrowdTracker: the tracker lists a root's pullers in the order they
@@ -27,10 +26,7 @@ func TestCrowdTracker(t *testing.T) {
 	var ps []*crowdPuller
 	var want []string
 	for range 3 {
-		id, err := test.RandPeerID()
-		if err != nil {
-			t.Fatal(err)
-		}
+		id := randPeerID(t)
 		p := newCrowdPuller(id)
 		if !tr.join(root, p) {
 			t.Fatal("join refused")
@@ -74,10 +70,7 @@ func TestCrowdTracker(t *testing.T) {
 func TestCrowdTrackerOneEntryPerPeer(t *testing.T) {
 	root := testCID(t, 1)
 	var tr crowdTracker
-	id, err := test.RandPeerID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := randPeerID(t)
 	first, again := newCrowdPuller(id), newCrowdPuller(id)
 	if !tr.join(root, first) || !tr.join(root, again) {
 		t.Fatal("join refused")
@@ -101,10 +94,7 @@ func TestCrowdTrackerOneEntryPerPeer(t *testing.T) {
 // root tracked still join.
 func TestCrowdTrackerBoundsRoots(t *testing.T) {
 	var tr crowdTracker
-	id, err := test.RandPeerID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := randPeerID(t)
 	for i := range maxCrowdRoots {
 		if !tr.join(testCID(t, i), newCrowdPuller(id)) {
 			t.Fatalf("join of root %d refused", i)
@@ -113,51 +103,29 @@ func TestCrowdTrackerBoundsRoots(t *testing.T) {
 	if tr.join(testCID(t, maxCrowdRoots), newCrowdPuller(id)) {
 		t.Fatalf("tracker took root %d, want at most %d", maxCrowdRoots+1, maxCrowdRoots)
 	}
-	other, err := test.RandPeerID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := randPeerID(t)
 	if !tr.join(testCID(t, 0), newCrowdPuller(other)) {
 		t.Fatal("join of a tracked root refused")
 	}
 }
 
-// pipeStream is one end of a net.Pipe as the libp2p stream serveCrowd
-// takes; only the methods serveCrowd uses are there.
-type pipeStream struct {
-	network.Stream
-	c      net.Conn
-	remote peer.ID
+// randPeerID returns a fresh valid peer ID.
+func randPeerID(t *testing.T) meshnet.PeerID {
+	t.Helper()
+	return meshnet.TestID(rand.Text())
 }
-
-func (s pipeStream) Read(b []byte) (int, error)         { return s.c.Read(b) }
-func (s pipeStream) Write(b []byte) (int, error)        { return s.c.Write(b) }
-func (s pipeStream) Close() error                       { return s.c.Close() }
-func (s pipeStream) SetReadDeadline(t time.Time) error  { return s.c.SetReadDeadline(t) }
-func (s pipeStream) SetWriteDeadline(t time.Time) error { return s.c.SetWriteDeadline(t) }
-func (s pipeStream) Conn() network.Conn                 { return pipeConn{remote: s.remote} }
-
-type pipeConn struct {
-	network.Conn
-	remote peer.ID
-}
-
-func (c pipeConn) RemotePeer() peer.ID { return c.remote }
 
 // serveTestCrowd runs serveCrowd for a puller on a pipe and returns the
 // puller's end and a channel closed once serveCrowd returned.
 func serveTestCrowd(t *testing.T, n *meshNode) (net.Conn, <-chan struct{}) {
 	t.Helper()
-	id, err := test.RandPeerID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := randPeerID(t)
 	here, there := net.Pipe()
 	t.Cleanup(func() { there.Close() })
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
-		n.serveCrowd(pipeStream{c: here, remote: id})
+		n.serveCrowd(context.Background(), id, here)
 	}()
 	return there, ended
 }

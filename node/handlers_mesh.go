@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -91,7 +91,7 @@ func (s *server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, a := range req.Addrs {
-		if _, err := peer.AddrInfoFromString(a); err != nil {
+		if err := mesh.ValidateMemberAddr(a); err != nil {
 			s.fail(w, r, invalidf("join: %q is not a member's address (MULTIADDR/p2p/PEER-ID)", a))
 			return
 		}
@@ -120,7 +120,7 @@ func (s *server) handleForgetPeer(w http.ResponseWriter, r *http.Request) {
 	if !s.meshOr(w, r) {
 		return
 	}
-	id, err := peer.Decode(r.PathValue("id"))
+	id, err := meshnet.ParsePeerID(r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, invalidf("peers rm: %q is not a peer ID: %v", r.PathValue("id"), err))
 		return
@@ -144,9 +144,7 @@ func (n *meshNode) peers() []Peer {
 	out := []Peer{}
 	for _, m := range n.net.Members() {
 		p := Peer{PeerID: m.ID.String(), Site: m.Site, State: string(m.State), Addrs: []string{}, Used: m.Used, Free: m.Free, Self: m.Self}
-		for _, a := range m.Addrs {
-			p.Addrs = append(p.Addrs, a.String())
-		}
+		p.Addrs = append(p.Addrs, m.Addrs...)
 		out = append(out, p)
 	}
 	return out
@@ -175,7 +173,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	to, err := peer.Decode(req.To)
+	to, err := meshnet.ParsePeerID(req.To)
 	if err != nil {
 		s.fail(w, r, invalidf("move: %q is not a peer ID", req.To))
 		return

@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -70,7 +69,7 @@ func (n *meshNode) pullFrom(ctx context.Context, id string, req TransferRequest)
 		if err != nil {
 			return nil, err
 		}
-		sources = []peer.ID{p}
+		sources = []meshnet.PeerID{p}
 	}
 	job, _, err := n.pull(ctx, "pull", id, ref, e, sources, req.Options)
 	return job, err

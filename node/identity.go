@@ -8,10 +8,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/mesh"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // Identity is a node's long-lived key pair. The mesh turns it into the
@@ -40,12 +39,12 @@ func (id Identity) ID() string {
 }
 
 // PeerID returns the node's libp2p peer ID.
-func (id Identity) PeerID() (peer.ID, error) {
-	key, err := crypto.UnmarshalEd25519PrivateKey(id.Key)
+func (id Identity) PeerID() (meshnet.PeerID, error) {
+	p, err := mesh.PeerIDFromKey(id.Key)
 	if err != nil {
 		return "", fmt.Errorf("identity: %w", err)
 	}
-	return peer.IDFromPrivateKey(key)
+	return p, nil
 }
 
 // SaveIdentity writes the key to path as PEM PKCS#8 with mode 0600,

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/weft-mesh/weft/mesh"
 )
 
@@ -41,7 +39,7 @@ func ParseJoinToken(token string) (secretHex string, addrs []string, err error) 
 		return "", nil, fmt.Errorf("join token: %w", err)
 	}
 	for _, a := range strings.Split(list, ",") {
-		if _, err := peer.AddrInfoFromString(a); err != nil {
+		if err := mesh.ValidateMemberAddr(a); err != nil {
 			return "", nil, fmt.Errorf("join token: address %q: %v", a, err)
 		}
 		addrs = append(addrs, a)

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
@@ -20,6 +18,7 @@ import (
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/exchange"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/placement"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -37,7 +36,7 @@ type meshNode struct {
 	// life ends when the node stops: background work that a request starts
 	// (a replication push after a commit) outlives the request, not the node.
 	life      context.Context
-	self      peer.ID
+	self      meshnet.PeerID
 	selfStr   string // base58, as the catalog names peers
 	site      string
 	log       *slog.Logger
@@ -112,12 +111,12 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	if n.net, err = mesh.New(ctx, mcfg); err != nil {
 		return nil, fmt.Errorf("start mesh (listen addresses in %s): %w", cfg.Path(ConfigFile), err)
 	}
-	n.blocks = &exchange.Client{Dialer: meshDialer{n.net}}
+	n.blocks = &exchange.Client{Dialer: meshnet.Dialer{Net: n.net, Proto: exchange.Protocol}}
 	srv := &exchange.Server{Store: store, Logger: log}
-	n.net.SetStreamHandler(exchange.Protocol, func(s network.Stream) {
-		srv.ServeStream(ctx, string(s.Conn().RemotePeer()), s)
+	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
+		srv.ServeStream(ctx, string(from), s)
 	})
-	n.net.SetStreamHandler(catalogProtocol, n.serveCatalogPush)
+	n.net.Handle(catalogProtocol, n.serveCatalogPush)
 	if n.partial, err = loadPartialRoots(cfg.Path(MeshDir + "/partial.json")); err != nil {
 		n.net.Close()
 		return nil, err
@@ -126,8 +125,8 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		n.net.Close()
 		return nil, err
 	}
-	n.net.SetStreamHandler(transferProtocol, n.serveReceive)
-	n.net.SetStreamHandler(crowdProtocol, n.serveCrowd)
+	n.net.Handle(transferProtocol, n.serveReceive)
+	n.net.Handle(crowdProtocol, n.serveCrowd)
 	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	healLog := log.With("component", "heal")
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}
@@ -156,13 +155,6 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		n.poke()
 	})
 	return n, nil
-}
-
-// meshDialer opens block-exchange streams over the mesh.
-type meshDialer struct{ m *mesh.Mesh }
-
-func (d meshDialer) OpenStream(ctx context.Context, p string) (io.ReadWriteCloser, error) {
-	return d.m.NewStream(ctx, peer.ID(p), exchange.Protocol)
 }
 
 // catalogState carries the catalog on the gossip: full state on push-pull,

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -58,7 +57,7 @@ func withSwarm(tb testing.TB, b []byte, members ...string) []byte {
 }
 
 func TestDecodeReceiveRequest(t *testing.T) {
-	self, err := peer.Decode(fuzzReceiver)
+	self, err := meshnet.ParsePeerID(fuzzReceiver)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +101,7 @@ func FuzzDecodeReceiveRequest(f *testing.F) {
 	f.Add([]byte(`{"id":"a","source":"d","entry":"","sources":["x"]}`))
 	f.Add([]byte(`{"id":1}`))
 	f.Add(withSwarm(f, receiveRequestJSON(f, "abc123", "d@r1", 1), fuzzReceiver))
-	self, err := peer.Decode(fuzzReceiver)
+	self, err := meshnet.ParsePeerID(fuzzReceiver)
 	if err != nil {
 		f.Fatal(err)
 	}

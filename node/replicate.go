@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -485,13 +485,13 @@ func (n *meshNode) pullCycle(ctx context.Context, p Policy, last cid.Cid, d cata
 		}
 		return
 	}
-	owner, err := peer.Decode(d.Owner)
-	sources := []peer.ID{}
+	owner, err := meshnet.ParsePeerID(d.Owner)
+	sources := []meshnet.PeerID{}
 	if err == nil && owner != n.self {
 		sources = append(sources, owner)
 	}
 	for _, m := range n.members() {
-		if id := peer.ID(m.ID); id != n.self && id != owner {
+		if id := meshnet.PeerID(m.ID); id != n.self && id != owner {
 			sources = append(sources, id)
 		}
 	}

@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -30,7 +30,7 @@ func testCID(t testing.TB, n int) cid.Cid {
 }
 
 func TestCheckPolicy(t *testing.T) {
-	owner, puller, other := peer.ID("owner"), peer.ID("puller"), peer.ID("other")
+	owner, puller, other := meshnet.PeerID("owner"), meshnet.PeerID("puller"), meshnet.PeerID("other")
 	members := []mesh.Member{
 		{ID: owner, Site: "madrid", State: mesh.StateAlive},
 		{ID: puller, Site: "archive", State: mesh.StateAlive},
@@ -56,7 +56,7 @@ func TestCheckPolicy(t *testing.T) {
 		{"pull", ReplicateRequest{Disk: "vm", Pull: true}, puller.String(), "archive", nil},
 		{"pull on the owner", ReplicateRequest{Disk: "vm", Pull: true}, owner.String(), "madrid", volume.ErrInvalid},
 		{"pull to another site", ReplicateRequest{Disk: "vm", Pull: true, Site: "berlin"}, puller.String(), "archive", volume.ErrInvalid},
-		{"pull at the owner's site", ReplicateRequest{Disk: "vm", Pull: true}, peer.ID("neighbour").String(), "madrid", volume.ErrInvalid},
+		{"pull at the owner's site", ReplicateRequest{Disk: "vm", Pull: true}, meshnet.PeerID("neighbour").String(), "madrid", volume.ErrInvalid},
 	} {
 		p, err := checkPolicy(tc.req, disk, tc.self, tc.site, members)
 		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/placement"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -183,13 +183,12 @@ func (n *meshNode) resolve(ctx context.Context, source string) (resolved, error)
 // peerFor turns a TARGET or SOURCE (a site name, a peer ID or a multiaddr
 // with /p2p/) into a live member; for a site, the member of that site
 // closest to key.
-func (n *meshNode) peerFor(target string, key cid.Cid) (peer.ID, error) {
-	if id, err := peer.Decode(target); err == nil {
+func (n *meshNode) peerFor(target string, key cid.Cid) (meshnet.PeerID, error) {
+	if id, err := meshnet.ParsePeerID(target); err == nil {
 		return id, nil
 	}
-	if info, err := peer.AddrInfoFromString(target); err == nil {
-		n.net.Host().Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
-		return info.ID, nil
+	if id, err := n.net.Learn(target); err == nil {
+		return id, nil
 	}
 	site := n.sitePeers(target, key)
 	switch {
@@ -203,16 +202,16 @@ func (n *meshNode) peerFor(target string, key cid.Cid) (peer.ID, error) {
 
 // sitePeers returns the live members of site other than this node, closest
 // to key first.
-func (n *meshNode) sitePeers(site string, key cid.Cid) []peer.ID {
+func (n *meshNode) sitePeers(site string, key cid.Cid) []meshnet.PeerID {
 	var members []placement.Member
 	for _, m := range n.net.Members() {
 		if m.Site == site && m.ID != n.self && m.State == mesh.StateAlive {
 			members = append(members, placement.Member{ID: string(m.ID), Site: m.Site})
 		}
 	}
-	var out []peer.ID
+	var out []meshnet.PeerID
 	for _, m := range placement.Place(key.Hash(), members, len(members)) {
-		out = append(out, peer.ID(m.ID))
+		out = append(out, meshnet.PeerID(m.ID))
 	}
 	return out
 }
@@ -263,10 +262,10 @@ func (n *meshNode) background(source string, e catalog.Entry) {
 	if err != nil {
 		return
 	}
-	var sources []peer.ID
+	var sources []meshnet.PeerID
 	for _, m := range placement.Place(e.Root.Hash(), n.members(), len(n.members())) {
-		if peer.ID(m.ID) != n.self {
-			sources = append(sources, peer.ID(m.ID))
+		if meshnet.PeerID(m.ID) != n.self {
+			sources = append(sources, meshnet.PeerID(m.ID))
 		}
 	}
 	if len(sources) == 0 {

@@ -12,11 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -49,7 +47,7 @@ type receiveRequest struct {
 // the root under ref when done. It returns once the transfer is registered.
 // A pull an operator or a pull policy asks for joins the crowd of the
 // first source, the origin: the other nodes pulling the root from it now.
-func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e catalog.Entry, sources []peer.ID, o TransferOptions) (*transferJob, *datapath.Transfer, error) {
+func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e catalog.Entry, sources []meshnet.PeerID, o TransferOptions) (*transferJob, *datapath.Transfer, error) {
 	spec, err := transferSpec(id, e, peerStrings(sources), o)
 	if err != nil {
 		return nil, nil, err
@@ -61,7 +59,7 @@ func (n *meshNode) pull(ctx context.Context, kind, id string, ref volume.Ref, e 
 }
 
 // peerStrings names peers as datapath does: by their raw IDs.
-func peerStrings(ps []peer.ID) []string {
+func peerStrings(ps []meshnet.PeerID) []string {
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		out[i] = string(p)
@@ -126,7 +124,7 @@ func fillFromProgress(i *TransferInfo, p datapath.Progress) {
 func namedBytes(m map[string]int64) map[string]int64 {
 	out := make(map[string]int64, len(m))
 	for k, v := range m {
-		out[peer.ID(k).String()] = v
+		out[meshnet.PeerID(k).String()] = v
 	}
 	return out
 }
@@ -190,7 +188,7 @@ func (n *meshNode) pushEach(ctx context.Context, id string, sources, targets []s
 		return nil, err
 	}
 	var err error
-	peers := make([]peer.ID, len(targets))
+	peers := make([]meshnet.PeerID, len(targets))
 	for i, t := range targets {
 		if peers[i], err = n.peerFor(t, r.entry.Root); err != nil {
 			return nil, err
@@ -277,13 +275,15 @@ func (n *meshNode) pushEach(ctx context.Context, id string, sources, targets []s
 }
 
 // sendTo asks p to receive req and relays its progress until it ends.
-func (n *meshNode) sendTo(ctx context.Context, p peer.ID, req receiveRequest, report func(TargetProgress)) error {
-	s, err := n.net.NewStream(ctx, p, transferProtocol)
+func (n *meshNode) sendTo(ctx context.Context, p meshnet.PeerID, req receiveRequest, report func(TargetProgress)) error {
+	s, err := n.net.Open(ctx, p, transferProtocol)
 	if err != nil {
 		return fmt.Errorf("open transfer to %s: %w", p, err)
 	}
 	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	// Abort, not Close: the receiver must see the cancel as one, not as a
+	// request that ended.
+	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
 	defer stop()
 	if err := json.NewEncoder(s).Encode(req); err != nil {
 		return fmt.Errorf("send transfer request to %s: %w", p, err)
@@ -316,15 +316,15 @@ type receive struct {
 	id      string
 	ref     volume.Ref
 	entry   catalog.Entry
-	sources []peer.ID // without the receiver itself
-	swarm   []peer.ID // the receiver among them, or none
+	sources []meshnet.PeerID // without the receiver itself
+	swarm   []meshnet.PeerID // the receiver among them, or none
 	options TransferOptions
 }
 
 // decodeReceiveRequest reads and checks the request a pusher sends: one
 // JSON object naming a transfer ID, a ref, exactly one catalog entry and
 // the peers to fetch from. Anything else is an error for the pusher.
-func decodeReceiveRequest(r io.Reader, self peer.ID) (receive, error) {
+func decodeReceiveRequest(r io.Reader, self meshnet.PeerID) (receive, error) {
 	var req receiveRequest
 	if err := json.NewDecoder(r).Decode(&req); err != nil {
 		return receive{}, fmt.Errorf("transfer request: %w", err)
@@ -342,7 +342,7 @@ func decodeReceiveRequest(r io.Reader, self peer.ID) (receive, error) {
 	}
 	out := receive{id: req.ID, ref: ref, entry: es[0], options: req.Options}
 	for _, str := range req.Sources {
-		id, err := peer.Decode(str)
+		id, err := meshnet.ParsePeerID(str)
 		if err != nil {
 			return receive{}, fmt.Errorf("transfer request: source %q: %w", str, err)
 		}
@@ -359,7 +359,7 @@ func decodeReceiveRequest(r io.Reader, self peer.ID) (receive, error) {
 // decodeSwarm sets r.swarm from the pusher's list, which must name this
 // receiver and otherwise only its sources other than the pusher; the
 // transfer spec checks the rest.
-func (r *receive) decodeSwarm(swarm []string, self peer.ID) error {
+func (r *receive) decodeSwarm(swarm []string, self meshnet.PeerID) error {
 	if len(swarm) == 0 {
 		return nil
 	}
@@ -367,7 +367,7 @@ func (r *receive) decodeSwarm(swarm []string, self peer.ID) error {
 		return fmt.Errorf("swarm of %d members, %d sources", len(swarm), len(r.sources))
 	}
 	for _, str := range swarm {
-		id, err := peer.Decode(str)
+		id, err := meshnet.ParsePeerID(str)
 		if err != nil {
 			return fmt.Errorf("swarm member %q: %w", str, err)
 		}
@@ -380,8 +380,7 @@ func (r *receive) decodeSwarm(swarm []string, self peer.ID) error {
 }
 
 // serveReceive runs a pull a pusher asked for and streams its progress.
-func (n *meshNode) serveReceive(s network.Stream) {
-	defer s.Close()
+func (n *meshNode) serveReceive(_ context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
 	writeLine := func(tp TargetProgress) error {
 		b, _ := json.Marshal(tp)
 		_, err := s.Write(append(b, '\n'))
@@ -390,7 +389,7 @@ func (n *meshNode) serveReceive(s network.Stream) {
 	fail := func(err error) { _ = writeLine(TargetProgress{State: "failed", Error: err.Error()}) }
 	req, err := decodeReceiveRequest(io.LimitReader(s, maxTransferRequest), n.self)
 	if err != nil {
-		n.log.Warn("bad transfer request", "peer", s.Conn().RemotePeer(), "err", err)
+		n.log.Warn("bad transfer request", "peer", from, "err", err)
 		fail(err)
 		return
 	}

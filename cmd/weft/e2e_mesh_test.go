@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/node"
 	"github.com/weft-mesh/weft/placement"
 	"github.com/weft-mesh/weft/volume"
@@ -204,13 +204,13 @@ func TestMeshReplicatesAndHeals(t *testing.T) {
 	// set, so heal does not drop it as surplus meanwhile.
 	var members []placement.Member
 	for _, p := range c.peers() {
-		id, err := peer.Decode(p.PeerID)
+		id, err := meshnet.ParsePeerID(p.PeerID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		members = append(members, placement.Member{ID: string(id), Site: p.Site})
 	}
-	cID, err := peer.Decode(c.peerID())
+	cID, err := meshnet.ParsePeerID(c.peerID())
 	if err != nil {
 		t.Fatal(err)
 	}

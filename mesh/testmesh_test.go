@@ -14,10 +14,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// TestGossipConfig returns memberlist timings for tests on one machine: a
+// testGossipConfig returns memberlist timings for tests on one machine: a
 // failed node is declared dead within a few seconds, and push-pull runs
 // every second.
-func TestGossipConfig() *memberlist.Config {
+func testGossipConfig() *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.ProbeInterval = 300 * time.Millisecond
 	c.ProbeTimeout = 200 * time.Millisecond
@@ -30,11 +30,11 @@ func TestGossipConfig() *memberlist.Config {
 	return c
 }
 
-// NewTestMesh starts a mesh for a test and closes it at the end of the
+// newTestMesh starts a mesh for a test and closes it at the end of the
 // test. Zero fields of cfg get test values: a fresh key, TCP and QUIC
-// listeners on 127.0.0.1 with port 0, TestGossipConfig, and logs on stderr
+// listeners on 127.0.0.1 with port 0, testGossipConfig, and logs on stderr
 // when the test runs verbose. cfg.Secret must be set.
-func NewTestMesh(t testing.TB, cfg Config) *Mesh {
+func newTestMesh(t testing.TB, cfg Config) *Mesh {
 	t.Helper()
 	if cfg.Key == nil {
 		_, key, err := ed25519.GenerateKey(rand.Reader)
@@ -47,7 +47,7 @@ func NewTestMesh(t testing.TB, cfg Config) *Mesh {
 		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	}
 	if cfg.Gossip == nil {
-		cfg.Gossip = TestGossipConfig()
+		cfg.Gossip = testGossipConfig()
 	}
 	if cfg.Logger == nil && testing.Verbose() {
 		key, err := crypto.UnmarshalEd25519PrivateKey(cfg.Key)
