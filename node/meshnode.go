@@ -13,6 +13,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/cluster"
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh"
@@ -49,6 +50,7 @@ type meshNode struct {
 	healer    *heal.Healer
 	pusher    *heal.Pusher
 	vols      *volume.Manager // set once the volumes are open
+	cl        *cluster.Cluster
 	transfers *transfers
 	crowds    crowdTracker // pullers of the roots pulled from this node now
 	partial   *partialRoots
@@ -103,7 +105,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	mcfg.Dir = cfg.Path(MeshDir)
 	mcfg.Detector = cfg.Detector()
 	mcfg.Logger = log
-	mcfg.State = catalogState{n}
+	mcfg.State = cluster.GossipState(cat, n.log)
 	mcfg.Capacity = func() (int64, int64) {
 		st := store.Stats()
 		return st.DiskBytes, freeBytes(cfg.Path(BlocksDir))
@@ -140,6 +142,13 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	})
 	n.pusher = &heal.Pusher{Self: string(self), Store: store, Maps: blockmap.New(store, 1024), Peers: n.blocks,
 		Members: n.members, Redundancy: n.redundancy}
+	ccfg := cluster.DefaultConfig()
+	ccfg.Net, ccfg.Catalog, ccfg.CatalogPath, ccfg.Site = n.net, cat, catPath, cfg.Site
+	ccfg.Pusher, ccfg.Logger = n.pusher, n.log
+	if n.cl, err = cluster.New(ccfg); err != nil {
+		n.net.Close()
+		return nil, err
+	}
 	cat.OnChange(func(old, new catalog.Entry, ok bool) {
 		n.mu.Lock()
 		n.dirty = true
@@ -155,31 +164,6 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		n.poke()
 	})
 	return n, nil
-}
-
-// catalogState carries the catalog on the gossip: full state on push-pull,
-// single entries as broadcasts.
-type catalogState struct{ n *meshNode }
-
-func (s catalogState) LocalState() []byte {
-	b, err := catalog.Encode(s.n.cat.Snapshot())
-	if err != nil {
-		s.n.log.Error("encode catalog", "err", err)
-		return nil
-	}
-	return b
-}
-
-func (s catalogState) MergeRemoteState(buf []byte) { s.merge(buf) }
-func (s catalogState) NotifyMsg(buf []byte)        { s.merge(buf) }
-
-func (s catalogState) merge(buf []byte) {
-	es, err := catalog.Decode(buf)
-	if err != nil {
-		s.n.log.Warn("bad catalog state from a member", "err", err)
-		return
-	}
-	s.n.cat.Merge(es)
 }
 
 // members returns the live members for placement, this node included.
