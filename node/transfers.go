@@ -187,7 +187,7 @@ func (n *meshNode) peerFor(target string, key cid.Cid) (meshnet.PeerID, error) {
 	if id, err := meshnet.ParsePeerID(target); err == nil {
 		return id, nil
 	}
-	if id, err := n.net.Learn(target); err == nil {
+	if id, err := n.learn(target); err == nil {
 		return id, nil
 	}
 	site := n.sitePeers(target, key)
