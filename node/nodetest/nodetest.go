@@ -257,6 +257,34 @@ func (n *Node) Clone(ctx context.Context, ref, name string) (volume.DiskInfo, er
 	return info, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(ref)+"/clone", node.CloneRequest{Name: name}, &info)
 }
 
+// Export reads ref (DISK, DISK@REPLICA, NAME@N), here or wherever the
+// catalog names it, as weft disk export does.
+func (n *Node) Export(ctx context.Context, ref string) ([]byte, error) {
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://weft/v1/disks/"+url.PathEscape(ref)+"/export", http.NoBody)
+	rec := httptest.NewRecorder()
+	n.api.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return nil, fmt.Errorf("node %s: export %s: %d %s", n.Name, ref, rec.Code, bytes.TrimSpace(rec.Body.Bytes()))
+	}
+	er, err := node.NewExportReader(rec.Body)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: export %s: %w", n.Name, ref, err)
+	}
+	out := make([]byte, er.Size())
+	for {
+		r, err := er.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("node %s: export %s: %w", n.Name, ref, err)
+		}
+		if r.Kind == node.RecordData {
+			copy(out[r.Off:], r.Data)
+		}
+	}
+}
+
 // Write writes p at off in the disk's head, as a door does.
 func (n *Node) Write(ctx context.Context, disk string, p []byte, off int64) error {
 	h, err := n.Core.Vols.Head(disk)
