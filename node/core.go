@@ -135,6 +135,11 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 		return nil, fmt.Errorf("open volumes: %w", err)
 	}
 	c.Vols = vols
+	if c.mesh != nil {
+		// Before any request: the API may serve before Run starts.
+		c.mesh.vols = vols
+		c.mesh.cl.Attach(c.mesh.life, vols)
+	}
 	return c, nil
 }
 
@@ -187,8 +192,9 @@ func (c *Core) Run(ctx context.Context) {
 		return
 	}
 	var wg sync.WaitGroup
-	c.mesh.attach(ctx, c.Vols, c.cfg.Join, &wg)
+	c.mesh.start(ctx, c.cfg.Join, &wg)
 	<-ctx.Done()
+	c.mesh.stopLife()
 	wg.Wait()
 }
 
@@ -201,6 +207,7 @@ func (c *Core) Close() error {
 		errs = append(errs, fmt.Errorf("close volumes: %w", err))
 	}
 	if c.mesh != nil {
+		c.mesh.stopLife()
 		if err := c.mesh.close(); err != nil {
 			errs = append(errs, fmt.Errorf("close mesh: %w", err))
 		}
@@ -228,6 +235,7 @@ type meshNode struct {
 	// life ends when the node stops: background work that a request starts
 	// (a replication push after a commit) outlives the request, not the node.
 	life      context.Context
+	stopLife  context.CancelFunc
 	self      meshnet.PeerID
 	selfStr   string // base58, as the catalog names peers
 	site      string
@@ -280,6 +288,7 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
 		wake: make(chan struct{}, 1),
 	}
+	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.blocks = &exchange.Client{Dialer: meshnet.Dialer{Net: n.net, Proto: exchange.Protocol}}
 	srv := &exchange.Server{Store: cfg.Store, Logger: cfg.Logger}
 	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
@@ -337,14 +346,10 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	return n, nil
 }
 
-// attach connects the mesh to the node's volumes and starts the loops that
-// publish local changes, adopt disks handed to this node, replicate and
-// heal, and the join of the join addresses. They end with ctx; wg counts
-// them.
-func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, join []string, wg *sync.WaitGroup) {
-	n.vols = vols
-	n.life = ctx
-	n.cl.Attach(ctx, vols)
+// start starts the loops that publish local changes, adopt disks handed to
+// this node, replicate and heal, and the join of the join addresses. They
+// end with ctx; wg counts them.
+func (n *meshNode) start(ctx context.Context, join []string, wg *sync.WaitGroup) {
 	wg.Add(5)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -111,10 +113,15 @@ func (t *transfers) add(info TransferInfo, cancel context.CancelFunc) *transferJ
 	return j
 }
 
+// snapshot returns a copy of the job's info that later updates leave
+// alone: its targets and byte counts are copied too.
 func (j *transferJob) snapshot() TransferInfo {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.info
+	info := j.info
+	info.Targets = slices.Clone(info.Targets)
+	info.BytesFrom = maps.Clone(info.BytesFrom)
+	return info
 }
 
 func (j *transferJob) update(fn func(*TransferInfo)) {
