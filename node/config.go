@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -27,7 +28,7 @@ import (
 const (
 	ConfigFile   = "config.json"
 	IdentityFile = "identity.key"
-	SocketFile   = "weft.sock"
+	SocketFile   = api.SocketFile
 	NBDSocket    = "nbd.sock"
 	LockFile     = "lock"
 	BlocksDir    = "blocks"

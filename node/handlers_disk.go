@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"net/http"
 	"sort"
@@ -239,13 +240,13 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *volume.View) error {
-	enc, err := newExportEncoder(w, v.Size(), v.BlockSize())
+	enc, err := api.NewExportWriter(w, v.Size(), v.BlockSize())
 	if err != nil {
 		return err
 	}
 	bufs := volume.NewBlockBuffers(exportBuffers)
 	err = v.ForEachBlock(ctx, bufs, func(off int64, p []byte) error {
-		err := enc.data(off, p)
+		err := enc.Data(off, p)
 		bufs.Put(p) // written out
 		return err
 	})
@@ -253,10 +254,11 @@ func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *vol
 		if s.mesh != nil {
 			err = s.mesh.unavailable(ref, err)
 		}
-		if ferr := enc.fail(err); ferr != nil {
+		_, code := classify(err)
+		if ferr := enc.Fail(errorMessage(err, code), code); ferr != nil {
 			return ferr
 		}
 		return err
 	}
-	return enc.finish()
+	return enc.Finish()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"net/http"
 	"strings"
 	"time"
@@ -21,46 +22,23 @@ import (
 // addresses.
 var ErrNoMesh = errors.New("this node runs alone (no --listen addresses): it has no mesh")
 
-// IDInfo is the answer of GET /v1/id.
-type IDInfo struct {
-	PeerID string   `json:"peer_id"`
-	Addrs  []string `json:"addrs"`
-}
+// IDInfo is api.IDInfo.
+type IDInfo = api.IDInfo
 
-// JoinRequest is the body of POST /v1/join.
-type JoinRequest struct {
-	Addrs []string `json:"addrs"`
-}
+// JoinRequest is api.JoinRequest.
+type JoinRequest = api.JoinRequest
 
-// JoinResult says how many of the addresses answered.
-type JoinResult struct {
-	Joined  int `json:"joined"`
-	Members int `json:"members"`
-}
+// JoinResult is api.JoinResult.
+type JoinResult = api.JoinResult
 
-// Peer is one member of the mesh. Field names are part of the CLI's JSON
-// contract.
-type Peer struct {
-	PeerID string   `json:"peer_id"`
-	Site   string   `json:"site"`
-	State  string   `json:"state"`
-	Addrs  []string `json:"addrs"`
-	Used   int64    `json:"used"`
-	Free   int64    `json:"free"`
-	Self   bool     `json:"self"`
-}
+// Peer is api.Peer.
+type Peer = api.Peer
 
-// MoveRequest is the body of POST /v1/disks/{name}/move.
-type MoveRequest struct {
-	To string `json:"to"` // peer ID
-}
+// MoveRequest is api.MoveRequest.
+type MoveRequest = api.MoveRequest
 
-// TakeRequest is the body of POST /v1/disks/{name}/take.
-type TakeRequest struct {
-	// Force takes the disk even when its owner is alive: the owner is
-	// fenced and its diverging writes are kept as a replica.
-	Force bool `json:"force,omitempty"`
-}
+// TakeRequest is api.TakeRequest.
+type TakeRequest = api.TakeRequest
 
 func (s *server) meshOr(w http.ResponseWriter, r *http.Request) bool {
 	if s.mesh == nil {

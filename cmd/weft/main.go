@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"os"
 	"os/signal"
@@ -16,8 +17,6 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
-
-	"github.com/weft-mesh/weft/volume"
 )
 
 func main() {
@@ -48,7 +47,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // any other.
 func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, volume.ErrInvalid) {
+	if errors.As(err, &ue) || errors.Is(err, api.ErrInvalid) {
 		return 2
 	}
 	return 1
