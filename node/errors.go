@@ -13,6 +13,11 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
+// ErrInvalid is matched (errors.Is) by the errors of what the CLI calls in
+// node directly (Init, Load, Run) when an argument is wrong; the daemon's
+// answers match api.ErrInvalid instead.
+var ErrInvalid = volume.ErrInvalid
+
 // ErrConflict is matched (errors.Is) by a request the mesh's state does not
 // allow now, such as taking a disk whose owner is alive.
 var ErrConflict = api.ErrConflict

@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weft-mesh/weft/volume"
 )
 
 // startNode runs a node on a fresh home until the test ends and returns a
@@ -80,12 +79,12 @@ func TestAPIErrors(t *testing.T) {
 		status int
 		want   error
 	}{
-		{"info missing", second(cl.DiskInfo(ctx, "nope")), 404, volume.ErrNotFound},
-		{"create twice", second(cl.CreateDisk(ctx, api.DiskSpec{Name: "d", Size: 1 << 20})), 409, volume.ErrExists},
-		{"bad name", second(cl.CreateDisk(ctx, api.DiskSpec{Name: "a/b", Size: 1})), 400, volume.ErrInvalid},
-		{"bad block size", second(cl.CreateDisk(ctx, api.DiskSpec{Name: "e", Size: 1 << 20, BlockSize: 3000})), 400, volume.ErrInvalid},
-		{"restore missing", second(cl.Restore(ctx, "d", "nope")), 404, volume.ErrNotFound},
-		{"rm replica missing", cl.RemoveReplica(ctx, "d", "nope"), 404, volume.ErrNotFound},
+		{"info missing", second(cl.DiskInfo(ctx, "nope")), 404, api.ErrNotFound},
+		{"create twice", second(cl.CreateDisk(ctx, api.DiskSpec{Name: "d", Size: 1 << 20})), 409, api.ErrExists},
+		{"bad name", second(cl.CreateDisk(ctx, api.DiskSpec{Name: "a/b", Size: 1})), 400, api.ErrInvalid},
+		{"bad block size", second(cl.CreateDisk(ctx, api.DiskSpec{Name: "e", Size: 1 << 20, BlockSize: 3000})), 400, api.ErrInvalid},
+		{"restore missing", second(cl.Restore(ctx, "d", "nope")), 404, api.ErrNotFound},
+		{"rm replica missing", cl.RemoveReplica(ctx, "d", "nope"), 404, api.ErrNotFound},
 	}
 	for _, c := range cases {
 		var ae *APIError

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"github.com/weft-mesh/weft/api"
 	"testing"
-
 )
 
 // TestRemoveSpacesuitOfEmptyDisk: a spacesuit of an empty disk (never in
