@@ -47,6 +47,9 @@ type fileConn struct {
 
 func (c *fileConn) Read(p []byte) (int, error) {
 	n, oobn, _, _, err := c.ReadMsgUnix(p, c.oob[:])
+	// recvmsg's -1 comes through on an error (the HTTP server's
+	// deadline that aborts its background read): io.Reader wants 0.
+	n = max(n, 0)
 	if oobn > 0 {
 		c.keep(c.oob[:oobn])
 	}
