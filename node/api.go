@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/volume"
 )
 
 // Status is api.Status.
@@ -30,3 +31,19 @@ type CorruptBlock = api.CorruptBlock
 
 // errorBody is api.ErrorBody.
 type errorBody = api.ErrorBody
+
+// apiDiskInfo is the API's description of a disk held here, before the mesh
+// completes it (meshNode.localDiskInfo): alone, this node holds the one copy
+// there is of each block, so a disk that wants more has every block
+// under-replicated.
+func apiDiskInfo(info volume.DiskInfo) api.DiskInfo {
+	d := api.DiskInfo{
+		Name: info.Name, Size: info.Size, BlockSize: info.BlockSize, Replicas: info.Replicas, Sync: info.Sync,
+		Root: info.Root, UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, ReplicaCount: info.ReplicaCount,
+		Created: info.Created, Committed: info.Committed, Allow: info.Allow,
+	}
+	if d.Replicas > 1 && d.BlockSize > 0 {
+		d.UnderReplicated = d.UsedBytes / d.BlockSize
+	}
+	return d
+}

@@ -194,7 +194,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mesh.announce(r.Context(), e.Key)
 	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
 }
 
 // handleTake makes this node the owner of a disk whose owner is dead (or,
@@ -239,7 +239,7 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
 }
 
 func (n *meshNode) pushedRoot(disk string) cid.Cid {
@@ -250,7 +250,7 @@ func (n *meshNode) pushedRoot(disk string) cid.Cid {
 
 // diskInfo completes a disk's info with what the mesh knows: owner,
 // epoch and the under-replicated count of its root.
-func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.DiskInfo) volume.DiskInfo {
+func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info api.DiskInfo) api.DiskInfo {
 	info.Owner, info.Epoch = e.Owner, e.Epoch
 	info.UnderReplicated = n.underReplicated(ctx, info)
 	return info
@@ -258,7 +258,8 @@ func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.Di
 
 // localDiskInfo completes the info of a disk held here with what the mesh
 // knows; one not published yet has no owner, and nobody confirmed a copy.
-func (n *meshNode) localDiskInfo(ctx context.Context, info volume.DiskInfo) volume.DiskInfo {
+func (n *meshNode) localDiskInfo(ctx context.Context, local volume.DiskInfo) api.DiskInfo {
+	info := apiDiskInfo(local)
 	if e, ok := n.cat.Get(catalog.DiskKey(info.Name)); ok {
 		return n.diskInfo(ctx, e, info)
 	}
@@ -267,8 +268,8 @@ func (n *meshNode) localDiskInfo(ctx context.Context, info volume.DiskInfo) volu
 }
 
 // remoteDisks describes the disks of the catalog this node does not hold.
-func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []volume.DiskInfo {
-	var out []volume.DiskInfo
+func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []api.DiskInfo {
+	var out []api.DiskInfo
 	for _, e := range n.cat.List(catalog.DiskPrefix) {
 		if !local[strings.TrimPrefix(e.Key, catalog.DiskPrefix)] {
 			out = append(out, n.remoteDisk(ctx, e))
@@ -279,8 +280,8 @@ func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []vol
 
 // remoteDisk describes a disk this node does not hold from its catalog
 // record e, counting what the blocks held here say of its use.
-func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) volume.DiskInfo {
-	info := catalogDiskInfo(e)
+func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) api.DiskInfo {
+	info := apiDiskInfo(catalogDiskInfo(e))
 	used, err := n.vols.RootBytes(ctx, e.Root, e.BlockSize)
 	if err != nil {
 		n.log.Debug("size of a remote disk", "disk", info.Name, "err", err)

@@ -85,7 +85,7 @@ func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
 		}
 		s.announce(r.Context(), catalog.DiskKey(info.Name))
 		s.log.Info("disk imported", "disk", info.Name, "size", info.Size, "used", info.UsedBytes)
-		d := api.DiskInfo(info)
+		d := apiDiskInfo(info)
 		return FileProgress{Disk: &d}, nil
 	})
 }
