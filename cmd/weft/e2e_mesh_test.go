@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/blockstore/storetest"
 	"github.com/weft-mesh/weft/node"
 	"github.com/weft-mesh/weft/placement"
 )
@@ -273,7 +274,7 @@ func corruptHeldBlock(t *testing.T, dir string, img []byte, pick func(cid.Cid) b
 		}
 		c := blockstore.Sum(blockstore.CodecRaw, blk)
 		if ok, _ := s.Has(context.Background(), c); ok && pick(c) {
-			if err := s.Corrupt(c); err != nil {
+			if err := storetest.CorruptDisk(s, c); err != nil {
 				t.Fatal(err)
 			}
 			return c

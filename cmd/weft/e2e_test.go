@@ -16,6 +16,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/blockstore/storetest"
 	"github.com/weft-mesh/weft/node"
 )
 
@@ -338,7 +339,7 @@ func corruptBlock(t *testing.T, dir string, c cid.Cid) {
 		t.Fatalf("open store to corrupt it: %v", err)
 	}
 	defer s.Close()
-	if err := s.Corrupt(c); err != nil {
+	if err := storetest.CorruptDisk(s, c); err != nil {
 		t.Fatalf("corrupt %s: %v", c, err)
 	}
 }
