@@ -97,10 +97,10 @@ type DiskInfo struct {
 	Root      string `json:"root"` // CID of the last committed block map; "" when empty
 	UsedBytes int64  `json:"used_bytes"`
 	// DirtyBytes is data written but not yet committed to the block store.
-	DirtyBytes int64 `json:"dirty_bytes"`
+	DirtyBytes   int64     `json:"dirty_bytes"`
 	ReplicaCount int       `json:"replica_count"`
 	Created      time.Time `json:"created"`
-	Committed time.Time `json:"committed"`
+	Committed    time.Time `json:"committed"`
 	// Allow lists the client networks (CIDR) that may open the disk over
 	// NBD; empty means any client that can reach the listener.
 	Allow []string `json:"allow,omitempty"`
