@@ -10,11 +10,11 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/memnet"
 	"github.com/weft-mesh/weft/node/nodetest"
 	"github.com/weft-mesh/weft/placement"
-	"github.com/weft-mesh/weft/volume"
 )
 
 // within bounds every wait of a scenario: generous, since the race
@@ -89,7 +89,7 @@ func wantContent(t *testing.T, ctx context.Context, n *nodetest.Node, disk strin
 // the placement sets of r live members: every data block on each of its r
 // placement members, and on no other member but keep (the writer, which
 // caches what it wrote). "" means it is.
-func placementHolds(ctx context.Context, info volume.DiskInfo, r int, keep *nodetest.Node, live []*nodetest.Node) string {
+func placementHolds(ctx context.Context, info api.DiskInfo, r int, keep *nodetest.Node, live []*nodetest.Node) string {
 	var members []placement.Member
 	byID := map[string]*nodetest.Node{}
 	for _, n := range live {
@@ -127,7 +127,7 @@ func catalogRoot(n *nodetest.Node, disk string) (cid.Cid, string) {
 }
 
 // parseRoot parses a disk info's root.
-func parseRoot(t *testing.T, info volume.DiskInfo) cid.Cid {
+func parseRoot(t *testing.T, info api.DiskInfo) cid.Cid {
 	t.Helper()
 	c, err := cid.Parse(info.Root)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/cluster"
@@ -34,7 +35,6 @@ import (
 	"github.com/weft-mesh/weft/mesh/memnet"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/node"
-	"github.com/weft-mesh/weft/volume"
 )
 
 // Timings of a test node: short, so that a scenario takes seconds.
@@ -199,62 +199,62 @@ func (n *Node) call(ctx context.Context, method, path string, in, out any) error
 }
 
 // CreateDisk creates a disk on the node (weft disk create).
-func (n *Node) CreateDisk(ctx context.Context, name string, size int64, replicas int, sync bool) (volume.DiskInfo, error) {
-	var info volume.DiskInfo
-	req := node.CreateDiskRequest{Name: name, Size: size, Replicas: replicas, Sync: sync}
+func (n *Node) CreateDisk(ctx context.Context, name string, size int64, replicas int, sync bool) (api.DiskInfo, error) {
+	var info api.DiskInfo
+	req := api.CreateDiskRequest{Name: name, Size: size, Replicas: replicas, Sync: sync}
 	return info, n.call(ctx, http.MethodPost, "/v1/disks", req, &info)
 }
 
 // DiskInfo describes a disk as the node sees it (weft disk info):
 // owner, epoch and under-replicated blocks included.
-func (n *Node) DiskInfo(ctx context.Context, name string) (volume.DiskInfo, error) {
-	var info volume.DiskInfo
+func (n *Node) DiskInfo(ctx context.Context, name string) (api.DiskInfo, error) {
+	var info api.DiskInfo
 	return info, n.call(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(name), nil, &info)
 }
 
 // Commit commits a disk's head (weft disk commit): its writes count from
 // now on and replicate in the background.
-func (n *Node) Commit(ctx context.Context, name string) (volume.DiskInfo, error) {
-	var info volume.DiskInfo
+func (n *Node) Commit(ctx context.Context, name string) (api.DiskInfo, error) {
+	var info api.DiskInfo
 	return info, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(name)+"/commit", nil, &info)
 }
 
 // Replicas lists a disk's replicas on the node (weft replica ls).
-func (n *Node) Replicas(ctx context.Context, disk string) ([]volume.ReplicaInfo, error) {
-	var rs []volume.ReplicaInfo
+func (n *Node) Replicas(ctx context.Context, disk string) ([]api.ReplicaInfo, error) {
+	var rs []api.ReplicaInfo
 	return rs, n.call(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(disk)+"/replicas", nil, &rs)
 }
 
 // Take takes a disk over (weft disk take [--force]).
-func (n *Node) Take(ctx context.Context, disk string, force bool) (volume.DiskInfo, error) {
-	var info volume.DiskInfo
-	return info, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(disk)+"/take", node.TakeRequest{Force: force}, &info)
+func (n *Node) Take(ctx context.Context, disk string, force bool) (api.DiskInfo, error) {
+	var info api.DiskInfo
+	return info, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(disk)+"/take", api.TakeRequest{Force: force}, &info)
 }
 
 // Publish publishes source (DISK or DISK@REPLICA) as the next version of
 // the spacesuit name (weft spacesuit publish).
-func (n *Node) Publish(ctx context.Context, name, source string) (volume.SpacesuitInfo, error) {
-	var info volume.SpacesuitInfo
-	return info, n.call(ctx, http.MethodPost, "/v1/spacesuits", node.PublishRequest{Name: name, Source: source}, &info)
+func (n *Node) Publish(ctx context.Context, name, source string) (api.SpacesuitInfo, error) {
+	var info api.SpacesuitInfo
+	return info, n.call(ctx, http.MethodPost, "/v1/spacesuits", api.PublishRequest{Name: name, Source: source}, &info)
 }
 
 // Push starts a transfer of source to targets (weft transfer push).
-func (n *Node) Push(ctx context.Context, source string, targets ...string) (node.TransferInfo, error) {
-	var info node.TransferInfo
-	return info, n.call(ctx, http.MethodPost, "/v1/transfers", node.TransferRequest{Source: source, Targets: targets}, &info)
+func (n *Node) Push(ctx context.Context, source string, targets ...string) (api.TransferInfo, error) {
+	var info api.TransferInfo
+	return info, n.call(ctx, http.MethodPost, "/v1/transfers", api.TransferRequest{Source: source, Targets: targets}, &info)
 }
 
 // Transfer describes a transfer of the node (weft transfers).
-func (n *Node) Transfer(ctx context.Context, id string) (node.TransferInfo, error) {
-	var info node.TransferInfo
+func (n *Node) Transfer(ctx context.Context, id string) (api.TransferInfo, error) {
+	var info api.TransferInfo
 	return info, n.call(ctx, http.MethodGet, "/v1/transfers/"+url.PathEscape(id), nil, &info)
 }
 
 // Clone clones ref, here or anywhere the catalog names it, as the new
 // disk name (weft disk clone).
-func (n *Node) Clone(ctx context.Context, ref, name string) (volume.DiskInfo, error) {
-	var info volume.DiskInfo
-	return info, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(ref)+"/clone", node.CloneRequest{Name: name}, &info)
+func (n *Node) Clone(ctx context.Context, ref, name string) (api.DiskInfo, error) {
+	var info api.DiskInfo
+	return info, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(ref)+"/clone", api.CloneRequest{Name: name}, &info)
 }
 
 // Export reads ref (DISK, DISK@REPLICA, NAME@N), here or wherever the
@@ -266,7 +266,7 @@ func (n *Node) Export(ctx context.Context, ref string) ([]byte, error) {
 	if rec.Code != http.StatusOK {
 		return nil, fmt.Errorf("node %s: export %s: %d %s", n.Name, ref, rec.Code, bytes.TrimSpace(rec.Body.Bytes()))
 	}
-	er, err := node.NewExportReader(rec.Body)
+	er, err := api.NewExportReader(rec.Body)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: export %s: %w", n.Name, ref, err)
 	}
@@ -279,7 +279,7 @@ func (n *Node) Export(ctx context.Context, ref string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node %s: export %s: %w", n.Name, ref, err)
 		}
-		if r.Kind == node.RecordData {
+		if r.Kind == api.RecordData {
 			copy(out[r.Off:], r.Data)
 		}
 	}
@@ -337,7 +337,7 @@ func (n *Node) Has(ctx context.Context, c cid.Cid) bool {
 // DataBlocks lists the data blocks of a disk's root, read from the
 // node's local store. Its map nodes are left out: every node that heals
 // or reads the disk caches them.
-func (n *Node) DataBlocks(ctx context.Context, info volume.DiskInfo) ([]cid.Cid, error) {
+func (n *Node) DataBlocks(ctx context.Context, info api.DiskInfo) ([]cid.Cid, error) {
 	root, err := cid.Parse(info.Root)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: root %q: %w", info.Name, info.Root, err)
