@@ -2,7 +2,6 @@ package nodetest_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,10 +19,7 @@ import (
 // new owner at epoch+1, the old owner has no head of the disk, and its
 // writes survive in its fenced-e<epoch+1>-… replica, readable anywhere.
 func TestCutOffOwnerFenced(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*within)
-	defer cancel()
-	rng := nodetest.Rand(t)
-	_, nodes := fiveSites(t)
+	ctx, rng, nodes := fiveSites(t)
 	a, b, others := nodes[0], nodes[1], nodes[1:]
 	if _, err := a.CreateDisk(ctx, "db", diskSize, 3, false); err != nil {
 		t.Fatal(err)

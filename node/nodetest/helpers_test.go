@@ -12,7 +12,6 @@ import (
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/mesh/catalog"
-	"github.com/weft-mesh/weft/mesh/memnet"
 	"github.com/weft-mesh/weft/node/nodetest"
 	"github.com/weft-mesh/weft/placement"
 )
@@ -26,9 +25,13 @@ const within = 30 * time.Second
 // 64 KiB.
 const diskSize = 4 << 20
 
-// fiveSites starts five nodes, at sites a to e, on one network.
-func fiveSites(t *testing.T) (*memnet.Network, []*nodetest.Node) {
+// fiveSites starts five nodes, at sites a to e, on one network, and
+// returns them with the scenario's deadline and its seeded random source.
+func fiveSites(t *testing.T) (context.Context, *rand.Rand, []*nodetest.Node) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*within)
+	t.Cleanup(cancel)
+	rng := nodetest.Rand(t)
 	net := nodetest.NewNetwork(t)
 	var nodes []*nodetest.Node
 	for _, site := range []string{"a", "b", "c", "d", "e"} {
@@ -37,7 +40,7 @@ func fiveSites(t *testing.T) (*memnet.Network, []*nodetest.Node) {
 	for _, n := range nodes {
 		awaitAlive(t, n, len(nodes))
 	}
-	return net, nodes
+	return ctx, rng, nodes
 }
 
 // awaitAlive waits until n sees want live members, itself included.
@@ -83,6 +86,23 @@ func wantContent(t *testing.T, ctx context.Context, n *nodetest.Node, disk strin
 		}
 		t.Fatalf("%s: %s differs from what was written at byte %d", n.Name, disk, i)
 	}
+}
+
+// awaitPlaced waits until no live node counts the disk of info
+// under-replicated and its blocks lie exactly on their placement sets of r
+// (placementHolds).
+func awaitPlaced(t *testing.T, ctx context.Context, info api.DiskInfo, r int, owner *nodetest.Node, live []*nodetest.Node) {
+	t.Helper()
+	nodetest.Await(t, within, fmt.Sprintf("%s replicated to R=%d on %d nodes", info.Name, r, len(live)), func() string {
+		d, err := owner.DiskInfo(ctx, info.Name)
+		switch {
+		case err != nil:
+			return err.Error()
+		case d.UnderReplicated != 0:
+			return fmt.Sprintf("%d blocks under-replicated", d.UnderReplicated)
+		}
+		return placementHolds(ctx, info, r, owner, live)
+	})
 }
 
 // placementHolds says why the disk at info's root is not held by exactly

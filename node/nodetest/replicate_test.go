@@ -1,7 +1,6 @@
 package nodetest_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -14,10 +13,7 @@ import (
 // under-replicated; after one of them dies, heal restores R on the four
 // left.
 func TestReplicationToR(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*within)
-	defer cancel()
-	rng := nodetest.Rand(t)
-	_, nodes := fiveSites(t)
+	ctx, rng, nodes := fiveSites(t)
 	a := nodes[0]
 	if _, err := a.CreateDisk(ctx, "vm", diskSize, 3, false); err != nil {
 		t.Fatal(err)
@@ -29,16 +25,7 @@ func TestReplicationToR(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := parseRoot(t, info)
-	nodetest.Await(t, within, "vm replicated to R=3", func() string {
-		d, err := a.DiskInfo(ctx, "vm")
-		switch {
-		case err != nil:
-			return err.Error()
-		case d.UnderReplicated != 0:
-			return fmt.Sprintf("%d blocks under-replicated", d.UnderReplicated)
-		}
-		return placementHolds(ctx, info, 3, a, nodes)
-	})
+	awaitPlaced(t, ctx, info, 3, a, nodes)
 	for _, n := range nodes[1:] {
 		nodetest.Await(t, within, n.Name+" sees vm at its root", func() string {
 			if got, owner := catalogRoot(n, "vm"); got != root || owner != a.ID.String() {
@@ -55,15 +42,6 @@ func TestReplicationToR(t *testing.T) {
 	for _, n := range live {
 		awaitAlive(t, n, len(live))
 	}
-	nodetest.Await(t, within, "vm healed to R=3 on four nodes", func() string {
-		d, err := a.DiskInfo(ctx, "vm")
-		switch {
-		case err != nil:
-			return err.Error()
-		case d.UnderReplicated != 0:
-			return fmt.Sprintf("%d blocks under-replicated", d.UnderReplicated)
-		}
-		return placementHolds(ctx, info, 3, a, live)
-	})
+	awaitPlaced(t, ctx, info, 3, a, live)
 	wantContent(t, ctx, a, "vm", image)
 }

@@ -2,7 +2,6 @@ package nodetest_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"testing"
 
@@ -14,10 +13,7 @@ import (
 // once; a dies, and every site clones the spacesuit and reads it back
 // byte for byte.
 func TestSpacesuitPushedToEverySite(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*within)
-	defer cancel()
-	rng := nodetest.Rand(t)
-	_, nodes := fiveSites(t)
+	ctx, rng, nodes := fiveSites(t)
 	a, sites := nodes[0], nodes[1:]
 	if _, err := a.CreateDisk(ctx, "gold", diskSize, 1, false); err != nil {
 		t.Fatal(err)

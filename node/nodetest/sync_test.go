@@ -2,11 +2,9 @@ package nodetest_test
 
 import (
 	"bytes"
-	"context"
 	"testing"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
-	"github.com/weft-mesh/weft/node/nodetest"
 )
 
 // TestSyncFlushNeedsRLiveNodes mirrors TestMeshSyncDisk's second half: with
@@ -14,10 +12,7 @@ import (
 // members and its flush fails; once they are back it succeeds, and it
 // returns only after R-1 other nodes' catalogs name the flushed root.
 func TestSyncFlushNeedsRLiveNodes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*within)
-	defer cancel()
-	rng := nodetest.Rand(t)
-	_, nodes := fiveSites(t)
+	ctx, rng, nodes := fiveSites(t)
 	a := nodes[0]
 	if _, err := a.CreateDisk(ctx, "db", diskSize, 3, true); err != nil {
 		t.Fatal(err)

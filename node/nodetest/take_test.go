@@ -1,7 +1,6 @@
 package nodetest_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -14,10 +13,7 @@ import (
 // write it never flushed; another node takes the disk without force and
 // reads back every flushed byte, and nothing of the unflushed write.
 func TestOwnerKilledDiskTaken(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*within)
-	defer cancel()
-	rng := nodetest.Rand(t)
-	_, nodes := fiveSites(t)
+	ctx, rng, nodes := fiveSites(t)
 	a, b := nodes[0], nodes[1]
 	if _, err := a.CreateDisk(ctx, "db", diskSize, 3, true); err != nil {
 		t.Fatal(err)
