@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -72,10 +73,13 @@ type Node struct {
 	Name string
 	Site string
 	ID   meshnet.PeerID
+	// Core is the running node; Restart replaces it.
 	Core *node.Core
 
 	t      testing.TB
 	net    *memnet.Network
+	cfg    node.CoreConfig // of the first start: home, store, options
+	log    *slog.Logger
 	member *memnet.Node
 	api    http.Handler
 	cancel context.CancelFunc
@@ -91,28 +95,35 @@ type Node struct {
 // test ends, unless Kill stopped it first.
 func NewNode(t testing.TB, net *memnet.Network, name, site string, opts ...Option) *Node {
 	t.Helper()
-	log := testLogger(t, name)
-	id := meshnet.TestID(name)
-	cat := catalog.New(id.String())
-	member := net.Join(id, site, cluster.GossipState(cat, log.With("component", "mesh")))
-	cfg := node.CoreConfig{
-		Home: t.TempDir(), Site: site, Net: member, Store: blockstore.NewMemory(), Catalog: cat,
-		Logger: log, HealInterval: HealInterval, ReconcileEvery: ReconcileEvery, AnnounceTimeout: AnnounceTimeout,
+	n := &Node{Name: name, Site: site, ID: meshnet.TestID(name), t: t, net: net, log: testLogger(t, name)}
+	n.cfg = node.CoreConfig{
+		Home: t.TempDir(), Site: site, Store: blockstore.NewMemory(), Logger: n.log,
+		HealInterval: HealInterval, ReconcileEvery: ReconcileEvery, AnnounceTimeout: AnnounceTimeout,
 		BlockCacheBytes: 8 << 20,
 	}
 	for _, o := range opts {
-		o(&cfg)
+		o(&n.cfg)
 	}
-	core, err := node.NewCore(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("node %s: %v", name, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Name: name, Site: site, ID: id, Core: core, t: t, net: net, member: member,
-		api: core.Handler(), cancel: cancel, ran: make(chan struct{})}
-	go func() { defer close(n.ran); core.Run(ctx) }()
+	n.start(catalog.New(n.ID.String()))
 	t.Cleanup(n.stop)
 	return n
+}
+
+// start joins the network with cat as the gossiped catalog and runs a
+// Core over the node's home and blocks.
+func (n *Node) start(cat *catalog.Catalog) {
+	n.t.Helper()
+	cfg := n.cfg
+	cfg.Catalog = cat
+	n.member = n.net.Join(n.ID, n.Site, cluster.GossipState(cat, n.log.With("component", "mesh")))
+	cfg.Net = n.member
+	core, err := node.NewCore(context.Background(), cfg)
+	if err != nil {
+		n.t.Fatalf("node %s: %v", n.Name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.Core, n.api, n.cancel, n.ran = core, core.Handler(), cancel, make(chan struct{})
+	go func() { defer close(n.ran); core.Run(ctx) }()
 }
 
 // stop stops a node that was not killed as a daemon stops: its background
@@ -147,6 +158,26 @@ func (n *Node) Kill() {
 	n.net.Down(string(n.ID))
 	n.cancel()
 	<-n.ran
+}
+
+// Restart starts a killed node again, as a daemon restarted on the same
+// home: the same blocks, volumes and saved catalog, back on the network.
+func (n *Node) Restart() {
+	n.t.Helper()
+	n.mu.Lock()
+	killed := n.killed
+	n.killed = false
+	n.mu.Unlock()
+	if !killed {
+		n.t.Fatalf("node %s: restarted while running", n.Name)
+	}
+	n.member.Close()
+	n.net.Up(string(n.ID))
+	cat, err := catalog.Load(filepath.Join(n.cfg.Home, node.MeshDir, "catalog.json"), n.ID.String())
+	if err != nil {
+		n.t.Fatalf("node %s: %v", n.Name, err)
+	}
+	n.start(cat)
 }
 
 // Down takes the node off the network (it keeps running, alone); Up brings

@@ -1,11 +1,13 @@
 package nodetest_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/node/nodetest"
+	"github.com/weft-mesh/weft/volume"
 )
 
 // TestOwnerKilledDiskTaken mirrors TestMeshSyncDisk and the take path: the
@@ -46,12 +48,59 @@ func TestOwnerKilledDiskTaken(t *testing.T) {
 	}
 	wantContent(t, ctx, b, "db", flushed)
 	for _, n := range nodes[2:] {
-		nodetest.Await(t, within, n.Name+" sees db taken by "+b.Name, func() string {
-			got, ok := n.Entry(catalog.DiskKey("db"))
-			if !ok || got.Owner != b.ID.String() || got.Epoch != e.Epoch+1 {
-				return fmt.Sprintf("owner %s epoch %d", got.Owner, got.Epoch)
-			}
-			return ""
-		})
+		awaitOwner(t, n, "db", b, e.Epoch+1)
 	}
+}
+
+// TestKilledOwnerRestarts goes on where TestOwnerKilledDiskTaken ends: the
+// killed owner comes back on its home, learns that the disk was taken,
+// gives its head up and does not bring its epoch back; the new owner's
+// disk is untouched.
+func TestKilledOwnerRestarts(t *testing.T) {
+	ctx, rng, nodes := fiveSites(t)
+	a, b := nodes[0], nodes[1]
+	if _, err := a.CreateDisk(ctx, "db", diskSize, 3, true); err != nil {
+		t.Fatal(err)
+	}
+	image := make([]byte, diskSize)
+	write(t, ctx, rng, a, "db", image)
+	if err := a.Flush(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := a.Entry(catalog.DiskKey("db"))
+	a.Kill()
+	awaitAlive(t, b, len(nodes)-1)
+	if _, err := b.Take(ctx, "db", false); err != nil {
+		t.Fatal(err)
+	}
+	write(t, ctx, rng, b, "db", image)
+	if err := b.Flush(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+
+	a.Restart()
+	awaitAlive(t, a, len(nodes))
+	nodetest.Await(t, within, a.Name+" gives db up", func() string {
+		if _, err := a.Core.Vols.Head("db"); !errors.Is(err, volume.ErrNotFound) {
+			return fmt.Sprintf("head of db: %v", err)
+		}
+		return ""
+	})
+	for _, n := range nodes {
+		awaitOwner(t, n, "db", b, e.Epoch+1)
+	}
+	wantContent(t, ctx, b, "db", image)
+}
+
+// awaitOwner waits until n's catalog names owner the owner of disk at
+// epoch.
+func awaitOwner(t *testing.T, n *nodetest.Node, disk string, owner *nodetest.Node, epoch uint64) {
+	t.Helper()
+	nodetest.Await(t, within, n.Name+" names "+owner.Name+" the owner of "+disk, func() string {
+		got, ok := n.Entry(catalog.DiskKey(disk))
+		if !ok || got.Owner != owner.ID.String() || got.Epoch != epoch {
+			return fmt.Sprintf("owner %s epoch %d, want %s epoch %d", got.Owner, got.Epoch, owner.ID, epoch)
+		}
+		return ""
+	})
 }
