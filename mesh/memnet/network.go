@@ -123,23 +123,33 @@ func (d *Dialer) OpenStream(ctx context.Context, peer string) (io.ReadWriteClose
 	return n.openLocked(d.from, peer)
 }
 
+// reachableLocked says why from cannot dial to, if it cannot. n.mu must
+// be held.
+func (n *Network) reachableLocked(from, to string) error {
+	if n.closed {
+		return ErrClosed
+	}
+	_, ok := n.peers[to]
+	switch {
+	case !ok:
+		return fmt.Errorf("dial %s from %s: no listener: %w", to, from, ErrUnreachable)
+	case n.down[from]:
+		return fmt.Errorf("dial %s from %s: %s is down: %w", to, from, from, ErrUnreachable)
+	case n.down[to]:
+		return fmt.Errorf("dial %s from %s: %s is down: %w", to, from, to, ErrUnreachable)
+	case n.cuts[pairOf(from, to)]:
+		return fmt.Errorf("dial %s from %s: link cut: %w", to, from, ErrUnreachable)
+	}
+	return nil
+}
+
 // openLocked starts to's handler on a new stream and returns the dialling
 // end. n.mu must be held.
 func (n *Network) openLocked(from, to string) (*end, error) {
-	if n.closed {
-		return nil, ErrClosed
+	if err := n.reachableLocked(from, to); err != nil {
+		return nil, err
 	}
-	l, ok := n.peers[to]
-	switch {
-	case !ok:
-		return nil, fmt.Errorf("dial %s from %s: no listener: %w", to, from, ErrUnreachable)
-	case n.down[from]:
-		return nil, fmt.Errorf("dial %s from %s: %s is down: %w", to, from, from, ErrUnreachable)
-	case n.down[to]:
-		return nil, fmt.Errorf("dial %s from %s: %s is down: %w", to, from, to, ErrUnreachable)
-	case n.cuts[pairOf(from, to)]:
-		return nil, fmt.Errorf("dial %s from %s: link cut: %w", to, from, ErrUnreachable)
-	}
+	l := n.peers[to]
 	lk := &link{from: from, to: to}
 	dialEnd, listenEnd := newStream(func(*end) { n.forget(lk) })
 	lk.dialEnd = dialEnd

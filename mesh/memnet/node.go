@@ -117,16 +117,14 @@ func (nd *Node) openLocked(to meshnet.PeerID, p meshnet.Protocol) (*end, error) 
 	case target.closed:
 		return nil, fmt.Errorf("open %s to %s: peer left: %w", p, to, ErrUnreachable)
 	}
-	s, err := nd.net.openLocked(string(nd.id), string(to))
-	if err != nil {
+	if err := nd.net.reachableLocked(string(nd.id), string(to)); err != nil {
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}
 	if _, ok := target.handlers[p]; !ok {
 		// Checked after reachability, as negotiation needs a connection.
-		s.Close()
 		return nil, fmt.Errorf("open %s to %s: %w", p, to, meshnet.ErrUnsupported)
 	}
-	return s, nil
+	return nd.net.openLocked(string(nd.id), string(to))
 }
 
 // dispatch is the node's one listener: it reads the stream's header and
@@ -174,7 +172,6 @@ func (b byteReader) ReadByte() (byte, error) {
 	_, err := io.ReadFull(b.r, c[:])
 	return c[0], err
 }
-
 
 // Members returns every node ever joined, sorted by ID, in this node's
 // view: a member is Left if it closed, Dead if it or this node is down or
