@@ -44,7 +44,8 @@ var _ meshnet.Network = (*Node)(nil)
 
 // Join adds a member with identity id at site; state receives its gossip
 // (nil: none). Every member learns of it at once, and it exchanges state
-// with the members alive to it.
+// with the members alive to it before Join returns. Joining an ID whose
+// Node is open panics.
 func (n *Network) Join(id meshnet.PeerID, site string, state meshnet.StateDelegate) *Node {
 	nd := &Node{net: n, id: id, site: site, state: state,
 		handlers: make(map[meshnet.Protocol]meshnet.Handler),
@@ -274,13 +275,15 @@ func (nd *Node) isClosed() bool {
 
 // Close leaves the network: the others see the node Left, its streams
 // break, and its handlers and notify goroutine have returned when Close
-// does. Its StateDelegate is not called after Close returns.
+// does (so neither may call it). Its StateDelegate is not called after
+// Close returns. The ID may then join again, as a new Node.
 func (nd *Node) Close() error {
 	nd.closeOnce.Do(func() {
 		n := nd.net
 		name := string(nd.id)
 		n.mu.Lock()
 		nd.closed = true
+		active := nd.active
 		if l, ok := n.peers[name]; ok {
 			l.cancel()
 			delete(n.peers, name)
@@ -290,7 +293,7 @@ func (nd *Node) Close() error {
 		breakLinks(broken)
 		close(nd.done)
 		nd.notifying.Wait()
-		nd.active.Wait()
+		active.Wait()
 		// A push-pull round that listed this node before it closed may
 		// still be calling its delegate.
 		n.pushPull.Lock()
