@@ -141,6 +141,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.Poke()
 	})
 	c.net.OnMembershipChange(c.Poke)
+	c.net.Handle(CatalogProtocol, c.serveCatalogPush)
 	return c, nil
 }
 

@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
+)
+
+// CatalogProtocol hands catalog entries straight to a member and waits for
+// it to merge them. Gossip carries every entry too, but only eventually: a
+// sync flush must not return before the nodes holding its blocks also know
+// the root that names them.
+const CatalogProtocol meshnet.Protocol = "/weft/catalog/1.0.0"
+
+// maxCatalogPush bounds one pushed message.
+const maxCatalogPush = 1 << 20
+
+// serveCatalogPushTimeout bounds one push served, so that a stalled
+// member does not hold a stream open.
+const serveCatalogPushTimeout = 30 * time.Second
+
+// pushTimeout bounds one push to one member.
+const pushTimeout = 10 * time.Second
+
+// serveCatalogPush merges the entries a member pushes and acknowledges.
+// The message is a 4-byte big-endian length (at most maxCatalogPush), the
+// encoded entries, and the answer one byte.
+func (c *Cluster) serveCatalogPush(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
+	ctx, cancel := context.WithTimeout(ctx, serveCatalogPushTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
+	defer stop()
+	var size [4]byte
+	if _, err := io.ReadFull(s, size[:]); err != nil {
+		meshnet.Abort(s)
+		return
+	}
+	l := binary.BigEndian.Uint32(size[:])
+	if l == 0 || l > maxCatalogPush {
+		c.log.Warn("catalog push: bad size", "peer", from, "bytes", l)
+		meshnet.Abort(s)
+		return
+	}
+	buf := make([]byte, l)
+	if _, err := io.ReadFull(s, buf); err != nil {
+		meshnet.Abort(s)
+		return
+	}
+	es, err := catalog.Decode(buf)
+	if err != nil {
+		c.log.Warn("catalog push: bad entries", "peer", from, "err", err)
+		meshnet.Abort(s)
+		return
+	}
+	c.cat.Merge(es)
+	_, _ = s.Write([]byte{1})
+}
+
+// pushEntries hands es to every other live member and returns how many
+// merged them.
+func (c *Cluster) pushEntries(ctx context.Context, es []catalog.Entry) (int, error) {
+	buf, err := catalog.Encode(es)
+	if err != nil {
+		return 0, err
+	}
+	if len(buf) > maxCatalogPush {
+		return 0, fmt.Errorf("catalog push: %d bytes, max %d", len(buf), maxCatalogPush)
+	}
+	var (
+		mu   sync.Mutex
+		acks int
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, m := range c.Live() {
+		id := meshnet.PeerID(m.ID)
+		if id == c.self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.pushTo(ctx, id, buf)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", id, err))
+				return
+			}
+			acks++
+		}()
+	}
+	wg.Wait()
+	return acks, errors.Join(errs...)
+}
+
+func (c *Cluster) pushTo(ctx context.Context, id meshnet.PeerID, buf []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	s, err := c.net.Open(ctx, id, CatalogProtocol)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
+	defer stop()
+	msg := make([]byte, 4+len(buf))
+	binary.BigEndian.PutUint32(msg, uint32(len(buf)))
+	copy(msg[4:], buf)
+	if _, err := s.Write(msg); err != nil {
+		return err
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(s, ack[:]); err != nil {
+		return fmt.Errorf("no acknowledgement: %w", err)
+	}
+	return nil
+}
