@@ -111,4 +111,3 @@ func (c *Cluster) Unavailable(ref volume.Ref, err error) error {
 	return fmt.Errorf("disk %q is owned by %s, which is not alive; its last committed root is %s: %w",
 		ref.Disk, e.Owner, rootText(e.Root), err)
 }
-
