@@ -9,12 +9,13 @@ import (
 	"syscall"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/cluster"
 	"github.com/weft-mesh/weft/volume"
 )
 
 // ErrConflict is matched (errors.Is) by a request the mesh's state does not
 // allow now, such as taking a disk whose owner is alive.
-var ErrConflict = errors.New("conflict")
+var ErrConflict = cluster.ErrConflict
 
 // Error codes carried in error responses next to the HTTP status.
 const (

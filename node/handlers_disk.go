@@ -58,9 +58,9 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 		case err == nil:
 			info = s.mesh.localDiskInfo(r.Context(), info)
 		case ok && errors.Is(err, volume.ErrNotFound):
-			info, err = s.mesh.remoteDisk(r.Context(), e), nil
+			info, err = s.mesh.diskInfo(r.Context(), e, s.mesh.cl.RemoteDisk(r.Context(), e)), nil
 		case errors.Is(err, volume.ErrNotFound):
-			err = s.mesh.missing(volume.Ref{Disk: name})
+			err = s.mesh.cl.Missing(volume.Ref{Disk: name})
 		}
 	}
 	if err != nil {
@@ -156,7 +156,7 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.vols.Clone(r.Context(), src, req.Name)
 	if errors.Is(err, volume.ErrNotFound) && s.mesh != nil {
-		if _, ok := s.mesh.awaitCatalogEntry(r.Context(), src); ok { // else the local error says it best
+		if _, ok := s.mesh.cl.AwaitEntry(r.Context(), src); ok { // else the local error says it best
 			info, err = s.mesh.cloneRemote(r.Context(), src, req.Name)
 		}
 	}
@@ -224,7 +224,7 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v, err := s.openView(r.Context(), ref)
+	v, err := openView(r.Context(), s.vols, s.mesh, ref)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("export %s: %w", ref, err))
 		return
@@ -251,7 +251,7 @@ func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *vol
 	})
 	if err != nil {
 		if s.mesh != nil {
-			err = s.mesh.unavailable(ref, err)
+			err = s.mesh.cl.Unavailable(ref, err)
 		}
 		if ferr := enc.fail(err); ferr != nil {
 			return ferr
