@@ -5,8 +5,11 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
@@ -24,43 +27,75 @@ func written(t *testing.T, name string, e catalog.Entry) catalog.Entry {
 	return e
 }
 
+// hookVols runs beforeCreate at each CreateDiskAt and signals records at
+// each Records (a reconcile pass taking its View).
+type hookVols struct {
+	*volume.Manager
+	beforeCreate func()
+	records      chan struct{}
+}
+
+func (v *hookVols) CreateDiskAt(ctx context.Context, spec volume.DiskSpec, root cid.Cid) (volume.DiskInfo, error) {
+	if v.beforeCreate != nil {
+		v.beforeCreate()
+	}
+	return v.Manager.CreateDiskAt(ctx, spec, root)
+}
+
+func (v *hookVols) Records() []volume.Record {
+	select {
+	case v.records <- struct{}{}:
+	default:
+	}
+	return v.Manager.Records()
+}
+
 // D10: a take writes the catalog and adopts the disk under the reconcile
 // lock, so a pass running meanwhile never sees the disk owned and written
 // here but not held, which it would tombstone (and the old owner would win
-// the disk back).
+// the disk back). A pass starts between the take's catalog write and its
+// adopt; without the lock it takes its View there.
 func TestTakeRacingReconcileNeverTombstones(t *testing.T) {
-	for i := range 30 {
-		hub := newTestHub()
-		b := newTestNode(t, hub, "b")
-		old := hub.join("old-owner", "site-a")
-		hub.setDown(old.id, true)
-		b.cat.Merge([]catalog.Entry{written(t, "old-owner", catalog.Entry{
-			Key: catalog.DiskKey("vm"), Owner: old.id.String(), Epoch: 3, Size: 1 << 20, BlockSize: 65536, Replicas: 1,
-		})})
-
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() { // a tight reconcile loop
-			defer wg.Done()
-			for ctx.Err() == nil {
-				b.Reconcile(ctx)
-			}
-		}()
-		e, err := b.Take(ctx, "vm", false)
-		cancel()
-		wg.Wait()
-		if err != nil {
-			t.Fatalf("run %d: take: %v", i, err)
+	hub := newTestHub()
+	b := newTestNode(t, hub, "b")
+	old := hub.join("old-owner", "site-a")
+	hub.setDown(old.id, true)
+	b.cat.Merge([]catalog.Entry{written(t, "old-owner", catalog.Entry{
+		Key: catalog.DiskKey("vm"), Owner: old.id.String(), Epoch: 3, Size: 1 << 20, BlockSize: 65536, Replicas: 1,
+	})})
+	ctx := context.Background()
+	hv := &hookVols{Manager: b.vols, records: make(chan struct{}, 1)}
+	passed := make(chan struct{})
+	hv.beforeCreate = func() {
+		hv.beforeCreate = nil
+		go func() { b.Reconcile(ctx); close(passed) }()
+		select { // the pass takes its View, or waits for the lock
+		case <-hv.records:
+		case <-time.After(200 * time.Millisecond):
 		}
-		b.Reconcile(context.Background())
-		got, _ := b.cat.Lookup(catalog.DiskKey("vm"))
-		if got.Deleted || got.Owner != b.selfStr || got.Epoch != e.Epoch {
-			t.Fatalf("run %d: after take and reconciles the catalog has %+v, want vm owned here at epoch %d", i, got, e.Epoch)
+	}
+	b.Attach(ctx, hv, b.vols)
+	var tombs atomic.Int32
+	b.cat.OnChange(func(_, e catalog.Entry, _ bool) {
+		if e.Key == catalog.DiskKey("vm") && e.Deleted {
+			tombs.Add(1)
 		}
-		if _, err := b.vols.Head("vm"); err != nil {
-			t.Fatalf("run %d: the taken disk is not held here: %v", i, err)
-		}
+	})
+	e, err := b.Take(ctx, "vm", false)
+	if err != nil {
+		t.Fatalf("take: %v", err)
+	}
+	<-passed
+	b.Reconcile(ctx)
+	if n := tombs.Load(); n != 0 {
+		t.Errorf("the taken disk was tombstoned %d times", n)
+	}
+	got, _ := b.cat.Lookup(catalog.DiskKey("vm"))
+	if got.Deleted || got.Owner != b.selfStr || got.Epoch != e.Epoch {
+		t.Fatalf("after the take and the passes the catalog has %+v, want vm owned here at epoch %d", got, e.Epoch)
+	}
+	if _, err := b.vols.Head("vm"); err != nil {
+		t.Fatalf("the taken disk is not held here: %v", err)
 	}
 }
 
