@@ -7,9 +7,8 @@ import (
 	"testing"
 )
 
-// Peer IDs in their base58 form (shape only).
+// A peer ID in its base58 form (shape only).
 const (
-	testSelf  = "12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	testOwner = "12D3KooWBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 )
 
