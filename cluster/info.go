@@ -15,21 +15,7 @@ func CatalogDiskInfo(e catalog.Entry) volume.DiskInfo {
 	return volume.DiskInfo{
 		Name: strings.TrimPrefix(e.Key, catalog.DiskPrefix), Size: e.Size, BlockSize: e.BlockSize,
 		Replicas: e.Replicas, Sync: e.Sync, Root: rootText(e.Root), Created: e.Created, Committed: e.Modified,
-		Owner: e.Owner, Epoch: e.Epoch,
 	}
-}
-
-// RemoteDisks describes the catalog's disks that local does not name (by
-// disk name): their records, with the bytes the blocks held here say they
-// use and their count of replicas.
-func (c *Cluster) RemoteDisks(ctx context.Context, local map[string]bool) []volume.DiskInfo {
-	var out []volume.DiskInfo
-	for _, e := range c.cat.List(catalog.DiskPrefix) {
-		if !local[strings.TrimPrefix(e.Key, catalog.DiskPrefix)] {
-			out = append(out, c.RemoteDisk(ctx, e))
-		}
-	}
-	return out
 }
 
 // RemoteDisk describes a disk this node does not hold from its catalog

@@ -3,13 +3,13 @@ package node
 import (
 	"context"
 
-	"github.com/weft-mesh/weft/cluster"
+	"github.com/weft-mesh/weft/api"
 )
 
 // ErrNotOwner is matched (errors.Is) by the error of a command that would
-// write a disk, or its replicas, on a node that does not own it (see
-// cluster.ErrNotOwner).
-var ErrNotOwner = cluster.ErrNotOwner
+// write a disk, or its replicas, on a node that does not own it; the
+// daemon answers cluster.ErrNotOwner (CheckOwner's refusal) with its code.
+var ErrNotOwner = api.ErrNotOwner
 
 // mustOwn is the cluster's owner check for a node with or without a mesh:
 // the one check every command writing a disk head or its replicas makes
