@@ -44,7 +44,6 @@ type meshNode struct {
 	log       *slog.Logger
 	net       *mesh.Mesh
 	cat       *catalog.Catalog
-	catPath   string
 	blocks    *exchange.Client
 	local     blockstore.Store
 	fetch     *heal.FetchingStore
@@ -80,7 +79,7 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	}
 	n := &meshNode{
 		self: self, selfStr: self.String(), site: cfg.Site, log: log.With("component", "mesh"),
-		cat: cat, catPath: catPath, local: store,
+		cat: cat, local: store,
 	}
 	mcfg := mesh.DefaultConfig()
 	mcfg.Key = id.Key
