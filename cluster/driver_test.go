@@ -216,3 +216,50 @@ func TestAnnounceReachesMembers(t *testing.T) {
 		t.Fatalf("c has %+v %v, want the tombstone", e, ok)
 	}
 }
+
+// Move hands a disk to a live member: the new owner learns it from the
+// announce and adopts it, the old owner gives its head up with no fenced
+// replica (the handed-over root holds every write). Move to a dead member
+// or to itself is refused before the commit.
+func TestMoveHandsOver(t *testing.T) {
+	hub := newTestHub()
+	b := newTestNode(t, hub, "b")
+	c := newTestNode(t, hub, "c")
+	ctx := context.Background()
+	root := b.importDisk(t, "vm", 1, "moved")
+	if err := b.Publish(ctx, catalog.DiskKey("vm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Move(ctx, "vm", b.Self()); !errors.Is(err, volume.ErrInvalid) {
+		t.Errorf("move to itself: got %v, want ErrInvalid", err)
+	}
+	hub.setDown(c.Self(), true)
+	if _, _, err := b.Move(ctx, "vm", c.Self()); !errors.Is(err, volume.ErrNotFound) {
+		t.Errorf("move to a dead member: got %v, want ErrNotFound", err)
+	}
+	hub.setDown(c.Self(), false)
+	e, _, err := b.Move(ctx, "vm", c.Self())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Owner != c.selfStr || e.Epoch != 2 || e.Root != root {
+		t.Fatalf("moved entry %+v, want owner c at epoch 2 with root %s", e, root)
+	}
+	c.Reconcile(ctx)
+	if _, err := c.vols.Head("vm"); err != nil {
+		t.Fatalf("c did not adopt vm: %v", err)
+	}
+	b.Reconcile(ctx)
+	if _, err := b.vols.Head("vm"); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("b still holds vm: %v", err)
+	}
+	if reps, err := b.vols.ListReplicas(ctx, "vm"); len(reps) != 0 {
+		t.Errorf("b kept fenced replicas %v (%v) of a clean handover", reps, err)
+	}
+	if _, err := c.Take(ctx, "vm", false); !errors.Is(err, volume.ErrInvalid) {
+		t.Errorf("take of a disk owned here: got %v, want ErrInvalid", err)
+	}
+	if _, err := b.Take(ctx, "vm", false); !errors.Is(err, ErrConflict) {
+		t.Errorf("take from a live owner without force: got %v, want ErrConflict", err)
+	}
+}
