@@ -3,8 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"io"
-	"net"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -15,88 +14,33 @@ import (
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/internal/clock"
 	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/memnet"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
-// testHub is an in-process network of testNets: streams are net.Pipes,
-// membership is whoever joined and is up. Broadcasts go nowhere: the tests
-// look at what the catalog push protocol delivers.
-type testHub struct {
-	mu    sync.Mutex
-	nodes map[meshnet.PeerID]*testNet
+// testHub is a memnet network for the test nodes.
+type testHub struct{ *memnet.Network }
+
+func newTestHub(t *testing.T) *testHub {
+	n := memnet.New()
+	t.Cleanup(n.Close)
+	return &testHub{n}
 }
 
-func newTestHub() *testHub { return &testHub{nodes: map[meshnet.PeerID]*testNet{}} }
-
-type testNet struct {
-	hub      *testHub
-	id       meshnet.PeerID
-	site     string
-	down     bool
-	handlers map[meshnet.Protocol]meshnet.Handler
+// join adds a member with no cluster: an owner that is gone, say.
+func (h *testHub) join(name string) *memnet.Node {
+	return h.Join(meshnet.TestID(name), "site-a", nil)
 }
 
-func (h *testHub) join(name, site string) *testNet {
-	n := &testNet{hub: h, id: meshnet.TestID(name), site: site, handlers: map[meshnet.Protocol]meshnet.Handler{}}
-	h.mu.Lock()
-	h.nodes[n.id] = n
-	h.mu.Unlock()
-	return n
-}
-
-// setDown marks the member dead (true) or alive.
+// setDown marks the member dead (true) or alive again.
 func (h *testHub) setDown(id meshnet.PeerID, down bool) {
-	h.mu.Lock()
-	h.nodes[id].down = down
-	h.mu.Unlock()
-}
-
-func (n *testNet) Self() meshnet.PeerID { return n.id }
-
-func (n *testNet) Open(ctx context.Context, to meshnet.PeerID, p meshnet.Protocol) (io.ReadWriteCloser, error) {
-	n.hub.mu.Lock()
-	peer, ok := n.hub.nodes[to]
-	var h meshnet.Handler
-	if ok && !peer.down {
-		h = peer.handlers[p]
+	if down {
+		h.Down(string(id))
+	} else {
+		h.Up(string(id))
 	}
-	n.hub.mu.Unlock()
-	switch {
-	case !ok || peer.down:
-		return nil, meshnet.ErrUnreachable
-	case h == nil:
-		return nil, meshnet.ErrUnsupported
-	}
-	a, b := net.Pipe()
-	go h(context.Background(), n.id, b)
-	return a, nil
 }
-
-func (n *testNet) Handle(p meshnet.Protocol, h meshnet.Handler) {
-	n.hub.mu.Lock()
-	n.handlers[p] = h
-	n.hub.mu.Unlock()
-}
-
-func (n *testNet) Members() []meshnet.Member {
-	n.hub.mu.Lock()
-	defer n.hub.mu.Unlock()
-	var out []meshnet.Member
-	for _, m := range n.hub.nodes {
-		st := meshnet.StateAlive
-		if m.down {
-			st = meshnet.StateDead
-		}
-		out = append(out, meshnet.Member{ID: m.id, Site: m.site, State: st, Self: m.id == n.id})
-	}
-	return out
-}
-
-func (n *testNet) OnMembershipChange(func())                   {}
-func (n *testNet) Broadcast([]byte)                            {}
-func (n *testNet) Join(context.Context, []string) (int, error) { return 0, nil }
-func (n *testNet) Close() error                                { return nil }
 
 // fakePusher records the pushes asked of it and answers err.
 type fakePusher struct {
@@ -127,7 +71,10 @@ func newTestNode(t *testing.T, hub *testHub, name string) *testNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	netw := hub.join(name, "site-a")
+	id := meshnet.TestID(name)
+	cat := catalog.New(id.String())
+	netw := hub.Join(id, "site-a", GossipState(cat, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { netw.Close() })
 	vcfg := volume.DefaultConfig()
 	vcfg.Dir, vcfg.Store = t.TempDir(), blockstore.NewMemory()
 	vols, err := volume.Open(ctx, vcfg)
@@ -138,7 +85,7 @@ func newTestNode(t *testing.T, hub *testHub, name string) *testNode {
 	fc := clock.NewFake(start)
 	p := &fakePusher{}
 	cfg := DefaultConfig()
-	cfg.Net, cfg.Catalog, cfg.Pusher, cfg.Clock, cfg.Site = netw, catalog.New(netw.id.String()), p, fc, "site-a"
+	cfg.Net, cfg.Catalog, cfg.Pusher, cfg.Clock, cfg.Site = netw, cat, p, fc, "site-a"
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

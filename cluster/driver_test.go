@@ -56,12 +56,12 @@ func (v *hookVols) Records() []volume.Record {
 // the disk back). A pass starts between the take's catalog write and its
 // adopt; without the lock it takes its View there.
 func TestTakeRacingReconcileNeverTombstones(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
-	old := hub.join("old-owner", "site-a")
-	hub.setDown(old.id, true)
+	old := hub.join("old-owner")
+	hub.setDown(old.Self(), true)
 	b.cat.Merge([]catalog.Entry{written(t, "old-owner", catalog.Entry{
-		Key: catalog.DiskKey("vm"), Owner: old.id.String(), Epoch: 3, Size: 1 << 20, BlockSize: 65536, Replicas: 1,
+		Key: catalog.DiskKey("vm"), Owner: old.Self().String(), Epoch: 3, Size: 1 << 20, BlockSize: 65536, Replicas: 1,
 	})})
 	ctx := context.Background()
 	hv := &hookVols{Manager: b.vols, records: make(chan struct{}, 1)}
@@ -103,7 +103,7 @@ func TestTakeRacingReconcileNeverTombstones(t *testing.T) {
 // gives the head up against that version (a fresh Lookup), so the fenced
 // replica names the epoch that won, not the snapshot's.
 func TestFencedPublishGivesUpWithFreshEntry(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
 	b.importDisk(t, "vm", 1, "mine")
 	v := b.view()
@@ -136,7 +136,7 @@ func TestFencedPublishGivesUpWithFreshEntry(t *testing.T) {
 // Two give-ups in one second of the clock both keep their writes: the
 // second fenced replica gets a -2 suffix instead of failing on the name.
 func TestTwoGiveUpsInOneSecondKeepBoth(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
 	owner := written(t, "c", catalog.Entry{Key: catalog.DiskKey("vm"), Owner: meshnet.TestID("c").String(), Epoch: 2, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
 	b.cat.Merge([]catalog.Entry{owner})
@@ -158,7 +158,7 @@ func TestTwoGiveUpsInOneSecondKeepBoth(t *testing.T) {
 // SyncFlush publishes the flushed disk's record only (no whole pass) and
 // fails when fewer than R-1 other members confirm it.
 func TestSyncFlushTooFewMembers(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
 	root := b.importDisk(t, "vm", 2, "flushed")
 	b.importDisk(t, "bystander", 1, "other")
@@ -182,7 +182,7 @@ func TestSyncFlushTooFewMembers(t *testing.T) {
 
 // Publish(key) decides and applies for that key only.
 func TestPublishOnlyItsKeys(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
 	b.importDisk(t, "a", 1, "aaaa")
 	b.importDisk(t, "z", 1, "zzzz")
@@ -200,7 +200,7 @@ func TestPublishOnlyItsKeys(t *testing.T) {
 // Announce hands the records (tombstones too) to the other members over
 // the catalog push protocol before it returns.
 func TestAnnounceReachesMembers(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
 	c := newTestNode(t, hub, "c")
 	b.importDisk(t, "vm", 1, "data")
@@ -222,7 +222,7 @@ func TestAnnounceReachesMembers(t *testing.T) {
 // replica (the handed-over root holds every write). Move to a dead member
 // or to itself is refused before the commit.
 func TestMoveHandsOver(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
 	c := newTestNode(t, hub, "c")
 	ctx := context.Background()

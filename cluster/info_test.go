@@ -14,7 +14,7 @@ import (
 )
 
 func TestCatalogReplicas(t *testing.T) {
-	n := newTestNode(t, newTestHub(), "b")
+	n := newTestNode(t, newTestHub(t), "b")
 	owner := meshnet.TestID("owner").String()
 	root := blockstore.NewBlock(0x55, []byte("a block")).CID
 	n.put(t, catalog.Entry{Key: catalog.DiskKey("vm"), Owner: owner, Epoch: 1, Size: 1 << 20, BlockSize: 65536, Replicas: 2})
@@ -41,7 +41,7 @@ func TestCatalogReplicas(t *testing.T) {
 }
 
 func TestMissingSaysWhy(t *testing.T) {
-	n := newTestNode(t, newTestHub(), "b")
+	n := newTestNode(t, newTestHub(t), "b")
 	n.put(t, catalog.Entry{Key: catalog.DiskKey("gone"), Owner: n.selfStr, Epoch: 1, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
 	if _, err := n.cat.Delete(catalog.DiskKey("gone"), 1); err != nil {
 		t.Fatal(err)
@@ -68,10 +68,10 @@ func TestMissingSaysWhy(t *testing.T) {
 // The refusal to write a disk owned elsewhere names the owner and the way
 // out, and matches ErrNotOwner.
 func TestCheckOwner(t *testing.T) {
-	hub := newTestHub()
+	hub := newTestHub(t)
 	n := newTestNode(t, hub, "b")
-	owner := hub.join("owner", "site-a")
-	n.put(t, catalog.Entry{Key: catalog.DiskKey("vm"), Owner: owner.id.String(), Epoch: 1, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
+	owner := hub.join("owner")
+	n.put(t, catalog.Entry{Key: catalog.DiskKey("vm"), Owner: owner.Self().String(), Epoch: 1, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
 	if err := n.CheckOwner("new"); err != nil {
 		t.Errorf("a disk the catalog does not name: %v", err)
 	}
@@ -79,10 +79,10 @@ func TestCheckOwner(t *testing.T) {
 		down bool
 		want string
 	}{
-		{false, `disk "vm": owned by ` + owner.id.String() + "; run it there, or move it here first with `weft disk move vm --to " + n.selfStr + "` on " + owner.id.String()},
-		{true, `disk "vm": owned by ` + owner.id.String() + ", which is not alive; take it here first with `weft disk take vm`"},
+		{false, `disk "vm": owned by ` + owner.Self().String() + "; run it there, or move it here first with `weft disk move vm --to " + n.selfStr + "` on " + owner.Self().String()},
+		{true, `disk "vm": owned by ` + owner.Self().String() + ", which is not alive; take it here first with `weft disk take vm`"},
 	} {
-		hub.setDown(owner.id, c.down)
+		hub.setDown(owner.Self(), c.down)
 		err := n.CheckOwner("vm")
 		if !errors.Is(err, ErrNotOwner) || err.Error() != c.want {
 			t.Errorf("got %v, want ErrNotOwner saying %q", err, c.want)

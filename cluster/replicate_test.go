@@ -13,7 +13,7 @@ import (
 // base nobody confirmed would let a FLUSH return while the blocks of the
 // failed push sit on one node.
 func TestFailedAsyncPushIsNoBase(t *testing.T) {
-	n := newTestNode(t, newTestHub(), "b")
+	n := newTestNode(t, newTestHub(t), "b")
 	n.pusher.err = heal.ErrTooFewNodes
 	root := n.importDisk(t, "vm", 2, "weft")
 	n.Reconcile(context.Background()) // publishes vm and starts its push
