@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/cluster"
@@ -118,8 +116,8 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 		}
 		c.mesh = mn
 		vcfg.Store = mn.fetch
-		vcfg.ExtraRoots = mn.catalogRoots
-		vcfg.SyncFlush = mn.syncFlush
+		vcfg.ExtraRoots = mn.cl.CatalogRoots
+		vcfg.SyncFlush = mn.cl.SyncFlush
 	}
 	vcfg.Logger = cfg.Logger.With("component", "volume")
 	vcfg.CommitInterval = cfg.CommitInterval
@@ -138,7 +136,7 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 	if c.mesh != nil {
 		// Before any request: the API may serve before Run starts.
 		c.mesh.vols = vols
-		c.mesh.cl.Attach(c.mesh.life, vols)
+		c.mesh.cl.Attach(c.mesh.life, vols, vols)
 	}
 	return c, nil
 }
@@ -242,7 +240,6 @@ type meshNode struct {
 	log       *slog.Logger
 	net       meshnet.Network
 	cat       *catalog.Catalog
-	catPath   string
 	blocks    *exchange.Client
 	local     blockstore.Store
 	fetch     *heal.FetchingStore
@@ -258,20 +255,6 @@ type meshNode struct {
 	// redundancy is the one account of confirmed copies every report of
 	// under-replicated blocks reads (see underReplicated).
 	redundancy *heal.Redundancy
-
-	reconcileMu sync.Mutex // see reconcile
-
-	mu     sync.Mutex
-	pushed map[string]cid.Cid // disk → last root its placement sets confirmed
-	// tried is, per disk, the last root an async push attempted and left
-	// to heal when it failed: not pushed again at every reconcile, and
-	// never the base of a later push, which sends only blocks new since
-	// its base (a sync flush on top of it would skip the unconfirmed ones).
-	tried   map[string]cid.Cid
-	pushing map[string]bool
-	dirty   bool // the catalog changed since it was saved
-
-	wake chan struct{}
 }
 
 // newMeshNode builds the mesh half of a node over cfg.Net and serves its
@@ -284,9 +267,7 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	self := cfg.Net.Self()
 	n := &meshNode{
 		self: self, selfStr: self.String(), site: cfg.Site, log: cfg.Logger.With("component", "mesh"),
-		net: cfg.Net, cat: cfg.Catalog, catPath: filepath.Join(meshDir, catalogFile), local: cfg.Store,
-		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
-		wake: make(chan struct{}, 1),
+		net: cfg.Net, cat: cfg.Catalog, local: cfg.Store,
 	}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.blocks = &exchange.Client{Dialer: meshnet.Dialer{Net: n.net, Proto: exchange.Protocol}}
@@ -294,7 +275,6 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
 		srv.ServeStream(ctx, string(from), s)
 	})
-	n.net.Handle(catalogProtocol, n.serveCatalogPush)
 	var err error
 	if n.partial, err = loadPartialRoots(filepath.Join(meshDir, "partial.json")); err != nil {
 		return nil, err
@@ -308,18 +288,18 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	healLog := cfg.Logger.With("component", "heal")
 	n.fetch = &heal.FetchingStore{Store: cfg.Store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}
 	maps := blockmap.New(n.fetch, 4096)
-	n.redundancy = heal.NewRedundancy(maps, memberIDs(n.members()))
-	// Heal passes start in attach, once the volumes (healRoots) are open.
+	n.redundancy = heal.NewRedundancy(maps, nil) // its members are set once the cluster is up
+	// Heal passes start in Run, once the volumes (the cluster's heal roots) are open.
 	n.healer = heal.New(heal.Config{
 		Self: string(self), Store: cfg.Store, Maps: maps, Peers: n.blocks,
-		Members: n.members, Roots: n.healRoots, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
+		Members: n.members, Roots: func() []heal.Root { return n.cl.HealRoots() }, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
 		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: healLog,
 	})
 	n.pusher = &heal.Pusher{Self: string(self), Store: cfg.Store, Maps: blockmap.New(cfg.Store, 1024), Peers: n.blocks,
 		Members: n.members, Redundancy: n.redundancy}
 	ccfg := cluster.DefaultConfig()
-	ccfg.Net, ccfg.Catalog, ccfg.CatalogPath, ccfg.Site = n.net, cfg.Catalog, n.catPath, cfg.Site
-	ccfg.Pusher, ccfg.Clock, ccfg.Logger = n.pusher, cfg.Clock, n.log
+	ccfg.Net, ccfg.Catalog, ccfg.CatalogPath, ccfg.Site = n.net, cfg.Catalog, filepath.Join(meshDir, catalogFile), cfg.Site
+	ccfg.Pusher, ccfg.Clock, ccfg.Logger, ccfg.LocalRoots = n.pusher, cfg.Clock, n.log, n.partial.list
 	if cfg.ReconcileEvery > 0 {
 		ccfg.ReconcileEvery = cfg.ReconcileEvery
 	}
@@ -329,11 +309,8 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	if n.cl, err = cluster.New(ccfg); err != nil {
 		return nil, err
 	}
+	n.redundancy.SetMembers(memberIDs(n.members()))
 	n.cat.OnChange(func(old, new catalog.Entry, ok bool) {
-		n.mu.Lock()
-		n.dirty = true
-		n.mu.Unlock()
-		n.poke()
 		if old.Root != new.Root {
 			n.healer.Trigger() // a new root may hold blocks this node should keep
 		}
@@ -341,7 +318,6 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.net.OnMembershipChange(func() {
 		n.redundancy.SetMembers(memberIDs(n.members()))
 		n.healer.Trigger()
-		n.poke()
 	})
 	return n, nil
 }
@@ -352,7 +328,7 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 func (n *meshNode) start(ctx context.Context, join []string, wg *sync.WaitGroup) {
 	wg.Add(5)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
-	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()
+	go func() { defer wg.Done(); n.cl.Run(ctx) }()
 	go func() { defer wg.Done(); n.replicateLoop(ctx) }()
 	go func() { defer wg.Done(); n.resumeTransfers(ctx) }()
 	go func() {
@@ -375,15 +351,7 @@ func (n *meshNode) start(ctx context.Context, join []string, wg *sync.WaitGroup)
 }
 
 // members returns the live members for placement, this node included.
-func (n *meshNode) members() []placement.Member {
-	var out []placement.Member
-	for _, m := range n.net.Members() {
-		if m.State == meshnet.StateAlive {
-			out = append(out, placement.Member{ID: string(m.ID), Site: m.Site})
-		}
-	}
-	return out
-}
+func (n *meshNode) members() []placement.Member { return n.cl.Live() }
 
 // memberIDs returns the placement IDs of ms.
 func memberIDs(ms []placement.Member) []string {
@@ -425,5 +393,5 @@ func (n *meshNode) learn(addr string) (meshnet.PeerID, error) {
 // close leaves the mesh and saves the catalog.
 func (n *meshNode) close() error {
 	err := n.net.Close()
-	return errors.Join(err, n.saveCatalog())
+	return errors.Join(err, n.cl.SaveCatalog())
 }

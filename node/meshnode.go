@@ -2,39 +2,20 @@ package node
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
 
-	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh/catalog"
-	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
-// publish writes e to the catalog and gossips it.
-func (n *meshNode) publish(e catalog.Entry) (catalog.Entry, error) {
-	e, err := n.cat.Put(e)
-	if err != nil {
-		return e, err
-	}
-	n.broadcast(e)
-	if p, ok := n.net.(meshnet.Provider); ok && e.Root.Defined() {
-		// A provider record per root, never per block: peers outside
-		// the catalog's reach (other clusters' DHT walks) find the
-		// holder of a disk or spacesuit by its root.
-		go func(root cid.Cid) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := p.Provide(ctx, root); err != nil {
-				n.log.Debug("provide root", "root", root, "err", err)
-			}
-		}(e.Root)
-	}
-	return e, nil
-}
+// publish, broadcast, reconcile and awaitCatalogEntry forward to the
+// cluster for the replication and transfer code, which moves into the
+// cluster next.
+func (n *meshNode) publish(e catalog.Entry) (catalog.Entry, error) { return n.cl.PutRecord(e) }
 
+// broadcast gossips e, which the caller wrote to the catalog.
 func (n *meshNode) broadcast(e catalog.Entry) {
 	b, err := catalog.Encode([]catalog.Entry{e})
 	if err != nil {
@@ -44,99 +25,10 @@ func (n *meshNode) broadcast(e catalog.Entry) {
 	n.net.Broadcast(b)
 }
 
-func (n *meshNode) poke() {
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
-}
+func (n *meshNode) reconcile(ctx context.Context) { n.cl.Reconcile(ctx) }
 
-// healRoots lists every root of the catalog for heal; the roots this node
-// uses itself are marked local, so their blocks stay here as a cache.
-func (n *meshNode) healRoots() []heal.Root {
-	local := map[cid.Cid]bool{}
-	for _, r := range n.vols.Records() {
-		local[r.Root] = true
-	}
-	for _, r := range n.partial.list() {
-		local[r] = true
-	}
-	var out []heal.Root
-	for _, e := range n.cat.List("") {
-		if e.Root.Defined() {
-			out = append(out, heal.Root{Root: e.Root, Replicas: max(e.Replicas, 1), Local: local[e.Root]})
-			delete(local, e.Root)
-		}
-	}
-	for r := range local { // partial transfers of roots the catalog no longer names
-		out = append(out, heal.Root{Root: r, Replicas: 1, Local: true})
-	}
-	return out
-}
-
-// catalogRoots is every root of the catalog and of the transfers received
-// in part: GC keeps their blocks.
-func (n *meshNode) catalogRoots() []cid.Cid {
-	out := n.partial.list()
-	for _, e := range n.cat.List("") {
-		if e.Root.Defined() {
-			out = append(out, e.Root)
-		}
-	}
-	return out
-}
-
-// syncFlush is the volume's SyncFlush: it returns once root's blocks are on
-// their placement sets.
-func (n *meshNode) syncFlush(ctx context.Context, disk string, root cid.Cid) error {
-	e, ok := n.cat.Get(catalog.DiskKey(disk))
-	if ok && e.Owner != n.selfStr {
-		return fmt.Errorf("disk %q is owned by %s now: %w", disk, e.Owner, catalog.ErrFenced)
-	}
-	r := volume.DefaultReplicas
-	for _, rec := range n.vols.Records() {
-		if rec.Disk == disk && rec.Replica == "" {
-			r = rec.Replicas
-		}
-	}
-	n.mu.Lock()
-	prev := n.pushed[disk]
-	n.mu.Unlock()
-	if _, err := n.pusher.Push(ctx, prev, root, r); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.pushed[disk] = root
-	n.mu.Unlock()
-	// The holders must know the root before the flush returns, or a
-	// takeover after this node's death would start from an older one.
-	n.reconcile(ctx)
-	e, ok = n.cat.Get(catalog.DiskKey(disk))
-	if !ok || e.Root != root {
-		return fmt.Errorf("disk %q: root %s not in the catalog after the flush", disk, root)
-	}
-	acks, err := n.pushEntries(ctx, []catalog.Entry{e})
-	if acks < r-1 {
-		return fmt.Errorf("disk %q: %d of %d other nodes confirmed the new root: %w", disk, acks, r-1, err)
-	}
-	return nil
-}
-
-func (n *meshNode) saveCatalog() error {
-	n.mu.Lock()
-	dirty := n.dirty
-	n.dirty = false
-	n.mu.Unlock()
-	if !dirty {
-		return nil
-	}
-	if err := n.cat.Save(n.catPath); err != nil {
-		n.mu.Lock()
-		n.dirty = true
-		n.mu.Unlock()
-		return fmt.Errorf("save catalog: %w", err)
-	}
-	return nil
+func (n *meshNode) awaitCatalogEntry(ctx context.Context, ref volume.Ref) (catalog.Entry, bool) {
+	return n.cl.AwaitEntry(ctx, ref)
 }
 
 // repair replaces a corrupt local block with a verified copy from the
@@ -145,4 +37,20 @@ func (n *meshNode) saveCatalog() error {
 func (n *meshNode) repair(ctx context.Context, c cid.Cid) error {
 	_, err := n.fetch.Get(ctx, c)
 	return err
+}
+
+// freeBytes returns the free space of the file system holding path.
+func freeBytes(path string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+func rootText(c cid.Cid) string {
+	if !c.Defined() {
+		return ""
+	}
+	return c.String()
 }
