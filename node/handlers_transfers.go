@@ -3,20 +3,15 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"net/http"
 
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
-// TransferRequest is the body of POST /v1/transfers: a push (Targets) or a
-// pull (From).
-type TransferRequest struct {
-	Source  string          `json:"source"`
-	Targets []string        `json:"targets,omitempty"`
-	From    string          `json:"from,omitempty"`
-	Options TransferOptions `json:"options"`
-}
+// TransferRequest is api.TransferRequest.
+type TransferRequest = api.TransferRequest
 
 func (s *server) handleStartTransfer(w http.ResponseWriter, r *http.Request) {
 	if !s.meshOr(w, r) {
@@ -49,7 +44,7 @@ func (n *meshNode) startTransfer(ctx context.Context, id string, req TransferReq
 // pullFrom starts a pull of req.Source from a peer, or from every live
 // member of a site.
 func (n *meshNode) pullFrom(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
-	if err := req.Options.check(); err != nil {
+	if err := checkTransferOptions(req.Options); err != nil {
 		return nil, err
 	}
 	ref, err := volume.ParseRef(req.Source)
@@ -152,10 +147,8 @@ func (s *server) handleRemovePolicy(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, res)
 }
 
-// RecoverRequest is the body of POST /v1/disks/{name}/recover.
-type RecoverRequest struct {
-	From string `json:"from"` // the site the disk was replicated to
-}
+// RecoverRequest is api.RecoverRequest.
+type RecoverRequest = api.RecoverRequest
 
 func (s *server) handleRecover(w http.ResponseWriter, r *http.Request) {
 	if !s.meshOr(w, r) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"net/http"
 	"sort"
 	"strconv"
@@ -14,11 +15,8 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// PublishRequest is the body of POST /v1/spacesuits.
-type PublishRequest struct {
-	Name   string `json:"name"`
-	Source string `json:"source"` // DISK or DISK@REPLICA
-}
+// PublishRequest is api.PublishRequest.
+type PublishRequest = api.PublishRequest
 
 func (s *server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	var req PublishRequest

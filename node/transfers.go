@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"sort"
 	"sync"
 	"time"
@@ -20,50 +21,14 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// TransferOptions are the knobs of a push or pull.
-type TransferOptions struct {
-	Priority    string `json:"priority,omitempty"`   // very-low ... very-high; default normal
-	BWLimit     int64  `json:"bwlimit,omitempty"`    // bytes/s on the wire, 0 = none
-	BlockSize   int64  `json:"block_size,omitempty"` // transfer unit in bytes, 0 = 4 MiB
-	Concurrency int    `json:"concurrency,omitempty"`
-}
+// TransferOptions is api.TransferOptions.
+type TransferOptions = api.TransferOptions
 
-// TransferInfo is a transfer as `weft transfers` shows it. Field names are
-// part of the CLI's JSON contract.
-type TransferInfo struct {
-	ID         string           `json:"id"`
-	Kind       string           `json:"kind"` // push, pull, receive, background
-	Source     string           `json:"source"`
-	Root       string           `json:"root"`
-	State      string           `json:"state"` // running, done, failed, cancelled
-	Priority   string           `json:"priority"`
-	BytesSent  int64            `json:"bytes_sent"`
-	BlocksSent int64            `json:"blocks_sent"`
-	TotalBytes int64            `json:"total_bytes"`
-	Skipped    int64            `json:"skipped_blocks"` // already held by the receiver
-	Rate       float64          `json:"rate"`           // bytes/s
-	ETA        float64          `json:"eta_seconds"`
-	Targets    []TargetProgress `json:"targets"`
-	BytesFrom  map[string]int64 `json:"bytes_from,omitempty"`
-	Started    time.Time        `json:"started"`
-	Ended      time.Time        `json:"ended,omitzero"`
-	Error      string           `json:"error,omitempty"`
-}
+// TransferInfo is api.TransferInfo.
+type TransferInfo = api.TransferInfo
 
-// TargetProgress is one receiver of a transfer.
-type TargetProgress struct {
-	Target    string           `json:"target"` // as given: site, peer ID or multiaddr
-	Peer      string           `json:"peer"`
-	State     string           `json:"state"`
-	Bytes     int64            `json:"bytes"` // moved to this target
-	Blocks    int64            `json:"blocks"`
-	Skipped   int64            `json:"skipped_blocks"` // already there
-	Total     int64            `json:"total_bytes"`
-	Rate      float64          `json:"rate"`
-	ETA       float64          `json:"eta_seconds"`
-	BytesFrom map[string]int64 `json:"bytes_from,omitempty"`
-	Error     string           `json:"error,omitempty"`
-}
+// TargetProgress is api.TargetProgress.
+type TargetProgress = api.TargetProgress
 
 // transfers is a node's registry of transfers, running and recent.
 type transfers struct {
@@ -216,9 +181,9 @@ func (n *meshNode) sitePeers(site string, key cid.Cid) []meshnet.PeerID {
 	return out
 }
 
-// check refuses knobs out of range. It runs before any transfer is
+// checkTransferOptions refuses knobs out of range. It runs before any transfer is
 // registered: a bad knob is a bad request, not a transfer that fails.
-func (o TransferOptions) check() error {
+func checkTransferOptions(o TransferOptions) error {
 	if o.Priority != "" {
 		if _, err := datapath.ParsePriority(o.Priority); err != nil {
 			return fmt.Errorf("%w: %w", err, volume.ErrInvalid)
@@ -238,7 +203,7 @@ func (o TransferOptions) check() error {
 
 // transferSpec builds a datapath spec from options.
 func transferSpec(id string, e catalog.Entry, sources []string, o TransferOptions) (datapath.Spec, error) {
-	if err := o.check(); err != nil {
+	if err := checkTransferOptions(o); err != nil {
 		return datapath.Spec{}, err
 	}
 	prio := datapath.Normal

@@ -241,7 +241,7 @@ func (n *meshNode) pushEach(ctx context.Context, id string, sources, targets []s
 					job.update(func(in *TransferInfo) {
 						tp.Target, tp.Peer = in.Targets[i].Target, in.Targets[i].Peer
 						in.Targets[i] = tp
-						in.sumTargets()
+						sumTargets(in)
 					})
 				})
 				if err != nil {
@@ -257,7 +257,7 @@ func (n *meshNode) pushEach(ctx context.Context, id string, sources, targets []s
 		wg.Wait()
 		job.update(func(in *TransferInfo) {
 			in.State, in.Ended = "done", time.Now()
-			in.sumTargets()
+			sumTargets(in)
 			for _, tp := range in.Targets {
 				switch tp.State {
 				case "cancelled":
@@ -434,7 +434,7 @@ func (n *meshNode) serveReceive(_ context.Context, from meshnet.PeerID, s io.Rea
 
 // sumTargets totals a push's figures over its targets; the ETA is the
 // slowest target's.
-func (i *TransferInfo) sumTargets() {
+func sumTargets(i *TransferInfo) {
 	i.BytesSent, i.BlocksSent, i.TotalBytes, i.Skipped, i.Rate, i.ETA = 0, 0, 0, 0, 0, 0
 	for _, tp := range i.Targets {
 		i.Skipped += tp.Skipped
