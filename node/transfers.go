@@ -9,7 +9,6 @@ import (
 	"github.com/weft-mesh/weft/api"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/ipfs/go-cid"
 
