@@ -14,7 +14,7 @@ import (
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/cluster"
-	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/cluster/transfer"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
@@ -51,10 +51,7 @@ type meshNode struct {
 	pusher    *heal.Pusher
 	vols      *volume.Manager // set once the volumes are open
 	cl        *cluster.Cluster
-	transfers *transfers
-	crowds    crowdTracker // pullers of the roots pulled from this node now
-	partial   *partialRoots
-	journal   *transferJournal
+	transfers *transfer.Service // set by startTransfers, once the volumes are open
 
 	// redundancy is the one account of confirmed copies every report of
 	// under-replicated blocks reads (see underReplicated).
@@ -119,17 +116,6 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		srv.ServeStream(ctx, string(from), s)
 	})
 	n.net.Handle(catalogProtocol, n.serveCatalogPush)
-	if n.partial, err = loadPartialRoots(cfg.Path(MeshDir + "/partial.json")); err != nil {
-		n.net.Close()
-		return nil, err
-	}
-	if n.journal, err = loadTransferJournal(cfg.Path(MeshDir + "/transfers.json")); err != nil {
-		n.net.Close()
-		return nil, err
-	}
-	n.net.Handle(transferProtocol, n.serveReceive)
-	n.net.Handle(crowdProtocol, n.serveCrowd)
-	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	healLog := log.With("component", "heal")
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}
 	maps := blockmap.New(n.fetch, 4096)
@@ -230,15 +216,10 @@ func (n *meshNode) poke() {
 func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, cfg Config, wg *sync.WaitGroup) {
 	n.vols = vols
 	n.life = ctx
-	wg.Add(4)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.reconcileLoop(ctx) }()
-	go func() { defer wg.Done(); n.replicateLoop(ctx) }()
-	go func() { defer wg.Done(); n.resumeTransfers(ctx) }()
-	go func() {
-		<-ctx.Done()
-		n.journal.close() // transfers the shutdown cuts short resume at the next start
-	}()
+	go func() { defer wg.Done(); n.transfers.Run(ctx) }()
 	if len(cfg.Join) > 0 {
 		wg.Add(1)
 		go func() {
@@ -260,7 +241,7 @@ func (n *meshNode) healRoots() []heal.Root {
 	for _, r := range n.vols.Records() {
 		local[r.Root] = true
 	}
-	for _, r := range n.partial.list() {
+	for _, r := range n.transfers.PartialRoots() {
 		local[r] = true
 	}
 	var out []heal.Root
@@ -279,7 +260,7 @@ func (n *meshNode) healRoots() []heal.Root {
 // catalogRoots is every root of the catalog and of the transfers received
 // in part: GC keeps their blocks.
 func (n *meshNode) catalogRoots() []cid.Cid {
-	out := n.partial.list()
+	out := n.transfers.PartialRoots()
 	for _, e := range n.cat.List("") {
 		if e.Root.Defined() {
 			out = append(out, e.Root)

@@ -1,4 +1,4 @@
-package node
+package transfer
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/internal/clock"
 )
 
 // resumeFor bounds how long a restarted daemon keeps trying to resume a
@@ -19,12 +21,18 @@ import (
 // back too).
 const resumeFor = 10 * time.Minute
 
-// transferJournal holds the pushes and pulls an operator started until
-// they end, in HOME/mesh/transfers.json, so that a daemon stopped or
-// killed in the middle of one resumes it when it starts again, under the
-// same ID, from what already arrived (see partialRoots).
-type transferJournal struct {
-	path string
+// resumeRetry is how often a journaled transfer that could not start is
+// tried again.
+const resumeRetry = 2 * time.Second
+
+// journal holds the pushes and pulls an operator started until they end,
+// in DIR/transfers.json, so that a daemon stopped or killed in the middle
+// of one resumes it when it starts again, under the same ID, from what
+// already arrived (see partialRoots). A journal without a path keeps
+// them in memory only.
+type journal struct {
+	path  string
+	clock clock.Clock
 
 	mu      sync.Mutex
 	closing bool // shutting down: transfers cut short now stay journaled
@@ -32,13 +40,16 @@ type transferJournal struct {
 }
 
 type journalEntry struct {
-	ID      string          `json:"id"`
-	Request TransferRequest `json:"request"`
-	Started time.Time       `json:"started"`
+	ID      string              `json:"id"`
+	Request api.TransferRequest `json:"request"`
+	Started time.Time           `json:"started"`
 }
 
-func loadTransferJournal(path string) (*transferJournal, error) {
-	j := &transferJournal{path: path, entries: map[string]journalEntry{}}
+func loadJournal(path string, clk clock.Clock) (*journal, error) {
+	j := &journal{path: path, clock: clk, entries: map[string]journalEntry{}}
+	if path == "" {
+		return j, nil
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return j, nil
@@ -53,18 +64,18 @@ func loadTransferJournal(path string) (*transferJournal, error) {
 }
 
 // add records a transfer that just started.
-func (j *transferJournal) add(id string, req TransferRequest) error {
+func (j *journal) add(id string, req api.TransferRequest) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, ok := j.entries[id]; !ok {
-		j.entries[id] = journalEntry{ID: id, Request: req, Started: time.Now().UTC()}
+		j.entries[id] = journalEntry{ID: id, Request: req, Started: j.clock.Now().UTC()}
 	}
 	return j.saveLocked()
 }
 
 // done forgets a transfer that ended (done, failed or cancelled), unless
 // it ended because the daemon is stopping.
-func (j *transferJournal) done(id string) error {
+func (j *journal) done(id string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, ok := j.entries[id]; !ok || j.closing {
@@ -76,14 +87,14 @@ func (j *transferJournal) done(id string) error {
 
 // close stops forgetting: what runs now is cut short by the shutdown and
 // resumes at the next start.
-func (j *transferJournal) close() {
+func (j *journal) close() {
 	j.mu.Lock()
 	j.closing = true
 	j.mu.Unlock()
 }
 
 // pending returns the journaled transfers, oldest first.
-func (j *transferJournal) pending() []journalEntry {
+func (j *journal) pending() []journalEntry {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	out := make([]journalEntry, 0, len(j.entries))
@@ -94,7 +105,10 @@ func (j *transferJournal) pending() []journalEntry {
 	return out
 }
 
-func (j *transferJournal) saveLocked() error {
+func (j *journal) saveLocked() error {
+	if j.path == "" {
+		return nil
+	}
 	b, err := json.Marshal(j.entries)
 	if err != nil {
 		return err
@@ -107,50 +121,50 @@ func (j *transferJournal) saveLocked() error {
 
 // startJournaled starts a push or pull under id and keeps it in the
 // journal until it ends.
-func (n *meshNode) startJournaled(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
-	job, err := n.startTransfer(ctx, id, req)
+func (s *Service) startJournaled(ctx context.Context, id string, req api.TransferRequest) (*Job, error) {
+	job, err := s.start(ctx, id, req)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.journal.add(id, req); err != nil {
-		n.log.Warn("transfer not journaled: it will not resume after a restart", "id", id, "err", err)
+	if err := s.journal.add(id, req); err != nil {
+		s.log.Warn("transfer not journaled: it will not resume after a restart", "id", id, "err", err)
 	}
 	go func() {
 		<-job.done
-		if err := n.journal.done(id); err != nil {
-			n.log.Warn("forget an ended transfer", "id", id, "err", err)
+		if err := s.journal.done(id); err != nil {
+			s.log.Warn("forget an ended transfer", "id", id, "err", err)
 		}
 	}()
 	return job, nil
 }
 
-// resumeTransfers restarts the transfers the journal holds: those this
+// resume restarts the transfers the journal holds: those this
 // daemon was running when it stopped. Each is retried until its source
 // and targets are reachable, for up to resumeFor.
-func (n *meshNode) resumeTransfers(ctx context.Context) {
+func (s *Service) resume(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, e := range n.journal.pending() {
+	for _, e := range s.journal.pending() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			deadline := time.Now().Add(resumeFor)
+			deadline := s.clock.Now().Add(resumeFor)
 			for {
-				_, err := n.startJournaled(ctx, e.ID, e.Request)
+				_, err := s.startJournaled(ctx, e.ID, e.Request)
 				if err == nil {
-					n.log.Info("transfer resumed after a restart", "id", e.ID, "source", e.Request.Source)
+					s.log.Info("transfer resumed after a restart", "id", e.ID, "source", e.Request.Source)
 					return
 				}
-				if time.Now().After(deadline) {
-					n.log.Warn("transfer not resumed: giving up", "id", e.ID, "source", e.Request.Source, "err", err)
-					if err := n.journal.done(e.ID); err != nil {
-						n.log.Warn("forget a transfer", "id", e.ID, "err", err)
+				if s.clock.Now().After(deadline) {
+					s.log.Warn("transfer not resumed: giving up", "id", e.ID, "source", e.Request.Source, "err", err)
+					if err := s.journal.done(e.ID); err != nil {
+						s.log.Warn("forget a transfer", "id", e.ID, "err", err)
 					}
 					return
 				}
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(2 * time.Second):
+				case <-s.clock.After(resumeRetry):
 				}
 			}
 		}()

@@ -1,4 +1,4 @@
-package node
+package transfer
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/internal/clock"
 )
 
 // partialTTL is how long the blocks of a transfer that did not finish are
@@ -22,16 +23,21 @@ const partialTTL = 7 * 24 * time.Hour
 // (running, cancelled, failed or cut off by a crash). Heal keeps their
 // blocks here, as if the node used them, so that running the transfer
 // again resumes from what arrived instead of finding it handed off as
-// surplus. Persisted in HOME/mesh/partial.json.
+// surplus. Persisted in DIR/partial.json, or in memory only without a
+// path.
 type partialRoots struct {
-	path string
+	path  string
+	clock clock.Clock
 
 	mu    sync.Mutex
 	roots map[string]time.Time // root CID → when the transfer started
 }
 
-func loadPartialRoots(path string) (*partialRoots, error) {
-	p := &partialRoots{path: path, roots: map[string]time.Time{}}
+func loadPartialRoots(path string, clk clock.Clock) (*partialRoots, error) {
+	p := &partialRoots{path: path, clock: clk, roots: map[string]time.Time{}}
+	if path == "" {
+		return p, nil
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, nil
@@ -43,7 +49,7 @@ func loadPartialRoots(path string) (*partialRoots, error) {
 		return nil, fmt.Errorf("load partial transfers %s: %w", path, err)
 	}
 	for r, since := range p.roots {
-		if time.Since(since) > partialTTL {
+		if clk.Now().Sub(since) > partialTTL {
 			delete(p.roots, r)
 		}
 	}
@@ -57,7 +63,7 @@ func (p *partialRoots) add(root cid.Cid) error {
 	if _, ok := p.roots[root.String()]; ok {
 		return nil
 	}
-	p.roots[root.String()] = time.Now().UTC()
+	p.roots[root.String()] = p.clock.Now().UTC()
 	return p.saveLocked()
 }
 
@@ -86,6 +92,9 @@ func (p *partialRoots) list() []cid.Cid {
 }
 
 func (p *partialRoots) saveLocked() error {
+	if p.path == "" {
+		return nil
+	}
 	b, err := json.Marshal(p.roots)
 	if err != nil {
 		return err
