@@ -137,7 +137,7 @@ func TestDiskCorruption(t *testing.T) {
 	}
 	putAll(t, d, bs)
 	bad := bs[7]
-	if err := d.Corrupt(bad.CID); err != nil {
+	if err := storetest.CorruptDisk(d, bad.CID); err != nil {
 		t.Fatalf("Corrupt: %v", err)
 	}
 	if _, err := d.Get(testCtx(t), bad.CID); !errors.Is(err, blockstore.ErrCorrupt) {

@@ -62,7 +62,7 @@ func TestGetToSendTrustsWhatThisProcessVerified(t *testing.T) {
 		t.Fatalf("GetToSend after Get found the damage: %v, want ErrCorrupt", err)
 	}
 
-	if err := d.Corrupt(bs[1].CID); err != nil {
+	if err := storetest.CorruptDisk(d, bs[1].CID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.GetToSend(ctx, bs[1].CID, nil); !errors.Is(err, blockstore.ErrCorrupt) {

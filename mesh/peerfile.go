@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/internal/jsonfile"
 )
 
 const (
@@ -45,16 +44,13 @@ func openPeerFile(dir string) (*peerFile, error) {
 		return nil, fmt.Errorf("mesh state directory: %w", err)
 	}
 	pf := &peerFile{path: filepath.Join(dir, peerFileName)}
-	b, err := os.ReadFile(pf.path)
+	var c peerFileContent
+	err := jsonfile.Load(pf.path, &c)
 	if errors.Is(err, fs.ErrNotExist) {
 		return pf, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("known peers: %w", err)
-	}
-	var c peerFileContent
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("known peers %s: %w", pf.path, err)
 	}
 	pf.addrs = c.Peers
 	return pf, nil
@@ -80,11 +76,10 @@ func (pf *peerFile) save(addrs []string) error {
 	if pf.path == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(peerFileContent{Peers: addrs}, "", "  ")
-	if err != nil {
+	if err := jsonfile.Save(pf.path, peerFileContent{Peers: addrs}, 0o600); err != nil {
 		return fmt.Errorf("known peers: %w", err)
 	}
-	return atomicfile.Write(pf.path, append(b, '\n'), 0o600)
+	return nil
 }
 
 // savePeers records the multiaddrs of every member that did not leave.

@@ -1,97 +1,49 @@
 package node
 
 import (
-	"time"
-
-	"github.com/weft-mesh/weft/heal"
+	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/volume"
 )
 
-// Status describes a running node. Field names are part of the CLI's JSON
-// contract.
-type Status struct {
-	ID        string    `json:"id"`
-	PeerID    string    `json:"peer_id,omitempty"`
-	Site      string    `json:"site"`
-	Home      string    `json:"home"`
-	Listen    []string  `json:"listen"`
-	PID       int       `json:"pid"`
-	Started   time.Time `json:"started"`
-	Blocks    int64     `json:"blocks"`     // blocks in the store
-	Bytes     int64     `json:"bytes"`      // payload bytes of those blocks
-	DiskBytes int64     `json:"disk_bytes"` // space the store occupies, garbage included
-	Disks     int       `json:"disks"`
-	Replicas  int       `json:"replicas"` // replicas of live disks
-	// NBD is the address the NBD server listens on ("" when disabled),
-	// NBDSocket its unix socket; NBDConns counts open NBD connections.
-	NBD       string `json:"nbd,omitempty"`
-	NBDSocket string `json:"nbd_socket,omitempty"`
-	NBDTLS    string `json:"nbd_tls,omitempty"` // "", "offered" or "required"
-	NBDConns  int    `json:"nbd_conns"`
-	// Goroutines is the daemon's goroutine count, for leak checks.
-	Goroutines int `json:"goroutines"`
-	// Mounts are the FUSE mounts of the node's disks, by directory.
-	Mounts []MountInfo `json:"mounts"`
-	// Members is the mesh as this node sees it; Heal is self-heal's
-	// progress. UnderReplicated is the sum of the under_replicated
-	// figures of the disks `disk ls` lists at the same instant (local
-	// and, on a mesh, the catalog's other disks): a block counts until R
-	// live members confirmed holding it.
-	Members         []Peer       `json:"members"`
-	UnderReplicated int64        `json:"under_replicated"`
-	Heal            *heal.Status `json:"heal,omitempty"`
-}
+// Status is api.Status.
+type Status = api.Status
 
-// AllowRequest is the body of PUT /v1/disks/{name}/allow.
-type AllowRequest struct {
-	Allow []string `json:"allow"` // CIDRs; empty allows any client
-}
+// AllowRequest is api.AllowRequest.
+type AllowRequest = api.AllowRequest
 
-// CreateDiskRequest is the body of POST /v1/disks.
-type CreateDiskRequest struct {
-	Name      string `json:"name"`
-	Size      int64  `json:"size"`
-	BlockSize int64  `json:"block_size,omitempty"`
-	Replicas  int    `json:"replicas,omitempty"`
-	Sync      bool   `json:"sync,omitempty"`
-}
+// CreateDiskRequest is api.CreateDiskRequest.
+type CreateDiskRequest = api.CreateDiskRequest
 
-// CloneRequest is the body of POST /v1/disks/{ref}/clone.
-type CloneRequest struct {
-	Name string `json:"name"` // the new disk
-}
+// CloneRequest is api.CloneRequest.
+type CloneRequest = api.CloneRequest
 
-// CreateReplicaRequest is the body of POST /v1/disks/{name}/replicas.
-type CreateReplicaRequest struct {
-	Name string `json:"name,omitempty"` // "" picks a timestamp name
-}
+// CreateReplicaRequest is api.CreateReplicaRequest.
+type CreateReplicaRequest = api.CreateReplicaRequest
 
-// RemoveDiskResult is the answer to DELETE /v1/disks/{name}?force=true.
-type RemoveDiskResult struct {
-	// Kept names the replica of the disk that holds its head as it was
-	// removed: every write that returned before.
-	Kept string `json:"kept"`
-	// Users are who used the disk and were cut off (NBD connections
-	// closed, open files and loop devices failing with EIO).
-	Users []string `json:"users"`
-}
+// RemoveDiskResult is api.RemoveDiskResult.
+type RemoveDiskResult = api.RemoveDiskResult
 
-// ScrubResult is what a scrub found.
-type ScrubResult struct {
-	Checked int64          `json:"checked"` // blocks read and verified
-	Bytes   int64          `json:"bytes"`
-	Corrupt []CorruptBlock `json:"corrupt"` // never null
-}
+// ScrubResult is api.ScrubResult.
+type ScrubResult = api.ScrubResult
 
-// CorruptBlock names a block whose bytes do not match its CID.
-type CorruptBlock struct {
-	CID   string `json:"cid"`
-	Error string `json:"error"`
-	// Repaired says a good copy from another node replaced the block.
-	Repaired bool `json:"repaired"`
-}
+// CorruptBlock is api.CorruptBlock.
+type CorruptBlock = api.CorruptBlock
 
-// errorBody is the JSON body of every error response.
-type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
+// errorBody is api.ErrorBody.
+type errorBody = api.ErrorBody
+
+// apiDiskInfo is the API's description of a disk held here, before the mesh
+// completes it (meshNode.localDiskInfo): alone, this node holds the one copy
+// there is of each block, so a disk that wants more has every block
+// under-replicated.
+func apiDiskInfo(info volume.DiskInfo) api.DiskInfo {
+	d := api.DiskInfo{
+		Name: info.Name, Size: info.Size, BlockSize: info.BlockSize, Replicas: info.Replicas, Sync: info.Sync,
+		Root: info.Root, UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, ReplicaCount: info.ReplicaCount,
+		Created: info.Created, Committed: info.Committed, Allow: info.Allow,
+	}
+	if d.Replicas > 1 && d.BlockSize > 0 {
+		d.UnderReplicated = d.UsedBytes / d.BlockSize
+	}
+	return d
 }

@@ -2,9 +2,9 @@ package node
 
 import (
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -18,14 +18,14 @@ import (
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/volume"
 
-	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/internal/jsonfile"
 )
 
 // Files and directories inside a node's home.
 const (
 	ConfigFile   = "config.json"
 	IdentityFile = "identity.key"
-	SocketFile   = "weft.sock"
+	SocketFile   = api.SocketFile
 	NBDSocket    = "nbd.sock"
 	LockFile     = "lock"
 	BlocksDir    = "blocks"
@@ -238,15 +238,12 @@ var ErrNotInitialized = errors.New("not initialized")
 func Load(home string) (Config, error) {
 	cfg := DefaultConfig()
 	cfg.Home = home
-	b, err := os.ReadFile(cfg.Path(ConfigFile))
+	err := jsonfile.Load(cfg.Path(ConfigFile), &cfg)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Config{}, fmt.Errorf("weft home %s is %w (create it with: weft init --home %s)", home, ErrNotInitialized, home)
 	}
 	if err != nil {
 		return Config{}, fmt.Errorf("load config: %w", err)
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return Config{}, fmt.Errorf("load config %s: %w", cfg.Path(ConfigFile), err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("load %s: %w", cfg.Path(ConfigFile), err)
@@ -256,11 +253,10 @@ func Load(home string) (Config, error) {
 
 // Save writes the config file atomically (temporary file, fsync, rename).
 func (c Config) Save() error {
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
+	if err := jsonfile.Save(c.Path(ConfigFile), c, 0o644); err != nil {
 		return fmt.Errorf("save config: %w", err)
 	}
-	return atomicfile.Write(c.Path(ConfigFile), append(b, '\n'), 0o644)
+	return nil
 }
 
 // recordListenPorts writes the ports the mesh picked for the listen

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"net/http"
 	"strings"
 	"syscall"
@@ -12,21 +13,26 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
+// ErrInvalid is matched (errors.Is) by the errors of what the CLI calls in
+// node directly (Init, Load, Run) when an argument is wrong; the daemon's
+// answers match api.ErrInvalid instead.
+var ErrInvalid = volume.ErrInvalid
+
 // ErrConflict is matched (errors.Is) by a request the mesh's state does not
 // allow now, such as taking a disk whose owner is alive.
-var ErrConflict = errors.New("conflict")
+var ErrConflict = api.ErrConflict
 
 // Error codes carried in error responses next to the HTTP status.
 const (
-	codeInvalid  = "invalid"
-	codeNotFound = "not_found"
-	codeExists   = "exists"
-	codeReadOnly = "read_only"
-	codeConflict = "conflict"
-	codeNotOwner = "not_owner"
-	codeNoSpace  = "no_space"
-	codeCorrupt  = "corrupt"
-	codeInternal = "internal"
+	codeInvalid  = api.CodeInvalid
+	codeNotFound = api.CodeNotFound
+	codeExists   = api.CodeExists
+	codeReadOnly = api.CodeReadOnly
+	codeConflict = api.CodeConflict
+	codeNotOwner = api.CodeNotOwner
+	codeNoSpace  = api.CodeNoSpace
+	codeCorrupt  = api.CodeCorrupt
+	codeInternal = api.CodeInternal
 )
 
 // classify maps an error from the volume manager or the block store to an
@@ -82,50 +88,8 @@ func errorMessage(err error, code string) string {
 	return msg
 }
 
-// APIError is an error response from the daemon. It unwraps to the volume or
-// blockstore sentinel matching its code, so callers can use errors.Is with
-// volume.ErrNotFound, volume.ErrExists, volume.ErrInvalid,
-// volume.ErrReadOnly, ErrNotOwner, ErrConflict, blockstore.ErrNoSpace and
-// blockstore.ErrCorrupt.
-type APIError struct {
-	Status  int    // HTTP status
-	Code    string // one of the error codes
-	Message string // the daemon's message
-}
+// APIError is api.APIError.
+type APIError = api.APIError
 
-func (e *APIError) Error() string { return e.Message }
-
-// Unwrap returns the sentinel matching the error code, or nil.
-func (e *APIError) Unwrap() error {
-	switch e.Code {
-	case codeNotFound:
-		return volume.ErrNotFound
-	case codeExists:
-		return volume.ErrExists
-	case codeReadOnly:
-		return volume.ErrReadOnly
-	case codeConflict:
-		return ErrConflict
-	case codeNotOwner:
-		return ErrNotOwner
-	case codeInvalid:
-		return volume.ErrInvalid
-	case codeNoSpace:
-		return blockstore.ErrNoSpace
-	case codeCorrupt:
-		return blockstore.ErrCorrupt
-	}
-	return nil
-}
-
-// ErrNoDaemon is matched (errors.Is) by the error the client returns when no
-// daemon listens on the home's socket.
-var ErrNoDaemon = errors.New("no daemon running")
-
-type noDaemonError struct{ home string }
-
-func (e *noDaemonError) Error() string {
-	return fmt.Sprintf("no daemon running at %s (start it with: weft daemon --home %s)", e.home, e.home)
-}
-
-func (e *noDaemonError) Is(target error) bool { return target == ErrNoDaemon }
+// ErrNoDaemon is api.ErrNoDaemon.
+var ErrNoDaemon = api.ErrNoDaemon

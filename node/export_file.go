@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -15,11 +15,8 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// ExportResult is the outcome of an export into a passed file.
-type ExportResult struct {
-	Size int64 `json:"size"` // the disk's size: the file's length
-	Data int64 `json:"data"` // bytes written; the rest of the file is holes
-}
+// ExportResult is api.ExportResult.
+type ExportResult = api.ExportResult
 
 // handleExportFile writes a disk head or replica into the regular file
 // passed with the request (see fdpass.go), sparse where the disk has zero
@@ -221,20 +218,4 @@ func pwriteAll(fd int, bufs [][]byte, off int64) error {
 		}
 	}
 	return nil
-}
-
-// ExportFile writes a disk head or replica into the regular file f, which
-// the daemon writes itself (the descriptor is passed over the unix socket):
-// f is truncated to the disk's size, zero blocks stay holes, and f is
-// synced when ExportFile returns. progress gets the bytes done so far and
-// the disk's size.
-func (c *Client) ExportFile(ctx context.Context, ref volume.Ref, f *os.File, progress func(done, total int64)) (ExportResult, error) {
-	last, err := c.fileJob(ctx, f, "http://weft/v1/disks/"+url.PathEscape(ref.String())+"/export-file", progress)
-	if err != nil {
-		return ExportResult{}, err
-	}
-	if last.Export == nil {
-		return ExportResult{}, fmt.Errorf("export %s: the daemon's answer has no result", ref)
-	}
-	return *last.Export, nil
 }

@@ -47,6 +47,9 @@ type fileConn struct {
 
 func (c *fileConn) Read(p []byte) (int, error) {
 	n, oobn, _, _, err := c.ReadMsgUnix(p, c.oob[:])
+	// recvmsg's -1 comes through on an error (the HTTP server's
+	// deadline that aborts its background read): io.Reader wants 0.
+	n = max(n, 0)
 	if oobn > 0 {
 		c.keep(c.oob[:oobn])
 	}
@@ -128,47 +131,4 @@ func passedFile(r *http.Request) (*os.File, error) {
 		return nil, errNoPassedFile
 	}
 	return f, nil
-}
-
-// passingConn is a client connection that passes a file with the first
-// bytes it writes.
-type passingConn struct {
-	*net.UnixConn
-	rights []byte // pending SCM_RIGHTS message, nil once sent
-}
-
-func (c *passingConn) Write(p []byte) (int, error) {
-	if c.rights == nil || len(p) == 0 {
-		return c.UnixConn.Write(p)
-	}
-	n, _, err := c.WriteMsgUnix(p, c.rights, nil)
-	if err != nil {
-		return n, err
-	}
-	c.rights = nil
-	if n < len(p) {
-		m, err := c.UnixConn.Write(p[n:])
-		return n + m, err
-	}
-	return n, nil
-}
-
-// passing returns an HTTP client whose one request passes f to the daemon.
-// The caller keeps f open until the request is done.
-func (c *Client) passing(f *os.File) *http.Client {
-	rights := unix.UnixRights(int(f.Fd()))
-	sock := Config{Home: c.home}.SocketPath()
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, "unix", sock)
-			if err != nil {
-				return nil, err
-			}
-			return &passingConn{UnixConn: conn.(*net.UnixConn), rights: rights}, nil
-		},
-		DisableKeepAlives:  true,
-		DisableCompression: true,
-	}
-	return &http.Client{Transport: tr}
 }

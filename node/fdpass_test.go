@@ -47,10 +47,10 @@ func tempFile(t *testing.T, name string) *os.File {
 func TestFileConnKeepsOnePassedFile(t *testing.T) {
 	srv, cli := unixPair(t)
 	a, b, c := tempFile(t, "a"), tempFile(t, "b"), tempFile(t, "c")
-	if _, err := (&passingConn{UnixConn: cli, rights: unix.UnixRights(int(a.Fd()), int(b.Fd()))}).Write([]byte("x")); err != nil {
+	if _, _, err := cli.WriteMsgUnix([]byte("x"), unix.UnixRights(int(a.Fd()), int(b.Fd())), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (&passingConn{UnixConn: cli, rights: unix.UnixRights(int(c.Fd()))}).Write([]byte("y")); err != nil {
+	if _, _, err := cli.WriteMsgUnix([]byte("y"), unix.UnixRights(int(c.Fd())), nil); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, 0, 2)

@@ -23,5 +23,5 @@ func (s *server) handleSetAllow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("disk allow-list set", "disk", name, "allow", info.Allow)
-	s.writeJSON(w, http.StatusOK, info)
+	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
 }

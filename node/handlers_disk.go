@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"net/http"
 	"sort"
@@ -44,19 +45,20 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	s.announce(r.Context(), catalog.DiskKey(info.Name))
 	s.log.Info("disk created", "disk", info.Name, "size", info.Size, "block_size", info.BlockSize)
-	s.writeJSON(w, http.StatusCreated, info)
+	s.writeJSON(w, http.StatusCreated, apiDiskInfo(info))
 }
 
 // handleDiskInfo answers from this node's volumes, or for a disk another
 // node owns from its catalog record, or says why it cannot.
 func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	info, err := s.vols.DiskInfo(r.Context(), name)
+	held, err := s.vols.DiskInfo(r.Context(), name)
+	info := apiDiskInfo(held)
 	if s.mesh != nil {
 		e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
 		switch {
 		case err == nil:
-			info = s.mesh.localDiskInfo(r.Context(), info)
+			info = s.mesh.localDiskInfo(r.Context(), held)
 		case ok && errors.Is(err, volume.ErrNotFound):
 			info, err = s.mesh.remoteDisk(r.Context(), e), nil
 		case errors.Is(err, volume.ErrNotFound):
@@ -134,7 +136,7 @@ func (s *server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.announce(r.Context(), catalog.DiskKey(name))
-	s.writeJSON(w, http.StatusOK, info)
+	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
 }
 
 func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
@@ -166,7 +168,7 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 	}
 	s.announce(r.Context(), catalog.DiskKey(info.Name))
 	s.log.Info("disk cloned", "source", src.String(), "disk", info.Name)
-	s.writeJSON(w, http.StatusCreated, info)
+	s.writeJSON(w, http.StatusCreated, apiDiskInfo(info))
 }
 
 // importSpec is the disk spec of an import request: its name, and the
@@ -206,7 +208,7 @@ func (s *server) handleImport(w http.ResponseWriter, r *http.Request) {
 	}
 	s.announce(r.Context(), catalog.DiskKey(info.Name))
 	s.log.Info("disk imported", "disk", info.Name, "size", info.Size, "used", info.UsedBytes)
-	s.writeJSON(w, http.StatusOK, info)
+	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
 }
 
 // failDrain reads what is left of the request body before answering, so
@@ -239,13 +241,13 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *volume.View) error {
-	enc, err := newExportEncoder(w, v.Size(), v.BlockSize())
+	enc, err := api.NewExportWriter(w, v.Size(), v.BlockSize())
 	if err != nil {
 		return err
 	}
 	bufs := volume.NewBlockBuffers(exportBuffers)
 	err = v.ForEachBlock(ctx, bufs, func(off int64, p []byte) error {
-		err := enc.data(off, p)
+		err := enc.Data(off, p)
 		bufs.Put(p) // written out
 		return err
 	})
@@ -253,10 +255,11 @@ func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *vol
 		if s.mesh != nil {
 			err = s.mesh.unavailable(ref, err)
 		}
-		if ferr := enc.fail(err); ferr != nil {
+		_, code := classify(err)
+		if ferr := enc.Fail(errorMessage(err, code), code); ferr != nil {
 			return ferr
 		}
 		return err
 	}
-	return enc.finish()
+	return enc.Finish()
 }

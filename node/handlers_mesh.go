@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"net/http"
 	"strings"
 	"time"
@@ -21,46 +22,23 @@ import (
 // addresses.
 var ErrNoMesh = errors.New("this node runs alone (no --listen addresses): it has no mesh")
 
-// IDInfo is the answer of GET /v1/id.
-type IDInfo struct {
-	PeerID string   `json:"peer_id"`
-	Addrs  []string `json:"addrs"`
-}
+// IDInfo is api.IDInfo.
+type IDInfo = api.IDInfo
 
-// JoinRequest is the body of POST /v1/join.
-type JoinRequest struct {
-	Addrs []string `json:"addrs"`
-}
+// JoinRequest is api.JoinRequest.
+type JoinRequest = api.JoinRequest
 
-// JoinResult says how many of the addresses answered.
-type JoinResult struct {
-	Joined  int `json:"joined"`
-	Members int `json:"members"`
-}
+// JoinResult is api.JoinResult.
+type JoinResult = api.JoinResult
 
-// Peer is one member of the mesh. Field names are part of the CLI's JSON
-// contract.
-type Peer struct {
-	PeerID string   `json:"peer_id"`
-	Site   string   `json:"site"`
-	State  string   `json:"state"`
-	Addrs  []string `json:"addrs"`
-	Used   int64    `json:"used"`
-	Free   int64    `json:"free"`
-	Self   bool     `json:"self"`
-}
+// Peer is api.Peer.
+type Peer = api.Peer
 
-// MoveRequest is the body of POST /v1/disks/{name}/move.
-type MoveRequest struct {
-	To string `json:"to"` // peer ID
-}
+// MoveRequest is api.MoveRequest.
+type MoveRequest = api.MoveRequest
 
-// TakeRequest is the body of POST /v1/disks/{name}/take.
-type TakeRequest struct {
-	// Force takes the disk even when its owner is alive: the owner is
-	// fenced and its diverging writes are kept as a replica.
-	Force bool `json:"force,omitempty"`
-}
+// TakeRequest is api.TakeRequest.
+type TakeRequest = api.TakeRequest
 
 func (s *server) meshOr(w http.ResponseWriter, r *http.Request) bool {
 	if s.mesh == nil {
@@ -214,7 +192,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mesh.announce(r.Context(), e.Key)
 	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
 }
 
 // handleTake makes this node the owner of a disk whose owner is dead (or,
@@ -259,7 +237,7 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
 }
 
 func (n *meshNode) pushedRoot(disk string) cid.Cid {
@@ -270,7 +248,7 @@ func (n *meshNode) pushedRoot(disk string) cid.Cid {
 
 // diskInfo completes a disk's info with what the mesh knows: owner,
 // epoch and the under-replicated count of its root.
-func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.DiskInfo) volume.DiskInfo {
+func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info api.DiskInfo) api.DiskInfo {
 	info.Owner, info.Epoch = e.Owner, e.Epoch
 	info.UnderReplicated = n.underReplicated(ctx, info)
 	return info
@@ -278,7 +256,8 @@ func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.Di
 
 // localDiskInfo completes the info of a disk held here with what the mesh
 // knows; one not published yet has no owner, and nobody confirmed a copy.
-func (n *meshNode) localDiskInfo(ctx context.Context, info volume.DiskInfo) volume.DiskInfo {
+func (n *meshNode) localDiskInfo(ctx context.Context, local volume.DiskInfo) api.DiskInfo {
+	info := apiDiskInfo(local)
 	if e, ok := n.cat.Get(catalog.DiskKey(info.Name)); ok {
 		return n.diskInfo(ctx, e, info)
 	}
@@ -287,8 +266,8 @@ func (n *meshNode) localDiskInfo(ctx context.Context, info volume.DiskInfo) volu
 }
 
 // remoteDisks describes the disks of the catalog this node does not hold.
-func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []volume.DiskInfo {
-	var out []volume.DiskInfo
+func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []api.DiskInfo {
+	var out []api.DiskInfo
 	for _, e := range n.cat.List(catalog.DiskPrefix) {
 		if !local[strings.TrimPrefix(e.Key, catalog.DiskPrefix)] {
 			out = append(out, n.remoteDisk(ctx, e))
@@ -299,8 +278,8 @@ func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []vol
 
 // remoteDisk describes a disk this node does not hold from its catalog
 // record e, counting what the blocks held here say of its use.
-func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) volume.DiskInfo {
-	info := catalogDiskInfo(e)
+func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) api.DiskInfo {
+	info := apiDiskInfo(catalogDiskInfo(e))
 	used, err := n.vols.RootBytes(ctx, e.Root, e.BlockSize)
 	if err != nil {
 		n.log.Debug("size of a remote disk", "disk", info.Name, "err", err)

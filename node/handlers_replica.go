@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"github.com/weft-mesh/weft/api"
 	"net/http"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
@@ -61,7 +62,7 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	}
 	s.announce(r.Context(), catalog.DiskKey(disk), catalog.ReplicaKey(disk, res.Backup))
 	s.log.Info("disk restored", "disk", disk, "replica", rep, "backup", res.Backup)
-	s.writeJSON(w, http.StatusOK, res)
+	s.writeJSON(w, http.StatusOK, api.RestoreResult{Disk: apiDiskInfo(res.Disk), Backup: res.Backup})
 }
 
 func (s *server) handleRemoveReplica(w http.ResponseWriter, r *http.Request) {

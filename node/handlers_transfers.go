@@ -123,5 +123,5 @@ func (s *server) handleRecover(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Warn("disk recovered from its replication", "disk", info.Name, "site", req.From, "root", info.Root)
-	s.writeJSON(w, http.StatusOK, info)
+	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
 }

@@ -1,9 +1,9 @@
 package node
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"net/http"
 	"os"
@@ -14,17 +14,8 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// FileProgress is one line of the newline-delimited JSON stream that
-// answers an import or export of a passed file: progress lines with Bytes
-// done of Total, then one final line with Disk (import), Export or Error.
-type FileProgress struct {
-	Bytes  int64            `json:"bytes"`
-	Total  int64            `json:"total"`
-	Disk   *volume.DiskInfo `json:"disk,omitempty"`
-	Export *ExportResult    `json:"export,omitempty"`
-	Error  string           `json:"error,omitempty"`
-	Code   string           `json:"code,omitempty"`
-}
+// FileProgress is api.FileProgress.
+type FileProgress = api.FileProgress
 
 // fileProgressEvery is how often progress lines are sent.
 const fileProgressEvery = 200 * time.Millisecond
@@ -94,7 +85,8 @@ func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
 		}
 		s.announce(r.Context(), catalog.DiskKey(info.Name))
 		s.log.Info("disk imported", "disk", info.Name, "size", info.Size, "used", info.UsedBytes)
-		return FileProgress{Disk: &info}, nil
+		d := apiDiskInfo(info)
+		return FileProgress{Disk: &d}, nil
 	})
 }
 
@@ -120,54 +112,4 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
-}
-
-// ImportFile imports the regular file f, which the daemon reads itself
-// from f's current offset to its end (the descriptor is passed over the
-// unix socket), calling progress with the bytes read so far and the file's
-// size.
-func (c *Client) ImportFile(ctx context.Context, spec volume.DiskSpec, f *os.File, progress func(done, total int64)) (volume.DiskInfo, error) {
-	last, err := c.fileJob(ctx, f, importURL(spec, "import-file"), progress)
-	if err != nil {
-		return volume.DiskInfo{}, err
-	}
-	if last.Disk == nil {
-		return volume.DiskInfo{}, fmt.Errorf("import %s: the daemon's answer has no disk", spec.Name)
-	}
-	return *last.Disk, nil
-}
-
-// fileJob posts to u passing f, and reads the FileProgress lines of the
-// answer up to the last one.
-func (c *Client) fileJob(ctx context.Context, f *os.File, u string, progress func(done, total int64)) (FileProgress, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return FileProgress{}, fmt.Errorf("%s: %w", u, err)
-	}
-	hc := c.passing(f)
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Do(req)
-	if err != nil {
-		return FileProgress{}, c.transportError(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return FileProgress{}, readError(resp)
-	}
-	dec := json.NewDecoder(io.LimitReader(resp.Body, 1<<30))
-	for {
-		var p FileProgress
-		if err := dec.Decode(&p); err != nil {
-			return FileProgress{}, fmt.Errorf("%s: the daemon's answer ended early: %w", req.URL.Path, err)
-		}
-		if progress != nil {
-			progress(p.Bytes, p.Total)
-		}
-		switch {
-		case p.Error != "":
-			return FileProgress{}, &APIError{Status: http.StatusOK, Code: p.Code, Message: p.Error}
-		case p.Disk != nil, p.Export != nil:
-			return p, nil
-		}
-	}
 }

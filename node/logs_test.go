@@ -3,12 +3,11 @@ package node
 import (
 	"bytes"
 	"context"
+	"github.com/weft-mesh/weft/api"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/weft-mesh/weft/volume"
 )
 
 // lockedBuffer is a bytes.Buffer that a logger and the test share.
@@ -38,7 +37,7 @@ func TestLogsDoNotRepeatAttributes(t *testing.T) {
 		c.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
-	if _, err := cl.CreateDisk(context.Background(), volume.DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
+	if _, err := cl.CreateDisk(context.Background(), api.DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	components := map[string]bool{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"log/slog"
 	"net/http"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/node/fusefs"
@@ -20,19 +20,13 @@ import (
 
 // codeBusy is the error code of an unmount refused because a file in the
 // mount is open.
-const codeBusy = "busy"
+const codeBusy = api.CodeBusy
 
-// MountRequest is the body of POST /v1/mounts.
-type MountRequest struct {
-	Dir string `json:"dir"` // absolute path of an existing directory
-}
+// MountRequest is api.MountRequest.
+type MountRequest = api.MountRequest
 
-// MountInfo describes a FUSE mount of the node's disks. Field names are
-// part of the CLI's JSON contract.
-type MountInfo struct {
-	Dir     string    `json:"dir"`
-	Started time.Time `json:"started"`
-}
+// MountInfo is api.MountInfo.
+type MountInfo = api.MountInfo
 
 // mountTable holds the daemon's FUSE mounts, by directory. The daemon owns
 // them because it owns the disk heads they serve. Safe for concurrent use.

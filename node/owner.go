@@ -2,8 +2,8 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"slices"
 	"strings"
 	"time"
@@ -16,7 +16,7 @@ import (
 // write a disk, or its replicas, on a node that does not own it. Nothing
 // was written: the owner is the one place a disk's head changes, and
 // writes taken anywhere else would only be fenced into a replica.
-var ErrNotOwner = errors.New("not the owner of the disk")
+var ErrNotOwner = api.ErrNotOwner
 
 // notOwnerError names the owner and how to reach it.
 type notOwnerError struct {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 
 	"github.com/ipfs/go-cid"
 
@@ -12,22 +13,24 @@ import (
 // listDisks is what `disk ls` shows: the local disks and, on a mesh, the
 // disks of the catalog other nodes own, each with its owner and its count
 // of under-replicated blocks. The first nlocal are the local disks.
-func listDisks(ctx context.Context, vols *volume.Manager, mn *meshNode) (disks []volume.DiskInfo, nlocal int, err error) {
-	disks, err = vols.ListDisks(ctx)
+func listDisks(ctx context.Context, vols *volume.Manager, mn *meshNode) (disks []api.DiskInfo, nlocal int, err error) {
+	held, err := vols.ListDisks(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list disks: %w", err)
 	}
-	if disks == nil {
-		disks = []volume.DiskInfo{}
-	}
-	nlocal = len(disks)
-	if mn == nil {
-		return disks, nlocal, nil
-	}
+	disks = make([]api.DiskInfo, len(held))
+	nlocal = len(held)
 	local := map[string]bool{}
-	for i, d := range disks {
+	for i, d := range held {
+		if mn == nil {
+			disks[i] = apiDiskInfo(d)
+			continue
+		}
 		local[d.Name] = true
 		disks[i] = mn.localDiskInfo(ctx, d)
+	}
+	if mn == nil {
+		return disks, nlocal, nil
 	}
 	return append(disks, mn.remoteDisks(ctx, local)...), nlocal, nil
 }
@@ -36,7 +39,7 @@ func listDisks(ctx context.Context, vols *volume.Manager, mn *meshNode) (disks [
 // the metrics: the sum of the figures of disks, so that it agrees
 // with `disk ls` at the same instant. A block two disks share (a clone
 // and its source) counts once for each.
-func totalUnderReplicated(disks []volume.DiskInfo) int64 {
+func totalUnderReplicated(disks []api.DiskInfo) int64 {
 	var n int64
 	for _, d := range disks {
 		n += d.UnderReplicated
@@ -49,7 +52,7 @@ func totalUnderReplicated(disks []volume.DiskInfo) int64 {
 // account (heal.Redundancy). A root whose map cannot be read here counts
 // every data block known, and at least one: its copies cannot be checked,
 // so it is never reported replicated.
-func (n *meshNode) underReplicated(ctx context.Context, info volume.DiskInfo) int64 {
+func (n *meshNode) underReplicated(ctx context.Context, info api.DiskInfo) int64 {
 	if info.Root == "" {
 		return 0
 	}

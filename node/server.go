@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"log/slog"
 	"net/http"
@@ -105,7 +106,7 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	s.nbd.fillStatus(&out)
 	if s.mesh != nil {
 		out.PeerID = s.mesh.selfStr
-		hs := s.mesh.healer.Status()
+		hs := api.HealStatus(s.mesh.healer.Status())
 		out.Heal = &hs
 		for _, p := range s.mesh.peers() {
 			out.Members = append(out.Members, p)

@@ -3,9 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"github.com/weft-mesh/weft/api"
 	"testing"
-
-	"github.com/weft-mesh/weft/volume"
 )
 
 // TestRemoveSpacesuitOfEmptyDisk: a spacesuit of an empty disk (never in
@@ -14,7 +13,7 @@ import (
 func TestRemoveSpacesuitOfEmptyDisk(t *testing.T) {
 	cl, _ := startNodeWith(t, func(c *Config) { c.Listen = []string{"/ip4/127.0.0.1/tcp/0"} })
 	ctx := context.Background()
-	if _, err := cl.CreateDisk(ctx, volume.DiskSpec{Name: "empty", Size: 1 << 20}); err != nil {
+	if _, err := cl.CreateDisk(ctx, api.DiskSpec{Name: "empty", Size: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	sp, err := cl.Publish(ctx, "golden", "empty")
@@ -27,7 +26,7 @@ func TestRemoveSpacesuitOfEmptyDisk(t *testing.T) {
 	if list, err := cl.Spacesuits(ctx); err != nil || len(list) != 0 {
 		t.Fatalf("spacesuits after the removal: %+v, %v; want none", list, err)
 	}
-	if err := cl.RemoveSpacesuit(ctx, sp.Ref); !errors.Is(err, volume.ErrNotFound) {
+	if err := cl.RemoveSpacesuit(ctx, sp.Ref); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("remove %s again: %v, want ErrNotFound", sp.Ref, err)
 	}
 }

@@ -5,7 +5,7 @@
 # O_DIRECT), random 4 KiB reads and writes (libaio, iodepth 16, O_DIRECT)
 # and random 4 KiB writes from 4 threads (psync, O_DIRECT), as a table of
 # MB/s, IOPS and p99 latency with the weft/local and weft/ceiling ratios.
-# The ceiling is internal/cmd/fuseceiling, a FUSE server mounted like
+# The ceiling is cmd/fuseceiling, a FUSE server mounted like
 # weft's that does no work at all (writes thrown away, reads zeros):
 # no FUSE server can beat it on this machine, so ceiling/local is what
 # FUSE itself costs here and weft/ceiling is what weft adds to it.
@@ -55,7 +55,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && go build -o "$WORK/fuseceiling" ./internal/cmd/fuseceiling)
+(cd "$ROOT" && go build -o "$WORK/fuseceiling" ./cmd/fuseceiling)
 mkdir "$MNT" "$CEIL_MNT"
 "$WORK/fuseceiling" --size $((SIZE_MB << 20)) "$CEIL_MNT" &
 CEILING=$!

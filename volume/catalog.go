@@ -3,16 +3,14 @@ package volume
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
-	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/internal/jsonfile"
 )
 
 // catalog is the durable record of this node's disks and replicas. It is
@@ -52,15 +50,12 @@ const catalogFile = "catalog.json"
 
 func loadCatalog(dir string) (*catalog, error) {
 	c := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}, Spacesuits: map[string]*spacesuitRecord{}}
-	data, err := os.ReadFile(filepath.Join(dir, catalogFile))
+	err := jsonfile.Load(filepath.Join(dir, catalogFile), c)
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load catalog: %w", err)
-	}
-	if err := json.Unmarshal(data, c); err != nil {
-		return nil, fmt.Errorf("load catalog %s: %w", filepath.Join(dir, catalogFile), err)
 	}
 	if c.Disks == nil {
 		c.Disks = map[string]*diskRecord{}
@@ -77,11 +72,7 @@ func loadCatalog(dir string) (*catalog, error) {
 // save writes the catalog durably (see atomicfile): a crash leaves either
 // version, whole.
 func (c *catalog) save(dir string) error {
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return fmt.Errorf("save catalog: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(dir, catalogFile), data, 0o600); err != nil {
+	if err := jsonfile.Save(filepath.Join(dir, catalogFile), c, 0o600); err != nil {
 		return fmt.Errorf("save catalog: %w", mapNoSpace(err))
 	}
 	return nil

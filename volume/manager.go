@@ -436,10 +436,6 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	}
 	info.UsedBytes = blocks * info.BlockSize
 	info.DirtyBytes = h.dirtyCount() * info.BlockSize
-	if info.Replicas > 1 {
-		// This node holds the one copy there is of each block.
-		info.UnderReplicated = blocks
-	}
 	return info, nil
 }
 

@@ -86,8 +86,8 @@ type DiskSpec struct {
 	Sync bool
 }
 
-// DiskInfo describes a disk head. Field names are part of the CLI's JSON
-// contract.
+// DiskInfo describes a disk head as this node's volumes know it; the
+// daemon answers with api.DiskInfo, which adds what the mesh knows.
 type DiskInfo struct {
 	Name      string `json:"name"`
 	Size      int64  `json:"size"`
@@ -97,19 +97,10 @@ type DiskInfo struct {
 	Root      string `json:"root"` // CID of the last committed block map; "" when empty
 	UsedBytes int64  `json:"used_bytes"`
 	// DirtyBytes is data written but not yet committed to the block store.
-	DirtyBytes int64 `json:"dirty_bytes"`
-	// UnderReplicated counts the disk's blocks that fewer than Replicas
-	// nodes are confirmed to hold; it is never 0 before they confirmed.
-	// A single node holds one copy of each block; a node of a mesh
-	// completes the figure from its redundancy account.
-	UnderReplicated int64 `json:"under_replicated"`
-	ReplicaCount    int   `json:"replica_count"`
-	// Owner is the peer ID of the node that may write the disk and Epoch
-	// its ownership epoch; both are empty on a node without a mesh.
-	Owner     string    `json:"owner,omitempty"`
-	Epoch     uint64    `json:"epoch,omitempty"`
-	Created   time.Time `json:"created"`
-	Committed time.Time `json:"committed"`
+	DirtyBytes   int64     `json:"dirty_bytes"`
+	ReplicaCount int       `json:"replica_count"`
+	Created      time.Time `json:"created"`
+	Committed    time.Time `json:"committed"`
 	// Allow lists the client networks (CIDR) that may open the disk over
 	// NBD; empty means any client that can reach the listener.
 	Allow []string `json:"allow,omitempty"`

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/volume"
 )
 
 func newDiskCloneCmd(g *globals) *cobra.Command {
@@ -22,7 +22,7 @@ func newDiskCloneCmd(g *globals) *cobra.Command {
 }
 
 func runDiskClone(ctx context.Context, g *globals, args []string) error {
-	src, err := volume.ParseRef(args[0])
+	src, err := api.ParseRef(args[0])
 	if err != nil {
 		return err
 	}

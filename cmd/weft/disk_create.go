@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/volume"
 )
 
 type diskCreateOptions struct {
@@ -31,7 +31,7 @@ func newDiskCreateCmd(g *globals) *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&o.size, "size", "", "disk size, e.g. 32M, 10G, 1T (binary units)")
 	f.StringVar(&o.blockSize, "block-size", "", "block size, a power of two from 4K to 4M (default 64K)")
-	f.IntVar(&o.replicas, "replicas", volume.DefaultReplicas, "copies of each block in the mesh")
+	f.IntVar(&o.replicas, "replicas", api.DefaultReplicas, "copies of each block in the mesh")
 	f.BoolVar(&o.sync, "sync", false, "a flush returns only when every copy is on its node (default: async, replicated behind)")
 	return c
 }
@@ -48,7 +48,7 @@ func runDiskCreate(ctx context.Context, o *diskCreateOptions, args []string) err
 	if err != nil {
 		return err
 	}
-	if err := flagRange("replicas", o.replicas, 1, volume.MaxReplicas); err != nil {
+	if err := flagRange("replicas", o.replicas, 1, api.MaxReplicas); err != nil {
 		return err
 	}
 	cl, err := o.client()
@@ -56,7 +56,7 @@ func runDiskCreate(ctx context.Context, o *diskCreateOptions, args []string) err
 		return err
 	}
 	defer cl.Close()
-	info, err := cl.CreateDisk(ctx, volume.DiskSpec{Name: args[0], Size: n, BlockSize: bs, Replicas: o.replicas, Sync: o.sync})
+	info, err := cl.CreateDisk(ctx, api.DiskSpec{Name: args[0], Size: n, BlockSize: bs, Replicas: o.replicas, Sync: o.sync})
 	if err != nil {
 		return err
 	}

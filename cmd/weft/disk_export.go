@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/node"
-	"github.com/weft-mesh/weft/volume"
 )
 
 type diskExportOptions struct {
@@ -30,7 +29,7 @@ func newDiskExportCmd(g *globals) *cobra.Command {
 }
 
 func runDiskExport(ctx context.Context, o *diskExportOptions, args []string) (err error) {
-	ref, err := volume.ParseRef(args[0])
+	ref, err := api.ParseRef(args[0])
 	if err != nil {
 		return err
 	}
@@ -84,7 +83,7 @@ func runDiskExport(ctx context.Context, o *diskExportOptions, args []string) (er
 }
 
 // streamExport copies the disk's export stream to out, every byte.
-func streamExport(ctx context.Context, o *diskExportOptions, cl *node.Client, ref volume.Ref, out io.Writer) error {
+func streamExport(ctx context.Context, o *diskExportOptions, cl *api.Client, ref api.Ref, out io.Writer) error {
 	er, err := cl.Export(ctx, ref)
 	if err != nil {
 		return err

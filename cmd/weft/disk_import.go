@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/volume"
 )
 
 type diskImportOptions struct {
@@ -32,7 +32,7 @@ func newDiskImportCmd(g *globals) *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVar(&o.blockSize, "block-size", "", "block size of a new disk (default 64K)")
-	f.IntVar(&o.replicas, "replicas", volume.DefaultReplicas, "replication factor of a new disk")
+	f.IntVar(&o.replicas, "replicas", api.DefaultReplicas, "replication factor of a new disk")
 	return c
 }
 
@@ -42,7 +42,7 @@ func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) err
 	if err != nil {
 		return err
 	}
-	if err := flagRange("replicas", o.replicas, 1, volume.MaxReplicas); err != nil {
+	if err := flagRange("replicas", o.replicas, 1, api.MaxReplicas); err != nil {
 		return err
 	}
 	in, total := o.stdin, int64(-1)
@@ -70,9 +70,9 @@ func runDiskImport(ctx context.Context, o *diskImportOptions, args []string) err
 		return err
 	}
 	defer cl.Close()
-	spec := volume.DiskSpec{Name: name, BlockSize: bs, Replicas: o.replicas}
+	spec := api.DiskSpec{Name: name, BlockSize: bs, Replicas: o.replicas}
 	bar := newProgress(o.globals, "import "+name, total)
-	var info volume.DiskInfo
+	var info api.DiskInfo
 	if regular != nil {
 		// The daemon reads the file itself through the descriptor passed
 		// to it, which saves copying every byte through the socket.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -18,10 +19,10 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/blockstore/storetest"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/node"
 	"github.com/weft-mesh/weft/placement"
-	"github.com/weft-mesh/weft/volume"
 )
 
 // meshTimeout bounds every wait for the mesh to converge: failure
@@ -83,17 +84,17 @@ func (h *harness) alivePeers() int {
 	return n
 }
 
-func (h *harness) diskInfo(name string) volume.DiskInfo {
+func (h *harness) diskInfo(name string) api.DiskInfo {
 	h.t.Helper()
-	var d volume.DiskInfo
+	var d api.DiskInfo
 	h.jsonOut(&d, "disk", "info", name)
 	return d
 }
 
 // tryDiskInfo is diskInfo for polling: a disk not known yet is no failure.
-func (h *harness) tryDiskInfo(name string) (volume.DiskInfo, string) {
+func (h *harness) tryDiskInfo(name string) (api.DiskInfo, string) {
 	h.t.Helper()
-	var d volume.DiskInfo
+	var d api.DiskInfo
 	r := h.run(nil, "disk", "info", name, "--json")
 	if r.code != 0 {
 		return d, r.stderr
@@ -273,7 +274,7 @@ func corruptHeldBlock(t *testing.T, dir string, img []byte, pick func(cid.Cid) b
 		}
 		c := blockstore.Sum(blockstore.CodecRaw, blk)
 		if ok, _ := s.Has(context.Background(), c); ok && pick(c) {
-			if err := s.Corrupt(c); err != nil {
+			if err := storetest.CorruptDisk(s, c); err != nil {
 				t.Fatal(err)
 			}
 			return c
@@ -475,7 +476,7 @@ func TestPushSpacesuitToSites(t *testing.T) {
 	// Removing a version anywhere removes it everywhere, publisher included.
 	b.ok("spacesuit", "rm", "ubuntu@1")
 	eventually(t, "ubuntu@1 gone on the publisher", func() (bool, string) {
-		var list []volume.SpacesuitInfo
+		var list []api.SpacesuitInfo
 		a.jsonOut(&list, "spacesuit", "ls")
 		for _, s := range list {
 			if s.Ref == "ubuntu@1" {
@@ -631,7 +632,7 @@ func TestScheduledReplication(t *testing.T) {
 	}
 	eventually(t, "a first cycle", func() (bool, string) { p := policy(); return p.Cycles == 1 && p.LastError == "", fmt.Sprintf("%+v", p) })
 	first := policy()
-	var reps []volume.ReplicaInfo
+	var reps []api.ReplicaInfo
 	b.jsonOut(&reps, "replica", "ls", "d")
 	if len(reps) != 1 || reps[0].Name != first.LastReplica {
 		t.Fatalf("site-b holds replicas %+v, want %s", reps, first.LastReplica)
@@ -662,7 +663,7 @@ func TestScheduledReplication(t *testing.T) {
 	// (the clone made from it at the site is independent and stays).
 	for _, h := range []*harness{a, b} {
 		eventually(t, "only the last replicated state on "+filepath.Base(h.home), func() (bool, string) {
-			var reps []volume.ReplicaInfo
+			var reps []api.ReplicaInfo
 			h.jsonOut(&reps, "replica", "ls", "d")
 			var names []string
 			for _, r := range reps {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"net"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-mesh/weft/node"
-	"github.com/weft-mesh/weft/volume"
 )
 
 // TestExportImportPassFile covers import and export of regular files, which
@@ -61,7 +61,7 @@ func TestExportImportPassFile(t *testing.T) {
 	cl := node.NewClient(home)
 	defer cl.Close()
 	ctx := context.Background()
-	ref := volume.Ref{Disk: "web"}
+	ref := api.Ref{Disk: "web"}
 	ro, err := os.Open(out)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestExportImportPassFile(t *testing.T) {
 		return err
 	})
 	wantInvalid(t, "import from a pipe", "not a regular file", func() error {
-		_, err := cl.ImportFile(ctx, volume.DiskSpec{Name: "piped"}, pr, nil)
+		_, err := cl.ImportFile(ctx, api.DiskSpec{Name: "piped"}, pr, nil)
 		return err
 	})
 	if again, err := os.ReadFile(out); err != nil || !bytes.Equal(again, got) {
@@ -123,7 +123,7 @@ func TestExportImportPassFile(t *testing.T) {
 func wantInvalid(t *testing.T, what, want string, call func() error) {
 	t.Helper()
 	err := call()
-	if !errors.Is(err, volume.ErrInvalid) || !strings.Contains(err.Error(), want) {
+	if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("%s: %v, want an invalid-request error containing %q", what, err, want)
 	}
 }

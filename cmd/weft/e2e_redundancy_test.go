@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -22,7 +23,6 @@ import (
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/node"
-	"github.com/weft-mesh/weft/volume"
 )
 
 // figure is one report of under-replicated blocks: what said it, the root
@@ -88,7 +88,7 @@ func (h *harness) redundancyFigures(disk, metricsAddr string) []figure {
 	info, _ := h.tryDiskInfo(disk)
 	st := h.status()
 	m := metricsUnder(h.t, metricsAddr)
-	var ls []volume.DiskInfo
+	var ls []api.DiskInfo
 	h.jsonOut(&ls, "disk", "ls")
 	listed := figure{what: name + " disk ls", under: -1}
 	for _, d := range ls {
@@ -255,7 +255,7 @@ func TestRedundancyFiguresAgree(t *testing.T) {
 	a.ok("disk", "import", "two", writeTemp(t, "two.img", img[:1<<20]), "--replicas", "2")
 	// One node cannot hold two copies: both disks stay under-replicated,
 	// every block of them, and the figures add up.
-	var ls []volume.DiskInfo
+	var ls []api.DiskInfo
 	a.jsonOut(&ls, "disk", "ls")
 	var sum int64
 	for _, d := range ls {

@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weft-mesh/weft/node"
-	"github.com/weft-mesh/weft/volume"
 )
 
 // policiesOf lists the replication policies h knows, by DISK/SITE/MODE.
@@ -26,7 +26,7 @@ func policiesOf(h *harness) map[string]node.Policy {
 // replicatedStates lists the replicas of disk on h that replication took.
 func replicatedStates(h *harness, disk string) []string {
 	h.t.Helper()
-	var reps []volume.ReplicaInfo
+	var reps []api.ReplicaInfo
 	h.jsonOut(&reps, "replica", "ls", disk)
 	var names []string
 	for _, r := range reps {

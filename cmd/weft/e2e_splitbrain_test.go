@@ -3,12 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/weft-mesh/weft/volume"
 )
 
 // netnsLink is a network namespace joined to the root namespace by a veth
@@ -130,7 +129,7 @@ func TestSplitBrainFencesOldOwner(t *testing.T) {
 	copy(want[mib:2*mib], bytes.Repeat([]byte{0x22}, mib))
 	c.wantContent("db", want)
 
-	var reps []volume.ReplicaInfo
+	var reps []api.ReplicaInfo
 	a.jsonOut(&reps, "replica", "ls", "db")
 	var fenced string
 	for _, r := range reps {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -15,11 +16,11 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/blockstore/storetest"
 	"github.com/weft-mesh/weft/node"
-	"github.com/weft-mesh/weft/volume"
 )
 
-const blockSize = volume.DefaultBlockSize
+const blockSize = api.DefaultBlockSize
 
 // testImage returns a disk image of random data with holes: a run of
 // blocks, a hole, a lone block, a partly written block, and a tail that
@@ -156,7 +157,7 @@ func TestCLI(t *testing.T) {
 	// create, and an empty 1 TiB disk exports sparsely.
 	h.ok("disk", "create", "empty", "--size", "1T")
 	h.ok("disk", "create", "small", "--size", "32M", "--block-size", "4K", "--replicas", "3")
-	var small volume.DiskInfo
+	var small api.DiskInfo
 	h.jsonOut(&small, "disk", "info", "small")
 	if small.Size != 32<<20 || small.BlockSize != 4<<10 || small.Replicas != 3 {
 		t.Fatalf("disk info small = %+v", small)
@@ -186,7 +187,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("import from stdin: exit %d, stderr %s", r.code, r.stderr)
 	}
 	h.wantContent("web-stdin", wantA)
-	var fromFile, fromStdin volume.DiskInfo
+	var fromFile, fromStdin api.DiskInfo
 	h.jsonOut(&fromFile, "disk", "info", "web")
 	h.jsonOut(&fromStdin, "disk", "info", "web-stdin")
 	if fromFile.Root != fromStdin.Root || fromFile.Root == "" {
@@ -202,7 +203,7 @@ func TestCLI(t *testing.T) {
 			t.Errorf("disk info --json has no %q: %v", k, fields)
 		}
 	}
-	var web volume.DiskInfo
+	var web api.DiskInfo
 	h.jsonOut(&web, "disk", "info", "web")
 	if web.Name != "web" || web.Size != int64(len(wantA)) || web.BlockSize != blockSize || web.Root == "" {
 		t.Fatalf("disk info web = %+v", web)
@@ -210,7 +211,7 @@ func TestCLI(t *testing.T) {
 	if wantUsed := int64(16+1+1+1) * blockSize; web.UsedBytes != wantUsed {
 		t.Errorf("web used_bytes = %d, want %d (zero blocks are not stored)", web.UsedBytes, wantUsed)
 	}
-	var disks []volume.DiskInfo
+	var disks []api.DiskInfo
 	h.jsonOut(&disks, "disk", "ls")
 	if len(disks) != 3 || disks[0].Name != "empty" || disks[1].Name != "small" || disks[2].Name != "web" {
 		t.Fatalf("disk ls --json = %+v, want empty, small, web", disks)
@@ -230,7 +231,7 @@ func TestCLI(t *testing.T) {
 	// Time travel: restore keeps the unsaved head as a backup replica.
 	out = h.ok("replica", "restore", "web", "r1")
 	h.wantContent("web", wantA)
-	var reps []volume.ReplicaInfo
+	var reps []api.ReplicaInfo
 	h.jsonOut(&reps, "replica", "ls", "web")
 	if len(reps) != 2 || reps[0].Name != "r1" {
 		t.Fatalf("replica ls after restore = %+v, want r1 and a backup", reps)
@@ -264,7 +265,7 @@ func TestCLI(t *testing.T) {
 	before := h.status()
 	h.ok("replica", "rm", "web", backup)
 	h.ok("disk", "rm", "c2")
-	var gc volume.GCStats
+	var gc api.GCStats
 	h.jsonOut(&gc, "gc")
 	after := h.status()
 	if gc.SweptBlocks == 0 || after.Bytes >= before.Bytes {
@@ -338,7 +339,7 @@ func corruptBlock(t *testing.T, dir string, c cid.Cid) {
 		t.Fatalf("open store to corrupt it: %v", err)
 	}
 	defer s.Close()
-	if err := s.Corrupt(c); err != nil {
+	if err := storetest.CorruptDisk(s, c); err != nil {
 		t.Fatalf("corrupt %s: %v", c, err)
 	}
 }

@@ -2,9 +2,8 @@ package main
 
 import (
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
-
-	"github.com/weft-mesh/weft/node"
 )
 
 // zeros is written for holes: a stream's output (a pipe, a device) cannot
@@ -13,8 +12,8 @@ var zeros = make([]byte, 1<<20)
 
 // writeExport copies an export stream to out, every byte, zeros included.
 // (A regular file is written by the daemon itself, sparse: see
-// node.Client.ExportFile.)
-func writeExport(er *node.ExportReader, out io.Writer, bar *progress) error {
+// api.Client.ExportFile.)
+func writeExport(er *api.ExportReader, out io.Writer, bar *progress) error {
 	for {
 		rec, err := er.Next()
 		if err == io.EOF {
@@ -24,9 +23,9 @@ func writeExport(er *node.ExportReader, out io.Writer, bar *progress) error {
 			return err
 		}
 		switch rec.Kind {
-		case node.RecordData:
+		case api.RecordData:
 			_, err = out.Write(rec.Data)
-		case node.RecordHole:
+		case api.RecordHole:
 			err = writeZeros(out, rec.Len)
 		}
 		if err != nil {

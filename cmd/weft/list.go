@@ -3,11 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/weft-mesh/weft/node"
 )
 
 // listing is how a list command prints what it fetched: JSON with --json,
@@ -20,7 +19,7 @@ type listing[T any] struct {
 
 // listCmd completes c, a command without arguments, into one that fetches
 // a list from the daemon and prints it as l says, with a --json flag.
-func listCmd[T any](g *globals, c *cobra.Command, fetch func(*node.Client, context.Context) ([]T, error), l listing[T]) *cobra.Command {
+func listCmd[T any](g *globals, c *cobra.Command, fetch func(*api.Client, context.Context) ([]T, error), l listing[T]) *cobra.Command {
 	var asJSON bool
 	c.Args = exactArgs(0)
 	c.RunE = func(c *cobra.Command, args []string) error {

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/node"
 	"io"
 	"os"
 	"os/signal"
@@ -16,8 +18,6 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
-
-	"github.com/weft-mesh/weft/volume"
 )
 
 func main() {
@@ -44,11 +44,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// exitCode is 2 for an error that says the command line is wrong, 1 for
-// any other.
+// exitCode is 2 for an error that says the command line is wrong (the
+// daemon's answer or node's own check), 1 for any other.
 func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, volume.ErrInvalid) {
+	if errors.As(err, &ue) || errors.Is(err, api.ErrInvalid) || errors.Is(err, node.ErrInvalid) {
 		return 2
 	}
 	return 1

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/node"
 )
 
 func newPeersCmd(g *globals) *cobra.Command {
@@ -17,9 +17,9 @@ func newPeersCmd(g *globals) *cobra.Command {
 		Short: "List the members of the mesh: peer ID, site, state, addresses, capacity",
 	}
 	c.AddCommand(newPeersRmCmd(g))
-	return listCmd(g, c, (*node.Client).Peers, listing[node.Peer]{
+	return listCmd(g, c, (*api.Client).Peers, listing[api.Peer]{
 		header: []string{"PEER ID", "SITE", "STATE", "USED", "FREE", "ADDRS"},
-		row: func(p node.Peer) []string {
+		row: func(p api.Peer) []string {
 			id := p.PeerID
 			if p.Self {
 				id += " (self)"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/node"
 )
 
 func newReplicateCmd(g *globals) *cobra.Command {
@@ -27,8 +27,8 @@ func newReplicateCmd(g *globals) *cobra.Command {
 			if to == "" && !pull {
 				return usageError{"replicate: --to SITE is required (or --pull, on a node of the site)"}
 			}
-			if every < node.MinReplicateEvery {
-				return usageError{fmt.Sprintf("replicate: --every %v: check the disk at most every %v", every, node.MinReplicateEvery)}
+			if every < api.MinReplicateEvery {
+				return usageError{fmt.Sprintf("replicate: --every %v: check the disk at most every %v", every, api.MinReplicateEvery)}
 			}
 			if keep < 1 {
 				return usageError{fmt.Sprintf("replicate: --keep %d: keep at least 1 replicated state", keep)}
@@ -51,7 +51,7 @@ func newReplicateCmd(g *globals) *cobra.Command {
 				}
 			}
 			for k, site := range sites {
-				p, err := cl.Replicate(c.Context(), node.ReplicateRequest{Disk: args[0], Site: site, Pull: pull, Every: every, Keep: keep, Options: o})
+				p, err := cl.Replicate(c.Context(), api.ReplicateRequest{Disk: args[0], Site: site, Pull: pull, Every: every, Keep: keep, Options: o})
 				if err != nil && k > 0 {
 					// The sites before this one have their policies.
 					return fmt.Errorf("%s: %w (added: %s; not tried: %s)", site, err, strings.Join(sites[:k], ","), orDash(strings.Join(sites[k+1:], ",")))
@@ -60,7 +60,7 @@ func newReplicateCmd(g *globals) *cobra.Command {
 					return err
 				}
 				verb := "replicating"
-				if p.Mode == node.ModePull {
+				if p.Mode == api.ModePull {
 					verb = "pulling"
 				}
 				fmt.Fprintf(g.stdout, "%s %s to %s every %s, keeping the last %d states\n", verb, p.Disk, p.Site, p.Every, p.Keep)
@@ -85,10 +85,10 @@ func newReplicateLsCmd(g *globals) *cobra.Command {
 		Use:   "ls",
 		Short: "List replication policies: last success, lag and bytes",
 	}
-	return listCmd(g, c, (*node.Client).Policies, listing[node.Policy]{
+	return listCmd(g, c, (*api.Client).Policies, listing[api.Policy]{
 		empty:  "no replication policies (add one with: weft replicate DISK --to SITE)",
 		header: []string{"DISK", "MODE", "SITE", "EVERY", "KEEP", "STATUS", "LAST SUCCESS", "LAG", "LAST BYTES", "TOTAL", "CYCLES", "ERROR"},
-		row: func(p node.Policy) []string {
+		row: func(p api.Policy) []string {
 			return []string{p.Disk, p.Mode, p.Site, p.Every.String(), strconv.Itoa(p.Keep), policyStatus(p), when(p.LastSuccess),
 				policyLag(p), size.Format(p.LastBytes), size.Format(p.TotalBytes), strconv.FormatInt(p.Cycles, 10), orDash(p.LastError)}
 		},
@@ -96,8 +96,8 @@ func newReplicateLsCmd(g *globals) *cobra.Command {
 }
 
 // policyStatus is how replicate ls shows a policy's status.
-func policyStatus(p node.Policy) string {
-	if p.Status == node.PolicyDiskGone {
+func policyStatus(p api.Policy) string {
+	if p.Status == api.PolicyDiskGone {
 		return "disk gone"
 	}
 	return p.Status
@@ -105,7 +105,7 @@ func policyStatus(p node.Policy) string {
 
 // policyLag is how replicate ls shows a policy's lag: never when the site
 // holds nothing from it yet, - when the disk is gone.
-func policyLag(p node.Policy) string {
+func policyLag(p api.Policy) string {
 	switch {
 	case p.Lag != nil:
 		return (time.Duration(*p.Lag) * time.Second).Round(time.Second).String()
@@ -125,8 +125,8 @@ func newReplicateRmCmd(g *globals) *cobra.Command {
 			if to == "" {
 				return usageError{"replicate rm: --to SITE is required"}
 			}
-			if mode != "" && mode != node.ModePush && mode != node.ModePull {
-				return usageError{fmt.Sprintf("replicate rm: --mode %q: want %s or %s", mode, node.ModePush, node.ModePull)}
+			if mode != "" && mode != api.ModePush && mode != api.ModePull {
+				return usageError{fmt.Sprintf("replicate rm: --mode %q: want %s or %s", mode, api.ModePush, api.ModePull)}
 			}
 			cl, err := g.client()
 			if err != nil {
@@ -144,7 +144,7 @@ func newReplicateRmCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			where := "on the owner and at " + p.Site
-			if p.Mode == node.ModePull {
+			if p.Mode == api.ModePull {
 				where = "on the pulling node at " + p.Site
 			}
 			states := "states"

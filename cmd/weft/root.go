@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/weft-mesh/weft/node"
 )
 
 // globals are the options every command shares.
@@ -59,12 +58,12 @@ const daemonPoll = 100 * time.Millisecond
 
 // client returns a client for the daemon of the home; with --wait, once
 // the daemon answers.
-func (g *globals) client() (*node.Client, error) {
+func (g *globals) client() (*api.Client, error) {
 	home, err := g.homeDir()
 	if err != nil {
 		return nil, err
 	}
-	cl := node.NewClient(home)
+	cl := api.NewClient(home)
 	if g.wait <= 0 {
 		return cl, nil
 	}
@@ -74,7 +73,7 @@ func (g *globals) client() (*node.Client, error) {
 	defer tick.Stop()
 	for {
 		_, err := cl.Status(ctx)
-		if !errors.Is(err, node.ErrNoDaemon) {
+		if !errors.Is(err, api.ErrNoDaemon) {
 			return cl, nil // answered, or will fail the command with its own error
 		}
 		select {

@@ -2,12 +2,11 @@ package main
 
 import (
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/node"
-	"github.com/weft-mesh/weft/volume"
 )
 
 func newSpacesuitCmd(g *globals) *cobra.Command {
@@ -43,10 +42,10 @@ func newSpacesuitLsCmd(g *globals) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List spacesuit versions (in a mesh: every site's)",
 	}
-	return listCmd(g, c, (*node.Client).Spacesuits, listing[volume.SpacesuitInfo]{
+	return listCmd(g, c, (*api.Client).Spacesuits, listing[api.SpacesuitInfo]{
 		empty:  "no spacesuits (publish one with: weft spacesuit publish NAME DISK)",
 		header: []string{"SPACESUIT", "SIZE", "BLOCK", "SOURCE", "CREATED"},
-		row: func(s volume.SpacesuitInfo) []string {
+		row: func(s api.SpacesuitInfo) []string {
 			src := s.Source
 			if src == "" {
 				src = "-"

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/node"
 )
 
 type statusOptions struct {
@@ -81,7 +81,7 @@ func runStatus(ctx context.Context, o *statusOptions, args []string) error {
 }
 
 // nbdLine describes the NBD listeners of a status.
-func nbdLine(st node.Status) string {
+func nbdLine(st api.Status) string {
 	var parts []string
 	if st.NBD != "" {
 		a := "nbd://" + st.NBD

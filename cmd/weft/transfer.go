@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/weft-mesh/weft/api"
 	"strings"
 	"time"
 
@@ -10,7 +11,6 @@ import (
 
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/internal/size"
-	"github.com/weft-mesh/weft/node"
 )
 
 // transferFlags are the knobs shared by push and pull.
@@ -37,8 +37,8 @@ func (f *transferFlags) add(c *cobra.Command) {
 	fl.BoolVar(&f.json, "json", false, "wait, then print the transfer as JSON")
 }
 
-func (f *transferFlags) options() (node.TransferOptions, error) {
-	o := node.TransferOptions{Priority: f.priority, Concurrency: f.concurrency}
+func (f *transferFlags) options() (api.TransferOptions, error) {
+	o := api.TransferOptions{Priority: f.priority, Concurrency: f.concurrency}
 	if f.hasConcurrency {
 		if err := flagRange("concurrency", f.concurrency, 1, datapath.MaxConcurrency); err != nil {
 			return o, err
@@ -73,7 +73,7 @@ func newPushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runTransfer(c.Context(), g, f, node.TransferRequest{Source: args[0], Targets: strings.Split(to, ","), Options: o})
+			return runTransfer(c.Context(), g, f, api.TransferRequest{Source: args[0], Targets: strings.Split(to, ","), Options: o})
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "targets: site names, peer IDs or multiaddrs, comma-separated")
@@ -96,7 +96,7 @@ func newPullCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runTransfer(c.Context(), g, f, node.TransferRequest{Source: args[0], From: from, Options: o})
+			return runTransfer(c.Context(), g, f, api.TransferRequest{Source: args[0], From: from, Options: o})
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "a peer ID, a multiaddr, or a site (every live member of it serves)")
@@ -106,7 +106,7 @@ func newPullCmd(g *globals) *cobra.Command {
 
 // runTransfer starts a transfer and, unless detached, follows it to the end
 // with a line per target; Ctrl-C cancels it.
-func runTransfer(ctx context.Context, g *globals, f *transferFlags, req node.TransferRequest) error {
+func runTransfer(ctx context.Context, g *globals, f *transferFlags, req api.TransferRequest) error {
 	cl, err := g.client()
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func runTransfer(ctx context.Context, g *globals, f *transferFlags, req node.Tra
 
 // drawTransfer redraws the progress lines of t on the terminal, over the
 // previous lines lines.
-func drawTransfer(g *globals, t node.TransferInfo, lines int) int {
+func drawTransfer(g *globals, t api.TransferInfo, lines int) int {
 	if lines > 0 {
 		fmt.Fprintf(g.stderr, "\x1b[%dA", lines)
 	}
@@ -197,10 +197,10 @@ func newTransfersCmd(g *globals) *cobra.Command {
 		Use:   "transfers",
 		Short: "List running and recent transfers with their progress",
 	}
-	return listCmd(g, c, (*node.Client).Transfers, listing[node.TransferInfo]{
+	return listCmd(g, c, (*api.Client).Transfers, listing[api.TransferInfo]{
 		empty:  "no transfers",
 		header: []string{"ID", "KIND", "SOURCE", "STATE", "PRIORITY", "PROGRESS", "STARTED"},
-		row: func(t node.TransferInfo) []string {
+		row: func(t api.TransferInfo) []string {
 			return []string{t.ID, t.Kind, t.Source, t.State, t.Priority,
 				transferLine(t.BytesSent, t.BlocksSent, t.TotalBytes, t.Rate, t.ETA), when(t.Started)}
 		},
@@ -233,7 +233,7 @@ func newTransferCmd(g *globals) *cobra.Command {
 // showPullProgress draws, on a terminal, the progress of the pull a
 // command started on the daemon (its source starts with prefix) until the
 // returned stop is called.
-func showPullProgress(ctx context.Context, g *globals, cl *node.Client, prefix string) (stop func()) {
+func showPullProgress(ctx context.Context, g *globals, cl *api.Client, prefix string) (stop func()) {
 	if !g.progress {
 		return func() {}
 	}

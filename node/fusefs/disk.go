@@ -180,7 +180,7 @@ func (n *diskFile) OnForget() {
 }
 
 // OpenFlags returns the FUSE open flags of a disk file opened with flags
-// (open(2)'s); directIO is Config.DirectIO. internal/cmd/fuseceiling opens
+// (open(2)'s); directIO is Config.DirectIO. cmd/fuseceiling opens
 // its file with them too.
 func OpenFlags(flags uint32, directIO bool) uint32 {
 	switch {

@@ -353,7 +353,7 @@ func detach(dir string) error {
 const fsName = "weft"
 
 // MountOptions are the kernel options of a weft mount whose requests carry
-// up to maxWrite bytes (internal/cmd/fuseceiling mounts with them too).
+// up to maxWrite bytes (cmd/fuseceiling mounts with them too).
 func MountOptions(maxWrite int) fuse.MountOptions {
 	return fuse.MountOptions{
 		FsName:        fsName,

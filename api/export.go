@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bufio"
@@ -7,15 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/weft-mesh/weft/volume"
 )
 
 // Limits of the export stream (see the package documentation).
 const (
 	exportMagic = "WEFTEXP1"
 	// MaxExportData is the largest data record: the largest block size.
-	MaxExportData = volume.MaxBlockSize
+	MaxExportData = MaxBlockSize
 	// MaxExportSize is the largest disk an export stream may describe.
 	MaxExportSize = 1 << 60
 	maxErrorLen   = 64 << 10
@@ -38,17 +36,17 @@ type Record struct {
 	Data []byte // for RecordData; valid until the next call to Next
 }
 
-// exportEncoder writes an export stream. It fills the gaps between data
+// ExportWriter writes an export stream (the daemon's half). It fills the gaps between data
 // records with hole records and checks that data comes in ascending order.
-type exportEncoder struct {
+type ExportWriter struct {
 	w    *bufio.Writer
 	size int64
 	next int64
 	hdr  [21]byte
 }
 
-func newExportEncoder(w io.Writer, size, blockSize int64) (*exportEncoder, error) {
-	e := &exportEncoder{w: bufio.NewWriterSize(w, 1<<20), size: size}
+func NewExportWriter(w io.Writer, size, blockSize int64) (*ExportWriter, error) {
+	e := &ExportWriter{w: bufio.NewWriterSize(w, 1<<20), size: size}
 	var h [24]byte
 	copy(h[:8], exportMagic)
 	binary.BigEndian.PutUint64(h[8:], uint64(size))
@@ -59,7 +57,7 @@ func newExportEncoder(w io.Writer, size, blockSize int64) (*exportEncoder, error
 	return e, nil
 }
 
-func (e *exportEncoder) hole(upTo int64) error {
+func (e *ExportWriter) hole(upTo int64) error {
 	if upTo <= e.next {
 		return nil
 	}
@@ -74,7 +72,7 @@ func (e *exportEncoder) hole(upTo int64) error {
 
 // data writes one data record at off; everything skipped since the last
 // record becomes a hole.
-func (e *exportEncoder) data(off int64, p []byte) error {
+func (e *ExportWriter) Data(off int64, p []byte) error {
 	if off < e.next || off+int64(len(p)) > e.size || len(p) == 0 || len(p) > MaxExportData {
 		return fmt.Errorf("export: block of %d bytes at %d out of order or range (next %d, size %d)", len(p), off, e.next, e.size)
 	}
@@ -96,7 +94,7 @@ func (e *exportEncoder) data(off int64, p []byte) error {
 }
 
 // finish writes the trailing hole and the end record, and flushes.
-func (e *exportEncoder) finish() error {
+func (e *ExportWriter) Finish() error {
 	if err := e.hole(e.size); err != nil {
 		return err
 	}
@@ -109,12 +107,12 @@ func (e *exportEncoder) finish() error {
 	return e.w.Flush()
 }
 
-// fail ends the stream with an error record carrying err.
-func (e *exportEncoder) fail(err error) error {
-	_, code := classify(err)
-	b, _ := json.Marshal(errorBody{Error: errorMessage(err, code), Code: code})
+// Fail ends the stream with an error record carrying the daemon's message
+// and error code.
+func (e *ExportWriter) Fail(message, code string) error {
+	b, _ := json.Marshal(ErrorBody{Error: message, Code: code})
 	if len(b) > maxErrorLen {
-		b, _ = json.Marshal(errorBody{Error: "export failed (message too long)", Code: code})
+		b, _ = json.Marshal(ErrorBody{Error: "export failed (message too long)", Code: code})
 	}
 	var h [5]byte
 	h[0] = recordErr
@@ -268,7 +266,7 @@ func (d *ExportReader) next1() (Record, error) {
 		if _, err := io.ReadFull(d.r, b); err != nil {
 			return Record{}, truncated(err)
 		}
-		var eb errorBody
+		var eb ErrorBody
 		if err := json.Unmarshal(b, &eb); err != nil || eb.Error == "" {
 			return Record{}, fmt.Errorf("export: daemon failed with an unreadable error record")
 		}

@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bytes"
@@ -6,24 +6,22 @@ import (
 	"fmt"
 	"io"
 	"testing"
-
-	"github.com/weft-mesh/weft/volume"
 )
 
 // encodeExport encodes blocks (offset -> data) of a disk of the given size.
 func encodeExport(t testing.TB, size, bs int64, offs []int64, data [][]byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	enc, err := newExportEncoder(&buf, size, bs)
+	enc, err := NewExportWriter(&buf, size, bs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, off := range offs {
-		if err := enc.data(off, data[i]); err != nil {
+		if err := enc.Data(off, data[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := enc.finish(); err != nil {
+	if err := enc.Finish(); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -95,33 +93,33 @@ func TestExportTruncatedAndFailed(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	enc, err := newExportEncoder(&buf, 4*bs, bs)
+	enc, err := NewExportWriter(&buf, 4*bs, bs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := enc.fail(fmt.Errorf("read block: %w", volume.ErrNotFound)); err != nil {
+	if err := enc.Fail("read block: not found", CodeNotFound); err != nil {
 		t.Fatal(err)
 	}
 	_, err = readAll(&buf)
 	var ae *APIError
-	if !errors.As(err, &ae) || !errors.Is(err, volume.ErrNotFound) {
-		t.Fatalf("failed stream: got %v, want an APIError matching volume.ErrNotFound", err)
+	if !errors.As(err, &ae) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed stream: got %v, want an APIError matching ErrNotFound", err)
 	}
 }
 
 func TestExportEncoderRefusesDisorder(t *testing.T) {
-	enc, err := newExportEncoder(io.Discard, 8192, 4096)
+	enc, err := NewExportWriter(io.Discard, 8192, 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := make([]byte, 4096)
-	if err := enc.data(4096, p); err != nil {
+	if err := enc.Data(4096, p); err != nil {
 		t.Fatal(err)
 	}
-	if err := enc.data(0, p); err == nil {
+	if err := enc.Data(0, p); err == nil {
 		t.Fatal("data before the previous record: no error")
 	}
-	if err := enc.data(8192, p); err == nil {
+	if err := enc.Data(8192, p); err == nil {
 		t.Fatal("data past the end: no error")
 	}
 }

@@ -1,0 +1,52 @@
+package node
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// TestAPILimitsMatchVolume: the CLI checks flags against api's limits; the
+// daemon's volumes enforce volume's. They must be the same numbers.
+func TestAPILimitsMatchVolume(t *testing.T) {
+	pairs := [][2]int64{
+		{api.MinBlockSize, volume.MinBlockSize}, {api.MaxBlockSize, volume.MaxBlockSize},
+		{api.DefaultBlockSize, volume.DefaultBlockSize}, {api.DefaultReplicas, volume.DefaultReplicas},
+		{api.MaxReplicas, volume.MaxReplicas},
+	}
+	for i, p := range pairs {
+		if p[0] != p[1] {
+			t.Errorf("limit %d: api %d, volume %d", i, p[0], p[1])
+		}
+	}
+}
+
+// TestAPIDiskInfoAlone: on a node without a mesh, a disk that wants more
+// than one copy has every block under-replicated (this node holds the one
+// copy there is), and the mesh's fields stay out of the JSON.
+func TestAPIDiskInfoAlone(t *testing.T) {
+	info := volume.DiskInfo{Name: "web", Size: 1 << 20, BlockSize: 64 << 10, Replicas: 2, UsedBytes: 3 * 64 << 10}
+	d := apiDiskInfo(info)
+	if d.UnderReplicated != 3 {
+		t.Errorf("under-replicated %d, want 3", d.UnderReplicated)
+	}
+	info.Replicas = 1
+	if d := apiDiskInfo(info); d.UnderReplicated != 0 {
+		t.Errorf("one replica wanted: under-replicated %d, want 0", d.UnderReplicated)
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"owner", "epoch"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("%s in the JSON of a disk alone: %s", k, b)
+		}
+	}
+}
