@@ -2,18 +2,16 @@ package transfer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/weft-mesh/weft/api"
-	"github.com/weft-mesh/weft/internal/atomicfile"
 	"github.com/weft-mesh/weft/internal/clock"
+	"github.com/weft-mesh/weft/internal/jsonfile"
 )
 
 // resumeFor bounds how long a restarted daemon keeps trying to resume a
@@ -50,15 +48,11 @@ func loadJournal(path string, clk clock.Clock) (*journal, error) {
 	if path == "" {
 		return j, nil
 	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return j, nil
-	}
-	if err != nil {
+	if err := jsonfile.Load(path, &j.entries); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load transfer journal: %w", err)
 	}
-	if err := json.Unmarshal(b, &j.entries); err != nil {
-		return nil, fmt.Errorf("load transfer journal %s: %w", path, err)
+	if j.entries == nil { // a file that says null
+		j.entries = map[string]journalEntry{}
 	}
 	return j, nil
 }
@@ -109,11 +103,7 @@ func (j *journal) saveLocked() error {
 	if j.path == "" {
 		return nil
 	}
-	b, err := json.Marshal(j.entries)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(j.path, b, 0o600); err != nil {
+	if err := jsonfile.Save(j.path, j.entries, 0o600); err != nil {
 		return fmt.Errorf("save transfer journal: %w", err)
 	}
 	return nil

@@ -1,18 +1,16 @@
 package transfer
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
-	"github.com/weft-mesh/weft/internal/atomicfile"
 	"github.com/weft-mesh/weft/internal/clock"
+	"github.com/weft-mesh/weft/internal/jsonfile"
 )
 
 // partialTTL is how long the blocks of a transfer that did not finish are
@@ -38,15 +36,11 @@ func loadPartialRoots(path string, clk clock.Clock) (*partialRoots, error) {
 	if path == "" {
 		return p, nil
 	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return p, nil
-	}
-	if err != nil {
+	if err := jsonfile.Load(path, &p.roots); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load partial transfers: %w", err)
 	}
-	if err := json.Unmarshal(b, &p.roots); err != nil {
-		return nil, fmt.Errorf("load partial transfers %s: %w", path, err)
+	if p.roots == nil { // a file that says null
+		p.roots = map[string]time.Time{}
 	}
 	for r, since := range p.roots {
 		if clk.Now().Sub(since) > partialTTL {
@@ -95,11 +89,7 @@ func (p *partialRoots) saveLocked() error {
 	if p.path == "" {
 		return nil
 	}
-	b, err := json.Marshal(p.roots)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(p.path, b, 0o600); err != nil {
+	if err := jsonfile.Save(p.path, p.roots, 0o600); err != nil {
 		return fmt.Errorf("save partial transfers: %w", err)
 	}
 	return nil
