@@ -342,7 +342,7 @@ func (s *Service) siteReachable(site string) error {
 // pushAndWait pushes sources[i] to sites[i], all at once, and waits for
 // the push to end.
 func (s *Service) pushAndWait(ctx context.Context, sources, sites []string, o api.TransferOptions) (api.TransferInfo, error) {
-	job, err := s.pushEach(ctx, NewID(), sources, sites, o)
+	job, err := s.pushEach(ctx, newID(), sources, sites, o)
 	if err != nil {
 		return api.TransferInfo{}, err
 	}
@@ -377,7 +377,7 @@ func (s *Service) pullCycle(ctx context.Context, p api.Policy, last cid.Cid, d c
 	}
 	name := stateName(p.Site, api.ModePull, p.LastTry)
 	ref := volume.Ref{Disk: p.Disk, Replica: name}
-	job, _, err := s.pull(ctx, "pull", NewID(), ref, d, sources, p.Options)
+	job, _, err := s.pull(ctx, "pull", newID(), ref, d, sources, p.Options)
 	if err == nil {
 		st, werr := job.Wait(ctx)
 		if werr != nil {

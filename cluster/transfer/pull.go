@@ -21,7 +21,7 @@ const progressEvery = 250 * time.Millisecond
 // journaled until it ends, so that a daemon stopped in the middle resumes
 // it at its next start.
 func (s *Service) Start(ctx context.Context, req api.TransferRequest) (*Job, error) {
-	return s.startJournaled(ctx, NewID(), req)
+	return s.startJournaled(ctx, newID(), req)
 }
 
 // start starts req under id.
@@ -38,7 +38,7 @@ func (s *Service) start(ctx context.Context, id string, req api.TransferRequest)
 // pullFrom starts a pull of req.Source from a peer, or from every live
 // member of a site.
 func (s *Service) pullFrom(ctx context.Context, id string, req api.TransferRequest) (*Job, error) {
-	if err := CheckOptions(req.Options); err != nil {
+	if err := checkOptions(req.Options); err != nil {
 		return nil, err
 	}
 	ref, err := volume.ParseRef(req.Source)
@@ -186,7 +186,7 @@ func (s *Service) keep(ctx context.Context, ref volume.Ref, e catalog.Entry, kin
 		if !errors.Is(err, volume.ErrExists) {
 			return err
 		}
-		if s.holds(ctx, ref.Disk, name, e) {
+		if s.holds(ref.Disk, name, e) {
 			return nil
 		}
 	}
@@ -197,15 +197,12 @@ func (s *Service) keep(ctx context.Context, ref volume.Ref, e catalog.Entry, kin
 // head in one second.
 const maxKeepTries = 100
 
-// holds reports whether replica name of disk exists with e's root.
-func (s *Service) holds(ctx context.Context, disk, name string, e catalog.Entry) bool {
-	reps, err := s.vols.ListReplicas(ctx, disk)
-	if err != nil {
-		return false
-	}
-	for _, r := range reps {
-		if r.Name == name {
-			return r.Root == e.Root.String()
+// holds reports whether this node's volumes hold replica name of disk
+// with e's root.
+func (s *Service) holds(disk, name string, e catalog.Entry) bool {
+	for _, r := range s.vols.Records() {
+		if r.Disk == disk && r.Replica == name && !r.Spacesuit {
+			return r.Root == e.Root
 		}
 	}
 	return false
@@ -239,7 +236,7 @@ func (s *Service) background(source string, e catalog.Entry) {
 	if len(sources) == 0 {
 		return
 	}
-	if _, _, err := s.pull(context.Background(), "background", NewID(), ref, e, sources, api.TransferOptions{Priority: "very-low"}); err != nil {
+	if _, _, err := s.pull(context.Background(), "background", newID(), ref, e, sources, api.TransferOptions{Priority: "very-low"}); err != nil {
 		s.log.Warn("background pull of a clone's source", "source", source, "err", err)
 	}
 }

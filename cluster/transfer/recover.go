@@ -28,7 +28,7 @@ func (s *Service) Recover(ctx context.Context, disk, site string) (volume.DiskIn
 		if !errors.Is(err, volume.ErrNotFound) {
 			return volume.DiskInfo{}, err
 		}
-		job, err := s.pullFrom(ctx, NewID(), api.TransferRequest{Source: ref.String(), From: site})
+		job, err := s.pullFrom(ctx, newID(), api.TransferRequest{Source: ref.String(), From: site})
 		if err != nil {
 			return volume.DiskInfo{}, err
 		}

@@ -24,8 +24,8 @@ type Job struct {
 	done   chan struct{}
 }
 
-// NewID returns a random transfer ID.
-func NewID() string {
+// newID returns a random transfer ID.
+func newID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])

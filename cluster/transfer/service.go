@@ -53,6 +53,8 @@ type Catalog interface {
 // Volumes is what the service asks of this node's volumes; a
 // *volume.Manager satisfies it.
 type Volumes interface {
+	// Records lists this node's disks, replicas and spacesuit versions.
+	Records() []volume.Record
 	Commit(ctx context.Context, disk string) (volume.DiskInfo, error)
 	CreateReplica(ctx context.Context, disk, name string) (volume.ReplicaInfo, error)
 	AddReplica(ctx context.Context, r volume.ReplicaInfo, root cid.Cid) error

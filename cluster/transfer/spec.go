@@ -13,9 +13,9 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// CheckOptions refuses knobs out of range. It runs before any transfer is
+// checkOptions refuses knobs out of range. It runs before any transfer is
 // registered: a bad knob is a bad request, not a transfer that fails.
-func CheckOptions(o api.TransferOptions) error {
+func checkOptions(o api.TransferOptions) error {
 	if o.Priority != "" {
 		if _, err := datapath.ParsePriority(o.Priority); err != nil {
 			return fmt.Errorf("%w: %w", err, volume.ErrInvalid)
@@ -35,7 +35,7 @@ func CheckOptions(o api.TransferOptions) error {
 
 // transferSpec builds a datapath spec from options.
 func transferSpec(id string, e catalog.Entry, sources []string, o api.TransferOptions) (datapath.Spec, error) {
-	if err := CheckOptions(o); err != nil {
+	if err := checkOptions(o); err != nil {
 		return datapath.Spec{}, err
 	}
 	prio := datapath.Normal
