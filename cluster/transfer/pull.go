@@ -167,21 +167,16 @@ func (s *Service) keep(ctx context.Context, ref volume.Ref, e catalog.Entry, kin
 		}
 	}
 	now := s.clock.Now().UTC()
-	names := func(i int) string { return ref.Replica }
-	tries := 1
-	if ref.Replica == "" {
-		base := kind + "-" + now.Format("20060102-150405")
-		names = func(i int) string {
-			if i == 0 {
-				return base
-			}
-			return fmt.Sprintf("%s-%d", base, i+1)
-		}
-		tries = maxKeepTries
+	base, tries := ref.Replica, 1
+	if base == "" {
+		base, tries = kind+"-"+now.Format("20060102-150405"), maxKeepTries
 	}
 	var err error
 	for i := range tries {
-		name := names(i)
+		name := base
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", base, i+1)
+		}
 		err = s.vols.AddReplica(ctx, volume.ReplicaInfo{Disk: ref.Disk, Name: name, Size: e.Size, BlockSize: e.BlockSize, Created: now}, e.Root)
 		if !errors.Is(err, volume.ErrExists) {
 			return err
