@@ -33,6 +33,15 @@ type Volumes interface {
 	RemoveSpacesuit(ctx context.Context, name string, version uint64) error
 }
 
+// Views is how the cluster opens and measures what the volumes hold or
+// the catalog names; a *volume.Manager satisfies it.
+type Views interface {
+	OpenView(ctx context.Context, ref volume.Ref) (*volume.View, error)
+	OpenRootView(label string, root cid.Cid, size, blockSize int64) (*volume.View, error)
+	DiskInfo(ctx context.Context, name string) (volume.DiskInfo, error)
+	RootBytes(ctx context.Context, root cid.Cid, blockSize int64) (int64, error)
+}
+
 // Pusher copies a root's blocks, those new since prev, to its placement
 // sets of r members; a *heal.Pusher satisfies it.
 type Pusher interface {
@@ -57,11 +66,17 @@ type Config struct {
 	// AnnounceTimeout bounds how long a command waits for the other
 	// members to confirm its catalog records.
 	AnnounceTimeout time.Duration
+	// CatalogSettle bounds how long a command naming a record waits for
+	// it to arrive (AwaitEntry).
+	CatalogSettle time.Duration
+	// LocalRoots lists the roots held here in part (transfers under way),
+	// which the catalog may not name; nil is none.
+	LocalRoots func() []cid.Cid
 }
 
 // DefaultConfig returns the timings a daemon uses; the caller sets the rest.
 func DefaultConfig() Config {
-	return Config{ReconcileEvery: 5 * time.Second, AnnounceTimeout: 5 * time.Second}
+	return Config{ReconcileEvery: 5 * time.Second, AnnounceTimeout: 5 * time.Second, CatalogSettle: 3 * time.Second}
 }
 
 // Cluster is the mesh half of a node: the membership view, the replicated
@@ -82,9 +97,10 @@ type Cluster struct {
 
 	// life ends when the node stops: background work that a request
 	// starts (a replication push after a commit) outlives the request,
-	// not the node. It and vols are set by Attach.
-	life context.Context
-	vols Volumes
+	// not the node. It, vols and views are set by Attach.
+	life  context.Context
+	vols  Volumes
+	views Views
 
 	reconcileMu sync.Mutex // one reconcile at a time (see reconcile)
 
@@ -114,14 +130,17 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Pusher == nil {
 		errs = append(errs, errors.New("no pusher"))
 	}
-	if cfg.ReconcileEvery <= 0 || cfg.AnnounceTimeout <= 0 {
-		errs = append(errs, errors.New("reconcile and announce periods must be positive (start from DefaultConfig)"))
+	if cfg.ReconcileEvery <= 0 || cfg.AnnounceTimeout <= 0 || cfg.CatalogSettle <= 0 {
+		errs = append(errs, errors.New("reconcile, announce and settle periods must be positive (start from DefaultConfig)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cluster config: %w", err)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
+	}
+	if cfg.LocalRoots == nil {
+		cfg.LocalRoots = func() []cid.Cid { return nil }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -141,14 +160,15 @@ func New(cfg Config) (*Cluster, error) {
 		c.Poke()
 	})
 	c.net.OnMembershipChange(c.Poke)
+	c.net.Handle(CatalogProtocol, c.serveCatalogPush)
 	return c, nil
 }
 
 // Attach gives the cluster the node's volumes, once they are open (they
-// need the cluster for their sync flushes, so they open after it). life
-// ends when the node stops.
-func (c *Cluster) Attach(life context.Context, vols Volumes) {
-	c.life, c.vols = life, vols
+// need the cluster for their sync flushes, so they open after it); a
+// *volume.Manager is both vols and views. life ends when the node stops.
+func (c *Cluster) Attach(life context.Context, vols Volumes, views Views) {
+	c.life, c.vols, c.views = life, vols, views
 }
 
 // Net is the network the cluster runs over.

@@ -214,12 +214,8 @@ func decide(v View, want func(key string) bool) []Action {
 
 	// Disks handed to this node by their previous owner.
 	for _, key := range catKeys {
-		e := v.Catalog[key]
-		if !want(key) || !strings.HasPrefix(key, catalog.DiskPrefix) || e.Deleted || e.Owner != v.Self || e.Writer == v.Self {
-			continue
-		}
-		if _, ok := v.Local[key]; !ok {
-			out = append(out, Action{Op: OpAdopt, Key: key, Entry: e})
+		if want(key) && adopts(v, key) {
+			out = append(out, Action{Op: OpAdopt, Key: key, Entry: v.Catalog[key]})
 		}
 	}
 
@@ -250,6 +246,12 @@ func decide(v View, want func(key string) bool) []Action {
 		if strings.HasPrefix(key, catalog.DiskPrefix) && e.Owner != v.Self {
 			continue // handed over: the new owner publishes it now
 		}
+		if disk, ok := replicaDisk(key); ok && adopts(v, catalog.DiskKey(disk)) {
+			// The adopt makes it again from the catalog: tombstoning it
+			// would only have the next pass publish it over the tombstone,
+			// and its other holders forget their copies meanwhile.
+			continue
+		}
 		out = append(out, Action{Op: OpTombstone, Key: key, Entry: e})
 	}
 
@@ -266,6 +268,27 @@ func decide(v View, want func(key string) bool) []Action {
 		out = append(out, Action{Op: OpReplicate, Key: key, Local: l})
 	}
 	return out
+}
+
+// adopts reports whether the disk key is one the catalog hands to this
+// node and it does not hold: a pass adopts it.
+func adopts(v View, key string) bool {
+	e, ok := v.Catalog[key]
+	if !ok || !strings.HasPrefix(key, catalog.DiskPrefix) || e.Deleted || e.Owner != v.Self || e.Writer == v.Self {
+		return false
+	}
+	_, held := v.Local[key]
+	return !held
+}
+
+// replicaDisk returns the disk a replica key names.
+func replicaDisk(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, catalog.ReplicaPrefix)
+	if !ok {
+		return "", false
+	}
+	disk, _, ok := strings.Cut(rest, "/")
+	return disk, ok
 }
 
 // decideLocal decides for one local record: forget it, give it up, publish

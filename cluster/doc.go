@@ -23,6 +23,17 @@
 //     pushed to the disk's placement set and every holder knows the root,
 //     so a takeover after the owner's death starts from it.
 //
+// Files, one concept each: cluster.go (Config, New, Attach, membership),
+// gossip.go (the catalog on the network's gossip), catalogpush.go (the
+// /weft/catalog/1.0.0 push and acknowledgement), decide.go (the pure
+// decisions), reconcile.go (Run and the driver that applies a decision:
+// adopt, give up, forget, publish, tombstone, replicate), publish.go
+// (PutRecord, Publish, Announce, Remove), ownership.go (CheckOwner, Move,
+// Take), syncflush.go, replicate.go (asynchronous pushes of new roots),
+// open.go (Open, Entry, AwaitEntry, Missing, Unavailable), info.go (what
+// the catalog says of disks and replicas this node does not hold) and
+// roots.go (the roots heal and GC keep).
+//
 // decide.go is the pure part, in the manner of etcd's raft: Decide,
 // DecideKeys, DecideMove and DecideTake take a View of the catalog and the
 // volumes and return actions or entries, with no I/O, no clock and no lock.

@@ -3,9 +3,7 @@ package datapath
 import (
 	"bytes"
 	"context"
-	"io"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,46 +14,27 @@ import (
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/mesh/memnet"
+	"github.com/weft-mesh/weft/mesh/memnet/memnettest"
 )
 
 // testNet is an in-memory mesh of nodes, each with a memory store served
 // by the real block exchange over memnet and a client to reach the others.
 type testNet struct {
+	mesh    *memnettest.Mesh
 	net     *memnet.Network
-	mu      sync.Mutex
-	stores  map[string]*blockstore.Memory
-	clients map[string]*exchange.Client
+	stores  map[string]*blockstore.Memory // the mesh's
+	clients map[string]*exchange.Client   // the mesh's
 }
 
 func newTestNet(tb testing.TB) *testNet {
 	tb.Helper()
-	n := &testNet{net: memnet.New(), stores: map[string]*blockstore.Memory{}, clients: map[string]*exchange.Client{}}
-	tb.Cleanup(func() {
-		for _, c := range n.clients {
-			c.Close()
-		}
-		n.net.Close()
-		for _, s := range n.stores {
-			s.Close()
-		}
-	})
-	return n
+	mesh := memnettest.New(tb)
+	return &testNet{mesh: mesh, net: mesh.Net, stores: mesh.Stores, clients: mesh.Clients}
 }
 
 // add starts a node serving its store, or what serve wraps around it.
 func (n *testNet) add(id string, serve func(*blockstore.Memory) exchange.Store) *blockstore.Memory {
-	store := blockstore.NewMemory()
-	var served exchange.Store = store
-	if serve != nil {
-		served = serve(store)
-	}
-	srv := &exchange.Server{Store: served}
-	n.net.Listen(id, func(ctx context.Context, from string, rw io.ReadWriteCloser) { srv.ServeStream(ctx, from, rw) })
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.stores[id] = store
-	n.clients[id] = &exchange.Client{Dialer: n.net.Dialer(id)}
-	return store
+	return n.mesh.Add(id, serve)
 }
 
 // disk is a random disk written to a store.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/mesh/memnet"
+	"github.com/weft-mesh/weft/mesh/memnet/memnettest"
 	"github.com/weft-mesh/weft/placement"
 )
 
@@ -26,8 +26,8 @@ import (
 type testNet struct {
 	mu      sync.Mutex
 	net     *memnet.Network
-	stores  map[string]*blockstore.Memory
-	clients map[string]*exchange.Client
+	stores  map[string]*blockstore.Memory // the mesh's
+	clients map[string]*exchange.Client   // the mesh's
 	sites   map[string]string
 	down    map[string]bool
 	// accounts are the nodes' redundancy accounts, told of every member
@@ -36,28 +36,16 @@ type testNet struct {
 }
 
 func newTestNet(t *testing.T, rng *rand.Rand, sites ...string) (*testNet, []string) {
-	n := &testNet{net: memnet.New(), stores: map[string]*blockstore.Memory{}, clients: map[string]*exchange.Client{},
+	mesh := memnettest.New(t)
+	n := &testNet{net: mesh.Net, stores: mesh.Stores, clients: mesh.Clients,
 		sites: map[string]string{}, down: map[string]bool{}, accounts: map[string]*Redundancy{}}
 	var ids []string
 	for i, site := range sites {
 		id := fmt.Sprintf("node-%d-%x", i, rng.Uint64())
-		store := blockstore.NewMemory()
-		n.stores[id] = store
+		mesh.Add(id, nil)
 		n.sites[id] = site
-		n.clients[id] = &exchange.Client{Dialer: n.net.Dialer(id)}
-		srv := &exchange.Server{Store: store}
-		n.net.Listen(id, func(ctx context.Context, from string, rw io.ReadWriteCloser) { srv.ServeStream(ctx, from, rw) })
 		ids = append(ids, id)
 	}
-	t.Cleanup(func() {
-		for _, c := range n.clients {
-			c.Close()
-		}
-		n.net.Close()
-		for _, s := range n.stores {
-			s.Close()
-		}
-	})
 	return n, ids
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/weft-mesh/weft/mesh/meshnet"
 )
@@ -43,6 +44,10 @@ func (m *Mesh) Open(ctx context.Context, to meshnet.PeerID, p meshnet.Protocol) 
 		return nil, meshnet.ErrClosed
 	}
 	s, err := m.newStream(ctx, peer.ID(to), protocol.ID(p))
+	var unsupported msmux.ErrNotSupported[protocol.ID]
+	if errors.As(err, &unsupported) {
+		return nil, fmt.Errorf("%w: %w", meshnet.ErrUnsupported, err)
+	}
 	if err != nil {
 		return nil, err
 	}

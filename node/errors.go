@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/cluster"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -45,9 +46,9 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, codeExists
 	case errors.Is(err, volume.ErrReadOnly):
 		return http.StatusConflict, codeReadOnly
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrConflict), errors.Is(err, cluster.ErrConflict):
 		return http.StatusConflict, codeConflict
-	case errors.Is(err, ErrNotOwner):
+	case errors.Is(err, ErrNotOwner), errors.Is(err, cluster.ErrNotOwner):
 		return http.StatusConflict, codeNotOwner
 	case errors.Is(err, volume.ErrInvalid):
 		return http.StatusBadRequest, codeInvalid

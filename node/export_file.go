@@ -37,7 +37,7 @@ func (s *server) handleExportFile(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("export %s: %w", ref, err))
 		return
 	}
-	v, err := s.openView(r.Context(), ref)
+	v, err := openView(r.Context(), s.vols, s.mesh, ref)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("export %s: %w", ref, err))
 		return
@@ -48,7 +48,7 @@ func (s *server) handleExportFile(w http.ResponseWriter, r *http.Request) {
 		data, err := exportToFile(r.Context(), v, f, &done)
 		if err != nil {
 			if s.mesh != nil {
-				err = s.mesh.unavailable(ref, err)
+				err = s.mesh.cl.Unavailable(ref, err)
 			}
 			s.log.Warn("export failed", "ref", ref.String(), "err", err)
 			return FileProgress{}, err

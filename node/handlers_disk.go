@@ -62,7 +62,7 @@ func (s *server) handleDiskInfo(w http.ResponseWriter, r *http.Request) {
 		case ok && errors.Is(err, volume.ErrNotFound):
 			info, err = s.mesh.remoteDisk(r.Context(), e), nil
 		case errors.Is(err, volume.ErrNotFound):
-			err = s.mesh.missing(volume.Ref{Disk: name})
+			err = s.mesh.cl.Missing(volume.Ref{Disk: name})
 		}
 	}
 	if err != nil {
@@ -158,7 +158,7 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.vols.Clone(r.Context(), src, req.Name)
 	if errors.Is(err, volume.ErrNotFound) && s.mesh != nil {
-		if _, ok := s.mesh.awaitCatalogEntry(r.Context(), src); ok { // else the local error says it best
+		if _, ok := s.mesh.cl.AwaitEntry(r.Context(), src); ok { // else the local error says it best
 			info, err = s.mesh.cloneRemote(r.Context(), src, req.Name)
 		}
 	}
@@ -226,7 +226,7 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v, err := s.openView(r.Context(), ref)
+	v, err := openView(r.Context(), s.vols, s.mesh, ref)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("export %s: %w", ref, err))
 		return
@@ -253,7 +253,7 @@ func (s *server) export(ctx context.Context, w io.Writer, ref volume.Ref, v *vol
 	})
 	if err != nil {
 		if s.mesh != nil {
-			err = s.mesh.unavailable(ref, err)
+			err = s.mesh.cl.Unavailable(ref, err)
 		}
 		_, code := classify(err)
 		if ferr := enc.Fail(errorMessage(err, code), code); ferr != nil {

@@ -9,9 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
-
-	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
@@ -128,16 +125,6 @@ func (n *meshNode) peers() []Peer {
 	return out
 }
 
-// alive reports whether the member with the base58 peer ID id is alive.
-func (n *meshNode) alive(id string) bool {
-	for _, m := range n.net.Members() {
-		if m.ID.String() == id {
-			return m.State == mesh.StateAlive
-		}
-	}
-	return false
-}
-
 // handleMove hands a disk this node owns to another member: the head is
 // committed and replicated, then the catalog names the new owner with a
 // higher epoch; the new owner adopts it and this node gives it up.
@@ -156,42 +143,11 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, invalidf("move: %q is not a peer ID", req.To))
 		return
 	}
-	if to == s.mesh.self {
-		s.fail(w, r, invalidf("move: disk %q is already on this node", name))
-		return
-	}
-	if !s.mesh.alive(to.String()) {
-		s.fail(w, r, kindf(volume.ErrNotFound, "move: %s is not a live member of the mesh", to))
-		return
-	}
-	info, err := s.vols.Commit(r.Context(), name)
+	e, info, err := s.mesh.cl.Move(r.Context(), name, to)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
-	if !ok || e.Owner != s.mesh.selfStr {
-		s.fail(w, r, kindf(ErrConflict, "move: disk %q is not published as owned by this node yet, try again", name))
-		return
-	}
-	var root cid.Cid
-	if info.Root != "" {
-		if root, err = cid.Decode(info.Root); err != nil {
-			s.fail(w, r, fmt.Errorf("move: %w", err))
-			return
-		}
-	}
-	if _, err := s.mesh.pusher.Push(r.Context(), s.mesh.pushedRoot(name), root, info.Replicas); err != nil && !errors.Is(err, heal.ErrTooFewNodes) {
-		s.fail(w, r, fmt.Errorf("move: replicate before handover: %w", err))
-		return
-	}
-	e.Root, e.Owner, e.Epoch = root, to.String(), e.Epoch+1
-	if _, err := s.mesh.publish(e); err != nil {
-		s.fail(w, r, fmt.Errorf("move: %w", err))
-		return
-	}
-	s.mesh.announce(r.Context(), e.Key)
-	s.log.Info("disk handed over", "disk", name, "to", to, "epoch", e.Epoch)
 	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
 }
 
@@ -207,43 +163,17 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	e, ok := s.mesh.cat.Get(catalog.DiskKey(name))
-	if !ok {
-		s.fail(w, r, fmt.Errorf("take: disk %q: %w", name, volume.ErrNotFound))
-		return
-	}
-	if e.Owner == s.mesh.selfStr {
-		s.fail(w, r, invalidf("take: disk %q is already owned by this node", name))
-		return
-	}
-	if s.mesh.alive(e.Owner) && !req.Force {
-		s.fail(w, r, kindf(ErrConflict, "take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force", name, e.Owner))
-		return
-	}
-	e.Owner, e.Epoch = s.mesh.selfStr, e.Epoch+1
-	e, err := s.mesh.publish(e)
+	e, err := s.mesh.cl.Take(r.Context(), name, req.Force)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("take: %w", err))
+		s.fail(w, r, err)
 		return
 	}
-	if err := s.mesh.adopt(r.Context(), e); err != nil {
-		s.fail(w, r, fmt.Errorf("take: %w", err))
-		return
-	}
-	s.mesh.announce(r.Context(), e.Key)
-	s.log.Warn("disk taken over", "disk", name, "epoch", e.Epoch)
 	info, err := s.vols.DiskInfo(r.Context(), name)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
-}
-
-func (n *meshNode) pushedRoot(disk string) cid.Cid {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.pushed[disk]
 }
 
 // diskInfo completes a disk's info with what the mesh knows: owner,
@@ -268,7 +198,7 @@ func (n *meshNode) localDiskInfo(ctx context.Context, local volume.DiskInfo) api
 // remoteDisks describes the disks of the catalog this node does not hold.
 func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []api.DiskInfo {
 	var out []api.DiskInfo
-	for _, e := range n.cat.List(catalog.DiskPrefix) {
+	for _, e := range n.cl.List(catalog.DiskPrefix) {
 		if !local[strings.TrimPrefix(e.Key, catalog.DiskPrefix)] {
 			out = append(out, n.remoteDisk(ctx, e))
 		}
@@ -277,49 +207,17 @@ func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []api
 }
 
 // remoteDisk describes a disk this node does not hold from its catalog
-// record e, counting what the blocks held here say of its use.
+// record e and the blocks held here (cluster.RemoteDisk).
 func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) api.DiskInfo {
-	info := apiDiskInfo(catalogDiskInfo(e))
-	used, err := n.vols.RootBytes(ctx, e.Root, e.BlockSize)
-	if err != nil {
-		n.log.Debug("size of a remote disk", "disk", info.Name, "err", err)
-	}
-	info.UsedBytes = used
-	info.ReplicaCount = len(n.cat.List(catalog.ReplicaPrefix + info.Name + "/"))
-	return n.diskInfo(ctx, e, info)
+	return n.diskInfo(ctx, e, apiDiskInfo(n.cl.RemoteDisk(ctx, e)))
 }
 
-// catalogDiskInfo is what a disk's catalog record says of it, with no
-// look at its blocks.
-func catalogDiskInfo(e catalog.Entry) volume.DiskInfo {
-	return volume.DiskInfo{
-		Name: strings.TrimPrefix(e.Key, catalog.DiskPrefix), Size: e.Size, BlockSize: e.BlockSize,
-		Replicas: e.Replicas, Sync: e.Sync, Root: rootText(e.Root), Created: e.Created, Committed: e.Modified,
+// openView opens a local disk, replica or spacesuit version, or else one
+// the mesh's catalog names (cluster.Open): the one way the HTTP, NBD and
+// FUSE doors open a ref. mn is nil on a node without a mesh.
+func openView(ctx context.Context, vols *volume.Manager, mn *meshNode, ref volume.Ref) (*volume.View, error) {
+	if mn == nil {
+		return vols.OpenView(ctx, ref)
 	}
-}
-
-// openView opens a local disk or replica, or else one the mesh's catalog
-// names: its blocks come from their holders, verified.
-func (s *server) openView(ctx context.Context, ref volume.Ref) (*volume.View, error) {
-	v, err := s.vols.OpenView(ctx, ref)
-	if err == nil || s.mesh == nil || !errors.Is(err, volume.ErrNotFound) {
-		return v, err
-	}
-	if _, ok := s.mesh.catalogEntry(ref); !ok {
-		if _, derr := s.vols.DiskInfo(ctx, ref.Disk); derr == nil {
-			return nil, err // the disk is here: its own error says what it lacks
-		}
-		return nil, s.mesh.missing(ref)
-	}
-	return s.mesh.openCatalogView(ref)
-}
-
-// openCatalogView opens a read-only view of whatever the catalog names by
-// ref: blocks not held here are fetched from their holders on read.
-func (n *meshNode) openCatalogView(ref volume.Ref) (*volume.View, error) {
-	e, ok := n.catalogEntry(ref)
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", ref, volume.ErrNotFound)
-	}
-	return n.vols.OpenRootView(ref.String(), e.Root, e.Size, e.BlockSize)
+	return mn.cl.Open(ctx, ref)
 }

@@ -15,8 +15,8 @@ import (
 func (s *server) handleListReplicas(w http.ResponseWriter, r *http.Request) {
 	disk := r.PathValue("name")
 	reps, err := s.vols.ListReplicas(r.Context(), disk)
-	if s.mesh != nil && (errors.Is(err, volume.ErrNotFound) || err == nil && s.mesh.checkOwner(disk) != nil) {
-		reps, err = s.mesh.catalogReplicas(r.Context(), disk, reps)
+	if s.mesh != nil && (errors.Is(err, volume.ErrNotFound) || err == nil && s.mesh.cl.CheckOwner(disk) != nil) {
+		reps, err = s.mesh.cl.CatalogReplicas(r.Context(), disk, reps)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -76,7 +76,7 @@ func (s *server) handleRemoveReplica(w http.ResponseWriter, r *http.Request) {
 	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
 		// The owner's removal counts everywhere: the tombstone tells the
 		// sites holding a copy to forget it too.
-		if merr := s.mesh.removeRecord(key, "replica "+volume.Ref{Disk: disk, Replica: rep}.String()); merr == nil {
+		if merr := s.mesh.cl.Remove(key, "replica "+volume.Ref{Disk: disk, Replica: rep}.String()); merr == nil {
 			err = nil
 		} else if !errors.Is(merr, volume.ErrNotFound) {
 			err = merr

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/weft-mesh/weft/cluster"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/node/fusefs"
 	"github.com/weft-mesh/weft/volume"
@@ -323,8 +324,8 @@ type fuseRemote struct{ n *meshNode }
 // records alone (no block-map walk for used bytes).
 func (r fuseRemote) RemoteDisks(ctx context.Context) []volume.DiskInfo {
 	var out []volume.DiskInfo
-	for _, e := range r.n.cat.List(catalog.DiskPrefix) {
-		if info := catalogDiskInfo(e); !r.local(info.Name) {
+	for _, e := range r.n.cl.List(catalog.DiskPrefix) {
+		if info := cluster.CatalogDiskInfo(e); !r.local(info.Name) {
 			out = append(out, info)
 		}
 	}
@@ -336,11 +337,11 @@ func (r fuseRemote) RemoteDisk(ctx context.Context, name string) (volume.DiskInf
 	if !ok || r.local(name) {
 		return volume.DiskInfo{}, false
 	}
-	return catalogDiskInfo(e), true
+	return cluster.CatalogDiskInfo(e), true
 }
 
 func (r fuseRemote) OpenRemoteDisk(ctx context.Context, name string) (*volume.View, error) {
-	return r.n.openCatalogView(volume.Ref{Disk: name})
+	return r.n.cl.Open(ctx, volume.Ref{Disk: name})
 }
 
 // local reports whether the disk has a head on this node.

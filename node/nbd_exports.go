@@ -84,10 +84,7 @@ func (e nbdExports) Open(ctx context.Context, name string, client netip.Addr) (n
 		return nil, fmt.Errorf("export %q: %w", name, nbd.ErrUnknown)
 	}
 	if ref.Replica != "" && e.spacesuit(ctx, name) {
-		v, err := e.vols.OpenView(ctx, ref)
-		if errors.Is(err, volume.ErrNotFound) && e.mesh != nil {
-			v, err = e.mesh.openCatalogView(ref)
-		}
+		v, err := openView(ctx, e.vols, e.mesh, ref)
 		if err != nil {
 			return nil, nbdError(err)
 		}
@@ -111,14 +108,14 @@ func (e nbdExports) Open(ctx context.Context, name string, client netip.Addr) (n
 		if err == nil {
 			return &headExport{h: h}, nil
 		}
-		if v, ok := e.remoteView(ref, err); ok {
+		if v, ok := e.remoteView(ctx, ref, err); ok {
 			return v, nil
 		}
 		return nil, nbdError(err)
 	}
 	v, err := e.vols.OpenView(ctx, ref)
 	if err != nil {
-		if v, ok := e.remoteView(ref, err); ok {
+		if v, ok := e.remoteView(ctx, ref, err); ok {
 			return v, nil
 		}
 		return nil, nbdError(err)
@@ -131,11 +128,11 @@ func (e nbdExports) Open(ctx context.Context, name string, client netip.Addr) (n
 // committed state, its blocks fetched from their holders on read. Only
 // local-socket clients get this far for a disk that is not here, since the
 // disk's allow-list lives on its owner.
-func (e nbdExports) remoteView(ref volume.Ref, err error) (nbd.Export, bool) {
+func (e nbdExports) remoteView(ctx context.Context, ref volume.Ref, err error) (nbd.Export, bool) {
 	if !errors.Is(err, volume.ErrNotFound) || e.mesh == nil {
 		return nil, false
 	}
-	v, verr := e.mesh.openCatalogView(ref)
+	v, verr := e.mesh.cl.Open(ctx, ref)
 	if verr != nil {
 		return nil, false
 	}

@@ -84,8 +84,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			}
 		}()
 		vcfg.Store = mn.fetch
-		vcfg.ExtraRoots = mn.catalogRoots
-		vcfg.SyncFlush = mn.syncFlush
+		vcfg.ExtraRoots = mn.cl.CatalogRoots
+		vcfg.SyncFlush = mn.cl.SyncFlush
 	}
 	vcfg.Logger = base.With("component", "volume")
 	vcfg.CommitInterval = cfg.CommitInterval

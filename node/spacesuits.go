@@ -7,9 +7,7 @@ import (
 	"github.com/weft-mesh/weft/api"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
@@ -31,7 +29,7 @@ func (s *server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	var version uint64
 	if s.mesh != nil {
-		version = s.mesh.nextSpacesuitVersion(req.Name)
+		version = s.mesh.cl.NextSpacesuitVersion(req.Name)
 	}
 	info, err := s.vols.PublishSpacesuit(r.Context(), req.Name, src, version)
 	if err != nil {
@@ -39,7 +37,7 @@ func (s *server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.mesh != nil {
-		s.mesh.announce(r.Context(), catalog.SpacesuitKey(info.Name, info.Version))
+		s.announce(r.Context(), catalog.SpacesuitKey(info.Name, info.Version))
 		info.Owner = s.mesh.selfStr
 	}
 	s.log.Info("spacesuit published", "spacesuit", info.Ref, "source", info.Source, "root", info.Root)
@@ -99,7 +97,7 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 		// the sites it was pushed to) to forget it too. A version the
 		// catalog never named (one of an empty disk) was only here, and
 		// removing it here is all there is to do.
-		merr := s.mesh.removeRecord(catalog.SpacesuitKey(name, version), "spacesuit "+volume.SpacesuitRef(name, version))
+		merr := s.mesh.cl.Remove(catalog.SpacesuitKey(name, version), "spacesuit "+volume.SpacesuitRef(name, version))
 		if err != nil || !errors.Is(merr, volume.ErrNotFound) {
 			err = merr
 		}
@@ -111,84 +109,6 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 	s.announce(r.Context(), catalog.SpacesuitKey(name, version))
 	s.log.Info("spacesuit removed", "spacesuit", ref)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// nextSpacesuitVersion is one above every version of name the catalog has
-// ever named, removed ones included: a version number is never reused.
-func (n *meshNode) nextSpacesuitVersion(name string) uint64 {
-	var top uint64
-	for _, e := range n.cat.Snapshot() {
-		ref, ok := strings.CutPrefix(e.Key, catalog.SpacesuitPrefix)
-		if !ok {
-			continue
-		}
-		if nm, v, err := volume.ParseSpacesuitRef(ref); err == nil && nm == name {
-			top = max(top, v)
-		}
-	}
-	return top + 1
-}
-
-// removeRecord writes a tombstone for key, named what in errors: every
-// node that keeps a copy (its creator, the sites it was pushed to) forgets
-// it too.
-func (n *meshNode) removeRecord(key, what string) error {
-	e, ok := n.cat.Get(key)
-	if !ok {
-		return fmt.Errorf("%s: %w", what, volume.ErrNotFound)
-	}
-	d, err := n.cat.Delete(key, e.Epoch)
-	if err != nil {
-		return err
-	}
-	n.broadcast(d)
-	return nil
-}
-
-// spacesuitVersion returns the version a record of a spacesuit carries.
-func spacesuitVersion(r volume.Record) uint64 {
-	v, _ := strconv.ParseUint(r.Replica, 10, 64)
-	return v
-}
-
-// catalogEntry finds what a ref names in the catalog: a disk ("DISK"), a
-// replica ("DISK@REPLICA") or a spacesuit version ("NAME@N").
-func (n *meshNode) catalogEntry(ref volume.Ref) (catalog.Entry, bool) {
-	if ref.Replica == "" {
-		return n.cat.Get(catalog.DiskKey(ref.Disk))
-	}
-	if e, ok := n.cat.Get(catalog.ReplicaKey(ref.Disk, ref.Replica)); ok {
-		return e, true
-	}
-	if name, v, err := volume.ParseSpacesuitRef(ref.String()); err == nil {
-		return n.cat.Get(catalog.SpacesuitKey(name, v))
-	}
-	return catalog.Entry{}, false
-}
-
-// catalogSettle bounds how long a command naming a record waits for it to
-// arrive: a replica or spacesuit made a moment ago on another node reaches
-// this one by gossip within a few hundred milliseconds, and an operator who
-// runs the two commands back to back should not see "not found".
-const catalogSettle = 3 * time.Second
-
-// awaitCatalogEntry is catalogEntry that waits up to catalogSettle for the
-// record to arrive.
-func (n *meshNode) awaitCatalogEntry(ctx context.Context, ref volume.Ref) (catalog.Entry, bool) {
-	ctx, cancel := context.WithTimeout(ctx, catalogSettle)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if e, ok := n.catalogEntry(ref); ok {
-			return e, true
-		}
-		select {
-		case <-ctx.Done():
-			return n.catalogEntry(ref)
-		case <-tick.C:
-		}
-	}
 }
 
 // cloneRemote clones a disk, replica or spacesuit this node does not hold

@@ -2,18 +2,22 @@ package memnet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"time"
+
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
+// The errors are meshnet's, so that callers of a Node and of the Dialer
+// match them alike.
 var (
 	// ErrUnreachable means a dial failed because the target has no
 	// listener, either side is down, or the link between them is cut.
-	ErrUnreachable = errors.New("memnet: peer unreachable")
-	// ErrClosed means the network was closed.
-	ErrClosed = errors.New("memnet: network closed")
+	ErrUnreachable = meshnet.ErrUnreachable
+	// ErrClosed means the network (or the dialling Node) was closed.
+	ErrClosed = meshnet.ErrClosed
 )
 
 // Handler serves one incoming stream from peer from. ctx ends when the
@@ -31,12 +35,21 @@ type Network struct {
 	links    map[*link]struct{}
 	closed   bool
 	handlers sync.WaitGroup
+	// nodes are the members joined with Join, by string(PeerID).
+	nodes map[string]*Node
+	// pushPull serializes push-pull rounds, so that Node.Close can wait
+	// for the round that may be calling its StateDelegate.
+	pushPull sync.Mutex
+	// stopPushPull ends the anti-entropy loop started by SetPushPull.
+	stopPushPull chan struct{}
+	loops        sync.WaitGroup
 }
 
 type listener struct {
 	handler Handler
 	ctx     context.Context // ends when the peer goes down or the network closes
 	cancel  context.CancelFunc
+	active  *sync.WaitGroup // the handlers running for this peer
 }
 
 // link is one open stream between two peers.
@@ -62,6 +75,7 @@ func New() *Network {
 		down:  make(map[string]bool),
 		cuts:  make(map[pair]bool),
 		links: make(map[*link]struct{}),
+		nodes: make(map[string]*Node),
 	}
 }
 
@@ -73,9 +87,10 @@ func (n *Network) Listen(peer string, handler Handler) {
 	defer n.mu.Unlock()
 	l := &listener{handler: handler}
 	if old, ok := n.peers[peer]; ok {
-		l.ctx, l.cancel = old.ctx, old.cancel
+		l.ctx, l.cancel, l.active = old.ctx, old.cancel, old.active
 	} else {
 		l.ctx, l.cancel = context.WithCancel(context.Background())
+		l.active = new(sync.WaitGroup)
 		if n.down[peer] || n.closed {
 			l.cancel()
 		}
@@ -102,34 +117,49 @@ func (d *Dialer) OpenStream(ctx context.Context, peer string) (io.ReadWriteClose
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return d.net.open(d.from, peer)
-}
-
-func (n *Network) open(from, to string) (io.ReadWriteCloser, error) {
+	n := d.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.openLocked(d.from, peer)
+}
+
+// reachableLocked says why from cannot dial to, if it cannot. n.mu must
+// be held.
+func (n *Network) reachableLocked(from, to string) error {
 	if n.closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	l, ok := n.peers[to]
+	_, ok := n.peers[to]
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("dial %s from %s: no listener: %w", to, from, ErrUnreachable)
+		return fmt.Errorf("dial %s from %s: no listener: %w", to, from, ErrUnreachable)
 	case n.down[from]:
-		return nil, fmt.Errorf("dial %s from %s: %s is down: %w", to, from, from, ErrUnreachable)
+		return fmt.Errorf("dial %s from %s: %s is down: %w", to, from, from, ErrUnreachable)
 	case n.down[to]:
-		return nil, fmt.Errorf("dial %s from %s: %s is down: %w", to, from, to, ErrUnreachable)
+		return fmt.Errorf("dial %s from %s: %s is down: %w", to, from, to, ErrUnreachable)
 	case n.cuts[pairOf(from, to)]:
-		return nil, fmt.Errorf("dial %s from %s: link cut: %w", to, from, ErrUnreachable)
+		return fmt.Errorf("dial %s from %s: link cut: %w", to, from, ErrUnreachable)
 	}
+	return nil
+}
+
+// openLocked starts to's handler on a new stream and returns the dialling
+// end. n.mu must be held.
+func (n *Network) openLocked(from, to string) (*end, error) {
+	if err := n.reachableLocked(from, to); err != nil {
+		return nil, err
+	}
+	l := n.peers[to]
 	lk := &link{from: from, to: to}
 	dialEnd, listenEnd := newStream(func(*end) { n.forget(lk) })
 	lk.dialEnd = dialEnd
 	n.links[lk] = struct{}{}
 	handler, ctx := l.handler, l.ctx // Listen and Up replace them under n.mu
 	n.handlers.Add(1)
+	l.active.Add(1)
 	go func() {
 		defer n.handlers.Done()
+		defer l.active.Done()
 		defer listenEnd.Close()
 		handler(ctx, from, listenEnd)
 	}()
@@ -150,13 +180,17 @@ func (n *Network) Cut(a, b string) {
 	broken := n.takeLinks(func(lk *link) bool { return pairOf(lk.from, lk.to) == pairOf(a, b) })
 	n.mu.Unlock()
 	breakLinks(broken)
+	n.membershipChanged()
 }
 
-// Heal undoes Cut(a, b). Broken streams stay broken; new dials succeed.
+// Heal undoes Cut(a, b). Broken streams stay broken; new dials succeed;
+// the Nodes alive to each other exchange their state.
 func (n *Network) Heal(a, b string) {
 	n.mu.Lock()
 	delete(n.cuts, pairOf(a, b))
 	n.mu.Unlock()
+	n.membershipChanged()
+	n.pushPullRound()
 }
 
 // Down makes peer unreachable: dials to and from it fail, its streams
@@ -170,24 +204,40 @@ func (n *Network) Down(peer string) {
 	broken := n.takeLinks(func(lk *link) bool { return lk.from == peer || lk.to == peer })
 	n.mu.Unlock()
 	breakLinks(broken)
+	n.membershipChanged()
 }
 
-// Up brings a peer taken Down back; its listener serves again.
+// Up brings a peer taken Down back; its listener serves again and the
+// Nodes alive to each other exchange their state.
 func (n *Network) Up(peer string) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if !n.down[peer] {
+		n.mu.Unlock()
 		return
 	}
 	delete(n.down, peer)
 	if l, ok := n.peers[peer]; ok && !n.closed {
 		l.ctx, l.cancel = context.WithCancel(context.Background())
 	}
+	n.mu.Unlock()
+	n.membershipChanged()
+	n.pushPullRound()
 }
 
-// Close breaks every stream, refuses dials from now on, ends handler
-// contexts and waits for the handlers to return.
+// Close closes every Node, breaks every stream, refuses dials from now on,
+// ends handler contexts and waits for the handlers to return.
 func (n *Network) Close() {
+	n.SetPushPull(0)
+	n.loops.Wait()
+	n.mu.Lock()
+	nodes := make([]*Node, 0, len(n.nodes))
+	for _, nd := range n.nodes {
+		nodes = append(nodes, nd)
+	}
+	n.mu.Unlock()
+	for _, nd := range nodes {
+		nd.Close()
+	}
 	n.mu.Lock()
 	n.closed = true
 	for _, l := range n.peers {
@@ -197,6 +247,38 @@ func (n *Network) Close() {
 	n.mu.Unlock()
 	breakLinks(broken)
 	n.handlers.Wait()
+}
+
+// SetPushPull makes the Nodes alive to each other exchange their state
+// every period, as memberlist's anti-entropy does; 0 stops it, leaving
+// the exchanges on Join, Heal and Up.
+func (n *Network) SetPushPull(every time.Duration) {
+	n.mu.Lock()
+	stop := n.stopPushPull
+	n.stopPushPull = nil
+	if every > 0 && !n.closed {
+		n.stopPushPull = make(chan struct{})
+		n.loops.Add(1)
+		go n.pushPullLoop(every, n.stopPushPull)
+	}
+	n.mu.Unlock()
+	if stop != nil {
+		close(stop)
+	}
+}
+
+func (n *Network) pushPullLoop(every time.Duration, stop <-chan struct{}) {
+	defer n.loops.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			n.pushPullRound()
+		case <-stop:
+			return
+		}
+	}
 }
 
 // takeLinks removes and returns the links that match. n.mu must be held.

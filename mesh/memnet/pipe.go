@@ -142,3 +142,15 @@ func breakStream(e *end) {
 	e.in.breakWith(ErrLinkDown)
 	e.out.breakWith(ErrLinkDown)
 }
+
+// ErrReset is what reads and writes on a stream return after one end
+// reset it (meshnet.Abort).
+var ErrReset = errors.New("memnet: stream reset")
+
+// Reset breaks the stream: both ends' reads and writes fail with ErrReset
+// from now on, so the peer does not mistake it for a finished exchange.
+func (e *end) Reset() error {
+	e.in.breakWith(ErrReset)
+	e.out.breakWith(ErrReset)
+	return e.Close()
+}

@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
-// catalogProtocol hands catalog entries straight to a member and waits for
+// CatalogProtocol hands catalog entries straight to a member and waits for
 // it to merge them. Gossip carries every entry too, but only eventually: a
 // sync flush must not return before the nodes holding its blocks also know
 // the root that names them.
-const catalogProtocol = "/weft/catalog/1.0.0"
+const CatalogProtocol meshnet.Protocol = "/weft/catalog/1.0.0"
 
 // maxCatalogPush bounds one pushed message.
 const maxCatalogPush = 1 << 20
@@ -26,10 +26,17 @@ const maxCatalogPush = 1 << 20
 // member does not hold a stream open.
 const serveCatalogPushTimeout = 30 * time.Second
 
+// pushTimeout bounds one push to one member.
+const pushTimeout = 10 * time.Second
+
 // serveCatalogPush merges the entries a member pushes and acknowledges.
-func (n *meshNode) serveCatalogPush(_ context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
-	expire := time.AfterFunc(serveCatalogPushTimeout, func() { meshnet.Abort(s) })
-	defer expire.Stop()
+// The message is a 4-byte big-endian length (at most maxCatalogPush), the
+// encoded entries, and the answer one byte.
+func (c *Cluster) serveCatalogPush(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
+	ctx, cancel := context.WithTimeout(ctx, serveCatalogPushTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
+	defer stop()
 	var size [4]byte
 	if _, err := io.ReadFull(s, size[:]); err != nil {
 		meshnet.Abort(s)
@@ -37,7 +44,7 @@ func (n *meshNode) serveCatalogPush(_ context.Context, from meshnet.PeerID, s io
 	}
 	l := binary.BigEndian.Uint32(size[:])
 	if l == 0 || l > maxCatalogPush {
-		n.log.Warn("catalog push: bad size", "peer", from, "bytes", l)
+		c.log.Warn("catalog push: bad size", "peer", from, "bytes", l)
 		meshnet.Abort(s)
 		return
 	}
@@ -48,17 +55,17 @@ func (n *meshNode) serveCatalogPush(_ context.Context, from meshnet.PeerID, s io
 	}
 	es, err := catalog.Decode(buf)
 	if err != nil {
-		n.log.Warn("catalog push: bad entries", "peer", from, "err", err)
+		c.log.Warn("catalog push: bad entries", "peer", from, "err", err)
 		meshnet.Abort(s)
 		return
 	}
-	n.cat.Merge(es)
+	c.cat.Merge(es)
 	_, _ = s.Write([]byte{1})
 }
 
 // pushEntries hands es to every other live member and returns how many
 // merged them.
-func (n *meshNode) pushEntries(ctx context.Context, es []catalog.Entry) (int, error) {
+func (c *Cluster) pushEntries(ctx context.Context, es []catalog.Entry) (int, error) {
 	buf, err := catalog.Encode(es)
 	if err != nil {
 		return 0, err
@@ -72,15 +79,15 @@ func (n *meshNode) pushEntries(ctx context.Context, es []catalog.Entry) (int, er
 		errs []error
 		wg   sync.WaitGroup
 	)
-	for _, m := range n.members() {
+	for _, m := range c.Live() {
 		id := meshnet.PeerID(m.ID)
-		if id == n.self {
+		if id == c.self {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := n.pushTo(ctx, id, buf)
+			err := c.pushTo(ctx, id, buf)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -94,10 +101,10 @@ func (n *meshNode) pushEntries(ctx context.Context, es []catalog.Entry) (int, er
 	return acks, errors.Join(errs...)
 }
 
-func (n *meshNode) pushTo(ctx context.Context, id meshnet.PeerID, buf []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+func (c *Cluster) pushTo(ctx context.Context, id meshnet.PeerID, buf []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	s, err := n.net.Open(ctx, id, catalogProtocol)
+	s, err := c.net.Open(ctx, id, CatalogProtocol)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,122 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/heal"
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/mesh/meshnet"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// ErrNotOwner is matched (errors.Is) by the error of a command that would
+// write a disk, or its replicas, on a node that does not own it. Nothing
+// was written: the owner is the one place a disk's head changes, and
+// writes taken anywhere else would only be fenced into a replica.
+var ErrNotOwner = errors.New("not the owner of the disk")
+
+// notOwnerError names the owner and how to reach it.
+type notOwnerError struct {
+	disk, owner, self string
+	alive             bool
+}
+
+func (e *notOwnerError) Error() string {
+	if !e.alive {
+		return fmt.Sprintf("disk %q: owned by %s, which is not alive; take it here first with `weft disk take %s`", e.disk, e.owner, e.disk)
+	}
+	return fmt.Sprintf("disk %q: owned by %s; run it there, or move it here first with `weft disk move %s --to %s` on %s",
+		e.disk, e.owner, e.disk, e.self, e.owner)
+}
+
+func (e *notOwnerError) Is(target error) bool { return target == ErrNotOwner }
+
+// CheckOwner returns nil when this node may write disk: it owns it, or the
+// catalog does not name it (a new disk). Otherwise it returns an error
+// matching ErrNotOwner that names the owner. It is the one check every
+// command writing a disk head or its replicas makes before it writes.
+func (c *Cluster) CheckOwner(disk string) error {
+	e, ok := c.cat.Get(catalog.DiskKey(disk))
+	if !ok || e.Owner == c.selfStr {
+		return nil
+	}
+	return &notOwnerError{disk: disk, owner: e.Owner, self: c.selfStr, alive: c.Alive(e.Owner)}
+}
+
+// Move hands disk, which this node owns, to the live member to: the head
+// is committed and its root pushed to the placement set (too few live
+// members is no error: heal copies the rest), then the catalog names to
+// as the owner at the next epoch, and the change is announced. The new
+// owner adopts the disk and this node gives its head up. It returns the
+// new entry and the committed head's info. Errors are DecideMove's (to is
+// this node, not alive, or the disk not published as this node's yet),
+// the commit's, the push's and the catalog's.
+func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (catalog.Entry, volume.DiskInfo, error) {
+	if _, err := DecideMove(disk, catalog.Entry{}, true, c.self, to, c.Alive(to.String()), cid.Undef); errors.Is(err, volume.ErrInvalid) || errors.Is(err, volume.ErrNotFound) {
+		return catalog.Entry{}, volume.DiskInfo{}, err // before the commit, as the checks that need no head
+	}
+	info, err := c.vols.Commit(ctx, disk)
+	if err != nil {
+		return catalog.Entry{}, info, err
+	}
+	var root cid.Cid
+	if info.Root != "" {
+		if root, err = cid.Decode(info.Root); err != nil {
+			return catalog.Entry{}, info, fmt.Errorf("move: %w", err)
+		}
+	}
+	cur, found := c.cat.Get(catalog.DiskKey(disk))
+	e, err := DecideMove(disk, cur, found, c.self, to, c.Alive(to.String()), root)
+	if err != nil {
+		return catalog.Entry{}, info, err
+	}
+	if _, err := c.pusher.Push(ctx, c.Pushed(disk), root, info.Replicas); err != nil && !errors.Is(err, heal.ErrTooFewNodes) {
+		return catalog.Entry{}, info, fmt.Errorf("move: replicate before handover: %w", err)
+	}
+	if e, err = c.PutRecord(e); err != nil {
+		return catalog.Entry{}, info, fmt.Errorf("move: %w", err)
+	}
+	c.Announce(ctx, e.Key)
+	c.log.Info("disk handed over", "disk", disk, "to", to, "epoch", e.Epoch)
+	return e, info, nil
+}
+
+// Take makes this node the owner of disk, whose owner is dead (or, with
+// force, alive but unreachable), at the next epoch, which fences the old
+// owner; then adopts the disk here at the catalog's root and announces
+// the change. Errors are DecideTake's (no live entry, owned here already,
+// owner alive without force), the catalog's and the adopt's.
+//
+// The catalog write and the adopt happen under the reconcile lock: a pass
+// between them would see the disk owned and written by this node but not
+// held here, take it for a removal and tombstone it.
+func (c *Cluster) Take(ctx context.Context, disk string, force bool) (catalog.Entry, error) {
+	e, err := c.take(ctx, disk, force)
+	if err != nil {
+		return e, err
+	}
+	c.Announce(ctx, e.Key)
+	c.log.Warn("disk taken over", "disk", disk, "epoch", e.Epoch)
+	return e, nil
+}
+
+func (c *Cluster) take(ctx context.Context, disk string, force bool) (catalog.Entry, error) {
+	c.reconcileMu.Lock()
+	defer c.reconcileMu.Unlock()
+	cur, found := c.cat.Get(catalog.DiskKey(disk))
+	e, err := DecideTake(disk, cur, found, c.self, found && c.Alive(cur.Owner), force)
+	if err != nil {
+		return e, err
+	}
+	if e, err = c.PutRecord(e); err != nil {
+		return e, fmt.Errorf("take: %w", err)
+	}
+	if err := c.adopt(ctx, e); err != nil {
+		return e, fmt.Errorf("take: %w", err)
+	}
+	return e, nil
+}

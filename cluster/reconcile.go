@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/mesh/catalog"
+	"github.com/weft-mesh/weft/volume"
+)
+
+// Run keeps the catalog and this node's volumes in agreement until ctx
+// ends: a reconcile pass after every local change, catalog change and
+// membership change, and every ReconcileEvery at least; the catalog is
+// saved after each pass. Attach must have been called.
+func (c *Cluster) Run(ctx context.Context) {
+	t := c.clock.NewTicker(c.cfg.ReconcileEvery)
+	defer t.Stop()
+	for {
+		c.reconcile(ctx)
+		if err := c.SaveCatalog(); err != nil {
+			c.log.Error("save catalog", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		case <-c.wake:
+		case <-c.vols.Changed():
+		}
+	}
+}
+
+// Reconcile runs one whole pass now: it publishes this node's disks and
+// replicas, adopts the disks the catalog hands to this node, gives up the
+// disks another node owns now, and starts replication of new roots.
+// Request paths publish their own keys (Publish) instead.
+func (c *Cluster) Reconcile(ctx context.Context) { c.reconcile(ctx) }
+
+func (c *Cluster) reconcile(ctx context.Context) {
+	c.reconcileMu.Lock()
+	defer c.reconcileMu.Unlock()
+	c.apply(ctx, Decide(c.view()))
+}
+
+// view is the decision's snapshot; call it under reconcileMu.
+func (c *Cluster) view() View {
+	v := View{Self: c.selfStr, Catalog: map[string]catalog.Entry{}, Local: Locals(c.vols.Records()), Pushes: map[string]Pushes{}}
+	for _, e := range c.cat.Snapshot() {
+		v.Catalog[e.Key] = e
+	}
+	c.mu.Lock()
+	for _, l := range v.Local {
+		if l.Kind == KindDisk {
+			v.Pushes[l.Disk] = Pushes{Pushed: c.pushed[l.Disk], Tried: c.tried[l.Disk], Pushing: c.pushing[l.Disk]}
+		}
+	}
+	c.mu.Unlock()
+	return v
+}
+
+// apply carries out a decision's actions in order; call it under
+// reconcileMu, the lock the View was taken under.
+func (c *Cluster) apply(ctx context.Context, actions []Action) {
+	givenUp := map[string]bool{}
+	for _, a := range actions {
+		switch a.Op {
+		case OpAdopt:
+			if err := c.adopt(ctx, a.Entry); err != nil {
+				c.log.Error("adopt disk", "disk", a.Key, "err", err)
+			}
+		case OpGiveUp:
+			c.giveUp(ctx, a.Local, a.Entry)
+		case OpForget:
+			c.forget(ctx, a.Local)
+		case OpPublish:
+			_, err := c.PutRecord(a.Entry)
+			switch {
+			case err == nil:
+			case errors.Is(err, catalog.ErrFenced) && a.Local.Kind == KindDisk:
+				// The version that fenced the Put came after the View:
+				// give up against it, not against the pass's snapshot,
+				// so the fenced replica names the epoch that won.
+				e, _ := c.cat.Lookup(a.Key)
+				c.giveUp(ctx, a.Local, e)
+				givenUp[a.Key] = true
+			default:
+				c.log.Error("publish", "key", a.Key, "err", err)
+			}
+		case OpTombstone:
+			if _, err := c.Tombstone(a.Key, a.Entry.Epoch); err != nil {
+				c.log.Debug("tombstone", "key", a.Key, "err", err)
+			}
+		case OpReplicate:
+			if !givenUp[a.Key] {
+				c.replicateAsync(a.Local)
+			}
+		}
+	}
+}
+
+// forget removes a local spacesuit version or replica the mesh removed.
+func (c *Cluster) forget(ctx context.Context, l Local) {
+	var err error
+	if l.Kind == KindSpacesuit {
+		v, _ := strconv.ParseUint(l.Name, 10, 64)
+		err = c.vols.RemoveSpacesuit(ctx, l.Disk, v)
+	} else {
+		err = c.vols.RemoveReplica(ctx, l.Disk, l.Name)
+	}
+	if err != nil && !errors.Is(err, volume.ErrNotFound) {
+		c.log.Error("forget removed record", "key", l.Key, "err", err)
+		return
+	}
+	c.log.Info("removed here too: the mesh removed it", "key", l.Key)
+}
+
+// adopt makes a disk the catalog hands to this node writable here, with
+// its replicas. Its blocks stay where they are until read or healed.
+func (c *Cluster) adopt(ctx context.Context, e catalog.Entry) error {
+	name := strings.TrimPrefix(e.Key, catalog.DiskPrefix)
+	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: e.Replicas, Sync: e.Sync}
+	if _, err := c.vols.CreateDiskAt(ctx, spec, e.Root); err != nil && !errors.Is(err, volume.ErrExists) {
+		return err
+	}
+	for _, r := range c.cat.List(catalog.ReplicaPrefix + name + "/") {
+		rep := strings.TrimPrefix(r.Key, catalog.ReplicaPrefix+name+"/")
+		err := c.vols.AddReplica(ctx, volume.ReplicaInfo{Disk: name, Name: rep, Size: r.Size, BlockSize: r.BlockSize, Created: r.Created}, r.Root)
+		if err != nil && !errors.Is(err, volume.ErrExists) {
+			return err
+		}
+	}
+	c.log.Info("adopted disk", "disk", name, "epoch", e.Epoch, "root", e.Root)
+	return nil
+}
+
+// giveUp removes the local head of a disk another node owns now. Writes
+// this node took that the catalog's root does not hold (made while it was
+// cut off, say) are kept as a replica named fenced-e<epoch>-<time>, so
+// nothing acknowledged is lost; the operator can restore or clone it.
+func (c *Cluster) giveUp(ctx context.Context, l Local, e catalog.Entry) {
+	info, err := c.vols.Commit(ctx, l.Disk)
+	if err != nil {
+		c.log.Error("commit fenced disk", "disk", l.Disk, "err", err)
+		return
+	}
+	if info.Root != rootText(e.Root) && info.Root != "" {
+		name, err := c.keepFenced(ctx, l.Disk, e.Epoch)
+		if err != nil {
+			c.log.Error("keep fenced writes", "disk", l.Disk, "err", err)
+			return
+		}
+		c.log.Warn("disk is owned by another node now; its diverging writes are kept in a replica",
+			"disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch, "replica", name)
+	}
+	if err := c.vols.RemoveDisk(ctx, l.Disk); err != nil && !errors.Is(err, volume.ErrNotFound) {
+		c.log.Error("remove fenced disk", "disk", l.Disk, "err", err)
+		return
+	}
+	c.log.Info("gave up disk", "disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch)
+}
+
+// maxFencedSuffix bounds the search for a free fenced replica name.
+const maxFencedSuffix = 1000
+
+// keepFenced saves the committed head of disk as a replica named
+// fenced-e<epoch>-<time>, with -2, -3 … appended when a give-up in the same
+// second took the name: each one keeps its writes.
+func (c *Cluster) keepFenced(ctx context.Context, disk string, epoch uint64) (string, error) {
+	base := fmt.Sprintf("fenced-e%d-%s", epoch, c.clock.Now().UTC().Format("20060102-150405"))
+	name := base
+	for i := 2; i <= maxFencedSuffix; i++ {
+		_, err := c.vols.CreateReplica(ctx, disk, name)
+		if !errors.Is(err, volume.ErrExists) {
+			return name, err
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
+	return "", fmt.Errorf("no free fenced replica name after %s-%d", base, maxFencedSuffix)
+}
+
+func rootText(c cid.Cid) string {
+	if !c.Defined() {
+		return ""
+	}
+	return c.String()
+}

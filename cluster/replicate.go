@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/heal"
+)
+
+// asyncPushTimeout bounds one background push of a disk's new root.
+const asyncPushTimeout = 10 * time.Minute
+
+// replicateAsync pushes the head l's new root to its placement sets in the
+// background (async mode; sync disks do it in their flushes too). One push
+// per disk at a time; a root pushed, or tried and left to heal, is not
+// pushed again.
+func (c *Cluster) replicateAsync(l Local) {
+	c.mu.Lock()
+	if c.pushing[l.Disk] || c.pushed[l.Disk] == l.Root || c.tried[l.Disk] == l.Root {
+		c.mu.Unlock()
+		return
+	}
+	c.pushing[l.Disk] = true
+	prev := c.pushed[l.Disk]
+	c.mu.Unlock()
+	go func() {
+		pctx, cancel := context.WithTimeout(c.life, asyncPushTimeout)
+		defer cancel()
+		st, err := c.pusher.Push(pctx, prev, l.Root, l.Replicas)
+		c.mu.Lock()
+		c.pushing[l.Disk] = false
+		switch {
+		case err == nil:
+			c.pushed[l.Disk] = l.Root
+		case c.life.Err() == nil:
+			// Left to heal: what a failed push missed (a member that died,
+			// one unreachable) the placement sets' heal passes copy.
+			// Pushing the whole root again on the next reconcile copied
+			// the blocks a second time, beside those passes.
+			c.tried[l.Disk] = l.Root
+		}
+		c.mu.Unlock()
+		if err != nil {
+			lvl := slog.LevelWarn
+			if errors.Is(err, heal.ErrTooFewNodes) {
+				lvl = slog.LevelDebug // status shows it
+			}
+			c.log.Log(pctx, lvl, "replication behind; heal will retry", "disk", l.Disk, "err", err)
+			return
+		}
+		c.log.Debug("replicated", "disk", l.Disk, "root", l.Root, "blocks", st.Blocks, "sent", st.Sent, "bytes", st.Bytes)
+		// The push's acknowledgements already counted its copies in the
+		// redundancy account: no heal pass is needed to recount them.
+		c.Poke() // the root may have moved on meanwhile
+	}()
+}
+
+// Pushed is the last root of disk its placement sets confirmed (undefined
+// if none): the base a push of a newer root sends the new blocks of.
+func (c *Cluster) Pushed(disk string) cid.Cid {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pushed[disk]
+}
