@@ -12,10 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/cluster"
-	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/cluster/transfer"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/internal/clock"
 	"github.com/weft-mesh/weft/mesh/catalog"
@@ -137,6 +139,11 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 		// Before any request: the API may serve before Run starts.
 		c.mesh.vols = vols
 		c.mesh.cl.Attach(c.mesh.life, vols, vols)
+		if err := c.mesh.startTransfers(cfg, vols); err != nil {
+			vols.Close()
+			c.mesh.close()
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -247,10 +254,7 @@ type meshNode struct {
 	pusher    *heal.Pusher
 	vols      *volume.Manager // set once the volumes are open
 	cl        *cluster.Cluster
-	transfers *transfers
-	crowds    crowdTracker // pullers of the roots pulled from this node now
-	partial   *partialRoots
-	journal   *transferJournal
+	transfers *transfer.Service // set by NewCore, once the volumes are open
 
 	// redundancy is the one account of confirmed copies every report of
 	// under-replicated blocks reads (see underReplicated).
@@ -275,16 +279,6 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
 		srv.ServeStream(ctx, string(from), s)
 	})
-	var err error
-	if n.partial, err = loadPartialRoots(filepath.Join(meshDir, "partial.json")); err != nil {
-		return nil, err
-	}
-	if n.journal, err = loadTransferJournal(filepath.Join(meshDir, "transfers.json")); err != nil {
-		return nil, err
-	}
-	n.net.Handle(transferProtocol, n.serveReceive)
-	n.net.Handle(crowdProtocol, n.serveCrowd)
-	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	healLog := cfg.Logger.With("component", "heal")
 	n.fetch = &heal.FetchingStore{Store: cfg.Store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}
 	maps := blockmap.New(n.fetch, 4096)
@@ -299,13 +293,14 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 		Members: n.members, Redundancy: n.redundancy}
 	ccfg := cluster.DefaultConfig()
 	ccfg.Net, ccfg.Catalog, ccfg.CatalogPath, ccfg.Site = n.net, cfg.Catalog, filepath.Join(meshDir, catalogFile), cfg.Site
-	ccfg.Pusher, ccfg.Clock, ccfg.Logger, ccfg.LocalRoots = n.pusher, cfg.Clock, n.log, n.partial.list
+	ccfg.Pusher, ccfg.Clock, ccfg.Logger, ccfg.LocalRoots = n.pusher, cfg.Clock, n.log, n.partialRoots
 	if cfg.ReconcileEvery > 0 {
 		ccfg.ReconcileEvery = cfg.ReconcileEvery
 	}
 	if cfg.AnnounceTimeout > 0 {
 		ccfg.AnnounceTimeout = cfg.AnnounceTimeout
 	}
+	var err error
 	if n.cl, err = cluster.New(ccfg); err != nil {
 		return nil, err
 	}
@@ -326,16 +321,10 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 // this node, replicate and heal, and the join of the join addresses. They
 // end with ctx; wg counts them.
 func (n *meshNode) start(ctx context.Context, join []string, wg *sync.WaitGroup) {
-	wg.Add(5)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.cl.Run(ctx) }()
-	go func() { defer wg.Done(); n.replicateLoop(ctx) }()
-	go func() { defer wg.Done(); n.resumeTransfers(ctx) }()
-	go func() {
-		defer wg.Done()
-		<-ctx.Done()
-		n.journal.close() // transfers the shutdown cuts short resume at the next start
-	}()
+	go func() { defer wg.Done(); n.transfers.Run(ctx) }()
 	if len(join) > 0 {
 		wg.Add(1)
 		go func() {
@@ -360,6 +349,15 @@ func memberIDs(ms []placement.Member) []string {
 		ids[i] = m.ID
 	}
 	return ids
+}
+
+// partialRoots lists the roots of the transfers received in part; none
+// before the transfer service is built.
+func (n *meshNode) partialRoots() []cid.Cid {
+	if n.transfers == nil {
+		return nil
+	}
+	return n.transfers.PartialRoots()
 }
 
 // addrs returns the addresses other members reach this node at; none on a

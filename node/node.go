@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	src := metricsSources{Store: store.Stats}
 	if mn != nil {
-		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.list
+		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.List
 		src.UnderReplicated = func() (int64, error) {
 			sctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
 			defer cancel()
