@@ -72,6 +72,21 @@ func write(t *testing.T, ctx context.Context, rng *rand.Rand, n *nodetest.Node, 
 	}
 }
 
+// syncDisk creates a sync disk with R=3 on n, writes to it and flushes,
+// and returns what it holds.
+func syncDisk(t *testing.T, ctx context.Context, rng *rand.Rand, n *nodetest.Node, disk string) []byte {
+	t.Helper()
+	if _, err := n.CreateDisk(ctx, disk, diskSize, 3, true); err != nil {
+		t.Fatal(err)
+	}
+	image := make([]byte, diskSize)
+	write(t, ctx, rng, n, disk, image)
+	if err := n.Flush(ctx, disk); err != nil {
+		t.Fatal(err)
+	}
+	return image
+}
+
 // wantContent fails the test unless n's head of disk reads image.
 func wantContent(t *testing.T, ctx context.Context, n *nodetest.Node, disk string, image []byte) {
 	t.Helper()

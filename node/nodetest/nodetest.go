@@ -129,11 +129,7 @@ func (n *Node) start(cat *catalog.Catalog) {
 // stop stops a node that was not killed as a daemon stops: its background
 // work ends, then its heads are committed and it leaves the network.
 func (n *Node) stop() {
-	n.mu.Lock()
-	killed := n.killed
-	n.killed = true
-	n.mu.Unlock()
-	if killed {
+	if n.setKilled(true) {
 		return
 	}
 	n.cancel()
@@ -143,16 +139,21 @@ func (n *Node) stop() {
 	}
 }
 
+// setKilled records whether the node is stopped and returns whether it
+// was.
+func (n *Node) setKilled(killed bool) (was bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	was, n.killed = n.killed, killed
+	return was
+}
+
 // Kill stops the node as a crash does: it drops off the network (Down)
 // first, then its background work ends, and nothing is committed: a write
 // not flushed (a sync disk) or not committed is lost with it.
 func (n *Node) Kill() {
 	n.t.Helper()
-	n.mu.Lock()
-	killed := n.killed
-	n.killed = true
-	n.mu.Unlock()
-	if killed {
+	if n.setKilled(true) {
 		n.t.Fatalf("node %s: killed twice", n.Name)
 	}
 	n.net.Down(string(n.ID))
@@ -164,11 +165,7 @@ func (n *Node) Kill() {
 // home: the same blocks, volumes and saved catalog, back on the network.
 func (n *Node) Restart() {
 	n.t.Helper()
-	n.mu.Lock()
-	killed := n.killed
-	n.killed = false
-	n.mu.Unlock()
-	if !killed {
+	if !n.setKilled(false) {
 		n.t.Fatalf("node %s: restarted while running", n.Name)
 	}
 	n.member.Close()

@@ -14,14 +14,7 @@ import (
 func TestSyncFlushNeedsRLiveNodes(t *testing.T) {
 	ctx, rng, nodes := fiveSites(t)
 	a := nodes[0]
-	if _, err := a.CreateDisk(ctx, "db", diskSize, 3, true); err != nil {
-		t.Fatal(err)
-	}
-	image := make([]byte, diskSize)
-	write(t, ctx, rng, a, "db", image)
-	if err := a.Flush(ctx, "db"); err != nil {
-		t.Fatal(err)
-	}
+	image := syncDisk(t, ctx, rng, a, "db")
 
 	for _, n := range nodes[2:] {
 		n.Down()

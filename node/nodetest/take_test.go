@@ -17,11 +17,8 @@ import (
 func TestOwnerKilledDiskTaken(t *testing.T) {
 	ctx, rng, nodes := fiveSites(t)
 	a, b := nodes[0], nodes[1]
-	if _, err := a.CreateDisk(ctx, "db", diskSize, 3, true); err != nil {
-		t.Fatal(err)
-	}
-	flushed := make([]byte, diskSize)
-	for range 3 {
+	flushed := syncDisk(t, ctx, rng, a, "db")
+	for range 2 {
 		write(t, ctx, rng, a, "db", flushed)
 		if err := a.Flush(ctx, "db"); err != nil {
 			t.Fatal(err)
@@ -59,14 +56,7 @@ func TestOwnerKilledDiskTaken(t *testing.T) {
 func TestKilledOwnerRestarts(t *testing.T) {
 	ctx, rng, nodes := fiveSites(t)
 	a, b := nodes[0], nodes[1]
-	if _, err := a.CreateDisk(ctx, "db", diskSize, 3, true); err != nil {
-		t.Fatal(err)
-	}
-	image := make([]byte, diskSize)
-	write(t, ctx, rng, a, "db", image)
-	if err := a.Flush(ctx, "db"); err != nil {
-		t.Fatal(err)
-	}
+	image := syncDisk(t, ctx, rng, a, "db")
 	e, _ := a.Entry(catalog.DiskKey("db"))
 	a.Kill()
 	awaitAlive(t, b, len(nodes)-1)
