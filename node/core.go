@@ -179,14 +179,6 @@ func (c *Core) Cluster() *cluster.Cluster {
 	return c.mesh.cl
 }
 
-// Self is the node's identity on its network; "" when it runs alone.
-func (c *Core) Self() meshnet.PeerID {
-	if c.mesh == nil {
-		return ""
-	}
-	return c.mesh.self
-}
-
 // Run runs the node's background work (reconcile, replication, heal,
 // transfer resumes, the join of CoreConfig.Join) until ctx ends, and
 // returns once all of it stopped. The volumes stay open: Close closes
@@ -212,7 +204,6 @@ func (c *Core) Close() error {
 		errs = append(errs, fmt.Errorf("close volumes: %w", err))
 	}
 	if c.mesh != nil {
-		c.mesh.stopLife()
 		if err := c.mesh.close(); err != nil {
 			errs = append(errs, fmt.Errorf("close mesh: %w", err))
 		}
@@ -388,8 +379,9 @@ func (n *meshNode) learn(addr string) (meshnet.PeerID, error) {
 	return l.Learn(addr)
 }
 
-// close leaves the mesh and saves the catalog.
+// close ends the node's life, leaves the mesh and saves the catalog.
 func (n *meshNode) close() error {
+	n.stopLife()
 	err := n.net.Close()
 	return errors.Join(err, n.cl.SaveCatalog())
 }
