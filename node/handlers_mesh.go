@@ -49,7 +49,7 @@ func (s *server) handleID(w http.ResponseWriter, r *http.Request) {
 	if !s.meshOr(w, r) {
 		return
 	}
-	s.writeJSON(w, http.StatusOK, IDInfo{PeerID: s.mesh.selfStr, Addrs: s.mesh.net.Addrs()})
+	s.writeJSON(w, http.StatusOK, IDInfo{PeerID: s.mesh.selfStr, Addrs: s.mesh.addrs()})
 }
 
 func (s *server) handleJoin(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +100,7 @@ func (s *server) handleForgetPeer(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, invalidf("peers rm: %q is not a peer ID: %v", r.PathValue("id"), err))
 		return
 	}
-	switch err := s.mesh.net.Forget(id); {
+	switch err := s.mesh.forgetMember(id); {
 	case errors.Is(err, mesh.ErrMemberAlive):
 		s.fail(w, r, fmt.Errorf("peers rm: %s is alive: stop it first (a stopped node leaves by itself): %w", id, volume.ErrInvalid))
 		return

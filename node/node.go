@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/weft-mesh/weft/blockstore"
-	"github.com/weft-mesh/weft/volume"
+	"github.com/weft-mesh/weft/cluster"
+	"github.com/weft-mesh/weft/mesh"
+	"github.com/weft-mesh/weft/mesh/catalog"
 )
 
 // shutdownGrace is how long Run lets requests in flight finish after its
@@ -66,52 +68,37 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
-	vcfg := volume.DefaultConfig()
-	vcfg.Dir = cfg.Path(VolumesDir)
-	vcfg.Store = store
-	var mn *meshNode
+	ccfg := CoreConfig{
+		Home: cfg.Home, Site: cfg.Site, Join: cfg.Join, Store: store, Logger: base,
+		CommitInterval: cfg.CommitInterval, BlockCacheBytes: cfg.BlockCacheBytes,
+		HealInterval: cfg.HealInterval, HealBandwidth: cfg.HealBandwidth, HealConcurrency: cfg.HealConcurrency,
+		TransferBandwidth: cfg.TransferBandwidth,
+	}
 	if len(cfg.Listen) > 0 {
-		if mn, err = startMesh(ctx, cfg, id, store, base); err != nil {
+		m, cat, err := startMesh(ctx, cfg, id, store, base)
+		if err != nil {
 			return err
 		}
-		if cfg.Listen, err = recordListenPorts(cfg, mn.net.ListenAddrs(), log); err != nil {
-			mn.close()
+		if cfg.Listen, err = recordListenPorts(cfg, m.ListenAddrs(), log); err != nil {
+			m.Close()
 			return err
 		}
-		defer func() { // after the volumes closed
-			if cerr := mn.close(); cerr != nil && err == nil {
-				err = fmt.Errorf("close mesh: %w", cerr)
-			}
-		}()
-		vcfg.Store = mn.fetch
-		vcfg.ExtraRoots = mn.cl.CatalogRoots
-		vcfg.SyncFlush = mn.cl.SyncFlush
+		ccfg.Net, ccfg.Catalog = m, cat
 	}
-	vcfg.Logger = base.With("component", "volume")
-	vcfg.CommitInterval = cfg.CommitInterval
-	if cfg.BlockCacheBytes > 0 {
-		vcfg.BlockCacheBytes = cfg.BlockCacheBytes
-	}
-	vcfg.Now = time.Now
-	vols, err := volume.Open(ctx, vcfg)
+	core, err := NewCore(ctx, ccfg)
 	if err != nil {
-		return fmt.Errorf("open volumes: %w", err)
+		return err
 	}
-	defer func() {
-		if cerr := vols.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close volumes: %w", cerr)
+	defer func() { // after the doors closed and the background work stopped
+		if cerr := core.Close(); cerr != nil && err == nil {
+			err = cerr
 		}
 	}()
-
-	if mn != nil {
-		if err := mn.startTransfers(cfg, vols); err != nil {
-			return err
-		}
-		mctx, mcancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		mn.attach(mctx, vols, cfg, &wg)
-		defer func() { mcancel(); wg.Wait() }() // before the volumes close
-	}
+	vols, mn := core.Vols, core.mesh
+	cctx, ccancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { defer close(ran); core.Run(cctx) }()
+	defer func() { ccancel(); <-ran }() // before the volumes close
 
 	src := metricsSources{Store: store.Stats}
 	if mn != nil {
@@ -178,6 +165,42 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	<-served
 	return nil
+}
+
+// startMesh starts the libp2p mesh of a node whose config has listen
+// addresses, with the catalog saved in the home as its gossiped state.
+// log names the node only: each part tags its own component.
+func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.Store, log *slog.Logger) (*mesh.Mesh, *catalog.Catalog, error) {
+	secret, err := loadClusterSecret(cfg.Path(ClusterSecretFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	self, err := id.PeerID()
+	if err != nil {
+		return nil, nil, err
+	}
+	cat, err := catalog.Load(cfg.Path(MeshDir+"/"+catalogFile), self.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	mcfg := mesh.DefaultConfig()
+	mcfg.Key = id.Key
+	mcfg.Listen = cfg.Listen
+	mcfg.Secret = secret
+	mcfg.Site = cfg.Site
+	mcfg.Dir = cfg.Path(MeshDir)
+	mcfg.Detector = cfg.Detector()
+	mcfg.Logger = log
+	mcfg.State = cluster.GossipState(cat, log.With("component", "mesh"))
+	mcfg.Capacity = func() (int64, int64) {
+		st := store.Stats()
+		return st.DiskBytes, freeBytes(cfg.Path(BlocksDir))
+	}
+	m, err := mesh.New(ctx, mcfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start mesh (listen addresses in %s): %w", cfg.Path(ConfigFile), err)
+	}
+	return m, cat, nil
 }
 
 // listenSocket listens on the home's unix socket with mode 0600. A socket

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -53,11 +55,15 @@ func (s *Service) add(info api.TransferInfo, cancel context.CancelFunc) *Job {
 	return j
 }
 
-// Info returns the transfer as it stands now.
+// Info returns the transfer as it stands now: a copy, targets and byte
+// counts included, that later progress leaves alone.
 func (j *Job) Info() api.TransferInfo {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.info
+	info := j.info
+	info.Targets = slices.Clone(info.Targets)
+	info.BytesFrom = maps.Clone(info.BytesFrom)
+	return info
 }
 
 // Done is closed when the transfer has ended.
