@@ -27,8 +27,10 @@ type Volumes interface {
 	Commit(ctx context.Context, disk string) (volume.DiskInfo, error)
 	CreateDiskAt(ctx context.Context, spec volume.DiskSpec, root cid.Cid) (volume.DiskInfo, error)
 	AddReplica(ctx context.Context, r volume.ReplicaInfo, root cid.Cid) error
-	CreateReplica(ctx context.Context, disk, name string) (volume.ReplicaInfo, error)
-	RemoveDisk(ctx context.Context, disk string) error
+	// GiveUpDisk commits a disk's head and removes it, keeping it first
+	// as a replica named base unless its root is empty or handedOver,
+	// with no write slipping in between (volume.Manager.GiveUpDisk).
+	GiveUpDisk(ctx context.Context, disk, base string, handedOver cid.Cid) (kept string, err error)
 	RemoveReplica(ctx context.Context, disk, name string) error
 	RemoveSpacesuit(ctx context.Context, name string, version uint64) error
 }
