@@ -426,3 +426,51 @@ func TestGiveUpKeepsWriteAckedDuringGiveUp(t *testing.T) {
 		t.Errorf("replica %s reads %q, %v; want the acknowledged write", reps[0], got, err)
 	}
 }
+
+// D11 without cross-node clocks: a disk created here right after another
+// node removed one of the same name, whose clock runs 2 s ahead, is a new
+// disk (made after this node saw the tombstone), not a fenced head to
+// give up.
+func TestDiskCreatedAfterRemovalSurvivesClockSkew(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	ctx := context.Background()
+	ts := written(t, "c", catalog.Entry{Key: catalog.DiskKey("vm"), Owner: meshnet.TestID("c").String(), Epoch: 1, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
+	ts.Deleted, ts.Root, ts.Version, ts.Modified = true, cid.Undef, ts.Version+1, start.Add(2*time.Second)
+	ts.Size, ts.BlockSize, ts.Replicas = 0, 0, 0
+	b.cat.Merge([]catalog.Entry{ts})
+	if e, _ := b.cat.Lookup(catalog.DiskKey("vm")); !e.Deleted {
+		t.Fatalf("tombstone not merged: %+v", e)
+	}
+	b.clock.Advance(time.Second)
+	b.importDisk(t, "vm", 1, "brand new disk")
+	b.Announce(ctx, catalog.DiskKey("vm"))
+	if _, err := b.vols.Head("vm"); err != nil {
+		t.Fatalf("the disk just created is gone: %v; replicas %v", err, b.replicas(t, "vm"))
+	}
+	if e, _ := b.cat.Lookup(catalog.DiskKey("vm")); e.Deleted || e.Owner != b.selfStr {
+		t.Errorf("catalog after the create: %+v, want vm published by this node", e)
+	}
+}
+
+// D11: a head made before this node saw another owner's tombstone (it was
+// cut off meanwhile) is given up into a fenced replica, even when the
+// remover's clock is behind.
+func TestLateTombstoneGivesUpHeadMadeBefore(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	ctx := context.Background()
+	b.importDisk(t, "vm", 1, "fenced writes")
+	b.clock.Advance(time.Second)
+	ts := written(t, "c", catalog.Entry{Key: catalog.DiskKey("vm"), Owner: meshnet.TestID("c").String(), Epoch: 2, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
+	ts.Deleted, ts.Root, ts.Version, ts.Modified = true, cid.Undef, ts.Version+1, start.Add(-time.Hour)
+	ts.Size, ts.BlockSize, ts.Replicas = 0, 0, 0
+	b.cat.Merge([]catalog.Entry{ts})
+	b.Reconcile(ctx)
+	if _, err := b.vols.Head("vm"); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("head made before the tombstone was seen still here: %v", err)
+	}
+	if reps := b.replicas(t, "vm"); len(reps) != 1 || !strings.HasPrefix(reps[0], "fenced-e2-") {
+		t.Errorf("replicas %v, want one fenced-e2-…", reps)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -49,11 +50,25 @@ func (c *Cluster) reconcile(ctx context.Context) {
 
 // view is the decision's snapshot; call it under reconcileMu.
 func (c *Cluster) view() View {
-	v := View{Self: c.selfStr, Catalog: map[string]catalog.Entry{}, Local: Locals(c.vols.Records()), Pushes: map[string]Pushes{}}
+	v := View{Self: c.selfStr, Catalog: map[string]catalog.Entry{}, Local: Locals(c.vols.Records()), Pushes: map[string]Pushes{},
+		TombSeen: map[string]time.Time{}}
 	for _, e := range c.cat.Snapshot() {
 		v.Catalog[e.Key] = e
 	}
+	now := c.clock.Now()
 	c.mu.Lock()
+	for key, e := range v.Catalog {
+		// A tombstone whose change callback has not run yet is seen now.
+		c.seeLocked(e, now)
+		if e.Deleted {
+			v.TombSeen[key] = c.tombSeen[key]
+		}
+	}
+	for key := range c.tombSeen {
+		if _, ok := v.Catalog[key]; !ok {
+			delete(c.tombSeen, key) // dropped from the catalog
+		}
+	}
 	for _, l := range v.Local {
 		if l.Kind == KindDisk {
 			v.Pushes[l.Disk] = Pushes{Pushed: c.pushed[l.Disk], Tried: c.tried[l.Disk], Pushing: c.pushing[l.Disk]}
