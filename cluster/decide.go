@@ -134,7 +134,7 @@ const (
 	// OpGiveUp commits the head Local and removes it, because Entry (the
 	// catalog's version) says another node owns the disk. If the committed
 	// root is neither empty nor Entry.Root, the writes the owner lacks are
-	// kept first in a replica named fenced-e<Entry.Epoch>-<time>.
+	// kept first in a replica named fenced-e<Entry.Epoch>-<node>-<time>.
 	OpGiveUp
 	// OpForget removes the replica or spacesuit version Local, which
 	// another node removed from the mesh (Entry is its tombstone).
