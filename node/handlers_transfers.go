@@ -1,12 +1,10 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"github.com/weft-mesh/weft/api"
 	"net/http"
 
-	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -22,52 +20,12 @@ func (s *server) handleStartTransfer(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	job, err := s.mesh.startJournaled(r.Context(), newTransferID(), req)
+	job, err := s.mesh.transfers.Start(r.Context(), req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusCreated, job.snapshot())
-}
-
-// startTransfer starts req under id: a push (Targets) or a pull (From).
-func (n *meshNode) startTransfer(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
-	switch {
-	case len(req.Targets) > 0 && req.From == "":
-		return n.push(ctx, id, req.Source, req.Targets, req.Options)
-	case len(req.Targets) == 0 && req.From != "":
-		return n.pullFrom(ctx, id, req)
-	}
-	return nil, invalidf("transfer: give targets (push) or from (pull), not both")
-}
-
-// pullFrom starts a pull of req.Source from a peer, or from every live
-// member of a site.
-func (n *meshNode) pullFrom(ctx context.Context, id string, req TransferRequest) (*transferJob, error) {
-	if err := checkTransferOptions(req.Options); err != nil {
-		return nil, err
-	}
-	ref, err := volume.ParseRef(req.Source)
-	if err != nil {
-		return nil, err
-	}
-	e, ok := n.awaitCatalogEntry(ctx, ref)
-	switch {
-	case !ok:
-		return nil, kindf(volume.ErrNotFound, "pull %s: not in the mesh's catalog", req.Source)
-	case !e.Root.Defined():
-		return nil, kindf(volume.ErrInvalid, "pull %s: it is empty: nothing to transfer", req.Source)
-	}
-	sources := n.sitePeers(req.From, e.Root)
-	if len(sources) == 0 { // not a site: a peer ID or a multiaddr
-		p, err := n.peerFor(req.From, e.Root)
-		if err != nil {
-			return nil, err
-		}
-		sources = []meshnet.PeerID{p}
-	}
-	job, _, err := n.pull(ctx, "pull", id, ref, e, sources, req.Options)
-	return job, err
+	s.writeJSON(w, http.StatusCreated, job.Info())
 }
 
 func (s *server) handleListTransfers(w http.ResponseWriter, r *http.Request) {
@@ -75,19 +33,19 @@ func (s *server) handleListTransfers(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, http.StatusOK, []TransferInfo{})
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.transfers.list())
+	s.writeJSON(w, http.StatusOK, s.mesh.transfers.List())
 }
 
 func (s *server) handleTransferInfo(w http.ResponseWriter, r *http.Request) {
 	if !s.meshOr(w, r) {
 		return
 	}
-	j, ok := s.mesh.transfers.get(r.PathValue("id"))
+	j, ok := s.mesh.transfers.Get(r.PathValue("id"))
 	if !ok {
 		s.fail(w, r, fmt.Errorf("transfer %q: %w", r.PathValue("id"), volume.ErrNotFound))
 		return
 	}
-	s.writeJSON(w, http.StatusOK, j.snapshot())
+	s.writeJSON(w, http.StatusOK, j.Info())
 }
 
 func (s *server) handleCancelTransfer(w http.ResponseWriter, r *http.Request) {
@@ -95,17 +53,17 @@ func (s *server) handleCancelTransfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if err := s.mesh.transfers.cancelJob(id); err != nil {
+	if err := s.mesh.transfers.Cancel(id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	j, _ := s.mesh.transfers.get(id)
+	j, _ := s.mesh.transfers.Get(id)
 	select {
-	case <-j.done:
+	case <-j.Done():
 	case <-r.Context().Done():
 	}
 	s.log.Info("transfer cancelled", "id", id)
-	s.writeJSON(w, http.StatusOK, j.snapshot())
+	s.writeJSON(w, http.StatusOK, j.Info())
 }
 
 func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +75,7 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p, err := s.mesh.addPolicy(req)
+	p, err := s.mesh.transfers.AddPolicy(req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -131,14 +89,14 @@ func (s *server) handleListPolicies(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, http.StatusOK, []Policy{})
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.policies())
+	s.writeJSON(w, http.StatusOK, s.mesh.transfers.Policies())
 }
 
 func (s *server) handleRemovePolicy(w http.ResponseWriter, r *http.Request) {
 	if !s.meshOr(w, r) {
 		return
 	}
-	res, err := s.mesh.removePolicy(r.PathValue("disk"), r.PathValue("site"), r.URL.Query().Get("mode"))
+	res, err := s.mesh.transfers.RemovePolicy(r.PathValue("disk"), r.PathValue("site"), r.URL.Query().Get("mode"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -159,7 +117,7 @@ func (s *server) handleRecover(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	info, err := s.mesh.recoverDisk(r.Context(), r.PathValue("name"), req.From)
+	info, err := s.mesh.transfers.Recover(r.Context(), r.PathValue("name"), req.From)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -8,6 +8,12 @@ import (
 
 const testSecret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
+// Two peer IDs for the addresses of tokens.
+const (
+	fuzzPusher   = "12D3KooWJ34PJdu1kw5pBYKcPoGnuu4pfUDwK92YBa17Pvp2a8j6"
+	fuzzReceiver = "12D3KooWNBuiMU3cTFGSu63EdCyitGCDrPE9gQNvn1SsEviHAQTk"
+)
+
 func TestJoinTokenRoundTrip(t *testing.T) {
 	addrs := []string{
 		"/ip4/127.0.0.1/tcp/4001/p2p/" + fuzzPusher,

@@ -15,7 +15,7 @@ import (
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/cluster"
-	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/cluster/transfer"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/mesh/catalog"
@@ -51,10 +51,7 @@ type meshNode struct {
 	pusher    *heal.Pusher
 	vols      *volume.Manager // set once the volumes are open
 	cl        *cluster.Cluster
-	transfers *transfers
-	crowds    crowdTracker // pullers of the roots pulled from this node now
-	partial   *partialRoots
-	journal   *transferJournal
+	transfers *transfer.Service // set by startTransfers, once the volumes are open
 
 	// redundancy is the one account of confirmed copies every report of
 	// under-replicated blocks reads (see underReplicated).
@@ -102,17 +99,6 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
 		srv.ServeStream(ctx, string(from), s)
 	})
-	if n.partial, err = loadPartialRoots(cfg.Path(MeshDir + "/partial.json")); err != nil {
-		n.net.Close()
-		return nil, err
-	}
-	if n.journal, err = loadTransferJournal(cfg.Path(MeshDir + "/transfers.json")); err != nil {
-		n.net.Close()
-		return nil, err
-	}
-	n.net.Handle(transferProtocol, n.serveReceive)
-	n.net.Handle(crowdProtocol, n.serveCrowd)
-	n.transfers = &transfers{n: n, sched: datapath.NewScheduler(float64(cfg.TransferBandwidth))}
 	healLog := log.With("component", "heal")
 	n.fetch = &heal.FetchingStore{Store: store, Self: string(self), Peers: n.blocks, Members: n.members, Logger: healLog}
 	maps := blockmap.New(n.fetch, 4096)
@@ -127,7 +113,9 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 		Members: n.members, Redundancy: n.redundancy}
 	ccfg := cluster.DefaultConfig()
 	ccfg.Net, ccfg.Catalog, ccfg.CatalogPath, ccfg.Site = n.net, cat, catPath, cfg.Site
-	ccfg.Pusher, ccfg.Logger, ccfg.LocalRoots = n.pusher, n.log, n.partial.list
+	ccfg.Pusher, ccfg.Logger = n.pusher, n.log
+	// The transfer service is built at attach, before heal and GC run.
+	ccfg.LocalRoots = func() []cid.Cid { return n.transfers.PartialRoots() }
 	if n.cl, err = cluster.New(ccfg); err != nil {
 		n.net.Close()
 		return nil, err
@@ -185,15 +173,10 @@ func (n *meshNode) attach(ctx context.Context, vols *volume.Manager, cfg Config,
 	n.vols = vols
 	n.life = ctx
 	n.cl.Attach(ctx, vols, vols)
-	wg.Add(4)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.healer.Run(ctx) }()
 	go func() { defer wg.Done(); n.cl.Run(ctx) }()
-	go func() { defer wg.Done(); n.replicateLoop(ctx) }()
-	go func() { defer wg.Done(); n.resumeTransfers(ctx) }()
-	go func() {
-		<-ctx.Done()
-		n.journal.close() // transfers the shutdown cuts short resume at the next start
-	}()
+	go func() { defer wg.Done(); n.transfers.Run(ctx) }()
 	if len(cfg.Join) > 0 {
 		wg.Add(1)
 		go func() {

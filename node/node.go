@@ -104,6 +104,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}()
 
 	if mn != nil {
+		if err := mn.startTransfers(cfg, vols); err != nil {
+			return err
+		}
 		mctx, mcancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		mn.attach(mctx, vols, cfg, &wg)
@@ -112,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	src := metricsSources{Store: store.Stats}
 	if mn != nil {
-		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.list
+		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.List
 		src.UnderReplicated = func() (int64, error) {
 			sctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
 			defer cancel()

@@ -111,19 +111,8 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// cloneRemote clones a disk, replica or spacesuit this node does not hold:
-// the clone starts at once from the catalog's root; its blocks are fetched
-// on first read, and a background pull brings the rest.
+// cloneRemote clones a disk, replica or spacesuit this node does not hold
+// (transfer.Service.Clone).
 func (n *meshNode) cloneRemote(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error) {
-	e, ok := n.cl.Entry(src)
-	if !ok {
-		return volume.DiskInfo{}, kindf(volume.ErrNotFound, "%s: not in this node's volumes nor in the mesh", src)
-	}
-	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: max(e.Replicas, 1)}
-	info, err := n.vols.CreateDiskAt(ctx, spec, e.Root)
-	if err != nil {
-		return info, err
-	}
-	n.background(src.String(), e)
-	return info, nil
+	return n.transfers.Clone(ctx, src, name)
 }

@@ -1,4 +1,4 @@
-package node
+package transfer
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
-	"github.com/weft-mesh/weft/mesh"
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
@@ -31,18 +31,27 @@ func testCID(t testing.TB, n int) cid.Cid {
 
 func TestCheckPolicy(t *testing.T) {
 	owner, puller, other := meshnet.PeerID("owner"), meshnet.PeerID("puller"), meshnet.PeerID("other")
-	members := []mesh.Member{
-		{ID: owner, Site: "madrid", State: mesh.StateAlive},
-		{ID: puller, Site: "archive", State: mesh.StateAlive},
-		{ID: other, Site: "berlin", State: mesh.StateDead}, // a site whose only node is down is still a site
+	members := []meshnet.Member{
+		{ID: owner, Site: "madrid", State: meshnet.StateAlive},
+		{ID: puller, Site: "archive", State: meshnet.StateAlive},
+		{ID: other, Site: "berlin", State: meshnet.StateDead}, // a site whose only node is down is still a site
 	}
 	disk := catalog.Entry{Key: catalog.DiskKey("vm"), Owner: owner.String()}
-	push := func(site string, every time.Duration, keep int) ReplicateRequest {
-		return ReplicateRequest{Disk: "vm", Site: site, Every: every, Keep: keep}
+	// owned answers as the cluster does: nil for the owner, else an error
+	// that names it.
+	errNotOwner := errors.New("not the owner")
+	owned := func(self string) error {
+		if self != disk.Owner {
+			return errNotOwner
+		}
+		return nil
+	}
+	push := func(site string, every time.Duration, keep int) api.ReplicateRequest {
+		return api.ReplicateRequest{Disk: "vm", Site: site, Every: every, Keep: keep}
 	}
 	for _, tc := range []struct {
 		name       string
-		req        ReplicateRequest
+		req        api.ReplicateRequest
 		self, site string
 		want       error // nil: accepted
 	}{
@@ -50,27 +59,27 @@ func TestCheckPolicy(t *testing.T) {
 		{"push to a dead site", push("berlin", 0, 0), owner.String(), "madrid", nil},
 		{"unknown site", push("paris", 0, 0), owner.String(), "madrid", volume.ErrNotFound},
 		{"own site", push("madrid", 0, 0), owner.String(), "madrid", volume.ErrInvalid},
-		{"not the owner", push("archive", 0, 0), other.String(), "berlin", ErrNotOwner},
+		{"not the owner", push("archive", 0, 0), other.String(), "berlin", errNotOwner},
 		{"every below the minimum", push("archive", time.Millisecond, 0), owner.String(), "madrid", volume.ErrInvalid},
 		{"negative keep", push("archive", 0, -1), owner.String(), "madrid", volume.ErrInvalid},
-		{"pull", ReplicateRequest{Disk: "vm", Pull: true}, puller.String(), "archive", nil},
-		{"pull on the owner", ReplicateRequest{Disk: "vm", Pull: true}, owner.String(), "madrid", volume.ErrInvalid},
-		{"pull to another site", ReplicateRequest{Disk: "vm", Pull: true, Site: "berlin"}, puller.String(), "archive", volume.ErrInvalid},
-		{"pull at the owner's site", ReplicateRequest{Disk: "vm", Pull: true}, meshnet.PeerID("neighbour").String(), "madrid", volume.ErrInvalid},
+		{"pull", api.ReplicateRequest{Disk: "vm", Pull: true}, puller.String(), "archive", nil},
+		{"pull on the owner", api.ReplicateRequest{Disk: "vm", Pull: true}, owner.String(), "madrid", volume.ErrInvalid},
+		{"pull to another site", api.ReplicateRequest{Disk: "vm", Pull: true, Site: "berlin"}, puller.String(), "archive", volume.ErrInvalid},
+		{"pull at the owner's site", api.ReplicateRequest{Disk: "vm", Pull: true}, meshnet.PeerID("neighbour").String(), "madrid", volume.ErrInvalid},
 	} {
-		p, err := checkPolicy(tc.req, disk, tc.self, tc.site, members)
+		p, err := checkPolicy(tc.req, disk, tc.self, tc.site, members, owned(tc.self))
 		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 		}
-		if err == nil && (p.Keep < 1 || p.Every < MinReplicateEvery) {
+		if err == nil && (p.Keep < 1 || p.Every < api.MinReplicateEvery) {
 			t.Errorf("%s: got keep %d, every %v, want defaults for zero", tc.name, p.Keep, p.Every)
 		}
 	}
-	p, err := checkPolicy(ReplicateRequest{Disk: "vm", Pull: true}, disk, puller.String(), "archive", members)
-	if err != nil || p.Mode != ModePull || p.Site != "archive" || p.Puller != puller.String() || policyKey(p) != catalog.ReplicatePullKey("vm", "archive") {
+	p, err := checkPolicy(api.ReplicateRequest{Disk: "vm", Pull: true}, disk, puller.String(), "archive", members, owned(puller.String()))
+	if err != nil || p.Mode != api.ModePull || p.Site != "archive" || p.Puller != puller.String() || policyKey(p) != catalog.ReplicatePullKey("vm", "archive") {
 		t.Errorf("pull: got %+v, %v, want a pull policy to archive under its own key", p, err)
 	}
-	if _, err := checkPolicy(push("paris", 0, 0), disk, owner.String(), "madrid", members); err == nil || !strings.Contains(err.Error(), "archive, berlin, madrid") {
+	if _, err := checkPolicy(push("paris", 0, 0), disk, owner.String(), "madrid", members, nil); err == nil || !strings.Contains(err.Error(), "archive, berlin, madrid") {
 		t.Errorf("unknown site: got %v, want the known sites named", err)
 	}
 }
@@ -78,10 +87,10 @@ func TestCheckPolicy(t *testing.T) {
 func TestStateNames(t *testing.T) {
 	at := time.Date(2026, 11, 22, 10, 15, 0, 0, time.UTC)
 	for _, tc := range []struct{ site, mode, name string }{
-		{"berlin", ModePush, "repl-berlin-20261122-101500"},
-		{"berlin", ModePull, "repl-berlin-20261122-101500-pull"},
-		{"a-b", ModePush, "repl-a-b-20261122-101500"},
-		{"pull", ModePull, "repl-pull-20261122-101500-pull"},
+		{"berlin", api.ModePush, "repl-berlin-20261122-101500"},
+		{"berlin", api.ModePull, "repl-berlin-20261122-101500-pull"},
+		{"a-b", api.ModePush, "repl-a-b-20261122-101500"},
+		{"pull", api.ModePull, "repl-pull-20261122-101500-pull"},
 	} {
 		if got := stateName(tc.site, tc.mode, at); got != tc.name {
 			t.Errorf("stateName(%s, %s): got %s, want %s", tc.site, tc.mode, got, tc.name)
@@ -102,15 +111,15 @@ func TestSurplusStates(t *testing.T) {
 	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	var names []string
 	for i := range 5 {
-		names = append(names, stateName("a", ModePush, at.Add(time.Duration(i)*time.Minute)))
+		names = append(names, stateName("a", api.ModePush, at.Add(time.Duration(i)*time.Minute)))
 	}
 	others := []string{
-		stateName("a", ModePull, at),   // a pull policy to the same site
-		stateName("a-b", ModePush, at), // a site whose name starts like this one's
+		stateName("a", api.ModePull, at),   // a pull policy to the same site
+		stateName("a-b", api.ModePush, at), // a site whose name starts like this one's
 		"backup",
 	}
 	all := append(slices.Clone(others), names...)
-	p := Policy{Disk: "vm", Site: "a", Mode: ModePush, Keep: 2}
+	p := api.Policy{Disk: "vm", Site: "a", Mode: api.ModePush, Keep: 2}
 	if got, want := surplusStates(p, all), names[:3]; !slices.Equal(got, want) {
 		t.Errorf("never succeeded, keep 2: got %v, want %v", got, want)
 	}
@@ -187,20 +196,20 @@ func (f *fakeStates) names() []string {
 // runCycles runs n cycles of p, a minute apart, each after a change, with
 // the site reachable or not and pushes ending in state; it returns p and
 // the replicas left.
-func runCycles(t *testing.T, f *fakeStates, p Policy, n int, reachable error, state string) Policy {
+func runCycles(t *testing.T, f *fakeStates, p api.Policy, n int, reachable error, state string) api.Policy {
 	t.Helper()
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC).Add(time.Duration(f.commits) * time.Minute)
 	c := pushCycle{
-		replicatedStates: replicatedStates{vols: f, publish: func(context.Context) {}, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		replicatedStates: replicatedStates{vols: f, publish: func(context.Context, ...string) error { return nil }, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		reachable:        func(string) error { return reachable },
-		send: func(_ context.Context, sources, sites []string, _ TransferOptions) (TransferInfo, error) {
+		send: func(_ context.Context, sources, sites []string, _ api.TransferOptions) (api.TransferInfo, error) {
 			if len(sources) != 1 || len(sites) != 1 {
 				t.Fatalf("send %v to %v: want one replica to one site", sources, sites)
 			}
 			if _, ok := f.reps[strings.TrimPrefix(sources[0], p.Disk+"@")]; !ok || sites[0] != p.Site {
 				t.Fatalf("send %s to %s: not a replica of the cycle", sources[0], sites[0])
 			}
-			return TransferInfo{State: state, Targets: []TargetProgress{{State: state, Error: "connection reset", Bytes: 100}}}, nil
+			return api.TransferInfo{State: state, Targets: []api.TargetProgress{{State: state, Error: "connection reset", Bytes: 100}}}, nil
 		},
 		now: func() time.Time { return now },
 	}
@@ -217,7 +226,7 @@ func runCycles(t *testing.T, f *fakeStates, p Policy, n int, reachable error, st
 // replica taken; a push that fails has its replica removed.
 func TestPushCycleFailureLeavesNothing(t *testing.T) {
 	f := &fakeStates{t: t, reps: map[string]volume.ReplicaInfo{}}
-	p := runCycles(t, f, Policy{Disk: "vm", Site: "berlin", Mode: ModePush, Keep: 2}, 5, fmt.Errorf("no live member at site %q: %w", "berlin", volume.ErrNotFound), "")
+	p := runCycles(t, f, api.Policy{Disk: "vm", Site: "berlin", Mode: api.ModePush, Keep: 2}, 5, fmt.Errorf("no live member at site %q: %w", "berlin", volume.ErrNotFound), "")
 	if f.created != 0 || len(f.reps) != 0 || p.LastError == "" || !p.LastSuccess.IsZero() {
 		t.Fatalf("site unreachable: %d replicas taken, left %v, policy %+v; want none and an error", f.created, f.names(), p)
 	}
@@ -234,14 +243,14 @@ func TestPushCycleKeepBounds(t *testing.T) {
 	f := &fakeStates{t: t, reps: map[string]volume.ReplicaInfo{}}
 	old := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 10 { // what failed cycles left before they cleaned up
-		name := stateName("berlin", ModePush, old.Add(time.Duration(i)*time.Second))
+		name := stateName("berlin", api.ModePush, old.Add(time.Duration(i)*time.Second))
 		f.reps[name] = volume.ReplicaInfo{Name: name}
 	}
-	theirs := []string{stateName("berlin", ModePull, old), stateName("berlin-2", ModePush, old)}
+	theirs := []string{stateName("berlin", api.ModePull, old), stateName("berlin-2", api.ModePush, old)}
 	for _, name := range theirs {
 		f.reps[name] = volume.ReplicaInfo{Name: name}
 	}
-	p := runCycles(t, f, Policy{Disk: "vm", Site: "berlin", Mode: ModePush, Keep: 2}, 1, errors.New("no live member"), "")
+	p := runCycles(t, f, api.Policy{Disk: "vm", Site: "berlin", Mode: api.ModePush, Keep: 2}, 1, errors.New("no live member"), "")
 	if got := len(f.reps) - len(theirs); got != 2 {
 		t.Fatalf("after a failed cycle: %d states of the policy left (%v), want 2", got, f.names())
 	}
@@ -249,7 +258,7 @@ func TestPushCycleKeepBounds(t *testing.T) {
 	if p.Cycles != 4 || p.LastError != "" {
 		t.Fatalf("policy %+v, want 4 good cycles", p)
 	}
-	want := append(slices.Clone(theirs), p.LastReplica, stateName("berlin", ModePush, p.LastSuccess.Add(-time.Minute)))
+	want := append(slices.Clone(theirs), p.LastReplica, stateName("berlin", api.ModePush, p.LastSuccess.Add(-time.Minute)))
 	slices.Sort(want)
 	if got := f.names(); !slices.Equal(got, want) {
 		t.Fatalf("after 4 good cycles: replicas %v, want %v", got, want)
@@ -259,20 +268,20 @@ func TestPushCycleKeepBounds(t *testing.T) {
 func TestPolicyStatus(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	disk := catalog.Entry{Key: catalog.DiskKey("vm"), Root: testCID(t, 2)}
-	ok := Policy{LastSuccess: now.Add(-time.Minute), LastSource: testCID(t, 1).String()}
+	ok := api.Policy{LastSuccess: now.Add(-time.Minute), LastSource: testCID(t, 1).String()}
 	for _, tc := range []struct {
 		name   string
-		p      Policy
+		p      api.Policy
 		found  bool
 		status string
 		lag    float64 // -1: none
 	}{
-		{"never ran", Policy{}, true, PolicyPending, -1},
-		{"never succeeded", Policy{LastError: "no live member"}, true, PolicyFailing, -1},
-		{"disk gone", ok, false, PolicyDiskGone, -1},
-		{"behind", ok, true, PolicyOK, 60},
-		{"failing behind", Policy{LastSuccess: ok.LastSuccess, LastSource: ok.LastSource, LastError: "x"}, true, PolicyFailing, 60},
-		{"up to date", Policy{LastSuccess: ok.LastSuccess, LastSource: disk.Root.String()}, true, PolicyOK, 0},
+		{"never ran", api.Policy{}, true, api.PolicyPending, -1},
+		{"never succeeded", api.Policy{LastError: "no live member"}, true, api.PolicyFailing, -1},
+		{"disk gone", ok, false, api.PolicyDiskGone, -1},
+		{"behind", ok, true, api.PolicyOK, 60},
+		{"failing behind", api.Policy{LastSuccess: ok.LastSuccess, LastSource: ok.LastSource, LastError: "x"}, true, api.PolicyFailing, 60},
+		{"up to date", api.Policy{LastSuccess: ok.LastSuccess, LastSource: disk.Root.String()}, true, api.PolicyOK, 0},
 	} {
 		got := withStatus(tc.p, disk, tc.found, now)
 		if got.Status != tc.status || (tc.lag < 0) != (got.Lag == nil) || got.Lag != nil && *got.Lag != tc.lag {
@@ -289,9 +298,9 @@ func TestPolicyRecordModes(t *testing.T) {
 	for _, tc := range []struct {
 		name, key, json, mode, wantKey string
 	}{
-		{"old push", catalog.ReplicateKey("vm", "berlin"), `{"disk":"vm","site":"berlin","keep":3}`, ModePush, catalog.ReplicateKey("vm", "berlin")},
-		{"old pull", catalog.ReplicateKey("vm", "berlin"), `{"disk":"vm","site":"berlin","puller":"12D3KooW","keep":3}`, ModePull, catalog.ReplicatePullKey("vm", "berlin")},
-		{"pull", catalog.ReplicatePullKey("vm", "berlin"), `{"disk":"vm","site":"berlin","mode":"pull","puller":"12D3KooW"}`, ModePull, catalog.ReplicatePullKey("vm", "berlin")},
+		{"old push", catalog.ReplicateKey("vm", "berlin"), `{"disk":"vm","site":"berlin","keep":3}`, api.ModePush, catalog.ReplicateKey("vm", "berlin")},
+		{"old pull", catalog.ReplicateKey("vm", "berlin"), `{"disk":"vm","site":"berlin","puller":"12D3KooW","keep":3}`, api.ModePull, catalog.ReplicatePullKey("vm", "berlin")},
+		{"pull", catalog.ReplicatePullKey("vm", "berlin"), `{"disk":"vm","site":"berlin","mode":"pull","puller":"12D3KooW"}`, api.ModePull, catalog.ReplicatePullKey("vm", "berlin")},
 	} {
 		p, err := decodePolicy(catalog.Entry{Key: tc.key, Policy: []byte(tc.json)})
 		if err != nil || p.Mode != tc.mode || policyKey(p) != tc.wantKey {

@@ -1,4 +1,4 @@
-package node
+package transfer
 
 import (
 	"context"
@@ -117,7 +117,7 @@ func randPeerID(t *testing.T) meshnet.PeerID {
 
 // serveTestCrowd runs serveCrowd for a puller on a pipe and returns the
 // puller's end and a channel closed once serveCrowd returned.
-func serveTestCrowd(t *testing.T, n *meshNode) (net.Conn, <-chan struct{}) {
+func serveTestCrowd(t *testing.T, n *Service) (net.Conn, <-chan struct{}) {
 	t.Helper()
 	id := randPeerID(t)
 	here, there := net.Pipe()
@@ -140,13 +140,13 @@ func ends(t *testing.T, ended <-chan struct{}, why string) {
 	}
 }
 
-func testCrowdNode(t *testing.T) (*meshNode, cid.Cid) {
+func testCrowdNode(t *testing.T) (*Service, cid.Cid) {
 	store := blockstore.NewMemory()
 	b := blockstore.NewBlock(blockstore.CodecRaw, []byte("a root held here"))
 	if err := store.Put(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	return &meshNode{life: context.Background(), log: slog.New(slog.DiscardHandler), local: store}, b.CID
+	return &Service{log: slog.New(slog.DiscardHandler), store: store}, b.CID
 }
 
 func writeLine(t *testing.T, w io.Writer, v any) {

@@ -1,17 +1,16 @@
-package node
+package transfer
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
-	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/internal/clock"
+	"github.com/weft-mesh/weft/internal/jsonfile"
 )
 
 // partialTTL is how long the blocks of a transfer that did not finish are
@@ -22,28 +21,29 @@ const partialTTL = 7 * 24 * time.Hour
 // (running, cancelled, failed or cut off by a crash). Heal keeps their
 // blocks here, as if the node used them, so that running the transfer
 // again resumes from what arrived instead of finding it handed off as
-// surplus. Persisted in HOME/mesh/partial.json.
+// surplus. Persisted in DIR/partial.json, or in memory only without a
+// path.
 type partialRoots struct {
-	path string
+	path  string
+	clock clock.Clock
 
 	mu    sync.Mutex
 	roots map[string]time.Time // root CID → when the transfer started
 }
 
-func loadPartialRoots(path string) (*partialRoots, error) {
-	p := &partialRoots{path: path, roots: map[string]time.Time{}}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+func loadPartialRoots(path string, clk clock.Clock) (*partialRoots, error) {
+	p := &partialRoots{path: path, clock: clk, roots: map[string]time.Time{}}
+	if path == "" {
 		return p, nil
 	}
-	if err != nil {
+	if err := jsonfile.Load(path, &p.roots); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load partial transfers: %w", err)
 	}
-	if err := json.Unmarshal(b, &p.roots); err != nil {
-		return nil, fmt.Errorf("load partial transfers %s: %w", path, err)
+	if p.roots == nil { // a file that says null
+		p.roots = map[string]time.Time{}
 	}
 	for r, since := range p.roots {
-		if time.Since(since) > partialTTL {
+		if clk.Now().Sub(since) > partialTTL {
 			delete(p.roots, r)
 		}
 	}
@@ -57,7 +57,7 @@ func (p *partialRoots) add(root cid.Cid) error {
 	if _, ok := p.roots[root.String()]; ok {
 		return nil
 	}
-	p.roots[root.String()] = time.Now().UTC()
+	p.roots[root.String()] = p.clock.Now().UTC()
 	return p.saveLocked()
 }
 
@@ -86,11 +86,10 @@ func (p *partialRoots) list() []cid.Cid {
 }
 
 func (p *partialRoots) saveLocked() error {
-	b, err := json.Marshal(p.roots)
-	if err != nil {
-		return err
+	if p.path == "" {
+		return nil
 	}
-	if err := atomicfile.Write(p.path, b, 0o600); err != nil {
+	if err := jsonfile.Save(p.path, p.roots, 0o600); err != nil {
 		return fmt.Errorf("save partial transfers: %w", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package node
+package transfer
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -26,34 +27,34 @@ func TestPushCycleSendsOnceToAllSites(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	var sends [][]string
 	c := pushCycle{
-		replicatedStates: replicatedStates{vols: f, publish: func(context.Context) {}, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		replicatedStates: replicatedStates{vols: f, publish: func(context.Context, ...string) error { return nil }, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		reachable: func(site string) error {
 			if site == "rome" {
 				return errors.New("no live member at site rome")
 			}
 			return nil
 		},
-		send: func(_ context.Context, sources, sites []string, _ TransferOptions) (TransferInfo, error) {
+		send: func(_ context.Context, sources, sites []string, _ api.TransferOptions) (api.TransferInfo, error) {
 			sends = append(sends, slices.Clone(sites))
-			var targets []TargetProgress
+			var targets []api.TargetProgress
 			for i, site := range sites {
-				if want := "vm@" + stateName(site, ModePush, now); sources[i] != want {
+				if want := "vm@" + stateName(site, api.ModePush, now); sources[i] != want {
 					t.Fatalf("send %s to %s, want %s", sources[i], site, want)
 				}
-				tp := TargetProgress{State: "done", Bytes: 100}
+				tp := api.TargetProgress{State: "done", Bytes: 100}
 				if site == "paris" {
-					tp = TargetProgress{State: "failed", Error: "connection reset"}
+					tp = api.TargetProgress{State: "failed", Error: "connection reset"}
 				}
 				targets = append(targets, tp)
 			}
-			return TransferInfo{State: "failed", Targets: targets}, nil
+			return api.TransferInfo{State: "failed", Targets: targets}, nil
 		},
 		now: func() time.Time { return now },
 	}
 	sites := []string{"berlin", "paris", "rome", "oslo"}
-	ps := make([]Policy, len(sites))
+	ps := make([]api.Policy, len(sites))
 	for i, site := range sites {
-		ps[i] = Policy{Disk: "vm", Site: site, Mode: ModePush, Keep: 2}
+		ps[i] = api.Policy{Disk: "vm", Site: site, Mode: api.ModePush, Keep: 2}
 	}
 	got, roots := c.runAll(context.Background(), ps, make([]cid.Cid, len(ps)))
 	if want := [][]string{{"berlin", "paris", "oslo"}}; !slices.EqualFunc(sends, want, slices.Equal) {
@@ -68,12 +69,12 @@ func TestPushCycleSendsOnceToAllSites(t *testing.T) {
 			t.Errorf("%s: last try %v, want %v", p.Site, p.LastTry, now)
 		}
 	}
-	if want := []string{stateName("berlin", ModePush, now), stateName("oslo", ModePush, now)}; !slices.Equal(f.names(), want) {
+	if want := []string{stateName("berlin", api.ModePush, now), stateName("oslo", api.ModePush, now)}; !slices.Equal(f.names(), want) {
 		t.Fatalf("replicas left %v, want %v", f.names(), want)
 	}
 	// One swarm pushes one root: every site's replica names the same one,
 	// though the disk moved between the replicas taken.
-	if b, o := f.reps[stateName("berlin", ModePush, now)], f.reps[stateName("oslo", ModePush, now)]; b.Root != o.Root {
+	if b, o := f.reps[stateName("berlin", api.ModePush, now)], f.reps[stateName("oslo", api.ModePush, now)]; b.Root != o.Root {
 		t.Fatalf("replicas of one cycle name roots %s and %s, want one", b.Root, o.Root)
 	}
 	if !roots[0].Equals(roots[3]) {
@@ -89,17 +90,17 @@ func TestPushCycleSendsOnceToAllSites(t *testing.T) {
 // policy that has just run, or other options, do not join.
 func TestPushGroups(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	rec := func(disk, site string, every, ago time.Duration, o TransferOptions) policyRecord {
+	rec := func(disk, site string, every, ago time.Duration, o api.TransferOptions) policyRecord {
 		return policyRecord{catalog.Entry{Key: catalog.ReplicateKey(disk, site)},
-			Policy{Disk: disk, Site: site, Mode: ModePush, Every: every, Options: o, LastTry: now.Add(-ago)}}
+			api.Policy{Disk: disk, Site: site, Mode: api.ModePush, Every: every, Options: o, LastTry: now.Add(-ago)}}
 	}
-	low := TransferOptions{Priority: "low"}
+	low := api.TransferOptions{Priority: "low"}
 	ps := []policyRecord{
-		rec("vm", "a", time.Minute, time.Hour, TransferOptions{}),      // due
-		rec("vm", "b", time.Minute, 40*time.Second, TransferOptions{}), // past half: joins
-		rec("vm", "c", time.Minute, 10*time.Second, TransferOptions{}), // just ran
-		rec("vm", "d", time.Minute, time.Minute, low),                  // due, other options
-		rec("db", "a", time.Minute, 50*time.Second, TransferOptions{}), // past half, nothing due
+		rec("vm", "a", time.Minute, time.Hour, api.TransferOptions{}),      // due
+		rec("vm", "b", time.Minute, 40*time.Second, api.TransferOptions{}), // past half: joins
+		rec("vm", "c", time.Minute, 10*time.Second, api.TransferOptions{}), // just ran
+		rec("vm", "d", time.Minute, time.Minute, low),                      // due, other options
+		rec("db", "a", time.Minute, 50*time.Second, api.TransferOptions{}), // past half, nothing due
 	}
 	var got [][]string
 	for _, g := range pushGroups(ps, now) {
@@ -122,7 +123,7 @@ func TestPushGroupsWaitForSiblings(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	added := func(site string, ago time.Duration) policyRecord {
 		return policyRecord{catalog.Entry{Key: catalog.ReplicateKey("vm", site), Modified: now.Add(-ago)},
-			Policy{Disk: "vm", Site: site, Mode: ModePush, Every: time.Hour}}
+			api.Policy{Disk: "vm", Site: site, Mode: api.ModePush, Every: time.Hour}}
 	}
 	ps := []policyRecord{added("a", 1500*time.Millisecond), added("b", 800*time.Millisecond), added("c", 100*time.Millisecond)}
 	if g := pushGroups(ps, now); len(g) != 0 {

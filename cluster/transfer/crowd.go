@@ -1,4 +1,4 @@
-package node
+package transfer
 
 import (
 	"bufio"
@@ -19,14 +19,14 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// crowdProtocol makes the node a pull is from the tracker of its root: the
+// CrowdProtocol makes the node a pull is from the tracker of its root: the
 // puller sends one crowdJoin line, later one crowdDone line once it holds
 // the root, and keeps the stream open while it pulls or serves; the
 // tracker answers with a crowdList line whenever the root's pullers
 // change. Closing the stream leaves. Pullers of one root at once thus
 // learn of each other and pull it as a crowd (datapath.Crowd): the
 // origin's uplink carries about one copy, not one per puller.
-const crowdProtocol = "/weft/crowd/1.0.0"
+const CrowdProtocol = "/weft/crowd/1.0.0"
 
 const (
 	// maxCrowd bounds the pullers a tracker lists for one root; those
@@ -154,38 +154,38 @@ func (t *crowdTracker) wakeLocked(root cid.Cid) {
 // root's pullers whenever they change, until the puller closes the stream
 // (or joins again on another), or does not take a list within
 // crowdWriteTimeout.
-func (n *meshNode) serveCrowd(_ context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
-	expire := time.AfterFunc(crowdJoinTimeout, func() { meshnet.Abort(s) })
-	r := bufio.NewReader(io.LimitReader(s, maxCrowdLine))
+func (s *Service) serveCrowd(ctx context.Context, from meshnet.PeerID, st io.ReadWriteCloser) {
+	expire := time.AfterFunc(crowdJoinTimeout, func() { meshnet.Abort(st) })
+	r := bufio.NewReader(io.LimitReader(st, maxCrowdLine))
 	root, err := readCrowdJoin(r)
 	if !expire.Stop() && err == nil {
 		err = errors.New("crowd join: timed out")
 	}
 	if err != nil {
-		n.log.Debug("bad crowd join", "peer", from, "err", err)
+		s.log.Debug("bad crowd join", "peer", from, "err", err)
 		return
 	}
 	// Only pulls from this node have a crowd here: a tracker for any root
 	// asked would list strangers to each other.
-	if held, err := n.local.Has(n.life, root); err != nil || !held {
-		n.log.Debug("crowd join for a root not held here", "peer", from, "root", root, "err", err)
+	if held, err := s.store.Has(ctx, root); err != nil || !held {
+		s.log.Debug("crowd join for a root not held here", "peer", from, "root", root, "err", err)
 		return
 	}
 	p := newCrowdPuller(from)
-	if !n.crowds.join(root, p) {
+	if !s.crowds.join(root, p) {
 		return // pulls on its own
 	}
-	defer n.crowds.leave(root, p)
+	defer s.crowds.leave(root, p)
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
 		if !readCrowdDone(r) {
 			return
 		}
-		n.crowds.finish(root, p)
-		_, _ = io.Copy(io.Discard, s) // until the puller leaves
+		s.crowds.finish(root, p)
+		_, _ = io.Copy(io.Discard, st) // until the puller leaves
 	}()
-	enc := json.NewEncoder(s)
+	enc := json.NewEncoder(st)
 	for {
 		select {
 		case <-gone:
@@ -193,8 +193,8 @@ func (n *meshNode) serveCrowd(_ context.Context, from meshnet.PeerID, s io.ReadW
 		case <-p.replaced:
 			return
 		case <-p.notify:
-			stalled := time.AfterFunc(crowdWriteTimeout, func() { meshnet.Abort(s) })
-			err := enc.Encode(n.crowds.list(root))
+			stalled := time.AfterFunc(crowdWriteTimeout, func() { meshnet.Abort(st) })
+			err := enc.Encode(s.crowds.list(root))
 			if !stalled.Stop() || err != nil {
 				return
 			}
@@ -243,30 +243,30 @@ type crowdView struct {
 // joinCrowd asks origin to track this node's pull of root; nil if it does
 // not (a node from before crowds, or unreachable): the pull then runs on
 // its own.
-func (n *meshNode) joinCrowd(ctx context.Context, origin meshnet.PeerID, root cid.Cid) *crowdView {
+func (s *Service) joinCrowd(ctx context.Context, origin meshnet.PeerID, root cid.Cid) *crowdView {
 	jctx, cancel := context.WithTimeout(ctx, crowdJoinTimeout)
 	defer cancel()
-	s, err := n.net.Open(jctx, origin, crowdProtocol)
+	st, err := s.net.Open(jctx, origin, CrowdProtocol)
 	if err != nil {
-		n.log.Debug("no crowd for this pull", "origin", origin, "err", err)
+		s.log.Debug("no crowd for this pull", "origin", origin, "err", err)
 		return nil
 	}
 	b, _ := json.Marshal(crowdJoin{Root: root.String()})
-	expire := time.AfterFunc(crowdJoinTimeout, func() { meshnet.Abort(s) })
-	r := bufio.NewReader(io.LimitReader(s, 1<<30))
+	expire := time.AfterFunc(crowdJoinTimeout, func() { meshnet.Abort(st) })
+	r := bufio.NewReader(io.LimitReader(st, 1<<30))
 	var first crowdList
-	if _, err = s.Write(append(b, '\n')); err == nil {
+	if _, err = st.Write(append(b, '\n')); err == nil {
 		err = readCrowdList(r, &first)
 	}
 	if !expire.Stop() && err == nil {
 		err = errors.New("crowd join: timed out")
 	}
 	if err != nil {
-		n.log.Debug("no crowd for this pull", "origin", origin, "err", err)
-		meshnet.Abort(s)
+		s.log.Debug("no crowd for this pull", "origin", origin, "err", err)
+		meshnet.Abort(st)
 		return nil
 	}
-	v := &crowdView{s: s, self: n.self, changed: make(chan struct{}), ended: make(chan struct{})}
+	v := &crowdView{s: st, self: s.self, changed: make(chan struct{}), ended: make(chan struct{})}
 	v.set(first)
 	go func() {
 		defer close(v.ended)
@@ -373,20 +373,20 @@ func (v *crowdView) stay(ok bool) {
 
 // pullInCrowd runs spec (a pull of e from sources, the origin first) in
 // the origin's crowd for the root, when it keeps one, as runPull does.
-func (n *meshNode) pullInCrowd(ctx context.Context, kind string, ref volume.Ref, e catalog.Entry, spec datapath.Spec, origin meshnet.PeerID) (*transferJob, *datapath.Transfer, error) {
-	v := n.joinCrowd(ctx, origin, e.Root)
+func (s *Service) pullInCrowd(ctx context.Context, kind string, ref volume.Ref, e catalog.Entry, spec datapath.Spec, origin meshnet.PeerID) (*Job, *datapath.Transfer, error) {
+	v := s.joinCrowd(ctx, origin, e.Root)
 	if v == nil {
-		return n.runPull(ctx, kind, ref, e, spec)
+		return s.runPull(ctx, kind, ref, e, spec)
 	}
-	spec.Crowd, spec.Self = v, string(n.self)
-	job, t, err := n.runPull(ctx, kind, ref, e, spec)
+	spec.Crowd, spec.Self = v, string(s.self)
+	job, t, err := s.runPull(ctx, kind, ref, e, spec)
 	if err != nil {
 		v.stay(false)
 		return nil, nil, err
 	}
 	go func() {
 		<-job.done
-		v.stay(job.snapshot().State == "done")
+		v.stay(State(job.Info().State) == Done)
 	}()
 	return job, t, nil
 }
