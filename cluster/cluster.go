@@ -27,8 +27,10 @@ type Volumes interface {
 	Commit(ctx context.Context, disk string) (volume.DiskInfo, error)
 	CreateDiskAt(ctx context.Context, spec volume.DiskSpec, root cid.Cid) (volume.DiskInfo, error)
 	AddReplica(ctx context.Context, r volume.ReplicaInfo, root cid.Cid) error
-	CreateReplica(ctx context.Context, disk, name string) (volume.ReplicaInfo, error)
-	RemoveDisk(ctx context.Context, disk string) error
+	// GiveUpDisk commits a disk's head and removes it, keeping it first
+	// as a replica named base unless its root is empty or handedOver,
+	// with no write slipping in between (volume.Manager.GiveUpDisk).
+	GiveUpDisk(ctx context.Context, disk, base string, handedOver cid.Cid) (kept string, err error)
 	RemoveReplica(ctx context.Context, disk, name string) error
 	RemoveSpacesuit(ctx context.Context, name string, version uint64) error
 }
@@ -112,7 +114,11 @@ type Cluster struct {
 	// its base (a sync flush on top of it would skip the unconfirmed ones).
 	tried   map[string]cid.Cid
 	pushing map[string]bool
-	dirty   bool // the catalog changed since it was saved
+	// tombSeen is, per key whose catalog version is a tombstone, when
+	// this node first saw it (View.TombSeen): the tombstones the catalog
+	// held when the cluster started count as seen then.
+	tombSeen map[string]time.Time
+	dirty    bool // the catalog changed since it was saved
 
 	wake chan struct{}
 }
@@ -151,17 +157,37 @@ func New(cfg Config) (*Cluster, error) {
 		site: cfg.Site, pusher: cfg.Pusher, clock: cfg.Clock, log: cfg.Logger, cfg: cfg,
 		life:   context.Background(),
 		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
-		wake: make(chan struct{}, 1),
+		tombSeen: map[string]time.Time{},
+		wake:     make(chan struct{}, 1),
 	}
-	c.cat.OnChange(func(catalog.Entry, catalog.Entry, bool) {
+	c.cat.OnChange(func(_, e catalog.Entry, _ bool) {
+		now := c.clock.Now()
 		c.mu.Lock()
 		c.dirty = true
+		c.seeLocked(e, now)
 		c.mu.Unlock()
 		c.Poke()
 	})
+	now := c.clock.Now()
+	for _, e := range c.cat.Snapshot() {
+		c.seeLocked(e, now)
+	}
 	c.net.OnMembershipChange(c.Poke)
 	c.net.Handle(CatalogProtocol, c.serveCatalogPush)
 	return c, nil
+}
+
+// seeLocked notes when this node first saw e, a key's new catalog version:
+// the first time of a tombstone is kept until the key is live again. Call
+// it with c.mu held (or before the cluster is shared).
+func (c *Cluster) seeLocked(e catalog.Entry, now time.Time) {
+	if !e.Deleted {
+		delete(c.tombSeen, e.Key)
+		return
+	}
+	if _, ok := c.tombSeen[e.Key]; !ok {
+		c.tombSeen[e.Key] = now
+	}
 }
 
 // Attach gives the cluster the node's volumes, once they are open (they

@@ -57,7 +57,7 @@ func (p *fakePusher) Push(_ context.Context, _, root cid.Cid, _ int) (heal.PushS
 }
 
 // testNode is a Cluster over a testNet with real volumes over a memory
-// block store and a fake clock frozen at start.
+// block store, both on a fake clock frozen at start.
 type testNode struct {
 	*Cluster
 	vols   *volume.Manager
@@ -75,14 +75,16 @@ func newTestNode(t *testing.T, hub *testHub, name string) *testNode {
 	cat := catalog.New(id.String())
 	netw := hub.Join(id, "site-a", GossipState(cat, slog.New(slog.DiscardHandler)))
 	t.Cleanup(func() { netw.Close() })
+	fc := clock.NewFake(start)
 	vcfg := volume.DefaultConfig()
-	vcfg.Dir, vcfg.Store = t.TempDir(), blockstore.NewMemory()
+	// One clock for the volumes and the cluster, as on a node: a
+	// record's Created and the times the cluster notes compare.
+	vcfg.Dir, vcfg.Store, vcfg.Now = t.TempDir(), blockstore.NewMemory(), fc.Now
 	vols, err := volume.Open(ctx, vcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vols.Close() })
-	fc := clock.NewFake(start)
 	p := &fakePusher{}
 	cfg := DefaultConfig()
 	cfg.Net, cfg.Catalog, cfg.Pusher, cfg.Clock, cfg.Site = netw, cat, p, fc, "site-a"

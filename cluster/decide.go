@@ -115,6 +115,11 @@ type View struct {
 	Catalog map[string]catalog.Entry // every key's newest version, tombstones included
 	Local   map[string]Local         // by catalog key (Locals)
 	Pushes  map[string]Pushes        // by disk name
+	// TombSeen is, per key whose catalog version is a tombstone, when
+	// this node first saw that tombstone, on its own clock (the clock of
+	// the Locals' Created): a late tombstone (row D11) is told from a
+	// name reused after the removal without comparing two nodes' clocks.
+	TombSeen map[string]time.Time
 }
 
 // Op is what an Action does.
@@ -129,7 +134,7 @@ const (
 	// OpGiveUp commits the head Local and removes it, because Entry (the
 	// catalog's version) says another node owns the disk. If the committed
 	// root is neither empty nor Entry.Root, the writes the owner lacks are
-	// kept first in a replica named fenced-e<Entry.Epoch>-<time>.
+	// kept first in a replica named fenced-e<Entry.Epoch>-<node>-<time>.
 	OpGiveUp
 	// OpForget removes the replica or spacesuit version Local, which
 	// another node removed from the mesh (Entry is its tombstone).
@@ -305,7 +310,7 @@ func decideLocal(v View, l Local) (Action, bool) {
 	case head && known && !e.Deleted && e.Owner != v.Self:
 		// Handed over, or taken while this node was cut off.
 		return Action{Op: OpGiveUp, Key: l.Key, Entry: e, Local: l}, true
-	case head && known && lateTombstone(e, l, v.Self):
+	case head && known && lateTombstone(e, l, v.Self, v.TombSeen):
 		return Action{Op: OpGiveUp, Key: l.Key, Entry: e, Local: l}, true
 	case !head && known && !e.Deleted && e.Root == l.Root:
 		// A replica is a name for a root, and several nodes may hold it
@@ -335,22 +340,23 @@ func decideLocal(v View, l Local) (Action, bool) {
 }
 
 // lateTombstone reports whether e, the catalog's version of the head l, is
-// a tombstone another owner wrote after l was made here: the disk was
-// taken from this node while it was cut off and then removed, and the head
-// is a fenced one, to be given up (its writes kept in a fenced replica)
-// rather than published again, which would bring the removed disk back.
+// a tombstone another owner wrote that this node saw after l was made here:
+// the disk was taken from this node while it was cut off and then removed,
+// and the head is a fenced one, to be given up (its writes kept in a fenced
+// replica) rather than published again, which would bring the removed disk
+// back.
 //
-// A head made after the removal is a new disk that reuses the name (create
-// checks only the live entries), and is published. The volume records
-// carry no epoch, so the two are told apart by time: the head's Created
-// (when it was made or adopted here) against the tombstone's Modified (when
-// it was written, on its writer's clock). Clock skew between the two nodes
-// can misjudge a head made within the skew of the removal; a misjudged new
-// disk is given up into a fenced replica, so nothing written is lost. A
-// tombstone without a time counts as older than any head, as before this
-// rule.
-func lateTombstone(e catalog.Entry, l Local, self string) bool {
-	return e.Deleted && e.Owner != self && !e.Modified.IsZero() && !l.Created.After(e.Modified)
+// A head made after this node saw the removal is a new disk that reuses the
+// name (create checks only the live entries), and is published. The volume
+// records carry no epoch, so the two are told apart by time, both on this
+// node's clock: the head's Created (when it was made or adopted here)
+// against when this node first saw the tombstone (seen). The tombstone's
+// Modified is on its writer's clock, and skew between the two would give a
+// disk created right after a removal up. A tombstone with no time seen
+// counts as older than any head.
+func lateTombstone(e catalog.Entry, l Local, self string, seen map[string]time.Time) bool {
+	at, ok := seen[e.Key]
+	return e.Deleted && e.Owner != self && ok && !l.Created.After(at)
 }
 
 // volumeKey reports whether key names something the volumes hold (a disk,

@@ -26,12 +26,18 @@ type model struct {
 	pushes map[string]Pushes
 	now    time.Time
 	fenced int // fenced replicas made so far, for unique names
+	// seen is when the node first saw each tombstone (View.TombSeen), on
+	// the clock of the locals' Created, as the driver records it.
+	seen map[string]time.Time
 }
 
 func (m *model) view() View {
-	v := View{Self: self, Catalog: map[string]catalog.Entry{}, Local: map[string]Local{}, Pushes: map[string]Pushes{}}
+	v := View{Self: self, Catalog: map[string]catalog.Entry{}, Local: map[string]Local{}, Pushes: map[string]Pushes{}, TombSeen: map[string]time.Time{}}
 	for _, e := range m.cat.Snapshot() {
 		v.Catalog[e.Key] = e
+		if at, ok := m.seen[e.Key]; ok && e.Deleted {
+			v.TombSeen[e.Key] = at
+		}
 	}
 	for k, l := range m.local {
 		v.Local[k] = l
@@ -82,6 +88,7 @@ func (m *model) apply(as []Action) (fenced, adopted map[string]bool) {
 			if _, err := m.cat.Delete(a.Key, a.Entry.Epoch); err != nil {
 				m.t.Fatalf("apply %s %s: %v", a.Op, a.Key, err)
 			}
+			m.seen[a.Key] = m.now
 		case OpReplicate:
 			m.pushes[a.Local.Disk] = Pushes{Pushed: a.Local.Root}
 		}
@@ -106,7 +113,8 @@ func (m *model) add(l Local) bool {
 func randomModel(t *testing.T, rng *rand.Rand) *model {
 	roots := []cid.Cid{cid.Undef, root(t, 1), root(t, 2), root(t, 3)}
 	owners := []string{self, other, otherID.String() + "z"}
-	m := &model{t: t, cat: catalog.New(self), local: map[string]Local{}, pushes: map[string]Pushes{}, now: t0.Add(10 * time.Hour)}
+	m := &model{t: t, cat: catalog.New(self), local: map[string]Local{}, pushes: map[string]Pushes{}, now: t0.Add(10 * time.Hour),
+		seen: map[string]time.Time{}}
 	at := func() time.Time { return t0.Add(time.Duration(rng.IntN(5)) * time.Hour) }
 	keys := []string{"disk/a", "disk/b", "disk/c", "replica/a/r1", "replica/a/r2", "replica/b/r1", "spacesuit/u@1", "spacesuit/u@2"}
 	var es []catalog.Entry
@@ -120,6 +128,11 @@ func randomModel(t *testing.T, rng *rand.Rand) *model {
 		switch {
 		case rng.IntN(4) == 0 && !strings.HasPrefix(key, catalog.ReplicatePrefix):
 			e.Deleted, e.Size, e.BlockSize, e.Replicas, e.Created = true, 0, 0, 0, time.Time{}
+			if rng.IntN(4) != 0 { // else merged before this node recorded times: none seen
+				// Seen here within the hours around its writing: the
+				// writer's clock may be off from this node's.
+				m.seen[key] = e.Modified.Add(time.Duration(rng.IntN(3)-1) * time.Hour)
+			}
 		case strings.HasPrefix(key, catalog.DiskPrefix), strings.HasPrefix(key, catalog.ReplicatePrefix):
 			e.Root = roots[rng.IntN(4)]
 		default:

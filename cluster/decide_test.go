@@ -70,9 +70,12 @@ func published(l Local, owner string, epoch uint64) catalog.Entry {
 }
 
 func view(es []catalog.Entry, ls []Local, pushes map[string]Pushes) View {
-	v := View{Self: self, Catalog: map[string]catalog.Entry{}, Local: map[string]Local{}, Pushes: pushes}
+	v := View{Self: self, Catalog: map[string]catalog.Entry{}, Local: map[string]Local{}, Pushes: pushes, TombSeen: map[string]time.Time{}}
 	for _, e := range es {
 		v.Catalog[e.Key] = e
+		if e.Deleted && !e.Modified.IsZero() {
+			v.TombSeen[e.Key] = e.Modified // seen here when written, on one clock
+		}
 	}
 	for _, l := range ls {
 		v.Local[l.Key] = l
@@ -131,6 +134,10 @@ func TestDecide(t *testing.T) {
 	d11 := tomb(vm, other, other, 3)
 	d11NoTime := d11
 	d11NoTime.Modified = time.Time{}
+	// The remover's clock is 2 h ahead: its tombstone says t0+3h, while
+	// this node saw it at t0+1h, before it made headAfter (t0+2h).
+	d11Ahead := d11
+	d11Ahead.Modified = t0.Add(3 * time.Hour)
 	d12 := tomb(vm, self, self, 2)
 	r3Entry := e(mon, other, other, 1, r0)
 	r5Tomb := tomb(mon, self, self, 2)
@@ -145,6 +152,7 @@ func TestDecide(t *testing.T) {
 		cat    []catalog.Entry
 		local  []Local
 		pushes map[string]Pushes
+		seen   map[string]time.Time // View.TombSeen; nil: each tombstone seen at its Modified
 		want   []Action
 	}{
 		{name: "D1 new disk", local: []Local{hR1},
@@ -184,8 +192,14 @@ func TestDecide(t *testing.T) {
 			want: []Action{{Op: OpGiveUp, Key: vm, Entry: d11, Local: hR1}}},
 		{name: "D11 disk made after the removal", cat: []catalog.Entry{d11}, local: []Local{headAfter},
 			want: []Action{publish(headAfter, self, 3), replicate(headAfter)}},
-		{name: "D11 tombstone without a time", cat: []catalog.Entry{d11NoTime}, local: []Local{hR1},
+		{name: "D11 tombstone with no time seen here", cat: []catalog.Entry{d11NoTime}, local: []Local{hR1},
 			want: []Action{publish(hR1, self, 3), replicate(hR1)}},
+		{name: "D11 disk made after the removal was seen, remover's clock ahead", cat: []catalog.Entry{d11Ahead}, local: []Local{headAfter},
+			seen: map[string]time.Time{vm: t0.Add(time.Hour)},
+			want: []Action{publish(headAfter, self, 3), replicate(headAfter)}},
+		{name: "D11 late tombstone seen after the head was made, remover's clock behind", cat: []catalog.Entry{d11}, local: []Local{headAfter},
+			seen: map[string]time.Time{vm: t0.Add(3 * time.Hour)},
+			want: []Action{{Op: OpGiveUp, Key: vm, Entry: d11, Local: headAfter}}},
 		{name: "D12 own tombstone, re-created", cat: []catalog.Entry{d12}, local: []Local{hR1},
 			pushes: map[string]Pushes{"vm": {Pushed: r1}},
 			want:   []Action{publish(hR1, self, 2)}},
@@ -251,6 +265,9 @@ func TestDecide(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			v := view(row.cat, row.local, row.pushes)
+			if row.seen != nil {
+				v.TombSeen = row.seen
+			}
 			checkActions(t, Decide(v), row.want)
 			// DecideKeys applies the same rules key by key.
 			for key := range v.Catalog {

@@ -10,7 +10,7 @@
 //     force, unreachable) one; both raise the epoch, which fences the old
 //     owner: its later writes lose in every merge, and when it sees the new
 //     epoch it gives its head up, keeping writes the new owner lacks in a
-//     replica named fenced-e<epoch>-<time>.
+//     replica named fenced-e<epoch>-<node>-<time>.
 //   - Publishing. What the volumes hold (disk heads, replicas, spacesuit
 //     versions) becomes catalog entries and is broadcast; what was removed
 //     here becomes tombstones; what the mesh removed elsewhere is removed

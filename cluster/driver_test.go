@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
@@ -149,7 +150,7 @@ func TestTwoGiveUpsInOneSecondKeepBoth(t *testing.T) {
 	}
 	reps := b.replicas(t, "vm")
 	slices.Sort(reps)
-	base := "fenced-e2-" + start.Format("20060102-150405")
+	base := "fenced-e2-" + shortID(b.selfStr) + "-" + start.Format("20060102-150405")
 	if want := []string{base, base + "-2"}; !slices.Equal(reps, want) {
 		t.Fatalf("replicas %v, want %v", reps, want)
 	}
@@ -165,6 +166,9 @@ func TestSyncFlushTooFewMembers(t *testing.T) {
 	err := b.SyncFlush(context.Background(), "vm", root)
 	if err == nil || !strings.Contains(err.Error(), "0 of 1 other nodes confirmed") {
 		t.Fatalf("sync flush with this node alone: got %v, want 0 of 1 confirmed", err)
+	}
+	if !errors.Is(err, heal.ErrTooFewNodes) || !strings.Contains(err.Error(), "0 other live members, 1 needed") || strings.Contains(err.Error(), "%!") {
+		t.Errorf("sync flush with this node alone: got %q, want it to say 0 other live members of 1 needed and match heal.ErrTooFewNodes", err)
 	}
 	if e, ok := b.cat.Get(catalog.DiskKey("vm")); !ok || e.Root != root {
 		t.Errorf("vm in the catalog: %+v %v, want root %s", e, ok, root)
@@ -261,5 +265,212 @@ func TestMoveHandsOver(t *testing.T) {
 	}
 	if _, err := b.Take(ctx, "vm", false); !errors.Is(err, ErrConflict) {
 		t.Errorf("take from a live owner without force: got %v, want ErrConflict", err)
+	}
+}
+
+// Two nodes giving up the same disk at the same epoch in the same second
+// keep fenced replicas under distinct names: one name with two roots would
+// have the two nodes rewrite its catalog record in turn forever.
+func TestFencedReplicaNamesDifferAcrossNodes(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	c := newTestNode(t, hub, "c")
+	ctx := context.Background()
+	owner := written(t, "d", catalog.Entry{Key: catalog.DiskKey("vm"), Owner: meshnet.TestID("d").String(), Epoch: 2, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
+	nodes := []*testNode{b, c}
+	for _, n := range nodes {
+		n.cat.Merge([]catalog.Entry{owner})
+		n.importDisk(t, "vm", 1, "data-of-"+n.selfStr)
+		n.Reconcile(ctx) // gives the head up: d owns vm at epoch 2
+	}
+	nb, nc := b.replicas(t, "vm"), c.replicas(t, "vm")
+	if len(nb) != 1 || len(nc) != 1 || nb[0] == nc[0] {
+		t.Fatalf("fenced replicas: b %v, c %v; want one each, named apart", nb, nc)
+	}
+	keys := []string{catalog.ReplicaKey("vm", nb[0]), catalog.ReplicaKey("vm", nc[0])}
+	versions := func() []uint64 {
+		var vs []uint64
+		for _, k := range keys {
+			e, _ := b.cat.Lookup(k)
+			vs = append(vs, e.Version)
+		}
+		return vs
+	}
+	var first []uint64
+	for i := range 4 {
+		for _, n := range nodes {
+			n.Reconcile(ctx)
+			for _, k := range keys { // hand the records across, as gossip would
+				e, _ := n.cat.Lookup(k)
+				b.cat.Merge([]catalog.Entry{e})
+				c.cat.Merge([]catalog.Entry{e})
+			}
+		}
+		if i == 0 {
+			first = versions()
+		} else if vs := versions(); !slices.Equal(vs, first) {
+			t.Fatalf("fenced replica records keep being rewritten: versions %v after the first exchange, %v after %d more", first, vs, i)
+		}
+	}
+}
+
+// failCreate is volumes whose CreateDiskAt fails, as on a full disk.
+type failCreate struct{ *volume.Manager }
+
+func (failCreate) CreateDiskAt(context.Context, volume.DiskSpec, cid.Cid) (volume.DiskInfo, error) {
+	return volume.DiskInfo{}, errors.New("no space left on device")
+}
+
+// A take whose adopt fails hands the disk back to its owner: no pass
+// tombstones it (owned and written here but not held would read as
+// removed here), and the take works once retried.
+func TestTakeAdoptFailureHandsBack(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	old := hub.join("old-owner")
+	hub.setDown(old.Self(), true)
+	b.cat.Merge([]catalog.Entry{written(t, "old-owner", catalog.Entry{
+		Key: catalog.DiskKey("vm"), Owner: old.Self().String(), Epoch: 3, Size: 1 << 20, BlockSize: 65536, Replicas: 1,
+	})})
+	ctx := context.Background()
+	b.Attach(ctx, failCreate{b.vols}, b.vols)
+	if _, err := b.Take(ctx, "vm", false); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("take with a failing adopt: got %v, want the adopt's error", err)
+	}
+	e, _ := b.cat.Lookup(catalog.DiskKey("vm"))
+	if e.Deleted || e.Owner != old.Self().String() || e.Epoch != 5 {
+		t.Fatalf("after the failed take the catalog has %+v, want vm handed back to its owner at epoch 5", e)
+	}
+	b.Attach(ctx, b.vols, b.vols) // space freed
+	b.Reconcile(ctx)
+	if e, _ := b.cat.Lookup(catalog.DiskKey("vm")); e.Deleted {
+		t.Fatalf("a pass after the failed take removed the disk from the mesh: %+v", e)
+	}
+	e, err := b.Take(ctx, "vm", false)
+	if err != nil {
+		t.Fatalf("retried take: %v", err)
+	}
+	if e.Owner != b.selfStr || e.Epoch != 6 {
+		t.Errorf("retried take put %+v, want owned here at epoch 6", e)
+	}
+	if _, err := b.vols.Head("vm"); err != nil {
+		t.Errorf("the taken disk is not held here: %v", err)
+	}
+}
+
+// writeBeforeGone writes and flushes (acknowledges) a block of the head at
+// the last call a give-up makes to the volumes before the head is gone: a
+// write that arrives while the head is given up, at the worst moment.
+type writeBeforeGone struct {
+	*volume.Manager
+	t *testing.T
+}
+
+func (w writeBeforeGone) write(ctx context.Context, disk string) {
+	h, err := w.Head(disk)
+	if err != nil {
+		w.t.Error(err)
+		return
+	}
+	if _, err := h.WriteAt([]byte("acknowledged write"), 0); err != nil {
+		w.t.Error(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		w.t.Error(err)
+	}
+}
+
+// RemoveDisk is where a give-up that commits, keeps and removes in
+// separate calls ends.
+func (w writeBeforeGone) RemoveDisk(ctx context.Context, disk string) error {
+	w.write(ctx, disk)
+	return w.Manager.RemoveDisk(ctx, disk)
+}
+
+func (w writeBeforeGone) GiveUpDisk(ctx context.Context, disk, base string, handedOver cid.Cid) (string, error) {
+	w.write(ctx, disk)
+	return w.Manager.GiveUpDisk(ctx, disk, base, handedOver)
+}
+
+// A write acknowledged on the old owner while it gives the head up after
+// a clean move (the head's committed root is the one handed over) is kept
+// in a fenced replica, not dropped with the head.
+func TestGiveUpKeepsWriteAckedDuringGiveUp(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	c := newTestNode(t, hub, "c")
+	ctx := context.Background()
+	b.Attach(ctx, writeBeforeGone{b.vols, t}, b.vols)
+	b.importDisk(t, "vm", 1, "moved")
+	if err := b.Publish(ctx, catalog.DiskKey("vm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Move(ctx, "vm", c.Self()); err != nil {
+		t.Fatal(err)
+	}
+	b.Reconcile(ctx)
+	if _, err := b.vols.Head("vm"); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("head still here: %v", err)
+	}
+	reps := b.replicas(t, "vm")
+	if len(reps) != 1 || !strings.HasPrefix(reps[0], "fenced-e2-") {
+		t.Fatalf("replicas %v: the write acknowledged during the give-up is kept nowhere", reps)
+	}
+	v, err := b.vols.OpenView(ctx, volume.Ref{Disk: "vm", Replica: reps[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	got := make([]byte, len("acknowledged write"))
+	if _, err := v.ReadAt(got, 0); err != nil || string(got) != "acknowledged write" {
+		t.Errorf("replica %s reads %q, %v; want the acknowledged write", reps[0], got, err)
+	}
+}
+
+// D11 without cross-node clocks: a disk created here right after another
+// node removed one of the same name, whose clock runs 2 s ahead, is a new
+// disk (made after this node saw the tombstone), not a fenced head to
+// give up.
+func TestDiskCreatedAfterRemovalSurvivesClockSkew(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	ctx := context.Background()
+	ts := written(t, "c", catalog.Entry{Key: catalog.DiskKey("vm"), Owner: meshnet.TestID("c").String(), Epoch: 1, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
+	ts.Deleted, ts.Root, ts.Version, ts.Modified = true, cid.Undef, ts.Version+1, start.Add(2*time.Second)
+	ts.Size, ts.BlockSize, ts.Replicas = 0, 0, 0
+	b.cat.Merge([]catalog.Entry{ts})
+	if e, _ := b.cat.Lookup(catalog.DiskKey("vm")); !e.Deleted {
+		t.Fatalf("tombstone not merged: %+v", e)
+	}
+	b.clock.Advance(time.Second)
+	b.importDisk(t, "vm", 1, "brand new disk")
+	b.Announce(ctx, catalog.DiskKey("vm"))
+	if _, err := b.vols.Head("vm"); err != nil {
+		t.Fatalf("the disk just created is gone: %v; replicas %v", err, b.replicas(t, "vm"))
+	}
+	if e, _ := b.cat.Lookup(catalog.DiskKey("vm")); e.Deleted || e.Owner != b.selfStr {
+		t.Errorf("catalog after the create: %+v, want vm published by this node", e)
+	}
+}
+
+// D11: a head made before this node saw another owner's tombstone (it was
+// cut off meanwhile) is given up into a fenced replica, even when the
+// remover's clock is behind.
+func TestLateTombstoneGivesUpHeadMadeBefore(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	ctx := context.Background()
+	b.importDisk(t, "vm", 1, "fenced writes")
+	b.clock.Advance(time.Second)
+	ts := written(t, "c", catalog.Entry{Key: catalog.DiskKey("vm"), Owner: meshnet.TestID("c").String(), Epoch: 2, Size: 1 << 20, BlockSize: 65536, Replicas: 1})
+	ts.Deleted, ts.Root, ts.Version, ts.Modified = true, cid.Undef, ts.Version+1, start.Add(-time.Hour)
+	ts.Size, ts.BlockSize, ts.Replicas = 0, 0, 0
+	b.cat.Merge([]catalog.Entry{ts})
+	b.Reconcile(ctx)
+	if _, err := b.vols.Head("vm"); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("head made before the tombstone was seen still here: %v", err)
+	}
+	if reps := b.replicas(t, "vm"); len(reps) != 1 || !strings.HasPrefix(reps[0], "fenced-e2-") {
+		t.Errorf("replicas %v, want one fenced-e2-…", reps)
 	}
 }

@@ -116,7 +116,24 @@ func (c *Cluster) take(ctx context.Context, disk string, force bool) (catalog.En
 		return e, fmt.Errorf("take: %w", err)
 	}
 	if err := c.adopt(ctx, e); err != nil {
-		return e, fmt.Errorf("take: %w", err)
+		return e, c.handBack(cur, e, fmt.Errorf("take: %w", err))
 	}
 	return e, nil
+}
+
+// handBack undoes a take whose adopt failed (a full disk, say): taken, the
+// catalog's version, goes back to prev's owner at the next epoch, written
+// by this node. Left as it was, a disk owned and written here but not held
+// here is one removed here, and the next pass would tombstone it across
+// the mesh; handed back, it is one moved away, which no pass tombstones,
+// and a retried take finds it. It returns takeErr, with the hand-back's
+// error if that failed too.
+func (c *Cluster) handBack(prev, taken catalog.Entry, takeErr error) error {
+	back := taken
+	back.Owner, back.Epoch = prev.Owner, taken.Epoch+1
+	if _, err := c.PutRecord(back); err != nil {
+		return errors.Join(takeErr, fmt.Errorf("take: hand disk back to %s: %w", prev.Owner, err))
+	}
+	c.log.Warn("take failed: disk handed back to its owner", "key", taken.Key, "owner", prev.Owner, "epoch", back.Epoch, "err", takeErr)
+	return takeErr
 }

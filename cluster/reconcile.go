@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -49,11 +50,25 @@ func (c *Cluster) reconcile(ctx context.Context) {
 
 // view is the decision's snapshot; call it under reconcileMu.
 func (c *Cluster) view() View {
-	v := View{Self: c.selfStr, Catalog: map[string]catalog.Entry{}, Local: Locals(c.vols.Records()), Pushes: map[string]Pushes{}}
+	v := View{Self: c.selfStr, Catalog: map[string]catalog.Entry{}, Local: Locals(c.vols.Records()), Pushes: map[string]Pushes{},
+		TombSeen: map[string]time.Time{}}
 	for _, e := range c.cat.Snapshot() {
 		v.Catalog[e.Key] = e
 	}
+	now := c.clock.Now()
 	c.mu.Lock()
+	for key, e := range v.Catalog {
+		// A tombstone whose change callback has not run yet is seen now.
+		c.seeLocked(e, now)
+		if e.Deleted {
+			v.TombSeen[key] = c.tombSeen[key]
+		}
+	}
+	for key := range c.tombSeen {
+		if _, ok := v.Catalog[key]; !ok {
+			delete(c.tombSeen, key) // dropped from the catalog
+		}
+	}
 	for _, l := range v.Local {
 		if l.Kind == KindDisk {
 			v.Pushes[l.Disk] = Pushes{Pushed: c.pushed[l.Disk], Tried: c.tried[l.Disk], Pushing: c.pushing[l.Disk]}
@@ -140,47 +155,40 @@ func (c *Cluster) adopt(ctx context.Context, e catalog.Entry) error {
 
 // giveUp removes the local head of a disk another node owns now. Writes
 // this node took that the catalog's root does not hold (made while it was
-// cut off, say) are kept as a replica named fenced-e<epoch>-<time>, so
-// nothing acknowledged is lost; the operator can restore or clone it.
+// cut off, say) are kept as a replica named fenced-e<epoch>-<node>-<time>,
+// so nothing acknowledged is lost; the operator can restore or clone it.
+// The commit, the replica and the removal are one volume operation: a
+// write acknowledged between them would be in no root.
 func (c *Cluster) giveUp(ctx context.Context, l Local, e catalog.Entry) {
-	info, err := c.vols.Commit(ctx, l.Disk)
-	if err != nil {
-		c.log.Error("commit fenced disk", "disk", l.Disk, "err", err)
+	kept, err := c.vols.GiveUpDisk(ctx, l.Disk, c.fencedName(e.Epoch), e.Root)
+	if err != nil && !errors.Is(err, volume.ErrNotFound) {
+		c.log.Error("give up fenced disk", "disk", l.Disk, "err", err)
 		return
 	}
-	if info.Root != rootText(e.Root) && info.Root != "" {
-		name, err := c.keepFenced(ctx, l.Disk, e.Epoch)
-		if err != nil {
-			c.log.Error("keep fenced writes", "disk", l.Disk, "err", err)
-			return
-		}
+	if kept != "" {
 		c.log.Warn("disk is owned by another node now; its diverging writes are kept in a replica",
-			"disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch, "replica", name)
-	}
-	if err := c.vols.RemoveDisk(ctx, l.Disk); err != nil && !errors.Is(err, volume.ErrNotFound) {
-		c.log.Error("remove fenced disk", "disk", l.Disk, "err", err)
-		return
+			"disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch, "replica", kept)
 	}
 	c.log.Info("gave up disk", "disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch)
 }
 
-// maxFencedSuffix bounds the search for a free fenced replica name.
-const maxFencedSuffix = 1000
+// fencedName is the name of the replica a give-up at epoch keeps:
+// fenced-e<epoch>-<node>-<time>, <node> the last characters of this
+// node's ID, so that two nodes giving the same disk up at the same epoch
+// in the same second keep distinct replicas (one name with two roots
+// would flip between them in the catalog forever). The volumes append -2,
+// -3 … when an earlier give-up here took the name.
+func (c *Cluster) fencedName(epoch uint64) string {
+	return fmt.Sprintf("fenced-e%d-%s-%s", epoch, shortID(c.selfStr), c.clock.Now().UTC().Format("20060102-150405"))
+}
 
-// keepFenced saves the committed head of disk as a replica named
-// fenced-e<epoch>-<time>, with -2, -3 … appended when a give-up in the same
-// second took the name: each one keeps its writes.
-func (c *Cluster) keepFenced(ctx context.Context, disk string, epoch uint64) (string, error) {
-	base := fmt.Sprintf("fenced-e%d-%s", epoch, c.clock.Now().UTC().Format("20060102-150405"))
-	name := base
-	for i := 2; i <= maxFencedSuffix; i++ {
-		_, err := c.vols.CreateReplica(ctx, disk, name)
-		if !errors.Is(err, volume.ErrExists) {
-			return name, err
-		}
-		name = fmt.Sprintf("%s-%d", base, i)
+// shortID is the last 6 characters of a node ID: enough to tell a
+// mesh's nodes apart in a name.
+func shortID(id string) string {
+	if len(id) <= 6 {
+		return id
 	}
-	return "", fmt.Errorf("no free fenced replica name after %s-%d", base, maxFencedSuffix)
+	return id[len(id)-6:]
 }
 
 func rootText(c cid.Cid) string {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -44,6 +45,10 @@ func (c *Cluster) SyncFlush(ctx context.Context, disk string, root cid.Cid) erro
 	}
 	acks, err := c.pushEntries(ctx, []catalog.Entry{e})
 	if acks < r-1 {
+		if err == nil {
+			// No push failed: there were too few members to push to.
+			err = fmt.Errorf("%d other live members, %d needed: %w", len(c.Live())-1, r-1, heal.ErrTooFewNodes)
+		}
 		return fmt.Errorf("disk %q: %d of %d other nodes confirmed the new root: %w", disk, acks, r-1, err)
 	}
 	return nil

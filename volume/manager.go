@@ -487,6 +487,36 @@ func (m *Manager) RemoveDisk(ctx context.Context, name string) error {
 // the replica was recorded, the replica stays and the disk takes writes
 // again.
 func (m *Manager) RemoveDiskKeepingHead(ctx context.Context, name string) (string, error) {
+	return m.removeSealed(ctx, name, func(cid.Cid) string {
+		return "removed-" + m.cfg.Now().UTC().Format(replicaTimeFormat)
+	})
+}
+
+// GiveUpDisk removes a disk another node owns now, as RemoveDisk does,
+// after committing its head under the same lock: unless the committed root
+// is empty or handedOver (the root the new owner starts from), the head is
+// kept first as a replica named base (base-2, base-3 … if taken), whose
+// name it returns ("" when nothing was kept). Writes are refused from the
+// start (ErrReadOnly), so every write that returned before the call is in
+// handedOver or in the replica: none slips in between the commit and the
+// removal. If the removal fails the disk takes writes again.
+func (m *Manager) GiveUpDisk(ctx context.Context, name, base string, handedOver cid.Cid) (string, error) {
+	if err := ValidateName(base); err != nil {
+		return "", fmt.Errorf("give up disk %q: %w", name, err)
+	}
+	return m.removeSealed(ctx, name, func(root cid.Cid) string {
+		if !root.Defined() || root.Equals(handedOver) {
+			return ""
+		}
+		return base
+	})
+}
+
+// removeSealed seals the head of disk name against writes, commits it,
+// keeps the committed root as a replica named keep(root) (or a free
+// variant of it; none when keep returns "") and removes the disk, all
+// under the head's commit lock. It returns the kept replica's name.
+func (m *Manager) removeSealed(ctx context.Context, name string, keep func(root cid.Cid) string) (string, error) {
 	h, err := m.Head(name)
 	if err != nil {
 		return "", err
@@ -498,7 +528,11 @@ func (m *Manager) RemoveDiskKeepingHead(ctx context.Context, name string) (strin
 	h.mu.Unlock()
 	var kept string
 	err = m.commitLocked(ctx, h, func(root cid.Cid) error {
-		rec, err := m.addReplicaLocked(h, m.freeReplicaNameLocked(name, "removed-"+m.cfg.Now().UTC().Format(replicaTimeFormat)), root)
+		base := keep(root)
+		if base == "" {
+			return nil
+		}
+		rec, err := m.addReplicaLocked(h, m.freeReplicaNameLocked(name, base), root)
 		if err != nil {
 			return err
 		}

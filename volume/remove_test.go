@@ -67,56 +67,120 @@ func TestRemoveDiskKeepingHead(t *testing.T) {
 // keeps writing: every write that returned must be in the kept replica.
 func TestRemoveDiskKeepingHeadWhileWriting(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.Dir, cfg.Store, cfg.CommitInterval = t.TempDir(), blockstore.NewMemory(), 0
-	m, err := Open(ctx, cfg)
+	m := openRaceManager(t)
+	h := createRaceDisk(t, m)
+	done := writeUntilRefused(h)
+	kept, err := m.RemoveDiskKeepingHead(ctx, "d")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	const bs, blocks = 4096, 256
-	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: bs * blocks, BlockSize: bs}); err != nil {
+	checkLastWrites(t, m, kept, <-done)
+}
+
+// TestGiveUpDisk checks that giving a disk up keeps no replica when the
+// head's committed root is the one handed over, and otherwise keeps the
+// head as a replica holding every write that returned before the call,
+// even one racing it: nothing slips in between the commit and the removal.
+func TestGiveUpDisk(t *testing.T) {
+	ctx := context.Background()
+	m := openRaceManager(t)
+	h := createRaceDisk(t, m)
+	if _, err := h.WriteAt(bytes.Repeat([]byte{1}, raceBS), 0); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Commit(ctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handedOver, _ := parseRoot(info.Root)
+	if kept, err := m.GiveUpDisk(ctx, "d", "fenced", handedOver); err != nil || kept != "" {
+		t.Fatalf("give up at the handed-over root: kept %q, %v; want nothing kept", kept, err)
+	}
+	if reps, _ := m.ListReplicas(ctx, "d"); len(reps) != 0 {
+		t.Fatalf("replicas after a clean give-up: %+v", reps)
+	}
+
+	h = createRaceDisk(t, m)
+	done := writeUntilRefused(h)
+	kept, err := m.GiveUpDisk(ctx, "d", "fenced", handedOver)
+	if err != nil || kept != "fenced" {
+		t.Fatalf("give up while writing: kept %q, %v; want replica fenced", kept, err)
+	}
+	last := <-done
+	if _, err := m.Head("d"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("head after give-up: got %v, want ErrNotFound", err)
+	}
+	checkLastWrites(t, m, kept, last)
+}
+
+const raceBS, raceBlocks = 4096, 256
+
+func openRaceManager(t *testing.T) *Manager {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Store, cfg.CommitInterval = t.TempDir(), blockstore.NewMemory(), 0
+	m, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func createRaceDisk(t *testing.T, m *Manager) *Head {
+	t.Helper()
+	if _, err := m.CreateDisk(context.Background(), DiskSpec{Name: "d", Size: raceBS * raceBlocks, BlockSize: raceBS}); err != nil {
 		t.Fatal(err)
 	}
 	h, _ := m.Head("d")
+	return h
+}
+
+// writeUntilRefused writes every block of h over and over from a goroutine
+// until a write fails; it returns once every block was written once, and
+// the channel then gives the value of each block's last write that
+// returned.
+func writeUntilRefused(h *Head) <-chan [raceBlocks]byte {
 	started := make(chan struct{})
-	done := make(chan [blocks]byte)
+	done := make(chan [raceBlocks]byte, 1)
 	go func() {
-		var last [blocks]byte // the value of each block's last write that returned
-		buf := make([]byte, bs)
+		var last [raceBlocks]byte
+		buf := make([]byte, raceBS)
 		for i := 0; ; i++ {
-			b := i % blocks
-			val := byte(i/blocks + 1)
+			b := i % raceBlocks
+			val := byte(i/raceBlocks + 1)
 			for k := range buf {
 				buf[k] = val
 			}
-			if _, err := h.WriteAt(buf, int64(b)*bs); err != nil {
+			if _, err := h.WriteAt(buf, int64(b)*raceBS); err != nil {
 				done <- last
 				return
 			}
 			last[b] = val
-			if i == blocks {
+			if i == raceBlocks {
 				close(started)
 			}
 		}
 	}()
 	<-started
-	kept, err := m.RemoveDiskKeepingHead(ctx, "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := <-done
-	v, err := m.OpenView(ctx, Ref{Disk: "d", Replica: kept})
+	return done
+}
+
+// checkLastWrites checks that replica kept of disk d holds every block's
+// last write that returned.
+func checkLastWrites(t *testing.T, m *Manager, kept string, last [raceBlocks]byte) {
+	t.Helper()
+	v, err := m.OpenView(context.Background(), Ref{Disk: "d", Replica: kept})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	got := make([]byte, bs)
-	for b := range blocks {
-		if _, err := v.ReadAt(got, int64(b)*bs); err != nil {
+	got := make([]byte, raceBS)
+	for b := range raceBlocks {
+		if _, err := v.ReadAt(got, int64(b)*raceBS); err != nil {
 			t.Fatal(err)
 		}
-		if got[0] != last[b] || got[bs-1] != last[b] {
+		if got[0] != last[b] || got[raceBS-1] != last[b] {
 			t.Fatalf("block %d of replica %s: got %#x, want %#x (the last write that returned)", b, kept, got[0], last[b])
 		}
 	}
