@@ -110,12 +110,6 @@ func (c *Client) Unmount(ctx context.Context, dir string, lazy bool) error {
 	return c.do(ctx, http.MethodDelete, "/v1/mounts?"+q.Encode(), nil, nil)
 }
 
-// Mounts lists the daemon's mounts.
-func (c *Client) Mounts(ctx context.Context) ([]MountInfo, error) {
-	var ms []MountInfo
-	return ms, c.do(ctx, http.MethodGet, "/v1/mounts", nil, &ms)
-}
-
 // WaitMount blocks until the mount at dir is gone (unmounted by anyone, or
 // the daemon stopped) or ctx is done.
 func (c *Client) WaitMount(ctx context.Context, dir string) error {

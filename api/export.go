@@ -178,9 +178,6 @@ func (d *ExportReader) Close() error {
 // Size is the size of the exported disk in bytes.
 func (d *ExportReader) Size() int64 { return d.size }
 
-// BlockSize is the exported disk's block size.
-func (d *ExportReader) BlockSize() int64 { return d.blockSize }
-
 func truncated(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return ErrTruncated

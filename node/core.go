@@ -369,16 +369,6 @@ func (n *meshNode) forgetMember(id meshnet.PeerID) error {
 	return f.Forget(id)
 }
 
-// learn resolves a multiaddr with /p2p/ID to its peer, remembering its
-// addresses, on a network that learns addresses.
-func (n *meshNode) learn(addr string) (meshnet.PeerID, error) {
-	l, ok := n.net.(meshnet.Learner)
-	if !ok {
-		return "", fmt.Errorf("learn %s: %w", addr, meshnet.ErrUnsupported)
-	}
-	return l.Learn(addr)
-}
-
 // close ends the node's life, leaves the mesh and saves the catalog.
 func (n *meshNode) close() error {
 	n.stopLife()

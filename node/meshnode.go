@@ -5,31 +5,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
-
-	"github.com/weft-mesh/weft/mesh/catalog"
-	"github.com/weft-mesh/weft/volume"
 )
-
-// publish, broadcast, reconcile and awaitCatalogEntry forward to the
-// cluster for the replication and transfer code, which moves into the
-// cluster next.
-func (n *meshNode) publish(e catalog.Entry) (catalog.Entry, error) { return n.cl.PutRecord(e) }
-
-// broadcast gossips e, which the caller wrote to the catalog.
-func (n *meshNode) broadcast(e catalog.Entry) {
-	b, err := catalog.Encode([]catalog.Entry{e})
-	if err != nil {
-		n.log.Error("encode catalog entry", "key", e.Key, "err", err)
-		return
-	}
-	n.net.Broadcast(b)
-}
-
-func (n *meshNode) reconcile(ctx context.Context) { n.cl.Reconcile(ctx) }
-
-func (n *meshNode) awaitCatalogEntry(ctx context.Context, ref volume.Ref) (catalog.Entry, bool) {
-	return n.cl.AwaitEntry(ctx, ref)
-}
 
 // repair replaces a corrupt local block with a verified copy from the
 // mesh: a read through the fetching store does it, and leaves the bad

@@ -37,13 +37,6 @@ func (p *progress) add(n int64) {
 	}
 }
 
-// set records that n bytes are done in all.
-func (p *progress) set(n int64) {
-	if p.bar != nil {
-		_ = p.bar.Set64(n)
-	}
-}
-
 // setOf records that done of total bytes are done, as a daemon reports.
 func (p *progress) setOf(done, total int64) {
 	if p.bar != nil {

@@ -59,14 +59,6 @@ func NewNetwork(t testing.TB) *memnet.Network {
 	return net
 }
 
-// Option changes how NewNode builds a node.
-type Option func(*node.CoreConfig)
-
-// WithTransferBandwidth caps the node's transfers at bps bytes per second.
-func WithTransferBandwidth(bps int64) Option {
-	return func(c *node.CoreConfig) { c.TransferBandwidth = bps }
-}
-
 // Node is a complete node of a test: a node.Core over a memnet member,
 // with memory blocks and a home in the test's temporary directory.
 type Node struct {
@@ -93,16 +85,13 @@ type Node struct {
 // site on net. It commits only on flushes and explicit commits, so that a
 // write nobody flushed never counts. The node stops, committing, when the
 // test ends, unless Kill stopped it first.
-func NewNode(t testing.TB, net *memnet.Network, name, site string, opts ...Option) *Node {
+func NewNode(t testing.TB, net *memnet.Network, name, site string) *Node {
 	t.Helper()
 	n := &Node{Name: name, Site: site, ID: meshnet.TestID(name), t: t, net: net, log: testLogger(t, name)}
 	n.cfg = node.CoreConfig{
 		Home: t.TempDir(), Site: site, Store: blockstore.NewMemory(), Logger: n.log,
 		HealInterval: HealInterval, ReconcileEvery: ReconcileEvery, AnnounceTimeout: AnnounceTimeout,
 		BlockCacheBytes: 8 << 20,
-	}
-	for _, o := range opts {
-		o(&n.cfg)
 	}
 	n.start(catalog.New(n.ID.String()))
 	t.Cleanup(n.stop)
