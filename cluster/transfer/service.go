@@ -107,6 +107,10 @@ type Service struct {
 	mu   sync.Mutex
 	jobs map[string]*Job
 
+	// policyMu makes the policy writes one at a time, so that a cycle
+	// saving what it did reads the record an operator wrote last.
+	policyMu sync.Mutex
+
 	crowds  crowdTracker // pullers of the roots pulled from this node now
 	partial *partialRoots
 	journal *journal

@@ -235,3 +235,83 @@ func TestCycleDoesNotBringBackARemovedPolicy(t *testing.T) {
 		t.Fatalf("Policies() = %+v, want none", got)
 	}
 }
+
+// cycleWithHook runs one cycle of a push policy of disk "vm" to site
+// archive keeping 3, whose site holds 4 replicated states, with during
+// the cycle (at its commit) hook; it returns the states left.
+func cycleWithHook(t *testing.T, hook func(s *Service)) (*Service, []string) {
+	t.Helper()
+	var s *Service
+	s, tc, vols, clk := newTestService(t, func(disk string) (volume.DiskInfo, error) {
+		hook(s)
+		return volume.DiskInfo{Name: disk}, nil // empty: nothing to send
+	})
+	ctx := context.Background()
+	if _, err := vols.CreateDisk(ctx, volume.DiskSpec{Name: "vm", Size: 1 << 20, BlockSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if _, err := vols.CreateReplica(ctx, "vm", stateName("archive", api.ModePush, clk.Now().Add(time.Duration(i-4)*time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tc.cat.Put(catalog.Entry{Key: catalog.DiskKey("vm"), Owner: tc.self.String(), Size: 1 << 20, BlockSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.AddPolicy(api.ReplicateRequest{Disk: "vm", Site: "archive", Every: time.Minute, Keep: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, ok := s.record(policyKey(p))
+	if !ok {
+		t.Fatal("policy not in the catalog after AddPolicy")
+	}
+	s.cycle(ctx, []policyRecord{{rec, p}})
+	reps, err := vols.ListReplicas(ctx, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range reps {
+		names = append(names, r.Name)
+	}
+	return s, names
+}
+
+// TestCycleDoesNotPruneForARemovedPolicy: a policy removed while its cycle
+// runs leaves every state it named (replicate rm says so), though the
+// cycle began under a --keep they exceed.
+func TestCycleDoesNotPruneForARemovedPolicy(t *testing.T) {
+	var kept []string
+	_, left := cycleWithHook(t, func(s *Service) {
+		r, err := s.RemovePolicy("vm", "archive", "")
+		if err != nil {
+			t.Errorf("remove the policy during its cycle: %v", err)
+		}
+		kept = r.Kept
+	})
+	if len(left) != 4 {
+		t.Fatalf("states left %v after the cycle of a removed policy, want all 4 (replicate rm answered %v kept)", left, kept)
+	}
+}
+
+// TestCycleKeepsAPolicyChangedMeanwhile: a policy changed while its cycle
+// runs keeps the new settings, prunes by the new --keep, and records the
+// cycle.
+func TestCycleKeepsAPolicyChangedMeanwhile(t *testing.T) {
+	s, left := cycleWithHook(t, func(s *Service) {
+		if _, err := s.AddPolicy(api.ReplicateRequest{Disk: "vm", Site: "archive", Every: time.Hour, Keep: 10}); err != nil {
+			t.Errorf("change the policy during its cycle: %v", err)
+		}
+	})
+	ps := s.Policies()
+	if len(ps) != 1 {
+		t.Fatalf("Policies() = %+v, want one", ps)
+	}
+	if p := ps[0]; p.Every != time.Hour || p.Keep != 10 || p.LastTry.IsZero() {
+		t.Fatalf("after the cycle: every %v keep %d last try %v, want the settings changed meanwhile (1h, 10) and the cycle recorded", p.Every, p.Keep, p.LastTry)
+	}
+	if len(left) != 4 {
+		t.Fatalf("states left %v, want all 4 (--keep 10 since the cycle began)", left)
+	}
+}
