@@ -1,9 +1,12 @@
 package transfer
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -103,6 +106,24 @@ func (v hookedVolumes) Commit(_ context.Context, disk string) (volume.DiskInfo, 
 // mesh with a node at site archive, over real volumes, at a fake time.
 func newTestService(t *testing.T, commit func(disk string) (volume.DiskInfo, error)) (*Service, *testCatalog, *volume.Manager, *clock.Fake) {
 	t.Helper()
+	tc, vols, clk := newTestNode(t, blockstore.NewMemory())
+	var v Volumes = vols
+	if commit != nil {
+		v = hookedVolumes{Manager: vols, commit: commit}
+	}
+	store := blockstore.NewMemory()
+	s, err := New(Config{Net: loneNet{tc.self}, Catalog: tc, Volumes: v, Blocks: noPeers{}, Store: store, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, tc, vols, clk
+}
+
+// newTestNode returns the catalog and the volumes, over store, of node
+// "self" at site madrid, in a mesh with a node at site archive, at a fake
+// time.
+func newTestNode(t *testing.T, store blockstore.Store) (*testCatalog, *volume.Manager, *clock.Fake) {
+	t.Helper()
 	self := meshnet.TestID("self")
 	clk := clock.NewFake(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
 	tc := &testCatalog{cat: catalog.New(self.String()), self: self, site: "madrid", members: []meshnet.Member{
@@ -110,22 +131,13 @@ func newTestService(t *testing.T, commit func(disk string) (volume.DiskInfo, err
 		{ID: meshnet.TestID("archive"), Site: "archive", State: meshnet.StateAlive},
 	}}
 	vcfg := volume.DefaultConfig()
-	vcfg.Dir, vcfg.Store, vcfg.CommitInterval, vcfg.Now = t.TempDir(), blockstore.NewMemory(), 0, clk.Now
+	vcfg.Dir, vcfg.Store, vcfg.CommitInterval, vcfg.Now = t.TempDir(), store, 0, clk.Now
 	vols, err := volume.Open(context.Background(), vcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vols.Close() })
-	var v Volumes = vols
-	if commit != nil {
-		v = hookedVolumes{Manager: vols, commit: commit}
-	}
-	store := blockstore.NewMemory()
-	s, err := New(Config{Net: loneNet{self}, Catalog: tc, Volumes: v, Blocks: noPeers{}, Store: store, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, tc, vols, clk
+	return tc, vols, clk
 }
 
 // noPeers has no blocks to give.
@@ -313,5 +325,62 @@ func TestCycleKeepsAPolicyChangedMeanwhile(t *testing.T) {
 	}
 	if len(left) != 4 {
 		t.Fatalf("states left %v, want all 4 (--keep 10 since the cycle began)", left)
+	}
+}
+
+// handlerNet is a lone network that keeps the handlers registered on it.
+type handlerNet struct {
+	loneNet
+	handlers map[meshnet.Protocol]meshnet.Handler
+}
+
+func (n handlerNet) Handle(p meshnet.Protocol, h meshnet.Handler) { n.handlers[p] = h }
+
+// TestReceiveWaitsForTheVolumes: a Service built before its node's
+// volumes open serves the transfer protocol at once (peers push to a node
+// as soon as it is alive again), and a push that arrives before the
+// volumes are attached waits for them and is then received.
+func TestReceiveWaitsForTheVolumes(t *testing.T) {
+	store := blockstore.NewMemory() // the blocks are here: the receive has nothing to fetch
+	tc, vols, clk := newTestNode(t, store)
+	hn := handlerNet{loneNet{tc.self}, map[meshnet.Protocol]meshnet.Handler{}}
+	s, err := New(Config{Net: hn, Catalog: tc, Blocks: noPeers{}, Store: store, Clock: clk})
+	if err != nil {
+		t.Fatalf("build a Service before its volumes: %v", err)
+	}
+	serve := hn.handlers[Protocol]
+	if serve == nil {
+		t.Fatal("the transfer protocol is not served before the volumes are attached")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root := writtenRoots(t, vols, 1)[0]
+	entry, err := catalog.Encode([]catalog.Entry{{Key: catalog.DiskKey("vm"), Owner: meshnet.TestID("archive").String(), Writer: meshnet.TestID("archive").String(), Epoch: 1, Version: 1, Root: root, Size: 1 << 20, BlockSize: 4096}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pusher, receiver := net.Pipe()
+	defer pusher.Close()
+	go serve(ctx, meshnet.TestID("archive"), receiver)
+	req := receiveRequest{ID: "early", Source: "vm", Entry: entry, Sources: []string{meshnet.TestID("archive").String()}}
+	if err := json.NewEncoder(pusher).Encode(req); err != nil {
+		t.Fatal(err)
+	}
+	s.AttachVolumes(vols)
+	sc := bufio.NewScanner(pusher)
+	var last api.TargetProgress
+	for State(last.State) == "" || State(last.State) == Running {
+		if !sc.Scan() {
+			t.Fatalf("stream ended after %+v: %v", last, sc.Err())
+		}
+		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if State(last.State) != Done {
+		t.Fatalf("a push that arrived while the volumes opened: %s %q, want done", last.State, last.Error)
+	}
+	if reps, err := vols.ListReplicas(ctx, "vm"); err != nil || len(reps) != 1 || reps[0].Root != root.String() {
+		t.Fatalf("kept %+v (%v), want the pushed root", reps, err)
 	}
 }
