@@ -96,8 +96,8 @@ type Manager struct {
 	mu    sync.Mutex
 	cat   *catalog
 	heads map[string]*Head
-	pins  map[string]int // roots held by open views
-	used  map[string]int64
+	pins  map[cid.Cid]int // roots held by open views
+	used  map[cid.Cid]int64
 
 	changed chan struct{} // see Changed
 
@@ -131,8 +131,8 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		log:   cfg.Logger,
 		cat:   cat,
 		heads: map[string]*Head{},
-		pins:  map[string]int{},
-		used:  map[string]int64{},
+		pins:  map[cid.Cid]int{},
+		used:  map[cid.Cid]int64{},
 		stop:  make(chan struct{}),
 
 		changed: make(chan struct{}, 1),
@@ -418,17 +418,22 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	rec, ok := m.cat.Disks[name]
 	var info DiskInfo
 	var h *Head
+	var rootErr error
 	if ok {
 		info = DiskInfo{
 			Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
-			Sync: rec.Sync, Root: rec.Root, ReplicaCount: len(m.cat.Replicas[name]),
+			Sync: rec.Sync, ReplicaCount: len(m.cat.Replicas[name]),
 			Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
 		}
+		info.Root, rootErr = parseRoot(rec.Root)
 		h = m.heads[name]
 	}
 	m.mu.Unlock()
 	if !ok {
 		return DiskInfo{}, fmt.Errorf("disk %q: %w", name, ErrNotFound)
+	}
+	if rootErr != nil {
+		return DiskInfo{}, fmt.Errorf("disk %q: %w", name, rootErr)
 	}
 	blocks, err := m.countBlocks(ctx, info.Root)
 	if err != nil {
@@ -441,8 +446,8 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 
 // countBlocks returns the number of data blocks under root, remembering
 // the answer: roots are immutable.
-func (m *Manager) countBlocks(ctx context.Context, root string) (int64, error) {
-	if root == "" {
+func (m *Manager) countBlocks(ctx context.Context, root cid.Cid) (int64, error) {
+	if !root.Defined() {
 		return 0, nil
 	}
 	m.mu.Lock()
@@ -451,11 +456,7 @@ func (m *Manager) countBlocks(ctx context.Context, root string) (int64, error) {
 	if ok {
 		return n, nil
 	}
-	c, err := parseRoot(root)
-	if err != nil {
-		return 0, err
-	}
-	count, err := m.maps.Count(ctx, c)
+	count, err := m.maps.Count(ctx, root)
 	if err != nil {
 		return 0, err
 	}
@@ -622,14 +623,14 @@ func (m *Manager) pinRef(ctx context.Context, ref Ref) (root cid.Cid, size, bs i
 	if err != nil {
 		return cid.Undef, 0, 0, 0, nil, err
 	}
-	m.pins[rootStr]++
+	m.pins[root]++
 	var once sync.Once
 	release = func() {
 		once.Do(func() {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			if m.pins[rootStr]--; m.pins[rootStr] <= 0 {
-				delete(m.pins, rootStr)
+			if m.pins[root]--; m.pins[root] <= 0 {
+				delete(m.pins, root)
 			}
 		})
 	}

@@ -87,7 +87,7 @@ func (m *Manager) noteChange() {
 // RootBytes returns the bytes of data blocks under root (a disk or
 // replica of any node), counting through the store.
 func (m *Manager) RootBytes(ctx context.Context, root cid.Cid, blockSize int64) (int64, error) {
-	n, err := m.countBlocks(ctx, rootString(root))
+	n, err := m.countBlocks(ctx, root)
 	return n * blockSize, err
 }
 

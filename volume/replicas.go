@@ -73,12 +73,16 @@ func (m *Manager) freeReplicaNameLocked(disk, base string) string {
 }
 
 func (m *Manager) replicaInfo(ctx context.Context, disk string, rec *replicaRecord) (ReplicaInfo, error) {
-	blocks, err := m.countBlocks(ctx, rec.Root)
+	root, err := parseRoot(rec.Root)
+	if err != nil {
+		return ReplicaInfo{}, fmt.Errorf("replica %q of disk %q: %w", rec.Name, disk, err)
+	}
+	blocks, err := m.countBlocks(ctx, root)
 	if err != nil {
 		return ReplicaInfo{}, fmt.Errorf("replica %q of disk %q: %w", rec.Name, disk, err)
 	}
 	return ReplicaInfo{
-		Disk: disk, Name: rec.Name, Root: rec.Root, Size: rec.Size, BlockSize: rec.BlockSize,
+		Disk: disk, Name: rec.Name, Root: root, Size: rec.Size, BlockSize: rec.BlockSize,
 		UsedBytes: blocks * rec.BlockSize, Created: rec.Created,
 	}, nil
 }

@@ -45,17 +45,16 @@ func (m *Manager) OpenRootView(label string, root cid.Cid, size, blockSize int64
 	if _, err := checkSpec(DiskSpec{Name: "view", Size: size, BlockSize: blockSize}); err != nil || size%blockSize != 0 {
 		return nil, fmt.Errorf("%s: size %d, block size %d: %w", label, size, blockSize, ErrInvalid)
 	}
-	key := rootString(root)
 	m.mu.Lock()
-	m.pins[key]++
+	m.pins[root]++
 	m.mu.Unlock()
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			if m.pins[key]--; m.pins[key] <= 0 {
-				delete(m.pins, key)
+			if m.pins[root]--; m.pins[root] <= 0 {
+				delete(m.pins, root)
 			}
 		})
 	}
