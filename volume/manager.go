@@ -232,7 +232,9 @@ func parseRoot(s string) (cid.Cid, error) {
 	return c, nil
 }
 
-func rootString(c cid.Cid) string {
+// RootText is a root as the catalog file, the API and the logs print it:
+// "" for cid.Undef (an empty disk).
+func RootText(c cid.Cid) string {
 	if !c.Defined() {
 		return ""
 	}
@@ -369,7 +371,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 	now := m.cfg.Now().UTC()
 	rec := &diskRecord{
 		ID: newID(), Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize,
-		Replicas: spec.Replicas, Sync: spec.Sync, Root: rootString(root), Created: now, Committed: now,
+		Replicas: spec.Replicas, Sync: spec.Sync, Root: RootText(root), Created: now, Committed: now,
 	}
 	h, err := m.openHead(rec)
 	if err != nil {

@@ -113,7 +113,7 @@ func (m *Manager) AddReplica(ctx context.Context, r ReplicaInfo, root cid.Cid) e
 		return fmt.Errorf("replica %q of disk %q: %w", r.Name, r.Disk, ErrExists)
 	}
 	snapshot := m.cat.clone()
-	m.cat.addReplica(r.Disk, &replicaRecord{Name: r.Name, Root: rootString(root), Size: r.Size,
+	m.cat.addReplica(r.Disk, &replicaRecord{Name: r.Name, Root: RootText(root), Size: r.Size,
 		BlockSize: r.BlockSize, Created: r.Created})
 	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot

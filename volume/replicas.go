@@ -53,7 +53,7 @@ func (m *Manager) addReplicaLocked(h *Head, name string, root cid.Cid) (*replica
 	if _, ok := m.cat.Replicas[h.name][name]; ok {
 		return nil, fmt.Errorf("replica %q of disk %q: %w", name, h.name, ErrExists)
 	}
-	rec := &replicaRecord{Name: name, Root: rootString(root), Size: h.size, BlockSize: h.blockSize, Created: now}
+	rec := &replicaRecord{Name: name, Root: RootText(root), Size: h.size, BlockSize: h.blockSize, Created: now}
 	m.cat.addReplica(h.name, rec)
 	return rec, nil
 }

@@ -64,7 +64,7 @@ func (m *Manager) PublishSpacesuit(ctx context.Context, name string, src Ref, ve
 		return SpacesuitInfo{}, fmt.Errorf("spacesuit %s: %w", key, ErrExists)
 	}
 	snapshot := m.cat.clone()
-	rec := &spacesuitRecord{Name: name, Version: version, Root: rootString(root), Size: size, BlockSize: bs,
+	rec := &spacesuitRecord{Name: name, Version: version, Root: RootText(root), Size: size, BlockSize: bs,
 		Source: src.String(), Created: m.cfg.Now().UTC()}
 	m.cat.Spacesuits[key] = rec
 	if err := m.saveCatalog(); err != nil {
@@ -156,7 +156,7 @@ func (m *Manager) KeepSpacesuit(ctx context.Context, s SpacesuitInfo, root cid.C
 		return fmt.Errorf("spacesuit %s: %w", key, ErrExists)
 	}
 	snapshot := m.cat.clone()
-	m.cat.Spacesuits[key] = &spacesuitRecord{Name: s.Name, Version: s.Version, Root: rootString(root),
+	m.cat.Spacesuits[key] = &spacesuitRecord{Name: s.Name, Version: s.Version, Root: RootText(root),
 		Size: s.Size, BlockSize: s.BlockSize, Source: s.Source, Created: s.Created}
 	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot

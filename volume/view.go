@@ -70,8 +70,8 @@ func (v *View) Size() int64 { return v.size }
 // BlockSize returns the image's block size in bytes.
 func (v *View) BlockSize() int64 { return v.blockSize }
 
-// Root returns the root CID the view reads ("" when the image is empty).
-func (v *View) Root() string { return rootString(v.root) }
+// Root returns the root the view reads (cid.Undef when the image is empty).
+func (v *View) Root() cid.Cid { return v.root }
 
 // Close releases the view's hold on its root.
 func (v *View) Close() error {
