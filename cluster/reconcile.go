@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )

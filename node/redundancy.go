@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"github.com/weft-mesh/weft/api"
 
-
 	"github.com/weft-mesh/weft/volume"
 )
 
