@@ -53,7 +53,7 @@ func startCrowd(net *testNet, d disk, crowd Crowd, receivers []string, all []str
 		}
 		spec := Spec{ID: "pull-" + r, Root: d.root, Sources: sources, Self: r, Crowd: crowd,
 			BlockSize: MinBlockSize, DiskBlockSize: int64(d.blockSize)}
-		started[r] = Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
+		started[r] = startCleaned(net, spec, r)
 	}
 	return started
 }

@@ -20,6 +20,7 @@ import (
 // testNet is an in-memory mesh of nodes, each with a memory store served
 // by the real block exchange over memnet and a client to reach the others.
 type testNet struct {
+	tb      testing.TB
 	mesh    *memnettest.Mesh
 	net     *memnet.Network
 	stores  map[string]*blockstore.Memory // the mesh's
@@ -29,7 +30,7 @@ type testNet struct {
 func newTestNet(tb testing.TB) *testNet {
 	tb.Helper()
 	mesh := memnettest.New(tb)
-	return &testNet{mesh: mesh, net: mesh.Net, stores: mesh.Stores, clients: mesh.Clients}
+	return &testNet{tb: tb, mesh: mesh, net: mesh.Net, stores: mesh.Stores, clients: mesh.Clients}
 }
 
 // add starts a node serving its store, or what serve wraps around it.

@@ -25,9 +25,17 @@ func startSwarm(net *testNet, d disk, members []string, receivers []string) map[
 		}
 		spec := Spec{ID: "push", Root: d.root, Sources: sources, Swarm: members, Self: r,
 			BlockSize: MinBlockSize, DiskBlockSize: int64(d.blockSize)}
-		started[r] = Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
+		started[r] = startCleaned(net, spec, r)
 	}
 	return started
+}
+
+// startCleaned starts receiver r's transfer, cancelled when the test ends:
+// one a failed test left running would load the tests after it.
+func startCleaned(net *testNet, spec Spec, r string) *Transfer {
+	tr := Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
+	net.tb.Cleanup(tr.Cancel)
+	return tr
 }
 
 // pushSwarm runs startSwarm and returns the progress of each receiver once
