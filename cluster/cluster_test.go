@@ -104,11 +104,7 @@ func (n *testNode) importDisk(t *testing.T, disk string, replicas int, data stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := cid.Decode(info.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
+	return info.Root
 }
 
 func (n *testNode) put(t *testing.T, e catalog.Entry) {

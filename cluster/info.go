@@ -14,7 +14,7 @@ import (
 func CatalogDiskInfo(e catalog.Entry) volume.DiskInfo {
 	return volume.DiskInfo{
 		Name: strings.TrimPrefix(e.Key, catalog.DiskPrefix), Size: e.Size, BlockSize: e.BlockSize,
-		Replicas: e.Replicas, Sync: e.Sync, Root: rootText(e.Root), Created: e.Created, Committed: e.Modified,
+		Replicas: e.Replicas, Sync: e.Sync, Root: e.Root, Created: e.Created, Committed: e.Modified,
 	}
 }
 
@@ -57,7 +57,7 @@ func (c *Cluster) CatalogReplicas(ctx context.Context, disk string, local []volu
 		if err != nil {
 			c.log.Debug("size of a remote replica", "disk", disk, "replica", name, "err", err)
 		}
-		out = append(out, volume.ReplicaInfo{Disk: disk, Name: name, Root: rootText(e.Root), Size: e.Size,
+		out = append(out, volume.ReplicaInfo{Disk: disk, Name: name, Root: e.Root, Size: e.Size,
 			BlockSize: e.BlockSize, UsedBytes: used, Created: e.Created})
 	}
 	for _, r := range byName { // held here, not (yet) in the catalog

@@ -21,7 +21,7 @@ func TestCatalogReplicas(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	n.put(t, catalog.Entry{Key: catalog.ReplicaKey("vm", "old"), Root: root, Owner: owner, Epoch: 1, Size: 1 << 20, BlockSize: 65536, Created: t0})
 	n.put(t, catalog.Entry{Key: catalog.ReplicaKey("vm", "new"), Root: root, Owner: owner, Epoch: 1, Size: 1 << 20, BlockSize: 65536, Created: t0.Add(time.Hour)})
-	held := volume.ReplicaInfo{Disk: "vm", Name: "new", Root: root.String(), UsedBytes: 4096, Created: t0.Add(time.Hour)}
+	held := volume.ReplicaInfo{Disk: "vm", Name: "new", Root: root, UsedBytes: 4096, Created: t0.Add(time.Hour)}
 	got, err := n.CatalogReplicas(context.Background(), "vm", []volume.ReplicaInfo{held})
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func TestCatalogReplicas(t *testing.T) {
 	if len(got) != 2 || got[0].Name != "old" || got[1].Name != "new" {
 		t.Fatalf("got %+v, want old then new", got)
 	}
-	if got[0].Root != root.String() || got[0].Size != 1<<20 {
+	if got[0].Root != root || got[0].Size != 1<<20 {
 		t.Errorf("replica old: got %+v, want the catalog's root and size", got[0])
 	}
 	if got[1].UsedBytes != 4096 {

@@ -109,5 +109,5 @@ func (c *Cluster) Unavailable(ref volume.Ref, err error) error {
 		return err
 	}
 	return fmt.Errorf("disk %q is owned by %s, which is not alive; its last committed root is %s: %w",
-		ref.Disk, e.Owner, rootText(e.Root), err)
+		ref.Disk, e.Owner, volume.RootText(e.Root), err)
 }

@@ -63,12 +63,7 @@ func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (cat
 	if err != nil {
 		return catalog.Entry{}, info, err
 	}
-	var root cid.Cid
-	if info.Root != "" {
-		if root, err = cid.Decode(info.Root); err != nil {
-			return catalog.Entry{}, info, fmt.Errorf("move: %w", err)
-		}
-	}
+	root := info.Root
 	cur, found := c.cat.Get(catalog.DiskKey(disk))
 	e, err := DecideMove(disk, cur, found, c.self, to, c.Alive(to.String()), root)
 	if err != nil {

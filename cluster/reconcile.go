@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -189,11 +187,4 @@ func shortID(id string) string {
 		return id
 	}
 	return id[len(id)-6:]
-}
-
-func rootText(c cid.Cid) string {
-	if !c.Defined() {
-		return ""
-	}
-	return c.String()
 }

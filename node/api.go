@@ -39,11 +39,23 @@ type errorBody = api.ErrorBody
 func apiDiskInfo(info volume.DiskInfo) api.DiskInfo {
 	d := api.DiskInfo{
 		Name: info.Name, Size: info.Size, BlockSize: info.BlockSize, Replicas: info.Replicas, Sync: info.Sync,
-		Root: info.Root, UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, ReplicaCount: info.ReplicaCount,
+		Root: volume.RootText(info.Root), UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, ReplicaCount: info.ReplicaCount,
 		Created: info.Created, Committed: info.Committed, Allow: info.Allow,
 	}
 	if d.Replicas > 1 && d.BlockSize > 0 {
 		d.UnderReplicated = d.UsedBytes / d.BlockSize
 	}
 	return d
+}
+
+// apiReplicaInfo is the API's description of a replica.
+func apiReplicaInfo(r volume.ReplicaInfo) api.ReplicaInfo {
+	return api.ReplicaInfo{Disk: r.Disk, Name: r.Name, Root: volume.RootText(r.Root), Size: r.Size,
+		BlockSize: r.BlockSize, UsedBytes: r.UsedBytes, Created: r.Created}
+}
+
+// apiSpacesuitInfo is the API's description of a spacesuit version.
+func apiSpacesuitInfo(s volume.SpacesuitInfo) api.SpacesuitInfo {
+	return api.SpacesuitInfo{Name: s.Name, Version: s.Version, Ref: s.Ref, Root: volume.RootText(s.Root), Size: s.Size,
+		BlockSize: s.BlockSize, Source: s.Source, Created: s.Created, Owner: s.Owner}
 }

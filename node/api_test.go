@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -47,6 +50,37 @@ func TestAPIDiskInfoAlone(t *testing.T) {
 	for _, k := range []string{"owner", "epoch"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("%s in the JSON of a disk alone: %s", k, b)
+		}
+	}
+}
+
+// TestAPIRootsAsText: roots are CIDs inside the daemon and CID text in
+// its answers, "" for an empty disk, never go-cid's {"/": ...} form.
+func TestAPIRootsAsText(t *testing.T) {
+	root, err := cid.V1Builder{Codec: cid.DagCBOR, MhType: mh.SHA2_256}.Sum([]byte("root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := []struct {
+		v    any
+		want string
+	}{
+		{apiDiskInfo(volume.DiskInfo{Name: "empty"}), ""},
+		{apiDiskInfo(volume.DiskInfo{Name: "web", Root: root}), root.String()},
+		{apiReplicaInfo(volume.ReplicaInfo{Disk: "web", Name: "r1", Root: root}), root.String()},
+		{apiSpacesuitInfo(volume.SpacesuitInfo{Name: "img", Version: 1, Ref: "img@1", Root: root}), root.String()},
+	}
+	for _, a := range answers {
+		b, err := json.Marshal(a.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["root"] != a.want {
+			t.Errorf("root %v in %s, want %q", m["root"], b, a.want)
 		}
 	}
 }

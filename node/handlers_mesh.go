@@ -148,7 +148,7 @@ func (s *server) handleMove(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
 }
 
 // handleTake makes this node the owner of a disk whose owner is dead (or,
@@ -173,25 +173,26 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, apiDiskInfo(info)))
+	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
 }
 
 // diskInfo completes a disk's info with what the mesh knows: owner,
 // epoch and the under-replicated count of its root.
-func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info api.DiskInfo) api.DiskInfo {
-	info.Owner, info.Epoch = e.Owner, e.Epoch
-	info.UnderReplicated = n.underReplicated(ctx, info)
-	return info
+func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.DiskInfo) api.DiskInfo {
+	d := apiDiskInfo(info)
+	d.Owner, d.Epoch = e.Owner, e.Epoch
+	d.UnderReplicated = n.underReplicated(ctx, info)
+	return d
 }
 
 // localDiskInfo completes the info of a disk held here with what the mesh
 // knows; one not published yet has no owner, and nobody confirmed a copy.
 func (n *meshNode) localDiskInfo(ctx context.Context, local volume.DiskInfo) api.DiskInfo {
-	info := apiDiskInfo(local)
-	if e, ok := n.cat.Get(catalog.DiskKey(info.Name)); ok {
-		return n.diskInfo(ctx, e, info)
+	if e, ok := n.cat.Get(catalog.DiskKey(local.Name)); ok {
+		return n.diskInfo(ctx, e, local)
 	}
-	info.UnderReplicated = n.underReplicated(ctx, info)
+	info := apiDiskInfo(local)
+	info.UnderReplicated = n.underReplicated(ctx, local)
 	return info
 }
 
@@ -209,7 +210,7 @@ func (n *meshNode) remoteDisks(ctx context.Context, local map[string]bool) []api
 // remoteDisk describes a disk this node does not hold from its catalog
 // record e and the blocks held here (cluster.RemoteDisk).
 func (n *meshNode) remoteDisk(ctx context.Context, e catalog.Entry) api.DiskInfo {
-	return n.diskInfo(ctx, e, apiDiskInfo(n.cl.RemoteDisk(ctx, e)))
+	return n.diskInfo(ctx, e, n.cl.RemoteDisk(ctx, e))
 }
 
 // openView opens a local disk, replica or spacesuit version, or else one

@@ -22,10 +22,11 @@ func (s *server) handleListReplicas(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if reps == nil {
-		reps = []volume.ReplicaInfo{}
+	out := make([]api.ReplicaInfo, 0, len(reps))
+	for _, rep := range reps {
+		out = append(out, apiReplicaInfo(rep))
 	}
-	s.writeJSON(w, http.StatusOK, reps)
+	s.writeJSON(w, http.StatusOK, out)
 }
 
 func (s *server) handleCreateReplica(w http.ResponseWriter, r *http.Request) {
@@ -46,7 +47,7 @@ func (s *server) handleCreateReplica(w http.ResponseWriter, r *http.Request) {
 	}
 	s.announce(r.Context(), catalog.DiskKey(disk), catalog.ReplicaKey(disk, rep.Name))
 	s.log.Info("replica created", "disk", disk, "replica", rep.Name, "root", rep.Root)
-	s.writeJSON(w, http.StatusCreated, rep)
+	s.writeJSON(w, http.StatusCreated, apiReplicaInfo(rep))
 }
 
 func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {

@@ -23,10 +23,3 @@ func freeBytes(path string) int64 {
 	}
 	return int64(st.Bavail) * int64(st.Bsize)
 }
-
-func rootText(c cid.Cid) string {
-	if !c.Defined() {
-		return ""
-	}
-	return c.String()
-}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"github.com/weft-mesh/weft/api"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -52,16 +50,13 @@ func totalUnderReplicated(disks []api.DiskInfo) int64 {
 // account (heal.Redundancy). A root whose map cannot be read here counts
 // every data block known, and at least one: its copies cannot be checked,
 // so it is never reported replicated.
-func (n *meshNode) underReplicated(ctx context.Context, info api.DiskInfo) int64 {
-	if info.Root == "" {
+func (n *meshNode) underReplicated(ctx context.Context, info volume.DiskInfo) int64 {
+	if !info.Root.Defined() {
 		return 0
 	}
-	root, err := cid.Decode(info.Root)
+	under, err := n.redundancy.Under(ctx, info.Root, info.Replicas)
 	if err == nil {
-		var under int64
-		if under, err = n.redundancy.Under(ctx, root, info.Replicas); err == nil {
-			return under
-		}
+		return under
 	}
 	n.log.Debug("redundancy of a disk not checked", "disk", info.Name, "root", info.Root, "err", err)
 	if info.BlockSize <= 0 {

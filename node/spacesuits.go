@@ -41,11 +41,16 @@ func (s *server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		info.Owner = s.mesh.selfStr
 	}
 	s.log.Info("spacesuit published", "spacesuit", info.Ref, "source", info.Source, "root", info.Root)
-	s.writeJSON(w, http.StatusCreated, info)
+	s.writeJSON(w, http.StatusCreated, apiSpacesuitInfo(info))
 }
 
 func (s *server) handleListSpacesuits(w http.ResponseWriter, r *http.Request) {
-	s.writeJSON(w, http.StatusOK, s.spacesuits(r.Context()))
+	sps := s.spacesuits(r.Context())
+	out := make([]api.SpacesuitInfo, 0, len(sps))
+	for _, sp := range sps {
+		out = append(out, apiSpacesuitInfo(sp))
+	}
+	s.writeJSON(w, http.StatusOK, out)
 }
 
 // spacesuits lists the local versions and, in a mesh, every version the
@@ -64,7 +69,7 @@ func (s *server) spacesuits(ctx context.Context) []volume.SpacesuitInfo {
 			}
 			sp, ok := byRef[ref]
 			if !ok {
-				sp = volume.SpacesuitInfo{Name: name, Version: version, Ref: ref, Root: rootText(e.Root),
+				sp = volume.SpacesuitInfo{Name: name, Version: version, Ref: ref, Root: e.Root,
 					Size: e.Size, BlockSize: e.BlockSize, Created: e.Created}
 			}
 			sp.Owner = e.Owner

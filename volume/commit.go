@@ -195,7 +195,7 @@ func (m *Manager) publishRoot(h *Head, root cid.Cid, changed bool, publish func(
 	}
 	snapshot := m.cat.clone()
 	if changed {
-		rec.Root = rootString(root)
+		rec.Root = RootText(root)
 		rec.Committed = m.cfg.Now().UTC()
 	}
 	if publish != nil {

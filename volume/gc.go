@@ -58,38 +58,41 @@ func (m *Manager) GC(ctx context.Context) (GCStats, error) {
 func (m *Manager) liveRoots() ([]cid.Cid, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	seen := map[string]bool{"": true}
+	seen := map[cid.Cid]bool{cid.Undef: true}
 	var out []cid.Cid
 	var bad error
-	add := func(s string) {
-		if seen[s] {
-			return
+	add := func(c cid.Cid) {
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
 		}
-		seen[s] = true
-		c, err := cid.Decode(s)
+	}
+	// The catalog keeps roots as text (its file format); "" is an empty disk.
+	addText := func(s string) {
+		c, err := parseRoot(s)
 		if err != nil {
-			bad = fmt.Errorf("gc: live root %q: %w", s, err)
+			bad = fmt.Errorf("gc: live %w", err)
 			return
 		}
-		out = append(out, c)
+		add(c)
 	}
 	for _, d := range m.cat.Disks {
-		add(d.Root)
+		addText(d.Root)
 	}
 	for _, reps := range m.cat.Replicas {
 		for _, r := range reps {
-			add(r.Root)
+			addText(r.Root)
 		}
 	}
 	for _, s := range m.cat.Spacesuits {
-		add(s.Root)
+		addText(s.Root)
 	}
 	for root := range m.pins {
 		add(root)
 	}
 	if m.cfg.ExtraRoots != nil {
 		for _, c := range m.cfg.ExtraRoots() {
-			add(rootString(c))
+			add(c)
 		}
 	}
 	return out, bad

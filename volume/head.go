@@ -377,11 +377,7 @@ func (h *Head) Flush(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("disk %q: flush: %w", h.name, err)
 	}
-	root, err := parseRoot(info.Root)
-	if err != nil {
-		return err
-	}
-	if err := h.m.cfg.SyncFlush(ctx, h.name, root); err != nil {
+	if err := h.m.cfg.SyncFlush(ctx, h.name, info.Root); err != nil {
 		return fmt.Errorf("disk %q: flush: %w", h.name, err)
 	}
 	return nil

@@ -67,7 +67,7 @@ func (m *Manager) Import(ctx context.Context, spec DiskSpec, r io.Reader) (DiskI
 	}
 	err = m.publishRoot(h, root, false, func(root cid.Cid) error {
 		rec := m.cat.Disks[h.name]
-		rec.Root = rootString(root)
+		rec.Root = RootText(root)
 		rec.Committed = m.cfg.Now().UTC()
 		return nil
 	})

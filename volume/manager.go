@@ -96,8 +96,8 @@ type Manager struct {
 	mu    sync.Mutex
 	cat   *catalog
 	heads map[string]*Head
-	pins  map[string]int // roots held by open views
-	used  map[string]int64
+	pins  map[cid.Cid]int // roots held by open views
+	used  map[cid.Cid]int64
 
 	changed chan struct{} // see Changed
 
@@ -131,8 +131,8 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		log:   cfg.Logger,
 		cat:   cat,
 		heads: map[string]*Head{},
-		pins:  map[string]int{},
-		used:  map[string]int64{},
+		pins:  map[cid.Cid]int{},
+		used:  map[cid.Cid]int64{},
 		stop:  make(chan struct{}),
 
 		changed: make(chan struct{}, 1),
@@ -232,7 +232,9 @@ func parseRoot(s string) (cid.Cid, error) {
 	return c, nil
 }
 
-func rootString(c cid.Cid) string {
+// RootText is a root as the catalog file, the API and the logs print it:
+// "" for cid.Undef (an empty disk).
+func RootText(c cid.Cid) string {
 	if !c.Defined() {
 		return ""
 	}
@@ -369,7 +371,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 	now := m.cfg.Now().UTC()
 	rec := &diskRecord{
 		ID: newID(), Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize,
-		Replicas: spec.Replicas, Sync: spec.Sync, Root: rootString(root), Created: now, Committed: now,
+		Replicas: spec.Replicas, Sync: spec.Sync, Root: RootText(root), Created: now, Committed: now,
 	}
 	h, err := m.openHead(rec)
 	if err != nil {
@@ -418,17 +420,22 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	rec, ok := m.cat.Disks[name]
 	var info DiskInfo
 	var h *Head
+	var rootErr error
 	if ok {
 		info = DiskInfo{
 			Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
-			Sync: rec.Sync, Root: rec.Root, ReplicaCount: len(m.cat.Replicas[name]),
+			Sync: rec.Sync, ReplicaCount: len(m.cat.Replicas[name]),
 			Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
 		}
+		info.Root, rootErr = parseRoot(rec.Root)
 		h = m.heads[name]
 	}
 	m.mu.Unlock()
 	if !ok {
 		return DiskInfo{}, fmt.Errorf("disk %q: %w", name, ErrNotFound)
+	}
+	if rootErr != nil {
+		return DiskInfo{}, fmt.Errorf("disk %q: %w", name, rootErr)
 	}
 	blocks, err := m.countBlocks(ctx, info.Root)
 	if err != nil {
@@ -441,8 +448,8 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 
 // countBlocks returns the number of data blocks under root, remembering
 // the answer: roots are immutable.
-func (m *Manager) countBlocks(ctx context.Context, root string) (int64, error) {
-	if root == "" {
+func (m *Manager) countBlocks(ctx context.Context, root cid.Cid) (int64, error) {
+	if !root.Defined() {
 		return 0, nil
 	}
 	m.mu.Lock()
@@ -451,11 +458,7 @@ func (m *Manager) countBlocks(ctx context.Context, root string) (int64, error) {
 	if ok {
 		return n, nil
 	}
-	c, err := parseRoot(root)
-	if err != nil {
-		return 0, err
-	}
-	count, err := m.maps.Count(ctx, c)
+	count, err := m.maps.Count(ctx, root)
 	if err != nil {
 		return 0, err
 	}
@@ -622,14 +625,14 @@ func (m *Manager) pinRef(ctx context.Context, ref Ref) (root cid.Cid, size, bs i
 	if err != nil {
 		return cid.Undef, 0, 0, 0, nil, err
 	}
-	m.pins[rootStr]++
+	m.pins[root]++
 	var once sync.Once
 	release = func() {
 		once.Do(func() {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			if m.pins[rootStr]--; m.pins[rootStr] <= 0 {
-				delete(m.pins, rootStr)
+			if m.pins[root]--; m.pins[root] <= 0 {
+				delete(m.pins, root)
 			}
 		})
 	}

@@ -87,7 +87,7 @@ func (m *Manager) noteChange() {
 // RootBytes returns the bytes of data blocks under root (a disk or
 // replica of any node), counting through the store.
 func (m *Manager) RootBytes(ctx context.Context, root cid.Cid, blockSize int64) (int64, error) {
-	n, err := m.countBlocks(ctx, rootString(root))
+	n, err := m.countBlocks(ctx, root)
 	return n * blockSize, err
 }
 
@@ -113,7 +113,7 @@ func (m *Manager) AddReplica(ctx context.Context, r ReplicaInfo, root cid.Cid) e
 		return fmt.Errorf("replica %q of disk %q: %w", r.Name, r.Disk, ErrExists)
 	}
 	snapshot := m.cat.clone()
-	m.cat.addReplica(r.Disk, &replicaRecord{Name: r.Name, Root: rootString(root), Size: r.Size,
+	m.cat.addReplica(r.Disk, &replicaRecord{Name: r.Name, Root: RootText(root), Size: r.Size,
 		BlockSize: r.BlockSize, Created: r.Created})
 	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot

@@ -92,8 +92,7 @@ func TestGiveUpDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handedOver, _ := parseRoot(info.Root)
-	if kept, err := m.GiveUpDisk(ctx, "d", "fenced", handedOver); err != nil || kept != "" {
+	if kept, err := m.GiveUpDisk(ctx, "d", "fenced", info.Root); err != nil || kept != "" {
 		t.Fatalf("give up at the handed-over root: kept %q, %v; want nothing kept", kept, err)
 	}
 	if reps, _ := m.ListReplicas(ctx, "d"); len(reps) != 0 {
@@ -102,7 +101,7 @@ func TestGiveUpDisk(t *testing.T) {
 
 	h = createRaceDisk(t, m)
 	done := writeUntilRefused(h)
-	kept, err := m.GiveUpDisk(ctx, "d", "fenced", handedOver)
+	kept, err := m.GiveUpDisk(ctx, "d", "fenced", info.Root)
 	if err != nil || kept != "fenced" {
 		t.Fatalf("give up while writing: kept %q, %v; want replica fenced", kept, err)
 	}

@@ -53,7 +53,7 @@ func (m *Manager) addReplicaLocked(h *Head, name string, root cid.Cid) (*replica
 	if _, ok := m.cat.Replicas[h.name][name]; ok {
 		return nil, fmt.Errorf("replica %q of disk %q: %w", name, h.name, ErrExists)
 	}
-	rec := &replicaRecord{Name: name, Root: rootString(root), Size: h.size, BlockSize: h.blockSize, Created: now}
+	rec := &replicaRecord{Name: name, Root: RootText(root), Size: h.size, BlockSize: h.blockSize, Created: now}
 	m.cat.addReplica(h.name, rec)
 	return rec, nil
 }
@@ -73,12 +73,16 @@ func (m *Manager) freeReplicaNameLocked(disk, base string) string {
 }
 
 func (m *Manager) replicaInfo(ctx context.Context, disk string, rec *replicaRecord) (ReplicaInfo, error) {
-	blocks, err := m.countBlocks(ctx, rec.Root)
+	root, err := parseRoot(rec.Root)
+	if err != nil {
+		return ReplicaInfo{}, fmt.Errorf("replica %q of disk %q: %w", rec.Name, disk, err)
+	}
+	blocks, err := m.countBlocks(ctx, root)
 	if err != nil {
 		return ReplicaInfo{}, fmt.Errorf("replica %q of disk %q: %w", rec.Name, disk, err)
 	}
 	return ReplicaInfo{
-		Disk: disk, Name: rec.Name, Root: rec.Root, Size: rec.Size, BlockSize: rec.BlockSize,
+		Disk: disk, Name: rec.Name, Root: root, Size: rec.Size, BlockSize: rec.BlockSize,
 		UsedBytes: blocks * rec.BlockSize, Created: rec.Created,
 	}, nil
 }

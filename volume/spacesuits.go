@@ -24,18 +24,18 @@ type spacesuitRecord struct {
 	Created   time.Time `json:"created"`
 }
 
-// SpacesuitInfo describes a spacesuit version. Field names are part of the
-// CLI's JSON contract.
+// SpacesuitInfo describes a spacesuit version; the daemon answers with
+// api.SpacesuitInfo.
 type SpacesuitInfo struct {
-	Name      string    `json:"name"`
-	Version   uint64    `json:"version"`
-	Ref       string    `json:"ref"` // NAME@VERSION
-	Root      string    `json:"root"`
-	Size      int64     `json:"size"`
-	BlockSize int64     `json:"block_size"`
-	Source    string    `json:"source"`
-	Created   time.Time `json:"created"`
-	Owner     string    `json:"owner,omitempty"` // the node that published it (mesh)
+	Name      string
+	Version   uint64
+	Ref       string // NAME@VERSION
+	Root      cid.Cid
+	Size      int64
+	BlockSize int64
+	Source    string
+	Created   time.Time
+	Owner     string // the node that published it (mesh)
 }
 
 // SpacesuitRef returns "NAME@VERSION".
@@ -64,14 +64,14 @@ func (m *Manager) PublishSpacesuit(ctx context.Context, name string, src Ref, ve
 		return SpacesuitInfo{}, fmt.Errorf("spacesuit %s: %w", key, ErrExists)
 	}
 	snapshot := m.cat.clone()
-	rec := &spacesuitRecord{Name: name, Version: version, Root: rootString(root), Size: size, BlockSize: bs,
+	rec := &spacesuitRecord{Name: name, Version: version, Root: RootText(root), Size: size, BlockSize: bs,
 		Source: src.String(), Created: m.cfg.Now().UTC()}
 	m.cat.Spacesuits[key] = rec
 	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot
 		return SpacesuitInfo{}, err
 	}
-	return rec.info(), nil
+	return rec.info(root), nil
 }
 
 // nextVersionLocked is one above the highest local version of name.
@@ -92,7 +92,9 @@ func (m *Manager) ListSpacesuits(ctx context.Context) []SpacesuitInfo {
 	defer m.mu.Unlock()
 	out := make([]SpacesuitInfo, 0, len(m.cat.Spacesuits))
 	for _, s := range m.cat.Spacesuits {
-		out = append(out, s.info())
+		if root, err := parseRoot(s.Root); err == nil { // as Records: a root that does not parse names nothing
+			out = append(out, s.info(root))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
@@ -121,8 +123,9 @@ func (m *Manager) RemoveSpacesuit(ctx context.Context, name string, version uint
 	return nil
 }
 
-func (s *spacesuitRecord) info() SpacesuitInfo {
-	return SpacesuitInfo{Name: s.Name, Version: s.Version, Ref: SpacesuitRef(s.Name, s.Version), Root: s.Root,
+// info describes s, whose text root parsed as root.
+func (s *spacesuitRecord) info(root cid.Cid) SpacesuitInfo {
+	return SpacesuitInfo{Name: s.Name, Version: s.Version, Ref: SpacesuitRef(s.Name, s.Version), Root: root,
 		Size: s.Size, BlockSize: s.BlockSize, Source: s.Source, Created: s.Created}
 }
 
@@ -153,7 +156,7 @@ func (m *Manager) KeepSpacesuit(ctx context.Context, s SpacesuitInfo, root cid.C
 		return fmt.Errorf("spacesuit %s: %w", key, ErrExists)
 	}
 	snapshot := m.cat.clone()
-	m.cat.Spacesuits[key] = &spacesuitRecord{Name: s.Name, Version: s.Version, Root: rootString(root),
+	m.cat.Spacesuits[key] = &spacesuitRecord{Name: s.Name, Version: s.Version, Root: RootText(root),
 		Size: s.Size, BlockSize: s.BlockSize, Source: s.Source, Created: s.Created}
 	if err := m.saveCatalog(); err != nil {
 		m.cat = snapshot

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/weft-mesh/weft/blockstore"
 )
 
@@ -89,32 +90,32 @@ type DiskSpec struct {
 // DiskInfo describes a disk head as this node's volumes know it; the
 // daemon answers with api.DiskInfo, which adds what the mesh knows.
 type DiskInfo struct {
-	Name      string `json:"name"`
-	Size      int64  `json:"size"`
-	BlockSize int64  `json:"block_size"`
-	Replicas  int    `json:"replicas"`
-	Sync      bool   `json:"sync"`
-	Root      string `json:"root"` // CID of the last committed block map; "" when empty
-	UsedBytes int64  `json:"used_bytes"`
+	Name      string
+	Size      int64
+	BlockSize int64
+	Replicas  int
+	Sync      bool
+	Root      cid.Cid // the last committed block map; cid.Undef when empty
+	UsedBytes int64
 	// DirtyBytes is data written but not yet committed to the block store.
-	DirtyBytes   int64     `json:"dirty_bytes"`
-	ReplicaCount int       `json:"replica_count"`
-	Created      time.Time `json:"created"`
-	Committed    time.Time `json:"committed"`
+	DirtyBytes   int64
+	ReplicaCount int
+	Created      time.Time
+	Committed    time.Time
 	// Allow lists the client networks (CIDR) that may open the disk over
 	// NBD; empty means any client that can reach the listener.
-	Allow []string `json:"allow,omitempty"`
+	Allow []string
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.
 type ReplicaInfo struct {
-	Disk      string    `json:"disk"`
-	Name      string    `json:"name"`
-	Root      string    `json:"root"`
-	Size      int64     `json:"size"`
-	BlockSize int64     `json:"block_size"`
-	UsedBytes int64     `json:"used_bytes"`
-	Created   time.Time `json:"created"`
+	Disk      string
+	Name      string
+	Root      cid.Cid
+	Size      int64
+	BlockSize int64
+	UsedBytes int64
+	Created   time.Time
 }
 
 // GCStats says what a collection did.

@@ -45,17 +45,16 @@ func (m *Manager) OpenRootView(label string, root cid.Cid, size, blockSize int64
 	if _, err := checkSpec(DiskSpec{Name: "view", Size: size, BlockSize: blockSize}); err != nil || size%blockSize != 0 {
 		return nil, fmt.Errorf("%s: size %d, block size %d: %w", label, size, blockSize, ErrInvalid)
 	}
-	key := rootString(root)
 	m.mu.Lock()
-	m.pins[key]++
+	m.pins[root]++
 	m.mu.Unlock()
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			if m.pins[key]--; m.pins[key] <= 0 {
-				delete(m.pins, key)
+			if m.pins[root]--; m.pins[root] <= 0 {
+				delete(m.pins, root)
 			}
 		})
 	}
@@ -71,8 +70,8 @@ func (v *View) Size() int64 { return v.size }
 // BlockSize returns the image's block size in bytes.
 func (v *View) BlockSize() int64 { return v.blockSize }
 
-// Root returns the root CID the view reads ("" when the image is empty).
-func (v *View) Root() string { return rootString(v.root) }
+// Root returns the root the view reads (cid.Undef when the image is empty).
+func (v *View) Root() cid.Cid { return v.root }
 
 // Close releases the view's hold on its root.
 func (v *View) Close() error {

@@ -229,7 +229,7 @@ func (c pushCycle) runAll(ctx context.Context, ps []api.Policy, lasts []cid.Cid)
 	var due []int                 // policies whose site gets a replica this cycle
 	var reps []volume.ReplicaInfo // their replicas, in the same order
 	for i, p := range ps {
-		if info.Root == "" || info.Root == p.LastSource {
+		if !info.Root.Defined() || info.Root == lastSource(p) {
 			ps[i].LastError = "" // nothing changed: nothing to send
 			continue
 		}
@@ -265,21 +265,17 @@ func (c pushCycle) runAll(ctx context.Context, ps []api.Policy, lasts []cid.Cid)
 		if terr == nil && State(tp.State) != Done {
 			terr = fmt.Errorf("push %s to %s: %s: %s", reps[k].Name, p.Site, tp.State, tp.Error)
 		}
-		root, derr := cid.Decode(reps[k].Root)
-		if terr == nil {
-			terr = derr
-		}
 		if terr != nil {
 			c.remove(ctx, disk, reps[k].Name)
 			dropped = append(dropped, reps[k].Name)
 			fail(i, terr)
 			continue
 		}
-		p.LastReplica, p.LastSuccess, p.LastSource = reps[k].Name, c.now(), info.Root
+		p.LastReplica, p.LastSuccess, p.LastSource = reps[k].Name, c.now(), info.Root.String()
 		p.LastBytes, p.LastError = tp.Bytes, ""
 		p.TotalBytes += tp.Bytes
 		p.Cycles++
-		lasts[i] = root
+		lasts[i] = reps[k].Root
 		c.log.Info("replicated", "disk", disk, "site", p.Site, "replica", reps[k].Name, "bytes", tp.Bytes, "sites_at_once", len(due))
 	}
 	if len(dropped) > 0 { // tombstoned: a site that kept a copy drops it too
@@ -299,12 +295,8 @@ func (c pushCycle) stateFor(ctx context.Context, disk, name string, taken []volu
 		return c.vols.CreateReplica(ctx, disk, name)
 	}
 	first := taken[0]
-	root, err := cid.Decode(first.Root)
-	if err != nil {
-		return volume.ReplicaInfo{}, fmt.Errorf("replica %s: root %q: %w", first.Name, first.Root, err)
-	}
 	rep := volume.ReplicaInfo{Disk: disk, Name: name, Size: first.Size, BlockSize: first.BlockSize, Created: first.Created, Root: first.Root}
-	if err := c.vols.AddReplica(ctx, rep, root); err != nil {
+	if err := c.vols.AddReplica(ctx, rep, first.Root); err != nil {
 		return volume.ReplicaInfo{}, err
 	}
 	return rep, nil
@@ -364,8 +356,7 @@ func (s *Service) pullCycle(ctx context.Context, p api.Policy, last cid.Cid, d c
 			s.replicatedStates().prune(ctx, cur)
 		}
 	}()
-	src := rootText(d.Root)
-	if src == "" || src == p.LastSource {
+	if !d.Root.Defined() || d.Root == lastSource(p) {
 		p.LastError = ""
 		s.savePolicy(p, last)
 		return
@@ -401,17 +392,19 @@ func (s *Service) pullCycle(ctx context.Context, p api.Policy, last cid.Cid, d c
 		s.savePolicy(p, last)
 		return
 	}
-	p.LastReplica, p.LastSuccess, p.LastSource, p.LastError = name, s.clock.Now(), src, ""
+	p.LastReplica, p.LastSuccess, p.LastSource, p.LastError = name, s.clock.Now(), d.Root.String(), ""
 	p.TotalBytes += p.LastBytes
 	p.Cycles++
 	s.replicatedStates().publishReplicas(ctx, p.Disk, []string{name})
 	s.savePolicy(p, d.Root)
 }
 
-// rootText is a root as the API and the volumes print it: "" for none.
-func rootText(c cid.Cid) string {
-	if !c.Defined() {
-		return ""
+// lastSource is the root p last replicated (api.Policy keeps it as text);
+// cid.Undef when none.
+func lastSource(p api.Policy) cid.Cid {
+	c, err := cid.Decode(p.LastSource)
+	if err != nil {
+		return cid.Undef
 	}
-	return c.String()
+	return c
 }

@@ -121,7 +121,7 @@ func withStatus(p api.Policy, disk catalog.Entry, found bool, now time.Time) api
 	}
 	if found && !p.LastSuccess.IsZero() {
 		lag := 0.0
-		if rootText(disk.Root) != p.LastSource {
+		if disk.Root != lastSource(p) {
 			lag = now.Sub(p.LastSuccess).Seconds()
 		}
 		p.Lag = &lag

@@ -145,7 +145,7 @@ type fakeStates struct {
 
 func (f *fakeStates) Commit(_ context.Context, disk string) (volume.DiskInfo, error) {
 	f.commits++
-	return volume.DiskInfo{Name: disk, Root: testCID(f.t, f.commits).String()}, nil
+	return volume.DiskInfo{Name: disk, Root: testCID(f.t, f.commits)}, nil
 }
 
 func (f *fakeStates) CreateReplica(_ context.Context, disk, name string) (volume.ReplicaInfo, error) {
@@ -154,7 +154,7 @@ func (f *fakeStates) CreateReplica(_ context.Context, disk, name string) (volume
 	}
 	f.created++
 	f.commits++
-	r := volume.ReplicaInfo{Disk: disk, Name: name, Root: testCID(f.t, f.commits).String()}
+	r := volume.ReplicaInfo{Disk: disk, Name: name, Root: testCID(f.t, f.commits)}
 	f.reps[name] = r
 	return r, nil
 }
@@ -163,7 +163,7 @@ func (f *fakeStates) AddReplica(_ context.Context, r volume.ReplicaInfo, root ci
 	if _, ok := f.reps[r.Name]; ok {
 		return fmt.Errorf("replica %s: %w", r.Name, volume.ErrExists)
 	}
-	r.Root = root.String()
+	r.Root = root
 	f.reps[r.Name] = r
 	return nil
 }

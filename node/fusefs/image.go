@@ -7,6 +7,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/volume"
 )
@@ -30,7 +31,7 @@ type image struct {
 	// ref names the image: the disk and replica, the spacesuit's name and
 	// version, or the remote disk.
 	ref       volume.Ref
-	root      string
+	root      cid.Cid
 	size      int64
 	blockSize int64
 	usedBytes int64
@@ -43,7 +44,7 @@ type image struct {
 type imageKey struct {
 	kind imageKind
 	ref  volume.Ref
-	root string
+	root cid.Cid
 }
 
 func (img image) key() imageKey { return imageKey{img.kind, img.ref, img.root} }

@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -52,11 +50,7 @@ func (r *fakeRemote) OpenRemoteDisk(ctx context.Context, name string) (*volume.V
 	if name != r.name {
 		return nil, volume.ErrNotFound
 	}
-	root, err := cid.Decode(info.Root)
-	if err != nil {
-		return nil, err
-	}
-	return r.vols.OpenRootView(name, root, info.Size, info.BlockSize)
+	return r.vols.OpenRootView(name, info.Root, info.Size, info.BlockSize)
 }
 
 // TestRemoteDiskFile shows a disk another node owns as a read-only file at
