@@ -116,6 +116,12 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 			cfg.Net.Close()
 			return nil, err
 		}
+		// Before the volumes open: peers that see this node alive push to
+		// it at once, and their streams wait for the volumes.
+		if err := mn.startTransfers(cfg); err != nil {
+			mn.close()
+			return nil, err
+		}
 		c.mesh = mn
 		vcfg.Store = mn.fetch
 		vcfg.ExtraRoots = mn.cl.CatalogRoots
@@ -139,11 +145,7 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 		// Before any request: the API may serve before Run starts.
 		c.mesh.vols = vols
 		c.mesh.cl.Attach(c.mesh.life, vols, vols)
-		if err := c.mesh.startTransfers(cfg, vols); err != nil {
-			vols.Close()
-			c.mesh.close()
-			return nil, err
-		}
+		c.mesh.transfers.AttachVolumes(vols)
 	}
 	return c, nil
 }
@@ -245,7 +247,7 @@ type meshNode struct {
 	pusher    *heal.Pusher
 	vols      *volume.Manager // set once the volumes are open
 	cl        *cluster.Cluster
-	transfers *transfer.Service // set by NewCore, once the volumes are open
+	transfers *transfer.Service // set by NewCore, before the volumes open
 
 	// redundancy is the one account of confirmed copies every report of
 	// under-replicated blocks reads (see underReplicated).

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/mesh/catalog"
 	"net/http"
 
 	"github.com/weft-mesh/weft/volume"
@@ -117,11 +118,16 @@ func (s *server) handleRecover(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	info, err := s.mesh.transfers.Recover(r.Context(), r.PathValue("name"), req.From)
+	res, err := s.mesh.transfers.Recover(r.Context(), r.PathValue("name"), req.From)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Warn("disk recovered from its replication", "disk", info.Name, "site", req.From, "root", info.Root)
-	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
+	keys := []string{catalog.DiskKey(res.Disk.Name)}
+	if res.Backup != "" {
+		keys = append(keys, catalog.ReplicaKey(res.Disk.Name, res.Backup))
+	}
+	s.announce(r.Context(), keys...)
+	s.log.Warn("disk recovered from its replication", "disk", res.Disk.Name, "site", req.From, "root", res.Disk.Root, "backup", res.Backup)
+	s.writeJSON(w, http.StatusOK, apiDiskInfo(res.Disk))
 }

@@ -4,14 +4,14 @@ import (
 	"path/filepath"
 
 	"github.com/weft-mesh/weft/cluster/transfer"
-	"github.com/weft-mesh/weft/volume"
 )
 
 // startTransfers builds the node's transfer service over the cluster
-// layer and the open volumes; Core.Run runs it.
-func (n *meshNode) startTransfers(cfg CoreConfig, vols *volume.Manager) error {
+// layer, registering its protocols; NewCore attaches the volumes once they
+// are open, and Core.Run runs it.
+func (n *meshNode) startTransfers(cfg CoreConfig) error {
 	t, err := transfer.New(transfer.Config{
-		Net: n.net, Catalog: n.cl, Volumes: vols,
+		Net: n.net, Catalog: n.cl,
 		Blocks: n.blocks, Store: n.local, Bandwidth: float64(cfg.TransferBandwidth),
 		Dir: filepath.Join(cfg.Home, MeshDir), Clock: n.cl.Clock(), Logger: n.log.With("component", "transfer"),
 	})

@@ -313,8 +313,9 @@ func (s *Service) cycle(ctx context.Context, ps []policyRecord) {
 	}
 	policies, lasts = c.runAll(ctx, policies, lasts)
 	for i, p := range policies {
-		s.savePolicy(p, lasts[i])
-		c.prune(ctx, p)
+		if saved, ok := s.savePolicy(p, lasts[i]); ok { // removed meanwhile: its states are the operator's now
+			c.prune(ctx, saved)
+		}
 	}
 }
 
@@ -350,7 +351,11 @@ func (s *Service) pushAndWait(ctx context.Context, sources, sites []string, o ap
 // the root as a replica (stateName); a failed pull keeps none.
 func (s *Service) pullCycle(ctx context.Context, p api.Policy, last cid.Cid, d catalog.Entry) {
 	p.LastTry = s.clock.Now()
-	defer func() { s.replicatedStates().prune(ctx, p) }()
+	defer func() { // with the settings and history saved; none when removed meanwhile
+		if cur, ok := s.currentPolicy(p); ok {
+			s.replicatedStates().prune(ctx, cur)
+		}
+	}()
 	if !d.Root.Defined() || d.Root == lastSource(p) {
 		p.LastError = ""
 		s.savePolicy(p, last)

@@ -39,7 +39,8 @@
 // transfer again resumes from what arrived. The pushes and pulls an
 // operator starts are journaled (DIR/transfers.json) until they end, and a
 // restarted daemon resumes them under the same ID, retrying for up to 10
-// minutes while their peers come back.
+// minutes while their peers come back: while one cannot start, and when a
+// push fails only because its targets cannot be reached yet.
 //
 // # Replication policies
 //

@@ -128,36 +128,67 @@ func (s *Service) startJournaled(ctx context.Context, id string, req api.Transfe
 	return job, nil
 }
 
-// resume restarts the transfers the journal holds: those this
-// daemon was running when it stopped. Each is retried until its source
-// and targets are reachable, for up to resumeFor.
+// resume restarts the transfers the journal holds: those this daemon
+// was running when it stopped. Each is retried until its source and
+// targets are reachable, for up to resumeFor: while it cannot start, and
+// when it fails only for want of a target that is not back yet (a
+// restarted target may be alive before it serves transfers).
 func (s *Service) resume(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, e := range s.journal.pending() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			deadline := s.clock.Now().Add(resumeFor)
-			for {
-				_, err := s.startJournaled(ctx, e.ID, e.Request)
-				if err == nil {
-					s.log.Info("transfer resumed after a restart", "id", e.ID, "source", e.Request.Source)
-					return
-				}
-				if s.clock.Now().After(deadline) {
-					s.log.Warn("transfer not resumed: giving up", "id", e.ID, "source", e.Request.Source, "err", err)
-					if err := s.journal.done(e.ID); err != nil {
-						s.log.Warn("forget a transfer", "id", e.ID, "err", err)
-					}
-					return
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-s.clock.After(resumeRetry):
-				}
-			}
+			s.resumeOne(ctx, e)
 		}()
 	}
 	wg.Wait()
+}
+
+// resumeOne runs the journaled transfer e again until it ends for good,
+// ctx ends (it stays journaled) or resumeFor has passed (it is forgotten).
+func (s *Service) resumeOne(ctx context.Context, e journalEntry) {
+	deadline := s.clock.Now().Add(resumeFor)
+	for {
+		err := s.resumeOnce(ctx, e)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if s.clock.Now().After(deadline) {
+			s.log.Warn("transfer not resumed: giving up", "id", e.ID, "source", e.Request.Source, "err", err)
+			if err := s.journal.done(e.ID); err != nil {
+				s.log.Warn("forget a transfer", "id", e.ID, "err", err)
+			}
+			return
+		}
+		s.log.Info("transfer not resumed yet: retrying", "id", e.ID, "source", e.Request.Source, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock.After(resumeRetry):
+		}
+	}
+}
+
+// resumeOnce starts e and waits for its end. It forgets e once it ended
+// (done, cancelled or failed for good); it returns an error, e still
+// journaled, when e could not start, failed only for want of peers that
+// may come back (Job.failedUnreached), or ctx ended first.
+func (s *Service) resumeOnce(ctx context.Context, e journalEntry) error {
+	job, err := s.start(ctx, e.ID, e.Request)
+	if err != nil {
+		return err
+	}
+	s.log.Info("transfer resumed after a restart", "id", e.ID, "source", e.Request.Source)
+	info, err := job.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if job.failedUnreached() {
+		return fmt.Errorf("transfer %s: %s", e.ID, info.Error)
+	}
+	if err := s.journal.done(e.ID); err != nil {
+		s.log.Warn("forget an ended transfer", "id", e.ID, "err", err)
+	}
+	return nil
 }

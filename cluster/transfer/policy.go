@@ -202,17 +202,41 @@ func (s *Service) setPolicy(p api.Policy, root cid.Cid) error {
 	return err
 }
 
-// savePolicy writes back what a cycle of p did, unless p was removed
-// meanwhile: a cycle must not bring back a policy an operator removed
-// while it ran.
-func (s *Service) savePolicy(p api.Policy, root cid.Cid) {
-	if _, ok := s.record(policyKey(p)); !ok {
+// savePolicy writes what a cycle of p did onto the policy's current
+// record and returns the policy as saved, or false when p was removed
+// meanwhile: a cycle must neither bring back a policy an operator removed
+// while it ran nor undo a change of its settings (withSettings).
+func (s *Service) savePolicy(p api.Policy, root cid.Cid) (api.Policy, bool) {
+	s.policyMu.Lock()
+	defer s.policyMu.Unlock()
+	cur, ok := s.currentPolicy(p)
+	if !ok {
 		s.log.Info("policy removed during its cycle: not saved", "disk", p.Disk, "site", p.Site, "mode", p.Mode)
-		return
+		return api.Policy{}, false
 	}
+	p = withSettings(p, cur)
 	if err := s.setPolicy(p, root); err != nil {
 		s.log.Error("save policy", "err", err)
 	}
+	return p, true
+}
+
+// currentPolicy returns p as its catalog record holds it now, or false
+// when it has none.
+func (s *Service) currentPolicy(p api.Policy) (api.Policy, bool) {
+	e, ok := s.record(policyKey(p))
+	if !ok {
+		return api.Policy{}, false
+	}
+	cur, err := decodePolicy(e)
+	return cur, err == nil
+}
+
+// withSettings returns p, with its history (the Last* fields, cycles,
+// bytes), under the settings an operator gave set (replicate).
+func withSettings(p, set api.Policy) api.Policy {
+	p.Every, p.Keep, p.Options, p.Puller = set.Every, set.Keep, set.Options, set.Puller
+	return p
 }
 
 // policyRecord is a policy with the catalog entry holding it.
@@ -262,15 +286,15 @@ func (s *Service) AddPolicy(req api.ReplicateRequest) (api.Policy, error) {
 	if err != nil {
 		return api.Policy{}, err
 	}
+	s.policyMu.Lock()
+	defer s.policyMu.Unlock()
 	var root cid.Cid
 	for _, r := range s.policyRecords(p.Disk, p.Site) {
 		if err := s.movePullRecord(r); err != nil {
 			return api.Policy{}, err
 		}
 		if r.policy.Mode == p.Mode { // keep the history
-			old := r.policy
-			old.Every, old.Keep, old.Options, old.Puller = p.Every, p.Keep, p.Options, p.Puller
-			p, root = old, r.entry.Root
+			p, root = withSettings(r.policy, p), r.entry.Root
 		}
 	}
 	return p, s.setPolicy(p, root)
@@ -297,6 +321,8 @@ func (s *Service) RemovePolicy(disk, site, mode string) (api.PolicyRemoval, erro
 	if mode != "" && mode != api.ModePush && mode != api.ModePull {
 		return api.PolicyRemoval{}, fmt.Errorf("mode %q: want %s or %s: %w", mode, api.ModePush, api.ModePull, volume.ErrInvalid)
 	}
+	s.policyMu.Lock()
+	defer s.policyMu.Unlock()
 	var found []policyRecord
 	for _, r := range s.policyRecords(disk, site) {
 		if mode == "" || r.policy.Mode == mode {

@@ -144,7 +144,7 @@ func (r *receive) decodeSwarm(swarm []string, self meshnet.PeerID) error {
 }
 
 // serveReceive runs a pull a pusher asked for and streams its progress.
-func (s *Service) serveReceive(_ context.Context, from meshnet.PeerID, st io.ReadWriteCloser) {
+func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.ReadWriteCloser) {
 	writeLine := func(tp api.TargetProgress) error {
 		b, _ := json.Marshal(tp)
 		_, err := st.Write(append(b, '\n'))
@@ -154,6 +154,10 @@ func (s *Service) serveReceive(_ context.Context, from meshnet.PeerID, st io.Rea
 	req, err := decodeReceiveRequest(io.LimitReader(st, maxTransferRequest), s.self)
 	if err != nil {
 		s.log.Warn("bad transfer request", "peer", from, "err", err)
+		fail(err)
+		return
+	}
+	if err := s.awaitVolumes(ctx); err != nil {
 		fail(err)
 		return
 	}

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -85,6 +86,7 @@ func (s *Service) pushEach(ctx context.Context, id string, sources, targets []st
 		for i, p := range peers {
 			swarm[i] = p.String()
 		}
+		unreached := make([]bool, len(peers)) // [i]: target i failed, not reached
 		var wg sync.WaitGroup
 		for i, p := range peers {
 			sources := []string{s.selfStr}
@@ -105,6 +107,7 @@ func (s *Service) pushEach(ctx context.Context, id string, sources, targets []st
 					})
 				})
 				if err != nil {
+					unreached[i] = errors.Is(err, meshnet.ErrUnreachable) || errors.Is(err, meshnet.ErrUnsupported)
 					job.update(func(in *api.TransferInfo) {
 						in.Targets[i].State, in.Targets[i].Error = string(Failed), err.Error()
 						if tctx.Err() != nil {
@@ -118,7 +121,8 @@ func (s *Service) pushEach(ctx context.Context, id string, sources, targets []st
 		job.update(func(in *api.TransferInfo) {
 			in.State, in.Ended = string(Done), s.clock.Now()
 			sumTargets(in)
-			for _, tp := range in.Targets {
+			job.unreached = true
+			for i, tp := range in.Targets {
 				switch State(tp.State) {
 				case Cancelled:
 					in.State = string(Cancelled)
@@ -126,6 +130,7 @@ func (s *Service) pushEach(ctx context.Context, id string, sources, targets []st
 					if State(in.State) != Cancelled {
 						in.State, in.Error = string(Failed), tp.Error
 					}
+					job.unreached = job.unreached && unreached[i]
 				}
 			}
 		})

@@ -15,37 +15,39 @@ import (
 // Recover brings disk back to the last state replicated to site: the
 // replica is pulled back from the site if this node lacks it, and the head
 // restored to it (the current head is kept as a backup replica first), or
-// the disk re-created from it if it is gone.
-func (s *Service) Recover(ctx context.Context, disk, site string) (volume.DiskInfo, error) {
+// the disk re-created from it if it is gone. The result names the backup
+// ("" when none was taken), whose record the caller announces with the
+// disk's.
+func (s *Service) Recover(ctx context.Context, disk, site string) (volume.RestoreResult, error) {
 	last := s.LastReplicated(disk, site)
 	if last == "" {
-		return volume.DiskInfo{}, kindf(volume.ErrNotFound, "recover %s: nothing replicated to %s", disk, site)
+		return volume.RestoreResult{}, kindf(volume.ErrNotFound, "recover %s: nothing replicated to %s", disk, site)
 	}
 	ref := volume.Ref{Disk: disk, Replica: last}
 	if v, err := s.vols.OpenView(ctx, ref); err == nil {
 		v.Close() // held here already: nothing to fetch
 	} else {
 		if !errors.Is(err, volume.ErrNotFound) {
-			return volume.DiskInfo{}, err
+			return volume.RestoreResult{}, err
 		}
 		job, err := s.pullFrom(ctx, newID(), api.TransferRequest{Source: ref.String(), From: site})
 		if err != nil {
-			return volume.DiskInfo{}, err
+			return volume.RestoreResult{}, err
 		}
 		st, err := job.Wait(ctx)
 		if err != nil {
 			job.cancel()
-			return volume.DiskInfo{}, err
+			return volume.RestoreResult{}, err
 		}
 		if State(st.State) != Done {
-			return volume.DiskInfo{}, fmt.Errorf("recover %s: pull from %s %s: %s", disk, site, st.State, st.Error)
+			return volume.RestoreResult{}, fmt.Errorf("recover %s: pull from %s %s: %s", disk, site, st.State, st.Error)
 		}
 	}
 	if _, err := s.vols.Head(disk); errors.Is(err, volume.ErrNotFound) {
-		return s.vols.Clone(ctx, ref, disk)
+		d, err := s.vols.Clone(ctx, ref, disk)
+		return volume.RestoreResult{Disk: d}, err
 	}
-	res, err := s.vols.Restore(ctx, disk, last)
-	return res.Disk, err
+	return s.vols.Restore(ctx, disk, last)
 }
 
 // LastReplicated names the replica holding the last state of disk

@@ -24,6 +24,9 @@ type Job struct {
 	info   api.TransferInfo
 	cancel context.CancelFunc
 	done   chan struct{}
+	// unreached: it failed only for want of peers that may come back (a
+	// target unreachable or not serving transfers yet); set as it ends.
+	unreached bool
 }
 
 // newID returns a random transfer ID.
@@ -64,6 +67,14 @@ func (j *Job) Info() api.TransferInfo {
 	info.Targets = slices.Clone(info.Targets)
 	info.BytesFrom = maps.Clone(info.BytesFrom)
 	return info
+}
+
+// failedUnreached reports whether the transfer, ended, failed only for want
+// of peers that may come back: trying it again later may succeed.
+func (j *Job) failedUnreached() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return State(j.info.State) == Failed && j.unreached
 }
 
 // Done is closed when the transfer has ended.

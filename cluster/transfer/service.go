@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -68,11 +69,13 @@ type Volumes interface {
 	Restore(ctx context.Context, disk, replica string) (volume.RestoreResult, error)
 }
 
-// Config configures a Service. Net, Catalog, Volumes, Blocks and Store are
+// Config configures a Service. Net, Catalog, Blocks and Store are
 // required.
 type Config struct {
 	Net     meshnet.Network
 	Catalog Catalog
+	// Volumes nil: AttachVolumes attaches them later (a node's volumes
+	// open while its peers already push to it).
 	Volumes Volumes
 	// Blocks fetches blocks from peers; Store is this node's block store.
 	Blocks datapath.Peers
@@ -94,7 +97,7 @@ type Config struct {
 type Service struct {
 	net     meshnet.Network
 	cat     Catalog
-	vols    Volumes
+	vols    Volumes // set once, by New or AttachVolumes, then attached is closed
 	blocks  datapath.Peers
 	store   datapath.Store
 	sched   *datapath.Scheduler
@@ -104,8 +107,16 @@ type Service struct {
 	selfStr string // base58, as the catalog names peers
 	site    string
 
+	// attached is closed once vols is set: the protocols' streams wait
+	// for it (awaitVolumes).
+	attached chan struct{}
+
 	mu   sync.Mutex
 	jobs map[string]*Job
+
+	// policyMu makes the policy writes one at a time, so that a cycle
+	// saving what it did reads the record an operator wrote last.
+	policyMu sync.Mutex
 
 	crowds  crowdTracker // pullers of the roots pulled from this node now
 	partial *partialRoots
@@ -121,9 +132,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Catalog == nil {
 		errs = append(errs, errors.New("no catalog"))
-	}
-	if cfg.Volumes == nil {
-		errs = append(errs, errors.New("no volumes"))
 	}
 	if cfg.Blocks == nil || cfg.Store == nil {
 		errs = append(errs, errors.New("no block exchange or store"))
@@ -145,6 +153,7 @@ func New(cfg Config) (*Service, error) {
 		net: cfg.Net, cat: cfg.Catalog, vols: cfg.Volumes, blocks: cfg.Blocks, store: cfg.Store,
 		sched: datapath.NewScheduler(cfg.Bandwidth), clock: cfg.Clock, log: cfg.Logger,
 		self: self, selfStr: self.String(), site: cfg.Catalog.Site(), jobs: map[string]*Job{},
+		attached: make(chan struct{}),
 	}
 	var partialPath, journalPath string
 	if cfg.Dir != "" {
@@ -157,9 +166,42 @@ func New(cfg Config) (*Service, error) {
 	if s.journal, err = loadJournal(journalPath, s.clock); err != nil {
 		return nil, err
 	}
+	if cfg.Volumes != nil {
+		s.AttachVolumes(cfg.Volumes)
+	}
 	s.net.Handle(Protocol, s.serveReceive)
 	s.net.Handle(CrowdProtocol, s.serveCrowd)
 	return s, nil
+}
+
+// AttachVolumes gives a Service built without volumes this node's, once
+// they are open; call it once, before Run and before any other call.
+func (s *Service) AttachVolumes(v Volumes) {
+	s.vols = v
+	close(s.attached)
+}
+
+// volumesWait bounds how long a stream that arrives while this node's
+// volumes open waits for them.
+const volumesWait = time.Minute
+
+// awaitVolumes waits until the volumes are attached: a peer that sees
+// this node alive may push to it while they open, and its push should wait
+// rather than fail.
+func (s *Service) awaitVolumes(ctx context.Context) error {
+	select {
+	case <-s.attached:
+		return nil
+	default:
+	}
+	select {
+	case <-s.attached:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s is opening its volumes: %w", s.self, ctx.Err())
+	case <-s.clock.After(volumesWait):
+		return fmt.Errorf("%s is still opening its volumes after %v: %w", s.self, volumesWait, meshnet.ErrUnreachable)
+	}
 }
 
 // Run resumes the journaled transfers and runs the replication policies

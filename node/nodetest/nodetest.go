@@ -267,6 +267,25 @@ func (n *Node) Transfer(ctx context.Context, id string) (api.TransferInfo, error
 	return info, n.call(ctx, http.MethodGet, "/v1/transfers/"+url.PathEscape(id), nil, &info)
 }
 
+// Replicate adds or changes a replication policy (weft replicate).
+func (n *Node) Replicate(ctx context.Context, req api.ReplicateRequest) (api.Policy, error) {
+	var p api.Policy
+	return p, n.call(ctx, http.MethodPost, "/v1/replicate", req, &p)
+}
+
+// Policies lists the replication policies (weft replicate ls).
+func (n *Node) Policies(ctx context.Context) ([]api.Policy, error) {
+	var ps []api.Policy
+	return ps, n.call(ctx, http.MethodGet, "/v1/replicate", nil, &ps)
+}
+
+// Recover brings disk back to its last state replicated to site (weft
+// disk recover --from).
+func (n *Node) Recover(ctx context.Context, disk, site string) (api.DiskInfo, error) {
+	var info api.DiskInfo
+	return info, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(disk)+"/recover", api.RecoverRequest{From: site}, &info)
+}
+
 // Clone clones ref, here or anywhere the catalog names it, as the new
 // disk name (weft disk clone).
 func (n *Node) Clone(ctx context.Context, ref, name string) (api.DiskInfo, error) {
