@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
@@ -22,21 +23,6 @@ import (
 // something the mesh does not have match volume.ErrNotFound, so that the
 // node answers all three with the codes it always has.
 var ErrConflict = errors.New("conflict")
-
-// kindError says what is wrong in its own words and matches its kind
-// (errors.Is) without appending the kind's text ("not found", "conflict")
-// to a message that already says it.
-type kindError struct {
-	msg  string
-	kind error
-}
-
-func kindf(kind error, format string, args ...any) error {
-	return &kindError{msg: fmt.Sprintf(format, args...), kind: kind}
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
 
 // Kind says what a local volume record is.
 type Kind uint8
@@ -382,9 +368,9 @@ func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerI
 	case to == self:
 		return catalog.Entry{}, fmt.Errorf("move: disk %q is already on this node: %w", disk, volume.ErrInvalid)
 	case !toAlive:
-		return catalog.Entry{}, kindf(volume.ErrNotFound, "move: %s is not a live member of the mesh", to)
+		return catalog.Entry{}, errkind.Errorf(volume.ErrNotFound, "move: %s is not a live member of the mesh", to)
 	case !found || e.Deleted || e.Owner != self.String():
-		return catalog.Entry{}, kindf(ErrConflict, "move: disk %q is not published as owned by this node yet, try again", disk)
+		return catalog.Entry{}, errkind.Errorf(ErrConflict, "move: disk %q is not published as owned by this node yet, try again", disk)
 	}
 	e.Root, e.Owner, e.Epoch = committed, to.String(), e.Epoch+1
 	return e, nil
@@ -407,7 +393,7 @@ func DecideTake(disk string, e catalog.Entry, found bool, self meshnet.PeerID, o
 	case e.Owner == self.String():
 		return catalog.Entry{}, fmt.Errorf("take: disk %q is already owned by this node: %w", disk, volume.ErrInvalid)
 	case ownerAlive && !force:
-		return catalog.Entry{}, kindf(ErrConflict, "take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force", disk, e.Owner)
+		return catalog.Entry{}, errkind.Errorf(ErrConflict, "take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force", disk, e.Owner)
 	}
 	e.Owner, e.Epoch = self.String(), e.Epoch+1
 	return e, nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -97,7 +98,7 @@ func (c *Cluster) Missing(ref volume.Ref) error {
 				kind, ref.String(), e.Writer, e.Modified.UTC().Format(time.RFC3339), volume.ErrNotFound)
 		}
 	}
-	return kindf(volume.ErrNotFound, "%s %q: not on this node nor in the mesh catalog", kind, ref.String())
+	return errkind.Errorf(volume.ErrNotFound, "%s %q: not on this node nor in the mesh catalog", kind, ref.String())
 }
 
 // Unavailable explains a failed read of ref from the catalog when the node

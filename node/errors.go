@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"github.com/weft-mesh/weft/api"
 	"net/http"
 	"strings"
@@ -61,23 +60,6 @@ func classify(err error) (int, string) {
 	}
 	return http.StatusInternalServerError, codeInternal
 }
-
-// kindError is an error that says what is wrong in its own words and
-// matches the sentinel kind (errors.Is), so the daemon answers with kind's
-// status without appending kind's text ("not found", "already exists") to
-// a message that already says it, or that is about something else.
-type kindError struct {
-	err  error
-	kind error
-}
-
-// kindf formats an error of the given kind; %w in format wraps as usual.
-func kindf(kind error, format string, args ...any) error {
-	return &kindError{err: fmt.Errorf(format, args...), kind: kind}
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
 
 // errorMessage is the text sent for err; out-of-space errors always say so
 // in the same words, whichever layer hit the full device.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"io"
 	"net/http"
 	"sort"
@@ -32,7 +33,7 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.mesh != nil {
 		if e, ok := s.mesh.cat.Get(catalog.DiskKey(req.Name)); ok {
-			s.fail(w, r, kindf(volume.ErrExists, "disk %q already exists in the mesh, owned by %s", req.Name, e.Owner))
+			s.fail(w, r, errkind.Errorf(volume.ErrExists, "disk %q already exists in the mesh, owned by %s", req.Name, e.Owner))
 			return
 		}
 	}
@@ -152,7 +153,7 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.mesh != nil {
 		if e, ok := s.mesh.cat.Get(catalog.DiskKey(req.Name)); ok {
-			s.fail(w, r, kindf(volume.ErrExists, "disk %q already exists in the mesh, owned by %s", req.Name, e.Owner))
+			s.fail(w, r, errkind.Errorf(volume.ErrExists, "disk %q already exists in the mesh, owned by %s", req.Name, e.Owner))
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"net/http"
 	"strings"
 	"time"
@@ -39,7 +40,7 @@ type TakeRequest = api.TakeRequest
 
 func (s *server) meshOr(w http.ResponseWriter, r *http.Request) bool {
 	if s.mesh == nil {
-		s.fail(w, r, kindf(volume.ErrInvalid, "%w", ErrNoMesh))
+		s.fail(w, r, errkind.Errorf(volume.ErrInvalid, "%w", ErrNoMesh))
 		return false
 	}
 	return true

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/volume"
 )
 
@@ -47,10 +48,10 @@ func Init(cfg Config, opts InitOptions) (InitResult, error) {
 	// A config the daemon could not start with is refused here, while the
 	// operator is at the command line (ErrInvalid: a bad flag value).
 	if err := cfg.Validate(); err != nil {
-		return InitResult{}, kindf(volume.ErrInvalid, "%w", err)
+		return InitResult{}, errkind.Errorf(volume.ErrInvalid, "%w", err)
 	}
 	if _, err := cfg.nbdCertificate(); err != nil {
-		return InitResult{}, kindf(volume.ErrInvalid, "%w", err)
+		return InitResult{}, errkind.Errorf(volume.ErrInvalid, "%w", err)
 	}
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
 		return InitResult{}, fmt.Errorf("init: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"log/slog"
 	"net/http"
 	"os"
@@ -97,7 +98,7 @@ func (t *mountTable) mount(ctx context.Context, dir string) (MountInfo, error) {
 		return MountInfo{}, errors.New("daemon is stopping")
 	}
 	if _, ok := t.byDir[dir]; ok {
-		return MountInfo{}, kindf(volume.ErrExists, "mount point %s: weft is mounted there already", dir)
+		return MountInfo{}, errkind.Errorf(volume.ErrExists, "mount point %s: weft is mounted there already", dir)
 	}
 	cfg := fusefs.DefaultConfig()
 	cfg.Volumes, cfg.Remote = t.vols, t.remote
@@ -153,7 +154,7 @@ func (t *mountTable) lookup(dir string) (*mountEntry, error) {
 	e, ok = t.byDir[full]
 	t.mu.Unlock()
 	if !ok {
-		return nil, kindf(volume.ErrNotFound, "%s: weft is not mounted there", dir)
+		return nil, errkind.Errorf(volume.ErrNotFound, "%s: weft is not mounted there", dir)
 	}
 	return e, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
@@ -329,7 +330,7 @@ func (s *Service) siteReachable(site string) error {
 			return nil
 		}
 	}
-	return kindf(volume.ErrNotFound, "no live member at site %q", site)
+	return errkind.Errorf(volume.ErrNotFound, "no live member at site %q", site)
 }
 
 // pushAndWait pushes sources[i] to sites[i], all at once, and waits for

@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
@@ -79,7 +80,7 @@ func checkPolicy(req api.ReplicateRequest, disk catalog.Entry, self, site string
 	slices.Sort(sites)
 	switch {
 	case !slices.Contains(sites, req.Site):
-		return api.Policy{}, kindf(volume.ErrNotFound, "replicate %s: no member of the mesh is at site %q (sites: %s)",
+		return api.Policy{}, errkind.Errorf(volume.ErrNotFound, "replicate %s: no member of the mesh is at site %q (sites: %s)",
 			req.Disk, req.Site, strings.Join(sites, ", "))
 	case req.Site == ownerSite:
 		return api.Policy{}, fmt.Errorf("replicate %s: the disk's owner is at site %q itself; replicate to another site: %w", req.Disk, req.Site, volume.ErrInvalid)
@@ -280,7 +281,7 @@ func (s *Service) movePullRecord(r policyRecord) error {
 func (s *Service) AddPolicy(req api.ReplicateRequest) (api.Policy, error) {
 	d, ok := s.cat.Entry(volume.Ref{Disk: req.Disk})
 	if !ok {
-		return api.Policy{}, kindf(volume.ErrNotFound, "replicate %s: no such disk in the mesh", req.Disk)
+		return api.Policy{}, errkind.Errorf(volume.ErrNotFound, "replicate %s: no such disk in the mesh", req.Disk)
 	}
 	p, err := checkPolicy(req, d, s.selfStr, s.site, s.cat.Members(), s.cat.CheckOwner(req.Disk))
 	if err != nil {
@@ -331,9 +332,9 @@ func (s *Service) RemovePolicy(disk, site, mode string) (api.PolicyRemoval, erro
 	}
 	switch {
 	case len(found) == 0 && mode != "":
-		return api.PolicyRemoval{}, kindf(volume.ErrNotFound, "no %s replication of %s to %s", mode, disk, site)
+		return api.PolicyRemoval{}, errkind.Errorf(volume.ErrNotFound, "no %s replication of %s to %s", mode, disk, site)
 	case len(found) == 0:
-		return api.PolicyRemoval{}, kindf(volume.ErrNotFound, "no replication of %s to %s", disk, site)
+		return api.PolicyRemoval{}, errkind.Errorf(volume.ErrNotFound, "no replication of %s to %s", disk, site)
 	case len(found) > 1:
 		return api.PolicyRemoval{}, fmt.Errorf("both a push and a pull policy replicate %s to %s: say which with --mode %s or --mode %s: %w",
 			disk, site, api.ModePush, api.ModePull, volume.ErrInvalid)

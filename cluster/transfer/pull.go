@@ -8,6 +8,7 @@ import (
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/placement"
@@ -48,9 +49,9 @@ func (s *Service) pullFrom(ctx context.Context, id string, req api.TransferReque
 	e, ok := s.cat.AwaitEntry(ctx, ref)
 	switch {
 	case !ok:
-		return nil, kindf(volume.ErrNotFound, "pull %s: not in the mesh's catalog", req.Source)
+		return nil, errkind.Errorf(volume.ErrNotFound, "pull %s: not in the mesh's catalog", req.Source)
 	case !e.Root.Defined():
-		return nil, kindf(volume.ErrInvalid, "pull %s: it is empty: nothing to transfer", req.Source)
+		return nil, errkind.Errorf(volume.ErrInvalid, "pull %s: it is empty: nothing to transfer", req.Source)
 	}
 	sources := s.cat.SitePeers(req.From, e.Root)
 	if len(sources) == 0 { // not a site: a peer ID or a multiaddr
@@ -242,7 +243,7 @@ func (s *Service) background(source string, e catalog.Entry) {
 func (s *Service) Clone(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error) {
 	e, ok := s.cat.Entry(src)
 	if !ok {
-		return volume.DiskInfo{}, kindf(volume.ErrNotFound, "%s: not in this node's volumes nor in the mesh", src)
+		return volume.DiskInfo{}, errkind.Errorf(volume.ErrNotFound, "%s: not in this node's volumes nor in the mesh", src)
 	}
 	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: max(e.Replicas, 1)}
 	info, err := s.vols.CreateDiskAt(ctx, spec, e.Root)

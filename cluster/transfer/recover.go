@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -21,7 +22,7 @@ import (
 func (s *Service) Recover(ctx context.Context, disk, site string) (volume.RestoreResult, error) {
 	last := s.LastReplicated(disk, site)
 	if last == "" {
-		return volume.RestoreResult{}, kindf(volume.ErrNotFound, "recover %s: nothing replicated to %s", disk, site)
+		return volume.RestoreResult{}, errkind.Errorf(volume.ErrNotFound, "recover %s: nothing replicated to %s", disk, site)
 	}
 	ref := volume.Ref{Disk: disk, Replica: last}
 	if v, err := s.vols.OpenView(ctx, ref); err == nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/datapath"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
@@ -70,10 +71,10 @@ func (s *Service) resolve(ctx context.Context, source string) (resolved, error) 
 	}
 	e, ok := s.cat.AwaitEntry(ctx, ref)
 	if !ok {
-		return resolved{}, kindf(volume.ErrNotFound, "%s: not in the mesh's catalog", source)
+		return resolved{}, errkind.Errorf(volume.ErrNotFound, "%s: not in the mesh's catalog", source)
 	}
 	if !e.Root.Defined() {
-		return resolved{}, kindf(volume.ErrInvalid, "%s is empty: nothing to transfer", source)
+		return resolved{}, errkind.Errorf(volume.ErrInvalid, "%s is empty: nothing to transfer", source)
 	}
 	return resolved{ref: ref, entry: e}, nil
 }
@@ -93,9 +94,9 @@ func (s *Service) peerFor(target string, key cid.Cid) (meshnet.PeerID, error) {
 	site := s.cat.SitePeers(target, key)
 	switch {
 	case len(site) == 0 && target == s.site:
-		return "", kindf(volume.ErrInvalid, "target %q is this node's own site, with no other live member", target)
+		return "", errkind.Errorf(volume.ErrInvalid, "target %q is this node's own site, with no other live member", target)
 	case len(site) == 0:
-		return "", kindf(volume.ErrNotFound, "target %q: not a peer ID, a multiaddr or a site with a live member", target)
+		return "", errkind.Errorf(volume.ErrNotFound, "target %q: not a peer ID, a multiaddr or a site with a live member", target)
 	}
 	return site[0], nil
 }
