@@ -113,7 +113,19 @@ func (m *Mesh) newStream(ctx context.Context, p peer.ID, protos ...protocol.ID) 
 	if err := m.connect(ctx, p); err != nil {
 		return nil, fmt.Errorf("%w: %w", meshnet.ErrUnreachable, err)
 	}
-	return m.gated.NewStream(ctx, p, protos...)
+	s, err := m.gated.NewStream(ctx, p, protos...)
+	var unsupported msmux.ErrNotSupported[protocol.ID]
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, ErrNotAdmitted), errors.As(err, &unsupported), ctx.Err() != nil:
+		return nil, err
+	default:
+		// The connection closed meanwhile, or the admission handshake
+		// failed or timed out on it: p cannot be reached now, as when
+		// connecting fails.
+		return nil, fmt.Errorf("%w: %w", meshnet.ErrUnreachable, err)
+	}
 }
 
 // connect makes sure there is a connection to p.
