@@ -302,6 +302,9 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 	for _, o := range c.live {
 		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > swarmPatience {
 			c.scan(o, n, func(cid.Cid) bool { return true }, &batch)
+			if len(batch) > 0 {
+				c.f.log.Debug("crowd member silent: taking its share from the origin", "member", o, "silent", now.Sub(c.lastGot[o]), "blocks", len(batch))
+			}
 		}
 	}
 	if len(batch) == 0 {

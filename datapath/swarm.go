@@ -283,7 +283,11 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 		// that send nothing at all.
 		for _, m := range s.members {
 			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > swarmPatience {
+				n := len(batch)
 				batch = s.scan(m, batch, s.originBatch, func(cid.Cid) bool { return true })
+				if len(batch) > n {
+					s.f.log.Debug("swarm member silent: taking its share from the origin", "member", m, "silent", now.Sub(s.lastGot[m]), "blocks", len(batch)-n)
+				}
 			}
 		}
 	}
