@@ -25,6 +25,9 @@ type testNet struct {
 	net     *memnet.Network
 	stores  map[string]*blockstore.Memory // the mesh's
 	clients map[string]*exchange.Client   // the mesh's
+	// timing is the Timing of the swarm and crowd transfers started on
+	// the net (startCleaned).
+	timing Timing
 }
 
 func newTestNet(tb testing.TB) *testNet {

@@ -58,6 +58,7 @@ func Start(ctx context.Context, spec Spec, peers Peers, store Store, sched *Sche
 		limit:   newLimiter(spec.BWLimit),
 		track:   t.track,
 		log:     log.With("component", "datapath", "transfer", spec.ID),
+		timing:  spec.Timing,
 		dropped: make(map[string]bool),
 		failed:  make(map[string]time.Time),
 	}
