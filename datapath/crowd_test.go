@@ -293,7 +293,7 @@ func TestCrowdSlowMember(t *testing.T) {
 	for _, m := range members[:3] {
 		net.add(m, nil)
 	}
-	net.add("slow", slowly(slowMemberRate))
+	net.add("slow", limited(slowMemberRate, size))
 	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
 	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
 	if c := originCopies(t, d, got); c > 1.5 {

@@ -182,7 +182,7 @@ func TestSwarmSlowMember(t *testing.T) {
 	for _, m := range members[:3] {
 		net.add(m, nil)
 	}
-	net.add("slow", slowly(slowMemberRate))
+	net.add("slow", limited(slowMemberRate, size))
 	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
 	got := pushSwarm(t, net, d, members, members)
 	if c := originCopies(t, d, got); c > 1.5 {
