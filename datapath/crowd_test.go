@@ -102,7 +102,7 @@ func TestCrowdSuperSeeds(t *testing.T) {
 func TestCrowdLateJoiners(t *testing.T) {
 	rng := newRand(t)
 	net := newTestNet(t)
-	net.timing = Timing{Patience: time.Minute}
+	net.thresholds = Thresholds{Patience: time.Minute}
 	const size = 32 << 10
 	net.add("src", slowly(16<<20))
 	early := []string{"r0", "r1", "r2", "r3"}
@@ -198,7 +198,7 @@ func (s *muteStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 // TestCrowdMuteMember: the tracker lists a member whose store takes every
 // get and never answers, after the receiver (asked for its share) or
 // before it (asked first for what it held of the receiver's share). The
-// blocks asked of it come back after Timing.MemberRequest, and the pull
+// blocks asked of it come back after Thresholds.MemberRequest, and the pull
 // completes from the origin.
 func TestCrowdMuteMember(t *testing.T) {
 	for name, members := range map[string][]string{"after": {"r0", "mute"}, "before": {"mute", "r0"}} {
@@ -280,13 +280,13 @@ func TestCrowdBadMemberNotAskedAgain(t *testing.T) {
 
 // TestCrowdSlowMember: four receivers pull at once, one of which sends at
 // a 128th of the origin's rate and keeps sending (never silent for
-// Timing.Patience, a minute here). The others adopt its share as a swarm
+// Thresholds.Patience, a minute here). The others adopt its share as a swarm
 // does, fetching much of it from the origin and each other instead of
 // waiting for it, as TestSwarmSlowMember.
 func TestCrowdSlowMember(t *testing.T) {
 	rng := newRand(t)
 	net := newTestNet(t)
-	net.timing = slowMemberTiming
+	net.thresholds = slowMemberThresholds
 	const size = 32 << 10
 	net.add("src", slowly(16<<20))
 	members := []string{"r0", "r1", "r2", "slow"}

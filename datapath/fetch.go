@@ -25,15 +25,15 @@ var ErrNoSource = errors.New("no source sent the blocks")
 // fetcher moves blocks from a transfer's sources into the local store.
 // Safe for concurrent use.
 type fetcher struct {
-	sources []string
-	peers   Peers
-	store   Store
-	sched   *Scheduler
-	flow    *flow
-	limit   *rate.Limiter
-	track   *tracker
-	log     *slog.Logger
-	timing  Timing
+	sources    []string
+	peers      Peers
+	store      Store
+	sched      *Scheduler
+	flow       *flow
+	limit      *rate.Limiter
+	track      *tracker
+	log        *slog.Logger
+	thresholds Thresholds
 
 	mu      sync.Mutex
 	dropped map[string]bool
@@ -316,7 +316,7 @@ func (f *fetcher) backingOff(peer string, now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	at, ok := f.failed[peer]
-	return ok && now.Sub(at) < f.timing.PeerBackoff
+	return ok && now.Sub(at) < f.thresholds.PeerBackoff
 }
 
 // badFrom returns the blocks peer sent with bad bytes.

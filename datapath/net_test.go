@@ -25,9 +25,9 @@ type testNet struct {
 	net     *memnet.Network
 	stores  map[string]*blockstore.Memory // the mesh's
 	clients map[string]*exchange.Client   // the mesh's
-	// timing is the Timing of the swarm and crowd transfers started on
+	// thresholds are the Thresholds of the swarm and crowd transfers started on
 	// the net (startCleaned).
-	timing Timing
+	thresholds Thresholds
 }
 
 func newTestNet(tb testing.TB) *testNet {

@@ -39,7 +39,7 @@ const (
 	swarmPollMin = 10 * time.Millisecond
 	swarmPollMax = 80 * time.Millisecond
 	// A member's share lags when the other shares came here
-	// swarmLagFactor times as far (as fractions of each share), the
+	// Thresholds.LagFactor times as far (as fractions of each share), the
 	// median of them at least swarmLagSeen of theirs: its link is slower
 	// than the others' (a site at a quarter of their rate gets its share
 	// from the origin at a quarter of theirs and sends it on at a
@@ -47,13 +47,12 @@ const (
 	// rather than wait for it. Shares under swarmLagBytes are left alone:
 	// a transient unevenness between equal links is not worth the copy of
 	// a share the origin sends again.
-	swarmLagFactor = 2
-	swarmLagSeen   = 0.5
-	swarmLagBytes  = 4 << 20
+	swarmLagSeen  = 0.5
+	swarmLagBytes = 4 << 20
 )
 
 // errMemberSilent is the cause of a member request cut short at
-// Timing.MemberRequest.
+// Thresholds.MemberRequest.
 var errMemberSilent = errors.New("member did not answer a request in time")
 
 // swarm pulls a root together with the other members of Spec.Swarm.
@@ -68,13 +67,13 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // swarmPollMax. The origin thus sends each block once, to its owner
 // (super-seeding), and the members' uplinks carry the other copies. Once
 // a member's share is done here, it is also asked for the shares of
-// members that have sent nothing for Timing.SlowAfter, so a slow owner's blocks
+// members that have sent nothing for Thresholds.SlowAfter, so a slow owner's blocks
 // also come from those that have them already.
 //
 // A member that fails requests is passed over: its blocks go to the member
 // that ranks them highest (rendezvous hashing) among those still alive,
 // which fetches them from the origin. A member alive but sending nothing
-// for Timing.Patience (a member alive but not receiving: its disk is
+// for Thresholds.Patience (a member alive but not receiving: its disk is
 // full, its transfer failed) has its share taken from the origin by whoever is
 // idle. A member whose share lags the others' (laggingLocked) is adopted:
 // once their own shares are done, the others fetch its share from the
@@ -243,7 +242,7 @@ func pause(ctx context.Context, done, change <-chan struct{}, wait *time.Duratio
 // takeOwn claims up to originBatch missing blocks this receiver is to
 // fetch from the origin: those it owns among the live members, and when
 // there are none, the share of a member that has sent nothing for
-// Timing.Patience. It returns nil and a channel closed on the next change
+// Thresholds.Patience. It returns nil and a channel closed on the next change
 // when there is nothing to take.
 func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
@@ -268,7 +267,7 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 		// A lagging member's share has its adopters; this is for members
 		// that send nothing at all.
 		for _, m := range s.members {
-			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > s.f.timing.Patience {
+			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > s.f.thresholds.Patience {
 				n := len(batch)
 				batch = s.scan(m, batch, s.originBatch, func(cid.Cid) bool { return true })
 				if len(batch) > n {
@@ -289,7 +288,7 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 // claimFrom claims up to peerBatch missing blocks not in flight to ask m
 // for: of its share, or once that is done here, the blocks m adopted of
 // lagging shares and the shares of members other than this one that sent
-// nothing for Timing.SlowAfter, which m may have fetched already. Asking m for
+// nothing for Thresholds.SlowAfter, which m may have fetched already. Asking m for
 // the shares of members that do send would take their blocks away from
 // them: claimed blocks are asked of nobody else. With nothing to claim it
 // returns a channel closed on the next change.
@@ -318,7 +317,7 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 			}
 		}
 		for _, o := range s.members {
-			if o != m && o != s.self && now.Sub(s.lastGot[o]) > s.f.timing.SlowAfter {
+			if o != m && o != s.self && now.Sub(s.lastGot[o]) > s.f.thresholds.SlowAfter {
 				batch = s.scan(o, batch, s.peerBatch, all)
 			}
 		}
@@ -381,7 +380,7 @@ func (s *swarm) scanBack(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) 
 // they took up rather than hand its rest back once it is small. s.mu must
 // be held.
 func (s *swarm) laggingLocked() map[string]bool {
-	markLagging(shareProgress{s.members, s.size, s.left, s.each}, s.lagging, func(m string, came, median float64) {
+	markLagging(shareProgress{s.members, s.size, s.left, s.each}, s.f.thresholds.LagFactor, s.lagging, func(m string, came, median float64) {
 		s.f.log.Debug("swarm member lags: adopting its share", "member", m, "came", came, "others_median", median)
 	})
 	return s.lagging
@@ -404,9 +403,9 @@ func (p shareProgress) came(m string) float64 {
 }
 
 // markLagging adds to lagging (and reports to found) each member whose
-// share, of at least swarmLagBytes, came at under 1/swarmLagFactor of the
-// others' median once that median is past swarmLagSeen.
-func markLagging(p shareProgress, lagging map[string]bool, found func(m string, came, median float64)) {
+// share, of at least swarmLagBytes, came at under 1/factor of the others'
+// median once that median is past swarmLagSeen.
+func markLagging(p shareProgress, factor float64, lagging map[string]bool, found func(m string, came, median float64)) {
 	others := make([]float64, 0, len(p.members))
 	for _, m := range p.members {
 		if lagging[m] || int64(p.size[m])*p.each < swarmLagBytes {
@@ -422,7 +421,7 @@ func markLagging(p shareProgress, lagging map[string]bool, found func(m string, 
 			return // one member alone
 		}
 		slices.Sort(others)
-		if median := others[len(others)/2]; median >= swarmLagSeen && p.came(m)*swarmLagFactor < median {
+		if median := others[len(others)/2]; median >= swarmLagSeen && p.came(m)*factor < median {
 			lagging[m] = true
 			found(m, p.came(m), median)
 		}
@@ -522,11 +521,11 @@ func rank(m string, c cid.Cid) uint64 {
 }
 
 // askMember gets what member m of a swarm or crowd holds of batch, as get
-// does, within Timing.MemberRequest: a member that takes the request and
+// does, within Thresholds.MemberRequest: a member that takes the request and
 // never answers would hold batch in flight, asked of nobody else, for
 // ever. One that runs out of time counts as failed.
 func (f *fetcher) askMember(ctx context.Context, m string, batch []cid.Cid) (got map[cid.Cid][]byte, err, keepErr error) {
-	rctx, cancel := context.WithTimeoutCause(ctx, f.timing.MemberRequest, errMemberSilent)
+	rctx, cancel := context.WithTimeoutCause(ctx, f.thresholds.MemberRequest, errMemberSilent)
 	defer cancel()
 	got, err, keepErr = f.get(rctx, m, batch, 0, true)
 	if ctx.Err() == nil && context.Cause(rctx) == errMemberSilent {
