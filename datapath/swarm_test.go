@@ -249,6 +249,8 @@ func TestSwarmSpec(t *testing.T) {
 		{Swarm: []string{"a", "a"}, Self: "a", Sources: []string{"o"}},
 		{Swarm: []string{"o", "a"}, Self: "a", Sources: []string{"o"}},
 		{Self: "a", Sources: []string{"o"}},
+		{Swarm: []string{"a", "b"}, Self: "a", Sources: []string{"o", "b"}, Thresholds: Thresholds{Patience: -time.Second}},
+		{Swarm: []string{"a", "b"}, Self: "a", Sources: []string{"o", "b"}, Thresholds: Thresholds{LagFactor: 0.5}},
 	} {
 		s.ID, s.Root = "bad", root
 		if err := s.Validate(); err == nil {
