@@ -36,7 +36,7 @@ type Crowd interface {
 // had in flight from the origin then, at most swarmOriginInFlight, may
 // come twice). A
 // member that fails requests is passed over for a while and its blocks
-// owned by the others; one alive but sending nothing for swarmPatience
+// owned by the others; one alive but sending nothing for Thresholds.Patience
 // has its share taken from the origin by whoever is idle, and so are the
 // blocks a member sent with bad bytes: they are not asked of it again. One
 // whose share lags the others' (a slow link that still trickles blocks)
@@ -263,7 +263,7 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 }
 
 // takeOwn claims up to originBatch missing blocks this receiver owns, and
-// when there are none, of a member silent for swarmPatience. earlier is
+// when there are none, of a member silent for Thresholds.Patience. earlier is
 // the member to ask for them first ("": the origin). Alone, it claims
 // aloneBatch blocks and actx, the context to ask them in. With nothing to
 // take it returns nil and a channel closed on the next change.
@@ -300,8 +300,11 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 	// A lagging member's share has its adopters; this is for members
 	// that send nothing at all.
 	for _, o := range c.live {
-		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > swarmPatience {
+		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > c.f.thresholds.Patience {
 			c.scan(o, n, func(cid.Cid) bool { return true }, &batch)
+			if len(batch) > 0 {
+				c.f.log.Debug("crowd member silent: taking its share from the origin", "member", o, "silent", now.Sub(c.lastGot[o]), "blocks", len(batch))
+			}
 		}
 	}
 	if len(batch) == 0 {
@@ -433,7 +436,7 @@ func (c *crowd) scanBack(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid)
 // rebuild of shares) lag the others' here, or once did, as
 // swarm.laggingLocked judges. c.mu must be held.
 func (c *crowd) laggingLocked() map[string]bool {
-	markLagging(shareProgress{c.live, c.size, c.left, c.each}, c.lagging, func(m string, came, median float64) {
+	markLagging(shareProgress{c.live, c.size, c.left, c.each}, c.f.thresholds.LagFactor, c.lagging, func(m string, came, median float64) {
 		c.f.log.Debug("crowd member lags: adopting its share", "member", m, "came", came, "others_median", median)
 	})
 	return c.lagging

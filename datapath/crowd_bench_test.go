@@ -22,7 +22,7 @@ func benchCrowd(b *testing.B, blocks int, members ...string) *crowd {
 	}
 	spec := Spec{Sources: []string{"src"}, Self: members[0], Crowd: newTestCrowd(members...),
 		BlockSize: DefaultBlockSize, DiskBlockSize: 64 << 10, Concurrency: 4}
-	c := newCrowd(&fetcher{}, spec, missing, ordinals)
+	c := newCrowd(&fetcher{thresholds: spec.withDefaults().Thresholds}, spec, missing, ordinals)
 	c.runCtx = b.Context()
 	c.aloneCtx, c.aloneCancel = context.WithCancel(c.runCtx)
 	c.follow(members)

@@ -19,25 +19,21 @@ import (
 	"github.com/weft-mesh/weft/mesh/exchange"
 )
 
-// peerBackoff is how long a peer that failed a request is not asked which
-// blocks it holds: a dead receiver should not cost a failed request per
-// batch. It is still tried when nobody else has a batch.
-const peerBackoff = 2 * time.Second
-
 // ErrNoSource means no live source sent some block of the transfer.
 var ErrNoSource = errors.New("no source sent the blocks")
 
 // fetcher moves blocks from a transfer's sources into the local store.
 // Safe for concurrent use.
 type fetcher struct {
-	sources []string
-	peers   Peers
-	store   Store
-	sched   *Scheduler
-	flow    *flow
-	limit   *rate.Limiter
-	track   *tracker
-	log     *slog.Logger
+	sources    []string
+	peers      Peers
+	store      Store
+	sched      *Scheduler
+	flow       *flow
+	limit      *rate.Limiter
+	track      *tracker
+	log        *slog.Logger
+	thresholds Thresholds
 
 	mu      sync.Mutex
 	dropped map[string]bool
@@ -320,7 +316,7 @@ func (f *fetcher) backingOff(peer string, now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	at, ok := f.failed[peer]
-	return ok && now.Sub(at) < peerBackoff
+	return ok && now.Sub(at) < f.thresholds.PeerBackoff
 }
 
 // badFrom returns the blocks peer sent with bad bytes.

@@ -25,6 +25,9 @@ type testNet struct {
 	net     *memnet.Network
 	stores  map[string]*blockstore.Memory // the mesh's
 	clients map[string]*exchange.Client   // the mesh's
+	// thresholds are the Thresholds of the swarm and crowd transfers started on
+	// the net (startCleaned).
+	thresholds Thresholds
 }
 
 func newTestNet(tb testing.TB) *testNet {
@@ -157,9 +160,16 @@ type slowStore struct {
 	limit *rate.Limiter
 }
 
+// slowly serves at bytesPerSec, up to a block of the largest size at once.
 func slowly(bytesPerSec float64) func(*blockstore.Memory) exchange.Store {
+	return limited(bytesPerSec, blockstore.MaxBlockSize)
+}
+
+// limited serves at bytesPerSec, up to burst bytes at once: a small burst
+// keeps a slow member slow from its first block on.
+func limited(bytesPerSec float64, burst int) func(*blockstore.Memory) exchange.Store {
 	return func(m *blockstore.Memory) exchange.Store {
-		return &slowStore{Memory: m, limit: rate.NewLimiter(rate.Limit(bytesPerSec), blockstore.MaxBlockSize)}
+		return &slowStore{Memory: m, limit: rate.NewLimiter(rate.Limit(bytesPerSec), burst)}
 	}
 }
 
@@ -168,8 +178,10 @@ func (s *slowStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.limit.WaitN(ctx, len(data)); err != nil {
-		return nil, err
+	for left := len(data); left > 0; left -= s.limit.Burst() {
+		if err := s.limit.WaitN(ctx, min(left, s.limit.Burst())); err != nil {
+			return nil, err
+		}
 	}
 	return data, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -25,7 +26,79 @@ const (
 	// DefaultDiskBlockSize is weft's default disk block size, used to size
 	// batches and estimate bytes when Spec.DiskBlockSize is 0.
 	DefaultDiskBlockSize = 64 << 10
+	// DefaultPatience, DefaultSlowAfter, DefaultPeerBackoff and
+	// DefaultLagFactor: the defaults of Thresholds; a member request
+	// times out after 3 × Patience by default.
+	DefaultPatience    = 3 * time.Second
+	DefaultSlowAfter   = time.Second
+	DefaultPeerBackoff = 2 * time.Second
+	DefaultLagFactor   = 2
 )
+
+// Thresholds holds the thresholds by which a transfer judges its peers,
+// in wall-clock time or in how far their shares came: each is a guess
+// about links and machines, and the defaults suit real links. The zero
+// value of every field means its default. Tests of the decisions set them
+// far from what a loaded machine's scheduling delays could reach, so that
+// each test decides on the property it is about.
+type Thresholds struct {
+	// Patience is how long a swarm or crowd member may go without
+	// sending this receiver a block of its share before the receiver,
+	// once idle, takes that share from the origin itself (default
+	// DefaultPatience): a member alive but not receiving must not stall
+	// the others.
+	Patience time.Duration
+	// SlowAfter is how long a swarm member may go without sending this
+	// receiver a block of its share before the other members, once they
+	// have sent theirs, are asked for that share too (default
+	// DefaultSlowAfter).
+	SlowAfter time.Duration
+	// MemberRequest bounds one request to a swarm or crowd member
+	// (default 3 × Patience): one that takes a request and sends nothing
+	// would otherwise keep its blocks in flight, asked of nobody else,
+	// for ever. A member that runs out of it counts as failed.
+	MemberRequest time.Duration
+	// PeerBackoff is how long a peer that failed a request is passed
+	// over (default DefaultPeerBackoff): not asked which blocks it holds,
+	// so that a dead receiver does not cost a failed request per batch,
+	// and not counted alive in a swarm or crowd. It is still tried when
+	// nobody else has a batch.
+	PeerBackoff time.Duration
+	// LagFactor: a swarm or crowd member's share lags when the other
+	// shares came here LagFactor times as far, as fractions of each share
+	// (default DefaultLagFactor; see markLagging). The others then adopt
+	// the end of its share rather than wait for it.
+	LagFactor float64
+}
+
+func (t Thresholds) withDefaults() Thresholds {
+	if t.Patience == 0 {
+		t.Patience = DefaultPatience
+	}
+	if t.SlowAfter == 0 {
+		t.SlowAfter = DefaultSlowAfter
+	}
+	if t.MemberRequest == 0 {
+		t.MemberRequest = 3 * t.Patience
+	}
+	if t.PeerBackoff == 0 {
+		t.PeerBackoff = DefaultPeerBackoff
+	}
+	if t.LagFactor == 0 {
+		t.LagFactor = DefaultLagFactor
+	}
+	return t
+}
+
+func (t Thresholds) check() error {
+	if t.Patience < 0 || t.SlowAfter < 0 || t.MemberRequest < 0 || t.PeerBackoff < 0 {
+		return fmt.Errorf("negative duration in thresholds %+v", t)
+	}
+	if !(t.LagFactor >= 1) || math.IsInf(t.LagFactor, 0) {
+		return fmt.Errorf("lag factor %v not at least 1", t.LagFactor)
+	}
+	return nil
+}
 
 // Spec describes one transfer. The zero value of every knob means its
 // default.
@@ -70,6 +143,9 @@ type Spec struct {
 	// Concurrency is the number of requests in flight (default
 	// DefaultConcurrency, at most MaxConcurrency).
 	Concurrency int
+	// Thresholds sets the thresholds by which peers are judged (default:
+	// each field's default).
+	Thresholds Thresholds
 	// Logger receives the transfer's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -93,6 +169,7 @@ func (s Spec) withDefaults() Spec {
 	if s.Concurrency == 0 {
 		s.Concurrency = DefaultConcurrency
 	}
+	s.Thresholds = s.Thresholds.withDefaults()
 	return s
 }
 
@@ -133,6 +210,9 @@ func (s Spec) check() error {
 	}
 	if s.Concurrency < 1 || s.Concurrency > MaxConcurrency {
 		errs = append(errs, fmt.Errorf("concurrency %d not within [1, %d]", s.Concurrency, MaxConcurrency))
+	}
+	if err := s.Thresholds.check(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("transfer spec %q: %w", s.ID, err)

@@ -38,17 +38,8 @@ const (
 	// share arrives steadily, so a long wait only lets it pile up.
 	swarmPollMin = 10 * time.Millisecond
 	swarmPollMax = 80 * time.Millisecond
-	// swarmPatience is how long a member may go without sending this
-	// receiver a block of its share before the receiver, once idle, takes
-	// that share from the origin itself: a member that is alive but not
-	// receiving (its disk is full, its transfer failed) must not stall the
-	// others.
-	swarmPatience = 3 * time.Second
-	// swarmSlow is how long a member may go without sending this receiver
-	// a block of its share before the others are asked for that share too.
-	swarmSlow = time.Second
 	// A member's share lags when the other shares came here
-	// swarmLagFactor times as far (as fractions of each share), the
+	// Thresholds.LagFactor times as far (as fractions of each share), the
 	// median of them at least swarmLagSeen of theirs: its link is slower
 	// than the others' (a site at a quarter of their rate gets its share
 	// from the origin at a quarter of theirs and sends it on at a
@@ -56,19 +47,12 @@ const (
 	// rather than wait for it. Shares under swarmLagBytes are left alone:
 	// a transient unevenness between equal links is not worth the copy of
 	// a share the origin sends again.
-	swarmLagFactor = 2
-	swarmLagSeen   = 0.5
-	swarmLagBytes  = 4 << 20
+	swarmLagSeen  = 0.5
+	swarmLagBytes = 4 << 20
 )
 
-// memberRequestTimeout bounds one request to a member: one that accepts
-// it and sends nothing would otherwise keep its blocks in flight, asked
-// of nobody else, and the pull would never end. A request is at most
-// swarmPeerBatch, so this is ample for a member that sends at all.
-const memberRequestTimeout = 3 * swarmPatience
-
 // errMemberSilent is the cause of a member request cut short at
-// memberRequestTimeout.
+// Thresholds.MemberRequest.
 var errMemberSilent = errors.New("member did not answer a request in time")
 
 // swarm pulls a root together with the other members of Spec.Swarm.
@@ -83,13 +67,14 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // swarmPollMax. The origin thus sends each block once, to its owner
 // (super-seeding), and the members' uplinks carry the other copies. Once
 // a member's share is done here, it is also asked for the shares of
-// members that have sent nothing for swarmSlow, so a slow owner's blocks
+// members that have sent nothing for Thresholds.SlowAfter, so a slow owner's blocks
 // also come from those that have them already.
 //
 // A member that fails requests is passed over: its blocks go to the member
 // that ranks them highest (rendezvous hashing) among those still alive,
 // which fetches them from the origin. A member alive but sending nothing
-// for swarmPatience has its share taken from the origin by whoever is
+// for Thresholds.Patience (a member alive but not receiving: its disk is
+// full, its transfer failed) has its share taken from the origin by whoever is
 // idle. A member whose share lags the others' (laggingLocked) is adopted:
 // once their own shares are done, the others fetch its share from the
 // origin from the end backwards, each the blocks it ranks highest among
@@ -257,7 +242,7 @@ func pause(ctx context.Context, done, change <-chan struct{}, wait *time.Duratio
 // takeOwn claims up to originBatch missing blocks this receiver is to
 // fetch from the origin: those it owns among the live members, and when
 // there are none, the share of a member that has sent nothing for
-// swarmPatience. It returns nil and a channel closed on the next change
+// Thresholds.Patience. It returns nil and a channel closed on the next change
 // when there is nothing to take.
 func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
@@ -282,8 +267,12 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 		// A lagging member's share has its adopters; this is for members
 		// that send nothing at all.
 		for _, m := range s.members {
-			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > swarmPatience {
+			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > s.f.thresholds.Patience {
+				n := len(batch)
 				batch = s.scan(m, batch, s.originBatch, func(cid.Cid) bool { return true })
+				if len(batch) > n {
+					s.f.log.Debug("swarm member silent: taking its share from the origin", "member", m, "silent", now.Sub(s.lastGot[m]), "blocks", len(batch)-n)
+				}
 			}
 		}
 	}
@@ -299,7 +288,7 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 // claimFrom claims up to peerBatch missing blocks not in flight to ask m
 // for: of its share, or once that is done here, the blocks m adopted of
 // lagging shares and the shares of members other than this one that sent
-// nothing for swarmSlow, which m may have fetched already. Asking m for
+// nothing for Thresholds.SlowAfter, which m may have fetched already. Asking m for
 // the shares of members that do send would take their blocks away from
 // them: claimed blocks are asked of nobody else. With nothing to claim it
 // returns a channel closed on the next change.
@@ -328,7 +317,7 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 			}
 		}
 		for _, o := range s.members {
-			if o != m && o != s.self && now.Sub(s.lastGot[o]) > swarmSlow {
+			if o != m && o != s.self && now.Sub(s.lastGot[o]) > s.f.thresholds.SlowAfter {
 				batch = s.scan(o, batch, s.peerBatch, all)
 			}
 		}
@@ -391,7 +380,7 @@ func (s *swarm) scanBack(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) 
 // they took up rather than hand its rest back once it is small. s.mu must
 // be held.
 func (s *swarm) laggingLocked() map[string]bool {
-	markLagging(shareProgress{s.members, s.size, s.left, s.each}, s.lagging, func(m string, came, median float64) {
+	markLagging(shareProgress{s.members, s.size, s.left, s.each}, s.f.thresholds.LagFactor, s.lagging, func(m string, came, median float64) {
 		s.f.log.Debug("swarm member lags: adopting its share", "member", m, "came", came, "others_median", median)
 	})
 	return s.lagging
@@ -414,9 +403,9 @@ func (p shareProgress) came(m string) float64 {
 }
 
 // markLagging adds to lagging (and reports to found) each member whose
-// share, of at least swarmLagBytes, came at under 1/swarmLagFactor of the
-// others' median once that median is past swarmLagSeen.
-func markLagging(p shareProgress, lagging map[string]bool, found func(m string, came, median float64)) {
+// share, of at least swarmLagBytes, came at under 1/factor of the others'
+// median once that median is past swarmLagSeen.
+func markLagging(p shareProgress, factor float64, lagging map[string]bool, found func(m string, came, median float64)) {
 	others := make([]float64, 0, len(p.members))
 	for _, m := range p.members {
 		if lagging[m] || int64(p.size[m])*p.each < swarmLagBytes {
@@ -432,7 +421,7 @@ func markLagging(p shareProgress, lagging map[string]bool, found func(m string, 
 			return // one member alone
 		}
 		slices.Sort(others)
-		if median := others[len(others)/2]; median >= swarmLagSeen && p.came(m)*swarmLagFactor < median {
+		if median := others[len(others)/2]; median >= swarmLagSeen && p.came(m)*factor < median {
 			lagging[m] = true
 			found(m, p.came(m), median)
 		}
@@ -532,11 +521,11 @@ func rank(m string, c cid.Cid) uint64 {
 }
 
 // askMember gets what member m of a swarm or crowd holds of batch, as get
-// does, within memberRequestTimeout: a member that takes the request and
+// does, within Thresholds.MemberRequest: a member that takes the request and
 // never answers would hold batch in flight, asked of nobody else, for
 // ever. One that runs out of time counts as failed.
 func (f *fetcher) askMember(ctx context.Context, m string, batch []cid.Cid) (got map[cid.Cid][]byte, err, keepErr error) {
-	rctx, cancel := context.WithTimeoutCause(ctx, memberRequestTimeout, errMemberSilent)
+	rctx, cancel := context.WithTimeoutCause(ctx, f.thresholds.MemberRequest, errMemberSilent)
 	defer cancel()
 	got, err, keepErr = f.get(rctx, m, batch, 0, true)
 	if ctx.Err() == nil && context.Cause(rctx) == errMemberSilent {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -30,9 +31,11 @@ func startSwarm(net *testNet, d disk, members []string, receivers []string) map[
 	return started
 }
 
-// startCleaned starts receiver r's transfer, cancelled when the test ends:
-// one a failed test left running would load the tests after it.
+// startCleaned starts receiver r's transfer with the net's thresholds,
+// cancelled when the test ends: one a failed test left running would load
+// the tests after it.
 func startCleaned(net *testNet, spec Spec, r string) *Transfer {
+	spec.Thresholds = net.thresholds
 	tr := Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
 	net.tb.Cleanup(tr.Cancel)
 	return tr
@@ -161,21 +164,25 @@ func TestSwarmMemberDies(t *testing.T) {
 }
 
 // TestSwarmSlowMember pushes to four receivers of which one sends at a
-// sixteenth of the origin's rate: the others adopt its share, fetching
-// much of it from the origin and each other instead of waiting for it
-// (without adoption each gets all of it from the slow one). Here the slow
+// 128th of the origin's rate, far below what the others manage on a
+// loaded machine: the others adopt its share, fetching much of it from
+// the origin and each other instead of waiting for it (without adoption
+// each gets all of it from the slow one, which takes minutes). The slow
+// one keeps sending, and the patience with silent members is longer than
+// the test, so only adoption can spare the others the wait. Here the slow
 // one's download is fast, so it has its whole share from the origin
 // early, and the origin sends that share about twice: 1.25 copies.
 func TestSwarmSlowMember(t *testing.T) {
 	rng := newRand(t)
 	net := newTestNet(t)
+	net.thresholds = slowMemberThresholds
 	const size = 32 << 10
 	net.add("src", slowly(16<<20))
 	members := []string{"r0", "r1", "r2", "slow"}
 	for _, m := range members[:3] {
 		net.add(m, nil)
 	}
-	net.add("slow", slowly(1<<20))
+	net.add("slow", limited(slowMemberRate, size))
 	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
 	got := pushSwarm(t, net, d, members, members)
 	if c := originCopies(t, d, got); c > 1.5 {
@@ -188,6 +195,21 @@ func TestSwarmSlowMember(t *testing.T) {
 		}
 	}
 }
+
+// slowMemberRate is the bytes per second the slow member of a slow-member
+// test sends: the others would wait over three minutes for its share of
+// 8 MiB each, where they get the rest of the disk in seconds even with
+// their CPU starved.
+const slowMemberRate = 128 << 10
+
+// slowMemberThresholds are the Thresholds of a slow-member test: a member
+// is taken for silent after a minute, beyond the test's 20 s, and a
+// request to it has as long (it has at most 384 KiB queued: two requests
+// of two blocks from each of three receivers). A share lags when the
+// others came 8 times as far: the slow member's does from the start, while
+// a fast member whose CPU a loaded machine starves for a while is not
+// taken for slow, its share sent twice.
+var slowMemberThresholds = Thresholds{Patience: time.Minute, MemberRequest: time.Minute, LagFactor: 8}
 
 // TestSwarmResume pushes to receivers of which one already holds half the
 // disk (an earlier, cancelled pull): it skips that half, and the origin
@@ -227,6 +249,8 @@ func TestSwarmSpec(t *testing.T) {
 		{Swarm: []string{"a", "a"}, Self: "a", Sources: []string{"o"}},
 		{Swarm: []string{"o", "a"}, Self: "a", Sources: []string{"o"}},
 		{Self: "a", Sources: []string{"o"}},
+		{Swarm: []string{"a", "b"}, Self: "a", Sources: []string{"o", "b"}, Thresholds: Thresholds{Patience: -time.Second}},
+		{Swarm: []string{"a", "b"}, Self: "a", Sources: []string{"o", "b"}, Thresholds: Thresholds{LagFactor: 0.5}},
 	} {
 		s.ID, s.Root = "bad", root
 		if err := s.Validate(); err == nil {
@@ -273,7 +297,7 @@ func TestSwarmOfOneAsksFullRequests(t *testing.T) {
 }
 
 // TestSwarmMuteMember: a member of the push takes every get and never
-// answers: the blocks asked of it come back after memberRequestTimeout,
+// answers: the blocks asked of it come back after Thresholds.MemberRequest,
 // and the others complete from the origin.
 func TestSwarmMuteMember(t *testing.T) {
 	rng := newRand(t)

@@ -50,16 +50,17 @@ func Start(ctx context.Context, spec Spec, peers Peers, store Store, sched *Sche
 		log = slog.New(slog.DiscardHandler)
 	}
 	f := &fetcher{
-		sources: slices.Clone(spec.Sources),
-		peers:   peers,
-		store:   store,
-		sched:   sched,
-		flow:    sched.join(spec.Priority),
-		limit:   newLimiter(spec.BWLimit),
-		track:   t.track,
-		log:     log.With("component", "datapath", "transfer", spec.ID),
-		dropped: make(map[string]bool),
-		failed:  make(map[string]time.Time),
+		sources:    slices.Clone(spec.Sources),
+		peers:      peers,
+		store:      store,
+		sched:      sched,
+		flow:       sched.join(spec.Priority),
+		limit:      newLimiter(spec.BWLimit),
+		track:      t.track,
+		log:        log.With("component", "datapath", "transfer", spec.ID),
+		thresholds: spec.Thresholds,
+		dropped:    make(map[string]bool),
+		failed:     make(map[string]time.Time),
 	}
 	go func() { t.end(ctx, t.run(ctx, f)) }()
 	return t
