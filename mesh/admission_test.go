@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // newRawPeer starts a bare libp2p host with identity key (a fresh one if
@@ -130,5 +132,31 @@ func TestWrongSecretIsRefusedOnEachTransport(t *testing.T) {
 		if want := a.ID().String() + ": wrong cluster secret"; err == nil || !errors.Is(err, ErrNotAdmitted) || err.Error() != want {
 			t.Errorf("join over %s with the wrong secret: got %v, want %q", listen, err, want)
 		}
+	}
+}
+
+// Open to a peer whose admission handshake fails on the connection made
+// is ErrUnreachable, as when connecting fails; to one that refuses the
+// proof it is ErrNotAdmitted, not ErrUnreachable.
+func TestOpenAfterAFailedHandshakeIsUnreachable(t *testing.T) {
+	b := newTestMesh(t, Config{Secret: newSecret(t), Site: "b"})
+	lost := newRawPeer(t, nil, func(s network.Stream) { s.Conn().Close() })
+	refusing := newRawPeer(t, nil, func(s network.Stream) {
+		_ = s.ResetWithError(admitRefusedStream)
+		_ = s.Conn().CloseWithError(admitRefusedConn)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, r := range []host.Host{lost, refusing} {
+		if _, err := b.Learn(r.Addrs()[0].String() + "/p2p/" + r.ID().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Open(ctx, meshnet.PeerID(lost.ID()), "/weft/test/1.0.0"); !errors.Is(err, meshnet.ErrUnreachable) {
+		t.Errorf("open to a peer that drops the handshake: got %v, want ErrUnreachable", err)
+	}
+	_, err := b.Open(ctx, meshnet.PeerID(refusing.ID()), "/weft/test/1.0.0")
+	if !errors.Is(err, ErrNotAdmitted) || errors.Is(err, meshnet.ErrUnreachable) {
+		t.Errorf("open to a peer that refuses the proof: got %v, want ErrNotAdmitted only", err)
 	}
 }

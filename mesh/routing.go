@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/weft-mesh/weft/mesh/meshnet"
@@ -32,8 +33,9 @@ var (
 // closed when h returns.
 func (m *Mesh) Handle(p meshnet.Protocol, h meshnet.Handler) {
 	m.setStreamHandler(protocol.ID(p), func(s network.Stream) {
-		defer s.Close()
-		h(m.ctx, meshnet.PeerID(s.Conn().RemotePeer()), stream{s})
+		st := stream{s}
+		defer st.Close()
+		h(m.ctx, meshnet.PeerID(s.Conn().RemotePeer()), st)
 	})
 }
 
@@ -60,8 +62,27 @@ type stream struct{ s network.Stream }
 
 func (s stream) Read(b []byte) (int, error)  { return s.s.Read(b) }
 func (s stream) Write(b []byte) (int, error) { return s.s.Write(b) }
-func (s stream) Close() error                { return s.s.Close() }
 func (s stream) Reset() error                { return s.s.Reset() }
+
+// Close ends the stream gracefully and makes the peer's writes fail, as
+// memnet's does: a writer must not block forever on a reader that is
+// gone. QUIC's Close does both (it stops the peer's sending). yamux's
+// does not tell the peer that this side stopped reading, so a peer
+// writing more than its window blocked until the connection died; over
+// yamux Close sends end of stream, then resets. The reset follows the
+// end of stream in the connection's one frame queue, so the peer still
+// reads all that was written, then io.EOF (a reset after end of stream
+// spares the reading side); only its writes fail.
+func (s stream) Close() error {
+	if s.s.Conn().ConnState().StreamMultiplexer != yamux.ID {
+		return s.s.Close()
+	}
+	err := s.s.CloseWrite()
+	if rerr := s.s.Reset(); err == nil {
+		err = rerr
+	}
+	return err
+}
 
 // Learn records the address of a member given as ADDR/p2p/ID, so that Open
 // reaches it before gossip names it, and returns its peer ID.
@@ -92,7 +113,19 @@ func (m *Mesh) newStream(ctx context.Context, p peer.ID, protos ...protocol.ID) 
 	if err := m.connect(ctx, p); err != nil {
 		return nil, fmt.Errorf("%w: %w", meshnet.ErrUnreachable, err)
 	}
-	return m.gated.NewStream(ctx, p, protos...)
+	s, err := m.gated.NewStream(ctx, p, protos...)
+	var unsupported msmux.ErrNotSupported[protocol.ID]
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, ErrNotAdmitted), errors.As(err, &unsupported), ctx.Err() != nil:
+		return nil, err
+	default:
+		// The connection closed meanwhile, or the admission handshake
+		// failed or timed out on it: p cannot be reached now, as when
+		// connecting fails.
+		return nil, fmt.Errorf("%w: %w", meshnet.ErrUnreachable, err)
+	}
 }
 
 // connect makes sure there is a connection to p.

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/mesh/catalog"
@@ -23,6 +25,44 @@ const Protocol = "/weft/transfer/1.0.0"
 
 // maxTransferRequest bounds the request and each progress line.
 const maxTransferRequest = 64 << 10
+
+// Bounds on a pusher, enforced by aborting the stream, so that a member
+// that opens the protocol and sends nothing, or stops reading, holds a
+// receiver's goroutine only that long.
+const (
+	// requestTimeout bounds reading the request: at most 64 KiB, sent at
+	// once after the open (crowd joins get 3 s).
+	requestTimeout = 10 * time.Second
+	// progressWriteTimeout bounds writing one progress line (a few
+	// hundred bytes, sent every progressEvery), like crowdWriteTimeout.
+	progressWriteTimeout = 10 * time.Second
+)
+
+// progressLine is one line of a receiver's progress: the target's figures
+// and, on failure, whether it failed for want of a peer that may be back
+// later (the receiver itself still opening its volumes, say), which the
+// pusher then takes as meshnet.ErrUnreachable and retries. Receivers
+// before the field omit it: their failures are final.
+type progressLine struct {
+	api.TargetProgress
+	Unreachable bool `json:"unreachable,omitempty"`
+}
+
+// receiverError is a failure a receiver reported on its progress line.
+type receiverError struct {
+	msg         string
+	unreachable bool
+}
+
+func (e *receiverError) Error() string { return e.msg }
+
+// Unwrap makes a failure for want of a peer match meshnet.ErrUnreachable.
+func (e *receiverError) Unwrap() error {
+	if e.unreachable {
+		return meshnet.ErrUnreachable
+	}
+	return nil
+}
 
 // receiveRequest is what a pusher sends a receiver.
 type receiveRequest struct {
@@ -56,15 +96,17 @@ func (s *Service) sendTo(ctx context.Context, p meshnet.PeerID, req receiveReque
 	sc.Buffer(make([]byte, 0, 64<<10), maxTransferRequest)
 	var last api.TargetProgress
 	for sc.Scan() {
-		var tp api.TargetProgress
-		if err := json.Unmarshal(sc.Bytes(), &tp); err != nil {
+		var line progressLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			return fmt.Errorf("progress from %s: %w", p, err)
 		}
+		tp := line.TargetProgress
 		last = tp
 		report(tp)
 		if State(tp.State) != Running {
 			if State(tp.State) != Done {
-				return fmt.Errorf("%s: %s", p, tp.Error) // the state is the transfer's, said by the caller
+				// The state is the transfer's, said by the caller.
+				return fmt.Errorf("%s: %w", p, &receiverError{msg: tp.Error, unreachable: line.Unreachable})
 			}
 			return nil
 		}
@@ -145,13 +187,25 @@ func (r *receive) decodeSwarm(swarm []string, self meshnet.PeerID) error {
 
 // serveReceive runs a pull a pusher asked for and streams its progress.
 func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.ReadWriteCloser) {
-	writeLine := func(tp api.TargetProgress) error {
-		b, _ := json.Marshal(tp)
+	writeLine := func(line progressLine) error {
+		b, _ := json.Marshal(line)
+		stalled := time.AfterFunc(progressWriteTimeout, func() { meshnet.Abort(st) })
+		defer stalled.Stop()
 		_, err := st.Write(append(b, '\n'))
 		return err
 	}
-	fail := func(err error) { _ = writeLine(api.TargetProgress{State: string(Failed), Error: err.Error()}) }
+	fail := func(err error) {
+		_ = writeLine(progressLine{
+			TargetProgress: api.TargetProgress{State: string(Failed), Error: err.Error()},
+			Unreachable:    errors.Is(err, meshnet.ErrUnreachable),
+		})
+	}
+	expire := time.AfterFunc(requestTimeout, func() { meshnet.Abort(st) })
 	req, err := decodeReceiveRequest(io.LimitReader(st, maxTransferRequest), s.self)
+	if !expire.Stop() {
+		s.log.Warn("no transfer request in time", "peer", from, "timeout", requestTimeout)
+		return
+	}
 	if err != nil {
 		s.log.Warn("bad transfer request", "peer", from, "err", err)
 		fail(err)
@@ -190,10 +244,10 @@ func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.R
 	for {
 		select {
 		case <-job.done:
-			_ = writeLine(targetProgress(job.Info()))
+			_ = writeLine(progressLine{TargetProgress: targetProgress(job.Info())})
 			return
 		case <-tick.C():
-			if writeLine(targetProgress(job.Info())) != nil {
+			if writeLine(progressLine{TargetProgress: targetProgress(job.Info())}) != nil {
 				t.Cancel()
 			}
 		}

@@ -24,7 +24,7 @@ type Dialer interface {
 // after first use.
 //
 // Every call blocks until it completes, fails, or ctx ends; when ctx ends
-// the stream in use is closed, so the call returns promptly with ctx.Err().
+// the stream in use is aborted, so the call returns promptly with ctx.Err().
 // Calls larger than the wire limits are split into several round trips.
 type Client struct {
 	Dialer Dialer
@@ -185,7 +185,10 @@ func (c *Client) roundTrip(ctx context.Context, peer string, req request, owned 
 			c.done(peer, sc, resp)
 			return err
 		}
-		sc.close()
+		// A failed round trip may have stopped midway, with the server
+		// still writing its reply: abort, so that its write fails rather
+		// than waiting on a reader that is gone.
+		sc.abort()
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
 		}
@@ -223,13 +226,13 @@ func (c *Client) done(peer string, sc *conn, resp response) {
 }
 
 // exchange writes req and reads the response on sc, into a buffer of its
-// own if owned is set. The stream is closed if ctx ends, which unblocks
-// the read or write in progress.
+// own if owned is set. The stream is aborted if ctx ends, which unblocks
+// the read or write in progress here and the server's.
 func exchange(ctx context.Context, sc *conn, req request, owned bool) (response, error) {
-	stop := context.AfterFunc(ctx, func() { sc.close() })
+	stop := context.AfterFunc(ctx, func() { sc.abort() })
 	resp, err := sendAndReceive(sc, req, owned)
 	if !stop() {
-		// ctx ended and closed the stream, maybe after a full round trip:
+		// ctx ended and aborted the stream, maybe after a full round trip:
 		// the stream is gone either way, so the call fails.
 		return response{}, ctx.Err()
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/weft-mesh/weft/mesh/meshnet"
 )
 
 // initialFrameBuffer is what a frame buffer starts at; larger frames grow
@@ -203,4 +205,11 @@ func (c *conn) release() {
 
 func (c *conn) close() error {
 	return c.rw.Close()
+}
+
+// abort breaks the stream (meshnet.Abort), for an exchange given up
+// midway: the peer's pending read or write fails at once rather than
+// taking the cancel for a finished exchange or waiting on it.
+func (c *conn) abort() error {
+	return meshnet.Abort(c.rw)
 }

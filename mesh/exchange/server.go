@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -42,6 +43,21 @@ type Server struct {
 	// peer as no-space. Nil accepts everything. It must not block for long:
 	// the peer waits on it.
 	Accept func(peer string, n int, bytes int64) error
+
+	// writeBound, if set, replaces replyWriteBound (tests).
+	writeBound time.Duration
+}
+
+// replyFloorRate is the slowest a peer may read a reply before the server
+// gives up on it: a peer that asks and stops reading holds a goroutine and
+// a stream only until then. Generous on purpose: a full 17 MiB frame gets
+// 30 s plus 136 s, where a 50 Mbit/s link shared by a dozen streams
+// carries it in about 35 s.
+const replyFloorRate = 128 << 10 // bytes per second
+
+// replyWriteBound is how long writing a reply of n bytes may take.
+func replyWriteBound(n int) time.Duration {
+	return 30*time.Second + time.Duration(n)*time.Second/replyFloorRate
 }
 
 // ServeStream serves requests from peer on rw, one at a time, until the
@@ -86,13 +102,26 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 	}
 }
 
-// reply writes resp and reports whether the stream is still usable.
+// reply writes resp and reports whether the stream is still usable. A
+// write that outlasts replyWriteBound (or s.writeBound, if set) aborts the
+// stream.
 func (s *Server) reply(c *conn, log *slog.Logger, resp response) bool {
-	if err := encodeResponse(c.writeBuffer(), resp); err != nil {
+	buf := c.writeBuffer()
+	if err := encodeResponse(buf, resp); err != nil {
 		log.Error("encode response", "err", err)
 		return false
 	}
-	if err := c.writeFrame(); err != nil {
+	bound := s.writeBound
+	if bound == 0 {
+		bound = replyWriteBound(buf.Len())
+	}
+	timer := time.AfterFunc(bound, func() { c.abort() })
+	err := c.writeFrame()
+	if !timer.Stop() {
+		log.Warn("peer did not read a reply in time: stream aborted", "bytes", buf.Len(), "bound", bound)
+		return false
+	}
+	if err != nil {
 		log.Debug("stream write failed", "err", err)
 		return false
 	}

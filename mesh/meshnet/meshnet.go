@@ -110,8 +110,10 @@ type Network interface {
 	// Self is this node's identity.
 	Self() PeerID
 	// Open opens a stream to peer to speaking p. Close ends it
-	// gracefully (the peer reads what was sent, then end of stream); Abort
-	// breaks it. Cancelling ctx aborts the open only.
+	// gracefully (the peer reads what was sent, then end of stream) and
+	// makes the peer's writes fail from then on, so that no writer waits
+	// forever on a reader that is gone; Abort breaks it. Cancelling ctx
+	// aborts the open only.
 	Open(ctx context.Context, to PeerID, p Protocol) (io.ReadWriteCloser, error)
 	// Handle serves p: h runs in its own goroutine for every incoming
 	// stream. Register handlers before Join.

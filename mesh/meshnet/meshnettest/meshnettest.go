@@ -34,6 +34,8 @@ func Run(t *testing.T, newPair NewPair) {
 	t.Run("CloseIsGraceful", func(t *testing.T) { testCloseGraceful(t, newPair) })
 	t.Run("AbortBreaksPeer", func(t *testing.T) { testAbort(t, newPair) })
 	t.Run("HandlerStreamClosedOnReturn", func(t *testing.T) { testHandlerReturn(t, newPair) })
+	t.Run("CloseFailsPeerWriter", func(t *testing.T) { testCloseFailsPeerWriter(t, newPair) })
+	t.Run("HandlerReturnFailsPeerWriter", func(t *testing.T) { testHandlerReturnFailsPeerWriter(t, newPair) })
 	t.Run("Members", func(t *testing.T) { testMembers(t, newPair) })
 	t.Run("MembershipChange", func(t *testing.T) { testMembershipChange(t, newPair) })
 	t.Run("Broadcast", func(t *testing.T) { testBroadcast(t, newPair) })
@@ -225,6 +227,58 @@ func testHandlerReturn(t *testing.T, newPair NewPair) {
 		t.Fatalf("read %q after the handler returned, want %q", data, "bye")
 	}
 	receive(t, "handler's stream", handed)
+}
+
+// writeUntilError writes chunks of a large reply to s until a write
+// fails, and reports that error (nil if all of total went through).
+func writeUntilError(s io.Writer, total int) error {
+	chunk := make([]byte, 64<<10)
+	for sent := 0; sent < total; sent += len(chunk) {
+		if _, err := s.Write(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// testCloseFailsPeerWriter: the opener reads a little of a large reply
+// and Closes; the handler's Write fails instead of blocking forever on a
+// reader that is gone (as it would on yamux, whose Close does not tell
+// the peer it stopped reading).
+func testCloseFailsPeerWriter(t *testing.T, newPair NewPair) {
+	a, b := newPair(t, &delegate{}, &delegate{})
+	wrote := make(chan error, 1)
+	b.Handle(sinkProto, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
+		wrote <- writeUntilError(s, 32<<20)
+	})
+	s := open(t, a, b, sinkProto)
+	if _, err := s.Write([]byte("get")); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 1000)); err != nil {
+		t.Fatalf("read the start of the reply: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := receive(t, "handler's write after the opener closed", wrote); err == nil {
+		t.Fatal("the handler wrote 32 MiB to an opener that had closed, want a failed write")
+	}
+}
+
+// testHandlerReturnFailsPeerWriter: once the handler returned (its
+// stream closed), the opener's Write fails instead of blocking forever.
+func testHandlerReturnFailsPeerWriter(t *testing.T, newPair NewPair) {
+	a, b := newPair(t, &delegate{}, &delegate{})
+	b.Handle(sinkProto, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
+		io.ReadFull(s, make([]byte, 3))
+	})
+	s := open(t, a, b, sinkProto)
+	wrote := make(chan error, 1)
+	go func() { wrote <- writeUntilError(s, 8<<20) }()
+	if err := receive(t, "opener's write after the handler returned", wrote); err == nil {
+		t.Fatal("the opener wrote 8 MiB to a handler that had returned, want a failed write")
+	}
 }
 
 // readAllBounded reads s to its end, failing the test if that takes
