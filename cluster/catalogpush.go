@@ -58,8 +58,13 @@ func readCatalogPush(r io.Reader) ([]catalog.Entry, error) {
 	if l == 0 || l > maxCatalogPush {
 		return nil, fmt.Errorf("catalog push: bad size %d bytes, max %d", l, maxCatalogPush)
 	}
-	buf := make([]byte, l)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	// Read, not allocated up front: a member stating 1 MiB and sending
+	// nothing costs only what it sends.
+	buf, err := io.ReadAll(io.LimitReader(r, int64(l)))
+	if err == nil && len(buf) < int(l) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return nil, fmt.Errorf("catalog push entries: %w", err)
 	}
 	es, err := catalog.Decode(buf)
