@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,6 +80,10 @@ type Node struct {
 
 	mu     sync.Mutex
 	killed bool
+	// started and applied count the deliveries of membership changes:
+	// started before the core's callbacks run, applied after them (see
+	// MembershipMark).
+	started, applied atomic.Uint64
 }
 
 // NewNode starts a node named name (its peer ID is meshnet.TestID(name)) at
@@ -106,10 +111,14 @@ func (n *Node) start(cat *catalog.Catalog) {
 	cfg.Catalog = cat
 	n.member = n.net.Join(n.ID, n.Site, cluster.GossipState(cat, n.log.With("component", "mesh")))
 	cfg.Net = n.member
+	// Registered around the core's own callbacks, which one goroutine
+	// runs in order: see MembershipMark.
+	n.member.OnMembershipChange(func() { n.started.Add(1) })
 	core, err := node.NewCore(context.Background(), cfg)
 	if err != nil {
 		n.t.Fatalf("node %s: %v", n.Name, err)
 	}
+	n.member.OnMembershipChange(func() { n.applied.Store(n.started.Load()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	n.Core, n.api, n.cancel, n.ran = core, core.Handler(), cancel, make(chan struct{})
 	go func() { defer close(n.ran); core.Run(ctx) }()
@@ -164,6 +173,30 @@ func (n *Node) Restart() {
 		n.t.Fatalf("node %s: %v", n.Name, err)
 	}
 	n.start(cat)
+}
+
+// MembershipMark returns a mark of the membership changes the node has
+// begun to deliver to its core. Taken after a change (a Kill of another
+// node), MembershipApplied(mark) then reports whether the core has
+// surely seen it: a delivery that began after the mark has ended, and its
+// callbacks (the redundancy account's SetMembers among them) read the
+// membership as of after the change.
+func (n *Node) MembershipMark() uint64 { return n.started.Load() }
+
+// MembershipApplied reports whether a delivery begun after mark has ended.
+func (n *Node) MembershipApplied(mark uint64) bool { return n.applied.Load() > mark }
+
+// Disks lists the disks as the node sees them (weft disk ls).
+func (n *Node) Disks(ctx context.Context) ([]api.DiskInfo, error) {
+	var ds []api.DiskInfo
+	return ds, n.call(ctx, http.MethodGet, "/v1/disks", nil, &ds)
+}
+
+// Status is the node's status (weft status); its under_replicated is the
+// figure of the metrics and the dashboard too.
+func (n *Node) Status(ctx context.Context) (node.Status, error) {
+	var st node.Status
+	return st, n.call(ctx, http.MethodGet, "/v1/status", nil, &st)
 }
 
 // Down takes the node off the network (it keeps running, alone); Up brings
