@@ -2,7 +2,8 @@
 # Runs every Fuzz target of the module (every `func FuzzX` in a _test.go
 # file; with an argument, those whose package or name match that extended
 # regexp) for FUZZTIME each (default 10s), one after the other, and ends with
-# a table of the executions each made. A target that finds a crasher fails
+# a table of the executions each made ("baseline": FUZZTIME went on
+# re-running the corpus cached from earlier runs). A target that finds a crasher fails
 # the run: go test prints it and writes it to the package's
 # testdata/fuzz/FuzzX/ (keep it there as a seed once the bug is fixed);
 # the other targets still run. A failure that wrote no crasher and says
@@ -25,7 +26,7 @@ while read -r file target; do
 	before=$(ls "$corpus" 2>/dev/null | wc -l)
 	if "$GO" test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1; then
 		execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-		rows+=("$(printf '%-28s %-24s %10s' "$pkg" "$target" "${execs:-?}")")
+		rows+=("$(printf '%-28s %-24s %10s' "$pkg" "$target" "${execs:-baseline}")")
 	elif [ "$(ls "$corpus" 2>/dev/null | wc -l)" = "$before" ] && grep -q '^    context deadline exceeded$' "$log" &&
 		! grep -q -e '^panic:' -e 'Failing input written' "$log"; then
 		echo "flake: go.dev/issue/75804 (no crasher written)"
