@@ -2,6 +2,8 @@
 GO       ?= go
 BIN      := bin/weft
 FUZZTIME ?= 10s
+# FUZZTIME_SHORT is how long make test fuzzes each target.
+FUZZTIME_SHORT ?= 2s
 # Debian packages the tests and benchmarks use: real NBD clients and the
 # nbdkit reference server, fio, and FUSE with the tools to put a file
 # system on a FUSE file (e2fsprogs, mount/losetup from util-linux).
@@ -9,7 +11,7 @@ DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux
 # Headless Chromium and its driver for the dashboard's browser test: best
 # effort (the test skips, saying so, without them).
 BROWSER_PKGS ?= chromium chromium-driver
-.PHONY: all build test deps demo bench fuzz lint clean
+.PHONY: all build test deps demo bench fuzz fuzz-short lint clean
 
 all: build
 
@@ -33,10 +35,11 @@ deps:
 
 # The whole suite under the race detector, two packages at a time (the CI
 # machines have 2 cores). The end-to-end tests build their own weft binary
-# in a temporary directory.
+# in a temporary directory. Then every fuzz target for FUZZTIME_SHORT.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -timeout 12m -p 2 ./...
+	$(MAKE) fuzz-short
 
 demo: build
 	KEEP=$(KEEP) WEFT=$(CURDIR)/$(BIN) ./scripts/demo.sh
@@ -46,14 +49,12 @@ bench: build
 	$(GO) test -run '^$$' -bench 'BenchmarkImport' -benchtime 3x ./volume/
 	WEFT=$(CURDIR)/$(BIN) ./scripts/bench-table.sh
 
-# fuzz runs every Fuzz target for FUZZTIME each.
+# fuzz runs every Fuzz target for FUZZTIME each; a crasher fails it.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "== $$pkg $$f"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+fuzz-short:
+	GO=$(GO) FUZZTIME=$(FUZZTIME_SHORT) ./scripts/fuzz.sh
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

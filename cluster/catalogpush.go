@@ -37,25 +37,9 @@ func (c *Cluster) serveCatalogPush(ctx context.Context, from meshnet.PeerID, s i
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
 	defer stop()
-	var size [4]byte
-	if _, err := io.ReadFull(s, size[:]); err != nil {
-		meshnet.Abort(s)
-		return
-	}
-	l := binary.BigEndian.Uint32(size[:])
-	if l == 0 || l > maxCatalogPush {
-		c.log.Warn("catalog push: bad size", "peer", from, "bytes", l)
-		meshnet.Abort(s)
-		return
-	}
-	buf := make([]byte, l)
-	if _, err := io.ReadFull(s, buf); err != nil {
-		meshnet.Abort(s)
-		return
-	}
-	es, err := catalog.Decode(buf)
+	es, err := readCatalogPush(s)
 	if err != nil {
-		c.log.Warn("catalog push: bad entries", "peer", from, "err", err)
+		c.log.Warn("catalog push refused", "peer", from, "err", err)
 		meshnet.Abort(s)
 		return
 	}
@@ -63,15 +47,54 @@ func (c *Cluster) serveCatalogPush(ctx context.Context, from meshnet.PeerID, s i
 	_, _ = s.Write([]byte{1})
 }
 
+// readCatalogPush reads one pushed message: a 4-byte big-endian length (1
+// to maxCatalogPush) and that many bytes of encoded entries.
+func readCatalogPush(r io.Reader) ([]catalog.Entry, error) {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return nil, fmt.Errorf("catalog push size: %w", err)
+	}
+	l := binary.BigEndian.Uint32(size[:])
+	if l == 0 || l > maxCatalogPush {
+		return nil, fmt.Errorf("catalog push: bad size %d bytes, max %d", l, maxCatalogPush)
+	}
+	// Read, not allocated up front: a member stating 1 MiB and sending
+	// nothing costs only what it sends.
+	buf, err := io.ReadAll(io.LimitReader(r, int64(l)))
+	if err == nil && len(buf) < int(l) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("catalog push entries: %w", err)
+	}
+	es, err := catalog.Decode(buf)
+	if err != nil {
+		return nil, fmt.Errorf("catalog push entries: %w", err)
+	}
+	return es, nil
+}
+
+// catalogPushMessage frames es as readCatalogPush reads them.
+func catalogPushMessage(es []catalog.Entry) ([]byte, error) {
+	buf, err := catalog.Encode(es)
+	if err != nil {
+		return nil, err
+	}
+	if len(buf) > maxCatalogPush {
+		return nil, fmt.Errorf("catalog push: %d bytes, max %d", len(buf), maxCatalogPush)
+	}
+	msg := make([]byte, 4+len(buf))
+	binary.BigEndian.PutUint32(msg, uint32(len(buf)))
+	copy(msg[4:], buf)
+	return msg, nil
+}
+
 // pushEntries hands es to every other live member and returns how many
 // merged them.
 func (c *Cluster) pushEntries(ctx context.Context, es []catalog.Entry) (int, error) {
-	buf, err := catalog.Encode(es)
+	msg, err := catalogPushMessage(es)
 	if err != nil {
 		return 0, err
-	}
-	if len(buf) > maxCatalogPush {
-		return 0, fmt.Errorf("catalog push: %d bytes, max %d", len(buf), maxCatalogPush)
 	}
 	var (
 		mu   sync.Mutex
@@ -87,7 +110,7 @@ func (c *Cluster) pushEntries(ctx context.Context, es []catalog.Entry) (int, err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.pushTo(ctx, id, buf)
+			err := c.pushTo(ctx, id, msg)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -101,7 +124,8 @@ func (c *Cluster) pushEntries(ctx context.Context, es []catalog.Entry) (int, err
 	return acks, errors.Join(errs...)
 }
 
-func (c *Cluster) pushTo(ctx context.Context, id meshnet.PeerID, buf []byte) error {
+// pushTo sends msg (catalogPushMessage) to id and waits for the answer.
+func (c *Cluster) pushTo(ctx context.Context, id meshnet.PeerID, msg []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	s, err := c.net.Open(ctx, id, CatalogProtocol)
@@ -111,9 +135,6 @@ func (c *Cluster) pushTo(ctx context.Context, id meshnet.PeerID, buf []byte) err
 	defer s.Close()
 	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
 	defer stop()
-	msg := make([]byte, 4+len(buf))
-	binary.BigEndian.PutUint32(msg, uint32(len(buf)))
-	copy(msg[4:], buf)
 	if _, err := s.Write(msg); err != nil {
 		return err
 	}

@@ -66,7 +66,45 @@ func loadCatalog(dir string) (*catalog, error) {
 	if c.Spacesuits == nil {
 		c.Spacesuits = map[string]*spacesuitRecord{}
 	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("load catalog %s: %w", filepath.Join(dir, catalogFile), err)
+	}
 	return c, nil
+}
+
+// check refuses a catalog the manager cannot open safely: a record that
+// is null, a disk whose geometry a disk of its own could not have
+// (openHead divides by the block size and sizes bitmaps by the block
+// count), or whose overlay directory is not a plain name inside heads/.
+// The daemon never writes such a file; a disk fault or a hand edit may.
+func (c *catalog) check() error {
+	for name, d := range c.Disks {
+		if d == nil {
+			return fmt.Errorf("disk %q: no record: %w", name, ErrInvalid)
+		}
+		if d.Name != name {
+			return fmt.Errorf("disk %q: record names %q: %w", name, d.Name, ErrInvalid)
+		}
+		if d.ID == "" || !filepath.IsLocal(d.ID) || filepath.Base(d.ID) != d.ID {
+			return fmt.Errorf("disk %q: overlay id %q: %w", name, d.ID, ErrInvalid)
+		}
+		if _, err := checkSpec(DiskSpec{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Replicas: d.Replicas}); err != nil || d.BlockSize == 0 {
+			return fmt.Errorf("disk %q: size %d, block size %d, replicas %d: %w", name, d.Size, d.BlockSize, d.Replicas, ErrInvalid)
+		}
+	}
+	for disk, reps := range c.Replicas {
+		for name, r := range reps {
+			if r == nil {
+				return fmt.Errorf("replica %q of disk %q: no record: %w", name, disk, ErrInvalid)
+			}
+		}
+	}
+	for key, s := range c.Spacesuits {
+		if s == nil {
+			return fmt.Errorf("spacesuit %q: no record: %w", key, ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // save writes the catalog durably (see atomicfile): a crash leaves either

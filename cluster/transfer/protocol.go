@@ -92,29 +92,44 @@ func (s *Service) sendTo(ctx context.Context, p meshnet.PeerID, req receiveReque
 	if err := json.NewEncoder(st).Encode(req); err != nil {
 		return fmt.Errorf("send transfer request to %s: %w", p, err)
 	}
-	sc := bufio.NewScanner(st)
+	last, final, err := readProgress(st, report)
+	switch {
+	case final && State(last.State) == Done:
+		return nil
+	case final:
+		// The state is the transfer's, said by the caller.
+		return fmt.Errorf("%s: %w", p, &receiverError{msg: last.Error, unreachable: last.Unreachable})
+	case errors.Is(err, errBadProgress):
+		return fmt.Errorf("progress from %s: %w", p, err)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("%s: transfer stream ended at state %q: %v", p, last.State, err)
+}
+
+// errBadProgress is a progress line that is not one.
+var errBadProgress = errors.New("bad progress line")
+
+// readProgress hands report the progress lines a receiver streams on r
+// (each at most maxTransferRequest bytes) until one says the transfer
+// stopped running, and returns that line with final true. When the stream
+// ends first it returns the last line read and why it ended (nil at its
+// end, errBadProgress for a line that does not decode).
+func readProgress(r io.Reader, report func(api.TargetProgress)) (last progressLine, final bool, err error) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxTransferRequest)
-	var last api.TargetProgress
 	for sc.Scan() {
 		var line progressLine
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			return fmt.Errorf("progress from %s: %w", p, err)
+			return last, false, fmt.Errorf("%w: %w", errBadProgress, err)
 		}
-		tp := line.TargetProgress
-		last = tp
-		report(tp)
-		if State(tp.State) != Running {
-			if State(tp.State) != Done {
-				// The state is the transfer's, said by the caller.
-				return fmt.Errorf("%s: %w", p, &receiverError{msg: tp.Error, unreachable: line.Unreachable})
-			}
-			return nil
+		last = line
+		report(line.TargetProgress)
+		if State(line.State) != Running {
+			return last, true, nil
 		}
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return fmt.Errorf("%s: transfer stream ended at state %q: %v", p, last.State, sc.Err())
+	return last, false, sc.Err()
 }
 
 // receive is a checked receiveRequest.
