@@ -203,7 +203,7 @@ func TestSwarmSlowMember(t *testing.T) {
 const slowMemberRate = 128 << 10
 
 // slowMemberThresholds are the Thresholds of a slow-member test: a member
-// is taken for silent after a minute, beyond the test's 20 s, and a
+// is taken for silent after a minute, beyond the test's waitLimit, and a
 // request to it has as long (it has at most 384 KiB queued: two requests
 // of two blocks from each of three receivers). A share lags when the
 // others came 8 times as far: the slow member's does from the start, while
