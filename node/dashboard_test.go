@@ -307,3 +307,45 @@ func TestStartHTTP(t *testing.T) {
 	}
 	h.stop() // a nil service stops as nothing
 }
+
+// TestDashboardRefusesCrossSite: what a browser sends for a page of
+// another origin gets nothing. A cross-site form POST carries the cookie
+// but cannot set X-Weft: refused. A cross-site fetch that sets X-Weft must
+// first pass a CORS preflight, and the server grants none; nor does it let
+// such a page read a GET's answer.
+func TestDashboardRefusesCrossSite(t *testing.T) {
+	for _, token := range []string{"", dashToken} {
+		h := dashHandler(t, token)
+		crossSite := func(r *http.Request) {
+			r.Header.Set("Origin", "http://evil.example")
+			r.Header.Set("Sec-Fetch-Site", "cross-site")
+			if token != "" {
+				r.AddCookie(&http.Cookie{Name: dashCookie, Value: token})
+			}
+		}
+		w := dashDo(t, h, "POST", "/api/v1/transfers/abc/cancel", func(r *http.Request) {
+			crossSite(r)
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		})
+		wantStatus(t, w, http.StatusForbidden, "cross-site form POST")
+		wantCode(t, w, codeForbidden, "cross-site form POST")
+
+		w = dashDo(t, h, "OPTIONS", "/api/v1/transfers/abc/cancel", func(r *http.Request) {
+			crossSite(r)
+			r.Header.Set("Access-Control-Request-Method", "POST")
+			r.Header.Set("Access-Control-Request-Headers", "x-weft")
+		})
+		if w.Code < 300 && w.Code >= 200 {
+			t.Errorf("cross-site preflight: status %d, want it refused", w.Code)
+		}
+		for _, name := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Headers", "Access-Control-Allow-Methods", "Access-Control-Allow-Credentials"} {
+			if v := w.Header().Get(name); v != "" {
+				t.Errorf("cross-site preflight answered %s: %s", name, v)
+			}
+		}
+		w = dashDo(t, h, "GET", "/api/v1/transfers", crossSite)
+		if v := w.Header().Get("Access-Control-Allow-Origin"); v != "" {
+			t.Errorf("cross-site GET answered Access-Control-Allow-Origin: %s", v)
+		}
+	}
+}
