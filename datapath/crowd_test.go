@@ -78,15 +78,7 @@ func waitAll(t *testing.T, net *testNet, d disk, started map[string]*Transfer) m
 // whose uplink is the bottleneck: told by the tracker who else pulls it,
 // they share it out and the origin sends about one copy in all.
 func TestCrowdSuperSeeds(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(8<<20))
-	members := []string{"r0", "r1", "r2", "r3"}
-	for _, m := range members {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	net, d, members := fourReceivers(t, 10)
 	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
 	if c := originCopies(t, d, got); c > 1.2 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
@@ -130,15 +122,7 @@ func TestCrowdLateJoiners(t *testing.T) {
 // tracker still lists it: the others pass it over, finish, and the origin
 // sends again only what the dead one had not passed on.
 func TestCrowdMemberDies(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(8<<20))
-	members := []string{"r0", "r1", "r2", "r3"}
-	for _, m := range members {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	net, d, members := fourReceivers(t, 0)
 	crowd := newTestCrowd(members...)
 	started := startCrowd(net, d, crowd, members, members)
 	waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
@@ -157,15 +141,7 @@ func TestCrowdMemberDies(t *testing.T) {
 // three more join. Its large requests are cut short, so the origin still
 // sends about one copy.
 func TestCrowdFirstAloneThenJoined(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(8<<20))
-	all := []string{"r0", "r1", "r2", "r3"}
-	for _, m := range all {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+	net, d, all := fourReceivers(t, 0)
 	crowd := newTestCrowd("r0")
 	started := startCrowd(net, d, crowd, all[:1], all)
 	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/10) })

@@ -135,6 +135,24 @@ func checkComplete(tb testing.TB, src, dst *blockstore.Memory, root cid.Cid) {
 // a time on two cores, other work beside) took over 20 s for 12 MiB.
 const waitLimit = 45 * time.Second
 
+const fourReceiversBlockSize = 32 << 10
+
+// fourReceivers is the setup of the swarm and crowd tests: an origin "src"
+// whose uplink (8 MiB/s) is the bottleneck, four receivers r0-r3, and a
+// disk of 256 blocks of fourReceiversBlockSize at the origin, a hole every
+// holeEvery blocks (0: none).
+func fourReceivers(t *testing.T, holeEvery int) (*testNet, disk, []string) {
+	t.Helper()
+	rng := newRand(t)
+	net := newTestNet(t)
+	net.add("src", slowly(8<<20))
+	receivers := []string{"r0", "r1", "r2", "r3"}
+	for _, r := range receivers {
+		net.add(r, nil)
+	}
+	return net, writeDisk(t, rng, net.stores["src"], 256, fourReceiversBlockSize, holeEvery), receivers
+}
+
 // wait waits for tr to end, at most waitLimit.
 func wait(tb testing.TB, tr *Transfer) (Progress, error) {
 	tb.Helper()

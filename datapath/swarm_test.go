@@ -75,20 +75,12 @@ func originCopies(t *testing.T, d disk, got map[string]Progress) float64 {
 // is the bottleneck: the origin sends each block about once, and every
 // receiver gets most of the disk from the others.
 func TestSwarmSuperSeeds(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(8<<20))
-	members := []string{"r0", "r1", "r2", "r3"}
-	for _, m := range members {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	net, d, members := fourReceivers(t, 10)
 	got := pushSwarm(t, net, d, members, members)
 	if c := originCopies(t, d, got); c > 1.1 {
 		t.Fatalf("origin sent %.2f copies, want at most 1.1", c)
 	}
-	copyBytes := int64(len(d.held) * size)
+	copyBytes := int64(len(d.held) * fourReceiversBlockSize)
 	for r, p := range got {
 		if fromOthers := p.DoneBytes - p.BytesFrom["src"]; fromOthers < copyBytes/2 {
 			t.Errorf("%s got %d of %d bytes from the other receivers, want most", r, fromOthers, copyBytes)
@@ -119,15 +111,7 @@ func TestSwarmDeadMember(t *testing.T) {
 // for what the dead one had not passed on. Pushed to again once it is
 // back, the dead one fetches only what it lacked.
 func TestSwarmMemberDies(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(8<<20))
-	members := []string{"r0", "r1", "r2", "r3"}
-	for _, m := range members {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+	net, d, members := fourReceivers(t, 10)
 	started := startSwarm(net, d, members, members)
 	waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
 	net.net.Down("r3")
@@ -152,7 +136,7 @@ func TestSwarmMemberDies(t *testing.T) {
 	// lacks, from the origin and the members that have it all.
 	net.net.Up("r3")
 	again := Spec{ID: "again", Root: d.root, Sources: []string{"src", "r0", "r1", "r2"}, Swarm: []string{"r3"}, Self: "r3",
-		BlockSize: MinBlockSize, DiskBlockSize: size}
+		BlockSize: MinBlockSize, DiskBlockSize: fourReceiversBlockSize}
 	p, err := wait(t, Start(context.Background(), again, net.clients["r3"], net.stores["r3"], nil))
 	if err != nil {
 		t.Fatalf("push again to r3: %v", err)
