@@ -48,24 +48,24 @@ type Config struct {
 // requests.
 const fetchBatch = 256
 
-// Status says what heal is doing and has done. Field names are part of the
-// CLI's JSON contract.
+// Status says what heal is doing and has done. The local API answers it as
+// api.HealStatus, a conversion of this type (the same fields, in order).
 type Status struct {
-	Running bool  `json:"running"`
-	Passes  int64 `json:"passes"`
+	Running bool
+	Passes  int64
 	// LastPass is when the last complete pass ended.
-	LastPass time.Time `json:"last_pass"`
+	LastPass time.Time
 	// Pending is what the running pass still has to copy here.
-	Pending      int64 `json:"pending_blocks"`
-	CopiedBlocks int64 `json:"copied_blocks"`
-	CopiedBytes  int64 `json:"copied_bytes"`
+	Pending      int64
+	CopiedBlocks int64
+	CopiedBytes  int64
 	// FetchSeconds is the time spent copying, summed over the passes that
 	// copied anything: CopiedBytes over it is heal's copy rate.
-	FetchSeconds float64 `json:"fetch_seconds"`
+	FetchSeconds float64
 	// DroppedBlocks are surplus copies removed after their placement set
 	// confirmed them.
-	DroppedBlocks int64  `json:"dropped_blocks"`
-	LastError     string `json:"last_error,omitempty"`
+	DroppedBlocks int64
+	LastError     string
 }
 
 // Healer runs heal passes: on a timer, and when Trigger is called
