@@ -8,6 +8,9 @@ import (
 // Status is api.Status.
 type Status = api.Status
 
+// SpaceStatus is the free space of the home's file system; see api.
+type SpaceStatus = api.SpaceStatus
+
 // AllowRequest is api.AllowRequest.
 type AllowRequest = api.AllowRequest
 

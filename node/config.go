@@ -72,6 +72,11 @@ type Config struct {
 	// by priority; 0 means no budget (priorities still order requests).
 	TransferBandwidth int64 `json:"transfer_bandwidth,omitempty"`
 
+	// ReserveBytes is the free space on the home's file system that blocks
+	// stored for the mesh (pushes, heal copies) must leave, kept for the
+	// node's own disks (0 in the file means DefaultReserve; see space.go).
+	ReserveBytes int64 `json:"reserve_bytes,omitempty"`
+
 	// Join lists members to join at start (weft daemon --join); a node
 	// that was in a mesh rejoins the peers it knew by itself.
 	Join []string `json:"-"`
@@ -155,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if c.TransferBandwidth < 0 {
 		return errors.New("config: transfer bandwidth must not be negative")
+	}
+	if c.ReserveBytes < 0 {
+		return errors.New("config: reserve must not be negative")
 	}
 	if c.HealBandwidth < 0 || c.HealConcurrency < 0 || c.HealInterval < 0 {
 		return errors.New("config: heal bandwidth, concurrency and interval must not be negative")

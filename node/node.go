@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Home: cfg.Home, Site: cfg.Site, Join: cfg.Join, Store: store, Logger: base,
 		CommitInterval: cfg.CommitInterval, BlockCacheBytes: cfg.BlockCacheBytes,
 		HealInterval: cfg.HealInterval, HealBandwidth: cfg.HealBandwidth, HealConcurrency: cfg.HealConcurrency,
-		TransferBandwidth: cfg.TransferBandwidth,
+		TransferBandwidth: cfg.TransferBandwidth, ReserveBytes: cfg.ReserveBytes,
 	}
 	if len(cfg.Listen) > 0 {
 		m, cat, err := startMesh(ctx, cfg, id, store, base)
@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	go func() { defer close(ran); core.Run(cctx) }()
 	defer func() { ccancel(); <-ran }() // before the volumes close
 
-	src := metricsSources{Store: store.Stats}
+	src := metricsSources{Store: store.Stats, Space: func() SpaceStatus { return spaceStatus(cfg) }}
 	if mn != nil {
 		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.List
 		src.UnderReplicated = func() (int64, error) {

@@ -242,13 +242,23 @@ func RootText(c cid.Cid) string {
 }
 
 // Close commits every dirty head, stops background work and closes the
-// overlays. It does not close the block store, which the caller owns.
+// overlays. It does not close the block store, which the caller owns. A
+// head that cannot commit for lack of space keeps its writes in its
+// overlay, made durable here, and the next Open commits them: a full
+// device is no reason to fail a shutdown.
 func (m *Manager) Close() error {
 	close(m.stop)
 	m.wg.Wait()
 	var errs []error
 	for _, h := range m.headList() {
-		if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {
+		_, err := m.Commit(context.Background(), h.name)
+		if errors.Is(err, ErrNoSpace) {
+			m.log.Warn("disk left uncommitted in its overlay: device full", "disk", h.name, "err", err)
+			h.mu.RLock()
+			err = h.persist()
+			h.mu.RUnlock()
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}
@@ -300,7 +310,15 @@ func (m *Manager) commitLoop() {
 				}
 				continue
 			}
-			if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {
+			_, err := m.Commit(context.Background(), h.name)
+			if errors.Is(err, ErrNoSpace) {
+				// The overlay copies of the last commit's blocks are
+				// space the store needs now, whatever the head's writes.
+				if perr := h.punchQuiet(now, 0); perr != nil {
+					m.log.Error("background punch failed", "disk", h.name, "err", perr)
+				}
+			}
+			if err != nil && !errors.Is(err, ErrNotFound) {
 				m.log.Error("background commit failed", "disk", h.name, "err", err)
 			}
 		}
