@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weft-mesh/weft/api"
+)
+
+// filler takes the free space of a file system with one file, as another
+// program filling the device would.
+type filler struct {
+	t    *testing.T
+	path string
+}
+
+// fill grows the filler until the file system has at most leave bytes
+// free (0: until it is full).
+func (f filler) fill(leave int64) {
+	f.t.Helper()
+	file, err := os.OpenFile(f.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	end := st.Size()
+	if free := freeOn(f.t, f.path); free > leave {
+		if err := unix.Fallocate(int(file.Fd()), 0, end, free-leave); err != nil {
+			f.t.Fatalf("fill %s: %v", f.path, err)
+		}
+		end += free - leave
+	}
+	for leave == 0 {
+		if err := unix.Fallocate(int(file.Fd()), 0, end, 4096); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				f.t.Fatalf("fill %s: %v", f.path, err)
+			}
+			break
+		}
+		end += 4096
+	}
+}
+
+// remove gives the space back.
+func (f filler) remove() {
+	f.t.Helper()
+	if err := os.Remove(f.path); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func freeOn(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// nbdConn is one NBD connection held open across the test's steps, so
+// that "the same connection" can be shown to fail and then work again.
+// It speaks the transmission phase with simple replies.
+type nbdConn struct {
+	t      *testing.T
+	c      net.Conn
+	handle uint64
+}
+
+func dialNBD(t *testing.T, addr, name string) *nbdConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(cmdTimeout))
+	if _, err := io.ReadFull(c, make([]byte, 18)); err != nil {
+		t.Fatalf("nbd greeting: %v", err)
+	}
+	nbdGo(t, c, name)
+	return &nbdConn{t: t, c: c}
+}
+
+// do sends one request and returns the errno of its reply.
+func (n *nbdConn) do(cmd uint16, off uint64, length uint32, payload []byte) uint32 {
+	n.t.Helper()
+	n.c.SetDeadline(time.Now().Add(cmdTimeout))
+	n.handle++
+	req := binary.BigEndian.AppendUint32(nil, 0x25609513)
+	req = binary.BigEndian.AppendUint16(req, 0)
+	req = binary.BigEndian.AppendUint16(req, cmd)
+	req = binary.BigEndian.AppendUint64(req, n.handle)
+	req = binary.BigEndian.AppendUint64(req, off)
+	req = binary.BigEndian.AppendUint32(req, length)
+	if _, err := n.c.Write(append(req, payload...)); err != nil {
+		n.t.Fatalf("nbd request %d: %v", cmd, err)
+	}
+	reply := make([]byte, 16)
+	if _, err := io.ReadFull(n.c, reply); err != nil {
+		n.t.Fatalf("nbd reply to %d: %v (the server dropped the connection)", cmd, err)
+	}
+	if h := binary.BigEndian.Uint64(reply[8:]); h != n.handle {
+		n.t.Fatalf("nbd reply handle %d, want %d", h, n.handle)
+	}
+	return binary.BigEndian.Uint32(reply[4:])
+}
+
+func (n *nbdConn) write(off uint64, p []byte) uint32 {
+	return n.do(1, off, uint32(len(p)), p)
+}
+
+func (n *nbdConn) flush() uint32 { return n.do(3, 0, 0, nil) }
+
+// qemuWrite writes pattern at [off, off+n) in one qemu-io session and
+// flushes; it returns qemu-io's output and exit code.
+func qemuWrite(t *testing.T, uri string, pattern byte, off, n string) (string, int) {
+	t.Helper()
+	return tool(t, cmdTimeout, "qemu-io", "-f", "raw", "-c", fmt.Sprintf("write -P %#x %s %s", pattern, off, n), "-c", "flush", uri)
+}
+
+// wantPatterns reads every range back with qemu-io and checks its pattern.
+func wantPatterns(t *testing.T, what, uri string, ranges []pattern) {
+	t.Helper()
+	args := []string{"-f", "raw", "-r"}
+	for _, r := range ranges {
+		args = append(args, "-c", fmt.Sprintf("read -P %#x %s %s", r.p, r.off, r.n))
+	}
+	out, code := tool(t, cmdTimeout, "qemu-io", append(args, uri)...)
+	if code != 0 || strings.Contains(out, "failed") {
+		t.Fatalf("%s: acknowledged writes do not read back (exit %d):\n%s", what, code, out)
+	}
+}
+
+type pattern struct {
+	p      byte
+	off, n string
+}
+
+const enospc = uint32(syscall.ENOSPC)
+
+// TestDiskFull fills the file system of a node's home under real NBD and
+// FUSE clients: writes that do not fit get ENOSPC (never EIO, never a
+// hang), commits and sync-mode flushes that cannot make data durable
+// fail, every write a FLUSH acknowledged reads back (also after a restart
+// on the full device), and once the filler is deleted the same NBD
+// connection, new ones and commits work again without a restart.
+func TestDiskFull(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	weftBinary(t)
+	root := mountTmpfs(t, "200m")
+	h := newHarness(t, filepath.Join(root, "home")) // registered after the unmount, so it runs first
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	h.ok("init", "--nbd", addr)
+	h.daemonArgs = []string{"--reserve", "64M"}
+	h.startDaemon()
+	h.ok("disk", "create", "d", "--size", "128M", "--replicas", "1")
+	h.ok("disk", "create", "s", "--size", "16M", "--replicas", "1", "--sync")
+	uri, syncURI := "nbd://"+addr+"/d", "nbd://"+addr+"/s"
+	fill := filler{t: t, path: filepath.Join(root, "filler")}
+	if st := h.status().Space; st.State != api.SpaceOK || st.ReserveBytes != 64<<20 {
+		t.Fatalf("status space on an empty 200 MiB home: %+v, want ok with a 64 MiB reserve", st)
+	}
+
+	// Acknowledged by a FLUSH before the device fills: a committed, b
+	// perhaps only in the overlay.
+	acked := []pattern{{0x11, "0", "8M"}}
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 8M", "-c", "flush", uri)
+	h.ok("disk", "commit", "d")
+	acked = append(acked, pattern{0x22, "8M", "8M"})
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 8M 8M", "-c", "flush", uri)
+	held := dialNBD(t, addr, "d")
+
+	// Below the store's floor: the overlay still takes writes, commits
+	// and sync-mode flushes fail with out of space.
+	fill.fill(16 << 20)
+	if st := h.status().Space; st.State != api.SpaceFull {
+		t.Fatalf("status space with 16 MiB free: %+v, want full", st)
+	}
+	if out := h.ok("status"); !strings.Contains(out, "DEVICE FULL") {
+		t.Fatalf("weft status on a full device does not say so:\n%s", out)
+	}
+	acked = append(acked, pattern{0x33, "16M", "4M"})
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x33 16M 4M", "-c", "flush", uri)
+	h.fails("out of space", "disk", "commit", "d")
+	out, code := qemuWrite(t, syncURI, 0x55, "0", "1M")
+	// qemu-io writes with FUA, which flushes: the write itself fails.
+	if code == 0 || !strings.Contains(out, "No space left on device") {
+		t.Fatalf("qemu-io write and flush to a sync disk that cannot commit: exit %d, want ENOSPC:\n%s", code, out)
+	}
+
+	// Full to the last byte: writes that need space get ENOSPC.
+	fill.fill(0)
+	out, code = qemuWrite(t, uri, 0x44, "32M", "8M")
+	if code == 0 || !strings.Contains(out, "No space left on device") {
+		t.Fatalf("qemu-io write on a full device: exit %d, want ENOSPC:\n%s", code, out)
+	}
+	if e := held.write(48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != enospc {
+		t.Fatalf("NBD write on a full device: errno %d, want ENOSPC (%d)", e, enospc)
+	}
+	if e := held.flush(); e != 0 && e != enospc {
+		t.Fatalf("NBD flush on a full device: errno %d, want 0 or ENOSPC", e)
+	}
+	wantPatterns(t, "full device", uri, acked)
+	if needFUSE(t) {
+		mnt := mountDir(t)
+		h.ok("mount", "-d", mnt)
+		out, err := trySys("dd", "if=/dev/zero", "of="+filepath.Join(mnt, "d.img"), "bs=1M", "count=8", "seek=64", "conv=notrunc,fsync", "oflag=direct")
+		if err == nil || !strings.Contains(out+err.Error(), "No space left on device") {
+			t.Fatalf("dd into the FUSE file on a full device: %v, want ENOSPC:\n%s", err, out)
+		}
+		h.ok("umount", mnt)
+	}
+
+	// A restart on the full device loses nothing acknowledged.
+	h.stopDaemon()
+	h.startDaemon()
+	wantPatterns(t, "restart on a full device", uri, acked)
+	// Opening the store gave back its index ballast: fill that too.
+	fill.fill(0)
+	held = dialNBD(t, addr, "d")
+	if e := held.write(48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != enospc {
+		t.Fatalf("NBD write on a full device after a restart: errno %d, want ENOSPC", e)
+	}
+
+	// Space comes back: the same connection writes and flushes, new
+	// connections too, commits resume, status clears; no restart.
+	fill.remove()
+	if e := held.write(48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != 0 {
+		t.Fatalf("NBD write on the same connection once space is back: errno %d, want 0", e)
+	}
+	if e := held.flush(); e != 0 {
+		t.Fatalf("NBD flush on the same connection once space is back: errno %d, want 0", e)
+	}
+	acked = append(acked, pattern{0x66, "48M", "1M"}, pattern{0x77, "56M", "1M"})
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x77 56M 1M", "-c", "flush", uri)
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x55 0 1M", "-c", "flush", syncURI)
+	h.ok("disk", "commit", "d")
+	var info api.DiskInfo
+	h.jsonOut(&info, "disk", "info", "d", "--json")
+	if info.DirtyBytes != 0 {
+		t.Fatalf("disk info after a commit once space is back: %d dirty bytes, want 0", info.DirtyBytes)
+	}
+	if st := h.status().Space; st.State != api.SpaceOK {
+		t.Fatalf("status space once space is back: %+v, want ok", st)
+	}
+	if out := h.ok("status"); strings.Contains(out, "DEVICE FULL") {
+		t.Fatalf("weft status still says the device is full:\n%s", out)
+	}
+	wantPatterns(t, "space back", uri, acked)
+	wantPatterns(t, "space back", syncURI, []pattern{{0x55, "0", "1M"}})
+	h.stopDaemon()
+	h.startDaemon()
+	wantPatterns(t, "restart after space came back", uri, acked)
+}
+
+// needFUSE reports whether FUSE mounts work here (root and /dev/fuse).
+func needFUSE(t *testing.T) bool {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Log("FUSE part skipped: needs root")
+		return false
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Logf("FUSE part skipped: %v", err)
+		return false
+	}
+	return true
+}
