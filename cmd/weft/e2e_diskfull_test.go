@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/node"
 )
 
 // filler takes the free space of a file system with one file, as another
@@ -282,4 +284,63 @@ func needFUSE(t *testing.T) bool {
 		return false
 	}
 	return true
+}
+
+// TestDiskFullReserve: B, a node on a small tmpfs home, is in the
+// placement set of every block of a disk A imports. B stores copies for
+// the mesh (A's pushes, its own heal passes) only while they leave its
+// reserve free, refuses the rest with out of space (A's sync-mode writes
+// get ENOSPC, the disk stays under-replicated), and its own disks still
+// write into the reserve.
+func TestDiskFullReserve(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	const reserve = 160 << 20
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := newHarness(t, filepath.Join(mountTmpfs(t, "256m"), "home"))
+	b.ok("init", "--site", "site-b", "--nbd", "off", "--listen", "/ip4/127.0.0.2/tcp/0",
+		"--cluster-secret-file", filepath.Join(a.home, node.ClusterSecretFile))
+	b.daemonArgs = []string{"--heal-interval", healInterval, "--reserve", "160M", "--join", a.addr()}
+	b.startDaemon()
+	eventually(t, "two members", func() (bool, string) { n := a.alivePeers(); return n == 2, fmt.Sprint(n) })
+
+	img := make([]byte, 128<<20)
+	rand.NewChaCha8([32]byte{11}).Read(img)
+	a.ok("disk", "import", "big", writeTemp(t, "big.img", img))
+	eventually(t, "B refuses what would eat into its reserve", func() (bool, string) {
+		st := b.status()
+		return st.Space.State == api.SpaceLow && st.Heal != nil && strings.Contains(st.Heal.LastError, "out of space"),
+			fmt.Sprintf("space %+v, heal %+v", st.Space, st.Heal)
+	})
+	free := b.status().Space.FreeBytes
+	t.Logf("B: %d MiB free with a %d MiB reserve", free>>20, reserve>>20)
+	// Concurrent puts may overshoot by a few frames, never to the floor.
+	if free < reserve-48<<20 {
+		t.Fatalf("B has %d bytes free, want about its %d-byte reserve", free, reserve)
+	}
+	if out := b.ok("status"); !strings.Contains(out, "blocks from other nodes refused") {
+		t.Fatalf("weft status on B does not say it refuses blocks:\n%s", out)
+	}
+	if d := a.diskInfo("big"); d.UnderReplicated == 0 {
+		t.Fatalf("disk info big on A: %+v, want blocks under-replicated", d)
+	}
+
+	// A sync-mode write needs B's copy, which B refuses: ENOSPC.
+	a.ok("disk", "create", "db", "--size", "4M", "--sync")
+	url := fmt.Sprintf("nbd+unix:///db?socket=%s", filepath.Join(a.home, "nbd.sock"))
+	out, code := tool(t, cmdTimeout, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", "-c", "flush", url)
+	if code == 0 || !strings.Contains(out, "No space left on device") {
+		t.Fatalf("sync write whose copy B refuses: exit %d, want ENOSPC:\n%s", code, out)
+	}
+
+	// B's own disk writes into the reserve.
+	b.ok("disk", "create", "own", "--size", "64M", "--replicas", "1")
+	b.nbdWrite("own", 0x42, 0, 48<<20)
+	b.ok("disk", "commit", "own")
+	if d := b.diskInfo("own"); d.DirtyBytes != 0 {
+		t.Fatalf("disk info own on B after a commit: %+v, want nothing dirty", d)
+	}
+	want := bytes.Repeat([]byte{0x42}, 48<<20)
+	want = append(want, make([]byte, 16<<20)...)
+	b.wantContent("own", want)
+	a.wantContent("big", img)
 }
