@@ -296,7 +296,8 @@ func TestDiskFullReserve(t *testing.T) {
 	needTool(t, "qemu-io", "qemu-utils")
 	const reserve = 160 << 20
 	a := meshMember(t, "site-a", "127.0.0.1", "")
-	b := newHarness(t, filepath.Join(mountTmpfs(t, "256m"), "home"))
+	broot := mountTmpfs(t, "256m")
+	b := newHarness(t, filepath.Join(broot, "home"))
 	b.ok("init", "--site", "site-b", "--nbd", "off", "--listen", "/ip4/127.0.0.2/tcp/0",
 		"--cluster-secret-file", filepath.Join(a.home, node.ClusterSecretFile))
 	b.daemonArgs = []string{"--heal-interval", healInterval, "--reserve", "160M", "--join", a.addr()}
@@ -308,17 +309,21 @@ func TestDiskFullReserve(t *testing.T) {
 	a.ok("disk", "import", "big", writeTemp(t, "big.img", img))
 	eventually(t, "B refuses what would eat into its reserve", func() (bool, string) {
 		st := b.status()
-		return st.Space.State == api.SpaceLow && st.Heal != nil && strings.Contains(st.Heal.LastError, "out of space"),
-			fmt.Sprintf("space %+v, heal %+v", st.Space, st.Heal)
+		return st.Heal != nil && strings.Contains(st.Heal.LastError, "out of space"), fmt.Sprintf("space %+v, heal %+v", st.Space, st.Heal)
 	})
-	free := b.status().Space.FreeBytes
-	t.Logf("B: %d MiB free with a %d MiB reserve", free>>20, reserve>>20)
+	st := b.status()
+	t.Logf("B: %d MiB free with a %d MiB reserve, state %s", st.Space.FreeBytes>>20, reserve>>20, st.Space.State)
 	// Concurrent puts may overshoot by a few frames, never to the floor.
-	if free < reserve-48<<20 {
-		t.Fatalf("B has %d bytes free, want about its %d-byte reserve", free, reserve)
+	if st.Space.FreeBytes < reserve-48<<20 || st.Space.State == api.SpaceFull {
+		t.Fatalf("B: space %+v, want about its %d-byte reserve free", st.Space, reserve)
 	}
+	if out := b.ok("status"); !strings.Contains(out, "heal error:") || !strings.Contains(out, "out of space") {
+		t.Fatalf("weft status on B does not show the refusal:\n%s", out)
+	}
+	// Another program takes what is left above the reserve.
+	filler{t: t, path: filepath.Join(broot, "filler")}.fill(reserve - 1<<20)
 	if out := b.ok("status"); !strings.Contains(out, "blocks from other nodes refused") {
-		t.Fatalf("weft status on B does not say it refuses blocks:\n%s", out)
+		t.Fatalf("weft status on B below its reserve does not say it refuses blocks:\n%s", out)
 	}
 	if d := a.diskInfo("big"); d.UnderReplicated == 0 {
 		t.Fatalf("disk info big on A: %+v, want blocks under-replicated", d)
@@ -332,15 +337,15 @@ func TestDiskFullReserve(t *testing.T) {
 		t.Fatalf("sync write whose copy B refuses: exit %d, want ENOSPC:\n%s", code, out)
 	}
 
-	// B's own disk writes into the reserve.
+	// B's own disk writes and commits into the reserve.
 	b.ok("disk", "create", "own", "--size", "64M", "--replicas", "1")
-	b.nbdWrite("own", 0x42, 0, 48<<20)
+	b.nbdWrite("own", 0x42, 0, 32<<20)
 	b.ok("disk", "commit", "own")
 	if d := b.diskInfo("own"); d.DirtyBytes != 0 {
 		t.Fatalf("disk info own on B after a commit: %+v, want nothing dirty", d)
 	}
-	want := bytes.Repeat([]byte{0x42}, 48<<20)
-	want = append(want, make([]byte, 16<<20)...)
+	want := bytes.Repeat([]byte{0x42}, 32<<20)
+	want = append(want, make([]byte, 32<<20)...)
 	b.wantContent("own", want)
 	a.wantContent("big", img)
 }
