@@ -285,7 +285,7 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.healer = heal.New(heal.Config{
 		Self: string(self), Store: reservedStore{Store: cfg.Store, reserve: room}, Maps: maps, Peers: n.blocks,
 		Members: n.members, Roots: func() []heal.Root { return n.cl.HealRoots() }, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
-		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: healLog,
+		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Room: room.admit, Logger: healLog,
 	})
 	n.pusher = &heal.Pusher{Self: string(self), Store: cfg.Store, Maps: blockmap.New(cfg.Store, 1024), Peers: n.blocks,
 		Members: n.members, Redundancy: n.redundancy}
