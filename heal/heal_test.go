@@ -548,10 +548,10 @@ func TestHealFullNodeFetchesNothing(t *testing.T) {
 	roots := func() []Root { return []Root{{Root: root, Replicas: 2}} }
 	full := func(int64) error { return fmt.Errorf("test: %w", blockstore.ErrNoSpace) }
 	for _, tc := range []struct {
-		name      string
-		room      func(int64) error
-		store     Store
-		maxFetch  int
+		name     string
+		room     func(int64) error
+		store    Store
+		maxFetch int
 	}{
 		{"no room", full, net.stores[self], 0},
 		{"store refuses", nil, refusingStore{net.stores[self]}, fetchBatch * 4096}, // one batch of 4 KiB blocks
