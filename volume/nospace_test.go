@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/weft-mesh/weft/blockstore"
 )
@@ -72,5 +73,60 @@ func TestCloseOnAFullStore(t *testing.T) {
 	info, err := m.Commit(ctx, "d")
 	if err != nil || info.DirtyBytes != 0 {
 		t.Fatalf("commit once space is back: %+v, %v; want nothing dirty", info, err)
+	}
+}
+
+// TestFullStoreGivesBackOverlaySpace: while commits fail for lack of
+// space, the background loop punches the overlay copies the last
+// successful commit left behind (normally kept until the next commit or
+// a long quiet), since they take space the store needs; reads still see
+// every block.
+func TestFullStoreGivesBackOverlaySpace(t *testing.T) {
+	ctx := context.Background()
+	store := &fullStore{Store: blockstore.NewMemory()}
+	cfg := DefaultConfig()
+	// Commits once quiet for 10 ms; the quiet punch would wait an hour.
+	cfg.Dir, cfg.Store, cfg.CommitInterval, cfg.CommitQuiet, cfg.Now = t.TempDir(), store, time.Hour, 10*time.Millisecond, time.Now
+	m, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	const bs = 4096
+	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 8 * bs, BlockSize: bs, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := m.Head("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 8*bs)
+	copy(want, bytes.Repeat([]byte{0xaa}, 4*bs))
+	copy(want[5*bs:], bytes.Repeat([]byte{0x55}, bs))
+	if _, err := h.WriteAt(want[:4*bs], 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Commit(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	if !overlayHolds(t, h, 0) {
+		t.Fatal("the commit punched its own blocks at once; this test assumes one commit late")
+	}
+	store.full.Store(true)
+	if _, err := h.WriteAt(want[5*bs:6*bs], 5*bs); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); overlayHolds(t, h, 0) || overlayHolds(t, h, 3); {
+		if time.Now().After(deadline) {
+			t.Fatal("the committed blocks still take overlay space while commits fail for lack of it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := make([]byte, len(want))
+	if _, err := h.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read after the punch: %v, equal %v", err, bytes.Equal(got, want))
+	}
+	if !overlayHolds(t, h, 5) {
+		t.Fatal("the uncommitted block left the overlay")
 	}
 }
