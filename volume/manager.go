@@ -296,6 +296,9 @@ func (m *Manager) commitLoop() {
 	}
 	t := time.NewTicker(min(tick, time.Second))
 	defer t.Stop()
+	// full names the heads whose commits fail for lack of space: that is
+	// logged when it starts and when it ends, not at every tick.
+	full := map[string]bool{}
 	for {
 		select {
 		case <-m.stop:
@@ -311,15 +314,22 @@ func (m *Manager) commitLoop() {
 				continue
 			}
 			_, err := m.Commit(context.Background(), h.name)
-			if errors.Is(err, ErrNoSpace) {
+			switch {
+			case errors.Is(err, ErrNoSpace):
+				if !full[h.name] {
+					full[h.name] = true
+					m.log.Error("background commits fail, device full: the writes stay in the overlay", "disk", h.name, "err", err)
+				}
 				// The overlay copies of the last commit's blocks are
 				// space the store needs now, whatever the head's writes.
 				if perr := h.punchQuiet(now, 0); perr != nil {
 					m.log.Error("background punch failed", "disk", h.name, "err", perr)
 				}
-			}
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			case err != nil && !errors.Is(err, ErrNotFound):
 				m.log.Error("background commit failed", "disk", h.name, "err", err)
+			case err == nil && full[h.name]:
+				delete(full, h.name)
+				m.log.Info("background commits resumed: space is back", "disk", h.name)
 			}
 		}
 	}
