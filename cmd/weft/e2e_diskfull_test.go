@@ -291,8 +291,9 @@ func needFUSE(t *testing.T) bool {
 // placement set of every block of a disk A imports. B stores copies for
 // the mesh (A's pushes, its own heal passes) only while they leave its
 // reserve free, refuses the rest with out of space (A's sync-mode writes
-// get ENOSPC, the disk stays under-replicated), and its own disks still
-// write into the reserve.
+// get ENOSPC, the disk stays under-replicated), its own disks still
+// write into the reserve, and once its file system grows heal completes
+// the copies without a restart.
 func TestDiskFullReserve(t *testing.T) {
 	needTool(t, "qemu-io", "qemu-utils")
 	const reserve = 160 << 20
@@ -349,4 +350,16 @@ func TestDiskFullReserve(t *testing.T) {
 	want = append(want, make([]byte, 32<<20)...)
 	b.wantContent("own", want)
 	a.wantContent("big", img)
+
+	// Space comes back (the file system grows): B's heal takes its share
+	// and A's disk is fully replicated, with no restart.
+	toolOK(t, "mount", "-o", "remount,size=512m", broot)
+	eventually(t, "big fully replicated once B has room", func() (bool, string) {
+		d := a.diskInfo("big")
+		return d.UnderReplicated == 0, fmt.Sprintf("%d under-replicated", d.UnderReplicated)
+	})
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", "-c", "flush", url)
+	if st := b.status().Space; st.State != api.SpaceOK {
+		t.Fatalf("B's space once the file system grew: %+v, want ok", st)
+	}
 }
