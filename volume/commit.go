@@ -70,9 +70,11 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 		if h.dirtySince.IsZero() {
 			h.dirtySince = h.m.cfg.Now()
 		}
+		h.commitErr = err.Error()
 		return err
 	}
 	h.root = newRoot
+	h.commitErr = ""
 	// The blocks the last commit left unpunched are punched now, unless
 	// they were written since (then the overlay serves them again). The
 	// blocks this commit cleans are left unpunched until the next one.

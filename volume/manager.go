@@ -471,6 +471,9 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	}
 	info.UsedBytes = blocks * info.BlockSize
 	info.DirtyBytes = h.dirtyCount() * info.BlockSize
+	h.mu.RLock()
+	info.CommitError = h.commitErr
+	h.mu.RUnlock()
 	return info, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,6 +56,9 @@ func TestCloseOnAFullStore(t *testing.T) {
 	if _, err := m.Commit(ctx, "d"); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("commit into a full store: got %v, want ErrNoSpace", err)
 	}
+	if info, err := m.DiskInfo(ctx, "d"); err != nil || !strings.Contains(info.CommitError, "out of space") || info.DirtyBytes == 0 {
+		t.Fatalf("disk info after the failed commit: %+v, %v; want the error and the dirty bytes", info, err)
+	}
 	if err := m.Close(); err != nil {
 		t.Fatalf("close with a full store: %v, want nil (the writes stay in the overlay)", err)
 	}
@@ -71,8 +75,8 @@ func TestCloseOnAFullStore(t *testing.T) {
 		t.Fatalf("after reopening: read %v, equal %v; want the flushed write", err, bytes.Equal(got, want))
 	}
 	info, err := m.Commit(ctx, "d")
-	if err != nil || info.DirtyBytes != 0 {
-		t.Fatalf("commit once space is back: %+v, %v; want nothing dirty", info, err)
+	if err != nil || info.DirtyBytes != 0 || info.CommitError != "" {
+		t.Fatalf("commit once space is back: %+v, %v; want nothing dirty and no error", info, err)
 	}
 }
 

@@ -201,6 +201,9 @@ func TestDiskFull(t *testing.T) {
 	acked = append(acked, pattern{0x33, "16M", "4M"})
 	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x33 16M 4M", "-c", "flush", uri)
 	h.fails("out of space", "disk", "commit", "d")
+	if out := h.ok("disk", "info", "d"); !strings.Contains(out, "commit error:") || !strings.Contains(out, "out of space") {
+		t.Fatalf("disk info of a disk that cannot commit does not say why:\n%s", out)
+	}
 	out, code := qemuWrite(t, syncURI, 0x55, "0", "1M")
 	// qemu-io writes with FUA, which flushes: the write itself fails.
 	if code == 0 || !strings.Contains(out, "No space left on device") {
@@ -257,7 +260,7 @@ func TestDiskFull(t *testing.T) {
 	eventually(t, "background commits resume", func() (bool, string) {
 		var info api.DiskInfo
 		h.jsonOut(&info, "disk", "info", "d", "--json")
-		return info.DirtyBytes == 0, fmt.Sprintf("%d bytes dirty", info.DirtyBytes)
+		return info.DirtyBytes == 0 && info.CommitError == "", fmt.Sprintf("%d bytes dirty, commit error %q", info.DirtyBytes, info.CommitError)
 	})
 	h.ok("disk", "commit", "d")
 	if st := h.status().Space; st.State != api.SpaceOK {
