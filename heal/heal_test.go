@@ -589,3 +589,34 @@ func (s refusingStore) Put(ctx context.Context, b blockstore.Block) error {
 func (refusingStore) PutMany(context.Context, []blockstore.Block) error {
 	return fmt.Errorf("test: %w", blockstore.ErrNoSpace)
 }
+
+// TestHealFetchesAboveTheReserve: a node with 100 MiB above its reserve
+// and 4 MiB blocks copied so far still fetches: the room heal asks for is
+// one response (exchange.MaxGetPayload), not a whole batch of 4 MiB blocks
+// (1 GiB), which would refuse every copy far above the reserve.
+func TestHealFetchesAboveTheReserve(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	net, ids := newTestNet(t, rng, "a", "b")
+	owner, self := ids[0], ids[1]
+	root := writeDisk(t, rng, net.stores[owner], 600)
+	roots := func() []Root { return []Root{{Root: root, Replicas: 2}} }
+	const aboveReserve = 100 << 20
+	room := func(n int64) error {
+		if n > aboveReserve {
+			return fmt.Errorf("test: %d bytes asked, %d above the reserve: %w", n, aboveReserve, blockstore.ErrNoSpace)
+		}
+		return nil
+	}
+	h := New(Config{
+		Self: self, Store: net.stores[self], Maps: blockmap.New(&FetchingStore{Store: net.stores[self], Self: self, Peers: net.clients[self], Members: net.members}, 64),
+		Peers: net.clients[self], Members: net.members, Roots: roots, Redundancy: net.redundancy(self),
+		Concurrency: 1, Room: room,
+	})
+	h.status.CopiedBlocks, h.status.CopiedBytes = 1, 4<<20 // a 4 MiB block copied before
+	if err := h.Pass(context.Background()); err != nil {
+		t.Fatalf("pass 100 MiB above the reserve: %v", err)
+	}
+	if st := h.Status(); st.CopiedBlocks < 600 {
+		t.Fatalf("status after the pass: %+v, want the 600 blocks copied", st)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/placement"
 )
 
@@ -37,7 +38,8 @@ type Config struct {
 	// (default 30s).
 	Interval time.Duration
 	// Room, if set, is asked before each batch is fetched whether the
-	// node can take about bytes more. An error matching
+	// node can take bytes more: the batch's expected size, at most one
+	// exchange response (exchange.MaxGetPayload). An error matching
 	// blockstore.ErrNoSpace (so can the store's) ends the pass's fetches
 	// with it: a full node does not fetch what it would throw away.
 	Room   func(bytes int64) error
@@ -411,7 +413,11 @@ func (h *Healer) fetchAll(ctx context.Context, p *plan) error {
 // request that fails halfway keeps what came before the failure.
 func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p *plan) error {
 	if h.cfg.Room != nil {
-		if err := h.cfg.Room(int64(len(batch)) * h.meanBlockBytes()); err != nil {
+		// Asked for one response's worth, not the batch's: the store's
+		// own check refuses each response that does not fit, so asking for
+		// the whole batch (a GiB at 4 MiB blocks) would refuse copies long
+		// before the node is short of space.
+		if err := h.cfg.Room(min(int64(len(batch))*h.meanBlockBytes(), exchange.MaxGetPayload)); err != nil {
 			return fmt.Errorf("heal: %w", err)
 		}
 	}
