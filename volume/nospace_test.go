@@ -134,3 +134,46 @@ func TestFullStoreGivesBackOverlaySpace(t *testing.T) {
 		t.Fatal("the uncommitted block left the overlay")
 	}
 }
+
+// TestCommitErrorIsTheDisks: disk info's commit error says why the
+// disk's writes could not be committed, not the caller's publish error
+// (creating a replica that exists): a failed CreateReplica leaves it
+// empty.
+func TestCommitErrorIsTheDisks(t *testing.T) {
+	ctx := context.Background()
+	store := &fullStore{Store: blockstore.NewMemory()}
+	m := openTestManager(t, t.TempDir(), store, &fakeClock{})
+	defer m.Close()
+	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := m.Head("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(bytes.Repeat([]byte{0x5a}, 64<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateReplica(ctx, "d", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateReplica(ctx, "d", "a"); !errors.Is(err, ErrExists) {
+		t.Fatalf("second replica a: got %v, want ErrExists", err)
+	}
+	info, err := m.Commit(ctx, "d")
+	if err != nil || info.CommitError != "" {
+		t.Fatalf("commit after a refused replica: %+v, %v; want no commit error", info, err)
+	}
+
+	if _, err := h.WriteAt(bytes.Repeat([]byte{0x6b}, 64<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	store.full.Store(true)
+	if _, err := m.Commit(ctx, "d"); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("commit into a full store: got %v, want ErrNoSpace", err)
+	}
+	store.full.Store(false)
+	if info, err := m.Commit(ctx, "d"); err != nil || info.CommitError != "" {
+		t.Fatalf("commit once space is back: %+v, %v; want no commit error", info, err)
+	}
+}
