@@ -271,9 +271,9 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.blocks = &exchange.Client{Dialer: meshnet.Dialer{Net: n.net, Proto: exchange.Protocol}}
-	room := peerReserve{dir: cfg.Home, keep: reserve(cfg.ReserveBytes)}
+	room := &peerReserve{free: func() (int64, error) { return freeBytes(cfg.Home) }, keep: reserve(cfg.ReserveBytes)}
 	srv := &exchange.Server{Store: cfg.Store, Logger: cfg.Logger,
-		Accept: func(_ string, _ int, bytes int64) error { return room.admit(bytes) }}
+		Accept: func(_ string, _ int, bytes int64) (func(), error) { return room.admit(bytes) }}
 	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
 		srv.ServeStream(ctx, string(from), s)
 	})
@@ -285,7 +285,7 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.healer = heal.New(heal.Config{
 		Self: string(self), Store: reservedStore{Store: cfg.Store, reserve: room}, Maps: maps, Peers: n.blocks,
 		Members: n.members, Roots: func() []heal.Root { return n.cl.HealRoots() }, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
-		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Room: room.admit, Logger: healLog,
+		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Room: room.room, Logger: healLog,
 	})
 	n.pusher = &heal.Pusher{Self: string(self), Store: cfg.Store, Maps: blockmap.New(cfg.Store, 1024), Peers: n.blocks,
 		Members: n.members, Redundancy: n.redundancy}

@@ -194,7 +194,11 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	mcfg.State = cluster.GossipState(cat, log.With("component", "mesh"))
 	mcfg.Capacity = func() (int64, int64) {
 		st := store.Stats()
-		return st.DiskBytes, freeBytes(cfg.Path(BlocksDir))
+		free, err := freeBytes(cfg.Path(BlocksDir))
+		if err != nil {
+			log.Warn("cannot read the block store's free space", "err", err)
+		}
+		return st.DiskBytes, free
 	}
 	m, err := mesh.New(ctx, mcfg)
 	if err != nil {

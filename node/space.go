@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/blockstore"
@@ -55,28 +56,65 @@ func spaceState(free, reserve int64) string {
 	return api.SpaceOK
 }
 
-// spaceStatus reads the free space of the home's file system now.
+// spaceStatus reads the free space of the home's file system now. If it
+// cannot be read the node cannot tell how full it is: that is logged, and
+// the status says full, as the peers' puts are refused (see admit).
 func spaceStatus(cfg Config) SpaceStatus {
-	free, keep := freeBytes(cfg.Home), reserve(cfg.ReserveBytes)
+	keep := reserve(cfg.ReserveBytes)
+	free, err := freeBytes(cfg.Home)
+	if err != nil {
+		cfg.Logger.Warn("cannot read the home's free space", "err", err)
+	}
 	return SpaceStatus{FreeBytes: free, ReserveBytes: keep, State: spaceState(free, keep)}
 }
 
 // peerReserve refuses blocks from peers that would leave less than keep
-// bytes free on the file system holding dir. The check is not atomic with
-// the put that follows it: concurrent puts can overshoot the reserve by
-// their batches (a frame each), never the store's own floor.
+// bytes free on the file system. Admitted bytes count as used until their
+// put returns, so concurrent puts (heal's batches, every push stream)
+// cannot each see the same free space and together overshoot the reserve.
 type peerReserve struct {
-	dir  string
+	free func() (int64, error) // the file system's free bytes now
 	keep int64
+
+	mu       sync.Mutex
+	inflight int64 // bytes admitted whose put has not returned
 }
 
-// admit returns an error matching blockstore.ErrNoSpace if n more bytes
-// would eat into the reserve.
-func (r peerReserve) admit(n int64) error {
-	free := freeBytes(r.dir)
-	if free-n < r.keep {
-		return fmt.Errorf("%w: %s free, %s from peers would eat into the %s kept for this node's own disks",
-			blockstore.ErrNoSpace, size.Format(free), size.Format(n), size.Format(r.keep))
+// room returns an error matching blockstore.ErrNoSpace if n more bytes
+// would eat into the reserve, without taking them (heal asks before it
+// fetches; the put that follows takes them with admit).
+func (r *peerReserve) room(n int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.checkLocked(n)
+}
+
+// admit takes n bytes of the room above the reserve, or returns an error
+// matching blockstore.ErrNoSpace if they would eat into it. The caller
+// calls release once the put has returned (the bytes are on disk, or
+// were not written).
+func (r *peerReserve) admit(n int64) (release func(), err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.checkLocked(n); err != nil {
+		return nil, err
+	}
+	r.inflight += n
+	return sync.OnceFunc(func() {
+		r.mu.Lock()
+		r.inflight -= n
+		r.mu.Unlock()
+	}), nil
+}
+
+func (r *peerReserve) checkLocked(n int64) error {
+	free, err := r.free()
+	if err != nil {
+		return fmt.Errorf("refusing blocks from peers: %w", err)
+	}
+	if free-r.inflight-n < r.keep {
+		return fmt.Errorf("%w: %s free (%s of it being written), %s from peers would eat into the %s kept for this node's own disks",
+			blockstore.ErrNoSpace, size.Format(free), size.Format(r.inflight), size.Format(n), size.Format(r.keep))
 	}
 	return nil
 }
@@ -85,7 +123,7 @@ func (r peerReserve) admit(n int64) error {
 // mesh keep the reserve free.
 type reservedStore struct {
 	heal.Store
-	reserve peerReserve
+	reserve *peerReserve
 }
 
 func (s reservedStore) Put(ctx context.Context, b blockstore.Block) error {
@@ -97,8 +135,10 @@ func (s reservedStore) PutMany(ctx context.Context, bs []blockstore.Block) error
 	for _, b := range bs {
 		n += int64(len(b.Data))
 	}
-	if err := s.reserve.admit(n); err != nil {
+	release, err := s.reserve.admit(n)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return s.Store.PutMany(ctx, bs)
 }
