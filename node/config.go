@@ -19,6 +19,7 @@ import (
 	"github.com/weft-mesh/weft/volume"
 
 	"github.com/weft-mesh/weft/internal/jsonfile"
+	"github.com/weft-mesh/weft/internal/size"
 )
 
 // Files and directories inside a node's home.
@@ -161,8 +162,9 @@ func (c Config) Validate() error {
 	if c.TransferBandwidth < 0 {
 		return errors.New("config: transfer bandwidth must not be negative")
 	}
-	if c.ReserveBytes < 0 {
-		return errors.New("config: reserve must not be negative")
+	if c.ReserveBytes != 0 && c.ReserveBytes < MinReserve {
+		return fmt.Errorf("config: reserve %s: must be at least %s (the block store's own floor), or 0 for the default %s",
+			size.Format(c.ReserveBytes), size.Format(MinReserve), size.Format(DefaultReserve))
 	}
 	if c.HealBandwidth < 0 || c.HealConcurrency < 0 || c.HealInterval < 0 {
 		return errors.New("config: heal bandwidth, concurrency and interval must not be negative")

@@ -19,8 +19,8 @@ import (
 //     fail with out of space and the writes stay in the overlays, which
 //     keep taking writes until the file system itself is full; then NBD
 //     and FUSE clients get ENOSPC.
-//   - the reserve, Config.ReserveBytes (default DefaultReserve, never
-//     less than the store's floor): blocks the node stores for the mesh
+//   - the reserve, Config.ReserveBytes (default DefaultReserve, at least
+//     the store's floor, MinReserve): blocks the node stores for the mesh
 //     (pushed by an owner, copied by heal) must leave it free. Below it
 //     they are refused with out of space, which the sender sees, and stay
 //     under-replicated until space comes back or placement moves them. The
@@ -36,13 +36,18 @@ const DefaultReserve = 256 << 20
 // storeFloor is the free space every store put leaves (see blockstore.Options).
 var storeFloor = blockstore.DefaultOptions().MinFreeBytes
 
-// reserve is the free space blocks from peers leave: the configured one,
-// the default for 0, never below storeFloor.
+// MinReserve is the smallest reserve a config may set: the store's floor.
+// A smaller one would let peers' blocks fill the space the node's own
+// commits need.
+var MinReserve = storeFloor
+
+// reserve is the free space blocks from peers leave: the configured one
+// (Validate keeps it at least MinReserve), the default for 0.
 func reserve(configured int64) int64 {
 	if configured == 0 {
-		configured = DefaultReserve
+		return DefaultReserve
 	}
-	return max(configured, storeFloor)
+	return configured
 }
 
 // spaceState says which floor free bytes are under.

@@ -17,8 +17,8 @@ func TestSpaceState(t *testing.T) {
 	if got := reserve(0); got != DefaultReserve {
 		t.Fatalf("reserve(0) = %d, want the default %d", got, DefaultReserve)
 	}
-	if got := reserve(1 * mib); got != storeFloor {
-		t.Fatalf("reserve(1 MiB) = %d, want the store's floor %d", got, storeFloor)
+	if got := reserve(100 * mib); got != 100*mib {
+		t.Fatalf("reserve(100 MiB) = %d, want it as configured", got)
 	}
 	for _, tc := range []struct {
 		free, reserve int64
