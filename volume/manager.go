@@ -296,41 +296,60 @@ func (m *Manager) commitLoop() {
 	}
 	t := time.NewTicker(min(tick, time.Second))
 	defer t.Stop()
-	// full names the heads whose commits fail for lack of space: that is
-	// logged when it starts and when it ends, not at every tick.
-	full := map[string]bool{}
+	full := fullHeads{}
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
 		}
-		now := m.cfg.Now()
-		for _, h := range m.headList() {
-			if !h.commitDue(now, m.cfg.CommitInterval, m.cfg.CommitQuiet) {
-				if err := h.punchQuiet(now, m.cfg.CommitInterval); err != nil {
-					m.log.Error("background punch failed", "disk", h.name, "err", err)
-				}
-				continue
+		m.backgroundCommits(m.cfg.Now(), full)
+	}
+}
+
+// fullHeads are the heads whose background commits fail for lack of
+// space: that is logged when it starts and when it ends, not at every
+// tick. Keyed by head, so a disk removed and created again under its name
+// starts afresh.
+type fullHeads map[*Head]bool
+
+// backgroundCommits commits the heads that are due and punches the quiet
+// ones; full is updated, and pruned of the heads removed since.
+func (m *Manager) backgroundCommits(now time.Time, full fullHeads) {
+	heads := m.headList()
+	live := make(map[*Head]bool, len(heads))
+	for _, h := range heads {
+		live[h] = true
+	}
+	for h := range full {
+		if !live[h] {
+			delete(full, h)
+		}
+	}
+	for _, h := range heads {
+		if !h.commitDue(now, m.cfg.CommitInterval, m.cfg.CommitQuiet) {
+			if err := h.punchQuiet(now, m.cfg.CommitInterval); err != nil {
+				m.log.Error("background punch failed", "disk", h.name, "err", err)
 			}
-			_, err := m.Commit(context.Background(), h.name)
-			switch {
-			case errors.Is(err, ErrNoSpace):
-				if !full[h.name] {
-					full[h.name] = true
-					m.log.Error("background commits fail, device full: the writes stay in the overlay", "disk", h.name, "err", err)
-				}
-				// The overlay copies of the last commit's blocks are
-				// space the store needs now, whatever the head's writes.
-				if perr := h.punchQuiet(now, 0); perr != nil {
-					m.log.Error("background punch failed", "disk", h.name, "err", perr)
-				}
-			case err != nil && !errors.Is(err, ErrNotFound):
-				m.log.Error("background commit failed", "disk", h.name, "err", err)
-			case err == nil && full[h.name]:
-				delete(full, h.name)
-				m.log.Info("background commits resumed: space is back", "disk", h.name)
+			continue
+		}
+		_, err := m.Commit(context.Background(), h.name)
+		switch {
+		case errors.Is(err, ErrNoSpace):
+			if !full[h] {
+				full[h] = true
+				m.log.Error("background commits fail, device full: the writes stay in the overlay", "disk", h.name, "err", err)
 			}
+			// The overlay copies of the last commit's blocks are
+			// space the store needs now, whatever the head's writes.
+			if perr := h.punchQuiet(now, 0); perr != nil {
+				m.log.Error("background punch failed", "disk", h.name, "err", perr)
+			}
+		case err != nil && !errors.Is(err, ErrNotFound):
+			m.log.Error("background commit failed", "disk", h.name, "err", err)
+		case err == nil && full[h]:
+			delete(full, h)
+			m.log.Info("background commits resumed: space is back", "disk", h.name)
 		}
 	}
 }

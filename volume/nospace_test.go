@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -175,5 +176,64 @@ func TestCommitErrorIsTheDisks(t *testing.T) {
 	store.full.Store(false)
 	if info, err := m.Commit(ctx, "d"); err != nil || info.CommitError != "" {
 		t.Fatalf("commit once space is back: %+v, %v; want no commit error", info, err)
+	}
+}
+
+// countingHandler counts the log records whose message contains sub.
+type countingHandler struct {
+	slog.Handler
+	sub string
+	n   *atomic.Int64
+}
+
+func (countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, c.sub) {
+		c.n.Add(1)
+	}
+	return nil
+}
+
+// TestDeviceFullLogStartsAfreshForANewDisk: background commits log a
+// device-full failure once per head, and forget a removed head, so a disk
+// created again under the same name logs its own failure.
+func TestDeviceFullLogStartsAfreshForANewDisk(t *testing.T) {
+	ctx := context.Background()
+	store := &fullStore{Store: blockstore.NewMemory()}
+	var logged atomic.Int64
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Store, cfg.CommitInterval, cfg.Now = t.TempDir(), store, 0, (&fakeClock{}).now
+	cfg.Logger = slog.New(countingHandler{Handler: slog.DiscardHandler, sub: "device full", n: &logged})
+	m, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	store.full.Store(true)
+	full := fullHeads{}
+	for round := 1; round <= 2; round++ {
+		if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := m.Head("d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt(bytes.Repeat([]byte{byte(round)}, 64<<10), 0); err != nil {
+			t.Fatal(err)
+		}
+		m.backgroundCommits(cfg.Now(), full)
+		m.backgroundCommits(cfg.Now(), full)
+		if n := logged.Load(); n != int64(round) {
+			t.Fatalf("round %d: %d device-full logs, want one per disk", round, n)
+		}
+		if err := m.RemoveDisk(ctx, "d"); err != nil {
+			t.Fatal(err)
+		}
+		m.backgroundCommits(cfg.Now(), full)
+		if len(full) != 0 {
+			t.Fatalf("round %d: %d removed heads still counted full", round, len(full))
+		}
 	}
 }
