@@ -2,18 +2,14 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -77,60 +73,6 @@ func freeOn(t *testing.T, path string) int64 {
 	return int64(st.Bavail) * int64(st.Bsize)
 }
 
-// nbdConn is one NBD connection held open across the test's steps, so
-// that "the same connection" can be shown to fail and then work again.
-// It speaks the transmission phase with simple replies.
-type nbdConn struct {
-	t      *testing.T
-	c      net.Conn
-	handle uint64
-}
-
-func dialNBD(t *testing.T, addr, name string) *nbdConn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(cmdTimeout))
-	if _, err := io.ReadFull(c, make([]byte, 18)); err != nil {
-		t.Fatalf("nbd greeting: %v", err)
-	}
-	nbdGo(t, c, name)
-	return &nbdConn{t: t, c: c}
-}
-
-// do sends one request and returns the errno of its reply.
-func (n *nbdConn) do(cmd uint16, off uint64, length uint32, payload []byte) uint32 {
-	n.t.Helper()
-	n.c.SetDeadline(time.Now().Add(cmdTimeout))
-	n.handle++
-	req := binary.BigEndian.AppendUint32(nil, 0x25609513)
-	req = binary.BigEndian.AppendUint16(req, 0)
-	req = binary.BigEndian.AppendUint16(req, cmd)
-	req = binary.BigEndian.AppendUint64(req, n.handle)
-	req = binary.BigEndian.AppendUint64(req, off)
-	req = binary.BigEndian.AppendUint32(req, length)
-	if _, err := n.c.Write(append(req, payload...)); err != nil {
-		n.t.Fatalf("nbd request %d: %v", cmd, err)
-	}
-	reply := make([]byte, 16)
-	if _, err := io.ReadFull(n.c, reply); err != nil {
-		n.t.Fatalf("nbd reply to %d: %v (the server dropped the connection)", cmd, err)
-	}
-	if h := binary.BigEndian.Uint64(reply[8:]); h != n.handle {
-		n.t.Fatalf("nbd reply handle %d, want %d", h, n.handle)
-	}
-	return binary.BigEndian.Uint32(reply[4:])
-}
-
-func (n *nbdConn) write(off uint64, p []byte) uint32 {
-	return n.do(1, off, uint32(len(p)), p)
-}
-
-func (n *nbdConn) flush() uint32 { return n.do(3, 0, 0, nil) }
-
 // qemuWrite writes pattern at [off, off+n) in one qemu-io session and
 // flushes; it returns qemu-io's output and exit code.
 func qemuWrite(t *testing.T, uri string, pattern byte, off, n string) (string, int) {
@@ -188,7 +130,7 @@ func TestDiskFull(t *testing.T) {
 	h.ok("disk", "commit", "d")
 	acked = append(acked, pattern{0x22, "8M", "8M"})
 	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 8M 8M", "-c", "flush", uri)
-	held := dialNBD(t, addr, "d")
+	held := nbdHold(t, addr, "d")
 
 	// Below the store's floor: the overlay still takes writes, commits
 	// and sync-mode flushes fail with out of space.
@@ -217,7 +159,7 @@ func TestDiskFull(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "No space left on device") {
 		t.Fatalf("qemu-io write on a full device: exit %d, want ENOSPC:\n%s", code, out)
 	}
-	if e := held.write(48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != enospc {
+	if e := held.request(nbdCmdWrite, 48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != enospc {
 		t.Fatalf("NBD write on a full device: errno %d, want ENOSPC (%d)", e, enospc)
 	}
 	// Both answers are right: the flush makes the overlay's bitmap durable
@@ -226,7 +168,7 @@ func TestDiskFull(t *testing.T) {
 	// got part of its range into the overlay, the bitmap must be written
 	// on a full file system and the flush fails with ENOSPC. It never
 	// claims durability it lacks, and the reads below check what it kept.
-	if e := held.flush(); e != 0 && e != enospc {
+	if e := held.request(nbdCmdFlush, 0, nil); e != 0 && e != enospc {
 		t.Fatalf("NBD flush on a full device: errno %d, want 0 (nothing new to make durable) or ENOSPC (the bitmap cannot be written)", e)
 	}
 	wantPatterns(t, "full device", uri, acked)
@@ -246,18 +188,18 @@ func TestDiskFull(t *testing.T) {
 	wantPatterns(t, "restart on a full device", uri, acked)
 	// Opening the store gave back its index ballast: fill that too.
 	fill.fill(0)
-	held = dialNBD(t, addr, "d")
-	if e := held.write(48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != enospc {
+	held = nbdHold(t, addr, "d")
+	if e := held.request(nbdCmdWrite, 48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != enospc {
 		t.Fatalf("NBD write on a full device after a restart: errno %d, want ENOSPC", e)
 	}
 
 	// Space comes back: the same connection writes and flushes, new
 	// connections too, commits resume, status clears; no restart.
 	fill.remove()
-	if e := held.write(48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != 0 {
+	if e := held.request(nbdCmdWrite, 48<<20, bytes.Repeat([]byte{0x66}, 1<<20)); e != 0 {
 		t.Fatalf("NBD write on the same connection once space is back: errno %d, want 0", e)
 	}
-	if e := held.flush(); e != 0 {
+	if e := held.request(nbdCmdFlush, 0, nil); e != 0 {
 		t.Fatalf("NBD flush on the same connection once space is back: errno %d, want 0", e)
 	}
 	acked = append(acked, pattern{0x66, "48M", "1M"}, pattern{0x77, "56M", "1M"})

@@ -171,24 +171,31 @@ func (c *nbdClient) send(typ uint16, off uint64, length uint32, payload []byte) 
 	}
 }
 
-func (c *nbdClient) reply() {
+// request sends one request and returns the errno of its reply (simple
+// replies, one request in flight).
+func (c *nbdClient) request(typ uint16, off uint64, payload []byte) uint32 {
 	c.t.Helper()
+	c.conn.SetDeadline(time.Now().Add(cmdTimeout))
+	length := uint32(len(payload))
+	if typ != nbdCmdWrite {
+		length = 0
+	}
+	c.send(typ, off, length, payload)
 	r := make([]byte, 16)
 	if _, err := io.ReadFull(c.conn, r); err != nil {
-		c.t.Fatalf("NBD reply: %v", err)
+		c.t.Fatalf("NBD reply to %d: %v (the server dropped the connection)", typ, err)
 	}
-	if errno := binary.BigEndian.Uint32(r[4:]); errno != 0 {
-		c.t.Fatalf("NBD reply: errno %d", errno)
-	}
+	return binary.BigEndian.Uint32(r[4:])
 }
 
 // write writes p at off and flushes.
 func (c *nbdClient) write(p []byte, off uint64) {
 	c.t.Helper()
-	c.send(nbdCmdWrite, off, uint32(len(p)), p)
-	c.reply()
-	c.send(nbdCmdFlush, 0, 0, nil)
-	c.reply()
+	for _, typ := range []uint16{nbdCmdWrite, nbdCmdFlush} {
+		if errno := c.request(typ, off, p); errno != 0 {
+			c.t.Fatalf("NBD request %d: errno %d", typ, errno)
+		}
+	}
 }
 
 // disconnect says goodbye and waits for the server to close the
