@@ -186,6 +186,10 @@ func TestDiskFull(t *testing.T) {
 	h.stopDaemon()
 	h.startDaemon()
 	wantPatterns(t, "restart on a full device", uri, acked)
+	// And after a crash on it: nothing gets the chance to shut down.
+	h.killDaemon()
+	h.startDaemon()
+	wantPatterns(t, "kill -9 restart on a full device", uri, acked)
 	// Opening the store gave back its index ballast: fill that too.
 	fill.fill(0)
 	held = nbdHold(t, addr, "d")
@@ -294,16 +298,18 @@ func TestDiskFullReserve(t *testing.T) {
 		t.Fatalf("sync write whose copy B refuses: exit %d, want ENOSPC:\n%s", code, out)
 	}
 
-	// B's own disk writes and commits into the reserve.
+	// B's own disk writes and commits into the reserve: 32 MiB that do
+	// not dedup, so the commit stores 32 MiB below the reserve.
 	b.ok("disk", "create", "own", "--size", "64M", "--replicas", "1")
-	b.nbdWrite("own", 0x42, 0, 32<<20)
+	own := make([]byte, 32<<20)
+	rand.NewChaCha8([32]byte{12}).Read(own)
+	toolOK(t, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", writeTemp(t, "own.img", own),
+		fmt.Sprintf("nbd+unix:///own?socket=%s", filepath.Join(b.home, "nbd.sock")))
 	b.ok("disk", "commit", "own")
 	if d := b.diskInfo("own"); d.DirtyBytes != 0 {
 		t.Fatalf("disk info own on B after a commit: %+v, want nothing dirty", d)
 	}
-	want := bytes.Repeat([]byte{0x42}, 32<<20)
-	want = append(want, make([]byte, 32<<20)...)
-	b.wantContent("own", want)
+	b.wantContent("own", append(own, make([]byte, 32<<20)...))
 	a.wantContent("big", img)
 
 	// Space comes back (the file system grows): B's heal takes its share
