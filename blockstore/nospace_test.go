@@ -27,18 +27,7 @@ func TestNoSpace(t *testing.T) {
 		{"Reserve", 1 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
-				if errors.Is(err, syscall.EPERM) {
-					t.Skipf("cannot mount tmpfs (no CAP_SYS_ADMIN?): %v", err)
-				}
-				t.Fatalf("mount tmpfs on %s: %v", dir, err)
-			}
-			t.Cleanup(func() {
-				if err := syscall.Unmount(dir, 0); err != nil {
-					t.Errorf("unmount %s: %v", dir, err)
-				}
-			})
+			dir := mountTmpfs(t, "8m")
 			o := testOptions()
 			o.MinFreeBytes = tc.reserve
 			d := openDisk(t, dir, o)
@@ -101,18 +90,7 @@ func TestBallastGoesWhenOthersFillTheDevice(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
-				if errors.Is(err, syscall.EPERM) {
-					t.Skipf("cannot mount tmpfs (no CAP_SYS_ADMIN?): %v", err)
-				}
-				t.Fatalf("mount tmpfs on %s: %v", dir, err)
-			}
-			t.Cleanup(func() {
-				if err := syscall.Unmount(dir, 0); err != nil {
-					t.Errorf("unmount %s: %v", dir, err)
-				}
-			})
+			dir := mountTmpfs(t, "16m")
 			o := testOptions()
 			o.MinFreeBytes = 2 << 20
 			store := filepath.Join(dir, "store")
@@ -156,4 +134,23 @@ func fillToTheLastByte(t *testing.T, path string) {
 			}
 		}
 	}
+}
+
+// mountTmpfs mounts a tmpfs of size on a temporary directory for the
+// test, skipping it where mounting is not allowed.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("cannot mount tmpfs (no CAP_SYS_ADMIN?): %v", err)
+		}
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
 }
