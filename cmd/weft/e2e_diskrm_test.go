@@ -171,16 +171,12 @@ func (c *nbdClient) send(typ uint16, off uint64, length uint32, payload []byte) 
 	}
 }
 
-// request sends one request and returns the errno of its reply (simple
-// replies, one request in flight).
+// request sends one request (payload is a write's data, nil otherwise)
+// and returns the errno of its reply (simple replies, one in flight).
 func (c *nbdClient) request(typ uint16, off uint64, payload []byte) uint32 {
 	c.t.Helper()
 	c.conn.SetDeadline(time.Now().Add(cmdTimeout))
-	length := uint32(len(payload))
-	if typ != nbdCmdWrite {
-		length = 0
-	}
-	c.send(typ, off, length, payload)
+	c.send(typ, off, uint32(len(payload)), payload)
 	r := make([]byte, 16)
 	if _, err := io.ReadFull(c.conn, r); err != nil {
 		c.t.Fatalf("NBD reply to %d: %v (the server dropped the connection)", typ, err)
@@ -191,10 +187,11 @@ func (c *nbdClient) request(typ uint16, off uint64, payload []byte) uint32 {
 // write writes p at off and flushes.
 func (c *nbdClient) write(p []byte, off uint64) {
 	c.t.Helper()
-	for _, typ := range []uint16{nbdCmdWrite, nbdCmdFlush} {
-		if errno := c.request(typ, off, p); errno != 0 {
-			c.t.Fatalf("NBD request %d: errno %d", typ, errno)
-		}
+	if errno := c.request(nbdCmdWrite, off, p); errno != 0 {
+		c.t.Fatalf("NBD write: errno %d", errno)
+	}
+	if errno := c.request(nbdCmdFlush, 0, nil); errno != 0 {
+		c.t.Fatalf("NBD flush: errno %d", errno)
 	}
 }
 
