@@ -98,13 +98,7 @@ func TestFullStoreGivesBackOverlaySpace(t *testing.T) {
 	}
 	t.Cleanup(func() { m.Close() })
 	const bs = 4096
-	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 8 * bs, BlockSize: bs, Replicas: 1}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Head("d")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := createSmallDisk(t, m, bs)
 	want := make([]byte, 8*bs)
 	copy(want, bytes.Repeat([]byte{0xaa}, 4*bs))
 	copy(want[5*bs:], bytes.Repeat([]byte{0x55}, bs))
