@@ -62,6 +62,9 @@ type DiskInfo struct {
 	UsedBytes int64  `json:"used_bytes"`
 	// DirtyBytes is data written but not yet committed to the block store.
 	DirtyBytes int64 `json:"dirty_bytes"`
+	// CommitError is why the disk's last commit failed ("" once one
+	// succeeds), such as out of space; the dirty bytes wait meanwhile.
+	CommitError string `json:"commit_error,omitempty"`
 	// UnderReplicated counts the disk's blocks that fewer than Replicas
 	// nodes are confirmed to hold; it is never 0 before they confirmed.
 	// A single node holds one copy of each block; a node of a mesh

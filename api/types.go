@@ -35,7 +35,28 @@ type Status struct {
 	Members         []Peer      `json:"members"`
 	UnderReplicated int64       `json:"under_replicated"`
 	Heal            *HealStatus `json:"heal,omitempty"`
+	// Space is the free space of the file system holding the home.
+	Space SpaceStatus `json:"space"`
 }
+
+// SpaceStatus is the free space of the file system holding a node's home
+// (its block store and write overlays) and what it allows. State is "ok";
+// "low", below ReserveBytes: blocks stored for other nodes are refused;
+// or "full", below the block store's floor: commits fail and clients get
+// ENOSPC once the overlays cannot grow. It is read afresh each time, so
+// it clears as soon as space comes back.
+type SpaceStatus struct {
+	FreeBytes    int64  `json:"free_bytes"`
+	ReserveBytes int64  `json:"reserve_bytes"`
+	State        string `json:"state"`
+}
+
+// SpaceStatus states.
+const (
+	SpaceOK   = "ok"
+	SpaceLow  = "low"
+	SpaceFull = "full"
+)
 
 // AllowRequest is the body of PUT /v1/disks/{name}/allow.
 type AllowRequest struct {

@@ -14,6 +14,12 @@ import (
 // ballastSize bytes: Open deletes it before opening the index and puts it
 // back afterwards, and the first ENOSPC from a segment deletes it, after
 // which puts keep at least ballastSize free (see appendRecords).
+//
+// Puts stop at MinFreeBytes, so when other writers (the disks' overlays,
+// other programs) fill the file system, no segment ever sees ENOSPC. The
+// ballast then also goes once the free space is below its size: when a
+// put is refused for space, and before index writes that keep no floor
+// (deletes), which would otherwise find the file system full.
 
 func (o Options) ballastSize() int64 { return 2*o.IndexMemTableBytes + 1<<20 }
 
@@ -25,6 +31,31 @@ func (d *Disk) releaseBallast() {
 	if d.dropBallast() {
 		d.log.Warn("device full: released the index ballast", "bytes", d.opts.ballastSize())
 	}
+}
+
+// releaseBallastIfFull releases the ballast if the file system holding
+// the segments has less than the ballast's size free. The caller holds
+// appendMu.
+func (d *Disk) releaseBallastIfFull() {
+	if !d.ballast {
+		return
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(d.segDir, &st); err != nil {
+		d.log.Warn("cannot read the free space; keeping the index ballast", "err", fmt.Errorf("statfs %s: %w", d.segDir, err))
+		return
+	}
+	if int64(st.Bavail)*int64(st.Bsize) < d.opts.ballastSize() {
+		d.releaseBallast()
+	}
+}
+
+// roomForIndex makes room for an index write that keeps no floor (a
+// delete): the ballast goes if the file system is full.
+func (d *Disk) roomForIndex() {
+	d.appendMu.Lock()
+	defer d.appendMu.Unlock()
+	d.releaseBallastIfFull()
 }
 
 // dropBallast deletes the ballast file and reports whether it did. The

@@ -158,6 +158,7 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 		var st unix.Statfs_t
 		if err := unix.Statfs(d.segDir, &st); err == nil {
 			if free := int64(st.Bavail) * int64(st.Bsize); free-need < minFree {
+				d.releaseBallastIfFull()
 				d.appendMu.Unlock()
 				return nil, nil, fmt.Errorf("%w: %d bytes free, %d needed plus a %d-byte reserve",
 					ErrNoSpace, free, need, minFree)

@@ -9,7 +9,9 @@
 // every member of the placement set has confirmed its copy. The pass
 // is recomputed from what is stored, so an interrupted heal resumes where
 // it stopped. Copies are throttled by a byte rate and a concurrency bound
-// so heal never starves client I/O or the failure detector.
+// so heal never starves client I/O or the failure detector; a node without
+// room for one more response (Config.Room) stops fetching, and its blocks
+// stay under-replicated until space comes back.
 //
 // The package also holds the two other ways blocks move for durability:
 // the owner's push of freshly committed blocks to their placement set

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -533,4 +534,89 @@ func TestHealCapHoldsOnTheWire(t *testing.T) {
 		t.Fatalf("heal capped at 1 KiB/s fetched %d bytes in half a second, want at most the burst (%d)", peers.bytes, rateBurst)
 	}
 	t.Logf("fetched %d bytes", peers.bytes)
+}
+
+// TestHealFullNodeFetchesNothing: a node without room for its share asks
+// no peer for blocks it would throw away, and the pass fails with
+// ErrNoSpace, which status shows; a store that refuses a batch stops the
+// pass the same way after that one batch.
+func TestHealFullNodeFetchesNothing(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	net, ids := newTestNet(t, rng, "a", "b")
+	owner, self := ids[0], ids[1]
+	root := writeDisk(t, rng, net.stores[owner], 2000)
+	roots := func() []Root { return []Root{{Root: root, Replicas: 2}} }
+	full := func(int64) error { return fmt.Errorf("test: %w", blockstore.ErrNoSpace) }
+	for _, tc := range []struct {
+		name     string
+		room     func(int64) error
+		store    Store
+		maxFetch int
+	}{
+		{"no room", full, net.stores[self], 0},
+		{"store refuses", nil, refusingStore{net.stores[self]}, fetchBatch * 4096}, // one batch of 4 KiB blocks
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			peers := &countingPeers{Peers: net.clients[self]}
+			h := New(Config{
+				Self: self, Store: tc.store, Maps: blockmap.New(&FetchingStore{Store: net.stores[self], Self: self, Peers: net.clients[self], Members: net.members}, 64),
+				Peers: peers, Members: net.members, Roots: roots, Redundancy: net.redundancy(self),
+				Concurrency: 1, Room: tc.room,
+			})
+			err := h.Pass(context.Background())
+			if !errors.Is(err, blockstore.ErrNoSpace) {
+				t.Fatalf("pass on a full node: got %v, want ErrNoSpace", err)
+			}
+			peers.mu.Lock()
+			defer peers.mu.Unlock()
+			if peers.bytes > tc.maxFetch {
+				t.Fatalf("a full node fetched %d bytes, want at most %d", peers.bytes, tc.maxFetch)
+			}
+			if st := h.Status(); !strings.Contains(st.LastError, "out of space") {
+				t.Fatalf("status after the pass: %+v, want the out-of-space error", st)
+			}
+		})
+	}
+}
+
+// refusingStore refuses every put for lack of space.
+type refusingStore struct{ Store }
+
+func (s refusingStore) Put(ctx context.Context, b blockstore.Block) error {
+	return s.PutMany(ctx, []blockstore.Block{b})
+}
+
+func (refusingStore) PutMany(context.Context, []blockstore.Block) error {
+	return fmt.Errorf("test: %w", blockstore.ErrNoSpace)
+}
+
+// TestHealFetchesAboveTheReserve: a node with 100 MiB above its reserve
+// and 4 MiB blocks copied so far still fetches: the room heal asks for is
+// one response (exchange.MaxGetPayload), not a whole batch of 4 MiB blocks
+// (1 GiB), which would refuse every copy far above the reserve.
+func TestHealFetchesAboveTheReserve(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	net, ids := newTestNet(t, rng, "a", "b")
+	owner, self := ids[0], ids[1]
+	root := writeDisk(t, rng, net.stores[owner], 600)
+	roots := func() []Root { return []Root{{Root: root, Replicas: 2}} }
+	const aboveReserve = 100 << 20
+	room := func(n int64) error {
+		if n > aboveReserve {
+			return fmt.Errorf("test: %d bytes asked, %d above the reserve: %w", n, aboveReserve, blockstore.ErrNoSpace)
+		}
+		return nil
+	}
+	h := New(Config{
+		Self: self, Store: net.stores[self], Maps: blockmap.New(&FetchingStore{Store: net.stores[self], Self: self, Peers: net.clients[self], Members: net.members}, 64),
+		Peers: net.clients[self], Members: net.members, Roots: roots, Redundancy: net.redundancy(self),
+		Concurrency: 1, Room: room,
+	})
+	h.status.CopiedBlocks, h.status.CopiedBytes = 1, 4<<20 // a 4 MiB block copied before
+	if err := h.Pass(context.Background()); err != nil {
+		t.Fatalf("pass 100 MiB above the reserve: %v", err)
+	}
+	if st := h.Status(); st.CopiedBlocks < 600 {
+		t.Fatalf("status after the pass: %+v, want the 600 blocks copied", st)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/placement"
 )
 
@@ -36,7 +37,13 @@ type Config struct {
 	// Interval is the time between passes when nothing triggers one
 	// (default 30s).
 	Interval time.Duration
-	Logger   *slog.Logger
+	// Room, if set, is asked before each batch is fetched whether the
+	// node can take bytes more: the batch's expected size, at most one
+	// exchange response (exchange.MaxGetPayload). An error matching
+	// blockstore.ErrNoSpace (so can the store's) ends the pass's fetches
+	// with it: a full node does not fetch what it would throw away.
+	Room   func(bytes int64) error
+	Logger *slog.Logger
 }
 
 // fetchBatch bounds the blocks asked for in one request. 64-block batches
@@ -129,21 +136,24 @@ func (h *Healer) batchBlocks() int {
 	return int(min(fetchBatch, max(1, rateBurst/h.expectBytes(1))))
 }
 
-// expectBytes is the bytes n blocks are expected to come to under a cap:
-// at the mean size of the blocks copied so far, 64 KiB before any. Without
-// a cap it is 0: nothing is charged ahead.
+// meanBlockBytes is the mean size of the blocks copied so far, 64 KiB
+// before any.
+func (h *Healer) meanBlockBytes() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.status.CopiedBlocks == 0 {
+		return 64 << 10
+	}
+	return max(1, h.status.CopiedBytes/h.status.CopiedBlocks)
+}
+
+// expectBytes is the bytes n blocks are expected to come to under a cap,
+// at meanBlockBytes. Without a cap it is 0: nothing is charged ahead.
 func (h *Healer) expectBytes(n int) int {
 	if h.limit.Limit() == rate.Inf {
 		return 0
 	}
-	h.mu.Lock()
-	blocks, bytes := h.status.CopiedBlocks, h.status.CopiedBytes
-	h.mu.Unlock()
-	each := 64 << 10
-	if blocks > 0 {
-		each = int(max(1, bytes/blocks))
-	}
-	return n * each
+	return n * int(h.meanBlockBytes())
 }
 
 // Trigger asks for a pass soon. It never blocks.
@@ -375,7 +385,11 @@ func (h *Healer) fetchAll(ctx context.Context, p *plan) error {
 		for start := 0; start < len(cids); start += per {
 			batch := cids[start:min(start+per, len(cids))]
 			g.Go(func() error {
-				if err := h.fetchBatch(gctx, peer, batch, p); err != nil {
+				err := h.fetchBatch(gctx, peer, batch, p)
+				if errors.Is(err, blockstore.ErrNoSpace) {
+					return err // no other batch fits either
+				}
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -398,6 +412,15 @@ func (h *Healer) fetchAll(ctx context.Context, p *plan) error {
 // sits in the exchange's reused frame buffer, and counts once stored: a
 // request that fails halfway keeps what came before the failure.
 func (h *Healer) fetchBatch(ctx context.Context, peer string, batch []cid.Cid, p *plan) error {
+	if h.cfg.Room != nil {
+		// Asked for one response's worth, not the batch's: the store's
+		// own check refuses each response that does not fit, so asking for
+		// the whole batch (a GiB at 4 MiB blocks) would refuse copies long
+		// before the node is short of space.
+		if err := h.cfg.Room(min(int64(len(batch))*h.meanBlockBytes(), exchange.MaxGetPayload)); err != nil {
+			return fmt.Errorf("heal: %w", err)
+		}
+	}
 	missing := batch
 	tried := map[string]bool{}
 	for len(missing) > 0 {

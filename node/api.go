@@ -8,6 +8,9 @@ import (
 // Status is api.Status.
 type Status = api.Status
 
+// SpaceStatus is the free space of the home's file system; see api.
+type SpaceStatus = api.SpaceStatus
+
 // AllowRequest is api.AllowRequest.
 type AllowRequest = api.AllowRequest
 
@@ -39,7 +42,7 @@ type errorBody = api.ErrorBody
 func apiDiskInfo(info volume.DiskInfo) api.DiskInfo {
 	d := api.DiskInfo{
 		Name: info.Name, Size: info.Size, BlockSize: info.BlockSize, Replicas: info.Replicas, Sync: info.Sync,
-		Root: volume.RootText(info.Root), UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, ReplicaCount: info.ReplicaCount,
+		Root: volume.RootText(info.Root), UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, CommitError: info.CommitError, ReplicaCount: info.ReplicaCount,
 		Created: info.Created, Committed: info.Committed, Allow: info.Allow,
 	}
 	if d.Replicas > 1 && d.BlockSize > 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/weft-mesh/weft/volume"
 
 	"github.com/weft-mesh/weft/internal/jsonfile"
+	"github.com/weft-mesh/weft/internal/size"
 )
 
 // Files and directories inside a node's home.
@@ -71,6 +72,11 @@ type Config struct {
 	// transfers it receives (push, pull, replication), shared between them
 	// by priority; 0 means no budget (priorities still order requests).
 	TransferBandwidth int64 `json:"transfer_bandwidth,omitempty"`
+
+	// ReserveBytes is the free space on the home's file system that blocks
+	// stored for the mesh (pushes, heal copies) must leave, kept for the
+	// node's own disks (0 in the file means DefaultReserve; see space.go).
+	ReserveBytes int64 `json:"reserve_bytes,omitempty"`
 
 	// Join lists members to join at start (weft daemon --join); a node
 	// that was in a mesh rejoins the peers it knew by itself.
@@ -155,6 +161,10 @@ func (c Config) Validate() error {
 	}
 	if c.TransferBandwidth < 0 {
 		return errors.New("config: transfer bandwidth must not be negative")
+	}
+	if c.ReserveBytes != 0 && c.ReserveBytes < MinReserve {
+		return fmt.Errorf("config: reserve %s: must be at least %s (the block store's own floor), or 0 for the default %s",
+			size.Format(c.ReserveBytes), size.Format(MinReserve), size.Format(DefaultReserve))
 	}
 	if c.HealBandwidth < 0 || c.HealConcurrency < 0 || c.HealInterval < 0 {
 		return errors.New("config: heal bandwidth, concurrency and interval must not be negative")

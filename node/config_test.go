@@ -28,6 +28,8 @@ func TestConfigValidate(t *testing.T) {
 		"probe too fast": func(c *Config) { c.ProbeInterval = 10 * time.Millisecond },
 		"negative probe": func(c *Config) { c.ProbeInterval = -time.Second },
 		"suspicion 1":    func(c *Config) { c.SuspicionMult = 1 },
+		"reserve 1M":     func(c *Config) { c.ReserveBytes = 1 << 20 },
+		"reserve < 0":    func(c *Config) { c.ReserveBytes = -1 },
 	}
 	for name, mutate := range bad {
 		c := good

@@ -69,6 +69,9 @@ type CoreConfig struct {
 	// TransferBandwidth is the transfers' budget in bytes per second (0:
 	// no cap).
 	TransferBandwidth int64
+	// ReserveBytes is the free space blocks stored for the mesh leave on
+	// the home's file system (0: DefaultReserve; see space.go).
+	ReserveBytes int64
 	// ReconcileEvery and AnnounceTimeout time the cluster layer (0: its
 	// defaults).
 	ReconcileEvery, AnnounceTimeout time.Duration
@@ -164,8 +167,8 @@ func (cfg CoreConfig) validate() error {
 	if cfg.CommitInterval < 0 || cfg.HealInterval < 0 || cfg.ReconcileEvery < 0 || cfg.AnnounceTimeout < 0 {
 		errs = append(errs, errors.New("negative period"))
 	}
-	if cfg.HealBandwidth < 0 || cfg.HealConcurrency < 0 || cfg.TransferBandwidth < 0 {
-		errs = append(errs, errors.New("negative bandwidth or concurrency"))
+	if cfg.HealBandwidth < 0 || cfg.HealConcurrency < 0 || cfg.TransferBandwidth < 0 || cfg.ReserveBytes < 0 {
+		errs = append(errs, errors.New("negative bandwidth, concurrency or reserve"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("node core config: %w", err)
@@ -268,7 +271,9 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.blocks = &exchange.Client{Dialer: meshnet.Dialer{Net: n.net, Proto: exchange.Protocol}}
-	srv := &exchange.Server{Store: cfg.Store, Logger: cfg.Logger}
+	room := &peerReserve{free: func() (int64, error) { return freeBytes(cfg.Home) }, keep: reserve(cfg.ReserveBytes)}
+	srv := &exchange.Server{Store: cfg.Store, Logger: cfg.Logger,
+		Accept: func(_ string, _ int, bytes int64) (func(), error) { return room.admit(bytes) }}
 	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
 		srv.ServeStream(ctx, string(from), s)
 	})
@@ -278,9 +283,9 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.redundancy = heal.NewRedundancy(maps, nil) // its members are set once the cluster is up
 	// Heal passes start in Run, once the volumes (the cluster's heal roots) are open.
 	n.healer = heal.New(heal.Config{
-		Self: string(self), Store: cfg.Store, Maps: maps, Peers: n.blocks,
+		Self: string(self), Store: reservedStore{Store: cfg.Store, reserve: room}, Maps: maps, Peers: n.blocks,
 		Members: n.members, Roots: func() []heal.Root { return n.cl.HealRoots() }, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
-		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Logger: healLog,
+		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Room: room.room, Logger: healLog,
 	})
 	n.pusher = &heal.Pusher{Self: string(self), Store: cfg.Store, Maps: blockmap.New(cfg.Store, 1024), Peers: n.blocks,
 		Members: n.members, Redundancy: n.redundancy}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
@@ -16,10 +17,10 @@ func (n *meshNode) repair(ctx context.Context, c cid.Cid) error {
 }
 
 // freeBytes returns the free space of the file system holding path.
-func freeBytes(path string) int64 {
+func freeBytes(path string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
-		return 0
+		return 0, fmt.Errorf("statfs %s: %w", path, err)
 	}
-	return int64(st.Bavail) * int64(st.Bsize)
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }

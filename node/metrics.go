@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/heal"
@@ -23,6 +24,9 @@ type metricsSources struct {
 	Heal      func() heal.Status
 	Members   func() []Peer
 	Transfers func() []TransferInfo
+	// Space is the free space on the home's file system, the reserve and
+	// their state (space.go), as `weft status` reports them.
+	Space func() SpaceStatus
 	// UnderReplicated is the figure `weft status` reports; on an error
 	// the metric is left out of the scrape rather than reported as 0.
 	UnderReplicated func() (int64, error)
@@ -60,6 +64,12 @@ var (
 		"Payload bytes of the blocks in the local block store.", nil, nil)
 	storeDiskBytesDesc = prometheus.NewDesc("weft_blockstore_disk_bytes",
 		"Bytes the local block store occupies on disk, garbage included.", nil, nil)
+	freeBytesDesc = prometheus.NewDesc("weft_node_free_bytes",
+		"Free bytes on the file system of the node's home (block store and write overlays).", nil, nil)
+	reserveBytesDesc = prometheus.NewDesc("weft_node_reserve_bytes",
+		"Free bytes that blocks stored for other nodes must leave, kept for this node's own disks.", nil, nil)
+	deviceFullDesc = prometheus.NewDesc("weft_node_device_full",
+		"1 while free space is below the block store's floor: commits fail and clients get ENOSPC once the overlays cannot grow.", nil, nil)
 
 	healUnderDesc = prometheus.NewDesc("weft_heal_under_replicated_blocks",
 		"Blocks of the disks this node lists that fewer than R live members confirmed holding, as weft status reports them.", nil, nil)
@@ -117,7 +127,7 @@ func newSourceCollector(src metricsSources) *sourceCollector {
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		storeBlocksDesc, storeBytesDesc, storeDiskBytesDesc,
+		storeBlocksDesc, storeBytesDesc, storeDiskBytesDesc, freeBytesDesc, reserveBytesDesc, deviceFullDesc,
 		healUnderDesc, healPendingDesc, healCopiedBlocksDesc, healCopiedBytesDesc, healDroppedDesc, healPassesDesc,
 		membersDesc, transferBytesDesc, transfersRunningDesc,
 	} {
@@ -131,6 +141,16 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(storeBlocksDesc, prometheus.GaugeValue, float64(s.Blocks))
 		ch <- prometheus.MustNewConstMetric(storeBytesDesc, prometheus.GaugeValue, float64(s.Bytes))
 		ch <- prometheus.MustNewConstMetric(storeDiskBytesDesc, prometheus.GaugeValue, float64(s.DiskBytes))
+	}
+	if c.src.Space != nil {
+		sp := c.src.Space()
+		full := 0.0
+		if sp.State == api.SpaceFull {
+			full = 1
+		}
+		ch <- prometheus.MustNewConstMetric(freeBytesDesc, prometheus.GaugeValue, float64(sp.FreeBytes))
+		ch <- prometheus.MustNewConstMetric(reserveBytesDesc, prometheus.GaugeValue, float64(sp.ReserveBytes))
+		ch <- prometheus.MustNewConstMetric(deviceFullDesc, prometheus.GaugeValue, full)
 	}
 	if c.src.Heal != nil {
 		h := c.src.Heal()

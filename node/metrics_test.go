@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/node/nbd"
@@ -67,6 +68,9 @@ func TestMetrics(t *testing.T) {
 			return []Peer{{State: "alive"}, {State: "alive"}, {State: "dead"}}
 		},
 		UnderReplicated: func() (int64, error) { return 3, nil },
+		Space: func() SpaceStatus {
+			return SpaceStatus{FreeBytes: 1 << 20, ReserveBytes: 256 << 20, State: api.SpaceFull}
+		},
 		Transfers: func() []TransferInfo {
 			mu.Lock()
 			defer mu.Unlock()
@@ -83,6 +87,9 @@ func TestMetrics(t *testing.T) {
 		"weft_blockstore_blocks 42",
 		"weft_blockstore_bytes 4.4040192e+07",
 		"weft_blockstore_disk_bytes 5.24288e+07",
+		"weft_node_free_bytes 1.048576e+06",
+		"weft_node_reserve_bytes 2.68435456e+08",
+		"weft_node_device_full 1",
 		"weft_heal_under_replicated_blocks 3",
 		"weft_heal_pending_blocks 2",
 		"weft_heal_copied_blocks_total 10",

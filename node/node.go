@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Home: cfg.Home, Site: cfg.Site, Join: cfg.Join, Store: store, Logger: base,
 		CommitInterval: cfg.CommitInterval, BlockCacheBytes: cfg.BlockCacheBytes,
 		HealInterval: cfg.HealInterval, HealBandwidth: cfg.HealBandwidth, HealConcurrency: cfg.HealConcurrency,
-		TransferBandwidth: cfg.TransferBandwidth,
+		TransferBandwidth: cfg.TransferBandwidth, ReserveBytes: cfg.ReserveBytes,
 	}
 	if len(cfg.Listen) > 0 {
 		m, cat, err := startMesh(ctx, cfg, id, store, base)
@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	go func() { defer close(ran); core.Run(cctx) }()
 	defer func() { ccancel(); <-ran }() // before the volumes close
 
-	src := metricsSources{Store: store.Stats}
+	src := metricsSources{Store: store.Stats, Space: func() SpaceStatus { return spaceStatus(cfg) }}
 	if mn != nil {
 		src.Heal, src.Members, src.Transfers = mn.healer.Status, mn.peers, mn.transfers.List
 		src.UnderReplicated = func() (int64, error) {
@@ -194,7 +194,11 @@ func startMesh(ctx context.Context, cfg Config, id Identity, store blockstore.St
 	mcfg.State = cluster.GossipState(cat, log.With("component", "mesh"))
 	mcfg.Capacity = func() (int64, int64) {
 		st := store.Stats()
-		return st.DiskBytes, freeBytes(cfg.Path(BlocksDir))
+		free, err := freeBytes(cfg.Path(BlocksDir))
+		if err != nil {
+			log.Warn("cannot read the block store's free space", "err", err)
+		}
+		return st.DiskBytes, free
 	}
 	m, err := mesh.New(ctx, mcfg)
 	if err != nil {

@@ -102,6 +102,7 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Disks:     nlocal,
 		// The sum of what disk ls says, at the same instant.
 		UnderReplicated: totalUnderReplicated(disks),
+		Space:           spaceStatus(s.cfg),
 	}
 	s.nbd.fillStatus(&out)
 	if s.mesh != nil {

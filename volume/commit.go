@@ -46,11 +46,18 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 	h.mu.Unlock()
 
 	if len(list) == 0 && publish == nil {
+		h.mu.Lock()
+		h.commitErr = "" // nothing is left to commit
+		h.mu.Unlock()
 		return nil
 	}
 	m.gcMu.RLock()
 	defer m.gcMu.RUnlock()
 	newRoot, err := m.storeBlocks(ctx, h, oldRoot, list)
+	// commitErr says why the disk's writes could not be committed: a
+	// store failure, not the caller's publish error (a replica that
+	// exists) nor a cancelled caller, which say nothing about the disk.
+	diskErr := err != nil && ctx.Err() == nil
 	if err != nil {
 		err = fmt.Errorf("commit disk %q: %w", h.name, err)
 	} else {
@@ -70,9 +77,13 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 		if h.dirtySince.IsZero() {
 			h.dirtySince = h.m.cfg.Now()
 		}
+		if diskErr {
+			h.commitErr = err.Error()
+		}
 		return err
 	}
 	h.root = newRoot
+	h.commitErr = ""
 	// The blocks the last commit left unpunched are punched now, unless
 	// they were written since (then the overlay serves them again). The
 	// blocks this commit cleans are left unpunched until the next one.
@@ -95,7 +106,9 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 	// with unpunched blocks is safe too: opening a head punches every
 	// clean block.)
 	if err := h.persist(); err != nil {
-		return fmt.Errorf("commit disk %q: %w", h.name, err)
+		err = fmt.Errorf("commit disk %q: %w", h.name, err)
+		h.commitErr = err.Error()
+		return err
 	}
 	if err := h.punch(clean); err != nil {
 		return fmt.Errorf("commit disk %q: %w", h.name, err)

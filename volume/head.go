@@ -67,6 +67,9 @@ type Head struct {
 	// partial writes must always copy the committed block in. Reopening
 	// the head punches again and clears it.
 	staleOverlay bool
+	// commitErr is why the last commit failed, "" once one succeeds:
+	// disk info shows it (a full device, most often). Guarded by mu.
+	commitErr string
 }
 
 // Name returns the disk's name.

@@ -242,13 +242,23 @@ func RootText(c cid.Cid) string {
 }
 
 // Close commits every dirty head, stops background work and closes the
-// overlays. It does not close the block store, which the caller owns.
+// overlays. It does not close the block store, which the caller owns. A
+// head that cannot commit for lack of space keeps its writes in its
+// overlay, made durable here, and the next Open commits them: a full
+// device is no reason to fail a shutdown.
 func (m *Manager) Close() error {
 	close(m.stop)
 	m.wg.Wait()
 	var errs []error
 	for _, h := range m.headList() {
-		if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {
+		_, err := m.Commit(context.Background(), h.name)
+		if errors.Is(err, ErrNoSpace) {
+			m.log.Warn("disk left uncommitted in its overlay: device full", "disk", h.name, "err", err)
+			h.mu.RLock()
+			err = h.persist()
+			h.mu.RUnlock()
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}
@@ -286,23 +296,60 @@ func (m *Manager) commitLoop() {
 	}
 	t := time.NewTicker(min(tick, time.Second))
 	defer t.Stop()
+	full := fullHeads{}
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
 		}
-		now := m.cfg.Now()
-		for _, h := range m.headList() {
-			if !h.commitDue(now, m.cfg.CommitInterval, m.cfg.CommitQuiet) {
-				if err := h.punchQuiet(now, m.cfg.CommitInterval); err != nil {
-					m.log.Error("background punch failed", "disk", h.name, "err", err)
-				}
-				continue
+		m.backgroundCommits(m.cfg.Now(), full)
+	}
+}
+
+// fullHeads are the heads whose background commits fail for lack of
+// space: that is logged when it starts and when it ends, not at every
+// tick. Keyed by head, so a disk removed and created again under its name
+// starts afresh.
+type fullHeads map[*Head]bool
+
+// backgroundCommits commits the heads that are due and punches the quiet
+// ones; full is updated, and pruned of the heads removed since.
+func (m *Manager) backgroundCommits(now time.Time, full fullHeads) {
+	heads := m.headList()
+	live := make(map[*Head]bool, len(heads))
+	for _, h := range heads {
+		live[h] = true
+	}
+	for h := range full {
+		if !live[h] {
+			delete(full, h)
+		}
+	}
+	for _, h := range heads {
+		if !h.commitDue(now, m.cfg.CommitInterval, m.cfg.CommitQuiet) {
+			if err := h.punchQuiet(now, m.cfg.CommitInterval); err != nil {
+				m.log.Error("background punch failed", "disk", h.name, "err", err)
 			}
-			if _, err := m.Commit(context.Background(), h.name); err != nil && !errors.Is(err, ErrNotFound) {
-				m.log.Error("background commit failed", "disk", h.name, "err", err)
+			continue
+		}
+		_, err := m.Commit(context.Background(), h.name)
+		switch {
+		case errors.Is(err, ErrNoSpace):
+			if !full[h] {
+				full[h] = true
+				m.log.Error("background commits fail, device full: the writes stay in the overlay", "disk", h.name, "err", err)
 			}
+			// The overlay copies of the last commit's blocks are
+			// space the store needs now, whatever the head's writes.
+			if perr := h.punchQuiet(now, 0); perr != nil {
+				m.log.Error("background punch failed", "disk", h.name, "err", perr)
+			}
+		case err != nil && !errors.Is(err, ErrNotFound):
+			m.log.Error("background commit failed", "disk", h.name, "err", err)
+		case err == nil && full[h]:
+			delete(full, h)
+			m.log.Info("background commits resumed: space is back", "disk", h.name)
 		}
 	}
 }
@@ -443,6 +490,9 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	}
 	info.UsedBytes = blocks * info.BlockSize
 	info.DirtyBytes = h.dirtyCount() * info.BlockSize
+	h.mu.RLock()
+	info.CommitError = h.commitErr
+	h.mu.RUnlock()
 	return info, nil
 }
 

@@ -23,13 +23,7 @@ func TestCommitPunchesOneCommitLate(t *testing.T) {
 	m := openTestManager(t, t.TempDir(), blockstore.NewMemory(), clock)
 	t.Cleanup(func() { m.Close() })
 	const bs = 4096
-	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 8 * bs, BlockSize: bs, Replicas: 1}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Head("d")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := createSmallDisk(t, m, bs)
 	want := make([]byte, 8*bs)
 	write := func(p []byte, off int64) {
 		t.Helper()
@@ -108,4 +102,18 @@ func overlayHolds(t *testing.T, h *Head, i int64) bool {
 		t.Fatal(err)
 	}
 	return next < off+h.blockSize
+}
+
+// createSmallDisk creates disk "d" of 8 blocks of bs bytes, one replica,
+// and returns its head.
+func createSmallDisk(t *testing.T, m *Manager, bs int64) *Head {
+	t.Helper()
+	if _, err := m.CreateDisk(context.Background(), DiskSpec{Name: "d", Size: 8 * bs, BlockSize: bs, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := m.Head("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

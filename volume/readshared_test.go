@@ -19,13 +19,7 @@ func TestReadSharedIsImmutable(t *testing.T) {
 	m := openTestManager(t, t.TempDir(), blockstore.NewMemory(), clock)
 	t.Cleanup(func() { m.Close() })
 	const bs = 4096
-	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 8 * bs, BlockSize: bs, Replicas: 1}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Head("d")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := createSmallDisk(t, m, bs)
 	old := bytes.Repeat([]byte{0xaa}, 4*bs)
 	if _, err := h.WriteAt(old, 0); err != nil {
 		t.Fatal(err)

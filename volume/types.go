@@ -98,7 +98,10 @@ type DiskInfo struct {
 	Root      cid.Cid // the last committed block map; cid.Undef when empty
 	UsedBytes int64
 	// DirtyBytes is data written but not yet committed to the block store.
-	DirtyBytes   int64
+	DirtyBytes int64
+	// CommitError is why the last commit failed ("" once one succeeds):
+	// the dirty bytes wait in the overlay meanwhile.
+	CommitError  string
 	ReplicaCount int
 	Created      time.Time
 	Committed    time.Time

@@ -20,6 +20,7 @@ type daemonOptions struct {
 	cpuProfile string
 	join       []string
 	transferBW string
+	reserve    string
 	heal       struct {
 		bandwidth   string
 		concurrency int
@@ -51,6 +52,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.Flags().StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
 	c.Flags().StringVar(&o.transferBW, "transfer-bandwidth", "", "the node's budget for the transfers it receives, shared by priority, e.g. 100M (default: the config's, else none)")
+	c.Flags().StringVar(&o.reserve, "reserve", "", "free space blocks stored for other nodes (heal, pushes) must leave, kept for this node's own disks, e.g. 1G (default: the config's, else 256M; at least 64M)")
 	c.Flags().StringArrayVar(&o.join, "join", nil, "join the mesh through this member's multiaddr (.../p2p/<peer id>; repeatable)")
 	c.Flags().StringVar(&o.heal.bandwidth, "heal-bandwidth", "", "cap the bytes per second self-heal copies to this node, e.g. 100M (default: the config's, else no cap)")
 	c.Flags().IntVar(&o.heal.concurrency, "heal-concurrency", 0, "self-heal fetches in flight (default 4)")
@@ -84,6 +86,14 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 	if o.transferBW != "" {
 		if cfg.TransferBandwidth, err = size.Parse(o.transferBW); err != nil {
 			return usageError{fmt.Sprintf("--transfer-bandwidth: %v", err)}
+		}
+	}
+	if o.reserve != "" {
+		if cfg.ReserveBytes, err = size.Parse(o.reserve); err != nil {
+			return usageError{fmt.Sprintf("--reserve: %v", err)}
+		}
+		if cfg.ReserveBytes < node.MinReserve {
+			return usageError{fmt.Sprintf("--reserve %s: must be at least %s (the block store's own floor)", o.reserve, size.Format(node.MinReserve))}
 		}
 	}
 	if o.heal.concurrencySet {

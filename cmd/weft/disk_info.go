@@ -47,6 +47,9 @@ func runDiskInfo(ctx context.Context, o *diskInfoOptions, args []string) error {
 	fmt.Fprintf(tw, "block size:\t%s\n", size.Format(d.BlockSize))
 	fmt.Fprintf(tw, "used:\t%s\n", size.Format(d.UsedBytes))
 	fmt.Fprintf(tw, "dirty:\t%s\n", size.Format(d.DirtyBytes))
+	if d.CommitError != "" {
+		fmt.Fprintf(tw, "commit error:\t%s\n", d.CommitError)
+	}
 	fmt.Fprintf(tw, "replication:\t%d copies (%d blocks under-replicated)\n", d.Replicas, d.UnderReplicated)
 	if d.Owner != "" {
 		fmt.Fprintf(tw, "owner:\t%s (epoch %d)\n", d.Owner, d.Epoch)

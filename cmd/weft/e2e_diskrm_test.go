@@ -171,24 +171,28 @@ func (c *nbdClient) send(typ uint16, off uint64, length uint32, payload []byte) 
 	}
 }
 
-func (c *nbdClient) reply() {
+// request sends one request (payload is a write's data, nil otherwise)
+// and returns the errno of its reply (simple replies, one in flight).
+func (c *nbdClient) request(typ uint16, off uint64, payload []byte) uint32 {
 	c.t.Helper()
+	c.conn.SetDeadline(time.Now().Add(cmdTimeout))
+	c.send(typ, off, uint32(len(payload)), payload)
 	r := make([]byte, 16)
 	if _, err := io.ReadFull(c.conn, r); err != nil {
-		c.t.Fatalf("NBD reply: %v", err)
+		c.t.Fatalf("NBD reply to %d: %v (the server dropped the connection)", typ, err)
 	}
-	if errno := binary.BigEndian.Uint32(r[4:]); errno != 0 {
-		c.t.Fatalf("NBD reply: errno %d", errno)
-	}
+	return binary.BigEndian.Uint32(r[4:])
 }
 
 // write writes p at off and flushes.
 func (c *nbdClient) write(p []byte, off uint64) {
 	c.t.Helper()
-	c.send(nbdCmdWrite, off, uint32(len(p)), p)
-	c.reply()
-	c.send(nbdCmdFlush, 0, 0, nil)
-	c.reply()
+	if errno := c.request(nbdCmdWrite, off, p); errno != 0 {
+		c.t.Fatalf("NBD write: errno %d", errno)
+	}
+	if errno := c.request(nbdCmdFlush, 0, nil); errno != 0 {
+		c.t.Fatalf("NBD flush: errno %d", errno)
+	}
 }
 
 // disconnect says goodbye and waits for the server to close the

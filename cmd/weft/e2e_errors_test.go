@@ -95,6 +95,8 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"push", "web", "--to", "elsewhere", "--priority", "urgent"}, `priority "urgent"`},
 		{[]string{"join", "/ip4/127.0.0.1/tcp/1"}, `join: "/ip4/127.0.0.1/tcp/1" is not a member's address`},
 		{[]string{"daemon", "--heal-concurrency", "0"}, "--heal-concurrency 0: must be at least 1"},
+		{[]string{"daemon", "--reserve", "0"}, "--reserve 0: must be at least 64 MiB"},
+		{[]string{"daemon", "--reserve", "1M"}, "--reserve 1M: must be at least 64 MiB"},
 		{[]string{"daemon", "--heal-interval", "0s"}, "--heal-interval 0s: must be positive"},
 		{[]string{"daemon", "--probe-interval", "10ms"}, "probe interval 10ms: want 100ms to 10s"},
 		{[]string{"daemon", "--suspicion-mult", "1"}, "suspicion multiplier 1: want 2 to 20"},

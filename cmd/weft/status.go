@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/weft-mesh/weft/api"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/internal/size"
 )
 
@@ -52,6 +52,7 @@ func runStatus(ctx context.Context, o *statusOptions, args []string) error {
 	fmt.Fprintf(tw, "nbd:\t%s\n", nbdLine(st))
 	fmt.Fprintf(tw, "blocks:\t%d\n", st.Blocks)
 	fmt.Fprintf(tw, "bytes:\t%s (%s on disk)\n", size.Format(st.Bytes), size.Format(st.DiskBytes))
+	fmt.Fprintf(tw, "space:\t%s\n", spaceLine(st.Space))
 	fmt.Fprintf(tw, "disks:\t%d\n", st.Disks)
 	fmt.Fprintf(tw, "replicas:\t%d\n", st.Replicas)
 	if st.PeerID != "" {
@@ -97,4 +98,17 @@ func nbdLine(st api.Status) string {
 		return "off"
 	}
 	return fmt.Sprintf("%s, %d connections", strings.Join(parts, " "), st.NBDConns)
+}
+
+// spaceLine describes the free space of a node's home: an operator must
+// see at a glance that the device is full, and what that refuses.
+func spaceLine(sp api.SpaceStatus) string {
+	line := fmt.Sprintf("%s free, %s reserved for this node's disks", size.Format(sp.FreeBytes), size.Format(sp.ReserveBytes))
+	switch sp.State {
+	case api.SpaceFull:
+		line += "; DEVICE FULL: commits fail; writes wait in the overlays and get \"no space left on device\" once the file system is full"
+	case api.SpaceLow:
+		line += "; low: blocks from other nodes refused"
+	}
+	return line
 }

@@ -241,17 +241,26 @@ func TestRemoteNoSpaceIsErrNoSpace(t *testing.T) {
 
 	// Accept refusing has the same effect, and the stream stays usable.
 	p = newPair(t, blockstore.NewMemory())
-	p.server.Accept = func(peer string, n int, bytes int64) error {
+	p.server.Accept = func(peer string, n int, bytes int64) (func(), error) {
 		if peer != "a" || n != len(blocks) || bytes != 2048 {
-			return fmt.Errorf("accept got (%s, %d, %d), want (a, %d, 2048)", peer, n, bytes, len(blocks))
+			return nil, fmt.Errorf("accept got (%s, %d, %d), want (a, %d, 2048)", peer, n, bytes, len(blocks))
 		}
-		return blockstore.ErrNoSpace
+		return nil, blockstore.ErrNoSpace
 	}
 	if err := p.client.Put(context.Background(), "b", blocks); !errors.Is(err, blockstore.ErrNoSpace) {
 		t.Fatalf("Put refused by Accept: got %v, want ErrNoSpace", err)
 	}
 	if _, err := p.client.Has(context.Background(), "b", cidsOf(blocks)); err != nil {
 		t.Fatalf("Has after refused Put: %v", err)
+	}
+
+	// An accepted put is released once the store's put has returned.
+	var released bool
+	p.server.Accept = func(string, int, int64) (func(), error) {
+		return func() { released = true }, nil
+	}
+	if err := p.client.Put(context.Background(), "b", blocks); err != nil || !released {
+		t.Fatalf("accepted Put: %v, released %v; want stored and released", err, released)
 	}
 }
 

@@ -41,8 +41,10 @@ type Server struct {
 	// payload) a peer pushes, for instance to refuse when full. An error
 	// fails the request; one matching blockstore.ErrNoSpace reaches the
 	// peer as no-space. Nil accepts everything. It must not block for long:
-	// the peer waits on it.
-	Accept func(peer string, n int, bytes int64) error
+	// the peer waits on it. The server calls release, if not nil, once the
+	// store's put has returned, so Accept can count the bytes admitted but
+	// not yet written.
+	Accept func(peer string, n int, bytes int64) (release func(), err error)
 
 	// writeBound, if set, replaces replyWriteBound (tests).
 	writeBound time.Duration
@@ -223,8 +225,12 @@ func (s *Server) put(ctx context.Context, peer string, raw []blockstore.Block) r
 		size += int64(len(b.Data))
 	}
 	if s.Accept != nil {
-		if err := s.Accept(peer, len(blocks), size); err != nil {
+		release, err := s.Accept(peer, len(blocks), size)
+		if err != nil {
 			return failure(codeOf(err), fmt.Errorf("refusing %d blocks (%d bytes): %w", len(blocks), size, err))
+		}
+		if release != nil {
+			defer release()
 		}
 	}
 	if err := s.Store.PutMany(ctx, blocks); err != nil {
