@@ -188,7 +188,7 @@ func TestCompactedDeleteSurvivesLostIndexWrites(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	o := DefaultOptions()
 	o.MinFreeBytes = 0
-	o.indexFS = fs
+	o.FS = fs
 	d, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestCompactedDeleteSurvivesLostIndexWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Power loss: the index keeps only what was synced.
-	o.indexFS = fs.CrashClone(vfs.CrashCloneCfg{})
+	o.FS = fs.CrashClone(vfs.CrashCloneCfg{})
 	crash(t, d)
 
 	d, err = Open(dir, o)
