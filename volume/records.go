@@ -125,7 +125,7 @@ func (m *Manager) AddReplica(ctx context.Context, r ReplicaInfo, root cid.Cid) e
 
 // saveCatalog writes the catalog (m.mu is held) and signals Changed.
 func (m *Manager) saveCatalog() error {
-	if err := m.cat.save(m.cfg.Dir); err != nil {
+	if err := m.cat.save(m.fs, m.cfg.Dir); err != nil {
 		return err
 	}
 	m.noteChange()
