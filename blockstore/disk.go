@@ -15,6 +15,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // Disk is the durable Store: block bytes in append-only segment files under
@@ -82,7 +84,7 @@ func Open(dir string, opts Options) (*Disk, error) {
 	log = log.With("component", "blockstore")
 	segDir := filepath.Join(dir, "segments")
 	fs := opts.fsOf()
-	if err := fs.MkdirAll(segDir, 0o755); err != nil {
+	if err := atomicfile.MkdirAllIn(fs, segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open blockstore %s: %w", dir, noSpace(err))
 	}
 	d := &Disk{

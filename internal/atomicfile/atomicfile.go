@@ -4,6 +4,7 @@ package atomicfile
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -89,6 +90,32 @@ func SyncDirIn(vfsys vfs.FS, dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// MkdirAllIn is os.MkdirAll on the file system vfsys that also makes the
+// new directories durable: it fsyncs the parent of each one it creates, so
+// that a power loss cannot take away a directory whose files were synced.
+func MkdirAllIn(vfsys vfs.FS, dir string, perm fs.FileMode) error {
+	dir = filepath.Clean(dir)
+	var created []string // deepest first
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := vfsys.Stat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := vfsys.MkdirAll(dir, perm); err != nil {
+		return fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	for _, d := range created {
+		if err := SyncDirIn(vfsys, filepath.Dir(d)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
