@@ -211,7 +211,7 @@ func (d *Disk) compact(ctx context.Context) (int64, error) {
 		d.segMu.Unlock()
 		s.f.Close()
 		if err := d.fs.Remove(s.path); err != nil {
-			return freed - written, fmt.Errorf("remove segment %d: %w", id, err)
+			return freed - written, fmt.Errorf("remove segment %d: %w", id, noSpace(err))
 		}
 		d.diskBytes.Add(-s.size)
 		freed += s.size

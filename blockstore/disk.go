@@ -174,10 +174,10 @@ func (d *Disk) load() error {
 		// Nothing points here: an empty active segment from the last run,
 		// or one whose acknowledged records all died.
 		s.f.Close()
+		delete(d.segs, id) // closed: Open's error path must not close it again
 		if err := d.fs.Remove(s.path); err != nil {
-			return fmt.Errorf("remove dead segment %d: %w", id, err)
+			return fmt.Errorf("remove dead segment %d: %w", id, noSpace(err))
 		}
-		delete(d.segs, id)
 		removed = true
 	}
 	if removed {
@@ -202,11 +202,15 @@ func (d *Disk) load() error {
 // rotateLocked seals the active segment and starts a new one. The caller
 // holds appendMu (or is Open).
 func (d *Disk) rotateLocked() error {
-	s, err := createSegment(d.fs, d.segDir, d.nextSeg)
+	// The id is used up even if creating fails: a failed creation may
+	// leave the file behind (its removal can fail too), and the next
+	// rotation must not trip over it. Open removes it as a dead segment.
+	id := d.nextSeg
+	d.nextSeg++
+	s, err := createSegment(d.fs, d.segDir, id)
 	if err != nil {
 		return err
 	}
-	d.nextSeg++
 	if d.active != nil {
 		d.active.sealed = true
 	}
