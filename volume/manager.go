@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // Config configures a Manager.
@@ -121,7 +122,9 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := cfg.fsOf().MkdirAll(filepath.Join(cfg.Dir, "heads"), 0o700); err != nil {
+	// The directories are made durable here: the catalog's and overlays'
+	// syncs cover their entries, not the directories holding them.
+	if err := atomicfile.MkdirAllIn(cfg.fsOf(), filepath.Join(cfg.Dir, "heads"), 0o700); err != nil {
 		return nil, fmt.Errorf("open volumes: %w", err)
 	}
 	cat, err := loadCatalog(cfg.fsOf(), cfg.Dir)
