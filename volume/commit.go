@@ -50,8 +50,18 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 	}
 	m.gcMu.RLock()
 	defer m.gcMu.RUnlock()
-	newRoot, err := m.storeBlocks(ctx, h, oldRoot, list)
+	// The overlay is made durable first, so that it holds what the new
+	// root will: the bits of the committed blocks are cleared durably only
+	// after the root is, and until then (a crash, or a failed persist
+	// followed by commits with nothing to do) the overlay's synced bytes
+	// win over the root. Unsynced writes there would make them stale.
+	h.mu.RLock()
+	err := h.persist()
+	h.mu.RUnlock()
+	var newRoot cid.Cid
 	if err != nil {
+		err = fmt.Errorf("commit disk %q: %w", h.name, err)
+	} else if newRoot, err = m.storeBlocks(ctx, h, oldRoot, list); err != nil {
 		err = fmt.Errorf("commit disk %q: %w", h.name, err)
 	} else {
 		// publish's errors are the caller's (a replica that exists): they

@@ -125,7 +125,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	// The directories are made durable here: the catalog's and overlays'
 	// syncs cover their entries, not the directories holding them.
 	if err := atomicfile.MkdirAllIn(cfg.fsOf(), filepath.Join(cfg.Dir, "heads"), 0o700); err != nil {
-		return nil, fmt.Errorf("open volumes: %w", err)
+		return nil, fmt.Errorf("open volumes: %w", mapNoSpace(err))
 	}
 	cat, err := loadCatalog(cfg.fsOf(), cfg.Dir)
 	if err != nil {

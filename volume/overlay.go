@@ -130,7 +130,7 @@ func (o *overlay) zeroBlocks(first, n int64) error {
 		return nil
 	}
 	if err := punch(o.data, first*o.blockSize, n*o.blockSize); err != nil {
-		return fmt.Errorf("overlay: punch blocks %d+%d: %w", first, n, err)
+		return fmt.Errorf("overlay: punch blocks %d+%d: %w", first, n, mapNoSpace(err))
 	}
 	return nil
 }
