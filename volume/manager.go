@@ -99,11 +99,14 @@ type Manager struct {
 	// a generation and snapshots the roots: no root can be missed.
 	gcMu sync.RWMutex
 
-	mu    sync.Mutex
-	cat   *catalog
-	heads map[string]*Head
-	pins  map[cid.Cid]int // roots held by open views
-	used  map[cid.Cid]int64
+	mu  sync.Mutex
+	cat *catalog
+	// unsaved is the catalog of the last save that failed, if none has
+	// succeeded since: it may be the one on disk (see saveCatalog).
+	unsaved *catalog
+	heads   map[string]*Head
+	pins    map[cid.Cid]int // roots held by open views
+	used    map[cid.Cid]int64
 
 	changed chan struct{} // see Changed
 

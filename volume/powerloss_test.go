@@ -525,3 +525,65 @@ func TestCommitAfterFailedClearingKeepsRoot(t *testing.T) {
 		t.Fatalf("block 0 after power loss holds %d..., want 2 (committed and acknowledged)", got[0])
 	}
 }
+
+// TestGCKeepsRootOfFailedCatalogSave: a commit's catalog save renames the
+// new catalog into place and then fails to sync the directory, so the
+// commit fails while the file on disk names the new root. GC must keep
+// that root's blocks: the next start reads it. (Found by
+// TestPowerLossFaults: a map node of the root on disk had been swept.)
+func TestGCKeepsRootOfFailedCatalogSave(t *testing.T) {
+	ctx := t.Context()
+	fs := powerloss.New(2)
+	mem := blockstore.NewMemory()
+	_, m, err := plNode(fs, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.CreateDisk(ctx, volume.DiskSpec{Name: plDisk, Size: plBS * plBlocks, BlockSize: plBS}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := m.Head(plDisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(v byte) []byte { return bytes.Repeat([]byte{v}, plBS) }
+	if _, err := h.WriteAt(block(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Commit(ctx, plDisk); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(block(2), plBS); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetFault(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileSync && op.Path == plVolumesDir {
+			return powerloss.ErrIO
+		}
+		return nil
+	})
+	if _, err := m.Commit(ctx, plDisk); err == nil {
+		t.Fatal("Commit whose catalog directory cannot be synced: got nil, want an error")
+	}
+	fs.SetFault(nil)
+	if _, err := m.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The process dies; the next one reads the catalog on disk.
+	_, m2, err := plNode(fs, mem)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	h2, err := m2.Head(plDisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 2*plBS)
+	if _, err := h2.ReadAt(got, 0); err != nil {
+		t.Fatalf("read the disk as the catalog on disk has it: %v", err)
+	}
+	if !bytes.Equal(got, append(block(1), block(2)...)) {
+		t.Fatalf("blocks 0 and 1 start with %d and %d, want 1 and 2", got[0], got[plBS])
+	}
+}
