@@ -363,24 +363,36 @@ func (w *volWorkload) check(ctx context.Context, fs vfs.FS, upTo int, what strin
 // checks each.
 func runVolPowerLoss(t *testing.T, mem blockstore.Store, points int) {
 	seed := powerloss.Seed(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
 	defer cancel()
-	fs := powerloss.New(seed)
-	w := newVolWorkload(t, seed, fs, mem)
-	fs.PlanCrashes(points, 10)
-	tried, flushes := 0, 0
-	for step := 0; fs.Planned() > 0 || tried < points; step++ {
-		if step > 500*points {
-			t.Fatalf("%d steps took only %d of %d crash points", step, tried, points)
+	tried, flushes, acks, writes, replicas := 0, 0, 0, 0, 0
+	var ops int64
+	// A fresh node every 50 crash points keeps the histories short.
+	for round := uint64(0); tried < points; round++ {
+		fs := powerloss.New(seed + round)
+		w := newVolWorkload(t, seed+round, fs, mem)
+		want := min(50, points-tried)
+		fs.PlanCrashes(want, 10)
+		for step, got := 0, 0; got < want; step++ {
+			if step > 500*want {
+				t.Fatalf("%d steps took only %d of %d crash points", step, got, want)
+			}
+			w.step(ctx, false)
+			for _, c := range fs.Crashes() {
+				flushes += w.check(ctx, c.FS, c.Index, fmt.Sprintf("seed %d: crash point %d (after operation %d, %d%% of unsynced data kept)",
+					seed+round, c.Index, c.Op, c.Unsynced))
+				got++
+			}
 		}
-		w.step(ctx, false)
-		for _, c := range fs.Crashes() {
-			flushes += w.check(ctx, c.FS, c.Index, fmt.Sprintf("crash point %d (after operation %d, %d%% of unsynced data kept)", c.Index, c.Op, c.Unsynced))
-			tried++
-		}
+		tried += want
+		acks += len(w.acks)
+		writes += int(w.serial)
+		replicas += len(w.replicas)
+		ops += fs.Ops()
+		w.close()
 	}
 	t.Logf("power loss: crash points tried: %d, acknowledged flushes checked: %d (%d acknowledged, %d writes, %d replicas, %d file-system operations)",
-		tried, flushes, len(w.acks), w.serial, len(w.replicas), fs.Ops())
+		tried, flushes, acks, writes, replicas, ops)
 }
 
 // TestPowerLoss runs writes, zeroing, flushes, commits, replicas, GC and
@@ -390,14 +402,14 @@ func runVolPowerLoss(t *testing.T, mem blockstore.Store, points int) {
 // hold its state as of the last acknowledged flush or a later write, and
 // every acknowledged replica must read back exactly.
 func TestPowerLoss(t *testing.T) {
-	runVolPowerLoss(t, blockstore.NewMemory(), powerloss.Points(t, 200, 100))
+	runVolPowerLoss(t, blockstore.NewMemory(), powerloss.Points(t, 100))
 }
 
 // TestPowerLossWithBlockStore is TestPowerLoss with the block store on the
 // same file system: one power loss hits the overlays, the catalog, the
 // segments and the index at the same moment.
 func TestPowerLossWithBlockStore(t *testing.T) {
-	runVolPowerLoss(t, nil, powerloss.Points(t, 200, 100))
+	runVolPowerLoss(t, nil, powerloss.Points(t, 100))
 }
 
 // TestPowerLossFaults fails one seeded operation on the overlays, the
@@ -409,7 +421,7 @@ func TestPowerLossWithBlockStore(t *testing.T) {
 // store's TestPowerLossFaults).
 func TestPowerLossFaults(t *testing.T) {
 	seed := powerloss.Seed(t)
-	runs := powerloss.Points(t, 120, 100)
+	runs := powerloss.FaultRuns(t, 100)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	r := rand.New(rand.NewPCG(seed, 4))

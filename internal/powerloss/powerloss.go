@@ -50,9 +50,8 @@ func Seed(t testing.TB) uint64 {
 }
 
 // Points returns how many crash points a test takes: $WEFT_POWERLOSS_POINTS
-// if set, else def, or short under -short (at least 100 either way unless
-// the variable says otherwise).
-func Points(t testing.TB, def, short int) int {
+// if set, else def.
+func Points(t testing.TB, def int) int {
 	t.Helper()
 	if s := os.Getenv(PointsEnv); s != "" {
 		n, err := strconv.Atoi(s)
@@ -61,10 +60,14 @@ func Points(t testing.TB, def, short int) int {
 		}
 		return n
 	}
-	if testing.Short() {
-		return short
-	}
 	return def
+}
+
+// FaultRuns returns how many runs with an injected fault a test makes: two
+// for every five crash points (Points), at least one.
+func FaultRuns(t testing.TB, defPoints int) int {
+	t.Helper()
+	return max(1, Points(t, defPoints)*2/5)
 }
 
 // Crash is a crash point: the file system as a power loss there left it.
