@@ -6,6 +6,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // Every file of the store (segments, the ballast, the index) goes through a
@@ -111,14 +113,4 @@ func truncate(f vfs.File, size int64) bool {
 }
 
 // syncDir makes the directory's entries durable.
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, noSpace(err))
-	}
-	return nil
-}
+func syncDir(fs vfs.FS, dir string) error { return noSpace(atomicfile.SyncDirIn(fs, dir)) }

@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
@@ -63,9 +58,9 @@ func newBlockWorkload(t *testing.T, seed uint64, fs *powerloss.FS) *blockWorkloa
 	return w
 }
 
-// step runs one operation. An error from the store is returned only if
-// fault is set (an injected fault may cause it); otherwise it fails t.
-func (w *blockWorkload) step(ctx context.Context, faulty bool) error {
+// Step runs one operation. An error from the store is returned only if
+// faulty is set (an injected fault may cause it); otherwise it fails t.
+func (w *blockWorkload) Step(ctx context.Context, faulty bool) error {
 	fail := func(what string, err error) error {
 		if !faulty {
 			w.t.Fatalf("%s: %v", what, err)
@@ -120,10 +115,13 @@ func (w *blockWorkload) step(ctx context.Context, faulty bool) error {
 	return nil
 }
 
-// check opens the store on fs and verifies every block acknowledged in an
+// Close closes the store.
+func (w *blockWorkload) Close() { w.d.Close() }
+
+// Check opens the store on fs and verifies every block acknowledged in an
 // epoch <= upTo, then scrubs it: nothing may read back corrupt. It returns
 // how many acknowledged blocks it checked.
-func (w *blockWorkload) check(ctx context.Context, fs vfs.FS, upTo int, what string) int {
+func (w *blockWorkload) Check(ctx context.Context, fs vfs.FS, upTo int, what string) int {
 	w.t.Helper()
 	d, err := blockstore.Open(powerDir, powerOptions(fs))
 	if err != nil {
@@ -157,40 +155,11 @@ func (w *blockWorkload) check(ctx context.Context, fs vfs.FS, upTo int, what str
 // the time a random part of the rest) must open, hold every block whose put
 // returned before the crash, and hold nothing corrupt.
 func TestPowerLoss(t *testing.T) {
-	seed := powerloss.Seed(t)
-	points := powerloss.Points(t, 100)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
-	defer cancel()
-	tried, checked, acked := 0, 0, 0
-	var ops int64
 	// A fresh store every 25 crash points keeps each check (which reads
 	// every acknowledged block) short.
-	for round := uint64(0); tried < points; round++ {
-		fs := powerloss.New(seed + round)
-		w := newBlockWorkload(t, seed+round, fs)
-		want := min(25, points-tried)
-		fs.PlanCrashes(want, 12)
-		for step, got := 0, 0; got < want; step++ {
-			if step > 200*want {
-				t.Fatalf("%d steps took only %d of %d crash points", step, got, want)
-			}
-			w.step(ctx, false)
-			for _, c := range fs.Crashes() {
-				checked += w.check(ctx, c.FS, c.Index, fmt.Sprintf("seed %d: %s", seed+round, crashName(c)))
-				got++
-			}
-		}
-		tried += want
-		acked += len(w.acked)
-		ops += fs.Ops()
-		w.d.Close()
-	}
-	t.Logf("power loss: crash points tried: %d, acknowledged puts checked: %d (%d blocks acknowledged, %d file-system operations)",
-		tried, checked, acked, ops)
-}
-
-func crashName(c powerloss.Crash) string {
-	return fmt.Sprintf("crash point %d (after operation %d, %d%% of unsynced data kept)", c.Index, c.Op, c.Unsynced)
+	powerloss.RunCrashes(t, 100, 25, 12, func(seed uint64, fs *powerloss.FS) powerloss.Workload {
+		return newBlockWorkload(t, seed, fs)
+	})
 }
 
 // TestPowerLossFaults fails one seeded operation on the store's files (a
@@ -204,53 +173,13 @@ func crashName(c powerloss.Crash) string {
 // on a failed log or manifest write by design (our logger's Fatalf
 // panics), which is a process death, tried by TestCrash.
 func TestPowerLossFaults(t *testing.T) {
-	seed := powerloss.Seed(t)
-	runs := powerloss.FaultRuns(t, 100)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
-	r := rand.New(rand.NewPCG(seed, 2))
-	surfaced, checked := 0, 0
-	for run := range runs {
-		fs := powerloss.New(r.Uint64())
-		w := newBlockWorkload(t, r.Uint64(), fs)
-		for range 5 + r.IntN(20) {
-			w.step(ctx, false)
-		}
-		inject := powerloss.ErrIO
-		if r.IntN(2) == 0 {
-			inject = powerloss.ErrNoSpace
-		}
-		// A full device stays full until space is freed; an I/O error
-		// may be one bad sector or a dying device.
-		persistent := errors.Is(inject, syscall.ENOSPC) || r.IntN(2) == 0
-		at := fs.Ops() + 1 + int64(r.IntN(30))
-		var fired atomic.Bool
-		fs.SetFault(func(op errorfs.Op) error {
-			if op.Kind.ReadOrWrite() != errorfs.OpIsWrite || strings.Contains(op.Path, "/index") {
-				return nil
-			}
-			if fs.Ops() < at || fired.Load() && !persistent {
-				return nil
-			}
-			fired.Store(true)
-			return inject
-		})
-		var errs []error
-		for range 10 + r.IntN(10) {
-			if err := w.step(ctx, true); err != nil {
-				errs = append(errs, err)
-				if errors.Is(inject, syscall.ENOSPC) && !errors.Is(err, blockstore.ErrNoSpace) && !errors.Is(err, blockstore.ErrClosed) {
-					t.Fatalf("run %d: a step failed on an injected ENOSPC with %v; want ErrNoSpace", run, err)
-				}
-			}
-		}
-		fs.SetFault(nil)
-		if len(errs) > 0 {
-			surfaced++
-		}
-		w.d.Close()
-		checked += w.check(ctx, fs, fs.Epoch(), fmt.Sprintf("run %d (%v): after the fault, reopened", run, inject))
-		checked += w.check(ctx, fs.CrashNow(), fs.Epoch(), fmt.Sprintf("run %d (%v): after the fault, power lost", run, inject))
+	noSpace := func(err error) bool {
+		return errors.Is(err, blockstore.ErrNoSpace) || errors.Is(err, blockstore.ErrClosed)
 	}
-	t.Logf("power loss with faults: runs: %d, faults surfaced as errors: %d, acknowledged puts checked: %d", runs, surfaced, checked)
+	powerloss.RunFaults(t, 100, pebbleFiles, noSpace, func(seed uint64, fs *powerloss.FS) powerloss.Workload {
+		return newBlockWorkload(t, seed, fs)
+	})
 }
+
+// pebbleFiles tells the paths of the index's files.
+func pebbleFiles(path string) bool { return strings.Contains(path, "/index") }

@@ -166,6 +166,21 @@ func TestCheckpointFollowsSealedSegments(t *testing.T) {
 	}
 }
 
+// openCrashable opens a store in dir on a crashable in-memory file system,
+// which it returns with the options that use it.
+func openCrashable(t *testing.T, dir string) (*vfs.MemFS, Options, *Disk) {
+	t.Helper()
+	fs := vfs.NewCrashableMem()
+	o := DefaultOptions()
+	o.MinFreeBytes = 0
+	o.FS = fs
+	d, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs, o, d
+}
+
 // sealActive seals d's active segment and starts a new one, as filling it
 // would.
 func sealActive(t *testing.T, d *Disk) {
@@ -186,14 +201,7 @@ func TestCompactedDeleteSurvivesLostIndexWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	fs := vfs.NewCrashableMem()
-	o := DefaultOptions()
-	o.MinFreeBytes = 0
-	o.FS = fs
-	d, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs, o, d := openCrashable(t, dir)
 	x := randomBlock(r, 4096)
 	if err := d.Put(ctx, x); err != nil {
 		t.Fatal(err)
@@ -213,7 +221,7 @@ func TestCompactedDeleteSurvivesLostIndexWrites(t *testing.T) {
 	o.FS = fs.CrashClone(vfs.CrashCloneCfg{})
 	crash(t, d)
 
-	d, err = Open(dir, o)
+	d, err := Open(dir, o)
 	if err != nil {
 		t.Fatalf("reopen after crash: %v", err)
 	}
@@ -379,14 +387,7 @@ func TestRecoverySyncsWhatItIndexes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	dir := "/store"
-	fs := vfs.NewCrashableMem()
-	o := DefaultOptions()
-	o.MinFreeBytes = 0
-	o.FS = fs
-	d, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs, o, d := openCrashable(t, dir)
 	x := randomBlock(r, 4096)
 	// The put's write, and no fsync: the process dies here.
 	d.appendMu.Lock()
@@ -397,7 +398,7 @@ func TestRecoverySyncsWhatItIndexes(t *testing.T) {
 	d.appendMu.Unlock()
 	crash(t, d)
 
-	d, err = Open(dir, o)
+	d, err := Open(dir, o)
 	if err != nil {
 		t.Fatalf("reopen after the process died: %v", err)
 	}

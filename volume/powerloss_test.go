@@ -9,10 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -110,8 +107,6 @@ type volWorkload struct {
 	broken bool
 }
 
-var errBroken = errors.New("the workload stopped at a failed close")
-
 func newVolWorkload(t *testing.T, seed uint64, fs *powerloss.FS, mem blockstore.Store) *volWorkload {
 	w := &volWorkload{t: t, r: rand.New(rand.NewPCG(seed, 3)), fs: fs, mem: mem, removed: map[string]bool{}}
 	for i := range w.hist {
@@ -121,7 +116,7 @@ func newVolWorkload(t *testing.T, seed uint64, fs *powerloss.FS, mem blockstore.
 	if w.store, w.m, err = plNode(fs, mem); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(w.close)
+	t.Cleanup(w.Close)
 	if _, err := w.m.CreateDisk(t.Context(), volume.DiskSpec{Name: plDisk, Size: plBS * plBlocks, BlockSize: plBS}); err != nil {
 		t.Fatalf("CreateDisk: %v", err)
 	}
@@ -129,7 +124,7 @@ func newVolWorkload(t *testing.T, seed uint64, fs *powerloss.FS, mem blockstore.
 	return w
 }
 
-func (w *volWorkload) close() {
+func (w *volWorkload) Close() {
 	if w.m != nil {
 		w.m.Close()
 	}
@@ -156,9 +151,9 @@ func (w *volWorkload) ack() {
 	w.acks = append(w.acks, a)
 }
 
-// step runs one operation. A failure fails t unless faulty is set (an
+// Step runs one operation. A failure fails t unless faulty is set (an
 // injected fault may cause it); then it is returned.
-func (w *volWorkload) step(ctx context.Context, faulty bool) error {
+func (w *volWorkload) Step(ctx context.Context, faulty bool) error {
 	fail := func(what string, err error) error {
 		if !faulty {
 			w.t.Fatalf("%s: %v", what, err)
@@ -167,7 +162,7 @@ func (w *volWorkload) step(ctx context.Context, faulty bool) error {
 		return err
 	}
 	if w.broken {
-		return errBroken
+		return powerloss.ErrStopped
 	}
 	if w.m == nil {
 		var err error
@@ -304,11 +299,11 @@ func readState(r interface {
 	return out, nil
 }
 
-// check opens the node on fs and verifies, for the acknowledgements of
+// Check opens the node on fs and verifies, for the acknowledgements of
 // epoch <= upTo, that every block holds the state of the last one or a
 // later write, and that every acknowledged replica reads back exactly. It
 // returns the acknowledged flushes covered.
-func (w *volWorkload) check(ctx context.Context, fs vfs.FS, upTo int, what string) int {
+func (w *volWorkload) Check(ctx context.Context, fs vfs.FS, upTo int, what string) int {
 	w.t.Helper()
 	store, m, err := plNode(fs, w.mem)
 	if err != nil {
@@ -359,42 +354,6 @@ func (w *volWorkload) check(ctx context.Context, fs vfs.FS, upTo int, what strin
 	return n
 }
 
-// runVolPowerLoss drives the workload through points crash points and
-// checks each.
-func runVolPowerLoss(t *testing.T, mem blockstore.Store, points int) {
-	seed := powerloss.Seed(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
-	defer cancel()
-	tried, flushes, acks, writes, replicas := 0, 0, 0, 0, 0
-	var ops int64
-	// A fresh node every 50 crash points keeps the histories short.
-	for round := uint64(0); tried < points; round++ {
-		fs := powerloss.New(seed + round)
-		w := newVolWorkload(t, seed+round, fs, mem)
-		want := min(50, points-tried)
-		fs.PlanCrashes(want, 10)
-		for step, got := 0, 0; got < want; step++ {
-			if step > 500*want {
-				t.Fatalf("%d steps took only %d of %d crash points", step, got, want)
-			}
-			w.step(ctx, false)
-			for _, c := range fs.Crashes() {
-				flushes += w.check(ctx, c.FS, c.Index, fmt.Sprintf("seed %d: crash point %d (after operation %d, %d%% of unsynced data kept)",
-					seed+round, c.Index, c.Op, c.Unsynced))
-				got++
-			}
-		}
-		tried += want
-		acks += len(w.acks)
-		writes += int(w.serial)
-		replicas += len(w.replicas)
-		ops += fs.Ops()
-		w.close()
-	}
-	t.Logf("power loss: crash points tried: %d, acknowledged flushes checked: %d (%d acknowledged, %d writes, %d replicas, %d file-system operations)",
-		tried, flushes, acks, writes, replicas, ops)
-}
-
 // TestPowerLoss runs writes, zeroing, flushes, commits, replicas, GC and
 // restarts of a disk head whose overlay and catalog are on a file system
 // that loses power at hundreds of seeded points (the blocks in a store
@@ -402,14 +361,21 @@ func runVolPowerLoss(t *testing.T, mem blockstore.Store, points int) {
 // hold its state as of the last acknowledged flush or a later write, and
 // every acknowledged replica must read back exactly.
 func TestPowerLoss(t *testing.T) {
-	runVolPowerLoss(t, blockstore.NewMemory(), powerloss.Points(t, 100))
+	runVolCrashes(t, blockstore.NewMemory())
 }
 
 // TestPowerLossWithBlockStore is TestPowerLoss with the block store on the
 // same file system: one power loss hits the overlays, the catalog, the
 // segments and the index at the same moment.
 func TestPowerLossWithBlockStore(t *testing.T) {
-	runVolPowerLoss(t, nil, powerloss.Points(t, 100))
+	runVolCrashes(t, nil)
+}
+
+func runVolCrashes(t *testing.T, mem blockstore.Store) {
+	// A fresh node every 50 crash points keeps the histories short.
+	powerloss.RunCrashes(t, 100, 50, 10, func(seed uint64, fs *powerloss.FS) powerloss.Workload {
+		return newVolWorkload(t, seed, fs, mem)
+	})
 }
 
 // TestPowerLossFaults fails one seeded operation on the overlays, the
@@ -420,57 +386,34 @@ func TestPowerLossWithBlockStore(t *testing.T) {
 // after a power loss. Pebble's own files get no faults (see the block
 // store's TestPowerLossFaults).
 func TestPowerLossFaults(t *testing.T) {
-	seed := powerloss.Seed(t)
-	runs := powerloss.FaultRuns(t, 100)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
-	r := rand.New(rand.NewPCG(seed, 4))
-	surfaced, flushes := 0, 0
-	for run := range runs {
-		fs := powerloss.New(r.Uint64())
-		w := newVolWorkload(t, r.Uint64(), fs, nil)
-		for range 5 + r.IntN(30) {
-			w.step(ctx, false)
-		}
-		inject := powerloss.ErrIO
-		if r.IntN(2) == 0 {
-			inject = powerloss.ErrNoSpace
-		}
-		persistent := errors.Is(inject, syscall.ENOSPC) || r.IntN(2) == 0
-		at := fs.Ops() + 1 + int64(r.IntN(30))
-		var fired atomic.Bool
-		fs.SetFault(func(op errorfs.Op) error {
-			if op.Kind.ReadOrWrite() != errorfs.OpIsWrite || strings.Contains(op.Path, "/index") {
-				return nil
-			}
-			if fs.Ops() < at || fired.Load() && !persistent {
-				return nil
-			}
-			fired.Store(true)
-			return inject
-		})
-		failed := false
-		for range 10 + r.IntN(10) {
-			if err := w.step(ctx, true); err != nil {
-				failed = true
-				if errors.Is(err, errBroken) {
-					break
-				}
-				if errors.Is(inject, syscall.ENOSPC) && !errors.Is(err, volume.ErrNoSpace) && !errors.Is(err, blockstore.ErrNoSpace) {
-					t.Fatalf("run %d: a step failed on an injected ENOSPC with %v; want ErrNoSpace", run, err)
-				}
-			}
-		}
-		fs.SetFault(nil)
-		if failed {
-			surfaced++
-		}
-		w.close()
-		flushes += w.check(ctx, fs, fs.Epoch(), fmt.Sprintf("run %d (%v): after the fault, restarted", run, inject))
-		flushes += w.check(ctx, fs.CrashNow(), fs.Epoch(), fmt.Sprintf("run %d (%v): after the fault, power lost", run, inject))
-	}
-	t.Logf("power loss with faults: runs: %d, faults surfaced as errors: %d, acknowledged flushes checked: %d", runs, surfaced, flushes)
+	pebbleFiles := func(path string) bool { return strings.Contains(path, "/index") }
+	noSpace := func(err error) bool { return errors.Is(err, volume.ErrNoSpace) }
+	powerloss.RunFaults(t, 100, pebbleFiles, noSpace, func(seed uint64, fs *powerloss.FS) powerloss.Workload {
+		return newVolWorkload(t, seed, fs, nil)
+	})
 }
+
+// plHead opens a node on fs (see plNode) with a new disk and returns its
+// head; the manager is closed when the test ends.
+func plHead(t *testing.T, fs vfs.FS, mem blockstore.Store) (*volume.Manager, *volume.Head) {
+	t.Helper()
+	_, m, err := plNode(fs, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if _, err := m.CreateDisk(t.Context(), volume.DiskSpec{Name: plDisk, Size: plBS * plBlocks, BlockSize: plBS}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := m.Head(plDisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, h
+}
+
+// plBlock is a block whose every byte is v.
+func plBlock(v byte) []byte { return bytes.Repeat([]byte{v}, plBS) }
 
 // TestCommitAfterFailedClearingKeepsRoot: a commit publishes its root, then
 // fails to persist the cleared bits of the blocks it stored (ENOSPC on the
@@ -483,26 +426,14 @@ func TestCommitAfterFailedClearingKeepsRoot(t *testing.T) {
 	ctx := t.Context()
 	fs := powerloss.New(1)
 	mem := blockstore.NewMemory()
-	_, m, err := plNode(fs, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if _, err := m.CreateDisk(ctx, volume.DiskSpec{Name: plDisk, Size: plBS * plBlocks, BlockSize: plBS}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Head(plDisk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := func(v byte) []byte { return bytes.Repeat([]byte{v}, plBS) }
-	if _, err := h.WriteAt(block(1), 0); err != nil {
+	m, h := plHead(t, fs, mem)
+	if _, err := h.WriteAt(plBlock(1), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.WriteAt(block(2), 0); err != nil { // not flushed
+	if _, err := h.WriteAt(plBlock(2), 0); err != nil { // not flushed
 		t.Fatal(err)
 	}
 	fs.SetFault(func(op errorfs.Op) error {
@@ -533,7 +464,7 @@ func TestCommitAfterFailedClearingKeepsRoot(t *testing.T) {
 	if _, err := h2.ReadAt(got, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != 2 || !bytes.Equal(got, block(2)) {
+	if got[0] != 2 || !bytes.Equal(got, plBlock(2)) {
 		t.Fatalf("block 0 after power loss holds %d..., want 2 (committed and acknowledged)", got[0])
 	}
 }
@@ -547,26 +478,14 @@ func TestGCKeepsRootOfFailedCatalogSave(t *testing.T) {
 	ctx := t.Context()
 	fs := powerloss.New(2)
 	mem := blockstore.NewMemory()
-	_, m, err := plNode(fs, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if _, err := m.CreateDisk(ctx, volume.DiskSpec{Name: plDisk, Size: plBS * plBlocks, BlockSize: plBS}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := m.Head(plDisk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := func(v byte) []byte { return bytes.Repeat([]byte{v}, plBS) }
-	if _, err := h.WriteAt(block(1), 0); err != nil {
+	m, h := plHead(t, fs, mem)
+	if _, err := h.WriteAt(plBlock(1), 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Commit(ctx, plDisk); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.WriteAt(block(2), plBS); err != nil {
+	if _, err := h.WriteAt(plBlock(2), plBS); err != nil {
 		t.Fatal(err)
 	}
 	fs.SetFault(func(op errorfs.Op) error {
@@ -595,7 +514,7 @@ func TestGCKeepsRootOfFailedCatalogSave(t *testing.T) {
 	if _, err := h2.ReadAt(got, 0); err != nil {
 		t.Fatalf("read the disk as the catalog on disk has it: %v", err)
 	}
-	if !bytes.Equal(got, append(block(1), block(2)...)) {
+	if !bytes.Equal(got, append(plBlock(1), plBlock(2)...)) {
 		t.Fatalf("blocks 0 and 1 start with %d and %d, want 1 and 2", got[0], got[plBS])
 	}
 }

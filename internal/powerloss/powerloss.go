@@ -34,8 +34,9 @@ const PointsEnv = "WEFT_POWERLOSS_POINTS"
 // SeedEnv replays a run: the seed its log printed.
 const SeedEnv = "WEFT_POWERLOSS_SEED"
 
-// Seed returns $WEFT_POWERLOSS_SEED if set, else a fresh seed, and logs it.
-func Seed(t testing.TB) uint64 {
+// logSeed returns $WEFT_POWERLOSS_SEED if set, else a fresh seed, and logs
+// it.
+func logSeed(t testing.TB) uint64 {
 	t.Helper()
 	seed := rand.Uint64()
 	if s := os.Getenv(SeedEnv); s != "" {
@@ -49,9 +50,8 @@ func Seed(t testing.TB) uint64 {
 	return seed
 }
 
-// Points returns how many crash points a test takes: $WEFT_POWERLOSS_POINTS
-// if set, else def.
-func Points(t testing.TB, def int) int {
+// pointsFor returns $WEFT_POWERLOSS_POINTS if set, else def.
+func pointsFor(t testing.TB, def int) int {
 	t.Helper()
 	if s := os.Getenv(PointsEnv); s != "" {
 		n, err := strconv.Atoi(s)
@@ -61,13 +61,6 @@ func Points(t testing.TB, def int) int {
 		return n
 	}
 	return def
-}
-
-// FaultRuns returns how many runs with an injected fault a test makes: two
-// for every five crash points (Points), at least one.
-func FaultRuns(t testing.TB, defPoints int) int {
-	t.Helper()
-	return max(1, Points(t, defPoints)*2/5)
 }
 
 // Crash is a crash point: the file system as a power loss there left it.
@@ -220,6 +213,31 @@ var (
 	ErrIO      = fmt.Errorf("injected: %w", syscall.EIO)
 	ErrNoSpace = fmt.Errorf("injected: %w", syscall.ENOSPC)
 )
+
+// InjectFault makes a changing operation fail with EIO or ENOSPC (drawn
+// from r) 1..30 changing operations from now, on a path exempt does not
+// exempt: that operation alone, or every one from it on (always for ENOSPC:
+// a full device stays full) until SetFault(nil). It returns the error.
+func (f *FS) InjectFault(r *rand.Rand, exempt func(path string) bool) error {
+	inject := ErrIO
+	if r.IntN(2) == 0 {
+		inject = ErrNoSpace
+	}
+	persistent := errors.Is(inject, syscall.ENOSPC) || r.IntN(2) == 0
+	at := f.Ops() + 1 + int64(r.IntN(30))
+	var fired atomic.Bool
+	f.SetFault(func(op errorfs.Op) error {
+		if op.Kind.ReadOrWrite() != errorfs.OpIsWrite || exempt(op.Path) {
+			return nil
+		}
+		if f.Ops() < at || fired.Load() && !persistent {
+			return nil
+		}
+		fired.Store(true)
+		return inject
+	})
+	return inject
+}
 
 func (f *FS) maybeError(op errorfs.Op) error {
 	f.mu.Lock()
