@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -516,5 +517,28 @@ func TestGCKeepsRootOfFailedCatalogSave(t *testing.T) {
 	}
 	if !bytes.Equal(got, append(plBlock(1), plBlock(2)...)) {
 		t.Fatalf("blocks 0 and 1 start with %d and %d, want 1 and 2", got[0], got[plBS])
+	}
+}
+
+// TestWriteFromOffTheOSFileSystem: on a file system without OS files, a
+// WriteFrom's fill writes into a scratch file whose bytes land in the
+// overlay (the NBD server splices into it on the OS's).
+func TestWriteFromOffTheOSFileSystem(t *testing.T) {
+	_, h := plHead(t, powerloss.New(3), blockstore.NewMemory())
+	data := append(plBlock(7)[:plSector], plBlock(8)[:2*plSector]...)
+	off := int64(plBS - plSector) // across a block boundary
+	err := h.WriteFrom(t.Context(), off, int64(len(data)), func(dst *os.File) error {
+		_, err := dst.WriteAt(data, off)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("WriteFrom: %v", err)
+	}
+	got := make([]byte, len(data))
+	if _, err := h.ReadAt(got, off); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read back %d..%d, want what WriteFrom's fill wrote", got[0], got[len(got)-1])
 	}
 }
