@@ -1,11 +1,12 @@
 package blockstore
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Pebble needs free space to open (it flushes the replayed log) and to
@@ -40,12 +41,12 @@ func (d *Disk) releaseBallastIfFull() {
 	if !d.ballast {
 		return
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(d.segDir, &st); err != nil {
-		d.log.Warn("cannot read the free space; keeping the index ballast", "err", fmt.Errorf("statfs %s: %w", d.segDir, err))
+	du, err := d.fs.GetDiskUsage(d.segDir)
+	if err != nil {
+		d.log.Warn("cannot read the free space; keeping the index ballast", "err", fmt.Errorf("free space of %s: %w", d.segDir, err))
 		return
 	}
-	if int64(st.Bavail)*int64(st.Bsize) < d.opts.ballastSize() {
+	if int64(du.AvailBytes) < d.opts.ballastSize() {
 		d.releaseBallast()
 	}
 }
@@ -64,7 +65,7 @@ func (d *Disk) dropBallast() bool {
 	if !d.ballast {
 		return false
 	}
-	if err := os.Remove(ballastPath(d.dir)); err != nil && !os.IsNotExist(err) {
+	if err := d.fs.Remove(ballastPath(d.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.log.Warn("remove ballast", "err", err)
 		return false
 	}
@@ -77,18 +78,18 @@ func (d *Disk) dropBallast() bool {
 func (d *Disk) placeBallast() {
 	path := ballastPath(d.dir)
 	err := func() error {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := d.fs.Create(path, vfs.WriteCategoryUnspecified)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, d.opts.ballastSize()); err != nil {
+		if err := allocate(f, d.opts.ballastSize()); err != nil {
 			return err
 		}
 		return f.Sync()
 	}()
 	if err != nil {
-		os.Remove(path)
+		d.fs.Remove(path)
 		d.log.Warn("cannot place the index ballast; keeping its size free instead",
 			"bytes", d.opts.ballastSize(), "err", fmt.Errorf("ballast: %w", err))
 		return

@@ -3,7 +3,6 @@ package blockstore
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-cid"
@@ -212,13 +211,13 @@ func (d *Disk) compact(ctx context.Context) (int64, error) {
 		delete(d.segs, id)
 		d.segMu.Unlock()
 		s.f.Close()
-		if err := os.Remove(s.path); err != nil {
-			return freed - written, fmt.Errorf("remove segment %d: %w", id, err)
+		if err := d.fs.Remove(s.path); err != nil {
+			return freed - written, fmt.Errorf("remove segment %d: %w", id, noSpace(err))
 		}
 		d.diskBytes.Add(-s.size)
 		freed += s.size
 	}
-	if err := syncDir(d.segDir); err != nil {
+	if err := syncDir(d.fs, d.segDir); err != nil {
 		return freed - written, err
 	}
 	d.log.Debug("compacted", "segments", len(victims), "freed", freed, "copied", written)

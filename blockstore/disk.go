@@ -7,14 +7,16 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // Disk is the durable Store: block bytes in append-only segment files under
@@ -28,6 +30,7 @@ import (
 type Disk struct {
 	dir    string
 	segDir string
+	fs     vfs.FS
 	opts   Options
 	log    *slog.Logger
 	idx    *index
@@ -80,11 +83,12 @@ func Open(dir string, opts Options) (*Disk, error) {
 	}
 	log = log.With("component", "blockstore")
 	segDir := filepath.Join(dir, "segments")
-	if err := os.MkdirAll(segDir, 0o755); err != nil {
+	fs := opts.fsOf()
+	if err := atomicfile.MkdirAllIn(fs, segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open blockstore %s: %w", dir, noSpace(err))
 	}
 	d := &Disk{
-		dir: dir, segDir: segDir, opts: opts, log: log,
+		dir: dir, segDir: segDir, fs: fs, opts: opts, log: log,
 		segs:    make(map[uint32]*segment),
 		commits: make(chan *commitReq, 64),
 		stop:    make(chan struct{}),
@@ -116,12 +120,12 @@ func (d *Disk) load() error {
 	if err != nil {
 		return err
 	}
-	ids, err := listSegments(d.segDir)
+	ids, err := listSegments(d.fs, d.segDir)
 	if err != nil {
 		return fmt.Errorf("list segments: %w", err)
 	}
 	for _, id := range ids {
-		s, err := openSegment(d.segDir, id)
+		s, err := openSegment(d.fs, d.segDir, id)
 		if err != nil {
 			return err
 		}
@@ -170,14 +174,14 @@ func (d *Disk) load() error {
 		// Nothing points here: an empty active segment from the last run,
 		// or one whose acknowledged records all died.
 		s.f.Close()
-		if err := os.Remove(s.path); err != nil {
-			return fmt.Errorf("remove dead segment %d: %w", id, err)
+		delete(d.segs, id) // closed: Open's error path must not close it again
+		if err := d.fs.Remove(s.path); err != nil {
+			return fmt.Errorf("remove dead segment %d: %w", id, noSpace(err))
 		}
-		delete(d.segs, id)
 		removed = true
 	}
 	if removed {
-		if err := syncDir(d.segDir); err != nil {
+		if err := syncDir(d.fs, d.segDir); err != nil {
 			return err
 		}
 	}
@@ -198,11 +202,15 @@ func (d *Disk) load() error {
 // rotateLocked seals the active segment and starts a new one. The caller
 // holds appendMu (or is Open).
 func (d *Disk) rotateLocked() error {
-	s, err := createSegment(d.segDir, d.nextSeg)
+	// The id is used up even if creating fails: a failed creation may
+	// leave the file behind (its removal can fail too), and the next
+	// rotation must not trip over it. Open removes it as a dead segment.
+	id := d.nextSeg
+	d.nextSeg++
+	s, err := createSegment(d.fs, d.segDir, id)
 	if err != nil {
 		return err
 	}
-	d.nextSeg++
 	if d.active != nil {
 		d.active.sealed = true
 	}

@@ -41,7 +41,7 @@ func openIndex(dir string, o Options, log *slog.Logger) (*index, error) {
 		MemTableSize:       uint64(o.IndexMemTableBytes),
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log.With("sub", "pebble")},
-		FS:                 o.indexFS,
+		FS:                 o.fsOf(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", dir, noSpace(err))

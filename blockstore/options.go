@@ -33,10 +33,10 @@ type Options struct {
 	// Logger receives the store's logs (and Pebble's, at debug level).
 	// Nil discards them.
 	Logger *slog.Logger
-
-	// indexFS holds the index; nil is the OS's. Tests give a crashable
-	// in-memory one to lose the index writes that were never synced.
-	indexFS vfs.FS
+	// FS holds every file of the store: segments, ballast and index. Nil
+	// is the OS's (vfs.Default). Power-loss tests give a crashable
+	// in-memory one, or one that fails chosen operations (see fs.go).
+	FS vfs.FS
 }
 
 // DefaultOptions returns the options for a production store: 256 MiB

@@ -7,7 +7,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-cid"
-	"golang.org/x/sys/unix"
 )
 
 // The put path: the caller's goroutine verifies the blocks, reserves space
@@ -155,9 +154,9 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 		for i := range cids {
 			need += recordSize(len(cids[i]), len(data(i)))
 		}
-		var st unix.Statfs_t
-		if err := unix.Statfs(d.segDir, &st); err == nil {
-			if free := int64(st.Bavail) * int64(st.Bsize); free-need < minFree {
+		// A file system that cannot tell (an in-memory one) is never full.
+		if du, err := d.fs.GetDiskUsage(d.segDir); err == nil {
+			if free := int64(du.AvailBytes); free-need < minFree {
 				d.releaseBallastIfFull()
 				d.appendMu.Unlock()
 				return nil, nil, fmt.Errorf("%w: %d bytes free, %d needed plus a %d-byte reserve",
@@ -194,7 +193,7 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 		segs[i] = r.seg
 	}
 	for _, r := range runs {
-		n, err := writeRecords(r.seg.f, r.off, cids, data, r.first, r.n)
+		n, err := writeRecords(r.seg, r.off, cids, data, r.first, r.n)
 		if err != nil {
 			d.abandon(r.seg, r.off, runBytes(cids, data, r.first, r.n), err)
 			d.release(segs)
@@ -203,7 +202,7 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 		r.seg.writes.Add(1)
 		// Start writeback now rather than at the fsync below: the device
 		// works while this and other callers go on hashing and copying.
-		_ = unix.SyncFileRange(int(r.seg.f.Fd()), r.off, n, unix.SYNC_FILE_RANGE_WRITE)
+		startWriteback(r.seg.f, r.off, n)
 	}
 	for _, r := range runs {
 		if err := r.seg.sync(); err != nil {
@@ -231,7 +230,7 @@ func (d *Disk) abandon(s *segment, off, n int64, err error) {
 	if errors.Is(noSpace(err), ErrNoSpace) {
 		d.releaseBallast()
 	}
-	if s.size == off+n && s.f.Truncate(off) == nil {
+	if s.size == off+n && truncate(s.f, off) {
 		s.size = off
 		d.diskBytes.Add(-n)
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
+
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Segment files hold block bytes as a sequence of records:
@@ -63,7 +63,7 @@ const maxIovecs = 1024
 // writeRecords writes the records of cids[first:first+n] at off with
 // pwritev, straight from the callers' buffers: the payloads are not copied
 // in user space. It returns the number of bytes written.
-func writeRecords(f *os.File, off int64, cids [][]byte, data func(int) []byte, first, n int) (int64, error) {
+func writeRecords(s *segment, off int64, cids [][]byte, data func(int) []byte, first, n int) (int64, error) {
 	heads := make([]byte, 0, n*(recordHeaderSize+64))
 	iovs := make([][]byte, 0, 2*n)
 	for i := first; i < first+n; i++ {
@@ -74,29 +74,7 @@ func writeRecords(f *os.File, off int64, cids [][]byte, data func(int) []byte, f
 			iovs = append(iovs, data(i))
 		}
 	}
-	var total int64
-	for len(iovs) > 0 {
-		chunk := iovs[:min(len(iovs), maxIovecs)]
-		w, err := unix.Pwritev(int(f.Fd()), chunk, off+total)
-		if err != nil {
-			return total, fmt.Errorf("pwritev %s: %w", f.Name(), err)
-		}
-		if w == 0 {
-			return total, fmt.Errorf("pwritev %s: %w", f.Name(), io.ErrShortWrite)
-		}
-		total += int64(w)
-		// Drop what was written; a short write resumes mid-buffer.
-		for w > 0 {
-			if w >= len(iovs[0]) {
-				w -= len(iovs[0])
-				iovs = iovs[1:]
-				continue
-			}
-			iovs[0] = iovs[0][w:]
-			w = 0
-		}
-	}
-	return total, nil
+	return pwritev(s.f, s.path, off, iovs)
 }
 
 // location is where a block's record lives, and the GC generation the
@@ -119,7 +97,7 @@ func (l location) size() int64 { return recordSize(int(l.klen), int(l.len)) }
 type segment struct {
 	id   uint32
 	path string
-	f    *os.File
+	f    vfs.File
 
 	// Guarded by Disk.appendMu.
 	size    int64 // append position; the file may be shorter while writes are in flight
@@ -140,34 +118,38 @@ type segment struct {
 func segmentName(id uint32) string { return fmt.Sprintf("%08d%s", id, segmentExt) }
 
 // createSegment creates segment id in dir and makes its name durable.
-func createSegment(dir string, id uint32) (*segment, error) {
+func createSegment(fs vfs.FS, dir string, id uint32) (*segment, error) {
 	path := filepath.Join(dir, segmentName(id))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	// vfs.FS has no O_EXCL: Create would replace a file of that name.
+	if _, err := fs.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("create segment %d: %s exists or cannot be checked: %v", id, path, err)
+	}
+	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return nil, fmt.Errorf("create segment %d: %w", id, noSpace(err))
 	}
-	if err := syncDir(dir); err != nil {
+	if err := syncDir(fs, dir); err != nil {
 		f.Close()
-		os.Remove(path)
+		fs.Remove(path)
 		return nil, fmt.Errorf("create segment %d: %w", id, err)
 	}
 	return &segment{id: id, path: path, f: f}, nil
 }
 
 // listSegments returns the ids of the segment files in dir, ascending.
-func listSegments(dir string) ([]uint32, error) {
-	ents, err := os.ReadDir(dir)
+func listSegments(fs vfs.FS, dir string) ([]uint32, error) {
+	names, err := fs.List(dir)
 	if err != nil {
 		return nil, err
 	}
 	var ids []uint32
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), segmentExt)
+	for _, e := range names {
+		name, ok := strings.CutSuffix(e, segmentExt)
 		if !ok {
 			continue
 		}
 		id, err := strconv.ParseUint(name, 10, 32)
-		if err != nil || segmentName(uint32(id)) != e.Name() {
+		if err != nil || segmentName(uint32(id)) != e {
 			continue
 		}
 		ids = append(ids, uint32(id))
@@ -177,9 +159,9 @@ func listSegments(dir string) ([]uint32, error) {
 }
 
 // openSegment opens an existing segment for reading (and for Corrupt).
-func openSegment(dir string, id uint32) (*segment, error) {
+func openSegment(fs vfs.FS, dir string, id uint32) (*segment, error) {
 	path := filepath.Join(dir, segmentName(id))
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %d: %w", id, err)
 	}
@@ -209,38 +191,6 @@ func (s *segment) sync() error {
 		return s.syncErr
 	}
 	s.synced = target
-	return nil
-}
-
-func fdatasync(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			serr = unix.Fdatasync(int(fd))
-			if serr != unix.EINTR {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
-// syncDir makes the directory's entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, noSpace(err))
-	}
 	return nil
 }
 

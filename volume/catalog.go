@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/weft-mesh/weft/internal/jsonfile"
 )
 
@@ -48,9 +50,9 @@ type replicaRecord struct {
 
 const catalogFile = "catalog.json"
 
-func loadCatalog(dir string) (*catalog, error) {
+func loadCatalog(fsys vfs.FS, dir string) (*catalog, error) {
 	c := &catalog{Disks: map[string]*diskRecord{}, Replicas: map[string]map[string]*replicaRecord{}, Spacesuits: map[string]*spacesuitRecord{}}
-	err := jsonfile.Load(filepath.Join(dir, catalogFile), c)
+	err := jsonfile.LoadIn(fsys, filepath.Join(dir, catalogFile), c)
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
 	}
@@ -109,8 +111,8 @@ func (c *catalog) check() error {
 
 // save writes the catalog durably (see atomicfile): a crash leaves either
 // version, whole.
-func (c *catalog) save(dir string) error {
-	if err := jsonfile.Save(filepath.Join(dir, catalogFile), c, 0o600); err != nil {
+func (c *catalog) save(fsys vfs.FS, dir string) error {
+	if err := jsonfile.SaveIn(fsys, filepath.Join(dir, catalogFile), c, 0o600); err != nil {
 		return fmt.Errorf("save catalog: %w", mapNoSpace(err))
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/weft-mesh/weft/blockstore"
 )
 
@@ -48,10 +50,10 @@ func FuzzOpenCatalog(f *testing.F) {
 			}
 		}
 		saved := m.cat.clone()
-		if err := saved.save(dir); err != nil {
+		if err := saved.save(vfs.Default, dir); err != nil {
 			t.Fatal(err)
 		}
-		again, err := loadCatalog(dir)
+		again, err := loadCatalog(vfs.Default, dir)
 		if err != nil {
 			t.Fatalf("saved catalog does not load: %v", err)
 		}

@@ -53,10 +53,21 @@ func (m *Manager) commitLocked(ctx context.Context, h *Head, publish func(root c
 	}
 	m.gcMu.RLock()
 	defer m.gcMu.RUnlock()
-	newRoot, err := m.storeBlocks(ctx, h, oldRoot, list)
+	// The overlay is made durable first, so that it holds what the new
+	// root will: the bits of the committed blocks are cleared durably only
+	// after the root is, and until then (a crash, or a failed persist
+	// followed by commits with nothing to do) the overlay's synced bytes
+	// win over the root. Unsynced writes there would make them stale.
+	h.mu.RLock()
+	err := h.persist()
+	h.mu.RUnlock()
+	var newRoot cid.Cid
+	if err == nil {
+		newRoot, err = m.storeBlocks(ctx, h, oldRoot, list)
+	}
 	// commitErr says why the disk's writes could not be committed: a
-	// store failure, not the caller's publish error (a replica that
-	// exists) nor a cancelled caller, which say nothing about the disk.
+	// persist or store failure, not the caller's publish error (a replica
+	// that exists) nor a cancelled caller, which say nothing about the disk.
 	diskErr := err != nil && ctx.Err() == nil
 	if err != nil {
 		err = fmt.Errorf("commit disk %q: %w", h.name, err)

@@ -18,7 +18,9 @@
 // meanwhile: a block written during a commit stays dirty for the next. Only
 // after the root is durable are the committed bits cleared, persisted, and
 // their overlay space punched out, so a crash at any point leaves either
-// the old root with the overlay intact or the new root. The punch comes one
+// the old root with the overlay intact or the new root. A commit first
+// syncs the overlay, so that a bit whose clearing fails (or is cut short)
+// vouches for bytes equal to the new root's. The punch comes one
 // commit late (or once the head is quiet): a block rewritten before the
 // next commit lands on space the file system still has allocated and
 // cached, instead of a hole it just discarded.
@@ -46,5 +48,9 @@
 //
 // Disks and replicas are recorded in one JSON file, rewritten whole and
 // atomically (temporary file, fsync, rename, fsync of the directory) on
-// every change.
+// every change. A save that fails may still have renamed the file into
+// place, so GC keeps that catalog's roots too until a save succeeds.
+//
+// The catalog and the overlays go through Config.FS, the OS's unless a
+// test gives a crashable or fault-injecting one (fs.go).
 package volume

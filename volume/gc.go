@@ -53,7 +53,8 @@ func (m *Manager) GC(ctx context.Context) (GCStats, error) {
 	}, nil
 }
 
-// liveRoots returns every distinct root GC must keep. A root it cannot
+// liveRoots returns every distinct root GC must keep, those of a catalog
+// whose save failed included. A root it cannot
 // parse aborts the collection rather than letting its blocks be swept.
 func (m *Manager) liveRoots() ([]cid.Cid, error) {
 	m.mu.Lock()
@@ -76,16 +77,21 @@ func (m *Manager) liveRoots() ([]cid.Cid, error) {
 		}
 		add(c)
 	}
-	for _, d := range m.cat.Disks {
-		addText(d.Root)
-	}
-	for _, reps := range m.cat.Replicas {
-		for _, r := range reps {
-			addText(r.Root)
+	for _, cat := range []*catalog{m.cat, m.unsaved} {
+		if cat == nil {
+			continue
 		}
-	}
-	for _, s := range m.cat.Spacesuits {
-		addText(s.Root)
+		for _, d := range cat.Disks {
+			addText(d.Root)
+		}
+		for _, reps := range cat.Replicas {
+			for _, r := range reps {
+				addText(r.Root)
+			}
+		}
+		for _, s := range cat.Spacesuits {
+			addText(s.Root)
+		}
 	}
 	for root := range m.pins {
 		add(root)

@@ -205,7 +205,7 @@ func (h *Head) WriteAt(p []byte, off int64) (int, error) {
 // Writes to different blocks proceed in parallel; writes to the same block
 // are serialised.
 func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
-	err := h.write(ctx, off, int64(len(p)), func(*os.File) error { return h.ov.writeAt(p, off) })
+	err := h.write(ctx, off, int64(len(p)), func() error { return h.ov.writeAt(p, off) })
 	if err != nil {
 		return 0, err
 	}
@@ -220,8 +220,8 @@ func (h *Head) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 // from it fails the write (which may then be partly applied, like a torn
 // write on a real disk) and a full file system is ErrNoSpace.
 func (h *Head) WriteFrom(ctx context.Context, off, n int64, fill func(dst *os.File) error) error {
-	return h.write(ctx, off, n, func(dst *os.File) error {
-		if err := fill(dst); err != nil {
+	return h.write(ctx, off, n, func() error {
+		if err := fillFrom(h.ov.data, off, n, fill); err != nil {
 			return fmt.Errorf("overlay: write at %d: %w", off, mapNoSpace(err))
 		}
 		return nil
@@ -230,7 +230,7 @@ func (h *Head) WriteFrom(ctx context.Context, off, n int64, fill func(dst *os.Fi
 
 // write locks the blocks of [off, off+n), brings the partial ones' old
 // content into the overlay, runs put and marks the blocks dirty.
-func (h *Head) write(ctx context.Context, off, n int64, put func(dst *os.File) error) error {
+func (h *Head) write(ctx context.Context, off, n int64, put func() error) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if err := h.checkWrite(int(n), off); err != nil {
@@ -255,7 +255,7 @@ func (h *Head) write(ctx context.Context, off, n int64, put func(dst *os.File) e
 			break
 		}
 	}
-	if err := put(h.ov.data); err != nil {
+	if err := put(); err != nil {
 		return fmt.Errorf("disk %q: %w", h.name, err)
 	}
 	h.bitsMu.Lock()

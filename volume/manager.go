@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -13,10 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
 // Config configures a Manager.
@@ -48,6 +49,10 @@ type Config struct {
 	// mode, after the flush committed the disk at root; the flush fails
 	// with its error. The mesh uses it to wait until R nodes hold root.
 	SyncFlush func(ctx context.Context, disk string, root cid.Cid) error
+	// FS holds the catalog and the overlays under Dir; nil is the OS's
+	// (vfs.Default). Power-loss tests give a crashable in-memory one, or
+	// one that fails chosen operations (see fs.go).
+	FS vfs.FS
 }
 
 // DefaultConfig returns a Config with everything but Dir and Store set.
@@ -83,6 +88,7 @@ func (c Config) Validate() error {
 // Lock order: Head.commitMu, then gcMu, then mu, then Head.mu.
 type Manager struct {
 	cfg   Config
+	fs    vfs.FS
 	store blockstore.Store
 	maps  *blockmap.Maps
 	cache *blockCache
@@ -93,11 +99,14 @@ type Manager struct {
 	// a generation and snapshots the roots: no root can be missed.
 	gcMu sync.RWMutex
 
-	mu    sync.Mutex
-	cat   *catalog
-	heads map[string]*Head
-	pins  map[cid.Cid]int // roots held by open views
-	used  map[cid.Cid]int64
+	mu  sync.Mutex
+	cat *catalog
+	// unsaved is the catalog of the last save that failed, if none has
+	// succeeded since: it may be the one on disk (see saveCatalog).
+	unsaved *catalog
+	heads   map[string]*Head
+	pins    map[cid.Cid]int // roots held by open views
+	used    map[cid.Cid]int64
 
 	changed chan struct{} // see Changed
 
@@ -116,15 +125,18 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "heads"), 0o700); err != nil {
-		return nil, fmt.Errorf("open volumes: %w", err)
+	// The directories are made durable here: the catalog's and overlays'
+	// syncs cover their entries, not the directories holding them.
+	if err := atomicfile.MkdirAllIn(cfg.fsOf(), filepath.Join(cfg.Dir, "heads"), 0o700); err != nil {
+		return nil, fmt.Errorf("open volumes: %w", mapNoSpace(err))
 	}
-	cat, err := loadCatalog(cfg.Dir)
+	cat, err := loadCatalog(cfg.fsOf(), cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
 	m := &Manager{
 		cfg:   cfg,
+		fs:    cfg.fsOf(),
 		store: cfg.Store,
 		maps:  blockmap.New(cfg.Store, cfg.MapCacheNodes),
 		cache: newBlockCache(cfg.BlockCacheBytes),
@@ -163,7 +175,7 @@ func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk %q: %w", rec.Name, err)
 	}
-	ov, err := openOverlay(m.headDir(rec.ID), rec.Size, rec.BlockSize)
+	ov, err := openOverlay(m.fs, m.headDir(rec.ID), rec.Size, rec.BlockSize)
 	if err != nil {
 		return nil, fmt.Errorf("disk %q: %w", rec.Name, err)
 	}
@@ -203,7 +215,7 @@ func (m *Manager) openHead(rec *diskRecord) (*Head, error) {
 // behind by a crash between a disk's removal from the catalog and the
 // deletion of its overlay.
 func (m *Manager) removeOrphanOverlays() error {
-	entries, err := os.ReadDir(filepath.Join(m.cfg.Dir, "heads"))
+	entries, err := m.fs.List(filepath.Join(m.cfg.Dir, "heads"))
 	if err != nil {
 		return fmt.Errorf("open volumes: %w", err)
 	}
@@ -212,8 +224,8 @@ func (m *Manager) removeOrphanOverlays() error {
 		live[rec.ID] = true
 	}
 	for _, e := range entries {
-		if !live[e.Name()] {
-			if err := os.RemoveAll(m.headDir(e.Name())); err != nil {
+		if !live[e] {
+			if err := m.fs.RemoveAll(m.headDir(e)); err != nil {
 				return fmt.Errorf("remove orphan overlay: %w", err)
 			}
 		}
@@ -430,7 +442,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 		delete(m.cat.Disks, spec.Name)
 		m.mu.Unlock()
 		h.ov.close()
-		os.RemoveAll(m.headDir(rec.ID))
+		m.fs.RemoveAll(m.headDir(rec.ID))
 		return DiskInfo{}, err
 	}
 	m.heads[spec.Name] = h
@@ -626,7 +638,7 @@ func (m *Manager) removeLocked(h *Head) error {
 	h.removed = true
 	err := h.ov.close()
 	h.mu.Unlock()
-	return errors.Join(err, os.RemoveAll(m.headDir(rec.ID)))
+	return errors.Join(err, m.fs.RemoveAll(m.headDir(rec.ID)))
 }
 
 // Clone makes a new disk whose content is src's, in O(1): the new head

@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"os"
 	"path/filepath"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // bitmapPage is the unit in which the dirty bitmap is written back. Sector
@@ -23,8 +22,8 @@ const bitmapPage = 4096
 // blocks those are. Both are made durable by sync. An overlay is not safe
 // for concurrent use; the head serialises access.
 type overlay struct {
-	data      *os.File
-	bitmap    *os.File
+	data      overlayFile
+	bitmap    overlayFile
 	blockSize int64
 	bits      []byte       // persisted view: dirty or being committed
 	changed   map[int]bool // bitmap pages changed since the last persist
@@ -42,26 +41,31 @@ const (
 )
 
 // openOverlay opens or creates the overlay of a disk of size bytes in dir.
-func openOverlay(dir string, size, blockSize int64) (*overlay, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// The names of files it creates are made durable before it returns: a
+// flush syncs the files' data, not the directory entries that find them.
+func openOverlay(fsys vfs.FS, dir string, size, blockSize int64) (*overlay, error) {
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
-	data, err := os.OpenFile(filepath.Join(dir, overlayDataFile), os.O_RDWR|os.O_CREATE, 0o600)
+	data, newData, err := openOverlayFile(fsys, filepath.Join(dir, overlayDataFile), size)
 	if err != nil {
-		return nil, fmt.Errorf("overlay: %w", err)
+		return nil, fmt.Errorf("overlay: %w", mapNoSpace(err))
 	}
-	if err := data.Truncate(size); err != nil {
-		data.Close()
-		return nil, fmt.Errorf("overlay: size data file: %w", err)
-	}
-	bitmap, err := os.OpenFile(filepath.Join(dir, overlayBitmapFile), os.O_RDWR|os.O_CREATE, 0o600)
+	bitmap, newBitmap, err := openOverlayFile(fsys, filepath.Join(dir, overlayBitmapFile), -1)
 	if err != nil {
 		data.Close()
-		return nil, fmt.Errorf("overlay: %w", err)
+		return nil, fmt.Errorf("overlay: %w", mapNoSpace(err))
+	}
+	if newData || newBitmap {
+		if err := syncDirs(fsys, dir, filepath.Dir(dir)); err != nil {
+			data.Close()
+			bitmap.Close()
+			return nil, fmt.Errorf("overlay: %w", mapNoSpace(err))
+		}
 	}
 	nblocks := size / blockSize
 	bits := make([]byte, (nblocks+7)/8)
-	if _, err := io.ReadFull(bitmap, bits); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, err := bitmap.ReadAt(bits, 0); err != nil && !errors.Is(err, io.EOF) {
 		data.Close()
 		bitmap.Close()
 		return nil, fmt.Errorf("overlay: read dirty bitmap: %w", err)
@@ -125,9 +129,8 @@ func (o *overlay) zeroBlocks(first, n int64) error {
 	if n <= 0 {
 		return nil
 	}
-	err := unix.Fallocate(int(o.data.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, first*o.blockSize, n*o.blockSize)
-	if err != nil {
-		return fmt.Errorf("overlay: punch blocks %d+%d: %w", first, n, err)
+	if err := punch(o.data, first*o.blockSize, n*o.blockSize); err != nil {
+		return fmt.Errorf("overlay: punch blocks %d+%d: %w", first, n, mapNoSpace(err))
 	}
 	return nil
 }

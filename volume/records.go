@@ -124,10 +124,17 @@ func (m *Manager) AddReplica(ctx context.Context, r ReplicaInfo, root cid.Cid) e
 }
 
 // saveCatalog writes the catalog (m.mu is held) and signals Changed.
+//
+// A failed save may still have replaced the file (the rename done, the
+// directory's sync failed), so its catalog is kept in m.unsaved, whose
+// roots GC keeps too, until a save succeeds: the caller goes back to the
+// catalog before, but the next start may read this one.
 func (m *Manager) saveCatalog() error {
-	if err := m.cat.save(m.cfg.Dir); err != nil {
+	if err := m.cat.save(m.fs, m.cfg.Dir); err != nil {
+		m.unsaved = m.cat.clone()
 		return err
 	}
+	m.unsaved = nil
 	m.noteChange()
 	return nil
 }
