@@ -29,9 +29,9 @@ import (
 // gone or does not verify, reading it from the device after syncing its
 // segment: a record whose fsync never finished may still sit whole in the
 // page cache, and one whose fsync failed may sit there without being on
-// the device (see recoverIndex). A record whose
-// fsync never finished was never acknowledged: a torn one fails the header
-// check or the hash and stays garbage. A block deleted after its record was written
+// the device (see recoverIndex). A record whose fsync never finished was
+// never acknowledged: a torn one fails the header check or the hash and
+// stays garbage. A block deleted after its record was written
 // may come back, as a deleted block whose removal was not yet durable always
 // could; the next sweep removes it again.
 
