@@ -95,6 +95,17 @@ func fdatasync(f vfs.File) error {
 	}
 }
 
+// dropCache drops f's clean pages from the OS's page cache, so that reads
+// come from the device. After a failed writeback Linux may keep the pages
+// it could not write, marked clean, holding bytes the device never got. It
+// is advice: a failure leaves the cache as it was, and a file without a
+// descriptor has no cache.
+func dropCache(f vfs.File) {
+	if fd := f.Fd(); fd != vfs.InvalidFd {
+		_ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED)
+	}
+}
+
 // allocate gives f n bytes of space on the device and makes it n bytes
 // long. A file without a descriptor only gets the space its Preallocate
 // gives.

@@ -26,10 +26,12 @@ import (
 // committed; Close raises it past the last segment. Open reads every record
 // of the segments at or above it and indexes each one whose payload hashes
 // to its CID and whose CID the index lacks, or names with a record that is
-// gone or does not verify, after syncing its segment: a record whose fsync
-// never finished may still sit whole in the page cache. A record whose
-// fsync never finished was never acknowledged: a torn one fails the header
-// check or the hash and stays garbage. A block deleted after its record was written
+// gone or does not verify, reading it from the device after syncing its
+// segment: a record whose fsync never finished may still sit whole in the
+// page cache, and one whose fsync failed may sit there without being on
+// the device (see recoverIndex). A record whose fsync never finished was
+// never acknowledged: a torn one fails the header check or the hash and
+// stays garbage. A block deleted after its record was written
 // may come back, as a deleted block whose removal was not yet durable always
 // could; the next sweep removes it again.
 
@@ -47,12 +49,22 @@ func (d *Disk) recoverIndex(gen uint64) (int, error) {
 	defer b.Close()
 	staged := make(map[string]bool)
 	var data, other []byte
-	var sources []*segment // segments holding records staged
 	for id, s := range d.segs {
 		if id < ck {
 			continue
 		}
-		before := len(staged)
+		// A record found here may never have been synced: its put died
+		// between the write and the fsync, and the bytes are only in the
+		// page cache. It is indexed only once durable, or a power loss
+		// after this Open leaves an entry naming bytes that are gone. So
+		// the segment is synced first, and then read from the device: a
+		// put whose fsync failed in an earlier run may have left bytes in
+		// the page cache that the device never got, and Linux reports
+		// that failure once, so this sync succeeds over them.
+		if err := fdatasync(s.f); err != nil {
+			return 0, fmt.Errorf("recover segment %d: sync: %w", id, noSpace(err))
+		}
+		dropCache(s.f)
 		err := scanRecords(s.f, s.size, func(off int64, cidBytes []byte, dataLen int) (bool, error) {
 			if dataLen > MaxBlockSize {
 				return false, nil
@@ -83,21 +95,9 @@ func (d *Disk) recoverIndex(gen uint64) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("recover segment %d: %w", id, err)
 		}
-		if len(staged) > before {
-			sources = append(sources, s)
-		}
 	}
 	if b.Empty() {
 		return 0, nil
-	}
-	// A record found here may never have been synced: its put died
-	// between the write and the fsync, and the bytes are only in the page
-	// cache. Index it only once it is durable, or a power loss after this
-	// Open leaves an entry naming bytes that are gone.
-	for _, s := range sources {
-		if err := fdatasync(s.f); err != nil {
-			return 0, fmt.Errorf("recover segment %d: sync: %w", s.id, noSpace(err))
-		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return 0, fmt.Errorf("recover index: %w", noSpace(err))

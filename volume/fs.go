@@ -52,6 +52,12 @@ func openOverlayFile(fsys vfs.FS, path string, size int64) (f overlayFile, creat
 		if err != nil {
 			return nil, false, err
 		}
+		// Drop the file's clean cached pages, so that reads come from the
+		// device: after a failed writeback (see overlay.syncErr) the page
+		// cache may still hold bytes the device never got, and a reopened
+		// overlay must serve and commit only what is durable. Advice only:
+		// a failure costs nothing but that.
+		_ = unix.Fadvise(int(osf.Fd()), 0, 0, unix.FADV_DONTNEED)
 		f = osf
 	} else if f, err = fsys.OpenReadWrite(path, vfs.WriteCategoryUnspecified); err != nil {
 		return nil, false, err

@@ -33,6 +33,13 @@ type overlay struct {
 	unsynced bitset
 	// forceSync is set when a persist failed after deciding to sync.
 	forceSync bool
+	// syncErr is why a sync of the data file failed; it is sticky. Linux
+	// reports a writeback error once and may drop the dirty pages it could
+	// not write (ext4, XFS, NFS: the "fsyncgate" problem), so a later sync
+	// that succeeds vouches for nothing and the bits it would make durable
+	// could name lost data. Every persist fails with it until the overlay
+	// is reopened (see openOverlayFile). Guarded by the head's persistMu.
+	syncErr error
 }
 
 const (
@@ -167,8 +174,12 @@ func (o *overlay) snapshot() persistSnap {
 // persist returns, so a page torn between its old and new sectors can only
 // resurrect bits whose overlay data is still intact.
 func (o *overlay) persistSnapshot(snap persistSnap) error {
+	if o.syncErr != nil {
+		return o.syncErr
+	}
 	if snap.needSync {
 		if err := o.data.Sync(); err != nil {
+			o.syncErr = fmt.Errorf("overlay: an earlier sync of the data failed, writes since the last flush may be lost; restart the daemon to reopen the disk: %w", mapNoSpace(err))
 			return fmt.Errorf("overlay: sync data: %w", mapNoSpace(err))
 		}
 	}
