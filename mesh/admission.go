@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-yamux/v5"
 )
 
 const (
@@ -260,12 +261,16 @@ func (a *admission) prove(ctx context.Context, p peer.ID) error {
 }
 
 // refusedOr returns err marked as ErrNotAdmitted if the remote side sent
-// the refusal code, and err itself otherwise.
+// the refusal code, and err itself otherwise. libp2p's yamux stream turns
+// a GoAway into a ConnError on Read and Write but not on CloseWrite, which
+// returns yamux's own error: both are matched.
 func refusedOr(err error) error {
 	var se *network.StreamError
 	var ce *network.ConnError
+	var ge *yamux.GoAwayError
 	if (errors.As(err, &se) && se.Remote && se.ErrorCode == admitRefusedStream) ||
-		(errors.As(err, &ce) && ce.Remote && ce.ErrorCode == admitRefusedConn) {
+		(errors.As(err, &ce) && ce.Remote && ce.ErrorCode == admitRefusedConn) ||
+		(errors.As(err, &ge) && ge.Remote && network.ConnErrorCode(ge.ErrorCode) == admitRefusedConn) {
 		return fmt.Errorf("%w: the peer refused our admission proof (%v)", ErrNotAdmitted, err)
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-yamux/v5"
 
 	"github.com/weft-mesh/weft/mesh/meshnet"
 )
@@ -163,5 +165,30 @@ func TestOpenAfterAFailedHandshakeIsUnreachable(t *testing.T) {
 	_, err := b.Open(ctx, meshnet.PeerID(refusing.ID()), "/weft/test/1.0.0")
 	if err == nil || errors.Is(err, ErrNotAdmitted) && errors.Is(err, meshnet.ErrUnreachable) {
 		t.Errorf("open to a peer that refuses the proof: got %v, want ErrNotAdmitted, not also ErrUnreachable", err)
+	}
+}
+
+// A refusal is recognised in every form a transport hands it over: the
+// stream reset or the connection closed with the refusal code, including
+// yamux's own GoAway error, which libp2p's CloseWrite returns unconverted
+// (the flake TestWrongSecretIsRefusedOnEachTransport once saw).
+func TestRefusedOrRecognisesEveryForm(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		err     error
+		refused bool
+	}{
+		{"stream reset with the code", &network.StreamError{Remote: true, ErrorCode: admitRefusedStream}, true},
+		{"connection closed with the code", &network.ConnError{Remote: true, ErrorCode: admitRefusedConn}, true},
+		{"yamux go away with the code", &yamux.GoAwayError{Remote: true, ErrorCode: uint32(admitRefusedConn)}, true},
+		{"yamux go away, normal", &yamux.GoAwayError{Remote: true}, false},
+		{"our own go away with the code", &yamux.GoAwayError{ErrorCode: uint32(admitRefusedConn)}, false},
+		{"stream reset, other code", &network.StreamError{Remote: true, ErrorCode: 1}, false},
+		{"plain error", io.ErrUnexpectedEOF, false},
+	} {
+		err := refusedOr(fmt.Errorf("send admission proof: %w", tc.err))
+		if got := errors.Is(err, ErrNotAdmitted); got != tc.refused {
+			t.Errorf("%s: refused = %v, want %v (%v)", tc.name, got, tc.refused, err)
+		}
 	}
 }
