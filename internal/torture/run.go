@@ -227,13 +227,18 @@ func commitLoop(ctx context.Context, m *Mesh) {
 func heal(ctx context.Context, m *Mesh, limit time.Duration, logf func(string, ...any)) error {
 	logf("waiting for the mesh to converge (at most %v)", limit)
 	deadline := time.Now().Add(limit)
-	lastCommit := time.Time{}
+	var lastCommit, lastNote time.Time
 	err := m.waitFor(ctx, "the healed mesh converges", limit, func(ctx context.Context) (bool, string) {
 		if time.Since(lastCommit) > 2*time.Second && time.Now().Before(deadline) {
 			m.commitAll(ctx)
 			lastCommit = time.Now()
 		}
-		return m.converged(ctx)
+		ok, state := m.converged(ctx)
+		if !ok && time.Since(lastNote) > 5*time.Second {
+			logf("not yet: %s", state)
+			lastNote = time.Now()
+		}
+		return ok, state
 	})
 	if err != nil {
 		return err
