@@ -2,6 +2,7 @@ package torture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -386,23 +387,26 @@ func flipByte(path string, off int64) error {
 }
 
 // fillFS takes all the free space of the file system path is on with a
-// file at path.
+// file at path, allocated a chunk at a time until the file system is full
+// (what is free moves while the daemon writes).
 func fillFS(path string) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
-		return err
-	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	free := int64(st.Bavail) * st.Bsize
-	if free <= 0 {
-		return nil
+	chunk, off := int64(1<<20), int64(0)
+	for {
+		err := unix.Fallocate(int(f.Fd()), 0, off, chunk)
+		switch {
+		case errors.Is(err, unix.ENOSPC) && chunk == 4096:
+			return nil
+		case errors.Is(err, unix.ENOSPC):
+			chunk /= 2
+		case err != nil:
+			return fmt.Errorf("fill %s: %w", path, err)
+		default:
+			off += chunk
+		}
 	}
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, free); err != nil {
-		return fmt.Errorf("fill %s with %d bytes: %w", path, free, err)
-	}
-	return nil
 }
