@@ -32,7 +32,7 @@
 // stopped node's block segments then a scrub. The rule: the faults that
 // take nodes out (kill, pause, cut, fill) are all in one site at a time,
 // at most three faults are in force at once, and corruption hits only a
-// node that counts nothing under-replicated while no node is out. With
+// node that owns no disk while no node is out. With
 // at least as many sites as copies, placement puts the R copies of a
 // block on distinct sites, so R-1 of them stay reachable.
 //

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 var daemonArgs = []string{"--heal-interval", "2s", "--log-level", "info"}
 
 // homeTmpfsSize is the tmpfs each node's home gets as root: room for the
-// disks' blocks, overlays and index, small enough to fill at once.
-const homeTmpfsSize = "256m"
+// disks' blocks, overlays and index and for the garbage of a long run's
+// commits (256 MiB filled up in 6 minutes), and a tmpfs takes memory only
+// for what it holds, so filling one at a time is affordable.
+const homeTmpfsSize = "1g"
 
 // DiskSpec is one disk of the run.
 type DiskSpec struct {
@@ -204,14 +207,17 @@ func (m *Mesh) waitFor(ctx context.Context, what string, limit time.Duration, co
 	}
 }
 
-// converged says whether every node agrees on every disk's owner, epoch,
-// root and replicas, and counts no block under-replicated.
+// converged says whether every node agrees on every disk's owner, epoch
+// and root, the nodes that do not own it on its replicas, and none counts
+// a block under-replicated. The owner's replica count is left out: an
+// owner does not list a fenced replica another node published after the
+// owner took the disk (see replicaFindings).
 func (m *Mesh) converged(ctx context.Context) (bool, string) {
 	if ok, why := m.allAlive(ctx); !ok {
 		return false, why
 	}
 	for _, d := range Disks {
-		var first api.DiskInfo
+		infos := make([]api.DiskInfo, len(m.nodes))
 		for i, n := range m.nodes {
 			info, err := call(ctx, n, func(c *api.Client, ctx context.Context) (api.DiskInfo, error) { return c.DiskInfo(ctx, d.Name) })
 			if err != nil {
@@ -220,18 +226,75 @@ func (m *Mesh) converged(ctx context.Context) (bool, string) {
 			if info.UnderReplicated != 0 {
 				return false, fmt.Sprintf("%s: %s counts %d blocks under-replicated", d.Name, n.Name, info.UnderReplicated)
 			}
-			if i == 0 {
-				first = info
+			infos[i] = info
+		}
+		first, firstOther := infos[0], -1
+		for i, info := range infos {
+			n := m.nodes[i]
+			if info.Owner != first.Owner || info.Epoch != first.Epoch || info.Root != first.Root {
+				return false, fmt.Sprintf("%s: %s and %s disagree: owner %s/%s epoch %d/%d root %s/%s", d.Name,
+					m.nodes[0].Name, n.Name, short(first.Owner), short(info.Owner), first.Epoch, info.Epoch,
+					short(first.Root), short(info.Root))
+			}
+			if n.PeerID == info.Owner {
 				continue
 			}
-			if info.Owner != first.Owner || info.Epoch != first.Epoch || info.Root != first.Root || info.ReplicaCount != first.ReplicaCount {
-				return false, fmt.Sprintf("%s: %s and %s disagree: owner %s/%s epoch %d/%d root %s/%s replicas %d/%d", d.Name,
-					m.nodes[0].Name, n.Name, short(first.Owner), short(info.Owner), first.Epoch, info.Epoch,
-					short(first.Root), short(info.Root), first.ReplicaCount, info.ReplicaCount)
+			if firstOther < 0 {
+				firstOther = i
+			} else if o := infos[firstOther]; o.ReplicaCount != info.ReplicaCount {
+				return false, fmt.Sprintf("%s: %s and %s disagree: %d replicas/%d", d.Name, m.nodes[firstOther].Name, n.Name,
+					o.ReplicaCount, info.ReplicaCount)
 			}
 		}
 	}
 	return true, ""
+}
+
+// replicaNames lists the replicas of disk node n names.
+func replicaNames(ctx context.Context, n *Node, disk string) ([]string, error) {
+	reps, err := call(ctx, n, func(c *api.Client, ctx context.Context) ([]api.ReplicaInfo, error) { return c.ListReplicas(ctx, disk) })
+	var names []string
+	for _, r := range reps {
+		names = append(names, r.Name)
+	}
+	return names, err
+}
+
+// replicaFindings compares, on the converged mesh, each disk's replicas as
+// its owner lists them with the other nodes' lists, and describes every
+// replica the owner misses. weft's owner lists the replicas it had when
+// it created or adopted the disk and those it makes; a fenced replica the
+// old owner publishes after a take reaches every catalog but not the new
+// owner's list (replica ls, disk info, restore there).
+func (m *Mesh) replicaFindings(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, d := range Disks {
+		o := m.owner(ctx, d.Name)
+		if o == nil {
+			return nil, fmt.Errorf("%s: no owner", d.Name)
+		}
+		own, err := replicaNames(ctx, o, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range m.nodes {
+			if n == o {
+				continue
+			}
+			theirs, err := replicaNames(ctx, n, d.Name)
+			if err != nil {
+				return nil, err
+			}
+			for _, name := range theirs {
+				if !slices.Contains(own, name) {
+					out = append(out, fmt.Sprintf("%s: its owner %s does not list replica %s, which %s lists (from the catalog)",
+						d.Name, o.Name, name, n.Name))
+				}
+			}
+			break
+		}
+	}
+	return out, nil
 }
 
 // short is the tail of a peer ID or CID, for messages.

@@ -48,9 +48,10 @@ type fault struct {
 // puts the R copies of a block on distinct sites while there are as many
 // sites as copies, so at least R-1 copies of every block stay reachable;
 // sync disks keep writing, and nothing is lost while one copy lives.
-// Corruption hits a stopped node only when no other fault takes nodes out
-// and that node counts no block under-replicated, so every block it
-// damages has another copy; the node is scrubbed (repaired) at once.
+// Corruption hits a stopped node that owns no disk, only when no other
+// fault takes nodes out, so the blocks it damages have other copies (its
+// own were pushed to it by owners, which keep theirs); the node is
+// scrubbed (repaired) at once.
 type nemesis struct {
 	rng    *rand.Rand
 	mesh   *Mesh
@@ -287,20 +288,28 @@ func (n *nemesis) take(ctx context.Context) (*fault, error) {
 // corruptFlips is how many bytes a corrupt fault flips.
 const corruptFlips = 16
 
-// corrupt stops a node that counts nothing under-replicated while no
-// other fault takes nodes out, flips bytes at random in its block
-// segments, starts it again and scrubs it.
+// corrupt stops a node that owns no disk while no other fault takes
+// nodes out, flips bytes at random in its block segments, starts it again
+// and scrubs it. An owner is spared: the blocks of an async disk's last
+// commits may have no other copy yet, and the async promise is the
+// owner's durability alone.
 func (n *nemesis) corrupt(ctx context.Context) (*fault, error) {
 	if n.outSite() >= 0 {
 		return nil, nil
 	}
-	nd := n.pick(n.candidates())
+	owners := make(map[*Node]bool)
+	for _, d := range Disks {
+		owners[n.mesh.owner(ctx, d.Name)] = true
+	}
+	var spare []*Node
+	for _, nd := range n.candidates() {
+		if !owners[nd] {
+			spare = append(spare, nd)
+		}
+	}
+	nd := n.pick(spare)
 	if nd == nil {
 		return nil, nil
-	}
-	st, err := call(ctx, nd, (*api.Client).Status)
-	if err != nil || st.UnderReplicated != 0 {
-		return nil, err
 	}
 	if err := nd.signal(syscall.SIGKILL); err != nil {
 		return nil, err

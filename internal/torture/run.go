@@ -65,6 +65,9 @@ type Report struct {
 	Seed    uint64
 	Faults  map[string]int
 	Skipped []string // fault kinds this run could not inject, and why
+	// Findings are faults of weft the run saw that the checker does not
+	// count (lost and corrupt are counted): see Mesh.replicaFindings.
+	Findings []string
 }
 
 // FaultCount is the total of Faults.
@@ -186,6 +189,12 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	if err := heal(ctx, mesh, cfg.HealLimit, logf); err != nil {
 		return rep, err
 	}
+	if rep.Findings, err = mesh.replicaFindings(ctx); err != nil {
+		return rep, err
+	}
+	for _, f := range rep.Findings {
+		logf("finding: %s", f)
+	}
 	var disks []DiskCheck
 	for i, d := range Disks {
 		dc, err := readBack(ctx, mesh, i, d)
@@ -247,36 +256,32 @@ func heal(ctx context.Context, m *Mesh, limit time.Duration, logf func(string, .
 	return nil
 }
 
-// readBack reads disk d's head from every node and its fenced replicas
-// from its owner.
+// readBack reads disk d's head from every node, and every fenced replica
+// any node lists from the first node that lists it.
 func readBack(ctx context.Context, m *Mesh, i int, d DiskSpec) (DiskCheck, error) {
 	dc := DiskCheck{Disk: i}
+	read := make(map[string]bool)
 	for _, n := range m.nodes {
 		r, err := m.readDisk(ctx, n, api.Ref{Disk: d.Name})
 		if err != nil {
 			return dc, err
 		}
 		dc.Heads = append(dc.Heads, r)
-	}
-	o := m.owner(ctx, d.Name)
-	if o == nil {
-		return dc, fmt.Errorf("%s: no owner after convergence", d.Name)
-	}
-	reps, err := call(ctx, o, func(c *api.Client, ctx context.Context) ([]api.ReplicaInfo, error) {
-		return c.ListReplicas(ctx, d.Name)
-	})
-	if err != nil {
-		return dc, err
-	}
-	for _, r := range reps {
-		if !strings.HasPrefix(r.Name, "fenced-") {
-			continue
-		}
-		fr, err := m.readDisk(ctx, o, api.Ref{Disk: d.Name, Replica: r.Name})
+		names, err := replicaNames(ctx, n, d.Name)
 		if err != nil {
 			return dc, err
 		}
-		dc.Fenced = append(dc.Fenced, fr)
+		for _, name := range names {
+			if !strings.HasPrefix(name, "fenced-") || read[name] {
+				continue
+			}
+			read[name] = true
+			fr, err := m.readDisk(ctx, n, api.Ref{Disk: d.Name, Replica: name})
+			if err != nil {
+				return dc, err
+			}
+			dc.Fenced = append(dc.Fenced, fr)
+		}
 	}
 	return dc, nil
 }

@@ -91,11 +91,6 @@ func (w *writer) runOnce(ctx context.Context, restarts uint64) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start writer.py: %w", err)
 	}
-	defer func() {
-		cmd.Process.Kill()
-		stdin.Close()
-		cmd.Wait()
-	}()
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -103,6 +98,17 @@ func (w *writer) runOnce(ctx context.Context, restarts uint64) error {
 		for sc.Scan() {
 			lines <- sc.Text()
 		}
+	}()
+	defer func() {
+		cmd.Process.Kill()
+		stdin.Close()
+		// Record what the process said before it died: a write it issued
+		// is on the disk whether or not this side read the line, and the
+		// next process starts after the last sequence number recorded.
+		for line := range lines {
+			w.record(line)
+		}
+		cmd.Wait()
 	}()
 	if err := w.connect(ctx, stdin); err != nil {
 		return err
@@ -119,20 +125,33 @@ func (w *writer) runOnce(ctx context.Context, restarts uint64) error {
 			if !ok {
 				return fmt.Errorf("writer.py exited")
 			}
-			stall.Reset(stallTimeout)
-			if err := w.handle(ctx, line, stdin); err != nil {
+			failed, err := w.record(line)
+			if err != nil {
 				return err
 			}
+			if failed {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(reconnectPause):
+				}
+				if err := w.connect(ctx, stdin); err != nil {
+					return err
+				}
+			}
+			// The silence counts from the last line or the last
+			// connection, whichever came later.
+			stall.Reset(stallTimeout)
 		}
 	}
 }
 
-// handle records one line of writer.py and answers an error with the
-// socket of the disk's owner.
-func (w *writer) handle(ctx context.Context, line string, stdin io.Writer) error {
+// record logs one line of writer.py; failed says it reported an error
+// (it waits for the socket of a node then).
+func (w *writer) record(line string) (failed bool, err error) {
 	f := strings.Fields(line)
 	if len(f) == 0 {
-		return fmt.Errorf("empty line from writer.py")
+		return false, fmt.Errorf("empty line from writer.py")
 	}
 	num := func(i int) uint64 {
 		if i >= len(f) {
@@ -153,16 +172,11 @@ func (w *writer) handle(ctx context.Context, line string, stdin io.Writer) error
 		w.log.FlushAcked(w.disk, w.id, num(1), num(2))
 	case "E":
 		w.log.Note("error disk=%d writer=%d node=%s: %s", w.disk, w.id, w.node.Name, strings.Join(f[1:], " "))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(reconnectPause):
-		}
-		return w.connect(ctx, stdin)
+		return true, nil
 	default:
-		return fmt.Errorf("unexpected line from writer.py: %q", line)
+		return false, fmt.Errorf("unexpected line from writer.py: %q", line)
 	}
-	return nil
+	return false, nil
 }
 
 // connect finds the node that owns the disk now and hands writer.py its
