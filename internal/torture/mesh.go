@@ -171,18 +171,8 @@ func (m *Mesh) owner(ctx context.Context, disk string) *Node {
 // allAlive says whether every node sees every node alive.
 func (m *Mesh) allAlive(ctx context.Context) (bool, string) {
 	for _, n := range m.nodes {
-		peers, err := call(ctx, n, (*api.Client).Peers)
-		if err != nil {
-			return false, err.Error()
-		}
-		alive := 0
-		for _, p := range peers {
-			if p.State == "alive" {
-				alive++
-			}
-		}
-		if alive != len(m.nodes) {
-			return false, fmt.Sprintf("%s sees %d of %d members alive", n.Name, alive, len(m.nodes))
+		if ok, state := nodeSeesAll(ctx, n, len(m.nodes)); !ok {
+			return false, n.Name + " sees " + state
 		}
 	}
 	return true, ""

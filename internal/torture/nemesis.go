@@ -321,18 +321,42 @@ func (n *nemesis) corrupt(ctx context.Context) (*fault, error) {
 	if ferr != nil {
 		return nil, ferr
 	}
+	// Scrub once the node is back in the mesh: a repair fetches a good
+	// copy from the other holders.
+	if err := n.mesh.waitFor(ctx, nd.Name+" sees every member alive", 30*time.Second, func(ctx context.Context) (bool, string) {
+		return nodeSeesAll(ctx, nd, len(n.mesh.nodes))
+	}); err != nil {
+		n.logf("nemesis: %v; scrubbing anyway", err)
+	}
 	res, err := call(ctx, nd, (*api.Client).Scrub)
 	if err != nil {
 		return nil, fmt.Errorf("scrub %s: %w", nd.Name, err)
 	}
-	repaired := 0
+	repaired, firstErr := 0, ""
 	for _, c := range res.Corrupt {
 		if c.Repaired {
 			repaired++
+		} else if firstErr == "" {
+			firstErr = "; first not repaired: " + c.Error
 		}
 	}
-	return &fault{kind: faultCorrupt, desc: fmt.Sprintf("corrupt %s: %d bytes flipped in its segments; scrub found %d corrupt blocks, repaired %d",
-		nd.Name, flipped, len(res.Corrupt), repaired)}, nil
+	return &fault{kind: faultCorrupt, desc: fmt.Sprintf("corrupt %s: %d bytes flipped in its segments; scrub found %d corrupt blocks, repaired %d%s",
+		nd.Name, flipped, len(res.Corrupt), repaired, firstErr)}, nil
+}
+
+// nodeSeesAll says whether nd sees want members alive, itself included.
+func nodeSeesAll(ctx context.Context, nd *Node, want int) (bool, string) {
+	peers, err := call(ctx, nd, (*api.Client).Peers)
+	if err != nil {
+		return false, err.Error()
+	}
+	alive := 0
+	for _, p := range peers {
+		if p.State == "alive" {
+			alive++
+		}
+	}
+	return alive == want, fmt.Sprintf("%d of %d alive", alive, want)
 }
 
 // flipSegmentBytes flips up to count bytes at random offsets of the
