@@ -38,6 +38,7 @@ type fault struct {
 	// cut off, full); all such faults at one time are in one site.
 	out   bool
 	site  int
+	node  *Node // the node it hits; nil for a site or a disk
 	until time.Time
 	heal  func() error
 }
@@ -130,10 +131,11 @@ func (n *nemesis) outSite() int {
 	return -1
 }
 
-// active reports whether a fault of kind is in force on site.
-func (n *nemesis) inForce(kind string, site int) bool {
+// inForce reports whether a fault of kind is in force on site and, with
+// nd not nil, on node nd.
+func (n *nemesis) inForce(kind string, site int, nd *Node) bool {
 	for _, f := range n.active {
-		if f.kind == kind && f.site == site {
+		if f.kind == kind && f.site == site && (nd == nil || f.node == nd) {
 			return true
 		}
 	}
@@ -195,7 +197,7 @@ func (n *nemesis) inject(ctx context.Context, kind string) (*fault, error) {
 			heal: func() error { return nd.signal(syscall.SIGCONT) }}, nil
 	case faultCut:
 		s := n.rng.IntN(len(m.sites.ips))
-		if o := n.outSite(); o >= 0 && o != s || n.inForce(faultCut, s) {
+		if o := n.outSite(); o >= 0 && o != s || n.inForce(faultCut, s, nil) {
 			return nil, nil
 		}
 		if err := m.sites.cut(s); err != nil {
@@ -221,7 +223,13 @@ func (n *nemesis) inject(ctx context.Context, kind string) (*fault, error) {
 			desc: fmt.Sprintf("slow site %d to %d Mbit/s for %v", s, mbit, d.Round(time.Millisecond)),
 			heal: func() error { return m.sites.unslow(s) }}, nil
 	case faultFill:
-		nd := n.pick(n.candidates())
+		var free []*Node
+		for _, nd := range n.candidates() {
+			if !n.inForce(faultFill, nd.Site, nd) {
+				free = append(free, nd)
+			}
+		}
+		nd := n.pick(free)
 		if nd == nil {
 			return nil, nil
 		}
@@ -230,7 +238,7 @@ func (n *nemesis) inject(ctx context.Context, kind string) (*fault, error) {
 			return nil, err
 		}
 		d := n.span(3, 7)
-		return &fault{kind: kind, out: true, site: nd.Site, until: time.Now().Add(d),
+		return &fault{kind: kind, out: true, site: nd.Site, node: nd, until: time.Now().Add(d),
 			desc: fmt.Sprintf("fill %s's file system (site %d) for %v", nd.Name, nd.Site, d.Round(time.Millisecond)),
 			heal: func() error { return os.Remove(path) }}, nil
 	case faultTake:

@@ -105,10 +105,11 @@ func (r Report) Failed() bool { return r.Lost > 0 || r.Corrupt > 0 }
 // writersPerDisk: each writes its own slots of the disk.
 const writersPerDisk = 1
 
-// commitEvery is how often the async disks are committed on their owners
-// during the run, so that takes meet both committed and uncommitted
-// writes (the daemons' own commit interval is 30 s).
-const commitEvery = 5 * time.Second
+// How often operatorLoop commits the async disks and runs weft gc.
+const (
+	commitEvery = 5 * time.Second
+	gcEvery     = 30 * time.Second
+)
 
 // Run sets up the mesh, runs the writers and the nemesis for
 // cfg.Duration, heals every fault, waits for the mesh to converge, reads
@@ -179,7 +180,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 			wg.Go(func() { w.run(runCtx) })
 		}
 	}
-	wg.Go(func() { commitLoop(runCtx, mesh) })
+	wg.Go(func() { operatorLoop(runCtx, mesh, logf) })
 	logf("writers started; nemesis starts")
 	nem.run(runCtx)
 	wg.Wait()
@@ -212,8 +213,13 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	return rep, nil
 }
 
-// commitLoop commits the async disks on their owners every commitEvery.
-func commitLoop(ctx context.Context, m *Mesh) {
+// operatorLoop does what an operator's cron would: it commits the async
+// disks on their owners every commitEvery, so that takes meet both
+// committed and uncommitted writes (the daemons' own commit interval is
+// 30 s), and runs weft gc on every running node every gcEvery, or the
+// garbage of the commits fills the homes within minutes.
+func operatorLoop(ctx context.Context, m *Mesh, logf func(string, ...any)) {
+	lastGC := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -228,6 +234,25 @@ func commitLoop(ctx context.Context, m *Mesh) {
 				call(ctx, o, func(c *api.Client, ctx context.Context) (api.DiskInfo, error) { return c.Commit(ctx, d.Name) })
 			}
 		}
+		if time.Since(lastGC) < gcEvery {
+			continue
+		}
+		lastGC = time.Now()
+		m.gcAll(ctx, logf)
+	}
+}
+
+// gcAll runs weft gc on every running node.
+func (m *Mesh) gcAll(ctx context.Context, logf func(string, ...any)) {
+	for _, n := range m.nodes {
+		if n.State() != nodeUp {
+			continue
+		}
+		if st, err := call(ctx, n, (*api.Client).GC); err != nil {
+			logf("gc on %s: %v", n.Name, err)
+		} else {
+			logf("gc on %s: %d roots, swept %d blocks (%d MiB)", n.Name, st.Roots, st.SweptBlocks, st.SweptBytes>>20)
+		}
 	}
 }
 
@@ -235,6 +260,7 @@ func commitLoop(ctx context.Context, m *Mesh) {
 // committing every disk on its owner meanwhile.
 func heal(ctx context.Context, m *Mesh, limit time.Duration, logf func(string, ...any)) error {
 	logf("waiting for the mesh to converge (at most %v)", limit)
+	m.gcAll(ctx, logf)
 	deadline := time.Now().Add(limit)
 	var lastCommit, lastNote time.Time
 	err := m.waitFor(ctx, "the healed mesh converges", limit, func(ctx context.Context) (bool, string) {
