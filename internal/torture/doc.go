@@ -34,7 +34,9 @@
 // at most three faults are in force at once, and corruption hits only a
 // node that owns no disk while no node is out. With
 // at least as many sites as copies, placement puts the R copies of a
-// block on distinct sites, so R-1 of them stay reachable.
+// block on distinct sites, so R-1 of them stay reachable. Meanwhile an
+// operator's cron commits the async disks every 5 s and runs weft gc on
+// every node every 30 s.
 //
 // # Check
 //

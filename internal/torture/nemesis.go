@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sort"
 	"syscall"
 	"time"
@@ -345,7 +346,7 @@ func (n *nemesis) corrupt(ctx context.Context) (*fault, error) {
 		if c.Repaired {
 			repaired++
 		} else if firstErr == "" {
-			firstErr = "; first not repaired: " + c.Error
+			firstErr = "; first not repaired: " + strconv.Quote(c.Error)
 		}
 	}
 	return &fault{kind: faultCorrupt, desc: fmt.Sprintf("corrupt %s: %d bytes flipped in its segments; scrub found %d corrupt blocks, repaired %d%s",
