@@ -284,7 +284,7 @@ func (n *nemesis) take(ctx context.Context) (*fault, error) {
 			return nil, nil
 		}
 		force := o.State() != nodeKilled
-		info, err := call(ctx, t, func(c *api.Client, ctx context.Context) (api.DiskInfo, error) { return c.Take(ctx, d.Name, force) })
+		info, err := callWithin(ctx, t, slowCallTimeout, func(c *api.Client, ctx context.Context) (api.DiskInfo, error) { return c.Take(ctx, d.Name, force) })
 		if err != nil {
 			return nil, fmt.Errorf("take %s from %s on %s (force %v): %w", d.Name, o.Name, t.Name, force, err)
 		}
@@ -337,7 +337,7 @@ func (n *nemesis) corrupt(ctx context.Context) (*fault, error) {
 	}); err != nil {
 		n.logf("nemesis: %v; scrubbing anyway", err)
 	}
-	res, err := call(ctx, nd, (*api.Client).Scrub)
+	res, err := callWithin(ctx, nd, slowCallTimeout, (*api.Client).Scrub)
 	if err != nil {
 		return nil, fmt.Errorf("scrub %s: %w", nd.Name, err)
 	}

@@ -18,6 +18,10 @@ const (
 	daemonStartup = 30 * time.Second
 	daemonStop    = 30 * time.Second
 	callTimeout   = 10 * time.Second
+	// slowCallTimeout bounds the calls that wait for the mesh (a take
+	// waits for every live member to confirm the new owner) or read a
+	// whole store (scrub, gc).
+	slowCallTimeout = time.Minute
 )
 
 // nodeState is what the nemesis did to a node's daemon.
@@ -152,7 +156,12 @@ func (n *Node) stop() {
 
 // call runs f against the node's API, bounded by callTimeout.
 func call[T any](ctx context.Context, n *Node, f func(*api.Client, context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	return callWithin(ctx, n, callTimeout, f)
+}
+
+// callWithin runs f against the node's API, bounded by limit.
+func callWithin[T any](ctx context.Context, n *Node, limit time.Duration, f func(*api.Client, context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	v, err := f(n.client, ctx)
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -248,7 +248,7 @@ func (m *Mesh) gcAll(ctx context.Context, logf func(string, ...any)) {
 		if n.State() != nodeUp {
 			continue
 		}
-		if st, err := call(ctx, n, (*api.Client).GC); err != nil {
+		if st, err := callWithin(ctx, n, slowCallTimeout, (*api.Client).GC); err != nil {
 			logf("gc on %s: %v", n.Name, err)
 		} else {
 			logf("gc on %s: %d roots, swept %d blocks (%d MiB)", n.Name, st.Roots, st.SweptBlocks, st.SweptBytes>>20)
