@@ -43,6 +43,9 @@ type DiskCheck struct {
 	Writes []Write
 	Heads  []DiskRead
 	Fenced []DiskRead
+	// Unreadable describes the fenced replicas that could not be read;
+	// Check ignores it (what only they kept counts as lost).
+	Unreadable []string
 }
 
 // Result is what Check found.
