@@ -6,12 +6,16 @@ FUZZTIME ?= 10s
 FUZZTIME_SHORT ?= 2s
 # Debian packages the tests and benchmarks use: real NBD clients and the
 # nbdkit reference server, fio, and FUSE with the tools to put a file
-# system on a FUSE file (e2fsprogs, mount/losetup from util-linux).
-DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux
+# system on a FUSE file (e2fsprogs, mount/losetup from util-linux), and
+# libnbd's Python bindings for the torture writers (python3-libnbd).
+DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-libnbd
 # Headless Chromium and its driver for the dashboard's browser test: best
 # effort (the test skips, saying so, without them).
 BROWSER_PKGS ?= chromium chromium-driver
-.PHONY: all build test deps demo bench fuzz fuzz-short lint clean
+# make torture: how long the nemesis runs, and its seed (0: from the clock).
+DURATION ?= 10m
+SEED     ?= 0
+.PHONY: all build test deps demo bench fuzz fuzz-short torture lint clean
 
 all: build
 
@@ -55,6 +59,14 @@ fuzz:
 
 fuzz-short:
 	GO=$(GO) FUZZTIME=$(FUZZTIME_SHORT) ./scripts/fuzz.sh
+
+# torture runs a mesh of real daemons under a seeded nemesis for DURATION
+# and prints acknowledged writes, lost, corrupt reads and faults (see
+# README, Torture); it fails when anything was lost or read corrupt.
+torture: build deps
+	@/usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "make torture: /usr/bin/python3 cannot import nbd (Debian package python3-libnbd; make deps installs it as root)"; exit 1; }
+	$(GO) build -o bin/torture ./internal/cmd/torture
+	bin/torture -bin $(BIN) -duration $(DURATION) -seed $(SEED)
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

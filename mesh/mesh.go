@@ -211,6 +211,9 @@ func (m *Mesh) Forget(id meshnet.PeerID) error {
 	if err := m.members.forget(peer.ID(id)); err != nil {
 		return err
 	}
+	if err := m.peers.forget(peer.ID(id)); err != nil {
+		m.log.Warn("known peers not saved", "err", err)
+	}
 	m.log.Info("member forgotten", "peer", id)
 	m.signalChange()
 	return nil

@@ -3,7 +3,9 @@ package mesh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -276,5 +278,40 @@ func TestRestartedNodeRejoins(t *testing.T) {
 	}
 	eventually(t, 15*time.Second, "restarted b and a see each other alive", func() bool {
 		return hasState(a, b2.ID(), StateAlive) && hasState(b2, a.ID(), StateAlive)
+	})
+}
+
+// TestRejoinReachesEveryKnownPeer: a node restarted while one of its known
+// peers is out of reach joins the others, and joins that one too when it
+// comes back, rather than staying in the part of the mesh it found first
+// (make torture saw two nodes of a site restarted together stay an island
+// of two for 40 s).
+func TestRejoinReachesEveryKnownPeer(t *testing.T) {
+	secret := newSecret(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	aCfg := Config{Secret: secret, Site: "a", Listen: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}}
+	a := newTestMesh(t, aCfg)
+	aCfg.Key = a.cfg.Key
+	aAddrs := a.Addrs()
+	if err := a.Close(); err != nil {
+		t.Fatalf("close a: %v", err)
+	}
+	c := newTestMesh(t, Config{Secret: secret, Site: "c"})
+
+	dir := t.TempDir()
+	if err := SeedPeers(dir, append(aAddrs, c.Addrs()...)); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestMesh(t, Config{Secret: secret, Site: "b", Dir: dir})
+	eventually(t, 15*time.Second, "b joins c, a being down", func() bool { return hasState(b, c.ID(), StateAlive) })
+
+	a2 := newTestMesh(t, aCfg)
+	eventually(t, 15*time.Second, "b joins a once it is back", func() bool {
+		return hasState(b, a2.ID(), StateAlive) && hasState(a2, b.ID(), StateAlive)
 	})
 }

@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/weft-mesh/weft/internal/jsonfile"
 )
@@ -82,10 +85,16 @@ func (pf *peerFile) save(addrs []string) error {
 	return nil
 }
 
-// savePeers records the multiaddrs of every member that did not leave.
+// savePeers records the multiaddrs of every member that did not leave,
+// and keeps the known peers the member table does not know: after a
+// restart the table starts empty and fills only with the members that
+// answered, and a peer out of reach then must stay known so that
+// rejoinLoop tries it again. Forget drops a peer for good.
 func (m *Mesh) savePeers() {
 	var addrs []string
+	inTable := make(map[string]bool)
 	for _, mem := range m.members.list(time.Now()) {
+		inTable[mem.ID.String()] = true
 		if mem.State == StateLeft {
 			continue
 		}
@@ -93,14 +102,33 @@ func (m *Mesh) savePeers() {
 			addrs = append(addrs, a+"/p2p/"+mem.ID.String())
 		}
 	}
+	for _, a := range m.peers.list() {
+		if _, id, ok := strings.Cut(a, "/p2p/"); ok && !inTable[id] {
+			addrs = append(addrs, a)
+		}
+	}
 	if err := m.peers.save(addrs); err != nil {
 		m.log.Warn("known peers not saved", "err", err)
 	}
 }
 
-// rejoinLoop joins the known peers again whenever this node has no live
-// member but itself: after a restart, or after being cut off long enough
-// to be declared dead.
+// forget removes id's multiaddrs from the known peers.
+func (pf *peerFile) forget(id peer.ID) error {
+	pf.mu.Lock()
+	addrs := slices.DeleteFunc(slices.Clone(pf.addrs), func(a string) bool { return strings.HasSuffix(a, "/p2p/"+id.String()) })
+	pf.mu.Unlock()
+	if len(addrs) == 0 {
+		return nil
+	}
+	return pf.save(addrs)
+}
+
+// rejoinLoop joins again the known peers that are not live members:
+// after a restart, after being cut off long enough to be declared dead,
+// and while some of them stay out of reach. Live members alone are not
+// enough: two nodes restarted together could join each other first and
+// stay an island for as long as memberlist takes to gossip to the dead
+// (30 s and more, seen by make torture).
 func (m *Mesh) rejoinLoop(ctx context.Context) {
 	backoff := time.Duration(0) // the first attempt is immediate
 	timer := time.NewTimer(backoff)
@@ -111,8 +139,8 @@ func (m *Mesh) rejoinLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		addrs := m.peers.list()
-		if m.members.alive() > 0 || len(addrs) == 0 {
+		addrs := m.absentPeers()
+		if len(addrs) == 0 {
 			backoff = rejoinMinBackoff
 			timer.Reset(backoff)
 			continue
@@ -124,12 +152,37 @@ func (m *Mesh) rejoinLoop(ctx context.Context) {
 			backoff = rejoinMinBackoff
 		} else {
 			backoff = min(max(2*backoff, rejoinMinBackoff), rejoinMaxBackoff)
-			if ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+			case m.members.alive() == 0:
 				m.log.Info("rejoin failed, will retry", "in", backoff, "err", err)
+			default:
+				// A known peer that is dead for good is retried this
+				// way forever: not worth a line each time.
+				m.log.Debug("known peers still unreachable, will retry", "in", backoff, "err", err)
 			}
 		}
 		timer.Reset(backoff)
 	}
+}
+
+// absentPeers returns the multiaddrs of the known peers that are not live
+// members.
+func (m *Mesh) absentPeers() []string {
+	alive := make(map[string]bool)
+	for _, mem := range m.members.list(time.Now()) {
+		if mem.State == StateAlive {
+			alive[peer.ID(mem.ID).String()] = true
+		}
+	}
+	var out []string
+	for _, a := range m.peers.list() {
+		_, id, ok := strings.Cut(a, "/p2p/")
+		if ok && !alive[id] && id != m.ID().String() {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // SeedPeers records addrs (multiaddrs with /p2p/) as known peers in dir,
