@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -475,6 +476,8 @@ func TestCommitAfterFailedClearingKeepsRoot(t *testing.T) {
 // commit fails while the file on disk names the new root. GC must keep
 // that root's blocks: the next start reads it. (Found by
 // TestPowerLossFaults: a map node of the root on disk had been swept.)
+// A later save that fails before its rename leaves that file on disk:
+// GC keeps the roots of every failed save since the last good one.
 func TestGCKeepsRootOfFailedCatalogSave(t *testing.T) {
 	ctx := t.Context()
 	fs := powerloss.New(2)
@@ -497,6 +500,20 @@ func TestGCKeepsRootOfFailedCatalogSave(t *testing.T) {
 	})
 	if _, err := m.Commit(ctx, plDisk); err == nil {
 		t.Fatal("Commit whose catalog directory cannot be synced: got nil, want an error")
+	}
+	// A second save fails before its rename: the file on disk is still
+	// the first failed one's, whose roots GC must keep as well.
+	if _, err := h.WriteAt(plBlock(3), 2*plBS); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetFault(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpCreate && strings.HasPrefix(path.Base(op.Path), ".catalog.json.tmp") {
+			return powerloss.ErrNoSpace
+		}
+		return nil
+	})
+	if _, err := m.Commit(ctx, plDisk); err == nil {
+		t.Fatal("Commit whose catalog cannot be created: got nil, want an error")
 	}
 	fs.SetFault(nil)
 	if _, err := m.GC(ctx); err != nil {
