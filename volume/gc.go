@@ -53,9 +53,9 @@ func (m *Manager) GC(ctx context.Context) (GCStats, error) {
 	}, nil
 }
 
-// liveRoots returns every distinct root GC must keep, those of a catalog
 // liveRoots returns every distinct root GC must keep, those of every catalog
 // whose save failed since the last good one included. A root it cannot
+// parse aborts the collection rather than letting its blocks be swept.
 func (m *Manager) liveRoots() ([]cid.Cid, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
