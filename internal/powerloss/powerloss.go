@@ -258,12 +258,14 @@ func (f *FS) maybeError(op errorfs.Op) error {
 		return nil
 	}
 	// The crash comes before operation n: the clone holds operations < n.
-	c := Crash{Index: int(f.taken.Load()), Op: n - 1}
+	// Its index is taken before the clone is: an operation of another
+	// goroutine acknowledged while the clone is being made then reads an
+	// Epoch past it, so the clone is not checked for what it may lack.
+	c := Crash{Index: int(f.taken.Add(1) - 1), Op: n - 1}
 	if f.rng.IntN(2) == 1 {
 		c.Unsynced = 1 + f.rng.IntN(99)
 	}
 	c.FS = f.crashClone(c.Unsynced)
-	f.taken.Add(1)
 	f.pending = append(f.pending, c)
 	f.left--
 	f.next = 0
