@@ -79,6 +79,13 @@ type volAck struct {
 	at    [plBlocks]int
 }
 
+// failedState is the state a failed write would have given a block, and
+// its index in the block's history.
+type failedState struct {
+	state sectorState
+	at    int
+}
+
 // volReplica is an acknowledged replica and its exact content.
 type volReplica struct {
 	name  string
@@ -99,8 +106,9 @@ type volWorkload struct {
 	// hist[i] is every state block i has had, oldest first.
 	hist [plBlocks][]sectorState
 	// failed[i] holds the states of writes to block i that failed: each
-	// may or may not have landed, and stays allowed.
-	failed   [plBlocks][]sectorState
+	// may or may not have landed, and stays allowed until a later write
+	// to the block succeeds and is flushed.
+	failed   [plBlocks][]failedState
 	acks     []volAck
 	replicas []volReplica
 	removed  map[string]bool
@@ -272,7 +280,7 @@ func (w *volWorkload) write(ctx context.Context, h *volume.Head, fail func(strin
 func (w *volWorkload) undo(first, last int) {
 	for b := first; b < last; b++ {
 		n := len(w.hist[b])
-		w.failed[b] = append(w.failed[b], w.hist[b][n-1])
+		w.failed[b] = append(w.failed[b], failedState{state: w.hist[b][n-1], at: n - 1})
 		w.hist[b] = append(w.hist[b], w.hist[b][n-2])
 	}
 }
@@ -299,6 +307,34 @@ func readState(r interface {
 		out[s/plSectors][s%plSectors] = v
 	}
 	return out, nil
+}
+
+// allowed reports whether block i may hold st after the acknowledgement
+// floor: the state of the last flush or a later write, or that of a failed
+// write no successful write to the block followed before the flush.
+func (w *volWorkload) allowed(i int, floor volAck, st sectorState) bool {
+	if slices.Contains(w.hist[i][floor.at[i]:], st) {
+		return true
+	}
+	// In the history a failed write's state is followed by the one before
+	// it, put back: neither is a write that succeeded.
+	notWritten := map[int]bool{}
+	for _, f := range w.failed[i] {
+		notWritten[f.at], notWritten[f.at+1] = true, true
+	}
+	for _, f := range w.failed[i] {
+		if f.state != st {
+			continue
+		}
+		overwritten := false
+		for j := f.at + 1; j <= floor.at[i]; j++ {
+			overwritten = overwritten || !notWritten[j]
+		}
+		if !overwritten {
+			return true
+		}
+	}
+	return false
 }
 
 // Check opens the node on fs and verifies, for the acknowledgements of
@@ -331,7 +367,7 @@ func (w *volWorkload) Check(ctx context.Context, fs vfs.FS, upTo int, what strin
 	}
 	floor := w.acks[n-1]
 	for i := range plBlocks {
-		if !slices.Contains(w.hist[i][floor.at[i]:], got[i]) && !slices.Contains(w.failed[i], got[i]) {
+		if !w.allowed(i, floor, got[i]) {
 			w.t.Fatalf("%s: block %d holds sectors %v; last flushed %v, written since %v, failed writes %v",
 				what, i, got[i], w.hist[i][floor.at[i]], w.hist[i][floor.at[i]+1:], w.failed[i])
 		}
@@ -557,5 +593,35 @@ func TestWriteFromOffTheOSFileSystem(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("read back %d..%d, want what WriteFrom's fill wrote", got[0], got[len(got)-1])
+	}
+}
+
+// TestPowerLossCheckRejectsOverwrittenFailedWrite: the check accepts the
+// state of a failed write only until a later write to the block succeeds
+// and is flushed; after that, a block holding it (say, reverted to zeros
+// by a power loss) lost an acknowledged flush.
+func TestPowerLossCheckRejectsOverwrittenFailedWrite(t *testing.T) {
+	var failed, written sectorState
+	failed[0], written[0] = 1, 2
+	w := &volWorkload{}
+	for i := range w.hist {
+		w.hist[i] = []sectorState{{}}
+	}
+	// Block 1: a write of 1 that fails, a write of 2 that succeeds, a flush.
+	w.hist[1] = append(w.hist[1], failed)
+	w.undo(1, 2)
+	w.hist[1] = append(w.hist[1], written)
+	floor := volAck{at: [plBlocks]int{1: len(w.hist[1]) - 1}}
+	if !w.allowed(1, floor, written) {
+		t.Fatal("the flushed write's state rejected")
+	}
+	if w.allowed(1, floor, failed) {
+		t.Fatal("the failed write's state accepted after a later write was flushed")
+	}
+	// Block 2: a write of 1 that fails, then a flush: it may have landed.
+	w.hist[2] = append(w.hist[2], failed)
+	w.undo(2, 3)
+	if !w.allowed(2, volAck{at: [plBlocks]int{2: len(w.hist[2]) - 1}}, failed) {
+		t.Fatal("a failed write's state rejected with no write after it")
 	}
 }
