@@ -54,7 +54,6 @@ func newBlockWorkload(t *testing.T, seed uint64, fs *powerloss.FS) *blockWorkloa
 		t.Fatalf("Open: %v", err)
 	}
 	w := &blockWorkload{t: t, r: rand.New(rand.NewPCG(seed, 1)), fs: fs, d: d, garbage: map[cid.Cid]bool{}}
-	t.Cleanup(func() { w.d.Close() })
 	return w
 }
 

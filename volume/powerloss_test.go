@@ -126,7 +126,6 @@ func newVolWorkload(t *testing.T, seed uint64, fs *powerloss.FS, mem blockstore.
 	if w.store, w.m, err = plNode(fs, mem); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(w.Close)
 	if _, err := w.m.CreateDisk(t.Context(), volume.DiskSpec{Name: plDisk, Size: plBS * plBlocks, BlockSize: plBS}); err != nil {
 		t.Fatalf("CreateDisk: %v", err)
 	}

@@ -41,9 +41,11 @@ func RunCrashes(t *testing.T, defPoints, perStore, gap int, open func(seed uint6
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
 	defer cancel()
 	checked := 0
+	cur := closeOnFailure(t)
 	for tried, round := 0, uint64(0); tried < points; round++ {
 		fs := New(seed + round)
 		w := open(seed+round, fs)
+		*cur = w
 		want := min(perStore, points-tried)
 		fs.PlanCrashes(want, gap)
 		for step, got := 0, 0; got < want; step++ {
@@ -59,8 +61,22 @@ func RunCrashes(t *testing.T, defPoints, perStore, gap int, open func(seed uint6
 		}
 		tried += want
 		w.Close()
+		*cur = nil
 	}
 	t.Logf("power loss: crash points tried: %d, acknowledgements checked: %d", points, checked)
+}
+
+// closeOnFailure returns where a driver keeps its current workload, which a
+// test ending early (t.Fatal) closes. One cleanup for the run, not one per
+// workload: each would hold its workload's in-memory file system to the end.
+func closeOnFailure(t *testing.T) *Workload {
+	cur := new(Workload)
+	t.Cleanup(func() {
+		if *cur != nil {
+			(*cur).Close()
+		}
+	})
+	return cur
 }
 
 // RunFaults makes two runs for every five of defPoints (or of
@@ -78,9 +94,11 @@ func RunFaults(t *testing.T, defPoints int, exempt func(path string) bool, isNoS
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
 	defer cancel()
 	failed, checked := 0, 0
+	cur := closeOnFailure(t)
 	for run := range runs {
 		fs := New(r.Uint64())
 		w := open(r.Uint64(), fs)
+		*cur = w
 		for range 5 + r.IntN(30) {
 			w.Step(ctx, false)
 		}
@@ -104,6 +122,7 @@ func RunFaults(t *testing.T, defPoints int, exempt func(path string) bool, isNoS
 			failed++
 		}
 		w.Close()
+		*cur = nil
 		checked += w.Check(ctx, fs, fs.Epoch(), fmt.Sprintf("run %d (%v): after the fault, restarted", run, inject))
 		checked += w.Check(ctx, fs.CrashNow(), fs.Epoch(), fmt.Sprintf("run %d (%v): after the fault, power lost", run, inject))
 	}
