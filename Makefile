@@ -61,9 +61,8 @@ fuzz-short:
 	GO=$(GO) FUZZTIME=$(FUZZTIME_SHORT) ./scripts/fuzz.sh
 
 # torture runs a mesh of real daemons under a seeded nemesis for DURATION
-# and prints acknowledged writes, lost, corrupt reads, unreadable fenced
-# replicas and faults (see README, Torture); it fails when anything was
-# lost, read corrupt or could not be read.
+# and prints acknowledged writes, lost, corrupt reads and faults (see
+# README, Torture); it fails when anything was lost or read corrupt.
 torture: build deps
 	@/usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "make torture: /usr/bin/python3 cannot import nbd (Debian package python3-libnbd; make deps installs it as root)"; exit 1; }
 	$(GO) build -o bin/torture ./internal/cmd/torture
