@@ -137,6 +137,13 @@ const (
 	// the background. The driver skips it for a head it gave up while
 	// applying this pass (a Publish refused as fenced).
 	OpReplicate
+	// OpAddReplica adds the replica Entry names to the local volumes, at
+	// Entry.Root: another node published it for a disk this node owns and
+	// holds (the fenced replica an old owner keeps when it gives up a disk
+	// taken from it), so that the owner lists and restores it like the
+	// replicas it made or adopted. Its blocks stay where they are until
+	// read or healed.
+	OpAddReplica
 )
 
 func (o Op) String() string {
@@ -153,6 +160,8 @@ func (o Op) String() string {
 		return "tombstone"
 	case OpReplicate:
 		return "replicate"
+	case OpAddReplica:
+		return "add-replica"
 	}
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
@@ -169,7 +178,9 @@ type Action struct {
 // Decide returns what keeps the catalog and the local volumes in agreement
 // (a reconcile pass), in the order to apply them:
 //
-//  1. adopts, by key: disks the catalog hands to this node;
+//  1. adopts, by key: disks the catalog hands to this node; then replica
+//     additions, by key: replicas other nodes published of the disks this
+//     node owns and holds;
 //  2. for each local record, by key: a forget, a give-up or a publish;
 //  3. tombstones, by key: what this node wrote and no longer holds;
 //  4. replicates, by key: new roots of the heads this node keeps.
@@ -207,6 +218,11 @@ func decide(v View, want func(key string) bool) []Action {
 	for _, key := range catKeys {
 		if want(key) && adopts(v, key) {
 			out = append(out, Action{Op: OpAdopt, Key: key, Entry: v.Catalog[key]})
+		}
+	}
+	for _, key := range catKeys {
+		if want(key) && addsReplica(v, key) {
+			out = append(out, Action{Op: OpAddReplica, Key: key, Entry: v.Catalog[key]})
 		}
 	}
 
@@ -270,6 +286,33 @@ func adopts(v View, key string) bool {
 	}
 	_, held := v.Local[key]
 	return !held
+}
+
+// addsReplica reports whether the replica key is one another node
+// published of a disk this node owns and holds, and this node does not
+// hold: a pass adds it. Replicas made before the disk came here arrive
+// with its adopt; this is how the owner learns of one published later,
+// the fenced replica an old owner keeps once it sees the take.
+//
+// A replica this node removed is never added back: its removal and its
+// tombstone are one step under the reconcile lock (Cluster.RemoveReplica),
+// so no pass sees the live record of a replica removed here; and one this
+// node wrote and no longer holds is tombstoned instead (Decide).
+func addsReplica(v View, key string) bool {
+	e, ok := v.Catalog[key]
+	if !ok || e.Deleted || e.Writer == v.Self || !e.Root.Defined() {
+		return false
+	}
+	disk, ok := replicaDisk(key)
+	if !ok {
+		return false
+	}
+	if _, held := v.Local[key]; held {
+		return false
+	}
+	head, held := v.Local[catalog.DiskKey(disk)]
+	d, known := v.Catalog[catalog.DiskKey(disk)]
+	return held && head.Kind == KindDisk && known && !d.Deleted && d.Owner == v.Self
 }
 
 // replicaDisk returns the disk a replica key names.

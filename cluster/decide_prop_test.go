@@ -78,6 +78,11 @@ func (m *model) apply(as []Action) (fenced, adopted map[string]bool) {
 				fenced[key] = true
 			}
 			delete(m.local, a.Key)
+		case OpAddReplica:
+			disk, name, _ := strings.Cut(strings.TrimPrefix(a.Key, catalog.ReplicaPrefix), "/")
+			e := a.Entry
+			m.add(Local{Key: a.Key, Kind: KindReplica, Disk: disk, Name: name, Root: e.Root, Size: e.Size,
+				BlockSize: e.BlockSize, Replicas: e.Replicas, Created: e.Created})
 		case OpForget:
 			delete(m.local, a.Key)
 		case OpPublish:
@@ -191,8 +196,10 @@ func checkPass(t *testing.T, v View, as []Action) {
 }
 
 // Applying a pass's actions and deciding again converges: the second pass
-// only publishes the fenced replicas the first one's give-ups made (and
-// replicates adopted heads), and the third decides nothing.
+// only publishes the fenced replicas the first one's give-ups made,
+// replicates adopted heads and adds the replicas other nodes published of
+// the disks whose heads the first one published (owned here only from
+// then), and the third decides nothing.
 //
 // An adopt brings back the disk's live replicas from the catalog, among
 // them ones this node wrote and did not hold: the same pass must not
@@ -219,9 +226,16 @@ func TestDecideFixedPoint(t *testing.T) {
 		v2 := m.view()
 		pass2 := Decide(v2)
 		checkPass(t, v2, pass2)
+		published := map[string]bool{}
+		for _, a := range pass1 {
+			if a.Op == OpPublish {
+				published[a.Key] = true
+			}
+		}
 		for _, a := range pass2 {
-			if a.Op != OpReplicate && !(a.Op == OpPublish && fenced[a.Key]) {
-				t.Fatalf("case %d: second pass %s %s, want only publishes of fenced replicas and replicates\nfirst pass:\n%s",
+			disk, _ := replicaDisk(a.Key)
+			if a.Op != OpReplicate && !(a.Op == OpPublish && fenced[a.Key]) && !(a.Op == OpAddReplica && published[catalog.DiskKey(disk)]) {
+				t.Fatalf("case %d: second pass %s %s, want only publishes of fenced replicas, replicates and additions of replicas of disks published\nfirst pass:\n%s",
 					i, a.Op, a.Key, diffActions(pass1, nil))
 			}
 		}

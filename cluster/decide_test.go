@@ -146,6 +146,9 @@ func TestDecide(t *testing.T) {
 		return Action{Op: OpPublish, Key: l.Key, Entry: published(l, owner, epoch), Local: l}
 	}
 	r3Want := published(repR1, other, 1)
+	fencedName := "fenced-e3-abcdef-20260101-000000"
+	owned, fenced := e(vm, self, self, 3, r1), e(catalog.ReplicaKey("vm", fencedName), other, other, 3, r2)
+	pushedR1 := map[string]Pushes{"vm": {Pushed: r1}}
 
 	rows := []struct {
 		name   string
@@ -238,6 +241,21 @@ func TestDecide(t *testing.T) {
 		// holders forgot their copies).
 		{name: "A1 no tombstone for a replica of a disk adopted in the pass (changed)", cat: []catalog.Entry{d6, e(mon, other, self, 1, r1)},
 			want: []Action{{Op: OpAdopt, Key: vm, Entry: d6}}},
+		// Changed: the owner adds a replica another node published after
+		// the disk came here (the fenced replica its old owner kept once it
+		// saw the take); it used to list only those it made or adopted.
+		{name: "F1 a replica another node published of a disk owned and held here (changed: was nothing)",
+			cat: []catalog.Entry{owned, fenced}, local: []Local{hR1}, pushes: pushedR1,
+			want: []Action{{Op: OpAddReplica, Key: fenced.Key, Entry: fenced}}},
+		{name: "F2 held here already", cat: []catalog.Entry{owned, fenced}, local: []Local{hR1, replica("vm", fencedName, r2)}, pushes: pushedR1},
+		{name: "F3 removed here (its tombstone)", cat: []catalog.Entry{owned, tomb(fenced.Key, other, self, 3)}, local: []Local{hR1}, pushes: pushedR1},
+		{name: "F4 of a disk owned elsewhere", cat: []catalog.Entry{e(vm, other, other, 3, r1), fenced}},
+		{name: "F5 of a disk owned here, not held (taken, not adopted yet)", cat: []catalog.Entry{e(vm, self, self, 3, r1), fenced},
+			want: []Action{{Op: OpTombstone, Key: vm, Entry: e(vm, self, self, 3, r1)}}},
+		{name: "F6 written here, not held: removed here, tombstoned", cat: []catalog.Entry{owned, e(fenced.Key, other, self, 3, r2)},
+			local: []Local{hR1}, pushes: pushedR1,
+			want: []Action{{Op: OpTombstone, Key: fenced.Key, Entry: e(fenced.Key, other, self, 3, r2)}}},
+		{name: "F7 a replica of an empty root", cat: []catalog.Entry{owned, e(fenced.Key, other, other, 3, cid.Undef)}, local: []Local{hR1}, pushes: pushedR1},
 		{name: "order: adopts, per key, tombstones, replicates",
 			cat: []catalog.Entry{
 				e(catalog.DiskKey("z"), self, other, 2, r1),               // adopt

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -116,6 +117,26 @@ func (c *Cluster) Remove(key, what string) error {
 	}
 	_, err := c.Tombstone(key, e.Epoch)
 	return err
+}
+
+// RemoveReplica removes the replica name of disk from this node's volumes
+// and tombstones its catalog record, as one step against reconcile
+// passes: a pass between the two would see the live record of a replica of
+// a disk this node owns and does not hold, and add it back
+// (OpAddReplica). The error wraps volume.ErrNotFound when neither the
+// volumes nor the catalog have it.
+func (c *Cluster) RemoveReplica(ctx context.Context, disk, name string) error {
+	c.reconcileMu.Lock()
+	defer c.reconcileMu.Unlock()
+	err := c.vols.RemoveReplica(ctx, disk, name)
+	if err != nil && !errors.Is(err, volume.ErrNotFound) {
+		return err
+	}
+	merr := c.Remove(catalog.ReplicaKey(disk, name), "replica "+volume.Ref{Disk: disk, Replica: name}.String())
+	if merr == nil || errors.Is(merr, volume.ErrNotFound) && err == nil {
+		return nil
+	}
+	return merr
 }
 
 // NextSpacesuitVersion is one above every version of name the catalog has

@@ -86,6 +86,12 @@ func (c *Cluster) apply(ctx context.Context, actions []Action) {
 			if err := c.adopt(ctx, a.Entry); err != nil {
 				c.log.Error("adopt disk", "disk", a.Key, "err", err)
 			}
+		case OpAddReplica:
+			if err := c.addReplica(ctx, a.Entry); err != nil {
+				c.log.Error("add replica", "key", a.Key, "err", err)
+			} else {
+				c.log.Info("added a replica another node published", "key", a.Key, "writer", a.Entry.Writer)
+			}
 		case OpGiveUp:
 			c.giveUp(ctx, a.Local, a.Entry)
 		case OpForget:
@@ -141,13 +147,22 @@ func (c *Cluster) adopt(ctx context.Context, e catalog.Entry) error {
 		return err
 	}
 	for _, r := range c.cat.List(catalog.ReplicaPrefix + name + "/") {
-		rep := strings.TrimPrefix(r.Key, catalog.ReplicaPrefix+name+"/")
-		err := c.vols.AddReplica(ctx, volume.ReplicaInfo{Disk: name, Name: rep, Size: r.Size, BlockSize: r.BlockSize, Created: r.Created}, r.Root)
-		if err != nil && !errors.Is(err, volume.ErrExists) {
+		if err := c.addReplica(ctx, r); err != nil {
 			return err
 		}
 	}
 	c.log.Info("adopted disk", "disk", name, "epoch", e.Epoch, "root", e.Root)
+	return nil
+}
+
+// addReplica adds the replica the catalog record r names to the local
+// volumes; one held already is kept.
+func (c *Cluster) addReplica(ctx context.Context, r catalog.Entry) error {
+	disk, name, _ := strings.Cut(strings.TrimPrefix(r.Key, catalog.ReplicaPrefix), "/")
+	err := c.vols.AddReplica(ctx, volume.ReplicaInfo{Disk: disk, Name: name, Size: r.Size, BlockSize: r.BlockSize, Created: r.Created}, r.Root)
+	if err != nil && !errors.Is(err, volume.ErrExists) {
+		return err
+	}
 	return nil
 }
 

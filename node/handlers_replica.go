@@ -73,15 +73,13 @@ func (s *server) handleRemoveReplica(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := catalog.ReplicaKey(disk, rep)
-	err := s.vols.RemoveReplica(r.Context(), disk, rep)
-	if s.mesh != nil && (err == nil || errors.Is(err, volume.ErrNotFound)) {
+	var err error
+	if s.mesh != nil {
 		// The owner's removal counts everywhere: the tombstone tells the
 		// sites holding a copy to forget it too.
-		if merr := s.mesh.cl.Remove(key, "replica "+volume.Ref{Disk: disk, Replica: rep}.String()); merr == nil {
-			err = nil
-		} else if !errors.Is(merr, volume.ErrNotFound) {
-			err = merr
-		}
+		err = s.mesh.cl.RemoveReplica(r.Context(), disk, rep)
+	} else {
+		err = s.vols.RemoveReplica(r.Context(), disk, rep)
 	}
 	if err != nil {
 		s.fail(w, r, err)

@@ -448,7 +448,16 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 	}
 	m.heads[spec.Name] = h
 	m.mu.Unlock()
-	return m.DiskInfo(ctx, spec.Name)
+	info, err := m.DiskInfo(ctx, spec.Name)
+	if err != nil {
+		// The disk exists from here on, and a caller told it failed
+		// would leave a head behind that takes writes (a take handed back
+		// while its head kept what NBD clients wrote). Only the used bytes
+		// are missing: counting them walks the map of a root held
+		// elsewhere, which a cut-off peer or a cancelled request stops.
+		return rec.info(root, 0), nil
+	}
+	return info, nil
 }
 
 // ListDisks describes every disk, sorted by name.
@@ -482,12 +491,9 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	var h *Head
 	var rootErr error
 	if ok {
-		info = DiskInfo{
-			Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
-			Sync: rec.Sync, ReplicaCount: len(m.cat.Replicas[name]),
-			Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
-		}
-		info.Root, rootErr = parseRoot(rec.Root)
+		var root cid.Cid
+		root, rootErr = parseRoot(rec.Root)
+		info = rec.info(root, len(m.cat.Replicas[name]))
 		h = m.heads[name]
 	}
 	m.mu.Unlock()
@@ -507,6 +513,16 @@ func (m *Manager) DiskInfo(ctx context.Context, name string) (DiskInfo, error) {
 	info.CommitError = h.commitErr
 	h.mu.RUnlock()
 	return info, nil
+}
+
+// info describes the disk of rec at root, with replicas replicas, from its
+// record alone (no used or dirty bytes).
+func (rec *diskRecord) info(root cid.Cid, replicas int) DiskInfo {
+	return DiskInfo{
+		Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
+		Sync: rec.Sync, ReplicaCount: replicas, Root: root,
+		Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
+	}
 }
 
 // countBlocks returns the number of data blocks under root, remembering

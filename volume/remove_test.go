@@ -184,3 +184,32 @@ func checkLastWrites(t *testing.T, m *Manager, kept string, last [raceBlocks]byt
 		}
 	}
 }
+
+// TestCreateDiskAtARootHeldElsewhere: a disk made at a root whose map is
+// held on other nodes only (a take's adopt while its holder is cut off)
+// exists once CreateDiskAt returns, and CreateDiskAt says so. It used to
+// fail on counting the root's used blocks after the head was made, and a
+// take handed the disk back while the head stayed and took writes.
+func TestCreateDiskAtARootHeldElsewhere(t *testing.T) {
+	ctx := context.Background()
+	elsewhere := openRaceManager(t)
+	h := createRaceDisk(t, elsewhere)
+	if _, err := h.WriteAt(bytes.Repeat([]byte{1}, raceBS), 0); err != nil {
+		t.Fatal(err)
+	}
+	src, err := elsewhere.Commit(ctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := openRaceManager(t) // a store without a block of src.Root
+	info, err := m.CreateDiskAt(ctx, DiskSpec{Name: "d", Size: src.Size, BlockSize: src.BlockSize}, src.Root)
+	if err != nil {
+		t.Fatalf("create at a root held elsewhere: %v", err)
+	}
+	if info.Name != "d" || info.Root != src.Root {
+		t.Fatalf("create at a root held elsewhere: %+v, want disk d at %s", info, src.Root)
+	}
+	if _, err := m.Head("d"); err != nil {
+		t.Fatalf("head after the create: %v", err)
+	}
+}

@@ -126,11 +126,15 @@ type replicatedStates struct {
 	// node's replicas: a new one named, a removed one tombstoned (and so
 	// removed at the site).
 	publish func(ctx context.Context, keys ...string) error
-	log     *slog.Logger
+	// removeReplica removes a replica here and tombstones its record in
+	// one step, whoever wrote the record (a state the disk's previous
+	// owner took is pruned like this node's own).
+	removeReplica func(ctx context.Context, disk, name string) error
+	log           *slog.Logger
 }
 
 func (s *Service) replicatedStates() replicatedStates {
-	return replicatedStates{vols: s.vols, publish: s.cat.Publish, log: s.log}
+	return replicatedStates{vols: s.vols, publish: s.cat.Publish, removeReplica: s.cat.RemoveReplica, log: s.log}
 }
 
 // publishReplicas publishes the records of disk's replicas names, logging
@@ -146,7 +150,7 @@ func (s replicatedStates) publishReplicas(ctx context.Context, disk string, name
 }
 
 // prune removes the replicated states of p beyond the newest p.Keep that
-// this node holds (surplusStates). The catalog then tombstones them, and
+// this node holds (surplusStates) and tombstones their records, so that
 // the site, which holds copies under the same names, removes its own.
 func (s replicatedStates) prune(ctx context.Context, p api.Policy) {
 	reps, err := s.vols.ListReplicas(ctx, p.Disk)
@@ -159,7 +163,7 @@ func (s replicatedStates) prune(ctx context.Context, p api.Policy) {
 	}
 	var removed []string
 	for _, name := range surplusStates(p, names) {
-		if err := s.vols.RemoveReplica(ctx, p.Disk, name); err != nil && !errors.Is(err, volume.ErrNotFound) {
+		if err := s.removeReplica(ctx, p.Disk, name); err != nil && !errors.Is(err, volume.ErrNotFound) {
 			s.log.Error("prune replicated state", "disk", p.Disk, "replica", name, "err", err)
 			continue
 		}
@@ -167,7 +171,6 @@ func (s replicatedStates) prune(ctx context.Context, p api.Policy) {
 	}
 	if len(removed) > 0 {
 		s.log.Info("pruned replicated states", "disk", p.Disk, "site", p.Site, "mode", p.Mode, "removed", len(removed), "keep", p.Keep)
-		s.publishReplicas(ctx, p.Disk, removed)
 	}
 }
 

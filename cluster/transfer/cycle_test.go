@@ -27,7 +27,7 @@ func TestPushCycleSendsOnceToAllSites(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	var sends [][]string
 	c := pushCycle{
-		replicatedStates: replicatedStates{vols: f, publish: func(context.Context, ...string) error { return nil }, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		replicatedStates: replicatedStates{vols: f, publish: func(context.Context, ...string) error { return nil }, removeReplica: f.RemoveReplica, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		reachable: func(site string) error {
 			if site == "rome" {
 				return errors.New("no live member at site rome")

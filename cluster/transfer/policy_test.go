@@ -200,7 +200,7 @@ func runCycles(t *testing.T, f *fakeStates, p api.Policy, n int, reachable error
 	t.Helper()
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC).Add(time.Duration(f.commits) * time.Minute)
 	c := pushCycle{
-		replicatedStates: replicatedStates{vols: f, publish: func(context.Context, ...string) error { return nil }, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		replicatedStates: replicatedStates{vols: f, publish: func(context.Context, ...string) error { return nil }, removeReplica: f.RemoveReplica, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		reachable:        func(string) error { return reachable },
 		send: func(_ context.Context, sources, sites []string, _ api.TransferOptions) (api.TransferInfo, error) {
 			if len(sources) != 1 || len(sites) != 1 {

@@ -49,6 +49,9 @@ type Catalog interface {
 	PutRecord(e catalog.Entry) (catalog.Entry, error)
 	// Tombstone removes key at epoch and gossips the tombstone.
 	Tombstone(key string, epoch uint64) (catalog.Entry, error)
+	// RemoveReplica removes a replica from this node's volumes and
+	// tombstones its record, in one step against reconcile passes.
+	RemoveReplica(ctx context.Context, disk, name string) error
 }
 
 // Volumes is what the service asks of this node's volumes; a

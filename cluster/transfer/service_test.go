@@ -37,13 +37,14 @@ func (loneNet) Broadcast([]byte)                            {}
 func (loneNet) Join(context.Context, []string) (int, error) { return 0, nil }
 func (loneNet) Close() error                                { return nil }
 
-// testCatalog is the cluster layer over one catalog and a fixed
-// membership.
+// testCatalog is the cluster layer over one catalog, a fixed membership
+// and the node's volumes.
 type testCatalog struct {
 	cat     *catalog.Catalog
 	self    meshnet.PeerID
 	site    string
 	members []meshnet.Member
+	vols    *volume.Manager
 }
 
 func (c *testCatalog) Self() meshnet.PeerID      { return c.self }
@@ -91,6 +92,16 @@ func (c *testCatalog) PutRecord(e catalog.Entry) (catalog.Entry, error) {
 func (c *testCatalog) Tombstone(key string, epoch uint64) (catalog.Entry, error) {
 	return c.cat.Delete(key, epoch)
 }
+func (c *testCatalog) RemoveReplica(ctx context.Context, disk, name string) error {
+	if err := c.vols.RemoveReplica(ctx, disk, name); err != nil {
+		return err
+	}
+	if e, ok := c.cat.Get(catalog.ReplicaKey(disk, name)); ok {
+		_, err := c.cat.Delete(e.Key, e.Epoch)
+		return err
+	}
+	return nil
+}
 
 // hookedVolumes is a volume.Manager whose Commit runs a hook first.
 type hookedVolumes struct {
@@ -137,6 +148,7 @@ func newTestNode(t *testing.T, store blockstore.Store) (*testCatalog, *volume.Ma
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vols.Close() })
+	tc.vols = vols
 	return tc, vols, clk
 }
 

@@ -43,8 +43,8 @@ type DiskCheck struct {
 	Writes []Write
 	Heads  []DiskRead
 	Fenced []DiskRead
-	// Unreadable describes the fenced replicas that could not be read;
-	// Check ignores it (what only they kept counts as lost).
+	// Unreadable describes the fenced replicas that could not be read:
+	// Check counts each (and what only they kept counts as lost).
 	Unreadable []string
 }
 
@@ -58,10 +58,13 @@ type Result struct {
 	// Corrupt counts slot reads (heads and fenced replicas) that hold
 	// none of the writes issued to that slot, nor zeros.
 	Corrupt int
+	// Unreadable counts the fenced replicas that could not be read.
+	Unreadable int
 	// KeptFenced counts slots whose last acknowledged write the head lost
 	// to a take but a fenced replica keeps, as weft promises.
 	KeptFenced int
-	// Problems describes the first lost and corrupt slots.
+	// Problems describes the first lost and corrupt slots and unreadable
+	// fenced replicas.
 	Problems []string
 }
 
@@ -89,6 +92,10 @@ func Check(disks []DiskCheck) Result {
 }
 
 func checkDisk(res *Result, d DiskCheck) {
+	for _, u := range d.Unreadable {
+		res.Unreadable++
+		res.problem("disk %d: a fenced replica cannot be read: %s", d.Disk, u)
+	}
 	byID := make(map[WriteID]Write, len(d.Writes))
 	lastAcked := make(map[int64]Write)
 	for _, w := range d.Writes {

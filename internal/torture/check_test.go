@@ -63,14 +63,17 @@ func TestCheck(t *testing.T) {
 			Heads: []DiskRead{read("a", 1)}, Fenced: []DiskRead{read("fenced", 1)}}, Result{Acked: 2, Lost: 1}},
 		{"a corrupt fenced replica", DiskCheck{Writes: []Write{w(1, 0, true)},
 			Heads: []DiskRead{read("a", 1)}, Fenced: []DiskRead{read("fenced", -2)}}, Result{Acked: 1, Corrupt: 1}},
+		{"an unreadable fenced replica, its writes in the head", DiskCheck{Writes: []Write{w(1, 0, true)},
+			Heads: []DiskRead{read("a", 1)}, Unreadable: []string{"export vm@fenced-e2: block 71 lost"}}, Result{Acked: 1, Unreadable: 1}},
 		{"a short read", DiskCheck{Heads: []DiskRead{read("a", -1, -1), read("b", -1)}}, Result{Corrupt: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Check([]DiskCheck{tt.d})
-			if got.Acked != tt.want.Acked || got.Lost != tt.want.Lost || got.Corrupt != tt.want.Corrupt || got.KeptFenced != tt.want.KeptFenced {
-				t.Fatalf("got acked %d lost %d corrupt %d kept %d (%q), want %d %d %d %d", got.Acked, got.Lost, got.Corrupt, got.KeptFenced,
-					got.Problems, tt.want.Acked, tt.want.Lost, tt.want.Corrupt, tt.want.KeptFenced)
+			if got.Acked != tt.want.Acked || got.Lost != tt.want.Lost || got.Corrupt != tt.want.Corrupt || got.KeptFenced != tt.want.KeptFenced ||
+				got.Unreadable != tt.want.Unreadable {
+				t.Fatalf("got acked %d lost %d corrupt %d kept %d unreadable %d (%q), want %d %d %d %d %d", got.Acked, got.Lost, got.Corrupt,
+					got.KeptFenced, got.Unreadable, got.Problems, tt.want.Acked, tt.want.Lost, tt.want.Corrupt, tt.want.KeptFenced, tt.want.Unreadable)
 			}
 		})
 	}

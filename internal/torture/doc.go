@@ -47,4 +47,7 @@
 // writes after its disk was taken) holds that write or a later one, which
 // is what weft promises. A slot holding anything never issued to it (torn,
 // foreign, damaged) counts as a corrupt read, in heads and fenced replicas.
+// The fenced replicas are read from the disk's owner, which must list as
+// many replicas as every other node; one that cannot be exported counts
+// as unreadable, and fails the run like a lost write.
 package torture

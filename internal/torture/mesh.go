@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -197,11 +196,10 @@ func (m *Mesh) waitFor(ctx context.Context, what string, limit time.Duration, co
 	}
 }
 
-// converged says whether every node agrees on every disk's owner, epoch
-// and root, the nodes that do not own it on its replicas, and none counts
-// a block under-replicated. The owner's replica count is left out: an
-// owner does not list a fenced replica another node published after the
-// owner took the disk (see replicaFindings).
+// converged says whether every node agrees on every disk's owner, epoch,
+// root and replica count (the owner lists the fenced replicas its old
+// owners publish, as every catalog does), and none counts a block
+// under-replicated.
 func (m *Mesh) converged(ctx context.Context) (bool, string) {
 	if ok, why := m.allAlive(ctx); !ok {
 		return false, why
@@ -218,7 +216,7 @@ func (m *Mesh) converged(ctx context.Context) (bool, string) {
 			}
 			infos[i] = info
 		}
-		first, firstOther := infos[0], -1
+		first := infos[0]
 		for i, info := range infos {
 			n := m.nodes[i]
 			if info.Owner != first.Owner || info.Epoch != first.Epoch || info.Root != first.Root {
@@ -226,14 +224,9 @@ func (m *Mesh) converged(ctx context.Context) (bool, string) {
 					m.nodes[0].Name, n.Name, short(first.Owner), short(info.Owner), first.Epoch, info.Epoch,
 					short(first.Root), short(info.Root))
 			}
-			if n.PeerID == info.Owner {
-				continue
-			}
-			if firstOther < 0 {
-				firstOther = i
-			} else if o := infos[firstOther]; o.ReplicaCount != info.ReplicaCount {
-				return false, fmt.Sprintf("%s: %s and %s disagree: %d replicas/%d", d.Name, m.nodes[firstOther].Name, n.Name,
-					o.ReplicaCount, info.ReplicaCount)
+			if info.ReplicaCount != first.ReplicaCount {
+				return false, fmt.Sprintf("%s: %s and %s disagree: %d replicas/%d", d.Name, m.nodes[0].Name, n.Name,
+					first.ReplicaCount, info.ReplicaCount)
 			}
 		}
 	}
@@ -248,43 +241,6 @@ func replicaNames(ctx context.Context, n *Node, disk string) ([]string, error) {
 		names = append(names, r.Name)
 	}
 	return names, err
-}
-
-// replicaFindings compares, on the converged mesh, each disk's replicas as
-// its owner lists them with the other nodes' lists, and describes every
-// replica the owner misses. weft's owner lists the replicas it had when
-// it created or adopted the disk and those it makes; a fenced replica the
-// old owner publishes after a take reaches every catalog but not the new
-// owner's list (replica ls, disk info, restore there).
-func (m *Mesh) replicaFindings(ctx context.Context) ([]string, error) {
-	var out []string
-	for _, d := range Disks {
-		o := m.owner(ctx, d.Name)
-		if o == nil {
-			return nil, fmt.Errorf("%s: no owner", d.Name)
-		}
-		own, err := replicaNames(ctx, o, d.Name)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range m.nodes {
-			if n == o {
-				continue
-			}
-			theirs, err := replicaNames(ctx, n, d.Name)
-			if err != nil {
-				return nil, err
-			}
-			for _, name := range theirs {
-				if !slices.Contains(own, name) {
-					out = append(out, fmt.Sprintf("%s: its owner %s does not list replica %s, which %s lists (from the catalog)",
-						d.Name, o.Name, name, n.Name))
-				}
-			}
-			break
-		}
-	}
-	return out, nil
 }
 
 // short is the tail of a peer ID or CID, for messages.

@@ -65,9 +65,6 @@ type Report struct {
 	Seed    uint64
 	Faults  map[string]int
 	Skipped []string // fault kinds this run could not inject, and why
-	// Findings are faults of weft the run saw that the checker does not
-	// count (lost and corrupt are counted): see Mesh.replicaFindings.
-	Findings []string
 }
 
 // FaultCount is the total of Faults.
@@ -81,7 +78,8 @@ func (r Report) FaultCount() int {
 
 // Line is the one-line summary of the run.
 func (r Report) Line() string {
-	return fmt.Sprintf("acknowledged writes: %d, lost: %d, corrupt reads: %d, faults: %d", r.Acked, r.Lost, r.Corrupt, r.FaultCount())
+	return fmt.Sprintf("acknowledged writes: %d, lost: %d, corrupt reads: %d, unreadable fenced replicas: %d, faults: %d",
+		r.Acked, r.Lost, r.Corrupt, r.Unreadable, r.FaultCount())
 }
 
 // FaultLine lists the faults by kind.
@@ -100,7 +98,7 @@ func (r Report) FaultLine() string {
 
 // Failed says whether the run found an acknowledged write lost or a
 // corrupt read.
-func (r Report) Failed() bool { return r.Lost > 0 || r.Corrupt > 0 }
+func (r Report) Failed() bool { return r.Lost > 0 || r.Corrupt > 0 || r.Unreadable > 0 }
 
 // writersPerDisk: each writes its own slots of the disk.
 const writersPerDisk = 1
@@ -190,22 +188,11 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	if err := heal(ctx, mesh, cfg.HealLimit, logf); err != nil {
 		return rep, err
 	}
-	if rep.Findings, err = mesh.replicaFindings(ctx); err != nil {
-		return rep, err
-	}
-	for _, f := range rep.Findings {
-		logf("finding: %s", f)
-	}
 	var disks []DiskCheck
 	for i, d := range Disks {
 		dc, err := readBack(ctx, mesh, i, d)
 		if err != nil {
 			return rep, err
-		}
-		for _, u := range dc.Unreadable {
-			f := "a fenced replica cannot be read: " + u
-			rep.Findings = append(rep.Findings, f)
-			logf("finding: %s", f)
 		}
 		dc.Writes = wlog.Writes(i)
 		disks = append(disks, dc)
@@ -288,34 +275,38 @@ func heal(ctx context.Context, m *Mesh, limit time.Duration, logf func(string, .
 }
 
 // readBack reads disk d's head from every node, and every fenced replica
-// any node lists from the first node that lists it.
+// its owner lists from the owner, which restores them (converged made sure
+// every node lists as many).
 func readBack(ctx context.Context, m *Mesh, i int, d DiskSpec) (DiskCheck, error) {
 	dc := DiskCheck{Disk: i}
-	read := make(map[string]bool)
 	for _, n := range m.nodes {
 		r, err := m.readDisk(ctx, n, api.Ref{Disk: d.Name})
 		if err != nil {
 			return dc, err
 		}
 		dc.Heads = append(dc.Heads, r)
-		names, err := replicaNames(ctx, n, d.Name)
+	}
+	o := m.owner(ctx, d.Name)
+	if o == nil {
+		return dc, fmt.Errorf("%s: no owner", d.Name)
+	}
+	names, err := replicaNames(ctx, o, d.Name)
+	if err != nil {
+		return dc, err
+	}
+	for _, name := range names {
+		if !strings.HasPrefix(name, "fenced-") {
+			continue
+		}
+		fr, err := m.readDisk(ctx, o, api.Ref{Disk: d.Name, Replica: name})
 		if err != nil {
-			return dc, err
+			// Not the run breaking: weft lost blocks of a fenced
+			// replica; Check counts it, and the writes only it kept
+			// count as lost.
+			dc.Unreadable = append(dc.Unreadable, err.Error())
+			continue
 		}
-		for _, name := range names {
-			if !strings.HasPrefix(name, "fenced-") || read[name] {
-				continue
-			}
-			read[name] = true
-			fr, err := m.readDisk(ctx, n, api.Ref{Disk: d.Name, Replica: name})
-			if err != nil {
-				// Not the run breaking: weft lost blocks of a fenced
-				// replica, and the writes only it kept count as lost.
-				dc.Unreadable = append(dc.Unreadable, err.Error())
-				continue
-			}
-			dc.Fenced = append(dc.Fenced, fr)
-		}
+		dc.Fenced = append(dc.Fenced, fr)
 	}
 	return dc, nil
 }

@@ -2,8 +2,10 @@ package nodetest_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,6 +20,9 @@ import (
 // writes of its own. When the partition heals, every catalog names the
 // new owner at epoch+1, the old owner has no head of the disk, and its
 // writes survive in its fenced-e<epoch+1>-… replica, readable anywhere.
+// The new owner lists that replica, reads it and restores it like its own
+// (it used to list only the replicas it had when it took the disk); once
+// it removes it, it stays removed everywhere.
 func TestCutOffOwnerFenced(t *testing.T) {
 	ctx, rng, nodes := fiveSites(t)
 	a, b, others := nodes[0], nodes[1], nodes[1:]
@@ -113,4 +118,59 @@ func TestCutOffOwnerFenced(t *testing.T) {
 		}
 		return ""
 	})
+
+	nodetest.Await(t, within, b.Name+", the new owner, lists the fenced replica", func() string {
+		if names := replicaNames(ctx, b, "db"); !slices.Contains(names, fenced[0]) {
+			return fmt.Sprintf("lists %q", names)
+		}
+		d, err := b.DiskInfo(ctx, "db")
+		if err != nil {
+			return err.Error()
+		}
+		if d.ReplicaCount != len(replicaNames(ctx, b, "db")) {
+			return fmt.Sprintf("disk info counts %d replicas, replica ls %d", d.ReplicaCount, len(replicaNames(ctx, b, "db")))
+		}
+		return ""
+	})
+	got, err := b.Export(ctx, "db@"+fenced[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, old) {
+		t.Fatalf("%s reads the fenced replica differently from the old owner's writes", b.Name)
+	}
+	if _, err := b.Restore(ctx, "db", fenced[0]); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, ctx, b, "db", old)
+
+	if err := b.RemoveReplica(ctx, "db", fenced[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		nodetest.Await(t, within, n.Name+" forgets the removed fenced replica", func() string {
+			n.Core.Cluster().Reconcile(ctx)
+			_, live := n.Entry(catalog.ReplicaKey("db", fenced[0]))
+			switch names := replicaNames(ctx, n, "db"); {
+			case live:
+				return "its catalog names it"
+			case slices.Contains(names, fenced[0]):
+				return fmt.Sprintf("lists %q", names)
+			}
+			return ""
+		})
+	}
+}
+
+// replicaNames lists the names of disk's replicas n lists; none on error.
+func replicaNames(ctx context.Context, n *nodetest.Node, disk string) []string {
+	reps, err := n.Replicas(ctx, disk)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(reps))
+	for i, r := range reps {
+		names[i] = r.Name
+	}
+	return names
 }

@@ -275,6 +275,18 @@ func (n *Node) Replicas(ctx context.Context, disk string) ([]api.ReplicaInfo, er
 	return rs, n.call(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(disk)+"/replicas", nil, &rs)
 }
 
+// Restore makes replica the disk's head, keeping the head first in a
+// backup replica (weft replica restore).
+func (n *Node) Restore(ctx context.Context, disk, replica string) (api.RestoreResult, error) {
+	var res api.RestoreResult
+	return res, n.call(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(disk)+"/replicas/"+url.PathEscape(replica)+"/restore", nil, &res)
+}
+
+// RemoveReplica removes a replica of a disk (weft replica rm).
+func (n *Node) RemoveReplica(ctx context.Context, disk, replica string) error {
+	return n.call(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(disk)+"/replicas/"+url.PathEscape(replica), nil, nil)
+}
+
 // Take takes a disk over (weft disk take [--force]).
 func (n *Node) Take(ctx context.Context, disk string, force bool) (api.DiskInfo, error) {
 	var info api.DiskInfo

@@ -74,9 +74,6 @@ func run() int {
 	for _, s := range rep.Skipped {
 		fmt.Printf("skipped: %s\n", s)
 	}
-	for _, f := range rep.Findings {
-		fmt.Printf("weft bug (not counted as lost or corrupt): %s\n", f)
-	}
 	fmt.Println(rep.FaultLine())
 	fmt.Println(rep.Line())
 	switch {
