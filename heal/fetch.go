@@ -67,25 +67,59 @@ func repairable(err error) bool {
 }
 
 // getRemote fetches c from the mesh after the local read failed with err,
-// keeps it (replacing a corrupt local copy) and returns it.
+// keeps it if there is room (replacing a corrupt local copy) and returns
+// it. A full store does not fail the read: the block is returned without
+// being kept, so that reads, and gc's mark, which frees the space, work
+// on a full node.
 func (s *FetchingStore) getRemote(ctx context.Context, c cid.Cid, err error) ([]byte, error) {
+	b, err := s.repair(ctx, c, err)
+	if errors.Is(err, blockstore.ErrNoSpace) && b.Data != nil {
+		if s.Logger != nil {
+			s.Logger.Debug("fetched block not kept: the store is full", "cid", c, "err", err)
+		}
+		return b.Data, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.Data, nil
+}
+
+// Repair replaces c, missing here or stored corrupt, with a verified copy
+// from the mesh, and returns nil once the copy is stored. An error
+// matching blockstore.ErrNotFound means no live member holds it; one
+// matching blockstore.ErrNoSpace, that it was fetched but the store had
+// no room for it. A block that reads back whole needs no repair.
+func (s *FetchingStore) Repair(ctx context.Context, c cid.Cid) error {
+	_, err := s.Store.Get(ctx, c)
+	if err == nil || !repairable(err) {
+		return err
+	}
+	_, err = s.repair(ctx, c, err)
+	return err
+}
+
+// repair fetches c from the mesh after the local read failed with err and
+// keeps it, replacing a corrupt local copy. It returns the fetched block
+// also when keeping it failed.
+func (s *FetchingStore) repair(ctx context.Context, c cid.Cid, err error) (blockstore.Block, error) {
 	corrupt := errors.Is(err, blockstore.ErrCorrupt)
 	b, ferr := s.fetch(ctx, c)
 	if ferr != nil {
-		return nil, errors.Join(err, ferr)
+		return blockstore.Block{}, errors.Join(err, ferr)
 	}
 	if corrupt {
 		if s.Logger != nil {
 			s.Logger.Warn("replacing corrupt block with a copy from the mesh", "cid", c)
 		}
 		if err := s.Store.Delete(ctx, c); err != nil {
-			return nil, fmt.Errorf("replace corrupt %s: %w", c, err)
+			return b, fmt.Errorf("replace corrupt %s: %w", c, err)
 		}
 	}
 	if err := s.Store.Put(ctx, b); err != nil {
-		return nil, fmt.Errorf("keep fetched %s: %w", c, err)
+		return b, fmt.Errorf("keep fetched %s: %w", c, err)
 	}
-	return b.Data, nil
+	return b, nil
 }
 
 // fetch asks the other members for c, closest to the block first.
