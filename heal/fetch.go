@@ -7,9 +7,9 @@ import (
 	"log/slog"
 
 	"github.com/ipfs/go-cid"
-	"github.com/mr-tron/base58"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/placement"
 )
 
@@ -132,7 +132,7 @@ func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) (blockstore.Block,
 		}
 		got, err := s.Peers.Get(ctx, m.ID, []cid.Cid{c})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", peerName(m.ID), err))
+			errs = append(errs, fmt.Errorf("%s: %w", exchange.PeerName(m.ID), err))
 			if ctx.Err() != nil {
 				break
 			}
@@ -147,6 +147,3 @@ func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) (blockstore.Block,
 	}
 	return blockstore.Block{}, fmt.Errorf("fetch %s: %w", c, errors.Join(errs...))
 }
-
-// peerName prints a placement ID (raw peer ID bytes) the way libp2p does.
-func peerName(id string) string { return base58.Encode([]byte(id)) }
