@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/node"
 )
 
@@ -61,4 +63,49 @@ func TestGCOnFullNode(t *testing.T) {
 	}
 	b.wantContent("big", big)
 	a.wantContent("big", big)
+}
+
+// TestScrubDeletesCorruptGarbage: a corrupt block no live root reaches
+// (the blocks of a removed disk, which gc has not collected yet) is
+// garbage: scrub deletes it instead of reporting it unrepairable. A
+// corrupt block of a live disk with no other copy stays reported.
+func TestScrubDeletesCorruptGarbage(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "home"))
+	h.ok("init", "--nbd", "off")
+	h.startDaemon()
+	gone, kept := make([]byte, 4*blockSize), make([]byte, 4*blockSize)
+	rand.NewChaCha8([32]byte{31}).Read(gone)
+	rand.NewChaCha8([32]byte{32}).Read(kept)
+	h.ok("disk", "import", "gone", writeTemp(t, "gone.img", gone))
+	h.ok("disk", "import", "kept", writeTemp(t, "kept.img", kept))
+	h.ok("disk", "rm", "gone")
+	h.stopDaemon()
+	garbage := blockstore.Sum(blockstore.CodecRaw, gone[:blockSize])
+	live := blockstore.Sum(blockstore.CodecRaw, kept[:blockSize])
+	corruptBlock(t, filepath.Join(h.home, node.BlocksDir), garbage)
+	corruptBlock(t, filepath.Join(h.home, node.BlocksDir), live)
+	h.startDaemon()
+
+	var res api.ScrubResult
+	r := h.run(nil, "scrub", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("scrub --json: %v: %q %q", err, r.stdout, r.stderr)
+	}
+	byCID := make(map[string]api.CorruptBlock)
+	for _, c := range res.Corrupt {
+		byCID[c.CID] = c
+	}
+	if c := byCID[garbage.String()]; !c.Dropped || c.Repaired {
+		t.Fatalf("scrub of a corrupt garbage block: %+v, want it dropped", c)
+	}
+	if c, ok := byCID[live.String()]; !ok || c.Dropped || c.Repaired {
+		t.Fatalf("scrub of a corrupt live block with no other copy: %+v, want it reported, not dropped", c)
+	}
+	if r.code == 0 || !strings.Contains(r.stderr, "1 corrupt block") {
+		t.Fatalf("scrub: exit %d, stderr %q; want exit 1 for the live block only", r.code, r.stderr)
+	}
+	out := h.run(nil, "scrub")
+	if strings.Contains(out.stdout, garbage.String()) || !strings.Contains(out.stdout, live.String()) {
+		t.Fatalf("second scrub: %q; want only the live block still corrupt", out.stdout)
+	}
 }
