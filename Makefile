@@ -12,9 +12,13 @@ DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-
 # Headless Chromium and its driver for the dashboard's browser test: best
 # effort (the test skips, saying so, without them).
 BROWSER_PKGS ?= chromium chromium-driver
-# make torture: how long the nemesis runs, and its seed (0: from the clock).
+# make torture: how long the nemesis runs, and its seed (0: from the clock);
+# then how many crash points each power-loss test tries, and how long every
+# fuzz target runs.
 DURATION ?= 10m
 SEED     ?= 0
+POWERLOSS_POINTS ?= 2000
+TORTURE_FUZZTIME ?= 10s
 .PHONY: all build test deps demo bench fuzz fuzz-short torture lint clean
 
 all: build
@@ -62,11 +66,15 @@ fuzz-short:
 
 # torture runs a mesh of real daemons under a seeded nemesis for DURATION
 # and prints acknowledged writes, lost, corrupt reads and faults (see
-# README, Torture); it fails when anything was lost or read corrupt.
+# README, Torture); it fails when anything was lost or read corrupt. Then
+# the power-loss tests at POWERLOSS_POINTS crash points each, and every
+# fuzz target for TORTURE_FUZZTIME: the figures of the README's report.
 torture: build deps
 	@/usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "make torture: /usr/bin/python3 cannot import nbd (Debian package python3-libnbd; make deps installs it as root)"; exit 1; }
 	$(GO) build -o bin/torture ./internal/cmd/torture
 	bin/torture -bin $(BIN) -duration $(DURATION) -seed $(SEED)
+	WEFT_POWERLOSS_POINTS=$(POWERLOSS_POINTS) bash -o pipefail -c "$(GO) test -count=1 -timeout 60m -run 'TestPowerLoss' -v ./blockstore ./volume | grep -E '^(--- |ok|FAIL)|power loss'"
+	GO=$(GO) FUZZTIME=$(TORTURE_FUZZTIME) ./scripts/fuzz.sh
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

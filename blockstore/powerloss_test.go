@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"path"
 	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
@@ -54,7 +56,6 @@ func newBlockWorkload(t *testing.T, seed uint64, fs *powerloss.FS) *blockWorkloa
 		t.Fatalf("Open: %v", err)
 	}
 	w := &blockWorkload{t: t, r: rand.New(rand.NewPCG(seed, 1)), fs: fs, d: d, garbage: map[cid.Cid]bool{}}
-	t.Cleanup(func() { w.d.Close() })
 	return w
 }
 
@@ -176,10 +177,111 @@ func TestPowerLossFaults(t *testing.T) {
 	noSpace := func(err error) bool {
 		return errors.Is(err, blockstore.ErrNoSpace) || errors.Is(err, blockstore.ErrClosed)
 	}
-	powerloss.RunFaults(t, 100, pebbleFiles, noSpace, func(seed uint64, fs *powerloss.FS) powerloss.Workload {
+	powerloss.RunFaults(t, 100, pebbleFiles, bestEffort, noSpace, func(seed uint64, fs *powerloss.FS) powerloss.Workload {
 		return newBlockWorkload(t, seed, fs)
 	})
 }
 
 // pebbleFiles tells the paths of the index's files.
 func pebbleFiles(path string) bool { return strings.Contains(path, "/index") }
+
+// bestEffort tells the operations the store may see fail without failing
+// a call: those on the ballast, a reserve it does without.
+func bestEffort(op errorfs.Op, _ error) bool { return path.Base(op.Path) == "ballast" }
+
+// TestFailedRotationUsesUpItsID: a rotation whose new segment cannot be
+// made durable (the directory's sync fails) and cannot be removed either
+// leaves the file behind; once the fault is gone, the next rotation must
+// take a new id rather than fail on that file.
+func TestFailedRotationUsesUpItsID(t *testing.T) {
+	ctx := t.Context()
+	fs := powerloss.New(1)
+	d, err := blockstore.Open(powerDir, powerOptions(fs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r := rand.New(rand.NewPCG(1, 1))
+	first := storetest.NewBlock(r, 40<<10)
+	if err := d.Put(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetFault(func(op errorfs.Op) error {
+		switch {
+		case op.Kind == errorfs.OpFileSync && op.Path == path.Join(powerDir, "segments"),
+			op.Kind == errorfs.OpRemove && strings.HasSuffix(op.Path, ".seg"):
+			return powerloss.ErrIO
+		}
+		return nil
+	})
+	if err := d.Put(ctx, storetest.NewBlock(r, 40<<10)); err == nil {
+		t.Fatal("Put into a segment whose creation failed: got nil, want an error")
+	}
+	fs.SetFault(nil)
+	next := storetest.NewBlock(r, 40<<10)
+	if err := d.Put(ctx, next); err != nil {
+		t.Fatalf("Put after the fault is gone: %v", err)
+	}
+	for _, b := range []blockstore.Block{first, next} {
+		if got, err := d.Get(ctx, b.CID); err != nil || !bytes.Equal(got, b.Data) {
+			t.Fatalf("Get %s: %v", b.CID, err)
+		}
+	}
+}
+
+// TestFailedOpenClosesEachSegmentOnce: Open closes a dead segment (the
+// empty active one of the last run) before removing it; when the removal
+// fails, Open's error path must not close it again. Once the fault is
+// gone, Open succeeds.
+func TestFailedOpenClosesEachSegmentOnce(t *testing.T) {
+	fs := powerloss.New(1)
+	d, err := blockstore.Open(powerDir, powerOptions(fs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetFault(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpRemove && strings.HasSuffix(op.Path, ".seg") {
+			return powerloss.ErrIO
+		}
+		return nil
+	})
+	if d, err := blockstore.Open(powerDir, powerOptions(fs)); err == nil {
+		d.Close()
+		t.Fatal("Open whose dead segment cannot be removed: got nil, want an error")
+	}
+	fs.SetFault(nil)
+	d, err = blockstore.Open(powerDir, powerOptions(fs))
+	if err != nil {
+		t.Fatalf("Open after the fault is gone: %v", err)
+	}
+	d.Close()
+}
+
+// TestSegmentCheckOnFullDeviceIsNoSpace: a new segment's existence check
+// failing with ENOSPC is the store's ErrNoSpace, as any other failure of
+// a put for lack of space.
+func TestSegmentCheckOnFullDeviceIsNoSpace(t *testing.T) {
+	ctx := t.Context()
+	fs := powerloss.New(1)
+	d, err := blockstore.Open(powerDir, powerOptions(fs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	if err := d.Put(ctx, storetest.NewBlock(r, 40<<10)); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetFault(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpStat && strings.HasSuffix(op.Path, ".seg") {
+			return powerloss.ErrNoSpace
+		}
+		return nil
+	})
+	if err := d.Put(ctx, storetest.NewBlock(r, 40<<10)); !errors.Is(err, blockstore.ErrNoSpace) {
+		t.Fatalf("Put whose new segment cannot be checked for lack of space: got %v, want ErrNoSpace", err)
+	}
+}

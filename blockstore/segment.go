@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-
 	"os"
 	"path/filepath"
 	"sort"
@@ -121,8 +120,11 @@ func segmentName(id uint32) string { return fmt.Sprintf("%08d%s", id, segmentExt
 func createSegment(fs vfs.FS, dir string, id uint32) (*segment, error) {
 	path := filepath.Join(dir, segmentName(id))
 	// vfs.FS has no O_EXCL: Create would replace a file of that name.
-	if _, err := fs.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("create segment %d: %s exists or cannot be checked: %v", id, path, err)
+	switch _, err := fs.Stat(path); {
+	case err == nil:
+		return nil, fmt.Errorf("create segment %d: %s exists", id, path)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("create segment %d: check %s: %w", id, path, noSpace(err))
 	}
 	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {

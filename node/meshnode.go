@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ipfs/go-cid"
-	"golang.org/x/sys/unix"
 )
 
 // repair replaces a corrupt local block with a verified copy from the
@@ -15,11 +15,13 @@ func (n *meshNode) repair(ctx context.Context, c cid.Cid) error {
 	return n.fetch.Repair(ctx, c)
 }
 
-// freeBytes returns the free space of the file system holding path.
+// freeBytes returns the space available to us on the file system holding
+// path, counted as the block store counts it (vfs GetDiskUsage: fragment
+// size, not the preferred I/O size, times the available blocks).
 func freeBytes(path string) (int64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(path, &st); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", path, err)
+	du, err := vfs.Default.GetDiskUsage(path)
+	if err != nil {
+		return 0, fmt.Errorf("disk usage of %s: %w", path, err)
 	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
+	return int64(du.AvailBytes), nil
 }

@@ -100,8 +100,8 @@ func (m *Manager) mark(ctx context.Context) (gen uint64, marked map[string]struc
 	return gen, marked, len(live), nil
 }
 
-// liveRoots returns every distinct root GC must keep, those of a catalog
-// whose save failed included. A root it cannot
+// liveRoots returns every distinct root GC must keep, those of every catalog
+// whose save failed since the last good one included. A root it cannot
 // parse aborts the collection rather than letting its blocks be swept.
 func (m *Manager) liveRoots() ([]cid.Cid, error) {
 	m.mu.Lock()
@@ -124,10 +124,7 @@ func (m *Manager) liveRoots() ([]cid.Cid, error) {
 		}
 		add(c)
 	}
-	for _, cat := range []*catalog{m.cat, m.unsaved} {
-		if cat == nil {
-			continue
-		}
+	for _, cat := range append([]*catalog{m.cat}, m.unsaved...) {
 		for _, d := range cat.Disks {
 			addText(d.Root)
 		}

@@ -101,9 +101,10 @@ type Manager struct {
 
 	mu  sync.Mutex
 	cat *catalog
-	// unsaved is the catalog of the last save that failed, if none has
-	// succeeded since: it may be the one on disk (see saveCatalog).
-	unsaved *catalog
+	// unsaved holds the catalog of every save that failed since the last
+	// one that succeeded: any of them may be the one on disk (see
+	// saveCatalog).
+	unsaved []*catalog
 	heads   map[string]*Head
 	pins    map[cid.Cid]int // roots held by open views
 	used    map[cid.Cid]int64

@@ -128,10 +128,12 @@ func (m *Manager) AddReplica(ctx context.Context, r ReplicaInfo, root cid.Cid) e
 // A failed save may still have replaced the file (the rename done, the
 // directory's sync failed), so its catalog is kept in m.unsaved, whose
 // roots GC keeps too, until a save succeeds: the caller goes back to the
-// catalog before, but the next start may read this one.
+// catalog before, but the next start may read this one. Every failed
+// save is kept, not only the last: a later save can fail before its
+// rename, leaving an earlier failed one's file on disk.
 func (m *Manager) saveCatalog() error {
 	if err := m.cat.save(m.fs, m.cfg.Dir); err != nil {
-		m.unsaved = m.cat.clone()
+		m.unsaved = append(m.unsaved, m.cat.clone())
 		return err
 	}
 	m.unsaved = nil

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -214,29 +215,46 @@ var (
 	ErrNoSpace = fmt.Errorf("injected: %w", syscall.ENOSPC)
 )
 
+// Fault is a fault injected by InjectFault.
+type Fault struct {
+	// Err is the error the failing operations return.
+	Err error
+
+	mu    sync.Mutex
+	fired []errorfs.Op
+}
+
+// Fired returns the operations the fault failed so far, oldest first.
+func (ft *Fault) Fired() []errorfs.Op {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return slices.Clone(ft.fired)
+}
+
 // InjectFault makes a changing operation fail with EIO or ENOSPC (drawn
 // from r) 1..30 changing operations from now, on a path exempt does not
 // exempt: that operation alone, or every one from it on (always for ENOSPC:
-// a full device stays full) until SetFault(nil). It returns the error.
-func (f *FS) InjectFault(r *rand.Rand, exempt func(path string) bool) error {
-	inject := ErrIO
+// a full device stays full) until SetFault(nil).
+func (f *FS) InjectFault(r *rand.Rand, exempt func(path string) bool) *Fault {
+	ft := &Fault{Err: ErrIO}
 	if r.IntN(2) == 0 {
-		inject = ErrNoSpace
+		ft.Err = ErrNoSpace
 	}
-	persistent := errors.Is(inject, syscall.ENOSPC) || r.IntN(2) == 0
+	persistent := errors.Is(ft.Err, syscall.ENOSPC) || r.IntN(2) == 0
 	at := f.Ops() + 1 + int64(r.IntN(30))
-	var fired atomic.Bool
 	f.SetFault(func(op errorfs.Op) error {
-		if op.Kind.ReadOrWrite() != errorfs.OpIsWrite || exempt(op.Path) {
+		if op.Kind.ReadOrWrite() != errorfs.OpIsWrite || exempt(op.Path) || f.Ops() < at {
 			return nil
 		}
-		if f.Ops() < at || fired.Load() && !persistent {
+		ft.mu.Lock()
+		defer ft.mu.Unlock()
+		if len(ft.fired) > 0 && !persistent {
 			return nil
 		}
-		fired.Store(true)
-		return inject
+		ft.fired = append(ft.fired, op)
+		return ft.Err
 	})
-	return inject
+	return ft
 }
 
 func (f *FS) maybeError(op errorfs.Op) error {
@@ -258,12 +276,14 @@ func (f *FS) maybeError(op errorfs.Op) error {
 		return nil
 	}
 	// The crash comes before operation n: the clone holds operations < n.
-	c := Crash{Index: int(f.taken.Load()), Op: n - 1}
+	// Its index is taken before the clone is: an operation of another
+	// goroutine acknowledged while the clone is being made then reads an
+	// Epoch past it, so the clone is not checked for what it may lack.
+	c := Crash{Index: int(f.taken.Add(1) - 1), Op: n - 1}
 	if f.rng.IntN(2) == 1 {
 		c.Unsynced = 1 + f.rng.IntN(99)
 	}
 	c.FS = f.crashClone(c.Unsynced)
-	f.taken.Add(1)
 	f.pending = append(f.pending, c)
 	f.left--
 	f.next = 0
