@@ -105,6 +105,9 @@ type CorruptBlock struct {
 	Error string `json:"error"`
 	// Repaired says a good copy from another node replaced the block.
 	Repaired bool `json:"repaired"`
+	// Dropped says no node had a good copy and no live root reaches the
+	// block: it was garbage, and was deleted.
+	Dropped bool `json:"dropped"`
 }
 
 // IDInfo is the answer of GET /v1/id.

@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -121,14 +122,20 @@ func (d *Disk) deleteOld(keys [][]byte, gen uint64, st *SweepStats) error {
 	return nil
 }
 
-// Compact rewrites the sealed segments whose live fraction is below
-// Options.CompactBelow (and removes those with nothing live): it copies
-// their live records to the active segment, syncs them, repoints the index
+// Compact gives back the space of dead records. It first removes the
+// sealed segments with nothing live, which needs no room, then rewrites
+// those whose live fraction is below Options.CompactBelow: it copies their
+// live records to the active segment, syncs them, repoints the index
 // entries that still point to the old records, syncs the index, and only
-// then deletes the old files. It returns the bytes given back to the file
-// system, net of the copies. Safe with concurrent Get, Put and Delete; it
-// may use the space kept by Options.MinFreeBytes, since it frees more than
-// it takes.
+// then deletes the old files. The active segment counts as sealed when it
+// is worth rewriting: it is sealed first, so that a store whose garbage is
+// all in it (a small one) gets its space back too. It returns the bytes
+// given back to the file system, net of the copies. Safe with concurrent
+// Get, Put and Delete. It may use the space kept by Options.MinFreeBytes,
+// since it frees more than it takes; a device too full even for that
+// stops the rewriting, not Compact: the segments it could not rewrite
+// stay as they are, and what was freed until then is returned with no
+// error, so that garbage collection on a full device frees what it can.
 func (d *Disk) Compact(ctx context.Context) (int64, error) {
 	if err := d.enter(); err != nil {
 		return 0, err
@@ -151,12 +158,44 @@ type move struct {
 }
 
 func (d *Disk) compact(ctx context.Context) (int64, error) {
-	victims := d.pickVictims()
-	if len(victims) == 0 {
+	dead, partly := d.pickVictims()
+	if len(dead)+len(partly) == 0 {
 		return 0, nil
 	}
-	// No new index entry can point into a victim: it is sealed and has no
-	// appends pending, so the scan below finds every live record.
+	// A Delete commits without a sync: were a victim removed before its
+	// deletions are durable, a crash could bring back index entries that
+	// point into a segment that is gone.
+	if err := d.idx.sync(); err != nil {
+		return 0, err
+	}
+	freed, err := d.removeSegments(dead)
+	if err != nil || len(partly) == 0 {
+		return freed, err
+	}
+	written, err := d.rewrite(ctx, partly)
+	if errors.Is(err, ErrNoSpace) {
+		d.log.Warn("device full: compaction stopped; the partly live segments stay until there is room",
+			"segments", len(partly), "freed", freed, "copied", written, "err", err)
+		return freed - written, nil
+	}
+	if err != nil {
+		return freed - written, err
+	}
+	if err := d.idx.sync(); err != nil {
+		return freed - written, err
+	}
+	n, err := d.removeSegments(partly)
+	freed += n
+	d.log.Debug("compacted", "dead", len(dead), "rewritten", len(partly), "freed", freed, "copied", written)
+	return freed - written, err
+}
+
+// rewrite copies the live records of victims to the active segment and
+// repoints their index entries; it returns the bytes it wrote. A victim
+// with a record it cannot read is dropped from victims (see readMoves).
+// No new index entry can point into a victim: it is sealed and has no
+// appends pending, so the scan finds every live record.
+func (d *Disk) rewrite(ctx context.Context, victims map[uint32]*segment) (int64, error) {
 	var moves []move
 	var after []byte
 	for {
@@ -180,7 +219,7 @@ func (d *Disk) compact(ctx context.Context) (int64, error) {
 	var written int64
 	for len(moves) > 0 {
 		if err := d.interrupted(ctx); err != nil {
-			return -written, err
+			return written, err
 		}
 		n, size := 0, int64(0)
 		for n < len(moves) && (n == 0 || size+moves[n].from.size() <= compactBatchBytes) {
@@ -196,14 +235,18 @@ func (d *Disk) compact(ctx context.Context) (int64, error) {
 		w, err := d.copyMoves(batch)
 		written += w
 		if err != nil {
-			return -written, err
+			return written, err
 		}
 	}
-	// A Delete commits without a sync: were a victim removed before its
-	// deletions are durable, a crash could bring back index entries that
-	// point into a segment that is gone.
-	if err := d.idx.sync(); err != nil {
-		return -written, err
+	return written, nil
+}
+
+// removeSegments deletes the files of victims, whose live records are
+// elsewhere and whose index deletions are durable, and returns the bytes
+// given back.
+func (d *Disk) removeSegments(victims map[uint32]*segment) (int64, error) {
+	if len(victims) == 0 {
+		return 0, nil
 	}
 	var freed int64
 	for id, s := range victims {
@@ -212,36 +255,56 @@ func (d *Disk) compact(ctx context.Context) (int64, error) {
 		d.segMu.Unlock()
 		s.f.Close()
 		if err := d.fs.Remove(s.path); err != nil {
-			return freed - written, fmt.Errorf("remove segment %d: %w", id, noSpace(err))
+			return freed, fmt.Errorf("remove segment %d: %w", id, noSpace(err))
 		}
 		d.diskBytes.Add(-s.size)
 		freed += s.size
 	}
 	if err := syncDir(d.fs, d.segDir); err != nil {
-		return freed - written, err
+		return freed, err
 	}
-	d.log.Debug("compacted", "segments", len(victims), "freed", freed, "copied", written)
-	return freed - written, nil
+	return freed, nil
 }
 
-// pickVictims returns the sealed, settled segments worth compacting.
-func (d *Disk) pickVictims() map[uint32]*segment {
+// pickVictims returns the settled segments worth compacting: dead ones,
+// with nothing live, and partly live ones. The active segment is sealed
+// to be one of them when it is worth it.
+func (d *Disk) pickVictims() (dead, partly map[uint32]*segment) {
 	d.appendMu.Lock()
 	defer d.appendMu.Unlock()
 	d.idxMu.Lock()
 	defer d.idxMu.Unlock()
+	if a := d.active; !a.sealed && a.pending == 0 && a.size > 0 && d.worthCompacting(a) {
+		d.sealActiveLocked()
+	}
 	d.segMu.RLock()
 	defer d.segMu.RUnlock()
-	victims := make(map[uint32]*segment)
+	dead, partly = make(map[uint32]*segment), make(map[uint32]*segment)
 	for id, s := range d.segs {
 		if s == d.active || !s.sealed || s.pending > 0 {
 			continue
 		}
-		if s.live <= 0 || float64(s.live) < d.opts.CompactBelow*float64(s.size) {
-			victims[id] = s
+		switch {
+		case s.live <= 0:
+			dead[id] = s
+		case d.worthCompacting(s):
+			partly[id] = s
 		}
 	}
-	return victims
+	return dead, partly
+}
+
+func (d *Disk) worthCompacting(s *segment) bool {
+	return s.live <= 0 || float64(s.live) < d.opts.CompactBelow*float64(s.size)
+}
+
+// sealActiveLocked starts a new active segment, sealing the old one; if
+// the new one cannot be created (a full device) the old one stays active.
+// The caller holds appendMu and idxMu.
+func (d *Disk) sealActiveLocked() {
+	if err := d.rotateLocked(); err != nil {
+		d.log.Warn("cannot seal the active segment to compact it", "segment", d.active.id, "err", err)
+	}
 }
 
 // readMoves reads the payloads of batch into the moves' data. A record that

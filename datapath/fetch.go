@@ -163,7 +163,7 @@ func (f *fetcher) get(ctx context.Context, peer string, cids []cid.Cid, expect i
 	err = f.peers.GetEach(ctx, peer, cids, func(blocks []blockstore.Block) error {
 		// Verified by the exchange: not hashed again.
 		if err := f.store.PutMany(ctx, blocks); err != nil {
-			keepErr = fmt.Errorf("store %d blocks from %s: %w", len(blocks), peer, err)
+			keepErr = fmt.Errorf("store %d blocks from %s: %w", len(blocks), exchange.PeerName(peer), err)
 			return keepErr
 		}
 		var n int64
@@ -193,7 +193,7 @@ func (f *fetcher) get(ctx context.Context, peer string, cids []cid.Cid, expect i
 		if ctx.Err() == nil {
 			f.fail(peer, err)
 		}
-		return got, fmt.Errorf("get %d blocks from %s: %w", len(cids), peer, err), nil
+		return got, fmt.Errorf("get %d blocks from %s: %w", len(cids), exchange.PeerName(peer), err), nil
 	}
 	return got, nil, nil
 }

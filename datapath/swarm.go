@@ -12,6 +12,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/weft-mesh/weft/mesh/exchange"
 )
 
 const (
@@ -529,7 +531,7 @@ func (f *fetcher) askMember(ctx context.Context, m string, batch []cid.Cid) (got
 	defer cancel()
 	got, err, keepErr = f.get(rctx, m, batch, 0, true)
 	if ctx.Err() == nil && context.Cause(rctx) == errMemberSilent {
-		err = fmt.Errorf("get %d blocks from %s: %w", len(batch), m, errMemberSilent)
+		err = fmt.Errorf("get %d blocks from %s: %w", len(batch), exchange.PeerName(m), errMemberSilent)
 		f.fail(m, err)
 	}
 	return got, err, keepErr

@@ -7,9 +7,9 @@ import (
 	"log/slog"
 
 	"github.com/ipfs/go-cid"
-	"github.com/mr-tron/base58"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/placement"
 )
 
@@ -67,25 +67,59 @@ func repairable(err error) bool {
 }
 
 // getRemote fetches c from the mesh after the local read failed with err,
-// keeps it (replacing a corrupt local copy) and returns it.
+// keeps it if there is room (replacing a corrupt local copy) and returns
+// it. A full store does not fail the read: the block is returned without
+// being kept, so that reads, and gc's mark, which frees the space, work
+// on a full node.
 func (s *FetchingStore) getRemote(ctx context.Context, c cid.Cid, err error) ([]byte, error) {
+	b, err := s.repair(ctx, c, err)
+	if errors.Is(err, blockstore.ErrNoSpace) && b.Data != nil {
+		if s.Logger != nil {
+			s.Logger.Debug("fetched block not kept: the store is full", "cid", c, "err", err)
+		}
+		return b.Data, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.Data, nil
+}
+
+// Repair replaces c, missing here or stored corrupt, with a verified copy
+// from the mesh, and returns nil once the copy is stored. An error
+// matching blockstore.ErrNotFound means no live member holds it; one
+// matching blockstore.ErrNoSpace, that it was fetched but the store had
+// no room for it. A block that reads back whole needs no repair.
+func (s *FetchingStore) Repair(ctx context.Context, c cid.Cid) error {
+	_, err := s.Store.Get(ctx, c)
+	if err == nil || !repairable(err) {
+		return err
+	}
+	_, err = s.repair(ctx, c, err)
+	return err
+}
+
+// repair fetches c from the mesh after the local read failed with err and
+// keeps it, replacing a corrupt local copy. It returns the fetched block
+// also when keeping it failed.
+func (s *FetchingStore) repair(ctx context.Context, c cid.Cid, err error) (blockstore.Block, error) {
 	corrupt := errors.Is(err, blockstore.ErrCorrupt)
 	b, ferr := s.fetch(ctx, c)
 	if ferr != nil {
-		return nil, errors.Join(err, ferr)
+		return blockstore.Block{}, errors.Join(err, ferr)
 	}
 	if corrupt {
 		if s.Logger != nil {
 			s.Logger.Warn("replacing corrupt block with a copy from the mesh", "cid", c)
 		}
 		if err := s.Store.Delete(ctx, c); err != nil {
-			return nil, fmt.Errorf("replace corrupt %s: %w", c, err)
+			return b, fmt.Errorf("replace corrupt %s: %w", c, err)
 		}
 	}
 	if err := s.Store.Put(ctx, b); err != nil {
-		return nil, fmt.Errorf("keep fetched %s: %w", c, err)
+		return b, fmt.Errorf("keep fetched %s: %w", c, err)
 	}
-	return b.Data, nil
+	return b, nil
 }
 
 // fetch asks the other members for c, closest to the block first.
@@ -98,7 +132,7 @@ func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) (blockstore.Block,
 		}
 		got, err := s.Peers.Get(ctx, m.ID, []cid.Cid{c})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", peerName(m.ID), err))
+			errs = append(errs, fmt.Errorf("%s: %w", exchange.PeerName(m.ID), err))
 			if ctx.Err() != nil {
 				break
 			}
@@ -113,6 +147,3 @@ func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) (blockstore.Block,
 	}
 	return blockstore.Block{}, fmt.Errorf("fetch %s: %w", c, errors.Join(errs...))
 }
-
-// peerName prints a placement ID (raw peer ID bytes) the way libp2p does.
-func peerName(id string) string { return base58.Encode([]byte(id)) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockmap"
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/placement"
 )
 
@@ -149,7 +150,7 @@ func (p *Pusher) confirmHere(ctx context.Context, cids []cid.Cid) error {
 func (p *Pusher) pushTo(ctx context.Context, peer string, cids []cid.Cid) (sent, bytes int64, err error) {
 	has, err := askHas(ctx, p.Peers, peer, cids)
 	if err != nil {
-		return 0, 0, fmt.Errorf("push to %s: %w", peerName(peer), err)
+		return 0, 0, fmt.Errorf("push to %s: %w", exchange.PeerName(peer), err)
 	}
 	var held []cid.Cid
 	for i, ok := range has {
@@ -165,7 +166,7 @@ func (p *Pusher) pushTo(ctx context.Context, peer string, cids []cid.Cid) (sent,
 			return nil
 		}
 		if err := p.Peers.Put(ctx, peer, batch); err != nil {
-			return fmt.Errorf("push to %s: %w", peerName(peer), err)
+			return fmt.Errorf("push to %s: %w", exchange.PeerName(peer), err)
 		}
 		acked := make([]cid.Cid, len(batch))
 		for i, b := range batch {

@@ -9,11 +9,10 @@ import (
 )
 
 // repair replaces a corrupt local block with a verified copy from the
-// mesh: a read through the fetching store does it, and leaves the bad
-// copy in place (still reported) when no member has a good one.
+// mesh, and leaves the bad copy in place (still reported) when no member
+// has a good one or the store has no room for it.
 func (n *meshNode) repair(ctx context.Context, c cid.Cid) error {
-	_, err := n.fetch.Get(ctx, c)
-	return err
+	return n.fetch.Repair(ctx, c)
 }
 
 // freeBytes returns the space available to us on the file system holding

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/weft-mesh/weft/api"
 	"io"
@@ -141,21 +143,59 @@ func (s *server) handleScrub(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("scrub: %w", err))
 		return
 	}
-	if s.mesh != nil {
-		for i, c := range bad {
-			if err := s.mesh.repair(r.Context(), c); err != nil {
-				res.Corrupt[i].Error += "; not repaired: " + err.Error()
-				continue
-			}
-			res.Corrupt[i].Repaired = true
-			s.log.Warn("corrupt block replaced with a good copy from the mesh", "cid", c)
+	// Blocks no member holds a good copy of may be garbage the others
+	// collected already: those no live root reaches are deleted.
+	var orphans []int
+	for i, c := range bad {
+		if s.mesh == nil {
+			orphans = append(orphans, i)
+			continue
 		}
+		if err := s.mesh.repair(r.Context(), c); err != nil {
+			res.Corrupt[i].Error += "; not repaired: " + err.Error()
+			if errors.Is(err, blockstore.ErrNotFound) {
+				orphans = append(orphans, i)
+			}
+			continue
+		}
+		res.Corrupt[i].Repaired = true
+		s.log.Warn("corrupt block replaced with a good copy from the mesh", "cid", c)
 	}
+	s.dropGarbage(r.Context(), &res, bad, orphans)
 	res.Checked, res.Bytes = rep.Checked, rep.Bytes
 	if len(res.Corrupt) > 0 {
 		s.log.Warn("scrub found corrupt blocks", "corrupt", len(res.Corrupt), "checked", res.Checked)
 	}
 	s.writeJSON(w, http.StatusOK, res)
+}
+
+// dropGarbage deletes the corrupt blocks bad[i], i in orphans, that no
+// live root reaches, and marks them Dropped in res. If the roots cannot be
+// read whole, nothing is deleted and the blocks stay reported.
+func (s *server) dropGarbage(ctx context.Context, res *ScrubResult, bad []cid.Cid, orphans []int) {
+	if len(orphans) == 0 {
+		return
+	}
+	cids := make([]cid.Cid, len(orphans))
+	for j, i := range orphans {
+		cids[j] = bad[i]
+	}
+	dropped, err := s.vols.DropUnreachable(ctx, cids)
+	if err != nil {
+		s.log.Warn("cannot tell which corrupt blocks are garbage; keeping them", "blocks", len(cids), "err", err)
+		return
+	}
+	gone := make(map[cid.Cid]bool, len(dropped))
+	for _, c := range dropped {
+		gone[c] = true
+	}
+	for _, i := range orphans {
+		if gone[bad[i]] {
+			res.Corrupt[i].Dropped = true
+			res.Corrupt[i].Error += "; garbage (no live root reaches it): deleted"
+			s.log.Warn("corrupt garbage block deleted", "cid", bad[i])
+		}
+	}
 }
 
 // decode reads a bounded JSON body into v.

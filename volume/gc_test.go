@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/weft-mesh/weft/blockstore"
 )
 
@@ -204,5 +206,46 @@ func TestGCReclaimsUnreachable(t *testing.T) {
 	}
 	if got := store.Stats().Blocks; got != 0 {
 		t.Fatalf("stored blocks after removing everything = %d, want 0", got)
+	}
+}
+
+// TestDropUnreachable: of the blocks it is given, DropUnreachable deletes
+// those no live root reaches and keeps the others, given or not.
+func TestDropUnreachable(t *testing.T) {
+	ctx := context.Background()
+	store := blockstore.NewMemory()
+	m := openTestManager(t, t.TempDir(), store, &fakeClock{})
+	defer m.Close()
+	const bs = 4096
+	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 8 * bs, BlockSize: bs}); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := m.Head("d")
+	old, live := bytes.Repeat([]byte{1}, bs), bytes.Repeat([]byte{2}, bs)
+	h.WriteAt(old, 0)
+	if _, err := m.Commit(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	h.WriteAt(live, 0)
+	if _, err := m.Commit(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	garbage := blockstore.Sum(blockstore.CodecRaw, old)
+	reachable := blockstore.Sum(blockstore.CodecRaw, live)
+	other := blockstore.NewBlock(blockstore.CodecRaw, []byte("not asked about"))
+	if err := store.Put(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := m.DropUnreachable(ctx, []cid.Cid{garbage, reachable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dropped) != 1 || !dropped[0].Equals(garbage) {
+		t.Fatalf("dropped %v, want only the overwritten block %s", dropped, garbage)
+	}
+	for c, want := range map[cid.Cid]bool{garbage: false, reachable: true, other.CID: true} {
+		if ok, _ := store.Has(ctx, c); ok != want {
+			t.Fatalf("has %s after DropUnreachable: %v, want %v", c, ok, want)
+		}
 	}
 }

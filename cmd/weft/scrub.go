@@ -46,15 +46,18 @@ func runScrub(ctx context.Context, o *scrubOptions, args []string) error {
 		fmt.Fprintf(o.stdout, "scrub: checked %s (%s), %d corrupt\n", plural(res.Checked, "block"), size.Format(res.Bytes), len(res.Corrupt))
 		for _, c := range res.Corrupt {
 			fix := ""
-			if c.Repaired {
+			switch {
+			case c.Repaired:
 				fix = " (repaired from a peer)"
+			case c.Dropped:
+				fix = " (garbage, deleted)"
 			}
 			fmt.Fprintf(o.stdout, "corrupt %s: %s%s\n", c.CID, c.Error, fix)
 		}
 	}
 	var left int64
 	for _, c := range res.Corrupt {
-		if !c.Repaired {
+		if !c.Repaired && !c.Dropped {
 			left++
 		}
 	}

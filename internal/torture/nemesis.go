@@ -341,16 +341,19 @@ func (n *nemesis) corrupt(ctx context.Context) (*fault, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scrub %s: %w", nd.Name, err)
 	}
-	repaired, firstErr := 0, ""
+	repaired, dropped, firstErr := 0, 0, ""
 	for _, c := range res.Corrupt {
-		if c.Repaired {
+		switch {
+		case c.Repaired:
 			repaired++
-		} else if firstErr == "" {
+		case c.Dropped:
+			dropped++
+		case firstErr == "":
 			firstErr = "; first not repaired: " + strconv.Quote(c.Error)
 		}
 	}
-	return &fault{kind: faultCorrupt, desc: fmt.Sprintf("corrupt %s: %d bytes flipped in its segments; scrub found %d corrupt blocks, repaired %d%s",
-		nd.Name, flipped, len(res.Corrupt), repaired, firstErr)}, nil
+	return &fault{kind: faultCorrupt, desc: fmt.Sprintf("corrupt %s: %d bytes flipped in its segments; scrub found %d corrupt blocks, repaired %d, deleted %d as garbage%s",
+		nd.Name, flipped, len(res.Corrupt), repaired, dropped, firstErr)}, nil
 }
 
 // nodeSeesAll says whether nd sees want members alive, itself included.

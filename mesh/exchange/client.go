@@ -41,7 +41,7 @@ func (c *Client) Has(ctx context.Context, peer string, cids []cid.Cid) ([]bool, 
 	for batch := range slices.Chunk(cids, MaxCIDs) {
 		err := c.roundTrip(ctx, peer, request{op: opHas, cids: batch}, false, func(resp response) error {
 			if len(resp.has) != len(batch) {
-				return fmt.Errorf("peer %s answered has of %d CIDs with %d: %w", peer, len(batch), len(resp.has), ErrProtocol)
+				return fmt.Errorf("peer %s answered has of %d CIDs with %d: %w", PeerName(peer), len(batch), len(resp.has), ErrProtocol)
 			}
 			out = append(out, resp.has...)
 			return nil
@@ -93,10 +93,10 @@ func (c *Client) get(ctx context.Context, peer string, cids []cid.Cid, owned boo
 			var next int
 			err := c.roundTrip(ctx, peer, request{op: opGet, cids: batch}, owned, func(resp response) error {
 				if resp.next < 1 || resp.next > len(batch) {
-					return fmt.Errorf("peer %s answered %d of %d CIDs: %w", peer, resp.next, len(batch), ErrProtocol)
+					return fmt.Errorf("peer %s answered %d of %d CIDs: %w", PeerName(peer), resp.next, len(batch), ErrProtocol)
 				}
 				if err := acceptBlocks(batch[:resp.next], resp.blocks); err != nil {
-					return fmt.Errorf("peer %s: %w", peer, err)
+					return fmt.Errorf("peer %s: %w", PeerName(peer), err)
 				}
 				next = resp.next
 				return fn(resp.blocks)
@@ -179,7 +179,7 @@ func (c *Client) roundTrip(ctx context.Context, peer string, req request, owned 
 		if err == nil {
 			if resp.code != codeOK {
 				c.done(peer, sc, resp)
-				return fmt.Errorf("peer %s: %s: %w", peer, req.op, &remoteError{code: resp.code, message: resp.message})
+				return fmt.Errorf("peer %s: %s: %w", PeerName(peer), req.op, &remoteError{code: resp.code, message: resp.message})
 			}
 			err := use(resp)
 			c.done(peer, sc, resp)
@@ -195,7 +195,7 @@ func (c *Client) roundTrip(ctx context.Context, peer string, req request, owned 
 		if reused && !errors.Is(err, ErrProtocol) {
 			continue
 		}
-		return fmt.Errorf("peer %s: %s: %w", peer, req.op, err)
+		return fmt.Errorf("peer %s: %s: %w", PeerName(peer), req.op, err)
 	}
 }
 
@@ -209,7 +209,7 @@ func (c *Client) stream(ctx context.Context, peer string) (sc *conn, reused bool
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, false, ctxErr
 		}
-		return nil, false, fmt.Errorf("open stream to %s: %w", peer, err)
+		return nil, false, fmt.Errorf("open stream to %s: %w", PeerName(peer), err)
 	}
 	return newConn(rw), false, nil
 }

@@ -71,7 +71,7 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 	defer stop()
 	defer rw.Close()
 
-	log := s.logger().With("peer", peer)
+	log := s.logger().With("peer", PeerName(peer))
 	c := newConn(rw)
 	defer c.release()
 	for {
