@@ -60,6 +60,10 @@ func (l freeList[T]) put(b *T) {
 // time. Its frame buffers come from framePool for a round trip and go back
 // on release, so idle streams hold none.
 type conn struct {
+	// sized, if set, is told a frame's length once its header is read and
+	// before any room is made for the body; its error fails the read.
+	sized func(n uint64) error
+
 	rw   io.ReadWriteCloser
 	r    *bufio.Reader
 	w    *bufio.Writer
@@ -79,13 +83,13 @@ func (c *conn) readFrame() ([]byte, error) {
 	if c.rbuf == nil {
 		c.rbuf = framePool.get()
 	}
-	return readFrame(c.r, c.rbuf)
+	return readFrame(c.r, c.rbuf, c.sized)
 }
 
 // readOwnedFrame reads one frame into a buffer of its own, which the
 // caller keeps: decoded blocks share its bytes rather than copy them.
 func (c *conn) readOwnedFrame() ([]byte, error) {
-	return readFrame(c.r, new(bytes.Buffer))
+	return readFrame(c.r, new(bytes.Buffer), c.sized)
 }
 
 // writeBuffer returns the buffer for the body of the next frame, empty.
@@ -122,9 +126,12 @@ func (c *conn) keepSlab(b []byte) { *c.slab = b[:0] }
 // megabyte arrived, so a peer that announces a large frame and sends
 // nothing does not make us allocate it.
 //
+// sized, if not nil, is called with the length of a frame within the
+// limit before any room is made for its body; its error is returned.
+//
 // readFrame returns io.EOF, unwrapped, only when the stream ends cleanly
 // between frames.
-func readFrame(r *bufio.Reader, buf *bytes.Buffer) ([]byte, error) {
+func readFrame(r *bufio.Reader, buf *bytes.Buffer, sized func(n uint64) error) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if errors.Is(err, io.EOF) {
 		return nil, io.EOF
@@ -134,6 +141,11 @@ func readFrame(r *bufio.Reader, buf *bytes.Buffer) ([]byte, error) {
 	}
 	if n > MaxFrameSize {
 		return nil, fmt.Errorf("frame of %d bytes: %w (%d)", n, errFrameTooLarge, MaxFrameSize)
+	}
+	if sized != nil {
+		if err := sized(n); err != nil {
+			return nil, err
+		}
 	}
 	// Read the first initialFrameBuffer bytes before sizing the buffer for
 	// the whole frame: a peer must send 1 MiB to make us hold 17. The body

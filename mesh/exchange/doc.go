@@ -43,4 +43,11 @@
 // bad-request error and closes the stream, since it can no longer trust the
 // framing. The client splits calls that exceed the limits into several
 // round trips.
+//
+// The server bounds what one peer's streams hold together (bounds.go): at
+// most MaxServedPerPeer round trips of a peer are served at once, a
+// frame's buffer is made only once its round trip has its turn, a stream
+// idle past IdleTimeout is closed, and a request that arrives slower than
+// requestFloorRate, like a reply read slower than replyFloorRate, resets
+// its stream.
 package exchange

@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,8 +45,13 @@ type Server struct {
 	// the peer waits on it.
 	Accept func(peer string, n int, bytes int64) error
 
-	// writeBound, if set, replaces replyWriteBound (tests).
+	turns turns
+
+	// writeBound, if set, replaces replyWriteBound (tests); idleBound and
+	// readBound replace IdleTimeout and requestReadBound.
 	writeBound time.Duration
+	idleBound  time.Duration
+	readBound  time.Duration
 }
 
 // replyFloorRate is the slowest a peer may read a reply before the server
@@ -73,13 +79,15 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 	c := newConn(rw)
 	defer c.release()
 	for {
-		body, err := c.readFrame()
+		body, done, err := s.readRequest(ctx, c, peer)
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF), ctx.Err() != nil:
 			case errors.Is(err, errFrameTooLarge):
 				log.Warn("refusing oversized frame", "err", err)
 				s.reply(c, log, failure(codeBadRequest, err))
+			case errors.Is(err, errTooSlow):
+				log.Warn("peer idle or too slow: stream reset", "err", err)
 			default:
 				log.Debug("stream read failed", "err", err)
 			}
@@ -91,15 +99,59 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 			// or hostile, so say why once and hang up.
 			log.Warn("refusing malformed request", "err", err)
 			s.reply(c, log, failure(codeBadRequest, err))
+			done()
 			return
 		}
 		// A request's blocks share the pooled frame buffer: handle is
 		// done with them once it returns (PutMany keeps no data).
-		if !s.reply(c, log, s.handle(ctx, c, peer, log, req)) {
+		ok := s.reply(c, log, s.handle(ctx, c, peer, log, req))
+		c.release()
+		done()
+		if !ok {
 			return
 		}
-		c.release()
 	}
+}
+
+// readRequest reads the next request frame on c within the bounds: the
+// first byte within IdleTimeout, and once the header said how long the
+// frame is, a turn of peer's (MaxServedPerPeer) and the body within
+// requestReadBound; past a bound it aborts the stream and returns
+// errTooSlow. On success done gives the turn back once the round trip is
+// over.
+func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []byte, done func(), err error) {
+	idle := abortAfter(c, cmp.Or(s.idleBound, IdleTimeout))
+	var reading *deadline
+	c.sized = func(n uint64) error {
+		if !idle.stop() {
+			return errTooSlow
+		}
+		reading = abortAfter(c, cmp.Or(s.readBound, requestReadBound(n)))
+		done, err = s.turns.take(ctx, reading.expired, peer, MaxServedPerPeer)
+		return err
+	}
+	body, err = c.readFrame()
+	c.sized = nil
+	if reading == nil {
+		if !idle.stop() {
+			return nil, nil, fmt.Errorf("no request within %v: %w", cmp.Or(s.idleBound, IdleTimeout), errTooSlow)
+		}
+		return nil, nil, err
+	}
+	expired := !reading.stop()
+	if err == nil && expired {
+		err = errTooSlow
+	}
+	if err != nil {
+		if done != nil {
+			done()
+		}
+		if expired && !errors.Is(err, errTooSlow) {
+			err = fmt.Errorf("request not read in time: %w", errTooSlow)
+		}
+		return nil, nil, err
+	}
+	return body, done, nil
 }
 
 // reply writes resp and reports whether the stream is still usable. A

@@ -57,7 +57,7 @@ func readReply(t *testing.T, s io.ReadWriteCloser) *response {
 	done := make(chan result, 1)
 	go func() {
 		var buf bytes.Buffer
-		body, err := readFrame(bufio.NewReader(s), &buf)
+		body, err := readFrame(bufio.NewReader(s), &buf, nil)
 		if err != nil {
 			done <- result{err: err}
 			return

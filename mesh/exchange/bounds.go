@@ -1,0 +1,111 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// What one peer may make a server hold. Every stream is served one round
+// trip at a time, but a peer may open many streams (as many as the host
+// lets it: libp2p's resource manager in the daemon), so these bound what
+// the streams of one peer take together, and how long a stream that does
+// not keep up may hold anything.
+const (
+	// MaxServedPerPeer bounds the round trips served to one peer at once.
+	// Each holds at most a request frame (MaxFrameSize), a block slab
+	// (MaxGetPayload plus a block) and a reply frame (MaxFrameSize), so a
+	// peer makes the server hold at most MaxServedPerPeer times 54 MiB of
+	// frames, however many streams it opens; a frame's buffer is made only
+	// once its round trip has its turn. A stream whose request waits for
+	// a turn holds its 128 KiB of stream buffers and nothing more. 16
+	// round trips of 16 MiB in flight fill any link a peer has.
+	MaxServedPerPeer = 16
+	// IdleTimeout is how long a stream may sit between requests (a
+	// client's pooled stream) before the server closes it. The client
+	// finds a stream closed while pooled on its next use and retries on
+	// a fresh one.
+	IdleTimeout = 2 * time.Minute
+)
+
+// requestFloorRate is the slowest a peer may send a request once its frame
+// header arrived (replyFloorRate for the other way): a peer that trickles
+// a frame, one byte a second, holds a stream and a turn only until then.
+const requestFloorRate = replyFloorRate
+
+// requestReadBound is how long reading the body of a request of n bytes,
+// and waiting for its turn, may take.
+func requestReadBound(n uint64) time.Duration {
+	return 30*time.Second + time.Duration(n)*time.Second/requestFloorRate
+}
+
+// errTooSlow means a peer did not send a request in time: it sat idle past
+// IdleTimeout or trickled a frame below requestFloorRate.
+var errTooSlow = errors.New("peer too slow: stream reset")
+
+// turns hands out the round trips each peer may have served at once
+// (MaxServedPerPeer). The zero value is ready; safe for concurrent use.
+type turns struct {
+	mu    sync.Mutex
+	peers map[string]*peerTurns
+}
+
+type peerTurns struct {
+	free  chan struct{} // a token per round trip being served
+	users int           // streams holding or waiting for a turn
+}
+
+// take waits for a turn of peer's until ctx ends or stop closes. The
+// returned function gives the turn back; it must be called exactly once
+// after a nil error.
+func (t *turns) take(ctx context.Context, stop <-chan struct{}, peer string, limit int) (func(), error) {
+	t.mu.Lock()
+	if t.peers == nil {
+		t.peers = make(map[string]*peerTurns)
+	}
+	p := t.peers[peer]
+	if p == nil {
+		p = &peerTurns{free: make(chan struct{}, limit)}
+		t.peers[peer] = p
+	}
+	p.users++
+	t.mu.Unlock()
+	leave := func() {
+		t.mu.Lock()
+		if p.users--; p.users == 0 {
+			delete(t.peers, peer)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case p.free <- struct{}{}:
+		return func() { <-p.free; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	case <-stop:
+		leave()
+		return nil, errTooSlow
+	}
+}
+
+// deadline aborts a stream served when a step (waiting for a request,
+// reading one) outlasts its bound.
+type deadline struct {
+	timer   *time.Timer
+	expired chan struct{} // closed when the bound passed
+}
+
+func abortAfter(c *conn, d time.Duration) *deadline {
+	dl := &deadline{expired: make(chan struct{})}
+	dl.timer = time.AfterFunc(d, func() {
+		close(dl.expired)
+		c.abort()
+	})
+	return dl
+}
+
+// stop ends the step; false means the bound passed and the stream is
+// aborted.
+func (dl *deadline) stop() bool { return dl.timer.Stop() }
