@@ -1,9 +1,7 @@
 package exchange
 
 import (
-	"context"
 	"errors"
-	"sync"
 	"time"
 )
 
@@ -43,52 +41,6 @@ func requestReadBound(n uint64) time.Duration {
 // errTooSlow means a peer did not send a request in time: it sat idle past
 // IdleTimeout or trickled a frame below requestFloorRate.
 var errTooSlow = errors.New("peer too slow: stream reset")
-
-// turns hands out the round trips each peer may have served at once
-// (MaxServedPerPeer). The zero value is ready; safe for concurrent use.
-type turns struct {
-	mu    sync.Mutex
-	peers map[string]*peerTurns
-}
-
-type peerTurns struct {
-	free  chan struct{} // a token per round trip being served
-	users int           // streams holding or waiting for a turn
-}
-
-// take waits for a turn of peer's until ctx ends or stop closes. The
-// returned function gives the turn back; it must be called exactly once
-// after a nil error.
-func (t *turns) take(ctx context.Context, stop <-chan struct{}, peer string, limit int) (func(), error) {
-	t.mu.Lock()
-	if t.peers == nil {
-		t.peers = make(map[string]*peerTurns)
-	}
-	p := t.peers[peer]
-	if p == nil {
-		p = &peerTurns{free: make(chan struct{}, limit)}
-		t.peers[peer] = p
-	}
-	p.users++
-	t.mu.Unlock()
-	leave := func() {
-		t.mu.Lock()
-		if p.users--; p.users == 0 {
-			delete(t.peers, peer)
-		}
-		t.mu.Unlock()
-	}
-	select {
-	case p.free <- struct{}{}:
-		return func() { <-p.free; leave() }, nil
-	case <-ctx.Done():
-		leave()
-		return nil, ctx.Err()
-	case <-stop:
-		leave()
-		return nil, errTooSlow
-	}
-}
 
 // deadline aborts a stream served when a step (waiting for a request,
 // reading one) outlasts its bound.

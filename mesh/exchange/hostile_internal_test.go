@@ -78,10 +78,8 @@ func TestServerResetsIdleAndSlowStreams(t *testing.T) {
 	if err := <-trickled; err == nil {
 		t.Fatal("the slow sender wrote its whole request: want its stream reset midway")
 	}
-	srv.turns.mu.Lock()
-	defer srv.turns.mu.Unlock()
-	if len(srv.turns.peers) != 0 {
-		t.Fatalf("turns held after the streams were reset: %d peers, want 0", len(srv.turns.peers))
+	if callers, held := srv.turns.Load("a"); callers != 0 || held != 0 {
+		t.Fatalf("after the streams were reset: %d streams waiting or served, %d served, want none", callers, held)
 	}
 }
 
@@ -134,13 +132,7 @@ func TestServerMemoryBoundedUnderManyStreams(t *testing.T) {
 	// their frames, the others wait for a turn.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		srv.turns.mu.Lock()
-		p := srv.turns.peers["evil"]
-		users, held := 0, 0
-		if p != nil {
-			users, held = p.users, len(p.free)
-		}
-		srv.turns.mu.Unlock()
+		users, held := srv.turns.Load("evil")
 		if users == streams && held == min(streams, MaxServedPerPeer) {
 			break
 		}

@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/peerlimit"
 )
 
 // Store is what the server needs from the local block store;
@@ -45,7 +47,8 @@ type Server struct {
 	// the peer waits on it.
 	Accept func(peer string, n int, bytes int64) error
 
-	turns turns
+	turns peerlimit.Turns // of MaxServedPerPeer; set on first use
+	once  sync.Once
 
 	// writeBound, if set, replaces replyWriteBound (tests); idleBound and
 	// readBound replace IdleTimeout and requestReadBound.
@@ -127,7 +130,11 @@ func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []
 			return errTooSlow
 		}
 		reading = abortAfter(c, cmp.Or(s.readBound, requestReadBound(n)))
-		done, err = s.turns.take(ctx, reading.expired, peer, MaxServedPerPeer)
+		s.once.Do(func() { s.turns.Limit = MaxServedPerPeer })
+		done, err = s.turns.Take(ctx, reading.expired, peer)
+		if errors.Is(err, peerlimit.ErrStopped) {
+			err = fmt.Errorf("no turn within the read bound: %w", errTooSlow)
+		}
 		return err
 	}
 	body, err = c.readFrame()
