@@ -32,8 +32,8 @@ const (
 // a frame, one byte a second, holds a stream and a turn only until then.
 const requestFloorRate = replyFloorRate
 
-// requestReadBound is how long reading the body of a request of n bytes,
-// and waiting for its turn, may take.
+// requestReadBound is how long reading the body of a request of n bytes
+// may take once it has its turn.
 func requestReadBound(n uint64) time.Duration {
 	return 30*time.Second + time.Duration(n)*time.Second/requestFloorRate
 }
@@ -46,18 +46,20 @@ var errTooSlow = errors.New("peer too slow: stream reset")
 // reading one) outlasts its bound.
 type deadline struct {
 	timer   *time.Timer
-	expired chan struct{} // closed when the bound passed
+	stopped bool // stop was called; inTime is what it said
+	inTime  bool
 }
 
 func abortAfter(c *conn, d time.Duration) *deadline {
-	dl := &deadline{expired: make(chan struct{})}
-	dl.timer = time.AfterFunc(d, func() {
-		close(dl.expired)
-		c.abort()
-	})
-	return dl
+	return &deadline{timer: time.AfterFunc(d, func() { c.abort() })}
 }
 
 // stop ends the step; false means the bound passed and the stream is
-// aborted.
-func (dl *deadline) stop() bool { return dl.timer.Stop() }
+// aborted. Calls after the first say the same; only the goroutine that
+// runs the step calls it.
+func (dl *deadline) stop() bool {
+	if !dl.stopped {
+		dl.stopped, dl.inTime = true, dl.timer.Stop()
+	}
+	return dl.inTime
+}

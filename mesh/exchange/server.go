@@ -117,11 +117,12 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 }
 
 // readRequest reads the next request frame on c within the bounds: the
-// first byte within IdleTimeout, and once the header said how long the
-// frame is, a turn of peer's (MaxServedPerPeer) and the body within
-// requestReadBound; past a bound it aborts the stream and returns
-// errTooSlow. On success done gives the turn back once the round trip is
-// over.
+// first byte within IdleTimeout; once the header said how long the frame
+// is, a turn of peer's (MaxServedPerPeer), waited for as long as it takes
+// (the turns held are bounded in time, and a waiting stream holds no
+// frame); then the body within requestReadBound. Past a bound it aborts
+// the stream and returns errTooSlow. On success done gives the turn back
+// once the round trip is over.
 func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []byte, done func(), err error) {
 	idle := abortAfter(c, cmp.Or(s.idleBound, IdleTimeout))
 	var reading *deadline
@@ -129,13 +130,12 @@ func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []
 		if !idle.stop() {
 			return errTooSlow
 		}
-		reading = abortAfter(c, cmp.Or(s.readBound, requestReadBound(n)))
 		s.once.Do(func() { s.turns.Limit = MaxServedPerPeer })
-		done, err = s.turns.Take(ctx, reading.expired, peer)
-		if errors.Is(err, peerlimit.ErrStopped) {
-			err = fmt.Errorf("no turn within the read bound: %w", errTooSlow)
+		if done, err = s.turns.Take(ctx, nil, peer); err != nil {
+			return err
 		}
-		return err
+		reading = abortAfter(c, cmp.Or(s.readBound, requestReadBound(n)))
+		return nil
 	}
 	body, err = c.readFrame()
 	c.sized = nil
@@ -145,17 +145,11 @@ func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []
 		}
 		return nil, nil, err
 	}
-	expired := !reading.stop()
-	if err == nil && expired {
-		err = errTooSlow
+	if !reading.stop() {
+		err = fmt.Errorf("request not read in time: %w", errTooSlow)
 	}
 	if err != nil {
-		if done != nil {
-			done()
-		}
-		if expired && !errors.Is(err, errTooSlow) {
-			err = fmt.Errorf("request not read in time: %w", errTooSlow)
-		}
+		done()
 		return nil, nil, err
 	}
 	return body, done, nil
