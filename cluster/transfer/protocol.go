@@ -38,6 +38,12 @@ const (
 	progressWriteTimeout = 10 * time.Second
 )
 
+// maxReceivesPerPeer bounds the pulls one pusher has a receiver run at
+// once. Further requests wait for a turn, holding their stream and
+// nothing else, until the pusher goes or a pull ends: a member cannot
+// start pulls without limit by opening streams.
+const maxReceivesPerPeer = 8
+
 // progressLine is one line of a receiver's progress: the target's figures
 // and, on failure, whether it failed for want of a peer that may be back
 // later (the receiver itself still opening its volumes, say), which the
@@ -226,6 +232,19 @@ func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.R
 		fail(err)
 		return
 	}
+	// The pusher closing or aborting the stream ends the wait for a turn,
+	// and later cancels the pull.
+	gone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, st)
+		close(gone)
+	}()
+	done, err := s.receives.Take(ctx, gone, from.String())
+	if err != nil {
+		s.log.Debug("transfer request dropped while waiting for a turn", "peer", from, "err", err)
+		return
+	}
+	defer done()
 	if err := s.awaitVolumes(ctx); err != nil {
 		fail(err)
 		return
@@ -245,9 +264,8 @@ func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.R
 		fail(err)
 		return
 	}
-	// The pusher closing or aborting the stream cancels the pull.
 	go func() {
-		_, _ = io.Copy(io.Discard, st)
+		<-gone
 		select {
 		case <-job.done:
 		default:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/internal/clock"
+	"github.com/weft-mesh/weft/internal/peerlimit"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/placement"
@@ -118,8 +119,9 @@ type Service struct {
 	// saving what it did reads the record an operator wrote last.
 	policyMu sync.Mutex
 
-	crowds  crowdTracker // pullers of the roots pulled from this node now
-	partial *partialRoots
+	crowds   crowdTracker     // pullers of the roots pulled from this node now
+	receives *peerlimit.Turns // of each pusher's, maxReceivesPerPeer
+	partial  *partialRoots
 	journal *journal
 }
 
@@ -153,7 +155,7 @@ func New(cfg Config) (*Service, error) {
 		net: cfg.Net, cat: cfg.Catalog, vols: cfg.Volumes, blocks: cfg.Blocks, store: cfg.Store,
 		sched: datapath.NewScheduler(cfg.Bandwidth), clock: cfg.Clock, log: cfg.Logger,
 		self: self, selfStr: self.String(), site: cfg.Catalog.Site(), jobs: map[string]*Job{},
-		attached: make(chan struct{}),
+		attached: make(chan struct{}), receives: &peerlimit.Turns{Limit: maxReceivesPerPeer},
 	}
 	var partialPath, journalPath string
 	if cfg.Dir != "" {
