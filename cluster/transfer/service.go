@@ -122,7 +122,7 @@ type Service struct {
 	crowds   crowdTracker     // pullers of the roots pulled from this node now
 	receives *peerlimit.Turns // of each pusher's, maxReceivesPerPeer
 	partial  *partialRoots
-	journal *journal
+	journal  *journal
 }
 
 // New loads the journal and the partial roots from cfg.Dir and registers
