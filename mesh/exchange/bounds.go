@@ -38,9 +38,12 @@ func requestReadBound(n uint64) time.Duration {
 	return 30*time.Second + time.Duration(n)*time.Second/requestFloorRate
 }
 
-// errTooSlow means a peer did not send a request in time: it sat idle past
-// IdleTimeout or trickled a frame below requestFloorRate.
-var errTooSlow = errors.New("peer too slow: stream reset")
+// errIdle means a stream sat without a request past IdleTimeout; errTooSlow
+// that a peer trickled a request below requestFloorRate.
+var (
+	errIdle    = errors.New("stream idle: closed")
+	errTooSlow = errors.New("peer too slow: stream reset")
+)
 
 // deadline aborts a stream served when a step (waiting for a request,
 // reading one) outlasts its bound.

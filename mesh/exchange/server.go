@@ -89,8 +89,11 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 			case errors.Is(err, errFrameTooLarge):
 				log.Warn("refusing oversized frame", "err", err)
 				s.reply(c, log, failure(codeBadRequest, err))
+			case errors.Is(err, errIdle):
+				// A client's pooled stream, most likely: it opens another.
+				log.Debug("idle stream closed", "err", err)
 			case errors.Is(err, errTooSlow):
-				log.Warn("peer idle or too slow: stream reset", "err", err)
+				log.Warn("peer too slow: stream reset", "err", err)
 			default:
 				log.Debug("stream read failed", "err", err)
 			}
@@ -121,14 +124,14 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 // is, a turn of peer's (MaxServedPerPeer), waited for as long as it takes
 // (the turns held are bounded in time, and a waiting stream holds no
 // frame); then the body within requestReadBound. Past a bound it aborts
-// the stream and returns errTooSlow. On success done gives the turn back
+// the stream and returns errIdle or errTooSlow. On success done gives the turn back
 // once the round trip is over.
 func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []byte, done func(), err error) {
 	idle := abortAfter(c, cmp.Or(s.idleBound, IdleTimeout))
 	var reading *deadline
 	c.sized = func(n uint64) error {
 		if !idle.stop() {
-			return errTooSlow
+			return errIdle
 		}
 		s.once.Do(func() { s.turns.Limit = MaxServedPerPeer })
 		if done, err = s.turns.Take(ctx, nil, peer); err != nil {
@@ -141,7 +144,7 @@ func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []
 	c.sized = nil
 	if reading == nil {
 		if !idle.stop() {
-			return nil, nil, fmt.Errorf("no request within %v: %w", cmp.Or(s.idleBound, IdleTimeout), errTooSlow)
+			return nil, nil, fmt.Errorf("no request within %v: %w", cmp.Or(s.idleBound, IdleTimeout), errIdle)
 		}
 		return nil, nil, err
 	}
