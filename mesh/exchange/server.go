@@ -119,13 +119,13 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 	}
 }
 
-// readRequest reads the next request frame on c within the bounds: the
-// first byte within IdleTimeout; once the header said how long the frame
-// is, a turn of peer's (MaxServedPerPeer), waited for as long as it takes
-// (the turns held are bounded in time, and a waiting stream holds no
-// frame); then the body within requestReadBound. Past a bound it aborts
-// the stream and returns errIdle or errTooSlow. On success done gives the turn back
-// once the round trip is over.
+// readRequest reads the next request frame on c within the bounds: its
+// header within IdleTimeout; then a turn of peer's (MaxServedPerPeer),
+// waited for as long as it takes (the turns held are bounded in time, and
+// a waiting stream holds no frame); then the body within
+// requestReadBound. Past a bound it aborts the stream and returns errIdle
+// or errTooSlow. On success done gives the turn back once the round trip
+// is over.
 func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []byte, done func(), err error) {
 	idle := abortAfter(c, cmp.Or(s.idleBound, IdleTimeout))
 	var reading *deadline
