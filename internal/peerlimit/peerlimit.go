@@ -15,7 +15,8 @@ import (
 var ErrStopped = errors.New("gave up waiting for a turn")
 
 // Turns hands out up to Limit turns per peer at once. Limit must be set
-// before the first Take and not change. Safe for concurrent use.
+// above 0 before the first Take and not change: Take and TryTake panic
+// otherwise, rather than wait forever. Safe for concurrent use.
 type Turns struct {
 	Limit int
 
@@ -30,6 +31,9 @@ type peer struct {
 
 // join counts a caller of p's in and returns p's turns.
 func (t *Turns) join(p string) *peer {
+	if t.Limit <= 0 {
+		panic("peerlimit: Turns used with no Limit")
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.peers == nil {

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -15,10 +16,12 @@ const (
 	// Each holds at most a request frame (MaxFrameSize), a block slab
 	// (MaxGetPayload plus a block) and a reply frame (MaxFrameSize), so a
 	// peer makes the server hold at most MaxServedPerPeer times 54 MiB of
-	// frames, however many streams it opens; a frame's buffer is made only
-	// once its round trip has its turn. A stream whose request waits for
-	// a turn holds its 128 KiB of stream buffers and nothing more. 16
-	// round trips of 16 MiB in flight fill any link a peer has.
+	// frames, however many streams it opens; a request's frame buffer is
+	// taken only once its round trip has its turn. A stream whose request
+	// waits for a turn holds its 128 KiB of stream buffers and nothing
+	// more. 16 round trips of 16 MiB in flight fill any link a peer has.
+	// The Client keeps at most this many round trips in flight to a
+	// peer, so an honest client never waits at the server for a turn.
 	MaxServedPerPeer = 16
 	// IdleTimeout is how long a stream may sit between requests (a
 	// client's pooled stream) before the server closes it. The client
@@ -27,26 +30,26 @@ const (
 	IdleTimeout = 2 * time.Minute
 )
 
-// requestFloorRate is the slowest a peer may send a request once its frame
-// header arrived (replyFloorRate for the other way): a peer that trickles
-// a frame, one byte a second, holds a stream and a turn only until then.
-const requestFloorRate = replyFloorRate
-
-// requestReadBound is how long reading the body of a request of n bytes
-// may take once it has its turn.
-func requestReadBound(n uint64) time.Duration {
-	return 30*time.Second + time.Duration(n)*time.Second/requestFloorRate
-}
-
-// errIdle means a stream sat without a request past IdleTimeout; errTooSlow
-// that a peer trickled a request below requestFloorRate.
-var (
-	errIdle    = errors.New("stream idle: closed")
-	errTooSlow = errors.New("peer too slow: stream reset")
+// A request whose body delivers fewer than requestMinProgress bytes in a
+// requestStallWindow, once it has its turn, resets its stream: a peer
+// that trickles a frame (one byte a second) holds a turn for one window.
+// It is a floor on progress, not on speed: a Put on a slow link shared by
+// many streams (200 at 1 Mbit/s) still delivers that much, however long
+// the whole takes, so honest traffic is never reset for being slow.
+const (
+	requestStallWindow = 30 * time.Second
+	requestMinProgress = 16 << 10
 )
 
-// deadline aborts a stream served when a step (waiting for a request,
-// reading one) outlasts its bound.
+// errIdle means a stream sat without a request past IdleTimeout; errTooSlow
+// that a peer stalled a request (requestMinProgress).
+var (
+	errIdle    = errors.New("stream idle: closed")
+	errTooSlow = errors.New("peer stalled a request: stream reset")
+)
+
+// deadline aborts a stream served when a step (waiting for a request)
+// outlasts its bound.
 type deadline struct {
 	timer   *time.Timer
 	stopped bool // stop was called; inTime is what it said
@@ -65,4 +68,45 @@ func (dl *deadline) stop() bool {
 		dl.stopped, dl.inTime = true, dl.timer.Stop()
 	}
 	return dl.inTime
+}
+
+// stallWatch aborts a stream when a window passes in which fewer than
+// requestMinProgress bytes arrived on it.
+type stallWatch struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	last    int64 // the stream's bytes read at the last check
+	stopped bool
+	stalled bool
+}
+
+func watchStall(c *conn, window time.Duration) *stallWatch {
+	w := &stallWatch{last: c.got.Load()}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = time.AfterFunc(window, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.stopped {
+			return
+		}
+		now := c.got.Load()
+		if now-w.last < requestMinProgress {
+			w.stalled = true
+			c.abort()
+			return
+		}
+		w.last = now
+		w.timer.Reset(window)
+	})
+	return w
+}
+
+// stop ends the watch; false means the stream stalled and is aborted.
+func (w *stallWatch) stop() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	w.timer.Stop()
+	return !w.stalled
 }

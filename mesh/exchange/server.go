@@ -47,14 +47,19 @@ type Server struct {
 	// the peer waits on it.
 	Accept func(peer string, n int, bytes int64) error
 
-	turns peerlimit.Turns // of MaxServedPerPeer; set on first use
-	once  sync.Once
+	// FrameLimit, if above 0, lowers MaxFrameSize for the requests this
+	// server reads: tests scale their attacks, and the memory they
+	// measure, down with it.
+	FrameLimit int
+
+	turns peerlimit.Turns // of MaxServedPerPeer; Limit set by init
+	init  sync.Once
 
 	// writeBound, if set, replaces replyWriteBound (tests); idleBound and
-	// readBound replace IdleTimeout and requestReadBound.
-	writeBound time.Duration
-	idleBound  time.Duration
-	readBound  time.Duration
+	// stallWindow replace IdleTimeout and requestStallWindow.
+	writeBound  time.Duration
+	idleBound   time.Duration
+	stallWindow time.Duration
 }
 
 // replyFloorRate is the slowest a peer may read a reply before the server
@@ -79,6 +84,7 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 	defer rw.Close()
 
 	log := s.logger().With("peer", peer)
+	s.init.Do(func() { s.turns.Limit = MaxServedPerPeer })
 	c := newConn(rw)
 	defer c.release()
 	for {
@@ -122,22 +128,24 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 // readRequest reads the next request frame on c within the bounds: its
 // header within IdleTimeout; then a turn of peer's (MaxServedPerPeer),
 // waited for as long as it takes (the turns held are bounded in time, and
-// a waiting stream holds no frame); then the body within
-// requestReadBound. Past a bound it aborts the stream and returns errIdle
-// or errTooSlow. On success done gives the turn back once the round trip
-// is over.
+// a waiting stream holds no frame); then the body, which must go on
+// arriving (requestMinProgress). Past a bound it aborts the stream and
+// returns errIdle or errTooSlow. On success done gives the turn back once
+// the round trip is over.
 func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []byte, done func(), err error) {
 	idle := abortAfter(c, cmp.Or(s.idleBound, IdleTimeout))
-	var reading *deadline
+	var reading *stallWatch
 	c.sized = func(n uint64) error {
 		if !idle.stop() {
 			return errIdle
 		}
-		s.once.Do(func() { s.turns.Limit = MaxServedPerPeer })
+		if s.FrameLimit > 0 && n > uint64(s.FrameLimit) {
+			return fmt.Errorf("frame of %d bytes: %w (%d)", n, errFrameTooLarge, s.FrameLimit)
+		}
 		if done, err = s.turns.Take(ctx, nil, peer); err != nil {
 			return err
 		}
-		reading = abortAfter(c, cmp.Or(s.readBound, requestReadBound(n)))
+		reading = watchStall(c, cmp.Or(s.stallWindow, requestStallWindow))
 		return nil
 	}
 	body, err = c.readFrame()
@@ -149,7 +157,7 @@ func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []
 		return nil, nil, err
 	}
 	if !reading.stop() {
-		err = fmt.Errorf("request not read in time: %w", errTooSlow)
+		err = fmt.Errorf("request stalled below %d bytes in %v: %w", requestMinProgress, cmp.Or(s.stallWindow, requestStallWindow), errTooSlow)
 	}
 	if err != nil {
 		done()

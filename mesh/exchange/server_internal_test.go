@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +58,7 @@ func readReply(t *testing.T, s io.ReadWriteCloser) *response {
 	done := make(chan result, 1)
 	go func() {
 		var buf bytes.Buffer
-		body, err := readFrame(bufio.NewReader(s), &buf, nil)
+		body, err := readFrame(bufio.NewReader(s), into(&buf))
 		if err != nil {
 			done <- result{err: err}
 			return
@@ -160,7 +159,7 @@ func hostileServer(t *testing.T, store Store) (*Server, *memnet.Network) {
 	t.Helper()
 	n := memnet.New()
 	t.Cleanup(n.Close)
-	srv := &Server{Store: store, idleBound: 200 * time.Millisecond, readBound: 200 * time.Millisecond}
+	srv := &Server{Store: store, idleBound: 200 * time.Millisecond, stallWindow: 200 * time.Millisecond}
 	n.Listen("b", srv.ServeStream)
 	return srv, n
 }
@@ -181,9 +180,28 @@ func waitReset(t *testing.T, s io.Reader, what string) {
 	}
 }
 
+// waitTurnsFree waits, within a deadline, until no stream of peer holds or
+// waits for a turn of srv's: the server's goroutine gives a turn back just
+// after the reset its client sees.
+func waitTurnsFree(t *testing.T, srv *Server, peer string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		callers, held := srv.turns.Load(peer)
+		if callers == 0 && held == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the streams were reset: %d streams waiting or served, %d served, want none", callers, held)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // An admitted peer that opens a stream and sends nothing, or sends a
-// request a byte at a time, gets its stream reset once the idle or read
-// bound passed, and the server is free of it.
+// request a byte at a time, gets its stream reset once the idle bound
+// passed or a window went by with too little of the request, and the
+// server is free of it.
 func TestServerResetsIdleAndSlowStreams(t *testing.T) {
 	srv, n := hostileServer(t, blockstore.NewMemory())
 	ctx := context.Background()
@@ -216,50 +234,117 @@ func TestServerResetsIdleAndSlowStreams(t *testing.T) {
 	if err := <-trickled; err == nil {
 		t.Fatal("the slow sender wrote its whole request: want its stream reset midway")
 	}
-	if callers, held := srv.turns.Load("a"); callers != 0 || held != 0 {
-		t.Fatalf("after the streams were reset: %d streams waiting or served, %d served, want none", callers, held)
+	waitTurnsFree(t, srv, "a")
+}
+
+// throttled is a stream whose writes go out in chunks of 4 KiB, one every
+// 10 ms: a slow link, far below the old request floor (128 KiB/s) at the
+// test's time scale.
+type throttled struct{ io.ReadWriteCloser }
+
+func (s throttled) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), 4<<10)]
+		time.Sleep(10 * time.Millisecond)
+		m, err := s.ReadWriteCloser.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[len(chunk):]
+	}
+	return n, nil
+}
+
+type throttledDialer struct{ Dialer }
+
+func (d throttledDialer) OpenStream(ctx context.Context, peer string) (io.ReadWriteCloser, error) {
+	s, err := d.Dialer.OpenStream(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	return throttled{s}, nil
+}
+
+// An honest Put over a slow link goes through however long it takes: it
+// spans many stall windows (here 1 MiB at 400 KiB/s with 100 ms windows,
+// some 25 windows), each bringing more than requestMinProgress. A bound
+// on the whole request's time, as before, reset it and the client sent it
+// again in full, for ever while the link stayed slow.
+func TestServerKeepsSlowHonestPut(t *testing.T) {
+	store := blockstore.NewMemory()
+	n := memnet.New()
+	t.Cleanup(n.Close)
+	srv := &Server{Store: store, stallWindow: 100 * time.Millisecond}
+	n.Listen("b", srv.ServeStream)
+	var blocks []blockstore.Block
+	for i := range 4 {
+		blocks = append(blocks, blockstore.NewBlock(blockstore.CodecRaw, bytes.Repeat([]byte{byte(i)}, 256<<10)))
+	}
+	// One stream only: a retry on a fresh stream would hide a reset.
+	rw, err := throttledDialer{n.Dialer("a")}.OpenStream(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(rw)
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := exchange(ctx, c, request{op: opPut, blocks: blocks}, false)
+	if err != nil {
+		t.Fatalf("put of 1 MiB over a slow link: %v, want it stored", err)
+	}
+	if resp.code != codeOK {
+		t.Fatalf("put of 1 MiB over a slow link: code %d: %s", resp.code, resp.message)
+	}
+	for _, b := range blocks {
+		if ok, err := store.Has(ctx, b.CID); err != nil || !ok {
+			t.Fatalf("block %s stored: got %v (%v), want true", b.CID, ok, err)
+		}
 	}
 }
 
-// An admitted peer that opens many streams, each announcing a full frame
-// and sending the first megabyte of it, makes the server hold at most
-// MaxServedPerPeer frame buffers, not one per stream; the server goes on
-// serving another peer meanwhile, and frees everything once the streams
-// are reset.
+// An admitted peer that opens many streams, each announcing a full frame,
+// makes the server hold at most MaxServedPerPeer frame buffers, not one
+// per stream; the server goes on serving another peer meanwhile, and
+// frees everything once the streams are reset. The frame limit is scaled
+// down to 1 MiB (a frame's buffer is then made whole on its header), so
+// that the test holds a few dozen MiB, and a server that held a buffer per
+// stream would hold twice its bound, not gigabytes.
 func TestServerMemoryBoundedUnderManyStreams(t *testing.T) {
-	const streams = 100
+	const (
+		streams    = 100
+		frameLimit = initialFrameBuffer
+	)
 	store := blockstore.NewMemory()
 	n := memnet.New()
 	t.Cleanup(n.Close)
 	// Long bounds: the attack holds until the test ends it.
-	srv := &Server{Store: store, idleBound: time.Minute, readBound: time.Minute}
+	srv := &Server{Store: store, FrameLimit: frameLimit, idleBound: time.Minute, stallWindow: time.Minute}
 	n.Listen("b", srv.ServeStream)
 	ctx := context.Background()
 
 	before := memstat.LiveHeap()
-	attack := append(binary.AppendUvarint(nil, MaxFrameSize), bytes.Repeat([]byte{0xa5}, initialFrameBuffer+1)...)
-	var wg sync.WaitGroup
+	attack := binary.AppendUvarint(nil, frameLimit)
 	var open []io.ReadWriteCloser
+	defer func() {
+		for _, s := range open {
+			s.Close()
+		}
+	}()
 	for range streams {
 		s, err := n.Dialer("evil").OpenStream(ctx, "b")
 		if err != nil {
 			t.Fatal(err)
 		}
 		open = append(open, s)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = s.Write(attack) // blocks on the pipe once the server stops reading
-		}()
-	}
-	defer func() {
-		for _, s := range open {
-			s.Close()
+		if _, err := s.Write(attack); err != nil {
+			t.Fatal(err)
 		}
-		wg.Wait()
-	}()
-	// Every attacking stream has sent its header: MaxServedPerPeer read
-	// their frames, the others wait for a turn.
+	}
+	// Every attacking stream has sent its header: MaxServedPerPeer made
+	// their frame buffers, the others wait for a turn.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		users, held := srv.turns.Load("evil")
@@ -271,17 +356,13 @@ func TestServerMemoryBoundedUnderManyStreams(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Let the served streams' buffers grow to the full frame.
-	time.Sleep(200 * time.Millisecond)
 	during := memstat.LiveHeap()
-	// Each turn holds at most a frame buffer; each stream, the turn's or
-	// not, what its memnet pipe buffers (the transport's window, as
-	// yamux's in the daemon: 1 MiB, in a bytes.Buffer of up to twice
-	// that) and its 128 KiB of stream buffers.
-	const perStream = 2<<20 + 128<<10
-	bound := uint64(MaxServedPerPeer*MaxFrameSize + streams*perStream + 32<<20)
+	// Each turn holds a frame buffer; each stream, the turn's or not, its
+	// 128 KiB of stream buffers and what the memnet pipe keeps of it.
+	const perStream = 128<<10 + 16<<10
+	bound := uint64(MaxServedPerPeer*frameLimit + streams*perStream + 16<<20)
 	grew := int64(during) - int64(before)
-	t.Logf("heap: %d MiB before, %d MiB during the attack of %d streams (bound on the growth %d MiB)", before>>20, during>>20, streams, bound>>20)
+	t.Logf("heap: %d MiB before, %d MiB during the attack of %d streams (bound on the growth %d MiB; a buffer per stream would be %d MiB)", before>>20, during>>20, streams, bound>>20, streams*frameLimit>>20)
 	if grew > int64(bound) {
 		t.Fatalf("heap grew by %d MiB under %d streams, want at most %d MiB", grew>>20, streams, bound>>20)
 	}
