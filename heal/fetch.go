@@ -10,6 +10,7 @@ import (
 	"github.com/mr-tron/base58"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/placement"
 )
 
@@ -90,6 +91,9 @@ func (s *FetchingStore) getRemote(ctx context.Context, c cid.Cid, err error) ([]
 
 // fetch asks the other members for c, closest to the block first.
 func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) (blockstore.Block, error) {
+	// A VM waits on this read: it goes before heal's and transfers' bulk
+	// round trips to the same peer.
+	ctx = exchange.Foreground(ctx)
 	members := s.Members()
 	var errs []error
 	for _, m := range placement.Place(c.Hash(), members, len(members)) {
