@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/peerlimit"
 )
 
 // What one peer may make a server hold. Every stream is served one round
@@ -28,7 +30,21 @@ const (
 	// finds a stream closed while pooled on its next use and retries on
 	// a fresh one.
 	IdleTimeout = 2 * time.Minute
+	// DefaultFrameBudget bounds the frame bytes the servers of a process
+	// (a node) hold for all peers at once, unless a Server has Frames of
+	// its own: a holder of the mesh secret can be many peers, each with
+	// its MaxServedPerPeer turns. A request's frame counts its announced
+	// length from its header on; a Get's reply, a block slab and a reply
+	// frame (34 MiB) from its decoding on.
+	DefaultFrameBudget = 1 << 30
 )
+
+// defaultFrames is the budget of the Servers without Frames of their own.
+var defaultFrames = sync.OnceValue(func() *peerlimit.Bytes { return peerlimit.NewBytes(DefaultFrameBudget) })
+
+// getReplyBytes is what a Get's reply may hold: a block slab and a reply
+// frame.
+const getReplyBytes = slabBytes + MaxFrameSize
 
 // A request whose body delivers fewer than requestMinProgress bytes in a
 // requestStallWindow, once it has its turn, resets its stream: a peer

@@ -232,6 +232,15 @@ func (c *conn) writeFrame() error {
 
 // release gives the frame buffers back to framePool once a round trip is
 // over; what was read into them must not be used after.
+// releaseRead puts the last frame read's buffer back in framePool.
+func (c *conn) releaseRead() {
+	if c.rbuf != nil {
+		c.rbuf.Reset()
+		framePool.put(c.rbuf)
+		c.rbuf = nil
+	}
+}
+
 func (c *conn) release() {
 	for _, b := range []**bytes.Buffer{&c.rbuf, &c.wbuf} {
 		if *b != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/internal/memstat"
+	"github.com/weft-mesh/weft/internal/peerlimit"
 	"github.com/weft-mesh/weft/mesh/memnet"
 )
 
@@ -381,5 +383,85 @@ func TestServerMemoryBoundedUnderManyStreams(t *testing.T) {
 	}
 	if got, err := honest.Get(cctx, "b", []cid.Cid{b.CID}); err != nil || len(got) != 1 {
 		t.Fatalf("honest get during the attack: got %d blocks (%v), want 1", len(got), err)
+	}
+}
+
+// Four admitted identities of one attacker, each opening many streams that
+// announce a full frame, make the server hold no more frame bytes than the
+// node's budget (Frames), though their turns together would allow four
+// times as many; once the attack ends, an honest peer is served.
+func TestServerFrameBudgetHoldsAcrossPeers(t *testing.T) {
+	const (
+		identities = 4
+		streams    = 40 // per identity
+		frameLimit = initialFrameBuffer
+		budget     = 8 * frameLimit
+	)
+	store := blockstore.NewMemory()
+	n := memnet.New()
+	t.Cleanup(n.Close)
+	frames := peerlimit.NewBytes(budget)
+	srv := &Server{Store: store, FrameLimit: frameLimit, Frames: frames, idleBound: time.Minute, stallWindow: time.Minute}
+	n.Listen("b", srv.ServeStream)
+	ctx := context.Background()
+
+	before := memstat.LiveHeap()
+	attack := binary.AppendUvarint(nil, frameLimit)
+	var open []io.ReadWriteCloser
+	ended := false
+	endAttack := func() {
+		if !ended {
+			for _, s := range open {
+				s.Close()
+			}
+			ended = true
+		}
+	}
+	defer endAttack()
+	for i := range identities {
+		for range streams {
+			s, err := n.Dialer(fmt.Sprintf("evil%d", i)).OpenStream(ctx, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, s)
+			if _, err := s.Write(attack); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Every identity holds its turns; together they hold the budget.
+	waitFor(t, "attack in place", func() bool {
+		for i := range identities {
+			if users, held := srv.turns.Load(fmt.Sprintf("evil%d", i)); users != streams || held != MaxServedPerPeer {
+				return false
+			}
+		}
+		return frames.Held() == budget
+	})
+	during := memstat.LiveHeap()
+	// The budget's frames, and each stream's 128 KiB of stream buffers and
+	// what the memnet pipe keeps of it.
+	const perStream = 128<<10 + 16<<10
+	bound := uint64(budget + identities*streams*perStream + 16<<20)
+	grew := int64(during) - int64(before)
+	t.Logf("heap: %d MiB before, %d MiB during the attack of %d identities × %d streams (bound on the growth %d MiB; their turns alone would allow %d MiB)",
+		before>>20, during>>20, identities, streams, bound>>20, identities*MaxServedPerPeer*frameLimit>>20)
+	if grew > int64(bound) {
+		t.Fatalf("heap grew by %d MiB, want at most %d MiB", grew>>20, bound>>20)
+	}
+
+	endAttack()
+	waitFor(t, "the budget given back", func() bool { return frames.Held() == 0 })
+	honest := &Client{Dialer: n.Dialer("honest")}
+	defer honest.Close()
+	b := blockstore.NewBlock(blockstore.CodecRaw, []byte("honest block"))
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := honest.Put(cctx, "b", []blockstore.Block{b}); err != nil {
+		t.Fatalf("honest put after the attack: %v", err)
+	}
+	if got, err := honest.Get(cctx, "b", []cid.Cid{b.CID}); err != nil || len(got) != 1 {
+		t.Fatalf("honest get after the attack: got %d blocks (%v), want 1", len(got), err)
 	}
 }
