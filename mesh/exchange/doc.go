@@ -46,8 +46,11 @@
 //
 // The server bounds what one peer's streams hold together (bounds.go): at
 // most MaxServedPerPeer round trips of a peer are served at once, a
-// frame's buffer is made only once its round trip has its turn, a stream
-// idle past IdleTimeout is closed, and a request that arrives slower than
-// requestFloorRate, like a reply read slower than replyFloorRate, resets
-// its stream.
+// request frame's buffer is taken only once its header arrived and its
+// round trip has its turn, all peers together hold at most the node's
+// budget of frame bytes (DefaultFrameBudget), a stream idle past
+// IdleTimeout is closed, a request that stalls (requestMinProgress) and a
+// reply read slower than replyFloorRate reset their stream. The client
+// keeps at most MaxServedPerPeer round trips in flight to a peer,
+// Foreground calls first, so it never waits at the server for a turn.
 package exchange
