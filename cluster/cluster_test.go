@@ -181,7 +181,6 @@ func pushRaw(t *testing.T, evil meshnet.Network, b meshnet.PeerID, msg []byte, t
 func TestHostileCatalogPushesAreRefused(t *testing.T) {
 	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
-	b.pushes.serveFor = 300 * time.Millisecond
 	evil := hub.join("evil")
 	good, err := catalogPushMessage([]catalog.Entry{pushEntry(evil.Self(), "vm1")})
 	if err != nil {
@@ -195,15 +194,20 @@ func TestHostileCatalogPushesAreRefused(t *testing.T) {
 	binary.BigEndian.PutUint32(bad, uint32(len(bad)-4))
 	oversized := binary.BigEndian.AppendUint32(nil, maxCatalogPush+1)
 
+	// Only the trickling sender meets the serve timeout: the others are
+	// refused on what they sent, and would hang to pushRaw's 10 s
+	// deadline if a check were missing.
 	for _, tc := range []struct {
-		name    string
-		msg     []byte
-		trickle time.Duration
+		name     string
+		msg      []byte
+		trickle  time.Duration
+		serveFor time.Duration
 	}{
-		{"a malformed entry among good ones", bad, 0},
-		{"a size over the limit", oversized, 0},
-		{"a sender trickling a byte every 50 ms", good, 50 * time.Millisecond},
+		{"a malformed entry among good ones", bad, 0, time.Minute},
+		{"a size over the limit", oversized, 0, time.Minute},
+		{"a sender trickling a byte every 50 ms", good, 50 * time.Millisecond, 300 * time.Millisecond},
 	} {
+		b.pushes.serveFor = tc.serveFor
 		if pushRaw(t, evil, b.self, tc.msg, tc.trickle) {
 			t.Errorf("%s: acknowledged, want the stream reset", tc.name)
 		}
