@@ -239,10 +239,19 @@ func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.R
 		_, _ = io.Copy(io.Discard, st)
 		close(gone)
 	}()
-	done, err := s.receives.Take(ctx, gone, from.String())
-	if err != nil {
-		s.log.Debug("transfer request dropped while waiting for a turn", "peer", from, "err", err)
-		return
+	done, ok := s.receives.TryTake(from.String())
+	if !ok {
+		// The pusher's other pulls hold every turn: say so with a line
+		// of a transfer running at 0 bytes, so that the pusher shows the
+		// target as started rather than silent, then wait.
+		s.log.Info("transfer request queued: the pusher's other pulls hold every turn", "peer", from, "id", req.id)
+		if writeLine(progressLine{TargetProgress: api.TargetProgress{State: string(Running)}}) != nil {
+			return
+		}
+		if done, err = s.receives.Take(ctx, gone, from.String()); err != nil {
+			s.log.Debug("transfer request dropped while waiting for a turn", "peer", from, "err", err)
+			return
+		}
 	}
 	defer done()
 	if err := s.awaitVolumes(ctx); err != nil {

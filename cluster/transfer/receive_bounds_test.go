@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
@@ -37,14 +38,20 @@ func TestReceivesOfOnePusherAreBounded(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	send := func(from meshnet.PeerID) net.Conn {
+	// send sends a request from a pusher that reads its progress lines
+	// into the channel returned.
+	send := func(from meshnet.PeerID) (net.Conn, <-chan progressLine) {
 		pusher, receiver := net.Pipe()
 		t.Cleanup(func() { pusher.Close() })
 		go serve(ctx, from, receiver)
 		if err := json.NewEncoder(pusher).Encode(request(from)); err != nil {
 			t.Fatal(err)
 		}
-		return pusher
+		lines := make(chan progressLine, 16)
+		go func() {
+			_, _, _ = readProgress(pusher, func(p api.TargetProgress) { lines <- progressLine{TargetProgress: p} })
+		}()
+		return pusher, lines
 	}
 	waitLoad := func(who meshnet.PeerID, callers, held int) {
 		t.Helper()
@@ -62,8 +69,21 @@ func TestReceivesOfOnePusherAreBounded(t *testing.T) {
 	evil, other := meshnet.TestID("evil"), meshnet.TestID("other")
 	var streams []net.Conn
 	for i := range requests {
-		streams = append(streams, send(evil))
+		st, lines := send(evil)
+		streams = append(streams, st)
 		waitLoad(evil, i+1, min(i+1, maxReceivesPerPeer))
+		if i < maxReceivesPerPeer {
+			continue
+		}
+		// A queued request is told so: its transfer runs, at 0 bytes.
+		select {
+		case l := <-lines:
+			if State(l.State) != Running || l.Bytes != 0 {
+				t.Fatalf("queued request %d: first line %+v, want running at 0 bytes", i, l.TargetProgress)
+			}
+		case <-ctx.Done():
+			t.Fatalf("queued request %d: no progress line", i)
+		}
 	}
 	send(other)
 	waitLoad(other, 1, 1)
