@@ -47,3 +47,40 @@ func TestTurnsPerPeer(t *testing.T) {
 		t.Fatalf("peers kept after every turn ended: %d, want 0", len(turns.peers))
 	}
 }
+
+func TestTurnsWithoutLimitPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Take on Turns with no Limit: returned, want a panic rather than a wait for ever")
+		}
+	}()
+	var turns Turns
+	_, _ = turns.TryTake("a")
+}
+
+func TestBytesBudget(t *testing.T) {
+	b := NewBytes(10)
+	ctx := context.Background()
+	give6, err := b.Take(ctx, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := b.Take(cctx, 5); !errors.Is(err, context.Canceled) {
+		t.Fatalf("take of 5 with 4 free and ctx ended: got %v, want context.Canceled", err)
+	}
+	// More than the whole budget takes the whole budget, once it is free.
+	give6()
+	giveAll, err := b.Take(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Held(); got != 10 {
+		t.Fatalf("held after a take over the budget: %d, want 10", got)
+	}
+	giveAll()
+	if got := b.Held(); got != 0 {
+		t.Fatalf("held after every take was given back: %d, want 0", got)
+	}
+}
