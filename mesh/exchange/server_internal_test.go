@@ -240,8 +240,7 @@ func TestServerResetsIdleAndSlowStreams(t *testing.T) {
 }
 
 // throttled is a stream whose writes go out in chunks of 4 KiB, one every
-// 10 ms: a slow link, far below the old request floor (128 KiB/s) at the
-// test's time scale.
+// 10 ms: a slow link, on which a Put takes many stall windows.
 type throttled struct{ io.ReadWriteCloser }
 
 func (s throttled) Write(p []byte) (int, error) {
