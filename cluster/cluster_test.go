@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,43 +225,56 @@ func TestHostileCatalogPushesAreRefused(t *testing.T) {
 }
 
 // An admitted member opening many catalog pushes at once, each stating a
-// full message and sending half of it, has at most maxPushesPerPeer of
-// them read; the node's heap grows by what those hold and the transport
-// buffers of the others, and another member's push goes through.
+// full message and sending all of it but its last byte, has at most
+// maxPushesPerPeer of them read: only their writes complete, the others'
+// stop at what the transport buffers (memnet's pipe: 1 MiB, a little less
+// than the message). The node's heap grows by what the read ones hold
+// and the transport buffers of the others, and another member's push
+// goes through.
 func TestManyCatalogPushesAreBounded(t *testing.T) {
-	const streams = 64
+	const streams = 4 * maxPushesPerPeer
 	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
+	// The pushes waiting for a turn leave at the serve timeout, not when
+	// their stream goes: the test's end waits for them.
+	b.pushes.serveFor = 10 * time.Second
 	a := newTestNode(t, hub, "a")
 	evil := hub.join("evil")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	before := memstat.LiveHeap()
-	half := append(binary.BigEndian.AppendUint32(nil, maxCatalogPush), make([]byte, maxCatalogPush/2)...)
+	most := append(binary.BigEndian.AppendUint32(nil, maxCatalogPush), make([]byte, maxCatalogPush-1)...)
 	var wg sync.WaitGroup
+	var written atomic.Int64 // attacking streams whose bytes all went
 	for range streams {
 		s, err := evil.Open(ctx, b.self, CatalogProtocol)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = s.Write(half)
+			if _, err := s.Write(most); err == nil {
+				written.Add(1)
+			}
 		}()
+		defer func() { _ = meshnet.Abort(s); wg.Wait() }()
 	}
 	for {
-		if callers, held := b.pushes.turns.Load(evil.Self().String()); callers == streams && held == maxPushesPerPeer {
+		callers, held := b.pushes.turns.Load(evil.Self().String())
+		if callers == streams && held == maxPushesPerPeer && written.Load() == maxPushesPerPeer {
 			break
-		} else if ctx.Err() != nil {
-			t.Fatalf("attack not in place: %d pushes waiting or read, %d read, want %d and %d", callers, held, streams, maxPushesPerPeer)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("attack not in place: %d pushes waiting or read, %d read, %d taken in whole, want %d, %d and %d", callers, held, written.Load(), streams, maxPushesPerPeer, maxPushesPerPeer)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	wg.Wait() // every half message is in the transport or read
 	during := memstat.LiveHeap()
+	if n := written.Load(); n != maxPushesPerPeer {
+		t.Fatalf("pushes taken in whole: %d, want %d (the others wait unread)", n, maxPushesPerPeer)
+	}
 	// A push read holds its message (io.ReadAll's buffer: up to twice the
 	// size); every stream holds what its memnet pipe buffers (1 MiB in a
 	// buffer of up to twice that).
