@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/peerlimit"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 )
@@ -22,9 +23,25 @@ const CatalogProtocol meshnet.Protocol = "/weft/catalog/1.0.0"
 // maxCatalogPush bounds one pushed message.
 const maxCatalogPush = 1 << 20
 
-// serveCatalogPushTimeout bounds one push served, so that a stalled
-// member does not hold a stream open.
+// serveCatalogPushTimeout bounds one push served, waiting for its turn
+// included, so that a stalled member does not hold a stream open.
 const serveCatalogPushTimeout = 30 * time.Second
+
+// maxPushesPerPeer bounds the pushes of one member served at once: each
+// holds up to maxCatalogPush bytes while it is read, so a member opening
+// many streams makes the node hold at most this many messages; the other
+// streams wait for a turn, holding nothing, until the serve timeout.
+const maxPushesPerPeer = 4
+
+// catalogPushes are the bounds on the catalog pushes a node serves.
+type catalogPushes struct {
+	turns    *peerlimit.Turns
+	serveFor time.Duration // serveCatalogPushTimeout; shorter in tests
+}
+
+func newCatalogPushes() catalogPushes {
+	return catalogPushes{turns: &peerlimit.Turns{Limit: maxPushesPerPeer}, serveFor: serveCatalogPushTimeout}
+}
 
 // pushTimeout bounds one push to one member.
 const pushTimeout = 10 * time.Second
@@ -33,10 +50,16 @@ const pushTimeout = 10 * time.Second
 // The message is a 4-byte big-endian length (at most maxCatalogPush), the
 // encoded entries, and the answer one byte.
 func (c *Cluster) serveCatalogPush(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
-	ctx, cancel := context.WithTimeout(ctx, serveCatalogPushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.pushes.serveFor)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { meshnet.Abort(s) })
 	defer stop()
+	done, err := c.pushes.turns.Take(ctx, nil, from.String())
+	if err != nil {
+		c.log.Warn("catalog push refused: no turn in time", "peer", from, "err", err)
+		return
+	}
+	defer done()
 	es, err := readCatalogPush(s)
 	if err != nil {
 		c.log.Warn("catalog push refused", "peer", from, "err", err)

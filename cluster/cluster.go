@@ -121,6 +121,8 @@ type Cluster struct {
 	dirty    bool // the catalog changed since it was saved
 
 	wake chan struct{}
+
+	pushes catalogPushes // bounds on the catalog pushes served
 }
 
 // New returns the cluster layer of the node Net names. It starts nothing:
@@ -159,6 +161,7 @@ func New(cfg Config) (*Cluster, error) {
 		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
 		tombSeen: map[string]time.Time{},
 		wake:     make(chan struct{}, 1),
+		pushes:   newCatalogPushes(),
 	}
 	c.cat.OnChange(func(_, e catalog.Entry, _ bool) {
 		now := c.clock.Now()

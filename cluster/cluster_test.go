@@ -3,8 +3,11 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/internal/clock"
+	"github.com/weft-mesh/weft/internal/memstat"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/memnet"
 	"github.com/weft-mesh/weft/mesh/meshnet"
@@ -125,4 +129,170 @@ func (n *testNode) replicas(t *testing.T, disk string) []string {
 		out = append(out, r.Name)
 	}
 	return out
+}
+
+// pushEntry is a valid catalog entry that peer pushes.
+func pushEntry(peer meshnet.PeerID, disk string) catalog.Entry {
+	t0 := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	return catalog.Entry{Key: catalog.DiskKey(disk), Root: blockstore.Sum(blockstore.CodecRaw, []byte(disk)), Owner: peer.String(), Epoch: 2,
+		Version: 3, Writer: peer.String(), Size: 1 << 20, BlockSize: 64 << 10, Replicas: 2, Created: t0, Modified: t0}
+}
+
+// pushRaw sends msg to b on the catalog protocol from the member evil and
+// reports whether b acknowledged it, within a deadline.
+func pushRaw(t *testing.T, evil meshnet.Network, b meshnet.PeerID, msg []byte, trickle time.Duration) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := evil.Open(ctx, b, CatalogProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	go func() {
+		if trickle == 0 {
+			_, _ = s.Write(msg)
+			return
+		}
+		for _, c := range msg {
+			if _, err := s.Write([]byte{c}); err != nil {
+				return
+			}
+			time.Sleep(trickle)
+		}
+	}()
+	ack := make(chan bool, 1)
+	go func() {
+		var one [1]byte
+		_, err := io.ReadFull(s, one[:])
+		ack <- err == nil && one[0] == 1
+	}()
+	select {
+	case ok := <-ack:
+		return ok
+	case <-ctx.Done():
+		t.Fatal("no answer nor reset within 10 s")
+		return false
+	}
+}
+
+// An admitted member pushing malformed, oversized or trickled catalog
+// messages gets its stream reset and the catalog is untouched: a message
+// with one bad entry among good ones merges none of them.
+func TestHostileCatalogPushesAreRefused(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	evil := hub.join("evil")
+	good, err := catalogPushMessage([]catalog.Entry{pushEntry(evil.Self(), "vm1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The good entry, then a second one that is an empty map: the array
+	// header says two.
+	bad := bytes.Clone(good)
+	bad[4] = 0x82
+	bad = append(bad, 0xa0)
+	binary.BigEndian.PutUint32(bad, uint32(len(bad)-4))
+	oversized := binary.BigEndian.AppendUint32(nil, maxCatalogPush+1)
+
+	// Only the trickling sender meets the serve timeout: the others are
+	// refused on what they sent, and would hang to pushRaw's 10 s
+	// deadline if a check were missing.
+	for _, tc := range []struct {
+		name     string
+		msg      []byte
+		trickle  time.Duration
+		serveFor time.Duration
+	}{
+		{"a malformed entry among good ones", bad, 0, time.Minute},
+		{"a size over the limit", oversized, 0, time.Minute},
+		{"a sender trickling a byte every 50 ms", good, 50 * time.Millisecond, 300 * time.Millisecond},
+	} {
+		b.pushes.serveFor = tc.serveFor
+		if pushRaw(t, evil, b.self, tc.msg, tc.trickle) {
+			t.Errorf("%s: acknowledged, want the stream reset", tc.name)
+		}
+		if n := len(b.cat.Snapshot()); n != 0 {
+			t.Fatalf("%s: the catalog holds %d entries, want none", tc.name, n)
+		}
+	}
+	if !pushRaw(t, evil, b.self, good, 0) {
+		t.Fatal("a good push after the hostile ones: not acknowledged")
+	}
+	if _, ok := b.cat.Get(catalog.DiskKey("vm1")); !ok {
+		t.Fatal("a good push after the hostile ones: entry not merged")
+	}
+}
+
+// An admitted member opening many catalog pushes at once, each stating a
+// full message and sending all of it but its last byte, has at most
+// maxPushesPerPeer of them read: only their writes complete, the others'
+// stop at what the transport buffers (memnet's pipe: 1 MiB, a little less
+// than the message). The node's heap grows by what the read ones hold
+// and the transport buffers of the others, and another member's push
+// goes through.
+func TestManyCatalogPushesAreBounded(t *testing.T) {
+	const streams = 4 * maxPushesPerPeer
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	// The pushes waiting for a turn leave at the serve timeout, not when
+	// their stream goes: the test's end waits for them.
+	b.pushes.serveFor = 10 * time.Second
+	a := newTestNode(t, hub, "a")
+	evil := hub.join("evil")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	before := memstat.LiveHeap()
+	most := append(binary.BigEndian.AppendUint32(nil, maxCatalogPush), make([]byte, maxCatalogPush-1)...)
+	var wg sync.WaitGroup
+	var written atomic.Int64 // attacking streams whose bytes all went
+	for range streams {
+		s, err := evil.Open(ctx, b.self, CatalogProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Write(most); err == nil {
+				written.Add(1)
+			}
+		}()
+		defer func() { _ = meshnet.Abort(s); wg.Wait() }()
+	}
+	for {
+		callers, held := b.pushes.turns.Load(evil.Self().String())
+		if callers == streams && held == maxPushesPerPeer && written.Load() == maxPushesPerPeer {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("attack not in place: %d pushes waiting or read, %d read, %d taken in whole, want %d, %d and %d", callers, held, written.Load(), streams, maxPushesPerPeer, maxPushesPerPeer)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	during := memstat.LiveHeap()
+	if n := written.Load(); n != maxPushesPerPeer {
+		t.Fatalf("pushes taken in whole: %d, want %d (the others wait unread)", n, maxPushesPerPeer)
+	}
+	// A push read holds its message (io.ReadAll's buffer: up to twice the
+	// size); every stream holds what its memnet pipe buffers (1 MiB in a
+	// buffer of up to twice that).
+	bound := uint64(maxPushesPerPeer*2*maxCatalogPush + streams*2<<20 + 16<<20)
+	grew := int64(during) - int64(before)
+	t.Logf("heap grew by %d MiB under %d pushes (bound %d MiB)", grew>>20, streams, bound>>20)
+	if grew > int64(bound) {
+		t.Fatalf("heap grew by %d MiB under %d pushes, want at most %d MiB", grew>>20, streams, bound>>20)
+	}
+
+	msg, err := catalogPushMessage([]catalog.Entry{pushEntry(a.self, "honest")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.pushTo(ctx, b.self, msg); err != nil {
+		t.Fatalf("another member's push during the attack: %v", err)
+	}
+	if _, ok := b.cat.Get(catalog.DiskKey("honest")); !ok {
+		t.Fatal("another member's push during the attack: entry not merged")
+	}
 }

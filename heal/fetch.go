@@ -124,6 +124,9 @@ func (s *FetchingStore) repair(ctx context.Context, c cid.Cid, err error) (block
 
 // fetch asks the other members for c, closest to the block first.
 func (s *FetchingStore) fetch(ctx context.Context, c cid.Cid) (blockstore.Block, error) {
+	// A VM waits on this read: it goes before heal's and transfers' bulk
+	// round trips to the same peer.
+	ctx = exchange.Foreground(ctx)
 	members := s.Members()
 	var errs []error
 	for _, m := range placement.Place(c.Hash(), members, len(members)) {

@@ -11,6 +11,7 @@ import (
 type streamConn struct {
 	network.Stream
 	local, remote net.Addr
+	closed        func() // if set, called by Close (once: it must be idempotent)
 }
 
 var _ net.Conn = (*streamConn)(nil)
@@ -25,3 +26,11 @@ func newStreamConn(s network.Stream) *streamConn {
 
 func (c *streamConn) LocalAddr() net.Addr  { return c.local }
 func (c *streamConn) RemoteAddr() net.Addr { return c.remote }
+
+// Close closes the stream and calls c.closed.
+func (c *streamConn) Close() error {
+	if c.closed != nil {
+		defer c.closed()
+	}
+	return c.Stream.Close()
+}

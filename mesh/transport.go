@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/weft-mesh/weft/internal/peerlimit"
 )
 
 const (
@@ -28,6 +30,11 @@ const (
 	maxGossipPacket = gossipPacketSize + 4<<10
 	// packetTimeout bounds sending or receiving one packet, dial included.
 	packetTimeout = 5 * time.Second
+	// maxGossipStreamsPerPeer bounds the gossip streams of one peer that
+	// memberlist handles at once: each may make it hold a push-pull state
+	// of up to 20 MB (memberlist's limit) for up to TCPTimeout. A peer's
+	// gossip needs one or two at a time; a stream beyond is reset at once.
+	maxGossipStreamsPerPeer = 8
 	// maxPacketsInFlight bounds the packets being sent at once; beyond it
 	// packets are dropped, as a full UDP socket buffer would.
 	maxPacketsInFlight = 256
@@ -47,7 +54,8 @@ type gossipTransport struct {
 	cancel  context.CancelFunc
 	packets chan *memberlist.Packet
 	streams chan net.Conn
-	sending chan struct{} // one token per packet in flight
+	sending chan struct{}    // one token per packet in flight
+	handled *peerlimit.Turns // gossip streams being handled, per peer
 
 	mu     sync.Mutex // orders wg.Add before Shutdown's wg.Wait
 	closed bool
@@ -67,6 +75,7 @@ func newGossipTransport(h *gatedHost, book *gossipBook, log *slog.Logger) *gossi
 		packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn),
 		sending: make(chan struct{}, maxPacketsInFlight),
+		handled: &peerlimit.Turns{Limit: maxGossipStreamsPerPeer},
 	}
 	h.SetStreamHandler(gossipPacketProtocol, t.handlePacket)
 	h.SetStreamHandler(gossipStreamProtocol, t.handleStream)
@@ -186,10 +195,20 @@ func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.
 func (t *gossipTransport) StreamCh() <-chan net.Conn { return t.streams }
 
 func (t *gossipTransport) handleStream(s network.Stream) {
-	t.book.learn(s.Conn().RemotePeer())
+	from := s.Conn().RemotePeer()
+	release, ok := t.handled.TryTake(from.String())
+	if !ok {
+		t.log.Warn("gossip stream refused: too many from this peer at once", "peer", from, "limit", maxGossipStreamsPerPeer)
+		s.Reset()
+		return
+	}
+	t.book.learn(from)
+	c := newStreamConn(s)
+	c.closed = sync.OnceFunc(release) // memberlist closes every stream it handles
 	select {
-	case t.streams <- newStreamConn(s):
+	case t.streams <- c:
 	case <-t.ctx.Done():
+		c.closed()
 		s.Reset()
 	}
 }

@@ -51,6 +51,13 @@ func loadJournal(path string, clk clock.Clock) (*journal, error) {
 	if err := jsonfile.Load(path, &j.entries); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load transfer journal: %w", err)
 	}
+	// An entry filed under another ID than its own could never be
+	// forgotten (done deletes by ID), so it would resume at every start.
+	for id, e := range j.entries {
+		if id == "" || e.ID != id {
+			delete(j.entries, id)
+		}
+	}
 	if j.entries == nil { // a file that says null
 		j.entries = map[string]journalEntry{}
 	}

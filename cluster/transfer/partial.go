@@ -39,12 +39,22 @@ func loadPartialRoots(path string, clk clock.Clock) (*partialRoots, error) {
 	if err := jsonfile.Load(path, &p.roots); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load partial transfers: %w", err)
 	}
-	if p.roots == nil { // a file that says null
-		p.roots = map[string]time.Time{}
-	}
-	for r, since := range p.roots {
-		if clk.Now().Sub(since) > partialTTL {
-			delete(p.roots, r)
+	// Keys are kept in the form done looks them up by: a root written any
+	// other way (or not a CID at all) would hold its blocks forever.
+	loaded := p.roots
+	p.roots = make(map[string]time.Time, len(loaded))
+	for r, since := range loaded {
+		c, err := cid.Decode(r)
+		if err != nil || clk.Now().Sub(since) > partialTTL {
+			continue
+		}
+		// A start in the future (a clock set back, a hand-edited file)
+		// would put off the expiry by as much.
+		if now := clk.Now().UTC(); since.After(now) {
+			since = now
+		}
+		if prev, ok := p.roots[c.String()]; !ok || since.Before(prev) {
+			p.roots[c.String()] = since
 		}
 	}
 	return p, nil

@@ -38,6 +38,12 @@ const (
 	progressWriteTimeout = 10 * time.Second
 )
 
+// maxReceivesPerPeer bounds the pulls one pusher has a receiver run at
+// once. Further requests wait for a turn, holding their stream and
+// nothing else, until the pusher goes or a pull ends: a member cannot
+// start pulls without limit by opening streams.
+const maxReceivesPerPeer = 8
+
 // progressLine is one line of a receiver's progress: the target's figures
 // and, on failure, whether it failed for want of a peer that may be back
 // later (the receiver itself still opening its volumes, say), which the
@@ -226,6 +232,28 @@ func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.R
 		fail(err)
 		return
 	}
+	// The pusher closing or aborting the stream ends the wait for a turn,
+	// and later cancels the pull.
+	gone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, st)
+		close(gone)
+	}()
+	done, ok := s.receives.TryTake(from.String())
+	if !ok {
+		// The pusher's other pulls hold every turn: say so with a line
+		// of a transfer running at 0 bytes, so that the pusher shows the
+		// target as started rather than silent, then wait.
+		s.log.Info("transfer request queued: the pusher's other pulls hold every turn", "peer", from, "id", req.id)
+		if writeLine(progressLine{TargetProgress: api.TargetProgress{State: string(Running)}}) != nil {
+			return
+		}
+		if done, err = s.receives.Take(ctx, gone, from.String()); err != nil {
+			s.log.Debug("transfer request dropped while waiting for a turn", "peer", from, "err", err)
+			return
+		}
+	}
+	defer done()
 	if err := s.awaitVolumes(ctx); err != nil {
 		fail(err)
 		return
@@ -245,9 +273,8 @@ func (s *Service) serveReceive(ctx context.Context, from meshnet.PeerID, st io.R
 		fail(err)
 		return
 	}
-	// The pusher closing or aborting the stream cancels the pull.
 	go func() {
-		_, _ = io.Copy(io.Discard, st)
+		<-gone
 		select {
 		case <-job.done:
 		default:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/internal/clock"
+	"github.com/weft-mesh/weft/internal/peerlimit"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/placement"
@@ -121,9 +122,10 @@ type Service struct {
 	// saving what it did reads the record an operator wrote last.
 	policyMu sync.Mutex
 
-	crowds  crowdTracker // pullers of the roots pulled from this node now
-	partial *partialRoots
-	journal *journal
+	crowds   crowdTracker     // pullers of the roots pulled from this node now
+	receives *peerlimit.Turns // of each pusher's, maxReceivesPerPeer
+	partial  *partialRoots
+	journal  *journal
 }
 
 // New loads the journal and the partial roots from cfg.Dir and registers
@@ -156,7 +158,7 @@ func New(cfg Config) (*Service, error) {
 		net: cfg.Net, cat: cfg.Catalog, vols: cfg.Volumes, blocks: cfg.Blocks, store: cfg.Store,
 		sched: datapath.NewScheduler(cfg.Bandwidth), clock: cfg.Clock, log: cfg.Logger,
 		self: self, selfStr: self.String(), site: cfg.Catalog.Site(), jobs: map[string]*Job{},
-		attached: make(chan struct{}),
+		attached: make(chan struct{}), receives: &peerlimit.Turns{Limit: maxReceivesPerPeer},
 	}
 	var partialPath, journalPath string
 	if cfg.Dir != "" {

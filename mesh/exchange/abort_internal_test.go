@@ -50,7 +50,7 @@ func TestClientAbortsOnCancel(t *testing.T) {
 		got <- err
 	}()
 	// The server reads the request and never answers; then the caller gives up.
-	if _, err := readFrame(bufio.NewReader(server), &bytes.Buffer{}); err != nil {
+	if _, err := readFrame(bufio.NewReader(server), into(&bytes.Buffer{})); err != nil {
 		t.Fatalf("read the request: %v", err)
 	}
 	cancel()

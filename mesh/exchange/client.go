@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/ipfs/go-cid"
 
@@ -26,10 +27,15 @@ type Dialer interface {
 // Every call blocks until it completes, fails, or ctx ends; when ctx ends
 // the stream in use is aborted, so the call returns promptly with ctx.Err().
 // Calls larger than the wire limits are split into several round trips.
+// At most MaxServedPerPeer round trips are in flight to a peer at once,
+// what its server serves at once; further calls wait here, those with a
+// Foreground context first.
 type Client struct {
 	Dialer Dialer
 
-	pool streamPool
+	pool     streamPool
+	init     sync.Once
+	inFlight inFlight
 }
 
 // Has reports, for each CID in order, whether peer holds that block.
@@ -170,6 +176,12 @@ func (c *Client) Close() error {
 // fresh one: every request is idempotent, and the pool is bounded, so the
 // retries end with a fresh stream whose failure is final.
 func (c *Client) roundTrip(ctx context.Context, peer string, req request, owned bool, use func(response) error) error {
+	c.init.Do(func() { c.inFlight.limit = MaxServedPerPeer })
+	done, err := c.inFlight.take(ctx, peer)
+	if err != nil {
+		return err
+	}
+	defer done()
 	for {
 		sc, reused, err := c.stream(ctx, peer)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/weft-mesh/weft/mesh/meshnet"
 )
@@ -57,9 +58,16 @@ func (l freeList[T]) put(b *T) {
 }
 
 // conn frames messages on one stream. It is used by one goroutine at a
-// time. Its frame buffers come from framePool for a round trip and go back
-// on release, so idle streams hold none.
+// time. Its frame buffers come from framePool for a round trip, taken once
+// a frame's header arrived, and go back on release, so idle streams and
+// streams waiting for a frame's header hold none.
 type conn struct {
+	// sized, if set, is told a frame's length once its header is read and
+	// before any room is made for the body; its error fails the read.
+	sized func(n uint64) error
+	// got counts the bytes read from rw, for the server's stall watch.
+	got atomic.Int64
+
 	rw   io.ReadWriteCloser
 	r    *bufio.Reader
 	w    *bufio.Writer
@@ -69,23 +77,52 @@ type conn struct {
 }
 
 func newConn(rw io.ReadWriteCloser) *conn {
-	return &conn{rw: rw, r: bufio.NewReaderSize(rw, 64<<10), w: bufio.NewWriterSize(rw, 64<<10)}
+	c := &conn{rw: rw, w: bufio.NewWriterSize(rw, 64<<10)}
+	c.r = bufio.NewReaderSize(countingReader{rw, &c.got}, 64<<10)
+	return c
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.n.Add(int64(n))
+	return n, err
 }
 
 // readFrame reads one frame into a pooled buffer and returns its body,
 // valid until the next readFrame or release: only for messages whose
 // decoded contents are done with by then.
 func (c *conn) readFrame() ([]byte, error) {
-	if c.rbuf == nil {
-		c.rbuf = framePool.get()
-	}
-	return readFrame(c.r, c.rbuf)
+	return readFrame(c.r, c.bufferFor(func() *bytes.Buffer {
+		if c.rbuf == nil {
+			c.rbuf = framePool.get()
+		}
+		return c.rbuf
+	}))
 }
 
 // readOwnedFrame reads one frame into a buffer of its own, which the
 // caller keeps: decoded blocks share its bytes rather than copy them.
 func (c *conn) readOwnedFrame() ([]byte, error) {
-	return readFrame(c.r, new(bytes.Buffer))
+	return readFrame(c.r, c.bufferFor(func() *bytes.Buffer { return new(bytes.Buffer) }))
+}
+
+// bufferFor returns what readFrame asks for a frame's buffer: c.sized's
+// word on the frame's length, then a buffer from get.
+func (c *conn) bufferFor(get func() *bytes.Buffer) func(n uint64) (*bytes.Buffer, error) {
+	return func(n uint64) (*bytes.Buffer, error) {
+		if c.sized != nil {
+			if err := c.sized(n); err != nil {
+				return nil, err
+			}
+		}
+		return get(), nil
+	}
 }
 
 // writeBuffer returns the buffer for the body of the next frame, empty.
@@ -117,14 +154,16 @@ func (c *conn) blockSlab() []byte {
 
 func (c *conn) keepSlab(b []byte) { *c.slab = b[:0] }
 
-// readFrame reads one frame into buf and returns its body. The body is
-// bounded by MaxFrameSize, and buf is sized for it only once the first
-// megabyte arrived, so a peer that announces a large frame and sends
-// nothing does not make us allocate it.
+// readFrame reads one frame into the buffer bufferFor gives it for the
+// frame's length, once the header is read, and returns its body; an error
+// from bufferFor is returned. The body is bounded by MaxFrameSize, and the
+// buffer is sized for it only once the first megabyte arrived, so a peer
+// that announces a large frame and sends nothing does not make us
+// allocate it.
 //
 // readFrame returns io.EOF, unwrapped, only when the stream ends cleanly
 // between frames.
-func readFrame(r *bufio.Reader, buf *bytes.Buffer) ([]byte, error) {
+func readFrame(r *bufio.Reader, bufferFor func(n uint64) (*bytes.Buffer, error)) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if errors.Is(err, io.EOF) {
 		return nil, io.EOF
@@ -134,6 +173,10 @@ func readFrame(r *bufio.Reader, buf *bytes.Buffer) ([]byte, error) {
 	}
 	if n > MaxFrameSize {
 		return nil, fmt.Errorf("frame of %d bytes: %w (%d)", n, errFrameTooLarge, MaxFrameSize)
+	}
+	buf, err := bufferFor(n)
+	if err != nil {
+		return nil, err
 	}
 	// Read the first initialFrameBuffer bytes before sizing the buffer for
 	// the whole frame: a peer must send 1 MiB to make us hold 17. The body
@@ -189,6 +232,15 @@ func (c *conn) writeFrame() error {
 
 // release gives the frame buffers back to framePool once a round trip is
 // over; what was read into them must not be used after.
+// releaseRead puts the last frame read's buffer back in framePool.
+func (c *conn) releaseRead() {
+	if c.rbuf != nil {
+		c.rbuf.Reset()
+		framePool.put(c.rbuf)
+		c.rbuf = nil
+	}
+}
+
 func (c *conn) release() {
 	for _, b := range []**bytes.Buffer{&c.rbuf, &c.wbuf} {
 		if *b != nil {

@@ -146,3 +146,8 @@ func TestEmptyBlocksDecode(t *testing.T) {
 		}
 	}
 }
+
+// into gives readFrame buf for every frame.
+func into(buf *bytes.Buffer) func(uint64) (*bytes.Buffer, error) {
+	return func(uint64) (*bytes.Buffer, error) { return buf, nil }
+}

@@ -43,4 +43,14 @@
 // bad-request error and closes the stream, since it can no longer trust the
 // framing. The client splits calls that exceed the limits into several
 // round trips.
+//
+// The server bounds what one peer's streams hold together (bounds.go): at
+// most MaxServedPerPeer round trips of a peer are served at once, a
+// request frame's buffer is taken only once its header arrived and its
+// round trip has its turn, all peers together hold at most the node's
+// budget of frame bytes (DefaultFrameBudget), a stream idle past
+// IdleTimeout is closed, a request that stalls (requestMinProgress) and a
+// reply read slower than replyFloorRate reset their stream. The client
+// keeps at most MaxServedPerPeer round trips in flight to a peer,
+// Foreground calls first, so it never waits at the server for a turn.
 package exchange

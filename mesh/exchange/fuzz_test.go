@@ -13,7 +13,7 @@ import (
 func FuzzDecodeRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte) {
 		var buf bytes.Buffer
-		body, err := readFrame(bufio.NewReader(bytes.NewReader(input)), &buf)
+		body, err := readFrame(bufio.NewReader(bytes.NewReader(input)), into(&buf))
 		if err != nil {
 			return
 		}
@@ -39,7 +39,7 @@ func FuzzDecodeRequest(f *testing.F) {
 func FuzzDecodeResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte) {
 		var buf bytes.Buffer
-		body, err := readFrame(bufio.NewReader(bytes.NewReader(input)), &buf)
+		body, err := readFrame(bufio.NewReader(bytes.NewReader(input)), into(&buf))
 		if err != nil {
 			return
 		}

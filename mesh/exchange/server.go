@@ -1,17 +1,20 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/peerlimit"
 )
 
 // Store is what the server needs from the local block store;
@@ -46,8 +49,22 @@ type Server struct {
 	// not yet written.
 	Accept func(peer string, n int, bytes int64) (release func(), err error)
 
-	// writeBound, if set, replaces replyWriteBound (tests).
-	writeBound time.Duration
+	// FrameLimit, if above 0, lowers MaxFrameSize for the requests this
+	// server reads: tests scale their attacks, and the memory they
+	// measure, down with it.
+	FrameLimit int
+	// Frames is the node's budget of frame bytes this server takes from
+	// after a peer's turn; nil means the process's (DefaultFrameBudget).
+	Frames *peerlimit.Bytes
+
+	turns peerlimit.Turns // of MaxServedPerPeer; Limit set by init
+	init  sync.Once
+
+	// writeBound, if set, replaces replyWriteBound (tests); idleBound and
+	// stallWindow replace IdleTimeout and requestStallWindow.
+	writeBound  time.Duration
+	idleBound   time.Duration
+	stallWindow time.Duration
 }
 
 // replyFloorRate is the slowest a peer may read a reply before the server
@@ -72,16 +89,27 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 	defer rw.Close()
 
 	log := s.logger().With("peer", PeerName(peer))
+	s.init.Do(func() {
+		s.turns.Limit = MaxServedPerPeer
+		if s.Frames == nil {
+			s.Frames = defaultFrames()
+		}
+	})
 	c := newConn(rw)
 	defer c.release()
 	for {
-		body, err := c.readFrame()
+		body, turn, frame, err := s.readRequest(ctx, c, peer)
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF), ctx.Err() != nil:
 			case errors.Is(err, errFrameTooLarge):
 				log.Warn("refusing oversized frame", "err", err)
 				s.reply(c, log, failure(codeBadRequest, err))
+			case errors.Is(err, errIdle):
+				// A client's pooled stream, most likely: it opens another.
+				log.Debug("idle stream closed", "err", err)
+			case errors.Is(err, errTooSlow):
+				log.Warn("peer too slow: stream reset", "err", err)
 			default:
 				log.Debug("stream read failed", "err", err)
 			}
@@ -93,15 +121,78 @@ func (s *Server) ServeStream(ctx context.Context, peer string, rw io.ReadWriteCl
 			// or hostile, so say why once and hang up.
 			log.Warn("refusing malformed request", "err", err)
 			s.reply(c, log, failure(codeBadRequest, err))
+			frame()
+			turn()
 			return
+		}
+		if req.op == opGet {
+			// A Get's CIDs are copies: its request frame goes back before
+			// its reply's bytes are taken, so that no round trip holds
+			// bytes while it waits for more.
+			c.releaseRead()
+			frame()
+			if frame, err = s.Frames.Take(ctx, getReplyBytes); err != nil {
+				turn()
+				return
+			}
 		}
 		// A request's blocks share the pooled frame buffer: handle is
 		// done with them once it returns (PutMany keeps no data).
-		if !s.reply(c, log, s.handle(ctx, c, peer, log, req)) {
+		ok := s.reply(c, log, s.handle(ctx, c, peer, log, req))
+		c.release()
+		frame()
+		turn()
+		if !ok {
 			return
 		}
-		c.release()
 	}
+}
+
+// readRequest reads the next request frame on c within the bounds: its
+// header within IdleTimeout; then a turn of peer's (MaxServedPerPeer),
+// waited for as long as it takes (the turns held are bounded in time, and
+// a waiting stream holds no frame), and the frame's bytes from the node's
+// budget (Frames); then the body, which must go on arriving
+// (requestMinProgress). Past a bound it aborts the stream and returns
+// errIdle or errTooSlow. On success the caller gives the frame's bytes
+// (frame) and the turn (turn) back once done with them.
+func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []byte, turn, frame func(), err error) {
+	idle := abortAfter(c, cmp.Or(s.idleBound, IdleTimeout))
+	var reading *stallWatch
+	c.sized = func(n uint64) error {
+		if !idle.stop() {
+			return errIdle
+		}
+		if s.FrameLimit > 0 && n > uint64(s.FrameLimit) {
+			return fmt.Errorf("frame of %d bytes: %w (%d)", n, errFrameTooLarge, s.FrameLimit)
+		}
+		if turn, err = s.turns.Take(ctx, nil, peer); err != nil {
+			return err
+		}
+		if frame, err = s.Frames.Take(ctx, int64(n)); err != nil {
+			turn()
+			return err
+		}
+		reading = watchStall(c, cmp.Or(s.stallWindow, requestStallWindow))
+		return nil
+	}
+	body, err = c.readFrame()
+	c.sized = nil
+	if reading == nil {
+		if !idle.stop() {
+			return nil, nil, nil, fmt.Errorf("no request within %v: %w", cmp.Or(s.idleBound, IdleTimeout), errIdle)
+		}
+		return nil, nil, nil, err
+	}
+	if !reading.stop() {
+		err = fmt.Errorf("request stalled below %d bytes in %v: %w", requestMinProgress, cmp.Or(s.stallWindow, requestStallWindow), errTooSlow)
+	}
+	if err != nil {
+		frame()
+		turn()
+		return nil, nil, nil, err
+	}
+	return body, turn, frame, nil
 }
 
 // reply writes resp and reports whether the stream is still usable. A
