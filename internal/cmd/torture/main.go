@@ -75,6 +75,7 @@ func run() int {
 		fmt.Printf("skipped: %s\n", s)
 	}
 	fmt.Println(rep.FaultLine())
+	fmt.Println(rep.FencedLine())
 	fmt.Println(rep.Line())
 	switch {
 	case err != nil:
