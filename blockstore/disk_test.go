@@ -168,13 +168,63 @@ func TestDiskCorruption(t *testing.T) {
 	if rep.Bytes != want {
 		t.Fatalf("Scrub bytes = %d, want %d", rep.Bytes, want)
 	}
-	// Re-putting the good bytes does not repair in place (present blocks are
-	// not rewritten); delete then put does.
-	if err := d.Delete(testCtx(t), bad.CID); err != nil {
-		t.Fatalf("Delete: %v", err)
+	// Putting the good bytes again over the corrupt copy rewrites it: a put
+	// that returns nil leaves the block readable, and the accounting counts
+	// it once.
+	before := d.Stats()
+	if err := d.Put(testCtx(t), bad); err != nil {
+		t.Fatalf("Put over a corrupt copy: %v", err)
 	}
-	putAll(t, d, []blockstore.Block{bad})
 	checkBlocks(t, d, bs)
+	if st := d.Stats(); st.Blocks != before.Blocks || st.Bytes != before.Bytes {
+		t.Fatalf("Stats after the rewrite = %+v, want %d blocks of %d bytes as before", st, before.Blocks, before.Bytes)
+	}
+}
+
+// A put of blocks already stored reads back those this process has not
+// verified and rewrites the damaged ones, in a batch with new and intact
+// ones; the rewrite survives a reopen, and compaction of the damaged
+// copy's garbage keeps every block.
+func TestDiskPutOverCorruptCopy(t *testing.T) {
+	r := testRand(t)
+	dir := t.TempDir()
+	d := openDisk(t, dir, testOptions())
+	var bs []blockstore.Block
+	for range 40 {
+		bs = append(bs, storetest.NewBlock(r, 1<<10+r.IntN(20<<10)))
+	}
+	putAll(t, d, bs[:30])
+	for _, b := range bs[3:6] {
+		if err := storetest.CorruptDisk(d, b.CID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened, nothing is trusted: the intact copies are read back too.
+	flipOnDisk(t, dir, bs[8].Data)
+	d = openDisk(t, dir, testOptions())
+	putAll(t, d, bs)
+	checkBlocks(t, d, bs)
+	var want int64
+	for _, b := range bs {
+		want += int64(len(b.Data))
+	}
+	if st := d.Stats(); st.Blocks != int64(len(bs)) || st.Bytes != want {
+		t.Fatalf("Stats = %+v, want %d blocks of %d bytes", st, len(bs), want)
+	}
+	if _, err := d.Compact(testCtx(t)); err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = openDisk(t, dir, testOptions())
+	checkBlocks(t, d, bs)
+	if st := d.Stats(); st.Blocks != int64(len(bs)) || st.Bytes != want {
+		t.Fatalf("Stats after reopen = %+v, want %d blocks of %d bytes", st, len(bs), want)
+	}
 }
 
 func TestMemoryScrub(t *testing.T) {
@@ -187,6 +237,17 @@ func TestMemoryScrub(t *testing.T) {
 	if err != nil || rep != (blockstore.ScrubReport{Checked: 2, Bytes: 100, Corrupt: 1}) {
 		t.Fatalf("Scrub = %+v, %v; want 2 checked, 100 bytes, 1 corrupt", rep, err)
 	}
+}
+
+// Memory, like Disk, replaces a damaged copy with the block put again.
+func TestMemoryPutOverCorruptCopy(t *testing.T) {
+	r := testRand(t)
+	m := blockstore.NewMemory()
+	b := storetest.NewBlock(r, 100)
+	putAll(t, m, []blockstore.Block{b})
+	m.Corrupt(b.CID)
+	putAll(t, m, []blockstore.Block{b})
+	checkBlocks(t, m, []blockstore.Block{b})
 }
 
 func segmentFiles(t *testing.T, dir string) (n int, size int64) {

@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
@@ -98,6 +99,9 @@ func (m *Memory) PutMany(ctx context.Context, bs []Block) error {
 		k := b.CID.KeyString()
 		if e, ok := m.blocks[k]; ok {
 			e.gen = m.gen
+			if !bytes.Equal(e.data, b.Data) { // damaged (Corrupt): the block put replaces it
+				e.data = append(e.data[:0], b.Data...)
+			}
 			m.blocks[k] = e
 			continue
 		}

@@ -1,9 +1,11 @@
 package blockstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-cid"
@@ -22,6 +24,7 @@ type commitItem struct {
 	key     []byte
 	loc     location // where it was written, if written
 	written bool     // false: only refresh the generation of a present block
+	replace bool     // written over a stored copy that read back damaged
 }
 
 type commitReq struct {
@@ -39,7 +42,10 @@ func (d *Disk) Put(ctx context.Context, b Block) error {
 // PutMany stores blocks durably: when it returns nil every block is on
 // stable storage and indexed. It verifies each block against its CID first
 // and stores nothing if any fails. Blocks already present are not written
-// again; their generation is brought up to the current one. Errors caused
+// again; their generation is brought up to the current one. A present
+// block whose stored copy this process has not verified is read back
+// first, and one that is damaged is written again and takes its index
+// entry, so a put that returns nil leaves every block readable. Errors caused
 // by a full device wrap ErrNoSpace; nothing acknowledged earlier is lost.
 func (d *Disk) PutMany(ctx context.Context, bs []Block) error {
 	for _, b := range bs {
@@ -58,51 +64,78 @@ func (d *Disk) PutMany(ctx context.Context, bs []Block) error {
 		return err
 	}
 	seen := make(map[string]bool, len(bs))
-	var write, touch []Block
+	var write, rewrite, touch []Block
 	for _, b := range bs {
 		k := b.CID.KeyString()
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		_, ok, err := d.idx.get(blockKey(b.CID))
+		l, ok, err := d.idx.get(blockKey(b.CID))
 		if err != nil {
 			return fmt.Errorf("put %s: %w", b.CID, err)
 		}
-		if ok {
-			touch = append(touch, b)
-		} else {
+		switch {
+		case !ok:
 			write = append(write, b)
+		case d.storedIntact(l, b.Data):
+			touch = append(touch, b)
+		default:
+			d.log.Warn("block put again over a damaged stored copy: writing it again", "cid", b.CID, "segment", l.seg, "offset", l.off)
+			rewrite = append(rewrite, b)
 		}
 	}
 	// A present block deleted before the commit is written in a second
 	// round; written blocks always settle, so this ends.
-	for len(write)+len(touch) > 0 {
-		retry, err := d.putRound(write, touch)
+	for len(write)+len(rewrite)+len(touch) > 0 {
+		retry, err := d.putRound(write, rewrite, touch)
 		if err != nil {
 			return err
 		}
-		write, touch = retry, nil
+		write, rewrite, touch = retry, nil, nil
 	}
 	return nil
 }
 
-// putRound writes write, commits it together with the generation refresh
-// of touch, and returns the blocks of touch that vanished meanwhile.
-func (d *Disk) putRound(write, touch []Block) ([]Block, error) {
+// storedIntact reports whether the record at l holds data, which the
+// caller verified: a record this process wrote or verified is taken as
+// intact, any other is read back (a comparison costs less than a hash),
+// and remembered as verified when it matches. A record gone from its
+// segment (compaction moved it meanwhile) counts as damaged: writing the
+// block again costs one record of garbage.
+func (d *Disk) storedIntact(l location, data []byte) bool {
+	if d.trusted.has(l) {
+		return true
+	}
+	if int(l.len) != len(data) {
+		return false
+	}
+	got, found, err := d.read(l, nil)
+	if !found || err != nil || !bytes.Equal(got, data) {
+		return false
+	}
+	d.trusted.add(l)
+	return true
+}
+
+// putRound writes write, and rewrite over its damaged stored copies,
+// commits them together with the generation refresh of touch, and returns
+// the blocks of touch that vanished meanwhile.
+func (d *Disk) putRound(write, rewrite, touch []Block) ([]Block, error) {
 	req := &commitReq{done: make(chan struct{})}
 	var segs []*segment
 	var locs []location
-	if len(write) > 0 {
+	if appended := slices.Concat(write, rewrite); len(appended) > 0 {
 		var err error
-		locs, segs, err = d.appendBlocks(write, true)
+		locs, segs, err = d.appendBlocks(appended, true)
 		if err != nil {
-			return nil, fmt.Errorf("put %s: %w", write[0].CID, err)
+			return nil, fmt.Errorf("put %s: %w", appended[0].CID, err)
 		}
-		for i, b := range write {
-			req.items = append(req.items, commitItem{key: blockKey(b.CID), loc: locs[i], written: true})
+		for i, b := range appended {
+			req.items = append(req.items, commitItem{key: blockKey(b.CID), loc: locs[i], written: true, replace: i >= len(write)})
 		}
 	}
+	written := len(req.items)
 	for _, b := range touch {
 		req.items = append(req.items, commitItem{key: blockKey(b.CID)})
 	}
@@ -116,7 +149,7 @@ func (d *Disk) putRound(write, touch []Block) ([]Block, error) {
 	d.trusted.add(locs...)
 	var retry []Block
 	for _, i := range req.retry {
-		retry = append(retry, touch[i-len(write)])
+		retry = append(retry, touch[i-written])
 	}
 	return retry, nil
 }
@@ -307,6 +340,14 @@ func (d *Disk) commitGroup(group []*commitReq) {
 				}
 			}
 			switch {
+			case ok && it.replace:
+				// Its stored copy read back damaged: the record just
+				// written takes the entry, and the old one is garbage.
+				live[cur.seg] -= cur.size()
+				bytes += int64(it.loc.len) - int64(cur.len)
+				cur = it.loc
+				cur.gen = gen
+				live[cur.seg] += cur.size()
 			case ok && cur.gen >= gen:
 				continue
 			case ok:

@@ -43,7 +43,8 @@ type ManyHaser interface {
 
 // Putter stores blocks. A block is durable when Put or PutMany returns nil.
 // Putting a block that is already present is cheap and marks it as used in
-// the current GC generation, so a concurrent sweep keeps it.
+// the current GC generation, so a concurrent sweep keeps it; a stored copy
+// that is damaged is replaced by the block put, so a block put is readable.
 // The store does not keep b.Data after returning: the caller may reuse it.
 type Putter interface {
 	Put(ctx context.Context, b Block) error

@@ -253,7 +253,7 @@ func decide(v View, want func(key string) bool) []Action {
 		if strings.HasPrefix(key, catalog.DiskPrefix) && e.Owner != v.Self {
 			continue // handed over: the new owner publishes it now
 		}
-		if disk, ok := replicaDisk(key); ok && adopts(v, catalog.DiskKey(disk)) {
+		if disk, _, ok := replicaDisk(key); ok && adopts(v, catalog.DiskKey(disk)) {
 			// The adopt makes it again from the catalog: tombstoning it
 			// would only have the next pass publish it over the tombstone,
 			// and its other holders forget their copies meanwhile.
@@ -292,7 +292,10 @@ func adopts(v View, key string) bool {
 // published of a disk this node owns and holds, and this node does not
 // hold: a pass adds it. Replicas made before the disk came here arrive
 // with its adopt; this is how the owner learns of one published later,
-// the fenced replica an old owner keeps once it sees the take.
+// the fenced replica an old owner keeps once it sees the take. Only
+// fenced replicas (isFencedName) are added: another node's replica of the
+// disk, such as an archive site's pull-mode state, is that node's to list
+// and remove, and an owner listing it would tombstone it on replica rm.
 //
 // A replica this node removed is never added back: its removal and its
 // tombstone are one step under the reconcile lock (Cluster.RemoveReplica),
@@ -303,8 +306,8 @@ func addsReplica(v View, key string) bool {
 	if !ok || e.Deleted || e.Writer == v.Self || !e.Root.Defined() {
 		return false
 	}
-	disk, ok := replicaDisk(key)
-	if !ok {
+	disk, name, ok := replicaDisk(key)
+	if !ok || !isFencedName(name) {
 		return false
 	}
 	if _, held := v.Local[key]; held {
@@ -315,14 +318,13 @@ func addsReplica(v View, key string) bool {
 	return held && head.Kind == KindDisk && known && !d.Deleted && d.Owner == v.Self
 }
 
-// replicaDisk returns the disk a replica key names.
-func replicaDisk(key string) (string, bool) {
+// replicaDisk returns the disk a replica key names and the replica's name.
+func replicaDisk(key string) (disk, name string, ok bool) {
 	rest, ok := strings.CutPrefix(key, catalog.ReplicaPrefix)
 	if !ok {
-		return "", false
+		return "", "", false
 	}
-	disk, _, ok := strings.Cut(rest, "/")
-	return disk, ok
+	return strings.Cut(rest, "/")
 }
 
 // decideLocal decides for one local record: forget it, give it up, publish

@@ -233,7 +233,7 @@ func TestDecideFixedPoint(t *testing.T) {
 			}
 		}
 		for _, a := range pass2 {
-			disk, _ := replicaDisk(a.Key)
+			disk, _, _ := replicaDisk(a.Key)
 			if a.Op != OpReplicate && !(a.Op == OpPublish && fenced[a.Key]) && !(a.Op == OpAddReplica && published[catalog.DiskKey(disk)]) {
 				t.Fatalf("case %d: second pass %s %s, want only publishes of fenced replicas, replicates and additions of replicas of disks published\nfirst pass:\n%s",
 					i, a.Op, a.Key, diffActions(pass1, nil))

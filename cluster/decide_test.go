@@ -256,6 +256,15 @@ func TestDecide(t *testing.T) {
 			local: []Local{hR1}, pushes: pushedR1,
 			want: []Action{{Op: OpTombstone, Key: fenced.Key, Entry: e(fenced.Key, other, self, 3, r2)}}},
 		{name: "F7 a replica of an empty root", cat: []catalog.Entry{owned, e(fenced.Key, other, other, 3, cid.Undef)}, local: []Local{hR1}, pushes: pushedR1},
+		// Changed: only fenced replicas are added; an archive site's
+		// pull-mode state is that site's, and the owner listing it would
+		// tombstone it on replica rm.
+		{name: "F8 another node's pull-mode replication state (changed: was added)",
+			cat:   []catalog.Entry{owned, e(catalog.ReplicaKey("vm", "repl-site-b-20260101-000000-pull"), other, other, 3, r2)},
+			local: []Local{hR1}, pushes: pushedR1},
+		{name: "F9 a name that only begins like a fenced one",
+			cat:   []catalog.Entry{owned, e(catalog.ReplicaKey("vm", "fenced-extra"), other, other, 3, r2)},
+			local: []Local{hR1}, pushes: pushedR1},
 		{name: "order: adopts, per key, tombstones, replicates",
 			cat: []catalog.Entry{
 				e(catalog.DiskKey("z"), self, other, 2, r1),               // adopt

@@ -192,7 +192,26 @@ func (c *Cluster) giveUp(ctx context.Context, l Local, e catalog.Entry) {
 // would flip between them in the catalog forever). The volumes append -2,
 // -3 … when an earlier give-up here took the name.
 func (c *Cluster) fencedName(epoch uint64) string {
-	return fmt.Sprintf("fenced-e%d-%s-%s", epoch, shortID(c.selfStr), c.clock.Now().UTC().Format("20060102-150405"))
+	return fmt.Sprintf("%s%d-%s-%s", fencedPrefix, epoch, shortID(c.selfStr), c.clock.Now().UTC().Format("20060102-150405"))
+}
+
+// fencedPrefix begins every name fencedName makes, followed by the epoch.
+const fencedPrefix = "fenced-e"
+
+// isFencedName reports whether replica name is one a give-up kept
+// (fencedName, with the volumes' -2, -3 … suffix or not): fenced-e, an
+// epoch, a dash.
+func isFencedName(name string) bool {
+	rest, ok := strings.CutPrefix(name, fencedPrefix)
+	if !ok {
+		return false
+	}
+	epoch, _, ok := strings.Cut(rest, "-")
+	if !ok || epoch == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(epoch, 10, 64)
+	return err == nil
 }
 
 // shortID is the last 6 characters of a node ID: enough to tell a

@@ -100,21 +100,17 @@ func (s *FetchingStore) Repair(ctx context.Context, c cid.Cid) error {
 }
 
 // repair fetches c from the mesh after the local read failed with err and
-// keeps it, replacing a corrupt local copy. It returns the fetched block
-// also when keeping it failed.
+// keeps it, replacing a corrupt local copy: a put over a damaged copy
+// rewrites it (blockstore.Putter), so nothing is deleted first, and a put
+// that fails (no room) leaves the corrupt copy in place, still reported.
+// It returns the fetched block also when keeping it failed.
 func (s *FetchingStore) repair(ctx context.Context, c cid.Cid, err error) (blockstore.Block, error) {
-	corrupt := errors.Is(err, blockstore.ErrCorrupt)
 	b, ferr := s.fetch(ctx, c)
 	if ferr != nil {
 		return blockstore.Block{}, errors.Join(err, ferr)
 	}
-	if corrupt {
-		if s.Logger != nil {
-			s.Logger.Warn("replacing corrupt block with a copy from the mesh", "cid", c)
-		}
-		if err := s.Store.Delete(ctx, c); err != nil {
-			return b, fmt.Errorf("replace corrupt %s: %w", c, err)
-		}
+	if errors.Is(err, blockstore.ErrCorrupt) && s.Logger != nil {
+		s.Logger.Warn("replacing corrupt block with a copy from the mesh", "cid", c)
 	}
 	if err := s.Store.Put(ctx, b); err != nil {
 		return b, fmt.Errorf("keep fetched %s: %w", c, err)

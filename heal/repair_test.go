@@ -112,3 +112,32 @@ func TestFetchingStoreReadsOnAFullStore(t *testing.T) {
 		t.Fatalf("Repair on a full store: %v, want out of space", err)
 	}
 }
+
+// TestRepairOnAFullStoreKeepsTheCorruptCopy: Repair of a corrupt block on
+// a store with no room for the good copy reports it not repaired and
+// leaves the corrupt copy in place (still found by the next scrub), rather
+// than deleting it and losing the block.
+func TestRepairOnAFullStoreKeepsTheCorruptCopy(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(9, 10))
+	net, ids := newTestNet(t, rng, "a", "b")
+	b := storetest.NewBlock(rng, 4096)
+	local := net.stores[ids[1]]
+	for _, s := range []*blockstore.Memory{net.stores[ids[0]], local} {
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	local.Corrupt(b.CID)
+	full := fullStore{Memory: local}
+	fs := &FetchingStore{Store: full, Self: ids[1], Peers: net.clients[ids[1]], Members: net.members}
+	if err := fs.Repair(ctx, b.CID); !errors.Is(err, blockstore.ErrNoSpace) {
+		t.Fatalf("Repair of a corrupt block on a full store: %v, want out of space", err)
+	}
+	if ok, err := local.Has(ctx, b.CID); !ok || err != nil {
+		t.Fatalf("Has after the failed repair = %v, %v; want the corrupt copy kept", ok, err)
+	}
+	if _, err := local.Get(ctx, b.CID); !errors.Is(err, blockstore.ErrCorrupt) {
+		t.Fatalf("Get after the failed repair: %v, want still corrupt", err)
+	}
+}
