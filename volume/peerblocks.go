@@ -20,8 +20,9 @@ const DefaultPeerBlockGrace = 10 * time.Minute
 // catalog entry naming the root, so between the two no root this node
 // knows reaches them; GC keeps them for the grace period rather than
 // sweeping copies the pusher already counts. The record is in memory: a
-// restart forgets it, and a pusher's entry push to a node that restarted
-// since its blocks landed fails, so no flush counts that copy.
+// restart forgets it. The window that leaves is small, as a pusher sends
+// the entry right after the blocks, and a restart in it must also be
+// followed by a gc before the entry arrives.
 type PeerBlocks struct {
 	now   func() time.Time
 	grace time.Duration
