@@ -60,6 +60,9 @@ type Config struct {
 	// HealInterval is the time between heal passes when no membership or
 	// catalog change triggers one.
 	HealInterval time.Duration `json:"heal_interval,omitempty"`
+	// PeerBlockGrace is how long weft gc keeps blocks pushed to this node
+	// that no root it knows reaches yet (0: volume.DefaultPeerBlockGrace).
+	PeerBlockGrace time.Duration `json:"peer_block_grace,omitempty"`
 
 	// ProbeInterval and SuspicionMult time the failure detector (see
 	// mesh.Detector); zero in the file means mesh.DefaultDetector's.
@@ -168,6 +171,9 @@ func (c Config) Validate() error {
 	}
 	if c.HealBandwidth < 0 || c.HealConcurrency < 0 || c.HealInterval < 0 {
 		return errors.New("config: heal bandwidth, concurrency and interval must not be negative")
+	}
+	if c.PeerBlockGrace < 0 {
+		return errors.New("config: peer block grace must not be negative")
 	}
 	if err := c.Detector().Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -30,6 +30,7 @@ func TestConfigValidate(t *testing.T) {
 		"suspicion 1":    func(c *Config) { c.SuspicionMult = 1 },
 		"reserve 1M":     func(c *Config) { c.ReserveBytes = 1 << 20 },
 		"reserve < 0":    func(c *Config) { c.ReserveBytes = -1 },
+		"negative grace": func(c *Config) { c.PeerBlockGrace = -1 },
 	}
 	for name, mutate := range bad {
 		c := good

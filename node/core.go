@@ -75,6 +75,9 @@ type CoreConfig struct {
 	// ReconcileEvery and AnnounceTimeout time the cluster layer (0: its
 	// defaults).
 	ReconcileEvery, AnnounceTimeout time.Duration
+	// PeerBlockGrace is how long GC keeps blocks stored for peers that no
+	// root it knows reaches yet (0: volume.DefaultPeerBlockGrace).
+	PeerBlockGrace time.Duration
 }
 
 // Core is a node without its sockets: the volumes over the local blocks
@@ -129,6 +132,7 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 		vcfg.Store = mn.fetch
 		vcfg.ExtraRoots = mn.cl.CatalogRoots
 		vcfg.SyncFlush = mn.cl.SyncFlush
+		vcfg.PeerBlocks = mn.peerBlocks
 	}
 	vcfg.Logger = cfg.Logger.With("component", "volume")
 	vcfg.CommitInterval = cfg.CommitInterval
@@ -164,7 +168,7 @@ func (cfg CoreConfig) validate() error {
 	if (cfg.Net == nil) != (cfg.Catalog == nil) {
 		errs = append(errs, errors.New("a network needs a catalog and a catalog a network"))
 	}
-	if cfg.CommitInterval < 0 || cfg.HealInterval < 0 || cfg.ReconcileEvery < 0 || cfg.AnnounceTimeout < 0 {
+	if cfg.CommitInterval < 0 || cfg.HealInterval < 0 || cfg.ReconcileEvery < 0 || cfg.AnnounceTimeout < 0 || cfg.PeerBlockGrace < 0 {
 		errs = append(errs, errors.New("negative period"))
 	}
 	if cfg.HealBandwidth < 0 || cfg.HealConcurrency < 0 || cfg.TransferBandwidth < 0 || cfg.ReserveBytes < 0 {
@@ -255,6 +259,9 @@ type meshNode struct {
 	// redundancy is the one account of confirmed copies every report of
 	// under-replicated blocks reads (see underReplicated).
 	redundancy *heal.Redundancy
+	// peerBlocks are the blocks stored here for peers lately, which GC
+	// keeps until the catalog names their root (see volume.PeerBlocks).
+	peerBlocks *volume.PeerBlocks
 }
 
 // newMeshNode builds the mesh half of a node over cfg.Net and serves its
@@ -272,7 +279,12 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.blocks = &exchange.Client{Dialer: meshnet.Dialer{Net: n.net, Proto: exchange.Protocol}}
 	room := &peerReserve{free: func() (int64, error) { return freeBytes(cfg.Home) }, keep: reserve(cfg.ReserveBytes)}
-	srv := &exchange.Server{Store: cfg.Store, Logger: cfg.Logger,
+	grace := cfg.PeerBlockGrace
+	if grace == 0 {
+		grace = volume.DefaultPeerBlockGrace
+	}
+	n.peerBlocks = volume.NewPeerBlocks(cfg.Clock.Now, grace)
+	srv := &exchange.Server{Store: cfg.Store, Logger: cfg.Logger, Storing: n.peerBlocks.Storing,
 		Accept: func(_ string, _ int, bytes int64) (func(), error) { return room.admit(bytes) }}
 	n.net.Handle(exchange.Protocol, func(ctx context.Context, from meshnet.PeerID, s io.ReadWriteCloser) {
 		srv.ServeStream(ctx, string(from), s)
@@ -283,7 +295,7 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 	n.redundancy = heal.NewRedundancy(maps, nil) // its members are set once the cluster is up
 	// Heal passes start in Run, once the volumes (the cluster's heal roots) are open.
 	n.healer = heal.New(heal.Config{
-		Self: string(self), Store: reservedStore{Store: cfg.Store, reserve: room}, Maps: maps, Peers: n.blocks,
+		Self: string(self), Store: reservedStore{Store: cfg.Store, reserve: room, peers: n.peerBlocks}, Maps: maps, Peers: n.blocks,
 		Members: n.members, Roots: func() []heal.Root { return n.cl.HealRoots() }, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
 		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Room: room.room, Logger: healLog,
 	})

@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Home: cfg.Home, Site: cfg.Site, Join: cfg.Join, Store: store, Logger: base,
 		CommitInterval: cfg.CommitInterval, BlockCacheBytes: cfg.BlockCacheBytes,
 		HealInterval: cfg.HealInterval, HealBandwidth: cfg.HealBandwidth, HealConcurrency: cfg.HealConcurrency,
-		TransferBandwidth: cfg.TransferBandwidth, ReserveBytes: cfg.ReserveBytes,
+		TransferBandwidth: cfg.TransferBandwidth, ReserveBytes: cfg.ReserveBytes, PeerBlockGrace: cfg.PeerBlockGrace,
 	}
 	if len(cfg.Listen) > 0 {
 		m, cat, err := startMesh(ctx, cfg, id, store, base)

@@ -9,6 +9,7 @@ import (
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/volume"
 )
 
 // The disk-full rule. Two floors of free space on the file system of the
@@ -125,10 +126,12 @@ func (r *peerReserve) checkLocked(n int64) error {
 }
 
 // reservedStore is the store as heal writes into it: its copies for the
-// mesh keep the reserve free.
+// mesh keep the reserve free, and GC keeps them for the grace period
+// (volume.PeerBlocks) until the catalog names their root.
 type reservedStore struct {
 	heal.Store
 	reserve *peerReserve
+	peers   *volume.PeerBlocks
 }
 
 func (s reservedStore) Put(ctx context.Context, b blockstore.Block) error {
@@ -145,5 +148,6 @@ func (s reservedStore) PutMany(ctx context.Context, bs []blockstore.Block) error
 		return err
 	}
 	defer release()
+	s.peers.Storing(bs)
 	return s.Store.PutMany(ctx, bs)
 }

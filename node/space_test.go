@@ -6,10 +6,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/blockstore/storetest"
+	"github.com/weft-mesh/weft/volume"
 )
 
 func TestSpaceState(t *testing.T) {
@@ -47,20 +49,24 @@ func fixedFree(free int64) func() (int64, error) {
 // reserve free; the same put passes when the reserve allows it.
 func TestReservedStoreKeepsTheReserve(t *testing.T) {
 	mem := blockstore.NewMemory()
+	peers := volume.NewPeerBlocks(time.Now, time.Minute)
 	b := storetest.NewBlock(rand.New(rand.NewPCG(1, 2)), 64<<10)
-	full := reservedStore{Store: mem, reserve: &peerReserve{free: fixedFree(100 << 20), keep: 100<<20 - 32<<10}}
+	full := reservedStore{Store: mem, reserve: &peerReserve{free: fixedFree(100 << 20), keep: 100<<20 - 32<<10}, peers: peers}
 	if err := full.PutMany(context.Background(), []blockstore.Block{b}); !errors.Is(err, blockstore.ErrNoSpace) {
 		t.Fatalf("put into the reserve: got %v, want ErrNoSpace", err)
 	}
 	if ok, _ := mem.Has(context.Background(), b.CID); ok {
 		t.Fatal("a refused block was stored")
 	}
-	room := reservedStore{Store: mem, reserve: &peerReserve{free: fixedFree(100 << 20), keep: 1 << 20}}
+	room := reservedStore{Store: mem, reserve: &peerReserve{free: fixedFree(100 << 20), keep: 1 << 20}, peers: peers}
 	if err := room.Put(context.Background(), b); err != nil {
 		t.Fatalf("put above the reserve: %v", err)
 	}
 	if ok, _ := mem.Has(context.Background(), b.CID); !ok {
 		t.Fatal("an admitted block was not stored")
+	}
+	if !peers.InGrace(b.CID) {
+		t.Fatal("a block heal stored is not kept by gc for the grace period")
 	}
 	if room.reserve.inflight != 0 {
 		t.Fatalf("%d bytes still counted in flight after the put returned", room.reserve.inflight)

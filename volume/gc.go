@@ -10,7 +10,8 @@ import (
 
 // GC frees every stored block that no live root reaches: disk heads,
 // replicas and roots pinned by open views. It runs concurrently with
-// commits, and never frees a block a commit has stored (see mark).
+// commits, and never frees a block a commit has stored (see mark), nor one
+// stored for a peer within the grace period (Config.PeerBlocks).
 func (m *Manager) GC(ctx context.Context) (GCStats, error) {
 	start := time.Now()
 	gen, marked, roots, err := m.mark(ctx)
@@ -18,8 +19,10 @@ func (m *Manager) GC(ctx context.Context) (GCStats, error) {
 		return GCStats{}, err
 	}
 	swept, err := m.store.Sweep(ctx, gen, func(c cid.Cid) bool {
-		_, ok := marked[c.KeyString()]
-		return ok
+		if _, ok := marked[c.KeyString()]; ok {
+			return true
+		}
+		return m.cfg.PeerBlocks != nil && m.cfg.PeerBlocks.InGrace(c)
 	})
 	if err != nil {
 		return GCStats{}, fmt.Errorf("gc: %w", err)

@@ -45,6 +45,9 @@ type Config struct {
 	// ExtraRoots, if set, returns more roots GC must keep: those of the
 	// mesh's catalog, whose blocks this node holds for others.
 	ExtraRoots func() []cid.Cid
+	// PeerBlocks, if set, are blocks stored for other members that GC
+	// keeps for a grace period though no root it knows reaches them.
+	PeerBlocks *PeerBlocks
 	// SyncFlush, if set, runs at the end of every flush of a disk in sync
 	// mode, after the flush committed the disk at root; the flush fails
 	// with its error. The mesh uses it to wait until R nodes hold root.

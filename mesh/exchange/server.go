@@ -48,6 +48,10 @@ type Server struct {
 	// store's put has returned, so Accept can count the bytes admitted but
 	// not yet written.
 	Accept func(peer string, n int, bytes int64) (release func(), err error)
+	// Storing, if set, is told of the verified blocks a peer pushes just
+	// before they are stored: the node's GC keeps them for a while, since
+	// the catalog entry naming their root arrives after them.
+	Storing func(bs []blockstore.Block)
 
 	// FrameLimit, if above 0, lowers MaxFrameSize for the requests this
 	// server reads: tests scale their attacks, and the memory they
@@ -323,6 +327,9 @@ func (s *Server) put(ctx context.Context, peer string, raw []blockstore.Block) r
 		if release != nil {
 			defer release()
 		}
+	}
+	if s.Storing != nil {
+		s.Storing(blocks)
 	}
 	if err := s.Store.PutMany(ctx, blocks); err != nil {
 		return failure(codeOf(err), fmt.Errorf("store %d blocks: %w", len(blocks), err))
