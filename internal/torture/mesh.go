@@ -77,10 +77,12 @@ func (m *Mesh) crashed(c crash) {
 		}
 		f.Close()
 	}
-	m.crashMu.Lock()
-	m.crashes = append(m.crashes, finding)
-	m.crashMu.Unlock()
 	m.logf("crash: %s; restarting it in %v", finding, restartDelay)
+	m.crashMu.Lock()
+	defer m.crashMu.Unlock()
+	m.crashes = append(m.crashes, finding)
+	// Under crashMu, as close cancels supervise: no restart begins once
+	// close waits for them.
 	if m.supervise.Err() != nil {
 		return
 	}
@@ -348,7 +350,9 @@ func (m *Mesh) readDisk(ctx context.Context, n *Node, ref api.Ref) (DiskRead, er
 
 // close stops every daemon and removes the sites and tmpfs mounts.
 func (m *Mesh) close() {
+	m.crashMu.Lock()
 	m.stopSupervising()
+	m.crashMu.Unlock()
 	m.restarts.Wait()
 	for _, n := range m.nodes {
 		n.stop()
