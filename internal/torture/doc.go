@@ -36,7 +36,10 @@
 // at least as many sites as copies, placement puts the R copies of a
 // block on distinct sites, so R-1 of them stay reachable. Meanwhile an
 // operator's cron commits the async disks every 5 s and runs weft gc on
-// every node every 30 s.
+// every node every 30 s, and a supervisor watches every daemon: one that
+// exits without the nemesis killing it is a crash of weft (a finding that
+// fails the run, with the first panic line of its log) and is restarted a
+// second later, as systemd's Restart=always would.
 //
 // # Check
 //
@@ -49,5 +52,7 @@
 // foreign, damaged) counts as a corrupt read, in heads and fenced replicas.
 // The fenced replicas are read from the disk's owner, which must list as
 // many replicas as every other node; one that cannot be exported counts
-// as unreadable, and fails the run like a lost write.
+// as unreadable, and fails the run like a lost write. When the mesh does
+// not converge the run broke, but what can be read is checked all the
+// same.
 package torture

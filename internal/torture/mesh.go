@@ -3,10 +3,12 @@ package torture
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weft-mesh/weft/api"
@@ -50,6 +52,59 @@ type Mesh struct {
 	tmpfs    []string
 	diskSize int64
 	logf     func(format string, args ...any)
+
+	// The supervisor: it records the daemons that exit on their own and
+	// restarts them, until close cancels supervise.
+	supervise       context.Context
+	stopSupervising context.CancelFunc
+	restarts        sync.WaitGroup
+	crashMu         sync.Mutex
+	crashes         []string
+}
+
+// restartDelay is how long the supervisor waits before it restarts a
+// daemon that exited on its own (systemd's Restart=always, RestartSec).
+const restartDelay = time.Second
+
+// crashed records c as a finding and restarts the node's daemon after
+// restartDelay, as an operator's supervisor would, so that the run goes
+// on and its final check still runs.
+func (m *Mesh) crashed(c crash) {
+	finding := fmt.Sprintf("daemon %s exited on its own: %s", c.node.Name, c.status)
+	if f, err := os.Open(c.node.logPath); err == nil {
+		if line := firstPanic(io.NewSectionReader(f, c.logFrom, 1<<40)); line != "" {
+			finding += "; " + line
+		}
+		f.Close()
+	}
+	m.logf("crash: %s; restarting it in %v", finding, restartDelay)
+	m.crashMu.Lock()
+	defer m.crashMu.Unlock()
+	m.crashes = append(m.crashes, finding)
+	// Under crashMu, as close cancels supervise: no restart begins once
+	// close waits for them.
+	if m.supervise.Err() != nil {
+		return
+	}
+	m.restarts.Go(func() {
+		select {
+		case <-m.supervise.Done():
+			return
+		case <-time.After(restartDelay):
+		}
+		if err := c.node.start(m.supervise, m.bin, daemonArgs); err != nil {
+			m.logf("supervisor: restart %s: %v", c.node.Name, err)
+			return
+		}
+		m.logf("supervisor: restarted %s", c.node.Name)
+	})
+}
+
+// crashFindings are the daemons' exits the harness did not cause, in order.
+func (m *Mesh) crashFindings() []string {
+	m.crashMu.Lock()
+	defer m.crashMu.Unlock()
+	return append([]string(nil), m.crashes...)
 }
 
 // newMesh makes the homes of sitesN × perSite nodes, starts them and joins
@@ -57,6 +112,7 @@ type Mesh struct {
 // (root only) and each home a tmpfs; otherwise nodes listen on 127.0.0.x.
 func newMesh(ctx context.Context, cfg Config, logf func(string, ...any)) (m *Mesh, err error) {
 	m = &Mesh{bin: cfg.Bin, dir: cfg.Dir, diskSize: cfg.DiskSize, logf: logf}
+	m.supervise, m.stopSupervising = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			m.close()
@@ -87,6 +143,7 @@ func newMesh(ctx context.Context, cfg Config, logf func(string, ...any)) (m *Mes
 				n.Home, n.IP, n.netns = filepath.Join(tmp, "home"), m.sites.ips[s], m.sites.namespaces[s]
 			}
 			n.client = api.NewClient(n.Home)
+			n.exited = m.crashed
 			m.nodes = append(m.nodes, n)
 		}
 	}
@@ -293,6 +350,10 @@ func (m *Mesh) readDisk(ctx context.Context, n *Node, ref api.Ref) (DiskRead, er
 
 // close stops every daemon and removes the sites and tmpfs mounts.
 func (m *Mesh) close() {
+	m.crashMu.Lock()
+	m.stopSupervising()
+	m.crashMu.Unlock()
+	m.restarts.Wait()
 	for _, n := range m.nodes {
 		n.stop()
 	}

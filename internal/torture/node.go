@@ -1,11 +1,14 @@
 package torture
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,10 +31,31 @@ const (
 type nodeState int
 
 const (
-	nodeUp nodeState = iota
-	nodeKilled
+	nodeUp     nodeState = iota
+	nodeKilled           // by the nemesis, or it exited on its own
 	nodePaused
 )
+
+// daemonProc is one life of a node's daemon.
+type daemonProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process exited
+	// endedWith is the signal the harness sent to end it (SIGKILL from
+	// the nemesis, SIGTERM from stop), 0 while none.
+	endedWith syscall.Signal
+	// crashed: it exited on its own; set before done is closed.
+	crashed bool
+	// logFrom is the size of the node's log when it started: its own
+	// output follows.
+	logFrom int64
+}
+
+// crash is a daemon that exited without the harness ending it.
+type crash struct {
+	node    *Node
+	status  string // the exit status
+	logFrom int64  // where its output starts in the node's log
+}
 
 // Node is one weft daemon of the mesh: its home, site and address, and the
 // process running it.
@@ -46,10 +70,12 @@ type Node struct {
 	logPath string
 	PeerID  string
 	client  *api.Client
+	// exited is told of every exit the harness did not cause (the
+	// mesh's supervisor); nil for none.
+	exited func(crash)
 
 	mu    sync.Mutex
-	cmd   *exec.Cmd
-	done  chan struct{}
+	proc  *daemonProc // nil while no daemon runs
 	state nodeState
 }
 
@@ -71,17 +97,27 @@ func (n *Node) start(ctx context.Context, bin string, args []string) error {
 	if n.netns != "" {
 		argv = append([]string{"ip", "netns", "exec", n.netns}, argv...)
 	}
-	// Not CommandContext: the daemon outlives this call; stopAll ends it.
+	logFrom, err := logf.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	// Not CommandContext: the daemon outlives this call; stop ends it.
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	n.mu.Lock()
+	if n.proc != nil {
+		n.mu.Unlock()
+		return fmt.Errorf("start %s: a daemon already runs", n.Name)
+	}
 	if err := cmd.Start(); err != nil {
+		n.mu.Unlock()
 		return fmt.Errorf("start %s: %w", n.Name, err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	n.mu.Lock()
-	n.cmd, n.done, n.state = cmd, done, nodeUp
+	p := &daemonProc{cmd: cmd, done: make(chan struct{}), logFrom: logFrom}
+	n.proc, n.state = p, nodeUp
 	n.mu.Unlock()
+	go n.watch(p)
+	done := p.done
 
 	ctx, cancel := context.WithTimeout(ctx, daemonStartup)
 	defer cancel()
@@ -102,33 +138,76 @@ func (n *Node) start(ctx context.Context, bin string, args []string) error {
 	}
 }
 
+// watch waits for p to exit, as a supervisor does: an exit the harness
+// did not cause (a SIGKILL it sent shows as death by SIGKILL, a stop
+// ends it any way) is a crash of weft, told to n.exited, which must not
+// block.
+func (n *Node) watch(p *daemonProc) {
+	err := p.cmd.Wait()
+	n.mu.Lock()
+	ws, _ := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	expected := p.endedWith == syscall.SIGTERM ||
+		p.endedWith == syscall.SIGKILL && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	if !expected {
+		p.crashed = true
+		if n.proc == p {
+			n.proc, n.state = nil, nodeKilled
+		}
+	}
+	n.mu.Unlock()
+	// Told before done closes: whoever waited for the exit finds the
+	// crash recorded.
+	defer close(p.done)
+	if expected || n.exited == nil {
+		return
+	}
+	status := "exit status 0"
+	if err != nil {
+		status = err.Error()
+	}
+	n.exited(crash{node: n, status: status, logFrom: p.logFrom})
+}
+
 // signal sends sig to the daemon; for SIGKILL it waits for the exit.
 func (n *Node) signal(sig syscall.Signal) error {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.mu.Unlock()
-	if cmd == nil {
+	p := n.proc
+	if p == nil {
+		n.mu.Unlock()
 		return fmt.Errorf("%s: no daemon", n.Name)
 	}
-	if err := cmd.Process.Signal(sig); err != nil {
+	// Under the lock with the signal: watch sees either no signal or
+	// this one.
+	if sig == syscall.SIGKILL {
+		p.endedWith = sig
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.endedWith = 0
+		n.mu.Unlock()
 		return fmt.Errorf("%s: %v: %w", n.Name, sig, err)
 	}
+	n.mu.Unlock()
 	state := nodeUp
 	switch sig {
 	case syscall.SIGKILL:
 		select {
-		case <-done:
+		case <-p.done:
 		case <-time.After(daemonStop):
 			return fmt.Errorf("%s: daemon did not exit within %v of SIGKILL", n.Name, daemonStop)
+		}
+		if p.crashed {
+			return fmt.Errorf("%s: the daemon exited on its own before the SIGKILL", n.Name)
 		}
 		state = nodeKilled
 	case syscall.SIGSTOP:
 		state = nodePaused
 	}
 	n.mu.Lock()
-	n.state = state
-	if sig == syscall.SIGKILL {
-		n.cmd = nil
+	if n.proc == p {
+		n.state = state
+		if sig == syscall.SIGKILL {
+			n.proc = nil
+		}
 	}
 	n.mu.Unlock()
 	return nil
@@ -138,20 +217,37 @@ func (n *Node) signal(sig syscall.Signal) error {
 // then SIGKILL if it does not exit in time.
 func (n *Node) stop() {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
+	p := n.proc
+	n.proc = nil
+	if p != nil {
+		p.endedWith = syscall.SIGTERM
+	}
 	n.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return
 	}
-	cmd.Process.Signal(syscall.SIGCONT)
-	cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(syscall.SIGCONT)
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-p.done:
 	case <-time.After(daemonStop):
-		cmd.Process.Kill()
-		<-done
+		p.cmd.Process.Kill()
+		<-p.done
 	}
+}
+
+// firstPanic is the first line of a daemon's output r that says why the
+// Go runtime ended it ("panic: ..." or "fatal error: ..."), or "".
+func firstPanic(r io.Reader) string {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+			return line
+		}
+	}
+	return ""
 }
 
 // call runs f against the node's API, bounded by callTimeout.

@@ -2,6 +2,7 @@ package torture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -65,6 +66,10 @@ type Report struct {
 	Seed    uint64
 	Faults  map[string]int
 	Skipped []string // fault kinds this run could not inject, and why
+	// Crashes are the daemons that exited without the nemesis killing
+	// them, each with its exit status and the first panic line of its
+	// output: bugs of weft, which fail the run.
+	Crashes []string
 }
 
 // FaultCount is the total of Faults.
@@ -101,12 +106,14 @@ func (r Report) FaultLine() string {
 	for _, k := range kinds {
 		parts = append(parts, fmt.Sprintf("%s %d", k, r.Faults[k]))
 	}
-	return "faults by kind: " + strings.Join(parts, ", ")
+	return fmt.Sprintf("faults by kind: %s; crashes: %d", strings.Join(parts, ", "), len(r.Crashes))
 }
 
-// Failed says whether the run found an acknowledged write lost or a
-// corrupt read.
-func (r Report) Failed() bool { return r.Lost > 0 || r.Corrupt > 0 || r.Unreadable > 0 }
+// Failed says whether the run found an acknowledged write lost, a corrupt
+// read, an unreadable fenced replica or a daemon that exited on its own.
+func (r Report) Failed() bool {
+	return r.Lost > 0 || r.Corrupt > 0 || r.Unreadable > 0 || len(r.Crashes) > 0
+}
 
 // writersPerDisk: each writes its own slots of the disk.
 const writersPerDisk = 1
@@ -121,7 +128,9 @@ const (
 // cfg.Duration, heals every fault, waits for the mesh to converge, reads
 // every disk from every node and checks it against the log. An error
 // means the run itself broke (the mesh did not converge, a disk could
-// not be read); lost writes and corrupt reads are in the Report.
+// not be read); the Report then still checks whatever could be read.
+// Lost writes, corrupt reads and daemons that exited on their own are in
+// the Report.
 func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	rep = Report{Seed: cfg.Seed, Faults: make(map[string]int)}
 	if err := cfg.Validate(); err != nil {
@@ -169,6 +178,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		return rep, fmt.Errorf("set up the mesh: %w", err)
 	}
 	defer mesh.close()
+	defer func() { rep.Crashes = mesh.crashFindings() }()
 	script := filepath.Join(cfg.Dir, "writer.py")
 	if err := os.WriteFile(script, writerScript, 0o644); err != nil {
 		return rep, err
@@ -193,24 +203,30 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	logf("run over: healing %d faults in force", len(nem.active))
 	nem.healAll()
 
-	if err := heal(ctx, mesh, cfg.HealLimit, logf); err != nil {
-		return rep, err
-	}
+	// When the mesh does not converge or a disk cannot be read the run
+	// broke, but what could be read is still checked: its figures are
+	// the run's.
+	broke := heal(ctx, mesh, cfg.HealLimit, logf)
 	var disks []DiskCheck
 	for i, d := range Disks {
 		dc, err := readBack(ctx, mesh, i, d)
 		if err != nil {
-			return rep, err
+			logf("read back: %v", err)
+			broke = errors.Join(broke, err)
 		}
 		dc.Writes = wlog.Writes(i)
 		disks = append(disks, dc)
 	}
 	rep.Result = Check(disks)
-	logf("checked: %s; %d slots kept only in fenced replicas", rep.Line(), rep.KeptFenced)
+	if broke != nil {
+		logf("checked what could be read (the run broke): %s", rep.Line())
+	} else {
+		logf("checked: %s; %d slots kept only in fenced replicas", rep.Line(), rep.KeptFenced)
+	}
 	for _, p := range rep.Problems {
 		logf("problem: %s", p)
 	}
-	return rep, nil
+	return rep, broke
 }
 
 // operatorLoop does what an operator's cron would: it commits the async
@@ -284,23 +300,26 @@ func heal(ctx context.Context, m *Mesh, limit time.Duration, logf func(string, .
 
 // readBack reads disk d's head from every node, and every fenced replica
 // its owner lists from the owner, which restores them (converged made sure
-// every node lists as many).
+// every node lists as many). It reads all it can: the DiskCheck holds what
+// was read, the error says what could not be.
 func readBack(ctx context.Context, m *Mesh, i int, d DiskSpec) (DiskCheck, error) {
 	dc := DiskCheck{Disk: i}
+	var errs []error
 	for _, n := range m.nodes {
 		r, err := m.readDisk(ctx, n, api.Ref{Disk: d.Name})
 		if err != nil {
-			return dc, err
+			errs = append(errs, err)
+			continue
 		}
 		dc.Heads = append(dc.Heads, r)
 	}
 	o := m.owner(ctx, d.Name)
 	if o == nil {
-		return dc, fmt.Errorf("%s: no owner", d.Name)
+		return dc, errors.Join(append(errs, fmt.Errorf("%s: no owner", d.Name))...)
 	}
 	names, err := replicaNames(ctx, o, d.Name)
 	if err != nil {
-		return dc, err
+		return dc, errors.Join(append(errs, err)...)
 	}
 	for _, name := range names {
 		if !strings.HasPrefix(name, "fenced-") {
@@ -316,5 +335,5 @@ func readBack(ctx context.Context, m *Mesh, i int, d DiskSpec) (DiskCheck, error
 		}
 		dc.Fenced = append(dc.Fenced, fr)
 	}
-	return dc, nil
+	return dc, errors.Join(errs...)
 }

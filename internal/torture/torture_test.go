@@ -48,6 +48,9 @@ func TestTorture(t *testing.T) {
 	for _, s := range rep.Skipped {
 		t.Logf("skipped: %s", s)
 	}
+	for _, c := range rep.Crashes {
+		t.Logf("crash: %s", c)
+	}
 	t.Log(rep.FaultLine())
 	t.Log(rep.Line())
 	if err != nil || rep.Failed() {
@@ -60,7 +63,7 @@ func TestTorture(t *testing.T) {
 		t.Fatalf("seed %d: the run broke: %v", cfg.Seed, err)
 	}
 	if rep.Failed() {
-		t.Fatalf("seed %d: %s, want no lost write, no corrupt read and no unreadable fenced replica: %q", cfg.Seed, rep.Line(), rep.Problems)
+		t.Fatalf("seed %d: %s, want no lost write, no corrupt read, no unreadable fenced replica and no crash: %q %q", cfg.Seed, rep.Line(), rep.Problems, rep.Crashes)
 	}
 	if rep.Acked == 0 {
 		t.Fatalf("seed %d: no write was acknowledged", cfg.Seed)

@@ -8,7 +8,9 @@
 //
 //	torture -bin bin/weft [-duration 10m] [-seed N] [-dir DIR] [-keep]
 //
-// The exit status is 1 when L or C is not 0, 2 when the run itself broke.
+// The exit status is 1 when L or C is not 0, a fenced replica is unreadable
+// or a daemon exited on its own (a crash: it is restarted and the run goes
+// on), 2 when the run itself broke (the line still counts what was read).
 // See package internal/torture for the rules.
 package main
 
@@ -73,6 +75,9 @@ func run() int {
 	rep, err := torture.Run(ctx, cfg)
 	for _, s := range rep.Skipped {
 		fmt.Printf("skipped: %s\n", s)
+	}
+	for _, c := range rep.Crashes {
+		fmt.Printf("crash: %s\n", c)
 	}
 	fmt.Println(rep.FaultLine())
 	fmt.Println(rep.FencedLine())
