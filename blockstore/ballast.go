@@ -16,6 +16,17 @@ import (
 // back afterwards, and the first ENOSPC from a segment deletes it, after
 // which puts keep at least ballastSize free (see appendRecords).
 //
+// Pebble panics when a write to its log fails, and another writer (the
+// disks' overlays, the catalog, another program) can take the last bytes
+// between a put's free-space check and its index commit. So Pebble gets
+// the file system through vfs.OnDiskFull: an index write that finds the
+// device full releases the ballast and is retried once (the rest of a
+// short write), a failed sync is not (see fsyncgate). Only with the
+// ballast already gone does the error reach Pebble. Pebble already
+// preallocates each log to 110% of a memtable and recycles old logs, so a
+// log needs new space only when it outgrows that, as when flushes fail on
+// a full device.
+//
 // Puts stop at MinFreeBytes, so when other writers (the disks' overlays,
 // other programs) fill the file system, no segment ever sees ENOSPC. The
 // ballast then also goes once the free space is below its size: when a
@@ -26,8 +37,9 @@ func (o Options) ballastSize() int64 { return 2*o.IndexMemTableBytes + 1<<20 }
 
 func ballastPath(dir string) string { return filepath.Join(dir, "ballast") }
 
-// releaseBallast deletes the ballast file because the device is full. The
-// caller holds appendMu.
+// releaseBallast deletes the ballast file because the device is full. It
+// takes no lock: an index write that finds the device full calls it from
+// inside Pebble, whose caller may hold appendMu.
 func (d *Disk) releaseBallast() {
 	if d.dropBallast() {
 		d.log.Warn("device full: released the index ballast", "bytes", d.opts.ballastSize())
@@ -38,7 +50,7 @@ func (d *Disk) releaseBallast() {
 // the segments has less than the ballast's size free. The caller holds
 // appendMu.
 func (d *Disk) releaseBallastIfFull() {
-	if !d.ballast {
+	if !d.ballast.Load() {
 		return
 	}
 	du, err := d.fs.GetDiskUsage(d.segDir)
@@ -59,17 +71,17 @@ func (d *Disk) roomForIndex() {
 	d.releaseBallastIfFull()
 }
 
-// dropBallast deletes the ballast file and reports whether it did. The
-// caller holds appendMu or is Open.
+// dropBallast deletes the ballast file and reports whether it did. Of
+// concurrent callers, one deletes it.
 func (d *Disk) dropBallast() bool {
-	if !d.ballast {
+	if !d.ballast.CompareAndSwap(true, false) {
 		return false
 	}
 	if err := d.fs.Remove(ballastPath(d.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.ballast.Store(true)
 		d.log.Warn("remove ballast", "err", err)
 		return false
 	}
-	d.ballast = false
 	return true
 }
 
@@ -94,5 +106,5 @@ func (d *Disk) placeBallast() {
 			"bytes", d.opts.ballastSize(), "err", fmt.Errorf("ballast: %w", err))
 		return
 	}
-	d.ballast = true
+	d.ballast.Store(true)
 }

@@ -42,7 +42,7 @@ type Disk struct {
 	appendMu sync.Mutex // the append position: active segment and segment sizes
 	active   *segment
 	nextSeg  uint32
-	ballast  bool // the ballast file is in place (see ballast.go)
+	ballast  atomic.Bool // the ballast file is in place (see ballast.go)
 
 	segMu sync.RWMutex // the segment table; held for reading during a pread
 	segs  map[uint32]*segment
@@ -93,10 +93,12 @@ func Open(dir string, opts Options) (*Disk, error) {
 		commits: make(chan *commitReq, 64),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
-		ballast: true,
 	}
+	d.ballast.Store(true)
 	d.dropBallast() // room for the index to replay its log, even on a full device
-	idx, err := openIndex(filepath.Join(dir, "index"), opts, log)
+	idxOpts := opts
+	idxOpts.FS = vfs.OnDiskFull(fs, d.releaseBallast)
+	idx, err := openIndex(filepath.Join(dir, "index"), idxOpts, log)
 	if err != nil {
 		return nil, fmt.Errorf("open blockstore: %w", err)
 	}

@@ -179,7 +179,7 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 
 	d.appendMu.Lock()
 	minFree := d.opts.MinFreeBytes
-	if !d.ballast {
+	if !d.ballast.Load() {
 		minFree = max(minFree, d.opts.ballastSize())
 	}
 	if reserve && minFree > 0 {
