@@ -115,6 +115,45 @@ func TestBallastGoesWhenOthersFillTheDevice(t *testing.T) {
 	}
 }
 
+// TestBallastReturnsWithTheSpace: a ballast released because others filled
+// the device is put back by the first put after space came back, so that a
+// second fill finds it there to give to the index (torture found a daemon
+// killed by the second fill of its device: the ballast came back only at
+// Open).
+func TestBallastReturnsWithTheSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs; CI runs it as root")
+	}
+	dir := mountTmpfs(t, "16m")
+	o := testOptions()
+	o.MinFreeBytes = 2 << 20
+	store := filepath.Join(dir, "store")
+	d := openDisk(t, store, o)
+	defer d.Close()
+	ballast := filepath.Join(store, "ballast")
+	filler := filepath.Join(dir, "filler")
+	fillToTheLastByte(t, filler)
+	if err := d.Put(testCtx(t), storetest.NewBlock(testRand(t), 64<<10)); !errors.Is(err, blockstore.ErrNoSpace) {
+		t.Fatalf("put on a full device: got %v, want ErrNoSpace", err)
+	}
+	if _, err := os.Stat(ballast); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ballast on a full device: %v, want it released", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	b := storetest.NewBlock(testRand(t), 64<<10)
+	if err := d.Put(testCtx(t), b); err != nil {
+		t.Fatalf("put once space came back: %v", err)
+	}
+	if _, err := os.Stat(ballast); err != nil {
+		t.Fatalf("ballast once space came back: %v, want it placed again", err)
+	}
+	if _, err := d.Get(testCtx(t), b.CID); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+}
+
 // fillToTheLastByte writes path until the file system has no byte left.
 func fillToTheLastByte(t *testing.T, path string) {
 	t.Helper()

@@ -189,11 +189,19 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 		}
 		// A file system that cannot tell (an in-memory one) is never full.
 		if du, err := d.fs.GetDiskUsage(d.segDir); err == nil {
-			if free := int64(du.AvailBytes); free-need < minFree {
+			free := int64(du.AvailBytes)
+			if free-need < minFree {
 				d.releaseBallastIfFull()
 				d.appendMu.Unlock()
 				return nil, nil, fmt.Errorf("%w: %d bytes free, %d needed plus a %d-byte reserve",
 					ErrNoSpace, free, need, minFree)
+			}
+			// Space has come back: the ballast goes back too, so that the
+			// next time the device fills the index has it to give back
+			// (without it, Pebble's log write finding the device full is
+			// fatal to the process).
+			if !d.ballast.Load() && free-need >= d.opts.MinFreeBytes+2*d.opts.ballastSize() {
+				d.placeBallast()
 			}
 		}
 	}
