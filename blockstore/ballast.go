@@ -13,8 +13,9 @@ import (
 // commit (a failed log write is fatal to it). A full device must not wedge
 // the index, so the store keeps a ballast file, dir/ballast, of
 // ballastSize bytes: Open deletes it before opening the index and puts it
-// back afterwards, and the first ENOSPC from a segment deletes it, after
-// which puts keep at least ballastSize free (see appendRecords).
+// back afterwards, and an index write that finds the device full deletes
+// it (below), after which puts keep at least ballastSize free (see
+// appendRecords).
 //
 // Pebble panics when a write to its log fails, and another writer (the
 // disks' overlays, the catalog, another program) can take the last bytes
@@ -27,11 +28,14 @@ import (
 // log needs new space only when it outgrows that, as when flushes fail on
 // a full device.
 //
-// Puts stop at MinFreeBytes, so when other writers (the disks' overlays,
-// other programs) fill the file system, no segment ever sees ENOSPC. The
-// ballast then also goes once the free space is below its size: when a
-// put is refused for space, and before index writes that keep no floor
-// (deletes), which would otherwise find the file system full.
+// The ballast goes only when an index write finds the device full, never
+// ahead of need: a ballast released early (a put refused for space, a
+// delete on a nearly full device) hands its bytes to whichever writer
+// comes next, the disks' overlays as likely as the index, and the index
+// then finds the device full with nothing left to give (the torture saw a
+// daemon die so). Puts stop at MinFreeBytes and the overlays at their own
+// floor (volume.Config.MinFreeBytes), so the bytes the ballast frees stay
+// for the index unless another program takes them.
 
 func (o Options) ballastSize() int64 { return 2*o.IndexMemTableBytes + 1<<20 }
 
@@ -44,31 +48,6 @@ func (d *Disk) releaseBallast() {
 	if d.dropBallast() {
 		d.log.Warn("device full: released the index ballast", "bytes", d.opts.ballastSize())
 	}
-}
-
-// releaseBallastIfFull releases the ballast if the file system holding
-// the segments has less than the ballast's size free. The caller holds
-// appendMu.
-func (d *Disk) releaseBallastIfFull() {
-	if !d.ballast.Load() {
-		return
-	}
-	du, err := d.fs.GetDiskUsage(d.segDir)
-	if err != nil {
-		d.log.Warn("cannot read the free space; keeping the index ballast", "err", fmt.Errorf("free space of %s: %w", d.segDir, err))
-		return
-	}
-	if int64(du.AvailBytes) < d.opts.ballastSize() {
-		d.releaseBallast()
-	}
-}
-
-// roomForIndex makes room for an index write that keeps no floor (a
-// delete): the ballast goes if the file system is full.
-func (d *Disk) roomForIndex() {
-	d.appendMu.Lock()
-	defer d.appendMu.Unlock()
-	d.releaseBallastIfFull()
 }
 
 // dropBallast deletes the ballast file and reports whether it did. Of

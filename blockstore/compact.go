@@ -89,7 +89,6 @@ func (d *Disk) deleteOld(keys [][]byte, gen uint64, st *SweepStats) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	d.roomForIndex()
 	d.idxMu.Lock()
 	defer d.idxMu.Unlock()
 	b := d.idx.db.NewBatch()

@@ -372,7 +372,6 @@ func (d *Disk) Delete(ctx context.Context, c cid.Cid) error {
 		return err
 	}
 	defer d.exit()
-	d.roomForIndex()
 	key := blockKey(c)
 	d.idxMu.Lock()
 	defer d.idxMu.Unlock()

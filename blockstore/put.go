@@ -3,7 +3,6 @@ package blockstore
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -191,7 +190,6 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 		if du, err := d.fs.GetDiskUsage(d.segDir); err == nil {
 			free := int64(du.AvailBytes)
 			if free-need < minFree {
-				d.releaseBallastIfFull()
 				d.appendMu.Unlock()
 				return nil, nil, fmt.Errorf("%w: %d bytes free, %d needed plus a %d-byte reserve",
 					ErrNoSpace, free, need, minFree)
@@ -236,7 +234,7 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 	for _, r := range runs {
 		n, err := writeRecords(r.seg, r.off, cids, data, r.first, r.n)
 		if err != nil {
-			d.abandon(r.seg, r.off, runBytes(cids, data, r.first, r.n), err)
+			d.abandon(r.seg, r.off, runBytes(cids, data, r.first, r.n))
 			d.release(segs)
 			return nil, nil, fmt.Errorf("write segment %d: %w", r.seg.id, noSpace(err))
 		}
@@ -249,9 +247,6 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 		if err := r.seg.sync(); err != nil {
 			d.appendMu.Lock()
 			r.seg.sealed = true
-			if errors.Is(err, ErrNoSpace) {
-				d.releaseBallast()
-			}
 			d.appendMu.Unlock()
 			d.release(segs)
 			return nil, nil, err
@@ -262,15 +257,12 @@ func (d *Disk) appendRecords(cids [][]byte, data func(int) []byte, reserve bool)
 
 // abandon handles a failed write: the segment is sealed so later appends
 // go to a fresh file, and if nothing was reserved after the failed range
-// the file is cut back to give the space back. A full device also
-// releases the ballast.
-func (d *Disk) abandon(s *segment, off, n int64, err error) {
+// the file is cut back to give the space back. A full device keeps the
+// ballast: it is the index's (see ballast.go).
+func (d *Disk) abandon(s *segment, off, n int64) {
 	d.appendMu.Lock()
 	defer d.appendMu.Unlock()
 	s.sealed = true
-	if errors.Is(noSpace(err), ErrNoSpace) {
-		d.releaseBallast()
-	}
 	if s.size == off+n && truncate(s.f, off) {
 		s.size = off
 		d.diskBytes.Add(-n)

@@ -116,6 +116,7 @@ func NewCore(ctx context.Context, cfg CoreConfig) (*Core, error) {
 	vcfg := volume.DefaultConfig()
 	vcfg.Dir = filepath.Join(cfg.Home, VolumesDir)
 	vcfg.Store = cfg.Store
+	vcfg.MinFreeBytes = overlayFloor
 	if cfg.Net != nil {
 		mn, err := newMeshNode(cfg)
 		if err != nil {

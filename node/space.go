@@ -12,14 +12,18 @@ import (
 	"github.com/weft-mesh/weft/volume"
 )
 
-// The disk-full rule. Two floors of free space on the file system of the
+// The disk-full rule. Three floors of free space on the file system of the
 // home, where the block store and the disks' write overlays live:
 //
+//   - the overlays' floor, overlayFloor (32 MiB): writes to the disks'
+//     overlays leave it free; past it NBD and FUSE clients get ENOSPC.
+//     It is the block index's: a full device is fatal to Pebble, and the
+//     ballast the store gives back to it when the device fills is only
+//     worth anything if no overlay takes it first.
 //   - the store's floor, blockstore.Options.MinFreeBytes (64 MiB): every
 //     put leaves it free, so the index always has room. Below it commits
 //     fail with out of space and the writes stay in the overlays, which
-//     keep taking writes until the file system itself is full; then NBD
-//     and FUSE clients get ENOSPC.
+//     keep taking writes down to the overlays' floor.
 //   - the reserve, Config.ReserveBytes (default DefaultReserve, at least
 //     the store's floor, MinReserve): blocks the node stores for the mesh
 //     (pushed by an owner, copied by heal) must leave it free. Below it
@@ -36,6 +40,11 @@ const DefaultReserve = 256 << 20
 
 // storeFloor is the free space every store put leaves (see blockstore.Options).
 var storeFloor = blockstore.DefaultOptions().MinFreeBytes
+
+// overlayFloor is the free space writes to the disks' overlays leave
+// (volume.Config.MinFreeBytes): half the store's floor, so that commits
+// stop before clients get ENOSPC, and well above the index's ballast.
+var overlayFloor = storeFloor / 2
 
 // MinReserve is the smallest reserve a config may set: the store's floor.
 // A smaller one would let peers' blocks fill the space the node's own

@@ -242,6 +242,9 @@ func (h *Head) write(ctx context.Context, off, n int64, put func() error) error 
 	first, last := off/h.blockSize, (off+n-1)/h.blockSize
 	unlock := h.lockBlocks(first, last)
 	defer unlock()
+	if err := h.m.floor.take(h.newSpace(first, last)); err != nil {
+		return fmt.Errorf("disk %q: %w", h.name, err)
+	}
 	// Only the first and last blocks can be partial: bring their old
 	// content into the overlay, then write the whole span in one call
 	// (one pwrite per request, not one per block, is what keeps large
@@ -264,6 +267,19 @@ func (h *Head) write(ctx context.Context, off, n int64, put func() error) error 
 	}
 	h.bitsMu.Unlock()
 	return nil
+}
+
+// newSpace is how many bytes of the overlay file a write to blocks
+// [first, last] may allocate: none if the overlay holds them all already.
+func (h *Head) newSpace(first, last int64) int64 {
+	h.bitsMu.Lock()
+	defer h.bitsMu.Unlock()
+	for i := first; i <= last; i++ {
+		if !h.inOverlay(i) && !h.unpunched.get(i) {
+			return (last - first + 1) * h.blockSize
+		}
+	}
+	return 0
 }
 
 // prepareBlock makes the overlay hold the whole current content of block i

@@ -56,6 +56,11 @@ type Config struct {
 	// (vfs.Default). Power-loss tests give a crashable in-memory one, or
 	// one that fails chosen operations (see fs.go).
 	FS vfs.FS
+	// MinFreeBytes is the free space writes to the overlays leave on the
+	// file system of Dir: past it they fail with ErrNoSpace. It is for the
+	// block index, which a full device stops (see overlayFloor); 0 means
+	// no floor.
+	MinFreeBytes int64
 }
 
 // DefaultConfig returns a Config with everything but Dir and Store set.
@@ -80,6 +85,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("volume config: CommitInterval %v is negative", c.CommitInterval)
 	case c.CommitQuiet < 0:
 		return fmt.Errorf("volume config: CommitQuiet %v is negative", c.CommitQuiet)
+	case c.MinFreeBytes < 0:
+		return fmt.Errorf("volume config: MinFreeBytes %d is negative", c.MinFreeBytes)
 	}
 	return nil
 }
@@ -96,6 +103,7 @@ type Manager struct {
 	maps  *blockmap.Maps
 	cache *blockCache
 	log   *slog.Logger
+	floor *overlayFloor // nil: no floor
 
 	// gcMu is held for reading from the first block put of a commit until
 	// its root is in the catalog, and for writing while a collection starts
@@ -150,6 +158,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		pins:  map[cid.Cid]int{},
 		used:  map[cid.Cid]int64{},
 		stop:  make(chan struct{}),
+		floor: newOverlayFloor(cfg.fsOf(), cfg.Dir, cfg.MinFreeBytes),
 
 		changed: make(chan struct{}, 1),
 	}

@@ -21,7 +21,9 @@ type daemonOptions struct {
 	join       []string
 	transferBW string
 	reserve    string
-	heal       struct {
+	// peerBlockGrace overrides the config's; zero: not given.
+	peerBlockGrace time.Duration
+	heal           struct {
 		bandwidth   string
 		concurrency int
 		interval    time.Duration
@@ -53,6 +55,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for go tool pprof)")
 	c.Flags().StringVar(&o.transferBW, "transfer-bandwidth", "", "the node's budget for the transfers it receives, shared by priority, e.g. 100M (default: the config's, else none)")
 	c.Flags().StringVar(&o.reserve, "reserve", "", "free space blocks stored for other nodes (heal, pushes) must leave, kept for this node's own disks, e.g. 1G (default: the config's, else 256M; at least 64M)")
+	c.Flags().DurationVar(&o.peerBlockGrace, "peer-block-grace", 0, "how long gc keeps blocks pushed to this node that no root it knows reaches yet (default: the config's, else 10m); keep it above the longest partition you expect")
 	c.Flags().StringArrayVar(&o.join, "join", nil, "join the mesh through this member's multiaddr (.../p2p/<peer id>; repeatable)")
 	c.Flags().StringVar(&o.heal.bandwidth, "heal-bandwidth", "", "cap the bytes per second self-heal copies to this node, e.g. 100M (default: the config's, else no cap)")
 	c.Flags().IntVar(&o.heal.concurrency, "heal-concurrency", 0, "self-heal fetches in flight (default 4)")
@@ -95,6 +98,12 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 		if cfg.ReserveBytes < node.MinReserve {
 			return usageError{fmt.Sprintf("--reserve %s: must be at least %s (the block store's own floor)", o.reserve, size.Format(node.MinReserve))}
 		}
+	}
+	if c := o.peerBlockGrace; c != 0 {
+		if c < 0 {
+			return usageError{fmt.Sprintf("--peer-block-grace %v: must be positive", c)}
+		}
+		cfg.PeerBlockGrace = c
 	}
 	if o.heal.concurrencySet {
 		if o.heal.concurrency < 1 {

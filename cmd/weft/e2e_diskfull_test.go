@@ -132,11 +132,12 @@ func TestDiskFull(t *testing.T) {
 	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 8M 8M", "-c", "flush", uri)
 	held := nbdHold(t, addr, "d")
 
-	// Below the store's floor: the overlay still takes writes, commits
-	// and sync-mode flushes fail with out of space.
-	fill.fill(16 << 20)
+	// Below the store's floor (64 MiB), above the overlays' (32 MiB): the
+	// overlay still takes writes, commits and sync-mode flushes fail with
+	// out of space.
+	fill.fill(44 << 20)
 	if st := h.status().Space; st.State != api.SpaceFull {
-		t.Fatalf("status space with 16 MiB free: %+v, want full", st)
+		t.Fatalf("status space with 44 MiB free: %+v, want full", st)
 	}
 	if out := h.ok("status"); !strings.Contains(out, "DEVICE FULL") {
 		t.Fatalf("weft status on a full device does not say so:\n%s", out)
@@ -152,6 +153,21 @@ func TestDiskFull(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "No space left on device") {
 		t.Fatalf("qemu-io write and flush to a sync disk that cannot commit: exit %d, want ENOSPC:\n%s", code, out)
 	}
+
+	// Below the overlays' floor: writes that need space get ENOSPC while
+	// the file system still has room, which is the block index's (a full
+	// device is fatal to it); a write into blocks the overlay holds needs
+	// none and goes on.
+	fill.fill(20 << 20)
+	out, code = qemuWrite(t, uri, 0x44, "32M", "8M")
+	if code == 0 || !strings.Contains(out, "No space left on device") {
+		t.Fatalf("qemu-io write below the overlays' floor: exit %d, want ENOSPC:\n%s", code, out)
+	}
+	if free := freeOn(t, fill.path); free < 16<<20 {
+		t.Fatalf("%d bytes free after a write was refused at the overlays' floor, want the floor kept", free)
+	}
+	acked[len(acked)-1] = pattern{0x34, "16M", "4M"}
+	toolOK(t, "qemu-io", "-f", "raw", "-c", "write -P 0x34 16M 4M", "-c", "flush", uri)
 
 	// Full to the last byte: writes that need space get ENOSPC.
 	fill.fill(0)

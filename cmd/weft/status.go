@@ -106,7 +106,7 @@ func spaceLine(sp api.SpaceStatus) string {
 	line := fmt.Sprintf("%s free, %s reserved for this node's disks", size.Format(sp.FreeBytes), size.Format(sp.ReserveBytes))
 	switch sp.State {
 	case api.SpaceFull:
-		line += "; DEVICE FULL: commits fail; writes wait in the overlays and get \"no space left on device\" once the file system is full"
+		line += "; DEVICE FULL: commits fail; writes wait in the overlays and get \"no space left on device\" once it is nearly full"
 	case api.SpaceLow:
 		line += "; low: blocks from other nodes refused"
 	}
