@@ -459,6 +459,26 @@ func plHead(t *testing.T, fs vfs.FS, mem blockstore.Store) (*volume.Manager, *vo
 	return m, h
 }
 
+// plReopen opens a node on fs as after a crash (see plNode) and reads the
+// first n bytes of its disk; the manager is closed when the test ends.
+func plReopen(t *testing.T, fs vfs.FS, mem blockstore.Store, n int) (*volume.Manager, *volume.Head, []byte) {
+	t.Helper()
+	_, m, err := plNode(fs, mem)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	h, err := m.Head(plDisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, n)
+	if _, err := h.ReadAt(got, 0); err != nil {
+		t.Fatalf("read the reopened disk: %v", err)
+	}
+	return m, h, got
+}
+
 // plBlock is a block whose every byte is v.
 func plBlock(v byte) []byte { return bytes.Repeat([]byte{v}, plBS) }
 
@@ -498,19 +518,7 @@ func TestCommitAfterFailedClearingKeepsRoot(t *testing.T) {
 	// Acknowledged: block 0 holds 2 from now on.
 	crashed := fs.CrashNow()
 	fs.SetFault(nil)
-	_, m2, err := plNode(crashed, mem)
-	if err != nil {
-		t.Fatalf("reopen after power loss: %v", err)
-	}
-	defer m2.Close()
-	h2, err := m2.Head(plDisk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, plBS)
-	if _, err := h2.ReadAt(got, 0); err != nil {
-		t.Fatal(err)
-	}
+	_, _, got := plReopen(t, crashed, mem, plBS)
 	if got[0] != 2 || !bytes.Equal(got, plBlock(2)) {
 		t.Fatalf("block 0 after power loss holds %d..., want 2 (committed and acknowledged)", got[0])
 	}
@@ -565,18 +573,7 @@ func TestGCKeepsRootOfFailedCatalogSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The process dies; the next one reads the catalog on disk.
-	_, m2, err := plNode(fs, mem)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	h2, err := m2.Head(plDisk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 2*plBS)
-	if _, err := h2.ReadAt(got, 0); err != nil {
-		t.Fatalf("read the disk as the catalog on disk has it: %v", err)
-	}
+	_, _, got := plReopen(t, fs, mem, 2*plBS)
 	if !bytes.Equal(got, append(plBlock(1), plBlock(2)...)) {
 		t.Fatalf("blocks 0 and 1 start with %d and %d, want 1 and 2", got[0], got[plBS])
 	}

@@ -59,19 +59,7 @@ func TestFlushAfterFailedDataSyncFails(t *testing.T) {
 
 	// The power goes: what the last good flush made durable is there, and
 	// the reopened disk flushes and commits again.
-	_, m2, err := plNode(fs.CrashNow(), mem)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer m2.Close()
-	h2, err := m2.Head(plDisk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, plBS)
-	if _, err := h2.ReadAt(got, 0); err != nil {
-		t.Fatal(err)
-	}
+	m2, h2, got := plReopen(t, fs.CrashNow(), mem, plBS)
 	if !bytes.Equal(got, plBlock(1)) {
 		t.Fatalf("block 0 after the power loss starts with %d, want the flushed 1", got[0])
 	}
