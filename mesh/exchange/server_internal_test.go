@@ -269,15 +269,18 @@ func (d throttledDialer) OpenStream(ctx context.Context, peer string) (io.ReadWr
 }
 
 // An honest Put over a slow link goes through however long it takes: it
-// spans many stall windows (here 1 MiB at 400 KiB/s with 100 ms windows,
-// some 25 windows), each bringing more than requestMinProgress. A bound
+// spans many stall windows (here 1 MiB at 400 KiB/s with 400 ms windows,
+// some 6 windows), each bringing more than requestMinProgress (the
+// 160 KiB a window brings leaves room for a loaded machine's late
+// sleeps: with 100 ms windows, 2.5 times the minimum, a busy CI run reset
+// it). A bound
 // on the whole request's time, as before, reset it and the client sent it
 // again in full, for ever while the link stayed slow.
 func TestServerKeepsSlowHonestPut(t *testing.T) {
 	store := blockstore.NewMemory()
 	n := memnet.New()
 	t.Cleanup(n.Close)
-	srv := &Server{Store: store, stallWindow: 100 * time.Millisecond}
+	srv := &Server{Store: store, stallWindow: 400 * time.Millisecond}
 	n.Listen("b", srv.ServeStream)
 	var blocks []blockstore.Block
 	for i := range 4 {
