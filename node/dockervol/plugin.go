@@ -99,7 +99,7 @@ func New(cfg Config, disks Disks, mnt Mounter) (*Plugin, error) {
 	return p, nil
 }
 
-func (p *Plugin) fuseDir() string            { return filepath.Join(p.cfg.Dir, "fuse") }
+func (p *Plugin) fuseDir() string              { return filepath.Join(p.cfg.Dir, "fuse") }
 func (p *Plugin) volumeDir(name string) string { return filepath.Join(p.cfg.Dir, "volumes", name) }
 func (p *Plugin) diskFile(name string) string  { return filepath.Join(p.fuseDir(), name+".img") }
 

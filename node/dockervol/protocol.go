@@ -49,12 +49,12 @@ type request struct {
 
 // response is the body of every answer; Err is "" on success.
 type response struct {
-	Err        string    `json:"Err"`
-	Mountpoint string    `json:"Mountpoint,omitempty"`
-	Volume     *Volume   `json:"Volume,omitempty"`
-	Volumes    []Volume  `json:"Volumes,omitempty"`
-	Caps       *caps     `json:"Capabilities,omitempty"`
-	Implements []string  `json:"Implements,omitempty"`
+	Err        string   `json:"Err"`
+	Mountpoint string   `json:"Mountpoint,omitempty"`
+	Volume     *Volume  `json:"Volume,omitempty"`
+	Volumes    []Volume `json:"Volumes,omitempty"`
+	Caps       *caps    `json:"Capabilities,omitempty"`
+	Implements []string `json:"Implements,omitempty"`
 }
 
 type caps struct {
