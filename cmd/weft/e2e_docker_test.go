@@ -362,6 +362,24 @@ func TestDockerVolumes(t *testing.T) {
 		t.Fatalf("vol1 after a daemon restart: got %q", got)
 	}
 	roundTrip("vol3", "vol4")
+
+	// The daemon restarts under a running container: the container's
+	// file system loses its disk (the FUSE file under its loop device was
+	// the old daemon's), but what it synced before is on the disk, and
+	// once the container goes, the volume mounts afresh.
+	d.ok("run", "-d", "--name", "c3", "--network", "none", "-v", "vol1:/data", img, "sleep", "600")
+	d.ok("exec", "c3", "sh", "-c", "echo synced before the restart > /data/h && sync")
+	p.stop()
+	h.stopDaemon()
+	h.startDaemon()
+	p.start()
+	d.ok("rm", "-f", "c3")
+	if ok, _ := blockfs.IsMountPoint(p.volumeDir("vol1")); ok {
+		t.Fatal("vol1 is still mounted after c3 went")
+	}
+	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/h"); got != "synced before the restart" {
+		t.Fatalf("vol1 after a daemon restart under c3: got %q, want what c3 synced", got)
+	}
 	d.ok("volume", "rm", "vol1", "vol3")
 	if got := d.ok("volume", "ls", "-q"); got != "" {
 		t.Fatalf("docker volume ls after removing all: %q, want nothing", got)
