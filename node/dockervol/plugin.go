@@ -322,6 +322,11 @@ func (p *Plugin) ensureFUSE(ctx context.Context) error {
 			return err
 		}
 	}
+	if live, err := blockfs.IsMountPoint(dir); err != nil {
+		return err
+	} else if live {
+		return nil // the daemon's: only it mounts there, and a dead one was detached above
+	}
 	if _, err := p.disks.Mount(ctx, dir); err != nil && !errors.Is(err, api.ErrExists) {
 		return fmt.Errorf("FUSE mount %s: %w", dir, err)
 	}
