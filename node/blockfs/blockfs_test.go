@@ -138,6 +138,9 @@ func TestMountRefusesUnknownData(t *testing.T) {
 	if typ, err := FSType(ctx, file); err != nil || typ != "" {
 		t.Fatalf("after the refusal: blkid says %q, %v; want nothing made", typ, err)
 	}
+	if devs, err := a.Loops.Find(file); err != nil || len(devs) != 0 {
+		t.Fatalf("after the refusal: loop devices %v, %v; want none left bound", devs, err)
+	}
 }
 
 // TestMountReplacesStaleMount: when the file behind a mount is replaced
