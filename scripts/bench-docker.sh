@@ -59,7 +59,6 @@ mkdir -p "$WORK/img/bin" "$WORK/img/data" "$WORK/img/src" "$WORK/img/proc" "$WOR
 cp /bin/busybox "$WORK/img/bin/"
 for a in sh dd true sync cat; do ln -s busybox "$WORK/img/bin/$a"; done
 tar -C "$WORK/img" -cf "$WORK/img.tar" .
-echo "bench-docker: engine up at $SECONDS s" >&2
 dk import --change "ENV PATH=/bin" "$WORK/img.tar" weft-bench:1 >/dev/null
 IMG=weft-bench:1
 head -c "${SIZE_MB}M" /dev/urandom >"$WORK/rand"
@@ -89,7 +88,6 @@ for run in $(seq "$RUNS"); do
 	dk volume rm "wb$run" >/dev/null
 	dk run --rm --network none -v wref:/data "$IMG" sh -c 'rm -f /data/f' >/dev/null
 done
-echo "bench-docker: measured at $SECONDS s" >&2
 mw=$(echo "$ww" | median) mr=$(echo "$wr" | median)
 rw_=$(echo "$rw" | median) rr_=$(echo "$rr" | median)
 msw=$(echo "$sw" | median) msr=$(echo "$sr" | median) mf=$(echo "$first" | median)
