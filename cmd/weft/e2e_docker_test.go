@@ -354,6 +354,16 @@ func TestDockerVolumes(t *testing.T) {
 		if got := d.ok("run", "--rm", "--network", "none", "-v", b+":/data", img, "cat", "/data/f"); got != "hello from "+a {
 			t.Fatalf("read the clone %s: got %q, want %q", b, got, "hello from "+a)
 		}
+		// A spacesuit version is a clone source too.
+		suit := "gold-" + a
+		if out := strings.TrimSpace(h.ok("spacesuit", "publish", suit, a+"@r1")); out != suit+"@1" {
+			t.Fatalf("spacesuit publish printed %q, want %s@1", out, suit)
+		}
+		d.ok("volume", "create", "-d", p.name, "--opt", "from="+suit+"@1", b+"s")
+		if got := d.ok("run", "--rm", "--network", "none", "-v", b+"s:/data", img, "cat", "/data/f"); got != "hello from "+a {
+			t.Fatalf("read the volume cloned from %s@1: got %q, want %q", suit, got, "hello from "+a)
+		}
+		d.ok("volume", "rm", b+"s")
 		if got := d.ok("volume", "ls", "--format", "{{.Driver}} {{.Name}}"); !strings.Contains(got, p.name+" "+a) || !strings.Contains(got, p.name+" "+b) {
 			t.Fatalf("docker volume ls: %q, want %s and %s", got, a, b)
 		}
