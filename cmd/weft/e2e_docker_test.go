@@ -459,6 +459,25 @@ func TestDockerVolumes(t *testing.T) {
 	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/k"); got != "after a kill" {
 		t.Fatalf("read what c4 wrote: got %q", got)
 	}
+
+	// The daemon is killed: its plugin child goes with it, its FUSE mount
+	// is left dead, and the next mount detaches that and asks the new
+	// daemon for another.
+	old = waitChild(t, h.daemon.Process.Pid, 0)
+	h.killDaemon()
+	deadline := time.Now().Add(daemonStop)
+	for syscall.Kill(old, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin child %d outlived its killed daemon by %v", old, daemonStop)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.startDaemon()
+	waitChild(t, h.daemon.Process.Pid, old)
+	p.waitSocket()
+	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/k"); got != "after a kill" {
+		t.Fatalf("vol1 after the daemon was killed: got %q", got)
+	}
 	d.ok("volume", "rm", "vol1", "vol3")
 	if got := d.ok("volume", "ls", "-q"); got != "" {
 		t.Fatalf("docker volume ls after removing all: %q, want nothing", got)

@@ -363,14 +363,14 @@ func (p *Plugin) volume(info api.DiskInfo) Volume {
 // first.
 func (p *Plugin) ensureFUSE(ctx context.Context) error {
 	dir := p.fuseDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil && !isDeadMount(err) {
-		return fmt.Errorf("FUSE mount %s: %w", dir, err)
-	}
 	if _, err := os.Stat(dir); isDeadMount(err) {
 		p.log.Warn("FUSE mount of a gone daemon: detaching it", "dir", dir)
 		if err := detachDead(dir); err != nil {
 			return err
 		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("FUSE mount %s: %w", dir, err)
 	}
 	if live, err := blockfs.IsMountPoint(dir); err != nil {
 		return err
