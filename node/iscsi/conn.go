@@ -72,6 +72,7 @@ type task struct {
 	ttt     uint32
 	r2tEnd  int
 	r2tSN   uint32
+	dataSN  uint32 // the DataSN the next Data-Out of the burst must have
 	running bool
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -221,8 +222,7 @@ func (c *conn) handle(p *pdu) bool {
 	op := p.opcode()
 	switch op {
 	case opDataOut:
-		c.dataOut(p)
-		return true
+		return c.dataOut(p)
 	case opNopOut:
 		if p.itt() == reservedTag {
 			return true // the answer to a ping
@@ -390,6 +390,7 @@ func (c *conn) nextBurst(t *task) {
 	t.ttt = c.nextTTT & 0x7fffffff
 	c.mu.Unlock()
 	t.r2tEnd = t.got + n
+	t.dataSN = 0
 	r := newPDU(opR2T, 0x80, t.itt)
 	putLUN(r, t.lun)
 	r.put32(20, t.ttt)
@@ -400,27 +401,36 @@ func (c *conn) nextBurst(t *task) {
 	c.send(r, false)
 }
 
-// dataOut takes a Data-Out PDU for a write collecting its data.
-func (c *conn) dataOut(p *pdu) {
+// dataOut takes a Data-Out PDU for a write collecting its data, and
+// reports whether the connection goes on. Data out of sequence (DataSN,
+// offset, transfer tag) is a protocol error that error recovery level 0
+// cannot repair: the PDU is rejected and the connection closed.
+func (c *conn) dataOut(p *pdu) bool {
 	c.mu.Lock()
 	t := c.tasks[p.itt()]
 	c.mu.Unlock()
 	if t == nil || t.running || !t.write {
-		return // a task aborted or refused: its data is dropped
+		return true // a task aborted or refused: its data is dropped
 	}
 	off := int(p.u32(40))
-	if p.u32(20) != t.ttt || off != t.got || off+len(p.data) > t.r2tEnd {
+	if p.u32(20) != t.ttt || p.u32(36) != t.dataSN || off != t.got || off+len(p.data) > t.r2tEnd {
+		c.log.Warn("iscsi data-out out of sequence: command ended with DATA PHASE ERROR",
+			"itt", t.itt, "datasn", p.u32(36), "want_datasn", t.dataSN, "offset", off, "want_offset", t.got)
 		c.reject(p, rejectProtocolError)
-		return
+		c.finish(t, checkCondition(senseDataPhaseError), 0)
+		return true
 	}
+	t.dataSN++
 	t.got += copy(t.buf[off:], p.data)
 	if p.final() || t.got >= t.r2tEnd {
 		if t.got < t.r2tEnd && t.ttt != reservedTag {
 			c.reject(p, rejectProtocolError)
-			return
+			c.finish(t, checkCondition(senseDataPhaseError), 0)
+			return true
 		}
 		c.nextBurst(t)
 	}
+	return true
 }
 
 // run executes a task on a worker.
@@ -448,22 +458,7 @@ func (c *conn) execute(t *task) {
 	if !lun0(t.lun) {
 		res = c.otherLUN(t)
 	} else {
-		if t.write {
-			n, err := scsi.DataOutLen(t.cdb, scsi.LogicalBlockSize)
-			if err != nil {
-				n = 0
-			}
-			need = n
-		}
-		alloc := 0
-		if t.read {
-			alloc = t.edtl
-		}
-		data := t.buf
-		if need < len(data) {
-			data = data[:need]
-		}
-		res = c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: data, AllocLen: alloc})
+		res, need = c.executeLU(t)
 	}
 	if o := c.srv.cfg.Observer; o != nil {
 		op, n := "other", 0
@@ -476,6 +471,64 @@ func (c *conn) execute(t *task) {
 		o.Command(op, n, time.Since(start), res.Status == scsi.StatusGood || res.Status == scsi.StatusConditionMet)
 	}
 	c.finish(t, res, need)
+}
+
+// executeLU runs a command on LUN 0 and returns its result and the
+// data-out length its CDB asks for. A READ or WRITE whose Expected Data
+// Transfer Length is short of its CDB's transfer length moves only the
+// whole blocks the EDTL covers, with an overflow residual, as SAM-5
+// section 5.4.1 (and libiscsi's residual tests) ask; any other command
+// whose data-out differs from what its CDB announces is refused.
+func (c *conn) executeLU(t *task) (scsi.Result, int) {
+	alloc := 0
+	if t.read {
+		alloc = t.edtl
+	}
+	if !t.write {
+		return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, AllocLen: alloc}), 0
+	}
+	need, err := scsi.DataOutLen(t.cdb, scsi.LogicalBlockSize)
+	if err != nil {
+		return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: t.buf}), 0
+	}
+	data := t.buf
+	switch {
+	case t.edtl >= need && blockTransfer(t.cdb) != nil:
+		data = data[:need]
+	case blockTransfer(t.cdb) != nil:
+		cdb := append([]byte(nil), t.cdb...)
+		blocks := t.edtl / scsi.LogicalBlockSize
+		blockTransfer(cdb)(uint32(blocks))
+		return c.lu.Execute(t.ctx, scsi.Command{CDB: cdb, DataOut: data[:blocks*scsi.LogicalBlockSize]}), need
+	case need == 0 && t.cdb[0] != opCompareAndWrite:
+		// A command without data-out sent with some (a READ flagged
+		// as a write) runs, its data ignored. COMPARE AND WRITE of 0
+		// blocks takes data-out, none: it is refused like any other
+		// size mismatch.
+	case t.edtl != need:
+		return checkCondition(senseInvalidField), need
+	}
+	return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: data}), need
+}
+
+const opCompareAndWrite = 0x89
+
+// blockTransfer returns a setter of the transfer length (in blocks) of a
+// WRITE or WRITE AND VERIFY 10, 12 or 16 CDB, nil for any other command.
+func blockTransfer(cdb []byte) func(uint32) {
+	put16 := func(b []byte) func(uint32) { return func(n uint32) { b[0], b[1] = byte(n>>8), byte(n) } }
+	put32 := func(b []byte) func(uint32) {
+		return func(n uint32) { b[0], b[1], b[2], b[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n) }
+	}
+	switch {
+	case (cdb[0] == 0x2a || cdb[0] == 0x2e) && len(cdb) >= 10:
+		return put16(cdb[7:9])
+	case (cdb[0] == 0xaa || cdb[0] == 0xae) && len(cdb) >= 12:
+		return put32(cdb[6:10])
+	case (cdb[0] == 0x8a || cdb[0] == 0x8e) && len(cdb) >= 16:
+		return put32(cdb[10:14])
+	}
+	return nil
 }
 
 // otherLUN answers a command to a LUN other than 0: REPORT LUNS and
@@ -506,6 +559,7 @@ func (c *conn) otherLUN(t *task) scsi.Result {
 var (
 	senseInvalidField    = fixedSense(0x05, 0x24, 0x00) // INVALID FIELD IN CDB
 	senseLUNNotSupported = fixedSense(0x05, 0x25, 0x00) // LOGICAL UNIT NOT SUPPORTED
+	senseDataPhaseError  = fixedSense(0x0b, 0x4b, 0x00) // ABORTED COMMAND, DATA PHASE ERROR
 )
 
 const (
