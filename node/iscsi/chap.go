@@ -113,9 +113,8 @@ func (x *chapExchange) verify(keys textKeys) (textKeys, error) {
 	ci, hasI := keys.get("CHAP_I")
 	cc, hasC := keys.get("CHAP_C")
 	if !hasI && !hasC {
-		if x.cfg.TargetSecret != "" {
-			return nil, errCHAP{"the target requires mutual CHAP"}
-		}
+		// One-way: the target's own secret, if any, proves it only to
+		// initiators that ask.
 		return nil, nil
 	}
 	if !hasI || !hasC {

@@ -109,6 +109,7 @@ func (c *conn) login() bool {
 			c.refuseLogin(p, refuse(statusInitiatorError, "%w", err))
 			return false
 		}
+		c.log.Debug("login request", "flags", p.flags(), "keys", keys)
 		done, err := c.loginStep(p, st, keys)
 		if err != nil {
 			c.refuseLogin(p, err)
