@@ -123,8 +123,7 @@ func DataOutLen(cdb []byte, blockSize int) (int, error) {
 		return 0, fmt.Errorf("%s: CDB of %d bytes, want %d: %w", c.name, len(cdb), len(c.usage), ErrInvalidCDB)
 	}
 	n := c.dataOut(cdb)
-	bs := uint64(max(blockSize, 1))
-	if n/bs > MaxTransferBlocks*2 || n > 1<<30 {
+	if n > MaxTransferBlocks*uint64(max(blockSize, 1)) {
 		return 0, fmt.Errorf("%s: %d bytes of data-out, over the unit's limit: %w", c.name, n, ErrInvalidCDB)
 	}
 	return int(n), nil

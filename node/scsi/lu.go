@@ -16,9 +16,11 @@ const LogicalBlockSize = 512
 
 // Limits the unit reports in its Block Limits VPD page and enforces.
 const (
-	// MaxTransferBlocks bounds one READ, WRITE, VERIFY or COMPARE AND
-	// WRITE (8 MiB): the transport holds a command's whole data in memory.
-	MaxTransferBlocks = 16384
+	// MaxTransferBlocks bounds one READ, WRITE, VERIFY or ORWRITE: 32 MiB,
+	// the NBD door's largest payload too. The transport holds a command's
+	// whole data in memory; libiscsi's WRITE SAME tests write 65536
+	// blocks in one WRITE(16) whatever the Block Limits page says.
+	MaxTransferBlocks = 65536
 	// MaxUnmapBlocks bounds the blocks one UNMAP command may unmap.
 	MaxUnmapBlocks = 1 << 20
 	// MaxUnmapDescriptors bounds the block descriptors of one UNMAP.
@@ -132,7 +134,10 @@ type Command struct {
 	// CDB is the command descriptor block; it may be longer than the
 	// command's own length (iSCSI pads CDBs to 16 bytes).
 	CDB []byte
-	// DataOut is all the data the initiator sent for the command.
+	// DataOut is all the data the initiator sent for the command: a
+	// transport asks for DataOutLen's bytes (cut to iSCSI's Expected Data
+	// Transfer Length) but passes on whatever it received, so that a
+	// command sent with too much data can be refused.
 	DataOut []byte
 	// AllocLen is the initiator's expected data-in length (iSCSI's
 	// Expected Data Transfer Length): DataIn is cut to it.

@@ -93,10 +93,9 @@ func write16(ctx context.Context, l *LU, r request) ([]byte, error) {
 	return nil, l.write(ctx, extent16(r.cdb), r.dataOut, fua(r.cdb))
 }
 
-// data returns the n bytes of data-out a command needs. Fewer is
-// refused with INVALID FIELD IN COMMAND INFORMATION UNIT, one of the two
-// answers SPC allows when the initiator sent less than the CDB says
-// (nothing is written); more is cut, the excess never touching the disk.
+// data returns the n bytes of data-out a command needs; fewer is refused
+// with INVALID FIELD IN COMMAND INFORMATION UNIT (nothing is done), more
+// is cut.
 func data(dataOut []byte, n int64) ([]byte, error) {
 	if int64(len(dataOut)) < n {
 		return nil, senseInvalidFieldInIU
@@ -105,14 +104,21 @@ func data(dataOut []byte, n int64) ([]byte, error) {
 }
 
 // write writes an extent from the data-out, then with FUA flushes: the
-// write is durable before the command completes.
+// write is durable before the command completes. A data-out shorter than
+// the extent (iSCSI's Expected Data Transfer Length under the CDB's) is
+// written as far as it goes and the rest of the extent left alone: the
+// first answer FCP-4 and SAM give for it ("process the command normally
+// except that data beyond the expected length is not transferred"), the
+// transport reporting the overflow; libiscsi's residual tests expect it.
+// More data-out than the extent is cut: the excess never touches the
+// disk.
 func (l *LU) write(ctx context.Context, e extent, dataOut []byte, fua bool) error {
 	if err := l.checkWrite(e, MaxTransferBlocks); err != nil {
 		return err
 	}
-	p, err := data(dataOut, e.size())
-	if err != nil || e.n == 0 {
-		return err
+	p := dataOut[:min(int64(len(dataOut)), e.size())]
+	if len(p) == 0 {
+		return nil
 	}
 	if err := l.b.WriteAt(ctx, p, e.off()); err != nil {
 		return backendError(ctx, err, true)
@@ -141,10 +147,11 @@ func (l *LU) writeVerify(ctx context.Context, e extent, r request) error {
 	if err := l.write(ctx, e, r.dataOut, false); err != nil || e.n == 0 {
 		return err
 	}
-	if r.cdb[1]&0x02 == 0 {
+	sent := r.dataOut[:min(int64(len(r.dataOut)), e.size())]
+	if r.cdb[1]&0x02 == 0 || len(sent) == 0 {
 		return nil
 	}
-	return l.compare(ctx, e, r.dataOut[:e.size()], false)
+	return l.compare(ctx, extent{lba: e.lba, n: uint64(len(sent)+LogicalBlockSize-1) / LogicalBlockSize}, sent, true)
 }
 
 func verify10(ctx context.Context, l *LU, r request) ([]byte, error) {
@@ -183,14 +190,15 @@ func (l *LU) verify(ctx context.Context, e extent, r request) error {
 	return l.compare(ctx, e, p, false)
 }
 
-// compare reads an extent and compares it with want. The miscompare
-// sense carries the offset of the first differing byte.
+// compare reads an extent and compares its first len(want) bytes with
+// want. The miscompare sense carries the offset of the first differing
+// byte.
 func (l *LU) compare(ctx context.Context, e extent, want []byte, write bool) error {
 	got := make([]byte, e.size())
 	if err := l.b.ReadAt(ctx, got, e.off()); err != nil {
 		return backendError(ctx, err, write)
 	}
-	for i := range got {
+	for i := range want {
 		if got[i] != want[i] {
 			return miscompare(i)
 		}
@@ -205,12 +213,18 @@ func (l *LU) compare(ctx context.Context, e extent, want []byte, write bool) err
 // on; plain writes are not held back.
 func compareAndWrite(ctx context.Context, l *LU, r request) ([]byte, error) {
 	e := extent{lba: be64(r.cdb[2:10]), n: uint64(r.cdb[13]), lenAt: 13}
-	if err := l.checkWrite(e, MaxCompareAndWriteBlocks); err != nil || e.n == 0 {
+	if err := l.checkWrite(e, MaxCompareAndWriteBlocks); err != nil {
 		return nil, err
 	}
-	p, err := data(r.dataOut, 2*e.size())
-	if err != nil {
-		return nil, err
+	// Exactly the blocks to compare and the blocks to write: with any
+	// other amount the initiator and the CDB disagree on what to do
+	// (libiscsi sends 256 blocks, which the one-byte field holds as 0).
+	p := r.dataOut
+	if int64(len(p)) != 2*e.size() {
+		return nil, invalidCDBField(13, -1)
+	}
+	if e.n == 0 {
+		return nil, nil
 	}
 	l.atomicity.Lock()
 	defer l.atomicity.Unlock()

@@ -149,18 +149,28 @@ func TestSynchronizeCache(t *testing.T) {
 }
 
 // TestShortDataOut: a write whose data-out is shorter than its CDB says
-// is refused with INVALID FIELD IN COMMAND INFORMATION UNIT and writes
-// nothing; a longer one writes only the CDB's blocks.
+// (iSCSI's expected length under the CDB's) writes what came, even part of
+// a block, and leaves the rest alone; a longer one writes only the CDB's
+// blocks.
 func TestShortDataOut(t *testing.T) {
 	l, m := newTestLU(t)
-	wantSense(t, "short", run(l, cdb10(opWrite10, 0, 0, 2), pattern(LogicalBlockSize, 3)), invalidFieldIU)
-	if m.writes != 0 {
-		t.Fatalf("short write reached the backend")
+	old := pattern(2*LogicalBlockSize, 1)
+	copy(m.data, old)
+	wantSense(t, "no data", run(l, cdb10(opWrite10, 0, 0, 1), nil), goodStatus)
+	short := pattern(200, 3)
+	wantSense(t, "200 bytes of 2 blocks", run(l, cdb10(opWrite10, 0, 0, 2), short), goodStatus)
+	if !bytes.Equal(m.data[:200], short) || !bytes.Equal(m.data[200:1024], old[200:]) {
+		t.Fatalf("short write: want the 200 bytes sent written and the rest of the 2 blocks kept")
 	}
 	long := pattern(3*LogicalBlockSize, 4)
 	wantSense(t, "long", run(l, cdb10(opWrite10, 0, 0, 1), long), goodStatus)
-	if !bytes.Equal(m.data[:LogicalBlockSize], long[:LogicalBlockSize]) || !allZero(m.data[LogicalBlockSize:3*LogicalBlockSize]) {
+	if !bytes.Equal(m.data[:LogicalBlockSize], long[:LogicalBlockSize]) || !bytes.Equal(m.data[512:1024], old[512:]) || !allZero(m.data[1024:3*512]) {
 		t.Fatalf("a long data-out wrote past the CDB's one block")
+	}
+	// WRITE AND VERIFY compares what it wrote.
+	wantSense(t, "write and verify short", run(l, cdb10(opWriteVerify10, 0x02, 4, 2), short), goodStatus)
+	if !bytes.Equal(m.data[4*512:4*512+200], short) {
+		t.Fatalf("short WRITE AND VERIFY did not write")
 	}
 }
 
@@ -328,7 +338,11 @@ func TestCompareAndWrite(t *testing.T) {
 	if !bytes.Equal(m.data[3*512:4*512], neu) {
 		t.Fatal("COMPARE AND WRITE did not write after a match")
 	}
-	wantSense(t, "short data", run(l, cawCDB(3, 1), old), invalidFieldIU)
+	// Any data-out but exactly two halves of the blocks is refused, even
+	// with 0 blocks (what 256 blocks become in the one-byte field).
+	wantSense(t, "short data", run(l, cawCDB(3, 1), old), invalidField)
+	wantSense(t, "long data", run(l, cawCDB(3, 1), make([]byte, 4*LogicalBlockSize)), invalidField)
+	wantSense(t, "0 blocks with data", run(l, cawCDB(0, 0), make([]byte, 512*LogicalBlockSize)), invalidField)
 	wantSense(t, "0 blocks", run(l, cawCDB(3, 0), nil), goodStatus)
 }
 
