@@ -491,3 +491,20 @@ func TestConcurrentExecute(t *testing.T) {
 		}
 	}
 }
+
+// TestUnmapTotalLimit: descriptors adding up to more than MaxUnmapBlocks
+// are refused before anything is unmapped.
+func TestUnmapTotalLimit(t *testing.T) {
+	big := &sizeOnly{size: 1 << 40}
+	l := NewLU(big, LUInfo{})
+	half := uint64(MaxUnmapBlocks/2 + 1)
+	p := unmapParams([2]uint64{0, half}, [2]uint64{1 << 30, half})
+	res := run(l, unmapCDB(len(p)), p)
+	wantSense(t, "over the total", res, invalidParam)
+	if inCDB, at, _ := fieldPointer(t, res); inCDB || at != 8+16+8 {
+		t.Errorf("field pointer cdb=%v byte %d, want the second descriptor's count (byte %d)", inCDB, at, 8+16+8)
+	}
+	if big.punched != 0 {
+		t.Fatalf("punched %d bytes", big.punched)
+	}
+}
