@@ -26,7 +26,7 @@ const (
 	// MaxUnmapDescriptors bounds the block descriptors of one UNMAP.
 	MaxUnmapDescriptors = 256
 	// MaxWriteSameBlocks bounds one WRITE SAME (1 GiB): zeroing is cheap
-	// and a pattern is written in MaxTransferBlocks chunks.
+	// and a pattern is written 4 MiB at a time.
 	MaxWriteSameBlocks = 1 << 21
 	// MaxCompareAndWriteBlocks bounds one COMPARE AND WRITE (the Block
 	// Limits MAXIMUM COMPARE AND WRITE LENGTH, a one-byte field).
