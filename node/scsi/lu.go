@@ -142,6 +142,11 @@ type Command struct {
 	// AllocLen is the initiator's expected data-in length (iSCSI's
 	// Expected Data Transfer Length): DataIn is cut to it.
 	AllocLen int
+	// Buffer, optional, is memory the transport lends for the data-in:
+	// a READ whose data fits its capacity reads into it (DataIn then
+	// aliases it) instead of allocating, so a transport that reuses its
+	// buffers spares the garbage collector one allocation per read.
+	Buffer []byte
 }
 
 // SCSI status codes.
@@ -188,17 +193,19 @@ func (l *LU) execute(ctx context.Context, c Command) Result {
 	if sense != nil {
 		return Result{Status: StatusCheckCondition, Sense: sense}
 	}
-	data, err := cmd.run(ctx, l, request{cdb: c.CDB[:len(cmd.usage)], dataOut: c.DataOut})
+	data, err := cmd.run(ctx, l, request{cdb: c.CDB[:len(cmd.usage)], dataOut: c.DataOut, buf: c.Buffer})
 	if err != nil {
 		return Result{Status: StatusCheckCondition, Sense: senseFor(err)}
 	}
 	return Result{Status: StatusGood, DataIn: data, Length: len(data)}
 }
 
-// request is a command's validated CDB (cut to its length) and data-out.
+// request is a command's validated CDB (cut to its length), data-out,
+// and the transport's buffer for data-in, if any.
 type request struct {
 	cdb     []byte
 	dataOut []byte
+	buf     []byte
 }
 
 // backendError turns a Backend error into the sense it means: write

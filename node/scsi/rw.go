@@ -65,11 +65,15 @@ func onExtent(decode func([]byte) extent, op extentOp) func(context.Context, *LU
 
 // read reads an extent. FUA needs nothing more: the backend has no
 // volatile read cache to bypass.
-func (l *LU) read(ctx context.Context, e extent, _ request) ([]byte, error) {
+func (l *LU) read(ctx context.Context, e extent, r request) ([]byte, error) {
 	if err := l.check(e, MaxTransferBlocks); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, e.size())
+	buf := r.buf[:0]
+	if int64(cap(buf)) < e.size() {
+		buf = make([]byte, 0, e.size())
+	}
+	buf = buf[:e.size()]
 	if e.n == 0 {
 		return buf, nil
 	}

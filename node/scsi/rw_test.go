@@ -508,3 +508,19 @@ func TestUnmapTotalLimit(t *testing.T) {
 		t.Fatalf("punched %d bytes", big.punched)
 	}
 }
+
+// TestReadIntoLentBuffer: a read that fits the transport's buffer lands
+// in it; one that does not gets its own.
+func TestReadIntoLentBuffer(t *testing.T) {
+	l, m := newTestLU(t)
+	copy(m.data, pattern(4*LogicalBlockSize, 6))
+	buf := make([]byte, 2*LogicalBlockSize)
+	r := l.Execute(context.Background(), Command{CDB: cdb10(opRead10, 0, 0, 2), AllocLen: 1024, Buffer: buf})
+	if !bytes.Equal(r.DataIn, m.data[:1024]) || &r.DataIn[0] != &buf[0] {
+		t.Fatalf("2-block read: want the data, in the lent buffer")
+	}
+	r = l.Execute(context.Background(), Command{CDB: cdb10(opRead10, 0, 0, 4), AllocLen: 2048, Buffer: buf})
+	if !bytes.Equal(r.DataIn, m.data[:2048]) || &r.DataIn[0] == &buf[0] {
+		t.Fatalf("4-block read: want the data, in a buffer of its own")
+	}
+}
