@@ -235,8 +235,11 @@ func (l *LU) orWrite(ctx context.Context, e extent, r request) ([]byte, error) {
 // block of the extent. Zeros become Backend.Zero, so no zero block is
 // ever written out: with the UNMAP bit punched (whole disk blocks
 // dropped), without it written as zeros. Any other pattern is written.
-// A count of 0 (to the end of the unit) is refused, as WSNZ=1 in the
-// Block Limits page says.
+// With UNMAP and data that is not zeros the data is written, not
+// unmapped: SBC lets the device server do either, and writing never loses
+// what the initiator asked for. A count of 0 (to the end of the unit) is
+// refused, as WSNZ=1 in the Block Limits page says: libiscsi's only test
+// of it sends a non-zero block with UNMAP and expects zeros back.
 func (l *LU) writeSame(ctx context.Context, e extent, r request) ([]byte, error) {
 	if e.n == 0 {
 		return nil, invalidCDBField(e.lenAt, -1)
