@@ -86,7 +86,10 @@ type LUInfo struct {
 // LU is a logical unit over a Backend. Its methods are safe for
 // concurrent use: it keeps no per-command state.
 type LU struct {
-	b         Backend
+	b Backend
+	// cmds is the command table (commands), reached through the unit so
+	// that REPORT SUPPORTED OPERATION CODES, a command of the table, can
+	// list it without an initialization cycle.
 	cmds      *table
 	info      LUInfo
 	naa       uint64
@@ -153,7 +156,6 @@ type Command struct {
 const (
 	StatusGood           = 0x00
 	StatusCheckCondition = 0x02
-	StatusConditionMet   = 0x04
 )
 
 // Result is a command's outcome.
@@ -176,7 +178,7 @@ type Result struct {
 // Backend's I/O under ctx.
 func (l *LU) Execute(ctx context.Context, c Command) Result {
 	r := l.execute(ctx, c)
-	if r.Status != StatusGood && r.Status != StatusConditionMet {
+	if r.Status != StatusGood {
 		return r
 	}
 	if len(r.DataIn) > max(c.AllocLen, 0) {
@@ -189,7 +191,7 @@ func (l *LU) execute(ctx context.Context, c Command) Result {
 	if len(c.CDB) == 0 {
 		return checkCondition(senseInvalidOpcode)
 	}
-	cmd, sense := lookup(c.CDB)
+	cmd, sense := l.cmds.lookup(c.CDB)
 	if sense != nil {
 		return Result{Status: StatusCheckCondition, Sense: sense}
 	}
