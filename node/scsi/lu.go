@@ -156,6 +156,10 @@ type Command struct {
 const (
 	StatusGood           = 0x00
 	StatusCheckCondition = 0x02
+	// StatusConditionMet is PRE-FETCH's success when the blocks fit the
+	// cache; this unit has no cache and answers GOOD, but a transport may
+	// treat both as success.
+	StatusConditionMet = 0x04
 )
 
 // Result is a command's outcome.
