@@ -83,10 +83,11 @@
 // # For a transport
 //
 //   - Data-out: ask the initiator (iSCSI R2T) for DataOutLen's bytes, cut
-//     to its expected length, and pass on all the data it sent. A WRITE
-//     with less data than its CDB says writes what came (FCP-4's first
-//     answer); WRITE SAME, COMPARE AND WRITE, UNMAP and MODE SELECT refuse
-//     a wrong amount.
+//     to its expected length, and pass on the data with Command.SentLen
+//     set to the expected length (or all the data it sent). A WRITE with
+//     less data than its CDB says writes what came (FCP-4's first
+//     answer); WRITE SAME and COMPARE AND WRITE refuse any amount but
+//     their CDB's, UNMAP and MODE SELECT a short one.
 //   - Data-in: Execute cuts DataIn to Command.AllocLen; Result.Length is
 //     what the CDB alone would send. The residual of a read is
 //     AllocLen-Length, of a write the expected length minus DataOutLen:

@@ -137,11 +137,18 @@ type Command struct {
 	// CDB is the command descriptor block; it may be longer than the
 	// command's own length (iSCSI pads CDBs to 16 bytes).
 	CDB []byte
-	// DataOut is all the data the initiator sent for the command: a
+	// DataOut is the data the initiator sent for the command: a
 	// transport asks for DataOutLen's bytes (cut to iSCSI's Expected Data
-	// Transfer Length) but passes on whatever it received, so that a
-	// command sent with too much data can be refused.
+	// Transfer Length) and passes on what it received, all of it or with
+	// SentLen saying how much the initiator meant to send.
 	DataOut []byte
+	// SentLen, optional, is how much data-out the initiator meant to send
+	// (iSCSI's Expected Data Transfer Length of a write) when DataOut
+	// holds less because the transport asked for less (R2T) or cut the
+	// excess: WRITE SAME and COMPARE AND WRITE, which need exactly their
+	// CDB's amount, refuse a command whose initiator sent or meant to send
+	// any other. 0 means len(DataOut).
+	SentLen int
 	// AllocLen is the initiator's expected data-in length (iSCSI's
 	// Expected Data Transfer Length): DataIn is cut to it.
 	AllocLen int
@@ -199,7 +206,8 @@ func (l *LU) execute(ctx context.Context, c Command) Result {
 	if sense != nil {
 		return Result{Status: StatusCheckCondition, Sense: sense}
 	}
-	data, err := cmd.run(ctx, l, request{cdb: c.CDB[:len(cmd.usage)], dataOut: c.DataOut, buf: c.Buffer})
+	r := request{cdb: c.CDB[:len(cmd.usage)], dataOut: c.DataOut, sent: max(c.SentLen, len(c.DataOut)), buf: c.Buffer}
+	data, err := cmd.run(ctx, l, r)
 	if err != nil {
 		return Result{Status: StatusCheckCondition, Sense: senseFor(err)}
 	}
@@ -207,10 +215,12 @@ func (l *LU) execute(ctx context.Context, c Command) Result {
 }
 
 // request is a command's validated CDB (cut to its length), data-out,
-// and the transport's buffer for data-in, if any.
+// how much data-out the initiator sent or meant to (at least
+// len(dataOut)), and the transport's buffer for data-in, if any.
 type request struct {
 	cdb     []byte
 	dataOut []byte
+	sent    int
 	buf     []byte
 }
 

@@ -195,7 +195,7 @@ func compareAndWrite(ctx context.Context, l *LU, r request) ([]byte, error) {
 	// other amount the initiator and the CDB disagree on what to do
 	// (libiscsi sends 256 blocks, which the one-byte field holds as 0).
 	p := r.dataOut
-	if int64(len(p)) != 2*e.size() {
+	if int64(len(p)) != 2*e.size() || int64(r.sent) != 2*e.size() {
 		return nil, invalidCDBField(13, -1)
 	}
 	if e.n == 0 {
@@ -249,7 +249,7 @@ func (l *LU) writeSame(ctx context.Context, e extent, r request) ([]byte, error)
 	}
 	pattern := make([]byte, LogicalBlockSize)
 	if ndob := r.cdb[0] == 0x93 && r.cdb[1]&0x01 != 0; !ndob {
-		if len(r.dataOut) != LogicalBlockSize {
+		if len(r.dataOut) != LogicalBlockSize || r.sent != LogicalBlockSize {
 			// Exactly one block: anything else is not what WRITE SAME means.
 			return nil, senseInvalidFieldInIU
 		}

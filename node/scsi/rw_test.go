@@ -344,6 +344,13 @@ func TestCompareAndWrite(t *testing.T) {
 	wantSense(t, "long data", run(l, cawCDB(3, 1), make([]byte, 4*LogicalBlockSize)), invalidField)
 	wantSense(t, "0 blocks with data", run(l, cawCDB(0, 0), make([]byte, 512*LogicalBlockSize)), invalidField)
 	wantSense(t, "0 blocks", run(l, cawCDB(3, 0), nil), goodStatus)
+	// A transport that asked for (or kept) only the CDB's amount says how
+	// much the initiator meant to send.
+	full := append(bytes.Clone(neu), neu...)
+	r := l.Execute(context.Background(), Command{CDB: cawCDB(3, 1), DataOut: full, SentLen: 3 * LogicalBlockSize})
+	wantSense(t, "meant to send 3 blocks", r, invalidField)
+	r = l.Execute(context.Background(), Command{CDB: cawCDB(3, 0), SentLen: 512 * LogicalBlockSize})
+	wantSense(t, "0 blocks, meant to send 512", r, invalidField)
 }
 
 // TestORWrite ORs the data-out into the blocks.
@@ -407,6 +414,8 @@ func TestWriteSame(t *testing.T) {
 		wantSense(t, "count 0 (WSNZ)", run(l, cdb10(opWriteSame10, 0, 0, 0), p), invalidField)
 		wantSense(t, "half a block", run(l, cdb10(opWriteSame10, 0, 0, 1), p[:256]), invalidFieldIU)
 		wantSense(t, "two blocks", run(l, cdb10(opWriteSame10, 0, 0, 1), append(bytes.Clone(p), p...)), invalidFieldIU)
+		r := l.Execute(context.Background(), Command{CDB: cdb10(opWriteSame10, 0, 0, 1), DataOut: p, SentLen: 2 * LogicalBlockSize})
+		wantSense(t, "one block kept of two sent", r, invalidFieldIU)
 		wantSense(t, "ANCHOR", run(l, cdb10(opWriteSame10, 0x10|0x08, 0, 1), zero), invalidField)
 		wantSense(t, "past end", run(l, cdb16(opWriteSame16, 0, testBlocks, 1), p), lbaOutOfRange)
 		wantSense(t, "over max", run(l, cdb16(opWriteSame16, 0, 0, MaxWriteSameBlocks+1), p), invalidField)
