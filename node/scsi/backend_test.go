@@ -108,30 +108,31 @@ func run(l *LU, cdb []byte, dataOut []byte) Result {
 	return l.Execute(context.Background(), Command{CDB: cdb, DataOut: dataOut, AllocLen: 1 << 24})
 }
 
-// CDB builders, in the layouts of SBC-3.
-func cdb10(op byte, flags byte, lba uint32, n uint16) []byte {
-	c := make([]byte, 10)
+// CDB builders, in the layouts of SBC-3: opcode, byte 1's flags, LBA
+// and transfer length where each size puts them.
+func cdb(size int, op, flags byte, lba uint64, n uint32) []byte {
+	c := make([]byte, size)
 	c[0], c[1] = op, flags
-	binary.BigEndian.PutUint32(c[2:6], lba)
-	binary.BigEndian.PutUint16(c[7:9], n)
+	be := binary.BigEndian
+	switch size {
+	case 10:
+		be.PutUint32(c[2:6], uint32(lba))
+		be.PutUint16(c[7:9], uint16(n))
+	case 12:
+		be.PutUint32(c[2:6], uint32(lba))
+		be.PutUint32(c[6:10], n)
+	default:
+		be.PutUint64(c[2:10], lba)
+		be.PutUint32(c[10:14], n)
+	}
 	return c
 }
 
-func cdb12(op byte, flags byte, lba uint32, n uint32) []byte {
-	c := make([]byte, 12)
-	c[0], c[1] = op, flags
-	binary.BigEndian.PutUint32(c[2:6], lba)
-	binary.BigEndian.PutUint32(c[6:10], n)
-	return c
+func cdb10(op, flags byte, lba uint32, n uint16) []byte {
+	return cdb(10, op, flags, uint64(lba), uint32(n))
 }
-
-func cdb16(op byte, flags byte, lba uint64, n uint32) []byte {
-	c := make([]byte, 16)
-	c[0], c[1] = op, flags
-	binary.BigEndian.PutUint64(c[2:10], lba)
-	binary.BigEndian.PutUint32(c[10:14], n)
-	return c
-}
+func cdb12(op, flags byte, lba, n uint32) []byte        { return cdb(12, op, flags, uint64(lba), n) }
+func cdb16(op, flags byte, lba uint64, n uint32) []byte { return cdb(16, op, flags, lba, n) }
 
 func cdb6(op byte, lba uint32, n byte) []byte {
 	return []byte{op, byte(lba >> 16 & 0x1f), byte(lba >> 8), byte(lba), n, 0}
@@ -144,20 +145,30 @@ func (s senseCode) String() string {
 	return fmt.Sprintf("%#x/%#02x/%#02x", s.key, s.asc, s.ascq)
 }
 
+var goodStatus = senseCode{}
+
+// ILLEGAL REQUEST answers about the CDB.
 var (
-	goodStatus            = senseCode{}
-	illegalOpcode         = senseCode{keyIllegalRequest, 0x20, 0}
-	invalidField          = senseCode{keyIllegalRequest, 0x24, 0}
-	invalidParam          = senseCode{keyIllegalRequest, 0x26, 0}
-	lbaOutOfRange         = senseCode{keyIllegalRequest, 0x21, 0}
-	paramListLength       = senseCode{keyIllegalRequest, 0x1a, 0}
-	invalidFieldIU        = senseCode{keyIllegalRequest, 0x0e, 0x03}
+	illegalOpcode      = senseCode{keyIllegalRequest, 0x20, 0}
+	invalidField       = senseCode{keyIllegalRequest, 0x24, 0}
+	lbaOutOfRange      = senseCode{keyIllegalRequest, 0x21, 0}
+	savingNotSupported = senseCode{keyIllegalRequest, 0x39, 0}
+)
+
+// ILLEGAL REQUEST answers about the data-out.
+var (
+	invalidParam    = senseCode{keyIllegalRequest, 0x26, 0}
+	paramListLength = senseCode{keyIllegalRequest, 0x1a, 0}
+	invalidFieldIU  = senseCode{keyIllegalRequest, 0x0e, 0x03}
+)
+
+// Answers about the medium and the data.
+var (
 	writeProtected        = senseCode{keyDataProtect, 0x27, 0}
 	spaceAllocationFailed = senseCode{keyDataProtect, 0x27, 0x07}
 	miscompareCode        = senseCode{keyMiscompare, 0x1d, 0}
 	readError             = senseCode{keyMediumError, 0x11, 0}
 	writeError            = senseCode{keyMediumError, 0x0c, 0}
-	savingNotSupported    = senseCode{keyIllegalRequest, 0x39, 0}
 )
 
 // senseOf decodes a Result's status and sense: good for GOOD.

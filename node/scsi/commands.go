@@ -18,9 +18,9 @@ type command struct {
 	// sa is the service action, or -1 for an opcode without.
 	sa    int
 	usage []byte
-	// dataOut returns the bytes of data-out the (validated) CDB asks for;
-	// nil: none.
-	dataOut func(cdb []byte) uint64
+	// dataOut returns the bytes of data-out the CDB asks for, with
+	// logical blocks of bs bytes; nil: none.
+	dataOut func(cdb []byte, bs uint64) uint64
 	run     func(ctx context.Context, l *LU, r request) ([]byte, error)
 }
 
@@ -59,20 +59,20 @@ func (t *table) find(op byte, sa int) *command {
 
 // lookup finds a CDB's command and checks the CDB against it: its length,
 // and no bit set outside the command's usage data.
-func lookup(cdb []byte) (*command, []byte) {
+func (t *table) lookup(cdb []byte) (*command, []byte) {
 	op := cdb[0]
 	var c *command
-	if commands.hasSA[op] {
+	if t.hasSA[op] {
 		if len(cdb) < 2 {
 			return nil, invalidCDBField(1, -1).bytes()
 		}
-		c = commands.find(op, int(cdb[1]&0x1f))
+		c = t.find(op, int(cdb[1]&0x1f))
 		if c == nil {
 			// The opcode is known but not this service action: SPC-4
 			// answers that as an invalid field, not an invalid opcode.
 			return nil, invalidCDBField(1, 4).bytes()
 		}
-	} else if c = commands.find(op, 0); c == nil {
+	} else if c = t.find(op, 0); c == nil {
 		return nil, senseInvalidOpcode.bytes()
 	}
 	if err := checkUsage(c, cdb); err != nil {
@@ -122,9 +122,9 @@ func DataOutLen(cdb []byte, blockSize int) (int, error) {
 	if len(cdb) < len(c.usage) {
 		return 0, fmt.Errorf("%s: CDB of %d bytes, want %d: %w", c.name, len(cdb), len(c.usage), ErrInvalidCDB)
 	}
-	n := c.dataOut(cdb)
 	bs := uint64(max(blockSize, 1))
-	if n/bs > MaxTransferBlocks*2 || n > 1<<30 {
+	n := c.dataOut(cdb, bs)
+	if n > MaxTransferBlocks*bs {
 		return 0, fmt.Errorf("%s: %d bytes of data-out, over the unit's limit: %w", c.name, n, ErrInvalidCDB)
 	}
 	return int(n), nil
@@ -156,26 +156,44 @@ func blocks10(cdb []byte) uint64 { return be16(cdb[7:9]) }
 func blocks12(cdb []byte) uint64 { return be32(cdb[6:10]) }
 func blocks16(cdb []byte) uint64 { return be32(cdb[10:14]) }
 
-func bytes6(cdb []byte) uint64  { return blocks6(cdb) * LogicalBlockSize }
-func bytes10(cdb []byte) uint64 { return blocks10(cdb) * LogicalBlockSize }
-func bytes12(cdb []byte) uint64 { return blocks12(cdb) * LogicalBlockSize }
-func bytes16(cdb []byte) uint64 { return blocks16(cdb) * LogicalBlockSize }
+// Data-out of the write forms: their transfer length in blocks.
+func blocksOut(blocks func([]byte) uint64) func([]byte, uint64) uint64 {
+	return func(cdb []byte, bs uint64) uint64 { return blocks(cdb) * bs }
+}
 
 // Data-out of VERIFY: BYTCHK 01b sends the blocks to compare, 11b one
 // block compared with each, 00b nothing.
-func verifyOut(blocks func([]byte) uint64) func([]byte) uint64 {
-	return func(cdb []byte) uint64 {
+func verifyOut(blocks func([]byte) uint64) func([]byte, uint64) uint64 {
+	return func(cdb []byte, bs uint64) uint64 {
 		switch cdb[1] >> 1 & 3 {
 		case 1:
-			return blocks(cdb) * LogicalBlockSize
+			return blocks(cdb) * bs
 		case 3:
-			return LogicalBlockSize
+			return bs
 		}
 		return 0
 	}
 }
 
-func oneBlock([]byte) uint64 { return LogicalBlockSize }
+// Data-out of WRITE SAME: one block, none with NDOB (WRITE SAME(16)'s
+// "no data-out buffer": the block is zeros).
+func writeSameOut(cdb []byte, bs uint64) uint64 {
+	if cdb[0] == 0x93 && cdb[1]&0x01 != 0 {
+		return 0
+	}
+	return bs
+}
+
+// Data-out of a parameter list: its length, at byte at (one byte in a
+// 6-byte CDB, two in a larger one).
+func paramListOut(at int) func([]byte, uint64) uint64 {
+	return func(cdb []byte, _ uint64) uint64 {
+		if len(cdb) == 6 {
+			return uint64(cdb[at])
+		}
+		return be16(cdb[at : at+2])
+	}
+}
 
 // commands is the unit's command set. Usage data per SPC-4/SBC-3, with
 // RDPROTECT/WRPROTECT/VRPROTECT, ANCHOR, LBDATA/PBDATA, NACA and LINK
@@ -183,46 +201,41 @@ func oneBlock([]byte) uint64 { return LogicalBlockSize }
 var commands = newTable([]command{
 	{name: "TEST UNIT READY", sa: -1, usage: []byte{0x00, 0, 0, 0, 0, 0}, run: good},
 	{name: "REQUEST SENSE", sa: -1, usage: []byte{0x03, 0, 0, 0, 0xff, 0}, run: requestSense},
-	{name: "READ(6)", sa: -1, usage: []byte{0x08, 0x1f, 0xff, 0xff, 0xff, 0}, run: read6},
-	{name: "WRITE(6)", sa: -1, usage: []byte{0x0a, 0x1f, 0xff, 0xff, 0xff, 0}, dataOut: bytes6, run: write6},
+	{name: "READ(6)", sa: -1, usage: []byte{0x08, 0x1f, 0xff, 0xff, 0xff, 0}, run: onExtent(extent6, (*LU).read)},
+	{name: "WRITE(6)", sa: -1, usage: []byte{0x0a, 0x1f, 0xff, 0xff, 0xff, 0}, dataOut: blocksOut(blocks6), run: onExtent(extent6, (*LU).writeBlocks)},
 	{name: "INQUIRY", sa: -1, usage: []byte{0x12, 0x01, 0xff, 0xff, 0xff, 0}, run: inquiry},
-	{name: "MODE SELECT(6)", sa: -1, usage: []byte{0x15, 0x11, 0, 0, 0xff, 0}, dataOut: func(c []byte) uint64 { return uint64(c[4]) }, run: modeSelect6},
+	{name: "MODE SELECT(6)", sa: -1, usage: []byte{0x15, 0x11, 0, 0, 0xff, 0}, dataOut: paramListOut(4), run: modeSelect6},
 	{name: "MODE SENSE(6)", sa: -1, usage: []byte{0x1a, 0x08, 0xff, 0xff, 0xff, 0}, run: modeSense6},
 	{name: "START STOP UNIT", sa: -1, usage: []byte{0x1b, 0x01, 0, 0x0f, 0xf7, 0}, run: good},
 	{name: "PREVENT ALLOW MEDIUM REMOVAL", sa: -1, usage: []byte{0x1e, 0, 0, 0, 0x03, 0}, run: good},
 	{name: "READ CAPACITY(10)", sa: -1, usage: []byte{0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0}, run: readCapacity10},
-	{name: "READ(10)", sa: -1, usage: []byte{0x28, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, run: read10},
-	{name: "WRITE(10)", sa: -1, usage: []byte{0x2a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: bytes10, run: write10},
-	{name: "WRITE AND VERIFY(10)", sa: -1, usage: []byte{0x2e, 0x12, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: bytes10, run: writeVerify10},
-	{name: "VERIFY(10)", sa: -1, usage: []byte{0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: verifyOut(blocks10), run: verify10},
-	{name: "PRE-FETCH(10)", sa: -1, usage: []byte{0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, run: prefetch10},
-	{name: "SYNCHRONIZE CACHE(10)", sa: -1, usage: []byte{0x35, 0x06, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, run: syncCache10},
-	{name: "WRITE SAME(10)", sa: -1, usage: []byte{0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: oneBlock, run: writeSame10},
-	{name: "UNMAP", sa: -1, usage: []byte{0x42, 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0}, dataOut: func(c []byte) uint64 { return be16(c[7:9]) }, run: unmap},
-	{name: "MODE SELECT(10)", sa: -1, usage: []byte{0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}, dataOut: func(c []byte) uint64 { return be16(c[7:9]) }, run: modeSelect10},
+	{name: "READ(10)", sa: -1, usage: []byte{0x28, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, run: onExtent(extent10, (*LU).read)},
+	{name: "WRITE(10)", sa: -1, usage: []byte{0x2a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: blocksOut(blocks10), run: onExtent(extent10, (*LU).writeBlocks)},
+	{name: "WRITE AND VERIFY(10)", sa: -1, usage: []byte{0x2e, 0x12, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: blocksOut(blocks10), run: onExtent(extent10, (*LU).writeVerify)},
+	{name: "VERIFY(10)", sa: -1, usage: []byte{0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: verifyOut(blocks10), run: onExtent(extent10, (*LU).verify)},
+	{name: "PRE-FETCH(10)", sa: -1, usage: []byte{0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, run: onExtent(extent10, (*LU).prefetch)},
+	{name: "SYNCHRONIZE CACHE(10)", sa: -1, usage: []byte{0x35, 0x06, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, run: onExtent(extent10, (*LU).syncCache)},
+	{name: "WRITE SAME(10)", sa: -1, usage: []byte{0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}, dataOut: writeSameOut, run: onExtent(extent10, (*LU).writeSame)},
+	{name: "UNMAP", sa: -1, usage: []byte{0x42, 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0}, dataOut: paramListOut(7), run: unmap},
+	{name: "MODE SELECT(10)", sa: -1, usage: []byte{0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}, dataOut: paramListOut(7), run: modeSelect10},
 	{name: "MODE SENSE(10)", sa: -1, usage: []byte{0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0}, run: modeSense10},
-	{name: "READ(16)", sa: -1, usage: []byte{0x88, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: read16},
-	{name: "COMPARE AND WRITE", sa: -1, usage: []byte{0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x1f, 0}, dataOut: func(c []byte) uint64 { return 2 * uint64(c[13]) * LogicalBlockSize }, run: compareAndWrite},
-	{name: "WRITE(16)", sa: -1, usage: []byte{0x8a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: bytes16, run: write16},
-	{name: "ORWRITE(16)", sa: -1, usage: []byte{0x8b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: bytes16, run: orWrite},
-	{name: "WRITE AND VERIFY(16)", sa: -1, usage: []byte{0x8e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: bytes16, run: writeVerify16},
-	{name: "VERIFY(16)", sa: -1, usage: []byte{0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: verifyOut(blocks16), run: verify16},
-	{name: "PRE-FETCH(16)", sa: -1, usage: []byte{0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: prefetch16},
-	{name: "SYNCHRONIZE CACHE(16)", sa: -1, usage: []byte{0x91, 0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: syncCache16},
-	{name: "WRITE SAME(16)", sa: -1, usage: []byte{0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: func(c []byte) uint64 {
-		if c[1]&0x01 != 0 { // NDOB: no data-out buffer, the block is zeros
-			return 0
-		}
-		return LogicalBlockSize
-	}, run: writeSame16},
+	{name: "READ(16)", sa: -1, usage: []byte{0x88, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: onExtent(extent16, (*LU).read)},
+	{name: "COMPARE AND WRITE", sa: -1, usage: []byte{0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x1f, 0}, dataOut: func(c []byte, bs uint64) uint64 { return 2 * uint64(c[13]) * bs }, run: compareAndWrite},
+	{name: "WRITE(16)", sa: -1, usage: []byte{0x8a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: blocksOut(blocks16), run: onExtent(extent16, (*LU).writeBlocks)},
+	{name: "ORWRITE(16)", sa: -1, usage: []byte{0x8b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: blocksOut(blocks16), run: onExtent(extent16, (*LU).orWrite)},
+	{name: "WRITE AND VERIFY(16)", sa: -1, usage: []byte{0x8e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: blocksOut(blocks16), run: onExtent(extent16, (*LU).writeVerify)},
+	{name: "VERIFY(16)", sa: -1, usage: []byte{0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: verifyOut(blocks16), run: onExtent(extent16, (*LU).verify)},
+	{name: "PRE-FETCH(16)", sa: -1, usage: []byte{0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: onExtent(extent16, (*LU).prefetch)},
+	{name: "SYNCHRONIZE CACHE(16)", sa: -1, usage: []byte{0x91, 0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: onExtent(extent16, (*LU).syncCache)},
+	{name: "WRITE SAME(16)", sa: -1, usage: []byte{0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: writeSameOut, run: onExtent(extent16, (*LU).writeSame)},
 	{name: "READ CAPACITY(16)", sa: 0x10, usage: []byte{0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}, run: readCapacity16},
 	{name: "GET LBA STATUS", sa: 0x12, usage: []byte{0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, run: getLBAStatus},
 	{name: "REPORT LUNS", sa: -1, usage: []byte{0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, run: reportLUNs},
 	{name: "REPORT SUPPORTED OPERATION CODES", sa: 0x0c, usage: []byte{0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, run: reportOpcodes},
-	{name: "READ(12)", sa: -1, usage: []byte{0xa8, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: read12},
-	{name: "WRITE(12)", sa: -1, usage: []byte{0xaa, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: bytes12, run: write12},
-	{name: "WRITE AND VERIFY(12)", sa: -1, usage: []byte{0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: bytes12, run: writeVerify12},
-	{name: "VERIFY(12)", sa: -1, usage: []byte{0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: verifyOut(blocks12), run: verify12},
+	{name: "READ(12)", sa: -1, usage: []byte{0xa8, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, run: onExtent(extent12, (*LU).read)},
+	{name: "WRITE(12)", sa: -1, usage: []byte{0xaa, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: blocksOut(blocks12), run: onExtent(extent12, (*LU).writeBlocks)},
+	{name: "WRITE AND VERIFY(12)", sa: -1, usage: []byte{0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: blocksOut(blocks12), run: onExtent(extent12, (*LU).writeVerify)},
+	{name: "VERIFY(12)", sa: -1, usage: []byte{0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}, dataOut: verifyOut(blocks12), run: onExtent(extent12, (*LU).verify)},
 })
 
 // good answers a command that has nothing to do: TEST UNIT READY (the

@@ -16,15 +16,17 @@ const LogicalBlockSize = 512
 
 // Limits the unit reports in its Block Limits VPD page and enforces.
 const (
-	// MaxTransferBlocks bounds one READ, WRITE, VERIFY or COMPARE AND
-	// WRITE (8 MiB): the transport holds a command's whole data in memory.
-	MaxTransferBlocks = 16384
+	// MaxTransferBlocks bounds one READ, WRITE, VERIFY or ORWRITE: 32 MiB,
+	// the NBD door's largest payload too. The transport holds a command's
+	// whole data in memory; libiscsi's WRITE SAME tests write 65536
+	// blocks in one WRITE(16) whatever the Block Limits page says.
+	MaxTransferBlocks = 65536
 	// MaxUnmapBlocks bounds the blocks one UNMAP command may unmap.
 	MaxUnmapBlocks = 1 << 20
 	// MaxUnmapDescriptors bounds the block descriptors of one UNMAP.
 	MaxUnmapDescriptors = 256
 	// MaxWriteSameBlocks bounds one WRITE SAME (1 GiB): zeroing is cheap
-	// and a pattern is written in MaxTransferBlocks chunks.
+	// and a pattern is written 4 MiB at a time.
 	MaxWriteSameBlocks = 1 << 21
 	// MaxCompareAndWriteBlocks bounds one COMPARE AND WRITE (the Block
 	// Limits MAXIMUM COMPARE AND WRITE LENGTH, a one-byte field).
@@ -84,7 +86,10 @@ type LUInfo struct {
 // LU is a logical unit over a Backend. Its methods are safe for
 // concurrent use: it keeps no per-command state.
 type LU struct {
-	b         Backend
+	b Backend
+	// cmds is the command table (commands), reached through the unit so
+	// that REPORT SUPPORTED OPERATION CODES, a command of the table, can
+	// list it without an initialization cycle.
 	cmds      *table
 	info      LUInfo
 	naa       uint64
@@ -132,18 +137,36 @@ type Command struct {
 	// CDB is the command descriptor block; it may be longer than the
 	// command's own length (iSCSI pads CDBs to 16 bytes).
 	CDB []byte
-	// DataOut is all the data the initiator sent for the command.
+	// DataOut is the data the initiator sent for the command: a
+	// transport asks for DataOutLen's bytes (cut to iSCSI's Expected Data
+	// Transfer Length) and passes on what it received, all of it or with
+	// SentLen saying how much the initiator meant to send.
 	DataOut []byte
+	// SentLen, optional, is how much data-out the initiator meant to send
+	// (iSCSI's Expected Data Transfer Length of a write) when DataOut
+	// holds less because the transport asked for less (R2T) or cut the
+	// excess: WRITE SAME and COMPARE AND WRITE, which need exactly their
+	// CDB's amount, refuse a command whose initiator sent or meant to send
+	// any other. 0 means len(DataOut).
+	SentLen int
 	// AllocLen is the initiator's expected data-in length (iSCSI's
 	// Expected Data Transfer Length): DataIn is cut to it.
 	AllocLen int
+	// Buffer, optional, is memory the transport lends for the data-in:
+	// a READ whose data fits its capacity reads into it (DataIn then
+	// aliases it) instead of allocating, so a transport that reuses its
+	// buffers spares the garbage collector one allocation per read.
+	Buffer []byte
 }
 
 // SCSI status codes.
 const (
 	StatusGood           = 0x00
 	StatusCheckCondition = 0x02
-	StatusConditionMet   = 0x04
+	// StatusConditionMet is PRE-FETCH's success when the blocks fit the
+	// cache; this unit has no cache and answers GOOD, but a transport may
+	// treat both as success.
+	StatusConditionMet = 0x04
 )
 
 // Result is a command's outcome.
@@ -166,7 +189,7 @@ type Result struct {
 // Backend's I/O under ctx.
 func (l *LU) Execute(ctx context.Context, c Command) Result {
 	r := l.execute(ctx, c)
-	if r.Status != StatusGood && r.Status != StatusConditionMet {
+	if r.Status != StatusGood {
 		return r
 	}
 	if len(r.DataIn) > max(c.AllocLen, 0) {
@@ -179,21 +202,26 @@ func (l *LU) execute(ctx context.Context, c Command) Result {
 	if len(c.CDB) == 0 {
 		return checkCondition(senseInvalidOpcode)
 	}
-	cmd, sense := lookup(c.CDB)
+	cmd, sense := l.cmds.lookup(c.CDB)
 	if sense != nil {
 		return Result{Status: StatusCheckCondition, Sense: sense}
 	}
-	data, err := cmd.run(ctx, l, request{cdb: c.CDB[:len(cmd.usage)], dataOut: c.DataOut})
+	r := request{cdb: c.CDB[:len(cmd.usage)], dataOut: c.DataOut, sent: max(c.SentLen, len(c.DataOut)), buf: c.Buffer}
+	data, err := cmd.run(ctx, l, r)
 	if err != nil {
 		return Result{Status: StatusCheckCondition, Sense: senseFor(err)}
 	}
 	return Result{Status: StatusGood, DataIn: data, Length: len(data)}
 }
 
-// request is a command's validated CDB (cut to its length) and data-out.
+// request is a command's validated CDB (cut to its length), data-out,
+// how much data-out the initiator sent or meant to (at least
+// len(dataOut)), and the transport's buffer for data-in, if any.
 type request struct {
 	cdb     []byte
 	dataOut []byte
+	sent    int
+	buf     []byte
 }
 
 // backendError turns a Backend error into the sense it means: write

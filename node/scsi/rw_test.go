@@ -149,18 +149,28 @@ func TestSynchronizeCache(t *testing.T) {
 }
 
 // TestShortDataOut: a write whose data-out is shorter than its CDB says
-// is refused with INVALID FIELD IN COMMAND INFORMATION UNIT and writes
-// nothing; a longer one writes only the CDB's blocks.
+// (iSCSI's expected length under the CDB's) writes what came, even part of
+// a block, and leaves the rest alone; a longer one writes only the CDB's
+// blocks.
 func TestShortDataOut(t *testing.T) {
 	l, m := newTestLU(t)
-	wantSense(t, "short", run(l, cdb10(opWrite10, 0, 0, 2), pattern(LogicalBlockSize, 3)), invalidFieldIU)
-	if m.writes != 0 {
-		t.Fatalf("short write reached the backend")
+	old := pattern(2*LogicalBlockSize, 1)
+	copy(m.data, old)
+	wantSense(t, "no data", run(l, cdb10(opWrite10, 0, 0, 1), nil), goodStatus)
+	short := pattern(200, 3)
+	wantSense(t, "200 bytes of 2 blocks", run(l, cdb10(opWrite10, 0, 0, 2), short), goodStatus)
+	if !bytes.Equal(m.data[:200], short) || !bytes.Equal(m.data[200:1024], old[200:]) {
+		t.Fatalf("short write: want the 200 bytes sent written and the rest of the 2 blocks kept")
 	}
 	long := pattern(3*LogicalBlockSize, 4)
 	wantSense(t, "long", run(l, cdb10(opWrite10, 0, 0, 1), long), goodStatus)
-	if !bytes.Equal(m.data[:LogicalBlockSize], long[:LogicalBlockSize]) || !allZero(m.data[LogicalBlockSize:3*LogicalBlockSize]) {
+	if !bytes.Equal(m.data[:LogicalBlockSize], long[:LogicalBlockSize]) || !bytes.Equal(m.data[512:1024], old[512:]) || !allZero(m.data[1024:3*512]) {
 		t.Fatalf("a long data-out wrote past the CDB's one block")
+	}
+	// WRITE AND VERIFY compares what it wrote.
+	wantSense(t, "write and verify short", run(l, cdb10(opWriteVerify10, 0x02, 4, 2), short), goodStatus)
+	if !bytes.Equal(m.data[4*512:4*512+200], short) {
+		t.Fatalf("short WRITE AND VERIFY did not write")
 	}
 }
 
@@ -328,8 +338,19 @@ func TestCompareAndWrite(t *testing.T) {
 	if !bytes.Equal(m.data[3*512:4*512], neu) {
 		t.Fatal("COMPARE AND WRITE did not write after a match")
 	}
-	wantSense(t, "short data", run(l, cawCDB(3, 1), old), invalidFieldIU)
+	// Any data-out but exactly two halves of the blocks is refused, even
+	// with 0 blocks (what 256 blocks become in the one-byte field).
+	wantSense(t, "short data", run(l, cawCDB(3, 1), old), invalidField)
+	wantSense(t, "long data", run(l, cawCDB(3, 1), make([]byte, 4*LogicalBlockSize)), invalidField)
+	wantSense(t, "0 blocks with data", run(l, cawCDB(0, 0), make([]byte, 512*LogicalBlockSize)), invalidField)
 	wantSense(t, "0 blocks", run(l, cawCDB(3, 0), nil), goodStatus)
+	// A transport that asked for (or kept) only the CDB's amount says how
+	// much the initiator meant to send.
+	full := append(bytes.Clone(neu), neu...)
+	r := l.Execute(context.Background(), Command{CDB: cawCDB(3, 1), DataOut: full, SentLen: 3 * LogicalBlockSize})
+	wantSense(t, "meant to send 3 blocks", r, invalidField)
+	r = l.Execute(context.Background(), Command{CDB: cawCDB(3, 0), SentLen: 512 * LogicalBlockSize})
+	wantSense(t, "0 blocks, meant to send 512", r, invalidField)
 }
 
 // TestORWrite ORs the data-out into the blocks.
@@ -393,6 +414,8 @@ func TestWriteSame(t *testing.T) {
 		wantSense(t, "count 0 (WSNZ)", run(l, cdb10(opWriteSame10, 0, 0, 0), p), invalidField)
 		wantSense(t, "half a block", run(l, cdb10(opWriteSame10, 0, 0, 1), p[:256]), invalidFieldIU)
 		wantSense(t, "two blocks", run(l, cdb10(opWriteSame10, 0, 0, 1), append(bytes.Clone(p), p...)), invalidFieldIU)
+		r := l.Execute(context.Background(), Command{CDB: cdb10(opWriteSame10, 0, 0, 1), DataOut: p, SentLen: 2 * LogicalBlockSize})
+		wantSense(t, "one block kept of two sent", r, invalidFieldIU)
 		wantSense(t, "ANCHOR", run(l, cdb10(opWriteSame10, 0x10|0x08, 0, 1), zero), invalidField)
 		wantSense(t, "past end", run(l, cdb16(opWriteSame16, 0, testBlocks, 1), p), lbaOutOfRange)
 		wantSense(t, "over max", run(l, cdb16(opWriteSame16, 0, 0, MaxWriteSameBlocks+1), p), invalidField)
@@ -475,5 +498,38 @@ func TestConcurrentExecute(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestUnmapTotalLimit: descriptors adding up to more than MaxUnmapBlocks
+// are refused before anything is unmapped.
+func TestUnmapTotalLimit(t *testing.T) {
+	big := &sizeOnly{size: 1 << 40}
+	l := NewLU(big, LUInfo{})
+	half := uint64(MaxUnmapBlocks/2 + 1)
+	p := unmapParams([2]uint64{0, half}, [2]uint64{1 << 30, half})
+	res := run(l, unmapCDB(len(p)), p)
+	wantSense(t, "over the total", res, invalidParam)
+	if inCDB, at, _ := fieldPointer(t, res); inCDB || at != 8+16+8 {
+		t.Errorf("field pointer cdb=%v byte %d, want the second descriptor's count (byte %d)", inCDB, at, 8+16+8)
+	}
+	if big.punched != 0 {
+		t.Fatalf("punched %d bytes", big.punched)
+	}
+}
+
+// TestReadIntoLentBuffer: a read that fits the transport's buffer lands
+// in it; one that does not gets its own.
+func TestReadIntoLentBuffer(t *testing.T) {
+	l, m := newTestLU(t)
+	copy(m.data, pattern(4*LogicalBlockSize, 6))
+	buf := make([]byte, 2*LogicalBlockSize)
+	r := l.Execute(context.Background(), Command{CDB: cdb10(opRead10, 0, 0, 2), AllocLen: 1024, Buffer: buf})
+	if !bytes.Equal(r.DataIn, m.data[:1024]) || &r.DataIn[0] != &buf[0] {
+		t.Fatalf("2-block read: want the data, in the lent buffer")
+	}
+	r = l.Execute(context.Background(), Command{CDB: cdb10(opRead10, 0, 0, 4), AllocLen: 2048, Buffer: buf})
+	if !bytes.Equal(r.DataIn, m.data[:2048]) || &r.DataIn[0] == &buf[0] {
+		t.Fatalf("4-block read: want the data, in a buffer of its own")
 	}
 }
