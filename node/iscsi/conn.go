@@ -136,7 +136,11 @@ func (c *conn) send(p *pdu, advance bool) error {
 	p.put32(28, c.expCmdSN)
 	p.put32(32, c.window())
 	c.mu.Unlock()
-	c.wbuf = p.encode(c.wbuf[:0], c.p.digests)
+	d := c.p.digests
+	if op == opLoginResp {
+		d = digests{} // digests start with the full feature phase
+	}
+	c.wbuf = p.encode(c.wbuf[:0], d)
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	_, err := c.nc.Write(c.wbuf)
 	if cap(c.wbuf) > 1<<20 {

@@ -118,7 +118,7 @@ func (c *conn) login() bool {
 		if done {
 			c.nc.SetDeadline(time.Time{})
 			c.srv.observeLogin("ok")
-			c.log.Info("iscsi session started", "initiator", c.initiator, "target", c.target, "discovery", c.discovery,
+			c.log.Info("iscsi session started", "discovery", c.discovery,
 				"header_digest", c.p.digests.header, "data_digest", c.p.digests.data)
 			return true
 		}
@@ -323,7 +323,7 @@ func (c *conn) refuseLogin(req *pdu, err error) {
 		result = "not_found"
 	}
 	c.srv.observeLogin(result)
-	c.log.Warn("iscsi login refused", "client", c.client, "status", fmt.Sprintf("%#04x", uint16(le.status)), "err", le.err)
+	c.log.Warn("iscsi login refused", "status", fmt.Sprintf("%#04x", uint16(le.status)), "err", le.err)
 	r := newPDU(opLoginResp, (req.flags()>>2&3)<<2, req.itt())
 	copy(r.bhs[8:14], req.bhs[8:14])
 	r.bhs[36], r.bhs[37] = byte(le.status>>8), byte(le.status)
