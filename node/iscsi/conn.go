@@ -140,12 +140,14 @@ func (c *conn) send(p *pdu, advance bool) error {
 	if op == opLoginResp {
 		d = digests{} // digests start with the full feature phase
 	}
-	c.wbuf = p.encode(c.wbuf[:0], d)
+	// The header and the data go out in one writev: the data (a read's
+	// blocks) is not copied into a buffer first.
+	c.wbuf = p.encodeHeader(c.wbuf[:0], d)
+	hdr := len(c.wbuf)
+	c.wbuf = p.appendTrailer(c.wbuf, d)
+	bufs := net.Buffers{c.wbuf[:hdr], p.data, c.wbuf[hdr:]}
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	_, err := c.nc.Write(c.wbuf)
-	if cap(c.wbuf) > 1<<20 {
-		c.wbuf = nil
-	}
+	_, err := bufs.WriteTo(c.nc)
 	if err != nil {
 		c.close()
 		return fmt.Errorf("send: %w", err)

@@ -128,6 +128,17 @@ func readPDU(r io.Reader, maxData int, d digests) (*pdu, error) {
 // encode appends the PDU's wire form, with the data segment's length set
 // from p.data, to b.
 func (p *pdu) encode(b []byte, d digests) []byte {
+	b = p.encodeHeader(b, d)
+	if len(p.data) > 0 {
+		b = append(b, p.data...)
+		b = p.appendTrailer(b, d)
+	}
+	return b
+}
+
+// encodeHeader appends the BHS, AHS and header digest, with the data
+// segment's length set from p.data.
+func (p *pdu) encodeHeader(b []byte, d digests) []byte {
 	n := len(p.data)
 	p.bhs[4] = byte(len(p.ahs) / 4)
 	p.bhs[5], p.bhs[6], p.bhs[7] = byte(n>>16), byte(n>>8), byte(n)
@@ -137,13 +148,18 @@ func (p *pdu) encode(b []byte, d digests) []byte {
 	if d.header {
 		b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 	}
-	if n > 0 {
-		dstart := len(b)
-		b = append(b, p.data...)
-		b = append(b, make([]byte, pad4(n))...)
-		if d.data {
-			b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[dstart:], castagnoli))
-		}
+	return b
+}
+
+// appendTrailer appends what follows the data segment: its padding and
+// data digest.
+func (p *pdu) appendTrailer(b []byte, d digests) []byte {
+	var zero [3]byte
+	pad := zero[:pad4(len(p.data))]
+	b = append(b, pad...)
+	if d.data {
+		crc := crc32.Update(crc32.Checksum(p.data, castagnoli), castagnoli, pad)
+		b = binary.LittleEndian.AppendUint32(b, crc)
 	}
 	return b
 }
