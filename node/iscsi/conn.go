@@ -64,9 +64,11 @@ type task struct {
 	edtl     int
 	read     bool
 	write    bool
-	buf      []byte // data-out, edtl bytes
-	got      int    // data-out bytes received
-	reserved int64  // bytes taken from the connection's budget
+	buf      []byte  // data-out, edtl bytes
+	readBuf  *[]byte // pooled data-in buffer, returned by finish
+	writeBuf *[]byte // pooled buf, returned by drop
+	got      int     // data-out bytes received
+	reserved int64   // bytes taken from the connection's budget
 	// ttt is the Target Transfer Tag of the outstanding R2T (reservedTag
 	// while unsolicited data may come), r2tEnd the end of its burst.
 	ttt     uint32
@@ -217,7 +219,11 @@ func (c *conn) serve() {
 			}
 			return
 		}
-		if !c.handle(p) {
+		goOn := c.handle(p)
+		if p.pooled != nil {
+			putBuffer(p.pooled)
+		}
+		if !goOn {
 			return
 		}
 	}
@@ -352,7 +358,8 @@ func (c *conn) command(p *pdu) {
 		}
 	}
 	t.reserved = int64(t.edtl)
-	t.buf = make([]byte, t.edtl)
+	t.writeBuf = getBuffer(t.edtl)
+	t.buf = (*t.writeBuf)[:t.edtl]
 	if len(p.data) > 0 {
 		if !c.p.immediateData || len(p.data) > min(c.p.firstBurst, t.edtl) {
 			c.reject(p, rejectProtocolError)
@@ -491,7 +498,14 @@ func (c *conn) executeLU(t *task) (scsi.Result, int) {
 		alloc = t.edtl
 	}
 	if !t.write {
-		return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, AllocLen: alloc}), 0
+		cmd := scsi.Command{CDB: t.cdb, AllocLen: alloc}
+		if alloc >= minPooled {
+			// A read fills a pooled buffer instead of a fresh, zeroed
+			// one; finish sends it before it goes back.
+			t.readBuf = getBuffer(alloc)
+			cmd.Buffer = (*t.readBuf)[:alloc]
+		}
+		return c.lu.Execute(t.ctx, cmd), 0
 	}
 	need, err := scsi.DataOutLen(t.cdb, scsi.LogicalBlockSize)
 	if err != nil {
@@ -596,6 +610,10 @@ func (c *conn) drop(t *task) {
 		c.budget.Release(t.reserved)
 		t.reserved = 0
 	}
+	if t.writeBuf != nil {
+		putBuffer(t.writeBuf)
+		t.writeBuf, t.buf = nil, nil
+	}
 	t.cancel()
 	select {
 	case <-t.done:
@@ -607,6 +625,9 @@ func (c *conn) drop(t *task) {
 // finish sends a task's data-in and status, unless it was aborted.
 // need is what a write's CDB asks for (its residual's reference).
 func (c *conn) finish(t *task, res scsi.Result, need int) {
+	if t.readBuf != nil {
+		defer putBuffer(t.readBuf)
+	}
 	aborted := t.aborted.Load()
 	c.drop(t)
 	if aborted {

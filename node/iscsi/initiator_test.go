@@ -42,6 +42,13 @@ func (d *ramDisk) Zero(_ context.Context, off, n int64, _ bool) error {
 	return nil
 }
 
+// at returns a copy of n bytes at off.
+func (d *ramDisk) at(off, n int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]byte(nil), d.data[off:off+n]...)
+}
+
 func (d *ramDisk) Flush(context.Context) error { return nil }
 func (d *ramDisk) Size() int64                 { return int64(len(d.data)) }
 func (d *ramDisk) BlockSize() int64            { return 4096 }
@@ -119,6 +126,17 @@ func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string,
 	go func() { defer close(done); srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return ln.Addr().String(), srv
+}
+
+// encode appends the PDU's wire form, with the data segment's length set
+// from p.data, to b.
+func (p *pdu) encode(b []byte, d digests) []byte {
+	b = p.encodeHeader(b, d)
+	if len(p.data) > 0 {
+		b = append(b, p.data...)
+		b = p.appendTrailer(b, d)
+	}
+	return b
 }
 
 // initiator is a minimal iSCSI initiator, written for these tests.

@@ -50,6 +50,9 @@ type pdu struct {
 	bhs  [bhsLen]byte
 	ahs  []byte
 	data []byte
+	// pooled holds data from readBuffers: the reader returns it once the
+	// PDU is handled (handlers copy what they keep).
+	pooled *[]byte
 }
 
 func (p *pdu) opcode() byte      { return p.bhs[0] & 0x3f }
@@ -106,7 +109,13 @@ func readPDU(r io.Reader, maxData int, d digests) (*pdu, error) {
 		}
 	}
 	if dataLen > 0 {
-		buf := make([]byte, dataLen+pad4(dataLen))
+		var buf []byte
+		if n := dataLen + pad4(dataLen); n >= minPooled {
+			p.pooled = getBuffer(n)
+			buf = (*p.pooled)[:n]
+		} else {
+			buf = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return nil, err
 		}
@@ -123,17 +132,6 @@ func readPDU(r io.Reader, maxData int, d digests) (*pdu, error) {
 		p.data = buf[:dataLen]
 	}
 	return p, nil
-}
-
-// encode appends the PDU's wire form, with the data segment's length set
-// from p.data, to b.
-func (p *pdu) encode(b []byte, d digests) []byte {
-	b = p.encodeHeader(b, d)
-	if len(p.data) > 0 {
-		b = append(b, p.data...)
-		b = p.appendTrailer(b, d)
-	}
-	return b
 }
 
 // encodeHeader appends the BHS, AHS and header digest, with the data

@@ -195,7 +195,7 @@ func TestWriteWithR2TAndRead(t *testing.T) {
 	if r.opcode() != opSCSIResp || r.itt() != itt || r.bhs[3] != 0 || r.bhs[2] != 0 {
 		t.Fatalf("write response: opcode %#x status %#x", r.opcode(), r.bhs[3])
 	}
-	if r2ts != 3 || !bytes.Equal(disk.data[8*512:8*512+len(data)], data) {
+	if r2ts != 3 || !bytes.Equal(disk.at(8*512, len(data)), data) {
 		t.Fatalf("%d R2Ts, or the disk does not hold the data", r2ts)
 	}
 
@@ -240,7 +240,7 @@ func TestUnsolicitedData(t *testing.T) {
 	if r := in.recv(); r.opcode() != opSCSIResp || r.bhs[3] != 0 {
 		t.Fatalf("response: opcode %#x status %#x", r.opcode(), r.bhs[3])
 	}
-	if !bytes.Equal(disk.data[:len(data)], data) {
+	if !bytes.Equal(disk.at(0, len(data)), data) {
 		t.Fatal("the disk does not hold the data")
 	}
 }
