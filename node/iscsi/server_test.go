@@ -3,10 +3,12 @@ package iscsi
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testIQN = "iqn.2026-11.io.weft:disk"
@@ -365,5 +367,61 @@ func TestSessionsAndReinstatement(t *testing.T) {
 	}
 	if n := srv.Disconnect(testIQN); n != 2 {
 		t.Fatalf("Disconnect ended %d sessions, want 2", n)
+	}
+}
+
+func TestIdlePing(t *testing.T) {
+	addr, _ := startServer(t, oneTarget(CHAP{}), func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
+	in := dial(t, addr)
+	in.loginNone(testIQN, offer)
+	r := in.recv()
+	if r.opcode() != opNopIn || r.itt() != reservedTag || r.u32(20) == reservedTag {
+		t.Fatalf("idle: opcode %#x itt %#x ttt %#x, want a NOP-In ping", r.opcode(), r.itt(), r.u32(20))
+	}
+	// Answered, the session goes on; unanswered, it ends.
+	p := newPDU(opNopOut|0x40, 0x80, reservedTag)
+	p.put32(20, r.u32(20))
+	in.send(p)
+	if r := in.recv(); r.opcode() != opNopIn {
+		t.Fatalf("after the answer: opcode %#x, want the next ping", r.opcode())
+	}
+	if _, err := readPDU(in.r, 1<<20, digests{}); err == nil {
+		t.Fatal("an initiator that does not answer pings kept its connection")
+	}
+}
+
+func TestLongSendTargets(t *testing.T) {
+	targets := fakeTargets{}
+	for i := range 40 {
+		targets[fmt.Sprintf("iqn.2026-11.io.weft:disk-with-a-long-name-%02d", i)] = &fakeTarget{disk: &ramDisk{data: make([]byte, 4096)}}
+	}
+	addr, _ := startServer(t, targets, nil)
+	in := dial(t, addr)
+	ops := slices.Clone(offer)
+	ops[2].value = "512" // MaxRecvDataSegmentLength: the answer comes in pieces
+	in.loginNone("", ops)
+	p := newPDU(opTextReq|0x40, 0x80, 7)
+	p.put32(20, reservedTag)
+	p.data = encodeText(textKeys{{"SendTargets", "All"}})
+	in.send(p)
+	var all []byte
+	for pieces := 1; ; pieces++ {
+		r := in.recv()
+		if r.opcode() != opTextResp || len(r.data) > 512 {
+			t.Fatalf("piece %d: opcode %#x, %d bytes", pieces, r.opcode(), len(r.data))
+		}
+		all = append(all, r.data...)
+		if r.flags()&0x40 == 0 {
+			if pieces < 2 || r.flags()&0x80 == 0 {
+				t.Fatalf("%d pieces, flags %#x", pieces, r.flags())
+			}
+			break
+		}
+		q := newPDU(opTextReq|0x40, 0x80, 7)
+		q.put32(20, r.u32(20))
+		in.send(q)
+	}
+	if n := strings.Count(string(all), "TargetName="); n != 40 {
+		t.Fatalf("%d targets in the joined answer, want 40", n)
 	}
 }
