@@ -7,8 +7,10 @@ FUZZTIME_SHORT ?= 2s
 # Debian packages the tests and benchmarks use: real NBD clients and the
 # nbdkit reference server, fio, and FUSE with the tools to put a file
 # system on a FUSE file (e2fsprogs, mount/losetup from util-linux), and
-# libnbd's Python bindings for the torture writers (python3-libnbd).
-DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-libnbd
+# libnbd's Python bindings for the torture writers (python3-libnbd);
+# libiscsi's initiators and conformance suite (libiscsi-bin) and qemu's
+# iscsi driver (qemu-block-extra) for the iSCSI door.
+DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-libnbd libiscsi-bin qemu-block-extra
 # Headless Chromium and its driver for the dashboard's browser test: best
 # effort (the test skips, saying so, without them).
 BROWSER_PKGS ?= chromium chromium-driver
