@@ -119,7 +119,9 @@ func (c *conn) release() {
 			c.log.Warn("close target", "err", err)
 		}
 	}
-	c.log.Info("iscsi session ended")
+	if c.registered {
+		c.log.Info("iscsi session ended")
+	}
 }
 
 // send writes one target PDU, filling StatSN, ExpCmdSN and MaxCmdSN;

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -100,6 +101,9 @@ func (f fakeTargets) Access(_ context.Context, target, initiator string, _ netip
 func (f fakeTargets) Open(ctx context.Context, target, initiator string, client netip.Addr) (Disk, error) {
 	if _, err := f.Access(ctx, target, initiator, client); err != nil {
 		return nil, err
+	}
+	if f[target].disk == nil {
+		return nil, errors.New("the disk cannot open")
 	}
 	return f[target].disk, nil
 }

@@ -232,12 +232,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		client = ap.Addr().Unmap()
 	}
 	c := newConn(ctx, s, nc, client)
-	defer c.close()
+	// A login may register its session and still fail (its target will
+	// not open): unregister whatever happens.
+	defer s.unregister(c)
+	defer c.release()
 	if !c.login() {
 		return
 	}
-	defer s.unregister(c)
-	defer c.release()
 	c.serve()
 }
 

@@ -107,7 +107,14 @@ func TestLoginCHAP(t *testing.T) {
 }
 
 func TestLoginRefusals(t *testing.T) {
-	addr, _ := startServer(t, oneTarget(CHAP{}, "iqn.2000-01.test:allowed"), nil)
+	targets := oneTarget(CHAP{}, "iqn.2000-01.test:allowed")
+	targets["iqn.2026-11.io.weft:broken"] = &fakeTarget{}
+	addr, srv := startServer(t, targets, nil)
+	defer func() {
+		if n := len(srv.Sessions()); n != 0 {
+			t.Errorf("%d sessions left by refused logins", n)
+		}
+	}()
 	for _, c := range []struct {
 		name string
 		keys textKeys
@@ -117,9 +124,10 @@ func TestLoginRefusals(t *testing.T) {
 		{"initiator not allowed", textKeys{{"InitiatorName", "iqn.2000-01.test:other"}, {"TargetName", testIQN}}, statusNotAuthorized},
 		{"no initiator name", textKeys{{"TargetName", testIQN}}, statusMissingParameter},
 		{"no target name", textKeys{{"InitiatorName", "iqn.2000-01.test:allowed"}}, statusMissingParameter},
+		{"target that cannot open", textKeys{{"InitiatorName", "iqn.2000-01.test:allowed"}, {"TargetName", "iqn.2026-11.io.weft:broken"}}, statusTargetError},
 	} {
 		in := dial(t, addr)
-		st, _, _ := in.exchange(stageSecurity, stageOperational, true, append(c.keys, keyValue{"AuthMethod", "None"}))
+		st, _, _ := in.exchange(stageSecurity, stageFullFeature, true, append(c.keys, keyValue{"AuthMethod", "None"}))
 		if st != c.want {
 			t.Errorf("%s: status %#04x, want %#04x", c.name, uint16(st), uint16(c.want))
 		}
