@@ -23,6 +23,9 @@ func iscsiHarness(t *testing.T) (*harness, string) {
 	if st := h.status(); st.ISCSI != addr {
 		t.Fatalf("status: iscsi %q, want %q", st.ISCSI, addr)
 	}
+	if out := h.ok("status"); !strings.Contains(out, "iscsi://"+addr) {
+		t.Fatalf("status does not show the iSCSI address:\n%s", out)
+	}
 	return h, addr
 }
 
