@@ -492,8 +492,7 @@ func (c *conn) execute(t *task) {
 // data-out length its CDB asks for. A READ or WRITE whose Expected Data
 // Transfer Length is short of its CDB's transfer length moves only the
 // whole blocks the EDTL covers, with an overflow residual, as SAM-5
-// section 5.4.1 (and libiscsi's residual tests) ask; any other command
-// whose data-out differs from what its CDB announces is refused.
+// section 5.4.1 (and libiscsi's residual tests) ask.
 func (c *conn) executeLU(t *task) (scsi.Result, int) {
 	alloc := 0
 	if t.read {
@@ -522,18 +521,12 @@ func (c *conn) executeLU(t *task) (scsi.Result, int) {
 		blocks := t.edtl / scsi.LogicalBlockSize
 		blockTransfer(cdb)(uint32(blocks))
 		return c.lu.Execute(t.ctx, scsi.Command{CDB: cdb, DataOut: data[:blocks*scsi.LogicalBlockSize]}), need
-	case need == 0 && t.cdb[0] != opCompareAndWrite:
-		// A command without data-out sent with some (a READ flagged
-		// as a write) runs, its data ignored. COMPARE AND WRITE of 0
-		// blocks takes data-out, none: it is refused like any other
-		// size mismatch.
-	case t.edtl != need:
-		return checkCondition(senseInvalidField), need
 	}
-	return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: data}), need
+	// Any other command gets all the initiator sent: the unit refuses a
+	// size its CDB does not ask for (WRITE SAME, COMPARE AND WRITE) or
+	// ignores data it takes none of (a READ flagged as a write).
+	return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: data, SentLen: t.edtl}), need
 }
-
-const opCompareAndWrite = 0x89
 
 // blockTransfer returns a setter of the transfer length (in blocks) of a
 // WRITE or WRITE AND VERIFY 10, 12 or 16 CDB, nil for any other command.
