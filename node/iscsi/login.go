@@ -173,11 +173,9 @@ func (c *conn) loginStep(p *pdu, st *loginState, keys textKeys) (bool, error) {
 		transit = false
 	}
 	if transit && nsg == stageFullFeature {
-		tsih, err := c.srv.register(c)
-		if err != nil {
+		if err := c.srv.register(c); err != nil {
 			return false, refuse(statusOutOfResources, "%w", err)
 		}
-		c.tsih = tsih
 		c.registered = true
 		if !c.discovery {
 			d, err := c.srv.cfg.Targets.Open(c.ctx, c.target, c.initiator, c.client)
@@ -204,6 +202,9 @@ func (c *conn) firstLogin(p *pdu, st *loginState, keys textKeys) error {
 	if tsih := uint16(p.bhs[14])<<8 | uint16(p.bhs[15]); tsih != 0 {
 		// One connection per session: a login adding a connection to an
 		// existing session is refused.
+		if !c.srv.hasSession(tsih) {
+			return refuse(statusNoSession, "TSIH %d: no such session", tsih)
+		}
 		return refuse(statusTooManyConns, "TSIH %d: MaxConnections is 1", tsih)
 	}
 	name, ok := keys.get("InitiatorName")

@@ -198,8 +198,8 @@ func (s *Server) observeLogin(result string) {
 
 // register adds a session that finished its login, ending an older one of
 // the same initiator session ID to the same target (session
-// reinstatement, RFC 7143 section 6.3.5), and returns its TSIH.
-func (s *Server) register(c *conn) (uint16, error) {
+// reinstatement, RFC 7143 section 6.3.5), and gives it its TSIH.
+func (s *Server) register(c *conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for old := range s.sessions {
@@ -210,14 +210,27 @@ func (s *Server) register(c *conn) (uint16, error) {
 		}
 	}
 	if len(s.sessions) >= s.cfg.MaxSessions {
-		return 0, fmt.Errorf("%d sessions, the limit", len(s.sessions))
+		return fmt.Errorf("%d sessions, the limit", len(s.sessions))
 	}
 	s.nextTSIH++
 	if s.nextTSIH == 0 {
 		s.nextTSIH = 1
 	}
+	c.tsih = s.nextTSIH // written under s.mu, which hasSession reads it under
 	s.sessions[c] = struct{}{}
-	return s.nextTSIH, nil
+	return nil
+}
+
+// hasSession reports whether a session has the TSIH.
+func (s *Server) hasSession(tsih uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.sessions {
+		if c.tsih == tsih {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) unregister(c *conn) {
@@ -233,7 +246,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	c := newConn(ctx, s, nc, client)
 	// A login may register its session and still fail (its target will
-	// not open): unregister whatever happens.
+	// not open): unregister whatever happens, once the session's
+	// commands are done and its disk closed (disk rm asks Sessions who
+	// still uses a disk).
 	defer s.unregister(c)
 	defer c.release()
 	if !c.login() {

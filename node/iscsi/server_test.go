@@ -111,8 +111,12 @@ func TestLoginRefusals(t *testing.T) {
 	targets["iqn.2026-11.io.weft:broken"] = &fakeTarget{}
 	addr, srv := startServer(t, targets, nil)
 	defer func() {
-		if n := len(srv.Sessions()); n != 0 {
-			t.Errorf("%d sessions left by refused logins", n)
+		// The session goes a moment after its connection closes.
+		for deadline := time.Now().Add(5 * time.Second); len(srv.Sessions()) != 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%d sessions left by refused logins", len(srv.Sessions()))
+				return
+			}
 		}
 	}()
 	for _, c := range []struct {
@@ -366,6 +370,16 @@ func TestSessionsAndReinstatement(t *testing.T) {
 	b.loginNone(testIQN, offer)
 	if n := len(srv.Sessions()); n != 2 {
 		t.Fatalf("%d sessions, want 2", n)
+	}
+	// A second connection to a session is refused (MaxConnections=1),
+	// and so is one naming no session.
+	for tsih, want := range map[uint16]loginStatus{b.tsih: statusTooManyConns, 999: statusNoSession} {
+		x := dial(t, addr)
+		x.isid, x.tsih = b.isid, tsih
+		if st, _, _ := x.exchange(stageSecurity, stageOperational, true, textKeys{
+			{"InitiatorName", "iqn.2000-01.test:ini"}, {"TargetName", testIQN}, {"AuthMethod", "None"}}); st != want {
+			t.Errorf("login with TSIH %d: status %#04x, want %#04x", tsih, uint16(st), uint16(want))
+		}
 	}
 	// A new login with a's ISID replaces a's session.
 	c := dial(t, addr)
