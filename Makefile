@@ -7,8 +7,11 @@ FUZZTIME_SHORT ?= 2s
 # Debian packages the tests and benchmarks use: real NBD clients and the
 # nbdkit reference server, fio, and FUSE with the tools to put a file
 # system on a FUSE file (e2fsprogs, mount/losetup from util-linux), and
-# libnbd's Python bindings for the torture writers (python3-libnbd).
-DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-libnbd docker.io busybox-static
+# libnbd's Python bindings for the torture writers (python3-libnbd);
+# libiscsi's initiators and conformance suite (libiscsi-bin) and qemu's
+# iscsi driver (qemu-block-extra) for the iSCSI door; Docker's engine
+# (docker.io) and busybox-static for the Docker volume plugin's test.
+DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-libnbd libiscsi-bin qemu-block-extra docker.io busybox-static
 # Headless Chromium and its driver for the dashboard's browser test: best
 # effort (the test skips, saying so, without them).
 BROWSER_PKGS ?= chromium chromium-driver

@@ -92,6 +92,23 @@ func (c *Client) SetAllow(ctx context.Context, name string, cidrs []string) (Dis
 	return info, c.do(ctx, http.MethodPut, "/v1/disks/"+url.PathEscape(name)+"/allow", AllowRequest{Allow: cidrs}, &info)
 }
 
+// SetInitiators replaces the iSCSI initiator names allowed to log in to a
+// disk's targets; an empty list allows any.
+func (c *Client) SetInitiators(ctx context.Context, name string, iqns []string) (DiskInfo, error) {
+	var info DiskInfo
+	if iqns == nil {
+		iqns = []string{}
+	}
+	return info, c.do(ctx, http.MethodPut, "/v1/disks/"+url.PathEscape(name)+"/initiators", InitiatorsRequest{Initiators: iqns}, &info)
+}
+
+// SetCHAP sets a disk's iSCSI CHAP secrets; the zero request turns CHAP
+// off.
+func (c *Client) SetCHAP(ctx context.Context, name string, req CHAPRequest) (DiskInfo, error) {
+	var info DiskInfo
+	return info, c.do(ctx, http.MethodPut, "/v1/disks/"+url.PathEscape(name)+"/chap", req, &info)
+}
+
 // Mount asks the daemon to mount the node's disks at dir, an absolute path
 // of an existing directory, and returns once they are served there.
 func (c *Client) Mount(ctx context.Context, dir string) (MountInfo, error) {

@@ -80,6 +80,13 @@ type DiskInfo struct {
 	// Allow lists the client networks (CIDR) that may open the disk over
 	// NBD; empty means any client that can reach the listener.
 	Allow []string `json:"allow,omitempty"`
+	// Initiators lists the iSCSI initiator names that may log in to the
+	// disk's targets; empty means any.
+	Initiators []string `json:"initiators,omitempty"`
+	// CHAPUser is the CHAP name iSCSI initiators log in with ("" when CHAP
+	// is off); CHAPTargetUser the target's name for mutual CHAP.
+	CHAPUser       string `json:"chap_user,omitempty"`
+	CHAPTargetUser string `json:"chap_target_user,omitempty"`
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.

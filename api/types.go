@@ -23,6 +23,10 @@ type Status struct {
 	NBDSocket string `json:"nbd_socket,omitempty"`
 	NBDTLS    string `json:"nbd_tls,omitempty"` // "", "offered" or "required"
 	NBDConns  int    `json:"nbd_conns"`
+	// ISCSI is the address the iSCSI target listens on ("" when disabled);
+	// ISCSISessions counts its logged-in sessions.
+	ISCSI         string `json:"iscsi,omitempty"`
+	ISCSISessions int    `json:"iscsi_sessions"`
 	// Goroutines is the daemon's goroutine count, for leak checks.
 	Goroutines int `json:"goroutines"`
 	// Mounts are the FUSE mounts of the node's disks, by directory.
@@ -61,6 +65,20 @@ const (
 // AllowRequest is the body of PUT /v1/disks/{name}/allow.
 type AllowRequest struct {
 	Allow []string `json:"allow"` // CIDRs; empty allows any client
+}
+
+// InitiatorsRequest is the body of PUT /v1/disks/{name}/initiators.
+type InitiatorsRequest struct {
+	Initiators []string `json:"initiators"` // iSCSI names; empty allows any
+}
+
+// CHAPRequest is the body of PUT /v1/disks/{name}/chap. An empty User
+// turns CHAP off.
+type CHAPRequest struct {
+	User         string `json:"user"`
+	Secret       string `json:"secret"`
+	TargetUser   string `json:"target_user,omitempty"`
+	TargetSecret string `json:"target_secret,omitempty"`
 }
 
 // CreateDiskRequest is the body of POST /v1/disks.

@@ -40,7 +40,10 @@ type Config struct {
 	Site   string   `json:"site"`   // failure-domain label
 	Listen []string `json:"listen"` // multiaddrs for the mesh (used by the mesh)
 	NBD    string   `json:"nbd"`    // HOST:PORT of the NBD server; "" disables it
-	HTTP   string   `json:"http"`   // HOST:PORT of the HTTP endpoint; "" disables it
+	// ISCSI is HOST:PORT of the iSCSI target (3260 is the usual port);
+	// "" (the default) disables it.
+	ISCSI string `json:"iscsi,omitempty"`
+	HTTP  string `json:"http"` // HOST:PORT of the HTTP endpoint; "" disables it
 
 	// NBDTLSCert and NBDTLSKey are PEM files (relative paths are in the
 	// home) of the X.509 certificate offered to NBD clients through
@@ -150,6 +153,11 @@ func (c Config) Validate() error {
 	if c.NBD != "" {
 		if err := ValidateHostPort(c.NBD); err != nil {
 			return fmt.Errorf("config: nbd: %w", err)
+		}
+	}
+	if c.ISCSI != "" {
+		if err := ValidateHostPort(c.ISCSI); err != nil {
+			return fmt.Errorf("config: iscsi: %w", err)
 		}
 	}
 	if (c.NBDTLSCert == "") != (c.NBDTLSKey == "") {

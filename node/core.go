@@ -227,10 +227,10 @@ func (c *Core) Close() error {
 func (c *Core) Handler() http.Handler {
 	s := &server{
 		cfg: Config{Home: c.cfg.Home, Site: c.cfg.Site}, store: c.Store, vols: c.Vols,
-		log: c.log, started: c.cfg.Clock.Now(), nbd: &nbdService{}, mesh: c.mesh,
+		log: c.log, started: c.cfg.Clock.Now(), nbd: &nbdService{}, iscsi: &iscsiService{}, mesh: c.mesh,
 		mounts: newMountTable(c.Vols, c.mesh, c.cfg.Logger.With("component", "fuse")),
 	}
-	s.doors = []diskDoor{s.nbd, s.mounts}
+	s.doors = []diskDoor{s.nbd, s.iscsi, s.mounts}
 	return s.routes()
 }
 

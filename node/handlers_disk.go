@@ -119,9 +119,10 @@ func (s *server) forceRemoveDisk(w http.ResponseWriter, r *http.Request, name st
 		return
 	}
 	closed := s.nbd.disconnect(name)
+	iclosed := s.iscsi.disconnect(name)
 	s.mounts.dropRemoved(name)
 	s.announce(r.Context(), catalog.DiskKey(name), catalog.ReplicaKey(name, kept))
-	s.log.Warn("disk removed by force", "disk", name, "kept", kept, "users", users, "nbd_closed", closed)
+	s.log.Warn("disk removed by force", "disk", name, "kept", kept, "users", users, "nbd_closed", closed, "iscsi_closed", iclosed)
 	s.writeJSON(w, http.StatusOK, RemoveDiskResult{Kept: kept, Users: users})
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/weft-mesh/weft/datapath"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh"
+	"github.com/weft-mesh/weft/node/iscsi"
 	"github.com/weft-mesh/weft/node/nbd"
 )
 
@@ -36,8 +37,9 @@ type metricsSources struct {
 // the node's own, never the global one, so that many nodes in one process
 // (tests, simulations) keep theirs apart.
 type nodeMetrics struct {
-	reg *prometheus.Registry
-	nbd *nbdMetrics
+	reg   *prometheus.Registry
+	nbd   *nbdMetrics
+	iscsi *iscsiMetrics
 }
 
 func newNodeMetrics(src metricsSources) *nodeMetrics {
@@ -45,7 +47,9 @@ func newNodeMetrics(src metricsSources) *nodeMetrics {
 	reg.MustRegister(newSourceCollector(src))
 	nm := newNBDMetrics()
 	reg.MustRegister(nm.requests, nm.bytes, nm.latency)
-	return &nodeMetrics{reg: reg, nbd: nm}
+	im := newISCSIMetrics()
+	reg.MustRegister(im.logins, im.commands, im.bytes, im.latency)
+	return &nodeMetrics{reg: reg, nbd: nm, iscsi: im}
 }
 
 // Handler serves the metrics in the Prometheus exposition formats.
@@ -55,6 +59,9 @@ func (m *nodeMetrics) Handler() http.Handler {
 
 // NBD returns the observer to set as the NBD server's Config.Observer.
 func (m *nodeMetrics) NBD() nbd.Observer { return m.nbd }
+
+// ISCSI returns the observer to set as the iSCSI server's Config.Observer.
+func (m *nodeMetrics) ISCSI() iscsi.Observer { return m.iscsi }
 
 // Descriptions of the metrics read from the sources at scrape time.
 var (

@@ -118,6 +118,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer nbdSvc.stop() // before the volumes close
 
+	iscsiSvc, err := startISCSI(ctx, cfg, vols, mn, metrics, base)
+	if err != nil {
+		return err
+	}
+	defer iscsiSvc.stop() // before the volumes close
+
 	mounts := newMountTable(vols, mn, base.With("component", "fuse"))
 	defer mounts.closeAll() // before the volumes close
 
@@ -129,9 +135,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer os.Remove(cfg.SocketPath())
 	defer ln.Close()
 
-	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now(), nbd: nbdSvc, mesh: mn}
+	srv := &server{cfg: cfg, id: id, store: store, vols: vols, log: log, started: time.Now(), nbd: nbdSvc, iscsi: iscsiSvc, mesh: mn}
 	srv.mounts = mounts
-	srv.doors = []diskDoor{nbdSvc, mounts}
+	srv.doors = []diskDoor{nbdSvc, iscsiSvc, mounts}
 	hs := &http.Server{
 		Handler:           srv.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

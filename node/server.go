@@ -30,6 +30,7 @@ type server struct {
 	log     *slog.Logger
 	started time.Time
 	nbd     *nbdService
+	iscsi   *iscsiService
 	mounts  *mountTable
 	mesh    *meshNode // nil when the node runs alone
 	// doors are asked who uses a disk before it is removed.
@@ -55,6 +56,8 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/disks/{name}/replicas/{replica}/restore", s.handleRestore)
 	mux.HandleFunc("DELETE /v1/disks/{name}/replicas/{replica}", s.handleRemoveReplica)
 	mux.HandleFunc("PUT /v1/disks/{name}/allow", s.handleSetAllow)
+	mux.HandleFunc("PUT /v1/disks/{name}/initiators", s.handleSetInitiators)
+	mux.HandleFunc("PUT /v1/disks/{name}/chap", s.handleSetCHAP)
 	mux.HandleFunc("GET /v1/mounts", s.handleListMounts)
 	mux.HandleFunc("POST /v1/mounts", s.handleMount)
 	mux.HandleFunc("DELETE /v1/mounts", s.handleUnmount)
@@ -107,6 +110,7 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Space:           spaceStatus(s.cfg),
 	}
 	s.nbd.fillStatus(&out)
+	s.iscsi.fillStatus(&out)
 	if s.mesh != nil {
 		out.PeerID = s.mesh.selfStr
 		hs := api.HealStatus(s.mesh.healer.Status())

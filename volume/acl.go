@@ -25,23 +25,7 @@ func (m *Manager) SetAllow(ctx context.Context, disk string, cidrs []string) (Di
 	}
 	slices.Sort(norm)
 	norm = slices.Compact(norm)
-	m.mu.Lock()
-	rec, ok := m.cat.Disks[disk]
-	if !ok {
-		m.mu.Unlock()
-		return DiskInfo{}, fmt.Errorf("disk %q: %w", disk, ErrNotFound)
-	}
-	snapshot := m.cat.clone()
-	rec.Allow = norm
-	err := m.saveCatalog()
-	if err != nil {
-		m.cat = snapshot
-	}
-	m.mu.Unlock()
-	if err != nil {
-		return DiskInfo{}, err
-	}
-	return m.DiskInfo(ctx, disk)
+	return m.changeDisk(ctx, disk, func(rec *diskRecord) { rec.Allow = norm })
 }
 
 // Allowed reports whether a client at addr may open the disk.

@@ -38,6 +38,10 @@ type diskRecord struct {
 	Created   time.Time `json:"created"`
 	Committed time.Time `json:"committed"`
 	Allow     []string  `json:"allow,omitempty"` // client networks, CIDR
+	// Initiators and CHAP guard the disk's iSCSI targets; catalogs
+	// written before them lack the keys, which means no restriction.
+	Initiators []string `json:"initiators,omitempty"` // iSCSI initiator names
+	CHAP       *CHAP    `json:"chap,omitempty"`
 }
 
 type replicaRecord struct {
@@ -151,6 +155,11 @@ func (c *catalog) clone() *catalog {
 	for k, d := range c.Disks {
 		cp := *d
 		cp.Allow = slices.Clone(d.Allow)
+		cp.Initiators = slices.Clone(d.Initiators)
+		if d.CHAP != nil {
+			ch := *d.CHAP
+			cp.CHAP = &ch
+		}
 		out.Disks[k] = &cp
 	}
 	for disk, reps := range c.Replicas {

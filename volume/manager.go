@@ -534,6 +534,7 @@ func (rec *diskRecord) info(root cid.Cid, replicas int) DiskInfo {
 		Name: rec.Name, Size: rec.Size, BlockSize: rec.BlockSize, Replicas: rec.Replicas,
 		Sync: rec.Sync, ReplicaCount: replicas, Root: root,
 		Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
+		Initiators: slices.Clone(rec.Initiators), CHAPUser: rec.CHAP.user(), CHAPTargetUser: rec.CHAP.targetUser(),
 	}
 }
 

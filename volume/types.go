@@ -106,8 +106,15 @@ type DiskInfo struct {
 	Created      time.Time
 	Committed    time.Time
 	// Allow lists the client networks (CIDR) that may open the disk over
-	// NBD; empty means any client that can reach the listener.
+	// NBD or iSCSI; empty means any client that can reach the listener.
 	Allow []string
+	// Initiators lists the iSCSI initiator names that may log in to the
+	// disk's targets; empty means any.
+	Initiators []string
+	// CHAPUser is the CHAP name iSCSI initiators must log in with ("" when
+	// CHAP is off), CHAPTargetUser the name the target answers mutual
+	// CHAP with. The secrets are never in DiskInfo.
+	CHAPUser, CHAPTargetUser string
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.

@@ -14,6 +14,7 @@ func newDiskCmd(g *globals) *cobra.Command {
 		newDiskCloneCmd(g),
 		newDiskCommitCmd(g),
 		newDiskACLCmd(g),
+		newDiskCHAPCmd(g),
 		newDiskMoveCmd(g),
 		newDiskTakeCmd(g),
 	)

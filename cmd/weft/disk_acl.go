@@ -10,21 +10,25 @@ import (
 
 type diskACLOptions struct {
 	*globals
-	allow []string
-	clear bool
-	json  bool
+	allow      []string
+	initiators []string
+	clear      bool
+	json       bool
 }
 
 func newDiskACLCmd(g *globals) *cobra.Command {
 	o := &diskACLOptions{globals: g}
 	c := &cobra.Command{
-		Use:   "acl NAME [--allow CIDR]... [--clear]",
-		Short: "Show or set the client networks allowed to open a disk over NBD",
-		Long: `Show or set the client networks allowed to open a disk over NBD TCP.
+		Use:   "acl NAME [--allow CIDR]... [--allow-initiator IQN]... [--clear]",
+		Short: "Show or set who may open a disk over NBD and iSCSI",
+		Long: `Show or set who may open a disk over NBD TCP and iSCSI.
 
-With --allow, the list is replaced by the given networks (CIDR such as
-10.0.0.0/8, or a single address). With --clear, any client that reaches
-the NBD listener may open the disk. With neither, the list is shown.
+With --allow, the list of client networks is replaced by the given ones
+(CIDR such as 10.0.0.0/8, or a single address); it applies to NBD TCP
+clients and iSCSI initiators alike. With --allow-initiator, the list of
+iSCSI initiator names (iqn.…) that may log in to the disk's targets is
+replaced. With --clear, both lists are emptied: any client that reaches
+the listeners may open the disk. With none, the lists are shown.
 Clients on the local NBD socket (HOME/nbd.sock) are always allowed.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -33,14 +37,15 @@ Clients on the local NBD socket (HOME/nbd.sock) are always allowed.`,
 	}
 	f := c.Flags()
 	f.StringArrayVar(&o.allow, "allow", nil, "allowed client network, CIDR (repeatable)")
+	f.StringArrayVar(&o.initiators, "allow-initiator", nil, "allowed iSCSI initiator name, IQN (repeatable)")
 	f.BoolVar(&o.clear, "clear", false, "allow any client")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	return c
 }
 
 func runDiskACL(ctx context.Context, o *diskACLOptions, args []string) error {
-	if o.clear && len(o.allow) > 0 {
-		return usageError{"disk acl: give --allow or --clear, not both"}
+	if o.clear && (len(o.allow) > 0 || len(o.initiators) > 0) {
+		return usageError{"disk acl: give --allow/--allow-initiator or --clear, not both"}
 	}
 	cl, err := o.client()
 	if err != nil {
@@ -49,26 +54,51 @@ func runDiskACL(ctx context.Context, o *diskACLOptions, args []string) error {
 	defer cl.Close()
 	name := args[0]
 	d, err := cl.DiskInfo(ctx, name)
-	switch {
-	case err != nil:
-	case o.clear:
-		d, err = cl.SetAllow(ctx, name, nil)
-	case len(o.allow) > 0:
+	if err == nil && o.clear {
+		if d, err = cl.SetAllow(ctx, name, nil); err == nil {
+			d, err = cl.SetInitiators(ctx, name, nil)
+		}
+	}
+	if err == nil && len(o.allow) > 0 {
 		d, err = cl.SetAllow(ctx, name, o.allow)
+	}
+	if err == nil && len(o.initiators) > 0 {
+		d, err = cl.SetInitiators(ctx, name, o.initiators)
 	}
 	if err != nil {
 		return err
 	}
 	if o.json {
 		return printJSON(o.stdout, struct {
-			Disk  string   `json:"disk"`
-			Allow []string `json:"allow"`
-		}{d.Name, append([]string{}, d.Allow...)})
+			Disk           string   `json:"disk"`
+			Allow          []string `json:"allow"`
+			Initiators     []string `json:"initiators"`
+			CHAPUser       string   `json:"chap_user,omitempty"`
+			CHAPTargetUser string   `json:"chap_target_user,omitempty"`
+		}{d.Name, append([]string{}, d.Allow...), append([]string{}, d.Initiators...), d.CHAPUser, d.CHAPTargetUser})
 	}
 	if len(d.Allow) == 0 {
-		fmt.Fprintf(o.stdout, "%s: any client may open it over NBD\n", d.Name)
-		return nil
+		fmt.Fprintf(o.stdout, "%s: any client may open it over NBD and iSCSI\n", d.Name)
+	} else {
+		fmt.Fprintf(o.stdout, "%s: NBD and iSCSI clients allowed from %s\n", d.Name, strings.Join(d.Allow, " "))
 	}
-	fmt.Fprintf(o.stdout, "%s: NBD clients allowed from %s\n", d.Name, strings.Join(d.Allow, " "))
+	if len(d.Initiators) > 0 {
+		fmt.Fprintf(o.stdout, "%s: iSCSI initiators allowed: %s\n", d.Name, strings.Join(d.Initiators, " "))
+	}
+	if d.CHAPUser != "" {
+		fmt.Fprintf(o.stdout, "%s: iSCSI CHAP %s\n", d.Name, chapText(d.CHAPUser, d.CHAPTargetUser))
+	}
 	return nil
+}
+
+// chapText describes a disk's CHAP setting by its user names (the secrets
+// never leave the daemon).
+func chapText(user, targetUser string) string {
+	switch {
+	case user == "":
+		return "off"
+	case targetUser == "":
+		return fmt.Sprintf("user %s (one-way)", user)
+	}
+	return fmt.Sprintf("user %s, target user %s (mutual)", user, targetUser)
 }

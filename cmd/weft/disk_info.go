@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -58,5 +59,8 @@ func runDiskInfo(ctx context.Context, o *diskInfoOptions, args []string) error {
 	fmt.Fprintf(tw, "root:\t%s\n", orDash(d.Root))
 	fmt.Fprintf(tw, "created:\t%s\n", when(d.Created))
 	fmt.Fprintf(tw, "committed:\t%s\n", when(d.Committed))
+	fmt.Fprintf(tw, "allow:\t%s\n", orDash(strings.Join(d.Allow, " ")))
+	fmt.Fprintf(tw, "iscsi initiators:\t%s\n", orDash(strings.Join(d.Initiators, " ")))
+	fmt.Fprintf(tw, "iscsi chap:\t%s\n", chapText(d.CHAPUser, d.CHAPTargetUser))
 	return tw.Flush()
 }

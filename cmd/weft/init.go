@@ -15,6 +15,7 @@ type initOptions struct {
 	site   string
 	listen []string
 	nbd    string
+	iscsi  string
 	http   string
 	force  bool
 	fresh  struct {
@@ -32,7 +33,7 @@ func newInitCmd(g *globals) *cobra.Command {
 	def := node.DefaultConfig()
 	o := &initOptions{globals: g}
 	c := &cobra.Command{
-		Use:   "init [--site NAME] [--listen MULTIADDR]... [--nbd HOST:PORT] [--http HOST:PORT] [--cluster-secret-file F | --join-token TOKEN]",
+		Use:   "init [--site NAME] [--listen MULTIADDR]... [--nbd HOST:PORT] [--iscsi HOST:PORT] [--http HOST:PORT] [--cluster-secret-file F | --join-token TOKEN]",
 		Short: "Create a node home: config and identity key",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -49,6 +50,7 @@ func newInitCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.site, "site", def.Site, "failure-domain label of this node")
 	f.StringArrayVar(&o.listen, "listen", def.Listen, "mesh listen multiaddr (repeatable; port 0: the first start picks a port and records it)")
 	f.StringVar(&o.nbd, "nbd", def.NBD, `NBD server address HOST:PORT ("" or "off": local socket only; default on the host of the first --listen if it is loopback)`)
+	f.StringVar(&o.iscsi, "iscsi", "", `iSCSI target address HOST:PORT (3260 is the usual port; "" or "off": none, the default)`)
 	f.StringVar(&o.nbdTLS.cert, "nbd-tls-cert", "", "PEM X.509 certificate offered to NBD clients (STARTTLS)")
 	f.StringVar(&o.nbdTLS.key, "nbd-tls-key", "", "PEM private key of --nbd-tls-cert")
 	f.BoolVar(&o.nbdTLS.required, "nbd-tls-required", false, "refuse NBD TCP clients that do not use TLS")
@@ -73,6 +75,9 @@ func runInit(ctx context.Context, o *initOptions, args []string) error {
 	cfg.NBD = o.nbd
 	if cfg.NBD == "off" {
 		cfg.NBD = ""
+	}
+	if cfg.ISCSI = o.iscsi; cfg.ISCSI == "off" {
+		cfg.ISCSI = ""
 	}
 	cfg.NBDTLSCert, cfg.NBDTLSKey, cfg.NBDTLSRequired = o.nbdTLS.cert, o.nbdTLS.key, o.nbdTLS.required
 	cfg.HTTP = o.http

@@ -50,6 +50,9 @@ func runStatus(ctx context.Context, o *statusOptions, args []string) error {
 	fmt.Fprintf(tw, "listen:\t%s\n", strings.Join(st.Listen, " "))
 	fmt.Fprintf(tw, "daemon:\tpid %d, up since %s\n", st.PID, when(st.Started))
 	fmt.Fprintf(tw, "nbd:\t%s\n", nbdLine(st))
+	if st.ISCSI != "" {
+		fmt.Fprintf(tw, "iscsi:\tiscsi://%s, %d sessions\n", st.ISCSI, st.ISCSISessions)
+	}
 	fmt.Fprintf(tw, "blocks:\t%d\n", st.Blocks)
 	fmt.Fprintf(tw, "bytes:\t%s (%s on disk)\n", size.Format(st.Bytes), size.Format(st.DiskBytes))
 	fmt.Fprintf(tw, "space:\t%s\n", spaceLine(st.Space))

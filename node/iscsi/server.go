@@ -1,0 +1,273 @@
+package iscsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/weft-mesh/weft/node/scsi"
+)
+
+// Errors a Targets implementation returns (wrapped) to refuse a login.
+var (
+	// ErrNotFound: no such target (status 0x0203).
+	ErrNotFound = errors.New("iscsi: target not found")
+	// ErrNotAllowed: the initiator may not use the target (0x0202).
+	ErrNotAllowed = errors.New("iscsi: initiator not allowed")
+)
+
+// Disk is what a target's LUN 0 serves.
+type Disk interface {
+	scsi.Backend
+	Close() error
+}
+
+// Targets is the server's view of the targets it serves. Its methods are
+// called concurrently.
+type Targets interface {
+	// List returns the names of the targets an initiator at client may
+	// discover.
+	List(ctx context.Context, initiator string, client netip.Addr) ([]string, error)
+	// Access returns the CHAP secrets an initiator must prove to log in to
+	// target (the zero CHAP when none); ErrNotFound or ErrNotAllowed
+	// refuse the login.
+	Access(ctx context.Context, target, initiator string, client netip.Addr) (CHAP, error)
+	// Open opens the target's LUN 0 for a session that logged in.
+	Open(ctx context.Context, target, initiator string, client netip.Addr) (Disk, error)
+}
+
+// Observer counts what the server does (Prometheus metrics). Its methods
+// are called on the path of every command: they must be fast.
+type Observer interface {
+	// Login reports a login's outcome: "ok", "auth" (CHAP failed),
+	// "authz" (not allowed), "not_found" or "error".
+	Login(result string)
+	// Command reports a SCSI command: op is "read", "write" or "other",
+	// bytes the data moved, ok false for a CHECK CONDITION.
+	Command(op string, bytes int, d time.Duration, ok bool)
+}
+
+// Config configures a Server.
+type Config struct {
+	Targets  Targets
+	Logger   *slog.Logger
+	Observer Observer // nil: none
+	// PortalGroupTag is the TargetPortalGroupTag of the portal.
+	PortalGroupTag uint16
+	// MaxRecvDataSegmentLength is the largest data segment the target
+	// accepts in one PDU.
+	MaxRecvDataSegmentLength int
+	// MaxBurstLength and FirstBurstLength are the target's offers (the
+	// negotiated values are the minimum of both sides').
+	MaxBurstLength, FirstBurstLength int
+	// QueueDepth bounds the commands a session runs at once (its CmdSN
+	// window).
+	QueueDepth int
+	// BufferBytes bounds the command data a connection holds at once.
+	BufferBytes int64
+	// MaxSessions bounds the sessions of the server.
+	MaxSessions int
+	// LoginTimeout bounds a whole login; IdleTimeout is how long a
+	// session may be silent before the target pings it (NOP-In), and
+	// again before it gives up on it; WriteTimeout bounds one PDU sent.
+	LoginTimeout, IdleTimeout, WriteTimeout time.Duration
+}
+
+// DefaultConfig returns the limits the daemon uses; set Targets.
+func DefaultConfig() Config {
+	return Config{
+		Logger:                   slog.Default(),
+		PortalGroupTag:           1,
+		MaxRecvDataSegmentLength: 256 << 10,
+		MaxBurstLength:           scsi.MaxTransferBlocks * scsi.LogicalBlockSize,
+		FirstBurstLength:         256 << 10,
+		QueueDepth:               64,
+		BufferBytes:              64 << 20,
+		MaxSessions:              256,
+		LoginTimeout:             15 * time.Second,
+		IdleTimeout:              30 * time.Second,
+		WriteTimeout:             30 * time.Second,
+	}
+}
+
+// maxCommandData bounds the data of one command: the largest transfer
+// the SCSI layer accepts, plus room for parameter lists (UNMAP).
+const maxCommandData = scsi.MaxTransferBlocks*scsi.LogicalBlockSize + 64<<10
+
+// Server serves iSCSI on listeners.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[*conn]struct{}
+	nextTSIH uint16
+}
+
+// SessionInfo describes a logged-in session.
+type SessionInfo struct {
+	Target, Initiator string
+	Client            netip.Addr
+	Discovery         bool
+}
+
+// NewServer checks cfg and returns a server.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Targets == nil {
+		return nil, errors.New("iscsi: no targets")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := DefaultConfig()
+	if cfg.MaxRecvDataSegmentLength < 512 || cfg.MaxRecvDataSegmentLength > 1<<24-1 {
+		cfg.MaxRecvDataSegmentLength = d.MaxRecvDataSegmentLength
+	}
+	if cfg.MaxBurstLength < 512 || cfg.MaxBurstLength > maxCommandData {
+		cfg.MaxBurstLength = d.MaxBurstLength
+	}
+	if cfg.FirstBurstLength < 512 || cfg.FirstBurstLength > cfg.MaxBurstLength {
+		cfg.FirstBurstLength = min(d.FirstBurstLength, cfg.MaxBurstLength)
+	}
+	if cfg.QueueDepth < 1 {
+		cfg.QueueDepth = d.QueueDepth
+	}
+	if cfg.BufferBytes < maxCommandData {
+		cfg.BufferBytes = max(d.BufferBytes, maxCommandData)
+	}
+	if cfg.MaxSessions < 1 {
+		cfg.MaxSessions = d.MaxSessions
+	}
+	for _, t := range []*time.Duration{&cfg.LoginTimeout, &cfg.IdleTimeout, &cfg.WriteTimeout} {
+		if *t <= 0 {
+			*t = d.LoginTimeout
+		}
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*conn]struct{}{}}, nil
+}
+
+// Serve accepts connections on ln until ctx ends, then closes them and
+// waits for their commands.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("iscsi: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, nc)
+		}()
+	}
+}
+
+// Sessions lists the logged-in sessions.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for c := range s.sessions {
+		out = append(out, SessionInfo{Target: c.target, Initiator: c.initiator, Client: c.client, Discovery: c.discovery})
+	}
+	return out
+}
+
+func (s *Server) observeLogin(result string) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Login(result)
+	}
+}
+
+// register adds a session that finished its login, ending an older one of
+// the same initiator session ID to the same target (session
+// reinstatement, RFC 7143 section 6.3.5), and gives it its TSIH.
+func (s *Server) register(c *conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for old := range s.sessions {
+		if old.initiator == c.initiator && old.isid == c.isid && old.target == c.target {
+			old.log.Info("session reinstated by a new login")
+			old.close()
+			delete(s.sessions, old)
+		}
+	}
+	if len(s.sessions) >= s.cfg.MaxSessions {
+		return fmt.Errorf("%d sessions, the limit", len(s.sessions))
+	}
+	s.nextTSIH++
+	if s.nextTSIH == 0 {
+		s.nextTSIH = 1
+	}
+	c.tsih = s.nextTSIH // written under s.mu, which hasSession reads it under
+	s.sessions[c] = struct{}{}
+	return nil
+}
+
+// hasSession reports whether a session has the TSIH.
+func (s *Server) hasSession(tsih uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.sessions {
+		if c.tsih == tsih {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	delete(s.sessions, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	client := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		client = ap.Addr().Unmap()
+	}
+	c := newConn(ctx, s, nc, client)
+	// A login may register its session and still fail (its target will
+	// not open): unregister whatever happens, once the session's
+	// commands are done and its disk closed (disk rm asks Sessions who
+	// still uses a disk).
+	defer s.unregister(c)
+	defer c.release()
+	if !c.login() {
+		return
+	}
+	c.serve()
+}
+
+// Disconnect ends the sessions logged in to target and returns how many
+// it ended.
+func (s *Server) Disconnect(target string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.sessions {
+		if c.target == target {
+			c.close()
+			n++
+		}
+	}
+	return n
+}
