@@ -124,12 +124,11 @@ func (c *Cluster) take(ctx context.Context, disk string, force bool) (catalog.En
 // checkRootReadable refuses a take of a disk whose root map no live
 // member can serve, before anything changes. Such a root's newest blocks
 // are held by the old owner alone (it committed them and was cut off or
-// paused before it pushed them); a take would fence it, the taker would
-// commit roots over blocks it cannot read, and the old owner, giving the
-// disk up, would no longer hold the disk's head: the one copy of a
-// committed root would be left to a replica on a node that fences it
-// (torture seed 21: disk async-r2 lost 23 blocks that way). Refused, the
-// disk stays with its owner, which serves it again when it comes back.
+// paused before it pushed them): a take would fence the one node that
+// holds them, and the taker would commit roots over blocks it cannot read
+// (torture seed 21: after such a take, async-r2's root named 23 blocks no
+// node held any more). Refused, the disk stays with its owner, which
+// serves it again when it comes back.
 func (c *Cluster) checkRootReadable(ctx context.Context, cur catalog.Entry) error {
 	if !cur.Root.Defined() {
 		return nil
