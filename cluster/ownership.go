@@ -86,7 +86,8 @@ func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (cat
 // force, alive but unreachable), at the next epoch, which fences the old
 // owner; then adopts the disk here at the catalog's root and announces
 // the change. Errors are DecideTake's (no live entry, owned here already,
-// owner alive without force), the catalog's and the adopt's.
+// owner alive without force), checkRootReadable's (no live member serves
+// the root's map), the catalog's and the adopt's.
 //
 // The catalog write and the adopt happen under the reconcile lock: a pass
 // between them would see the disk owned and written by this node but not
