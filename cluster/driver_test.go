@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
@@ -472,5 +473,45 @@ func TestLateTombstoneGivesUpHeadMadeBefore(t *testing.T) {
 	}
 	if reps := b.replicas(t, "vm"); len(reps) != 1 || !strings.HasPrefix(reps[0], "fenced-e2-") {
 		t.Errorf("replicas %v, want one fenced-e2-…", reps)
+	}
+}
+
+// A take of a disk whose root map no live member serves is refused before
+// the catalog changes: the dead (or paused) owner may hold the only copy
+// of the root's newest blocks, and a take would fence it and leave the
+// taker answering for blocks it cannot read (torture seed 21: async-r2
+// taken from a paused owner named blocks no node held). Once the root
+// can be read, the same take goes through.
+func TestTakeRefusesUnreadableRoot(t *testing.T) {
+	hub := newTestHub(t)
+	b := newTestNode(t, hub, "b")
+	old := hub.join("old-owner")
+	hub.setDown(old.Self(), true)
+	ctx := context.Background()
+	unread := blockstore.NewBlock(blockstore.CodecRaw, []byte("a map only the old owner holds")).CID
+	entry := catalog.Entry{Key: catalog.DiskKey("vm"), Owner: old.Self().String(), Epoch: 3,
+		Size: 1 << 20, BlockSize: 65536, Replicas: 2, Root: unread}
+	b.cat.Merge([]catalog.Entry{written(t, "old-owner", entry)})
+	for _, force := range []bool{false, true} {
+		if _, err := b.Take(ctx, "vm", force); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "no live member serves the map") {
+			t.Fatalf("take (force %v) of a disk whose root nobody serves: got %v, want a conflict naming the unreadable map", force, err)
+		}
+	}
+	if e, _ := b.cat.Lookup(catalog.DiskKey("vm")); e.Owner != old.Self().String() || e.Epoch != 3 {
+		t.Fatalf("after the refused take the catalog has %+v, want vm still the old owner's at epoch 3", e)
+	}
+	if _, err := b.vols.Head("vm"); err == nil {
+		t.Fatal("the refused take adopted the disk here")
+	}
+
+	readable := b.importDisk(t, "src", 2, "x")
+	entry.Key, entry.Root = catalog.DiskKey("vm2"), readable
+	b.cat.Merge([]catalog.Entry{written(t, "old-owner", entry)})
+	e, err := b.Take(ctx, "vm2", false)
+	if err != nil {
+		t.Fatalf("take of a disk whose root is readable: %v", err)
+	}
+	if e.Owner != b.selfStr || e.Epoch != 4 || !e.Root.Equals(readable) {
+		t.Errorf("take put %+v, want owned here at epoch 4 at root %s", e, readable)
 	}
 }

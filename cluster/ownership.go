@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/heal"
+	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 	"github.com/weft-mesh/weft/volume"
@@ -84,7 +86,8 @@ func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (cat
 // force, alive but unreachable), at the next epoch, which fences the old
 // owner; then adopts the disk here at the catalog's root and announces
 // the change. Errors are DecideTake's (no live entry, owned here already,
-// owner alive without force), the catalog's and the adopt's.
+// owner alive without force), checkRootReadable's (no live member serves
+// the root's map), the catalog's and the adopt's.
 //
 // The catalog write and the adopt happen under the reconcile lock: a pass
 // between them would see the disk owned and written by this node but not
@@ -107,6 +110,9 @@ func (c *Cluster) take(ctx context.Context, disk string, force bool) (catalog.En
 	if err != nil {
 		return e, err
 	}
+	if err := c.checkRootReadable(ctx, cur); err != nil {
+		return catalog.Entry{}, err
+	}
 	if e, err = c.PutRecord(e); err != nil {
 		return e, fmt.Errorf("take: %w", err)
 	}
@@ -114,6 +120,27 @@ func (c *Cluster) take(ctx context.Context, disk string, force bool) (catalog.En
 		return e, c.handBack(cur, e, fmt.Errorf("take: %w", err))
 	}
 	return e, nil
+}
+
+// checkRootReadable refuses a take of a disk whose root map no live
+// member can serve, before anything changes. Such a root's newest blocks
+// are held by the old owner alone (it committed them and was cut off or
+// paused before it pushed them): a take would fence the one node that
+// holds them, and the taker would commit roots over blocks it cannot read
+// (torture seed 21: after such a take, async-r2's root named 23 blocks no
+// node held any more). Refused, the disk stays with its owner, which
+// serves it again when it comes back.
+func (c *Cluster) checkRootReadable(ctx context.Context, cur catalog.Entry) error {
+	if !cur.Root.Defined() {
+		return nil
+	}
+	if _, err := c.views.RootBytes(ctx, cur.Root, cur.BlockSize); err != nil {
+		disk := strings.TrimPrefix(cur.Key, catalog.DiskPrefix)
+		return errkind.Errorf(ErrConflict, "take: disk %q: no live member serves the map of its root %s, "+
+			"so its owner %s may hold the only copy of its newest blocks: bring that node back, or wait until it is reachable (%v)",
+			disk, cur.Root, cur.Owner, err)
+	}
+	return nil
 }
 
 // handBack undoes a take whose adopt failed (a full disk, say): taken, the
