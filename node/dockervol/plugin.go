@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/internal/size"
@@ -37,6 +38,9 @@ type Mounter interface {
 	// Mounted reports whether something is mounted at dir.
 	Mounted(dir string) (bool, error)
 }
+
+// mountTimeout bounds a volume's mount, mkfs of a new disk included.
+const mountTimeout = 10 * time.Minute
 
 // Config configures a Plugin.
 type Config struct {
@@ -312,10 +316,16 @@ func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 		return "", err
 	}
 	dir := p.volumeDir(name)
-	err := p.ensureFUSE(ctx)
+	// Not the request's context: dockerd gives up on a slow call (and
+	// cancels it) while mkfs of a large disk runs; killing mkfs half way
+	// leaves a disk with half a file system that the next try refuses to
+	// format. The mount runs to its own bound instead.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mountTimeout)
+	defer cancel()
+	err := p.ensureFUSE(mctx)
 	if err == nil {
 		var at blockfs.Attachment
-		at, err = p.mnt.Mount(ctx, p.diskFile(name), dir, 0)
+		at, err = p.mnt.Mount(mctx, p.diskFile(name), dir, 0)
 		if err == nil && at.Formatted {
 			p.log.Info("made a file system", "volume", name, "type", at.FSType)
 		}

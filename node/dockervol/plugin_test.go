@@ -105,12 +105,16 @@ type fakeMounter struct {
 	mounts   int               // Mount calls
 	unmounts int               // Unmount calls
 	fail     error             // the next Mount fails with it
+	ctxErr   error             // the context's error when Mount was called
+	deadline bool              // the context had a deadline
 }
 
 func (m *fakeMounter) Mount(ctx context.Context, file, dir string, flags uintptr) (blockfs.Attachment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mounts++
+	m.ctxErr = ctx.Err()
+	_, m.deadline = ctx.Deadline()
 	if err := m.fail; err != nil {
 		m.fail = nil
 		return blockfs.Attachment{}, err
@@ -533,3 +537,28 @@ func TestDecodeRequestNames(t *testing.T) {
 }
 
 func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// TestMountOutlivesTheRequest: the mount (mkfs included) does not run
+// under the HTTP request's context, which dockerd cancels when it gives
+// up; it has a bound of its own.
+func TestMountOutlivesTheRequest(t *testing.T) {
+	fm := &fakeMounter{mounted: map[string]string{}}
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(cfg, newFakeDisks(), fm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Create(context.Background(), "v", nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // dockerd hung up
+	if _, err := p.Mount(ctx, "v", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if fm.ctxErr != nil || !fm.deadline {
+		t.Fatalf("the mount ran with context error %v, deadline %v; want a live context with a deadline of its own", fm.ctxErr, fm.deadline)
+	}
+}
