@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weft-mesh/weft/node"
 )
 
 // TestPluginChildGroupIsKilled: a plugin child that ignores SIGTERM is
@@ -20,7 +22,9 @@ func TestPluginChildGroupIsKilled(t *testing.T) {
 	script := `trap '' TERM; sleep 300 & echo $! > ` + pidFile + `; wait`
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runPluginChild(ctx, "/bin/sh", []string{"-c", script}, io.Discard, 200*time.Millisecond) }()
+	go func() {
+		done <- runPluginChild(ctx, "/bin/sh", []string{"-c", script}, io.Discard, 200*time.Millisecond)
+	}()
 	var pid int
 	deadline := time.Now().Add(10 * time.Second)
 	for pid == 0 {
@@ -50,5 +54,33 @@ func TestPluginChildGroupIsKilled(t *testing.T) {
 			t.Fatalf("the child's child %d outlived it", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDaemonDockerPluginFlag: --docker-plugin on the command line wins
+// over the config's docker_plugin both ways; left out, the config's holds.
+func TestDaemonDockerPluginFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		config bool
+		want   bool
+	}{
+		{nil, true, true},
+		{nil, false, false},
+		{[]string{"--docker-plugin"}, false, true},
+		{[]string{"--docker-plugin=false"}, true, false},
+	} {
+		c := newDaemonCmd(&globals{})
+		if err := c.Flags().Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var opts daemonOptions
+		opts.docker.pluginSet = c.Flags().Changed("docker-plugin")
+		opts.docker.plugin, _ = c.Flags().GetBool("docker-plugin")
+		cfg := node.Config{DockerPlugin: tc.config}
+		opts.applyDocker(&cfg)
+		if cfg.DockerPlugin != tc.want {
+			t.Errorf("%v with docker_plugin %v in the config: got %v, want %v", tc.args, tc.config, cfg.DockerPlugin, tc.want)
+		}
 	}
 }
