@@ -145,11 +145,12 @@ func (p *Plugin) Recover(ctx context.Context) error {
 		if !mounted {
 			continue
 		}
-		if err := p.mnt.Unmount(ctx, p.diskFile(v), p.volumeDir(v)); errors.Is(err, blockfs.ErrBusy) {
-			// Someone works in it (a shell, a backup): one busy volume
-			// must not keep the plugin from serving the others, or put
-			// it in a restart loop. The next Unmount or start retries.
-			p.log.Warn("volume mounted with no user is busy: left mounted", "volume", v, "err", err)
+		if err := p.mnt.Unmount(ctx, p.diskFile(v), p.volumeDir(v)); errors.Is(err, blockfs.ErrBusy) || errors.Is(err, blockfs.ErrNotWritten) {
+			// Someone works in it (a shell, a backup), or its disk
+			// refuses writes: one such volume must not keep the plugin
+			// from serving the others, or put it in a restart loop.
+			// The next Unmount or start retries.
+			p.log.Warn("volume mounted with no user could not be unmounted: left mounted", "volume", v, "err", err)
 			continue
 		} else if err != nil {
 			return fmt.Errorf("docker plugin: recover %s: unmount it, no container uses it: %w", v, err)

@@ -474,16 +474,17 @@ func TestRemoveOfGoneDisk(t *testing.T) {
 	s.refused("not made by the Docker plugin", "VolumeDriver.Create", request{Name: "v"})
 }
 
-// busyMounter refuses to unmount one directory, as a kernel does while a
-// process works in it.
+// busyMounter refuses to unmount some directories, as blockfs does while
+// a process works in one (ErrBusy) or its disk refused writes
+// (ErrNotWritten).
 type busyMounter struct {
 	*fakeMounter
-	busy string
+	refuse map[string]error
 }
 
 func (m *busyMounter) Unmount(ctx context.Context, file, dir string) error {
-	if dir == m.busy {
-		return fmt.Errorf("unmount %s: %w", dir, blockfs.ErrBusy)
+	if err := m.refuse[dir]; err != nil {
+		return fmt.Errorf("unmount %s: %w", dir, err)
 	}
 	return m.fakeMounter.Unmount(ctx, file, dir)
 }
@@ -494,8 +495,8 @@ func (m *busyMounter) Unmount(ctx context.Context, file, dir string) error {
 func TestRecoverContinuesPastBusy(t *testing.T) {
 	dir := t.TempDir()
 	fm := &fakeMounter{mounted: map[string]string{}}
-	adir, bdir := filepath.Join(dir, "volumes", "a"), filepath.Join(dir, "volumes", "b")
-	for _, d := range []string{adir, bdir} {
+	adir, bdir, cdir := filepath.Join(dir, "volumes", "a"), filepath.Join(dir, "volumes", "b"), filepath.Join(dir, "volumes", "c")
+	for _, d := range []string{adir, bdir, cdir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -504,15 +505,15 @@ func TestRecoverContinuesPastBusy(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Dir = dir
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := New(cfg, newFakeDisks(), &busyMounter{fakeMounter: fm, busy: adir})
+	p, err := New(cfg, newFakeDisks(), &busyMounter{fakeMounter: fm, refuse: map[string]error{adir: blockfs.ErrBusy, cdir: blockfs.ErrNotWritten}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Recover(context.Background()); err != nil {
 		t.Fatalf("Recover with a busy volume: %v, want it logged and passed", err)
 	}
-	if !fm.isMounted(adir) || fm.isMounted(bdir) {
-		t.Fatalf("after Recover: a mounted %v (busy: want true), b mounted %v (want false)", fm.isMounted(adir), fm.isMounted(bdir))
+	if !fm.isMounted(adir) || fm.isMounted(bdir) || !fm.isMounted(cdir) {
+		t.Fatalf("after Recover: a mounted %v (busy: want true), b %v (want false), c %v (writes refused: want true)", fm.isMounted(adir), fm.isMounted(bdir), fm.isMounted(cdir))
 	}
 }
 
