@@ -25,7 +25,10 @@ type daemonOptions struct {
 	// docker: --docker-plugin and --docker-socket
 	docker struct {
 		plugin bool
-		socket string
+		// pluginSet: --docker-plugin is on the command line, so that
+		// --docker-plugin=false overrides the config's true.
+		pluginSet bool
+		socket    string
 	}
 	// peerBlockGrace overrides the config's; zero: not given.
 	peerBlockGrace time.Duration
@@ -54,6 +57,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			o.heal.concurrencySet = c.Flags().Changed("heal-concurrency")
 			o.heal.intervalSet = c.Flags().Changed("heal-interval")
+			o.docker.pluginSet = c.Flags().Changed("docker-plugin")
 			return runDaemon(c.Context(), o, args)
 		},
 	}
@@ -62,7 +66,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&o.transferBW, "transfer-bandwidth", "", "the node's budget for the transfers it receives, shared by priority, e.g. 100M (default: the config's, else none)")
 	c.Flags().StringVar(&o.reserve, "reserve", "", "free space blocks stored for other nodes (heal, pushes) must leave, kept for this node's own disks, e.g. 1G (default: the config's, else 256M; at least 64M)")
 	c.Flags().DurationVar(&o.peerBlockGrace, "peer-block-grace", 0, "how long gc keeps blocks pushed to this node that no root it knows reaches yet (default: the config's, else 10m); keep it above the longest partition you expect")
-	c.Flags().BoolVar(&o.docker.plugin, "docker-plugin", false, "also serve Docker's volume plugin protocol: runs weft docker-plugin as a child process, restarted if it dies (default: the config's docker_plugin)")
+	c.Flags().BoolVar(&o.docker.plugin, "docker-plugin", false, "also serve Docker's volume plugin protocol: runs weft docker-plugin as a child process, restarted if it dies (default: the config's docker_plugin; --docker-plugin=false turns the config's true off)")
 	c.Flags().StringVar(&o.docker.socket, "docker-socket", "", "the plugin's socket (default: the config's docker_socket, else "+dockervol.DefaultSocket+")")
 	c.Flags().StringArrayVar(&o.join, "join", nil, "join the mesh through this member's multiaddr (.../p2p/<peer id>; repeatable)")
 	c.Flags().StringVar(&o.heal.bandwidth, "heal-bandwidth", "", "cap the bytes per second self-heal copies to this node, e.g. 100M (default: the config's, else no cap)")
@@ -145,12 +149,7 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if o.docker.plugin {
-		cfg.DockerPlugin = true
-	}
-	if o.docker.socket != "" {
-		cfg.DockerSocket = o.docker.socket
-	}
+	o.applyDocker(&cfg)
 	if cfg.DockerPlugin {
 		stop, err := superviseDockerPlugin(ctx, home, cfg.DockerSocket, o.stderr, cfg.Logger.With("component", "docker-plugin-supervisor"))
 		if err != nil {
@@ -159,4 +158,15 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 		defer stop()
 	}
 	return node.Run(ctx, cfg)
+}
+
+// applyDocker puts the --docker-* flags given on the command line over the
+// config's docker_plugin and docker_socket.
+func (o *daemonOptions) applyDocker(cfg *node.Config) {
+	if o.docker.pluginSet {
+		cfg.DockerPlugin = o.docker.plugin
+	}
+	if o.docker.socket != "" {
+		cfg.DockerSocket = o.docker.socket
+	}
 }

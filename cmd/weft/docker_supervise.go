@@ -49,7 +49,7 @@ func superviseDockerPlugin(ctx context.Context, home, socket string, stderr io.W
 		delay := pluginRestartMin
 		for {
 			started := time.Now()
-			err := runPluginChild(ctx, bin, args, stderr)
+			err := runPluginChild(ctx, bin, args, stderr, pluginStopGrace)
 			if ctx.Err() != nil {
 				return
 			}
@@ -71,8 +71,11 @@ func superviseDockerPlugin(ctx context.Context, home, socket string, stderr io.W
 }
 
 // runPluginChild runs the child until it exits, or until ctx is done and
-// it stopped on SIGTERM (SIGKILL after pluginStopGrace).
-func runPluginChild(ctx context.Context, bin string, args []string, stderr io.Writer) error {
+// it stopped on SIGTERM (SIGKILL after grace). The child leads a process
+// group of its own, and the whole group is killed once the child is done:
+// a losetup or mkfs it started must not outlive it and race the next
+// child's.
+func runPluginChild(ctx context.Context, bin string, args []string, stderr io.Writer, grace time.Duration) error {
 	// The parent-death signal follows the thread that forked the child:
 	// keep this goroutine on it while the child lives.
 	runtime.LockOSThread()
@@ -83,6 +86,10 @@ func runPluginChild(ctx context.Context, bin string, args []string, stderr io.Wr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s docker-plugin: %w", bin, err)
 	}
+	pgid := cmd.Process.Pid
+	// The group's leader is waited for, so its id is not reused while a
+	// member may be left; ESRCH means none is.
+	defer syscall.Kill(-pgid, syscall.SIGKILL)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	select {
@@ -94,8 +101,8 @@ func runPluginChild(ctx context.Context, bin string, args []string, stderr io.Wr
 	select {
 	case err := <-exited:
 		return err
-	case <-time.After(pluginStopGrace):
-		cmd.Process.Kill()
+	case <-time.After(grace):
+		syscall.Kill(-pgid, syscall.SIGKILL)
 		return <-exited
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -291,6 +293,28 @@ func (p *dockerPlugin) stop() {
 	p.cmd = nil
 }
 
+// call posts body to the plugin's socket as dockerd would and returns the
+// answer's body.
+func (p *dockerPlugin) call(path, body string) string {
+	t := p.h.t
+	t.Helper()
+	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", p.sock)
+		},
+	}}
+	resp, err := cl.Post("http://plugin/"+path, "application/vnd.docker.plugins.v1.2+json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s on %s: %v", path, p.sock, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s on %s: %v", path, p.sock, err)
+	}
+	return string(b)
+}
+
 func (p *dockerPlugin) volumeDir(vol string) string { return filepath.Join(p.dir, "volumes", vol) }
 
 // lockFile takes an exclusive flock on path for the rest of the test.
@@ -328,8 +352,9 @@ func TestDockerVolumes(t *testing.T) {
 	lockFile(t, dockerPluginLock)
 	home := t.TempDir()
 	// Runs after the harness killed the daemon (cleanups run last first):
-	// the mounts left by a failed test or by the killed daemon go lazily.
-	t.Cleanup(func() { detachUnder(filepath.Join(home, "docker")) })
+	// the mounts left by a failed test or by the killed daemon go lazily,
+	// and so do their loop devices.
+	t.Cleanup(func() { detachUnder(home, filepath.Join(home, "docker")) })
 	h := newHarness(t, home)
 	h.ok("init")
 	h.startDaemon()
@@ -380,10 +405,22 @@ func TestDockerVolumes(t *testing.T) {
 	}
 	roundTrip("vol1", "vol2")
 
+	// A disk the plugin did not make is not a volume: not listed, not
+	// adopted (it would get a second writer), not removed.
+	h.ok("disk", "create", "theirs", "--size", "16M", "--replicas", "1")
+	d.fails("not made by the Docker plugin", "volume", "create", "-d", p.name, "theirs")
+	if got := d.ok("volume", "ls", "--format", "{{.Name}}"); strings.Contains(got, "theirs") {
+		t.Fatalf("docker volume ls: %q lists a disk the plugin did not make", got)
+	}
+	h.ok("disk", "rm", "theirs")
+
 	// Two containers on one volume; the first to stop leaves it mounted.
 	d.ok("run", "-d", "--name", "c1", "--network", "none", "-v", "vol1:/data", img, "sleep", "600")
 	d.ok("run", "-d", "--name", "c2", "--network", "none", "-v", "vol1:/data", img, "sleep", "600")
-	d.fails("volume is in use", "volume", "rm", "vol1")
+	d.fails("volume is in use", "volume", "rm", "vol1") // Docker's own refusal
+	if got := p.call("VolumeDriver.Remove", `{"Name":"vol1"}`); !strings.Contains(got, "vol1 is in use: mounted for 2 container(s)") {
+		t.Fatalf("VolumeDriver.Remove of vol1 on the plugin's socket while c1 and c2 use it: %s, want the plugin's refusal", got)
+	}
 	h.fails("in use", "disk", "rm", "vol1")
 	d.ok("rm", "-f", "c1")
 	if ok, _ := blockfs.IsMountPoint(p.volumeDir("vol1")); !ok {
@@ -493,20 +530,39 @@ func TestDockerVolumes(t *testing.T) {
 	}
 }
 
-// detachUnder lazily unmounts every mount at or below dir, deepest first.
-func detachUnder(dir string) {
+// detachUnder lazily unmounts every mount at or below dir, deepest first,
+// and frees the loop devices that were mounted there or whose backing
+// file is under home (a device on a dead FUSE file shows its path relative
+// to the detached mount, so it is found by its mount).
+func detachUnder(home, dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return
 	}
-	var dirs []string
+	var dirs, devs []string
 	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
 			dirs = append(dirs, f[4])
+			if src := f[len(f)-2]; strings.HasPrefix(src, "/dev/loop") {
+				devs = append(devs, src)
+			}
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		unix.Unmount(dirs[i], unix.MNT_DETACH)
+	}
+	names, _ := filepath.Glob("/sys/block/loop[0-9]*")
+	for _, n := range names {
+		back, err := os.ReadFile(filepath.Join(n, "loop", "backing_file"))
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(back)), home+"/") {
+			devs = append(devs, "/dev/"+filepath.Base(n))
+		}
+	}
+	for _, dev := range devs {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		blockfs.DetachDevice(ctx, dev)
+		cancel()
 	}
 }
 

@@ -59,16 +59,24 @@ func (l Loops) bound() (map[string]fileID, error) {
 
 // loopBacking reads which file the loop device dev is bound to.
 func loopBacking(dev string) (fileID, bool) {
+	id, err := loopStatus(dev)
+	return id, err == nil
+}
+
+// loopStatus reads which file the loop device dev is bound to: ENXIO if
+// none; the error of a stat of the file if that fails (ENOTCONN: a FUSE
+// file whose server is gone).
+func loopStatus(dev string) (fileID, error) {
 	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fileID{}, false
+		return fileID{}, err
 	}
 	defer unix.Close(fd)
 	info, err := unix.IoctlLoopGetStatus64(fd)
-	if err != nil { // ENXIO: not bound
-		return fileID{}, false
+	if err != nil {
+		return fileID{}, err
 	}
-	return fileID{dev: info.Device, ino: info.Inode}, true
+	return fileID{dev: info.Device, ino: info.Inode}, nil
 }
 
 // Find returns the loop devices bound to file (the file itself, by device
@@ -130,17 +138,24 @@ func (l Loops) Detach(ctx context.Context, file string) error {
 }
 
 // DetachDevice unbinds the loop device dev; one already unbound is fine.
+// One whose file is dead (its status cannot be read) is unbound too.
 func DetachDevice(ctx context.Context, dev string) error {
-	if _, ok := loopBacking(dev); !ok {
+	if !isBound(dev) {
 		return nil
 	}
 	if _, err := run(ctx, "losetup", "--detach", dev); err != nil {
-		if _, ok := loopBacking(dev); !ok {
+		if !isBound(dev) {
 			return nil // unbound meanwhile
 		}
 		return err
 	}
 	return nil
+}
+
+// isBound reports whether dev exists and is bound to a file, live or not.
+func isBound(dev string) bool {
+	_, err := loopStatus(dev)
+	return !errors.Is(err, unix.ENXIO) && !errors.Is(err, os.ErrNotExist)
 }
 
 // run runs a tool and returns its standard output; its error says the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,6 +13,17 @@ import (
 // ErrBusy is an unmount refused because files in the file system are open
 // or a process works in it.
 var ErrBusy = errors.New("file system is busy")
+
+// ErrLiveMount refuses to replace a mount at a directory whose device
+// still reads: it is not a stale mount of a gone FUSE file but a live file
+// system (another disk, or the same disk through another file), and
+// detaching it would give the disk two writers or hide data in use.
+var ErrLiveMount = errors.New("directory holds a live mount of another file")
+
+// ErrNotWritten fails an unmount whose last writes did not reach the
+// disk (the file behind the loop device refused them): the file system
+// stays mounted so nothing more is lost, and a retry syncs again.
+var ErrNotWritten = errors.New("writes did not reach the disk")
 
 // Attacher mounts disk files at directories. The zero value works on the
 // host; tests may point it elsewhere.
@@ -41,8 +53,9 @@ type Attachment struct {
 // loop device to file and making a file system on it first if the disk is
 // empty (see Format). dir and its parents are made as needed. It is
 // idempotent: a dir already mounted from file is left as it is; a dir
-// mounted from a stale loop device (its file is gone, such as a FUSE file
-// served by a process that restarted) is detached lazily and mounted anew.
+// mounted from a stale loop device (its file is dead: a read of the device
+// fails, such as a FUSE file served by a process that died) is detached
+// lazily and mounted anew. Any other mount at dir fails with ErrLiveMount.
 func (a Attacher) Mount(ctx context.Context, file, dir string, flags uintptr) (Attachment, error) {
 	id, err := statID(file)
 	if err != nil {
@@ -54,6 +67,12 @@ func (a Attacher) Mount(ctx context.Context, file, dir string, flags uintptr) (A
 		dev := loopByDevice(a.sysDevBlock(), m.Device)
 		if b, bound := loopBacking(dev); dev != "" && bound && b == id {
 			return Attachment{Device: dev, FSType: m.FSType}, nil
+		}
+		if dev == "" {
+			return Attachment{}, fmt.Errorf("mount %s at %s: %w (%s from %s, not a loop device)", file, dir, ErrLiveMount, m.FSType, m.Source)
+		}
+		if !backingDead(dev) {
+			return Attachment{}, fmt.Errorf("mount %s at %s: %w (%s on %s: its file is still mounted and reads; unmount it first)", file, dir, ErrLiveMount, m.FSType, dev)
 		}
 		// Stale: whoever still has files open there keeps the old file
 		// system (and gets errors from its gone file); new users get the
@@ -101,9 +120,12 @@ func mountDevice(ctx context.Context, dev, file, dir, fstype string, flags uintp
 	return Attachment{Device: dev, FSType: typ, Formatted: made}, nil
 }
 
-// Unmount unmounts what is mounted at dir and unbinds the loop devices on
-// file and the one that was mounted at dir. A busy file system stays
-// mounted, with an error matching ErrBusy. Nothing mounted and nothing
+// Unmount writes the file system at dir through to its disk, unmounts it
+// and unbinds the loop devices on file and the one that was mounted at
+// dir. A busy file system stays mounted, with an error matching ErrBusy;
+// one whose writes did not reach a disk that still answers stays mounted,
+// with an error matching ErrNotWritten (on a dead disk file it is detached
+// and the error says so). Nothing mounted and nothing
 // bound is success: it is idempotent. file may be gone.
 func (a Attacher) Unmount(ctx context.Context, file, dir string) error {
 	for {
@@ -114,13 +136,32 @@ func (a Attacher) Unmount(ctx context.Context, file, dir string) error {
 		if !ok {
 			break
 		}
+		dev := loopByDevice(a.sysDevBlock(), m.Device)
+		if err := syncMount(dir, dev); err != nil {
+			if dev == "" || !backingDead(dev) {
+				// The disk is there but refused the writes: keep the
+				// mount, a retry may get them through.
+				return fmt.Errorf("unmount %s: %w", dir, err)
+			}
+			// The file behind the device is dead (its FUSE server
+			// died): what was not written is lost whatever is done,
+			// and a mount kept on it would fail every retry. Say so,
+			// and take it down.
+			if derr := unix.Unmount(dir, unix.MNT_DETACH); derr != nil {
+				return fmt.Errorf("unmount %s: %w; detach it: %v", dir, err, derr)
+			}
+			if derr := DetachDevice(ctx, dev); derr != nil {
+				return fmt.Errorf("unmount %s: %w; free %s: %v", dir, err, dev, derr)
+			}
+			return fmt.Errorf("unmount %s: %w: the file behind %s is gone, unsynced writes are lost; detached it", dir, err, dev)
+		}
 		if err := unix.Unmount(dir, 0); err != nil {
 			if errors.Is(err, unix.EBUSY) {
 				return fmt.Errorf("unmount %s: %w (%w)", dir, ErrBusy, err)
 			}
 			return fmt.Errorf("unmount %s: %w", dir, err)
 		}
-		if dev := loopByDevice(a.sysDevBlock(), m.Device); dev != "" {
+		if dev != "" {
 			if err := DetachDevice(ctx, dev); err != nil {
 				return fmt.Errorf("unmount %s: %w", dir, err)
 			}
@@ -130,4 +171,81 @@ func (a Attacher) Unmount(ctx context.Context, file, dir string) error {
 		return nil
 	}
 	return a.Loops.Detach(ctx, file)
+}
+
+// syncMount writes the file system at dir and the loop device dev ("" if
+// none) through to the disk file, and fails with ErrNotWritten if they did
+// not get there: umount(2) drops writeback errors, so without this an
+// unmount would succeed though the container's last writes were lost.
+// syncfs reports writeback errors (Linux 5.8 and later); the fsync of the
+// device sends the flush through the loop driver to the file (for weft's
+// FUSE file: a commit).
+func syncMount(dir, dev string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	err = unix.Syncfs(fd)
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w (%w)", dir, ErrNotWritten, err)
+	}
+	if dev == "" {
+		return nil
+	}
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dev, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w (%w)", dev, ErrNotWritten, err)
+	}
+	return nil
+}
+
+// backingDead reports whether the file behind the loop device dev is
+// provably dead: the file system it lives on is no longer mounted (a FUSE
+// mount whose server died is detached by whoever found it answering
+// ENOTCONN; a stopping daemon unmounts its own), or a read of the device
+// fails, or so does the kernel's stat of the file. A device that is not
+// bound is not known dead.
+func backingDead(dev string) bool {
+	b, err := loopStatus(dev)
+	if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.EIO) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	all, err := readMounts()
+	if err != nil {
+		return false
+	}
+	majMin := fmt.Sprintf("%d:%d", unix.Major(b.dev), unix.Minor(b.dev))
+	if !slices.ContainsFunc(all, func(m mountEntry) bool { return m.Device == majMin }) {
+		return true
+	}
+	return readsBack(dev) != nil
+}
+
+// readsBack reads the first block of dev past the page cache (O_DIRECT):
+// it fails when the file behind a loop device is dead, such as a FUSE
+// file whose server is gone (ENOTCONN below, EIO here).
+func readsBack(dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	// O_DIRECT wants an aligned buffer: an anonymous mapping is one.
+	buf, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dev, err)
+	}
+	defer unix.Munmap(buf)
+	if _, err := unix.Pread(fd, buf, 0); err != nil {
+		return fmt.Errorf("read %s: %w", dev, err)
+	}
+	return nil
 }

@@ -69,12 +69,7 @@ func unescapeOctal(s string) string {
 // mountAt returns the top mount at dir (the last one mounted there), if
 // any.
 func mountAt(dir string) (mountEntry, bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return mountEntry{}, false, fmt.Errorf("read mounts: %w", err)
-	}
-	defer f.Close()
-	all, err := parseMountinfo(f)
+	all, err := readMounts()
 	if err != nil {
 		return mountEntry{}, false, err
 	}
@@ -87,6 +82,16 @@ func mountAt(dir string) (mountEntry, bool, error) {
 		}
 	}
 	return top, found, nil
+}
+
+// readMounts reads this process's mount table.
+func readMounts() ([]mountEntry, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	defer f.Close()
+	return parseMountinfo(f)
 }
 
 // IsMountPoint reports whether something is mounted at dir, from the

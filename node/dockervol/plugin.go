@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/internal/size"
@@ -37,6 +38,9 @@ type Mounter interface {
 	// Mounted reports whether something is mounted at dir.
 	Mounted(dir string) (bool, error)
 }
+
+// mountTimeout bounds a volume's mount, mkfs of a new disk included.
+const mountTimeout = 10 * time.Minute
 
 // Config configures a Plugin.
 type Config struct {
@@ -141,7 +145,14 @@ func (p *Plugin) Recover(ctx context.Context) error {
 		if !mounted {
 			continue
 		}
-		if err := p.mnt.Unmount(ctx, p.diskFile(v), p.volumeDir(v)); err != nil {
+		if err := p.mnt.Unmount(ctx, p.diskFile(v), p.volumeDir(v)); errors.Is(err, blockfs.ErrBusy) || errors.Is(err, blockfs.ErrNotWritten) {
+			// Someone works in it (a shell, a backup), or its disk
+			// refuses writes: one such volume must not keep the plugin
+			// from serving the others, or put it in a restart loop.
+			// The next Unmount or start retries.
+			p.log.Warn("volume mounted with no user could not be unmounted: left mounted", "volume", v, "err", err)
+			continue
+		} else if err != nil {
 			return fmt.Errorf("docker plugin: recover %s: unmount it, no container uses it: %w", v, err)
 		}
 		p.log.Warn("volume was mounted with no user: unmounted it", "volume", v)
@@ -199,8 +210,11 @@ func parseCreateOptions(opts map[string]string) (createOptions, error) {
 }
 
 // Create makes the volume's disk: empty, or with from=SPACESUIT@VERSION,
-// DISK@REPLICA or DISK, an O(1) clone. A disk that exists already is
-// adopted when no option asks for something else.
+// DISK@REPLICA or DISK, an O(1) clone, and records it as the plugin's.
+// A disk the plugin made is taken as it is when no option asks for
+// something else (Docker repeats a create); a disk it did not make is
+// never adopted: its other users (weft mount, NBD clients) would race the
+// container's ext4.
 func (p *Plugin) Create(ctx context.Context, name string, opts map[string]string) error {
 	o, err := parseCreateOptions(opts)
 	if err != nil {
@@ -209,6 +223,9 @@ func (p *Plugin) Create(ctx context.Context, name string, opts map[string]string
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.disks.DiskInfo(ctx, name); err == nil {
+		if !p.refs.owns(name) {
+			return fmt.Errorf("weft disk %q exists and was not made by the Docker plugin; it will not use it (it could get a second writer): choose another volume name, or clone it with --opt from=%s", name, name)
+		}
 		if len(opts) == 0 {
 			return nil
 		}
@@ -222,7 +239,7 @@ func (p *Plugin) Create(ctx context.Context, name string, opts map[string]string
 			return fmt.Errorf("clone %s to %s: %w", o.from, name, err)
 		}
 		p.log.Info("volume cloned", "volume", name, "from", o.from)
-		return nil
+		return p.recordMade(name)
 	}
 	spec := api.DiskSpec{Name: name, Size: o.size, BlockSize: o.blockSize, Replicas: o.replicas, Sync: o.sync}
 	if spec.Size == 0 {
@@ -232,19 +249,50 @@ func (p *Plugin) Create(ctx context.Context, name string, opts map[string]string
 		return fmt.Errorf("create disk %s: %w", name, err)
 	}
 	p.log.Info("volume created", "volume", name, "size", spec.Size)
+	return p.recordMade(name)
+}
+
+// recordMade records a disk the plugin just made. It is recorded after
+// the disk exists: a plugin that dies in between leaves a disk it will not
+// adopt (safe), never a record that would adopt someone else's disk.
+func (p *Plugin) recordMade(name string) error {
+	if err := p.refs.setOwned(name, true); err != nil {
+		return fmt.Errorf("volume %s: the disk was made but %w", name, err)
+	}
 	return nil
 }
 
+// errNotOurs answers a call about a disk the plugin did not make.
+func errNotOurs(name string) error {
+	return fmt.Errorf("volume %s: %w (no weft disk of that name made by the Docker plugin)", name, api.ErrNotFound)
+}
+
 // Remove removes the volume's disk, unless a container has it mounted
-// (the daemon also refuses a disk that anything else uses).
+// (the daemon also refuses a disk that anything else uses). A disk that
+// is gone already is success: Docker would otherwise keep a volume it can
+// never remove.
 func (p *Plugin) Remove(ctx context.Context, name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ids := p.refs.users(name); len(ids) > 0 {
 		return fmt.Errorf("volume %s is in use: mounted for %d container(s) (mount IDs %s); stop them first", name, len(ids), strings.Join(ids, ", "))
 	}
-	if err := p.disks.RemoveDisk(ctx, name); err != nil {
+	if !p.refs.owns(name) {
+		if _, err := p.disks.DiskInfo(ctx, name); err == nil {
+			return fmt.Errorf("volume %s: the weft disk of that name was not made by the Docker plugin; it will not remove it (weft disk rm does)", name)
+		} else if !errors.Is(err, api.ErrNotFound) {
+			return fmt.Errorf("remove volume %s: %w", name, err)
+		}
+		p.log.Info("volume removed: its disk was gone already", "volume", name)
+		return nil
+	}
+	if err := p.disks.RemoveDisk(ctx, name); errors.Is(err, api.ErrNotFound) {
+		p.log.Info("volume removed: its disk was gone already", "volume", name)
+	} else if err != nil {
 		return fmt.Errorf("remove disk %s: %w", name, err)
+	}
+	if err := p.refs.setOwned(name, false); err != nil {
+		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	if err := os.Remove(p.volumeDir(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		p.log.Warn("remove volume directory", "volume", name, "err", err)
@@ -259,6 +307,9 @@ func (p *Plugin) Remove(ctx context.Context, name string) error {
 func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !p.refs.owns(name) {
+		return "", fmt.Errorf("mount: %w", errNotOurs(name))
+	}
 	if _, err := p.disks.DiskInfo(ctx, name); err != nil {
 		return "", fmt.Errorf("mount volume %s: %w", name, err)
 	}
@@ -266,10 +317,16 @@ func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 		return "", err
 	}
 	dir := p.volumeDir(name)
-	err := p.ensureFUSE(ctx)
+	// Not the request's context: dockerd gives up on a slow call (and
+	// cancels it) while mkfs of a large disk runs; killing mkfs half way
+	// leaves a disk with half a file system that the next try refuses to
+	// format. The mount runs to its own bound instead.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mountTimeout)
+	defer cancel()
+	err := p.ensureFUSE(mctx)
 	if err == nil {
 		var at blockfs.Attachment
-		at, err = p.mnt.Mount(ctx, p.diskFile(name), dir, 0)
+		at, err = p.mnt.Mount(mctx, p.diskFile(name), dir, 0)
 		if err == nil && at.Formatted {
 			p.log.Info("made a file system", "volume", name, "type", at.FSType)
 		}
@@ -313,8 +370,14 @@ func (p *Plugin) Path(ctx context.Context, name string) (string, error) {
 	return p.volumeDir(name), nil
 }
 
-// Get describes the volume's disk.
+// Get describes the volume's disk, if the plugin made it.
 func (p *Plugin) Get(ctx context.Context, name string) (Volume, error) {
+	p.mu.Lock()
+	owned := p.refs.owns(name)
+	p.mu.Unlock()
+	if !owned {
+		return Volume{}, errNotOurs(name)
+	}
 	info, err := p.disks.DiskInfo(ctx, name)
 	if err != nil {
 		return Volume{}, fmt.Errorf("volume %s: %w", name, err)
@@ -324,7 +387,7 @@ func (p *Plugin) Get(ctx context.Context, name string) (Volume, error) {
 	return p.volume(info), nil
 }
 
-// List describes every disk of the daemon as a volume, by name.
+// List describes the disks the plugin made that the daemon still has.
 func (p *Plugin) List(ctx context.Context) ([]Volume, error) {
 	infos, err := p.disks.ListDisks(ctx)
 	if err != nil {
@@ -334,7 +397,9 @@ func (p *Plugin) List(ctx context.Context) ([]Volume, error) {
 	defer p.mu.Unlock()
 	out := make([]Volume, 0, len(infos))
 	for _, info := range infos {
-		out = append(out, p.volume(info))
+		if p.refs.owns(info.Name) {
+			out = append(out, p.volume(info))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

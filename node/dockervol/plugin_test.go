@@ -105,12 +105,16 @@ type fakeMounter struct {
 	mounts   int               // Mount calls
 	unmounts int               // Unmount calls
 	fail     error             // the next Mount fails with it
+	ctxErr   error             // the context's error when Mount was called
+	deadline bool              // the context had a deadline
 }
 
 func (m *fakeMounter) Mount(ctx context.Context, file, dir string, flags uintptr) (blockfs.Attachment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mounts++
+	m.ctxErr = ctx.Err()
+	_, m.deadline = ctx.Deadline()
 	if err := m.fail; err != nil {
 		m.fail = nil
 		return blockfs.Attachment{}, err
@@ -427,5 +431,135 @@ func TestRecoverAfterReboot(t *testing.T) {
 	s2.ok("VolumeDriver.Remove", request{Name: "a"})
 	if mnt.isMounted(bdir) {
 		t.Fatal("b, mounted with no user, is still mounted after the restart")
+	}
+}
+
+// TestForeignDiskIsNeverUsed: a weft disk the plugin did not make is not
+// adopted, listed, described, mounted or removed (its other users would
+// race the container's file system).
+func TestForeignDiskIsNeverUsed(t *testing.T) {
+	s := newTestPlugin(t)
+	s.disks.disks["theirs"] = api.DiskInfo{Name: "theirs", Size: 1 << 30}
+	s.ok("VolumeDriver.Create", request{Name: "mine"})
+	s.refused("not made by the Docker plugin", "VolumeDriver.Create", request{Name: "theirs"})
+	if r := s.ok("VolumeDriver.List", nil); len(r.Volumes) != 1 || r.Volumes[0].Name != "mine" {
+		t.Fatalf("List: %+v, want only mine", r.Volumes)
+	}
+	s.refused("not found", "VolumeDriver.Get", request{Name: "theirs"})
+	s.refused("not found", "VolumeDriver.Mount", request{Name: "theirs", ID: "c1"})
+	if s.mnt.mounts != 0 {
+		t.Fatal("a foreign disk was mounted")
+	}
+	s.refused("not made by the Docker plugin", "VolumeDriver.Remove", request{Name: "theirs"})
+	if _, ok := s.disks.disks["theirs"]; !ok {
+		t.Fatal("a foreign disk was removed")
+	}
+	// The record survives a restart.
+	s2 := newPluginServer(t, s.dir, s.disks, s.mnt)
+	s2.ok("VolumeDriver.Mount", request{Name: "mine", ID: "c1"})
+	s2.refused("not made by the Docker plugin", "VolumeDriver.Create", request{Name: "theirs"})
+}
+
+// TestRemoveOfGoneDisk: a volume whose disk was removed behind Docker's
+// back (weft disk rm) is removed without an error, once.
+func TestRemoveOfGoneDisk(t *testing.T) {
+	s := newTestPlugin(t)
+	s.ok("VolumeDriver.Create", request{Name: "v"})
+	delete(s.disks.disks, "v")
+	s.ok("VolumeDriver.Remove", request{Name: "v"})
+	s.ok("VolumeDriver.Remove", request{Name: "v"}) // Docker's retry
+	// The name is free again, and a disk made later by someone else under
+	// it is not taken for the plugin's.
+	s.disks.disks["v"] = api.DiskInfo{Name: "v"}
+	s.refused("not made by the Docker plugin", "VolumeDriver.Create", request{Name: "v"})
+}
+
+// busyMounter refuses to unmount some directories, as blockfs does while
+// a process works in one (ErrBusy) or its disk refused writes
+// (ErrNotWritten).
+type busyMounter struct {
+	*fakeMounter
+	refuse map[string]error
+}
+
+func (m *busyMounter) Unmount(ctx context.Context, file, dir string) error {
+	if err := m.refuse[dir]; err != nil {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	return m.fakeMounter.Unmount(ctx, file, dir)
+}
+
+// TestRecoverContinuesPastBusy: at start, a volume mounted with no user
+// that is busy stays mounted and the others are still recovered; the
+// plugin starts.
+func TestRecoverContinuesPastBusy(t *testing.T) {
+	dir := t.TempDir()
+	fm := &fakeMounter{mounted: map[string]string{}}
+	adir, bdir, cdir := filepath.Join(dir, "volumes", "a"), filepath.Join(dir, "volumes", "b"), filepath.Join(dir, "volumes", "c")
+	for _, d := range []string{adir, bdir, cdir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		fm.mounted[d] = "file"
+	}
+	cfg := DefaultConfig()
+	cfg.Dir = dir
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(cfg, newFakeDisks(), &busyMounter{fakeMounter: fm, refuse: map[string]error{adir: blockfs.ErrBusy, cdir: blockfs.ErrNotWritten}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Recover(context.Background()); err != nil {
+		t.Fatalf("Recover with a busy volume: %v, want it logged and passed", err)
+	}
+	if !fm.isMounted(adir) || fm.isMounted(bdir) || !fm.isMounted(cdir) {
+		t.Fatalf("after Recover: a mounted %v (busy: want true), b %v (want false), c %v (writes refused: want true)", fm.isMounted(adir), fm.isMounted(bdir), fm.isMounted(cdir))
+	}
+}
+
+// TestDecodeRequestNames: a name must be a weft disk name, so none
+// reaches a path join with a "/" or a "..".
+func TestDecodeRequestNames(t *testing.T) {
+	for _, name := range []string{"../etc", "a/b", "..", ".hidden", "-x", "a b", strings.Repeat("n", 129)} {
+		body := `{"Name":` + strconvQuote(name) + `}`
+		if _, err := decodeRequest(strings.NewReader(body), true); err == nil {
+			t.Errorf("name %q: accepted, want refused", name)
+		}
+	}
+	if _, err := decodeRequest(strings.NewReader(`{"Name":"my-vol_1.0"}`), true); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestPlugin(t)
+	s.refused("must not start with", "VolumeDriver.Create", request{Name: "../../escape"})
+	s.refused("not allowed", "VolumeDriver.Mount", request{Name: "x/../../escape", ID: "c1"})
+	if len(s.disks.disks) != 0 {
+		t.Fatal("a create with a bad name made a disk")
+	}
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// TestMountOutlivesTheRequest: the mount (mkfs included) does not run
+// under the HTTP request's context, which dockerd cancels when it gives
+// up; it has a bound of its own.
+func TestMountOutlivesTheRequest(t *testing.T) {
+	fm := &fakeMounter{mounted: map[string]string{}}
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(cfg, newFakeDisks(), fm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Create(context.Background(), "v", nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // dockerd hung up
+	if _, err := p.Mount(ctx, "v", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if fm.ctxErr != nil || !fm.deadline {
+		t.Fatalf("the mount ran with context error %v, deadline %v; want a live context with a deadline of its own", fm.ctxErr, fm.deadline)
 	}
 }

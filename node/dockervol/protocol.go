@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+
+	"github.com/weft-mesh/weft/volume"
 )
 
 // contentType is the media type of every request and answer.
@@ -85,6 +87,14 @@ func decodeRequest(r io.Reader, needName bool) (request, error) {
 	}
 	if needName && req.Name == "" {
 		return request{}, errors.New("request names no volume")
+	}
+	// The name becomes a disk name and a directory under the plugin's:
+	// the daemon's rule (no "/", no leading "." or "-") keeps "../x"
+	// from reaching a path joined as root.
+	if req.Name != "" {
+		if err := volume.ValidateName(req.Name); err != nil {
+			return request{}, fmt.Errorf("volume %w", err)
+		}
 	}
 	return req, nil
 }

@@ -14,16 +14,24 @@ import (
 // DefaultSocket is where dockerd looks for the plugin named weft.
 const DefaultSocket = "/run/docker/plugins/weft.sock"
 
+// ErrSocketInUse refuses to serve on a socket another process answers on:
+// deleting it would steal Docker's calls from a live plugin.
+var ErrSocketInUse = errors.New("another process serves it (a weft docker-plugin already running?)")
+
 // shutdownGrace bounds how long Serve waits for calls in flight to finish.
 const shutdownGrace = 30 * time.Second
 
 // Serve answers the protocol on the unix socket path until ctx is done,
 // then removes the socket. A socket left by a plugin that died is
-// replaced. The socket is the owner's alone: the plugin mounts things as
+// replaced; one that answers (another plugin serves it) is refused. The socket is the owner's alone: the plugin mounts things as
 // root on request.
 func Serve(ctx context.Context, path string, h http.Handler) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("plugin socket %s: %w", path, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("plugin socket %s: %w", path, ErrSocketInUse)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("plugin socket %s: %w", path, err)

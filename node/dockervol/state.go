@@ -11,23 +11,29 @@ import (
 	"github.com/weft-mesh/weft/internal/atomicfile"
 )
 
-// refs holds which of Docker's mount IDs use each volume, kept in a file
-// so that a restarted plugin knows which volumes containers still use.
+// refs holds which of Docker's mount IDs use each volume, and which weft
+// disks the plugin made, kept in a file so that a restarted plugin knows
+// which volumes containers still use and which disks are its own.
 // Not safe for concurrent use: the plugin serializes calls.
 type refs struct {
 	path string
 	// byVolume maps a volume to the IDs of its mounts, sorted.
 	byVolume map[string][]string
+	// made holds the disks the plugin created (or cloned): the only ones
+	// it lists, mounts or removes, so that it never becomes a second
+	// writer of a disk someone else uses.
+	made map[string]bool
 }
 
 // stateFile is the file's JSON form.
 type stateFile struct {
-	Mounts map[string][]string `json:"mounts"`
+	Mounts  map[string][]string `json:"mounts"`
+	Volumes []string            `json:"volumes"`
 }
 
 // loadRefs reads the references from path; a missing file is none.
 func loadRefs(path string) (*refs, error) {
-	r := &refs{path: path, byVolume: map[string][]string{}}
+	r := &refs{path: path, byVolume: map[string][]string{}, made: map[string]bool{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return r, nil
@@ -44,7 +50,35 @@ func loadRefs(path string) (*refs, error) {
 			r.byVolume[v] = slices.Sorted(slices.Values(ids))
 		}
 	}
+	for _, v := range f.Volumes {
+		r.made[v] = true
+	}
 	return r, nil
+}
+
+// owns reports whether the plugin made the disk volume.
+func (r *refs) owns(volume string) bool { return r.made[volume] }
+
+// setOwned records that the plugin made (own) or removed (!own) the disk
+// volume, and saves.
+func (r *refs) setOwned(volume string, own bool) error {
+	if r.made[volume] == own {
+		return nil
+	}
+	if own {
+		r.made[volume] = true
+	} else {
+		delete(r.made, volume)
+	}
+	if err := r.save(); err != nil {
+		if own {
+			delete(r.made, volume)
+		} else {
+			r.made[volume] = true
+		}
+		return err
+	}
+	return nil
 }
 
 // users returns the mount IDs that use volume.
@@ -99,7 +133,12 @@ func (r *refs) mounted() []string {
 // save writes the references durably (atomicfile: temporary file, fsync,
 // rename, fsync of the directory).
 func (r *refs) save() error {
-	b, err := json.MarshalIndent(stateFile{Mounts: r.byVolume}, "", "  ")
+	made := make([]string, 0, len(r.made))
+	for v := range r.made {
+		made = append(made, v)
+	}
+	sort.Strings(made)
+	b, err := json.MarshalIndent(stateFile{Mounts: r.byVolume, Volumes: made}, "", "  ")
 	if err != nil {
 		return err
 	}
