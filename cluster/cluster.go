@@ -114,6 +114,10 @@ type Cluster struct {
 	// its base (a sync flush on top of it would skip the unconfirmed ones).
 	tried   map[string]cid.Cid
 	pushing map[string]bool
+	// superseded is, per disk this node owns, the roots its own catalog
+	// records named before it replaced them with a newer root, since the
+	// last root pushed in full: GC keeps them (see noteSupersededLocked).
+	superseded map[string][]cid.Cid
 	// tombSeen is, per key whose catalog version is a tombstone, when
 	// this node first saw it (View.TombSeen): the tombstones the catalog
 	// held when the cluster started count as seen then.
@@ -159,15 +163,17 @@ func New(cfg Config) (*Cluster, error) {
 		site: cfg.Site, pusher: cfg.Pusher, clock: cfg.Clock, log: cfg.Logger, cfg: cfg,
 		life:   context.Background(),
 		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
+		superseded: map[string][]cid.Cid{},
 		tombSeen: map[string]time.Time{},
 		wake:     make(chan struct{}, 1),
 		pushes:   newCatalogPushes(),
 	}
-	c.cat.OnChange(func(_, e catalog.Entry, _ bool) {
+	c.cat.OnChange(func(old, e catalog.Entry, ok bool) {
 		now := c.clock.Now()
 		c.mu.Lock()
 		c.dirty = true
 		c.seeLocked(e, now)
+		c.noteSupersededLocked(old, e, ok)
 		c.mu.Unlock()
 		c.Poke()
 	})
