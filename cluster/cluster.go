@@ -115,9 +115,9 @@ type Cluster struct {
 	tried   map[string]cid.Cid
 	pushing map[string]bool
 	// superseded is, per disk this node owns, the roots its own catalog
-	// records named before it replaced them with a newer root, since the
-	// last root pushed in full: GC keeps them (see noteSupersededLocked).
-	superseded map[string][]cid.Cid
+	// records named before it replaced them with a newer root: GC keeps
+	// them a while (see noteSupersededLocked).
+	superseded map[string][]supersededRoot
 	// tombSeen is, per key whose catalog version is a tombstone, when
 	// this node first saw it (View.TombSeen): the tombstones the catalog
 	// held when the cluster started count as seen then.
@@ -163,7 +163,7 @@ func New(cfg Config) (*Cluster, error) {
 		site: cfg.Site, pusher: cfg.Pusher, clock: cfg.Clock, log: cfg.Logger, cfg: cfg,
 		life:   context.Background(),
 		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
-		superseded: map[string][]cid.Cid{},
+		superseded: map[string][]supersededRoot{},
 		tombSeen: map[string]time.Time{},
 		wake:     make(chan struct{}, 1),
 		pushes:   newCatalogPushes(),

@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockmap"
+	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/mesh/meshnet"
 )
@@ -100,7 +101,9 @@ func gc(t *testing.T, n *testNode) {
 // root could no longer be read anywhere. A root this node published and
 // then superseded is kept until a later root is pushed in full.
 func TestGCKeepsSupersededRootOthersMayTake(t *testing.T) {
-	n := newTestNode(t, newTestHub(t), "b")
+	hub := newTestHub(t)
+	n := newTestNode(t, hub, "b")
+	hub.join("c") // the taker, cut off from b for the pushes
 	n.pusher.err = errors.New("placement set unreachable")
 	r0, r1 := supersede(t, n)
 	gc(t, n) // before the take reaches this node
@@ -122,29 +125,50 @@ func TestGCKeepsSupersededRootOthersMayTake(t *testing.T) {
 	}
 }
 
-// Once a later root is pushed in full, a superseded root is garbage like
-// any other: the keeping is bounded by replication, not by time.
-func TestGCFreesSupersededRootOnceLaterOnePushed(t *testing.T) {
-	n := newTestNode(t, newTestHub(t), "b")
-	r0, r1 := supersede(t, n)
-	if p := n.Pushed("vm"); p != r1 {
-		t.Fatalf("pushed %s, want %s", p, r1)
-	}
-	old := blocksOf(t, n, r0)
-	keep := map[cid.Cid]bool{}
-	for _, c := range blocksOf(t, n, r1) {
-		keep[c] = true
-	}
-	gc(t, n)
-	for _, c := range old {
-		if keep[c] {
-			continue
-		}
-		if ok, _ := n.store.Has(context.Background(), c); ok {
-			t.Errorf("block %s of the superseded root %s survived a gc after %s was pushed", c, r0, r1)
-		}
-	}
-	if roots := n.CatalogRoots(); len(roots) != 1 || roots[0] != r1 {
-		t.Errorf("catalog roots %v, want only %s", roots, r1)
+// A superseded root is kept no longer than needed: once a later root is
+// pushed in full (its record went out before), once supersededGrace has
+// passed, or at once in a mesh of one node, where nobody can take the disk
+// at it. Then its blocks are garbage like any other's.
+func TestGCFreesSupersededRoot(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		pushErr  error
+		alone    bool
+		waitOver bool
+	}{
+		{name: "later root pushed"},
+		{name: "grace passed", pushErr: errors.New("placement set unreachable"), waitOver: true},
+		{name: "no other member", pushErr: heal.ErrTooFewNodes, alone: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := newTestHub(t)
+			n := newTestNode(t, hub, "b")
+			if !tt.alone {
+				hub.join("c")
+			}
+			n.pusher.err = tt.pushErr
+			r0, r1 := supersede(t, n)
+			old := blocksOf(t, n, r0)
+			live := map[cid.Cid]bool{}
+			for _, c := range blocksOf(t, n, r1) {
+				live[c] = true
+			}
+			if tt.waitOver {
+				gc(t, n)
+				if ok, _ := n.store.Has(context.Background(), r0); !ok {
+					t.Fatalf("the superseded root %s was collected within its grace", r0)
+				}
+				n.clock.Advance(supersededGrace)
+			}
+			gc(t, n)
+			for _, c := range old {
+				if ok, _ := n.store.Has(context.Background(), c); ok && !live[c] {
+					t.Errorf("block %s of the superseded root %s survived the gc", c, r0)
+				}
+			}
+			if roots := n.CatalogRoots(); len(roots) != 1 || roots[0] != r1 {
+				t.Errorf("catalog roots %v, want only %s", roots, r1)
+			}
+		})
 	}
 }

@@ -1,0 +1,106 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/mesh/catalog"
+)
+
+// supersededGrace is how long GC keeps a root an owner published for a
+// disk and then replaced with a newer one, when no later root of the disk
+// is pushed in full meanwhile: longer than a paused or cut-off owner takes,
+// once it is back, to learn of a take that fenced it at that root.
+const supersededGrace = 2 * time.Minute
+
+// supersededRoot is a root this node's record of a disk named before a
+// newer record of its own replaced it, and when that happened.
+type supersededRoot struct {
+	root cid.Cid
+	at   time.Time
+}
+
+// noteSupersededLocked keeps old's root when e, this node's newer record
+// of a disk it owns, names another root. The members that have not merged
+// e yet know old as the disk's record, and one of them may take the disk
+// at old's root, fencing this node (which keeps its head as a replica).
+// The blocks of old that the newer root overwrote may be here only (old's
+// push not done, or failed), and once the catalog no longer names old no
+// root here reaches them: a collection deleted the only copies of blocks
+// of the root a disk was taken at (torture seed 21: the owner, paused past
+// the failure detector, committed and published its head on waking, before
+// the take reached it). A root pushed in full needs no keeping: its
+// placement sets hold its blocks.
+//
+// The roots are kept until a later root is pushed in full (pushedLocked),
+// or supersededGrace has passed, or another node's record of the disk
+// arrives (a take, whose root the catalog names then), or this node hands
+// the disk over or removes it. They are in memory: a restart forgets them.
+// Call it with c.mu held.
+func (c *Cluster) noteSupersededLocked(old, e catalog.Entry, ok bool) {
+	disk, isDisk := strings.CutPrefix(e.Key, catalog.DiskPrefix)
+	if !isDisk {
+		return
+	}
+	if e.Deleted || e.Writer != c.selfStr || e.Owner != c.selfStr {
+		delete(c.superseded, disk)
+		return
+	}
+	if !ok || old.Deleted || old.Writer != c.selfStr || !old.Root.Defined() || old.Root == e.Root ||
+		old.Root == c.pushed[disk] {
+		return
+	}
+	kept := slices.DeleteFunc(c.superseded[disk], func(s supersededRoot) bool { return s.root == old.Root })
+	c.superseded[disk] = append(kept, supersededRoot{root: old.Root, at: c.clock.Now()})
+}
+
+// pushedLocked records root as the last root of disk its placement sets
+// confirmed, and stops keeping the roots superseded before it: the record
+// naming root went out before its push began, and a push the placement
+// sets confirmed shows this node reaches the mesh again, whose members
+// merge that record by gossip, so a take elsewhere starts from root or a
+// later root. The roots superseded after root (a push that ended late)
+// stay. Call it with c.mu held.
+func (c *Cluster) pushedLocked(disk string, root cid.Cid) {
+	c.pushed[disk] = root
+	kept := c.superseded[disk]
+	if i := slices.IndexFunc(kept, func(s supersededRoot) bool { return s.root == root }); i >= 0 {
+		kept = slices.Clone(kept[i+1:])
+	} else {
+		kept = nil // all superseded before root, which the catalog names
+	}
+	if len(kept) == 0 {
+		delete(c.superseded, disk)
+		return
+	}
+	c.superseded[disk] = kept
+}
+
+// supersededRoots returns the superseded roots GC keeps, forgetting those
+// kept for supersededGrace. A mesh of this node alone keeps none: no
+// other member can take a disk at them.
+func (c *Cluster) supersededRoots() []cid.Cid {
+	alone := len(c.net.Members()) <= 1
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []cid.Cid
+	for disk, roots := range c.superseded {
+		roots = slices.DeleteFunc(roots, func(s supersededRoot) bool { return now.Sub(s.at) >= supersededGrace })
+		if len(roots) == 0 {
+			delete(c.superseded, disk)
+			continue
+		}
+		c.superseded[disk] = roots
+		if alone {
+			continue
+		}
+		for _, s := range roots {
+			out = append(out, s.root)
+		}
+	}
+	return out
+}
