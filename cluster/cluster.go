@@ -164,9 +164,9 @@ func New(cfg Config) (*Cluster, error) {
 		life:   context.Background(),
 		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
 		superseded: map[string][]supersededRoot{},
-		tombSeen: map[string]time.Time{},
-		wake:     make(chan struct{}, 1),
-		pushes:   newCatalogPushes(),
+		tombSeen:   map[string]time.Time{},
+		wake:       make(chan struct{}, 1),
+		pushes:     newCatalogPushes(),
 	}
 	c.cat.OnChange(func(old, e catalog.Entry, ok bool) {
 		now := c.clock.Now()
