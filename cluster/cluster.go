@@ -162,11 +162,10 @@ func New(cfg Config) (*Cluster, error) {
 		net: cfg.Net, cat: cfg.Catalog, catPath: cfg.CatalogPath, self: self, selfStr: self.String(),
 		site: cfg.Site, pusher: cfg.Pusher, clock: cfg.Clock, log: cfg.Logger, cfg: cfg,
 		life:   context.Background(),
-		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
-		superseded: map[string][]supersededRoot{},
-		tombSeen:   map[string]time.Time{},
-		wake:       make(chan struct{}, 1),
-		pushes:     newCatalogPushes(),
+		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{}, superseded: map[string][]supersededRoot{},
+		tombSeen: map[string]time.Time{},
+		wake:     make(chan struct{}, 1),
+		pushes:   newCatalogPushes(),
 	}
 	c.cat.OnChange(func(old, e catalog.Entry, ok bool) {
 		now := c.clock.Now()
