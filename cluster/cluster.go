@@ -116,7 +116,7 @@ type Cluster struct {
 	pushing map[string]bool
 	// superseded is, per disk this node owns, the roots its own catalog
 	// records named before it replaced them with a newer root: GC keeps
-	// them a while (see noteSupersededLocked).
+	// them a while (see keepSuperseded).
 	superseded map[string][]supersededRoot
 	// tombSeen is, per key whose catalog version is a tombstone, when
 	// this node first saw it (View.TombSeen): the tombstones the catalog
@@ -167,12 +167,12 @@ func New(cfg Config) (*Cluster, error) {
 		wake:     make(chan struct{}, 1),
 		pushes:   newCatalogPushes(),
 	}
-	c.cat.OnChange(func(old, e catalog.Entry, ok bool) {
+	c.cat.OnChange(func(_, e catalog.Entry, _ bool) {
 		now := c.clock.Now()
 		c.mu.Lock()
 		c.dirty = true
 		c.seeLocked(e, now)
-		c.noteSupersededLocked(old, e, ok)
+		c.forgetSupersededLocked(e)
 		c.mu.Unlock()
 		c.Poke()
 	})

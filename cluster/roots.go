@@ -32,7 +32,7 @@ func (c *Cluster) HealRoots() []heal.Root {
 
 // CatalogRoots is every root of the catalog, of the transfers received in
 // part, and those this node superseded that other members may still take
-// its disks at (noteSupersededLocked): GC keeps their blocks.
+// its disks at (keepSuperseded): GC keeps their blocks.
 func (c *Cluster) CatalogRoots() []cid.Cid {
 	out := c.cfg.LocalRoots()
 	for _, e := range c.cat.List("") {

@@ -23,38 +23,53 @@ type supersededRoot struct {
 	at   time.Time
 }
 
-// noteSupersededLocked keeps old's root when e, this node's newer record
-// of a disk it owns, names another root. The members that have not merged
-// e yet know old as the disk's record, and one of them may take the disk
-// at old's root, fencing this node (which keeps its head as a replica).
-// The blocks of old that the newer root overwrote may be here only (old's
-// push not done, or failed), and once the catalog no longer names old no
-// root here reaches them: a collection deleted the only copies of blocks
-// of the root a disk was taken at (torture seed 21: the owner, paused past
-// the failure detector, committed and published its head on waking, before
-// the take reached it). A root pushed in full needs no keeping: its
-// placement sets hold its blocks.
+// keepSuperseded keeps the root the catalog's record of e's disk names
+// when e, this node's next record of a disk it owns, names another root.
+// PutRecord calls it before the catalog write, so that no collection sees
+// the catalog without the old root and the kept roots without it either.
+// The members that have not merged e yet know the old record as the
+// disk's, and one of them may take the disk at its root, fencing this node
+// (which keeps its head as a replica). The blocks of that root which the
+// newer one overwrote may be here only (its push not done, or failed), and
+// once the catalog no longer names it no root here reaches them: a
+// collection deleted the only copies of blocks of the root a disk was
+// taken at (torture seed 21: the owner, paused past the failure detector,
+// committed and published its head on waking, before the take reached
+// it). A root pushed in full needs no keeping: its placement sets hold its
+// blocks.
 //
 // The roots are kept until a later root is pushed in full (pushedLocked),
 // or supersededGrace has passed, or another node's record of the disk
 // arrives (a take, whose root the catalog names then), or this node hands
-// the disk over or removes it. They are in memory: a restart forgets them.
-// Call it with c.mu held.
-func (c *Cluster) noteSupersededLocked(old, e catalog.Entry, ok bool) {
+// the disk over or removes it (forgetSupersededLocked). They are in
+// memory: a restart forgets them.
+func (c *Cluster) keepSuperseded(e catalog.Entry) {
 	disk, isDisk := strings.CutPrefix(e.Key, catalog.DiskPrefix)
-	if !isDisk {
+	if !isDisk || e.Deleted || e.Owner != c.selfStr {
 		return
 	}
-	if e.Deleted || e.Writer != c.selfStr || e.Owner != c.selfStr {
-		delete(c.superseded, disk)
+	old, ok := c.cat.Get(e.Key)
+	if !ok || old.Writer != c.selfStr || !old.Root.Defined() || old.Root == e.Root {
 		return
 	}
-	if !ok || old.Deleted || old.Writer != c.selfStr || !old.Root.Defined() || old.Root == e.Root ||
-		old.Root == c.pushed[disk] {
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old.Root == c.pushed[disk] {
 		return
 	}
 	kept := slices.DeleteFunc(c.superseded[disk], func(s supersededRoot) bool { return s.root == old.Root })
-	c.superseded[disk] = append(kept, supersededRoot{root: old.Root, at: c.clock.Now()})
+	c.superseded[disk] = append(kept, supersededRoot{root: old.Root, at: now})
+}
+
+// forgetSupersededLocked stops keeping the superseded roots of e's disk
+// when e is not this node's own record of a disk it owns: another node's
+// (a take), a handover or a removal. Call it with c.mu held.
+func (c *Cluster) forgetSupersededLocked(e catalog.Entry) {
+	disk, isDisk := strings.CutPrefix(e.Key, catalog.DiskPrefix)
+	if isDisk && (e.Deleted || e.Writer != c.selfStr || e.Owner != c.selfStr) {
+		delete(c.superseded, disk)
+	}
 }
 
 // pushedLocked records root as the last root of disk its placement sets
