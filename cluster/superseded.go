@@ -12,8 +12,10 @@ import (
 
 // supersededGrace is how long GC keeps a root an owner published for a
 // disk and then replaced with a newer one, when no later root of the disk
-// is pushed in full meanwhile: longer than a paused or cut-off owner takes,
-// once it is back, to learn of a take that fenced it at that root.
+// is pushed in full meanwhile. A paused owner supersedes its root on
+// waking and learns of a take within seconds; one cut off supersedes it
+// during the cut, so the grace covers cuts up to this long. It bounds the
+// garbage kept while pushes fail (a member down for good, say).
 const supersededGrace = 2 * time.Minute
 
 // supersededRoot is a root this node's record of a disk named before a
