@@ -65,6 +65,7 @@ func (p *fakePusher) Push(_ context.Context, _, root cid.Cid, _ int) (heal.PushS
 type testNode struct {
 	*Cluster
 	vols   *volume.Manager
+	store  *blockstore.Memory
 	clock  *clock.Fake
 	pusher *fakePusher
 }
@@ -83,7 +84,12 @@ func newTestNode(t *testing.T, hub *testHub, name string) *testNode {
 	vcfg := volume.DefaultConfig()
 	// One clock for the volumes and the cluster, as on a node: a
 	// record's Created and the times the cluster notes compare.
-	vcfg.Dir, vcfg.Store, vcfg.Now = t.TempDir(), blockstore.NewMemory(), fc.Now
+	store := blockstore.NewMemory()
+	vcfg.Dir, vcfg.Store, vcfg.Now = t.TempDir(), store, fc.Now
+	// GC keeps the catalog's roots, as on a node (node.NewCore); the
+	// cluster is made after the volumes, and GC runs only once it is.
+	var cl *Cluster
+	vcfg.ExtraRoots = func() []cid.Cid { return cl.CatalogRoots() }
 	vols, err := volume.Open(ctx, vcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +102,9 @@ func newTestNode(t *testing.T, hub *testHub, name string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl = c
 	c.Attach(ctx, vols, vols)
-	return &testNode{Cluster: c, vols: vols, clock: fc, pusher: p}
+	return &testNode{Cluster: c, vols: vols, store: store, clock: fc, pusher: p}
 }
 
 // importDisk makes disk on n holding data, committed, and returns its root.

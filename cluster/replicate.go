@@ -35,7 +35,7 @@ func (c *Cluster) replicateAsync(l Local) {
 		c.pushing[l.Disk] = false
 		switch {
 		case err == nil:
-			c.pushed[l.Disk] = l.Root
+			c.pushedLocked(l.Disk, l.Root)
 		case c.life.Err() == nil:
 			// Left to heal: what a failed push missed (a member that died,
 			// one unreachable) the placement sets' heal passes copy.

@@ -30,8 +30,9 @@ func (c *Cluster) HealRoots() []heal.Root {
 	return out
 }
 
-// CatalogRoots is every root of the catalog and of the transfers received
-// in part: GC keeps their blocks.
+// CatalogRoots is every root of the catalog, of the transfers received in
+// part, and those this node superseded that other members may still take
+// its disks at (keepSuperseded): GC keeps their blocks.
 func (c *Cluster) CatalogRoots() []cid.Cid {
 	out := c.cfg.LocalRoots()
 	for _, e := range c.cat.List("") {
@@ -39,5 +40,5 @@ func (c *Cluster) CatalogRoots() []cid.Cid {
 			out = append(out, e.Root)
 		}
 	}
-	return out
+	return append(out, c.supersededRoots()...)
 }

@@ -34,7 +34,7 @@ func (c *Cluster) SyncFlush(ctx context.Context, disk string, root cid.Cid) erro
 		return err
 	}
 	c.mu.Lock()
-	c.pushed[disk] = root
+	c.pushedLocked(disk, root)
 	c.mu.Unlock()
 	if err := c.Publish(ctx, key); err != nil {
 		return err
