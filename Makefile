@@ -8,7 +8,7 @@ FUZZTIME_SHORT ?= 2s
 # nbdkit reference server, fio, and FUSE with the tools to put a file
 # system on a FUSE file (e2fsprogs, mount/losetup from util-linux), and
 # libnbd's Python bindings for the torture writers (python3-libnbd).
-DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-libnbd
+DEB_PKGS ?= qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs util-linux python3-libnbd docker.io busybox-static
 # Headless Chromium and its driver for the dashboard's browser test: best
 # effort (the test skips, saying so, without them).
 BROWSER_PKGS ?= chromium chromium-driver

@@ -114,6 +114,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newPushCmd(g), newPullCmd(g), newTransfersCmd(g), newTransferCmd(g),
 		newReplicateCmd(g), newRecoverCmd(g),
 		newMountCmd(g), newUmountCmd(g),
+		newDockerPluginCmd(g),
 	)
 	return root
 }

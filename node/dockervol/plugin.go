@@ -1,0 +1,329 @@
+package dockervol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/internal/size"
+	"github.com/weft-mesh/weft/node/blockfs"
+)
+
+// Disks is what the plugin asks of the weft daemon (api.Client has it).
+type Disks interface {
+	CreateDisk(ctx context.Context, spec api.DiskSpec) (api.DiskInfo, error)
+	Clone(ctx context.Context, src api.Ref, name string) (api.DiskInfo, error)
+	RemoveDisk(ctx context.Context, name string) error
+	DiskInfo(ctx context.Context, name string) (api.DiskInfo, error)
+	ListDisks(ctx context.Context) ([]api.DiskInfo, error)
+	// Mount asks the daemon for a FUSE mount of its disks at dir; an
+	// existing one there fails with api.ErrExists.
+	Mount(ctx context.Context, dir string) (api.MountInfo, error)
+}
+
+// Mounter puts a file system on a disk file at a directory and takes it
+// off; blockfs.Attacher is one.
+type Mounter interface {
+	Mount(ctx context.Context, file, dir string, flags uintptr) (blockfs.Attachment, error)
+	Unmount(ctx context.Context, file, dir string) error
+}
+
+// Config configures a Plugin.
+type Config struct {
+	// Dir holds the plugin's state: fuse/ (the daemon's FUSE mount),
+	// volumes/<name> (the mounted volumes), mounts.json (who uses them).
+	Dir string
+	// DefaultSize is the size of a volume created without --opt size.
+	DefaultSize int64
+	Logger      *slog.Logger
+}
+
+// DefaultConfig returns a Config with a 10 GiB default size (thin: an
+// unused byte costs nothing).
+func DefaultConfig() Config {
+	return Config{DefaultSize: 10 << 30, Logger: slog.Default()}
+}
+
+// Validate checks c.
+func (c Config) Validate() error {
+	if !filepath.IsAbs(c.Dir) {
+		return fmt.Errorf("docker plugin: directory %q: want an absolute path", c.Dir)
+	}
+	if c.DefaultSize <= 0 {
+		return fmt.Errorf("docker plugin: default size %d: want more than 0", c.DefaultSize)
+	}
+	return nil
+}
+
+// Plugin is the Driver of weft's volumes. Its calls run one at a time:
+// Docker makes few, and a mount must not race an unmount of one volume.
+type Plugin struct {
+	cfg   Config
+	disks Disks
+	mnt   Mounter
+	log   *slog.Logger
+
+	mu   sync.Mutex
+	refs *refs
+}
+
+// New returns a Plugin that keeps its state in cfg.Dir, reading back the
+// mount references a previous run left there.
+func New(cfg Config, disks Disks, mnt Mounter) (*Plugin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "volumes"), 0o700); err != nil {
+		return nil, fmt.Errorf("docker plugin: %w", err)
+	}
+	r, err := loadRefs(filepath.Join(cfg.Dir, "mounts.json"))
+	if err != nil {
+		return nil, fmt.Errorf("docker plugin: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Plugin{cfg: cfg, disks: disks, mnt: mnt, log: log, refs: r}
+	for _, v := range r.mounted() {
+		p.log.Info("volume in use from before", "volume", v, "mounts", len(r.users(v)))
+	}
+	return p, nil
+}
+
+func (p *Plugin) fuseDir() string              { return filepath.Join(p.cfg.Dir, "fuse") }
+func (p *Plugin) volumeDir(name string) string { return filepath.Join(p.cfg.Dir, "volumes", name) }
+func (p *Plugin) diskFile(name string) string  { return filepath.Join(p.fuseDir(), name+".img") }
+
+// createOptions are the --opt of docker volume create.
+type createOptions struct {
+	size      int64
+	blockSize int64
+	replicas  int
+	sync      bool
+	from      string
+}
+
+// optionNames lists the options Create takes, for its error messages.
+const optionNames = "size, block-size, replicas, sync, from"
+
+func parseCreateOptions(opts map[string]string) (createOptions, error) {
+	var o createOptions
+	for k, v := range opts {
+		var err error
+		switch k {
+		case "size":
+			o.size, err = size.Parse(v)
+		case "block-size", "blocksize":
+			o.blockSize, err = size.Parse(v)
+		case "replicas":
+			o.replicas, err = strconv.Atoi(v)
+			if err == nil && (o.replicas < 1 || o.replicas > api.MaxReplicas) {
+				err = fmt.Errorf("want 1 to %d", api.MaxReplicas)
+			}
+		case "sync":
+			o.sync, err = strconv.ParseBool(v)
+		case "from":
+			if _, err = api.ParseRef(v); err == nil {
+				o.from = v
+			}
+		default:
+			return o, fmt.Errorf("unknown option %q (weft takes %s)", k, optionNames)
+		}
+		if err != nil {
+			return o, fmt.Errorf("option %s=%q: %v", k, v, err)
+		}
+	}
+	if o.from != "" && (o.size != 0 || o.blockSize != 0 || o.replicas != 0 || o.sync) {
+		return o, fmt.Errorf("option from=%s: a clone takes its size, block size and replicas from its source; leave the other options out", o.from)
+	}
+	return o, nil
+}
+
+// Create makes the volume's disk: empty, or with from=SPACESUIT@VERSION,
+// DISK@REPLICA or DISK, an O(1) clone. A disk that exists already is
+// adopted when no option asks for something else.
+func (p *Plugin) Create(ctx context.Context, name string, opts map[string]string) error {
+	o, err := parseCreateOptions(opts)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.disks.DiskInfo(ctx, name); err == nil {
+		if len(opts) == 0 {
+			return nil
+		}
+		return fmt.Errorf("weft disk %q exists already; create the volume without options to use it", name)
+	} else if !errors.Is(err, api.ErrNotFound) {
+		return err
+	}
+	if o.from != "" {
+		src, _ := api.ParseRef(o.from)
+		if _, err := p.disks.Clone(ctx, src, name); err != nil {
+			return fmt.Errorf("clone %s to %s: %w", o.from, name, err)
+		}
+		p.log.Info("volume cloned", "volume", name, "from", o.from)
+		return nil
+	}
+	spec := api.DiskSpec{Name: name, Size: o.size, BlockSize: o.blockSize, Replicas: o.replicas, Sync: o.sync}
+	if spec.Size == 0 {
+		spec.Size = p.cfg.DefaultSize
+	}
+	if _, err := p.disks.CreateDisk(ctx, spec); err != nil {
+		return fmt.Errorf("create disk %s: %w", name, err)
+	}
+	p.log.Info("volume created", "volume", name, "size", spec.Size)
+	return nil
+}
+
+// Remove removes the volume's disk, unless a container has it mounted
+// (the daemon also refuses a disk that anything else uses).
+func (p *Plugin) Remove(ctx context.Context, name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ids := p.refs.users(name); len(ids) > 0 {
+		return fmt.Errorf("volume %s is in use: mounted for %d container(s) (mount IDs %s); stop them first", name, len(ids), strings.Join(ids, ", "))
+	}
+	if err := p.disks.RemoveDisk(ctx, name); err != nil {
+		return fmt.Errorf("remove disk %s: %w", name, err)
+	}
+	if err := os.Remove(p.volumeDir(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		p.log.Warn("remove volume directory", "volume", name, "err", err)
+	}
+	p.log.Info("volume removed", "volume", name)
+	return nil
+}
+
+// Mount mounts the volume for mount ID id and returns its directory. The
+// reference is saved before the mount is made, so that a plugin that
+// dies in between still knows the volume may be mounted.
+func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.disks.DiskInfo(ctx, name); err != nil {
+		return "", fmt.Errorf("mount volume %s: %w", name, err)
+	}
+	if _, err := p.refs.add(name, id); err != nil {
+		return "", err
+	}
+	dir := p.volumeDir(name)
+	err := p.ensureFUSE(ctx)
+	if err == nil {
+		var at blockfs.Attachment
+		at, err = p.mnt.Mount(ctx, p.diskFile(name), dir, 0)
+		if err == nil && at.Formatted {
+			p.log.Info("made a file system", "volume", name, "type", at.FSType)
+		}
+	}
+	if err != nil {
+		if _, derr := p.refs.drop(name, id); derr != nil {
+			p.log.Error("forget a failed mount", "volume", name, "id", id, "err", derr)
+		}
+		return "", fmt.Errorf("mount volume %s: %w", name, err)
+	}
+	p.log.Info("volume mounted", "volume", name, "id", id, "users", len(p.refs.users(name)))
+	return dir, nil
+}
+
+// Unmount drops mount ID id from the volume; the last one unmounts it.
+func (p *Plugin) Unmount(ctx context.Context, name, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last, err := p.refs.drop(name, id)
+	if err != nil {
+		return err
+	}
+	if !last {
+		p.log.Info("volume still in use", "volume", name, "id", id, "users", len(p.refs.users(name)))
+		return nil
+	}
+	if err := p.mnt.Unmount(ctx, p.diskFile(name), p.volumeDir(name)); err != nil {
+		return fmt.Errorf("unmount volume %s: %w", name, err)
+	}
+	p.log.Info("volume unmounted", "volume", name, "id", id)
+	return nil
+}
+
+// Path returns the volume's directory while it is mounted.
+func (p *Plugin) Path(ctx context.Context, name string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.refs.users(name)) == 0 {
+		return "", nil
+	}
+	return p.volumeDir(name), nil
+}
+
+// Get describes the volume's disk.
+func (p *Plugin) Get(ctx context.Context, name string) (Volume, error) {
+	info, err := p.disks.DiskInfo(ctx, name)
+	if err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.volume(info), nil
+}
+
+// List describes every disk of the daemon as a volume, by name.
+func (p *Plugin) List(ctx context.Context) ([]Volume, error) {
+	infos, err := p.disks.ListDisks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list disks: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Volume, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, p.volume(info))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// volume describes a disk as a volume; p.mu is held.
+func (p *Plugin) volume(info api.DiskInfo) Volume {
+	v := Volume{Name: info.Name, Status: map[string]any{
+		"size":       size.Format(info.Size),
+		"block_size": size.Format(info.BlockSize),
+		"replicas":   info.Replicas,
+		"used":       size.Format(info.UsedBytes),
+		"mounts":     len(p.refs.users(info.Name)),
+	}}
+	if info.Owner != "" {
+		v.Status["owner"] = info.Owner
+	}
+	if len(p.refs.users(info.Name)) > 0 {
+		v.Mountpoint = p.volumeDir(info.Name)
+	}
+	return v
+}
+
+// ensureFUSE makes sure the daemon serves its disks at fuseDir: a mount
+// left by a daemon that died (its directory answers ENOTCONN) is detached
+// first.
+func (p *Plugin) ensureFUSE(ctx context.Context) error {
+	dir := p.fuseDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil && !isDeadMount(err) {
+		return fmt.Errorf("FUSE mount %s: %w", dir, err)
+	}
+	if _, err := os.Stat(dir); isDeadMount(err) {
+		p.log.Warn("FUSE mount of a gone daemon: detaching it", "dir", dir)
+		if err := detachDead(dir); err != nil {
+			return err
+		}
+	}
+	if _, err := p.disks.Mount(ctx, dir); err != nil && !errors.Is(err, api.ErrExists) {
+		return fmt.Errorf("FUSE mount %s: %w", dir, err)
+	}
+	return nil
+}
