@@ -81,6 +81,12 @@ type Config struct {
 	// node's own disks (0 in the file means DefaultReserve; see space.go).
 	ReserveBytes int64 `json:"reserve_bytes,omitempty"`
 
+	// DockerPlugin makes weft daemon run `weft docker-plugin` beside it
+	// (a child process it restarts if it dies) on DockerSocket ("" means
+	// /run/docker/plugins/weft.sock).
+	DockerPlugin bool   `json:"docker_plugin,omitempty"`
+	DockerSocket string `json:"docker_socket,omitempty"`
+
 	// Join lists members to join at start (weft daemon --join); a node
 	// that was in a mesh rejoins the peers it knew by itself.
 	Join []string `json:"-"`

@@ -12,6 +12,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/size"
 	"github.com/weft-mesh/weft/node"
+	"github.com/weft-mesh/weft/node/dockervol"
 )
 
 type daemonOptions struct {
@@ -21,6 +22,11 @@ type daemonOptions struct {
 	join       []string
 	transferBW string
 	reserve    string
+	// docker: --docker-plugin and --docker-socket
+	docker struct {
+		plugin bool
+		socket string
+	}
 	// peerBlockGrace overrides the config's; zero: not given.
 	peerBlockGrace time.Duration
 	heal           struct {
@@ -56,6 +62,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&o.transferBW, "transfer-bandwidth", "", "the node's budget for the transfers it receives, shared by priority, e.g. 100M (default: the config's, else none)")
 	c.Flags().StringVar(&o.reserve, "reserve", "", "free space blocks stored for other nodes (heal, pushes) must leave, kept for this node's own disks, e.g. 1G (default: the config's, else 256M; at least 64M)")
 	c.Flags().DurationVar(&o.peerBlockGrace, "peer-block-grace", 0, "how long gc keeps blocks pushed to this node that no root it knows reaches yet (default: the config's, else 10m); keep it above the longest partition you expect")
+	c.Flags().BoolVar(&o.docker.plugin, "docker-plugin", false, "also serve Docker's volume plugin protocol: runs weft docker-plugin as a child process, restarted if it dies (default: the config's docker_plugin)")
+	c.Flags().StringVar(&o.docker.socket, "docker-socket", "", "the plugin's socket (default: the config's docker_socket, else "+dockervol.DefaultSocket+")")
 	c.Flags().StringArrayVar(&o.join, "join", nil, "join the mesh through this member's multiaddr (.../p2p/<peer id>; repeatable)")
 	c.Flags().StringVar(&o.heal.bandwidth, "heal-bandwidth", "", "cap the bytes per second self-heal copies to this node, e.g. 100M (default: the config's, else no cap)")
 	c.Flags().IntVar(&o.heal.concurrency, "heal-concurrency", 0, "self-heal fetches in flight (default 4)")
@@ -136,6 +144,19 @@ func runDaemon(ctx context.Context, o *daemonOptions, args []string) error {
 			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.docker.plugin {
+		cfg.DockerPlugin = true
+	}
+	if o.docker.socket != "" {
+		cfg.DockerSocket = o.docker.socket
+	}
+	if cfg.DockerPlugin {
+		stop, err := superviseDockerPlugin(ctx, home, cfg.DockerSocket, o.stderr, cfg.Logger.With("component", "docker-plugin-supervisor"))
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	return node.Run(ctx, cfg)
 }

@@ -210,21 +210,67 @@ func (p *dockerPlugin) start() {
 	}
 	p.done = make(chan error, 1)
 	go func() { p.done <- p.cmd.Wait() }()
+	p.waitSocket()
+}
+
+// waitSocket waits until a plugin answers on the socket.
+func (p *dockerPlugin) waitSocket() {
+	t := p.h.t
+	t.Helper()
 	deadline := time.Now().Add(daemonStartup)
 	for {
 		if c, err := net.Dial("unix", p.sock); err == nil {
 			c.Close()
 			return
 		}
-		select {
-		case err := <-p.done:
-			p.cmd = nil
-			t.Fatalf("docker-plugin exited: %v", err)
-		case <-time.After(20 * time.Millisecond):
+		if p.cmd != nil {
+			select {
+			case err := <-p.done:
+				p.cmd = nil
+				t.Fatalf("docker-plugin exited: %v", err)
+			default:
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("docker-plugin socket %s did not answer within %v", p.sock, daemonStartup)
 		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// childrenOf returns the pids of the child processes of pid.
+func childrenOf(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var kids []int
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			var k int
+			if _, err := fmt.Sscan(f, &k); err == nil {
+				kids = append(kids, k)
+			}
+		}
+	}
+	return kids
+}
+
+// waitChild waits until pid has one child process other than not, and
+// returns it.
+func waitChild(t *testing.T, pid, not int) int {
+	t.Helper()
+	deadline := time.Now().Add(daemonStartup)
+	for {
+		kids := childrenOf(pid)
+		if len(kids) == 1 && kids[0] != not {
+			return kids[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children of the daemon (%d): %v, want one other than %d", pid, kids, not)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -288,7 +334,7 @@ func TestDockerVolumes(t *testing.T) {
 	p.start()
 	d := startDockerEngine(t)
 	img := d.importBusybox()
-	t.Cleanup(func() { d.try("rm", "-f", "c1", "c2") })
+	t.Cleanup(func() { d.try("rm", "-f", "c1", "c2", "c3", "c4") })
 
 	roundTrip := func(a, b string) {
 		t.Helper()
@@ -352,16 +398,57 @@ func TestDockerVolumes(t *testing.T) {
 		t.Fatalf("read what c2 wrote: got %q, want after restart", got)
 	}
 
-	// The weft daemon and the plugin restart: volumes are still there and
-	// everything works again.
+	// The weft daemon and the plugin restart, now as weft daemon
+	// --docker-plugin (the plugin a child of the daemon): volumes are
+	// still there and everything works again.
 	p.stop()
 	h.stopDaemon()
+	h.daemonArgs = []string{"--docker-plugin", "--docker-socket", p.sock}
 	h.startDaemon()
-	p.start()
+	p.waitSocket()
 	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/f", "/data/g"); got != "hello from vol1\nafter restart" {
 		t.Fatalf("vol1 after a daemon restart: got %q", got)
 	}
 	roundTrip("vol3", "vol4")
+
+	// The daemon restarts under a running container: the container's
+	// file system loses its disk (the FUSE file under its loop device was
+	// the old daemon's), but what it synced before is on the disk, and
+	// once the container goes, the volume mounts afresh.
+	d.ok("run", "-d", "--name", "c3", "--network", "none", "-v", "vol1:/data", img, "sleep", "600")
+	d.ok("exec", "c3", "sh", "-c", "echo synced before the restart > /data/h && sync")
+	h.stopDaemon()
+	h.startDaemon()
+	p.waitSocket()
+	d.ok("rm", "-f", "c3")
+	if ok, _ := blockfs.IsMountPoint(p.volumeDir("vol1")); ok {
+		t.Fatal("vol1 is still mounted after c3 went")
+	}
+	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/h"); got != "synced before the restart" {
+		t.Fatalf("vol1 after a daemon restart under c3: got %q, want what c3 synced", got)
+	}
+
+	// The daemon's plugin child is killed under a running container: the
+	// daemon starts another, which keeps the mount and unmounts it when
+	// the container goes.
+	d.ok("run", "-d", "--name", "c4", "--network", "none", "-v", "vol1:/data", img, "sleep", "600")
+	old := waitChild(t, h.daemon.Process.Pid, 0)
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitChild(t, h.daemon.Process.Pid, old) // the daemon started another
+	p.waitSocket()
+	if ok, _ := blockfs.IsMountPoint(p.volumeDir("vol1")); !ok {
+		t.Fatal("vol1 was unmounted when the plugin was killed; c4 still uses it")
+	}
+	d.ok("exec", "c4", "sh", "-c", "echo after a kill > /data/k && sync")
+	d.ok("rm", "-f", "c4")
+	if ok, _ := blockfs.IsMountPoint(p.volumeDir("vol1")); ok {
+		t.Fatal("vol1 is still mounted after c4, its last user, went")
+	}
+	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/k"); got != "after a kill" {
+		t.Fatalf("read what c4 wrote: got %q", got)
+	}
 	d.ok("volume", "rm", "vol1", "vol3")
 	if got := d.ok("volume", "ls", "-q"); got != "" {
 		t.Fatalf("docker volume ls after removing all: %q, want nothing", got)
