@@ -34,6 +34,7 @@ var csiRootSpecs = []string{
 	"Node Service should work",
 	"Node Service should be idempotent",
 	"Node Service NodeUnpublishVolume should remove target path",
+	"Node Service NodeGetVolumeStats should fail when volume does not exist on the specified path",
 }
 
 // csiSkipReasons are why csi-sanity may skip a spec on its own: the
@@ -44,11 +45,9 @@ var csiSkipReasons = []string{
 	"Controller Publish, UnpublishVolume not supported",
 	"ControllerUnpublishVolume not supported",
 	"ControllerExpandVolume not supported",
-	"GetSnapshot not supported",
 	"Modify volume not supported",
 	"Modify Volume not supported",
 	"ModifyVolume not supported",
-	"NodeGetVolume not supported",
 	"NodeExpandVolume not supported",
 	"NodeGetVolumeHealth not supported",
 	"NodeGetStorageHealth not supported",

@@ -236,6 +236,7 @@ func (p *Plugin) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 		csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
 		csi.ControllerServiceCapability_RPC_GET_CAPACITY,
 		csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+		csi.ControllerServiceCapability_RPC_GET_SNAPSHOT,
 	}
 	resp := &csi.ControllerGetCapabilitiesResponse{}
 	for _, t := range rpcs {

@@ -181,3 +181,15 @@ func csiSnapshot(r api.ReplicaInfo) *csi.Snapshot {
 		ReadyToUse:     true,
 	}
 }
+
+// GetSnapshot describes one snapshot by its ID.
+func (p *Plugin) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
+	if req.GetSnapshotId() == "" {
+		return nil, invalidf("snapshot ID missing")
+	}
+	r, err := p.findSnapshot(ctx, req.GetSnapshotId())
+	if err != nil {
+		return nil, err
+	}
+	return &csi.GetSnapshotResponse{Snapshot: csiSnapshot(r)}, nil
+}
