@@ -78,7 +78,11 @@ func (c *csiClient) use(id string, vc *csi.VolumeCapability, readOnly bool) (tar
 		}
 		return err
 	}
+	undone := false
 	c.t.Cleanup(func() {
+		if undone {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 		defer cancel()
 		if err := undo(ctx); err != nil {
@@ -90,6 +94,7 @@ func (c *csiClient) use(id string, vc *csi.VolumeCapability, readOnly bool) (tar
 		if err := undo(c.ctx); err != nil {
 			c.t.Fatalf("unpublish and unstage %s: %v", id, err)
 		}
+		undone = true
 		if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
 			c.t.Fatalf("target %s after NodeUnpublishVolume: %v, want it gone", target, err)
 		}
@@ -98,8 +103,9 @@ func (c *csiClient) use(id string, vc *csi.VolumeCapability, readOnly bool) (tar
 
 // TestCSIVolumeData checks that what csi-sanity cannot see works: data
 // written through a published mount or block volume is on the disk,
-// snapshots and clones carry it, read-only publishing refuses writes, and
-// a volume in use is not deleted.
+// snapshots and clones carry it, read-only publishing refuses writes, a
+// volume in use is not deleted, and a published volume outlives a restart
+// of the plugin.
 func TestCSIVolumeData(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (loop devices, mounts); CI runs it as root")
@@ -112,7 +118,8 @@ func TestCSIVolumeData(t *testing.T) {
 	h := newHarness(t, filepath.Join(t.TempDir(), "home"))
 	h.ok("init", "--nbd", "off")
 	h.startDaemon()
-	sock := startCSI(t, h.bin, h.home, t.TempDir(), nil)
+	csiDir := t.TempDir()
+	sock, stopCSI := startCSI(t, h.bin, h.home, csiDir, nil)
 	disks := filepath.Join(h.home, "csi", "disks")
 	t.Cleanup(func() { trySys("umount", "-l", disks) })
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -174,6 +181,13 @@ func TestCSIVolumeData(t *testing.T) {
 	rand.Read(data)
 	const off = 3<<20 + 4096
 	writeAt(t, dev, data, off)
+	// The plugin restarts under a published volume: the volume stays, and
+	// the new plugin unpublishes and unstages it.
+	stopCSI()
+	if got := readAt(t, dev, len(data), off); !bytes.Equal(got, data) {
+		t.Fatal("the block volume does not read what was written, once its plugin stopped")
+	}
+	startCSI(t, h.bin, h.home, csiDir, nil)
 	done()
 	c.create("raw-copy", csiCap(true, true), &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
 		Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: "raw"},

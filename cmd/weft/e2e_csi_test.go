@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestCSISanity(t *testing.T) {
 		h := newHarness(t, filepath.Join(t.TempDir(), "home"))
 		h.ok("init", "--nbd", "off")
 		h.startDaemon()
-		sock := startCSI(t, bin, h.home, t.TempDir(), nil)
+		sock, _ := startCSI(t, bin, h.home, t.TempDir(), nil)
 		// Before the daemon stops (cleanups run last first): the disks'
 		// FUSE mount the plugin asked for, which outlives the plugin.
 		t.Cleanup(func() { trySys("umount", "-l", filepath.Join(h.home, "csi", "disks")) })
@@ -90,7 +91,7 @@ func TestCSISanity(t *testing.T) {
 	dir, cred := unprivilegedDir(t, bin)
 	home := filepath.Join(dir, "home")
 	startUnprivilegedDaemon(t, filepath.Join(dir, "weft"), home, cred)
-	sock := startCSI(t, filepath.Join(dir, "weft"), home, dir, cred)
+	sock, _ := startCSI(t, filepath.Join(dir, "weft"), home, dir, cred)
 	suites["block unprivileged"] = sanityConfig(sock, "block", dir)
 	for _, s := range csiRootSpecs {
 		skipped = append(skipped, "block unprivileged "+s)
@@ -184,8 +185,9 @@ func unprivilegedDir(t *testing.T, bin string) (string, *syscall.Credential) {
 }
 
 // startProc starts bin with args as cred (nil: as the test), logging to a
-// file shown if the test fails, and kills its process group at cleanup.
-func startProc(t *testing.T, bin string, cred *syscall.Credential, args ...string) {
+// file shown if the test fails. stop sends SIGTERM to its process group
+// and waits (SIGKILL after daemonStop); it runs at cleanup too.
+func startProc(t *testing.T, bin string, cred *syscall.Credential, args ...string) (stop func()) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), filepath.Base(bin)+"-"+args[2]+".log"))
 	if err != nil {
@@ -200,19 +202,26 @@ func startProc(t *testing.T, bin string, cred *syscall.Credential, args ...strin
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(daemonStop):
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(daemonStop):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("%s %s:\n%s", bin, strings.Join(args, " "), b)
 		}
 	})
+	return stop
 }
 
 // startUnprivilegedDaemon inits home and runs its daemon as cred.
@@ -236,11 +245,11 @@ func startUnprivilegedDaemon(t *testing.T, bin, home string, cred *syscall.Crede
 }
 
 // startCSI runs `weft csi` for home, its socket in dir, and returns the
-// socket's path once it answers.
-func startCSI(t *testing.T, bin, home, dir string, cred *syscall.Credential) string {
+// socket's path once it answers, and how to stop it.
+func startCSI(t *testing.T, bin, home, dir string, cred *syscall.Credential) (sock string, stop func()) {
 	t.Helper()
-	sock := filepath.Join(dir, "csi.sock")
-	startProc(t, bin, cred, "--home", home, "csi", "--endpoint", "unix://"+sock, "--node-id", "sanity-node", "--log-level", "debug")
+	sock = filepath.Join(dir, "csi.sock")
+	stop = startProc(t, bin, cred, "--home", home, "csi", "--endpoint", "unix://"+sock, "--node-id", "sanity-node", "--log-level", "debug")
 	waitFor(t, "weft csi", func() error {
 		c, err := net.Dial("unix", sock)
 		if err == nil {
@@ -248,7 +257,7 @@ func startCSI(t *testing.T, bin, home, dir string, cred *syscall.Credential) str
 		}
 		return err
 	})
-	return sock
+	return sock, stop
 }
 
 // waitFor polls ready until it succeeds, for daemonStartup at most.
