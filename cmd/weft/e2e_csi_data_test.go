@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -110,18 +109,8 @@ func TestCSIVolumeData(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (loop devices, mounts); CI runs it as root")
 	}
-	for _, tool := range []string{"losetup", "blkid", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (make deps installs util-linux, e2fsprogs)", tool)
-		}
-	}
-	h := newHarness(t, filepath.Join(t.TempDir(), "home"))
-	h.ok("init", "--nbd", "off")
-	h.startDaemon()
-	csiDir := t.TempDir()
-	sock, stopCSI := startCSI(t, h.bin, h.home, csiDir, nil)
+	h, sock, stopCSI := csiRootNode(t)
 	disks := filepath.Join(h.home, "csi", "disks")
-	t.Cleanup(func() { trySys("umount", "-l", disks) })
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +176,7 @@ func TestCSIVolumeData(t *testing.T) {
 	if got := readAt(t, dev, len(data), off); !bytes.Equal(got, data) {
 		t.Fatal("the block volume does not read what was written, once its plugin stopped")
 	}
-	startCSI(t, h.bin, h.home, csiDir, nil)
+	startCSI(t, h.bin, h.home, filepath.Dir(sock), nil)
 	done()
 	c.create("raw-copy", csiCap(true, true), &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
 		Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: "raw"},

@@ -71,18 +71,7 @@ func TestCSISanity(t *testing.T) {
 	var skipped []string
 	suites := map[string]*sanity.TestConfig{}
 	if root {
-		for _, tool := range []string{"losetup", "blkid", "mkfs.ext4"} {
-			if _, err := exec.LookPath(tool); err != nil {
-				t.Skipf("needs %s (make deps installs util-linux, e2fsprogs)", tool)
-			}
-		}
-		h := newHarness(t, filepath.Join(t.TempDir(), "home"))
-		h.ok("init", "--nbd", "off")
-		h.startDaemon()
-		sock, _ := startCSI(t, bin, h.home, t.TempDir(), nil)
-		// Before the daemon stops (cleanups run last first): the disks'
-		// FUSE mount the plugin asked for, which outlives the plugin.
-		t.Cleanup(func() { trySys("umount", "-l", filepath.Join(h.home, "csi", "disks")) })
+		_, sock, _ := csiRootNode(t)
 		for _, mode := range []string{"block", "mount"} {
 			suites[mode+" as root"] = sanityConfig(sock, mode, t.TempDir())
 		}
@@ -130,6 +119,25 @@ func TestCSISanity(t *testing.T) {
 	ginkgo.RunSpecs(t, "weft csi-sanity", suite, rep)
 	slices.Sort(report)
 	t.Logf("csi-sanity specs:\n%s", strings.Join(report, "\n"))
+}
+
+// csiRootNode starts a daemon and `weft csi` in front of it, as root,
+// with the tools the node service runs, and returns the plugin's socket.
+func csiRootNode(t *testing.T) (h *harness, sock string, stop func()) {
+	t.Helper()
+	for _, tool := range []string{"losetup", "blkid", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (make deps installs util-linux, e2fsprogs)", tool)
+		}
+	}
+	h = newHarness(t, filepath.Join(t.TempDir(), "home"))
+	h.ok("init", "--nbd", "off")
+	h.startDaemon()
+	sock, stop = startCSI(t, h.bin, h.home, t.TempDir(), nil)
+	// Before the daemon stops (cleanups run last first): the disks' FUSE
+	// mount the plugin asked for, which outlives the plugin.
+	t.Cleanup(func() { trySys("umount", "-l", filepath.Join(h.home, "csi", "disks")) })
+	return h, sock, stop
 }
 
 // sanityConfig is csi-sanity's configuration for the plugin at sock with

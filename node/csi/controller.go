@@ -3,7 +3,6 @@ package csi
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/weft-mesh/weft/api"
@@ -177,9 +176,6 @@ func (p *Plugin) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 
 // ListVolumes lists the node's disks, by name, a page at a time.
 func (p *Plugin) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
-	if req.GetMaxEntries() < 0 {
-		return nil, invalidf("max_entries %d: negative", req.GetMaxEntries())
-	}
 	disks, err := p.cfg.Volumes.ListDisks(ctx)
 	if err != nil {
 		return nil, grpcError(err, "list disks")
@@ -190,10 +186,9 @@ func (p *Plugin) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 		byName[d.Name] = d
 		names = append(names, d.Name)
 	}
-	slices.Sort(names)
-	names, next, err := page(names, req.GetStartingToken(), req.GetMaxEntries())
+	names, next, err := listPage(names, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
-		return nil, status.Errorf(codes.Aborted, "starting_token %q: %v", req.GetStartingToken(), err)
+		return nil, err
 	}
 	resp := &csi.ListVolumesResponse{NextToken: next}
 	for _, n := range names {

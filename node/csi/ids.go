@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/weft-mesh/weft/volume"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // hashedPrefix starts the disk or replica name of a CSI name that is not
@@ -46,6 +48,21 @@ func validVolumeID(id string) bool { return volume.ValidateName(id) == nil }
 
 // tokenPrefix starts every pagination token.
 const tokenPrefix = "after:"
+
+// listPage sorts ids and answers the page a List call asks for, with the
+// status codes the CSI spec gives: INVALID_ARGUMENT for a negative
+// max_entries, ABORTED for a token this plugin did not make.
+func listPage(ids []string, startingToken string, maxEntries int32) ([]string, string, error) {
+	if maxEntries < 0 {
+		return nil, "", status.Errorf(codes.InvalidArgument, "max_entries %d: negative", maxEntries)
+	}
+	slices.Sort(ids)
+	out, next, err := page(ids, startingToken, maxEntries)
+	if err != nil {
+		return nil, "", status.Errorf(codes.Aborted, "starting_token %q: %v", startingToken, err)
+	}
+	return out, next, nil
+}
 
 // page returns the entries of ids (sorted, unique) that a List call with
 // startingToken and maxEntries answers, and the token of the next page

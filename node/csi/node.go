@@ -69,16 +69,11 @@ func (p *Plugin) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 // staging path.
 func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	id, staging, vc := req.GetVolumeId(), req.GetStagingTargetPath(), req.GetVolumeCapability()
-	switch {
-	case id == "":
-		return nil, invalidf("volume ID missing")
-	case staging == "":
-		return nil, invalidf("staging target path missing")
-	case vc == nil:
-		return nil, invalidf("volume capability missing")
+	if err := requireVolumePath(id, staging, "staging target path"); err != nil {
+		return nil, err
 	}
-	if err := checkCapability(vc); err != nil {
-		return nil, invalidf("%v", err)
+	if err := requireCapability(vc); err != nil {
+		return nil, err
 	}
 	defer p.locks.lock("volume/" + id)()
 	file, err := p.node.diskFile(ctx, id)
@@ -107,11 +102,8 @@ func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 // devices. A file system still in use fails with FailedPrecondition.
 func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
-	switch {
-	case id == "":
-		return nil, invalidf("volume ID missing")
-	case staging == "":
-		return nil, invalidf("staging target path missing")
+	if err := requireVolumePath(id, staging, "staging target path"); err != nil {
+		return nil, err
 	}
 	defer p.locks.lock("volume/" + id)()
 	var file string
@@ -134,18 +126,14 @@ func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 // bind-mounted on a directory there.
 func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	id, target, staging, vc := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath(), req.GetVolumeCapability()
-	switch {
-	case id == "":
-		return nil, invalidf("volume ID missing")
-	case target == "":
-		return nil, invalidf("target path missing")
-	case vc == nil:
-		return nil, invalidf("volume capability missing")
-	case staging == "":
-		return nil, invalidf("staging target path missing: the plugin stages volumes")
+	if err := requireVolumePath(id, target, "target path"); err != nil {
+		return nil, err
 	}
-	if err := checkCapability(vc); err != nil {
-		return nil, invalidf("%v", err)
+	if err := requireCapability(vc); err != nil {
+		return nil, err
+	}
+	if staging == "" {
+		return nil, invalidf("staging target path missing: the plugin stages volumes")
 	}
 	defer p.locks.lock("volume/" + id)()
 	file, err := p.node.diskFile(ctx, id)
@@ -185,11 +173,8 @@ func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 // made there; a target that is gone is unpublished already.
 func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
-	switch {
-	case id == "":
-		return nil, invalidf("volume ID missing")
-	case target == "":
-		return nil, invalidf("target path missing")
+	if err := requireVolumePath(id, target, "target path"); err != nil {
+		return nil, err
 	}
 	defer p.locks.lock("volume/" + id)()
 	for {
@@ -216,6 +201,29 @@ func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	p.log.Info("csi volume unpublished", "disk", id, "at", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// requireVolumePath checks that a node request names a volume and a path
+// (what says which path).
+func requireVolumePath(id, path, what string) error {
+	switch {
+	case id == "":
+		return invalidf("volume ID missing")
+	case path == "":
+		return invalidf("%s missing", what)
+	}
+	return nil
+}
+
+// requireCapability checks a node request's volume capability.
+func requireCapability(vc *csi.VolumeCapability) error {
+	if vc == nil {
+		return invalidf("volume capability missing")
+	}
+	if err := checkCapability(vc); err != nil {
+		return invalidf("%v", err)
+	}
+	return nil
 }
 
 // fileOf is the file of disk id in the disks' mount.

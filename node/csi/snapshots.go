@@ -3,7 +3,6 @@ package csi
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/weft-mesh/weft/api"
@@ -75,9 +74,6 @@ func (p *Plugin) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 // ListSnapshots lists replicas, by ID, a page at a time: one by its ID,
 // those of one volume, or those of every disk of the node.
 func (p *Plugin) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
-	if req.GetMaxEntries() < 0 {
-		return nil, invalidf("max_entries %d: negative", req.GetMaxEntries())
-	}
 	var (
 		reps []api.ReplicaInfo
 		err  error
@@ -109,10 +105,9 @@ func (p *Plugin) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		byID[id] = r
 		ids = append(ids, id)
 	}
-	slices.Sort(ids)
-	ids, next, err := page(ids, req.GetStartingToken(), req.GetMaxEntries())
+	ids, next, err := listPage(ids, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
-		return nil, status.Errorf(codes.Aborted, "starting_token %q: %v", req.GetStartingToken(), err)
+		return nil, err
 	}
 	resp := &csi.ListSnapshotsResponse{NextToken: next}
 	for _, id := range ids {

@@ -15,11 +15,8 @@ import (
 // and inodes of a mount volume's file system, the size of a block volume.
 func (p *Plugin) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	id, path := req.GetVolumeId(), req.GetVolumePath()
-	switch {
-	case id == "":
-		return nil, invalidf("volume ID missing")
-	case path == "":
-		return nil, invalidf("volume path missing")
+	if err := requireVolumePath(id, path, "volume path"); err != nil {
+		return nil, err
 	}
 	if !validVolumeID(id) {
 		return nil, status.Errorf(codes.NotFound, "volume %q not found", id)
