@@ -3,7 +3,9 @@ package csi
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -38,11 +40,7 @@ func (f *fakeVolumes) Status(context.Context) (api.Status, error) {
 func (f *fakeVolumes) ListDisks(context.Context) ([]api.DiskInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []api.DiskInfo
-	for _, d := range f.disks {
-		out = append(out, d)
-	}
-	return out, nil
+	return slices.Collect(maps.Values(f.disks)), nil
 }
 
 func (f *fakeVolumes) CreateDisk(_ context.Context, s api.DiskSpec) (api.DiskInfo, error) {
