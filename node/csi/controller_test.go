@@ -34,7 +34,7 @@ func notFound(what string) error {
 }
 
 func (f *fakeVolumes) Status(context.Context) (api.Status, error) {
-	return api.Status{ID: "node-1", Space: api.SpaceStatus{FreeBytes: 10 << 30, ReserveBytes: 1 << 30}}, nil
+	return api.Status{ID: "node-1", PeerID: "peer-1", Space: api.SpaceStatus{FreeBytes: 10 << 30, ReserveBytes: 1 << 30}}, nil
 }
 
 func (f *fakeVolumes) ListDisks(context.Context) ([]api.DiskInfo, error) {
@@ -118,7 +118,7 @@ func (f *fakeVolumes) RemoveReplica(_ context.Context, disk, name string) error 
 }
 
 func (f *fakeVolumes) Mount(context.Context, string) (api.MountInfo, error) {
-	return api.MountInfo{}, fmt.Errorf("not used")
+	return api.MountInfo{}, fmt.Errorf("cannot mount in a unit test")
 }
 
 func newTestPlugin(t *testing.T) (*Plugin, *fakeVolumes) {
@@ -229,4 +229,15 @@ func TestCreateSnapshotNamesAreGlobal(t *testing.T) {
 	wantCode(t, "CreateSnapshot of the same name on another volume", err, codes.AlreadyExists)
 	_, err = p.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap2", SourceVolumeId: "missing"})
 	wantCode(t, "CreateSnapshot of a missing volume", err, codes.NotFound)
+}
+
+func TestStageRefusesToWriteAnotherNodesDisk(t *testing.T) {
+	p, f := newTestPlugin(t)
+	ctx := context.Background()
+	f.disks["theirs"] = api.DiskInfo{Name: "theirs", Size: 1 << 20, BlockSize: 64 << 10, Owner: "peer-2"}
+	vc := createReq("x", 0, nil).VolumeCapabilities[0]
+	_, err := p.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "theirs", StagingTargetPath: t.TempDir(), VolumeCapability: vc})
+	wantCode(t, "NodeStageVolume to write a disk another node owns", err, codes.FailedPrecondition)
+	_, err = p.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "missing", StagingTargetPath: t.TempDir(), VolumeCapability: vc})
+	wantCode(t, "NodeStageVolume of a missing volume", err, codes.NotFound)
 }

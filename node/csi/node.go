@@ -76,7 +76,7 @@ func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer p.locks.lock("volume/" + id)()
-	file, err := p.node.diskFile(ctx, id)
+	file, err := p.node.diskFile(ctx, id, !readOnlyMode(vc))
 	if err != nil {
 		return nil, err
 	}
@@ -136,14 +136,14 @@ func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, invalidf("staging target path missing: the plugin stages volumes")
 	}
 	defer p.locks.lock("volume/" + id)()
-	file, err := p.node.diskFile(ctx, id)
+	readOnly := req.GetReadonly() || readOnlyMode(vc)
+	file, err := p.node.diskFile(ctx, id, !readOnly)
 	if err != nil {
 		return nil, err
 	}
 	if mounted, err := blockfs.IsMountPoint(target); err == nil && mounted {
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
-	readOnly := req.GetReadonly() || readOnlyMode(vc)
 	flags, _ := mountFlags(vc.GetMount().GetMountFlags())
 	var source string
 	if vc.GetBlock() != nil {
@@ -230,15 +230,25 @@ func requireCapability(vc *csi.VolumeCapability) error {
 func (n *nodeService) fileOf(id string) string { return filepath.Join(n.disksDir, id+".img") }
 
 // diskFile returns the file of disk id, mounting the node's disks first
-// if they are not. A disk that does not exist is NotFound.
-func (n *nodeService) diskFile(ctx context.Context, id string) (string, error) {
+// if they are not. A disk that does not exist is NotFound; one to write
+// that another node of the mesh owns is FailedPrecondition (its file here
+// is read-only: move the disk to this node first).
+func (n *nodeService) diskFile(ctx context.Context, id string, write bool) (string, error) {
 	if !validVolumeID(id) {
 		return "", status.Errorf(codes.NotFound, "volume %q not found", id)
 	}
-	if _, err := n.vols.DiskInfo(ctx, id); err != nil {
+	d, err := n.vols.DiskInfo(ctx, id)
+	if err != nil {
 		return "", grpcError(err, "volume %s", id)
 	}
-	if err := n.mountDisks(ctx); err != nil {
+	st, err := n.vols.Status(ctx)
+	if err != nil {
+		return "", grpcError(err, "daemon status")
+	}
+	if write && d.Owner != "" && d.Owner != st.PeerID {
+		return "", status.Errorf(codes.FailedPrecondition, "volume %s: node %s owns the disk, this node is %s (weft disk move %s %s, on the owner)", id, d.Owner, st.PeerID, id, st.PeerID)
+	}
+	if err := n.mountDisks(ctx, st); err != nil {
 		return "", err
 	}
 	file := n.fileOf(id)
@@ -249,18 +259,14 @@ func (n *nodeService) diskFile(ctx context.Context, id string) (string, error) {
 }
 
 // mountDisks makes the daemon serve the node's disks at disksDir unless
-// it does already. The mount stays when the plugin stops: loop devices of
-// running containers are on its files.
-func (n *nodeService) mountDisks(ctx context.Context) error {
+// it does already (st lists the daemon's mounts). The mount stays when
+// the plugin stops: loop devices of running containers are on its files.
+func (n *nodeService) mountDisks(ctx context.Context, st api.Status) error {
 	n.mountMu.Lock()
 	defer n.mountMu.Unlock()
 	dir, err := filepath.Abs(n.disksDir)
 	if err != nil {
 		return status.Errorf(codes.Internal, "disks' mount %s: %v", n.disksDir, err)
-	}
-	st, err := n.vols.Status(ctx)
-	if err != nil {
-		return grpcError(err, "daemon status")
 	}
 	if slices.ContainsFunc(st.Mounts, func(m api.MountInfo) bool { return sameDir(m.Dir, dir) }) {
 		return nil
