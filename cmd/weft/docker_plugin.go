@@ -77,6 +77,9 @@ func runDockerPlugin(ctx context.Context, o *dockerPluginOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := p.Recover(ctx); err != nil {
+		return err
+	}
 	cfg.Logger.Info("serving Docker volumes", "socket", o.socket, "dir", cfg.Dir)
 	return dockervol.Serve(ctx, o.socket, dockervol.NewHandler(p, cfg.Logger))
 }

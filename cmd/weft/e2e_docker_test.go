@@ -354,6 +354,16 @@ func TestDockerVolumes(t *testing.T) {
 		if got := d.ok("run", "--rm", "--network", "none", "-v", b+":/data", img, "cat", "/data/f"); got != "hello from "+a {
 			t.Fatalf("read the clone %s: got %q, want %q", b, got, "hello from "+a)
 		}
+		// A spacesuit version is a clone source too.
+		suit := "gold-" + a
+		if out := strings.TrimSpace(h.ok("spacesuit", "publish", suit, a+"@r1")); out != suit+"@1" {
+			t.Fatalf("spacesuit publish printed %q, want %s@1", out, suit)
+		}
+		d.ok("volume", "create", "-d", p.name, "--opt", "from="+suit+"@1", b+"s")
+		if got := d.ok("run", "--rm", "--network", "none", "-v", b+"s:/data", img, "cat", "/data/f"); got != "hello from "+a {
+			t.Fatalf("read the volume cloned from %s@1: got %q, want %q", suit, got, "hello from "+a)
+		}
+		d.ok("volume", "rm", b+"s")
 		if got := d.ok("volume", "ls", "--format", "{{.Driver}} {{.Name}}"); !strings.Contains(got, p.name+" "+a) || !strings.Contains(got, p.name+" "+b) {
 			t.Fatalf("docker volume ls: %q, want %s and %s", got, a, b)
 		}
@@ -448,6 +458,25 @@ func TestDockerVolumes(t *testing.T) {
 	}
 	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/k"); got != "after a kill" {
 		t.Fatalf("read what c4 wrote: got %q", got)
+	}
+
+	// The daemon is killed: its plugin child goes with it, its FUSE mount
+	// is left dead, and the next mount detaches that and asks the new
+	// daemon for another.
+	old = waitChild(t, h.daemon.Process.Pid, 0)
+	h.killDaemon()
+	deadline := time.Now().Add(daemonStop)
+	for syscall.Kill(old, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin child %d outlived its killed daemon by %v", old, daemonStop)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.startDaemon()
+	waitChild(t, h.daemon.Process.Pid, old)
+	p.waitSocket()
+	if got := d.ok("run", "--rm", "--network", "none", "-v", "vol1:/data", img, "cat", "/data/k"); got != "after a kill" {
+		t.Fatalf("vol1 after the daemon was killed: got %q", got)
 	}
 	d.ok("volume", "rm", "vol1", "vol3")
 	if got := d.ok("volume", "ls", "-q"); got != "" {

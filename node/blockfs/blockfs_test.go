@@ -138,6 +138,9 @@ func TestMountRefusesUnknownData(t *testing.T) {
 	if typ, err := FSType(ctx, file); err != nil || typ != "" {
 		t.Fatalf("after the refusal: blkid says %q, %v; want nothing made", typ, err)
 	}
+	if devs, err := a.Loops.Find(file); err != nil || len(devs) != 0 {
+		t.Fatalf("after the refusal: loop devices %v, %v; want none left bound", devs, err)
+	}
 }
 
 // TestMountReplacesStaleMount: when the file behind a mount is replaced
@@ -186,14 +189,28 @@ func TestMountReplacesStaleMount(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "v")); err != nil || string(b) != "1" {
 		t.Fatalf("after the remount: got %q, %v, want 1", b, err)
 	}
-	all, err := a.Loops.bound()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for dev, id := range all {
-		if id == oldID {
-			t.Errorf("%s is still bound to the replaced file (the stale mount was %s)", dev, old.Device)
+	// The stale device goes once the kernel lets go of the detached file
+	// system, a moment after the lazy unmount (the device is set to clear
+	// itself then).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		all, err := a.Loops.bound()
+		if err != nil {
+			t.Fatal(err)
 		}
+		var stale []string
+		for dev, id := range all {
+			if id == oldID {
+				stale = append(stale, dev)
+			}
+		}
+		if len(stale) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v still bound to the replaced file (the stale mount was %s)", stale, old.Device)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -67,11 +67,28 @@ func (a Attacher) Mount(ctx context.Context, file, dir string, flags uintptr) (A
 			}
 		}
 	}
+	before, err := a.Loops.Find(file)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
+	}
 	dev, err := a.Loops.Attach(ctx, file)
 	if err != nil {
 		return Attachment{}, err
 	}
-	typ, made, err := Format(ctx, dev, a.FSType)
+	at, err := mountDevice(ctx, dev, file, dir, a.FSType, flags)
+	if err != nil && len(before) == 0 {
+		// Leave no device bound by a mount that failed, such as one of
+		// a disk refused for holding unknown data.
+		if derr := DetachDevice(context.WithoutCancel(ctx), dev); derr != nil {
+			err = fmt.Errorf("%w (and free %s: %v)", err, dev, derr)
+		}
+	}
+	return at, err
+}
+
+// mountDevice makes a file system on dev if it is empty and mounts it.
+func mountDevice(ctx context.Context, dev, file, dir, fstype string, flags uintptr) (Attachment, error) {
+	typ, made, err := Format(ctx, dev, fstype)
 	if err != nil {
 		return Attachment{}, err
 	}

@@ -96,6 +96,9 @@ func IsMountPoint(dir string) (bool, error) {
 	return ok, err
 }
 
+// Mounted reports whether something is mounted at dir (IsMountPoint).
+func (Attacher) Mounted(dir string) (bool, error) { return IsMountPoint(dir) }
+
 // loopByDevice returns /dev/loopN for a major:minor that is a loop device,
 // "" otherwise.
 func loopByDevice(sysDevBlock, majMin string) string {

@@ -12,7 +12,9 @@
 // Docker holds (by mount ID) are kept in a state file that every change
 // rewrites (write, fsync, rename) before it is acted on. A restarted
 // plugin reads them back: the volume a container uses stays mounted and
-// its last Unmount still takes it down.
+// its last Unmount still takes it down. Plugin.Recover, at start, drops
+// the references to volumes no longer mounted (the machine rebooted) and
+// unmounts a volume left mounted with none.
 //
 // What does not survive is a restart of the daemon under a running
 // container: the daemon serves the FUSE file under the loop device, so

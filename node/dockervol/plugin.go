@@ -34,6 +34,8 @@ type Disks interface {
 type Mounter interface {
 	Mount(ctx context.Context, file, dir string, flags uintptr) (blockfs.Attachment, error)
 	Unmount(ctx context.Context, file, dir string) error
+	// Mounted reports whether something is mounted at dir.
+	Mounted(dir string) (bool, error)
 }
 
 // Config configures a Plugin.
@@ -97,6 +99,54 @@ func New(cfg Config, disks Disks, mnt Mounter) (*Plugin, error) {
 		p.log.Info("volume in use from before", "volume", v, "mounts", len(r.users(v)))
 	}
 	return p, nil
+}
+
+// Recover makes the mount references and the mounts agree again after
+// the plugin, or the machine, restarted: a volume with references but no
+// mount (the machine rebooted, which stopped its containers) loses them,
+// since nothing can use a mount that is not there; a volume's directory
+// mounted with no reference left (the plugin died between forgetting the
+// last user and unmounting) is unmounted. Call it before serving.
+func (p *Plugin) Recover(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range p.refs.mounted() {
+		mounted, err := p.mnt.Mounted(p.volumeDir(v))
+		if err != nil {
+			return fmt.Errorf("docker plugin: recover %s: %w", v, err)
+		}
+		if mounted {
+			continue
+		}
+		for _, id := range p.refs.users(v) {
+			if _, err := p.refs.drop(v, id); err != nil {
+				return fmt.Errorf("docker plugin: recover %s: %w", v, err)
+			}
+		}
+		p.log.Warn("volume had users but is not mounted (a reboot?): forgot them", "volume", v)
+	}
+	entries, err := os.ReadDir(filepath.Join(p.cfg.Dir, "volumes"))
+	if err != nil {
+		return fmt.Errorf("docker plugin: recover: %w", err)
+	}
+	for _, e := range entries {
+		v := e.Name()
+		if len(p.refs.users(v)) > 0 {
+			continue
+		}
+		mounted, err := p.mnt.Mounted(p.volumeDir(v))
+		if err != nil {
+			return fmt.Errorf("docker plugin: recover %s: %w", v, err)
+		}
+		if !mounted {
+			continue
+		}
+		if err := p.mnt.Unmount(ctx, p.diskFile(v), p.volumeDir(v)); err != nil {
+			return fmt.Errorf("docker plugin: recover %s: unmount it, no container uses it: %w", v, err)
+		}
+		p.log.Warn("volume was mounted with no user: unmounted it", "volume", v)
+	}
+	return nil
 }
 
 func (p *Plugin) fuseDir() string              { return filepath.Join(p.cfg.Dir, "fuse") }
@@ -313,14 +363,19 @@ func (p *Plugin) volume(info api.DiskInfo) Volume {
 // first.
 func (p *Plugin) ensureFUSE(ctx context.Context) error {
 	dir := p.fuseDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil && !isDeadMount(err) {
-		return fmt.Errorf("FUSE mount %s: %w", dir, err)
-	}
 	if _, err := os.Stat(dir); isDeadMount(err) {
 		p.log.Warn("FUSE mount of a gone daemon: detaching it", "dir", dir)
 		if err := detachDead(dir); err != nil {
 			return err
 		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("FUSE mount %s: %w", dir, err)
+	}
+	if live, err := blockfs.IsMountPoint(dir); err != nil {
+		return err
+	} else if live {
+		return nil // the daemon's: only it mounts there, and a dead one was detached above
 	}
 	if _, err := p.disks.Mount(ctx, dir); err != nil && !errors.Is(err, api.ErrExists) {
 		return fmt.Errorf("FUSE mount %s: %w", dir, err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -126,6 +127,8 @@ func (m *fakeMounter) Unmount(ctx context.Context, file, dir string) error {
 	return nil
 }
 
+func (m *fakeMounter) Mounted(dir string) (bool, error) { return m.isMounted(dir), nil }
+
 func (m *fakeMounter) isMounted(dir string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -149,6 +152,9 @@ func newPluginServer(t *testing.T, dir string, disks *fakeDisks, mnt *fakeMounte
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := New(cfg, disks, mnt)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(NewHandler(p, cfg.Logger))
@@ -385,5 +391,41 @@ func TestDecodeRequestBounds(t *testing.T) {
 	}
 	if _, err := decodeRequest(strings.NewReader(`{"Name":3}`), true); err == nil {
 		t.Fatal("a number for a name: got nil error")
+	}
+}
+
+// TestRecoverAfterReboot: references to a volume that is not mounted
+// (the machine rebooted) are dropped, and a volume mounted with no
+// reference is unmounted, when the plugin starts.
+func TestRecoverAfterReboot(t *testing.T) {
+	dir := t.TempDir()
+	disks, mnt := newFakeDisks(), &fakeMounter{mounted: map[string]string{}}
+	s := newPluginServer(t, dir, disks, mnt)
+	s.ok("VolumeDriver.Create", request{Name: "a"})
+	s.ok("VolumeDriver.Create", request{Name: "b"})
+	s.ok("VolumeDriver.Mount", request{Name: "a", ID: "c1"})
+	s.ok("VolumeDriver.Mount", request{Name: "b", ID: "c2"})
+	adir, bdir := filepath.Join(dir, "volumes", "a"), filepath.Join(dir, "volumes", "b")
+	if err := os.MkdirAll(bdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	delete(mnt.mounted, adir) // a reboot took a's mount away
+	// b's user is forgotten without an unmount: a plugin that died
+	// between the two.
+	r, err := loadRefs(filepath.Join(dir, "mounts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.drop("b", "c2"); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := newPluginServer(t, dir, disks, mnt)
+	if got := s2.ok("VolumeDriver.Path", request{Name: "a"}); got.Mountpoint != "" {
+		t.Fatalf("a after a reboot: Path %q, want none", got.Mountpoint)
+	}
+	s2.ok("VolumeDriver.Remove", request{Name: "a"})
+	if mnt.isMounted(bdir) {
+		t.Fatal("b, mounted with no user, is still mounted after the restart")
 	}
 }
