@@ -103,8 +103,8 @@ func (c *csiClient) use(id string, vc *csi.VolumeCapability, readOnly bool) (tar
 // TestCSIVolumeData checks that what csi-sanity cannot see works: data
 // written through a published mount or block volume is on the disk,
 // snapshots and clones carry it, read-only publishing refuses writes, a
-// volume in use is not deleted, and a published volume outlives a restart
-// of the plugin.
+// volume in use is not deleted, a published volume outlives a restart of
+// the plugin, and volumes stage again after the daemon was killed.
 func TestCSIVolumeData(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (loop devices, mounts); CI runs it as root")
@@ -195,6 +195,16 @@ func TestCSIVolumeData(t *testing.T) {
 		if !errors.Is(err, syscall.EPERM) {
 			t.Fatalf("write to a read-only block volume: %v, want EPERM", err)
 		}
+	}
+	done()
+
+	// The daemon is killed: its FUSE mount of the disks is left dead; the
+	// next stage has the new daemon mount them again.
+	h.killDaemon()
+	h.startDaemon()
+	dev, done = c.use("raw-copy", csiCap(true, true), true)
+	if got := readAt(t, dev, len(data), off); !bytes.Equal(got, data) {
+		t.Fatal("raw-copy after the daemon was killed does not read what was written to raw")
 	}
 	done()
 

@@ -271,8 +271,12 @@ func (n *nodeService) mountDisks(ctx context.Context, st api.Status) error {
 	if slices.ContainsFunc(st.Mounts, func(m api.MountInfo) bool { return sameDir(m.Dir, dir) }) {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return status.Errorf(codes.Internal, "disks' mount: %v", err)
+	// Made only when missing: a mount left by a daemon that was killed
+	// answers ENOTCONN, and the daemon's Mount detaches it.
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return status.Errorf(codes.Internal, "disks' mount: %v", err)
+		}
 	}
 	if _, err := n.vols.Mount(ctx, dir); err != nil {
 		return grpcError(err, "mount the node's disks at %s", dir)
