@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -41,7 +42,7 @@ and needs root; the identity and controller services do not.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.endpoint, "endpoint", "", "unix socket to serve on, unix:///PATH (required)")
+	f.StringVar(&o.endpoint, "endpoint", os.Getenv("CSI_ENDPOINT"), "unix socket to serve on, unix:///PATH (default $CSI_ENDPOINT)")
 	f.StringVar(&o.nodeID, "node-id", "", "node ID NodeGetInfo answers (default: the daemon's node ID)")
 	f.StringVar(&o.disksDir, "disks-dir", "", "where the daemon mounts the node's disks for the node service (default HOME/csi/disks)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -54,7 +55,7 @@ func runCSI(ctx context.Context, o *csiOptions) error {
 		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", o.logLevel)}
 	}
 	if o.endpoint == "" {
-		return usageError{"--endpoint unix:///PATH is required"}
+		return usageError{"--endpoint unix:///PATH (or $CSI_ENDPOINT) is required"}
 	}
 	home, err := o.homeDir()
 	if err != nil {

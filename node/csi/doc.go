@@ -28,5 +28,7 @@
 // bind-mounted at the target path; a mount volume is an ext4 file system
 // on that loop device (made on first use), mounted at the staging path
 // and bind-mounted at each target path. That needs root (loop devices,
-// mounts); the identity and controller services do not.
+// mounts); the identity and controller services do not. Only the node
+// that owns a disk writes it: staging or publishing for writing a disk
+// another node owns fails with FAILED_PRECONDITION.
 package csi

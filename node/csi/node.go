@@ -92,7 +92,11 @@ func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	}
 	a, err := p.node.att.Mount(ctx, file, staging, flags)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "stage %s at %s: %v", id, staging, err)
+		code := codes.Internal
+		if errors.Is(err, blockfs.ErrUnknownData) {
+			code = codes.FailedPrecondition // never formatted over
+		}
+		return nil, status.Errorf(code, "stage %s at %s: %v", id, staging, err)
 	}
 	p.log.Info("csi volume staged", "disk", id, "at", staging, "device", a.Device, "formatted", a.Formatted)
 	return &csi.NodeStageVolumeResponse{}, nil
