@@ -60,12 +60,19 @@ var csiSkipReasons = []string{
 	"GroupControllerService not supported",
 }
 
+// csiSanityRan is set once TestCSISanity has run in this process.
+var csiSanityRan bool
+
 // TestCSISanity runs the CSI community's conformance suite, csi-sanity,
 // against `weft csi` in front of real daemons: as root, every spec in
 // block mode and in mount mode; and against a daemon and plugin that run
 // unprivileged (uid 65534 when the test is root), every spec but the
 // node's stage and publish (csiRootSpecs), in block mode.
 func TestCSISanity(t *testing.T) {
+	if csiSanityRan {
+		t.Skip("csi-sanity runs once per test process: Ginkgo's RunSpecs cannot run twice (-count > 1)")
+	}
+	csiSanityRan = true
 	bin := weftBinary(t)
 	root := os.Geteuid() == 0
 	var skipped []string
