@@ -32,7 +32,11 @@ func (p *Plugin) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, status.Errorf(codes.OutOfRange, "capacity range: required %d above limit %d", cr.required, cr.limit)
 	}
 	name := weftName(req.GetName())
-	defer p.locks.lock("volume/" + name)()
+	unlock, err := p.lockOp("volume/" + name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 
 	d, err := p.cfg.Volumes.DiskInfo(ctx, name)
 	switch {
@@ -133,8 +137,12 @@ func (p *Plugin) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if !validVolumeID(id) {
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	defer p.locks.lock("volume/" + id)()
-	err := p.cfg.Volumes.RemoveDisk(ctx, id)
+	unlock, err := p.lockOp("volume/" + id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	err = p.cfg.Volumes.RemoveDisk(ctx, id)
 	if err != nil && !errors.Is(err, api.ErrNotFound) {
 		return nil, grpcError(err, "delete volume %s", id)
 	}

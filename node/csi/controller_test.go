@@ -101,6 +101,19 @@ func (f *fakeVolumes) ListReplicas(_ context.Context, disk string) ([]api.Replic
 	return f.reps[disk], nil
 }
 
+func (f *fakeVolumes) ReplicaDisks(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for d, reps := range f.reps {
+		if len(reps) > 0 {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 func (f *fakeVolumes) CreateReplica(_ context.Context, disk, name string) (api.ReplicaInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -240,4 +253,43 @@ func TestStageRefusesToWriteAnotherNodesDisk(t *testing.T) {
 	wantCode(t, "NodeStageVolume to write a disk another node owns", err, codes.FailedPrecondition)
 	_, err = p.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "missing", StagingTargetPath: t.TempDir(), VolumeCapability: vc})
 	wantCode(t, "NodeStageVolume of a missing volume", err, codes.NotFound)
+}
+
+func TestSnapshotsOfADeletedVolume(t *testing.T) {
+	p, _ := newTestPlugin(t)
+	ctx := context.Background()
+	for _, v := range []string{"a", "b"} {
+		if _, err := p.CreateVolume(ctx, createReq(v, 0, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "b"})
+	wantCode(t, "CreateSnapshot of a name a deleted volume's snapshot has", err, codes.AlreadyExists)
+	list, err := p.ListSnapshots(ctx, &csi.ListSnapshotsRequest{})
+	if err != nil || len(list.GetEntries()) != 1 || list.GetEntries()[0].GetSnapshot().GetSnapshotId() != "a@snap" {
+		t.Fatalf("ListSnapshots: %v, %v; want a@snap, of the deleted volume", list, err)
+	}
+}
+
+func TestPendingOperationIsAborted(t *testing.T) {
+	p, _ := newTestPlugin(t)
+	ctx := context.Background()
+	unlock, err := p.lockOp("volume/v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.CreateVolume(ctx, createReq("v", 0, nil))
+	wantCode(t, "CreateVolume while an operation on the volume is pending", err, codes.Aborted)
+	_, err = p.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: t.TempDir()})
+	wantCode(t, "NodeUnpublishVolume while an operation on the volume is pending", err, codes.Aborted)
+	unlock()
+	if _, err := p.CreateVolume(ctx, createReq("v", 0, nil)); err != nil {
+		t.Fatalf("CreateVolume once the pending operation is done: %v", err)
+	}
 }

@@ -1,40 +1,47 @@
 package csi
 
-import "sync"
+import (
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
 
 // keyedMutex serializes operations on the same key (a volume or snapshot
 // name) and lets operations on different keys run in parallel. The zero
 // value is ready to use.
 type keyedMutex struct {
 	mu    sync.Mutex
-	locks map[string]*keyLock
+	held map[string]bool
 }
 
-type keyLock struct {
-	sync.Mutex
-	users int
-}
-
-// lock takes key's lock and returns its release.
-func (k *keyedMutex) lock(key string) (unlock func()) {
+// tryLock takes key's lock if no operation holds it and returns its
+// release; ok is false when one does (the caller answers Aborted, as the
+// CSI spec asks for an operation pending on the same volume: the CO
+// retries, and a call never waits behind one that may hang).
+func (k *keyedMutex) tryLock(key string) (unlock func(), ok bool) {
 	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyLock{}
+	defer k.mu.Unlock()
+	if k.held[key] {
+		return nil, false
 	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
+	if k.held == nil {
+		k.held = map[string]bool{}
 	}
-	l.users++
-	k.mu.Unlock()
-	l.Lock()
+	k.held[key] = true
 	return func() {
-		l.Unlock()
 		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.locks, key)
-		}
+		delete(k.held, key)
 		k.mu.Unlock()
+	}, true
+}
+
+// lockOp takes the lock of key for one operation, or fails with Aborted
+// when another operation on key is pending.
+func (p *Plugin) lockOp(key string) (unlock func(), err error) {
+	unlock, ok := p.locks.tryLock(key)
+	if !ok {
+		return nil, status.Errorf(codes.Aborted, "an operation on %s is pending", key)
 	}
+	return unlock, nil
 }

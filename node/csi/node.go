@@ -75,7 +75,11 @@ func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := requireCapability(vc); err != nil {
 		return nil, err
 	}
-	defer p.locks.lock("volume/" + id)()
+	unlock, err := p.lockOp("volume/" + id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	file, err := p.node.diskFile(ctx, id, !readOnlyMode(vc))
 	if err != nil {
 		return nil, err
@@ -109,7 +113,11 @@ func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	if err := requireVolumePath(id, staging, "staging target path"); err != nil {
 		return nil, err
 	}
-	defer p.locks.lock("volume/" + id)()
+	unlock, err := p.lockOp("volume/" + id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	var file string
 	if validVolumeID(id) {
 		file = p.node.fileOf(id)
@@ -139,7 +147,11 @@ func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if staging == "" {
 		return nil, invalidf("staging target path missing: the plugin stages volumes")
 	}
-	defer p.locks.lock("volume/" + id)()
+	unlock, err := p.lockOp("volume/" + id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	readOnly := req.GetReadonly() || readOnlyMode(vc)
 	file, err := p.node.diskFile(ctx, id, !readOnly)
 	if err != nil {
@@ -180,7 +192,11 @@ func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if err := requireVolumePath(id, target, "target path"); err != nil {
 		return nil, err
 	}
-	defer p.locks.lock("volume/" + id)()
+	unlock, err := p.lockOp("volume/" + id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	for {
 		mounted, err := blockfs.IsMountPoint(target)
 		if errors.Is(err, os.ErrNotExist) {

@@ -76,12 +76,17 @@ func New(cfg Config) (*Plugin, error) {
 }
 
 // Listen opens the endpoint: "unix:///abs/path" or "unix:/abs/path" (the
-// forms Kubernetes sidecars pass). A stale socket file left by a plugin
-// that died is removed first.
+// forms Kubernetes sidecars pass); "unix://tmp/x" names a host, not a
+// path, and is refused. A stale socket left by a plugin that died is
+// removed first; anything else at the path (a file, a directory, a socket
+// a live plugin answers on) is left alone and refused.
 func Listen(endpoint string) (net.Listener, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Scheme != "unix" {
 		return nil, fmt.Errorf("endpoint %q: want unix:///PATH", endpoint)
+	}
+	if u.Host != "" {
+		return nil, fmt.Errorf("endpoint %q: %q is a host, not a path: want unix:///PATH (three slashes)", endpoint, u.Host)
 	}
 	path := u.Path
 	if path == "" {
@@ -90,14 +95,37 @@ func Listen(endpoint string) (net.Listener, error) {
 	if path == "" || path[0] != '/' {
 		return nil, fmt.Errorf("endpoint %q: want an absolute path, unix:///PATH", endpoint)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("endpoint %s: remove stale socket: %w", path, err)
+	if err := removeStaleSocket(path); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", path, err)
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// removeStaleSocket removes the unix socket at path if nothing answers on
+// it; nothing there is fine.
+func removeStaleSocket(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("%s is there and is not a socket (%s); not removing it", path, st.Mode().Type())
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return errors.New("a process serves on this socket already")
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	return nil
 }
 
 // Serve answers CSI calls on l until ctx is done, then lets calls in

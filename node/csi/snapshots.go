@@ -30,7 +30,11 @@ func (p *Plugin) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 		return nil, status.Errorf(codes.NotFound, "source volume %q not found", src)
 	}
 	name := weftName(req.GetName())
-	defer p.locks.lock("snapshot/" + name)()
+	unlock, err := p.lockOp("snapshot/" + name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 
 	reps, err := p.allReplicas(ctx)
 	if err != nil {
@@ -64,7 +68,11 @@ func (p *Plugin) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	if err != nil {
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
-	defer p.locks.lock("snapshot/" + rep)()
+	unlock, err := p.lockOp("snapshot/" + rep)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := p.cfg.Volumes.RemoveReplica(ctx, disk, rep); err != nil && !errors.Is(err, api.ErrNotFound) {
 		return nil, grpcError(err, "delete snapshot %s", id)
 	}
@@ -148,17 +156,17 @@ func (p *Plugin) volumeReplicas(ctx context.Context, disk string) ([]api.Replica
 	return reps, grpcError(err, "list snapshots of %s", disk)
 }
 
-// allReplicas lists the replicas of every disk of the node. Replicas of
-// a removed disk are reached by their ID (findSnapshot), not here: the
-// daemon's API lists replicas per disk.
+// allReplicas lists the replicas of every disk of the node, removed
+// disks included: a deleted volume's snapshots remain, and their names
+// stay taken.
 func (p *Plugin) allReplicas(ctx context.Context) ([]api.ReplicaInfo, error) {
-	disks, err := p.cfg.Volumes.ListDisks(ctx)
+	disks, err := p.cfg.Volumes.ReplicaDisks(ctx)
 	if err != nil {
-		return nil, grpcError(err, "list disks")
+		return nil, grpcError(err, "list the disks with snapshots")
 	}
 	var out []api.ReplicaInfo
 	for _, d := range disks {
-		reps, err := p.volumeReplicas(ctx, d.Name)
+		reps, err := p.volumeReplicas(ctx, d)
 		if err != nil {
 			return nil, err
 		}

@@ -15,6 +15,8 @@ type Volumes interface {
 	RemoveDisk(ctx context.Context, name string) error
 	Clone(ctx context.Context, src api.Ref, name string) (api.DiskInfo, error)
 	ListReplicas(ctx context.Context, disk string) ([]api.ReplicaInfo, error)
+	// ReplicaDisks names the disks with replicas, removed ones included.
+	ReplicaDisks(ctx context.Context) ([]string, error)
 	CreateReplica(ctx context.Context, disk, name string) (api.ReplicaInfo, error)
 	RemoveReplica(ctx context.Context, disk, replica string) error
 	// Mount makes the daemon serve the node's disks as files under dir.
