@@ -11,7 +11,7 @@ import (
 // name) and lets operations on different keys run in parallel. The zero
 // value is ready to use.
 type keyedMutex struct {
-	mu    sync.Mutex
+	mu   sync.Mutex
 	held map[string]bool
 }
 
