@@ -61,7 +61,7 @@ func runCSI(ctx context.Context, o *csiOptions) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(home, "csi", "disks")
+	dir := filepath.Join(home, "csi", "disks") // its records go to HOME/csi/state
 	if o.disksDir != "" {
 		if dir, err = filepath.Abs(o.disksDir); err != nil {
 			return usageError{fmt.Sprintf("--disks-dir: %v", err)}

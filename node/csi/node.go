@@ -25,6 +25,7 @@ type nodeService struct {
 	vols     Volumes
 	nodeID   string
 	disksDir string
+	stateDir string // the records of staged volumes (staged.go)
 	att      blockfs.Attacher
 	log      *slog.Logger
 
@@ -32,7 +33,7 @@ type nodeService struct {
 }
 
 func newNodeService(cfg Config, log *slog.Logger) *nodeService {
-	return &nodeService{vols: cfg.Volumes, nodeID: cfg.NodeID, disksDir: cfg.DisksDir, log: log}
+	return &nodeService{vols: cfg.Volumes, nodeID: cfg.NodeID, disksDir: cfg.DisksDir, stateDir: cfg.stateDir(), log: log}
 }
 
 // NodeGetInfo names the node: the configured ID, else the daemon's.
@@ -66,53 +67,79 @@ func (p *Plugin) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 
 // NodeStageVolume binds a loop device to the disk's file and, for a mount
 // volume, mounts its file system (ext4, made if the disk is empty) at the
-// staging path.
+// staging path. A read-only volume never writes the disk: a read-only
+// loop device, no file system made (an empty disk is FailedPrecondition),
+// no journal replayed. Each loop device bound is recorded (staged.go) for
+// unstage to free; staging again with another capability is
+// AlreadyExists.
 func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	id, staging, vc := req.GetVolumeId(), req.GetStagingTargetPath(), req.GetVolumeCapability()
-	if err := requireVolumePath(id, staging, "staging target path"); err != nil {
+	id, vc := req.GetVolumeId(), req.GetVolumeCapability()
+	if err := requireVolumePath(id, req.GetStagingTargetPath(), "staging target path"); err != nil {
 		return nil, err
 	}
 	if err := requireCapability(vc); err != nil {
 		return nil, err
 	}
+	staging := resolvePath(req.GetStagingTargetPath())
 	unlock, err := p.lockOp("volume/" + id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	file, err := p.node.diskFile(ctx, id, !readOnlyMode(vc))
+	readOnly := readOnlyMode(vc)
+	file, err := p.node.diskFile(ctx, id, !readOnly)
 	if err != nil {
 		return nil, err
 	}
-	if vc.GetBlock() != nil {
-		if _, err := p.node.loop(ctx, file, false); err != nil {
-			return nil, status.Errorf(codes.Internal, "stage %s: %v", id, err)
+	rec, ok, err := p.node.loadRecord(id, staging)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "stage %s: %v", id, err)
+	}
+	block := vc.GetBlock() != nil
+	if ok && (rec.Block != block || rec.ReadOnly != readOnly) {
+		return nil, status.Errorf(codes.AlreadyExists, "volume %s is staged at %s already, block %v read-only %v", id, staging, rec.Block, rec.ReadOnly)
+	}
+	rec = stageRecord{VolumeID: id, Staging: staging, Block: block, ReadOnly: readOnly, Loops: rec.Loops}
+	if err := p.node.saveRecord(rec); err != nil {
+		return nil, status.Errorf(codes.Internal, "stage %s: %v", id, err)
+	}
+	if block {
+		if _, err := p.node.loop(ctx, &rec, file, readOnly); err != nil {
+			return nil, err
 		}
 		return &csi.NodeStageVolumeResponse{}, nil
 	}
 	flags, _ := mountFlags(vc.GetMount().GetMountFlags())
-	if readOnlyMode(vc) {
-		flags |= unix.MS_RDONLY
+	var a blockfs.Attachment
+	if readOnly {
+		a, err = p.node.att.MountReadOnly(ctx, file, staging, flags)
+	} else {
+		a, err = p.node.att.Mount(ctx, file, staging, flags)
 	}
-	a, err := p.node.att.Mount(ctx, file, staging, flags)
 	if err != nil {
 		code := codes.Internal
-		if errors.Is(err, blockfs.ErrUnknownData) {
-			code = codes.FailedPrecondition // never formatted over
+		if errors.Is(err, blockfs.ErrUnknownData) || errors.Is(err, blockfs.ErrNoFileSystem) {
+			code = codes.FailedPrecondition // never formatted over, nor read-only
 		}
 		return nil, status.Errorf(code, "stage %s at %s: %v", id, staging, err)
 	}
-	p.log.Info("csi volume staged", "disk", id, "at", staging, "device", a.Device, "formatted", a.Formatted)
+	if err := p.node.recordLoop(&rec, a.Device, file); err != nil {
+		return nil, status.Errorf(codes.Internal, "stage %s: %v", id, err)
+	}
+	p.log.Info("csi volume staged", "disk", id, "at", staging, "device", a.Device, "formatted", a.Formatted, "read_only", readOnly)
 	return &csi.NodeStageVolumeResponse{}, nil
 }
 
 // NodeUnstageVolume unmounts the staging path and unbinds the disk's loop
-// devices. A file system still in use fails with FailedPrecondition.
+// devices: those on its file now, and those recorded at stage and publish
+// (on the file it had then, or on a dead one). A file system still in use
+// fails with FailedPrecondition.
 func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
-	if err := requireVolumePath(id, staging, "staging target path"); err != nil {
+	id := req.GetVolumeId()
+	if err := requireVolumePath(id, req.GetStagingTargetPath(), "staging target path"); err != nil {
 		return nil, err
 	}
+	staging := resolvePath(req.GetStagingTargetPath())
 	unlock, err := p.lockOp("volume/" + id)
 	if err != nil {
 		return nil, err
@@ -128,6 +155,9 @@ func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 		}
 		return nil, status.Errorf(codes.Internal, "unstage %s: %v", id, err)
 	}
+	if err := p.node.freeRecorded(ctx, id, staging); err != nil {
+		return nil, status.Errorf(codes.Internal, "unstage %s: %v", id, err)
+	}
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
@@ -135,18 +165,20 @@ func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 // block volume, the loop device bind-mounted on a file there (a read-only
 // loop device when read-only: a read-only bind of a device node does not
 // stop writes through it); for a mount volume, the staged file system
-// bind-mounted on a directory there.
+// bind-mounted on a directory there. A target published already with
+// another access type or read-only mode is AlreadyExists.
 func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	id, target, staging, vc := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath(), req.GetVolumeCapability()
-	if err := requireVolumePath(id, target, "target path"); err != nil {
+	id, vc := req.GetVolumeId(), req.GetVolumeCapability()
+	if err := requireVolumePath(id, req.GetTargetPath(), "target path"); err != nil {
 		return nil, err
 	}
 	if err := requireCapability(vc); err != nil {
 		return nil, err
 	}
-	if staging == "" {
+	if req.GetStagingTargetPath() == "" {
 		return nil, invalidf("staging target path missing: the plugin stages volumes")
 	}
+	target, staging := resolvePath(req.GetTargetPath()), resolvePath(req.GetStagingTargetPath())
 	unlock, err := p.lockOp("volume/" + id)
 	if err != nil {
 		return nil, err
@@ -157,14 +189,22 @@ func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, err
 	}
+	block := vc.GetBlock() != nil
 	if mounted, err := blockfs.IsMountPoint(target); err == nil && mounted {
+		if err := samePublication(id, target, block, readOnly); err != nil {
+			return nil, err
+		}
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
 	flags, _ := mountFlags(vc.GetMount().GetMountFlags())
 	var source string
-	if vc.GetBlock() != nil {
-		if source, err = p.node.loop(ctx, file, readOnly); err != nil {
-			return nil, status.Errorf(codes.Internal, "publish %s: %v", id, err)
+	if block {
+		rec, ok, err := p.node.loadRecord(id, staging)
+		if err != nil || !ok {
+			return nil, status.Errorf(codes.FailedPrecondition, "publish %s: not staged at %s (%v)", id, staging, err)
+		}
+		if source, err = p.node.loop(ctx, &rec, file, readOnly); err != nil {
+			return nil, err
 		}
 		err = makeFile(target)
 	} else {
@@ -185,13 +225,34 @@ func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
+// samePublication checks that what is mounted at target is volume id
+// published the way asked (a block device or a directory, read-only or
+// not), else AlreadyExists.
+func samePublication(id, target string, block, readOnly bool) error {
+	var st unix.Stat_t
+	var fs unix.Statfs_t
+	if err := unix.Stat(target, &st); err != nil {
+		return status.Errorf(codes.Internal, "publish %s: %v", id, err)
+	}
+	if err := unix.Statfs(target, &fs); err != nil {
+		return status.Errorf(codes.Internal, "publish %s: %v", id, err)
+	}
+	isBlock := st.Mode&unix.S_IFMT == unix.S_IFBLK
+	isRO := fs.Flags&unix.ST_RDONLY != 0
+	if isBlock != block || isRO != readOnly {
+		return status.Errorf(codes.AlreadyExists, "volume %s is published at %s already, block %v read-only %v", id, target, isBlock, isRO)
+	}
+	return nil
+}
+
 // NodeUnpublishVolume unmounts the target path and removes what publish
 // made there; a target that is gone is unpublished already.
 func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	id, target := req.GetVolumeId(), req.GetTargetPath()
-	if err := requireVolumePath(id, target, "target path"); err != nil {
+	id := req.GetVolumeId()
+	if err := requireVolumePath(id, req.GetTargetPath(), "target path"); err != nil {
 		return nil, err
 	}
+	target := resolvePath(req.GetTargetPath())
 	unlock, err := p.lockOp("volume/" + id)
 	if err != nil {
 		return nil, err
@@ -199,9 +260,6 @@ func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	defer unlock()
 	for {
 		mounted, err := blockfs.IsMountPoint(target)
-		if errors.Is(err, os.ErrNotExist) {
-			return &csi.NodeUnpublishVolumeResponse{}, nil
-		}
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "unpublish %s: %v", id, err)
 		}
@@ -221,6 +279,20 @@ func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	p.log.Info("csi volume unpublished", "disk", id, "at", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// resolvePath is path with its symlinks resolved (the kernel's mount
+// table has resolved paths), as far as it exists: a path not made yet is
+// its resolved parent joined with its name.
+func resolvePath(path string) string {
+	path = filepath.Clean(path)
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	if r, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		return filepath.Join(r, filepath.Base(path))
+	}
+	return path
 }
 
 // requireVolumePath checks that a node request names a volume and a path
@@ -317,19 +389,21 @@ func sameDir(a, b string) bool {
 }
 
 // loop returns a loop device bound to file, read-only or not as asked,
-// binding one if none is.
-func (n *nodeService) loop(ctx context.Context, file string, readOnly bool) (string, error) {
-	devs, err := n.att.Loops.Find(file)
+// binding one if none is, and records it in rec for unstage to free. A
+// writable device on a file that only reads (a disk another node owns)
+// is FailedPrecondition, no device left bound.
+func (n *nodeService) loop(ctx context.Context, rec *stageRecord, file string, readOnly bool) (string, error) {
+	dev, err := n.att.Loops.AttachMode(ctx, file, readOnly)
+	if errors.Is(err, blockfs.ErrReadOnlyFile) {
+		return "", status.Errorf(codes.FailedPrecondition, "volume %s: %v", rec.VolumeID, err)
+	}
+	if err == nil {
+		err = n.recordLoop(rec, dev, file)
+	}
 	if err != nil {
-		return "", err
+		return "", status.Errorf(codes.Internal, "volume %s: %v", rec.VolumeID, err)
 	}
-	for _, d := range devs {
-		if loopReadOnly(d) == readOnly {
-			return d, nil
-		}
-	}
-	// Not Loops.Attach: it would answer a bound device whatever its mode.
-	return attachLoop(ctx, file, readOnly)
+	return dev, nil
 }
 
 // makeFile makes an empty file at path (and its parent) if nothing is

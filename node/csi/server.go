@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -32,6 +33,9 @@ type Config struct {
 	// node's disks (FUSE) so that it can put loop devices on them. It is
 	// made if missing.
 	DisksDir string
+	// StateDir keeps the records of staged volumes (the loop devices bound
+	// for them); "" means "state" next to DisksDir.
+	StateDir string
 	// Version is reported by GetPluginInfo.
 	Version string
 	Log     *slog.Logger
@@ -46,6 +50,13 @@ func (c Config) Validate() error {
 		return errors.New("csi: no directory for the disks' mount")
 	}
 	return nil
+}
+
+func (c Config) stateDir() string {
+	if c.StateDir != "" {
+		return c.StateDir
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(c.DisksDir)), "state")
 }
 
 // Plugin is a CSI plugin: identity, controller and node services. Its

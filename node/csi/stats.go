@@ -11,7 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// NodeGetVolumeStats reports a published or staged volume's usage: bytes
+// NodeGetVolumeStats reports a published or staged volume's usage (a
+// path that is not where this plugin put the volume is NotFound): bytes
 // and inodes of a mount volume's file system, the size of a block volume.
 func (p *Plugin) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	id, path := req.GetVolumeId(), req.GetVolumePath()
@@ -25,10 +26,22 @@ func (p *Plugin) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if err != nil {
 		return nil, grpcError(err, "volume %s", id)
 	}
-	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
+	path = resolvePath(path)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, status.Errorf(codes.NotFound, "volume %s: path %s does not exist", id, path)
 	}
+	dev, ok, err := p.node.att.LoopDeviceAt(path)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
+	}
+	mine, err := p.node.recordedDevices(id)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
+	}
+	if !ok || !mine[dev] {
+		return nil, status.Errorf(codes.NotFound, "volume %s is not staged or published at %s", id, path)
+	}
+	st, err := os.Stat(path)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
 	}
