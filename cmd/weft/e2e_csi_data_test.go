@@ -85,6 +85,10 @@ func (c *csiClient) use(id string, vc *csi.VolumeCapability, readOnly bool) (tar
 		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 		defer cancel()
 		if err := undo(ctx); err != nil {
+			// The plugin may be dead: take the mounts down here (the loop
+			// devices go at the node's cleanup, csiRootNode).
+			trySys("umount", "-l", target)
+			trySys("umount", "-l", staging)
 			c.t.Errorf("cleanup: unpublish and unstage %s: %v", id, err)
 		}
 	})

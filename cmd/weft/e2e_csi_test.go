@@ -143,7 +143,14 @@ func csiRootNode(t *testing.T) (h *harness, sock string, stop func()) {
 	sock, stop = startCSI(t, h.bin, h.home, t.TempDir(), nil)
 	// Before the daemon stops (cleanups run last first): the disks' FUSE
 	// mount the plugin asked for, which outlives the plugin.
-	t.Cleanup(func() { trySys("umount", "-l", filepath.Join(h.home, "csi", "disks")) })
+	// Loop devices on its files go first: a test that failed, or whose
+	// plugin died, may not have unstaged.
+	t.Cleanup(func() {
+		for _, dev := range loopsUnder(h.home) {
+			trySys("losetup", "--detach", dev)
+		}
+		trySys("umount", "-l", filepath.Join(h.home, "csi", "disks"))
+	})
 	return h, sock, stop
 }
 
@@ -211,7 +218,10 @@ func startProc(t *testing.T, bin string, cred *syscall.Credential, args ...strin
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "WEFT_HOME=")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	// Its own process group, killed at cleanup; killed by the kernel too if
+	// the test process dies first (a timeout's panic runs no cleanup): it
+	// would hold the e2e lock's file, which flock passes down, for ever.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", strings.Join(args, " "), err)
 	}
