@@ -311,6 +311,9 @@ func lockFile(t *testing.T, path string) {
 // counted per container and kept across a plugin restart; a volume in use
 // not removable; and all of it again after the weft daemon restarted.
 func TestDockerVolumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with a Docker engine; skipped with -short")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run dockerd, loop devices and mounts; CI runs it as root")
 	}
