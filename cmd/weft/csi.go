@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -73,7 +74,7 @@ func runCSI(ctx context.Context, o *csiOptions) error {
 		return err
 	}
 	defer cl.Close()
-	p, err := csi.New(csi.Config{Volumes: cl, NodeID: o.nodeID, DisksDir: dir, Log: log})
+	p, err := csi.New(csi.Config{Volumes: cl, NodeID: o.nodeID, DisksDir: dir, Version: buildVersion(), Log: log})
 	if err != nil {
 		return err
 	}
@@ -83,4 +84,37 @@ func runCSI(ctx context.Context, o *csiOptions) error {
 	}
 	log.Info("serving CSI", "endpoint", o.endpoint, "disks_dir", dir)
 	return p.Serve(ctx, l)
+}
+
+// buildVersion names the build of this binary: the module's version and
+// the VCS revision go build stamped ("dev" when neither is known).
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			rev = st.Value
+		case "vcs.modified":
+			if st.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	switch {
+	case rev != "" && (v == "" || v == "(devel)"):
+		return rev + dirty
+	case rev != "":
+		return v + "+" + rev + dirty
+	case v != "":
+		return v
+	}
+	return "dev"
 }
