@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/node/blockfs"
 )
 
 // loopsUnder lists the loop devices bound to a file whose path starts
@@ -102,6 +103,63 @@ func TestCSINodeWritesNothingReadOnlyAndLeaksNoLoop(t *testing.T) {
 		if after := diskState("copy"); after.Root != before.Root || after.UsedBytes != before.UsedBytes {
 			t.Fatalf("the clone after a read-only stage (block %v): root %s, %d bytes used; before: %s, %d", block, after.Root, after.UsedBytes, before.Root, before.UsedBytes)
 		}
+	}
+
+	// Symlinked paths (as kubelet's may be): publish twice and unpublish
+	// work through them; another capability on the same paths is
+	// AlreadyExists; stats answer only at the volume's own mount.
+	c.create("sym", csiCap(false, false), nil)
+	real := t.TempDir()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	symStaging, symTarget := filepath.Join(link, "staging"), filepath.Join(link, "target")
+	if err := os.Mkdir(symStaging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	vc := csiCap(false, false)
+	if _, err := c.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "sym", StagingTargetPath: symStaging, VolumeCapability: vc}); err != nil {
+		t.Fatalf("NodeStageVolume through a symlink: %v", err)
+	}
+	t.Cleanup(func() {
+		trySys("umount", "-l", filepath.Join(real, "target"))
+		c.node.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: "sym", StagingTargetPath: symStaging})
+	})
+	_, err = c.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "sym", StagingTargetPath: symStaging, VolumeCapability: csiCap(false, true)})
+	if status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("NodeStageVolume again, read-only: %v, want AlreadyExists", err)
+	}
+	for range 2 {
+		if _, err := c.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "sym", StagingTargetPath: symStaging, TargetPath: symTarget, VolumeCapability: vc}); err != nil {
+			t.Fatalf("NodePublishVolume through a symlink: %v", err)
+		}
+	}
+	if out := sys(t, "findmnt", "-n", "-o", "TARGET", filepath.Join(real, "target")); strings.Count(out, "\n") > 0 {
+		t.Fatalf("published twice through a symlink, mounted more than once:\n%s", out)
+	}
+	_, err = c.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "sym", StagingTargetPath: symStaging, TargetPath: symTarget, VolumeCapability: vc, Readonly: true})
+	if status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("NodePublishVolume again, read-only: %v, want AlreadyExists", err)
+	}
+	if _, err := c.node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "sym", VolumePath: symTarget}); err != nil {
+		t.Fatalf("NodeGetVolumeStats at its target: %v", err)
+	}
+	_, err = c.node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "sym", VolumePath: t.TempDir()})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("NodeGetVolumeStats at a directory that is not its mount: %v, want NotFound", err)
+	}
+	if _, err := c.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "sym", TargetPath: symTarget}); err != nil {
+		t.Fatalf("NodeUnpublishVolume through a symlink: %v", err)
+	}
+	if ok, _ := blockfs.IsMountPoint(filepath.Join(real, "target")); ok {
+		t.Fatal("the target is still mounted after NodeUnpublishVolume through a symlink")
+	}
+	if _, err := c.node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "sym", StagingTargetPath: symStaging}); err != nil {
+		t.Fatalf("NodeUnstageVolume through a symlink: %v", err)
+	}
+	if ok, _ := blockfs.IsMountPoint(filepath.Join(real, "staging")); ok {
+		t.Fatal("the staging path is still mounted after NodeUnstageVolume through a symlink")
 	}
 
 	// A block volume published, the daemon killed and started again:
