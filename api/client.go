@@ -209,6 +209,13 @@ func (c *Client) ListReplicas(ctx context.Context, disk string) ([]ReplicaInfo, 
 	return rs, c.do(ctx, http.MethodGet, "/v1/disks/"+url.PathEscape(disk)+"/replicas", nil, &rs)
 }
 
+// ReplicaDisks returns, sorted, the disks of this node that have
+// replicas, removed disks whose replicas remain included.
+func (c *Client) ReplicaDisks(ctx context.Context) ([]string, error) {
+	var ds []string
+	return ds, c.do(ctx, http.MethodGet, "/v1/replicas", nil, &ds)
+}
+
 // CreateReplica names the disk's current content; name "" picks a
 // timestamp name.
 func (c *Client) CreateReplica(ctx context.Context, disk, name string) (ReplicaInfo, error) {

@@ -29,6 +29,18 @@ func (s *server) handleListReplicas(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, out)
 }
 
+// handleReplicaDisks lists the disks of this node that have replicas,
+// removed disks whose replicas remain included (ListDisks leaves those
+// out).
+func (s *server) handleReplicaDisks(w http.ResponseWriter, r *http.Request) {
+	disks, err := s.vols.ReplicaDisks(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, disks)
+}
+
 func (s *server) handleCreateReplica(w http.ResponseWriter, r *http.Request) {
 	var req CreateReplicaRequest
 	if err := decode(r, &req); err != nil {

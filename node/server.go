@@ -53,6 +53,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/disks/{name}/commit", s.handleCommit)
 	mux.HandleFunc("GET /v1/disks/{name}/replicas", s.handleListReplicas)
 	mux.HandleFunc("POST /v1/disks/{name}/replicas", s.handleCreateReplica)
+	mux.HandleFunc("GET /v1/replicas", s.handleReplicaDisks)
 	mux.HandleFunc("POST /v1/disks/{name}/replicas/{replica}/restore", s.handleRestore)
 	mux.HandleFunc("DELETE /v1/disks/{name}/replicas/{replica}", s.handleRemoveReplica)
 	mux.HandleFunc("PUT /v1/disks/{name}/allow", s.handleSetAllow)

@@ -184,6 +184,9 @@ func (h *harness) startDaemon() {
 		cmd = exec.Command("ip", append([]string{"netns", "exec", h.netns, h.bin}, args...)...)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Killed by the kernel if the test process dies without its cleanups
+	// (a timeout's panic): an orphan would hold the e2e lock's file.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		h.t.Fatalf("start daemon: %v", err)
 	}

@@ -115,6 +115,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newReplicateCmd(g), newRecoverCmd(g),
 		newMountCmd(g), newUmountCmd(g),
 		newDockerPluginCmd(g),
+		newCSICmd(g),
 	)
 	return root
 }
