@@ -338,15 +338,17 @@ func (c *conn) command(p *pdu) {
 	case t.read && t.write:
 		c.finish(t, checkCondition(senseInvalidField), 0)
 		return
+	case t.edtl > maxCommandData:
+		// Reads too: a read's buffer is sized from its EDTL, and one
+		// small PDU asking for 4 GiB would otherwise take the daemon down.
+		c.finish(t, checkCondition(senseInvalidField), 0)
+		return
 	case !t.write:
 		if len(p.data) > 0 {
 			c.finish(t, checkCondition(senseInvalidField), 0)
 			return
 		}
 		c.run(t)
-		return
-	case t.edtl > maxCommandData:
-		c.finish(t, checkCondition(senseInvalidField), 0)
 		return
 	}
 	if !c.budget.TryAcquire(int64(t.edtl)) {

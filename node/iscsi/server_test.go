@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -445,5 +446,28 @@ func TestLongSendTargets(t *testing.T) {
 	}
 	if n := strings.Count(string(all), "TargetName="); n != 40 {
 		t.Fatalf("%d targets in the joined answer, want 40", n)
+	}
+}
+
+// A read whose EDTL is larger than any command may move is refused before
+// a buffer is sized from it: one small PDU asking for 4 GiB used to make
+// the target allocate 4 GiB (a review found it), and 64 of them would take
+// the daemon down.
+func TestHugeReadEDTLIsRefused(t *testing.T) {
+	in, _ := fullFeature(t, offer)
+	var heap runtime.MemStats
+	itt := in.scsiCmd(make([]byte, 6), true, false, 0xfffffff0, nil, true) // TEST UNIT READY flagged read
+	r := in.recv()
+	if r.opcode() != opSCSIResp || r.itt() != itt || r.bhs[3] != 0x02 || r.data[2+2]&0x0f != 0x05 {
+		t.Fatalf("read with a 4 GiB EDTL: opcode %#x status %#x, want CHECK CONDITION, ILLEGAL REQUEST", r.opcode(), r.bhs[3])
+	}
+	runtime.ReadMemStats(&heap)
+	if heap.HeapAlloc > 1<<30 {
+		t.Fatalf("heap %d bytes after a refused 4 GiB read", heap.HeapAlloc)
+	}
+	// The connection still serves.
+	in.scsiCmd(make([]byte, 6), false, false, 0, nil, true)
+	if r := in.recv(); r.opcode() != opSCSIResp || r.bhs[3] != 0 {
+		t.Fatalf("TEST UNIT READY after the refusal: opcode %#x status %#x", r.opcode(), r.bhs[3])
 	}
 }
