@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/weft-mesh/weft/node/scsi"
@@ -158,6 +159,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -165,12 +167,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors or similar: wait and go on, as
+				// the NBD server does, rather than close the door until a
+				// restart.
+				s.log.Warn("iscsi accept", "err", err)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+				backoff = min(2*backoff, time.Second)
 				continue
 			}
 			return fmt.Errorf("iscsi: accept: %w", err)
 		}
+		backoff = 5 * time.Millisecond
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

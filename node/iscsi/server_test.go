@@ -2,12 +2,18 @@ package iscsi
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"net"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -469,5 +475,48 @@ func TestHugeReadEDTLIsRefused(t *testing.T) {
 	in.scsiCmd(make([]byte, 6), false, false, 0, nil, true)
 	if r := in.recv(); r.opcode() != opSCSIResp || r.bhs[3] != 0 {
 		t.Fatalf("TEST UNIT READY after the refusal: opcode %#x status %#x", r.opcode(), r.bhs[3])
+	}
+}
+
+// emfileListener fails its first accepts as a process out of file
+// descriptors does.
+type emfileListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// Running out of file descriptors for a moment does not close the door
+// until a restart (a review found Serve returned on the first such error).
+func TestAcceptErrorsDoNotCloseTheDoor(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Targets = oneTarget(CHAP{})
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &emfileListener{Listener: tcp}
+	ln.fails.Store(5)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	in := dial(t, tcp.Addr().String())
+	in.loginNone(testIQN, offer)
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned after accept errors: %v", err)
+	default:
 	}
 }
