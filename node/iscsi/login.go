@@ -109,7 +109,7 @@ func (c *conn) login() bool {
 			c.refuseLogin(p, refuse(statusInitiatorError, "%w", err))
 			return false
 		}
-		c.log.Debug("login request", "flags", p.flags(), "keys", keys)
+		c.log.Debug("login request", "flags", p.flags(), "keys", keys.withoutCHAP())
 		done, err := c.loginStep(p, st, keys)
 		if err != nil {
 			c.refuseLogin(p, err)

@@ -520,3 +520,17 @@ func TestAcceptErrorsDoNotCloseTheDoor(t *testing.T) {
 	default:
 	}
 }
+
+// CHAP's challenges and responses never reach the log.
+func TestLoginLogLeavesCHAPOut(t *testing.T) {
+	keys := textKeys{{"CHAP_N", "host1"}, {"CHAP_R", "0xabcdef"}, {"CHAP_C", "0x0102"}, {"AuthMethod", "CHAP"}}
+	got := fmt.Sprint(keys.withoutCHAP())
+	for _, secret := range []string{"host1", "0xabcdef", "0x0102"} {
+		if strings.Contains(got, secret) {
+			t.Fatalf("logged keys %s hold %q", got, secret)
+		}
+	}
+	if !strings.Contains(got, "AuthMethod") || keys[1].value != "0xabcdef" {
+		t.Fatalf("logged keys %s, or the keys themselves changed", got)
+	}
+}

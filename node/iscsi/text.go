@@ -27,6 +27,20 @@ type keyValue struct{ key, value string }
 // textKeys are the pairs of one text or login exchange.
 type textKeys []keyValue
 
+// withoutCHAP returns the pairs with CHAP's values left out, for logs: a
+// challenge and its response are enough for an offline dictionary attack
+// on the secret.
+func (k textKeys) withoutCHAP() textKeys {
+	out := make(textKeys, len(k))
+	for i, kv := range k {
+		if strings.HasPrefix(kv.key, "CHAP_") {
+			kv.value = "(left out)"
+		}
+		out[i] = kv
+	}
+	return out
+}
+
 // parseText decodes NUL-terminated key=value pairs. A key given twice,
 // an empty or overlong key or value, and too many keys are errors.
 func parseText(data []byte) (textKeys, error) {
