@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weft-mesh/weft/node/scsi"
@@ -225,6 +226,10 @@ func (c *conn) firstLogin(p *pdu, st *loginState, keys textKeys) error {
 	if !ok || target == "" {
 		return refuse(statusMissingParameter, "no TargetName")
 	}
+	// iSCSI names compare case-insensitively (RFC 3722): keep the lower
+	// case form, so that the LU's serial and identifiers, reinstatement
+	// and Disconnect see one name however the initiator typed it.
+	target = strings.ToLower(target)
 	c.target = target
 	c.log = c.log.With("target", target)
 	auth, err := c.srv.cfg.Targets.Access(c.ctx, target, name, c.client)

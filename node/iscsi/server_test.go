@@ -534,3 +534,14 @@ func TestLoginLogLeavesCHAPOut(t *testing.T) {
 		t.Fatalf("logged keys %s, or the keys themselves changed", got)
 	}
 }
+
+// A target name typed in upper case is the same target: one name for the
+// session, so Disconnect (disk rm --force) finds it.
+func TestTargetNameCaseIsFolded(t *testing.T) {
+	addr, srv := startServer(t, oneTarget(CHAP{}), nil)
+	in := dial(t, addr)
+	in.loginNone(strings.ToUpper(testIQN), offer)
+	if n := srv.Disconnect(testIQN); n != 1 {
+		t.Fatalf("Disconnect of %s ended %d sessions, want the one logged in as %s", testIQN, n, strings.ToUpper(testIQN))
+	}
+}
