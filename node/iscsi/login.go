@@ -184,7 +184,7 @@ func (c *conn) loginStep(p *pdu, st *loginState, keys textKeys) (bool, error) {
 				return false, openRefusal(err)
 			}
 			c.disk = d
-			c.lu = scsi.NewLU(d, scsi.LUInfo{Serial: serialOf(c.target)})
+			c.lu = scsi.NewLU(d, scsi.LUInfo{Serial: serialOf(c.target), Atomicity: c.srv.atomicityOf(c.target)})
 		}
 		c.sendLogin(p, st, nsg, reply, true, statusSuccess)
 		return true, nil

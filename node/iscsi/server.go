@@ -108,6 +108,25 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*conn]struct{}
 	nextTSIH uint16
+	// atomicity holds a target's COMPARE AND WRITE lock, shared by its
+	// sessions (see scsi.LUInfo.Atomicity); one small lock per target
+	// name ever logged in to.
+	atomicity map[string]*sync.Mutex
+}
+
+// atomicityOf returns the COMPARE AND WRITE lock of target.
+func (s *Server) atomicityOf(target string) *sync.Mutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.atomicity == nil {
+		s.atomicity = map[string]*sync.Mutex{}
+	}
+	m, ok := s.atomicity[target]
+	if !ok {
+		m = new(sync.Mutex)
+		s.atomicity[target] = m
+	}
+	return m
 }
 
 // SessionInfo describes a logged-in session.

@@ -81,6 +81,11 @@ type LUInfo struct {
 	// LUNs are the target's LUNs, which REPORT LUNS sent to this unit
 	// lists; nil lists LUN 0 alone.
 	LUNs []uint64
+	// Atomicity, if set, is the lock that makes COMPARE AND WRITE and
+	// ORWRITE atomic, shared by every unit over the same storage (one per
+	// session, say): a lock of each unit's own would let two sessions'
+	// compares both pass. Nil gives the unit its own.
+	Atomicity *sync.Mutex
 }
 
 // LU is a logical unit over a Backend. Its methods are safe for
@@ -96,7 +101,7 @@ type LU struct {
 	blocks    uint64 // logical blocks: the backend's size in 512-byte blocks
 	lbppbExp  byte   // log2 of logical blocks per disk block
 	readOnly  bool
-	atomicity sync.Mutex // COMPARE AND WRITE and ORWRITE are atomic against each other
+	atomicity *sync.Mutex // COMPARE AND WRITE and ORWRITE are atomic against each other (LUInfo.Atomicity)
 }
 
 // NewLU returns a logical unit serving b. The size, block size and
@@ -111,7 +116,10 @@ func NewLU(b Backend, info LUInfo) *LU {
 	if info.Revision == "" {
 		info.Revision = "1"
 	}
-	l := &LU{b: b, cmds: commands, info: info, naa: info.NAA, readOnly: b.ReadOnly()}
+	l := &LU{b: b, cmds: commands, info: info, naa: info.NAA, readOnly: b.ReadOnly(), atomicity: info.Atomicity}
+	if l.atomicity == nil {
+		l.atomicity = new(sync.Mutex)
+	}
 	if l.naa == 0 {
 		h := fnv.New64a()
 		h.Write([]byte(info.Vendor + "\x00" + info.Product + "\x00" + info.Serial))

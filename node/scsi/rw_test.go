@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 )
 
 const (
@@ -531,5 +533,54 @@ func TestReadIntoLentBuffer(t *testing.T) {
 	r = l.Execute(context.Background(), Command{CDB: cdb10(opRead10, 0, 0, 4), AllocLen: 2048, Buffer: buf})
 	if !bytes.Equal(r.DataIn, m.data[:2048]) || &r.DataIn[0] == &buf[0] {
 		t.Fatalf("4-block read: want the data, in a buffer of its own")
+	}
+}
+
+// barrierBackend makes every read return only once a second read has
+// been made (or a bound passed), so that two compares race as hard as they can.
+type barrierBackend struct {
+	*memBackend
+	arrived chan struct{}
+}
+
+func (b barrierBackend) ReadAt(ctx context.Context, p []byte, off int64) error {
+	err := b.memBackend.ReadAt(ctx, p, off)
+	select {
+	case b.arrived <- struct{}{}:
+	case <-b.arrived:
+	case <-time.After(300 * time.Millisecond):
+	}
+	return err
+}
+
+// Two units over one disk sharing LUInfo.Atomicity (an iSCSI target's
+// sessions) run COMPARE AND WRITE one at a time: of two hosts taking the
+// same lock block (VMware ATS) exactly one wins. With a lock per unit
+// both compares passed (a review found it).
+func TestCompareAndWriteAtomicAcrossUnits(t *testing.T) {
+	m := newMem(1<<20, 4096)
+	old := pattern(LogicalBlockSize, 2)
+	copy(m.data[3*512:], old)
+	b := barrierBackend{memBackend: m, arrived: make(chan struct{})}
+	var lock sync.Mutex
+	units := []*LU{NewLU(b, LUInfo{Serial: "s", Atomicity: &lock}), NewLU(b, LUInfo{Serial: "s", Atomicity: &lock})}
+	results := make([]Result, 2)
+	var wg sync.WaitGroup
+	for i, l := range units {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = run(l, cawCDB(3, 1), append(bytes.Clone(old), pattern(LogicalBlockSize, byte(100+i))...))
+		}()
+	}
+	wg.Wait()
+	good := 0
+	for _, r := range results {
+		if r.Status == StatusGood {
+			good++
+		}
+	}
+	if good != 1 {
+		t.Fatalf("%d of two racing COMPARE AND WRITEs of the same old data succeeded, want exactly one", good)
 	}
 }
