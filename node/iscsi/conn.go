@@ -191,8 +191,24 @@ func (c *conn) serve() {
 	idle := c.srv.cfg.IdleTimeout
 	pinged := false
 	for {
+		// The idle deadline covers the wait for a PDU's first byte only:
+		// a timeout in the middle of a PDU would lose the bytes read so
+		// far and the next read would start inside the PDU, parsing
+		// data as headers. Once a PDU has begun it must arrive within
+		// IdleTimeout, or the connection ends.
 		c.nc.SetReadDeadline(time.Now().Add(idle))
-		p, err := readPDU(c.r, c.srv.cfg.MaxRecvDataSegmentLength, c.p.digests)
+		_, err := c.r.Peek(1)
+		var p *pdu
+		if err == nil {
+			c.nc.SetReadDeadline(time.Now().Add(idle))
+			p, err = readPDU(c.r, c.srv.cfg.MaxRecvDataSegmentLength, c.p.digests)
+			if err != nil && !errors.Is(err, errDigest) {
+				if c.ctx.Err() == nil {
+					c.log.Debug("iscsi connection read", "err", err)
+				}
+				return
+			}
+		}
 		var ne net.Error
 		switch {
 		case err == nil:

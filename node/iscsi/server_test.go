@@ -400,7 +400,9 @@ func TestSessionsAndReinstatement(t *testing.T) {
 }
 
 func TestIdlePing(t *testing.T) {
-	addr, _ := startServer(t, oneTarget(CHAP{}), func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
+	// 500 ms, not less: the idle timeout is also the time to answer the
+	// ping, and a loaded CI machine can pause the test that long.
+	addr, _ := startServer(t, oneTarget(CHAP{}), func(c *Config) { c.IdleTimeout = 500 * time.Millisecond })
 	in := dial(t, addr)
 	in.loginNone(testIQN, offer)
 	r := in.recv()
@@ -543,5 +545,28 @@ func TestTargetNameCaseIsFolded(t *testing.T) {
 	in.loginNone(strings.ToUpper(testIQN), offer)
 	if n := srv.Disconnect(testIQN); n != 1 {
 		t.Fatalf("Disconnect of %s ended %d sessions, want the one logged in as %s", testIQN, n, strings.ToUpper(testIQN))
+	}
+}
+
+// A PDU that stops arriving halfway ends the connection, rather than the
+// idle deadline firing inside it, pinging, and the next read starting in
+// the middle of the PDU (a review found the split PDU's rest parsed as a
+// header). Its first half arrived in time, so no ping is sent.
+func TestPDUStalledMidwayEndsTheConnection(t *testing.T) {
+	addr, _ := startServer(t, oneTarget(CHAP{}), func(c *Config) { c.IdleTimeout = 500 * time.Millisecond })
+	in := dial(t, addr)
+	in.loginNone(testIQN, offer)
+	p := newPDU(opNopOut|0x40, 0x80, 5)
+	p.put32(20, reservedTag)
+	p.put32(24, in.cmdSN)
+	b := p.encode(nil, in.d)
+	if _, err := in.nc.Write(b[:24]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	in.nc.Write(b[24:])
+	r, err := readPDU(in.r, 1<<20, digests{})
+	if err == nil {
+		t.Fatalf("a PDU stalled past the idle timeout got opcode %#x, want the connection closed", r.opcode())
 	}
 }
