@@ -641,9 +641,12 @@ func (c *conn) finish(t *task, res scsi.Result, need int) {
 	if t.readBuf != nil {
 		defer putBuffer(t.readBuf)
 	}
-	aborted := t.aborted.Load()
-	c.drop(t)
-	if aborted {
+	// The task is done (drop closes t.done) only once its response is
+	// out: an ABORT TASK waits for t.done before it answers, so its answer
+	// never precedes this response, which the initiator could otherwise
+	// take for a new command reusing the tag.
+	defer c.drop(t)
+	if t.aborted.Load() {
 		return
 	}
 	flags, residual := byte(0), 0
