@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,6 +109,8 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*conn]struct{}
 	nextTSIH uint16
+	conns    atomic.Int64 // connections being served, logged in or not
+
 	// atomicity holds a target's COMPARE AND WRITE lock, shared by its
 	// sessions (see scsi.LUInfo.Atomicity); one small lock per target
 	// name ever logged in to.
@@ -203,9 +206,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("iscsi: accept: %w", err)
 		}
 		backoff = 5 * time.Millisecond
+		// Connections still logging in hold buffers and a goroutine for
+		// up to LoginTimeout before they count as sessions: bound them
+		// all, at twice the sessions allowed.
+		if n := s.conns.Add(1); n > int64(2*s.cfg.MaxSessions) {
+			s.conns.Add(-1)
+			s.log.Warn("iscsi connection refused: too many connections", "remote", nc.RemoteAddr().String(), "max", 2*s.cfg.MaxSessions)
+			nc.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer s.conns.Add(-1)
 			s.serveConn(ctx, nc)
 		}()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -568,5 +569,44 @@ func TestPDUStalledMidwayEndsTheConnection(t *testing.T) {
 	r, err := readPDU(in.r, 1<<20, digests{})
 	if err == nil {
 		t.Fatalf("a PDU stalled past the idle timeout got opcode %#x, want the connection closed", r.opcode())
+	}
+}
+
+// Connections that never finish logging in are bounded too: past twice
+// the sessions allowed, a new connection is closed at once (a review
+// found them uncounted, each holding buffers for up to the login timeout).
+func TestConnectionsLoggingInAreBounded(t *testing.T) {
+	addr, _ := startServer(t, oneTarget(CHAP{}), func(c *Config) { c.MaxSessions = 2 })
+	var idle []net.Conn
+	t.Cleanup(func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	})
+	for range 4 {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, nc)
+	}
+	// A fifth is closed by the target without a word (once it has
+	// accepted the four, which stay open for their 15-s login timeout).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = nc.Read(make([]byte, 1))
+		nc.Close()
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a fifth connection beyond twice MaxSessions was kept open")
+		}
 	}
 }
