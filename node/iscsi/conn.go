@@ -3,6 +3,7 @@ package iscsi
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -518,6 +519,20 @@ func (c *conn) executeLU(t *task) (scsi.Result, int) {
 	}
 	if !t.write {
 		cmd := scsi.Command{CDB: t.cdb, AllocLen: alloc}
+		if lba, n, set := readExtent(t.cdb); set != nil && n*scsi.LogicalBlockSize > uint64(alloc) &&
+			lba+n >= lba && lba+n <= uint64(c.disk.Size())/scsi.LogicalBlockSize {
+			// A READ whose EDTL is short of its CDB reads only the whole
+			// blocks the EDTL reaches into (the rest would be cut anyway), so a
+			// small EDTL cannot make the unit read and hold its CDB's
+			// 32 MiB; the residual still counts the CDB's length.
+			cmd.CDB = append([]byte(nil), t.cdb...)
+			set(cmd.CDB, uint32((alloc+scsi.LogicalBlockSize-1)/scsi.LogicalBlockSize))
+			res := c.lu.Execute(t.ctx, cmd)
+			if res.Status == scsi.StatusGood {
+				res.Length = int(n * scsi.LogicalBlockSize)
+			}
+			return res, 0
+		}
 		if alloc >= minPooled {
 			// A read fills a pooled buffer instead of a fresh, zeroed
 			// one; finish sends it before it goes back.
@@ -562,6 +577,21 @@ func blockTransfer(cdb []byte) func(uint32) {
 		return put32(cdb[10:14])
 	}
 	return nil
+}
+
+// readExtent returns the LBA and transfer length (in blocks) of a READ
+// 10, 12 or 16 CDB and a setter of its length; nil for any other command.
+func readExtent(cdb []byte) (lba, n uint64, set func([]byte, uint32)) {
+	be := binary.BigEndian
+	switch {
+	case cdb[0] == 0x28 && len(cdb) >= 10:
+		return uint64(be.Uint32(cdb[2:])), uint64(be.Uint16(cdb[7:])), func(c []byte, n uint32) { be.PutUint16(c[7:], uint16(n)) }
+	case cdb[0] == 0xa8 && len(cdb) >= 12:
+		return uint64(be.Uint32(cdb[2:])), uint64(be.Uint32(cdb[6:])), func(c []byte, n uint32) { be.PutUint32(c[6:], n) }
+	case cdb[0] == 0x88 && len(cdb) >= 16:
+		return be.Uint64(cdb[2:]), uint64(be.Uint32(cdb[10:])), func(c []byte, n uint32) { be.PutUint32(c[10:], n) }
+	}
+	return 0, 0, nil
 }
 
 // otherLUN answers a command to a LUN other than 0: REPORT LUNS and

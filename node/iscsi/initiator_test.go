@@ -17,14 +17,16 @@ import (
 
 // ramDisk is a LUN in memory.
 type ramDisk struct {
-	mu   sync.Mutex
-	data []byte
-	ro   bool
+	mu      sync.Mutex
+	data    []byte
+	ro      bool
+	maxRead int // the largest read asked of the disk
 }
 
 func (d *ramDisk) ReadAt(_ context.Context, p []byte, off int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.maxRead = max(d.maxRead, len(p))
 	copy(p, d.data[off:])
 	return nil
 }

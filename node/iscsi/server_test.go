@@ -610,3 +610,36 @@ func TestConnectionsLoggingInAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A READ whose EDTL is short of its CDB reads only what the EDTL covers
+// (a review found a 512-byte EDTL making the unit read and hold the CDB's
+// 32 MiB), and still answers with the CDB's overflow residual.
+func TestShortReadEDTLReadsOnlyWhatItCovers(t *testing.T) {
+	in, disk := fullFeature(t, offer)
+	copy(disk.data, bytes.Repeat([]byte{0x5a}, 512))
+	itt := in.scsiCmd(cdb10(0x28, 0, 64), true, false, 512, nil, true)
+	var got []byte
+	for {
+		r := in.recv()
+		if r.itt() != itt {
+			t.Fatalf("opcode %#x itt %d", r.opcode(), r.itt())
+		}
+		if r.opcode() == opDataIn {
+			got = append(got, r.data...)
+		}
+		if r.opcode() == opSCSIResp || r.opcode() == opDataIn && r.flags()&1 != 0 {
+			if r.bhs[3] != 0 || r.flags()&0x04 == 0 || r.u32(44) != 63*512 {
+				t.Fatalf("status %#x flags %#x residual %d, want GOOD with an overflow of 63 blocks", r.bhs[3], r.flags(), r.u32(44))
+			}
+			break
+		}
+	}
+	if !bytes.Equal(got, bytes.Repeat([]byte{0x5a}, 512)) {
+		t.Fatalf("read %d bytes, want the first block", len(got))
+	}
+	disk.mu.Lock()
+	defer disk.mu.Unlock()
+	if disk.maxRead > 512 {
+		t.Fatalf("the disk was asked for %d bytes for a 512-byte EDTL", disk.maxRead)
+	}
+}
