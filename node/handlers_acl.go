@@ -1,17 +1,23 @@
 package node
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/weft-mesh/weft/api"
 	"github.com/weft-mesh/weft/volume"
 )
 
-// handleSetAllow replaces a disk's list of allowed NBD client networks.
-func (s *server) handleSetAllow(w http.ResponseWriter, r *http.Request) {
+// setAccess is the one shape of the handlers that change who may open a
+// disk: decode Req, check this node owns the disk, apply, log what was
+// set (never a secret) and answer the disk's info.
+func setAccess[Req any](s *server, w http.ResponseWriter, r *http.Request, what string,
+	apply func(ctx context.Context, disk string, req Req) (volume.DiskInfo, error),
+	logged func(volume.DiskInfo) []slog.Attr) {
 	name := r.PathValue("name")
-	var req AllowRequest
+	var req Req
 	if err := decode(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
@@ -20,58 +26,45 @@ func (s *server) handleSetAllow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	info, err := s.vols.SetAllow(r.Context(), name, req.Allow)
+	info, err := apply(r.Context(), name, req)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("disk %s: set allow-list: %w", name, err))
+		s.fail(w, r, fmt.Errorf("disk %s: set %s: %w", name, what, err))
 		return
 	}
-	s.log.Info("disk allow-list set", "disk", name, "allow", info.Allow)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "disk "+what+" set", append([]slog.Attr{slog.String("disk", name)}, logged(info)...)...)
 	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
+}
+
+// handleSetAllow replaces a disk's list of allowed client networks.
+func (s *server) handleSetAllow(w http.ResponseWriter, r *http.Request) {
+	setAccess(s, w, r, "allow-list",
+		func(ctx context.Context, disk string, req AllowRequest) (volume.DiskInfo, error) {
+			return s.vols.SetAllow(ctx, disk, req.Allow)
+		},
+		func(info volume.DiskInfo) []slog.Attr { return []slog.Attr{slog.Any("allow", info.Allow)} })
 }
 
 // handleSetInitiators replaces a disk's list of allowed iSCSI initiators.
 func (s *server) handleSetInitiators(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	var req api.InitiatorsRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.mustOwn(name); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	info, err := s.vols.SetInitiators(r.Context(), name, req.Initiators)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("disk %s: set initiators: %w", name, err))
-		return
-	}
-	s.log.Info("disk iscsi initiators set", "disk", name, "initiators", info.Initiators)
-	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
+	setAccess(s, w, r, "iscsi initiators",
+		func(ctx context.Context, disk string, req api.InitiatorsRequest) (volume.DiskInfo, error) {
+			return s.vols.SetInitiators(ctx, disk, req.Initiators)
+		},
+		func(info volume.DiskInfo) []slog.Attr { return []slog.Attr{slog.Any("initiators", info.Initiators)} })
 }
 
 // handleSetCHAP sets or clears a disk's iSCSI CHAP secrets. The secrets
 // are never logged.
 func (s *server) handleSetCHAP(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	var req api.CHAPRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.mustOwn(name); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var c *volume.CHAP
-	if req.User != "" || req.Secret != "" || req.TargetUser != "" || req.TargetSecret != "" {
-		c = &volume.CHAP{User: req.User, Secret: req.Secret, TargetUser: req.TargetUser, TargetSecret: req.TargetSecret}
-	}
-	info, err := s.vols.SetCHAP(r.Context(), name, c)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("disk %s: set chap: %w", name, err))
-		return
-	}
-	s.log.Info("disk iscsi chap set", "disk", name, "user", info.CHAPUser, "target_user", info.CHAPTargetUser)
-	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
+	setAccess(s, w, r, "iscsi chap",
+		func(ctx context.Context, disk string, req api.CHAPRequest) (volume.DiskInfo, error) {
+			var c *volume.CHAP
+			if req.User != "" || req.Secret != "" || req.TargetUser != "" || req.TargetSecret != "" {
+				c = &volume.CHAP{User: req.User, Secret: req.Secret, TargetUser: req.TargetUser, TargetSecret: req.TargetSecret}
+			}
+			return s.vols.SetCHAP(ctx, disk, c)
+		},
+		func(info volume.DiskInfo) []slog.Attr {
+			return []slog.Attr{slog.String("user", info.CHAPUser), slog.String("target_user", info.CHAPTargetUser)}
+		})
 }

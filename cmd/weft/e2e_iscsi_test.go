@@ -29,9 +29,10 @@ func iscsiHarness(t *testing.T) (*harness, string) {
 	return h, addr
 }
 
-// toolEnv runs a client with extra environment, bounded by timeout, and
-// returns its combined output and exit code. The client runs in its own
-// process group, killed whole on timeout.
+// toolEnv runs an external program with extra environment (nil: none),
+// bounded by timeout, and returns its combined output and exit code. A
+// timeout fails the test: a client must be answered, or refused, never
+// left hanging.
 func toolEnv(t *testing.T, timeout time.Duration, env []string, name string, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -40,7 +41,7 @@ func toolEnv(t *testing.T, timeout time.Duration, env []string, name string, arg
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("%s %s: timed out after %v (a login must be refused, not left hanging)\n%s", name, strings.Join(args, " "), timeout, out)
+		t.Fatalf("%s %s: timed out after %v\n%s", name, strings.Join(args, " "), timeout, out)
 	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		return string(out), ee.ExitCode()
