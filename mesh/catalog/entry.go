@@ -52,20 +52,20 @@ const (
 
 // Entry is one version of one catalog key.
 type Entry struct {
-	Key       string  // "disk/NAME", "replica/DISK/NAME", "spacesuit/NAME@N" or "replicate/DISK/SITE[/pull]"
-	Root      cid.Cid // cid.Undef only for an empty disk or a tombstone
+	Key  string  // "disk/NAME", "replica/DISK/NAME", "spacesuit/NAME@N" or "replicate/DISK/SITE[/pull]"
+	Root cid.Cid // cid.Undef only for an empty disk or a tombstone
 	// Held is, for a disk, the newest root whose blocks its placement sets
 	// confirmed in full (Root itself once its push is done; always Root
 	// for a sync disk); cid.Undef until a first push is confirmed. A take
 	// starts from it: the blocks of a newer root may be on the old owner
 	// alone.
-	Held cid.Cid
-	Owner     string  // peer ID (base58) of the node that may write this disk; for replicas/spacesuits the node that created it
-	Epoch     uint64  // ownership epoch: a takeover or handover raises it; it fences the old owner
-	Version   uint64  // Lamport clock value of this write
-	Writer    string  // peer ID (base58) of the node that wrote this version (tie-breaker)
-	Deleted   bool    // tombstone, so deletions converge too
-	Size      int64   // disk size in bytes
+	Held      cid.Cid
+	Owner     string // peer ID (base58) of the node that may write this disk; for replicas/spacesuits the node that created it
+	Epoch     uint64 // ownership epoch: a takeover or handover raises it; it fences the old owner
+	Version   uint64 // Lamport clock value of this write
+	Writer    string // peer ID (base58) of the node that wrote this version (tie-breaker)
+	Deleted   bool   // tombstone, so deletions converge too
+	Size      int64  // disk size in bytes
 	BlockSize int64
 	Replicas  int // R
 	Sync      bool
