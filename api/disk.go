@@ -73,8 +73,12 @@ type DiskInfo struct {
 	ReplicaCount    int   `json:"replica_count"`
 	// Owner is the peer ID of the node that may write the disk and Epoch
 	// its ownership epoch; both are empty on a node without a mesh.
-	Owner     string    `json:"owner,omitempty"`
-	Epoch     uint64    `json:"epoch,omitempty"`
+	Owner string `json:"owner,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// HeldRoot is the newest root whose blocks the disk's placement sets
+	// confirmed in full: a take after the owner's death starts from it.
+	// On an async disk it trails Root until the push of Root is done.
+	HeldRoot  string    `json:"held_root,omitempty"`
 	Created   time.Time `json:"created"`
 	Committed time.Time `json:"committed"`
 	// Allow lists the client networks (CIDR) that may open the disk over

@@ -114,10 +114,6 @@ type Cluster struct {
 	// its base (a sync flush on top of it would skip the unconfirmed ones).
 	tried   map[string]cid.Cid
 	pushing map[string]bool
-	// superseded is, per disk this node owns, the roots its own catalog
-	// records named before it replaced them with a newer root: GC keeps
-	// them a while (see keepSuperseded).
-	superseded map[string][]supersededRoot
 	// tombSeen is, per key whose catalog version is a tombstone, when
 	// this node first saw it (View.TombSeen): the tombstones the catalog
 	// held when the cluster started count as seen then.
@@ -162,7 +158,7 @@ func New(cfg Config) (*Cluster, error) {
 		net: cfg.Net, cat: cfg.Catalog, catPath: cfg.CatalogPath, self: self, selfStr: self.String(),
 		site: cfg.Site, pusher: cfg.Pusher, clock: cfg.Clock, log: cfg.Logger, cfg: cfg,
 		life:   context.Background(),
-		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{}, superseded: map[string][]supersededRoot{},
+		pushed: map[string]cid.Cid{}, tried: map[string]cid.Cid{}, pushing: map[string]bool{},
 		tombSeen: map[string]time.Time{},
 		wake:     make(chan struct{}, 1),
 		pushes:   newCatalogPushes(),
@@ -172,7 +168,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.mu.Lock()
 		c.dirty = true
 		c.seeLocked(e, now)
-		c.forgetSupersededLocked(e)
+		c.forgetPushesLocked(e)
 		c.mu.Unlock()
 		c.Poke()
 	})

@@ -355,12 +355,16 @@ func decideLocal(v View, l Local) (Action, bool) {
 		Key: l.Key, Root: l.Root, Owner: v.Self, Size: l.Size, BlockSize: l.BlockSize,
 		Replicas: l.Replicas, Sync: l.Sync, Created: l.Created, Epoch: 1,
 	}
+	if head {
+		want.Held = heldRoot(v, l, e, known)
+	}
 	if known {
 		want.Epoch = max(e.Epoch, 1)
 		if !e.Deleted && !head {
 			want.Owner = e.Owner
 		}
-		if !e.Deleted && e.Root == l.Root && e.Size == l.Size && e.Replicas == l.Replicas && e.Sync == l.Sync && e.Owner == want.Owner {
+		if !e.Deleted && e.Root == l.Root && e.Held == want.Held && e.Size == l.Size && e.Replicas == l.Replicas && e.Sync == l.Sync &&
+			e.Owner == want.Owner {
 			return Action{}, false
 		}
 	}
@@ -368,6 +372,25 @@ func decideLocal(v View, l Local) (Action, bool) {
 		return Action{}, false // a replica of an empty disk: nothing to name
 	}
 	return Action{Op: OpPublish, Key: l.Key, Entry: want, Local: l}, true
+}
+
+// heldRoot is the held root (catalog.Entry.Held) of the record of the head
+// l this node publishes: the last root of the disk its own pushes had
+// confirmed in full, else the one the catalog's live record of this
+// node's disk names (a restart forgets the pushes; an adopted disk's is
+// the root it was taken or handed over at). It never names a root l's
+// history does not reach: the catalog's is kept only while this node owns
+// the disk.
+func heldRoot(v View, l Local, e catalog.Entry, known bool) cid.Cid {
+	switch {
+	case !l.Root.Defined():
+		return cid.Undef // an empty disk: nothing to take it at
+	case v.Pushes[l.Disk].Pushed.Defined():
+		return v.Pushes[l.Disk].Pushed
+	case known && !e.Deleted && e.Owner == v.Self:
+		return e.Held
+	}
+	return cid.Undef
 }
 
 // lateTombstone reports whether e, the catalog's version of the head l, is
@@ -423,8 +446,15 @@ func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerI
 
 // DecideTake returns the entry by which this node takes disk over: e (the
 // catalog's version of the disk; found false if there is none) with this
-// node as its owner and the next epoch, which fences the old owner; the
-// root is e's. The error matches volume.ErrNotFound when the catalog has no
+// node as its owner and the next epoch, which fences the old owner. Its
+// root is e's held root, the newest its placement sets confirmed in full:
+// a newer root of an async disk may have blocks the old owner alone holds
+// (it committed and was cut off, paused or killed before its push was
+// done), and that owner collects them once it commits over them, so a
+// disk taken at it could not be read (torture seed 21). The writes after
+// the held root stay with the old owner, which keeps them in a fenced
+// replica when it learns of the take. A disk no push has confirmed yet is
+// taken at its root. The error matches volume.ErrNotFound when the catalog has no
 // live entry for disk, volume.ErrInvalid when this node owns it already,
 // and ErrConflict when its owner is alive and force is not set.
 //
@@ -441,5 +471,8 @@ func DecideTake(disk string, e catalog.Entry, found bool, self meshnet.PeerID, o
 		return catalog.Entry{}, errkind.Errorf(ErrConflict, "take: the owner of disk %q, %s, is alive: use weft disk move on it, or --force", disk, e.Owner)
 	}
 	e.Owner, e.Epoch = self.String(), e.Epoch+1
+	if e.Held.Defined() {
+		e.Root = e.Held
+	}
 	return e, nil
 }

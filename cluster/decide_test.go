@@ -69,6 +69,12 @@ func published(l Local, owner string, epoch uint64) catalog.Entry {
 		Replicas: l.Replicas, Sync: l.Sync, Created: l.Created}
 }
 
+// withHeld returns e naming held as its held root.
+func withHeld(e catalog.Entry, held cid.Cid) catalog.Entry {
+	e.Held = held
+	return e
+}
+
 func view(es []catalog.Entry, ls []Local, pushes map[string]Pushes) View {
 	v := View{Self: self, Catalog: map[string]catalog.Entry{}, Local: map[string]Local{}, Pushes: pushes, TombSeen: map[string]time.Time{}}
 	for _, e := range es {
@@ -145,9 +151,12 @@ func TestDecide(t *testing.T) {
 	publish := func(l Local, owner string, epoch uint64) Action {
 		return Action{Op: OpPublish, Key: l.Key, Entry: published(l, owner, epoch), Local: l}
 	}
+	publishHeld := func(l Local, owner string, epoch uint64, held cid.Cid) Action {
+		return Action{Op: OpPublish, Key: l.Key, Entry: withHeld(published(l, owner, epoch), held), Local: l}
+	}
 	r3Want := published(repR1, other, 1)
 	fencedName := "fenced-e3-abcdef-20260101-000000"
-	owned, fenced := e(vm, self, self, 3, r1), e(catalog.ReplicaKey("vm", fencedName), other, other, 3, r2)
+	owned, fenced := withHeld(e(vm, self, self, 3, r1), r1), e(catalog.ReplicaKey("vm", fencedName), other, other, 3, r2)
 	pushedR1 := map[string]Pushes{"vm": {Pushed: r1}}
 
 	rows := []struct {
@@ -162,15 +171,22 @@ func TestDecide(t *testing.T) {
 			want: []Action{publish(hR1, self, 1), replicate(hR1)}},
 		{name: "D2 up to date", cat: []catalog.Entry{e(vm, self, self, 3, r1)}, local: []Local{hR1},
 			want: []Action{replicate(hR1)}},
-		{name: "D2 up to date, pushed", cat: []catalog.Entry{e(vm, self, self, 3, r1)}, local: []Local{hR1},
+		{name: "D2 up to date, pushed", cat: []catalog.Entry{withHeld(e(vm, self, self, 3, r1), r1)}, local: []Local{hR1},
 			pushes: map[string]Pushes{"vm": {Pushed: r1}}},
-		{name: "D2 up to date, push tried", cat: []catalog.Entry{e(vm, self, self, 3, r1)}, local: []Local{hR1},
+		{name: "D2 up to date, push tried", cat: []catalog.Entry{withHeld(e(vm, self, self, 3, r1), r0)}, local: []Local{hR1},
 			pushes: map[string]Pushes{"vm": {Pushed: r0, Tried: r1}}},
-		{name: "D2 up to date, pushing", cat: []catalog.Entry{e(vm, self, self, 3, r1)}, local: []Local{hR1},
+		{name: "D2 up to date, pushing", cat: []catalog.Entry{withHeld(e(vm, self, self, 3, r1), r0)}, local: []Local{hR1},
 			pushes: map[string]Pushes{"vm": {Pushed: r0, Pushing: true}}},
-		{name: "D3 new root", cat: []catalog.Entry{e(vm, self, self, 3, r1)}, local: []Local{hR2},
+		{name: "D2 root pushed: named held", cat: []catalog.Entry{withHeld(e(vm, self, self, 3, r1), r0)}, local: []Local{hR1},
 			pushes: map[string]Pushes{"vm": {Pushed: r1}},
-			want:   []Action{publish(hR2, self, 3), replicate(hR2)}},
+			want:   []Action{publishHeld(hR1, self, 3, r1)}},
+		{name: "D2 restarted: the catalog's held root kept", cat: []catalog.Entry{withHeld(e(vm, self, self, 3, r1), r0)}, local: []Local{hR1},
+			want: []Action{replicate(hR1)}},
+		{name: "D3 new root", cat: []catalog.Entry{withHeld(e(vm, self, self, 3, r1), r1)}, local: []Local{hR2},
+			pushes: map[string]Pushes{"vm": {Pushed: r1}},
+			want:   []Action{publishHeld(hR2, self, 3, r1), replicate(hR2)}},
+		{name: "D3 new root of a disk taken at its held root", cat: []catalog.Entry{withHeld(e(vm, self, other, 3, r1), r1)}, local: []Local{hR2},
+			want: []Action{publishHeld(hR2, self, 3, r1), replicate(hR2)}},
 		{name: "D4 empty disk", local: []Local{hUndef},
 			want: []Action{publish(hUndef, self, 1)}},
 		{name: "D5 handed over, old owner's side", cat: []catalog.Entry{d5}, local: []Local{hR5},
@@ -184,7 +200,7 @@ func TestDecide(t *testing.T) {
 		// from the snapshot it is given.
 		{name: "D8 publish from a stale snapshot", cat: []catalog.Entry{e(vm, self, self, 1, r1)}, local: []Local{hR2},
 			pushes: map[string]Pushes{"vm": {Pushed: r2}},
-			want:   []Action{publish(hR2, self, 1)}},
+			want:   []Action{publishHeld(hR2, self, 1, r2)}},
 		{name: "D9 removed here", cat: []catalog.Entry{e(vm, self, self, 2, r1)},
 			want: []Action{{Op: OpTombstone, Key: vm, Entry: e(vm, self, self, 2, r1)}}},
 		// Decide cannot tell a take not yet adopted from a removal: the
@@ -205,7 +221,7 @@ func TestDecide(t *testing.T) {
 			want: []Action{{Op: OpGiveUp, Key: vm, Entry: d11, Local: headAfter}}},
 		{name: "D12 own tombstone, re-created", cat: []catalog.Entry{d12}, local: []Local{hR1},
 			pushes: map[string]Pushes{"vm": {Pushed: r1}},
-			want:   []Action{publish(hR1, self, 2)}},
+			want:   []Action{publishHeld(hR1, self, 2, r1)}},
 		{name: "D13 tombstone", cat: []catalog.Entry{tomb(vm, other, other, 3)}},
 		{name: "D13 own tombstone", cat: []catalog.Entry{d12}},
 		{name: "D14 moved away", cat: []catalog.Entry{e(vm, other, self, 5, r1)}},
@@ -415,7 +431,7 @@ func TestDecideTwoTakers(t *testing.T) {
 	// C wrote rc after its take; it publishes it at the same epoch.
 	onC := View{Self: c.String(), Catalog: snap(catC), Local: map[string]Local{"disk/vm": head("vm", rc)},
 		Pushes: map[string]Pushes{"vm": {Pushed: rc}}}
-	checkActions(t, Decide(onC), []Action{{Op: OpPublish, Key: "disk/vm", Entry: published(head("vm", rc), c.String(), 2), Local: head("vm", rc)}})
+	checkActions(t, Decide(onC), []Action{{Op: OpPublish, Key: "disk/vm", Entry: withHeld(published(head("vm", rc), c.String(), 2), rc), Local: head("vm", rc)}})
 }
 
 func TestLocals(t *testing.T) {

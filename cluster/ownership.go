@@ -71,7 +71,10 @@ func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (cat
 	if err != nil {
 		return catalog.Entry{}, info, err
 	}
-	if _, err := c.pusher.Push(ctx, c.Pushed(disk), root, info.Replicas); err != nil && !errors.Is(err, heal.ErrTooFewNodes) {
+	switch _, err := c.pusher.Push(ctx, c.Pushed(disk), root, info.Replicas); {
+	case err == nil:
+		e.Held = root
+	case !errors.Is(err, heal.ErrTooFewNodes):
 		return catalog.Entry{}, info, fmt.Errorf("move: replicate before handover: %w", err)
 	}
 	if e, err = c.PutRecord(e); err != nil {
@@ -110,8 +113,12 @@ func (c *Cluster) take(ctx context.Context, disk string, force bool) (catalog.En
 	if err != nil {
 		return e, err
 	}
-	if err := c.checkRootReadable(ctx, cur); err != nil {
+	if err := c.checkRootReadable(ctx, e, cur.Owner); err != nil {
 		return catalog.Entry{}, err
+	}
+	if e.Root != cur.Root {
+		c.log.Warn("take: the disk's newest root was not replicated in full; taken at the newest root that was",
+			"disk", disk, "root", e.Root, "newest", cur.Root, "old_owner", cur.Owner)
 	}
 	if e, err = c.PutRecord(e); err != nil {
 		return e, fmt.Errorf("take: %w", err)
@@ -122,23 +129,21 @@ func (c *Cluster) take(ctx context.Context, disk string, force bool) (catalog.En
 	return e, nil
 }
 
-// checkRootReadable refuses a take of a disk whose root map no live
-// member can serve, before anything changes. Such a root's newest blocks
-// are held by the old owner alone (it committed them and was cut off or
-// paused before it pushed them): a take would fence the one node that
-// holds them, and the taker would commit roots over blocks it cannot read
-// (torture seed 21: after such a take, async-r2's root named 23 blocks no
-// node held any more). Refused, the disk stays with its owner, which
+// checkRootReadable refuses a take at taken's root, if no live member
+// serves that root's map, before anything changes. A disk no push has
+// confirmed in full yet is taken at its newest root (DecideTake), whose
+// blocks may be held by its old owner alone: a take would fence the one
+// node that holds them. Refused, the disk stays with that owner, which
 // serves it again when it comes back.
-func (c *Cluster) checkRootReadable(ctx context.Context, cur catalog.Entry) error {
-	if !cur.Root.Defined() {
+func (c *Cluster) checkRootReadable(ctx context.Context, taken catalog.Entry, oldOwner string) error {
+	if !taken.Root.Defined() {
 		return nil
 	}
-	if _, err := c.views.RootBytes(ctx, cur.Root, cur.BlockSize); err != nil {
-		disk := strings.TrimPrefix(cur.Key, catalog.DiskPrefix)
+	if _, err := c.views.RootBytes(ctx, taken.Root, taken.BlockSize); err != nil {
+		disk := strings.TrimPrefix(taken.Key, catalog.DiskPrefix)
 		return errkind.Errorf(ErrConflict, "take: disk %q: no live member serves the map of its root %s, "+
 			"so its owner %s may hold the only copy of its newest blocks: bring that node back, or wait until it is reachable (%v)",
-			disk, cur.Root, cur.Owner, err)
+			disk, taken.Root, oldOwner, err)
 	}
 	return nil
 }

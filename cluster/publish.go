@@ -19,7 +19,6 @@ const provideTimeout = 30 * time.Second
 
 // PutRecord writes e to the catalog and gossips it.
 func (c *Cluster) PutRecord(e catalog.Entry) (catalog.Entry, error) {
-	c.keepSuperseded(e)
 	e, err := c.cat.Put(e)
 	if err != nil {
 		return e, err

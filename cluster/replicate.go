@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/heal"
+	"github.com/weft-mesh/weft/mesh/catalog"
 )
 
 // asyncPushTimeout bounds one background push of a disk's new root.
@@ -57,6 +59,24 @@ func (c *Cluster) replicateAsync(l Local) {
 		// redundancy account: no heal pass is needed to recount them.
 		c.Poke() // the root may have moved on meanwhile
 	}()
+}
+
+// pushedLocked records root as the last root of disk its placement sets
+// confirmed: the next reconcile publishes it as the disk's held root
+// (catalog.Entry.Held). Call it with c.mu held.
+func (c *Cluster) pushedLocked(disk string, root cid.Cid) { c.pushed[disk] = root }
+
+// forgetPushesLocked forgets the pushes of e's disk when e says this node
+// no longer owns it (removed, handed over, taken): the last root it pushed
+// is no base for a later push by this node, which may make the disk anew
+// or get it back at another root, and no held root of that disk. Call it
+// with c.mu held.
+func (c *Cluster) forgetPushesLocked(e catalog.Entry) {
+	disk, isDisk := strings.CutPrefix(e.Key, catalog.DiskPrefix)
+	if isDisk && (e.Deleted || e.Owner != c.selfStr) {
+		delete(c.pushed, disk)
+		delete(c.tried, disk)
+	}
 }
 
 // Pushed is the last root of disk its placement sets confirmed (undefined

@@ -4,6 +4,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/heal"
+	"github.com/weft-mesh/weft/mesh/catalog"
 )
 
 // HealRoots lists every root of the catalog for heal; the roots this node
@@ -19,9 +20,9 @@ func (c *Cluster) HealRoots() []heal.Root {
 	}
 	var out []heal.Root
 	for _, e := range c.cat.List("") {
-		if e.Root.Defined() {
-			out = append(out, heal.Root{Root: e.Root, Replicas: max(e.Replicas, 1), Local: local[e.Root]})
-			delete(local, e.Root)
+		for _, r := range entryRoots(e) {
+			out = append(out, heal.Root{Root: r, Replicas: max(e.Replicas, 1), Local: local[r]})
+			delete(local, r)
 		}
 	}
 	for r := range local { // partial transfers of roots the catalog no longer names
@@ -30,15 +31,26 @@ func (c *Cluster) HealRoots() []heal.Root {
 	return out
 }
 
-// CatalogRoots is every root of the catalog, of the transfers received in
-// part, and those this node superseded that other members may still take
-// its disks at (keepSuperseded): GC keeps their blocks.
+// CatalogRoots is every root of the catalog, held roots included, and of
+// the transfers received in part: GC keeps their blocks.
 func (c *Cluster) CatalogRoots() []cid.Cid {
 	out := c.cfg.LocalRoots()
 	for _, e := range c.cat.List("") {
-		if e.Root.Defined() {
-			out = append(out, e.Root)
-		}
+		out = append(out, entryRoots(e)...)
 	}
-	return append(out, c.supersededRoots()...)
+	return out
+}
+
+// entryRoots is the roots a live catalog record keeps in the mesh: its
+// root and, for a disk whose newest root is not replicated in full yet,
+// its held root, which a take starts from (DecideTake). Both are kept at
+// R copies until a later push confirms the newer one.
+func entryRoots(e catalog.Entry) []cid.Cid {
+	switch {
+	case !e.Root.Defined():
+		return nil
+	case e.Held.Defined() && e.Held != e.Root:
+		return []cid.Cid{e.Root, e.Held}
+	}
+	return []cid.Cid{e.Root}
 }

@@ -24,8 +24,10 @@ var ErrTooFewNodes = errors.New("too few live nodes for the replication factor")
 // misses (a crash, a member that was down).
 type Pusher struct {
 	Self string
-	// Store is the local store. The owner holds every block it pushes,
-	// except a disk it adopted, whose blocks stay where they were.
+	// Store is where pushed blocks are read: the local store, or one that
+	// fetches what it lacks (FetchingStore), as an owner that adopted a
+	// disk holds only some of its blocks. Has is asked of this node's
+	// own copies.
 	Store interface {
 		blockstore.Getter
 		blockstore.Haser

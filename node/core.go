@@ -300,7 +300,12 @@ func newMeshNode(cfg CoreConfig) (*meshNode, error) {
 		Members: n.members, Roots: func() []heal.Root { return n.cl.HealRoots() }, Redundancy: n.redundancy, Bandwidth: float64(cfg.HealBandwidth),
 		Concurrency: cfg.HealConcurrency, Interval: cfg.HealInterval, Room: room.room, Logger: healLog,
 	})
-	n.pusher = &heal.Pusher{Self: string(self), Store: cfg.Store, Maps: blockmap.New(cfg.Store, 1024), Peers: n.blocks,
+	// The pusher reads through the fetching store: an owner that took or
+	// was handed a disk holds only some of its blocks, and a push of its
+	// first root fetches the others from their holders where a placement
+	// member lacks them, instead of failing and leaving the disk's held
+	// root (where a later take starts) at the root it was adopted at.
+	n.pusher = &heal.Pusher{Self: string(self), Store: n.fetch, Maps: blockmap.New(n.fetch, 1024), Peers: n.blocks,
 		Members: n.members, Redundancy: n.redundancy}
 	ccfg := cluster.DefaultConfig()
 	ccfg.Net, ccfg.Catalog, ccfg.CatalogPath, ccfg.Site = n.net, cfg.Catalog, filepath.Join(meshDir, catalogFile), cfg.Site

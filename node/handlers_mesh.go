@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/cluster"
 	"github.com/weft-mesh/weft/internal/errkind"
 	"net/http"
 	"strings"
@@ -171,8 +172,10 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.vols.DiskInfo(r.Context(), name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		// The take happened: answering an error would have the operator
+		// retry a take that is done. The catalog's record says the rest.
+		s.log.Warn("disk taken; its info is the catalog's", "disk", name, "err", err)
+		info = cluster.CatalogDiskInfo(e)
 	}
 	s.writeJSON(w, http.StatusOK, s.mesh.diskInfo(r.Context(), e, info))
 }
@@ -182,6 +185,9 @@ func (s *server) handleTake(w http.ResponseWriter, r *http.Request) {
 func (n *meshNode) diskInfo(ctx context.Context, e catalog.Entry, info volume.DiskInfo) api.DiskInfo {
 	d := apiDiskInfo(info)
 	d.Owner, d.Epoch = e.Owner, e.Epoch
+	if e.Held.Defined() {
+		d.HeldRoot = e.Held.String()
+	}
 	d.UnderReplicated = n.underReplicated(ctx, info)
 	return d
 }

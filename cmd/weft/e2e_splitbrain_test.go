@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
-	"github.com/weft-mesh/weft/api"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/weft-mesh/weft/api"
 )
 
 // netnsLink is a network namespace joined to the root namespace by a veth
@@ -151,4 +153,88 @@ func TestSplitBrainFencesOldOwner(t *testing.T) {
 	if aID == bID {
 		t.Fatal("A and B share a peer ID")
 	}
+}
+
+// TestTakeStartsFromTheHeldRoot kills the owner of an async disk while the
+// push of its newest root crawls over a capped link: the other nodes have
+// merged the record naming that root, not all of its blocks. The take
+// starts from the disk's held root, the newest one its placement sets
+// confirmed in full, so the disk reads back whole on every node (taken at
+// the newest root, it named blocks only the dead owner held: torture seed
+// 21). The old owner, restarted, keeps its newer writes in a fenced
+// replica: nothing acknowledged is lost.
+func TestTakeStartsFromTheHeldRoot(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	link := newNetnsLink(t)
+	needTool(t, "tc", "iproute2")
+
+	a := newHarness(t, filepath.Join(t.TempDir(), "a"))
+	a.ok("init", "--site", "site-a", "--nbd", "off", "--listen", "/ip4/"+link.nsIP+"/tcp/0")
+	a.netns, a.daemonArgs = link.ns, []string{"--heal-interval", healInterval}
+	a.startDaemon()
+	var others []*harness
+	for _, site := range []string{"site-b", "site-c"} {
+		h := newHarness(t, filepath.Join(t.TempDir(), site))
+		h.ok("init", "--site", site, "--nbd", "off", "--listen", "/ip4/"+link.rootIP+"/tcp/0",
+			"--cluster-secret-file", filepath.Join(a.home, "cluster.secret"))
+		h.daemonArgs = []string{"--heal-interval", healInterval}
+		h.startDaemon()
+		h.ok("join", a.addr())
+		others = append(others, h)
+	}
+	b, c := others[0], others[1]
+	for _, h := range []*harness{a, b, c} {
+		eventually(t, "three members alive", func() (bool, string) { n := h.alivePeers(); return n == 3, fmt.Sprint(n) })
+	}
+
+	const mib = 1 << 20
+	a.ok("disk", "create", "db", "--size", "16M")
+	a.nbdWrite("db", 0x11, 0, mib)
+	a.ok("disk", "commit", "db")
+	var r0 string
+	eventually(t, "db's first root held in full", func() (bool, string) {
+		d, why := b.tryDiskInfo("db")
+		r0 = d.Root
+		return d.Root != "" && d.HeldRoot == d.Root, fmt.Sprintf("%+v %s", d, why)
+	})
+
+	// A's uplink at 1 Mbit/s: the next push takes minutes, its record
+	// (a few hundred bytes of gossip) seconds.
+	toolOK(t, "ip", "netns", "exec", link.ns, "tc", "qdisc", "add", "dev", link.nsDev, "root",
+		"tbf", "rate", "1mbit", "burst", "32kbit", "latency", "400ms")
+	a.nbdWrite("db", 0x44, mib, 8*mib)
+	a.ok("disk", "commit", "db")
+	eventually(t, "B merged the newer root, not held yet", func() (bool, string) {
+		d, why := b.tryDiskInfo("db")
+		return d.Root != r0 && d.Root != "" && d.HeldRoot == r0, fmt.Sprintf("%+v %s", d, why)
+	})
+	a.killDaemon()
+	eventually(t, "B sees A gone", func() (bool, string) { n := b.alivePeers(); return n == 2, fmt.Sprint(n) })
+	b.ok("disk", "take", "db")
+	if d := b.diskInfo("db"); d.Root != r0 || d.Epoch != 2 {
+		t.Fatalf("taken at root %s epoch %d, want the held root %s at epoch 2", d.Root, d.Epoch, r0)
+	}
+	held := make([]byte, 16*mib)
+	copy(held[:mib], bytes.Repeat([]byte{0x11}, mib))
+	b.wantContent("db", held)
+	c.wantContent("db", held)
+
+	toolOK(t, "ip", "netns", "exec", link.ns, "tc", "qdisc", "del", "dev", link.nsDev, "root")
+	a.startDaemon()
+	var fenced string
+	eventually(t, "A gives db up into a fenced replica", func() (bool, string) {
+		var reps []api.ReplicaInfo
+		if r := a.run(nil, "replica", "ls", "db", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &reps) != nil {
+			return false, r.stdout + r.stderr
+		}
+		for _, r := range reps {
+			if strings.HasPrefix(r.Name, "fenced-e2-") {
+				fenced = r.Name
+			}
+		}
+		return fenced != "", fmt.Sprint(reps)
+	})
+	newer := bytes.Clone(held)
+	copy(newer[mib:9*mib], bytes.Repeat([]byte{0x44}, 8*mib))
+	a.wantContent("db@"+fenced, newer)
 }

@@ -22,6 +22,11 @@ const (
 	faultKill    = "kill"    // kill -9 of a daemon, restarted later
 	faultPause   = "pause"   // SIGSTOP past the failure detector's timeout, then SIGCONT
 	faultCut     = "cut"     // a site's link down, then up (namespaces)
+	// faultLongCut is a cut of a disk owner's site for longer than any
+	// grace the mesh keeps state in memory for (2.5 to 3 minutes; once a
+	// run, in runs of 5 minutes or more): takes of its disks meet an old
+	// owner that committed, pushed nowhere and collected for minutes.
+	faultLongCut = "long-cut"
 	faultSlow    = "slow"    // tbf on a site's link (namespaces)
 	faultTake    = "take"    // weft disk take of a down or cut-off owner's disk
 	faultFill    = "fill"    // a node's tmpfs home filled, then emptied (root)
@@ -208,6 +213,8 @@ func (n *nemesis) inject(ctx context.Context, kind string) (*fault, error) {
 		return &fault{kind: kind, out: true, site: s, until: time.Now().Add(d),
 			desc: fmt.Sprintf("cut site %d off for %v", s, d.Round(time.Millisecond)),
 			heal: func() error { return m.sites.rejoin(s) }}, nil
+	case faultLongCut:
+		return n.longCut(ctx)
 	case faultSlow:
 		s := n.rng.IntN(len(m.sites.ips))
 		for _, f := range n.active {
@@ -248,6 +255,31 @@ func (n *nemesis) inject(ctx context.Context, kind string) (*fault, error) {
 		return n.corrupt(ctx)
 	}
 	return nil, fmt.Errorf("unknown fault %q", kind)
+}
+
+// longCut cuts the site of a random disk's owner off for 150 to 180 s,
+// once a run, when the rule allows it. It counts as a long cut and is a
+// cut to every other rule (takes of its disks, one cut per site).
+func (n *nemesis) longCut(ctx context.Context) (*fault, error) {
+	m := n.mesh
+	if n.counts[faultLongCut] > 0 {
+		return nil, nil
+	}
+	o := m.owner(ctx, Disks[n.rng.IntN(len(Disks))].Name)
+	if o == nil {
+		return nil, nil
+	}
+	s := o.Site
+	if out := n.outSite(); out >= 0 && out != s || n.inForce(faultCut, s, nil) {
+		return nil, nil
+	}
+	if err := m.sites.cut(s); err != nil {
+		return nil, err
+	}
+	d := n.span(150, 180)
+	return &fault{kind: faultCut, out: true, site: s, until: time.Now().Add(d),
+		desc: fmt.Sprintf("long cut: site %d (owner %s) off for %v", s, o.Name, d.Round(time.Millisecond)),
+		heal: func() error { return m.sites.rejoin(s) }}, nil
 }
 
 // take takes a disk whose owner is down or cut off over on a running node

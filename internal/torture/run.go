@@ -166,8 +166,12 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	logf("seed %d, %d sites x %d nodes, %d disks of %d MiB, %v", cfg.Seed, cfg.Sites, cfg.NodesPerSite, len(Disks), cfg.DiskSize>>20, cfg.Duration)
 
 	kinds := []string{faultKill, faultPause, faultTake, faultCorrupt}
+	const longCutRun = 5 * time.Minute // shorter runs have no room for a long cut
 	if cfg.Namespaces {
 		kinds = append(kinds, faultCut, faultSlow, faultFill)
+		if cfg.Duration >= longCutRun {
+			kinds = append(kinds, faultLongCut)
+		}
 	} else {
 		rep.Skipped = append(rep.Skipped, "cut, slow and fill (they need root: network namespaces, tc, tmpfs homes)")
 		logf("not root: loopback addresses; cut, slow and fill are skipped")

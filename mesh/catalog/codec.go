@@ -35,6 +35,7 @@ type wireEntry struct {
 	Created   *int64 `cbor:"12,keyasint,omitempty"` // Unix ns; nil for the zero time
 	Modified  *int64 `cbor:"13,keyasint,omitempty"`
 	Policy    []byte `cbor:"14,keyasint,omitempty"`
+	Held      []byte `cbor:"15,keyasint,omitempty"`
 }
 
 var (
@@ -180,6 +181,9 @@ func toWire(e Entry) wireEntry {
 	if e.Root.Defined() {
 		w.Root = e.Root.Bytes()
 	}
+	if e.Held.Defined() {
+		w.Held = e.Held.Bytes()
+	}
 	return w
 }
 
@@ -205,17 +209,29 @@ func fromWire(w wireEntry) (Entry, error) {
 	if int64(e.Replicas) != w.Replicas {
 		return Entry{}, fmt.Errorf("replicas %d out of range: %w", w.Replicas, ErrInvalid)
 	}
-	if len(w.Root) > maxCIDLen {
-		return Entry{}, fmt.Errorf("root CID of %d bytes, max %d: %w", len(w.Root), maxCIDLen, ErrInvalid)
+	var err error
+	if e.Root, err = castCID("root", w.Root); err != nil {
+		return Entry{}, err
 	}
-	if w.Root != nil {
-		c, err := cid.Cast(w.Root)
-		if err != nil {
-			return Entry{}, fmt.Errorf("root: %v: %w", err, ErrInvalid)
-		}
-		e.Root = c
+	if e.Held, err = castCID("held root", w.Held); err != nil {
+		return Entry{}, err
 	}
 	return e, nil
+}
+
+// castCID decodes the CID b of a wire entry's field name; nil is cid.Undef.
+func castCID(name string, b []byte) (cid.Cid, error) {
+	if len(b) > maxCIDLen {
+		return cid.Undef, fmt.Errorf("%s CID of %d bytes, max %d: %w", name, len(b), maxCIDLen, ErrInvalid)
+	}
+	if b == nil {
+		return cid.Undef, nil
+	}
+	c, err := cid.Cast(b)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("%s: %v: %w", name, err, ErrInvalid)
+	}
+	return c, nil
 }
 
 func toUnixNano(t time.Time) *int64 {

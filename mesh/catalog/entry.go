@@ -52,14 +52,20 @@ const (
 
 // Entry is one version of one catalog key.
 type Entry struct {
-	Key       string  // "disk/NAME", "replica/DISK/NAME", "spacesuit/NAME@N" or "replicate/DISK/SITE[/pull]"
-	Root      cid.Cid // cid.Undef only for an empty disk or a tombstone
-	Owner     string  // peer ID (base58) of the node that may write this disk; for replicas/spacesuits the node that created it
-	Epoch     uint64  // ownership epoch: a takeover or handover raises it; it fences the old owner
-	Version   uint64  // Lamport clock value of this write
-	Writer    string  // peer ID (base58) of the node that wrote this version (tie-breaker)
-	Deleted   bool    // tombstone, so deletions converge too
-	Size      int64   // disk size in bytes
+	Key  string  // "disk/NAME", "replica/DISK/NAME", "spacesuit/NAME@N" or "replicate/DISK/SITE[/pull]"
+	Root cid.Cid // cid.Undef only for an empty disk or a tombstone
+	// Held is, for a disk, the newest root whose blocks its placement sets
+	// confirmed in full (Root itself once its push is done; always Root
+	// for a sync disk); cid.Undef until a first push is confirmed. A take
+	// starts from it: the blocks of a newer root may be on the old owner
+	// alone.
+	Held      cid.Cid
+	Owner     string // peer ID (base58) of the node that may write this disk; for replicas/spacesuits the node that created it
+	Epoch     uint64 // ownership epoch: a takeover or handover raises it; it fences the old owner
+	Version   uint64 // Lamport clock value of this write
+	Writer    string // peer ID (base58) of the node that wrote this version (tie-breaker)
+	Deleted   bool   // tombstone, so deletions converge too
+	Size      int64  // disk size in bytes
 	BlockSize int64
 	Replicas  int // R
 	Sync      bool
@@ -149,15 +155,29 @@ func (e Entry) validate() error {
 	if len(e.Policy) > MaxPolicy {
 		return bad("policy of %d bytes, max %d", len(e.Policy), MaxPolicy)
 	}
-	if e.Root.Defined() {
-		b := e.Root.Bytes()
+	for _, f := range []struct {
+		name string
+		c    cid.Cid
+	}{{"root", e.Root}, {"held root", e.Held}} {
+		name, c := f.name, f.c
+		if !c.Defined() {
+			continue
+		}
+		b := c.Bytes()
 		if len(b) > maxCIDLen {
-			return bad("root CID of %d bytes, max %d", len(b), maxCIDLen)
+			return bad("%s CID of %d bytes, max %d", name, len(b), maxCIDLen)
 		}
 		if _, err := cid.Cast(b); err != nil {
-			return bad("root: %v", err)
+			return bad("%s: %v", name, err)
 		}
-	} else if !e.Deleted && !strings.HasPrefix(e.Key, DiskPrefix) && !strings.HasPrefix(e.Key, ReplicatePrefix) {
+	}
+	if e.Held.Defined() && !strings.HasPrefix(e.Key, DiskPrefix) {
+		return bad("a held root on a record that is not a disk's")
+	}
+	if !e.Root.Defined() && e.Held.Defined() {
+		return bad("a held root without a root")
+	}
+	if !e.Root.Defined() && !e.Deleted && !strings.HasPrefix(e.Key, DiskPrefix) && !strings.HasPrefix(e.Key, ReplicatePrefix) {
 		// Only a disk (no block written yet) or a policy (nothing
 		// replicated yet) can be without a root; a replica or spacesuit
 		// always names one.
@@ -203,6 +223,7 @@ func compare(a, b Entry) int {
 		cmp.Compare(a.Version, b.Version),
 		strings.Compare(a.Writer, b.Writer),
 		bytes.Compare(a.Root.Bytes(), b.Root.Bytes()),
+		bytes.Compare(a.Held.Bytes(), b.Held.Bytes()),
 		// Only a writer that reused a version number (it lost its state,
 		// or it is broken) gets this far; still, every node must choose
 		// the same winner.
