@@ -11,9 +11,6 @@ type Status = api.Status
 // SpaceStatus is the free space of the home's file system; see api.
 type SpaceStatus = api.SpaceStatus
 
-// AllowRequest is api.AllowRequest.
-type AllowRequest = api.AllowRequest
-
 // CreateDiskRequest is api.CreateDiskRequest.
 type CreateDiskRequest = api.CreateDiskRequest
 

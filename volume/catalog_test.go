@@ -103,10 +103,7 @@ func TestCloneRecordsItsOrigin(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	store := blockstore.NewMemory()
-	m := openTestManager(t, dir, store, &fakeClock{})
-	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "src", Size: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
+	m := openWithDisk(t, dir, store, "src")
 	if _, err := m.CreateReplica(ctx, "src", "r1"); err != nil {
 		t.Fatal(err)
 	}
