@@ -82,24 +82,12 @@ func (c *Client) ForceRemoveDisk(ctx context.Context, name string) (RemoveDiskRe
 	return res, c.do(ctx, http.MethodDelete, "/v1/disks/"+url.PathEscape(name)+"?force=true", nil, &res)
 }
 
-// SetAllow replaces the client networks (CIDRs) allowed to open a disk over
-// NBD; an empty list allows any client that reaches the listener.
-func (c *Client) SetAllow(ctx context.Context, name string, cidrs []string) (DiskInfo, error) {
+// SetACL changes who may open a disk, in one request: the client
+// networks (CIDR) allowed over NBD TCP and iSCSI, the iSCSI initiator
+// names allowed, or both at once (see ACLRequest).
+func (c *Client) SetACL(ctx context.Context, name string, req ACLRequest) (DiskInfo, error) {
 	var info DiskInfo
-	if cidrs == nil {
-		cidrs = []string{}
-	}
-	return info, c.do(ctx, http.MethodPut, "/v1/disks/"+url.PathEscape(name)+"/allow", AllowRequest{Allow: cidrs}, &info)
-}
-
-// SetInitiators replaces the iSCSI initiator names allowed to log in to a
-// disk's targets; an empty list allows any.
-func (c *Client) SetInitiators(ctx context.Context, name string, iqns []string) (DiskInfo, error) {
-	var info DiskInfo
-	if iqns == nil {
-		iqns = []string{}
-	}
-	return info, c.do(ctx, http.MethodPut, "/v1/disks/"+url.PathEscape(name)+"/initiators", InitiatorsRequest{Initiators: iqns}, &info)
+	return info, c.do(ctx, http.MethodPut, "/v1/disks/"+url.PathEscape(name)+"/acl", req, &info)
 }
 
 // SetCHAP sets a disk's iSCSI CHAP secrets; the zero request turns CHAP

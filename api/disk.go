@@ -91,6 +91,11 @@ type DiskInfo struct {
 	// is off); CHAPTargetUser the target's name for mutual CHAP.
 	CHAPUser       string `json:"chap_user,omitempty"`
 	CHAPTargetUser string `json:"chap_target_user,omitempty"`
+	// Origin is the ref the disk was cloned from (DISK, DISK@REPLICA or
+	// NAME@N of a spacesuit), kept in the holding node's catalog; "" for a
+	// disk made empty or imported, and for a disk adopted from another
+	// node (the mesh's catalog does not carry it).
+	Origin string `json:"origin,omitempty"`
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.

@@ -23,8 +23,7 @@
 //	POST   /v1/disks/{ref}/export-file                passed file -> FileProgress lines
 //	POST   /v1/disks/{ref}/clone                      CloneRequest -> 201 DiskInfo
 //	POST   /v1/disks/{name}/commit                    DiskInfo
-//	PUT    /v1/disks/{name}/allow                     AllowRequest -> DiskInfo
-//	PUT    /v1/disks/{name}/initiators                InitiatorsRequest -> DiskInfo
+//	PUT    /v1/disks/{name}/acl                       ACLRequest -> DiskInfo
 //	PUT    /v1/disks/{name}/chap                      CHAPRequest -> DiskInfo
 //	GET    /v1/disks/{name}/replicas                  []ReplicaInfo
 //	POST   /v1/disks/{name}/replicas                  CreateReplicaRequest -> 201 ReplicaInfo

@@ -62,14 +62,13 @@ const (
 	SpaceFull = "full"
 )
 
-// AllowRequest is the body of PUT /v1/disks/{name}/allow.
-type AllowRequest struct {
-	Allow []string `json:"allow"` // CIDRs; empty allows any client
-}
-
-// InitiatorsRequest is the body of PUT /v1/disks/{name}/initiators.
-type InitiatorsRequest struct {
-	Initiators []string `json:"initiators"` // iSCSI names; empty allows any
+// ACLRequest is the body of PUT /v1/disks/{name}/acl: each list given
+// replaces the disk's (an empty one allows any client), a list left out
+// stays as it is, and both change together or neither does. A request
+// with neither list is invalid.
+type ACLRequest struct {
+	Allow      *[]string `json:"allow,omitempty"`      // client networks, CIDR, for NBD TCP and iSCSI
+	Initiators *[]string `json:"initiators,omitempty"` // iSCSI initiator names
 }
 
 // CHAPRequest is the body of PUT /v1/disks/{name}/chap. An empty User

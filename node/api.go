@@ -11,9 +11,6 @@ type Status = api.Status
 // SpaceStatus is the free space of the home's file system; see api.
 type SpaceStatus = api.SpaceStatus
 
-// AllowRequest is api.AllowRequest.
-type AllowRequest = api.AllowRequest
-
 // CreateDiskRequest is api.CreateDiskRequest.
 type CreateDiskRequest = api.CreateDiskRequest
 
@@ -45,6 +42,7 @@ func apiDiskInfo(info volume.DiskInfo) api.DiskInfo {
 		Root: volume.RootText(info.Root), UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, CommitError: info.CommitError, ReplicaCount: info.ReplicaCount,
 		Created: info.Created, Committed: info.Committed, Allow: info.Allow,
 		Initiators: info.Initiators, CHAPUser: info.CHAPUser, CHAPTargetUser: info.CHAPTargetUser,
+		Origin: info.Origin,
 	}
 	if d.Replicas > 1 && d.BlockSize > 0 {
 		d.UnderReplicated = d.UsedBytes / d.BlockSize

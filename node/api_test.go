@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
+	"maps"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -82,5 +84,38 @@ func TestAPIRootsAsText(t *testing.T) {
 		if m["root"] != a.want {
 			t.Errorf("root %v in %s, want %q", m["root"], b, a.want)
 		}
+	}
+}
+
+// TestAPICloneOrigin: a clone's info names what it was cloned from (a
+// disk's head or a replica); a disk made empty names nothing. The volume
+// package's TestCloneRecordsItsOrigin checks it survives a restart.
+func TestAPICloneOrigin(t *testing.T) {
+	cl, _ := startNode(t)
+	ctx := context.Background()
+	if _, err := cl.CreateDisk(ctx, api.DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CreateReplica(ctx, "d", "r"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		ref  api.Ref
+	}{{"of-head", api.Ref{Disk: "d"}}, {"of-replica", api.Ref{Disk: "d", Replica: "r"}}} {
+		if _, err := cl.Clone(ctx, c.ref, c.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disks, err := cl.ListDisks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, d := range disks {
+		got[d.Name] = d.Origin
+	}
+	if want := map[string]string{"d": "", "of-head": "d", "of-replica": "d@r"}; !maps.Equal(got, want) {
+		t.Fatalf("origins %v, want %v", got, want)
 	}
 }

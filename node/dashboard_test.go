@@ -135,7 +135,7 @@ func TestDashboardCSRF(t *testing.T) {
 		wantStatus(t, w, http.StatusForbidden, "POST without "+csrfHeader)
 		wantCode(t, w, codeForbidden, "POST without "+csrfHeader)
 		// Changes other than stopping a transfer are not served over HTTP.
-		for _, req := range [][2]string{{"DELETE", "/api/v1/disks/d"}, {"POST", "/api/v1/disks"}, {"PUT", "/api/v1/disks/d/allow"}, {"POST", "/api/v1/join"}} {
+		for _, req := range [][2]string{{"DELETE", "/api/v1/disks/d"}, {"POST", "/api/v1/disks"}, {"PUT", "/api/v1/disks/d/acl"}, {"POST", "/api/v1/join"}} {
 			w := dashDo(t, h, req[0], req[1], func(r *http.Request) { auth(r); r.Header.Set(csrfHeader, "1") })
 			if w.Code != http.StatusMethodNotAllowed && w.Code != http.StatusNotFound {
 				t.Fatalf("%s %s over HTTP: status %d, want it refused (404/405)", req[0], req[1], w.Code)

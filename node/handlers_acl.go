@@ -35,22 +35,16 @@ func setAccess[Req any](s *server, w http.ResponseWriter, r *http.Request, what 
 	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
 }
 
-// handleSetAllow replaces a disk's list of allowed client networks.
-func (s *server) handleSetAllow(w http.ResponseWriter, r *http.Request) {
-	setAccess(s, w, r, "allow-list",
-		func(ctx context.Context, disk string, req AllowRequest) (volume.DiskInfo, error) {
-			return s.vols.SetAllow(ctx, disk, req.Allow)
+// handleSetACL replaces a disk's list of allowed client networks, its
+// list of allowed iSCSI initiators, or both together.
+func (s *server) handleSetACL(w http.ResponseWriter, r *http.Request) {
+	setAccess(s, w, r, "acl",
+		func(ctx context.Context, disk string, req api.ACLRequest) (volume.DiskInfo, error) {
+			return s.vols.SetACL(ctx, disk, volume.ACL{Allow: req.Allow, Initiators: req.Initiators})
 		},
-		func(info volume.DiskInfo) []slog.Attr { return []slog.Attr{slog.Any("allow", info.Allow)} })
-}
-
-// handleSetInitiators replaces a disk's list of allowed iSCSI initiators.
-func (s *server) handleSetInitiators(w http.ResponseWriter, r *http.Request) {
-	setAccess(s, w, r, "iscsi initiators",
-		func(ctx context.Context, disk string, req api.InitiatorsRequest) (volume.DiskInfo, error) {
-			return s.vols.SetInitiators(ctx, disk, req.Initiators)
-		},
-		func(info volume.DiskInfo) []slog.Attr { return []slog.Attr{slog.Any("initiators", info.Initiators)} })
+		func(info volume.DiskInfo) []slog.Attr {
+			return []slog.Attr{slog.Any("allow", info.Allow), slog.Any("initiators", info.Initiators)}
+		})
 }
 
 // handleSetCHAP sets or clears a disk's iSCSI CHAP secrets. The secrets

@@ -7,25 +7,65 @@ import (
 	"slices"
 )
 
-// SetAllow replaces the list of client networks (CIDR, e.g. 10.0.0.0/8 or
-// 127.0.0.1/32) allowed to open the disk; an empty list allows any client.
-// The networks are normalised (host bits cleared) and deduplicated.
-func (m *Manager) SetAllow(ctx context.Context, disk string, cidrs []string) (DiskInfo, error) {
+// ACL is a change of who may open a disk: each list given (non-nil)
+// replaces the disk's, an empty one allowing any client; a nil one stays
+// as it is.
+type ACL struct {
+	// Allow lists the client networks (CIDR, e.g. 10.0.0.0/8, or a single
+	// address) that may open the disk over NBD TCP or iSCSI.
+	Allow *[]string
+	// Initiators lists the iSCSI initiator names that may log in to the
+	// disk's targets.
+	Initiators *[]string
+}
+
+// SetACL changes the disk's access lists as acl says, both in one save of
+// the catalog: either list given is checked first, and nothing changes if
+// one is invalid (ErrInvalid). Networks are normalised (host bits
+// cleared), initiator names lowered (iSCSI names compare without regard
+// to case, RFC 3722); both are sorted and deduplicated.
+func (m *Manager) SetACL(ctx context.Context, disk string, acl ACL) (DiskInfo, error) {
+	if acl.Allow == nil && acl.Initiators == nil {
+		return DiskInfo{}, fmt.Errorf("acl: no list to set: %w", ErrInvalid)
+	}
+	var allow, initiators []string
+	var err error
+	if acl.Allow != nil {
+		if allow, err = normAllow(*acl.Allow); err != nil {
+			return DiskInfo{}, err
+		}
+	}
+	if acl.Initiators != nil {
+		if initiators, err = normInitiators(*acl.Initiators); err != nil {
+			return DiskInfo{}, err
+		}
+	}
+	return m.changeDisk(ctx, disk, func(rec *diskRecord) {
+		if acl.Allow != nil {
+			rec.Allow = allow
+		}
+		if acl.Initiators != nil {
+			rec.Initiators = initiators
+		}
+	})
+}
+
+// normAllow checks and normalises a list of client networks.
+func normAllow(cidrs []string) ([]string, error) {
 	var norm []string
 	for _, s := range cidrs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			addr, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return DiskInfo{}, fmt.Errorf("allow %q: not a CIDR or address: %w", s, ErrInvalid)
+				return nil, fmt.Errorf("allow %q: not a CIDR or address: %w", s, ErrInvalid)
 			}
 			p = netip.PrefixFrom(addr, addr.BitLen())
 		}
 		norm = append(norm, p.Masked().String())
 	}
 	slices.Sort(norm)
-	norm = slices.Compact(norm)
-	return m.changeDisk(ctx, disk, func(rec *diskRecord) { rec.Allow = norm })
+	return slices.Compact(norm), nil
 }
 
 // Allowed reports whether a client at addr may open the disk.

@@ -42,6 +42,9 @@ type diskRecord struct {
 	// written before them lack the keys, which means no restriction.
 	Initiators []string `json:"initiators,omitempty"` // iSCSI initiator names
 	CHAP       *CHAP    `json:"chap,omitempty"`
+	// Origin is the ref the disk was cloned from; catalogs written before
+	// it lack the key, as do disks made empty or imported.
+	Origin string `json:"origin,omitempty"`
 }
 
 type replicaRecord struct {

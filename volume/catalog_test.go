@@ -95,3 +95,42 @@ func TestCatalogKeepsTextRoots(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneRecordsItsOrigin checks that a clone records the ref it was
+// made from, that the record survives a restart, and that a disk made
+// empty has none.
+func TestCloneRecordsItsOrigin(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := blockstore.NewMemory()
+	m := openWithDisk(t, dir, store, "src")
+	if _, err := m.CreateReplica(ctx, "src", "r1"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"src": "", "of-head": "src", "of-replica": "src@r1"}
+	for name, origin := range want {
+		if origin == "" {
+			continue
+		}
+		ref, _ := ParseRef(origin)
+		d, err := m.Clone(ctx, ref, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Origin != origin {
+			t.Fatalf("Clone(%s) answered origin %q, want %q", origin, d.Origin, origin)
+		}
+	}
+	m.Close()
+	m = openTestManager(t, dir, store, &fakeClock{})
+	defer m.Close()
+	for name, origin := range want {
+		d, err := m.DiskInfo(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Origin != origin {
+			t.Fatalf("after restart: disk %s origin %q, want %q", name, d.Origin, origin)
+		}
+	}
+}

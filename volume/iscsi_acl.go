@@ -89,23 +89,22 @@ func (m *Manager) DiskCHAP(disk string) (*CHAP, error) {
 	return &c, nil
 }
 
-// SetInitiators replaces the iSCSI initiator names allowed to log in to
-// the disk's targets; an empty list allows any. Names are compared
-// without regard to case, as iSCSI names are (RFC 3722).
-func (m *Manager) SetInitiators(ctx context.Context, disk string, names []string) (DiskInfo, error) {
+// normInitiators checks a list of iSCSI initiator names and lowers them:
+// names are compared without regard to case, as iSCSI names are (RFC
+// 3722).
+func normInitiators(names []string) ([]string, error) {
 	if len(names) > maxInitiators {
-		return DiskInfo{}, fmt.Errorf("%d initiators, more than %d: %w", len(names), maxInitiators, ErrInvalid)
+		return nil, fmt.Errorf("%d initiators, more than %d: %w", len(names), maxInitiators, ErrInvalid)
 	}
 	var norm []string
 	for _, n := range names {
 		if n == "" || len(n) > maxInitiatorName || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' || r == ',' || r == '=' }) {
-			return DiskInfo{}, fmt.Errorf("initiator %q: want an iSCSI name (iqn.…, eui.… or naa.…) of up to %d characters: %w", n, maxInitiatorName, ErrInvalid)
+			return nil, fmt.Errorf("initiator %q: want an iSCSI name (iqn.…, eui.… or naa.…) of up to %d characters: %w", n, maxInitiatorName, ErrInvalid)
 		}
 		norm = append(norm, strings.ToLower(n))
 	}
 	slices.Sort(norm)
-	norm = slices.Compact(norm)
-	return m.changeDisk(ctx, disk, func(rec *diskRecord) { rec.Initiators = norm })
+	return slices.Compact(norm), nil
 }
 
 // InitiatorAllowed reports whether an iSCSI initiator may log in to the

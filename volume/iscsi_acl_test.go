@@ -16,14 +16,11 @@ func TestInitiatorsAndCHAP(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	store := blockstore.NewMemory()
-	m := openTestManager(t, dir, store, &fakeClock{})
-	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
+	m := openWithDisk(t, dir, store, "d")
 	if ok, err := m.InitiatorAllowed("d", "iqn.2000-01.test:any"); err != nil || !ok {
 		t.Fatalf("empty initiator list: allowed = %v, %v; want true", ok, err)
 	}
-	info, err := m.SetInitiators(ctx, "d", []string{"IQN.2000-01.test:A", "iqn.2000-01.test:a", "iqn.2000-01.test:b"})
+	info, err := m.SetACL(ctx, "d", ACL{Initiators: &[]string{"IQN.2000-01.test:A", "iqn.2000-01.test:a", "iqn.2000-01.test:b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +32,7 @@ func TestInitiatorsAndCHAP(t *testing.T) {
 			t.Errorf("InitiatorAllowed(%s) = %v, want %v", name, ok, want)
 		}
 	}
-	if _, err := m.SetInitiators(ctx, "d", []string{"has space"}); !errors.Is(err, ErrInvalid) {
+	if _, err := m.SetACL(ctx, "d", ACL{Initiators: &[]string{"has space"}}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("an initiator name with a space: %v, want ErrInvalid", err)
 	}
 

@@ -444,6 +444,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 	rec := &diskRecord{
 		ID: newID(), Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize,
 		Replicas: spec.Replicas, Sync: spec.Sync, Root: RootText(root), Created: now, Committed: now,
+		Origin: spec.Origin,
 	}
 	h, err := m.openHead(rec)
 	if err != nil {
@@ -535,6 +536,7 @@ func (rec *diskRecord) info(root cid.Cid, replicas int) DiskInfo {
 		Sync: rec.Sync, ReplicaCount: replicas, Root: root,
 		Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
 		Initiators: slices.Clone(rec.Initiators), CHAPUser: rec.CHAP.user(), CHAPTargetUser: rec.CHAP.targetUser(),
+		Origin: rec.Origin,
 	}
 }
 
@@ -674,13 +676,14 @@ func (m *Manager) removeLocked(h *Head) error {
 // Clone makes a new disk whose content is src's, in O(1): the new head
 // starts at src's root and shares its blocks. A clone of a head commits the
 // head first, so it includes every write that returned before the call.
+// The new disk records src as its origin.
 func (m *Manager) Clone(ctx context.Context, src Ref, name string) (DiskInfo, error) {
 	root, size, bs, replicas, release, err := m.pinRef(ctx, src)
 	if err != nil {
 		return DiskInfo{}, err
 	}
 	defer release()
-	return m.createDisk(ctx, DiskSpec{Name: name, Size: size, BlockSize: bs, Replicas: replicas}, root)
+	return m.createDisk(ctx, DiskSpec{Name: name, Size: size, BlockSize: bs, Replicas: replicas, Origin: src.String()}, root)
 }
 
 // pinRef resolves a ref to a root and holds that root against GC until

@@ -49,6 +49,17 @@ func openTestManager(t *testing.T, dir string, store blockstore.Store, clock *fa
 	return m
 }
 
+// openWithDisk opens a manager on dir and store (see openTestManager)
+// holding an empty 1 MiB disk named name.
+func openWithDisk(t *testing.T, dir string, store blockstore.Store, name string) *Manager {
+	t.Helper()
+	m := openTestManager(t, dir, store, &fakeClock{})
+	if _, err := m.CreateDisk(context.Background(), DiskSpec{Name: name, Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // TestModel drives random sequences of write, zero, flush, commit, replica,
 // restore, clone, remove, GC and restart, and after every step checks that
 // every disk and every replica reads back exactly what the model says.

@@ -85,6 +85,9 @@ type DiskSpec struct {
 	// Sync makes every flush wait until Replicas nodes of the mesh hold
 	// the data (see Config.SyncFlush); otherwise replication runs behind.
 	Sync bool
+	// Origin is the ref a clone was made from (DISK, DISK@REPLICA or
+	// NAME@N of a spacesuit); "" for a disk made empty or imported.
+	Origin string
 }
 
 // DiskInfo describes a disk head as this node's volumes know it; the
@@ -115,6 +118,8 @@ type DiskInfo struct {
 	// CHAP is off), CHAPTargetUser the name the target answers mutual
 	// CHAP with. The secrets are never in DiskInfo.
 	CHAPUser, CHAPTargetUser string
+	// Origin is the ref the disk was cloned from, as DiskSpec.Origin.
+	Origin string
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/weft-mesh/weft/api"
 )
 
 type diskACLOptions struct {
@@ -53,17 +54,11 @@ func runDiskACL(ctx context.Context, o *diskACLOptions, args []string) error {
 	}
 	defer cl.Close()
 	name := args[0]
-	d, err := cl.DiskInfo(ctx, name)
-	if err == nil && o.clear {
-		if d, err = cl.SetAllow(ctx, name, nil); err == nil {
-			d, err = cl.SetInitiators(ctx, name, nil)
-		}
-	}
-	if err == nil && len(o.allow) > 0 {
-		d, err = cl.SetAllow(ctx, name, o.allow)
-	}
-	if err == nil && len(o.initiators) > 0 {
-		d, err = cl.SetInitiators(ctx, name, o.initiators)
+	var d api.DiskInfo
+	if req, change := o.request(); change {
+		d, err = cl.SetACL(ctx, name, req)
+	} else {
+		d, err = cl.DiskInfo(ctx, name)
 	}
 	if err != nil {
 		return err
@@ -89,6 +84,21 @@ func runDiskACL(ctx context.Context, o *diskACLOptions, args []string) error {
 		fmt.Fprintf(o.stdout, "%s: iSCSI CHAP %s\n", d.Name, chapText(d.CHAPUser, d.CHAPTargetUser))
 	}
 	return nil
+}
+
+// request is the one change the flags ask for, both lists in one request
+// so that they change together; change is false when they ask none.
+func (o *diskACLOptions) request() (req api.ACLRequest, change bool) {
+	if o.clear {
+		return api.ACLRequest{Allow: &[]string{}, Initiators: &[]string{}}, true
+	}
+	if len(o.allow) > 0 {
+		req.Allow = &o.allow
+	}
+	if len(o.initiators) > 0 {
+		req.Initiators = &o.initiators
+	}
+	return req, req.Allow != nil || req.Initiators != nil
 }
 
 // chapText describes a disk's CHAP setting by its user names (the secrets

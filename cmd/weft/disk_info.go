@@ -57,6 +57,9 @@ func runDiskInfo(ctx context.Context, o *diskInfoOptions, args []string) error {
 	}
 	fmt.Fprintf(tw, "replicas:\t%d\n", d.ReplicaCount)
 	fmt.Fprintf(tw, "root:\t%s\n", orDash(d.Root))
+	if d.Origin != "" {
+		fmt.Fprintf(tw, "cloned from:\t%s\n", d.Origin)
+	}
 	fmt.Fprintf(tw, "created:\t%s\n", when(d.Created))
 	fmt.Fprintf(tw, "committed:\t%s\n", when(d.Committed))
 	fmt.Fprintf(tw, "allow:\t%s\n", orDash(strings.Join(d.Allow, " ")))

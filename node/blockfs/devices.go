@@ -38,7 +38,7 @@ func DetachIfOn(ctx context.Context, dev string, fileDev, fileIno uint64) error 
 	case err == nil && (info.Device != fileDev || info.Inode != fileIno):
 		return nil // bound to another file since
 	}
-	if _, err := run(ctx, "losetup", "--detach", dev); err != nil {
+	if err := DetachDevice(ctx, dev); err != nil {
 		return fmt.Errorf("detach %s: %w", dev, err)
 	}
 	return nil

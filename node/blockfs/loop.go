@@ -111,7 +111,18 @@ func (l Loops) Attach(ctx context.Context, file string) (string, error) {
 	if len(devs) > 0 {
 		return devs[0], nil
 	}
-	out, err := run(ctx, "losetup", "--find", "--show", file)
+	return bind(ctx, file, false)
+}
+
+// bind binds a free loop device to file, read-only if asked, and returns
+// it. A writable bind of a file that opens only for reading gives a
+// read-only device (losetup falls back to one).
+func bind(ctx context.Context, file string, readOnly bool) (string, error) {
+	args := []string{"--find", "--show", file}
+	if readOnly {
+		args = append([]string{"--read-only"}, args...)
+	}
+	out, err := run(ctx, "losetup", args...)
 	if err != nil {
 		return "", fmt.Errorf("attach %s: %w", file, err)
 	}

@@ -40,15 +40,10 @@ func (l Loops) AttachMode(ctx context.Context, file string, readOnly bool) (stri
 			return d, nil
 		}
 	}
-	args := []string{"--find", "--show", file}
-	if readOnly {
-		args = append([]string{"--read-only"}, args...)
-	}
-	out, err := run(ctx, "losetup", args...)
+	dev, err := bind(ctx, file, readOnly)
 	if err != nil {
-		return "", fmt.Errorf("attach %s: %w", file, err)
+		return "", err
 	}
-	dev := strings.TrimSpace(out)
 	if !readOnly && l.ReadOnly(dev) {
 		err := fmt.Errorf("attach %s for writing: %w (losetup bound %s read-only)", file, ErrReadOnlyFile, dev)
 		return "", errors.Join(err, DetachDevice(context.WithoutCancel(ctx), dev))

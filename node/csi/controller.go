@@ -11,8 +11,9 @@ import (
 )
 
 // CreateVolume creates a disk, or clones one from a snapshot or a volume.
-// A volume of the same name that fits the request is answered as it is;
-// one that does not fails with AlreadyExists.
+// A volume of the same name that fits the request, and came from the
+// content source it names (the disk's origin), is answered as it is; one
+// that does not fails with AlreadyExists.
 func (p *Plugin) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	if req.GetName() == "" {
 		return nil, invalidf("volume name missing")
@@ -31,6 +32,10 @@ func (p *Plugin) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if cr.limit > 0 && cr.required > cr.limit {
 		return nil, status.Errorf(codes.OutOfRange, "capacity range: required %d above limit %d", cr.required, cr.limit)
 	}
+	origin, err := sourceOrigin(req.GetVolumeContentSource())
+	if err != nil {
+		return nil, err
+	}
 	name := weftName(req.GetName())
 	unlock, err := p.lockOp("volume/" + name)
 	if err != nil {
@@ -41,9 +46,9 @@ func (p *Plugin) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	d, err := p.cfg.Volumes.DiskInfo(ctx, name)
 	switch {
 	case err == nil:
-		if !cr.fits(d.Size) || !params.matches(d) {
-			return nil, status.Errorf(codes.AlreadyExists, "volume %s exists as disk %s of %d bytes, %d replicas, sync %v, block size %d: not what this request asks",
-				req.GetName(), name, d.Size, d.Replicas, d.Sync, d.BlockSize)
+		if !cr.fits(d.Size) || !params.matches(d) || d.Origin != origin {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s exists as disk %s of %d bytes, %d replicas, sync %v, block size %d, cloned from %q: not what this request asks",
+				req.GetName(), name, d.Size, d.Replicas, d.Sync, d.BlockSize, d.Origin)
 		}
 	case errors.Is(err, api.ErrNotFound):
 		if src := req.GetVolumeContentSource(); src != nil {
@@ -63,6 +68,27 @@ func (p *Plugin) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		CapacityBytes: d.Size,
 		ContentSource: req.GetVolumeContentSource(),
 	}}, nil
+}
+
+// sourceOrigin is the origin a disk cloned from src records: the
+// snapshot's ID (DISK@REPLICA) or the volume's (DISK); "" for no source.
+// A source without an ID names nothing: NotFound, as any unknown source.
+func sourceOrigin(src *csi.VolumeContentSource) (string, error) {
+	switch {
+	case src == nil:
+		return "", nil
+	case src.GetSnapshot() != nil:
+		if id := src.GetSnapshot().GetSnapshotId(); id != "" {
+			return id, nil
+		}
+		return "", status.Error(codes.NotFound, "source snapshot ID empty: not found")
+	case src.GetVolume() != nil:
+		if id := src.GetVolume().GetVolumeId(); id != "" {
+			return id, nil
+		}
+		return "", status.Error(codes.NotFound, "source volume ID empty: not found")
+	}
+	return "", invalidf("volume content source: neither a snapshot nor a volume")
 }
 
 func (p *Plugin) createDisk(ctx context.Context, name string, cr capacityRange, params volumeParams) (api.DiskInfo, error) {
@@ -112,8 +138,6 @@ func (p *Plugin) cloneVolume(ctx context.Context, name string, src *csi.VolumeCo
 			return api.DiskInfo{}, grpcError(err, "source volume %s", id)
 		}
 		ref, size, bs, replicas = api.Ref{Disk: id}, d.Size, d.BlockSize, d.Replicas
-	default:
-		return api.DiskInfo{}, invalidf("volume content source: neither a snapshot nor a volume")
 	}
 	if !cr.fits(size) {
 		return api.DiskInfo{}, status.Errorf(codes.OutOfRange, "source %s is %d bytes, outside the capacity range %d..%d (weft disks cannot be resized)", ref, size, cr.required, cr.limit)

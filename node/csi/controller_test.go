@@ -14,6 +14,7 @@ import (
 	"github.com/weft-mesh/weft/api"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // fakeVolumes is a daemon in memory: disks and replicas by name, clones
@@ -87,7 +88,7 @@ func (f *fakeVolumes) Clone(_ context.Context, src api.Ref, name string) (api.Di
 	if !ok {
 		return d, notFound(src.String())
 	}
-	d.Name, d.Sync = name, false
+	d.Name, d.Sync, d.Origin = name, false, src.String()
 	f.disks[name] = d
 	return d, nil
 }
@@ -142,6 +143,19 @@ func newTestPlugin(t *testing.T) (*Plugin, *fakeVolumes) {
 		t.Fatal(err)
 	}
 	return p, f
+}
+
+// newTestPluginWithVolumes is a plugin on a fake daemon holding an empty
+// volume of each name, made by CreateVolume.
+func newTestPluginWithVolumes(t *testing.T, names ...string) *Plugin {
+	t.Helper()
+	p, _ := newTestPlugin(t)
+	for _, v := range names {
+		if _, err := p.CreateVolume(context.Background(), createReq(v, 0, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
 }
 
 func wantCode(t *testing.T, what string, err error, want codes.Code) {
@@ -205,6 +219,53 @@ func TestCreateVolumeParametersAndIdempotency(t *testing.T) {
 	}
 }
 
+func snapshotSource(id string) *csi.VolumeContentSource {
+	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: id}}}
+}
+
+func volumeSource(id string) *csi.VolumeContentSource {
+	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: id}}}
+}
+
+func TestCreateVolumeIdempotencyKnowsTheContentSource(t *testing.T) {
+	p := newTestPluginWithVolumes(t, "a", "b")
+	ctx := context.Background()
+	for _, v := range []string{"a", "b"} {
+		if _, err := p.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap-" + v, SourceVolumeId: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create := func(name string, src *csi.VolumeContentSource) (*csi.CreateVolumeResponse, error) {
+		req := createReq(name, 0, nil)
+		req.VolumeContentSource = src
+		return p.CreateVolume(ctx, req)
+	}
+	for name, first := range map[string]*csi.VolumeContentSource{"from-snapshot": snapshotSource("a@snap-a"), "from-volume": volumeSource("a")} {
+		if _, err := create(name, first); err != nil {
+			t.Fatalf("CreateVolume %s: %v", name, err)
+		}
+		again, err := create(name, first)
+		if err != nil {
+			t.Fatalf("CreateVolume %s again from the same source: %v", name, err)
+		}
+		if got := again.GetVolume().GetContentSource(); !proto.Equal(got, first) {
+			t.Fatalf("CreateVolume %s again: content source %v, want %v", name, got, first)
+		}
+		for _, other := range []*csi.VolumeContentSource{snapshotSource("b@snap-b"), volumeSource("b"), snapshotSource("a@snap-a"), volumeSource("a"), nil} {
+			if proto.Equal(other, first) {
+				continue
+			}
+			_, err := create(name, other)
+			wantCode(t, fmt.Sprintf("CreateVolume %s again from %v", name, other), err, codes.AlreadyExists)
+		}
+	}
+	// A volume made empty is not one cloned from anything.
+	_, err := create("a", snapshotSource("b@snap-b"))
+	wantCode(t, "CreateVolume of an empty volume again from a snapshot", err, codes.AlreadyExists)
+	_, err = create("a", volumeSource("b"))
+	wantCode(t, "CreateVolume of an empty volume again from a volume", err, codes.AlreadyExists)
+}
+
 func TestDeleteVolumeInUse(t *testing.T) {
 	p, f := newTestPlugin(t)
 	ctx := context.Background()
@@ -223,13 +284,8 @@ func TestDeleteVolumeInUse(t *testing.T) {
 }
 
 func TestCreateSnapshotNamesAreGlobal(t *testing.T) {
-	p, _ := newTestPlugin(t)
+	p := newTestPluginWithVolumes(t, "a", "b")
 	ctx := context.Background()
-	for _, v := range []string{"a", "b"} {
-		if _, err := p.CreateVolume(ctx, createReq(v, 0, nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	s1, err := p.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "a"})
 	if err != nil || s1.GetSnapshot().GetSnapshotId() != "a@snap" {
 		t.Fatalf("CreateSnapshot: %v, %v; want a@snap", s1, err)
@@ -256,13 +312,8 @@ func TestStageRefusesToWriteAnotherNodesDisk(t *testing.T) {
 }
 
 func TestSnapshotsOfADeletedVolume(t *testing.T) {
-	p, _ := newTestPlugin(t)
+	p := newTestPluginWithVolumes(t, "a", "b")
 	ctx := context.Background()
-	for _, v := range []string{"a", "b"} {
-		if _, err := p.CreateVolume(ctx, createReq(v, 0, nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := p.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "a"}); err != nil {
 		t.Fatal(err)
 	}

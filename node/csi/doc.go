@@ -14,7 +14,10 @@
 //     mapped from the CSI name the same way.
 //   - CreateVolume from a snapshot clones the replica; from a volume it
 //     clones the disk (committing its head first). Both are O(1) weft
-//     clones sharing blocks, never copies.
+//     clones sharing blocks, never copies. The daemon records a clone's
+//     origin (the snapshot's or the volume's ID) with the disk, so a
+//     retried CreateVolume of the same name from another source, or with
+//     a source where the first had none, fails with ALREADY_EXISTS.
 //   - Pagination tokens are "after:" and the last ID of the page: the next
 //     page starts at the first ID sorted after it, so entries added or
 //     removed between pages neither shift nor repeat the others.

@@ -74,23 +74,12 @@ func (p *Plugin) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 // AlreadyExists.
 func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	id, vc := req.GetVolumeId(), req.GetVolumeCapability()
-	if err := requireVolumePath(id, req.GetStagingTargetPath(), "staging target path"); err != nil {
-		return nil, err
-	}
-	if err := requireCapability(vc); err != nil {
-		return nil, err
-	}
-	staging := resolvePath(req.GetStagingTargetPath())
-	unlock, err := p.lockOp("volume/" + id)
+	readOnly := readOnlyMode(vc)
+	staging, file, unlock, err := p.lockVolumeFile(ctx, id, req.GetStagingTargetPath(), "staging target path", vc, readOnly)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	readOnly := readOnlyMode(vc)
-	file, err := p.node.diskFile(ctx, id, !readOnly)
-	if err != nil {
-		return nil, err
-	}
 	rec, ok, err := p.node.loadRecord(id, staging)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "stage %s: %v", id, err)
@@ -136,11 +125,7 @@ func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 // fails with FailedPrecondition.
 func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := requireVolumePath(id, req.GetStagingTargetPath(), "staging target path"); err != nil {
-		return nil, err
-	}
-	staging := resolvePath(req.GetStagingTargetPath())
-	unlock, err := p.lockOp("volume/" + id)
+	staging, unlock, err := p.lockVolumePath(id, req.GetStagingTargetPath(), "staging target path")
 	if err != nil {
 		return nil, err
 	}
@@ -169,26 +154,16 @@ func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 // another access type or read-only mode is AlreadyExists.
 func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	id, vc := req.GetVolumeId(), req.GetVolumeCapability()
-	if err := requireVolumePath(id, req.GetTargetPath(), "target path"); err != nil {
-		return nil, err
-	}
-	if err := requireCapability(vc); err != nil {
-		return nil, err
-	}
 	if req.GetStagingTargetPath() == "" {
 		return nil, invalidf("staging target path missing: the plugin stages volumes")
 	}
-	target, staging := resolvePath(req.GetTargetPath()), resolvePath(req.GetStagingTargetPath())
-	unlock, err := p.lockOp("volume/" + id)
+	staging := resolvePath(req.GetStagingTargetPath())
+	readOnly := req.GetReadonly() || readOnlyMode(vc)
+	target, file, unlock, err := p.lockVolumeFile(ctx, id, req.GetTargetPath(), "target path", vc, readOnly)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	readOnly := req.GetReadonly() || readOnlyMode(vc)
-	file, err := p.node.diskFile(ctx, id, !readOnly)
-	if err != nil {
-		return nil, err
-	}
 	block := vc.GetBlock() != nil
 	if mounted, err := blockfs.IsMountPoint(target); err == nil && mounted {
 		if err := samePublication(id, target, block, readOnly); err != nil {
@@ -249,11 +224,7 @@ func samePublication(id, target string, block, readOnly bool) error {
 // made there; a target that is gone is unpublished already.
 func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := requireVolumePath(id, req.GetTargetPath(), "target path"); err != nil {
-		return nil, err
-	}
-	target := resolvePath(req.GetTargetPath())
-	unlock, err := p.lockOp("volume/" + id)
+	target, unlock, err := p.lockVolumePath(id, req.GetTargetPath(), "target path")
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +264,41 @@ func resolvePath(path string) string {
 		return filepath.Join(r, filepath.Base(path))
 	}
 	return path
+}
+
+// lockVolumePath begins a node request on volume id at path (what says
+// which path): both must be given (else InvalidArgument); it takes the
+// volume's operation lock (Aborted while another holds it), which the
+// caller releases with unlock, and returns path resolved.
+func (p *Plugin) lockVolumePath(id, path, what string) (resolved string, unlock func(), err error) {
+	if err := requireVolumePath(id, path, what); err != nil {
+		return "", nil, err
+	}
+	unlock, err = p.lockOp("volume/" + id)
+	if err != nil {
+		return "", nil, err
+	}
+	return resolvePath(path), unlock, nil
+}
+
+// lockVolumeFile begins a node request that puts volume id at path with
+// capability vc, as lockVolumePath does, and returns the disk's file
+// (diskFile: for writing unless readOnly) with the lock held; on an error
+// the lock is released.
+func (p *Plugin) lockVolumeFile(ctx context.Context, id, path, what string, vc *csi.VolumeCapability, readOnly bool) (resolved, file string, unlock func(), err error) {
+	if err := requireCapability(vc); err != nil {
+		return "", "", nil, err
+	}
+	resolved, unlock, err = p.lockVolumePath(id, path, what)
+	if err != nil {
+		return "", "", nil, err
+	}
+	file, err = p.node.diskFile(ctx, id, !readOnly)
+	if err != nil {
+		unlock()
+		return "", "", nil, err
+	}
+	return resolved, file, unlock, nil
 }
 
 // requireVolumePath checks that a node request names a volume and a path
