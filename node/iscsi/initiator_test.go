@@ -110,8 +110,9 @@ func (f fakeTargets) Open(ctx context.Context, target, initiator string, client 
 	return f[target].disk, nil
 }
 
-// startServer serves targets on a loopback port with cfg's limits.
-func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string, *Server) {
+// newTestServer returns a server of targets with the default limits,
+// changed by tune when it is not nil, logging nowhere.
+func newTestServer(t *testing.T, targets fakeTargets, tune func(*Config)) *Server {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Targets = targets
@@ -123,6 +124,13 @@ func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string,
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv
+}
+
+// startServer serves targets on a loopback port with cfg's limits.
+func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string, *Server) {
+	t.Helper()
+	srv := newTestServer(t, targets, tune)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
