@@ -314,3 +314,26 @@ func TestServerBufferGivenBack(t *testing.T) {
 		t.Fatalf("%d bytes held at the peak, over the cap %d", peak, maxCommandData)
 	}
 }
+
+// An initiator silent for the idle timeout while it owes a write's
+// Data-Out loses its session at once, giving the write's budget back,
+// rather than being pinged and kept: otherwise a stalled initiator that
+// answers pings would hold its share of the server's budget for as long
+// as it liked.
+func TestSilentWriterLosesItsSession(t *testing.T) {
+	obs := &bufferObserver{}
+	addr, _ := startServer(t, oneTarget(CHAP{}), func(c *Config) {
+		c.Observer = obs
+		c.IdleTimeout = 500 * time.Millisecond
+	})
+	in := dial(t, addr)
+	in.loginNone(testIQN, offer)
+	in.scsiCmd(cdb10(0x2a, 0, 8), false, true, 4096, nil, true)
+	if r := in.recv(); r.opcode() != opR2T {
+		t.Fatalf("opcode %#x, want an R2T", r.opcode())
+	}
+	if r, err := readPDU(in.r, 1<<20, digests{}); err == nil {
+		t.Fatalf("a silent initiator owing data-out got opcode %#x, want its connection closed", r.opcode())
+	}
+	obs.waitEmpty(t)
+}

@@ -220,6 +220,13 @@ func (c *conn) serve() {
 		switch {
 		case err == nil:
 			pinged = false
+		case errors.As(err, &ne) && ne.Timeout() && c.collecting() > 0:
+			// Silent while owing a write's Data-Out: the write holds its
+			// share of the server's budget, which other sessions wait
+			// for, so a stuck or hostile initiator loses its session
+			// (level 0 has no finer recovery) rather than get pinged.
+			c.log.Warn("iscsi initiator silent while owing data-out, closing the connection", "idle", idle)
+			return
 		case errors.As(err, &ne) && ne.Timeout() && !pinged && c.ctx.Err() == nil:
 			// Silent for a while: ping, and give up if it stays silent.
 			pinged = true
