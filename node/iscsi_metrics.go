@@ -6,15 +6,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// iscsiMetrics counts the iSCSI target's logins and commands: the
-// server's iscsi.Observer, with its series resolved up front as
-// nbdMetrics does.
+// iscsiMetrics counts the iSCSI target's logins and commands and gauges
+// the command data it holds: the server's iscsi.Observer, with its series
+// resolved up front as nbdMetrics does.
 type iscsiMetrics struct {
 	logins   *prometheus.CounterVec
 	commands *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	ops      map[string]nbdOpMetrics // read-only after newISCSIMetrics
+	buffered prometheus.Gauge
+	ops      map[string]opMetrics // read-only after newISCSIMetrics
 }
 
 func newISCSIMetrics() *iscsiMetrics {
@@ -36,10 +37,14 @@ func newISCSIMetrics() *iscsiMetrics {
 			Help:    "Time the logical unit took to run SCSI commands, by kind.",
 			Buckets: []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1},
 		}, []string{"op"}),
-		ops: map[string]nbdOpMetrics{},
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_iscsi_buffer_bytes",
+			Help: "Command data the iSCSI target holds (writes' data-out, reads' data-in), at most its server-wide cap.",
+		}),
+		ops: map[string]opMetrics{},
 	}
 	for _, op := range []string{"read", "write", "other"} {
-		m.ops[op] = nbdOpMetrics{
+		m.ops[op] = opMetrics{
 			ok:      m.commands.WithLabelValues(op, "ok"),
 			failed:  m.commands.WithLabelValues(op, "error"),
 			bytes:   m.bytes.WithLabelValues(op),
@@ -66,3 +71,6 @@ func (m *iscsiMetrics) Command(op string, bytes int, d time.Duration, ok bool) {
 	o.ok.Inc()
 	o.bytes.Add(float64(bytes))
 }
+
+// Buffer implements iscsi.Observer.
+func (m *iscsiMetrics) Buffer(delta int64) { m.buffered.Add(float64(delta)) }

@@ -48,7 +48,7 @@ func newNodeMetrics(src metricsSources) *nodeMetrics {
 	nm := newNBDMetrics()
 	reg.MustRegister(nm.requests, nm.bytes, nm.latency)
 	im := newISCSIMetrics()
-	reg.MustRegister(im.logins, im.commands, im.bytes, im.latency)
+	reg.MustRegister(im.logins, im.commands, im.bytes, im.latency, im.buffered)
 	return &nodeMetrics{reg: reg, nbd: nm, iscsi: im}
 }
 
@@ -217,11 +217,12 @@ type nbdMetrics struct {
 	requests *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	ops      map[string]nbdOpMetrics // read-only after newNBDMetrics
+	ops      map[string]opMetrics // read-only after newNBDMetrics
 }
 
-// nbdOpMetrics are the series of one operation.
-type nbdOpMetrics struct {
+// opMetrics are the series of one operation of the NBD or the iSCSI
+// server.
+type opMetrics struct {
 	ok, failed, bytes prometheus.Counter
 	latency           prometheus.Observer
 }
@@ -248,10 +249,10 @@ func newNBDMetrics() *nbdMetrics {
 				100e-3, 250e-3, 500e-3, 1,
 			},
 		}, []string{"op"}),
-		ops: map[string]nbdOpMetrics{},
+		ops: map[string]opMetrics{},
 	}
 	for _, op := range []string{nbd.OpRead, nbd.OpWrite, nbd.OpFlush, nbd.OpTrim, nbd.OpWriteZeroes} {
-		m.ops[op] = nbdOpMetrics{
+		m.ops[op] = opMetrics{
 			ok:      m.requests.WithLabelValues(op, "ok"),
 			failed:  m.requests.WithLabelValues(op, "error"),
 			bytes:   m.bytes.WithLabelValues(op),

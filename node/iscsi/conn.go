@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +41,7 @@ type conn struct {
 	p                 params
 	disk              Disk
 	lu                *scsi.LU
-	budget            *semaphore.Weighted
+	budget            *semaphore.Weighted // the connection's share (budget.go)
 
 	wmu  sync.Mutex // serialises sends, and with them StatSN
 	wbuf []byte
@@ -69,7 +71,7 @@ type task struct {
 	readBuf  *[]byte // pooled data-in buffer, returned by finish
 	writeBuf *[]byte // pooled buf, returned by drop
 	got      int     // data-out bytes received
-	reserved int64   // bytes taken from the connection's budget
+	reserved int64   // bytes taken from the budgets (budget.go)
 	// ttt is the Target Transfer Tag of the outstanding R2T (reservedTag
 	// while unsolicited data may come), r2tEnd the end of its burst.
 	ttt     uint32
@@ -111,10 +113,14 @@ func (c *conn) close() {
 	})
 }
 
-// release waits for the connection's commands and closes its disk.
+// release waits for the connection's commands, drops the writes still
+// collecting data-out (giving their budget back) and closes its disk.
 func (c *conn) release() {
 	c.close()
 	c.workers.Wait()
+	for _, t := range c.allTasks() {
+		c.drop(t)
+	}
 	if c.disk != nil {
 		if err := c.disk.Close(); err != nil {
 			c.log.Warn("close target", "err", err)
@@ -214,6 +220,13 @@ func (c *conn) serve() {
 		switch {
 		case err == nil:
 			pinged = false
+		case errors.As(err, &ne) && ne.Timeout() && c.collecting() > 0:
+			// Silent while owing a write's Data-Out: the write holds its
+			// share of the server's budget, which other sessions wait
+			// for, so a stuck or hostile initiator loses its session
+			// (level 0 has no finer recovery) rather than get pinged.
+			c.log.Warn("iscsi initiator silent while owing data-out, closing the connection", "idle", idle)
+			return
 		case errors.As(err, &ne) && ne.Timeout() && !pinged && c.ctx.Err() == nil:
 			// Silent for a while: ping, and give up if it stays silent.
 			pinged = true
@@ -368,12 +381,15 @@ func (c *conn) command(p *pdu) {
 		c.run(t)
 		return
 	}
-	if !c.budget.TryAcquire(int64(t.edtl)) {
+	if !c.tryReserve(int64(t.edtl)) {
+		// Waiting here stops the reader, which the writes collecting
+		// data-out need: with any of them, the command is answered BUSY
+		// (the initiator retries it) rather than deadlock the connection.
 		if c.collecting() > 0 {
 			c.finish(t, scsi.Result{Status: statusBusy}, 0)
 			return
 		}
-		if err := c.budget.Acquire(c.ctx, int64(t.edtl)); err != nil {
+		if err := c.reserve(c.ctx, int64(t.edtl)); err != nil {
 			c.drop(t)
 			return
 		}
@@ -396,6 +412,13 @@ func (c *conn) command(p *pdu) {
 		return
 	}
 	c.nextBurst(t)
+}
+
+// allTasks lists the connection's tasks.
+func (c *conn) allTasks() []*task {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.tasks))
 }
 
 // collecting counts the tasks waiting for data-out.
@@ -480,7 +503,7 @@ func (c *conn) run(t *task) {
 func (c *conn) execute(t *task) {
 	if t.read && t.reserved == 0 && t.edtl > 0 {
 		n := int64(min(t.edtl, maxCommandData))
-		if err := c.budget.Acquire(t.ctx, n); err != nil {
+		if err := c.reserve(t.ctx, n); err != nil {
 			c.drop(t)
 			return
 		}
@@ -650,7 +673,7 @@ func (c *conn) drop(t *task) {
 	}
 	c.mu.Unlock()
 	if t.reserved > 0 {
-		c.budget.Release(t.reserved)
+		c.unreserve(t.reserved)
 		t.reserved = 0
 	}
 	if t.writeBuf != nil {
@@ -787,11 +810,7 @@ func (c *conn) taskManagement(p *pdu) {
 			response = tmfNoLUN
 			break
 		}
-		c.mu.Lock()
-		for _, t := range c.tasks {
-			victims = append(victims, t)
-		}
-		c.mu.Unlock()
+		victims = c.allTasks()
 		closeAfter = fn == tmfTargetCold
 	case tmfClearACA:
 		response = tmfNotSupported // NACA is not supported: there is no ACA

@@ -7,5 +7,7 @@
 // It runs at error recovery level 0 with one connection per session
 // (MaxConnections=1); an initiator may open many sessions at once. Every
 // size, count and wait an initiator controls is bounded, so that a hostile
-// initiator costs at most its own connection.
+// initiator costs at most its own connection. Command data is bounded per
+// connection and for the whole server (budget.go): a connection holds at
+// most its share of the server's, and others wait for what it holds.
 package iscsi

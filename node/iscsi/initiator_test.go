@@ -110,8 +110,9 @@ func (f fakeTargets) Open(ctx context.Context, target, initiator string, client 
 	return f[target].disk, nil
 }
 
-// startServer serves targets on a loopback port with cfg's limits.
-func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string, *Server) {
+// newTestServer returns a server of targets with the default limits,
+// changed by tune when it is not nil, logging nowhere.
+func newTestServer(t *testing.T, targets fakeTargets, tune func(*Config)) *Server {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Targets = targets
@@ -123,6 +124,13 @@ func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string,
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv
+}
+
+// startServer serves targets on a loopback port with cfg's limits.
+func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string, *Server) {
+	t.Helper()
+	srv := newTestServer(t, targets, tune)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -171,21 +179,39 @@ func dial(t *testing.T, addr string) *initiator {
 
 func (in *initiator) send(p *pdu) {
 	in.t.Helper()
-	if _, err := in.nc.Write(p.encode(nil, in.d)); err != nil {
+	if err := in.trySend(p); err != nil {
 		in.t.Fatal(err)
 	}
 }
 
+// trySend is send for a goroutine other than the test's: it returns the
+// error.
+func (in *initiator) trySend(p *pdu) error {
+	if _, err := in.nc.Write(p.encode(nil, in.d)); err != nil {
+		return fmt.Errorf("send PDU: %w", err)
+	}
+	return nil
+}
+
 func (in *initiator) recv() *pdu {
 	in.t.Helper()
+	p, err := in.tryRecv()
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return p
+}
+
+// tryRecv is recv for a goroutine other than the test's.
+func (in *initiator) tryRecv() (*pdu, error) {
 	p, err := readPDU(in.r, 1<<24, in.d)
 	if err != nil {
-		in.t.Fatalf("read PDU: %v", err)
+		return nil, fmt.Errorf("read PDU: %w", err)
 	}
 	if p.opcode() != opDataIn || p.flags()&1 != 0 {
 		in.expStatSN = p.u32(24) + 1
 	}
-	return p
+	return p, nil
 }
 
 // loginPDU is one Login Request.
@@ -254,6 +280,14 @@ func (in *initiator) loginNone(target string, ops textKeys) textKeys {
 
 // scsiCmd sends a SCSI Command; immediate is sent as immediate data.
 func (in *initiator) scsiCmd(cdb []byte, read, write bool, edtl int, immediate []byte, final bool) uint32 {
+	in.t.Helper()
+	p := in.cmdPDU(cdb, read, write, edtl, immediate, final)
+	in.send(p)
+	return p.itt()
+}
+
+// cmdPDU returns the next SCSI Command, with a tag and CmdSN of its own.
+func (in *initiator) cmdPDU(cdb []byte, read, write bool, edtl int, immediate []byte, final bool) *pdu {
 	in.itt++
 	p := newPDU(opSCSICmd, 0, in.itt)
 	if final {
@@ -271,11 +305,15 @@ func (in *initiator) scsiCmd(cdb []byte, read, write bool, edtl int, immediate [
 	in.cmdSN++
 	copy(p.bhs[32:48], cdb)
 	p.data = immediate
-	in.send(p)
-	return in.itt
+	return p
 }
 
 func (in *initiator) dataOut(itt, ttt, dataSN uint32, off int, data []byte, final bool) {
+	in.t.Helper()
+	in.send(in.dataOutPDU(itt, ttt, dataSN, off, data, final))
+}
+
+func (in *initiator) dataOutPDU(itt, ttt, dataSN uint32, off int, data []byte, final bool) *pdu {
 	p := newPDU(opDataOut, 0, itt)
 	if final {
 		p.bhs[1] = 0x80
@@ -285,7 +323,7 @@ func (in *initiator) dataOut(itt, ttt, dataSN uint32, off int, data []byte, fina
 	p.put32(36, dataSN)
 	p.put32(40, uint32(off))
 	p.data = data
-	in.send(p)
+	return p
 }
 
 func cdb10(op byte, lba uint32, blocks uint16) []byte {

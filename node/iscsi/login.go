@@ -3,6 +3,7 @@ package iscsi
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -342,26 +343,42 @@ func equalISID(p *pdu, isid [6]byte) bool { return [6]byte(p.bhs[8:14]) == isid 
 // the connection's parameters; the target's own declarations go out once.
 func (c *conn) negotiate(keys textKeys, st *loginState, csg byte) (textKeys, error) {
 	cfg := c.srv.cfg
-	var reply textKeys
 	num := func(v string, lo, hi int) (int, bool) {
 		n, err := strconv.Atoi(v)
 		return n, err == nil && n >= lo && n <= hi
 	}
-	yes := func(v string) (bool, bool) { return v == "Yes", v == "Yes" || v == "No" }
-	yesNo := func(b bool) string {
-		if b {
-			return "Yes"
-		}
-		return "No"
+	// Numeric keys: the range of an offer (one outside is answered
+	// Reject) and the target's answer to an offer n, which sets its
+	// parameter.
+	numeric := map[string]struct {
+		lo, hi int
+		answer func(n int) int
+	}{
+		"MaxBurstLength":     {512, 1<<24 - 1, func(n int) int { c.p.maxBurst = min(n, cfg.MaxBurstLength); return c.p.maxBurst }},
+		"FirstBurstLength":   {512, 1<<24 - 1, func(n int) int { c.p.firstBurst = min(n, cfg.FirstBurstLength); return c.p.firstBurst }},
+		"DefaultTime2Wait":   {0, 3600, func(n int) int { c.p.defaultTime2Wait = max(n, 2); return c.p.defaultTime2Wait }},
+		"MaxOutstandingR2T":  {1, 65535, func(int) int { return 1 }},
+		"MaxConnections":     {1, 65535, func(int) int { return 1 }},
+		"ErrorRecoveryLevel": {0, 3600, func(int) int { return 0 }},
+		"DefaultTime2Retain": {0, 3600, func(int) int { return 0 }},
 	}
+	// Yes/No keys the initiator's offer decides: InitialR2T is an OR
+	// with the target's No, ImmediateData an AND with its Yes.
+	boolean := map[string]*bool{"InitialR2T": &c.p.initialR2T, "ImmediateData": &c.p.immediateData}
+	// Keys answered the same whatever the offer.
+	fixed := map[string]string{
+		"DataPDUInOrder": "Yes", "DataSequenceInOrder": "Yes", "IFMarker": "No", "OFMarker": "No",
+		"IFMarkInt": "Irrelevant", "OFMarkInt": "Irrelevant",
+	}
+	var reply textKeys
 	for _, kv := range keys {
 		k, v := kv.key, kv.value
-		answer := ""
-		switch k {
-		case "InitiatorName", "TargetName", "SessionType", "InitiatorAlias", "AuthMethod",
-			"CHAP_A", "CHAP_N", "CHAP_R", "CHAP_I", "CHAP_C":
+		answer := "NotUnderstood"
+		switch {
+		case slices.Contains([]string{"InitiatorName", "TargetName", "SessionType", "InitiatorAlias", "AuthMethod",
+			"CHAP_A", "CHAP_N", "CHAP_R", "CHAP_I", "CHAP_C"}, k):
 			continue // answered by the login itself, or declarative
-		case "HeaderDigest", "DataDigest":
+		case k == "HeaderDigest" || k == "DataDigest":
 			answer = "Reject"
 			for _, d := range splitList(v) {
 				if d == "None" || d == "CRC32C" {
@@ -374,73 +391,26 @@ func (c *conn) negotiate(keys textKeys, st *loginState, csg byte) (textKeys, err
 			} else {
 				c.p.digests.data = answer == "CRC32C"
 			}
-		case "MaxRecvDataSegmentLength":
+		case k == "MaxRecvDataSegmentLength":
 			n, ok := num(v, 512, 1<<24-1)
 			if !ok {
 				return nil, refuse(statusInitiatorError, "%s=%q", k, v)
 			}
 			c.p.sendMax = n
 			continue // declarative: the target declares its own below
-		case "MaxBurstLength":
-			n, ok := num(v, 512, 1<<24-1)
-			if !ok {
-				answer = "Reject"
-				break
+		case numeric[k].answer != nil:
+			answer = "Reject"
+			if n, ok := num(v, numeric[k].lo, numeric[k].hi); ok {
+				answer = strconv.Itoa(numeric[k].answer(n))
 			}
-			c.p.maxBurst = min(n, cfg.MaxBurstLength)
-			answer = strconv.Itoa(c.p.maxBurst)
-		case "FirstBurstLength":
-			n, ok := num(v, 512, 1<<24-1)
-			if !ok {
-				answer = "Reject"
-				break
+		case boolean[k] != nil:
+			answer = "Reject"
+			if v == "Yes" || v == "No" {
+				*boolean[k] = v == "Yes"
+				answer = v
 			}
-			c.p.firstBurst = min(n, cfg.FirstBurstLength)
-			answer = strconv.Itoa(c.p.firstBurst)
-		case "InitialR2T":
-			b, ok := yes(v)
-			if !ok {
-				answer = "Reject"
-				break
-			}
-			c.p.initialR2T = b // OR with the target's No
-			answer = yesNo(b)
-		case "ImmediateData":
-			b, ok := yes(v)
-			if !ok {
-				answer = "Reject"
-				break
-			}
-			c.p.immediateData = b // AND with the target's Yes
-			answer = yesNo(b)
-		case "DataPDUInOrder", "DataSequenceInOrder":
-			answer = "Yes"
-		case "MaxOutstandingR2T", "MaxConnections":
-			if _, ok := num(v, 1, 65535); !ok {
-				answer = "Reject"
-				break
-			}
-			answer = "1"
-		case "ErrorRecoveryLevel", "DefaultTime2Retain":
-			if _, ok := num(v, 0, 3600); !ok {
-				answer = "Reject"
-				break
-			}
-			answer = "0"
-		case "DefaultTime2Wait":
-			n, ok := num(v, 0, 3600)
-			if !ok {
-				answer = "Reject"
-				break
-			}
-			c.p.defaultTime2Wait = max(n, 2)
-			answer = strconv.Itoa(c.p.defaultTime2Wait)
-		case "IFMarker", "OFMarker":
-			answer = "No"
-		case "IFMarkInt", "OFMarkInt":
-			answer = "Irrelevant"
-		default:
-			answer = "NotUnderstood"
+		case fixed[k] != "":
+			answer = fixed[k]
 		}
 		reply = append(reply, keyValue{k, answer})
 	}

@@ -31,9 +31,6 @@ const (
 
 const (
 	bhsLen = 48
-	// maxAHSLen bounds the additional header segments: the BHS field
-	// counts 4-byte words in one byte, so 1020 bytes at most.
-	maxAHSLen = 255 * 4
 	// reservedTag is the "no tag" value of ITTs and TTTs.
 	reservedTag = 0xffffffff
 )

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/weft-mesh/weft/node/scsi"
 )
 
@@ -52,6 +54,10 @@ type Observer interface {
 	// Command reports a SCSI command: op is "read", "write" or "other",
 	// bytes the data moved, ok false for a CHECK CONDITION.
 	Command(op string, bytes int, d time.Duration, ok bool)
+	// Buffer reports a change of the command data the server holds:
+	// bytes taken (positive) or given back (negative). Their sum is the
+	// data held, never more than Config.ServerBufferBytes.
+	Buffer(delta int64)
 }
 
 // Config configures a Server.
@@ -70,8 +76,13 @@ type Config struct {
 	// QueueDepth bounds the commands a session runs at once (its CmdSN
 	// window).
 	QueueDepth int
-	// BufferBytes bounds the command data a connection holds at once.
-	BufferBytes int64
+	// BufferBytes bounds the command data a connection holds at once,
+	// ServerBufferBytes what all connections hold together. Both are
+	// at least maxCommandData (smaller values are raised), so that any
+	// command the target accepts fits; BufferBytes is at most
+	// ServerBufferBytes. A command beyond a budget waits for it (see
+	// budget.go).
+	BufferBytes, ServerBufferBytes int64
 	// MaxSessions bounds the sessions of the server.
 	MaxSessions int
 	// LoginTimeout bounds a whole login; IdleTimeout is how long a
@@ -90,6 +101,7 @@ func DefaultConfig() Config {
 		FirstBurstLength:         256 << 10,
 		QueueDepth:               64,
 		BufferBytes:              64 << 20,
+		ServerBufferBytes:        256 << 20,
 		MaxSessions:              256,
 		LoginTimeout:             15 * time.Second,
 		IdleTimeout:              30 * time.Second,
@@ -110,6 +122,8 @@ type Server struct {
 	sessions map[*conn]struct{}
 	nextTSIH uint16
 	conns    atomic.Int64 // connections being served, logged in or not
+	// budget is the server's share of command data (budget.go).
+	budget *semaphore.Weighted
 
 	// atomicity holds a target's COMPARE AND WRITE lock, shared by its
 	// sessions (see scsi.LUInfo.Atomicity); one small lock per target
@@ -163,6 +177,10 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.BufferBytes < maxCommandData {
 		cfg.BufferBytes = max(d.BufferBytes, maxCommandData)
 	}
+	if cfg.ServerBufferBytes < maxCommandData {
+		cfg.ServerBufferBytes = max(d.ServerBufferBytes, maxCommandData)
+	}
+	cfg.BufferBytes = min(cfg.BufferBytes, cfg.ServerBufferBytes)
 	if cfg.MaxSessions < 1 {
 		cfg.MaxSessions = d.MaxSessions
 	}
@@ -171,7 +189,7 @@ func NewServer(cfg Config) (*Server, error) {
 			*t = d.LoginTimeout
 		}
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*conn]struct{}{}}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*conn]struct{}{}, budget: semaphore.NewWeighted(cfg.ServerBufferBytes)}, nil
 }
 
 // Serve accepts connections on ln until ctx ends, then closes them and

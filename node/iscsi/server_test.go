@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -28,11 +27,13 @@ func oneTarget(chap CHAP, initiators ...string) fakeTargets {
 func TestLoginNegotiation(t *testing.T) {
 	addr, _ := startServer(t, oneTarget(CHAP{}), nil)
 	in := dial(t, addr)
-	kv := in.loginNone(testIQN, offer)
+	kv := in.loginNone(testIQN, append(slices.Clone(offer), textKeys{{"DefaultTime2Wait", "0"}, {"DefaultTime2Retain", "4000"},
+		{"DataPDUInOrder", "No"}, {"IFMarker", "Yes"}, {"OFMarkInt", "2048~8192"}}...))
 	want := map[string]string{
 		"HeaderDigest": "None", "DataDigest": "None", "MaxBurstLength": "16384", "FirstBurstLength": "4096",
 		"InitialR2T": "Yes", "ImmediateData": "Yes", "MaxOutstandingR2T": "1", "ErrorRecoveryLevel": "0",
 		"MaxConnections": "1", "X-weft-unknown": "NotUnderstood",
+		"DefaultTime2Wait": "2", "DefaultTime2Retain": "Reject", "DataPDUInOrder": "Yes", "IFMarker": "No", "OFMarkInt": "Irrelevant",
 		"MaxRecvDataSegmentLength": strconv.Itoa(DefaultConfig().MaxRecvDataSegmentLength),
 	}
 	for k, v := range want {
@@ -498,13 +499,7 @@ func (l *emfileListener) Accept() (net.Conn, error) {
 // Running out of file descriptors for a moment does not close the door
 // until a restart (a review found Serve returned on the first such error).
 func TestAcceptErrorsDoNotCloseTheDoor(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Targets = oneTarget(CHAP{})
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	srv, err := NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestServer(t, oneTarget(CHAP{}), nil)
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
