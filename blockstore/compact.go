@@ -1,9 +1,12 @@
 package blockstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-cid"
@@ -171,50 +174,76 @@ func (d *Disk) compact(ctx context.Context) (int64, error) {
 	if err != nil || len(partly) == 0 {
 		return freed, err
 	}
-	written, err := d.rewrite(ctx, partly)
-	if errors.Is(err, ErrNoSpace) {
-		d.log.Warn("device full: compaction stopped; the partly live segments stay until there is room",
-			"segments", len(partly), "freed", freed, "copied", written, "err", err)
-		return freed - written, nil
-	}
+	moves, err := d.liveRecords(ctx, partly)
 	if err != nil {
-		return freed - written, err
+		return freed, err
 	}
-	if err := d.idx.sync(); err != nil {
-		return freed - written, err
+	// One victim at a time, the least live first, each one's file removed
+	// before the next is copied: compaction needs room for the live
+	// records of one segment, not of all of them. Rewriting them together
+	// could not start on a 1 GiB device holding four 256 MiB segments
+	// with 60 MiB live among them and 3 MiB free (torture seed 21), and
+	// each attempt's copies ate into what was free.
+	order := slices.SortedFunc(maps.Keys(partly), func(a, b uint32) int {
+		return cmp.Compare(partly[a].live, partly[b].live)
+	})
+	var written int64
+	for _, id := range order {
+		victim := map[uint32]*segment{id: partly[id]}
+		w, err := d.rewrite(ctx, moves[id], victim)
+		written += w
+		if errors.Is(err, ErrNoSpace) {
+			d.log.Warn("device full: compaction stopped; the partly live segments left stay until there is room",
+				"segment", id, "freed", freed, "copied", written, "err", err)
+			return freed - written, nil
+		}
+		if err != nil {
+			return freed - written, err
+		}
+		if err := d.idx.sync(); err != nil {
+			return freed - written, err
+		}
+		n, err := d.removeSegments(victim) // empty if a record could not be read
+		freed += n
+		if err != nil {
+			return freed - written, err
+		}
 	}
-	n, err := d.removeSegments(partly)
-	freed += n
 	d.log.Debug("compacted", "dead", len(dead), "rewritten", len(partly), "freed", freed, "copied", written)
-	return freed - written, err
+	return freed - written, nil
 }
 
-// rewrite copies the live records of victims to the active segment and
-// repoints their index entries; it returns the bytes it wrote. A victim
-// with a record it cannot read is dropped from victims (see readMoves).
-// No new index entry can point into a victim: it is sealed and has no
+// liveRecords returns, per victim, the live records to copy out of it. No
+// new index entry can point into a victim: it is sealed and has no
 // appends pending, so the scan finds every live record.
-func (d *Disk) rewrite(ctx context.Context, victims map[uint32]*segment) (int64, error) {
-	var moves []move
+func (d *Disk) liveRecords(ctx context.Context, victims map[uint32]*segment) (map[uint32][]move, error) {
+	moves := map[uint32][]move{}
 	var after []byte
 	for {
 		if err := d.interrupted(ctx); err != nil {
-			return 0, err
+			return nil, err
 		}
 		last, n, err := d.idx.chunk(after, 4*sweepChunk, func(key []byte, l location) error {
 			if victims[l.seg] != nil {
-				moves = append(moves, move{key: append([]byte(nil), key...), from: l})
+				moves[l.seg] = append(moves[l.seg], move{key: append([]byte(nil), key...), from: l})
 			}
 			return nil
 		})
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if n < 4*sweepChunk {
-			break
+			return moves, nil
 		}
 		after = last
 	}
+}
+
+// rewrite copies moves, the live records of victims, to the active
+// segment and repoints their index entries; it returns the bytes it
+// wrote. A victim with a record it cannot read is dropped from victims
+// (see readMoves).
+func (d *Disk) rewrite(ctx context.Context, moves []move, victims map[uint32]*segment) (int64, error) {
 	var written int64
 	for len(moves) > 0 {
 		if err := d.interrupted(ctx); err != nil {

@@ -12,7 +12,11 @@ import (
 type Options struct {
 	// SegmentSize is the size at which the active segment file is sealed and
 	// a new one started. A block larger than SegmentSize gets a segment of
-	// its own.
+	// its own. Compaction copies the live records of one segment at a time,
+	// at most CompactBelow of it, before the segment's file goes: keep that
+	// below the free space a full node still has (the default's 32 MiB is
+	// the volumes' overlay floor, which nothing but the index and
+	// compaction goes below), or a full node cannot get its space back.
 	SegmentSize int64
 	// CompactBelow is the live fraction (0..1) under which a sealed segment
 	// is rewritten by Compact (and therefore by Sweep). 0 disables
@@ -44,7 +48,7 @@ type Options struct {
 // a modest index cache.
 func DefaultOptions() Options {
 	return Options{
-		SegmentSize:        256 << 20,
+		SegmentSize:        64 << 20,
 		CompactBelow:       0.5,
 		MinFreeBytes:       64 << 20,
 		IndexCacheBytes:    16 << 20,
