@@ -19,9 +19,9 @@ import (
 
 // The kinds of fault the nemesis injects.
 const (
-	faultKill    = "kill"    // kill -9 of a daemon, restarted later
-	faultPause   = "pause"   // SIGSTOP past the failure detector's timeout, then SIGCONT
-	faultCut     = "cut"     // a site's link down, then up (namespaces)
+	faultKill  = "kill"  // kill -9 of a daemon, restarted later
+	faultPause = "pause" // SIGSTOP past the failure detector's timeout, then SIGCONT
+	faultCut   = "cut"   // a site's link down, then up (namespaces)
 	// faultLongCut is a cut of a disk owner's site for longer than any
 	// grace the mesh keeps state in memory for (2.5 to 3 minutes; once a
 	// run, in runs of 5 minutes or more): takes of its disks meet an old
