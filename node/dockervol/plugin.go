@@ -123,7 +123,7 @@ func (p *Plugin) Recover(ctx context.Context) error {
 			continue
 		}
 		for _, id := range p.refs.users(v) {
-			if _, err := p.refs.drop(v, id); err != nil {
+			if err := p.refs.drop(v, id); err != nil {
 				return fmt.Errorf("docker plugin: recover %s: %w", v, err)
 			}
 		}
@@ -332,7 +332,7 @@ func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 		}
 	}
 	if err != nil {
-		if _, derr := p.refs.drop(name, id); derr != nil {
+		if derr := p.refs.drop(name, id); derr != nil {
 			p.log.Error("forget a failed mount", "volume", name, "id", id, "err", derr)
 		}
 		return "", fmt.Errorf("mount volume %s: %w", name, err)
@@ -341,20 +341,27 @@ func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 	return dir, nil
 }
 
-// Unmount drops mount ID id from the volume; the last one unmounts it.
+// Unmount drops mount ID id from the volume; the last one unmounts it
+// first. An unmount that fails (busy, or writes that did not reach the
+// disk) keeps id's reference and returns the error: the container may
+// still use the mount, and Docker's retry, or a restarted plugin, must
+// still count it rather than forget a volume that stays mounted.
 func (p *Plugin) Unmount(ctx context.Context, name, id string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	last, err := p.refs.drop(name, id)
-	if err != nil {
+	if p.refs.lastUser(name, id) {
+		if err := p.mnt.Unmount(ctx, p.diskFile(name), p.volumeDir(name)); err != nil {
+			return fmt.Errorf("unmount volume %s: %w", name, err)
+		}
+	}
+	// Unmounted and then the plugin dies before the drop is saved: the
+	// reference outlives the mount, and Recover drops it at start.
+	if err := p.refs.drop(name, id); err != nil {
 		return err
 	}
-	if !last {
-		p.log.Info("volume still in use", "volume", name, "id", id, "users", len(p.refs.users(name)))
+	if users := len(p.refs.users(name)); users > 0 {
+		p.log.Info("volume still in use", "volume", name, "id", id, "users", users)
 		return nil
-	}
-	if err := p.mnt.Unmount(ctx, p.diskFile(name), p.volumeDir(name)); err != nil {
-		return fmt.Errorf("unmount volume %s: %w", name, err)
 	}
 	p.log.Info("volume unmounted", "volume", name, "id", id)
 	return nil
