@@ -21,7 +21,7 @@ import (
 // Disks is what the plugin asks of the weft daemon (api.Client has it).
 type Disks interface {
 	CreateDisk(ctx context.Context, spec api.DiskSpec) (api.DiskInfo, error)
-	Clone(ctx context.Context, src api.Ref, name string) (api.DiskInfo, error)
+	Clone(ctx context.Context, src api.Ref, name, creator string) (api.DiskInfo, error)
 	RemoveDisk(ctx context.Context, name string) error
 	DiskInfo(ctx context.Context, name string) (api.DiskInfo, error)
 	ListDisks(ctx context.Context) ([]api.DiskInfo, error)
@@ -235,7 +235,7 @@ func (p *Plugin) Create(ctx context.Context, name string, opts map[string]string
 	}
 	if o.from != "" {
 		src, _ := api.ParseRef(o.from)
-		if _, err := p.disks.Clone(ctx, src, name); err != nil {
+		if _, err := p.disks.Clone(ctx, src, name, ""); err != nil {
 			return fmt.Errorf("clone %s to %s: %w", o.from, name, err)
 		}
 		p.log.Info("volume cloned", "volume", name, "from", o.from)

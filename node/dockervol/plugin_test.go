@@ -44,7 +44,7 @@ func (f *fakeDisks) CreateDisk(ctx context.Context, s api.DiskSpec) (api.DiskInf
 	return info, nil
 }
 
-func (f *fakeDisks) Clone(ctx context.Context, src api.Ref, name string) (api.DiskInfo, error) {
+func (f *fakeDisks) Clone(ctx context.Context, src api.Ref, name, _ string) (api.DiskInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if src.Disk == "missing" {
