@@ -25,6 +25,11 @@ var ErrLiveMount = errors.New("directory holds a live mount of another file")
 // stays mounted so nothing more is lost, and a retry syncs again.
 var ErrNotWritten = errors.New("writes did not reach the disk")
 
+// ErrFileGone comes with ErrNotWritten when the file behind a loop device
+// is provably dead (backingDead), such as a FUSE file whose server died:
+// its unsynced writes are lost, and no retry can get them through.
+var ErrFileGone = errors.New("the file behind the loop device is gone")
+
 // Attacher mounts disk files at directories. The zero value works on the
 // host; tests may point it elsewhere.
 type Attacher struct {
@@ -193,13 +198,40 @@ func syncMount(dir, dev string) error {
 	if dev == "" {
 		return nil
 	}
-	f, err := os.OpenFile(dev, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dev, err)
+	return FlushDevice(dev)
+}
+
+// FlushDevice writes what was written through the loop device dev
+// through to its file: an fsync of the device writes its dirty pages and
+// sends a flush through the loop driver to the file, an fsync of it (for
+// weft's FUSE file a Head.Flush: durable, as after an NBD FLUSH). Without
+// it, losetup --detach drops the file with no flush, and the writes of a
+// process that did not fsync are not durable. A read-only or unbound dev
+// has nothing to flush. A failure matches ErrNotWritten, and ErrFileGone
+// too when the file is dead.
+func FlushDevice(dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w (%w)", dev, ErrNotWritten, err)
+	if err != nil {
+		return fmt.Errorf("flush %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlLoopGetStatus64(fd)
+	switch {
+	case errors.Is(err, unix.ENXIO):
+		return nil // unbound
+	case err == nil && info.Flags&unix.LO_FLAGS_READ_ONLY != 0:
+		return nil // nothing was written through it
+	}
+	// An error of the status (a dead file answers ENOTCONN) is left to
+	// the fsync and backingDead to judge.
+	if err := unix.Fsync(fd); err != nil {
+		if backingDead(dev) {
+			return fmt.Errorf("flush %s: %w: %w (%w)", dev, ErrNotWritten, ErrFileGone, err)
+		}
+		return fmt.Errorf("flush %s: %w (%w)", dev, ErrNotWritten, err)
 	}
 	return nil
 }
