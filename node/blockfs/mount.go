@@ -62,45 +62,35 @@ type Attachment struct {
 // fails, such as a FUSE file served by a process that died) is detached
 // lazily and mounted anew. Any other mount at dir fails with ErrLiveMount.
 func (a Attacher) Mount(ctx context.Context, file, dir string, flags uintptr) (Attachment, error) {
+	return a.mount(ctx, file, dir, flags, false)
+}
+
+// mount is Mount, or MountReadOnly when readOnly: one path, which differs
+// only where writing would (the device's mode, formatting, replacing a
+// stale mount, journal replay).
+func (a Attacher) mount(ctx context.Context, file, dir string, flags uintptr, readOnly bool) (Attachment, error) {
 	id, err := statID(file)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
 	}
-	if m, ok, err := mountAt(dir); err != nil {
-		return Attachment{}, err
-	} else if ok {
-		dev := loopByDevice(a.sysDevBlock(), m.Device)
-		if b, bound := loopBacking(dev); dev != "" && bound && b == id {
-			return Attachment{Device: dev, FSType: m.FSType}, nil
-		}
-		if dev == "" {
-			return Attachment{}, fmt.Errorf("mount %s at %s: %w (%s from %s, not a loop device)", file, dir, ErrLiveMount, m.FSType, m.Source)
-		}
-		if !backingDead(dev) {
-			return Attachment{}, fmt.Errorf("mount %s at %s: %w (%s on %s: its file is still mounted and reads; unmount it first)", file, dir, ErrLiveMount, m.FSType, dev)
-		}
-		// Stale: whoever still has files open there keeps the old file
-		// system (and gets errors from its gone file); new users get the
-		// new one.
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			return Attachment{}, fmt.Errorf("mount %s at %s: detach the stale mount (%s from %s): %w", file, dir, m.FSType, m.Source, err)
-		}
-		if dev != "" {
-			if err := DetachDevice(ctx, dev); err != nil {
-				return Attachment{}, fmt.Errorf("mount %s at %s: free the stale device: %w", file, dir, err)
-			}
-		}
+	if at, done, err := a.mountedAt(ctx, file, dir, id, readOnly); done || err != nil {
+		return at, err
 	}
 	before, err := a.Loops.Find(file)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
 	}
-	dev, err := a.Loops.Attach(ctx, file)
+	var dev string
+	if readOnly {
+		dev, err = a.Loops.AttachMode(ctx, file, true)
+	} else {
+		dev, err = a.Loops.Attach(ctx, file)
+	}
 	if err != nil {
 		return Attachment{}, err
 	}
-	at, err := mountDevice(ctx, dev, file, dir, a.FSType, flags)
-	if err != nil && len(before) == 0 {
+	at, err := mountDevice(ctx, dev, file, dir, a.FSType, flags, readOnly)
+	if err != nil && !slices.Contains(before, dev) {
 		// Leave no device bound by a mount that failed, such as one of
 		// a disk refused for holding unknown data.
 		if derr := DetachDevice(context.WithoutCancel(ctx), dev); derr != nil {
@@ -110,17 +100,64 @@ func (a Attacher) Mount(ctx context.Context, file, dir string, flags uintptr) (A
 	return at, err
 }
 
-// mountDevice makes a file system on dev if it is empty and mounts it.
-func mountDevice(ctx context.Context, dev, file, dir, fstype string, flags uintptr) (Attachment, error) {
-	typ, made, err := Format(ctx, dev, fstype)
+// mountedAt looks at what is mounted at dir before a mount of the file
+// of id there: done with its Attachment when it is that file's file
+// system (on a read-only device, if readOnly), nothing to do when dir is
+// no mount point or held a stale mount, which is then detached (not if
+// readOnly: that would be a write); an error otherwise.
+func (a Attacher) mountedAt(ctx context.Context, file, dir string, id fileID, readOnly bool) (at Attachment, done bool, err error) {
+	m, ok, err := mountAt(dir)
+	if err != nil || !ok {
+		return Attachment{}, false, err
+	}
+	dev := loopByDevice(a.sysDevBlock(), m.Device)
+	if b, bound := loopBacking(dev); dev != "" && bound && b == id && (!readOnly || a.Loops.ReadOnly(dev)) {
+		return Attachment{Device: dev, FSType: m.FSType}, true, nil
+	}
+	switch {
+	case readOnly:
+		return Attachment{}, false, fmt.Errorf("mount %s at %s read-only: %s is mounted there already (%s from %s)", file, dir, dir, m.FSType, m.Source)
+	case dev == "":
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: %w (%s from %s, not a loop device)", file, dir, ErrLiveMount, m.FSType, m.Source)
+	case !backingDead(dev):
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: %w (%s on %s: its file is still mounted and reads; unmount it first)", file, dir, ErrLiveMount, m.FSType, dev)
+	}
+	// Stale: whoever still has files open there keeps the old file
+	// system (and gets errors from its gone file); new users get the new
+	// one.
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: detach the stale mount (%s from %s): %w", file, dir, m.FSType, m.Source, err)
+	}
+	if err := DetachDevice(ctx, dev); err != nil {
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: free the stale device: %w", file, dir, err)
+	}
+	return Attachment{}, false, nil
+}
+
+// mountDevice mounts the file system on dev at dir: made first if dev
+// is empty (Format), unless readOnly; then mounted read-only with no
+// journal replayed (noReplay), where an empty dev fails with
+// ErrNoFileSystem.
+func mountDevice(ctx context.Context, dev, file, dir, fstype string, flags uintptr, readOnly bool) (Attachment, error) {
+	var (
+		typ, data, how string
+		made           bool
+		err            error
+	)
+	if readOnly {
+		typ, err = existingFSType(ctx, dev, file)
+		flags, data, how = flags|unix.MS_RDONLY, noReplay[typ], " read-only"
+	} else {
+		typ, made, err = Format(ctx, dev, fstype)
+	}
 	if err != nil {
 		return Attachment{}, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
 	}
-	if err := unix.Mount(dev, dir, typ, flags, ""); err != nil {
-		return Attachment{}, fmt.Errorf("mount %s (%s on %s) at %s: %w", dev, typ, file, dir, err)
+	if err := unix.Mount(dev, dir, typ, flags, data); err != nil {
+		return Attachment{}, fmt.Errorf("mount %s (%s on %s)%s at %s: %w", dev, typ, file, how, dir, err)
 	}
 	return Attachment{Device: dev, FSType: typ, Formatted: made}, nil
 }
