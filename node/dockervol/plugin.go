@@ -345,13 +345,20 @@ func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 // first. An unmount that fails (busy, or writes that did not reach the
 // disk) keeps id's reference and returns the error: the container may
 // still use the mount, and Docker's retry, or a restarted plugin, must
-// still count it rather than forget a volume that stays mounted.
+// still count it rather than forget a volume that stays mounted. One that
+// fails yet took the mount down (its disk file was dead: the writes not
+// synced are lost, and it was detached) drops it, and returns the error.
 func (p *Plugin) Unmount(ctx context.Context, name, id string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.refs.lastUser(name, id) {
-		if err := p.mnt.Unmount(ctx, p.diskFile(name), p.volumeDir(name)); err != nil {
-			return fmt.Errorf("unmount volume %s: %w", name, err)
+		dir := p.volumeDir(name)
+		if err := p.mnt.Unmount(ctx, p.diskFile(name), dir); err != nil {
+			err = fmt.Errorf("unmount volume %s: %w", name, err)
+			if mounted, merr := p.mnt.Mounted(dir); merr != nil || mounted {
+				return err
+			}
+			return errors.Join(err, p.refs.drop(name, id))
 		}
 	}
 	// Unmounted and then the plugin dies before the drop is saved: the

@@ -614,4 +614,27 @@ func TestUnmountFailureKeepsTheUser(t *testing.T) {
 		t.Fatalf("Path after the unmount: %q, want none", r.Mountpoint)
 	}
 	s2.ok("VolumeDriver.Remove", request{Name: "v"})
+
+	// An unmount that fails yet takes the mount down (its disk file was
+	// dead) forgets the user: nothing is mounted for it to use.
+	s2.ok("VolumeDriver.Create", request{Name: "w"})
+	s2.ok("VolumeDriver.Mount", request{Name: "w", ID: "c2"})
+	gone := &goneMounter{busyMounter: bm}
+	s3 := newPluginServerWith(t, dir, disks, gone)
+	s3.refused("the file behind /dev/loop9 is gone", "VolumeDriver.Unmount", request{Name: "w", ID: "c2"})
+	if r := s3.ok("VolumeDriver.Path", request{Name: "w"}); r.Mountpoint != "" {
+		t.Fatalf("Path after an unmount that took the mount down: %q, want none", r.Mountpoint)
+	}
+	s3.ok("VolumeDriver.Remove", request{Name: "w"})
+}
+
+// goneMounter's Unmount takes the mount down and fails, as blockfs does
+// when the file under the loop device is dead.
+type goneMounter struct{ *busyMounter }
+
+func (m *goneMounter) Unmount(ctx context.Context, file, dir string) error {
+	if err := m.busyMounter.Unmount(ctx, file, dir); err != nil {
+		return err
+	}
+	return fmt.Errorf("unmount %s: %w: the file behind /dev/loop9 is gone, unsynced writes are lost; detached it", dir, blockfs.ErrNotWritten)
 }
