@@ -151,7 +151,7 @@ func (l Loops) Detach(ctx context.Context, file string) error {
 // DetachDevice flushes the loop device dev (FlushDevice) and unbinds
 // it; one already unbound is fine. A flush that fails leaves dev bound,
 // with an error matching ErrNotWritten, so that a retry flushes again;
-// but one whose file is dead (ErrFileGone: its status cannot be read) is
+// but one whose file is dead (ErrFileGone: its FUSE server died, say) is
 // unbound anyway, since nothing more can reach that file.
 func DetachDevice(ctx context.Context, dev string) error {
 	if !isBound(dev) {
