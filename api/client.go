@@ -58,7 +58,7 @@ func (c *Client) ListDisks(ctx context.Context) ([]DiskInfo, error) {
 // CreateDisk creates an empty disk.
 func (c *Client) CreateDisk(ctx context.Context, spec DiskSpec) (DiskInfo, error) {
 	var info DiskInfo
-	req := CreateDiskRequest{Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize, Replicas: spec.Replicas, Sync: spec.Sync}
+	req := CreateDiskRequest{Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize, Replicas: spec.Replicas, Sync: spec.Sync, Creator: spec.Creator}
 	return info, c.do(ctx, http.MethodPost, "/v1/disks", req, &info)
 }
 
@@ -127,10 +127,11 @@ func (c *Client) Commit(ctx context.Context, name string) (DiskInfo, error) {
 	return info, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(name)+"/commit", nil, &info)
 }
 
-// Clone creates disk name from a disk head or a replica.
-func (c *Client) Clone(ctx context.Context, src Ref, name string) (DiskInfo, error) {
+// Clone creates disk name from a disk head or a replica; creator is as
+// DiskSpec.Creator.
+func (c *Client) Clone(ctx context.Context, src Ref, name, creator string) (DiskInfo, error) {
 	var info DiskInfo
-	return info, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(src.String())+"/clone", CloneRequest{Name: name}, &info)
+	return info, c.do(ctx, http.MethodPost, "/v1/disks/"+url.PathEscape(src.String())+"/clone", CloneRequest{Name: name, Creator: creator}, &info)
 }
 
 // importURL is the URL of an import endpoint ("import", "import-file") for

@@ -48,7 +48,15 @@ type DiskSpec struct {
 	// Sync makes every flush wait until Replicas nodes of the mesh hold
 	// the data; otherwise replication runs behind.
 	Sync bool
+	// Creator names the client that makes the disk, such as CreatorCSI,
+	// and comes back in DiskInfo.Creator; "" for any other (the CLI).
+	// Up to 32 letters, digits, '.', '_' and '-'.
+	Creator string
 }
+
+// CreatorCSI is the Creator of the disks the CSI driver makes: the only
+// ones it deletes, or answers as an existing volume.
+const CreatorCSI = "csi"
 
 // DiskInfo describes a disk head. Field names are part of the CLI's JSON
 // contract.
@@ -96,6 +104,11 @@ type DiskInfo struct {
 	// disk made empty or imported, and for a disk adopted from another
 	// node (the mesh's catalog does not carry it).
 	Origin string `json:"origin,omitempty"`
+	// Creator names the client that made (or cloned) the disk
+	// (DiskSpec.Creator), kept in the holding node's catalog like Origin
+	// and lost like it when the disk is adopted from another node; ""
+	// for a disk the CLI made, and for disks made before weft kept it.
+	Creator string `json:"creator,omitempty"`
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.

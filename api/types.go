@@ -87,11 +87,13 @@ type CreateDiskRequest struct {
 	BlockSize int64  `json:"block_size,omitempty"`
 	Replicas  int    `json:"replicas,omitempty"`
 	Sync      bool   `json:"sync,omitempty"`
+	Creator   string `json:"creator,omitempty"` // DiskSpec.Creator
 }
 
 // CloneRequest is the body of POST /v1/disks/{ref}/clone.
 type CloneRequest struct {
-	Name string `json:"name"` // the new disk
+	Name    string `json:"name"`              // the new disk
+	Creator string `json:"creator,omitempty"` // DiskSpec.Creator
 }
 
 // CreateReplicaRequest is the body of POST /v1/disks/{name}/replicas.

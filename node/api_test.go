@@ -88,7 +88,8 @@ func TestAPIRootsAsText(t *testing.T) {
 }
 
 // TestAPICloneOrigin: a clone's info names what it was cloned from (a
-// disk's head or a replica); a disk made empty names nothing. The volume
+// disk's head or a replica); a disk made empty names nothing. Made or
+// cloned, a disk's info names the creator its client gave. The volume
 // package's TestCloneRecordsItsOrigin checks it survives a restart.
 func TestAPICloneOrigin(t *testing.T) {
 	cl, _ := startNode(t)
@@ -96,14 +97,18 @@ func TestAPICloneOrigin(t *testing.T) {
 	if _, err := cl.CreateDisk(ctx, api.DiskSpec{Name: "d", Size: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
+	// The creator a client gives comes back too.
+	if _, err := cl.CreateDisk(ctx, api.DiskSpec{Name: "by-csi", Size: 1 << 20, Creator: api.CreatorCSI}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cl.CreateReplica(ctx, "d", "r"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		name string
-		ref  api.Ref
-	}{{"of-head", api.Ref{Disk: "d"}}, {"of-replica", api.Ref{Disk: "d", Replica: "r"}}} {
-		if _, err := cl.Clone(ctx, c.ref, c.name); err != nil {
+		name, creator string
+		ref           api.Ref
+	}{{"of-head", "", api.Ref{Disk: "d"}}, {"of-replica", api.CreatorCSI, api.Ref{Disk: "d", Replica: "r"}}} {
+		if _, err := cl.Clone(ctx, c.ref, c.name, c.creator); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -113,9 +118,9 @@ func TestAPICloneOrigin(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, d := range disks {
-		got[d.Name] = d.Origin
+		got[d.Name] = d.Origin + " by " + d.Creator
 	}
-	if want := map[string]string{"d": "", "of-head": "d", "of-replica": "d@r"}; !maps.Equal(got, want) {
-		t.Fatalf("origins %v, want %v", got, want)
+	if want := map[string]string{"d": " by ", "by-csi": " by csi", "of-head": "d by ", "of-replica": "d@r by csi"}; !maps.Equal(got, want) {
+		t.Fatalf("origins and creators %q, want %q", got, want)
 	}
 }

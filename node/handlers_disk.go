@@ -38,7 +38,7 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	info, err := s.vols.CreateDisk(r.Context(), volume.DiskSpec{
-		Name: req.Name, Size: req.Size, BlockSize: req.BlockSize, Replicas: req.Replicas, Sync: req.Sync,
+		Name: req.Name, Size: req.Size, BlockSize: req.BlockSize, Replicas: req.Replicas, Sync: req.Sync, Creator: req.Creator,
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -158,10 +158,10 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	info, err := s.vols.Clone(r.Context(), src, req.Name)
+	info, err := s.vols.Clone(r.Context(), src, req.Name, req.Creator)
 	if errors.Is(err, volume.ErrNotFound) && s.mesh != nil {
 		if _, ok := s.mesh.cl.AwaitEntry(r.Context(), src); ok { // else the local error says it best
-			info, err = s.mesh.cloneRemote(r.Context(), src, req.Name)
+			info, err = s.mesh.cloneRemote(r.Context(), src, req.Name, req.Creator)
 		}
 	}
 	if err != nil {

@@ -118,6 +118,6 @@ func (s *server) handleRemoveSpacesuit(w http.ResponseWriter, r *http.Request) {
 
 // cloneRemote clones a disk, replica or spacesuit this node does not hold
 // (transfer.Service.Clone).
-func (n *meshNode) cloneRemote(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error) {
-	return n.transfers.Clone(ctx, src, name)
+func (n *meshNode) cloneRemote(ctx context.Context, src volume.Ref, name, creator string) (volume.DiskInfo, error) {
+	return n.transfers.Clone(ctx, src, name, creator)
 }

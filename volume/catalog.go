@@ -45,6 +45,9 @@ type diskRecord struct {
 	// Origin is the ref the disk was cloned from; catalogs written before
 	// it lack the key, as do disks made empty or imported.
 	Origin string `json:"origin,omitempty"`
+	// Creator names the client that made the disk (DiskSpec.Creator);
+	// catalogs written before it lack the key, which means the CLI.
+	Creator string `json:"creator,omitempty"`
 }
 
 type replicaRecord struct {

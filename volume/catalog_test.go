@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,7 +115,7 @@ func TestCloneRecordsItsOrigin(t *testing.T) {
 			continue
 		}
 		ref, _ := ParseRef(origin)
-		d, err := m.Clone(ctx, ref, name)
+		d, err := m.Clone(ctx, ref, name, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,5 +134,41 @@ func TestCloneRecordsItsOrigin(t *testing.T) {
 		if d.Origin != origin {
 			t.Fatalf("after restart: disk %s origin %q, want %q", name, d.Origin, origin)
 		}
+	}
+}
+
+// TestDiskRecordsItsCreator: the creator a disk is made or cloned with is
+// kept in the catalog, across a restart; a bad one is refused.
+func TestDiskRecordsItsCreator(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := blockstore.NewMemory()
+	m := openWithDisk(t, dir, store, "src")
+	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "made", Size: 1 << 20, Creator: "csi"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Clone(ctx, Ref{Disk: "src"}, "cloned", "csi"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateDisk(ctx, DiskSpec{Name: "bad", Size: 1 << 20, Creator: "no/slash"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("CreateDisk with creator %q: %v, want ErrInvalid", "no/slash", err)
+	}
+	if _, err := m.Clone(ctx, Ref{Disk: "src"}, "bad", strings.Repeat("x", 33)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Clone with a 33-character creator: %v, want ErrInvalid", err)
+	}
+	m.Close()
+	m = openTestManager(t, dir, store, &fakeClock{})
+	defer m.Close()
+	for name, want := range map[string]string{"src": "", "made": "csi", "cloned": "csi"} {
+		d, err := m.DiskInfo(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Creator != want {
+			t.Fatalf("after restart: disk %s creator %q, want %q", name, d.Creator, want)
+		}
+	}
+	if _, err := m.DiskInfo(ctx, "bad"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("DiskInfo of the refused disk: %v, want ErrNotFound", err)
 	}
 }

@@ -44,8 +44,8 @@ func TestRefErrorsSayWhatIsMissing(t *testing.T) {
 	d9, _ := ParseRef("d@9")
 	_, createErr := m.CreateReplica(ctx, "d", "r1")
 	_, restoreErr := m.Restore(ctx, "d", "nope")
-	_, cloneErr := m.Clone(ctx, ubuntu, "c")
-	_, cloneReplicaErr := m.Clone(ctx, d9, "c")
+	_, cloneErr := m.Clone(ctx, ubuntu, "c", "")
+	_, cloneReplicaErr := m.Clone(ctx, d9, "c", "")
 	for _, c := range []struct {
 		what string
 		err  error

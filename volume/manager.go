@@ -394,6 +394,9 @@ func checkSpec(spec DiskSpec) (DiskSpec, error) {
 	if err := ValidateName(spec.Name); err != nil {
 		return spec, err
 	}
+	if err := ValidCreator(spec.Creator); err != nil {
+		return spec, err
+	}
 	if spec.BlockSize == 0 {
 		spec.BlockSize = DefaultBlockSize
 	}
@@ -444,7 +447,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 	rec := &diskRecord{
 		ID: newID(), Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize,
 		Replicas: spec.Replicas, Sync: spec.Sync, Root: RootText(root), Created: now, Committed: now,
-		Origin: spec.Origin,
+		Origin: spec.Origin, Creator: spec.Creator,
 	}
 	h, err := m.openHead(rec)
 	if err != nil {
@@ -536,7 +539,7 @@ func (rec *diskRecord) info(root cid.Cid, replicas int) DiskInfo {
 		Sync: rec.Sync, ReplicaCount: replicas, Root: root,
 		Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
 		Initiators: slices.Clone(rec.Initiators), CHAPUser: rec.CHAP.user(), CHAPTargetUser: rec.CHAP.targetUser(),
-		Origin: rec.Origin,
+		Origin: rec.Origin, Creator: rec.Creator,
 	}
 }
 
@@ -676,14 +679,18 @@ func (m *Manager) removeLocked(h *Head) error {
 // Clone makes a new disk whose content is src's, in O(1): the new head
 // starts at src's root and shares its blocks. A clone of a head commits the
 // head first, so it includes every write that returned before the call.
-// The new disk records src as its origin.
-func (m *Manager) Clone(ctx context.Context, src Ref, name string) (DiskInfo, error) {
+// The new disk records src as its origin, and creator as its creator
+// (DiskSpec.Creator).
+func (m *Manager) Clone(ctx context.Context, src Ref, name, creator string) (DiskInfo, error) {
+	if err := ValidCreator(creator); err != nil {
+		return DiskInfo{}, err // before the commit of a head that pinRef makes
+	}
 	root, size, bs, replicas, release, err := m.pinRef(ctx, src)
 	if err != nil {
 		return DiskInfo{}, err
 	}
 	defer release()
-	return m.createDisk(ctx, DiskSpec{Name: name, Size: size, BlockSize: bs, Replicas: replicas, Origin: src.String()}, root)
+	return m.createDisk(ctx, DiskSpec{Name: name, Size: size, BlockSize: bs, Replicas: replicas, Origin: src.String(), Creator: creator}, root)
 }
 
 // pinRef resolves a ref to a root and holds that root against GC until

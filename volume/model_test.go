@@ -255,7 +255,7 @@ func runModel(t *testing.T, rng *rand.Rand, steps int) {
 				continue
 			}
 			desc = fmt.Sprintf("clone %s %s", src, target)
-			_, err := m.Clone(ctx, src, target)
+			_, err := m.Clone(ctx, src, target, "")
 			if _, exists := md.disks[target]; exists {
 				if !errors.Is(err, ErrExists) {
 					t.Fatalf("step %d %s: got %v, want ErrExists", step, desc, err)

@@ -76,6 +76,21 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// ValidCreator checks a disk's creator (DiskSpec.Creator): "" or, like a
+// name (ValidateName), up to 32 characters.
+func ValidCreator(creator string) error {
+	if creator == "" {
+		return nil
+	}
+	if len(creator) > 32 {
+		return fmt.Errorf("creator %q: longer than 32 characters: %w", creator, ErrInvalid)
+	}
+	if err := ValidateName(creator); err != nil {
+		return fmt.Errorf("creator: %w", err)
+	}
+	return nil
+}
+
 // DiskSpec describes a disk to create.
 type DiskSpec struct {
 	Name      string
@@ -88,6 +103,10 @@ type DiskSpec struct {
 	// Origin is the ref a clone was made from (DISK, DISK@REPLICA or
 	// NAME@N of a spacesuit); "" for a disk made empty or imported.
 	Origin string
+	// Creator names the client that made the disk (ValidCreator), such
+	// as "csi" for the CSI driver, so that it can tell its own disks from
+	// others of the same name; "" for any other (the CLI).
+	Creator string
 }
 
 // DiskInfo describes a disk head as this node's volumes know it; the
@@ -120,6 +139,8 @@ type DiskInfo struct {
 	CHAPUser, CHAPTargetUser string
 	// Origin is the ref the disk was cloned from, as DiskSpec.Origin.
 	Origin string
+	// Creator names the client that made the disk, as DiskSpec.Creator.
+	Creator string
 }
 
 // ReplicaInfo describes a replica: a named, timestamped root.

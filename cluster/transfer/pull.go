@@ -240,13 +240,13 @@ func (s *Service) background(source string, e catalog.Entry) {
 // Clone clones a disk, replica or spacesuit this node does not hold: the
 // clone starts at once from the catalog's root; its blocks are fetched on
 // first read, and a background pull brings the rest. The new disk records
-// src as its origin.
-func (s *Service) Clone(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error) {
+// src as its origin and creator as its creator (volume.DiskSpec.Creator).
+func (s *Service) Clone(ctx context.Context, src volume.Ref, name, creator string) (volume.DiskInfo, error) {
 	e, ok := s.cat.Entry(src)
 	if !ok {
 		return volume.DiskInfo{}, errkind.Errorf(volume.ErrNotFound, "%s: not in this node's volumes nor in the mesh", src)
 	}
-	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: max(e.Replicas, 1), Origin: src.String()}
+	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: max(e.Replicas, 1), Origin: src.String(), Creator: creator}
 	info, err := s.vols.CreateDiskAt(ctx, spec, e.Root)
 	if err != nil {
 		return info, err

@@ -45,7 +45,7 @@ func (s *Service) Recover(ctx context.Context, disk, site string) (volume.Restor
 		}
 	}
 	if _, err := s.vols.Head(disk); errors.Is(err, volume.ErrNotFound) {
-		d, err := s.vols.Clone(ctx, ref, disk)
+		d, err := s.vols.Clone(ctx, ref, disk, "")
 		return volume.RestoreResult{Disk: d}, err
 	}
 	return s.vols.Restore(ctx, disk, last)

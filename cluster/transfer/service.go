@@ -69,7 +69,7 @@ type Volumes interface {
 	CreateDiskAt(ctx context.Context, spec volume.DiskSpec, root cid.Cid) (volume.DiskInfo, error)
 	OpenView(ctx context.Context, ref volume.Ref) (*volume.View, error)
 	Head(name string) (*volume.Head, error)
-	Clone(ctx context.Context, src volume.Ref, name string) (volume.DiskInfo, error)
+	Clone(ctx context.Context, src volume.Ref, name, creator string) (volume.DiskInfo, error)
 	Restore(ctx context.Context, disk, replica string) (volume.RestoreResult, error)
 }
 

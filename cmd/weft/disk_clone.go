@@ -31,7 +31,7 @@ func runDiskClone(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	info, err := cl.Clone(ctx, src, args[1])
+	info, err := cl.Clone(ctx, src, args[1], "")
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,9 @@ func runDiskInfo(ctx context.Context, o *diskInfoOptions, args []string) error {
 	if d.Origin != "" {
 		fmt.Fprintf(tw, "cloned from:\t%s\n", d.Origin)
 	}
+	if d.Creator != "" {
+		fmt.Fprintf(tw, "made by:\t%s\n", d.Creator)
+	}
 	fmt.Fprintf(tw, "created:\t%s\n", when(d.Created))
 	fmt.Fprintf(tw, "committed:\t%s\n", when(d.Committed))
 	fmt.Fprintf(tw, "allow:\t%s\n", orDash(strings.Join(d.Allow, " ")))

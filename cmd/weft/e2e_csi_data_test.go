@@ -27,6 +27,32 @@ type csiClient struct {
 	node csi.NodeClient
 }
 
+// csiRootClient skips the test unless it runs as root (loop devices,
+// mounts; CI runs it as root), else starts a daemon and `weft csi`
+// (csiRootNode) and connects to the plugin.
+func csiRootClient(t *testing.T) (h *harness, c *csiClient, sock string, stopCSI func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (loop devices, mounts); CI runs it as root")
+	}
+	h, sock, stopCSI = csiRootNode(t)
+	return h, dialCSI(t, sock), sock, stopCSI
+}
+
+// dialCSI connects to the plugin at sock; its calls have 3 minutes, and
+// the connection closes when the test ends.
+func dialCSI(t *testing.T, sock string) *csiClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return &csiClient{t: t, ctx: ctx, ctl: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn)}
+}
+
 func csiCap(block, readOnly bool) *csi.VolumeCapability {
 	mode := csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
 	if readOnly {
@@ -110,19 +136,9 @@ func (c *csiClient) use(id string, vc *csi.VolumeCapability, readOnly bool) (tar
 // volume in use is not deleted, a published volume outlives a restart of
 // the plugin, and volumes stage again after the daemon was killed.
 func TestCSIVolumeData(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (loop devices, mounts); CI runs it as root")
-	}
-	h, sock, stopCSI := csiRootNode(t)
+	h, c, sock, stopCSI := csiRootClient(t)
 	disks := filepath.Join(h.home, "csi", "disks")
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	c := &csiClient{t: t, ctx: ctx, ctl: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn)}
+	ctx := c.ctx
 
 	// A mount volume: ext4 made on first use, a file written in it.
 	start := time.Now()

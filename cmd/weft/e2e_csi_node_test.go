@@ -6,12 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/weft-mesh/weft/api"
@@ -39,18 +36,8 @@ func loopsUnder(dir string) []string {
 // bytes), and a block volume's loop devices are freed at unstage even
 // after the daemon was killed under it (its file is another by then).
 func TestCSINodeWritesNothingReadOnlyAndLeaksNoLoop(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (loop devices, mounts); CI runs it as root")
-	}
-	h, sock, _ := csiRootNode(t)
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	c := &csiClient{t: t, ctx: ctx, ctl: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn)}
+	h, c, _, _ := csiRootClient(t)
+	ctx := c.ctx
 	cl := api.NewClient(h.home)
 	t.Cleanup(func() { cl.Close() })
 	diskState := func(name string) api.DiskInfo {
@@ -66,7 +53,7 @@ func TestCSINodeWritesNothingReadOnlyAndLeaksNoLoop(t *testing.T) {
 	// An empty disk staged read-only: refused, nothing written.
 	c.create("empty", csiCap(false, true), nil)
 	staging := filepath.Join(t.TempDir(), "staging")
-	_, err = c.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "empty", StagingTargetPath: staging, VolumeCapability: csiCap(false, true)})
+	_, err := c.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "empty", StagingTargetPath: staging, VolumeCapability: csiCap(false, true)})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("NodeStageVolume of an empty disk, read-only: %v, want FailedPrecondition", err)
 	}

@@ -16,6 +16,9 @@
 //     name is refused, never formatted over.
 //   - A directory already mounted from the right device is left as it is;
 //     one mounted from a stale device is detached lazily and mounted again.
+//   - A writable loop device is flushed (fsync) before it is unbound:
+//     losetup --detach drops its file without a flush, so writes made
+//     through it without an fsync would not be durable.
 //
 // It needs root and util-linux (losetup, blkid) and e2fsprogs (mkfs.ext4).
 // Both the Docker volume plugin and the CSI driver use it.

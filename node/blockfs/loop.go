@@ -148,11 +148,17 @@ func (l Loops) Detach(ctx context.Context, file string) error {
 	return nil
 }
 
-// DetachDevice unbinds the loop device dev; one already unbound is fine.
-// One whose file is dead (its status cannot be read) is unbound too.
+// DetachDevice flushes the loop device dev (FlushDevice) and unbinds
+// it; one already unbound is fine. A flush that fails leaves dev bound,
+// with an error matching ErrNotWritten, so that a retry flushes again;
+// but one whose file is dead (ErrFileGone: its FUSE server died, say) is
+// unbound anyway, since nothing more can reach that file.
 func DetachDevice(ctx context.Context, dev string) error {
 	if !isBound(dev) {
 		return nil
+	}
+	if err := FlushDevice(dev); err != nil && !errors.Is(err, ErrFileGone) {
+		return fmt.Errorf("detach %s: %w", dev, err)
 	}
 	if _, err := run(ctx, "losetup", "--detach", dev); err != nil {
 		if !isBound(dev) {

@@ -25,6 +25,11 @@ var ErrLiveMount = errors.New("directory holds a live mount of another file")
 // stays mounted so nothing more is lost, and a retry syncs again.
 var ErrNotWritten = errors.New("writes did not reach the disk")
 
+// ErrFileGone comes with ErrNotWritten when the file behind a loop device
+// is provably dead (backingDead), such as a FUSE file whose server died:
+// its unsynced writes are lost, and no retry can get them through.
+var ErrFileGone = errors.New("the file behind the loop device is gone")
+
 // Attacher mounts disk files at directories. The zero value works on the
 // host; tests may point it elsewhere.
 type Attacher struct {
@@ -57,45 +62,35 @@ type Attachment struct {
 // fails, such as a FUSE file served by a process that died) is detached
 // lazily and mounted anew. Any other mount at dir fails with ErrLiveMount.
 func (a Attacher) Mount(ctx context.Context, file, dir string, flags uintptr) (Attachment, error) {
+	return a.mount(ctx, file, dir, flags, false)
+}
+
+// mount is Mount, or MountReadOnly when readOnly: one path, which differs
+// only where writing would (the device's mode, formatting, replacing a
+// stale mount, journal replay).
+func (a Attacher) mount(ctx context.Context, file, dir string, flags uintptr, readOnly bool) (Attachment, error) {
 	id, err := statID(file)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
 	}
-	if m, ok, err := mountAt(dir); err != nil {
-		return Attachment{}, err
-	} else if ok {
-		dev := loopByDevice(a.sysDevBlock(), m.Device)
-		if b, bound := loopBacking(dev); dev != "" && bound && b == id {
-			return Attachment{Device: dev, FSType: m.FSType}, nil
-		}
-		if dev == "" {
-			return Attachment{}, fmt.Errorf("mount %s at %s: %w (%s from %s, not a loop device)", file, dir, ErrLiveMount, m.FSType, m.Source)
-		}
-		if !backingDead(dev) {
-			return Attachment{}, fmt.Errorf("mount %s at %s: %w (%s on %s: its file is still mounted and reads; unmount it first)", file, dir, ErrLiveMount, m.FSType, dev)
-		}
-		// Stale: whoever still has files open there keeps the old file
-		// system (and gets errors from its gone file); new users get the
-		// new one.
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			return Attachment{}, fmt.Errorf("mount %s at %s: detach the stale mount (%s from %s): %w", file, dir, m.FSType, m.Source, err)
-		}
-		if dev != "" {
-			if err := DetachDevice(ctx, dev); err != nil {
-				return Attachment{}, fmt.Errorf("mount %s at %s: free the stale device: %w", file, dir, err)
-			}
-		}
+	if at, done, err := a.mountedAt(ctx, file, dir, id, readOnly); done || err != nil {
+		return at, err
 	}
 	before, err := a.Loops.Find(file)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
 	}
-	dev, err := a.Loops.Attach(ctx, file)
+	var dev string
+	if readOnly {
+		dev, err = a.Loops.AttachMode(ctx, file, true)
+	} else {
+		dev, err = a.Loops.Attach(ctx, file)
+	}
 	if err != nil {
 		return Attachment{}, err
 	}
-	at, err := mountDevice(ctx, dev, file, dir, a.FSType, flags)
-	if err != nil && len(before) == 0 {
+	at, err := mountDevice(ctx, dev, file, dir, a.FSType, flags, readOnly)
+	if err != nil && !slices.Contains(before, dev) {
 		// Leave no device bound by a mount that failed, such as one of
 		// a disk refused for holding unknown data.
 		if derr := DetachDevice(context.WithoutCancel(ctx), dev); derr != nil {
@@ -105,17 +100,64 @@ func (a Attacher) Mount(ctx context.Context, file, dir string, flags uintptr) (A
 	return at, err
 }
 
-// mountDevice makes a file system on dev if it is empty and mounts it.
-func mountDevice(ctx context.Context, dev, file, dir, fstype string, flags uintptr) (Attachment, error) {
-	typ, made, err := Format(ctx, dev, fstype)
+// mountedAt looks at what is mounted at dir before a mount of the file
+// of id there: done with its Attachment when it is that file's file
+// system (on a read-only device, if readOnly), nothing to do when dir is
+// no mount point or held a stale mount, which is then detached (not if
+// readOnly: that would be a write); an error otherwise.
+func (a Attacher) mountedAt(ctx context.Context, file, dir string, id fileID, readOnly bool) (at Attachment, done bool, err error) {
+	m, ok, err := mountAt(dir)
+	if err != nil || !ok {
+		return Attachment{}, false, err
+	}
+	dev := loopByDevice(a.sysDevBlock(), m.Device)
+	if b, bound := loopBacking(dev); dev != "" && bound && b == id && (!readOnly || a.Loops.ReadOnly(dev)) {
+		return Attachment{Device: dev, FSType: m.FSType}, true, nil
+	}
+	switch {
+	case readOnly:
+		return Attachment{}, false, fmt.Errorf("mount %s at %s read-only: %s is mounted there already (%s from %s)", file, dir, dir, m.FSType, m.Source)
+	case dev == "":
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: %w (%s from %s, not a loop device)", file, dir, ErrLiveMount, m.FSType, m.Source)
+	case !backingDead(dev):
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: %w (%s on %s: its file is still mounted and reads; unmount it first)", file, dir, ErrLiveMount, m.FSType, dev)
+	}
+	// Stale: whoever still has files open there keeps the old file
+	// system (and gets errors from its gone file); new users get the new
+	// one.
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: detach the stale mount (%s from %s): %w", file, dir, m.FSType, m.Source, err)
+	}
+	if err := DetachDevice(ctx, dev); err != nil {
+		return Attachment{}, false, fmt.Errorf("mount %s at %s: free the stale device: %w", file, dir, err)
+	}
+	return Attachment{}, false, nil
+}
+
+// mountDevice mounts the file system on dev at dir: made first if dev
+// is empty (Format), unless readOnly; then mounted read-only with no
+// journal replayed (noReplay), where an empty dev fails with
+// ErrNoFileSystem.
+func mountDevice(ctx context.Context, dev, file, dir, fstype string, flags uintptr, readOnly bool) (Attachment, error) {
+	var (
+		typ, data, how string
+		made           bool
+		err            error
+	)
+	if readOnly {
+		typ, err = existingFSType(ctx, dev, file)
+		flags, data, how = flags|unix.MS_RDONLY, noReplay[typ], " read-only"
+	} else {
+		typ, made, err = Format(ctx, dev, fstype)
+	}
 	if err != nil {
 		return Attachment{}, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
 	}
-	if err := unix.Mount(dev, dir, typ, flags, ""); err != nil {
-		return Attachment{}, fmt.Errorf("mount %s (%s on %s) at %s: %w", dev, typ, file, dir, err)
+	if err := unix.Mount(dev, dir, typ, flags, data); err != nil {
+		return Attachment{}, fmt.Errorf("mount %s (%s on %s)%s at %s: %w", dev, typ, file, how, dir, err)
 	}
 	return Attachment{Device: dev, FSType: typ, Formatted: made}, nil
 }
@@ -193,13 +235,40 @@ func syncMount(dir, dev string) error {
 	if dev == "" {
 		return nil
 	}
-	f, err := os.OpenFile(dev, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dev, err)
+	return FlushDevice(dev)
+}
+
+// FlushDevice writes what was written through the loop device dev
+// through to its file: an fsync of the device writes its dirty pages and
+// sends a flush through the loop driver to the file, an fsync of it (for
+// weft's FUSE file a Head.Flush: durable, as after an NBD FLUSH). Without
+// it, losetup --detach drops the file with no flush, and the writes of a
+// process that did not fsync are not durable. A read-only or unbound dev
+// has nothing to flush. A failure matches ErrNotWritten, and ErrFileGone
+// too when the file is dead.
+func FlushDevice(dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w (%w)", dev, ErrNotWritten, err)
+	if err != nil {
+		return fmt.Errorf("flush %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlLoopGetStatus64(fd)
+	switch {
+	case errors.Is(err, unix.ENXIO):
+		return nil // unbound
+	case err == nil && info.Flags&unix.LO_FLAGS_READ_ONLY != 0:
+		return nil // nothing was written through it
+	}
+	// An error of the status (a dead file answers ENOTCONN) is left to
+	// the fsync and backingDead to judge.
+	if err := unix.Fsync(fd); err != nil {
+		if backingDead(dev) {
+			return fmt.Errorf("flush %s: %w: %w (%w)", dev, ErrNotWritten, ErrFileGone, err)
+		}
+		return fmt.Errorf("flush %s: %w (%w)", dev, ErrNotWritten, err)
 	}
 	return nil
 }

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrNoFileSystem refuses a read-only mount of a disk that holds no file
@@ -63,49 +60,18 @@ var noReplay = map[string]string{"ext3": "noload", "ext4": "noload", "xfs": "nor
 // already mounted from a read-only device on file is left as it is; one
 // holding another mount fails: unmount it first.
 func (a Attacher) MountReadOnly(ctx context.Context, file, dir string, flags uintptr) (Attachment, error) {
-	id, err := statID(file)
-	if err != nil {
-		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
-	}
-	if m, ok, err := mountAt(dir); err != nil {
-		return Attachment{}, err
-	} else if ok {
-		dev := loopByDevice(a.sysDevBlock(), m.Device)
-		if b, bound := loopBacking(dev); dev != "" && bound && b == id && a.Loops.ReadOnly(dev) {
-			return Attachment{Device: dev, FSType: m.FSType}, nil
-		}
-		return Attachment{}, fmt.Errorf("mount %s at %s read-only: %s is mounted there already (%s from %s)", file, dir, dir, m.FSType, m.Source)
-	}
-	before, err := a.Loops.Find(file)
-	if err != nil {
-		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
-	}
-	dev, err := a.Loops.AttachMode(ctx, file, true)
-	if err != nil {
-		return Attachment{}, err
-	}
-	at, err := mountReadOnly(ctx, dev, file, dir, flags)
-	if err != nil && !slices.Contains(before, dev) {
-		if derr := DetachDevice(context.WithoutCancel(ctx), dev); derr != nil {
-			err = fmt.Errorf("%w (and free %s: %v)", err, dev, derr)
-		}
-	}
-	return at, err
+	return a.mount(ctx, file, dir, flags, true)
 }
 
-func mountReadOnly(ctx context.Context, dev, file, dir string, flags uintptr) (Attachment, error) {
+// existingFSType is the type of the file system on dev (of file), which
+// a read-only mount cannot make: none fails with ErrNoFileSystem.
+func existingFSType(ctx context.Context, dev, file string) (string, error) {
 	typ, err := FSType(ctx, dev)
 	if err != nil {
-		return Attachment{}, err
+		return "", err
 	}
 	if typ == "" || strings.HasPrefix(typ, "PTTYPE:") {
-		return Attachment{}, fmt.Errorf("mount %s read-only: %w (found %q; it is made on the first writable use)", file, ErrNoFileSystem, typ)
+		return "", fmt.Errorf("mount %s read-only: %w (found %q; it is made on the first writable use)", file, ErrNoFileSystem, typ)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Attachment{}, fmt.Errorf("mount %s at %s: %w", file, dir, err)
-	}
-	if err := unix.Mount(dev, dir, typ, flags|unix.MS_RDONLY, noReplay[typ]); err != nil {
-		return Attachment{}, fmt.Errorf("mount %s (%s on %s) read-only at %s: %w", dev, typ, file, dir, err)
-	}
-	return Attachment{Device: dev, FSType: typ}, nil
+	return typ, nil
 }

@@ -10,10 +10,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// CreateVolume creates a disk, or clones one from a snapshot or a volume.
-// A volume of the same name that fits the request, and came from the
-// content source it names (the disk's origin), is answered as it is; one
-// that does not fails with AlreadyExists.
+// CreateVolume creates a disk, or clones one from a snapshot or a volume,
+// recording CSI as its creator (api.CreatorCSI). A volume of the same
+// name that CSI made, that fits the request and came from the content
+// source it names (the disk's origin), is answered as it is; one that
+// does not, or a disk of that name made otherwise (weft disk create, the
+// Docker plugin), fails with AlreadyExists.
 func (p *Plugin) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	if req.GetName() == "" {
 		return nil, invalidf("volume name missing")
@@ -45,6 +47,8 @@ func (p *Plugin) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 
 	d, err := p.cfg.Volumes.DiskInfo(ctx, name)
 	switch {
+	case err == nil && d.Creator != api.CreatorCSI:
+		return nil, status.Errorf(codes.AlreadyExists, "volume %s: disk %s exists and was not made by CSI (made by %q): the plugin never adopts it", req.GetName(), name, d.Creator)
 	case err == nil:
 		if !cr.fits(d.Size) || !params.matches(d) || d.Origin != origin {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %s exists as disk %s of %d bytes, %d replicas, sync %v, block size %d, cloned from %q: not what this request asks",
@@ -102,6 +106,7 @@ func (p *Plugin) createDisk(ctx context.Context, name string, cr capacityRange, 
 	}
 	d, err := p.cfg.Volumes.CreateDisk(ctx, api.DiskSpec{
 		Name: name, Size: size, BlockSize: bs, Replicas: params.replicas, Sync: params.sync != nil && *params.sync,
+		Creator: api.CreatorCSI,
 	})
 	return d, grpcError(err, "create disk %s", name)
 }
@@ -146,13 +151,14 @@ func (p *Plugin) cloneVolume(ctx context.Context, name string, src *csi.VolumeCo
 	if !params.matches(want) {
 		return api.DiskInfo{}, invalidf("a clone of %s has its %d replicas, block size %d and async mode; the parameters ask otherwise", ref, replicas, bs)
 	}
-	d, err := p.cfg.Volumes.Clone(ctx, ref, name)
+	d, err := p.cfg.Volumes.Clone(ctx, ref, name, api.CreatorCSI)
 	return d, grpcError(err, "clone %s into %s", ref, name)
 }
 
-// DeleteVolume removes a disk; its replicas (the volume's snapshots)
-// stay. A volume that does not exist is deleted already; one in use on
-// the node (a loop device, an open file) fails with FailedPrecondition.
+// DeleteVolume removes a disk that CSI made; its replicas (the volume's
+// snapshots) stay. A volume that does not exist is deleted already; one
+// in use on the node (a loop device, an open file), or a disk of that
+// name that CSI did not make, fails with FailedPrecondition.
 func (p *Plugin) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	id := req.GetVolumeId()
 	if id == "" {
@@ -166,6 +172,16 @@ func (p *Plugin) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return nil, err
 	}
 	defer unlock()
+	d, err := p.cfg.Volumes.DiskInfo(ctx, id)
+	if errors.Is(err, api.ErrNotFound) {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if err != nil {
+		return nil, grpcError(err, "delete volume %s", id)
+	}
+	if d.Creator != api.CreatorCSI {
+		return nil, status.Errorf(codes.FailedPrecondition, "delete volume %s: the disk was not made by CSI (made by %q): remove it with weft disk rm", id, d.Creator)
+	}
 	err = p.cfg.Volumes.RemoveDisk(ctx, id)
 	if err != nil && !errors.Is(err, api.ErrNotFound) {
 		return nil, grpcError(err, "delete volume %s", id)

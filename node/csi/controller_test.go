@@ -53,7 +53,7 @@ func (f *fakeVolumes) CreateDisk(_ context.Context, s api.DiskSpec) (api.DiskInf
 	if s.Replicas == 0 {
 		s.Replicas = api.DefaultReplicas
 	}
-	d := api.DiskInfo{Name: s.Name, Size: s.Size, BlockSize: s.BlockSize, Replicas: s.Replicas, Sync: s.Sync}
+	d := api.DiskInfo{Name: s.Name, Size: s.Size, BlockSize: s.BlockSize, Replicas: s.Replicas, Sync: s.Sync, Creator: s.Creator}
 	f.disks[s.Name] = d
 	return d, nil
 }
@@ -81,14 +81,14 @@ func (f *fakeVolumes) RemoveDisk(_ context.Context, name string) error {
 	return nil
 }
 
-func (f *fakeVolumes) Clone(_ context.Context, src api.Ref, name string) (api.DiskInfo, error) {
+func (f *fakeVolumes) Clone(_ context.Context, src api.Ref, name, creator string) (api.DiskInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d, ok := f.disks[src.Disk]
 	if !ok {
 		return d, notFound(src.String())
 	}
-	d.Name, d.Sync, d.Origin = name, false, src.String()
+	d.Name, d.Sync, d.Origin, d.Creator = name, false, src.String(), creator
 	f.disks[name] = d
 	return d, nil
 }
@@ -279,6 +279,51 @@ func TestDeleteVolumeInUse(t *testing.T) {
 	for range 2 {
 		if _, err := p.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: "v"}); err != nil {
 			t.Fatalf("DeleteVolume: %v", err)
+		}
+	}
+}
+
+// TestOnlyItsOwnDisks: a disk of a volume's name that CSI did not make
+// (weft disk create, the Docker plugin) is neither answered as the
+// volume by CreateVolume nor removed by DeleteVolume; CSI's own volumes,
+// made or cloned, are.
+func TestOnlyItsOwnDisks(t *testing.T) {
+	p, f := newTestPlugin(t)
+	ctx := context.Background()
+	f.disks["foreign"] = api.DiskInfo{Name: "foreign", Size: 1 << 30, BlockSize: api.DefaultBlockSize, Replicas: api.DefaultReplicas}
+	f.disks["docker"] = api.DiskInfo{Name: "docker", Size: 1 << 30, BlockSize: api.DefaultBlockSize, Replicas: api.DefaultReplicas, Creator: "docker"}
+	for _, name := range []string{"foreign", "docker"} {
+		_, err := p.CreateVolume(ctx, createReq(name, 0, nil))
+		wantCode(t, "CreateVolume over a disk CSI did not make, "+name, err, codes.AlreadyExists)
+		_, err = p.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: name})
+		wantCode(t, "DeleteVolume of a disk CSI did not make, "+name, err, codes.FailedPrecondition)
+		if _, ok := f.disks[name]; !ok {
+			t.Fatalf("DeleteVolume removed %s, a disk CSI did not make", name)
+		}
+	}
+
+	if _, err := p.CreateVolume(ctx, createReq("mine", 0, nil)); err != nil {
+		t.Fatal(err)
+	}
+	req := createReq("my-clone", 0, nil)
+	req.VolumeContentSource = volumeSource("foreign")
+	if _, err := p.CreateVolume(ctx, req); err != nil {
+		t.Fatalf("CreateVolume cloned from a disk CSI did not make: %v", err)
+	}
+	for _, name := range []string{"mine", "my-clone"} {
+		if got := f.disks[name].Creator; got != api.CreatorCSI {
+			t.Fatalf("disk %s: creator %q, want %q", name, got, api.CreatorCSI)
+		}
+	}
+	if _, err := p.CreateVolume(ctx, req); err != nil {
+		t.Fatalf("CreateVolume of its clone again: %v", err)
+	}
+	for _, name := range []string{"mine", "my-clone"} {
+		if _, err := p.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: name}); err != nil {
+			t.Fatalf("DeleteVolume %s: %v", name, err)
+		}
+		if _, ok := f.disks[name]; ok {
+			t.Fatalf("DeleteVolume left %s", name)
 		}
 	}
 }

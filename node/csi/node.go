@@ -121,8 +121,12 @@ func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 
 // NodeUnstageVolume unmounts the staging path and unbinds the disk's loop
 // devices: those on its file now, and those recorded at stage and publish
-// (on the file it had then, or on a dead one). A file system still in use
-// fails with FailedPrecondition.
+// (on the file it had then, or on a dead one). Each writable device is
+// flushed before it is unbound (and a file system synced before it is
+// unmounted), so what was written through it is durable on the disk when
+// the call returns; a flush that fails keeps the device bound and the
+// call fails, for a retry. A file system still in use fails with
+// FailedPrecondition.
 func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id := req.GetVolumeId()
 	staging, unlock, err := p.lockVolumePath(id, req.GetStagingTargetPath(), "staging target path")
@@ -221,7 +225,8 @@ func samePublication(id, target string, block, readOnly bool) error {
 }
 
 // NodeUnpublishVolume unmounts the target path and removes what publish
-// made there; a target that is gone is unpublished already.
+// made there, flushing a block volume's device first (flushBlockTarget);
+// a target that is gone is unpublished already.
 func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id := req.GetVolumeId()
 	target, unlock, err := p.lockVolumePath(id, req.GetTargetPath(), "target path")
@@ -237,6 +242,9 @@ func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		if !mounted {
 			break
 		}
+		if err := p.node.flushBlockTarget(target); err != nil {
+			return nil, status.Errorf(codes.Internal, "unpublish %s: %v", id, err)
+		}
 		if err := unix.Unmount(target, 0); err != nil {
 			code := codes.Internal
 			if errors.Is(err, unix.EBUSY) {
@@ -250,6 +258,30 @@ func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	p.log.Info("csi volume unpublished", "disk", id, "at", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// flushBlockTarget flushes the loop device of a block volume published at
+// target (blockfs.FlushDevice), so that what the pod wrote through it is
+// durable on the disk once unpublished, like after an NBD FLUSH, not only
+// once unstaged. A failure keeps the target published for a retry; a
+// device whose file is dead (the daemon was killed) has nothing more to
+// flush, and is logged. A mount volume's target is a bind of the staging
+// path: its file system is synced when unstaged.
+func (n *nodeService) flushBlockTarget(target string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(target, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return nil // gone meanwhile, or not a block volume
+	}
+	dev, ok, err := n.att.LoopDeviceAt(target)
+	if err != nil || !ok {
+		return err
+	}
+	err = blockfs.FlushDevice(dev)
+	if errors.Is(err, blockfs.ErrFileGone) {
+		n.log.Warn("csi unpublish: the block volume's file is gone, unsynced writes are lost", "at", target, "device", dev, "err", err)
+		return nil
+	}
+	return err
 }
 
 // resolvePath is path with its symlinks resolved (the kernel's mount

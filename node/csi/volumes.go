@@ -13,7 +13,9 @@ type Volumes interface {
 	CreateDisk(ctx context.Context, spec api.DiskSpec) (api.DiskInfo, error)
 	DiskInfo(ctx context.Context, name string) (api.DiskInfo, error)
 	RemoveDisk(ctx context.Context, name string) error
-	Clone(ctx context.Context, src api.Ref, name string) (api.DiskInfo, error)
+	// Clone makes disk name from src, recording creator as its
+	// creator (api.DiskSpec.Creator).
+	Clone(ctx context.Context, src api.Ref, name, creator string) (api.DiskInfo, error)
 	ListReplicas(ctx context.Context, disk string) ([]api.ReplicaInfo, error)
 	// ReplicaDisks names the disks with replicas, removed ones included.
 	ReplicaDisks(ctx context.Context) ([]string, error)

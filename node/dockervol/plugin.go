@@ -21,7 +21,7 @@ import (
 // Disks is what the plugin asks of the weft daemon (api.Client has it).
 type Disks interface {
 	CreateDisk(ctx context.Context, spec api.DiskSpec) (api.DiskInfo, error)
-	Clone(ctx context.Context, src api.Ref, name string) (api.DiskInfo, error)
+	Clone(ctx context.Context, src api.Ref, name, creator string) (api.DiskInfo, error)
 	RemoveDisk(ctx context.Context, name string) error
 	DiskInfo(ctx context.Context, name string) (api.DiskInfo, error)
 	ListDisks(ctx context.Context) ([]api.DiskInfo, error)
@@ -123,7 +123,7 @@ func (p *Plugin) Recover(ctx context.Context) error {
 			continue
 		}
 		for _, id := range p.refs.users(v) {
-			if _, err := p.refs.drop(v, id); err != nil {
+			if err := p.refs.drop(v, id); err != nil {
 				return fmt.Errorf("docker plugin: recover %s: %w", v, err)
 			}
 		}
@@ -235,7 +235,7 @@ func (p *Plugin) Create(ctx context.Context, name string, opts map[string]string
 	}
 	if o.from != "" {
 		src, _ := api.ParseRef(o.from)
-		if _, err := p.disks.Clone(ctx, src, name); err != nil {
+		if _, err := p.disks.Clone(ctx, src, name, ""); err != nil {
 			return fmt.Errorf("clone %s to %s: %w", o.from, name, err)
 		}
 		p.log.Info("volume cloned", "volume", name, "from", o.from)
@@ -332,7 +332,7 @@ func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 		}
 	}
 	if err != nil {
-		if _, derr := p.refs.drop(name, id); derr != nil {
+		if derr := p.refs.drop(name, id); derr != nil {
 			p.log.Error("forget a failed mount", "volume", name, "id", id, "err", derr)
 		}
 		return "", fmt.Errorf("mount volume %s: %w", name, err)
@@ -341,20 +341,34 @@ func (p *Plugin) Mount(ctx context.Context, name, id string) (string, error) {
 	return dir, nil
 }
 
-// Unmount drops mount ID id from the volume; the last one unmounts it.
+// Unmount drops mount ID id from the volume; the last one unmounts it
+// first. An unmount that fails (busy, or writes that did not reach the
+// disk) keeps id's reference and returns the error: the container may
+// still use the mount, and Docker's retry, or a restarted plugin, must
+// still count it rather than forget a volume that stays mounted. One that
+// fails yet took the mount down (its disk file was dead: the writes not
+// synced are lost, and it was detached) drops it, and returns the error.
 func (p *Plugin) Unmount(ctx context.Context, name, id string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	last, err := p.refs.drop(name, id)
-	if err != nil {
+	if p.refs.lastUser(name, id) {
+		dir := p.volumeDir(name)
+		if err := p.mnt.Unmount(ctx, p.diskFile(name), dir); err != nil {
+			err = fmt.Errorf("unmount volume %s: %w", name, err)
+			if mounted, merr := p.mnt.Mounted(dir); merr != nil || mounted {
+				return err
+			}
+			return errors.Join(err, p.refs.drop(name, id))
+		}
+	}
+	// Unmounted and then the plugin dies before the drop is saved: the
+	// reference outlives the mount, and Recover drops it at start.
+	if err := p.refs.drop(name, id); err != nil {
 		return err
 	}
-	if !last {
-		p.log.Info("volume still in use", "volume", name, "id", id, "users", len(p.refs.users(name)))
+	if users := len(p.refs.users(name)); users > 0 {
+		p.log.Info("volume still in use", "volume", name, "id", id, "users", users)
 		return nil
-	}
-	if err := p.mnt.Unmount(ctx, p.diskFile(name), p.volumeDir(name)); err != nil {
-		return fmt.Errorf("unmount volume %s: %w", name, err)
 	}
 	p.log.Info("volume unmounted", "volume", name, "id", id)
 	return nil

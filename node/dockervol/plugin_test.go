@@ -44,7 +44,7 @@ func (f *fakeDisks) CreateDisk(ctx context.Context, s api.DiskSpec) (api.DiskInf
 	return info, nil
 }
 
-func (f *fakeDisks) Clone(ctx context.Context, src api.Ref, name string) (api.DiskInfo, error) {
+func (f *fakeDisks) Clone(ctx context.Context, src api.Ref, name, _ string) (api.DiskInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if src.Disk == "missing" {
@@ -151,6 +151,15 @@ type pluginServer struct {
 
 func newPluginServer(t *testing.T, dir string, disks *fakeDisks, mnt *fakeMounter) *pluginServer {
 	t.Helper()
+	s := newPluginServerWith(t, dir, disks, mnt)
+	s.mnt = mnt
+	return s
+}
+
+// newPluginServerWith serves a plugin that mounts with mnt (the returned
+// server's mnt is not set).
+func newPluginServerWith(t *testing.T, dir string, disks *fakeDisks, mnt Mounter) *pluginServer {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Dir, cfg.DefaultSize = dir, 32<<20
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -163,7 +172,7 @@ func newPluginServer(t *testing.T, dir string, disks *fakeDisks, mnt *fakeMounte
 	}
 	srv := httptest.NewServer(NewHandler(p, cfg.Logger))
 	t.Cleanup(srv.Close)
-	return &pluginServer{t: t, url: srv.URL, dir: dir, disks: disks, mnt: mnt}
+	return &pluginServer{t: t, url: srv.URL, dir: dir, disks: disks}
 }
 
 // call posts body to /call and decodes the answer.
@@ -420,7 +429,7 @@ func TestRecoverAfterReboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.drop("b", "c2"); err != nil {
+	if err := r.drop("b", "c2"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -562,4 +571,70 @@ func TestMountOutlivesTheRequest(t *testing.T) {
 	if fm.ctxErr != nil || !fm.deadline {
 		t.Fatalf("the mount ran with context error %v, deadline %v; want a live context with a deadline of its own", fm.ctxErr, fm.deadline)
 	}
+}
+
+// TestUnmountFailureKeepsTheUser: the last user's unmount that fails
+// (the file system is busy, or its writes did not reach the disk) keeps
+// the mount ID's reference and reports the error to Docker, so Path
+// still answers, Remove is still refused, a restarted plugin still knows
+// the volume is in use, and a retry takes it down.
+func TestUnmountFailureKeepsTheUser(t *testing.T) {
+	dir := t.TempDir()
+	disks, fm := newFakeDisks(), &fakeMounter{mounted: map[string]string{}}
+	vdir := filepath.Join(dir, "volumes", "v")
+	bm := &busyMounter{fakeMounter: fm, refuse: map[string]error{}}
+	s := newPluginServerWith(t, dir, disks, bm)
+	s.ok("VolumeDriver.Create", request{Name: "v"})
+	s.ok("VolumeDriver.Mount", request{Name: "v", ID: "c1"})
+
+	bm.refuse[vdir] = blockfs.ErrNotWritten
+	s.refused("writes did not reach the disk", "VolumeDriver.Unmount", request{Name: "v", ID: "c1"})
+	if !fm.isMounted(vdir) {
+		t.Fatal("v unmounted though its unmount failed")
+	}
+	if r := s.ok("VolumeDriver.Path", request{Name: "v"}); r.Mountpoint != vdir {
+		t.Fatalf("Path after a failed unmount: %q, want %s", r.Mountpoint, vdir)
+	}
+	s.refused("in use", "VolumeDriver.Remove", request{Name: "v"})
+
+	// A restarted plugin still counts c1 and does not take v down at
+	// start (Recover unmounts only volumes with no user).
+	s2 := newPluginServerWith(t, dir, disks, bm)
+	if !fm.isMounted(vdir) {
+		t.Fatal("the restarted plugin unmounted v, which c1 still uses")
+	}
+	s2.refused("in use", "VolumeDriver.Remove", request{Name: "v"})
+
+	delete(bm.refuse, vdir)
+	s2.ok("VolumeDriver.Unmount", request{Name: "v", ID: "c1"})
+	if fm.isMounted(vdir) {
+		t.Fatal("v still mounted after the retried unmount succeeded")
+	}
+	if r := s2.ok("VolumeDriver.Path", request{Name: "v"}); r.Mountpoint != "" {
+		t.Fatalf("Path after the unmount: %q, want none", r.Mountpoint)
+	}
+	s2.ok("VolumeDriver.Remove", request{Name: "v"})
+
+	// An unmount that fails yet takes the mount down (its disk file was
+	// dead) forgets the user: nothing is mounted for it to use.
+	s2.ok("VolumeDriver.Create", request{Name: "w"})
+	s2.ok("VolumeDriver.Mount", request{Name: "w", ID: "c2"})
+	gone := &goneMounter{busyMounter: bm}
+	s3 := newPluginServerWith(t, dir, disks, gone)
+	s3.refused("the file behind /dev/loop9 is gone", "VolumeDriver.Unmount", request{Name: "w", ID: "c2"})
+	if r := s3.ok("VolumeDriver.Path", request{Name: "w"}); r.Mountpoint != "" {
+		t.Fatalf("Path after an unmount that took the mount down: %q, want none", r.Mountpoint)
+	}
+	s3.ok("VolumeDriver.Remove", request{Name: "w"})
+}
+
+// goneMounter's Unmount takes the mount down and fails, as blockfs does
+// when the file under the loop device is dead.
+type goneMounter struct{ *busyMounter }
+
+func (m *goneMounter) Unmount(ctx context.Context, file, dir string) error {
+	if err := m.busyMounter.Unmount(ctx, file, dir); err != nil {
+		return err
+	}
+	return fmt.Errorf("unmount %s: %w: the file behind /dev/loop9 is gone, unsynced writes are lost; detached it", dir, blockfs.ErrNotWritten)
 }

@@ -99,13 +99,19 @@ func (r *refs) add(volume, id string) (first bool, err error) {
 	return len(ids) == 0, nil
 }
 
-// drop records that id no longer uses volume and saves; it reports
-// whether the volume has no user left.
-func (r *refs) drop(volume, id string) (last bool, err error) {
+// lastUser reports whether volume has no user once id is dropped: id is
+// its only one, or it has none.
+func (r *refs) lastUser(volume, id string) bool {
+	ids := r.byVolume[volume]
+	return len(ids) == 0 || len(ids) == 1 && ids[0] == id
+}
+
+// drop records that id no longer uses volume and saves.
+func (r *refs) drop(volume, id string) error {
 	ids := r.byVolume[volume]
 	i := slices.Index(ids, id)
 	if i < 0 {
-		return len(ids) == 0, nil
+		return nil
 	}
 	rest := slices.Delete(slices.Clone(ids), i, i+1)
 	if len(rest) == 0 {
@@ -115,9 +121,9 @@ func (r *refs) drop(volume, id string) (last bool, err error) {
 	}
 	if err := r.save(); err != nil {
 		r.byVolume[volume] = ids
-		return false, err
+		return err
 	}
-	return len(rest) == 0, nil
+	return nil
 }
 
 // mounted lists the volumes with users, sorted.

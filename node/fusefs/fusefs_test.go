@@ -443,7 +443,7 @@ func TestDisksAppearAndVanish(t *testing.T) {
 	}
 
 	// A clone made while mounted is there at once, with the content.
-	if _, err := vols.Clone(ctx, volume.Ref{Disk: "a"}, "c"); err != nil {
+	if _, err := vols.Clone(ctx, volume.Ref{Disk: "a"}, "c", ""); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(filepath.Join(m.Dir(), "c.img"))
