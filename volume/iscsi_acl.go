@@ -38,9 +38,6 @@ const (
 	MinCHAPSecret = 12
 	MaxCHAPSecret = 255
 	maxCHAPUser   = 255
-	// maxInitiatorName is the longest iSCSI name (RFC 7143 section 4.2.7.1).
-	maxInitiatorName = 223
-	maxInitiators    = 256
 )
 
 func checkCHAPPart(what, user, secret string) error {
@@ -87,24 +84,6 @@ func (m *Manager) DiskCHAP(disk string) (*CHAP, error) {
 	}
 	c := *rec.CHAP
 	return &c, nil
-}
-
-// normInitiators checks a list of iSCSI initiator names and lowers them:
-// names are compared without regard to case, as iSCSI names are (RFC
-// 3722).
-func normInitiators(names []string) ([]string, error) {
-	if len(names) > maxInitiators {
-		return nil, fmt.Errorf("%d initiators, more than %d: %w", len(names), maxInitiators, ErrInvalid)
-	}
-	var norm []string
-	for _, n := range names {
-		if n == "" || len(n) > maxInitiatorName || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' || r == ',' || r == '=' }) {
-			return nil, fmt.Errorf("initiator %q: want an iSCSI name (iqn.…, eui.… or naa.…) of up to %d characters: %w", n, maxInitiatorName, ErrInvalid)
-		}
-		norm = append(norm, strings.ToLower(n))
-	}
-	slices.Sort(norm)
-	return slices.Compact(norm), nil
 }
 
 // InitiatorAllowed reports whether an iSCSI initiator may log in to the
