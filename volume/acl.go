@@ -41,7 +41,7 @@ func (m *Manager) SetACL(ctx context.Context, disk string, acl ACL) (DiskInfo, e
 			return DiskInfo{}, fmt.Errorf("%w: %w", err, ErrInvalid)
 		}
 	}
-	return m.changeDisk(ctx, disk, func(rec *diskRecord) {
+	return m.changeDisk(ctx, disk, false, func(rec *diskRecord) {
 		if acl.Allow != nil {
 			rec.Allow = allow
 		}

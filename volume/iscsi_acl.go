@@ -68,16 +68,21 @@ func (m *Manager) SetCHAP(ctx context.Context, disk string, c *CHAP) (DiskInfo, 
 		cp := *c
 		c = &cp
 	}
-	return m.changeDisk(ctx, disk, func(rec *diskRecord) { rec.CHAP = c })
+	return m.changeDisk(ctx, disk, true, func(rec *diskRecord) { rec.CHAP, rec.CHAPRequired = c, false })
 }
 
-// DiskCHAP returns a disk's CHAP secrets, nil when CHAP is off.
+// DiskCHAP returns a disk's CHAP secrets, nil when CHAP is off. For a disk
+// whose logins need CHAP while no secret is set here (its previous owner's
+// stayed there) the error matches ErrNoCHAPSecret.
 func (m *Manager) DiskCHAP(disk string) (*CHAP, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rec, ok := m.cat.Disks[disk]
 	if !ok {
 		return nil, fmt.Errorf("disk %q: %w", disk, ErrNotFound)
+	}
+	if rec.CHAP == nil && rec.CHAPRequired {
+		return nil, fmt.Errorf("disk %q: %w: set one with weft disk chap", disk, ErrNoCHAPSecret)
 	}
 	if rec.CHAP == nil {
 		return nil, nil
@@ -101,9 +106,10 @@ func (m *Manager) InitiatorAllowed(disk, initiator string) (bool, error) {
 	return slices.Contains(rec.Initiators, strings.ToLower(initiator)), nil
 }
 
-// changeDisk applies change to a disk's record and saves the catalog,
-// rolling back if it cannot.
-func (m *Manager) changeDisk(ctx context.Context, disk string, change func(*diskRecord)) (DiskInfo, error) {
+// changeDisk applies change to a disk's rules and saves the catalog,
+// rolling back if it cannot; then it tells the OnAccessChange watchers
+// (chap: the CHAP secrets may have changed).
+func (m *Manager) changeDisk(ctx context.Context, disk string, chap bool, change func(*diskRecord)) (DiskInfo, error) {
 	m.mu.Lock()
 	rec, ok := m.cat.Disks[disk]
 	if !ok {
@@ -120,5 +126,6 @@ func (m *Manager) changeDisk(ctx context.Context, disk string, change func(*disk
 	if err != nil {
 		return DiskInfo{}, err
 	}
+	m.accessChanged(AccessChange{Disk: disk, CHAP: chap})
 	return m.DiskInfo(ctx, disk)
 }
