@@ -120,12 +120,31 @@ func (s *Server) Clients(export string) []string {
 // network had cut them: their requests in flight finish, the rest fail on
 // the client's side. It returns how many it closed.
 func (s *Server) Disconnect(export string) int {
+	return s.DisconnectIf(func(name string, _ netip.Addr) bool { return name == export })
+}
+
+// DisconnectIf closes, as Disconnect does, the connections in transmission
+// for which end(export, client) returns true; client is the zero Addr on a
+// unix socket. end runs without the server's lock held, and connections
+// still negotiating are not asked (they open their export under the rules
+// of the moment). It returns how many it closed.
+func (s *Server) DisconnectIf(end func(export string, client netip.Addr) bool) int {
+	type open struct {
+		c      net.Conn
+		export string
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
+	var conns []open
 	for c, name := range s.conns {
-		if name == export {
-			c.Close()
+		if name != "" {
+			conns = append(conns, open{c, name})
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, o := range conns {
+		if end(o.export, clientAddr(o.c)) {
+			o.c.Close()
 			n++
 		}
 	}
