@@ -91,16 +91,3 @@ func (s *iscsiService) disconnectIf(end func(iscsi.SessionInfo) bool) int {
 	}
 	return s.srv.DisconnectIf(end)
 }
-
-// disconnect ends the iSCSI sessions of the disk's target and returns how
-// many it ended.
-func (s *iscsiService) disconnect(disk string) int {
-	if s == nil || s.srv == nil {
-		return 0
-	}
-	name, ok := IQN(disk)
-	if !ok {
-		return 0
-	}
-	return s.srv.Disconnect(name)
-}
