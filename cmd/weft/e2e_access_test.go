@@ -122,6 +122,10 @@ func TestTakeCarriesAccess(t *testing.T) {
 	holdOpen(t, "iscsi://"+stA.ISCSI+"/iqn.2026-11.io.weft:vm/0")
 	a.waitSessions("qemu-io logged in to vm on A", 0, 1)
 
+	// The acl announced its record: B, not the owner yet, shows the list.
+	if d := b.diskInfo("db"); len(d.Allow) != 1 || d.Allow[0] != "10.9.9.0/24" {
+		t.Fatalf("disk info on B before the take: allow %v, want [10.9.9.0/24]", d.Allow)
+	}
 	for _, d := range []string{"web", "db", "vm"} {
 		b.ok("disk", "take", d, "--force")
 	}
