@@ -124,10 +124,9 @@ func (s *Server) Disconnect(export string) int {
 }
 
 // DisconnectIf closes, as Disconnect does, the connections in transmission
-// for which end(export, client) returns true; client is the zero Addr on a
-// unix socket. end runs without the server's lock held, and connections
-// still negotiating are not asked (they open their export under the rules
-// of the moment). It returns how many it closed.
+// or opening an export for which end(export, client) returns true; client
+// is the zero Addr on a unix socket. end runs without the server's lock
+// held. It returns how many it closed.
 func (s *Server) DisconnectIf(end func(export string, client netip.Addr) bool) int {
 	type open struct {
 		c      net.Conn
@@ -151,7 +150,8 @@ func (s *Server) DisconnectIf(end func(export string, client netip.Addr) bool) i
 	return n
 }
 
-// transmitting records that c, if tracked, opened export.
+// transmitting records that c, if tracked, opens or opened export ("":
+// none).
 func (s *Server) transmitting(c net.Conn, export string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,7 +255,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	log := s.log.With("remote", remoteString(c))
 	client := clientAddr(c)
 	c.SetDeadline(s.cfg.Now().Add(s.cfg.HandshakeTimeout))
-	n := &negotiation{s: s, conn: c, client: client, log: log}
+	n := &negotiation{s: s, raw: c, conn: c, client: client, log: log}
 	sess, err := n.run(ctx)
 	if err != nil {
 		if !errors.Is(err, errAborted) {

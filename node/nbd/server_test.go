@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -538,4 +539,62 @@ func TestClientsAndDisconnect(t *testing.T) {
 	if got := s.Clients("disk@r1"); len(got) != 1 {
 		t.Fatalf("Clients(disk@r1) after disconnecting disk: got %q, want one", got)
 	}
+}
+
+// gatedExports holds every Open until release is closed, and says on
+// opening when one started.
+type gatedExports struct {
+	*memExports
+	opening chan struct{}
+	release chan struct{}
+}
+
+func (g gatedExports) Open(ctx context.Context, name string, client netip.Addr) (Export, error) {
+	g.opening <- struct{}{}
+	<-g.release
+	return g.memExports.Open(ctx, name, client)
+}
+
+// TestDisconnectIfReachesAnOpenUnderWay: a connection whose export is
+// being opened when its rules change (DisconnectIf) is closed too, not
+// let through to transmit under the rules its open checked.
+func TestDisconnectIfReachesAnOpenUnderWay(t *testing.T) {
+	exps := gatedExports{memExports: newMemExports(), opening: make(chan struct{}, 1), release: make(chan struct{})}
+	cfg := DefaultConfig()
+	cfg.Exports = exps
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	released := false
+	defer func() {
+		if !released {
+			close(exps.release)
+		}
+		cancel()
+		<-done
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	c := &client{t: t, conn: nc}
+	c.hello(clientFixedNewstyle | clientNoZeroes)
+	c.option(optGo, infoData("disk"))
+	<-exps.opening
+	if n := s.DisconnectIf(func(export string, _ netip.Addr) bool { return export == "disk" }); n != 1 {
+		t.Fatalf("DisconnectIf during the open: closed %d connections, want 1", n)
+	}
+	close(exps.release)
+	released = true
+	expectClosed(t, nc)
 }
