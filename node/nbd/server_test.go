@@ -560,33 +560,10 @@ func (g gatedExports) Open(ctx context.Context, name string, client netip.Addr) 
 // let through to transmit under the rules its open checked.
 func TestDisconnectIfReachesAnOpenUnderWay(t *testing.T) {
 	exps := gatedExports{memExports: newMemExports(), opening: make(chan struct{}, 1), release: make(chan struct{})}
-	cfg := DefaultConfig()
-	cfg.Exports = exps
-	s, err := NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	released := false
-	defer func() {
-		if !released {
-			close(exps.release)
-		}
-		cancel()
-		<-done
-	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	s, dial := tcpServer(t, exps)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(exps.release) }) }) // before the server stops
+	nc := dial()
 	c := &client{t: t, conn: nc}
 	c.hello(clientFixedNewstyle | clientNoZeroes)
 	c.option(optGo, infoData("disk"))
@@ -594,7 +571,6 @@ func TestDisconnectIfReachesAnOpenUnderWay(t *testing.T) {
 	if n := s.DisconnectIf(func(export string, _ netip.Addr) bool { return export == "disk" }); n != 1 {
 		t.Fatalf("DisconnectIf during the open: closed %d connections, want 1", n)
 	}
-	close(exps.release)
-	released = true
+	release.Do(func() { close(exps.release) })
 	expectClosed(t, nc)
 }
