@@ -122,6 +122,8 @@ type Server struct {
 	sessions map[*conn]struct{}
 	nextTSIH uint16
 	conns    atomic.Int64 // connections being served, logged in or not
+	// rules counts DisconnectIf calls: a login that spans one is refused.
+	rules atomic.Uint64
 	// budget is the server's share of command data (budget.go).
 	budget *semaphore.Weighted
 
@@ -334,9 +336,13 @@ func (s *Server) Disconnect(target string) int {
 // DisconnectIf ends the sessions (discovery ones included) for which end
 // returns true, as if the network had cut them, and returns how many it
 // ended. end runs without the server's lock held: it may take its time to
-// decide (a disk's rules), and sessions logging in meanwhile are not
-// asked.
+// decide (a disk's rules). A login under way when it is called, which
+// checked the rules before end could, fails with status 0x0301 (service
+// unavailable: log in again) instead of becoming a session.
 func (s *Server) DisconnectIf(end func(SessionInfo) bool) int {
+	// Logins under way checked rules older than the caller's: they are
+	// refused at their end (conn.loginRules), to be tried again.
+	s.rules.Add(1)
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.sessions))
 	for c := range s.sessions {
