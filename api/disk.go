@@ -99,6 +99,10 @@ type DiskInfo struct {
 	// is off); CHAPTargetUser the target's name for mutual CHAP.
 	CHAPUser       string `json:"chap_user,omitempty"`
 	CHAPTargetUser string `json:"chap_target_user,omitempty"`
+	// CHAPMissing: iSCSI logins need CHAP (the disk's previous owner had
+	// secrets, which stay on their node) and none is set here, so every
+	// login is refused until `weft disk chap` sets one on this node.
+	CHAPMissing bool `json:"chap_missing,omitempty"`
 	// Origin is the ref the disk was cloned from (DISK, DISK@REPLICA or
 	// NAME@N of a spacesuit), kept in the holding node's catalog; "" for a
 	// disk made empty or imported, and for a disk adopted from another

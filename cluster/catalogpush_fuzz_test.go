@@ -19,7 +19,8 @@ func FuzzReadCatalogPush(f *testing.F) {
 	t0 := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	valid, err := catalogPushMessage([]catalog.Entry{
 		{Key: catalog.DiskKey("vm1"), Root: blockstore.Sum(blockstore.CodecRaw, []byte("root")), Owner: peer, Epoch: 2, Version: 3,
-			Writer: peer, Size: 1 << 20, BlockSize: 64 << 10, Replicas: 2, Created: t0, Modified: t0},
+			Writer: peer, Size: 1 << 20, BlockSize: 64 << 10, Replicas: 2, Created: t0, Modified: t0,
+			Allow: []string{"10.0.0.0/8"}, Initiators: []string{"iqn.2026-01.test:host1"}, CHAP: true},
 		{Key: catalog.DiskKey("gone"), Owner: peer, Epoch: 1, Version: 4, Writer: peer, Deleted: true, Modified: t0},
 	})
 	if err != nil {

@@ -26,6 +26,8 @@ type Volumes interface {
 	Changed() <-chan struct{}
 	Commit(ctx context.Context, disk string) (volume.DiskInfo, error)
 	CreateDiskAt(ctx context.Context, spec volume.DiskSpec, root cid.Cid) (volume.DiskInfo, error)
+	// CarryAccess gives a disk held here the rules its record carries.
+	CarryAccess(ctx context.Context, disk string, a volume.Access) (volume.DiskInfo, error)
 	AddReplica(ctx context.Context, r volume.ReplicaInfo, root cid.Cid) error
 	// GiveUpDisk commits a disk's head and removes it, keeping it first
 	// as a replica named base unless its root is empty or handedOver,

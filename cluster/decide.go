@@ -61,6 +61,9 @@ type Local struct {
 	Replicas  int
 	Sync      bool
 	Created   time.Time
+	// Access is a head's rules, published in its record so that they
+	// travel with the disk to its next owner.
+	Access volume.Access
 }
 
 // Locals keys the volume records as the catalog keys them: a head as
@@ -73,6 +76,7 @@ func Locals(rs []volume.Record) map[string]Local {
 		l := Local{
 			Key: catalog.DiskKey(r.Disk), Kind: KindDisk, Disk: r.Disk, Name: r.Replica,
 			Root: r.Root, Size: r.Size, BlockSize: r.BlockSize, Replicas: r.Replicas, Sync: r.Sync, Created: r.Created,
+			Access: r.Access,
 		}
 		switch {
 		case r.Spacesuit:
@@ -357,6 +361,7 @@ func decideLocal(v View, l Local) (Action, bool) {
 	}
 	if head {
 		want.Held = heldRoot(v, l, e, known)
+		want = withAccess(want, l.Access)
 	}
 	if known {
 		want.Epoch = max(e.Epoch, 1)
@@ -364,7 +369,7 @@ func decideLocal(v View, l Local) (Action, bool) {
 			want.Owner = e.Owner
 		}
 		if !e.Deleted && e.Root == l.Root && e.Held == want.Held && e.Size == l.Size && e.Replicas == l.Replicas && e.Sync == l.Sync &&
-			e.Owner == want.Owner {
+			e.Owner == want.Owner && sameAccess(e, want) {
 			return Action{}, false
 		}
 	}
@@ -372,6 +377,22 @@ func decideLocal(v View, l Local) (Action, bool) {
 		return Action{}, false // a replica of an empty disk: nothing to name
 	}
 	return Action{Op: OpPublish, Key: l.Key, Entry: want, Local: l}, true
+}
+
+// withAccess returns the disk record e carrying the rules a.
+func withAccess(e catalog.Entry, a volume.Access) catalog.Entry {
+	e.Allow, e.Initiators, e.CHAP = a.Allow, a.Initiators, a.CHAP
+	return e
+}
+
+// entryAccess returns the rules the disk record e carries.
+func entryAccess(e catalog.Entry) volume.Access {
+	return volume.Access{Allow: e.Allow, Initiators: e.Initiators, CHAP: e.CHAP}
+}
+
+// sameAccess reports whether two records of a disk carry the same rules.
+func sameAccess(a, b catalog.Entry) bool {
+	return slices.Equal(a.Allow, b.Allow) && slices.Equal(a.Initiators, b.Initiators) && a.CHAP == b.CHAP
 }
 
 // heldRoot is the held root (catalog.Entry.Held) of the record of the head
@@ -422,7 +443,9 @@ func volumeKey(key string) bool {
 
 // DecideMove returns the entry that hands disk to the member to: e (the
 // catalog's version of the disk; found false if there is none) with the
-// committed root of this node's head, to as its owner and the next epoch.
+// committed root of this node's head and its rules (access, which the new
+// owner applies: the catalog's may predate the last change), to as its
+// owner and the next epoch.
 // The error matches volume.ErrInvalid when to is this node,
 // volume.ErrNotFound when to is not a live member, and ErrConflict when the
 // catalog does not name this node as the owner yet (the head was never
@@ -431,7 +454,7 @@ func volumeKey(key string) bool {
 // The driver commits the head before it checks e, so that the check sees
 // the root it hands over; it pushes that root to the placement set (too few
 // live nodes is no error) before it puts the entry, then announces it.
-func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerID, toAlive bool, committed cid.Cid) (catalog.Entry, error) {
+func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerID, toAlive bool, committed cid.Cid, access volume.Access) (catalog.Entry, error) {
 	switch {
 	case to == self:
 		return catalog.Entry{}, fmt.Errorf("move: disk %q is already on this node: %w", disk, volume.ErrInvalid)
@@ -441,7 +464,7 @@ func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerI
 		return catalog.Entry{}, errkind.Errorf(ErrConflict, "move: disk %q is not published as owned by this node yet, try again", disk)
 	}
 	e.Root, e.Owner, e.Epoch = committed, to.String(), e.Epoch+1
-	return e, nil
+	return withAccess(e, access), nil
 }
 
 // DecideTake returns the entry by which this node takes disk over: e (the

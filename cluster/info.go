@@ -10,11 +10,13 @@ import (
 )
 
 // CatalogDiskInfo is what a disk's catalog record says of it, with no look
-// at its blocks.
+// at its blocks: its lists are those its owner applies (whether CHAP is on
+// is not said: the CHAP user names stay on the owner with the secrets).
 func CatalogDiskInfo(e catalog.Entry) volume.DiskInfo {
 	return volume.DiskInfo{
 		Name: strings.TrimPrefix(e.Key, catalog.DiskPrefix), Size: e.Size, BlockSize: e.BlockSize,
 		Replicas: e.Replicas, Sync: e.Sync, Root: e.Root, Created: e.Created, Committed: e.Modified,
+		Allow: slices.Clone(e.Allow), Initiators: slices.Clone(e.Initiators),
 	}
 }
 

@@ -42,7 +42,8 @@ func apiDiskInfo(info volume.DiskInfo) api.DiskInfo {
 		Root: volume.RootText(info.Root), UsedBytes: info.UsedBytes, DirtyBytes: info.DirtyBytes, CommitError: info.CommitError, ReplicaCount: info.ReplicaCount,
 		Created: info.Created, Committed: info.Committed, Allow: info.Allow,
 		Initiators: info.Initiators, CHAPUser: info.CHAPUser, CHAPTargetUser: info.CHAPTargetUser,
-		Origin: info.Origin, Creator: info.Creator,
+		CHAPMissing: info.CHAPMissing,
+		Origin:      info.Origin, Creator: info.Creator,
 	}
 	if d.Replicas > 1 && d.BlockSize > 0 {
 		d.UnderReplicated = d.UsedBytes / d.BlockSize

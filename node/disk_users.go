@@ -72,16 +72,6 @@ func (s *nbdService) diskUsers(disk string) []string {
 	return out
 }
 
-// disconnect closes the NBD connections to the disk's head and returns
-// how many it closed.
-func (s *nbdService) disconnect(disk string) int {
-	n := 0
-	for _, srv := range s.servers {
-		n += srv.Disconnect(disk)
-	}
-	return n
-}
-
 func nbdClientName(remote string) string {
 	if remote == "local" {
 		return "NBD connection on the local socket"

@@ -7,12 +7,15 @@ import (
 	"net/http"
 
 	"github.com/weft-mesh/weft/api"
+	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
 
 // setAccess is the one shape of the handlers that change who may open a
-// disk: decode Req, check this node owns the disk, apply, log what was
-// set (never a secret) and answer the disk's info.
+// disk: decode Req, check this node owns the disk, apply (which ends the
+// sessions the new rules refuse, see endRefused), announce the disk's
+// record (its rules travel with it), log what was set (never a secret)
+// and answer the disk's info.
 func setAccess[Req any](s *server, w http.ResponseWriter, r *http.Request, what string,
 	apply func(ctx context.Context, disk string, req Req) (volume.DiskInfo, error),
 	logged func(volume.DiskInfo) []slog.Attr) {
@@ -31,6 +34,9 @@ func setAccess[Req any](s *server, w http.ResponseWriter, r *http.Request, what 
 		s.fail(w, r, fmt.Errorf("disk %s: set %s: %w", name, what, err))
 		return
 	}
+	// The rules travel with the disk in its catalog record: a take right
+	// after this answer starts from them.
+	s.announce(r.Context(), catalog.DiskKey(name))
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "disk "+what+" set", append([]slog.Attr{slog.String("disk", name)}, logged(info)...)...)
 	s.writeJSON(w, http.StatusOK, apiDiskInfo(info))
 }

@@ -118,11 +118,11 @@ func (s *server) forceRemoveDisk(w http.ResponseWriter, r *http.Request, name st
 		s.fail(w, r, err)
 		return
 	}
-	closed := s.nbd.disconnect(name)
-	iclosed := s.iscsi.disconnect(name)
+	// The removal closed the NBD connections and iSCSI sessions of the
+	// head (endRefused, the volumes' watcher).
 	s.mounts.dropRemoved(name)
 	s.announce(r.Context(), catalog.DiskKey(name), catalog.ReplicaKey(name, kept))
-	s.log.Warn("disk removed by force", "disk", name, "kept", kept, "users", users, "nbd_closed", closed, "iscsi_closed", iclosed)
+	s.log.Warn("disk removed by force", "disk", name, "kept", kept, "users", users)
 	s.writeJSON(w, http.StatusOK, RemoveDiskResult{Kept: kept, Users: users})
 }
 

@@ -83,15 +83,11 @@ func (s *iscsiService) diskUsers(disk string) []string {
 	return out
 }
 
-// disconnect ends the iSCSI sessions of the disk's target and returns how
-// many it ended.
-func (s *iscsiService) disconnect(disk string) int {
+// disconnectIf ends the sessions for which end returns true and returns
+// how many it ended.
+func (s *iscsiService) disconnectIf(end func(iscsi.SessionInfo) bool) int {
 	if s == nil || s.srv == nil {
 		return 0
 	}
-	name, ok := IQN(disk)
-	if !ok {
-		return 0
-	}
-	return s.srv.Disconnect(name)
+	return s.srv.DisconnectIf(end)
 }

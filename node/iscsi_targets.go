@@ -98,7 +98,12 @@ func (t iscsiTargets) Access(ctx context.Context, target, initiator string, clie
 		return iscsi.CHAP{}, fmt.Errorf("target %q: initiator %q not in the disk's initiator list: %w", target, initiator, iscsi.ErrNotAllowed)
 	}
 	c, err := t.exp.vols.DiskCHAP(ref.Disk)
-	if err != nil || c == nil {
+	switch {
+	case errors.Is(err, volume.ErrNoCHAPSecret):
+		// The disk's previous owner required CHAP and its secrets stayed
+		// there: fail closed until an operator sets some here.
+		return iscsi.CHAP{}, fmt.Errorf("target %q: %w: %w", target, err, iscsi.ErrNotAllowed)
+	case err != nil || c == nil:
 		return iscsi.CHAP{}, err
 	}
 	return iscsi.CHAP{User: c.User, Secret: c.Secret, TargetUser: c.TargetUser, TargetSecret: c.TargetSecret}, nil

@@ -124,6 +124,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer iscsiSvc.stop() // before the volumes close
 
+	// A change of a disk's rules, or its removal here, ends the sessions
+	// the rules refuse from then on.
+	vols.OnAccessChange(endRefused(nbdSvc, iscsiSvc, nbdExports{vols: vols, mesh: mn}, log))
+
 	mounts := newMountTable(vols, mn, base.With("component", "fuse"))
 	defer mounts.closeAll() // before the volumes close
 

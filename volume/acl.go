@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"slices"
+
+	"github.com/weft-mesh/weft/internal/accesslist"
 )
 
 // ACL is a change of who may open a disk: each list given (non-nil)
@@ -31,16 +32,16 @@ func (m *Manager) SetACL(ctx context.Context, disk string, acl ACL) (DiskInfo, e
 	var allow, initiators []string
 	var err error
 	if acl.Allow != nil {
-		if allow, err = normAllow(*acl.Allow); err != nil {
-			return DiskInfo{}, err
+		if allow, err = accesslist.NormAllow(*acl.Allow); err != nil {
+			return DiskInfo{}, fmt.Errorf("%w: %w", err, ErrInvalid)
 		}
 	}
 	if acl.Initiators != nil {
-		if initiators, err = normInitiators(*acl.Initiators); err != nil {
-			return DiskInfo{}, err
+		if initiators, err = accesslist.NormInitiators(*acl.Initiators); err != nil {
+			return DiskInfo{}, fmt.Errorf("%w: %w", err, ErrInvalid)
 		}
 	}
-	return m.changeDisk(ctx, disk, func(rec *diskRecord) {
+	return m.changeDisk(ctx, disk, false, func(rec *diskRecord) {
 		if acl.Allow != nil {
 			rec.Allow = allow
 		}
@@ -48,24 +49,6 @@ func (m *Manager) SetACL(ctx context.Context, disk string, acl ACL) (DiskInfo, e
 			rec.Initiators = initiators
 		}
 	})
-}
-
-// normAllow checks and normalises a list of client networks.
-func normAllow(cidrs []string) ([]string, error) {
-	var norm []string
-	for _, s := range cidrs {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			addr, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, fmt.Errorf("allow %q: not a CIDR or address: %w", s, ErrInvalid)
-			}
-			p = netip.PrefixFrom(addr, addr.BitLen())
-		}
-		norm = append(norm, p.Masked().String())
-	}
-	slices.Sort(norm)
-	return slices.Compact(norm), nil
 }
 
 // Allowed reports whether a client at addr may open the disk.
@@ -76,14 +59,5 @@ func (m *Manager) Allowed(disk string, addr netip.Addr) (bool, error) {
 	if !ok {
 		return false, fmt.Errorf("disk %q: %w", disk, ErrNotFound)
 	}
-	if len(rec.Allow) == 0 {
-		return true, nil
-	}
-	addr = addr.Unmap()
-	for _, s := range rec.Allow {
-		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(addr) {
-			return true, nil
-		}
-	}
-	return false, nil
+	return accesslist.Contains(rec.Allow, addr), nil
 }

@@ -42,6 +42,9 @@ type diskRecord struct {
 	// written before them lack the keys, which means no restriction.
 	Initiators []string `json:"initiators,omitempty"` // iSCSI initiator names
 	CHAP       *CHAP    `json:"chap,omitempty"`
+	// CHAPRequired: iSCSI logins need CHAP, whose secrets stayed on the
+	// disk's previous owner; set until an operator sets some here (CHAP).
+	CHAPRequired bool `json:"chap_required,omitempty"`
 	// Origin is the ref the disk was cloned from; catalogs written before
 	// it lack the key, as do disks made empty or imported.
 	Origin string `json:"origin,omitempty"`
@@ -102,6 +105,11 @@ func (c *catalog) check() error {
 		}
 		if _, err := checkSpec(DiskSpec{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Replicas: d.Replicas}); err != nil || d.BlockSize == 0 {
 			return fmt.Errorf("disk %q: size %d, block size %d, replicas %d: %w", name, d.Size, d.BlockSize, d.Replicas, ErrInvalid)
+		}
+		// The lists are published to the mesh as they are, and the
+		// catalog takes only canonical ones (SetACL writes no other).
+		if err := checkAccess(Access{Allow: d.Allow, Initiators: d.Initiators}); err != nil {
+			return fmt.Errorf("disk %q: %w", name, err)
 		}
 	}
 	for disk, reps := range c.Replicas {

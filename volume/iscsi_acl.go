@@ -38,9 +38,6 @@ const (
 	MinCHAPSecret = 12
 	MaxCHAPSecret = 255
 	maxCHAPUser   = 255
-	// maxInitiatorName is the longest iSCSI name (RFC 7143 section 4.2.7.1).
-	maxInitiatorName = 223
-	maxInitiators    = 256
 )
 
 func checkCHAPPart(what, user, secret string) error {
@@ -71,10 +68,12 @@ func (m *Manager) SetCHAP(ctx context.Context, disk string, c *CHAP) (DiskInfo, 
 		cp := *c
 		c = &cp
 	}
-	return m.changeDisk(ctx, disk, func(rec *diskRecord) { rec.CHAP = c })
+	return m.changeDisk(ctx, disk, true, func(rec *diskRecord) { rec.CHAP, rec.CHAPRequired = c, false })
 }
 
-// DiskCHAP returns a disk's CHAP secrets, nil when CHAP is off.
+// DiskCHAP returns a disk's CHAP secrets, nil when CHAP is off. For a disk
+// whose logins need CHAP while no secret is set here (its previous owner's
+// stayed there) the error matches ErrNoCHAPSecret.
 func (m *Manager) DiskCHAP(disk string) (*CHAP, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -82,29 +81,14 @@ func (m *Manager) DiskCHAP(disk string) (*CHAP, error) {
 	if !ok {
 		return nil, fmt.Errorf("disk %q: %w", disk, ErrNotFound)
 	}
+	if rec.CHAP == nil && rec.CHAPRequired {
+		return nil, fmt.Errorf("disk %q: %w: set one with weft disk chap", disk, ErrNoCHAPSecret)
+	}
 	if rec.CHAP == nil {
 		return nil, nil
 	}
 	c := *rec.CHAP
 	return &c, nil
-}
-
-// normInitiators checks a list of iSCSI initiator names and lowers them:
-// names are compared without regard to case, as iSCSI names are (RFC
-// 3722).
-func normInitiators(names []string) ([]string, error) {
-	if len(names) > maxInitiators {
-		return nil, fmt.Errorf("%d initiators, more than %d: %w", len(names), maxInitiators, ErrInvalid)
-	}
-	var norm []string
-	for _, n := range names {
-		if n == "" || len(n) > maxInitiatorName || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' || r == ',' || r == '=' }) {
-			return nil, fmt.Errorf("initiator %q: want an iSCSI name (iqn.…, eui.… or naa.…) of up to %d characters: %w", n, maxInitiatorName, ErrInvalid)
-		}
-		norm = append(norm, strings.ToLower(n))
-	}
-	slices.Sort(norm)
-	return slices.Compact(norm), nil
 }
 
 // InitiatorAllowed reports whether an iSCSI initiator may log in to the
@@ -122,9 +106,10 @@ func (m *Manager) InitiatorAllowed(disk, initiator string) (bool, error) {
 	return slices.Contains(rec.Initiators, strings.ToLower(initiator)), nil
 }
 
-// changeDisk applies change to a disk's record and saves the catalog,
-// rolling back if it cannot.
-func (m *Manager) changeDisk(ctx context.Context, disk string, change func(*diskRecord)) (DiskInfo, error) {
+// changeDisk applies change to a disk's rules and saves the catalog,
+// rolling back if it cannot; then it tells the OnAccessChange watchers
+// (chap: the CHAP secrets may have changed).
+func (m *Manager) changeDisk(ctx context.Context, disk string, chap bool, change func(*diskRecord)) (DiskInfo, error) {
 	m.mu.Lock()
 	rec, ok := m.cat.Disks[disk]
 	if !ok {
@@ -141,5 +126,6 @@ func (m *Manager) changeDisk(ctx context.Context, disk string, change func(*disk
 	if err != nil {
 		return DiskInfo{}, err
 	}
+	m.accessChanged(AccessChange{Disk: disk, CHAP: chap})
 	return m.DiskInfo(ctx, disk)
 }

@@ -122,6 +122,9 @@ type Manager struct {
 
 	changed chan struct{} // see Changed
 
+	watchMu        sync.Mutex
+	accessWatchers []func(AccessChange) // see OnAccessChange
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -438,6 +441,9 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 	if err != nil {
 		return DiskInfo{}, err
 	}
+	if err := checkAccess(spec.Access); err != nil {
+		return DiskInfo{}, err
+	}
 	m.mu.Lock()
 	if _, ok := m.cat.Disks[spec.Name]; ok {
 		m.mu.Unlock()
@@ -449,6 +455,7 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 		Replicas: spec.Replicas, Sync: spec.Sync, Root: RootText(root), Created: now, Committed: now,
 		Origin: spec.Origin, Creator: spec.Creator,
 	}
+	rec.setAccess(spec.Access)
 	h, err := m.openHead(rec)
 	if err != nil {
 		m.mu.Unlock()
@@ -539,7 +546,7 @@ func (rec *diskRecord) info(root cid.Cid, replicas int) DiskInfo {
 		Sync: rec.Sync, ReplicaCount: replicas, Root: root,
 		Created: rec.Created, Committed: rec.Committed, Allow: slices.Clone(rec.Allow),
 		Initiators: slices.Clone(rec.Initiators), CHAPUser: rec.CHAP.user(), CHAPTargetUser: rec.CHAP.targetUser(),
-		Origin: rec.Origin, Creator: rec.Creator,
+		CHAPMissing: rec.CHAPRequired && rec.CHAP == nil, Origin: rec.Origin, Creator: rec.Creator,
 	}
 }
 
@@ -576,8 +583,12 @@ func (m *Manager) RemoveDisk(ctx context.Context, name string) error {
 		return err
 	}
 	h.commitMu.Lock()
-	defer h.commitMu.Unlock()
-	return m.removeLocked(h)
+	err = m.removeLocked(h)
+	h.commitMu.Unlock()
+	if err == nil {
+		m.accessChanged(AccessChange{Disk: name, Removed: true})
+	}
+	return err
 }
 
 // RemoveDiskKeepingHead removes a disk as RemoveDisk does, but first keeps
@@ -621,13 +632,23 @@ func (m *Manager) removeSealed(ctx context.Context, name string, keep func(root 
 	if err != nil {
 		return "", err
 	}
+	kept, err := m.removeSealedLocked(ctx, h, keep)
+	if err == nil {
+		m.accessChanged(AccessChange{Disk: name, Removed: true})
+	}
+	return kept, err
+}
+
+// removeSealedLocked is removeSealed of the head h under its commit lock.
+func (m *Manager) removeSealedLocked(ctx context.Context, h *Head, keep func(root cid.Cid) string) (string, error) {
+	name := h.name
 	h.commitMu.Lock()
 	defer h.commitMu.Unlock()
 	h.mu.Lock()
 	h.sealed = true
 	h.mu.Unlock()
 	var kept string
-	err = m.commitLocked(ctx, h, func(root cid.Cid) error {
+	err := m.commitLocked(ctx, h, func(root cid.Cid) error {
 		base := keep(root)
 		if base == "" {
 			return nil

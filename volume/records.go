@@ -24,6 +24,9 @@ type Record struct {
 	Replicas  int
 	Sync      bool
 	Created   time.Time
+	// Access is a head's rules (what travels with it to another owner);
+	// the zero value for replicas and spacesuits.
+	Access Access
 }
 
 // Records returns every disk head and replica in the catalog, sorted by
@@ -35,7 +38,7 @@ func (m *Manager) Records() []Record {
 	for _, d := range m.cat.Disks {
 		root, _ := parseRoot(d.Root) // checked when the head opened
 		out = append(out, Record{Disk: d.Name, Root: root, Size: d.Size, BlockSize: d.BlockSize,
-			Replicas: d.Replicas, Sync: d.Sync, Created: d.Created})
+			Replicas: d.Replicas, Sync: d.Sync, Created: d.Created, Access: d.access()})
 	}
 	for disk, reps := range m.cat.Replicas {
 		replicas := DefaultReplicas

@@ -107,6 +107,10 @@ type DiskSpec struct {
 	// as "csi" for the CSI driver, so that it can tell its own disks from
 	// others of the same name; "" for any other (the CLI).
 	Creator string
+	// Access is the rules of a disk adopted from another owner, in
+	// accesslist's canonical form (ErrInvalid otherwise); the zero value
+	// allows any client.
+	Access Access
 }
 
 // DiskInfo describes a disk head as this node's volumes know it; the
@@ -137,6 +141,10 @@ type DiskInfo struct {
 	// CHAP is off), CHAPTargetUser the name the target answers mutual
 	// CHAP with. The secrets are never in DiskInfo.
 	CHAPUser, CHAPTargetUser string
+	// CHAPMissing is set when iSCSI logins need CHAP (the disk's previous
+	// owner had secrets, which never leave a node) and none is set here:
+	// every login is refused until SetCHAP sets some.
+	CHAPMissing bool
 	// Origin is the ref the disk was cloned from, as DiskSpec.Origin.
 	Origin string
 	// Creator names the client that made the disk, as DiskSpec.Creator.

@@ -70,7 +70,8 @@ func runDiskACL(ctx context.Context, o *diskACLOptions, args []string) error {
 			Initiators     []string `json:"initiators"`
 			CHAPUser       string   `json:"chap_user,omitempty"`
 			CHAPTargetUser string   `json:"chap_target_user,omitempty"`
-		}{d.Name, append([]string{}, d.Allow...), append([]string{}, d.Initiators...), d.CHAPUser, d.CHAPTargetUser})
+			CHAPMissing    bool     `json:"chap_missing,omitempty"`
+		}{d.Name, append([]string{}, d.Allow...), append([]string{}, d.Initiators...), d.CHAPUser, d.CHAPTargetUser, d.CHAPMissing})
 	}
 	if len(d.Allow) == 0 {
 		fmt.Fprintf(o.stdout, "%s: any client may open it over NBD and iSCSI\n", d.Name)
@@ -80,8 +81,8 @@ func runDiskACL(ctx context.Context, o *diskACLOptions, args []string) error {
 	if len(d.Initiators) > 0 {
 		fmt.Fprintf(o.stdout, "%s: iSCSI initiators allowed: %s\n", d.Name, strings.Join(d.Initiators, " "))
 	}
-	if d.CHAPUser != "" {
-		fmt.Fprintf(o.stdout, "%s: iSCSI CHAP %s\n", d.Name, chapText(d.CHAPUser, d.CHAPTargetUser))
+	if d.CHAPUser != "" || d.CHAPMissing {
+		fmt.Fprintf(o.stdout, "%s: iSCSI CHAP %s\n", d.Name, chapText(d))
 	}
 	return nil
 }
@@ -103,12 +104,15 @@ func (o *diskACLOptions) request() (req api.ACLRequest, change bool) {
 
 // chapText describes a disk's CHAP setting by its user names (the secrets
 // never leave the daemon).
-func chapText(user, targetUser string) string {
+func chapText(d api.DiskInfo) string {
 	switch {
-	case user == "":
+	case d.CHAPMissing:
+		// The previous owner's secrets stayed on it (they never travel).
+		return "required, but no secret is set on this node: every iSCSI login is refused until `weft disk chap` sets one here"
+	case d.CHAPUser == "":
 		return "off"
-	case targetUser == "":
-		return fmt.Sprintf("user %s (one-way)", user)
+	case d.CHAPTargetUser == "":
+		return fmt.Sprintf("user %s (one-way)", d.CHAPUser)
 	}
-	return fmt.Sprintf("user %s, target user %s (mutual)", user, targetUser)
+	return fmt.Sprintf("user %s, target user %s (mutual)", d.CHAPUser, d.CHAPTargetUser)
 }

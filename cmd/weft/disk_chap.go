@@ -87,6 +87,6 @@ func runDiskCHAP(ctx context.Context, o *diskCHAPOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.stdout, "%s: iSCSI CHAP %s\n", d.Name, chapText(d.CHAPUser, d.CHAPTargetUser))
+	fmt.Fprintf(o.stdout, "%s: iSCSI CHAP %s\n", d.Name, chapText(d))
 	return nil
 }

@@ -67,6 +67,6 @@ func runDiskInfo(ctx context.Context, o *diskInfoOptions, args []string) error {
 	fmt.Fprintf(tw, "committed:\t%s\n", when(d.Committed))
 	fmt.Fprintf(tw, "allow:\t%s\n", orDash(strings.Join(d.Allow, " ")))
 	fmt.Fprintf(tw, "iscsi initiators:\t%s\n", orDash(strings.Join(d.Initiators, " ")))
-	fmt.Fprintf(tw, "iscsi chap:\t%s\n", chapText(d.CHAPUser, d.CHAPTargetUser))
+	fmt.Fprintf(tw, "iscsi chap:\t%s\n", chapText(d))
 	return tw.Flush()
 }

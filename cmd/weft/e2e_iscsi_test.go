@@ -207,35 +207,11 @@ func TestISCSIConformance(t *testing.T) {
 // waiting for commands): disk rm is refused naming the initiator, and
 // disk rm --force ends the session.
 func TestDiskRmInUseOverISCSI(t *testing.T) {
-	needTool(t, "qemu-io", "qemu-utils")
-	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so"); err != nil {
-		t.Skip("qemu has no iscsi driver (Debian package qemu-block-extra; make deps installs it)")
-	}
+	needQemuISCSI(t)
 	h, addr := iscsiHarness(t)
 	h.ok("disk", "create", "web", "--size", "16M")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	qemu := exec.CommandContext(ctx, "qemu-io", "-f", "raw", "iscsi://"+addr+"/iqn.2026-11.io.weft:web/0")
-	stdin, err := qemu.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	qemu.Stdout, qemu.Stderr = &out, &out
-	if err := qemu.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- qemu.Wait() }()
-	defer func() { stdin.Close(); qemu.Process.Kill(); <-exited }()
-
-	deadline := time.Now().Add(30 * time.Second)
-	for h.status().ISCSISessions != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("qemu-io did not log in:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	holdOpen(t, "iscsi://"+addr+"/iqn.2026-11.io.weft:web/0")
+	h.waitSessions("qemu-io logged in", 0, 1)
 	msg := h.fails("iSCSI initiator ", "disk", "rm", "web")
 	if !strings.Contains(msg, `disk "web" is in use`) {
 		t.Fatalf("disk rm with an iSCSI session: %q", msg)
@@ -243,11 +219,5 @@ func TestDiskRmInUseOverISCSI(t *testing.T) {
 	if got := h.ok("disk", "rm", "--force", "web"); !strings.Contains(got, "cut off: iSCSI initiator") {
 		t.Fatalf("disk rm --force:\n%s\nwant the session cut off", got)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for h.status().ISCSISessions != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the session outlived disk rm --force")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	h.waitSessions("the session ends with disk rm --force", 0, 0)
 }

@@ -221,6 +221,10 @@ func TestTiesResolveAlike(t *testing.T) {
 		"deleted": {base, with(func(e *Entry) { e.Deleted = true })},
 		"size":    {base, with(func(e *Entry) { e.Size = 1 })},
 		"time":    {base, with(func(e *Entry) { e.Modified = time.Unix(5, 0).UTC() })},
+		"allow":   {base, with(func(e *Entry) { e.Allow = []string{"10.0.0.0/8"} })},
+		"initiators": {with(func(e *Entry) { e.Initiators = []string{"iqn.2026-01.test:a"} }),
+			with(func(e *Entry) { e.Initiators = []string{"iqn.2026-01.test:b"} })},
+		"chap": {base, with(func(e *Entry) { e.CHAP = true })},
 	} {
 		x, y := newTestCatalog(peerC), newTestCatalog(peerC)
 		x.Merge([]Entry{pair[0], pair[1]})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/weft-mesh/weft/internal/accesslist"
 	"github.com/weft-mesh/weft/internal/strictcbor"
 )
 
@@ -36,12 +37,20 @@ type wireEntry struct {
 	Modified  *int64 `cbor:"13,keyasint,omitempty"`
 	Policy    []byte `cbor:"14,keyasint,omitempty"`
 	Held      []byte `cbor:"15,keyasint,omitempty"`
+	// 16 to 18: a disk's access rules (Entry.Allow, Initiators, CHAP).
+	Allow      []string `cbor:"16,keyasint,omitempty"`
+	Initiators []string `cbor:"17,keyasint,omitempty"`
+	CHAP       bool     `cbor:"18,keyasint,omitempty"`
 }
+
+// wireFields is the number of fields of a wireEntry: the most pairs an
+// entry's map may have.
+const wireFields = 18
 
 var (
 	encMode = strictcbor.EncMode()
-	// An entry is a flat map: neither arrays nor nesting.
-	decMode = strictcbor.DecMode(16, 16)
+	// An entry is a map whose only nesting is its two access lists.
+	decMode = strictcbor.DecMode(accesslist.MaxEntries, wireFields)
 )
 
 // Encode returns the deterministic encoding of es, in the given order. It
@@ -177,6 +186,10 @@ func toWire(e Entry) wireEntry {
 		Created:   toUnixNano(e.Created),
 		Modified:  toUnixNano(e.Modified),
 		Policy:    e.Policy,
+
+		Allow:      e.Allow,
+		Initiators: e.Initiators,
+		CHAP:       e.CHAP,
 	}
 	if e.Root.Defined() {
 		w.Root = e.Root.Bytes()
@@ -202,6 +215,10 @@ func fromWire(w wireEntry) (Entry, error) {
 		Created:   fromUnixNano(w.Created),
 		Modified:  fromUnixNano(w.Modified),
 		Policy:    w.Policy,
+
+		Allow:      w.Allow,
+		Initiators: w.Initiators,
+		CHAP:       w.CHAP,
 	}
 	if len(w.Policy) > MaxPolicy {
 		return Entry{}, fmt.Errorf("policy of %d bytes, max %d: %w", len(w.Policy), MaxPolicy, ErrInvalid)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,7 +23,8 @@ func sampleEntries(t testing.TB) []Entry {
 	created := time.Date(2026, 3, 4, 5, 6, 7, 891011, time.UTC)
 	return []Entry{
 		{Key: DiskKey("web"), Root: testRoot(t, 1), Owner: peerA, Epoch: 2, Version: 10, Writer: peerA,
-			Size: 10 << 30, BlockSize: 64 << 10, Replicas: 3, Sync: true, Created: created, Modified: created.Add(time.Hour)},
+			Size: 10 << 30, BlockSize: 64 << 10, Replicas: 3, Sync: true, Created: created, Modified: created.Add(time.Hour),
+			Allow: []string{"10.0.0.0/8", "2001:db8::/32"}, Initiators: []string{"iqn.1993-08.org.debian:01:host1"}, CHAP: true},
 		{Key: ReplicaKey("web", "nightly.1"), Root: testRoot(t, 2), Owner: peerB, Version: 3, Writer: peerB,
 			Size: 10 << 30, BlockSize: 64 << 10, Created: created},
 		{Key: SpacesuitKey("ubuntu-24.04", 3), Root: testRoot(t, 3), Owner: peerC, Version: 7, Writer: peerA},
@@ -49,6 +51,11 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 				Replicas:  rng.IntN(5),
 				Sync:      rng.IntN(2) == 0,
 				Created:   time.Unix(0, rng.Int64()).UTC(),
+				CHAP:      rng.IntN(2) == 0,
+			}
+			if rng.IntN(2) == 0 {
+				e.Allow = []string{"192.0.2.0/24", "198.51.100.7/32"}[:1+rng.IntN(2)]
+				e.Initiators = []string{"iqn.2026-01.test:" + strconv.Itoa(rng.IntN(10))}
 			}
 			es = append(es, e)
 		}
@@ -131,7 +138,19 @@ func TestDecodeRejects(t *testing.T) {
 		"truncated":        good[:len(good)-1],
 		"trailing byte":    append(bytes.Clone(good), 0x00),
 		"two arrays":       append(bytes.Clone(good), good...),
-		"unknown field":    asMap(map[int]any{15: 1}),
+		"unknown field":    asMap(map[int]any{19: 1}),
+		"allow unmasked":   asMap(map[int]any{16: []string{"10.1.2.3/8"}}),
+		"allow unsorted":   asMap(map[int]any{16: []string{"192.0.2.0/24", "10.0.0.0/8"}}),
+		"allow repeated":   asMap(map[int]any{16: []string{"10.0.0.0/8", "10.0.0.0/8"}}),
+		"allow not a cidr": asMap(map[int]any{16: []string{"ten"}}),
+		"allow empty":      asMap(map[int]any{16: []string{}}),
+		"allow too long":   asMap(map[int]any{16: manyNetworks(257)}),
+		"initiator upper":  asMap(map[int]any{17: []string{"iqn.2026-01.test:A"}}),
+		"initiator space":  asMap(map[int]any{17: []string{"iqn.2026-01 test"}}),
+		"initiator bytes":  asMap(map[int]any{17: [][]byte{[]byte("iqn.2026-01.test:a")}}),
+		"chap false":       asMap(map[int]any{18: false}),
+		"acl on a replica": wire(func(w *wireEntry) { w.Key, w.Allow = "replica/d/r", []string{"10.0.0.0/8"} }),
+		"chap on a policy": wire(func(w *wireEntry) { w.Key, w.CHAP = "replicate/d/site", true }),
 		"policy too big":   asMap(map[int]any{14: make([]byte, MaxPolicy+1)}),
 		"text field name":  encodeRaw(t, []map[string]any{{"1": w.Key}}),
 		"indefinite array": {0x9f, 0xff},
@@ -160,6 +179,19 @@ func TestDecodeRejects(t *testing.T) {
 	if _, err := Decode(asMap(nil)); err != nil {
 		t.Fatalf("control: the minimal entry map does not decode: %v", err)
 	}
+	if _, err := Decode(asMap(map[int]any{16: manyNetworks(256), 17: []string{"iqn.2026-01.test:a"}, 18: true})); err != nil {
+		t.Fatalf("control: a disk with the longest allow-list does not decode: %v", err)
+	}
+}
+
+// manyNetworks returns n distinct /32 networks in canonical order.
+func manyNetworks(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("10.0.%d.%d/32", i/256, i%256))
+	}
+	slices.Sort(out)
+	return out
 }
 
 func TestDecodeBoundsEntries(t *testing.T) {

@@ -44,14 +44,20 @@
 // core deterministic encoding. An entry is a map with small integer keys;
 // fields holding their zero value are omitted:
 //
-//	1 key (text)       5 version (uint)    9  block size (int)  13 modified
-//	2 root (CID bytes) 6 writer (text)     10 replicas (int)    14 policy (bytes)
-//	3 owner (text)     7 deleted (bool)    11 sync (bool)
-//	4 epoch (uint)     8 size (int)        12 created
+//	1 key (text)       5 version (uint)    9  block size (int)  13 modified          17 initiators (array of text)
+//	2 root (CID bytes) 6 writer (text)     10 replicas (int)    14 policy (bytes)     18 chap (bool)
+//	3 owner (text)     7 deleted (bool)    11 sync (bool)       15 held (CID bytes)
+//	4 epoch (uint)     8 size (int)        12 created           16 allow (array of text)
 //
 // Times are Unix nanoseconds (int), absent for the zero time. The policy is
 // opaque to the catalog (JSON the node running the policy owns), at most
-// MaxPolicy bytes. Decode accepts exactly what Encode produces: it refuses
+// MaxPolicy bytes. Fields 16 to 18 are a disk's access rules, which travel
+// with it to a new owner: its allow-list of client networks and its iSCSI
+// initiator names, each at most accesslist.MaxEntries long and in
+// accesslist's canonical form (sorted, unique, networks masked, names in
+// lower case), and whether its iSCSI logins need CHAP (the secrets are
+// never in the catalog). Only disk records carry them. A node of a version
+// before these fields refuses a record that has them (unknown field). Decode accepts exactly what Encode produces: it refuses
 // unknown fields, non-canonical encodings, trailing bytes and invalid
 // entries.
 package catalog

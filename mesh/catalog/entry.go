@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/weft-mesh/weft/internal/accesslist"
 )
 
 // ErrInvalid is returned for an entry that breaks the catalog's rules: a
@@ -74,6 +77,15 @@ type Entry struct {
 	// Policy is the opaque settings and state of a replication policy
 	// (JSON owned by the node that runs it), at most MaxPolicy bytes.
 	Policy []byte
+	// Allow, Initiators and CHAP are, for a disk, who may open it (its
+	// access lists, in accesslist's canonical form; nil allows any) and
+	// whether its iSCSI logins need CHAP, so that they travel with the
+	// disk to its next owner. The CHAP secrets never travel: a new owner
+	// without them refuses every iSCSI login until an operator sets some
+	// there.
+	Allow      []string
+	Initiators []string
+	CHAP       bool
 }
 
 // MaxPolicy bounds Entry.Policy.
@@ -174,6 +186,12 @@ func (e Entry) validate() error {
 	if e.Held.Defined() && !strings.HasPrefix(e.Key, DiskPrefix) {
 		return bad("a held root on a record that is not a disk's")
 	}
+	if (e.Allow != nil || e.Initiators != nil || e.CHAP) && !strings.HasPrefix(e.Key, DiskPrefix) {
+		return bad("access rules on a record that is not a disk's")
+	}
+	if err := accesslist.CheckCanonical(e.Allow, e.Initiators); err != nil {
+		return bad("%v", err)
+	}
 	if !e.Root.Defined() && e.Held.Defined() {
 		return bad("a held root without a root")
 	}
@@ -210,7 +228,13 @@ func (e Entry) normalized() Entry {
 	e.Created = e.Created.UTC()
 	e.Modified = e.Modified.UTC()
 	if len(e.Policy) == 0 {
-		e.Policy = nil // the wire form omits an empty policy
+		e.Policy = nil // the wire form omits an empty policy, and empty lists
+	}
+	if len(e.Allow) == 0 {
+		e.Allow = nil
+	}
+	if len(e.Initiators) == 0 {
+		e.Initiators = nil
 	}
 	return e
 }
@@ -236,6 +260,9 @@ func compare(a, b Entry) int {
 		a.Created.Compare(b.Created),
 		a.Modified.Compare(b.Modified),
 		bytes.Compare(a.Policy, b.Policy),
+		slices.Compare(a.Allow, b.Allow),
+		slices.Compare(a.Initiators, b.Initiators),
+		compareBool(a.CHAP, b.CHAP),
 	)
 }
 

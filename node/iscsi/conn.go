@@ -34,14 +34,17 @@ type conn struct {
 	// Set during login, read-only after it.
 	initiator, target string
 	discovery         bool
-	isid              [6]byte
-	tsih              uint16
-	loginITT          uint32
-	registered        bool
-	p                 params
-	disk              Disk
-	lu                *scsi.LU
-	budget            *semaphore.Weighted // the connection's share (budget.go)
+	// loginRules is Server.rules when the login checked the target's
+	// rules (Targets.Access).
+	loginRules uint64
+	isid       [6]byte
+	tsih       uint16
+	loginITT   uint32
+	registered bool
+	p          params
+	disk       Disk
+	lu         *scsi.LU
+	budget     *semaphore.Weighted // the connection's share (budget.go)
 
 	wmu  sync.Mutex // serialises sends, and with them StatSN
 	wbuf []byte

@@ -32,6 +32,7 @@ const (
 	statusMissingParameter loginStatus = 0x0207
 	statusNoSession        loginStatus = 0x020a
 	statusTargetError      loginStatus = 0x0300
+	statusUnavailable      loginStatus = 0x0301
 	statusOutOfResources   loginStatus = 0x0302
 )
 
@@ -179,6 +180,11 @@ func (c *conn) loginStep(p *pdu, st *loginState, keys textKeys) (bool, error) {
 			return false, refuse(statusOutOfResources, "%w", err)
 		}
 		c.registered = true
+		// After register, so that a DisconnectIf that this check does not
+		// see sees the session instead.
+		if !c.discovery && c.srv.rules.Load() != c.loginRules {
+			return false, refuse(statusUnavailable, "the target's access rules changed during the login: log in again")
+		}
 		if !c.discovery {
 			d, err := c.srv.cfg.Targets.Open(c.ctx, c.target, c.initiator, c.client)
 			if err != nil {
@@ -233,6 +239,7 @@ func (c *conn) firstLogin(p *pdu, st *loginState, keys textKeys) error {
 	target = strings.ToLower(target)
 	c.target = target
 	c.log = c.log.With("target", target)
+	c.loginRules = c.srv.rules.Load()
 	auth, err := c.srv.cfg.Targets.Access(c.ctx, target, name, c.client)
 	if err != nil {
 		return openRefusal(err)

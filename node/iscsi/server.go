@@ -122,6 +122,8 @@ type Server struct {
 	sessions map[*conn]struct{}
 	nextTSIH uint16
 	conns    atomic.Int64 // connections being served, logged in or not
+	// rules counts DisconnectIf calls: a login that spans one is refused.
+	rules atomic.Uint64
 	// budget is the server's share of command data (budget.go).
 	budget *semaphore.Weighted
 
@@ -248,9 +250,14 @@ func (s *Server) Sessions() []SessionInfo {
 	defer s.mu.Unlock()
 	out := make([]SessionInfo, 0, len(s.sessions))
 	for c := range s.sessions {
-		out = append(out, SessionInfo{Target: c.target, Initiator: c.initiator, Client: c.client, Discovery: c.discovery})
+		out = append(out, c.info())
 	}
 	return out
+}
+
+// info describes the session of c.
+func (c *conn) info() SessionInfo {
+	return SessionInfo{Target: c.target, Initiator: c.initiator, Client: c.client, Discovery: c.discovery}
 }
 
 func (s *Server) observeLogin(result string) {
@@ -323,11 +330,28 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 // Disconnect ends the sessions logged in to target and returns how many
 // it ended.
 func (s *Server) Disconnect(target string) int {
+	return s.DisconnectIf(func(ses SessionInfo) bool { return ses.Target == target })
+}
+
+// DisconnectIf ends the sessions (discovery ones included) for which end
+// returns true, as if the network had cut them, and returns how many it
+// ended. end runs without the server's lock held: it may take its time to
+// decide (a disk's rules). A login under way when it is called, which
+// checked the rules before end could, fails with status 0x0301 (service
+// unavailable: log in again) instead of becoming a session.
+func (s *Server) DisconnectIf(end func(SessionInfo) bool) int {
+	// Logins under way checked rules older than the caller's: they are
+	// refused at their end (conn.loginRules), to be tried again.
+	s.rules.Add(1)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
+	conns := make([]*conn, 0, len(s.sessions))
 	for c := range s.sessions {
-		if c.target == target {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		if end(c.info()) {
 			c.close()
 			n++
 		}

@@ -638,3 +638,24 @@ func TestShortReadEDTLReadsOnlyWhatItCovers(t *testing.T) {
 		t.Fatalf("the disk was asked for %d bytes for a 512-byte EDTL", disk.maxRead)
 	}
 }
+
+// TestLoginSpanningARulesChangeIsRefused: a login that checked its
+// target's rules before a DisconnectIf (a change of those rules) is
+// refused with 0x0301 at its end, not let in under the old rules; the
+// next login passes.
+func TestLoginSpanningARulesChangeIsRefused(t *testing.T) {
+	addr, srv := startServer(t, oneTarget(CHAP{}), nil)
+	in := dial(t, addr)
+	keys := textKeys{{"InitiatorName", "iqn.2000-01.test:ini"}, {"TargetName", testIQN}, {"AuthMethod", "None"}}
+	if st, _, _ := in.exchange(stageSecurity, stageOperational, true, keys); st != statusSuccess {
+		t.Fatalf("security stage: status %#04x", uint16(st))
+	}
+	if n := srv.DisconnectIf(func(SessionInfo) bool { return true }); n != 0 {
+		t.Fatalf("DisconnectIf ended %d sessions, want none (the login is not one yet)", n)
+	}
+	if st, _, _ := in.exchange(stageOperational, stageFullFeature, true, offer); st != statusUnavailable {
+		t.Fatalf("login spanning a rules change: status %#04x, want 0x0301", uint16(st))
+	}
+	in = dial(t, addr)
+	in.loginNone(testIQN, offer)
+}

@@ -28,6 +28,7 @@ type session struct {
 // caller set on conn.
 type negotiation struct {
 	s        *Server
+	raw      net.Conn // the connection the server tracks (conn may wrap it in TLS)
 	conn     net.Conn
 	client   netip.Addr
 	log      *slog.Logger
@@ -127,7 +128,7 @@ func (n *negotiation) exportName(ctx context.Context, data []byte) (*session, er
 		return nil, fmt.Errorf("NBD_OPT_EXPORT_NAME: name of %d bytes", len(data))
 	}
 	name := string(data)
-	exp, err := n.s.cfg.Exports.Open(ctx, name, n.client)
+	exp, err := n.open(ctx, name)
 	if err != nil {
 		// The option has no error reply: the protocol says to close.
 		n.log.Info("nbd export refused", "export", name, "err", err)
@@ -193,7 +194,7 @@ func (n *negotiation) infoGo(ctx context.Context, opt uint32, data []byte) (*ses
 	if err != nil {
 		return nil, n.reply(opt, repErrInvalid, []byte(err.Error()))
 	}
-	exp, err := n.s.cfg.Exports.Open(ctx, req.Name, n.client)
+	exp, err := n.open(ctx, req.Name)
 	if err != nil {
 		typ := repErrUnknown
 		if errors.Is(err, ErrPolicy) {
@@ -207,6 +208,7 @@ func (n *negotiation) infoGo(ctx context.Context, opt uint32, data []byte) (*ses
 	defer func() {
 		if !ok || opt == optInfo {
 			exp.Close()
+			n.s.transmitting(n.raw, "")
 		}
 	}()
 	b := make([]byte, 12)
@@ -255,6 +257,20 @@ func (n *negotiation) infoGo(ctx context.Context, opt uint32, data []byte) (*ses
 		return nil, nil
 	}
 	return &session{conn: n.conn, name: req.Name, exp: exp, flags: flags}, nil
+}
+
+// open opens the export name for the client, the connection counted on
+// that export from before the open: a DisconnectIf meanwhile (its rules
+// changed under the open) sees it and closes it, where an open that
+// passed under the old rules would otherwise start transmitting after
+// the new ones were enforced.
+func (n *negotiation) open(ctx context.Context, name string) (Export, error) {
+	n.s.transmitting(n.raw, name)
+	exp, err := n.s.cfg.Exports.Open(ctx, name, n.client)
+	if err != nil {
+		n.s.transmitting(n.raw, "")
+	}
+	return exp, err
 }
 
 // transmissionFlags are the flags advertised for an export.

@@ -120,19 +120,38 @@ func (s *Server) Clients(export string) []string {
 // network had cut them: their requests in flight finish, the rest fail on
 // the client's side. It returns how many it closed.
 func (s *Server) Disconnect(export string) int {
+	return s.DisconnectIf(func(name string, _ netip.Addr) bool { return name == export })
+}
+
+// DisconnectIf closes, as Disconnect does, the connections in transmission
+// or opening an export for which end(export, client) returns true; client
+// is the zero Addr on a unix socket. end runs without the server's lock
+// held. It returns how many it closed.
+func (s *Server) DisconnectIf(end func(export string, client netip.Addr) bool) int {
+	type open struct {
+		c      net.Conn
+		export string
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
+	var conns []open
 	for c, name := range s.conns {
-		if name == export {
-			c.Close()
+		if name != "" {
+			conns = append(conns, open{c, name})
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, o := range conns {
+		if end(o.export, clientAddr(o.c)) {
+			o.c.Close()
 			n++
 		}
 	}
 	return n
 }
 
-// transmitting records that c, if tracked, opened export.
+// transmitting records that c, if tracked, opens or opened export ("":
+// none).
 func (s *Server) transmitting(c net.Conn, export string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -236,7 +255,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	log := s.log.With("remote", remoteString(c))
 	client := clientAddr(c)
 	c.SetDeadline(s.cfg.Now().Add(s.cfg.HandshakeTimeout))
-	n := &negotiation{s: s, conn: c, client: client, log: log}
+	n := &negotiation{s: s, raw: c, conn: c, client: client, log: log}
 	sess, err := n.run(ctx)
 	if err != nil {
 		if !errors.Is(err, errAborted) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -538,4 +539,38 @@ func TestClientsAndDisconnect(t *testing.T) {
 	if got := s.Clients("disk@r1"); len(got) != 1 {
 		t.Fatalf("Clients(disk@r1) after disconnecting disk: got %q, want one", got)
 	}
+}
+
+// gatedExports holds every Open until release is closed, and says on
+// opening when one started.
+type gatedExports struct {
+	*memExports
+	opening chan struct{}
+	release chan struct{}
+}
+
+func (g gatedExports) Open(ctx context.Context, name string, client netip.Addr) (Export, error) {
+	g.opening <- struct{}{}
+	<-g.release
+	return g.memExports.Open(ctx, name, client)
+}
+
+// TestDisconnectIfReachesAnOpenUnderWay: a connection whose export is
+// being opened when its rules change (DisconnectIf) is closed too, not
+// let through to transmit under the rules its open checked.
+func TestDisconnectIfReachesAnOpenUnderWay(t *testing.T) {
+	exps := gatedExports{memExports: newMemExports(), opening: make(chan struct{}, 1), release: make(chan struct{})}
+	s, dial := tcpServer(t, exps)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(exps.release) }) }) // before the server stops
+	nc := dial()
+	c := &client{t: t, conn: nc}
+	c.hello(clientFixedNewstyle | clientNoZeroes)
+	c.option(optGo, infoData("disk"))
+	<-exps.opening
+	if n := s.DisconnectIf(func(export string, _ netip.Addr) bool { return export == "disk" }); n != 1 {
+		t.Fatalf("DisconnectIf during the open: closed %d connections, want 1", n)
+	}
+	release.Do(func() { close(exps.release) })
+	expectClosed(t, nc)
 }
