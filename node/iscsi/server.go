@@ -9,11 +9,11 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/weft-mesh/weft/internal/accept"
 	"github.com/weft-mesh/weft/node/scsi"
 )
 
@@ -199,33 +199,7 @@ func NewServer(cfg Config) (*Server, error) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	backoff := 5 * time.Millisecond
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors or similar: wait and go on, as
-				// the NBD server does, rather than close the door until a
-				// restart.
-				s.log.Warn("iscsi accept", "err", err)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			return fmt.Errorf("iscsi: accept: %w", err)
-		}
-		backoff = 5 * time.Millisecond
+	err := accept.Loop(ctx, ln, s.log.With("door", "iscsi"), func(nc net.Conn) {
 		// Connections still logging in hold buffers and a goroutine for
 		// up to LoginTimeout before they count as sessions: bound them
 		// all, at twice the sessions allowed.
@@ -233,7 +207,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.conns.Add(-1)
 			s.log.Warn("iscsi connection refused: too many connections", "remote", nc.RemoteAddr().String(), "max", 2*s.cfg.MaxSessions)
 			nc.Close()
-			continue
+			return
 		}
 		wg.Add(1)
 		go func() {
@@ -241,7 +215,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			defer s.conns.Add(-1)
 			s.serveConn(ctx, nc)
 		}()
+	})
+	if err != nil {
+		return fmt.Errorf("iscsi: %w", err)
 	}
+	return nil
 }
 
 // Sessions lists the logged-in sessions.
