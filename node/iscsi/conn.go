@@ -82,10 +82,13 @@ type task struct {
 	r2tSN   uint32
 	dataSN  uint32 // the DataSN the next Data-Out of the burst must have
 	running bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	aborted atomic.Bool
-	done    chan struct{}
+	// dataTimer ends the connection if a write's data is not all in
+	// within DataOutTimeout; stopped once the write runs or is dropped.
+	dataTimer *time.Timer
+	ctx       context.Context
+	cancel    context.CancelFunc
+	aborted   atomic.Bool
+	done      chan struct{}
 }
 
 // textState is a text response sent in pieces (C bit) or a request
@@ -398,6 +401,13 @@ func (c *conn) command(p *pdu) {
 		}
 	}
 	t.reserved = int64(t.edtl)
+	t.dataTimer = time.AfterFunc(c.srv.cfg.DataOutTimeout, func() {
+		// A write whose data trickles in holds its budget share however
+		// steadily it comes; the idle timeout alone would not end it.
+		c.log.Warn("iscsi write data not in within the data-out timeout, closing the connection",
+			"itt", t.itt, "timeout", c.srv.cfg.DataOutTimeout)
+		c.close()
+	})
 	t.writeBuf = getBuffer(t.edtl)
 	t.buf = (*t.writeBuf)[:t.edtl]
 	if len(p.data) > 0 {
@@ -496,6 +506,9 @@ func (c *conn) dataOut(p *pdu) bool {
 // run executes a task on a worker.
 func (c *conn) run(t *task) {
 	t.running = true
+	if t.dataTimer != nil {
+		t.dataTimer.Stop()
+	}
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
@@ -675,6 +688,9 @@ func (c *conn) drop(t *task) {
 		c.inflight--
 	}
 	c.mu.Unlock()
+	if t.dataTimer != nil {
+		t.dataTimer.Stop()
+	}
 	if t.reserved > 0 {
 		c.unreserve(t.reserved)
 		t.reserved = 0

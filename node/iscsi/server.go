@@ -87,9 +87,25 @@ type Config struct {
 	MaxSessions int
 	// LoginTimeout bounds a whole login; IdleTimeout is how long a
 	// session may be silent before the target pings it (NOP-In), and
-	// again before it gives up on it; WriteTimeout bounds one PDU sent.
-	LoginTimeout, IdleTimeout, WriteTimeout time.Duration
+	// again before it gives up on it; WriteTimeout bounds one PDU sent;
+	// DataOutTimeout bounds the wait for all of a write's data, from its
+	// command to its last Data-Out, however steadily it trickles in.
+	// Zero or less: the default.
+	LoginTimeout, IdleTimeout, WriteTimeout, DataOutTimeout time.Duration
 }
+
+// The default timeouts, each bounding what a silent or slow initiator
+// holds: a connection and its buffers while it logs in, a session while
+// it says nothing, the server's writer while it reads nothing, and a
+// write's share of the data budget (up to 32 MiB) while its data comes.
+const (
+	DefaultLoginTimeout = 15 * time.Second
+	DefaultIdleTimeout  = 30 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultDataOutTimeout lets the largest write (32 MiB) arrive at
+	// 0.6 MB/s: far below any link an iSCSI disk is used over.
+	DefaultDataOutTimeout = 60 * time.Second
+)
 
 // DefaultConfig returns the limits the daemon uses; set Targets.
 func DefaultConfig() Config {
@@ -103,9 +119,10 @@ func DefaultConfig() Config {
 		BufferBytes:              64 << 20,
 		ServerBufferBytes:        256 << 20,
 		MaxSessions:              256,
-		LoginTimeout:             15 * time.Second,
-		IdleTimeout:              30 * time.Second,
-		WriteTimeout:             30 * time.Second,
+		LoginTimeout:             DefaultLoginTimeout,
+		IdleTimeout:              DefaultIdleTimeout,
+		WriteTimeout:             DefaultWriteTimeout,
+		DataOutTimeout:           DefaultDataOutTimeout,
 	}
 }
 
@@ -186,9 +203,14 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxSessions < 1 {
 		cfg.MaxSessions = d.MaxSessions
 	}
-	for _, t := range []*time.Duration{&cfg.LoginTimeout, &cfg.IdleTimeout, &cfg.WriteTimeout} {
-		if *t <= 0 {
-			*t = d.LoginTimeout
+	// Each timeout falls back to its own default (they all used to fall
+	// back to the login's 15 s).
+	for _, t := range []struct{ set, def *time.Duration }{
+		{&cfg.LoginTimeout, &d.LoginTimeout}, {&cfg.IdleTimeout, &d.IdleTimeout},
+		{&cfg.WriteTimeout, &d.WriteTimeout}, {&cfg.DataOutTimeout, &d.DataOutTimeout},
+	} {
+		if *t.set <= 0 {
+			*t.set = *t.def
 		}
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*conn]struct{}{}, budget: semaphore.NewWeighted(cfg.ServerBufferBytes)}, nil
