@@ -83,8 +83,10 @@ type Config struct {
 	// ServerBufferBytes. A command beyond a budget waits for it (see
 	// budget.go).
 	BufferBytes, ServerBufferBytes int64
-	// MaxSessions bounds the sessions of the server.
-	MaxSessions int
+	// MaxSessions bounds the sessions of the server, MaxClientSessions
+	// those of one client address, so that one client cannot take all
+	// of the server's.
+	MaxSessions, MaxClientSessions int
 	// LoginTimeout bounds a whole login; IdleTimeout is how long a
 	// session may be silent before the target pings it (NOP-In), and
 	// again before it gives up on it; WriteTimeout bounds one PDU sent;
@@ -93,6 +95,11 @@ type Config struct {
 	// Zero or less: the default.
 	LoginTimeout, IdleTimeout, WriteTimeout, DataOutTimeout time.Duration
 }
+
+// DefaultMaxClientSessions is the sessions one client address may have
+// at once: a host rarely needs more than a few per target, and a client
+// at the cap is refused (status 0x0206) rather than let fill the server.
+const DefaultMaxClientSessions = 16
 
 // The default timeouts, each bounding what a silent or slow initiator
 // holds: a connection and its buffers while it logs in, a session while
@@ -119,6 +126,7 @@ func DefaultConfig() Config {
 		BufferBytes:              64 << 20,
 		ServerBufferBytes:        256 << 20,
 		MaxSessions:              256,
+		MaxClientSessions:        DefaultMaxClientSessions,
 		LoginTimeout:             DefaultLoginTimeout,
 		IdleTimeout:              DefaultIdleTimeout,
 		WriteTimeout:             DefaultWriteTimeout,
@@ -203,6 +211,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxSessions < 1 {
 		cfg.MaxSessions = d.MaxSessions
 	}
+	if cfg.MaxClientSessions < 1 {
+		cfg.MaxClientSessions = d.MaxClientSessions
+	}
 	// Each timeout falls back to its own default (they all used to fall
 	// back to the login's 15 s).
 	for _, t := range []struct{ set, def *time.Duration }{
@@ -268,7 +279,9 @@ func (s *Server) observeLogin(result string) {
 
 // register adds a session that finished its login, ending an older one of
 // the same initiator session ID to the same target (session
-// reinstatement, RFC 7143 section 6.3.5), and gives it its TSIH.
+// reinstatement, RFC 7143 section 6.3.5), and gives it its TSIH. It
+// refuses the login, with its status, when the server or the client has
+// all the sessions it may.
 func (s *Server) register(c *conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -280,7 +293,16 @@ func (s *Server) register(c *conn) error {
 		}
 	}
 	if len(s.sessions) >= s.cfg.MaxSessions {
-		return fmt.Errorf("%d sessions, the limit", len(s.sessions))
+		return refuse(statusOutOfResources, "%d sessions, the limit", len(s.sessions))
+	}
+	mine := 0
+	for other := range s.sessions {
+		if other.client == c.client {
+			mine++
+		}
+	}
+	if mine >= s.cfg.MaxClientSessions {
+		return refuse(statusTooManyConns, "client %s has %d sessions, the limit per client", c.client, mine)
 	}
 	s.nextTSIH++
 	if s.nextTSIH == 0 {
