@@ -387,6 +387,15 @@ func (c *conn) command(p *pdu) {
 		c.run(t)
 		return
 	}
+	if lun0(t.lun) {
+		// A write a read-only LUN (a replica, a spacesuit) can only
+		// refuse is answered now: no R2T, no budget taken, and its
+		// immediate and unsolicited data dropped (dataOut finds no task).
+		if res, refused := c.lu.Preflight(t.ctx, t.cdb); refused {
+			c.finish(t, res, 0)
+			return
+		}
+	}
 	if !c.tryReserve(int64(t.edtl)) {
 		// Waiting here stops the reader, which the writes collecting
 		// data-out need: with any of them, the command is answered BUSY
