@@ -140,6 +140,27 @@ func TestFUAFlushes(t *testing.T) {
 	wantSense(t, "DPO FUA FUA_NV", run(l, cdb10(opWrite10, 0x1a, 0, 1), block), goodStatus)
 }
 
+// TestWriteAndVerifyIsDurable: WRITE AND VERIFY, with or without BYTCHK,
+// completes only once its data is durable (flushed, as SYNCHRONIZE CACHE
+// would): the initiator asked for it to be checked against the medium,
+// not a cache (a review found it acknowledged unflushed).
+func TestWriteAndVerifyIsDurable(t *testing.T) {
+	l, m := newTestLU(t)
+	block := pattern(LogicalBlockSize, 3)
+	for _, c := range [][]byte{
+		cdb10(opWriteVerify10, 0, 0, 1), cdb10(opWriteVerify10, 0x02, 1, 1),
+		cdb12(0xae, 0x02, 2, 1), cdb16(0x8e, 0, 3, 1), cdb16(0x8e, 0x02, 4, 1),
+	} {
+		wantSense(t, fmt.Sprintf("WRITE AND VERIFY %#x flags %#x", c[0], c[1]), run(l, c, block), goodStatus)
+		m.mu.Lock()
+		unflushed := m.unflushed
+		m.mu.Unlock()
+		if unflushed != 0 {
+			t.Errorf("WRITE AND VERIFY %#x flags %#x: got %d writes not flushed at completion, want 0", c[0], c[1], unflushed)
+		}
+	}
+}
+
 // TestSynchronizeCache flushes the backend, for a range or the whole unit.
 func TestSynchronizeCache(t *testing.T) {
 	l, m := newTestLU(t)
