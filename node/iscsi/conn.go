@@ -60,6 +60,10 @@ type conn struct {
 	text      *textState
 	closeOnce sync.Once
 	workers   sync.WaitGroup
+	// ended is closed once the connection is closed, its commands are
+	// done, its disk is closed and it is no longer a session: what a
+	// login reinstating it waits for.
+	ended chan struct{}
 }
 
 // task is a SCSI command between its arrival and its status.
@@ -106,7 +110,7 @@ func newConn(ctx context.Context, s *Server, nc net.Conn, client netip.Addr) *co
 	c := &conn{
 		srv: s, nc: nc, r: bufio.NewReaderSize(nc, 64<<10), ctx: ctx, cancel: cancel, client: client,
 		log: s.log.With("client", client.String()), p: defaultParams(), tasks: map[uint32]*task{},
-		budget: semaphore.NewWeighted(s.cfg.BufferBytes),
+		budget: semaphore.NewWeighted(s.cfg.BufferBytes), ended: make(chan struct{}),
 	}
 	context.AfterFunc(ctx, func() { nc.Close() })
 	return c

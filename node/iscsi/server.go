@@ -277,21 +277,57 @@ func (s *Server) observeLogin(result string) {
 	}
 }
 
-// register adds a session that finished its login, ending an older one of
-// the same initiator session ID to the same target (session
-// reinstatement, RFC 7143 section 6.3.5), and gives it its TSIH. It
-// refuses the login, with its status, when the server or the client has
-// all the sessions it may.
+// register adds a session that finished its login, and gives it its
+// TSIH. An older session of the same initiator session ID to the same
+// target is reinstated (RFC 7143 section 6.3.5): it is closed, and
+// register returns only once its commands have finished or been aborted
+// and its connection is closed, so that none of them lands after the new
+// session's login is answered. It refuses the login, with its status,
+// when the old session does not end within the login timeout, or when the
+// server or the client has all the sessions it may.
 func (s *Server) register(c *conn) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for old := range s.sessions {
-		if old.initiator == c.initiator && old.isid == c.isid && old.target == c.target {
-			old.log.Info("session reinstated by a new login")
-			old.close()
-			delete(s.sessions, old)
+	for {
+		s.mu.Lock()
+		var olds []*conn
+		for old := range s.sessions {
+			if old.initiator == c.initiator && old.isid == c.isid && old.target == c.target {
+				olds = append(olds, old)
+			}
+		}
+		if len(olds) == 0 {
+			err := s.addLocked(c)
+			s.mu.Unlock()
+			return err
+		}
+		s.mu.Unlock()
+		if err := c.awaitEnd(olds); err != nil {
+			return err
 		}
 	}
+}
+
+// awaitEnd closes the sessions a login reinstates and waits for them to
+// end: their commands done and their connections closed.
+func (c *conn) awaitEnd(olds []*conn) error {
+	timeout := time.NewTimer(c.srv.cfg.LoginTimeout)
+	defer timeout.Stop()
+	for _, old := range olds {
+		old.log.Info("iscsi session reinstated by a new login: closing it, waiting for its commands")
+		old.close()
+		select {
+		case <-old.ended:
+		case <-timeout.C:
+			return refuse(statusOutOfResources, "the session it reinstates did not end within %v", c.srv.cfg.LoginTimeout)
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// addLocked adds c to the sessions unless the server or c's client is at
+// its cap. Call with s.mu held.
+func (s *Server) addLocked(c *conn) error {
 	if len(s.sessions) >= s.cfg.MaxSessions {
 		return refuse(statusOutOfResources, "%d sessions, the limit", len(s.sessions))
 	}
@@ -337,6 +373,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		client = ap.Addr().Unmap()
 	}
 	c := newConn(ctx, s, nc, client)
+	defer close(c.ended)
 	// A login may register its session and still fail (its target will
 	// not open): unregister whatever happens, once the session's
 	// commands are done and its disk closed (disk rm asks Sessions who
