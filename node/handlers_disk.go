@@ -37,6 +37,10 @@ func (s *server) handleCreateDisk(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if err := s.nameFree(volume.KindDisk, req.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	info, err := s.vols.CreateDisk(r.Context(), volume.DiskSpec{
 		Name: req.Name, Size: req.Size, BlockSize: req.BlockSize, Replicas: req.Replicas, Sync: req.Sync, Creator: req.Creator,
 	})
@@ -158,6 +162,10 @@ func (s *server) handleClone(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if err := s.nameFree(volume.KindDisk, req.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	info, err := s.vols.Clone(r.Context(), src, req.Name, req.Creator)
 	if errors.Is(err, volume.ErrNotFound) && s.mesh != nil {
 		if _, ok := s.mesh.cl.AwaitEntry(r.Context(), src); ok { // else the local error says it best
@@ -199,7 +207,7 @@ func (s *server) handleImport(w http.ResponseWriter, r *http.Request) {
 		s.failDrain(w, r, err)
 		return
 	}
-	if err := s.mustOwn(spec.Name); err != nil {
+	if err := s.mayImport(spec.Name); err != nil {
 		s.failDrain(w, r, err)
 		return
 	}

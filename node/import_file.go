@@ -67,7 +67,7 @@ func (s *server) handleImportFile(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.mustOwn(spec.Name); err != nil {
+	if err := s.mayImport(spec.Name); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -27,6 +27,10 @@ func (s *server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.nameFree(volume.KindSpacesuit, req.Name); err != nil {
+		s.fail(w, r, fmt.Errorf("publish %s: %w", req.Name, err))
+		return
+	}
 	var version uint64
 	if s.mesh != nil {
 		version = s.mesh.cl.NextSpacesuitVersion(req.Name)

@@ -22,7 +22,7 @@
 #            others' figures and bound exclude it; then s8 is restarted and
 #            the same push is run again to it: it fetches only the blocks it
 #            lacks (the table's note gives the share it skipped)
-#   replicate8  8 sites, 64 MiB: `weft replicate gold --to s1,...,s8` (one
+#   replicate8  8 sites, 64 MiB: `weft replicate gold-disk --to s1,...,s8` (one
 #            policy per site, run as one cycle); times from the cycle's push
 #            start
 #   pull8    8 sites, 64 MiB: every site runs `weft pull gold@1 --from s0`
@@ -136,8 +136,8 @@ mesh() {
 	# (R=1) sends nothing to the sites before the measured push.
 	start 0
 	head -c "${f}M" /dev/urandom >"$HOMES/gold.img"
-	w 0 disk import gold "$HOMES/gold.img" --replicas 1 >/dev/null
-	w 0 spacesuit publish gold gold >/dev/null
+	w 0 disk import gold-disk "$HOMES/gold.img" --replicas 1 >/dev/null
+	w 0 spacesuit publish gold gold-disk >/dev/null
 	ORIGIN=$(w 0 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["peer_id"])')
 	for i in $(seq 1 "$n"); do
 		start "$i"
@@ -277,7 +277,7 @@ run() {
 	START=$(now)
 	if [ "$how" = replicate ]; then
 		START=push
-		w 0 replicate gold --to "$targets" --every 1h --keep 1 >/dev/null
+		w 0 replicate gold-disk --to "$targets" --every 1h --keep 1 >/dev/null
 		local deadline=$((SECONDS + 600))
 		until [ "$(w 0 replicate ls --json | python3 -c 'import json,sys; print(sum(p["status"] == "ok" for p in json.load(sys.stdin)))')" = "$n" ]; do
 			[ $SECONDS -lt $deadline ] || { echo "bench-swarm: $name: the policies never all succeeded" >&2; exit 1; }

@@ -31,6 +31,10 @@ func (m *Manager) Import(ctx context.Context, spec DiskSpec, r io.Reader) (DiskI
 		h.commitMu.Lock()
 		defer h.commitMu.Unlock()
 	case errors.Is(err, ErrNotFound):
+		// Refused before the input is read; createDisk checks again.
+		if k := m.NameKind(spec.Name); k == KindSpacesuit {
+			return DiskInfo{}, NameTaken(KindDisk, spec.Name, k)
+		}
 		// A placeholder that is a whole number of any block size; the
 		// size is checked for real once the input's length is known.
 		spec.Size = MaxBlockSize

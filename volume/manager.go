@@ -449,6 +449,10 @@ func (m *Manager) createDisk(ctx context.Context, spec DiskSpec, root cid.Cid) (
 		m.mu.Unlock()
 		return DiskInfo{}, fmt.Errorf("disk %q: %w", spec.Name, ErrExists)
 	}
+	if err := m.refuseNameLocked(KindDisk, spec.Name); err != nil {
+		m.mu.Unlock()
+		return DiskInfo{}, err
+	}
 	now := m.cfg.Now().UTC()
 	rec := &diskRecord{
 		ID: newID(), Name: spec.Name, Size: spec.Size, BlockSize: spec.BlockSize,

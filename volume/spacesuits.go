@@ -58,6 +58,9 @@ func (m *Manager) PublishSpacesuit(ctx context.Context, name string, src Ref, ve
 	defer release()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.refuseNameLocked(KindSpacesuit, name); err != nil {
+		return SpacesuitInfo{}, err
+	}
 	version = max(version, m.nextVersionLocked(name))
 	key := SpacesuitRef(name, version)
 	if _, ok := m.cat.Spacesuits[key]; ok {
@@ -154,6 +157,9 @@ func (m *Manager) KeepSpacesuit(ctx context.Context, s SpacesuitInfo, root cid.C
 	defer m.mu.Unlock()
 	if _, ok := m.cat.Spacesuits[key]; ok {
 		return fmt.Errorf("spacesuit %s: %w", key, ErrExists)
+	}
+	if err := m.refuseNameLocked(KindSpacesuit, s.Name); err != nil {
+		return err
 	}
 	snapshot := m.cat.clone()
 	m.cat.Spacesuits[key] = &spacesuitRecord{Name: s.Name, Version: s.Version, Root: RootText(root),

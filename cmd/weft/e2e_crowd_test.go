@@ -53,7 +53,7 @@ func TestReplicateSwarmsOnCappedLinks(t *testing.T) {
 	const size = 8 << 20
 	sites := goldSites(t, 4, 20, size)
 	origin := sites[0]
-	origin.ok("replicate", "gold", "--to", "s1,s2,s3", "--every", "1h", "--keep", "1")
+	origin.ok("replicate", "gold-disk", "--to", "s1,s2,s3", "--every", "1h", "--keep", "1")
 	var ps []node.Policy
 	eventually(t, "three policies ok", func() (bool, string) {
 		origin.jsonOut(&ps, "replicate", "ls")

@@ -61,7 +61,8 @@ func bridgedSites(t *testing.T, n, mbit int) (namespaces, ips []string) {
 }
 
 // goldSites starts an origin and n-1 sites on capped links (bridgedSites,
-// mbit Mbit/s), the origin holding the spacesuit gold@1 of size random
+// mbit Mbit/s), the origin holding the disk gold-disk and its spacesuit
+// gold@1 (a disk and a spacesuit cannot share a name) of size random
 // bytes, and waits until all are members. The origin imports and
 // publishes before the sites join, so its replication push finds no other
 // member; the sites' heal is all but stopped (1K/s, a 256 KiB burst), so
@@ -85,8 +86,8 @@ func goldSites(t *testing.T, n, mbit, size int) []*harness {
 	}
 	origin := sites[0]
 	origin.startDaemon()
-	origin.ok("disk", "import", "gold", writeTemp(t, "gold.img", img), "--replicas", "1")
-	origin.ok("spacesuit", "publish", "gold", "gold")
+	origin.ok("disk", "import", "gold-disk", writeTemp(t, "gold.img", img), "--replicas", "1")
+	origin.ok("spacesuit", "publish", "gold", "gold-disk")
 	for _, h := range sites[1:] {
 		h.startDaemon()
 		h.ok("join", origin.addr())

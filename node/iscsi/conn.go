@@ -60,6 +60,10 @@ type conn struct {
 	text      *textState
 	closeOnce sync.Once
 	workers   sync.WaitGroup
+	// ended is closed once the connection is closed, its commands are
+	// done, its disk is closed and it is no longer a session: what a
+	// login reinstating it waits for.
+	ended chan struct{}
 }
 
 // task is a SCSI command between its arrival and its status.
@@ -68,9 +72,10 @@ type task struct {
 	lun      uint64
 	cdb      []byte
 	edtl     int
+	want     int // data-out asked for: the EDTL, cut to the CDB's transfer
 	read     bool
 	write    bool
-	buf      []byte  // data-out, edtl bytes
+	buf      []byte  // data-out: want bytes, or what came unsolicited
 	readBuf  *[]byte // pooled data-in buffer, returned by finish
 	writeBuf *[]byte // pooled buf, returned by drop
 	got      int     // data-out bytes received
@@ -82,10 +87,13 @@ type task struct {
 	r2tSN   uint32
 	dataSN  uint32 // the DataSN the next Data-Out of the burst must have
 	running bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	aborted atomic.Bool
-	done    chan struct{}
+	// dataTimer ends the connection if a write's data is not all in
+	// within DataOutTimeout; stopped once the write runs or is dropped.
+	dataTimer *time.Timer
+	ctx       context.Context
+	cancel    context.CancelFunc
+	aborted   atomic.Bool
+	done      chan struct{}
 }
 
 // textState is a text response sent in pieces (C bit) or a request
@@ -102,7 +110,7 @@ func newConn(ctx context.Context, s *Server, nc net.Conn, client netip.Addr) *co
 	c := &conn{
 		srv: s, nc: nc, r: bufio.NewReaderSize(nc, 64<<10), ctx: ctx, cancel: cancel, client: client,
 		log: s.log.With("client", client.String()), p: defaultParams(), tasks: map[uint32]*task{},
-		budget: semaphore.NewWeighted(s.cfg.BufferBytes),
+		budget: semaphore.NewWeighted(s.cfg.BufferBytes), ended: make(chan struct{}),
 	}
 	context.AfterFunc(ctx, func() { nc.Close() })
 	return c
@@ -384,7 +392,38 @@ func (c *conn) command(p *pdu) {
 		c.run(t)
 		return
 	}
-	if !c.tryReserve(int64(t.edtl)) {
+	if lun0(t.lun) {
+		// A write a read-only LUN (a replica, a spacesuit) can only
+		// refuse is answered now: no R2T, no budget taken, and its
+		// immediate and unsolicited data dropped (dataOut finds no task).
+		if res, refused := c.lu.Preflight(t.ctx, t.cdb); refused {
+			c.finish(t, res, 0)
+			return
+		}
+	}
+	if len(p.data) > 0 && (!c.p.immediateData || len(p.data) > min(c.p.firstBurst, t.edtl)) {
+		c.reject(p, rejectProtocolError)
+		c.drop(t)
+		return
+	}
+	// Ask for no more than the CDB transfers: an EDTL beyond it is an
+	// underflow (residual EDTL minus the CDB's length, RFC 7143 section
+	// 11.4.5.1), its excess never solicited. A CDB whose length cannot be
+	// read takes no data (scsi.DataOutLen); Execute refuses it.
+	need, err := scsi.DataOutLen(t.cdb, scsi.LogicalBlockSize)
+	if err != nil {
+		need = 0
+	}
+	t.want = min(t.edtl, need)
+	// Unsolicited Data-Out follows unless the command's F bit says none
+	// does (it is set whenever InitialR2T=Yes); what comes unasked is
+	// held, up to the first burst, even past what the CDB wants.
+	unsolicited := flags&0x80 == 0 && !c.p.initialR2T
+	size := max(t.want, len(p.data))
+	if unsolicited {
+		size = max(size, min(c.p.firstBurst, t.edtl))
+	}
+	if !c.tryReserve(int64(size)) {
 		// Waiting here stops the reader, which the writes collecting
 		// data-out need: with any of them, the command is answered BUSY
 		// (the initiator retries it) rather than deadlock the connection.
@@ -392,25 +431,23 @@ func (c *conn) command(p *pdu) {
 			c.finish(t, scsi.Result{Status: statusBusy}, 0)
 			return
 		}
-		if err := c.reserve(c.ctx, int64(t.edtl)); err != nil {
+		if err := c.reserve(c.ctx, int64(size)); err != nil {
 			c.drop(t)
 			return
 		}
 	}
-	t.reserved = int64(t.edtl)
-	t.writeBuf = getBuffer(t.edtl)
-	t.buf = (*t.writeBuf)[:t.edtl]
-	if len(p.data) > 0 {
-		if !c.p.immediateData || len(p.data) > min(c.p.firstBurst, t.edtl) {
-			c.reject(p, rejectProtocolError)
-			c.drop(t)
-			return
-		}
-		t.got = copy(t.buf, p.data)
-	}
-	// Unsolicited Data-Out follows unless the command's F bit says none
-	// does (it is set whenever InitialR2T=Yes).
-	if flags&0x80 == 0 && !c.p.initialR2T {
+	t.reserved = int64(size)
+	t.dataTimer = time.AfterFunc(c.srv.cfg.DataOutTimeout, func() {
+		// A write whose data trickles in holds its budget share however
+		// steadily it comes; the idle timeout alone would not end it.
+		c.log.Warn("iscsi write data not in within the data-out timeout, closing the connection",
+			"itt", t.itt, "timeout", c.srv.cfg.DataOutTimeout)
+		c.close()
+	})
+	t.writeBuf = getBuffer(size)
+	t.buf = (*t.writeBuf)[:size]
+	t.got = copy(t.buf, p.data)
+	if unsolicited {
 		t.r2tEnd = min(c.p.firstBurst, t.edtl)
 		return
 	}
@@ -440,11 +477,11 @@ func (c *conn) collecting() int {
 // nextBurst asks for a write's next burst of data, or runs the write once
 // it has all of it.
 func (c *conn) nextBurst(t *task) {
-	if t.got >= t.edtl {
+	if t.got >= t.want {
 		c.run(t)
 		return
 	}
-	n := min(c.p.maxBurst, t.edtl-t.got)
+	n := min(c.p.maxBurst, t.want-t.got)
 	c.mu.Lock()
 	c.nextTTT++
 	t.ttt = c.nextTTT & 0x7fffffff
@@ -496,6 +533,9 @@ func (c *conn) dataOut(p *pdu) bool {
 // run executes a task on a worker.
 func (c *conn) run(t *task) {
 	t.running = true
+	if t.dataTimer != nil {
+		t.dataTimer.Stop()
+	}
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
@@ -567,11 +607,11 @@ func (c *conn) executeLU(t *task) (scsi.Result, int) {
 		}
 		return c.lu.Execute(t.ctx, cmd), 0
 	}
+	data := t.buf[:t.got]
 	need, err := scsi.DataOutLen(t.cdb, scsi.LogicalBlockSize)
 	if err != nil {
-		return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: t.buf}), 0
+		return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: data}), 0
 	}
-	data := t.buf
 	switch {
 	case t.edtl >= need && blockTransfer(t.cdb) != nil:
 		data = data[:need]
@@ -581,9 +621,11 @@ func (c *conn) executeLU(t *task) (scsi.Result, int) {
 		blockTransfer(cdb)(uint32(blocks))
 		return c.lu.Execute(t.ctx, scsi.Command{CDB: cdb, DataOut: data[:blocks*scsi.LogicalBlockSize]}), need
 	}
-	// Any other command gets all the initiator sent: the unit refuses a
-	// size its CDB does not ask for (WRITE SAME, COMPARE AND WRITE) or
-	// ignores data it takes none of (a READ flagged as a write).
+	// Any other command gets the data collected and the EDTL as what the
+	// initiator meant to send: the unit refuses a size its CDB does not
+	// ask for (WRITE SAME, COMPARE AND WRITE), cuts what it takes (UNMAP,
+	// ORWRITE) or ignores data it takes none of (a READ flagged as a
+	// write).
 	return c.lu.Execute(t.ctx, scsi.Command{CDB: t.cdb, DataOut: data, SentLen: t.edtl}), need
 }
 
@@ -675,6 +717,9 @@ func (c *conn) drop(t *task) {
 		c.inflight--
 	}
 	c.mu.Unlock()
+	if t.dataTimer != nil {
+		t.dataTimer.Stop()
+	}
 	if t.reserved > 0 {
 		c.unreserve(t.reserved)
 		t.reserved = 0

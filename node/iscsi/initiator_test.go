@@ -131,6 +131,12 @@ func newTestServer(t *testing.T, targets fakeTargets, tune func(*Config)) *Serve
 func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string, *Server) {
 	t.Helper()
 	srv := newTestServer(t, targets, tune)
+	return serve(t, srv), srv
+}
+
+// serve serves srv on a loopback port until the test ends.
+func serve(t *testing.T, srv *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +145,7 @@ func startServer(t *testing.T, targets fakeTargets, tune func(*Config)) (string,
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return ln.Addr().String(), srv
+	return ln.Addr().String()
 }
 
 // encode appends the PDU's wire form, with the data segment's length set

@@ -177,7 +177,7 @@ func (c *conn) loginStep(p *pdu, st *loginState, keys textKeys) (bool, error) {
 	}
 	if transit && nsg == stageFullFeature {
 		if err := c.srv.register(c); err != nil {
-			return false, refuse(statusOutOfResources, "%w", err)
+			return false, err
 		}
 		c.registered = true
 		// After register, so that a DisconnectIf that this check does not

@@ -9,11 +9,11 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/weft-mesh/weft/internal/accept"
 	"github.com/weft-mesh/weft/node/scsi"
 )
 
@@ -83,13 +83,36 @@ type Config struct {
 	// ServerBufferBytes. A command beyond a budget waits for it (see
 	// budget.go).
 	BufferBytes, ServerBufferBytes int64
-	// MaxSessions bounds the sessions of the server.
-	MaxSessions int
+	// MaxSessions bounds the sessions of the server, MaxClientSessions
+	// those of one client address, so that one client cannot take all
+	// of the server's.
+	MaxSessions, MaxClientSessions int
 	// LoginTimeout bounds a whole login; IdleTimeout is how long a
 	// session may be silent before the target pings it (NOP-In), and
-	// again before it gives up on it; WriteTimeout bounds one PDU sent.
-	LoginTimeout, IdleTimeout, WriteTimeout time.Duration
+	// again before it gives up on it; WriteTimeout bounds one PDU sent;
+	// DataOutTimeout bounds the wait for all of a write's data, from its
+	// command to its last Data-Out, however steadily it trickles in.
+	// Zero or less: the default.
+	LoginTimeout, IdleTimeout, WriteTimeout, DataOutTimeout time.Duration
 }
+
+// DefaultMaxClientSessions is the sessions one client address may have
+// at once: a host rarely needs more than a few per target, and a client
+// at the cap is refused (status 0x0206) rather than let fill the server.
+const DefaultMaxClientSessions = 16
+
+// The default timeouts, each bounding what a silent or slow initiator
+// holds: a connection and its buffers while it logs in, a session while
+// it says nothing, the server's writer while it reads nothing, and a
+// write's share of the data budget (up to 32 MiB) while its data comes.
+const (
+	DefaultLoginTimeout = 15 * time.Second
+	DefaultIdleTimeout  = 30 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultDataOutTimeout lets the largest write (32 MiB) arrive at
+	// 0.6 MB/s: far below any link an iSCSI disk is used over.
+	DefaultDataOutTimeout = 60 * time.Second
+)
 
 // DefaultConfig returns the limits the daemon uses; set Targets.
 func DefaultConfig() Config {
@@ -103,9 +126,11 @@ func DefaultConfig() Config {
 		BufferBytes:              64 << 20,
 		ServerBufferBytes:        256 << 20,
 		MaxSessions:              256,
-		LoginTimeout:             15 * time.Second,
-		IdleTimeout:              30 * time.Second,
-		WriteTimeout:             30 * time.Second,
+		MaxClientSessions:        DefaultMaxClientSessions,
+		LoginTimeout:             DefaultLoginTimeout,
+		IdleTimeout:              DefaultIdleTimeout,
+		WriteTimeout:             DefaultWriteTimeout,
+		DataOutTimeout:           DefaultDataOutTimeout,
 	}
 }
 
@@ -186,9 +211,17 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxSessions < 1 {
 		cfg.MaxSessions = d.MaxSessions
 	}
-	for _, t := range []*time.Duration{&cfg.LoginTimeout, &cfg.IdleTimeout, &cfg.WriteTimeout} {
-		if *t <= 0 {
-			*t = d.LoginTimeout
+	if cfg.MaxClientSessions < 1 {
+		cfg.MaxClientSessions = d.MaxClientSessions
+	}
+	// Each timeout falls back to its own default (they all used to fall
+	// back to the login's 15 s).
+	for _, t := range []struct{ set, def *time.Duration }{
+		{&cfg.LoginTimeout, &d.LoginTimeout}, {&cfg.IdleTimeout, &d.IdleTimeout},
+		{&cfg.WriteTimeout, &d.WriteTimeout}, {&cfg.DataOutTimeout, &d.DataOutTimeout},
+	} {
+		if *t.set <= 0 {
+			*t.set = *t.def
 		}
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*conn]struct{}{}, budget: semaphore.NewWeighted(cfg.ServerBufferBytes)}, nil
@@ -199,33 +232,7 @@ func NewServer(cfg Config) (*Server, error) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	backoff := 5 * time.Millisecond
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors or similar: wait and go on, as
-				// the NBD server does, rather than close the door until a
-				// restart.
-				s.log.Warn("iscsi accept", "err", err)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			return fmt.Errorf("iscsi: accept: %w", err)
-		}
-		backoff = 5 * time.Millisecond
+	err := accept.Loop(ctx, ln, s.log.With("door", "iscsi"), func(nc net.Conn) {
 		// Connections still logging in hold buffers and a goroutine for
 		// up to LoginTimeout before they count as sessions: bound them
 		// all, at twice the sessions allowed.
@@ -233,7 +240,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.conns.Add(-1)
 			s.log.Warn("iscsi connection refused: too many connections", "remote", nc.RemoteAddr().String(), "max", 2*s.cfg.MaxSessions)
 			nc.Close()
-			continue
+			return
 		}
 		wg.Add(1)
 		go func() {
@@ -241,7 +248,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			defer s.conns.Add(-1)
 			s.serveConn(ctx, nc)
 		}()
+	})
+	if err != nil {
+		return fmt.Errorf("iscsi: %w", err)
 	}
+	return nil
 }
 
 // Sessions lists the logged-in sessions.
@@ -266,21 +277,68 @@ func (s *Server) observeLogin(result string) {
 	}
 }
 
-// register adds a session that finished its login, ending an older one of
-// the same initiator session ID to the same target (session
-// reinstatement, RFC 7143 section 6.3.5), and gives it its TSIH.
+// register adds a session that finished its login, and gives it its
+// TSIH. An older session of the same initiator session ID to the same
+// target is reinstated (RFC 7143 section 6.3.5): it is closed, and
+// register returns only once its commands have finished or been aborted
+// and its connection is closed, so that none of them lands after the new
+// session's login is answered. It refuses the login, with its status,
+// when the old session does not end within the login timeout, or when the
+// server or the client has all the sessions it may.
 func (s *Server) register(c *conn) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for old := range s.sessions {
-		if old.initiator == c.initiator && old.isid == c.isid && old.target == c.target {
-			old.log.Info("session reinstated by a new login")
-			old.close()
-			delete(s.sessions, old)
+	for {
+		s.mu.Lock()
+		var olds []*conn
+		for old := range s.sessions {
+			if old.initiator == c.initiator && old.isid == c.isid && old.target == c.target {
+				olds = append(olds, old)
+			}
+		}
+		if len(olds) == 0 {
+			err := s.addLocked(c)
+			s.mu.Unlock()
+			return err
+		}
+		s.mu.Unlock()
+		if err := c.awaitEnd(olds); err != nil {
+			return err
 		}
 	}
+}
+
+// awaitEnd closes the sessions a login reinstates and waits for them to
+// end: their commands done and their connections closed.
+func (c *conn) awaitEnd(olds []*conn) error {
+	timeout := time.NewTimer(c.srv.cfg.LoginTimeout)
+	defer timeout.Stop()
+	for _, old := range olds {
+		old.log.Info("iscsi session reinstated by a new login: closing it, waiting for its commands")
+		old.close()
+		select {
+		case <-old.ended:
+		case <-timeout.C:
+			return refuse(statusOutOfResources, "the session it reinstates did not end within %v", c.srv.cfg.LoginTimeout)
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// addLocked adds c to the sessions unless the server or c's client is at
+// its cap. Call with s.mu held.
+func (s *Server) addLocked(c *conn) error {
 	if len(s.sessions) >= s.cfg.MaxSessions {
-		return fmt.Errorf("%d sessions, the limit", len(s.sessions))
+		return refuse(statusOutOfResources, "%d sessions, the limit", len(s.sessions))
+	}
+	mine := 0
+	for other := range s.sessions {
+		if other.client == c.client {
+			mine++
+		}
+	}
+	if mine >= s.cfg.MaxClientSessions {
+		return refuse(statusTooManyConns, "client %s has %d sessions, the limit per client", c.client, mine)
 	}
 	s.nextTSIH++
 	if s.nextTSIH == 0 {
@@ -315,6 +373,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		client = ap.Addr().Unmap()
 	}
 	c := newConn(ctx, s, nc, client)
+	defer close(c.ended)
 	// A login may register its session and still fail (its target will
 	// not open): unregister whatever happens, once the session's
 	// commands are done and its disk closed (disk rm asks Sessions who

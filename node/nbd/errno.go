@@ -5,10 +5,6 @@ import (
 	"syscall"
 )
 
-// syscallEMFILE is matched by accept errors when the process is out of
-// file descriptors.
-const syscallEMFILE = syscall.EMFILE
-
 // errnoOf maps an Export's error to the errno sent to the client.
 func errnoOf(err error) uint32 {
 	switch {

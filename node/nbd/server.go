@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/accept"
 )
 
 // Config configures a Server.
@@ -179,41 +181,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		s.mu.Unlock()
 	}()
-	var err error
-	backoff := 5 * time.Millisecond
-	for {
-		c, aerr := ln.Accept()
-		if aerr != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			var ne net.Error
-			if errors.As(aerr, &ne) && ne.Timeout() || errors.Is(aerr, syscallEMFILE) {
-				// Out of file descriptors or similar: wait, don't spin.
-				s.log.Warn("nbd accept", "err", aerr)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			err = fmt.Errorf("nbd: accept on %s: %w", ln.Addr(), aerr)
-			break
-		}
-		backoff = 5 * time.Millisecond
+	err := accept.Loop(ctx, ln, s.log.With("door", "nbd"), func(c net.Conn) {
 		if !s.track(c) {
 			s.log.Warn("nbd connection refused: too many connections", "remote", c.RemoteAddr().String(), "max", s.cfg.MaxConns)
 			c.Close()
-			continue
+			return
 		}
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
 			s.serveConn(ctx, c)
 		}()
+	})
+	if err != nil {
+		err = fmt.Errorf("nbd: %w", err)
 	}
 	cancel()
 	local.Wait()

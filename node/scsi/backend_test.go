@@ -20,6 +20,7 @@ type memBackend struct {
 	punched   int64 // bytes zeroed with punch
 	zeroed    int64 // bytes zeroed without punch
 	writes    int
+	unflushed int // writes since the last flush: not yet durable
 }
 
 func newMem(size, blockSize int64) *memBackend {
@@ -56,6 +57,7 @@ func (m *memBackend) WriteAt(_ context.Context, p []byte, off int64) error {
 		return err
 	}
 	m.writes++
+	m.unflushed++
 	copy(m.data[off:], p)
 	return nil
 }
@@ -82,6 +84,7 @@ func (m *memBackend) Flush(context.Context) error {
 		return m.failWith
 	}
 	m.flushes++
+	m.unflushed = 0
 	return nil
 }
 

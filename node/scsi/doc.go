@@ -18,7 +18,8 @@
 //   - READ CAPACITY(10) and (16): 512-byte blocks, the disk block
 //     exponent, LBPME and LBPRZ.
 //   - READ and WRITE (6), (10), (12), (16): FUA on a write flushes.
-//   - VERIFY and WRITE AND VERIFY (10), (12), (16): BYTCHK compares.
+//   - VERIFY and WRITE AND VERIFY (10), (12), (16): BYTCHK compares;
+//     WRITE AND VERIFY flushes before it completes, as FUA does.
 //   - COMPARE AND WRITE and ORWRITE(16): atomic against each other.
 //   - WRITE SAME (10) and (16), UNMAP, GET LBA STATUS: see below.
 //   - SYNCHRONIZE CACHE (10) and (16): Backend.Flush, what NBD's FLUSH

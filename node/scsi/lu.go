@@ -206,6 +206,28 @@ func (l *LU) Execute(ctx context.Context, c Command) Result {
 	return r
 }
 
+// Preflight answers, before a transport asks for its data-out, a
+// command that can only fail whatever its data: one that changes the
+// medium (WRITE, WRITE AND VERIFY, WRITE SAME, ORWRITE, COMPARE AND
+// WRITE, UNMAP) sent to a read-only unit. It returns the CHECK CONDITION
+// Execute would (DATA PROTECT, WRITE PROTECTED, or a fault of the CDB
+// that comes first in the order of Validation) and true; false for any
+// other command, which the transport collects data for and executes. It
+// never touches the backend.
+func (l *LU) Preflight(ctx context.Context, cdb []byte) (Result, bool) {
+	if !l.readOnly || len(cdb) == 0 {
+		return Result{}, false
+	}
+	if cmd, sense := l.cmds.lookup(cdb); sense != nil || !cmd.writes {
+		return Result{}, false
+	}
+	// Every command marked writes checks the unit's read-only flag before
+	// it looks at its data-out or the backend (TestPreflightRefusesWrites
+	// runs them all), so executing it without data answers what it would
+	// with any.
+	return l.execute(ctx, Command{CDB: cdb}), true
+}
+
 func (l *LU) execute(ctx context.Context, c Command) Result {
 	if len(c.CDB) == 0 {
 		return checkCondition(senseInvalidOpcode)

@@ -127,10 +127,12 @@ func (l *LU) write(ctx context.Context, e extent, dataOut []byte, fua bool) erro
 	return nil
 }
 
-// writeVerify is WRITE AND VERIFY: a write, and with BYTCHK the blocks
-// read back and compared with what was sent.
+// writeVerify is WRITE AND VERIFY: a write made durable (flushed, as
+// with FUA: the initiator asks for its data checked against the medium,
+// so it is not acknowledged while it may sit in a cache), and with BYTCHK
+// the blocks read back and compared with what was sent.
 func (l *LU) writeVerify(ctx context.Context, e extent, r request) ([]byte, error) {
-	if err := l.write(ctx, e, r.dataOut, false); err != nil || e.n == 0 {
+	if err := l.write(ctx, e, r.dataOut, true); err != nil || e.n == 0 {
 		return nil, err
 	}
 	sent := r.dataOut[:min(int64(len(r.dataOut)), e.size())]

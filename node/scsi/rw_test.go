@@ -140,6 +140,27 @@ func TestFUAFlushes(t *testing.T) {
 	wantSense(t, "DPO FUA FUA_NV", run(l, cdb10(opWrite10, 0x1a, 0, 1), block), goodStatus)
 }
 
+// TestWriteAndVerifyIsDurable: WRITE AND VERIFY, with or without BYTCHK,
+// completes only once its data is durable (flushed, as SYNCHRONIZE CACHE
+// would): the initiator asked for it to be checked against the medium,
+// not a cache (a review found it acknowledged unflushed).
+func TestWriteAndVerifyIsDurable(t *testing.T) {
+	l, m := newTestLU(t)
+	block := pattern(LogicalBlockSize, 3)
+	for _, c := range [][]byte{
+		cdb10(opWriteVerify10, 0, 0, 1), cdb10(opWriteVerify10, 0x02, 1, 1),
+		cdb12(0xae, 0x02, 2, 1), cdb16(0x8e, 0, 3, 1), cdb16(0x8e, 0x02, 4, 1),
+	} {
+		wantSense(t, fmt.Sprintf("WRITE AND VERIFY %#x flags %#x", c[0], c[1]), run(l, c, block), goodStatus)
+		m.mu.Lock()
+		unflushed := m.unflushed
+		m.mu.Unlock()
+		if unflushed != 0 {
+			t.Errorf("WRITE AND VERIFY %#x flags %#x: got %d writes not flushed at completion, want 0", c[0], c[1], unflushed)
+		}
+	}
+}
+
 // TestSynchronizeCache flushes the backend, for a range or the whole unit.
 func TestSynchronizeCache(t *testing.T) {
 	l, m := newTestLU(t)
@@ -231,24 +252,25 @@ func TestUnknownOpcode(t *testing.T) {
 	wantSense(t, "empty CDB", run(l, nil, nil), illegalOpcode)
 }
 
-// TestReadOnly: every write form is DATA PROTECT, WRITE PROTECTED on a
-// read-only unit, before its data is looked at; reads still work.
-func TestReadOnly(t *testing.T) {
-	m := newMem(testSize, testBlockSize)
-	m.readOnly = true
-	l := NewLU(m, LUInfo{})
+// writeCase is a command that changes the medium, with valid data-out.
+type writeCase struct {
+	name string
+	cdb  []byte
+	out  []byte
+}
+
+// writeCases is one valid CDB of every command that changes the medium.
+func writeCases() []writeCase {
 	block := make([]byte, LogicalBlockSize)
 	unmapList := unmapParams([2]uint64{0, 1})
-	cases := []struct {
-		name string
-		cdb  []byte
-		out  []byte
-	}{
+	return []writeCase{
 		{"WRITE(6)", cdb6(opWrite6, 0, 1), block},
 		{"WRITE(10)", cdb10(opWrite10, 0, 0, 1), block},
 		{"WRITE(12)", cdb12(opWrite12, 0, 0, 1), block},
 		{"WRITE(16)", cdb16(opWrite16, 0, 0, 1), block},
 		{"WRITE AND VERIFY(10)", cdb10(opWriteVerify10, 0x02, 0, 1), block},
+		{"WRITE AND VERIFY(12)", cdb12(0xae, 0x02, 0, 1), block},
+		{"WRITE AND VERIFY(16)", cdb16(0x8e, 0x02, 0, 1), block},
 		{"WRITE SAME(10)", cdb10(opWriteSame10, 0, 0, 1), block},
 		{"WRITE SAME(10) UNMAP no data", cdb10(opWriteSame10, 0x08, 0, 1), nil},
 		{"WRITE SAME(16)", cdb16(opWriteSame16, 0, 0, 1), block},
@@ -256,10 +278,65 @@ func TestReadOnly(t *testing.T) {
 		{"COMPARE AND WRITE", cawCDB(0, 1), make([]byte, 2*LogicalBlockSize)},
 		{"ORWRITE", cdb16(opORWrite, 0, 0, 1), block},
 	}
-	for _, c := range cases {
+}
+
+// TestReadOnly: every write form is DATA PROTECT, WRITE PROTECTED on a
+// read-only unit, before its data is looked at; reads still work.
+func TestReadOnly(t *testing.T) {
+	m := newMem(testSize, testBlockSize)
+	m.readOnly = true
+	l := NewLU(m, LUInfo{})
+	for _, c := range writeCases() {
 		wantSense(t, c.name, run(l, c.cdb, c.out), writeProtected)
 	}
 	wantSense(t, "READ", run(l, cdb10(opRead10, 0, 0, 1), nil), goodStatus)
+}
+
+// TestPreflightRefusesWrites: on a read-only unit Preflight answers every
+// command that changes the medium, without its data and without touching
+// the backend, with what Execute answers (a CDB fault first, then DATA
+// PROTECT), so that a transport need not ask for data it would throw
+// away. Other commands, and every command of a writable unit, go on. The
+// cases cover every command the table marks as writing.
+func TestPreflightRefusesWrites(t *testing.T) {
+	m := newMem(testSize, testBlockSize)
+	m.readOnly = true
+	ro := NewLU(m, LUInfo{})
+	rw, _ := newTestLU(t)
+	ctx := context.Background()
+	covered := map[byte]bool{}
+	for _, c := range writeCases() {
+		covered[c.cdb[0]] = true
+		r, refused := ro.Preflight(ctx, c.cdb)
+		if !refused {
+			t.Errorf("%s on a read-only unit: got no refusal, want DATA PROTECT", c.name)
+			continue
+		}
+		wantSense(t, c.name, r, writeProtected)
+		if _, refused := rw.Preflight(ctx, c.cdb); refused {
+			t.Errorf("%s on a writable unit: got a refusal, want none", c.name)
+		}
+	}
+	r, refused := ro.Preflight(ctx, cdb10(opWrite10, 0, uint32(testSize/LogicalBlockSize), 1))
+	if !refused {
+		t.Fatal("WRITE past the end on a read-only unit: got no refusal")
+	}
+	wantSense(t, "WRITE past the end", r, lbaOutOfRange)
+	for _, cdb := range [][]byte{cdb10(opRead10, 0, 0, 1), cdb10(0x15, 0, 0, 0), {0x00, 0, 0, 0, 0, 0}} {
+		if _, refused := ro.Preflight(ctx, cdb); refused {
+			t.Errorf("opcode %#02x on a read-only unit: got a refusal, want none", cdb[0])
+		}
+	}
+	for _, c := range commands.list {
+		if c.writes && !covered[c.usage[0]] {
+			t.Errorf("%s writes but has no case", c.name)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.writes != 0 || m.flushes != 0 || m.punched != 0 || m.zeroed != 0 {
+		t.Fatalf("got %d writes, %d flushes, %d punched, %d zeroed, want none", m.writes, m.flushes, m.punched, m.zeroed)
+	}
 }
 
 // TestBackendErrors maps backend failures to sense: no space is the
