@@ -92,9 +92,20 @@ type task struct {
 	dataTimer *time.Timer
 	ctx       context.Context
 	cancel    context.CancelFunc
-	aborted   atomic.Bool
-	done      chan struct{}
+	// outcome is taskPending until finish claims the task's response
+	// (taskAnswered) or a task management function aborts it
+	// (taskAborted), whichever comes first: a task is never both
+	// answered and reported aborted.
+	outcome atomic.Int32
+	done    chan struct{}
 }
+
+// A task's outcomes (task.outcome).
+const (
+	taskPending int32 = iota
+	taskAnswered
+	taskAborted
+)
 
 // textState is a text response sent in pieces (C bit) or a request
 // received in pieces.
@@ -747,8 +758,8 @@ func (c *conn) finish(t *task, res scsi.Result, need int) {
 	// never precedes this response, which the initiator could otherwise
 	// take for a new command reusing the tag.
 	defer c.drop(t)
-	if t.aborted.Load() {
-		return
+	if !t.outcome.CompareAndSwap(taskPending, taskAnswered) {
+		return // aborted: a task management function answers for it
 	}
 	flags, residual := byte(0), 0
 	switch {
@@ -837,7 +848,9 @@ const (
 	abortWaitForTasks = 30 * time.Second
 )
 
-// taskManagement aborts tasks and answers once they are gone.
+// taskManagement aborts tasks and answers once they are gone. A task whose
+// response is already claimed is not aborted: it ends answered, and an
+// ABORT TASK of it answers "Task does not exist" after its response.
 func (c *conn) taskManagement(p *pdu) {
 	fn := p.flags() & 0x7f
 	var victims []*task
@@ -868,7 +881,14 @@ func (c *conn) taskManagement(p *pdu) {
 		response = tmfRejected
 	}
 	for _, t := range victims {
-		t.aborted.Store(true)
+		if !t.outcome.CompareAndSwap(taskPending, taskAborted) {
+			// Its response is being sent: the abort still waits for it
+			// below, so that its own answer comes after.
+			if fn == tmfAbortTask {
+				response = tmfNoTask
+			}
+			continue
+		}
 		t.cancel()
 		if !t.running {
 			c.drop(t)
