@@ -36,7 +36,9 @@ func wantRules(t *testing.T, n *testNode, disk string, chapMissing bool) {
 // A disk's rules travel with it: its record carries the lists and that
 // CHAP is on (never the secrets), a move and a take apply them on the new
 // owner before its head serves anyone, and the new owner refuses iSCSI
-// logins until an operator sets CHAP secrets there.
+// logins until an operator sets CHAP secrets there. Its origin and creator
+// travel the same way, so that disk info on the new owner still says what
+// it was cloned from and the CSI driver still knows the disk for its own.
 func TestAccessTravelsWithTheDisk(t *testing.T) {
 	hub := newTestHub(t)
 	b := newTestNode(t, hub, "b")
@@ -44,7 +46,8 @@ func TestAccessTravelsWithTheDisk(t *testing.T) {
 	ctx := context.Background()
 	// An empty disk: this test's nodes fetch no blocks from each other,
 	// and a disk's info counts its root's.
-	if _, err := b.vols.CreateDisk(ctx, volume.DiskSpec{Name: "vm", Size: 1 << 20, Replicas: 1}); err != nil {
+	const origin, creator = "golden@nightly.1", "csi"
+	if _, err := b.vols.CreateDisk(ctx, volume.DiskSpec{Name: "vm", Size: 1 << 20, Replicas: 1, Origin: origin, Creator: creator}); err != nil {
 		t.Fatal(err)
 	}
 	allow, initiators := []string{"10.0.0.0/8"}, []string{"iqn.2026-01.test:host1"}
@@ -58,19 +61,21 @@ func TestAccessTravelsWithTheDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, _ := b.cat.Get(catalog.DiskKey("vm"))
-	if !slices.Equal(e.Allow, allow) || !slices.Equal(e.Initiators, initiators) || !e.CHAP {
-		t.Fatalf("published record carries allow %v, initiators %v, chap %v; want %v, %v, true", e.Allow, e.Initiators, e.CHAP, allow, initiators)
+	if !slices.Equal(e.Allow, allow) || !slices.Equal(e.Initiators, initiators) || !e.CHAP || e.Origin != origin || e.Creator != creator {
+		t.Fatalf("published record carries allow %v, initiators %v, chap %v, origin %q, creator %q; want %v, %v, true, %q, %q",
+			e.Allow, e.Initiators, e.CHAP, e.Origin, e.Creator, allow, initiators, origin, creator)
 	}
 
 	moved, _, err := b.Move(ctx, "vm", c.Self())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !moved.CHAP || !slices.Equal(moved.Allow, allow) {
-		t.Fatalf("moved record %+v does not carry the rules", moved)
+	if !moved.CHAP || !slices.Equal(moved.Allow, allow) || moved.Origin != origin || moved.Creator != creator {
+		t.Fatalf("moved record %+v does not carry the rules, origin and creator", moved)
 	}
 	c.Reconcile(ctx)
 	wantRules(t, c, "vm", true)
+	wantOrigin(t, c, "vm", origin, creator)
 	if _, err := c.vols.SetCHAP(ctx, "vm", &volume.CHAP{User: "host1", Secret: "another-long-secret"}); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +91,7 @@ func TestAccessTravelsWithTheDisk(t *testing.T) {
 		t.Fatalf("take: %v", err)
 	}
 	wantRules(t, b, "vm", true) // b's own secrets went with its head
+	wantOrigin(t, b, "vm", origin, creator)
 }
 
 // A change of a head's rules is published: the record the next owner

@@ -64,6 +64,10 @@ type Local struct {
 	// Access is a head's rules, published in its record so that they
 	// travel with the disk to its next owner.
 	Access volume.Access
+	// Origin and Creator are a head's (volume.DiskSpec.Origin, Creator),
+	// published in its record to travel the same way.
+	Origin  string
+	Creator string
 }
 
 // Locals keys the volume records as the catalog keys them: a head as
@@ -76,7 +80,7 @@ func Locals(rs []volume.Record) map[string]Local {
 		l := Local{
 			Key: catalog.DiskKey(r.Disk), Kind: KindDisk, Disk: r.Disk, Name: r.Replica,
 			Root: r.Root, Size: r.Size, BlockSize: r.BlockSize, Replicas: r.Replicas, Sync: r.Sync, Created: r.Created,
-			Access: r.Access,
+			Access: r.Access, Origin: r.Origin, Creator: r.Creator,
 		}
 		switch {
 		case r.Spacesuit:
@@ -362,6 +366,7 @@ func decideLocal(v View, l Local) (Action, bool) {
 	if head {
 		want.Held = heldRoot(v, l, e, known)
 		want = withAccess(want, l.Access)
+		want.Origin, want.Creator = l.Origin, l.Creator
 	}
 	if known {
 		want.Epoch = max(e.Epoch, 1)
@@ -369,7 +374,7 @@ func decideLocal(v View, l Local) (Action, bool) {
 			want.Owner = e.Owner
 		}
 		if !e.Deleted && e.Root == l.Root && e.Held == want.Held && e.Size == l.Size && e.Replicas == l.Replicas && e.Sync == l.Sync &&
-			e.Owner == want.Owner && sameAccess(e, want) {
+			e.Owner == want.Owner && sameAccess(e, want) && e.Origin == want.Origin && e.Creator == want.Creator {
 			return Action{}, false
 		}
 	}
@@ -443,9 +448,10 @@ func volumeKey(key string) bool {
 
 // DecideMove returns the entry that hands disk to the member to: e (the
 // catalog's version of the disk; found false if there is none) with the
-// committed root of this node's head and its rules (access, which the new
-// owner applies: the catalog's may predate the last change), to as its
-// owner and the next epoch.
+// committed root of this node's head, its rules (which the new owner
+// applies: the catalog's may predate the last change) and its origin and
+// creator (head, the committed head's info), to as its owner and the next
+// epoch.
 // The error matches volume.ErrInvalid when to is this node,
 // volume.ErrNotFound when to is not a live member, and ErrConflict when the
 // catalog does not name this node as the owner yet (the head was never
@@ -454,7 +460,7 @@ func volumeKey(key string) bool {
 // The driver commits the head before it checks e, so that the check sees
 // the root it hands over; it pushes that root to the placement set (too few
 // live nodes is no error) before it puts the entry, then announces it.
-func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerID, toAlive bool, committed cid.Cid, access volume.Access) (catalog.Entry, error) {
+func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerID, toAlive bool, head volume.DiskInfo) (catalog.Entry, error) {
 	switch {
 	case to == self:
 		return catalog.Entry{}, fmt.Errorf("move: disk %q is already on this node: %w", disk, volume.ErrInvalid)
@@ -463,8 +469,9 @@ func DecideMove(disk string, e catalog.Entry, found bool, self, to meshnet.PeerI
 	case !found || e.Deleted || e.Owner != self.String():
 		return catalog.Entry{}, errkind.Errorf(ErrConflict, "move: disk %q is not published as owned by this node yet, try again", disk)
 	}
-	e.Root, e.Owner, e.Epoch = committed, to.String(), e.Epoch+1
-	return withAccess(e, access), nil
+	e.Root, e.Owner, e.Epoch = head.Root, to.String(), e.Epoch+1
+	e.Origin, e.Creator = head.Origin, head.Creator
+	return withAccess(e, head.Access()), nil
 }
 
 // DecideTake returns the entry by which this node takes disk over: e (the

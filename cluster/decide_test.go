@@ -486,7 +486,7 @@ func TestDecideMove(t *testing.T) {
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
-			got, err := DecideMove("vm", row.e, row.found, selfID, row.to, row.toAlive, row.committed, volume.Access{})
+			got, err := DecideMove("vm", row.e, row.found, selfID, row.to, row.toAlive, volume.DiskInfo{Root: row.committed})
 			checkDecision(t, got, err, row.want, row.kind, row.msg)
 		})
 	}

@@ -16,7 +16,7 @@ func CatalogDiskInfo(e catalog.Entry) volume.DiskInfo {
 	return volume.DiskInfo{
 		Name: strings.TrimPrefix(e.Key, catalog.DiskPrefix), Size: e.Size, BlockSize: e.BlockSize,
 		Replicas: e.Replicas, Sync: e.Sync, Root: e.Root, Created: e.Created, Committed: e.Modified,
-		Allow: slices.Clone(e.Allow), Initiators: slices.Clone(e.Initiators),
+		Allow: slices.Clone(e.Allow), Initiators: slices.Clone(e.Initiators), Origin: e.Origin, Creator: e.Creator,
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/weft-mesh/weft/heal"
 	"github.com/weft-mesh/weft/internal/errkind"
 	"github.com/weft-mesh/weft/mesh/catalog"
@@ -58,7 +56,7 @@ func (c *Cluster) CheckOwner(disk string) error {
 // this node, not alive, or the disk not published as this node's yet),
 // the commit's, the push's and the catalog's.
 func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (catalog.Entry, volume.DiskInfo, error) {
-	if _, err := DecideMove(disk, catalog.Entry{}, true, c.self, to, c.Alive(to.String()), cid.Undef, volume.Access{}); errors.Is(err, volume.ErrInvalid) || errors.Is(err, volume.ErrNotFound) {
+	if _, err := DecideMove(disk, catalog.Entry{}, true, c.self, to, c.Alive(to.String()), volume.DiskInfo{}); errors.Is(err, volume.ErrInvalid) || errors.Is(err, volume.ErrNotFound) {
 		return catalog.Entry{}, volume.DiskInfo{}, err // before the commit, as the checks that need no head
 	}
 	info, err := c.vols.Commit(ctx, disk)
@@ -67,7 +65,7 @@ func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (cat
 	}
 	root := info.Root
 	cur, found := c.cat.Get(catalog.DiskKey(disk))
-	e, err := DecideMove(disk, cur, found, c.self, to, c.Alive(to.String()), root, info.Access())
+	e, err := DecideMove(disk, cur, found, c.self, to, c.Alive(to.String()), info)
 	if err != nil {
 		return catalog.Entry{}, info, err
 	}

@@ -139,14 +139,15 @@ func (c *Cluster) forget(ctx context.Context, l Local) {
 }
 
 // adopt makes a disk the catalog hands to this node writable here, with
-// its replicas and its rules (who may open it; CHAP stays required with
-// no secret here until an operator sets one). Its blocks stay where they
+// its replicas, its rules (who may open it; CHAP stays required with no
+// secret here until an operator sets one), and its origin and creator. Its blocks stay where they
 // are until read or healed.
 func (c *Cluster) adopt(ctx context.Context, e catalog.Entry) error {
 	name := strings.TrimPrefix(e.Key, catalog.DiskPrefix)
 	// The disk's rules come with it, and are in place before its head
 	// is: no client gets in between under no rules at all.
-	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: e.Replicas, Sync: e.Sync, Access: entryAccess(e)}
+	spec := volume.DiskSpec{Name: name, Size: e.Size, BlockSize: e.BlockSize, Replicas: e.Replicas, Sync: e.Sync, Access: entryAccess(e),
+		Origin: e.Origin, Creator: e.Creator}
 	_, err := c.vols.CreateDiskAt(ctx, spec, e.Root)
 	if errors.Is(err, volume.ErrExists) {
 		// A head kept here (not given up yet): the owner's rules win.

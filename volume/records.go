@@ -27,6 +27,10 @@ type Record struct {
 	// Access is a head's rules (what travels with it to another owner);
 	// the zero value for replicas and spacesuits.
 	Access Access
+	// Origin and Creator are a head's (DiskInfo.Origin, Creator), which
+	// travel with it too; "" for replicas and spacesuits.
+	Origin  string
+	Creator string
 }
 
 // Records returns every disk head and replica in the catalog, sorted by
@@ -38,7 +42,8 @@ func (m *Manager) Records() []Record {
 	for _, d := range m.cat.Disks {
 		root, _ := parseRoot(d.Root) // checked when the head opened
 		out = append(out, Record{Disk: d.Name, Root: root, Size: d.Size, BlockSize: d.BlockSize,
-			Replicas: d.Replicas, Sync: d.Sync, Created: d.Created, Access: d.access()})
+			Replicas: d.Replicas, Sync: d.Sync, Created: d.Created, Access: d.access(),
+			Origin: d.Origin, Creator: d.Creator})
 	}
 	for disk, reps := range m.cat.Replicas {
 		replicas := DefaultReplicas

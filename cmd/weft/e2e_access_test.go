@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weft-mesh/weft/api"
 )
 
 // needQemuISCSI skips a test when qemu has no iscsi driver.
@@ -155,4 +157,40 @@ func TestTakeCarriesAccess(t *testing.T) {
 	toolOK(t, "iscsi-inq", "-i", allowed, webURL)
 	out, code = toolEnv(t, cmdTimeout, nil, "iscsi-inq", webURL)
 	refused(t, out, code, "Authorization failure")
+}
+
+// A disk's origin and creator travel with it: on B, to which A moved a
+// clone CSI made (through the API) and which took a clone made with the
+// CLI, disk info --json says what each was cloned from and who made it.
+func TestMoveAndTakeCarryOrigin(t *testing.T) {
+	a := meshMember(t, "site-a", "127.0.0.1", "")
+	b := meshMember(t, "site-b", "127.0.0.2", a.home)
+	b.ok("join", a.addr())
+	for _, h := range []*harness{a, b} {
+		eventually(t, "two members alive", func() (bool, string) { n := h.alivePeers(); return n == 2, fmt.Sprint(n) })
+	}
+	a.ok("disk", "create", "base", "--size", "16M")
+	a.ok("disk", "clone", "base", "plain")
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	if _, err := api.NewClient(a.home).Clone(ctx, api.Ref{Disk: "base"}, "vol", api.CreatorCSI); err != nil {
+		t.Fatalf("clone vol as CSI on A: %v", err)
+	}
+
+	bID := b.peerID()
+	a.ok("disk", "move", "vol", "--to", bID)
+	eventually(t, "B adopts vol", func() (bool, string) {
+		r := b.run(nil, "disk", "commit", "vol")
+		return r.code == 0, r.stderr
+	})
+	b.ok("disk", "take", "plain", "--force")
+
+	for disk, creator := range map[string]string{"vol": api.CreatorCSI, "plain": ""} {
+		if d := b.diskInfo(disk); d.Owner != bID || d.Origin != "base" || d.Creator != creator {
+			t.Errorf("disk info --json of %s on B: owner %s, origin %q, creator %q; want %s, %q, %q", disk, d.Owner, d.Origin, d.Creator, bID, "base", creator)
+		}
+	}
+	if info := b.ok("disk", "info", "vol"); !strings.Contains(info, "cloned from:") || !strings.Contains(info, "made by:") {
+		t.Errorf("disk info of vol on B names no origin or creator:\n%s", info)
+	}
 }

@@ -224,7 +224,9 @@ func TestTiesResolveAlike(t *testing.T) {
 		"allow":   {base, with(func(e *Entry) { e.Allow = []string{"10.0.0.0/8"} })},
 		"initiators": {with(func(e *Entry) { e.Initiators = []string{"iqn.2026-01.test:a"} }),
 			with(func(e *Entry) { e.Initiators = []string{"iqn.2026-01.test:b"} })},
-		"chap": {base, with(func(e *Entry) { e.CHAP = true })},
+		"chap":    {base, with(func(e *Entry) { e.CHAP = true })},
+		"origin":  {base, with(func(e *Entry) { e.Origin = "golden" })},
+		"creator": {base, with(func(e *Entry) { e.Creator = "csi" })},
 	} {
 		x, y := newTestCatalog(peerC), newTestCatalog(peerC)
 		x.Merge([]Entry{pair[0], pair[1]})

@@ -41,11 +41,15 @@ type wireEntry struct {
 	Allow      []string `cbor:"16,keyasint,omitempty"`
 	Initiators []string `cbor:"17,keyasint,omitempty"`
 	CHAP       bool     `cbor:"18,keyasint,omitempty"`
+	// 19 and 20: what a disk was cloned from and who made it (Entry.Origin,
+	// Creator).
+	Origin  string `cbor:"19,keyasint,omitempty"`
+	Creator string `cbor:"20,keyasint,omitempty"`
 }
 
 // wireFields is the number of fields of a wireEntry: the most pairs an
 // entry's map may have.
-const wireFields = 18
+const wireFields = 20
 
 var (
 	encMode = strictcbor.EncMode()
@@ -190,6 +194,8 @@ func toWire(e Entry) wireEntry {
 		Allow:      e.Allow,
 		Initiators: e.Initiators,
 		CHAP:       e.CHAP,
+		Origin:     e.Origin,
+		Creator:    e.Creator,
 	}
 	if e.Root.Defined() {
 		w.Root = e.Root.Bytes()
@@ -219,6 +225,8 @@ func fromWire(w wireEntry) (Entry, error) {
 		Allow:      w.Allow,
 		Initiators: w.Initiators,
 		CHAP:       w.CHAP,
+		Origin:     w.Origin,
+		Creator:    w.Creator,
 	}
 	if len(w.Policy) > MaxPolicy {
 		return Entry{}, fmt.Errorf("policy of %d bytes, max %d: %w", len(w.Policy), MaxPolicy, ErrInvalid)

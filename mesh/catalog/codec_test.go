@@ -24,7 +24,8 @@ func sampleEntries(t testing.TB) []Entry {
 	return []Entry{
 		{Key: DiskKey("web"), Root: testRoot(t, 1), Owner: peerA, Epoch: 2, Version: 10, Writer: peerA,
 			Size: 10 << 30, BlockSize: 64 << 10, Replicas: 3, Sync: true, Created: created, Modified: created.Add(time.Hour),
-			Allow: []string{"10.0.0.0/8", "2001:db8::/32"}, Initiators: []string{"iqn.1993-08.org.debian:01:host1"}, CHAP: true},
+			Allow: []string{"10.0.0.0/8", "2001:db8::/32"}, Initiators: []string{"iqn.1993-08.org.debian:01:host1"}, CHAP: true,
+			Origin: "golden@nightly.1", Creator: "csi"},
 		{Key: ReplicaKey("web", "nightly.1"), Root: testRoot(t, 2), Owner: peerB, Version: 3, Writer: peerB,
 			Size: 10 << 30, BlockSize: 64 << 10, Created: created},
 		{Key: SpacesuitKey("ubuntu-24.04", 3), Root: testRoot(t, 3), Owner: peerC, Version: 7, Writer: peerA},
@@ -56,6 +57,10 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			if rng.IntN(2) == 0 {
 				e.Allow = []string{"192.0.2.0/24", "198.51.100.7/32"}[:1+rng.IntN(2)]
 				e.Initiators = []string{"iqn.2026-01.test:" + strconv.Itoa(rng.IntN(10))}
+			}
+			if rng.IntN(2) == 0 {
+				e.Origin = []string{"golden", "golden@r" + strconv.Itoa(rng.IntN(10)), "ubuntu-24.04@3"}[rng.IntN(3)]
+				e.Creator = "csi"
 			}
 			es = append(es, e)
 		}
@@ -131,46 +136,57 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	zero := int64(0)
 	for name, b := range map[string][]byte{
-		"empty":            {},
-		"null":             {0xf6},
-		"not an array":     encodeRaw(t, map[string]int{"a": 1}),
-		"array of ints":    encodeRaw(t, []int{1, 2}),
-		"truncated":        good[:len(good)-1],
-		"trailing byte":    append(bytes.Clone(good), 0x00),
-		"two arrays":       append(bytes.Clone(good), good...),
-		"unknown field":    asMap(map[int]any{19: 1}),
-		"allow unmasked":   asMap(map[int]any{16: []string{"10.1.2.3/8"}}),
-		"allow unsorted":   asMap(map[int]any{16: []string{"192.0.2.0/24", "10.0.0.0/8"}}),
-		"allow repeated":   asMap(map[int]any{16: []string{"10.0.0.0/8", "10.0.0.0/8"}}),
-		"allow not a cidr": asMap(map[int]any{16: []string{"ten"}}),
-		"allow empty":      asMap(map[int]any{16: []string{}}),
-		"allow too long":   asMap(map[int]any{16: manyNetworks(257)}),
-		"initiator upper":  asMap(map[int]any{17: []string{"iqn.2026-01.test:A"}}),
-		"initiator space":  asMap(map[int]any{17: []string{"iqn.2026-01 test"}}),
-		"initiator bytes":  asMap(map[int]any{17: [][]byte{[]byte("iqn.2026-01.test:a")}}),
-		"chap false":       asMap(map[int]any{18: false}),
-		"acl on a replica": wire(func(w *wireEntry) { w.Key, w.Allow = "replica/d/r", []string{"10.0.0.0/8"} }),
-		"chap on a policy": wire(func(w *wireEntry) { w.Key, w.CHAP = "replicate/d/site", true }),
-		"policy too big":   asMap(map[int]any{14: make([]byte, MaxPolicy+1)}),
-		"text field name":  encodeRaw(t, []map[string]any{{"1": w.Key}}),
-		"indefinite array": {0x9f, 0xff},
-		"tagged":           append([]byte{0xc1}, good...),
-		"bad key":          wire(func(w *wireEntry) { w.Key = "disk/a/b" }),
-		"bad name":         wire(func(w *wireEntry) { w.Key = "disk/" + strings.Repeat("x", 129) }),
-		"bad cid":          wire(func(w *wireEntry) { w.Root = []byte{0x01, 0x71, 0x12, 0x20, 0xaa} }),
-		"cid trailing":     wire(func(w *wireEntry) { w.Root = append(bytes.Clone(w.Root), 0) }),
-		"replica no root":  wire(func(w *wireEntry) { w.Key, w.Root = "replica/d/r", nil }),
-		"bad owner":        wire(func(w *wireEntry) { w.Owner = "0OIl" }),
-		"version 0":        wire(func(w *wireEntry) { w.Version = 0 }),
-		"negative size":    wire(func(w *wireEntry) { w.Size = -5 }),
-		"explicit zero":    asMap(map[int]any{4: 0}),
-		"explicit null":    asMap(map[int]any{12: nil}),
-		"explicit empty":   asMap(map[int]any{2: []byte{}, 12: &zero}),
-		"negative epoch":   asMap(map[int]any{4: -1}),
-		"version too big":  asMap(map[int]any{5: uint64(1 << 63)}),
-		"duplicate field":  {0x81, 0xa2, 0x01, 0x60, 0x01, 0x60},
-		"not utf-8":        wire(func(w *wireEntry) { w.Writer = "\xff" }),
-		"too large":        make([]byte, MaxEncodedSize+1),
+		"empty":               {},
+		"null":                {0xf6},
+		"not an array":        encodeRaw(t, map[string]int{"a": 1}),
+		"array of ints":       encodeRaw(t, []int{1, 2}),
+		"truncated":           good[:len(good)-1],
+		"trailing byte":       append(bytes.Clone(good), 0x00),
+		"two arrays":          append(bytes.Clone(good), good...),
+		"unknown field":       asMap(map[int]any{21: 1}),
+		"allow unmasked":      asMap(map[int]any{16: []string{"10.1.2.3/8"}}),
+		"allow unsorted":      asMap(map[int]any{16: []string{"192.0.2.0/24", "10.0.0.0/8"}}),
+		"allow repeated":      asMap(map[int]any{16: []string{"10.0.0.0/8", "10.0.0.0/8"}}),
+		"allow not a cidr":    asMap(map[int]any{16: []string{"ten"}}),
+		"allow empty":         asMap(map[int]any{16: []string{}}),
+		"allow too long":      asMap(map[int]any{16: manyNetworks(257)}),
+		"initiator upper":     asMap(map[int]any{17: []string{"iqn.2026-01.test:A"}}),
+		"initiator space":     asMap(map[int]any{17: []string{"iqn.2026-01 test"}}),
+		"initiator bytes":     asMap(map[int]any{17: [][]byte{[]byte("iqn.2026-01.test:a")}}),
+		"chap false":          asMap(map[int]any{18: false}),
+		"acl on a replica":    wire(func(w *wireEntry) { w.Key, w.Allow = "replica/d/r", []string{"10.0.0.0/8"} }),
+		"chap on a policy":    wire(func(w *wireEntry) { w.Key, w.CHAP = "replicate/d/site", true }),
+		"origin empty name":   asMap(map[int]any{19: "golden@"}),
+		"origin two ats":      asMap(map[int]any{19: "a@b@c"}),
+		"origin slash":        asMap(map[int]any{19: "a/b"}),
+		"origin too long":     asMap(map[int]any{19: strings.Repeat("a", 129)}),
+		"origin bytes":        asMap(map[int]any{19: []byte("golden")}),
+		"origin empty":        asMap(map[int]any{19: ""}),
+		"creator too long":    asMap(map[int]any{20: strings.Repeat("c", MaxCreatorLen+1)}),
+		"creator space":       asMap(map[int]any{20: "c s i"}),
+		"creator empty":       asMap(map[int]any{20: ""}),
+		"origin on a replica": asMap(map[int]any{1: "replica/d/r", 19: "golden"}),
+		"creator on a suit":   asMap(map[int]any{1: "spacesuit/s@1", 20: "csi"}),
+		"policy too big":      asMap(map[int]any{14: make([]byte, MaxPolicy+1)}),
+		"text field name":     encodeRaw(t, []map[string]any{{"1": w.Key}}),
+		"indefinite array":    {0x9f, 0xff},
+		"tagged":              append([]byte{0xc1}, good...),
+		"bad key":             wire(func(w *wireEntry) { w.Key = "disk/a/b" }),
+		"bad name":            wire(func(w *wireEntry) { w.Key = "disk/" + strings.Repeat("x", 129) }),
+		"bad cid":             wire(func(w *wireEntry) { w.Root = []byte{0x01, 0x71, 0x12, 0x20, 0xaa} }),
+		"cid trailing":        wire(func(w *wireEntry) { w.Root = append(bytes.Clone(w.Root), 0) }),
+		"replica no root":     wire(func(w *wireEntry) { w.Key, w.Root = "replica/d/r", nil }),
+		"bad owner":           wire(func(w *wireEntry) { w.Owner = "0OIl" }),
+		"version 0":           wire(func(w *wireEntry) { w.Version = 0 }),
+		"negative size":       wire(func(w *wireEntry) { w.Size = -5 }),
+		"explicit zero":       asMap(map[int]any{4: 0}),
+		"explicit null":       asMap(map[int]any{12: nil}),
+		"explicit empty":      asMap(map[int]any{2: []byte{}, 12: &zero}),
+		"negative epoch":      asMap(map[int]any{4: -1}),
+		"version too big":     asMap(map[int]any{5: uint64(1 << 63)}),
+		"duplicate field":     {0x81, 0xa2, 0x01, 0x60, 0x01, 0x60},
+		"not utf-8":           wire(func(w *wireEntry) { w.Writer = "\xff" }),
+		"too large":           make([]byte, MaxEncodedSize+1),
 	} {
 		if _, err := Decode(b); err == nil {
 			t.Errorf("%s: decoded, want an error", name)
@@ -181,6 +197,9 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	if _, err := Decode(asMap(map[int]any{16: manyNetworks(256), 17: []string{"iqn.2026-01.test:a"}, 18: true})); err != nil {
 		t.Fatalf("control: a disk with the longest allow-list does not decode: %v", err)
+	}
+	if _, err := Decode(asMap(map[int]any{19: strings.Repeat("a", 128) + "@" + strings.Repeat("b", 128), 20: strings.Repeat("c", MaxCreatorLen)})); err != nil {
+		t.Fatalf("control: a disk with the longest origin and creator does not decode: %v", err)
 	}
 }
 

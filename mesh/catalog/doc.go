@@ -46,8 +46,8 @@
 //
 //	1 key (text)       5 version (uint)    9  block size (int)  13 modified          17 initiators (array of text)
 //	2 root (CID bytes) 6 writer (text)     10 replicas (int)    14 policy (bytes)     18 chap (bool)
-//	3 owner (text)     7 deleted (bool)    11 sync (bool)       15 held (CID bytes)
-//	4 epoch (uint)     8 size (int)        12 created           16 allow (array of text)
+//	3 owner (text)     7 deleted (bool)    11 sync (bool)       15 held (CID bytes)   19 origin (text)
+//	4 epoch (uint)     8 size (int)        12 created           16 allow (array of text) 20 creator (text)
 //
 // Times are Unix nanoseconds (int), absent for the zero time. The policy is
 // opaque to the catalog (JSON the node running the policy owns), at most
@@ -56,8 +56,11 @@
 // initiator names, each at most accesslist.MaxEntries long and in
 // accesslist's canonical form (sorted, unique, networks masked, names in
 // lower case), and whether its iSCSI logins need CHAP (the secrets are
-// never in the catalog). Only disk records carry them. A node of a version
-// before these fields refuses a record that has them (unknown field). Decode accepts exactly what Encode produces: it refuses
-// unknown fields, non-canonical encodings, trailing bytes and invalid
-// entries.
+// never in the catalog). Fields 19 and 20 travel the same way: the ref a
+// disk was cloned from (NAME or NAME@NAME) and the client that made it (a
+// name of at most MaxCreatorLen characters). Only disk records carry
+// fields 16 to 20. A node of a version before these fields refuses a
+// record that has them (unknown field). Decode accepts exactly what Encode
+// produces: it refuses unknown fields, non-canonical encodings, trailing
+// bytes and invalid entries.
 package catalog

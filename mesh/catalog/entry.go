@@ -86,7 +86,19 @@ type Entry struct {
 	Allow      []string
 	Initiators []string
 	CHAP       bool
+	// Origin and Creator are, for a disk, the ref it was cloned from
+	// (DISK, DISK@REPLICA or NAME@N of a spacesuit; "" for a disk made
+	// empty) and the client that made it (up to MaxCreatorLen characters
+	// of a name; "" for the CLI), so that they travel with the disk to
+	// its next owner: the CSI driver compares the one and adopts or
+	// removes only disks whose other is its own.
+	Origin  string
+	Creator string
 }
+
+// MaxCreatorLen bounds Entry.Creator, as the volumes bound a disk's
+// creator.
+const MaxCreatorLen = 32
 
 // MaxPolicy bounds Entry.Policy.
 const MaxPolicy = 4 << 10
@@ -140,6 +152,13 @@ func validName(s string) bool {
 	return true
 }
 
+// validRef checks the form of a disk's origin: a disk's name, or a
+// replica's or a spacesuit version's (NAME@NAME, NAME@N).
+func validRef(s string) bool {
+	name, at, found := strings.Cut(s, "@")
+	return validName(name) && (!found || validName(at))
+}
+
 // validPeerID checks the shape of a peer ID's string form (base58btc), not
 // that it decodes: the catalog only compares and stores them.
 func validPeerID(s string) bool {
@@ -191,6 +210,15 @@ func (e Entry) validate() error {
 	}
 	if err := accesslist.CheckCanonical(e.Allow, e.Initiators); err != nil {
 		return bad("%v", err)
+	}
+	if (e.Origin != "" || e.Creator != "") && !strings.HasPrefix(e.Key, DiskPrefix) {
+		return bad("an origin or creator on a record that is not a disk's")
+	}
+	if e.Origin != "" && !validRef(e.Origin) {
+		return bad("origin %.200q is not a ref (NAME or NAME@NAME)", e.Origin)
+	}
+	if e.Creator != "" && (len(e.Creator) > MaxCreatorLen || !validName(e.Creator)) {
+		return bad("creator %.200q is not a name of at most %d characters", e.Creator, MaxCreatorLen)
 	}
 	if !e.Root.Defined() && e.Held.Defined() {
 		return bad("a held root without a root")
@@ -263,6 +291,8 @@ func compare(a, b Entry) int {
 		slices.Compare(a.Allow, b.Allow),
 		slices.Compare(a.Initiators, b.Initiators),
 		compareBool(a.CHAP, b.CHAP),
+		strings.Compare(a.Origin, b.Origin),
+		strings.Compare(a.Creator, b.Creator),
 	)
 }
 
