@@ -53,10 +53,13 @@ type Thresholds struct {
 	// have sent theirs, are asked for that share too (default
 	// DefaultSlowAfter).
 	SlowAfter time.Duration
-	// MemberRequest bounds one request to a swarm or crowd member
-	// (default 3 × Patience): one that takes a request and sends nothing
-	// would otherwise keep its blocks in flight, asked of nobody else,
-	// for ever. A member that runs out of it counts as failed.
+	// MemberRequest is the stall window of a request to a swarm or crowd
+	// member (default 3 × Patience): the request fails once that long
+	// passes with less than 16 KiB of its answer arriving, as one that
+	// takes a request and sends nothing would otherwise keep its blocks
+	// in flight, asked of nobody else, for ever. An answer that keeps
+	// coming is never cut short, however long it takes. A member whose
+	// answer stalls counts as failed.
 	MemberRequest time.Duration
 	// PeerBackoff is how long a peer that failed a request is passed
 	// over (default DefaultPeerBackoff): not asked which blocks it holds,

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"io"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -294,4 +295,83 @@ func TestSwarmMuteMember(t *testing.T) {
 	net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
 	d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
 	pushSwarm(t, net, d, []string{"r0", "mute"}, []string{"r0"})
+}
+
+// trickle is a served stream whose writes go out 4 KiB every 10 ms (about
+// 400 KiB/s): a member on a slow or crowded uplink, whose answers come
+// steadily but take longer than Thresholds.MemberRequest.
+type trickle struct{ io.ReadWriteCloser }
+
+func (s trickle) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), 4<<10)]
+		time.Sleep(10 * time.Millisecond)
+		m, err := s.ReadWriteCloser.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[len(chunk):]
+	}
+	return n, nil
+}
+
+// addTrickling starts node id serving a new memory store through trickle.
+func (n *testNet) addTrickling(id string) {
+	store := blockstore.NewMemory()
+	srv := &exchange.Server{Store: store}
+	n.net.Listen(id, func(ctx context.Context, from string, rw io.ReadWriteCloser) {
+		srv.ServeStream(ctx, from, trickle{rw})
+	})
+	n.stores[id] = store
+	n.clients[id] = &exchange.Client{Dialer: n.net.Dialer(id)}
+}
+
+// TestSwarmKeepsASlowSteadyMember: member r1's answers come at about
+// 400 KiB/s, so each 1 MiB request to it takes some 2.6 s, five times
+// Thresholds.MemberRequest, but they never stall. r0 gets r1's share from
+// r1, and the origin sends each block once. With MemberRequest a bound on
+// the whole request, every request to r1 was cut short and thrown away,
+// r1 taken for failed, and r0 fetched r1's share from the origin again
+// (bench-swarm.sh unequal8: the slow site took 64-83 s for a 43 s link).
+func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
+	rng := newRand(t)
+	net := newTestNet(t)
+	// Only the stall window is short: no share is taken for silence or
+	// adopted for lagging.
+	net.thresholds = Thresholds{Patience: time.Minute, SlowAfter: time.Minute, MemberRequest: 500 * time.Millisecond, LagFactor: 1000}
+	const size = 64 << 10
+	net.add("src", nil)
+	net.add("r0", nil)
+	net.addTrickling("r1")
+	d := writeDisk(t, rng, net.stores["src"], 32, size, 0) // 2 MiB: 1 MiB shares
+	members := []string{"r0", "r1"}
+	started := make(map[string]*Transfer)
+	for _, r := range members {
+		sources := []string{"src"}
+		for _, m := range members {
+			if m != r {
+				sources = append(sources, m)
+			}
+		}
+		spec := Spec{ID: "push", Root: d.root, Sources: sources, Swarm: members, Self: r,
+			BlockSize: 1 << 20, DiskBlockSize: size}
+		started[r] = startCleaned(net, spec, r)
+	}
+	got := make(map[string]Progress)
+	for _, r := range members {
+		p, err := wait(t, started[r])
+		if err != nil {
+			t.Fatalf("receiver %s: %v", r, err)
+		}
+		checkComplete(t, net.stores["src"], net.stores[r], d.root)
+		got[r] = p
+	}
+	if c := originCopies(t, d, got); c > 1.1 {
+		t.Fatalf("origin sent %.2f copies, want about one: r1's share came from the origin again", c)
+	}
+	if from := got["r0"].BytesFrom["r1"]; from < int64(len(d.held)*size/2) {
+		t.Fatalf("r0 got %d bytes from r1, want its whole share (%d)", from, len(d.held)*size/2)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -204,7 +205,7 @@ func (c *Client) roundTrip(ctx context.Context, peer string, req request, owned 
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
 		}
-		if reused && !errors.Is(err, ErrProtocol) {
+		if reused && !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrStalled) {
 			continue
 		}
 		return fmt.Errorf("peer %s: %s: %w", PeerName(peer), req.op, err)
@@ -242,13 +243,37 @@ func (c *Client) done(peer string, sc *conn, resp response) {
 // the read or write in progress here and the server's.
 func exchange(ctx context.Context, sc *conn, req request, owned bool) (response, error) {
 	stop := context.AfterFunc(ctx, func() { sc.abort() })
+	var watch *stallWatch
+	window, watched := ctx.Value(stallWindowKey{}).(time.Duration)
+	if watched {
+		watch = watchStall(sc, window)
+	}
 	resp, err := sendAndReceive(sc, req, owned)
+	// An answer read whole stands, even if the watch broke the stream
+	// as its last window closed.
+	stalled := watch != nil && !watch.stop()
 	if !stop() {
 		// ctx ended and aborted the stream, maybe after a full round trip:
 		// the stream is gone either way, so the call fails.
 		return response{}, ctx.Err()
 	}
+	if err != nil && stalled {
+		return response{}, fmt.Errorf("%w: less than %d bytes in %v", ErrStalled, requestMinProgress, window)
+	}
 	return resp, err
+}
+
+type stallWindowKey struct{}
+
+// WithStallWindow returns a context under which each round trip of a
+// Client fails with ErrStalled, its stream broken, once a window of d
+// passes in which fewer than 16 KiB of its answer arrived. Unlike a
+// deadline, it never cuts short an answer that keeps coming, however long
+// it takes on a slow or crowded link; it ends one from a peer that took
+// the request and sends nothing. The window starts once the request has
+// its turn among the peer's requests in flight.
+func WithStallWindow(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, stallWindowKey{}, d)
 }
 
 func sendAndReceive(sc *conn, req request, owned bool) (response, error) {

@@ -23,6 +23,10 @@ var (
 	// response: a malformed or oversized frame, or an answer that does not
 	// fit the request.
 	ErrProtocol = errors.New("protocol violation")
+	// ErrStalled means a round trip's answer brought too few bytes within
+	// the caller's stall window (WithStallWindow): the peer took the
+	// request and answers too little, or nothing at all.
+	ErrStalled = errors.New("peer's answer stalled")
 )
 
 // BadBlockError is a block whose bytes do not hash to its CID. It matches
