@@ -34,6 +34,9 @@ const (
 	// another reason than a refused proof (a stream reset with its
 	// connection, a connection closed mid-handshake).
 	admitRetryDelay = 100 * time.Millisecond
+	// refusalLinger is how long a refused peer's connections stay open
+	// after the refusal (reject).
+	refusalLinger = time.Second
 	// The refusing side resets the handshake stream, and closes the
 	// connections, with these codes: the only signal that tells the other
 	// side its proof was refused rather than lost. It tells a peer without
@@ -362,13 +365,26 @@ func (a *admission) reject(p peer.ID, st *admitState, reason error) {
 	} else {
 		a.log.Warn("admission handshake failed", "peer", p, "err", reason)
 	}
-	for _, c := range a.host.Network().ConnsToPeer(p) {
-		if refused {
-			_ = c.CloseWithError(admitRefusedConn)
-		} else {
+	conns := a.host.Network().ConnsToPeer(p)
+	if !refused {
+		for _, c := range conns {
 			_ = c.Close()
 		}
+		return
 	}
+	// A refusal closes the connections refusalLinger after the stream
+	// reset that carries it, not at once: closed with the peer's last
+	// frames (its proof's end, window updates) unread here, a TCP
+	// connection answers with a reset, and the peer's kernel throws away
+	// what it had not read yet, the stream's refusal code and the GoAway
+	// among it, so the peer saw "connection reset by peer" and not that it
+	// was refused (1 in 300 handshakes under load). By then both sides
+	// have read all there was, and the close is an orderly one.
+	time.AfterFunc(refusalLinger, func() {
+		for _, c := range conns {
+			_ = c.CloseWithError(admitRefusedConn)
+		}
+	})
 }
 
 // wait blocks until p is admitted (nil), refused (ErrNotAdmitted), its

@@ -104,9 +104,10 @@ func TestAdmissionFailureIsNotWrongSecret(t *testing.T) {
 	b := newTestMesh(t, Config{Secret: secret, Site: "b"})
 	lost := newRawPeer(t, nil, func(s network.Stream) { s.Conn().Close() })
 	refusing := newRawPeer(t, nil, func(s network.Stream) {
-		// What a mesh with another secret does with b's proof.
+		// What a mesh with another secret does with b's proof
+		// (reject): the connection closes refusalLinger later.
 		_ = s.ResetWithError(admitRefusedStream)
-		_ = s.Conn().CloseWithError(admitRefusedConn)
+		time.AfterFunc(refusalLinger, func() { _ = s.Conn().CloseWithError(admitRefusedConn) })
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
