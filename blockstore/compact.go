@@ -160,7 +160,10 @@ type move struct {
 }
 
 func (d *Disk) compact(ctx context.Context) (int64, error) {
-	dead, partly := d.pickVictims()
+	dead, partly, err := d.pickVictims()
+	if err != nil {
+		return 0, err
+	}
 	if len(dead)+len(partly) == 0 {
 		return 0, nil
 	}
@@ -296,14 +299,21 @@ func (d *Disk) removeSegments(victims map[uint32]*segment) (int64, error) {
 
 // pickVictims returns the settled segments worth compacting: dead ones,
 // with nothing live, and partly live ones. The active segment is sealed
-// to be one of them when it is worth it.
-func (d *Disk) pickVictims() (dead, partly map[uint32]*segment) {
+// to be one of them when it is worth it; if the new active segment cannot
+// be created for want of space, the old one stays active and out of this
+// compaction, but any other failure to create it is returned.
+func (d *Disk) pickVictims() (dead, partly map[uint32]*segment, err error) {
 	d.appendMu.Lock()
 	defer d.appendMu.Unlock()
 	d.idxMu.Lock()
 	defer d.idxMu.Unlock()
 	if a := d.active; !a.sealed && a.pending == 0 && a.size > 0 && d.worthCompacting(a) {
-		d.sealActiveLocked()
+		if err := d.rotateLocked(); err != nil {
+			if !errors.Is(err, ErrNoSpace) {
+				return nil, nil, fmt.Errorf("seal the active segment %d to compact it: %w", a.id, err)
+			}
+			d.log.Warn("device full: cannot seal the active segment to compact it", "segment", a.id, "err", err)
+		}
 	}
 	d.segMu.RLock()
 	defer d.segMu.RUnlock()
@@ -319,20 +329,11 @@ func (d *Disk) pickVictims() (dead, partly map[uint32]*segment) {
 			partly[id] = s
 		}
 	}
-	return dead, partly
+	return dead, partly, nil
 }
 
 func (d *Disk) worthCompacting(s *segment) bool {
 	return s.live <= 0 || float64(s.live) < d.opts.CompactBelow*float64(s.size)
-}
-
-// sealActiveLocked starts a new active segment, sealing the old one; if
-// the new one cannot be created (a full device) the old one stays active.
-// The caller holds appendMu and idxMu.
-func (d *Disk) sealActiveLocked() {
-	if err := d.rotateLocked(); err != nil {
-		d.log.Warn("cannot seal the active segment to compact it", "segment", d.active.id, "err", err)
-	}
 }
 
 // readMoves reads the payloads of batch into the moves' data. A record that
