@@ -28,6 +28,9 @@ type testNet struct {
 	// thresholds are the Thresholds of the swarm and crowd transfers started on
 	// the net (startCleaned).
 	thresholds Thresholds
+	// swarmBlockSize is the Spec.BlockSize of the swarms startSwarm
+	// starts (0: MinBlockSize).
+	swarmBlockSize int
 }
 
 func newTestNet(tb testing.TB) *testNet {

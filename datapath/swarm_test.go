@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"slices"
@@ -26,7 +27,7 @@ func startSwarm(net *testNet, d disk, members []string, receivers []string) map[
 			}
 		}
 		spec := Spec{ID: "push", Root: d.root, Sources: sources, Swarm: members, Self: r,
-			BlockSize: MinBlockSize, DiskBlockSize: int64(d.blockSize)}
+			BlockSize: cmp.Or(net.swarmBlockSize, MinBlockSize), DiskBlockSize: int64(d.blockSize)}
 		started[r] = startCleaned(net, spec, r)
 	}
 	return started
@@ -346,28 +347,8 @@ func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
 	net.add("r0", nil)
 	net.addTrickling("r1")
 	d := writeDisk(t, rng, net.stores["src"], 32, size, 0) // 2 MiB: 1 MiB shares
-	members := []string{"r0", "r1"}
-	started := make(map[string]*Transfer)
-	for _, r := range members {
-		sources := []string{"src"}
-		for _, m := range members {
-			if m != r {
-				sources = append(sources, m)
-			}
-		}
-		spec := Spec{ID: "push", Root: d.root, Sources: sources, Swarm: members, Self: r,
-			BlockSize: 1 << 20, DiskBlockSize: size}
-		started[r] = startCleaned(net, spec, r)
-	}
-	got := make(map[string]Progress)
-	for _, r := range members {
-		p, err := wait(t, started[r])
-		if err != nil {
-			t.Fatalf("receiver %s: %v", r, err)
-		}
-		checkComplete(t, net.stores["src"], net.stores[r], d.root)
-		got[r] = p
-	}
+	net.swarmBlockSize = 1 << 20                           // member requests of 1 MiB
+	got := pushSwarm(t, net, d, []string{"r0", "r1"}, []string{"r0", "r1"})
 	if c := originCopies(t, d, got); c > 1.1 {
 		t.Fatalf("origin sent %.2f copies, want about one: r1's share came from the origin again", c)
 	}
