@@ -41,7 +41,9 @@ type Crowd interface {
 // blocks a member sent with bad bytes: they are not asked of it again. One
 // whose share lags the others' (a slow link that still trickles blocks)
 // is adopted as in a swarm (swarm.laggingLocked): the others take the end
-// of its share from the origin, and it is asked for little at a time.
+// of its share from the origin, and it is asked for little at a time. A
+// member whose share is done here is asked for the others' blocks as in
+// a swarm's endgame (swarm.endgameLocked).
 type crowd struct {
 	f           *fetcher
 	self        string
@@ -324,17 +326,19 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 	return batch, earlier, actx, nil
 }
 
-// claimFrom claims up to peerBatch missing blocks m owns to ask m for;
-// member is false once m left the crowd.
+// claimFrom claims up to peerBatch missing blocks m owns to ask m for,
+// and once those are done here, the blocks it may hold of the others'
+// shares (as swarm.endgameLocked); member is false once m left the crowd.
 func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, member bool) {
-	alive := c.aliveAt(time.Now())
+	now := time.Now()
+	alive := c.aliveAt(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !slices.Contains(c.members, m) {
 		delete(c.asking, m) // asked again should it come back
 		return nil, nil, false
 	}
-	if !c.f.backingOff(m, time.Now()) {
+	if !c.f.backingOff(m, now) {
 		c.sharesLocked(alive)
 		lagging := c.laggingLocked()
 		// A lagging member is asked for little at a time: what is
@@ -353,12 +357,27 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 					c.scanBack(o, n, func(b cid.Cid) bool { return notBad(b) && c.adopter(b, o, lagging) == m }, &batch)
 				}
 			}
+			if len(batch) == 0 {
+				relaying := func(o string) bool { return !lagging[o] && now.Sub(c.lastGot[o]) <= c.f.thresholds.Patience }
+				c.endgameLocked(m, n, relaying, notBad, &batch)
+			}
 		}
 	}
 	if len(batch) == 0 {
 		return nil, c.changed, true
 	}
 	return batch, nil, true
+}
+
+// endgameLocked appends to out, up to n blocks in all, blocks of the
+// other live members' shares, the one with the most missing first, that
+// ok takes, to ask m for once its own share is done here, as
+// swarm.endgameLocked does: only of the members relaying theirs.
+// c.mu must be held.
+func (c *crowd) endgameLocked(m string, n int, relaying func(string) bool, ok func(cid.Cid) bool, out *[]cid.Cid) {
+	for _, o := range mostMissingFirst(c.live, c.left, func(o string) bool { return o != m && o != c.self && relaying(o) }) {
+		c.scan(o, n, ok, out)
+	}
 }
 
 // scan appends to out, up to n blocks in all, the blocks of m's share

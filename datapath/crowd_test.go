@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -281,4 +282,27 @@ func TestCrowdSlowMember(t *testing.T) {
 			t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
 		}
 	}
+}
+
+// TestCrowdEndgameDrainsABackloggedShare is
+// TestSwarmEndgameDrainsABackloggedShare for pullers in a crowd: r2 gets
+// the rest of slow r1's share from r0, which holds the whole disk, once
+// r0's share is done at r2.
+func TestCrowdEndgameDrainsABackloggedShare(t *testing.T) {
+	net, d, members := backloggedShare(t)
+	var share int64 // r1's: the data blocks it ranks highest
+	for c, err := range net.stores["src"].All(context.Background()) {
+		if err != nil {
+			t.Fatalf("list the origin's blocks: %v", err)
+		}
+		top := slices.MaxFunc(members, func(a, b string) int { return cmp.Compare(rank(a, c), rank(b, c)) })
+		if c.Prefix().Codec == blockstore.CodecRaw && top == "r1" {
+			share += int64(d.blockSize)
+		}
+	}
+	if share >= swarmLagBytes || share < 16*int64(d.blockSize) {
+		t.Fatalf("r1's share of %d bytes: want one it holds a fair part of, never adopted for lagging", share)
+	}
+	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), []string{"r1", "r2"}, members))
+	checkDrainedByR0(t, got["r2"], share)
 }

@@ -70,7 +70,10 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // (super-seeding), and the members' uplinks carry the other copies. Once
 // a member's share is done here, it is also asked for the shares of
 // members that have sent nothing for Thresholds.SlowAfter, so a slow owner's blocks
-// also come from those that have them already.
+// also come from those that have them already, and once all of those are
+// done, it is asked for any block of the others' shares it may hold
+// (endgameLocked), so an owner's backlog also drains through the uplinks
+// of those it reached first.
 //
 // A member that fails requests is passed over: its blocks go to the member
 // that ranks them highest (rendezvous hashing) among those still alive,
@@ -292,8 +295,10 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 // lagging shares and the shares of members other than this one that sent
 // nothing for Thresholds.SlowAfter, which m may have fetched already. Asking m for
 // the shares of members that do send would take their blocks away from
-// them: claimed blocks are asked of nobody else. With nothing to claim it
-// returns a channel closed on the next change.
+// them (claimed blocks are asked of nobody else), so only once all those
+// are done here too is m asked for blocks of the others' shares
+// (endgameLocked). With nothing to claim it returns a channel closed on
+// the next change.
 func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
 	all := func(cid.Cid) bool { return true }
@@ -323,6 +328,11 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 				batch = s.scan(o, batch, s.peerBatch, all)
 			}
 		}
+		if len(batch) == 0 {
+			batch = s.endgameLocked(m, batch, n, func(o string) bool {
+				return alive(o) && !lagging[o] && now.Sub(s.lastGot[o]) <= s.f.thresholds.Patience
+			})
+		}
 	}
 	for _, c := range batch {
 		s.inflight[c] = true
@@ -331,6 +341,40 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 		return nil, s.changed
 	}
 	return batch, nil
+}
+
+// endgameLocked appends to batch up to n blocks of the other members'
+// shares, the one with the most missing first, to ask m for, whose own
+// share is done here: its uplink is idle now, and it may hold blocks whose
+// owner has yet to send them here. An owner relays its share to every
+// other member over one uplink and gets through to some sooner than to
+// others (each TCP flow has its own share of the owner's link): the last
+// blocks of a push are an owner's backlog to the ones it reached last,
+// which those it reached first can relay too. m answers at once with what
+// it has; the blocks it lacks go back to their owner's asks a round trip
+// later. Only the shares of members relaying them (relaying: alive, not
+// lagging, not silent) are asked for: the blocks of the others are
+// fetched from the origin by their new owners or adopters, this receiver
+// among them, and an ask here would keep them in flight, away from that
+// fetch. s.mu must be held.
+func (s *swarm) endgameLocked(m string, batch []cid.Cid, n int, relaying func(string) bool) []cid.Cid {
+	for _, o := range mostMissingFirst(s.members, s.left, func(o string) bool { return o != m && o != s.self && relaying(o) }) {
+		batch = s.scan(o, batch, n, func(cid.Cid) bool { return true })
+	}
+	return batch
+}
+
+// mostMissingFirst returns the members that keep takes and that have
+// blocks left, those with the most left first.
+func mostMissingFirst(members []string, left map[string]int, keep func(string) bool) []string {
+	out := make([]string, 0, len(members))
+	for _, o := range members {
+		if left[o] > 0 && keep(o) {
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return left[b] - left[a] })
+	return out
 }
 
 // scan appends to out up to n blocks of m's share that are missing, not in

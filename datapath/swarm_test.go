@@ -356,3 +356,49 @@ func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
 		t.Fatalf("r0 got %d bytes from r1, want its whole share (%d)", from, len(d.held)*size/2)
 	}
 }
+
+// TestSwarmEndgameDrainsABackloggedShare pushes to r1 and r2 in a swarm
+// with r0, which holds the whole disk already, and r1 relays its share
+// slowly: once r0's share is done at r2, r2 asks r0 for the rest of r1's
+// share too, rather than waiting on r1 (the last seconds of a push on
+// real links are one owner's backlog to the receivers it reached last).
+// Shares of under swarmLagBytes are never adopted, so without the endgame
+// every block of r1's share comes to r2 from r1.
+func TestSwarmEndgameDrainsABackloggedShare(t *testing.T) {
+	net, d, members := backloggedShare(t)
+	share := int64(len(d.held)*d.blockSize) / int64(len(members))
+	if share >= swarmLagBytes {
+		t.Fatalf("share of %d bytes: adopted once it lags, which this test is not about", share)
+	}
+	got := pushSwarm(t, net, d, members, []string{"r1", "r2"})
+	checkDrainedByR0(t, got["r2"], share)
+}
+
+// backloggedShare is the setup of the endgame tests: an origin "src" and
+// members r0, which holds the whole disk already, r1, which sends at
+// slowMemberRate, and r2; a disk of 192 blocks of 32 KiB, whose shares
+// are under swarmLagBytes, at the origin.
+func backloggedShare(t *testing.T) (*testNet, disk, []string) {
+	t.Helper()
+	rng := newRand(t)
+	net := newTestNet(t)
+	net.thresholds = slowMemberThresholds
+	const size = 32 << 10
+	net.add("src", nil)
+	net.add("r0", nil)
+	net.add("r1", limited(slowMemberRate, size))
+	net.add("r2", nil)
+	d := writeDisk(t, rng, net.stores["src"], 192, size, 0)
+	copyBlocks(t, net.stores["src"], net.stores["r0"], d.root)
+	return net, d, []string{"r0", "r1", "r2"}
+}
+
+// checkDrainedByR0 checks that r2, whose progress is got, had at most half
+// of r1's share of share bytes from r1.
+func checkDrainedByR0(t *testing.T, got Progress, share int64) {
+	t.Helper()
+	t.Logf("r1's share %d bytes; r2: %v in %v", share, got.BytesFrom, got.Ended.Sub(got.Started))
+	if fromR1 := got.BytesFrom["r1"]; fromR1 > share/2 {
+		t.Errorf("r2 got %d bytes of r1's %d-byte share from r1, want most from r0, which had it all", fromR1, share)
+	}
+}
