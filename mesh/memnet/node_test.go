@@ -207,7 +207,9 @@ func TestNodeBroadcastOnlyToAlive(t *testing.T) {
 	// receiver gets its broadcasts in order.
 	b.Broadcast([]byte("marker"))
 	waitFor(t, "b gets a's broadcasts in order", func() bool { return slices.Equal(b.state.received(), []string{"one", "two"}) })
+	// Each receiver gets the marker on its own: a's may come after c's.
 	waitFor(t, "c gets b's marker", func() bool { return len(c.state.received()) > 0 })
+	waitFor(t, "a gets b's marker", func() bool { return len(a.state.received()) > 0 })
 	if got := c.state.received(); !slices.Equal(got, []string{"marker"}) {
 		t.Fatalf("c, cut off from a, received %q, want only b's marker", got)
 	}
