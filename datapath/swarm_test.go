@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"io"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -400,5 +401,42 @@ func checkDrainedByR0(t *testing.T, got Progress, share int64) {
 	t.Logf("r1's share %d bytes; r2: %v in %v", share, got.BytesFrom, got.Ended.Sub(got.Started))
 	if fromR1 := got.BytesFrom["r1"]; fromR1 > share/2 {
 		t.Errorf("r2 got %d bytes of r1's %d-byte share from r1, want most from r0, which had it all", fromR1, share)
+	}
+}
+
+// TestSwarmEndgameLeavesAFailedMembersShare: the endgame asks a member
+// whose share is done here for the blocks of the other relaying members'
+// shares, not for those of a member that failed a request: its share is
+// fetched from the origin by its new owners, this receiver among them,
+// and an ask would keep those blocks in flight, away from that fetch (a
+// target killed mid-push then held up the others by seconds).
+func TestSwarmEndgameLeavesAFailedMembersShare(t *testing.T) {
+	// r0 receives and has its own share and r1's; r2 failed a request; r3
+	// relays its share.
+	members := []string{"r0", "r1", "r2", "r3"}
+	const each = 64 << 10
+	missing := make([]cid.Cid, 4*8)
+	ordinals := make([]int, len(missing))
+	for i := range missing {
+		missing[i] = blockstore.Sum(blockstore.CodecRaw, []byte{byte(i)})
+		ordinals[i] = i
+	}
+	spec := Spec{Sources: []string{"src"}, Swarm: members, Self: "r0", BlockSize: 1 << 20, DiskBlockSize: each}
+	f := &fetcher{thresholds: spec.withDefaults().Thresholds, log: slog.New(slog.DiscardHandler),
+		failed: map[string]time.Time{"r2": time.Now()}}
+	s := newSwarm(f, spec, missing, ordinals)
+	ownerOf := func(c cid.Cid) string { return members[slices.Index(missing, c)%len(members)] }
+	for _, m := range []string{"r0", "r1"} {
+		share := slices.DeleteFunc(slices.Clone(missing), func(c cid.Cid) bool { return ownerOf(c) != m })
+		s.landed(share, func(cid.Cid) bool { return true }, m)
+	}
+
+	batch, _ := s.claimFrom("r1")
+	shares := map[string]int{}
+	for _, c := range batch {
+		shares[ownerOf(c)]++
+	}
+	if shares["r3"] == 0 || shares["r2"] > 0 {
+		t.Fatalf("endgame ask of r1 takes blocks of these shares: %v; want r3's (relaying), none of failed r2's", shares)
 	}
 }
