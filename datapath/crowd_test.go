@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -78,11 +79,13 @@ func waitAll(t *testing.T, net *testNet, d disk, started map[string]*Transfer) m
 // whose uplink is the bottleneck: told by the tracker who else pulls it,
 // they share it out and the origin sends about one copy in all.
 func TestCrowdSuperSeeds(t *testing.T) {
-	net, d, members := fourReceivers(t, 10)
-	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
-	if c := originCopies(t, d, got); c > 1.2 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := fourReceivers(t, 10)
+		got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
+		if c := originCopies(t, d, got); c > 1.2 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
+		}
+	})
 }
 
 // TestCrowdLateJoiners: four receivers pull; once they hold a third of the
@@ -92,48 +95,52 @@ func TestCrowdSuperSeeds(t *testing.T) {
 // test, so that a member whose CPU is starved for seconds on a loaded
 // machine does not have its share taken from the origin by another.
 func TestCrowdLateJoiners(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	net.thresholds = Thresholds{Patience: time.Minute}
-	const size = 32 << 10
-	net.add("src", slowly(16<<20))
-	early := []string{"r0", "r1", "r2", "r3"}
-	late := []string{"r4", "r5", "r6", "r7"}
-	all := append(slices.Clone(early), late...)
-	for _, m := range all {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 384, size, 0) // 12 MiB: each member's MiB in flight as others join is small beside it
-	crowd := newTestCrowd(early...)
-	started := startCrowd(net, d, crowd, early, all)
-	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/3) })
-	crowd.set(all...)
-	maps := startCrowd(net, d, crowd, late, all)
-	for r, tr := range maps {
-		started[r] = tr
-	}
-	got := waitAll(t, net, d, started)
-	if c := originCopies(t, d, got); c > 1.3 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		net.thresholds = Thresholds{Patience: time.Minute}
+		const size = 32 << 10
+		net.add("src", slowly(16<<20))
+		early := []string{"r0", "r1", "r2", "r3"}
+		late := []string{"r4", "r5", "r6", "r7"}
+		all := append(slices.Clone(early), late...)
+		for _, m := range all {
+			net.add(m, nil)
+		}
+		d := writeDisk(t, rng, net.stores["src"], 384, size, 0) // 12 MiB: each member's MiB in flight as others join is small beside it
+		crowd := newTestCrowd(early...)
+		started := startCrowd(net, d, crowd, early, all)
+		waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/3) })
+		crowd.set(all...)
+		maps := startCrowd(net, d, crowd, late, all)
+		for r, tr := range maps {
+			started[r] = tr
+		}
+		got := waitAll(t, net, d, started)
+		if c := originCopies(t, d, got); c > 1.3 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+		}
+	})
 }
 
 // TestCrowdMemberDies: one of four receivers goes down midway, and the
 // tracker still lists it: the others pass it over, finish, and the origin
 // sends again only what the dead one had not passed on.
 func TestCrowdMemberDies(t *testing.T) {
-	net, d, members := fourReceivers(t, 0)
-	crowd := newTestCrowd(members...)
-	started := startCrowd(net, d, crowd, members, members)
-	waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
-	net.net.Down("r3")
-	started["r3"].Cancel()
-	_, _ = wait(t, started["r3"])
-	delete(started, "r3")
-	got := waitAll(t, net, d, started)
-	if c := originCopies(t, d, got); c > 1.35 {
-		t.Fatalf("origin sent %.2f copies to the three live ones, want at most 1.35", c)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := fourReceivers(t, 0)
+		crowd := newTestCrowd(members...)
+		started := startCrowd(net, d, crowd, members, members)
+		waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
+		net.net.Down("r3")
+		started["r3"].Cancel()
+		_, _ = wait(t, started["r3"])
+		delete(started, "r3")
+		got := waitAll(t, net, d, started)
+		if c := originCopies(t, d, got); c > 1.35 {
+			t.Fatalf("origin sent %.2f copies to the three live ones, want at most 1.35", c)
+		}
+	})
 }
 
 // TestCrowdFirstAloneThenJoined: one receiver starts alone, pulling as a
@@ -141,18 +148,20 @@ func TestCrowdMemberDies(t *testing.T) {
 // three more join. Its large requests are cut short, so the origin still
 // sends about one copy.
 func TestCrowdFirstAloneThenJoined(t *testing.T) {
-	net, d, all := fourReceivers(t, 0)
-	crowd := newTestCrowd("r0")
-	started := startCrowd(net, d, crowd, all[:1], all)
-	waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/10) })
-	crowd.set(all...)
-	for r, tr := range startCrowd(net, d, crowd, all[1:], all) {
-		started[r] = tr
-	}
-	got := waitAll(t, net, d, started)
-	if c := originCopies(t, d, got); c > 1.2 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		net, d, all := fourReceivers(t, 0)
+		crowd := newTestCrowd("r0")
+		started := startCrowd(net, d, crowd, all[:1], all)
+		waitFor(t, started["r0"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/10) })
+		crowd.set(all...)
+		for r, tr := range startCrowd(net, d, crowd, all[1:], all) {
+			started[r] = tr
+		}
+		got := waitAll(t, net, d, started)
+		if c := originCopies(t, d, got); c > 1.2 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.2", c)
+		}
+	})
 }
 
 // muteStore accepts requests and never answers them: a listed member
@@ -180,16 +189,18 @@ func TestCrowdMuteMember(t *testing.T) {
 	for name, members := range map[string][]string{"after": {"r0", "mute"}, "before": {"mute", "r0"}} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			rng := newRand(t)
-			net := newTestNet(t)
-			const size = 32 << 10
-			net.add("src", nil)
-			net.add("r0", nil)
-			stop := make(chan struct{})
-			t.Cleanup(func() { close(stop) })
-			net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
-			d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
-			waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), []string{"r0"}, members))
+			synctest.Test(t, func(t *testing.T) {
+				rng := newRand(t)
+				net := newTestNet(t)
+				const size = 32 << 10
+				net.add("src", nil)
+				net.add("r0", nil)
+				stop := make(chan struct{})
+				t.Cleanup(func() { close(stop) })
+				net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
+				d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
+				waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), []string{"r0"}, members))
+			})
 		})
 	}
 }
@@ -227,31 +238,33 @@ func (p *badWatch) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn 
 // taken from the origin), so a member below maxBadBlocks is not asked the
 // same block over and over.
 func TestCrowdBadMemberNotAskedAgain(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(2<<20))
-	net.add("r0", nil)
-	net.add("r1", func(m *blockstore.Memory) exchange.Store {
-		return &lyingStore{Memory: m, bad: func(cid.Cid) bool { return true }}
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		const size = 32 << 10
+		net.add("src", slowly(2<<20))
+		net.add("r0", nil)
+		net.add("r1", func(m *blockstore.Memory) exchange.Store {
+			return &lyingStore{Memory: m, bad: func(cid.Cid) bool { return true }}
+		})
+		d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
+		members := []string{"r0", "r1"}
+		crowd := newTestCrowd(members...)
+		started := startCrowd(net, d, crowd, members[1:], members)
+		watch := &badWatch{Peers: net.clients["r0"], liar: "r1", bad: map[cid.Cid]bool{}}
+		spec := Spec{ID: "pull-r0", Root: d.root, Sources: []string{"src", "r1"}, Self: "r0", Crowd: crowd,
+			BlockSize: MinBlockSize, DiskBlockSize: size}
+		started["r0"] = Start(context.Background(), spec, watch, net.stores["r0"], nil)
+		waitAll(t, net, d, started)
+		watch.mu.Lock()
+		defer watch.mu.Unlock()
+		if len(watch.bad) == 0 {
+			t.Fatal("r1 sent no bad block: the test proves nothing")
+		}
+		if watch.again > 0 {
+			t.Fatalf("asked r1 %d times for blocks it had sent with bad bytes", watch.again)
+		}
 	})
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 0)
-	members := []string{"r0", "r1"}
-	crowd := newTestCrowd(members...)
-	started := startCrowd(net, d, crowd, members[1:], members)
-	watch := &badWatch{Peers: net.clients["r0"], liar: "r1", bad: map[cid.Cid]bool{}}
-	spec := Spec{ID: "pull-r0", Root: d.root, Sources: []string{"src", "r1"}, Self: "r0", Crowd: crowd,
-		BlockSize: MinBlockSize, DiskBlockSize: size}
-	started["r0"] = Start(context.Background(), spec, watch, net.stores["r0"], nil)
-	waitAll(t, net, d, started)
-	watch.mu.Lock()
-	defer watch.mu.Unlock()
-	if len(watch.bad) == 0 {
-		t.Fatal("r1 sent no bad block: the test proves nothing")
-	}
-	if watch.again > 0 {
-		t.Fatalf("asked r1 %d times for blocks it had sent with bad bytes", watch.again)
-	}
 }
 
 // TestCrowdSlowMember: four receivers pull at once, one of which sends at
@@ -260,27 +273,29 @@ func TestCrowdBadMemberNotAskedAgain(t *testing.T) {
 // does, fetching much of it from the origin and each other instead of
 // waiting for it, as TestSwarmSlowMember.
 func TestCrowdSlowMember(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	net.thresholds = slowMemberThresholds
-	const size = 32 << 10
-	net.add("src", slowly(16<<20))
-	members := []string{"r0", "r1", "r2", "slow"}
-	for _, m := range members[:3] {
-		net.add(m, nil)
-	}
-	net.add("slow", limited(slowMemberRate, size))
-	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
-	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
-	if c := originCopies(t, d, got); c > 1.5 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
-	}
-	share := int64(len(d.held)*size) / int64(len(members))
-	for _, r := range members[:3] {
-		if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*7/8 {
-			t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		net.thresholds = slowMemberThresholds
+		const size = 32 << 10
+		net.add("src", slowly(16<<20))
+		members := []string{"r0", "r1", "r2", "slow"}
+		for _, m := range members[:3] {
+			net.add(m, nil)
 		}
-	}
+		net.add("slow", limited(slowMemberRate, size))
+		d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
+		got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
+		if c := originCopies(t, d, got); c > 1.5 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
+		}
+		share := int64(len(d.held)*size) / int64(len(members))
+		for _, r := range members[:3] {
+			if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*7/8 {
+				t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+			}
+		}
+	})
 }
 
 // TestCrowdEndgameDrainsABackloggedShare is
@@ -288,19 +303,21 @@ func TestCrowdSlowMember(t *testing.T) {
 // the rest of slow r1's share from r0, which holds the whole disk, once
 // r0's share is done at r2.
 func TestCrowdEndgameDrainsABackloggedShare(t *testing.T) {
-	net, d, members := backloggedShare(t)
-	var share int64 // r1's: the data blocks it ranks highest
-	for c, err := range net.stores["src"].All(context.Background()) {
-		if err != nil {
-			t.Fatalf("list the origin's blocks: %v", err)
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := backloggedShare(t)
+		var share int64 // r1's: the data blocks it ranks highest
+		for c, err := range net.stores["src"].All(context.Background()) {
+			if err != nil {
+				t.Fatalf("list the origin's blocks: %v", err)
+			}
+			if c.Prefix().Codec == blockstore.CodecRaw && new(crowd).owner(c, members, all) == "r1" {
+				share += int64(d.blockSize)
+			}
 		}
-		if c.Prefix().Codec == blockstore.CodecRaw && new(crowd).owner(c, members, all) == "r1" {
-			share += int64(d.blockSize)
+		if share >= swarmLagBytes || share < 16*int64(d.blockSize) {
+			t.Fatalf("r1's share of %d bytes: want one it holds a fair part of, never adopted for lagging", share)
 		}
-	}
-	if share >= swarmLagBytes || share < 16*int64(d.blockSize) {
-		t.Fatalf("r1's share of %d bytes: want one it holds a fair part of, never adopted for lagging", share)
-	}
-	got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), []string{"r1", "r2"}, members))
-	checkDrainedByR0(t, got["r2"], share)
+		got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), []string{"r1", "r2"}, members))
+		checkDrainedByR0(t, got["r2"], share)
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -78,35 +79,39 @@ func originCopies(t *testing.T, d disk, got map[string]Progress) float64 {
 // is the bottleneck: the origin sends each block about once, and every
 // receiver gets most of the disk from the others.
 func TestSwarmSuperSeeds(t *testing.T) {
-	net, d, members := fourReceivers(t, 10)
-	got := pushSwarm(t, net, d, members, members)
-	if c := originCopies(t, d, got); c > 1.1 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.1", c)
-	}
-	copyBytes := int64(len(d.held) * fourReceiversBlockSize)
-	for r, p := range got {
-		if fromOthers := p.DoneBytes - p.BytesFrom["src"]; fromOthers < copyBytes/2 {
-			t.Errorf("%s got %d of %d bytes from the other receivers, want most", r, fromOthers, copyBytes)
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := fourReceivers(t, 10)
+		got := pushSwarm(t, net, d, members, members)
+		if c := originCopies(t, d, got); c > 1.1 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.1", c)
 		}
-	}
+		copyBytes := int64(len(d.held) * fourReceiversBlockSize)
+		for r, p := range got {
+			if fromOthers := p.DoneBytes - p.BytesFrom["src"]; fromOthers < copyBytes/2 {
+				t.Errorf("%s got %d of %d bytes from the other receivers, want most", r, fromOthers, copyBytes)
+			}
+		}
+	})
 }
 
 // TestSwarmDeadMember pushes to three receivers and one member that never
 // answers: the live ones finish, its share comes from the origin once.
 func TestSwarmDeadMember(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", slowly(16<<20))
-	live := []string{"r0", "r1", "r2"}
-	for _, m := range live {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
-	got := pushSwarm(t, net, d, append(slices.Clone(live), "dead"), live)
-	if c := originCopies(t, d, got); c > 1.25 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.25", c)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		const size = 32 << 10
+		net.add("src", slowly(16<<20))
+		live := []string{"r0", "r1", "r2"}
+		for _, m := range live {
+			net.add(m, nil)
+		}
+		d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
+		got := pushSwarm(t, net, d, append(slices.Clone(live), "dead"), live)
+		if c := originCopies(t, d, got); c > 1.25 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.25", c)
+		}
+	})
 }
 
 // TestSwarmMemberDies pushes to four receivers of which one goes down
@@ -114,40 +119,42 @@ func TestSwarmDeadMember(t *testing.T) {
 // for what the dead one had not passed on. Pushed to again once it is
 // back, the dead one fetches only what it lacked.
 func TestSwarmMemberDies(t *testing.T) {
-	net, d, members := fourReceivers(t, 10)
-	started := startSwarm(net, d, members, members)
-	waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
-	net.net.Down("r3")
-	started["r3"].Cancel()
-	got := map[string]Progress{}
-	for _, r := range members {
-		p, err := wait(t, started[r])
-		if r == "r3" {
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := fourReceivers(t, 10)
+		started := startSwarm(net, d, members, members)
+		waitFor(t, started["r3"], func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/4) })
+		net.net.Down("r3")
+		started["r3"].Cancel()
+		got := map[string]Progress{}
+		for _, r := range members {
+			p, err := wait(t, started[r])
+			if r == "r3" {
+				got[r] = p
+				continue
+			}
+			if err != nil {
+				t.Fatalf("receiver %s: %v", r, err)
+			}
+			checkComplete(t, net.stores["src"], net.stores[r], d.root)
 			got[r] = p
-			continue
 		}
+		if c := originCopies(t, d, got); c > 1.3 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+		}
+		// Back up, r3 is pushed to again, alone: it fetches only what it
+		// lacks, from the origin and the members that have it all.
+		net.net.Up("r3")
+		again := Spec{ID: "again", Root: d.root, Sources: []string{"src", "r0", "r1", "r2"}, Swarm: []string{"r3"}, Self: "r3",
+			BlockSize: MinBlockSize, DiskBlockSize: fourReceiversBlockSize}
+		p, err := wait(t, Start(context.Background(), again, net.clients["r3"], net.stores["r3"], nil))
 		if err != nil {
-			t.Fatalf("receiver %s: %v", r, err)
+			t.Fatalf("push again to r3: %v", err)
 		}
-		checkComplete(t, net.stores["src"], net.stores[r], d.root)
-		got[r] = p
-	}
-	if c := originCopies(t, d, got); c > 1.3 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
-	}
-	// Back up, r3 is pushed to again, alone: it fetches only what it
-	// lacks, from the origin and the members that have it all.
-	net.net.Up("r3")
-	again := Spec{ID: "again", Root: d.root, Sources: []string{"src", "r0", "r1", "r2"}, Swarm: []string{"r3"}, Self: "r3",
-		BlockSize: MinBlockSize, DiskBlockSize: fourReceiversBlockSize}
-	p, err := wait(t, Start(context.Background(), again, net.clients["r3"], net.stores["r3"], nil))
-	if err != nil {
-		t.Fatalf("push again to r3: %v", err)
-	}
-	checkComplete(t, net.stores["src"], net.stores["r3"], d.root)
-	if p.SkippedBlocks < got["r3"].DoneBlocks || p.DoneBlocks+p.SkippedBlocks != int64(len(d.held)) {
-		t.Fatalf("r3 pushed again: fetched %d and skipped %d of %d blocks; it had %d", p.DoneBlocks, p.SkippedBlocks, len(d.held), got["r3"].DoneBlocks)
-	}
+		checkComplete(t, net.stores["src"], net.stores["r3"], d.root)
+		if p.SkippedBlocks < got["r3"].DoneBlocks || p.DoneBlocks+p.SkippedBlocks != int64(len(d.held)) {
+			t.Fatalf("r3 pushed again: fetched %d and skipped %d of %d blocks; it had %d", p.DoneBlocks, p.SkippedBlocks, len(d.held), got["r3"].DoneBlocks)
+		}
+	})
 }
 
 // TestSwarmSlowMember pushes to four receivers of which one sends at a
@@ -160,27 +167,29 @@ func TestSwarmMemberDies(t *testing.T) {
 // one's download is fast, so it has its whole share from the origin
 // early, and the origin sends that share about twice: 1.25 copies.
 func TestSwarmSlowMember(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	net.thresholds = slowMemberThresholds
-	const size = 32 << 10
-	net.add("src", slowly(16<<20))
-	members := []string{"r0", "r1", "r2", "slow"}
-	for _, m := range members[:3] {
-		net.add(m, nil)
-	}
-	net.add("slow", limited(slowMemberRate, size))
-	d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
-	got := pushSwarm(t, net, d, members, members)
-	if c := originCopies(t, d, got); c > 1.5 {
-		t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
-	}
-	share := int64(len(d.held)*size) / int64(len(members))
-	for _, r := range members[:3] {
-		if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*7/8 {
-			t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		net.thresholds = slowMemberThresholds
+		const size = 32 << 10
+		net.add("src", slowly(16<<20))
+		members := []string{"r0", "r1", "r2", "slow"}
+		for _, m := range members[:3] {
+			net.add(m, nil)
 		}
-	}
+		net.add("slow", limited(slowMemberRate, size))
+		d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
+		got := pushSwarm(t, net, d, members, members)
+		if c := originCopies(t, d, got); c > 1.5 {
+			t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
+		}
+		share := int64(len(d.held)*size) / int64(len(members))
+		for _, r := range members[:3] {
+			if fromSlow := got[r].BytesFrom["slow"]; fromSlow > share*7/8 {
+				t.Errorf("%s got %d bytes of the slow member's %d from it, want much from the others", r, fromSlow, share)
+			}
+		}
+	})
 }
 
 // slowMemberRate is the bytes per second the slow member of a slow-member
@@ -202,29 +211,31 @@ var slowMemberThresholds = Thresholds{Patience: time.Minute, MemberRequest: time
 // disk (an earlier, cancelled pull): it skips that half, and the origin
 // still sends about one copy in all.
 func TestSwarmResume(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	src := net.add("src", slowly(8<<20))
-	members := []string{"r0", "r1", "r2"}
-	for _, m := range members {
-		net.add(m, nil)
-	}
-	d := writeDisk(t, rng, src, 256, size, 0)
-	half := Spec{ID: "first", Root: d.root, Sources: []string{"src"}, BlockSize: MinBlockSize, DiskBlockSize: size}
-	tr := Start(context.Background(), half, net.clients["r0"], net.stores["r0"], nil)
-	waitFor(t, tr, func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/2) })
-	tr.Cancel()
-	if _, err := wait(t, tr); err == nil {
-		t.Fatal("the first pull finished before it was cancelled")
-	}
-	got := pushSwarm(t, net, d, members, members)
-	if got["r0"].SkippedBlocks == 0 {
-		t.Fatal("r0 skipped nothing")
-	}
-	if c := originCopies(t, d, got); c > 1.1 {
-		t.Fatalf("origin sent %.2f copies in all, want at most 1.1", c)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		const size = 32 << 10
+		src := net.add("src", slowly(8<<20))
+		members := []string{"r0", "r1", "r2"}
+		for _, m := range members {
+			net.add(m, nil)
+		}
+		d := writeDisk(t, rng, src, 256, size, 0)
+		half := Spec{ID: "first", Root: d.root, Sources: []string{"src"}, BlockSize: MinBlockSize, DiskBlockSize: size}
+		tr := Start(context.Background(), half, net.clients["r0"], net.stores["r0"], nil)
+		waitFor(t, tr, func(p Progress) bool { return p.DoneBlocks >= int64(len(d.held)/2) })
+		tr.Cancel()
+		if _, err := wait(t, tr); err == nil {
+			t.Fatal("the first pull finished before it was cancelled")
+		}
+		got := pushSwarm(t, net, d, members, members)
+		if got["r0"].SkippedBlocks == 0 {
+			t.Fatal("r0 skipped nothing")
+		}
+		if c := originCopies(t, d, got); c > 1.1 {
+			t.Fatalf("origin sent %.2f copies in all, want at most 1.1", c)
+		}
+	})
 }
 
 // TestSwarmSpec refuses swarms that do not fit the sources.
@@ -265,38 +276,42 @@ func (p *countingPeers) GetEach(ctx context.Context, peer string, cids []cid.Cid
 // to share with, it asks the origin for the transfer's block size per
 // request, not the swarm's small origin requests.
 func TestSwarmOfOneAsksFullRequests(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 64 << 10
-	net.add("src", nil)
-	r := net.add("r", nil)
-	d := writeDisk(t, rng, net.stores["src"], 256, size, 0) // 16 MiB
-	peers := &countingPeers{Peers: net.clients["r"]}
-	spec := Spec{ID: "push", Root: d.root, Sources: []string{"src"}, Swarm: []string{"r"}, Self: "r", DiskBlockSize: size}
-	if _, err := wait(t, Start(context.Background(), spec, peers, r, nil)); err != nil {
-		t.Fatal(err)
-	}
-	checkComplete(t, net.stores["src"], r, d.root)
-	// 16 MiB in 4 MiB requests, and the map's nodes.
-	if got := peers.gets.Load(); got > 8 {
-		t.Fatalf("got %d get requests for 16 MiB, want about 4 (requests of %d bytes)", got, DefaultBlockSize)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		const size = 64 << 10
+		net.add("src", nil)
+		r := net.add("r", nil)
+		d := writeDisk(t, rng, net.stores["src"], 256, size, 0) // 16 MiB
+		peers := &countingPeers{Peers: net.clients["r"]}
+		spec := Spec{ID: "push", Root: d.root, Sources: []string{"src"}, Swarm: []string{"r"}, Self: "r", DiskBlockSize: size}
+		if _, err := wait(t, Start(context.Background(), spec, peers, r, nil)); err != nil {
+			t.Fatal(err)
+		}
+		checkComplete(t, net.stores["src"], r, d.root)
+		// 16 MiB in 4 MiB requests, and the map's nodes.
+		if got := peers.gets.Load(); got > 8 {
+			t.Fatalf("got %d get requests for 16 MiB, want about 4 (requests of %d bytes)", got, DefaultBlockSize)
+		}
+	})
 }
 
 // TestSwarmMuteMember: a member of the push takes every get and never
 // answers: the blocks asked of it come back after Thresholds.MemberRequest,
 // and the others complete from the origin.
 func TestSwarmMuteMember(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	const size = 32 << 10
-	net.add("src", nil)
-	net.add("r0", nil)
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
-	d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
-	pushSwarm(t, net, d, []string{"r0", "mute"}, []string{"r0"})
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		const size = 32 << 10
+		net.add("src", nil)
+		net.add("r0", nil)
+		stop := make(chan struct{})
+		t.Cleanup(func() { close(stop) })
+		net.add("mute", func(m *blockstore.Memory) exchange.Store { return &muteStore{Memory: m, stop: stop} })
+		d := writeDisk(t, rng, net.stores["src"], 64, size, 0)
+		pushSwarm(t, net, d, []string{"r0", "mute"}, []string{"r0"})
+	})
 }
 
 // trickle is a served stream whose writes go out 4 KiB every 10 ms (about
@@ -338,24 +353,26 @@ func (n *testNet) addTrickling(id string) {
 // r1 taken for failed, and r0 fetched r1's share from the origin again
 // (bench-swarm.sh unequal8: the slow site took 64-83 s for a 43 s link).
 func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
-	rng := newRand(t)
-	net := newTestNet(t)
-	// Only the stall window is short: no share is taken for silence or
-	// adopted for lagging.
-	net.thresholds = Thresholds{Patience: time.Minute, SlowAfter: time.Minute, MemberRequest: 500 * time.Millisecond, LagFactor: 1000}
-	const size = 64 << 10
-	net.add("src", nil)
-	net.add("r0", nil)
-	net.addTrickling("r1")
-	d := writeDisk(t, rng, net.stores["src"], 32, size, 0) // 2 MiB: 1 MiB shares
-	net.swarmBlockSize = 1 << 20                           // member requests of 1 MiB
-	got := pushSwarm(t, net, d, []string{"r0", "r1"}, []string{"r0", "r1"})
-	if c := originCopies(t, d, got); c > 1.1 {
-		t.Fatalf("origin sent %.2f copies, want about one: r1's share came from the origin again", c)
-	}
-	if from := got["r0"].BytesFrom["r1"]; from < int64(len(d.held)*size/2) {
-		t.Fatalf("r0 got %d bytes from r1, want its whole share (%d)", from, len(d.held)*size/2)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		// Only the stall window is short: no share is taken for silence or
+		// adopted for lagging.
+		net.thresholds = Thresholds{Patience: time.Minute, SlowAfter: time.Minute, MemberRequest: 500 * time.Millisecond, LagFactor: 1000}
+		const size = 64 << 10
+		net.add("src", nil)
+		net.add("r0", nil)
+		net.addTrickling("r1")
+		d := writeDisk(t, rng, net.stores["src"], 32, size, 0) // 2 MiB: 1 MiB shares
+		net.swarmBlockSize = 1 << 20                           // member requests of 1 MiB
+		got := pushSwarm(t, net, d, []string{"r0", "r1"}, []string{"r0", "r1"})
+		if c := originCopies(t, d, got); c > 1.1 {
+			t.Fatalf("origin sent %.2f copies, want about one: r1's share came from the origin again", c)
+		}
+		if from := got["r0"].BytesFrom["r1"]; from < int64(len(d.held)*size/2) {
+			t.Fatalf("r0 got %d bytes from r1, want its whole share (%d)", from, len(d.held)*size/2)
+		}
+	})
 }
 
 // TestSwarmEndgameDrainsABackloggedShare pushes to r1 and r2 in a swarm
@@ -366,13 +383,15 @@ func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
 // Shares of under swarmLagBytes are never adopted, so without the endgame
 // every block of r1's share comes to r2 from r1.
 func TestSwarmEndgameDrainsABackloggedShare(t *testing.T) {
-	net, d, members := backloggedShare(t)
-	share := int64(len(d.held)*d.blockSize) / int64(len(members))
-	if share >= swarmLagBytes {
-		t.Fatalf("share of %d bytes: adopted once it lags, which this test is not about", share)
-	}
-	got := pushSwarm(t, net, d, members, []string{"r1", "r2"})
-	checkDrainedByR0(t, got["r2"], share)
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := backloggedShare(t)
+		share := int64(len(d.held)*d.blockSize) / int64(len(members))
+		if share >= swarmLagBytes {
+			t.Fatalf("share of %d bytes: adopted once it lags, which this test is not about", share)
+		}
+		got := pushSwarm(t, net, d, members, []string{"r1", "r2"})
+		checkDrainedByR0(t, got["r2"], share)
+	})
 }
 
 // backloggedShare is the setup of the endgame tests: an origin "src" and
@@ -411,32 +430,34 @@ func checkDrainedByR0(t *testing.T, got Progress, share int64) {
 // and an ask would keep those blocks in flight, away from that fetch (a
 // target killed mid-push then held up the others by seconds).
 func TestSwarmEndgameLeavesAFailedMembersShare(t *testing.T) {
-	// r0 receives and has its own share and r1's; r2 failed a request; r3
-	// relays its share.
-	members := []string{"r0", "r1", "r2", "r3"}
-	const each = 64 << 10
-	missing := make([]cid.Cid, 4*8)
-	ordinals := make([]int, len(missing))
-	for i := range missing {
-		missing[i] = blockstore.Sum(blockstore.CodecRaw, []byte{byte(i)})
-		ordinals[i] = i
-	}
-	spec := Spec{Sources: []string{"src"}, Swarm: members, Self: "r0", BlockSize: 1 << 20, DiskBlockSize: each}
-	f := &fetcher{thresholds: spec.withDefaults().Thresholds, log: slog.New(slog.DiscardHandler),
-		failed: map[string]time.Time{"r2": time.Now()}}
-	s := newSwarm(f, spec, missing, ordinals)
-	ownerOf := func(c cid.Cid) string { return members[slices.Index(missing, c)%len(members)] }
-	for _, m := range []string{"r0", "r1"} {
-		share := slices.DeleteFunc(slices.Clone(missing), func(c cid.Cid) bool { return ownerOf(c) != m })
-		s.landed(share, func(cid.Cid) bool { return true }, m)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		// r0 receives and has its own share and r1's; r2 failed a request; r3
+		// relays its share.
+		members := []string{"r0", "r1", "r2", "r3"}
+		const each = 64 << 10
+		missing := make([]cid.Cid, 4*8)
+		ordinals := make([]int, len(missing))
+		for i := range missing {
+			missing[i] = blockstore.Sum(blockstore.CodecRaw, []byte{byte(i)})
+			ordinals[i] = i
+		}
+		spec := Spec{Sources: []string{"src"}, Swarm: members, Self: "r0", BlockSize: 1 << 20, DiskBlockSize: each}
+		f := &fetcher{thresholds: spec.withDefaults().Thresholds, log: slog.New(slog.DiscardHandler),
+			failed: map[string]time.Time{"r2": time.Now()}}
+		s := newSwarm(f, spec, missing, ordinals)
+		ownerOf := func(c cid.Cid) string { return members[slices.Index(missing, c)%len(members)] }
+		for _, m := range []string{"r0", "r1"} {
+			share := slices.DeleteFunc(slices.Clone(missing), func(c cid.Cid) bool { return ownerOf(c) != m })
+			s.landed(share, func(cid.Cid) bool { return true }, m)
+		}
 
-	batch, _ := s.claimFrom("r1")
-	shares := map[string]int{}
-	for _, c := range batch {
-		shares[ownerOf(c)]++
-	}
-	if shares["r3"] == 0 || shares["r2"] > 0 {
-		t.Fatalf("endgame ask of r1 takes blocks of these shares: %v; want r3's (relaying), none of failed r2's", shares)
-	}
+		batch, _ := s.claimFrom("r1")
+		shares := map[string]int{}
+		for _, c := range batch {
+			shares[ownerOf(c)]++
+		}
+		if shares["r3"] == 0 || shares["r2"] > 0 {
+			t.Fatalf("endgame ask of r1 takes blocks of these shares: %v; want r3's (relaying), none of failed r2's", shares)
+		}
+	})
 }

@@ -64,11 +64,19 @@ func (d Detector) Validate() error {
 // Gossip returns memberlist's LAN configuration with d's timings. The probe
 // timeout, after which indirect probes start, is half the interval, as in
 // memberlist's defaults; the reliable-channel timeout stays long, as a
-// full state exchange may wait behind bulk data on a capped link.
+// full state exchange may wait behind bulk data on a capped link. How long
+// memberlist keeps gossiping a dead or departed member's state, and then
+// forgets it (GossipToTheDeadTime), is DeadGossipProbes probe intervals:
+// 30 s with the default detector, as in memberlist's LAN preset, and
+// shorter for a detector tuned to react faster.
 func (d Detector) Gossip() *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.ProbeInterval = d.ProbeInterval
 	c.ProbeTimeout = d.ProbeInterval / 2
 	c.SuspicionMult = d.SuspicionMult
+	c.GossipToTheDeadTime = DeadGossipProbes * d.ProbeInterval
 	return c
 }
+
+// DeadGossipProbes is memberlist's GossipToTheDeadTime in probe intervals.
+const DeadGossipProbes = 60

@@ -23,10 +23,16 @@ func TestDetectorValidate(t *testing.T) {
 }
 
 // TestDetectorGossip checks the memberlist timings a detector sets: the
-// probe timeout (when indirect probes start) is half the interval.
+// probe timeout (when indirect probes start) is half the interval, and the
+// dead are gossiped to and then forgotten after 60 intervals, memberlist's
+// 30 s with the default detector.
 func TestDetectorGossip(t *testing.T) {
 	c := Detector{ProbeInterval: 800 * time.Millisecond, SuspicionMult: 5}.Gossip()
-	if c.ProbeInterval != 800*time.Millisecond || c.ProbeTimeout != 400*time.Millisecond || c.SuspicionMult != 5 {
-		t.Errorf("got probe interval %v, timeout %v, suspicion x%d; want 800ms, 400ms, x5", c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult)
+	if c.ProbeInterval != 800*time.Millisecond || c.ProbeTimeout != 400*time.Millisecond || c.SuspicionMult != 5 || c.GossipToTheDeadTime != 48*time.Second {
+		t.Errorf("got probe interval %v, timeout %v, suspicion x%d, dead gossiped %v; want 800ms, 400ms, x5, 48s",
+			c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult, c.GossipToTheDeadTime)
+	}
+	if got := DefaultDetector().Gossip().GossipToTheDeadTime; got != 30*time.Second {
+		t.Errorf("default detector gossips the dead for %v, want memberlist's 30s", got)
 	}
 }

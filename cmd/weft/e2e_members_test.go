@@ -8,13 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-mesh/weft/mesh"
 	"github.com/weft-mesh/weft/node"
 )
 
-// memberlistForgetsDead is memberlist's GossipToTheDeadTime in the LAN
-// preset the daemon runs: until issue 10 a dead member vanished from
-// `weft peers` after it.
-const memberlistForgetsDead = 30 * time.Second
+// deadPairProbes is the probe interval of the daemons of
+// TestDeadMemberStaysUntilRemoved, and memberlistForgetsDead their
+// memberlist's GossipToTheDeadTime: until issue 10 a dead member vanished
+// from `weft peers` after it.
+const (
+	deadPairProbes        = 200 * time.Millisecond
+	memberlistForgetsDead = mesh.DeadGossipProbes * deadPairProbes
+)
 
 // peerState returns the state h lists for peer id, "" if not listed.
 func (h *harness) peerState(id string) string {
@@ -27,12 +32,16 @@ func (h *harness) peerState(id string) string {
 	return ""
 }
 
-// joinedPair starts two members, b joined to a, and returns once a sees b
-// alive.
-func joinedPair(t *testing.T) (a, b *harness) {
+// joinedPair starts two members with daemonArgs added to their daemons',
+// b joined to a, and returns once a sees b alive.
+func joinedPair(t *testing.T, daemonArgs ...string) (a, b *harness) {
 	t.Helper()
-	a = meshMember(t, "site-a", "127.0.0.1", "")
-	b = meshMember(t, "site-b", "127.0.0.2", a.home)
+	a = initMeshMember(t, "site-a", "127.0.0.1", "")
+	b = initMeshMember(t, "site-b", "127.0.0.2", a.home)
+	for _, h := range []*harness{a, b} {
+		h.daemonArgs = append(h.daemonArgs, daemonArgs...)
+		h.startDaemon()
+	}
 	b.ok("join", a.addr())
 	bID := b.peerID()
 	eventually(t, "a sees b alive", func() (bool, string) {
@@ -44,9 +53,10 @@ func joinedPair(t *testing.T) (a, b *harness) {
 
 // TestDeadMemberStaysUntilRemoved: a member killed -9 is listed dead well
 // past memberlist's reaping of dead nodes, `peers rm` refuses a live member
-// and forgets the dead one.
+// and forgets the dead one. Its daemons probe every 200 ms, so memberlist
+// reaps the dead after 12 s instead of the default detector's 30 s.
 func TestDeadMemberStaysUntilRemoved(t *testing.T) {
-	a, b := joinedPair(t)
+	a, b := joinedPair(t, "--probe-interval", deadPairProbes.String())
 	bID := b.peerID()
 	a.fails("alive", "peers", "rm", bID)
 
@@ -56,7 +66,7 @@ func TestDeadMemberStaysUntilRemoved(t *testing.T) {
 		return s == "dead", s
 	})
 	// Watched for a bounded time past the reaping, once a second.
-	for end := time.Now().Add(memberlistForgetsDead + 10*time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+	for end := time.Now().Add(memberlistForgetsDead + 5*time.Second); time.Now().Before(end); time.Sleep(time.Second) {
 		if s := a.peerState(bID); s != "dead" {
 			t.Fatalf("a lists b as %q after it died, want dead until removed", s)
 		}

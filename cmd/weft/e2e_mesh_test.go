@@ -37,6 +37,14 @@ const (
 // home of a member whose cluster secret it joins with.
 func meshMember(t *testing.T, site, ip, secretFrom string, initArgs ...string) *harness {
 	t.Helper()
+	h := initMeshMember(t, site, ip, secretFrom, initArgs...)
+	h.startDaemon()
+	return h
+}
+
+// initMeshMember is meshMember without starting the daemon.
+func initMeshMember(t *testing.T, site, ip, secretFrom string, initArgs ...string) *harness {
+	t.Helper()
 	h := newHarness(t, filepath.Join(t.TempDir(), site))
 	args := append([]string{"init", "--site", site, "--nbd", "off", "--listen", "/ip4/" + ip + "/tcp/0"}, initArgs...)
 	if secretFrom != "" {
@@ -44,7 +52,6 @@ func meshMember(t *testing.T, site, ip, secretFrom string, initArgs ...string) *
 	}
 	h.ok(args...)
 	h.daemonArgs = []string{"--heal-interval", healInterval}
-	h.startDaemon()
 	return h
 }
 
