@@ -73,7 +73,9 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // also come from those that have them already, and once all of those are
 // done, it is asked for any block of the others' shares it may hold
 // (endgameLocked), so an owner's backlog also drains through the uplinks
-// of those it reached first.
+// of those it reached first. A request to a member whose answer stalls
+// for Thresholds.SlowAfter is hedged: its blocks and the rest of that
+// member's share are asked of the others too (stallNoticed).
 //
 // A member that fails requests is passed over: its blocks go to the member
 // that ranks them highest (rendezvous hashing) among those still alive,
@@ -98,11 +100,12 @@ type swarm struct {
 	mu       sync.Mutex
 	shares   map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
 	pending  map[cid.Cid]int      // not stored here yet: place among the map's distinct data blocks
-	inflight map[cid.Cid]bool
+	inflight map[cid.Cid]string   // asked and not answered yet: of whom ("": the origin)
 	size     map[string]int       // blocks of each member's share missing at the start
 	left     map[string]int       // blocks of each member's share missing here
 	lagging  map[string]bool      // members whose shares lagged (laggingLocked)
 	lastGot  map[string]time.Time // when each member last sent a block, or the start
+	stalled  map[string]int       // requests to each member that stalled and are still out
 	done     chan struct{}        // closed once pending is empty
 	changed  chan struct{}        // closed and replaced when blocks arrive or a member fails
 }
@@ -119,11 +122,12 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 		each:        spec.DiskBlockSize,
 		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
 		pending:     make(map[cid.Cid]int, len(missing)),
-		inflight:    make(map[cid.Cid]bool),
+		inflight:    make(map[cid.Cid]string),
 		size:        make(map[string]int, len(spec.Swarm)),
 		left:        make(map[string]int, len(spec.Swarm)),
 		lagging:     make(map[string]bool),
 		lastGot:     make(map[string]time.Time, len(spec.Swarm)),
+		stalled:     make(map[string]int, len(spec.Swarm)),
 		done:        make(chan struct{}),
 		changed:     make(chan struct{}),
 	}
@@ -146,7 +150,19 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 
 // run fetches every missing block.
 func (s *swarm) run(ctx context.Context) error {
+	// Once every block is here, requests still out (to a stalled member,
+	// whose blocks came from others) are cut short rather than waited for.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		select {
+		case <-s.done:
+			stop()
+		case <-gctx.Done():
+		}
+		return nil
+	})
 	perRequest := int64(s.originBatch) * s.each
 	originRequests := max(2, int(swarmOriginInFlight/perRequest))
 	for range originRequests {
@@ -159,7 +175,13 @@ func (s *swarm) run(ctx context.Context) error {
 			}
 		}
 	}
-	return g.Wait()
+	err := g.Wait()
+	select {
+	case <-s.done:
+		return nil
+	default:
+		return err
+	}
 }
 
 // fromOrigin fetches the blocks this receiver owns from the origin (or,
@@ -198,8 +220,22 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 		if len(batch) > 0 {
 			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
-			blocks, err, keepErr := s.f.askMember(ctx, m, batch)
+			var mu sync.Mutex
+			var ended func()
+			actx := exchange.WithStallNotice(ctx, s.f.thresholds.SlowAfter, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if ended == nil { // once per ask, however many round trips
+					ended = s.stallNoticed(m, batch)
+				}
+			})
+			blocks, err, keepErr := s.f.askMember(actx, m, batch)
 			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
+			mu.Lock()
+			if ended != nil {
+				ended()
+			}
+			mu.Unlock()
 			if keepErr != nil {
 				return keepErr
 			}
@@ -281,13 +317,19 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 			}
 		}
 	}
-	for _, c := range batch {
-		s.inflight[c] = true
-	}
+	s.claimLocked(batch, "")
 	if len(batch) == 0 {
 		return nil, s.changed
 	}
 	return batch, nil
+}
+
+// claimLocked records batch as asked of from ("": the origin). s.mu must
+// be held.
+func (s *swarm) claimLocked(batch []cid.Cid, from string) {
+	for _, c := range batch {
+		s.inflight[c] = from
+	}
 }
 
 // claimFrom claims up to peerBatch missing blocks not in flight to ask m
@@ -313,7 +355,8 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	if lagging[m] {
 		n = s.originBatch
 	}
-	batch := s.scan(m, nil, n, all)
+	batch := s.hedgeLocked(m, n/2)
+	batch = s.scan(m, batch, n, all)
 	if len(batch) == 0 && len(s.shares[m]) == 0 {
 		// This member's own share, should the others have found it
 		// lagging: its end is then with its adopters, m among them.
@@ -334,13 +377,53 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 			})
 		}
 	}
-	for _, c := range batch {
-		s.inflight[c] = true
-	}
 	if len(batch) == 0 {
 		return nil, s.changed
 	}
+	s.claimLocked(batch, m)
 	return batch, nil
+}
+
+// hedgeLocked returns up to n blocks of the shares of members other than
+// m with a request from here that stalled (stallNoticed), to ask m for as
+// well, first. s.mu must be held.
+func (s *swarm) hedgeLocked(m string, n int) []cid.Cid {
+	var batch []cid.Cid
+	for _, o := range s.members {
+		if o != m && o != s.self && s.stalled[o] > 0 {
+			batch = s.scan(o, batch, n, func(cid.Cid) bool { return true })
+		}
+	}
+	return batch
+}
+
+// stallNoticed is told that a request of batch to m has brought less than
+// 16 KiB for Thresholds.SlowAfter: its blocks are released, to be asked of
+// the others too, and until the request ends the others are asked for m's
+// share beside their own (hedgeLocked). One TCP flow of an owner's uplink
+// can stall for seconds (retransmission backoff behind a queue that drops,
+// while its other flows go on: bench-swarm.sh saw site pairs go 3-4 s
+// without a block), and the blocks in flight on it were asked of nobody
+// else until it recovered, or, past Patience, the rest of the share came
+// from the origin again; the other members got those blocks from the owner
+// and can send them now. If m's answer comes after all, its copies are
+// stored as any duplicate is. It returns the function to call when the
+// request ends.
+func (s *swarm) stallNoticed(m string, batch []cid.Cid) (ended func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range batch {
+		if asked, ok := s.inflight[c]; ok && asked == m {
+			delete(s.inflight, c)
+		}
+	}
+	s.stalled[m]++
+	s.wakeLocked()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stalled[m]--
+	}
 }
 
 // endgameLocked appends to batch up to n blocks of the other members'
@@ -392,7 +475,7 @@ func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []ci
 			continue
 		}
 		kept = append(kept, c)
-		if !s.inflight[c] && ok(c) {
+		if _, asked := s.inflight[c]; !asked && ok(c) {
 			out = append(out, c)
 		}
 	}
@@ -414,7 +497,10 @@ func (s *swarm) scanBack(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) 
 	share := s.shares[m]
 	for i := len(share) - 1; i >= 0 && len(out) < n; i-- {
 		c := share[i]
-		if _, missing := s.pending[c]; missing && !s.inflight[c] && ok(c) {
+		if _, missing := s.pending[c]; !missing {
+			continue
+		}
+		if _, asked := s.inflight[c]; !asked && ok(c) {
 			out = append(out, c)
 		}
 	}
@@ -498,7 +584,9 @@ func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) 
 	defer s.mu.Unlock()
 	some := false
 	for _, c := range batch {
-		delete(s.inflight, c)
+		if asked, ok := s.inflight[c]; ok && asked == from {
+			delete(s.inflight, c)
+		}
 		if stored != nil && stored(c) {
 			if ord, ok := s.pending[c]; ok {
 				s.left[s.members[ord%len(s.members)]]--

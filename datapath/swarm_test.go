@@ -15,6 +15,7 @@ import (
 
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/mesh/exchange"
+	"github.com/weft-mesh/weft/mesh/memnet/memnettest"
 )
 
 // startSwarm starts receivers pulling d from the origin "src" as one swarm
@@ -334,12 +335,13 @@ func (s trickle) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// addTrickling starts node id serving a new memory store through trickle.
-func (n *testNet) addTrickling(id string) {
+// addServing starts node id serving a new memory store, each stream
+// served through wrap(from, stream).
+func (n *testNet) addServing(id string, wrap func(from string, rw io.ReadWriteCloser) io.ReadWriteCloser) {
 	store := blockstore.NewMemory()
-	srv := &exchange.Server{Store: store}
+	srv := memnettest.NodeServer(store)
 	n.net.Listen(id, func(ctx context.Context, from string, rw io.ReadWriteCloser) {
-		srv.ServeStream(ctx, from, trickle{rw})
+		srv.ServeStream(ctx, from, wrap(from, rw))
 	})
 	n.stores[id] = store
 	n.clients[id] = &exchange.Client{Dialer: n.net.Dialer(id)}
@@ -362,7 +364,7 @@ func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
 		const size = 64 << 10
 		net.add("src", nil)
 		net.add("r0", nil)
-		net.addTrickling("r1")
+		net.addServing("r1", func(_ string, rw io.ReadWriteCloser) io.ReadWriteCloser { return trickle{rw} })
 		d := writeDisk(t, rng, net.stores["src"], 32, size, 0) // 2 MiB: 1 MiB shares
 		net.swarmBlockSize = 1 << 20                           // member requests of 1 MiB
 		got := pushSwarm(t, net, d, []string{"r0", "r1"}, []string{"r0", "r1"})
@@ -458,6 +460,59 @@ func TestSwarmEndgameLeavesAFailedMembersShare(t *testing.T) {
 		}
 		if shares["r3"] == 0 || shares["r2"] > 0 {
 			t.Fatalf("endgame ask of r1 takes blocks of these shares: %v; want r3's (relaying), none of failed r2's", shares)
+		}
+	})
+}
+
+// stallTo serves a stream whose writes to one requester wait until a
+// moment: the connection from a member to one receiver stalled (a TCP
+// flow in retransmission backoff behind a dropping queue), while its
+// other connections go on.
+type stallTo struct {
+	io.ReadWriteCloser
+	until time.Time
+}
+
+func (s stallTo) Write(p []byte) (int, error) {
+	time.Sleep(time.Until(s.until))
+	return s.ReadWriteCloser.Write(p)
+}
+
+// TestSwarmHedgesAStalledOwner: r1's answers to r0 stall for 5 s while
+// it relays its share to the others. Once r1 has sent r0 nothing for
+// SlowAfter, r0 asks the others for r1's share too, beside their own, and
+// gets it from them: it ends with the rest, long before the stall ends and
+// without the origin sending r1's share again (Patience is longer than the
+// stall). Before, the others were asked for it only once their own shares
+// were done at r0, and r0 waited out the stall.
+func TestSwarmHedgesAStalledOwner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		const stall = 5 * time.Second
+		net.thresholds = Thresholds{Patience: 4 * stall, SlowAfter: 500 * time.Millisecond, MemberRequest: 4 * stall, LagFactor: 1000}
+		net.add("src", slowly(8<<20))
+		members := []string{"r0", "r1", "r2", "r3"}
+		net.add("r0", nil)
+		until := time.Now().Add(stall)
+		net.addServing("r1", func(from string, rw io.ReadWriteCloser) io.ReadWriteCloser {
+			if from == "r0" {
+				return stallTo{rw, until}
+			}
+			return rw
+		})
+		net.add("r2", nil)
+		net.add("r3", nil)
+		const size = 32 << 10
+		d := writeDisk(t, rng, net.stores["src"], 512, size, 0) // 16 MiB: 2 s of the origin's uplink
+		got := pushSwarm(t, net, d, members, members)
+		// r1's share taken from the origin again would make 1.25 or more;
+		// the other shares' usual extra (scheduling order) stays under it.
+		if c := originCopies(t, d, got); c >= 1.25 {
+			t.Errorf("origin sent %.2f copies, want under 1.25", c)
+		}
+		if took := got["r0"].Ended.Sub(got["r0"].Started); took >= stall {
+			t.Errorf("r0 took %v, want it done before r1's stall to it ends (%v)", took, stall)
 		}
 	})
 }

@@ -86,8 +86,9 @@ func (dl *deadline) stop() bool {
 	return dl.inTime
 }
 
-// stallWatch aborts a stream when a window passes in which fewer than
-// requestMinProgress bytes arrived on it.
+// stallWatch calls onStall (aborting the stream, or a notice) when a
+// window passes in which fewer than requestMinProgress bytes arrived on a
+// stream, and then watches no more.
 type stallWatch struct {
 	mu      sync.Mutex
 	timer   *time.Timer
@@ -96,7 +97,7 @@ type stallWatch struct {
 	stalled bool
 }
 
-func watchStall(c *conn, window time.Duration) *stallWatch {
+func watchStall(c *conn, window time.Duration, onStall func()) *stallWatch {
 	w := &stallWatch{last: c.got.Load()}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -109,7 +110,7 @@ func watchStall(c *conn, window time.Duration) *stallWatch {
 		now := c.got.Load()
 		if now-w.last < requestMinProgress {
 			w.stalled = true
-			c.abort()
+			onStall()
 			return
 		}
 		w.last = now

@@ -246,7 +246,10 @@ func exchange(ctx context.Context, sc *conn, req request, owned bool) (response,
 	var watch *stallWatch
 	window, watched := ctx.Value(stallWindowKey{}).(time.Duration)
 	if watched {
-		watch = watchStall(sc, window)
+		watch = watchStall(sc, window, func() { sc.abort() })
+	}
+	if n, ok := ctx.Value(stallNoticeKey{}).(stallNotice); ok {
+		defer watchStall(sc, n.window, n.notice).stop()
 	}
 	resp, err := sendAndReceive(sc, req, owned)
 	// An answer read whole stands, even if the watch broke the stream
@@ -274,6 +277,22 @@ type stallWindowKey struct{}
 // its turn among the peer's requests in flight.
 func WithStallWindow(ctx context.Context, d time.Duration) context.Context {
 	return context.WithValue(ctx, stallWindowKey{}, d)
+}
+
+type stallNoticeKey struct{}
+
+type stallNotice struct {
+	window time.Duration
+	notice func()
+}
+
+// WithStallNotice returns a context under which each round trip of a
+// Client calls notice, once, when a window of d passes in which fewer than
+// 16 KiB of its answer arrived, and goes on waiting for the answer: the
+// caller may ask someone else meanwhile. The window starts as
+// WithStallWindow's does.
+func WithStallNotice(ctx context.Context, d time.Duration, notice func()) context.Context {
+	return context.WithValue(ctx, stallNoticeKey{}, stallNotice{d, notice})
 }
 
 func sendAndReceive(sc *conn, req request, owned bool) (response, error) {

@@ -177,7 +177,7 @@ func (s *Server) readRequest(ctx context.Context, c *conn, peer string) (body []
 			turn()
 			return err
 		}
-		reading = watchStall(c, cmp.Or(s.stallWindow, requestStallWindow))
+		reading = watchStall(c, cmp.Or(s.stallWindow, requestStallWindow), func() { c.abort() })
 		return nil
 	}
 	body, err = c.readFrame()

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/peerlimit"
 	"github.com/weft-mesh/weft/mesh/memnet"
 )
 
@@ -20,7 +22,7 @@ func stallNet(t *testing.T, store Store, wrap func(io.ReadWriteCloser) io.ReadWr
 	t.Helper()
 	n := memnet.New()
 	t.Cleanup(n.Close)
-	srv := &Server{Store: store}
+	srv := &Server{Store: store, Frames: peerlimit.NewBytes(DefaultFrameBudget)} // of its own, as TestStallNoticeKeepsWaiting runs in a bubble
 	n.Listen("b", func(ctx context.Context, from string, rw io.ReadWriteCloser) {
 		srv.ServeStream(ctx, from, wrap(rw))
 	})
@@ -93,4 +95,51 @@ func TestStallWindowEndsAMuteAnswer(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("the round trip ended only with the test's own deadline")
 	}
+}
+
+// heldStore answers a Get once release is closed.
+type heldStore struct {
+	*blockstore.Memory
+	release chan struct{}
+}
+
+func (s heldStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Memory.Get(ctx, c)
+}
+
+// A stall notice is given once an answer has brought nothing for its
+// window, and the round trip goes on to read the answer when it comes; an
+// answer that comes at once gives none.
+func TestStallNoticeKeepsWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := heldStore{Memory: blockstore.NewMemory(), release: make(chan struct{})}
+		b := blockstore.NewBlock(blockstore.CodecRaw, []byte("sent late"))
+		if err := store.Put(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		c := stallNet(t, store, func(rw io.ReadWriteCloser) io.ReadWriteCloser { return rw })
+		var notices int
+		var noticedAt time.Duration
+		start := time.Now()
+		ctx := WithStallNotice(context.Background(), 200*time.Millisecond, func() {
+			notices++
+			noticedAt = time.Since(start)
+		})
+		time.AfterFunc(time.Second, func() { close(store.release) })
+		var got int
+		if err := c.GetEach(ctx, "b", []cid.Cid{b.CID}, func(blocks []blockstore.Block) error { got += len(blocks); return nil }); err != nil || got != 1 {
+			t.Fatalf("get answered after 1 s under a 200 ms stall notice: %d blocks, %v; want the block", got, err)
+		}
+		if notices != 1 || noticedAt != 200*time.Millisecond {
+			t.Fatalf("%d notices, the first after %v; want one, after 200ms", notices, noticedAt)
+		}
+		if err := c.GetEach(ctx, "b", []cid.Cid{b.CID}, func([]blockstore.Block) error { return nil }); err != nil || notices != 1 {
+			t.Fatalf("get answered at once: %v, %d notices in all; want no new one", err, notices)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/weft-mesh/weft/blockstore"
+	"github.com/weft-mesh/weft/internal/peerlimit"
 	"github.com/weft-mesh/weft/mesh/exchange"
 	"github.com/weft-mesh/weft/mesh/memnet"
 )
@@ -51,11 +52,19 @@ func (m *Mesh) Add(id string, serve func(*blockstore.Memory) exchange.Store) *bl
 	if serve != nil {
 		served = serve(store)
 	}
-	srv := &exchange.Server{Store: served}
+	srv := NodeServer(served)
 	m.Net.Listen(id, func(ctx context.Context, from string, rw io.ReadWriteCloser) { srv.ServeStream(ctx, from, rw) })
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Stores[id] = store
 	m.Clients[id] = &exchange.Client{Dialer: m.Net.Dialer(id)}
 	return store
+}
+
+// NodeServer returns the block exchange server of one node serving store,
+// with a frame budget of its own, as a node has: the process-wide default
+// budget would be shared by every node of every test, and a test in a
+// synctest bubble must not wait on a semaphore another bubble releases.
+func NodeServer(store exchange.Store) *exchange.Server {
+	return &exchange.Server{Store: store, Frames: peerlimit.NewBytes(exchange.DefaultFrameBudget)}
 }
