@@ -303,7 +303,7 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 	// that send nothing at all.
 	for _, o := range c.live {
 		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > c.f.thresholds.Patience {
-			c.scan(o, n, func(cid.Cid) bool { return true }, &batch)
+			c.scan(o, n, anyBlock, &batch)
 			if len(batch) > 0 {
 				c.f.log.Debug("crowd member silent: taking its share from the origin", "member", o, "silent", now.Sub(c.lastGot[o]), "blocks", len(batch))
 			}

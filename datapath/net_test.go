@@ -39,6 +39,14 @@ func newTestNet(tb testing.TB) *testNet {
 	return &testNet{tb: tb, mesh: mesh, net: mesh.Net, stores: mesh.Stores, clients: mesh.Clients}
 }
 
+// srcDst returns the test's seeded randomness and a net of two plain
+// nodes, "src" and "dst", with their stores.
+func srcDst(t *testing.T) (rng *rand.Rand, net *testNet, src, dst *blockstore.Memory) {
+	t.Helper()
+	net = newTestNet(t)
+	return newRand(t), net, net.add("src", nil), net.add("dst", nil)
+}
+
 // add starts a node serving its store, or what serve wraps around it.
 func (n *testNet) add(id string, serve func(*blockstore.Memory) exchange.Store) *blockstore.Memory {
 	return n.mesh.Add(id, serve)

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -220,22 +221,17 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 		if len(batch) > 0 {
 			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
-			var mu sync.Mutex
-			var ended func()
+			var stalled atomic.Bool
 			actx := exchange.WithStallNotice(ctx, s.f.thresholds.SlowAfter, func() {
-				mu.Lock()
-				defer mu.Unlock()
-				if ended == nil { // once per ask, however many round trips
-					ended = s.stallNoticed(m, batch)
+				if stalled.CompareAndSwap(false, true) { // once per ask, however many round trips
+					s.stallNoticed(m, batch)
 				}
 			})
 			blocks, err, keepErr := s.f.askMember(actx, m, batch)
 			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
-			mu.Lock()
-			if ended != nil {
-				ended()
+			if stalled.Load() {
+				s.stallEnded(m)
 			}
-			mu.Unlock()
 			if keepErr != nil {
 				return keepErr
 			}
@@ -310,7 +306,7 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 		for _, m := range s.members {
 			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > s.f.thresholds.Patience {
 				n := len(batch)
-				batch = s.scan(m, batch, s.originBatch, func(cid.Cid) bool { return true })
+				batch = s.scan(m, batch, s.originBatch, anyBlock)
 				if len(batch) > n {
 					s.f.log.Debug("swarm member silent: taking its share from the origin", "member", m, "silent", now.Sub(s.lastGot[m]), "blocks", len(batch)-n)
 				}
@@ -323,6 +319,9 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	}
 	return batch, nil
 }
+
+// anyBlock is the scan filter that takes every block.
+func anyBlock(cid.Cid) bool { return true }
 
 // claimLocked records batch as asked of from ("": the origin). s.mu must
 // be held.
@@ -343,7 +342,6 @@ func (s *swarm) claimLocked(batch []cid.Cid, from string) {
 // the next change.
 func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
-	all := func(cid.Cid) bool { return true }
 	alive := s.aliveAt(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -356,7 +354,7 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 		n = s.originBatch
 	}
 	batch := s.hedgeLocked(m, n/2)
-	batch = s.scan(m, batch, n, all)
+	batch = s.scan(m, batch, n, anyBlock)
 	if len(batch) == 0 && len(s.shares[m]) == 0 {
 		// This member's own share, should the others have found it
 		// lagging: its end is then with its adopters, m among them.
@@ -368,7 +366,7 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 		}
 		for _, o := range s.members {
 			if o != m && o != s.self && now.Sub(s.lastGot[o]) > s.f.thresholds.SlowAfter {
-				batch = s.scan(o, batch, s.peerBatch, all)
+				batch = s.scan(o, batch, s.peerBatch, anyBlock)
 			}
 		}
 		if len(batch) == 0 {
@@ -391,7 +389,7 @@ func (s *swarm) hedgeLocked(m string, n int) []cid.Cid {
 	var batch []cid.Cid
 	for _, o := range s.members {
 		if o != m && o != s.self && s.stalled[o] > 0 {
-			batch = s.scan(o, batch, n, func(cid.Cid) bool { return true })
+			batch = s.scan(o, batch, n, anyBlock)
 		}
 	}
 	return batch
@@ -407,9 +405,8 @@ func (s *swarm) hedgeLocked(m string, n int) []cid.Cid {
 // else until it recovered, or, past Patience, the rest of the share came
 // from the origin again; the other members got those blocks from the owner
 // and can send them now. If m's answer comes after all, its copies are
-// stored as any duplicate is. It returns the function to call when the
-// request ends.
-func (s *swarm) stallNoticed(m string, batch []cid.Cid) (ended func()) {
+// stored as any duplicate is; stallEnded is told when it ends.
+func (s *swarm) stallNoticed(m string, batch []cid.Cid) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range batch {
@@ -419,11 +416,13 @@ func (s *swarm) stallNoticed(m string, batch []cid.Cid) (ended func()) {
 	}
 	s.stalled[m]++
 	s.wakeLocked()
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.stalled[m]--
-	}
+}
+
+// stallEnded is told that a request to m that stalled has ended.
+func (s *swarm) stallEnded(m string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stalled[m]--
 }
 
 // endgameLocked appends to batch up to n blocks of the other members'
@@ -442,7 +441,7 @@ func (s *swarm) stallNoticed(m string, batch []cid.Cid) (ended func()) {
 // fetch. s.mu must be held.
 func (s *swarm) endgameLocked(m string, batch []cid.Cid, n int, relaying func(string) bool) []cid.Cid {
 	for _, o := range mostMissingFirst(s.members, s.left, func(o string) bool { return o != m && o != s.self && relaying(o) }) {
-		batch = s.scan(o, batch, n, func(cid.Cid) bool { return true })
+		batch = s.scan(o, batch, n, anyBlock)
 	}
 	return batch
 }

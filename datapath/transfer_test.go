@@ -26,10 +26,7 @@ func newRand(t testing.TB) *rand.Rand {
 // second pull moves only the changed blocks.
 func TestPullAndUpdate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rng := newRand(t)
-		net := newTestNet(t)
-		src := net.add("src", nil)
-		dst := net.add("dst", nil)
+		rng, net, src, dst := srcDst(t)
 		const size = 64 << 10
 		v1 := writeDisk(t, rng, src, 300, size, 10)
 
@@ -180,10 +177,7 @@ func TestRottedBlockCostsOnlyThatBlock(t *testing.T) {
 // TestBWLimit holds a transfer of 2 MiB at 1 MiB/s for most of 2 s.
 func TestBWLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rng := newRand(t)
-		net := newTestNet(t)
-		src := net.add("src", nil)
-		dst := net.add("dst", nil)
+		rng, net, src, dst := srcDst(t)
 		const size = 64 << 10
 		d := writeDisk(t, rng, src, 32, size, 0)
 		bytes := len(d.held) * size
@@ -205,10 +199,7 @@ func TestBWLimit(t *testing.T) {
 // through one scheduler with a link budget: the high one ends first.
 func TestPriority(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rng := newRand(t)
-		net := newTestNet(t)
-		src := net.add("src", nil)
-		dst := net.add("dst", nil)
+		rng, net, src, dst := srcDst(t)
 		const size = 64 << 10
 		hi := writeDisk(t, rng, src, 64, size, 0)
 		lo := writeDisk(t, rng, src, 64, size, 0)
