@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -43,7 +42,8 @@ type Crowd interface {
 // is adopted as in a swarm (swarm.laggingLocked): the others take the end
 // of its share from the origin, and it is asked for little at a time. A
 // member whose share is done here is asked for the others' blocks as in
-// a swarm's endgame (swarm.endgameLocked).
+// a swarm's endgame (swarm.endgameLocked), and a request to a member
+// whose answer stalls is hedged as in a swarm (asks.stallNoticed).
 type crowd struct {
 	f           *fetcher
 	self        string
@@ -58,11 +58,10 @@ type crowd struct {
 	aloneRequests int
 	origin        string
 
-	mu        sync.Mutex
+	asks                           // its mu guards the fields below too
 	members   []string             // as the view said last, self among them
 	order     []cid.Cid            // missing at the start, in map order; stored blocks dropped on each rebuild of shares
 	pending   map[cid.Cid]bool     // not stored here yet
-	inflight  map[cid.Cid]bool     // asked of someone now
 	lastGot   map[string]time.Time // when each member last sent a block, or was first seen
 	exhausted map[string]bool      // earlier members that held none of this one's share when asked
 	asking    map[string]bool      // members with fetchers running
@@ -84,7 +83,6 @@ type crowd struct {
 	aloneCancel context.CancelFunc
 	runCtx      context.Context // the parent of aloneCtx
 	done        chan struct{}   // closed once pending is empty
-	changed     chan struct{}   // closed and replaced on every change
 }
 
 func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
@@ -99,14 +97,13 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 		aloneRequests: spec.Concurrency,
 		origin:        spec.Sources[0],
 		pending:       make(map[cid.Cid]bool, len(missing)),
-		inflight:      make(map[cid.Cid]bool),
 		lastGot:       make(map[string]time.Time),
 		exhausted:     make(map[string]bool),
 		asking:        make(map[string]bool),
 		lagging:       make(map[string]bool),
 		done:          make(chan struct{}),
-		changed:       make(chan struct{}),
 	}
+	c.asks.init()
 	idx := make([]int, len(missing))
 	for i := range idx {
 		idx[i] = i
@@ -124,37 +121,37 @@ func newCrowd(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *crowd {
 
 // run fetches every missing block, following the view's changes.
 func (c *crowd) run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	c.runCtx = gctx
-	c.aloneCtx, c.aloneCancel = context.WithCancel(gctx)
 	defer func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.aloneCancel()
 	}()
-	perRequest := int64(c.originBatch) * c.each
-	crowdRequests := max(2, int(swarmOriginInFlight/perRequest))
-	for i := range max(crowdRequests, c.aloneRequests) {
-		g.Go(func() error { return c.fromOrigin(gctx, i < crowdRequests, i < c.aloneRequests) })
-	}
-	g.Go(func() error {
-		for {
-			members, changed := c.view.Members()
-			for _, m := range c.follow(members) {
-				for range swarmPeerRequests {
-					g.Go(func() error { return c.fromMember(gctx, m) })
+	return untilDone(ctx, c.done, func(g *errgroup.Group, ctx context.Context) {
+		c.runCtx = ctx
+		c.aloneCtx, c.aloneCancel = context.WithCancel(ctx)
+		perRequest := int64(c.originBatch) * c.each
+		crowdRequests := max(2, int(swarmOriginInFlight/perRequest))
+		for i := range max(crowdRequests, c.aloneRequests) {
+			g.Go(func() error { return c.fromOrigin(ctx, i < crowdRequests, i < c.aloneRequests) })
+		}
+		g.Go(func() error {
+			for {
+				members, changed := c.view.Members()
+				for _, m := range c.follow(members) {
+					for range swarmPeerRequests {
+						g.Go(func() error { return c.fromMember(ctx, m) })
+					}
+				}
+				select {
+				case <-c.done:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-changed:
 				}
 			}
-			select {
-			case <-c.done:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			case <-changed:
-			}
-		}
+		})
 	})
-	return g.Wait()
 }
 
 // follow takes members as the current list and returns those to start
@@ -246,7 +243,7 @@ func (c *crowd) fromMember(ctx context.Context, m string) error {
 			return nil
 		}
 		if len(batch) > 0 {
-			got, err, keepErr := c.f.askMember(ctx, m, batch)
+			got, err, keepErr := c.f.askHedged(ctx, m, batch, &c.asks)
 			c.landed(batch, got, m)
 			switch {
 			case keepErr != nil:
@@ -313,8 +310,7 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 		// The blocks members sent with bad bytes: not asked of them again.
 		for _, o := range c.live {
 			for _, b := range c.f.badFrom(o) {
-				if len(batch) < n && c.pending[b] && !c.inflight[b] && o != c.self && c.owner(b, c.live, all) == o {
-					c.inflight[b] = true
+				if _, asked := c.inflight[b]; len(batch) < n && c.pending[b] && !asked && o != c.self && c.owner(b, c.live, all) == o {
 					batch = append(batch, b)
 				}
 			}
@@ -323,6 +319,7 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 	if len(batch) == 0 {
 		return nil, "", nil, c.changed
 	}
+	c.claimLocked(batch, earlier)
 	return batch, earlier, actx, nil
 }
 
@@ -348,6 +345,7 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 			n = c.originBatch
 		}
 		notBad := func(b cid.Cid) bool { return !c.f.sentBad(m, b) }
+		c.hedgeLocked(m, n/2, notBad, &batch)
 		c.scan(m, n, notBad, &batch)
 		if len(batch) == 0 && len(c.shares[m]) == 0 {
 			// m's own share is done here: the blocks it adopted of
@@ -366,7 +364,20 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 	if len(batch) == 0 {
 		return nil, c.changed, true
 	}
+	c.claimLocked(batch, m)
 	return batch, nil, true
+}
+
+// hedgeLocked appends to out, up to n blocks in all, blocks of the shares
+// of live members other than m with a request from here that stalled
+// (asks.stallNoticed), that ok takes, to ask m for as well, first, as
+// swarm.hedgeLocked does. c.mu must be held.
+func (c *crowd) hedgeLocked(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
+	for _, o := range c.live {
+		if o != m && o != c.self && c.stalled[o] > 0 {
+			c.scan(o, n, ok, out)
+		}
+	}
 }
 
 // endgameLocked appends to out, up to n blocks in all, blocks of the
@@ -381,8 +392,8 @@ func (c *crowd) endgameLocked(m string, n int, relaying func(string) bool, ok fu
 }
 
 // scan appends to out, up to n blocks in all, the blocks of m's share
-// that are missing, not in flight and that ok takes, in map order, and
-// marks them in flight. It drops the stored blocks at the front of the
+// that are missing, not in flight and that ok takes, in map order (the
+// caller claims them: claimLocked). It drops the stored blocks at the front of the
 // share: claims take from the front, so the walk is about the blocks in
 // flight and n long, not the share's. c.mu must be held.
 func (c *crowd) scan(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
@@ -395,8 +406,7 @@ func (c *crowd) scan(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
 		if len(*out) >= n {
 			return
 		}
-		if c.pending[b] && !c.inflight[b] && ok(b) {
-			c.inflight[b] = true
+		if _, asked := c.inflight[b]; c.pending[b] && !asked && ok(b) {
 			*out = append(*out, b)
 		}
 	}
@@ -444,9 +454,10 @@ func (c *crowd) scanBack(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid)
 	}
 	c.shares[m] = share
 	for i := len(share) - 1; i >= 0 && len(*out) < n; i-- {
-		if b := share[i]; c.pending[b] && !c.inflight[b] && ok(b) {
-			c.inflight[b] = true
-			*out = append(*out, b)
+		if b := share[i]; c.pending[b] && ok(b) {
+			if _, asked := c.inflight[b]; !asked {
+				*out = append(*out, b)
+			}
 		}
 	}
 }
@@ -499,8 +510,8 @@ func (c *crowd) aliveAt(now time.Time) func(string) bool {
 func (c *crowd) landed(batch []cid.Cid, got map[cid.Cid][]byte, from string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.releaseLocked(batch, from)
 	for _, b := range batch {
-		delete(c.inflight, b)
 		if _, ok := got[b]; ok && c.pending[b] {
 			delete(c.pending, b)
 			if c.shares != nil {
@@ -524,8 +535,7 @@ func (c *crowd) exhaust(m string) {
 
 // wakeLocked signals a change. c.mu must be held.
 func (c *crowd) wakeLocked() {
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.signalLocked()
 	if len(c.pending) == 0 {
 		select {
 		case <-c.done:

@@ -321,3 +321,14 @@ func TestCrowdEndgameDrainsABackloggedShare(t *testing.T) {
 		checkDrainedByR0(t, got["r2"], share)
 	})
 }
+
+// TestCrowdHedgesAStalledOwner is TestSwarmHedgesAStalledOwner for
+// pullers in a crowd: r1's answers to r0 stall for 5 s, and r0 asks the
+// others for r1's share meanwhile.
+func TestCrowdHedgesAStalledOwner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members, stall := stalledOwner(t)
+		got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
+		checkHedged(t, d, got, stall)
+	})
+}

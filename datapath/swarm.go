@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -76,7 +74,7 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // (endgameLocked), so an owner's backlog also drains through the uplinks
 // of those it reached first. A request to a member whose answer stalls
 // for Thresholds.SlowAfter is hedged: its blocks and the rest of that
-// member's share are asked of the others too (stallNoticed).
+// member's share are asked of the others too (asks.stallNoticed).
 //
 // A member that fails requests is passed over: its blocks go to the member
 // that ranks them highest (rendezvous hashing) among those still alive,
@@ -98,17 +96,14 @@ type swarm struct {
 	peerBatch   int // blocks per member request
 	each        int64
 
-	mu       sync.Mutex
-	shares   map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
-	pending  map[cid.Cid]int      // not stored here yet: place among the map's distinct data blocks
-	inflight map[cid.Cid]string   // asked and not answered yet: of whom ("": the origin)
-	size     map[string]int       // blocks of each member's share missing at the start
-	left     map[string]int       // blocks of each member's share missing here
-	lagging  map[string]bool      // members whose shares lagged (laggingLocked)
-	lastGot  map[string]time.Time // when each member last sent a block, or the start
-	stalled  map[string]int       // requests to each member that stalled and are still out
-	done     chan struct{}        // closed once pending is empty
-	changed  chan struct{}        // closed and replaced when blocks arrive or a member fails
+	asks                         // its mu guards the fields below too
+	shares  map[string][]cid.Cid // by first owner, in map order; stored blocks are dropped as met
+	pending map[cid.Cid]int      // not stored here yet: place among the map's distinct data blocks
+	size    map[string]int       // blocks of each member's share missing at the start
+	left    map[string]int       // blocks of each member's share missing here
+	lagging map[string]bool      // members whose shares lagged (laggingLocked)
+	lastGot map[string]time.Time // when each member last sent a block, or the start
+	done    chan struct{}        // closed once pending is empty
 }
 
 // newSwarm returns the swarm that fetches missing, the place of each among
@@ -123,15 +118,13 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 		each:        spec.DiskBlockSize,
 		shares:      make(map[string][]cid.Cid, len(spec.Swarm)),
 		pending:     make(map[cid.Cid]int, len(missing)),
-		inflight:    make(map[cid.Cid]string),
 		size:        make(map[string]int, len(spec.Swarm)),
 		left:        make(map[string]int, len(spec.Swarm)),
 		lagging:     make(map[string]bool),
 		lastGot:     make(map[string]time.Time, len(spec.Swarm)),
-		stalled:     make(map[string]int, len(spec.Swarm)),
 		done:        make(chan struct{}),
-		changed:     make(chan struct{}),
 	}
+	s.asks.init()
 	now := time.Now()
 	for _, m := range s.members {
 		s.lastGot[m] = now
@@ -151,34 +144,42 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 
 // run fetches every missing block.
 func (s *swarm) run(ctx context.Context) error {
-	// Once every block is here, requests still out (to a stalled member,
-	// whose blocks came from others) are cut short rather than waited for.
+	return untilDone(ctx, s.done, func(g *errgroup.Group, ctx context.Context) {
+		perRequest := int64(s.originBatch) * s.each
+		originRequests := max(2, int(swarmOriginInFlight/perRequest))
+		for range originRequests {
+			g.Go(func() error { return s.fromOrigin(ctx) })
+		}
+		for _, m := range s.members {
+			if m != s.self {
+				for range swarmPeerRequests {
+					g.Go(func() error { return s.fromMember(ctx, m) })
+				}
+			}
+		}
+	})
+}
+
+// untilDone runs the goroutines start starts in g, all with ctx, and
+// returns nil once done is closed, else the first error. Once every block
+// is here, requests still out (to a stalled member, whose blocks came
+// from others) are cut short rather than waited for.
+func untilDone(ctx context.Context, done <-chan struct{}, start func(g *errgroup.Group, ctx context.Context)) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
-		case <-s.done:
+		case <-done:
 			stop()
 		case <-gctx.Done():
 		}
 		return nil
 	})
-	perRequest := int64(s.originBatch) * s.each
-	originRequests := max(2, int(swarmOriginInFlight/perRequest))
-	for range originRequests {
-		g.Go(func() error { return s.fromOrigin(gctx) })
-	}
-	for _, m := range s.members {
-		if m != s.self {
-			for range swarmPeerRequests {
-				g.Go(func() error { return s.fromMember(gctx, m) })
-			}
-		}
-	}
+	start(g, gctx)
 	err := g.Wait()
 	select {
-	case <-s.done:
+	case <-done:
 		return nil
 	default:
 		return err
@@ -221,17 +222,8 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 		if len(batch) > 0 {
 			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
-			var stalled atomic.Bool
-			actx := exchange.WithStallNotice(ctx, s.f.thresholds.SlowAfter, func() {
-				if stalled.CompareAndSwap(false, true) { // once per ask, however many round trips
-					s.stallNoticed(m, batch)
-				}
-			})
-			blocks, err, keepErr := s.f.askMember(actx, m, batch)
+			blocks, err, keepErr := s.f.askHedged(ctx, m, batch, &s.asks)
 			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
-			if stalled.Load() {
-				s.stallEnded(m)
-			}
 			if keepErr != nil {
 				return keepErr
 			}
@@ -323,14 +315,6 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 // anyBlock is the scan filter that takes every block.
 func anyBlock(cid.Cid) bool { return true }
 
-// claimLocked records batch as asked of from ("": the origin). s.mu must
-// be held.
-func (s *swarm) claimLocked(batch []cid.Cid, from string) {
-	for _, c := range batch {
-		s.inflight[c] = from
-	}
-}
-
 // claimFrom claims up to peerBatch missing blocks not in flight to ask m
 // for: of its share, or once that is done here, the blocks m adopted of
 // lagging shares and the shares of members other than this one that sent
@@ -383,8 +367,8 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 }
 
 // hedgeLocked returns up to n blocks of the shares of members other than
-// m with a request from here that stalled (stallNoticed), to ask m for as
-// well, first. s.mu must be held.
+// m with a request from here that stalled (asks.stallNoticed), to ask m
+// for as well, first. s.mu must be held.
 func (s *swarm) hedgeLocked(m string, n int) []cid.Cid {
 	var batch []cid.Cid
 	for _, o := range s.members {
@@ -393,36 +377,6 @@ func (s *swarm) hedgeLocked(m string, n int) []cid.Cid {
 		}
 	}
 	return batch
-}
-
-// stallNoticed is told that a request of batch to m has brought less than
-// 16 KiB for Thresholds.SlowAfter: its blocks are released, to be asked of
-// the others too, and until the request ends the others are asked for m's
-// share beside their own (hedgeLocked). One TCP flow of an owner's uplink
-// can stall for seconds (retransmission backoff behind a queue that drops,
-// while its other flows go on: bench-swarm.sh saw site pairs go 3-4 s
-// without a block), and the blocks in flight on it were asked of nobody
-// else until it recovered, or, past Patience, the rest of the share came
-// from the origin again; the other members got those blocks from the owner
-// and can send them now. If m's answer comes after all, its copies are
-// stored as any duplicate is; stallEnded is told when it ends.
-func (s *swarm) stallNoticed(m string, batch []cid.Cid) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range batch {
-		if asked, ok := s.inflight[c]; ok && asked == m {
-			delete(s.inflight, c)
-		}
-	}
-	s.stalled[m]++
-	s.wakeLocked()
-}
-
-// stallEnded is told that a request to m that stalled has ended.
-func (s *swarm) stallEnded(m string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stalled[m]--
 }
 
 // endgameLocked appends to batch up to n blocks of the other members'
@@ -582,10 +536,8 @@ func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	some := false
+	s.releaseLocked(batch, from)
 	for _, c := range batch {
-		if asked, ok := s.inflight[c]; ok && asked == from {
-			delete(s.inflight, c)
-		}
 		if stored != nil && stored(c) {
 			if ord, ok := s.pending[c]; ok {
 				s.left[s.members[ord%len(s.members)]]--
@@ -610,8 +562,7 @@ func (s *swarm) memberFailed() {
 
 // wakeLocked signals a change. s.mu must be held.
 func (s *swarm) wakeLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.signalLocked()
 	if len(s.pending) == 0 {
 		select {
 		case <-s.done:

@@ -12,7 +12,7 @@
 # before the sites join, then pushes it to every site with --json. The
 # sites' heal is capped at 1K/s, so only the push moves the blocks.
 #
-# Cases (CASES, space-separated; default all):
+# Cases (CASES, space-separated; default all but stalledpull8):
 #   equal4   4 sites, 16 MiB, every link alike
 #   equal8   8 sites, 64 MiB, every link alike
 #   unequal8 8 sites, 64 MiB, site s8 at a quarter of RATE each way: the
@@ -27,6 +27,12 @@
 #            start
 #   pull8    8 sites, 64 MiB: every site runs `weft pull gold@1 --from s0`
 #            at once (the origin tracks them; they fetch from each other)
+#   stalled8 8 sites, 64 MiB: at a third of the bound every packet from s1
+#            to s2 is dropped on the wire (on s2's side of the bridge) for
+#            STALL seconds (default 4), then let through again: the TCP
+#            flows from s1 to s2 stall, and stay stalled a while after
+#            (retransmission backoff), while both sites' other flows go on
+#   stalledpull8  the same cut during pull8
 # The table gives the last and the median site's time (from the push's
 # start to the end of that site's receive), their ratio to the bound, and
 # the origin's upload in copies of the spacesuit (from the targets'
@@ -36,7 +42,7 @@
 # (GOODPUT_MB MiB, default 16) and gives the ratios against the bound at
 # that goodput, i.e. against what one plain stream actually carries. N, F and RATE override the eight-site cases' sizes.
 #
-# Needs root (namespaces, tc); says so and skips otherwise. About four
+# Needs root (namespaces, tc; nft for the stalled cases); says so and skips otherwise. About nine
 # minutes in all; run it under the bench lock.
 set -euo pipefail
 
@@ -44,7 +50,7 @@ WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 N=${N:-8}
 F=${F:-64}
 RATE=${RATE:-50}
-CASES=${CASES:-equal4 equal8 unequal8 killed8 replicate8 pull8}
+CASES=${CASES:-equal4 equal8 unequal8 killed8 replicate8 pull8 stalled8}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-swarm: skipped: needs root for network namespaces and tc"
@@ -66,13 +72,15 @@ WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-swarm.XXXXXX")
 NS=()
 PIDS=()
 FORWARD_RULE=""
+CUT_TABLE=""
 teardown() {
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
 	[ -z "${BR:-}" ] || ip link del "$BR" 2>/dev/null || true
 	[ -z "$FORWARD_RULE" ] || iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null || true
-	NS=() PIDS=() FORWARD_RULE=""
+	[ -z "$CUT_TABLE" ] || nft delete table bridge "$CUT_TABLE" 2>/dev/null || true
+	NS=() PIDS=() FORWARD_RULE="" CUT_TABLE=""
 }
 cleanup() {
 	teardown
@@ -261,11 +269,33 @@ print("\t".join([name, str(n), str(f), f"{t_last:.1f}", f"{last:.1f}", f"{t_medi
 EOF
 }
 
-# run CASE N F SLOW KILL [HOW]: one case; SLOW is the site at a quarter of
-# RATE (0: none), KILL the site killed mid-push (0: none); HOW is push (the
-# default), replicate or pull.
+# stall SECONDS F: from a third of the bound (F MiB) on, drops every packet from s1
+# to s2 for SECONDS in the bridge (nft, bridge family: a wire drop, s1's
+# stack only sees no acknowledgements come back), in the background.
+stall() {
+	CUT_TABLE=weftcut$TAG$CASE_NO
+	(
+		sleep "$(awk -v f="$2" -v r="$RATE" 'BEGIN { print f * 8.388608 / r / 3 }')"
+		nft -f - <<EOF
+table bridge $CUT_TABLE {
+	chain cut {
+		type filter hook forward priority 0; policy accept;
+		ip saddr $(addr 1) ip daddr $(addr 2) drop
+	}
+}
+EOF
+		sleep "$1"
+		nft delete table bridge "$CUT_TABLE"
+	) &
+	STALLER=$!
+}
+
+# run CASE N F SLOW KILL [HOW [STALL]]: one case; SLOW is the site at a
+# quarter of RATE (0: none), KILL the site killed mid-push (0: none); HOW
+# is push (the default), replicate or pull; STALL, if set, the seconds of
+# the s1-to-s2 cut (see stall).
 run() {
-	local name=$1 n=$2 f=$3 slow=$4 kill=$5 how=${6:-push}
+	local name=$1 n=$2 f=$3 slow=$4 kill=$5 how=${6:-push} cut=${7:-}
 	local rates=("$RATE")
 	for i in $(seq 1 "$n"); do
 		if [ "$i" = "$slow" ]; then rates+=("$(awk -v r="$RATE" 'BEGIN { print r / 4 }')"); else rates+=("$RATE"); fi
@@ -275,6 +305,8 @@ run() {
 	local targets resume=""
 	targets=$(seq -s, -f 's%g' 1 "$n")
 	START=$(now)
+	STALLER=""
+	[ -z "$cut" ] || stall "$cut" "$f"
 	if [ "$how" = replicate ]; then
 		START=push
 		w 0 replicate gold-disk --to "$targets" --every 1h --keep 1 >/dev/null
@@ -307,6 +339,7 @@ EOF2
 		{ wait "${PIDS[$kill]}"; } 2>/dev/null || true # reaped without the shell's "Killed" line
 		wait "$pusher" || true
 	fi
+	[ -z "$STALLER" ] || wait "$STALLER"
 	for i in $(seq 1 "$n"); do
 		[ "$i" = "$kill" ] || w "$i" transfers --json >"$HOMES/transfers-$i.json"
 	done
@@ -325,6 +358,10 @@ EOF2
 
 : >"$WORK/rows"
 for c in $CASES; do
+	if [[ $c == stalled* ]] && ! command -v nft >/dev/null; then
+		echo "bench-swarm: $c skipped: nft not found (Debian package nftables)" >&2
+		continue
+	fi
 	case $c in
 	equal4) run equal4 4 16 0 0 ;;
 	equal8) run equal8 "$N" "$F" 0 0 ;;
@@ -332,6 +369,8 @@ for c in $CASES; do
 	killed8) run killed8 "$N" "$F" 0 "$N" ;;
 	replicate8) run replicate8 "$N" "$F" 0 0 replicate ;;
 	pull8) run pull8 "$N" "$F" 0 0 pull ;;
+	stalled8) run stalled8 "$N" "$F" 0 0 push "${STALL:-4}" ;;
+	stalledpull8) run stalledpull8 "$N" "$F" 0 0 pull "${STALL:-4}" ;;
 	*) echo "bench-swarm: unknown case $c" >&2; exit 2 ;;
 	esac
 done
@@ -343,7 +382,7 @@ while IFS=$'\t' read -r name n f tl last tm median rl rm copies gp tlg tmg rlg r
 done <"$WORK/rows"
 while IFS=$'\t' read -r name n f tl last tm median rl rm copies gp tlg tmg rlg rmg note; do
 	verb="swarm push"
-	case $name in replicate*) verb="replicate" ;; pull*) verb="concurrent pulls" ;; esac
+	case $name in replicate*) verb="replicate" ;; pull* | stalledpull*) verb="concurrent pulls" ;; esac
 	what="$verb $name ($n sites x $f MiB, ${RATE} Mbit/s, origin $copies copies)"
 	printf 'ROW\t%s: last site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.2\n' "$what" "$last" "$tl" "$rl"
 	printf 'ROW\t%s: median site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.1\n' "$what" "$median" "$tm" "$rm"
