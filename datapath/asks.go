@@ -36,6 +36,12 @@ func (a *asks) claimLocked(batch []cid.Cid, from string) {
 	}
 }
 
+// askedLocked reports whether c is in flight. a.mu must be held.
+func (a *asks) askedLocked(c cid.Cid) bool {
+	_, ok := a.inflight[c]
+	return ok
+}
+
 // releaseLocked ends the flight of the blocks of batch asked of from:
 // those asked of another since stay in flight. a.mu must be held.
 func (a *asks) releaseLocked(batch []cid.Cid, from string) {

@@ -310,7 +310,7 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 		// The blocks members sent with bad bytes: not asked of them again.
 		for _, o := range c.live {
 			for _, b := range c.f.badFrom(o) {
-				if _, asked := c.inflight[b]; len(batch) < n && c.pending[b] && !asked && o != c.self && c.owner(b, c.live, all) == o {
+				if len(batch) < n && c.pending[b] && !c.askedLocked(b) && o != c.self && c.owner(b, c.live, all) == o {
 					batch = append(batch, b)
 				}
 			}
@@ -393,9 +393,9 @@ func (c *crowd) endgameLocked(m string, n int, relaying func(string) bool, ok fu
 
 // scan appends to out, up to n blocks in all, the blocks of m's share
 // that are missing, not in flight and that ok takes, in map order (the
-// caller claims them: claimLocked). It drops the stored blocks at the front of the
-// share: claims take from the front, so the walk is about the blocks in
-// flight and n long, not the share's. c.mu must be held.
+// caller claims them: claimLocked). It drops the stored blocks at the
+// front of the share: claims take from the front, so the walk is about
+// the blocks in flight and n long, not the share's. c.mu must be held.
 func (c *crowd) scan(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
 	share := c.shares[m]
 	for len(share) > 0 && !c.pending[share[0]] {
@@ -406,7 +406,7 @@ func (c *crowd) scan(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid) {
 		if len(*out) >= n {
 			return
 		}
-		if _, asked := c.inflight[b]; c.pending[b] && !asked && ok(b) {
+		if c.pending[b] && !c.askedLocked(b) && ok(b) {
 			*out = append(*out, b)
 		}
 	}
@@ -454,10 +454,8 @@ func (c *crowd) scanBack(m string, n int, ok func(cid.Cid) bool, out *[]cid.Cid)
 	}
 	c.shares[m] = share
 	for i := len(share) - 1; i >= 0 && len(*out) < n; i-- {
-		if b := share[i]; c.pending[b] && ok(b) {
-			if _, asked := c.inflight[b]; !asked {
-				*out = append(*out, b)
-			}
+		if b := share[i]; c.pending[b] && !c.askedLocked(b) && ok(b) {
+			*out = append(*out, b)
 		}
 	}
 }

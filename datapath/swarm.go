@@ -428,7 +428,7 @@ func (s *swarm) scan(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) []ci
 			continue
 		}
 		kept = append(kept, c)
-		if _, asked := s.inflight[c]; !asked && ok(c) {
+		if !s.askedLocked(c) && ok(c) {
 			out = append(out, c)
 		}
 	}
@@ -453,7 +453,7 @@ func (s *swarm) scanBack(m string, out []cid.Cid, n int, ok func(cid.Cid) bool) 
 		if _, missing := s.pending[c]; !missing {
 			continue
 		}
-		if _, asked := s.inflight[c]; !asked && ok(c) {
+		if !s.askedLocked(c) && ok(c) {
 			out = append(out, c)
 		}
 	}

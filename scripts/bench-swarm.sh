@@ -210,7 +210,7 @@ report() {
 	local name=$1 n=$2 f=$3 killed=$4 resume=$5
 	shift 5
 	python3 - "$HOMES" "$name" "$n" "$f" "$killed" "$resume" "$START" "$ORIGIN" "$GOODPUT" "$@" >>"$WORK/rows" <<'EOF'
-import datetime, json, statistics, sys
+import datetime, json, os, statistics, sys
 homes, name, n, f, killed, resume, start, origin, goodput = sys.argv[1:10]
 n, f, killed = int(n), int(f), int(killed)
 rates = [float(r) * 1e6 for r in sys.argv[10:]]  # bits/s, origin first
@@ -262,6 +262,8 @@ if resume:
     note = f"s{killed} killed; pushed again: {r['state']}, {t.get('bytes', 0) / (1 << 20):.1f} MiB moved, {skipped} blocks skipped"
 elif killed:
     note = f"s{killed} killed"
+if os.environ.get("CUT_S"):
+    note = f"s1 to s2 cut for {os.environ['CUT_S']} s"
 print("\t".join([name, str(n), str(f), f"{t_last:.1f}", f"{last:.1f}", f"{t_median:.1f}", f"{median:.1f}",
                  f"{last / t_last:.2f}", f"{median / t_median:.2f}", f"{copies:.2f}",
                  f"{float(goodput) / 1e6:.1f}", f"{t_last / efficiency:.1f}", f"{t_median / efficiency:.1f}",
@@ -352,7 +354,7 @@ EOF2
 		resume=$HOMES/resume.json
 		w 0 push gold@1 --to "s$kill" --json >"$resume" || true
 	fi
-	report "$name" "$n" "$f" "$kill" "$resume" "${rates[@]}"
+	CUT_S=$cut report "$name" "$n" "$f" "$kill" "$resume" "${rates[@]}"
 	teardown
 }
 
