@@ -17,7 +17,9 @@
 # The floor (internal/cmd/wirefloor) is the least an encrypted, verified,
 # durable receiver does: TLS 1.3, BLAKE3 of every 64 KiB block, one pwrite
 # and fdatasync per 4 MiB request, no framing or index; it moves the same
-# bytes as the pull in the same round.
+# bytes as the pull in the same round. The ceiling is the floor with
+# --discard: the receiver verifies every block and writes nothing, so it
+# shows what TLS and BLAKE3 alone leave of iperf3 on this machine.
 # CPU_PROFILE=DIR writes each daemon's Go CPU profile to DIR. FLUSHES=1
 # counts the receiving daemon's fsync and fdatasync calls during each pull
 # (strace attached to it) and prints them per GiB moved.
@@ -142,7 +144,7 @@ iperf_file_mbs() {
 }
 
 ratio() { [ -n "$2" ] && awk -v a="$1" -v r="$2" 'BEGIN { printf "%.2f", a / r }' || echo -; }
-ref="" fref="" floor="" pull="" push="" pullmb="" pushmb="" pullf="" pushf="" flushes=""
+ref="" fref="" floor="" ceil="" pull="" push="" pullmb="" pushmb="" pullf="" pushf="" flushes=""
 for i in $(seq "$RUNS"); do
 	echo "round $i of $RUNS: iperf3, iperf3 into a file, pull, push ..." >&2
 	if command -v iperf3 >/dev/null; then
@@ -164,12 +166,13 @@ for i in $(seq "$RUNS"); do
 	fi
 	fl=$("$WORK/wirefloor" --size $((moved * 1000000 / 1048576)) "$WORK")
 	floor+=" $fl" pullf+=" $(ratio "$rate" "$fl")"
+	ceil+=" $("$WORK/wirefloor" --discard --size $((moved * 1000000 / 1048576)) "$WORK")"
 	disk b "ps$i"
 	read -r rate moved < <(transfer w b push "ps$i@r" --to site-a)
 	push+=" $rate" pushmb+=" $moved" pushf+=" $(ratio "$rate" "$fl")"
 done
 
-REF=$(median <<<"$ref") FREF=$(median <<<"$fref") FLOOR=$(median <<<"$floor")
+REF=$(median <<<"$ref") FREF=$(median <<<"$fref") FLOOR=$(median <<<"$floor") CEIL=$(median <<<"$ceil")
 P=$(median <<<"$pull") Q=$(median <<<"$push")
 # Against the floor, each transfer is compared with the floor of its own
 # round: both depend on how fast the disk syncs at the time.
@@ -179,6 +182,7 @@ echo
 row "${SIZE_MB} MiB random disk, loopback" "MB/s" "runs" "/ iperf3" "/ file" "/ floor"
 row "iperf3, one TCP stream (reference)" "${REF:--}" "${ref:- skipped}" "1.00" "-"
 row "iperf3 into a file + sync (reference)" "${FREF:--}" "${fref:- skipped}" "$(ratio "$FREF" "$REF")" "1.00"
+row "ceiling: TLS, BLAKE3, no disk" "$CEIL" "$ceil" "$(ratio "$CEIL" "$REF")" "-"
 row "floor: TLS, BLAKE3, pwrite+fdatasync / 4M" "$FLOOR" "$floor" "$(ratio "$FLOOR" "$REF")" "$(ratio "$FLOOR" "$FREF")" "1.00"
 row "weft pull (encrypted, verified, durable)" "$P" "$pull" "$(ratio "$P" "$REF")" "$(ratio "$P" "$FREF")" "$PF"
 row "weft push (encrypted, verified, durable)" "$Q" "$push" "$(ratio "$Q" "$REF")" "$(ratio "$Q" "$FREF")" "$QF"
@@ -188,6 +192,7 @@ echo " the rest of each disk was already on the receiver. The issue's goal is >=
 what="${SIZE_MB} MiB disk, loopback"
 printf 'ROW\t%s\t%s MB/s\t%s\t%s MB/s\t%s\t%s\n' "pull $what" "$P" "iperf3 1 stream" "${REF:--}" "$(ratio "$P" "$REF")" ">= 0.5"
 printf 'ROW\t%s\t%s MB/s\t%s\t%s MB/s\t%s\t%s\n' "push $what" "$Q" "iperf3 1 stream" "${REF:--}" "$(ratio "$Q" "$REF")" ">= 0.5"
+printf 'ROW\t%s\t%s MB/s\t%s\t%s MB/s\t%s\t%s\n' "ceiling (TLS+BLAKE3, no disk) $what" "$CEIL" "iperf3 1 stream" "${REF:--}" "$(ratio "$CEIL" "$REF")" "-"
 printf 'ROW\t%s\t%s MB/s\t%s\t%s MB/s\t%s\t%s\n' "pull $what" "$P" "iperf3 into file + sync" "${FREF:--}" "$(ratio "$P" "$FREF")" "-"
 printf 'ROW\t%s\t%s MB/s\t%s\t%s MB/s\t%s\t%s\n' "pull $what" "$P" "floor (TLS+BLAKE3+fdatasync)" "$FLOOR" "$PF" "-"
 printf 'ROW\t%s\t%s MB/s\t%s\t%s MB/s\t%s\t%s\n' "push $what" "$Q" "floor (TLS+BLAKE3+fdatasync)" "$FLOOR" "$QF" "-"

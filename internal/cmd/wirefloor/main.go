@@ -8,9 +8,11 @@
 // pwrite and fdatasyncs it. No
 // framing, no index, no multiplexing: scripts/bench-wire.sh prints it
 // beside weft and iperf3 so that weft's overhead is told apart from what
-// encryption, hashing and a durable write cost here.
+// encryption, hashing and a durable write cost here. With --discard the
+// receiver verifies every block and writes nothing: the ceiling that TLS
+// and BLAKE3 alone leave on this machine, whatever the disk.
 //
-//	wirefloor [--size MiB] [--request BYTES] [--from IP] [--to IP] DIR
+//	wirefloor [--size MiB] [--request BYTES] [--from IP] [--to IP] [--discard] DIR
 //
 // writes DIR/floor.img (removed at the end) and prints the rate in MB/s.
 package main
@@ -52,12 +54,13 @@ func main() {
 	request := flag.Int("request", 4<<20, "payload bytes per request (one pwrite and fdatasync each)")
 	from := flag.String("from", "127.0.0.1", "sender's address")
 	to := flag.String("to", "127.0.0.2", "receiver's address")
+	discard := flag.Bool("discard", false, "verify every block and write nothing (the ceiling without a disk)")
 	flag.Parse()
 	if flag.NArg() != 1 || *sizeMiB <= 0 || *request < blockSize {
-		fmt.Fprintln(os.Stderr, "usage: wirefloor [--size MiB] [--request BYTES] [--from IP] [--to IP] DIR")
+		fmt.Fprintln(os.Stderr, "usage: wirefloor [--size MiB] [--request BYTES] [--from IP] [--to IP] [--discard] DIR")
 		os.Exit(2)
 	}
-	cfg := config{payload: int64(*sizeMiB) << 20, request: *request / blockSize * blockSize, from: *from, to: *to}
+	cfg := config{payload: int64(*sizeMiB) << 20, request: *request / blockSize * blockSize, from: *from, to: *to, discard: *discard}
 	path := filepath.Join(flag.Arg(0), "floor.img")
 	defer os.Remove(path)
 	start := time.Now()
@@ -73,11 +76,12 @@ type config struct {
 	request int   // payload bytes per request, whole blocks
 	from    string
 	to      string
+	discard bool // verify and drop each request instead of writing it
 }
 
 // run moves cfg.payload bytes from a sender to a receiver writing path,
 // both in this process, and returns once the receiver has made the last
-// byte durable.
+// byte durable (or, with cfg.discard, verified it; path is not created).
 func run(ctx context.Context, cfg config, path string) error {
 	cert, err := selfSigned()
 	if err != nil {
@@ -88,11 +92,13 @@ func run(ctx context.Context, cfg config, path string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer ln.Close()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
+	var f *os.File
+	if !cfg.discard {
+		if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			return err
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	requests := int(cfg.payload / int64(cfg.request))
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -148,7 +154,8 @@ func send(w io.Writer, request, requests int) error {
 // receive reads requests of request payload bytes, verifies every block
 // and appends the request to f, durable before its buffer is read into
 // again: reading overlaps the previous request's hashing and writing, as
-// a client with requests in flight does.
+// a client with requests in flight does. A nil f drops each request once
+// verified.
 func receive(ctx context.Context, r io.Reader, f *os.File, request, requests int) error {
 	perRequest := request / blockSize
 	type filled struct {
@@ -185,6 +192,10 @@ func receive(ctx context.Context, r io.Reader, f *os.File, request, requests int
 		for req := range full {
 			if err := verify(req.buf); err != nil {
 				return fmt.Errorf("request %d: %w", req.n, err)
+			}
+			if f == nil {
+				free <- req.buf
+				continue
 			}
 			if _, err := unix.Pwrite(int(f.Fd()), req.buf, int64(req.n)*int64(len(req.buf))); err != nil {
 				return fmt.Errorf("pwrite: %w", err)

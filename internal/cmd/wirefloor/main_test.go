@@ -47,3 +47,18 @@ func TestVerifyRefusesBadBlock(t *testing.T) {
 		t.Fatalf("got %v, want errBadBlock", err)
 	}
 }
+
+// TestDiscardWritesNothing runs the ceiling: every block is still
+// verified, but no file is made.
+func TestDiscardWritesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "floor.img")
+	cfg := config{payload: 8 << 20, request: 4 << 20, from: "127.0.0.1", to: "127.0.0.1", discard: true}
+	if err := run(ctx, cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stat %s: %v, want no file", path, err)
+	}
+}
