@@ -78,10 +78,11 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 //
 // A member that fails requests is passed over: its blocks go to the member
 // that ranks them highest (rendezvous hashing) among those still alive,
-// which fetches them from the origin. A member alive but sending nothing
-// for Thresholds.Patience (a member alive but not receiving: its disk is
-// full, its transfer failed) has its share taken from the origin by whoever is
-// idle. A member whose share lags the others' (laggingLocked) is adopted:
+// which fetches them from the origin. A member alive but whose share has
+// not come here for Thresholds.Patience, from it or relayed by another (a
+// member alive but not receiving: its disk is full, its transfer failed),
+// has its share taken from the origin by whoever is idle; while a hedge or
+// the endgame brings its blocks through others it is not silent. A member whose share lags the others' (laggingLocked) is adopted:
 // once their own shares are done, the others fetch its share from the
 // origin from the end backwards, each the blocks it ranks highest among
 // the members not lagging, while the slow owner goes on from the start;
@@ -102,7 +103,7 @@ type swarm struct {
 	size    map[string]int       // blocks of each member's share missing at the start
 	left    map[string]int       // blocks of each member's share missing here
 	lagging map[string]bool      // members whose shares lagged (laggingLocked)
-	lastGot map[string]time.Time // when each member last sent a block, or the start
+	lastGot map[string]time.Time // when each member's share last came from a member, or the start
 	done    chan struct{}        // closed once pending is empty
 }
 
@@ -536,18 +537,25 @@ func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	some := false
+	now := time.Now()
 	s.releaseLocked(batch, from)
 	for _, c := range batch {
 		if stored != nil && stored(c) {
 			if ord, ok := s.pending[c]; ok {
-				s.left[s.members[ord%len(s.members)]]--
+				owner := s.members[ord%len(s.members)]
+				s.left[owner]--
 				delete(s.pending, c)
+				if from != "" {
+					// Its owner sent it on, if not here: its share
+					// comes, whoever relays it.
+					s.lastGot[owner] = now
+				}
 			}
 			some = true
 		}
 	}
 	if from != "" && some {
-		s.lastGot[from] = time.Now()
+		s.lastGot[from] = now
 	}
 	s.wakeLocked()
 }

@@ -534,3 +534,45 @@ func checkHedged(t *testing.T, d disk, got map[string]Progress, stall time.Durat
 		t.Errorf("r0 took %v, want it done before r1's stall to it ends (%v)", took, stall)
 	}
 }
+
+// relaySwarm is a swarm of r0..r3 as seen by r0, with 8 blocks of each
+// member's share missing (block i is member i mod 4's), and the owner of
+// each block.
+func relaySwarm(t *testing.T) (s *swarm, missing []cid.Cid, ownerOf func(cid.Cid) string) {
+	t.Helper()
+	members := []string{"r0", "r1", "r2", "r3"}
+	missing = make([]cid.Cid, 4*8)
+	ordinals := make([]int, len(missing))
+	for i := range missing {
+		missing[i] = blockstore.Sum(blockstore.CodecRaw, []byte{byte(i)})
+		ordinals[i] = i
+	}
+	spec := Spec{Sources: []string{"src"}, Swarm: members, Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
+	f := &fetcher{thresholds: spec.withDefaults().Thresholds, log: slog.New(slog.DiscardHandler), failed: map[string]time.Time{}}
+	s = newSwarm(f, spec, missing, ordinals)
+	return s, missing, func(c cid.Cid) string { return members[slices.Index(missing, c)%len(members)] }
+}
+
+// TestSwarmShareRelayedIsNotSilent: r1 sends r0 nothing for longer than
+// Patience, but blocks of its share reach r0 through r2 all along (r1
+// sent them on): r0 does not take r1's share from the origin. (r0's and
+// r3's shares are here, r2 sends.)
+func TestSwarmShareRelayedIsNotSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, missing, ownerOf := relaySwarm(t)
+		patience := s.f.thresholds.Patience
+		for i, c := range missing {
+			if ownerOf(c) == "r0" || ownerOf(c) == "r3" {
+				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "") // here already
+			}
+			if ownerOf(c) == "r1" && i < 16 {
+				time.Sleep(patience * 2 / 3)
+				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "r2")
+			}
+		}
+		time.Sleep(patience * 2 / 3)
+		if batch, _ := s.takeOwn(); len(batch) > 0 {
+			t.Fatalf("r0 takes %d blocks from the origin (first of %s's share) while r1's share comes through r2", len(batch), ownerOf(batch[0]))
+		}
+	})
+}
