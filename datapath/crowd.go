@@ -35,8 +35,9 @@ type Crowd interface {
 // had in flight from the origin then, at most swarmOriginInFlight, may
 // come twice). A
 // member that fails requests is passed over for a while and its blocks
-// owned by the others; one alive but sending nothing for Thresholds.Patience
-// has its share taken from the origin by whoever is idle, and so are the
+// owned by the others; one alive but whose share has not come here for
+// Thresholds.Patience, from it or relayed by another (as in a swarm), has
+// its share taken from the origin by whoever is idle, and so are the
 // blocks a member sent with bad bytes: they are not asked of it again. One
 // whose share lags the others' (a slow link that still trickles blocks)
 // is adopted as in a swarm (swarm.laggingLocked): the others take the end
@@ -62,7 +63,7 @@ type crowd struct {
 	members   []string             // as the view said last, self among them
 	order     []cid.Cid            // missing at the start, in map order; stored blocks dropped on each rebuild of shares
 	pending   map[cid.Cid]bool     // not stored here yet
-	lastGot   map[string]time.Time // when each member last sent a block, or was first seen
+	lastGot   map[string]time.Time // when each member's share last came from a member, or it was first seen
 	exhausted map[string]bool      // earlier members that held none of this one's share when asked
 	asking    map[string]bool      // members with fetchers running
 	// shares holds, for each member alive as ownersOf names them (live),
@@ -508,17 +509,22 @@ func (c *crowd) aliveAt(now time.Time) func(string) bool {
 func (c *crowd) landed(batch []cid.Cid, got map[cid.Cid][]byte, from string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now()
 	c.releaseLocked(batch, from)
 	for _, b := range batch {
 		if _, ok := got[b]; ok && c.pending[b] {
 			delete(c.pending, b)
 			if c.shares != nil {
-				c.left[c.owner(b, c.live, all)]--
+				owner := c.owner(b, c.live, all)
+				c.left[owner]--
+				if from != "" {
+					c.lastGot[owner] = now // its share comes, as in a swarm
+				}
 			}
 		}
 	}
 	if from != "" && len(got) > 0 {
-		c.lastGot[from] = time.Now()
+		c.lastGot[from] = now
 	}
 	c.wakeLocked()
 }

@@ -3,6 +3,7 @@ package datapath
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -330,5 +331,54 @@ func TestCrowdHedgesAStalledOwner(t *testing.T) {
 		net, d, members, stall := stalledOwner(t)
 		got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
 		checkHedged(t, d, got, stall)
+	})
+}
+
+// TestCrowdShareRelayedIsNotSilent is TestSwarmShareRelayedIsNotSilent for
+// pulls at once: r1 sends r0 nothing for longer than Patience while its
+// share reaches r0 through r2, so r0 does not take it from the origin.
+func TestCrowdShareRelayedIsNotSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		members := []string{"r0", "r1", "r2", "r3"}
+		missing := make([]cid.Cid, 64)
+		ordinals := make([]int, len(missing))
+		for i := range missing {
+			missing[i] = blockstore.Sum(blockstore.CodecRaw, []byte{byte(i)})
+			ordinals[i] = i
+		}
+		spec := Spec{Sources: []string{"src"}, Crowd: newTestCrowd(members...), Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
+		f := &fetcher{thresholds: spec.withDefaults().Thresholds, log: slog.New(slog.DiscardHandler), failed: map[string]time.Time{}}
+		c := newCrowd(f, spec, missing, ordinals)
+		c.aloneCtx, c.aloneCancel = context.WithCancel(t.Context())
+		c.follow(members)
+		if batch, _, _, _ := c.takeOwn(true, false); len(batch) == 0 {
+			t.Fatal("r0 takes none of its share from the origin")
+		}
+		ownerOf := func(b cid.Cid) string { return c.owner(b, members, all) }
+		stored := func(bs ...cid.Cid) map[cid.Cid][]byte {
+			got := map[cid.Cid][]byte{}
+			for _, b := range bs {
+				got[b] = nil
+			}
+			return got
+		}
+		var r1s []cid.Cid
+		for _, b := range missing {
+			switch ownerOf(b) {
+			case "r0", "r3": // here already
+				c.landed([]cid.Cid{b}, stored(b), "")
+			case "r1":
+				r1s = append(r1s, b)
+			}
+		}
+		patience := f.thresholds.Patience
+		for _, b := range r1s[:len(r1s)-2] {
+			time.Sleep(patience / 3)
+			c.landed([]cid.Cid{b}, stored(b), "r2") // r2 sends too
+		}
+		time.Sleep(patience * 2 / 3)
+		if batch, _, _, _ := c.takeOwn(true, false); len(batch) > 0 {
+			t.Fatalf("r0 takes %d blocks from the origin (first of %s's share) while r1's share comes through r2", len(batch), ownerOf(batch[0]))
+		}
 	})
 }
