@@ -59,7 +59,7 @@ func (a *asks) signalLocked() {
 }
 
 // stallNoticed is told that a request of batch to m has brought less than
-// 16 KiB for Thresholds.SlowAfter: its blocks are released, to be asked of
+// 16 KiB for Thresholds.HedgeAfter: its blocks are released, to be asked of
 // the others too, and until the request ends the others are asked for m's
 // share beside their own (the swarm's and crowd's hedgeLocked). One TCP
 // flow of an owner's uplink can stall for seconds (retransmission backoff
@@ -88,7 +88,7 @@ func (a *asks) stallEnded(m string) {
 // stalled request ends (once per request, however many round trips).
 func (f *fetcher) askHedged(ctx context.Context, m string, batch []cid.Cid, a *asks) (got map[cid.Cid][]byte, err, keepErr error) {
 	var stalled atomic.Bool
-	actx := exchange.WithStallNotice(ctx, f.thresholds.SlowAfter, func() {
+	actx := exchange.WithStallNotice(ctx, f.thresholds.HedgeAfter, func() {
 		if stalled.CompareAndSwap(false, true) {
 			a.stallNoticed(m, batch)
 		}

@@ -328,7 +328,8 @@ func TestCrowdEndgameDrainsABackloggedShare(t *testing.T) {
 // others for r1's share meanwhile.
 func TestCrowdHedgesAStalledOwner(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		net, d, members, stall := stalledOwner(t)
+		stall := 5 * time.Second
+		net, d, members := stalledOwner(t, stall)
 		got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
 		checkHedged(t, d, got, stall)
 	})

@@ -26,11 +26,13 @@ const (
 	// DefaultDiskBlockSize is weft's default disk block size, used to size
 	// batches and estimate bytes when Spec.DiskBlockSize is 0.
 	DefaultDiskBlockSize = 64 << 10
-	// DefaultPatience, DefaultSlowAfter, DefaultPeerBackoff and
-	// DefaultLagFactor: the defaults of Thresholds; a member request
-	// times out after 3 × Patience by default.
+	// DefaultPatience, DefaultSlowAfter, DefaultHedgeAfter,
+	// DefaultPeerBackoff and DefaultLagFactor: the defaults of
+	// Thresholds; a member request times out after 3 × Patience by
+	// default.
 	DefaultPatience    = 3 * time.Second
 	DefaultSlowAfter   = time.Second
+	DefaultHedgeAfter  = 3 * time.Second
 	DefaultPeerBackoff = 2 * time.Second
 	DefaultLagFactor   = 2
 )
@@ -53,6 +55,17 @@ type Thresholds struct {
 	// have sent theirs, are asked for that share too (default
 	// DefaultSlowAfter).
 	SlowAfter time.Duration
+	// HedgeAfter is how long a request to a swarm or crowd member may
+	// bring less than 16 KiB before its blocks, and the rest of that
+	// member's share, are asked of the others too (asks.stallNoticed;
+	// default DefaultHedgeAfter). A flow on a full link stalls for a
+	// second or two now and then (retransmission backoff behind a queue
+	// that drops) and goes on: on a site whose own download is the
+	// bottleneck every flow does, and hedged after 1 s, bench-swarm.sh
+	// unequal8's quarter-rate site asked most of its blocks twice over
+	// its slow link and took 72-83 s for a 42.9 s bound (45.4-46.3 s
+	// without hedging, or hedged after 3 s).
+	HedgeAfter time.Duration
 	// MemberRequest is the stall window of a request to a swarm or crowd
 	// member (default 3 × Patience): the request fails once that long
 	// passes with less than 16 KiB of its answer arriving, as one that
@@ -81,6 +94,9 @@ func (t Thresholds) withDefaults() Thresholds {
 	if t.SlowAfter == 0 {
 		t.SlowAfter = DefaultSlowAfter
 	}
+	if t.HedgeAfter == 0 {
+		t.HedgeAfter = DefaultHedgeAfter
+	}
 	if t.MemberRequest == 0 {
 		t.MemberRequest = 3 * t.Patience
 	}
@@ -94,7 +110,7 @@ func (t Thresholds) withDefaults() Thresholds {
 }
 
 func (t Thresholds) check() error {
-	if t.Patience < 0 || t.SlowAfter < 0 || t.MemberRequest < 0 || t.PeerBackoff < 0 {
+	if t.Patience < 0 || t.SlowAfter < 0 || t.HedgeAfter < 0 || t.MemberRequest < 0 || t.PeerBackoff < 0 {
 		return fmt.Errorf("negative duration in thresholds %+v", t)
 	}
 	if !(t.LagFactor >= 1) || math.IsInf(t.LagFactor, 0) {

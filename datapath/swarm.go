@@ -73,7 +73,7 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // done, it is asked for any block of the others' shares it may hold
 // (endgameLocked), so an owner's backlog also drains through the uplinks
 // of those it reached first. A request to a member whose answer stalls
-// for Thresholds.SlowAfter is hedged: its blocks and the rest of that
+// for Thresholds.HedgeAfter is hedged: its blocks and the rest of that
 // member's share are asked of the others too (asks.stallNoticed).
 //
 // A member that fails requests is passed over: its blocks go to the member

@@ -480,7 +480,7 @@ func (s stallTo) Write(p []byte) (int, error) {
 
 // TestSwarmHedgesAStalledOwner: r1's answers to r0 stall for 5 s while
 // it relays its share to the others. Once r1 has sent r0 nothing for
-// SlowAfter, r0 asks the others for r1's share too, beside their own, and
+// HedgeAfter, r0 asks the others for r1's share too, beside their own, and
 // gets it from them: it ends with the rest, long before the stall ends and
 // without the origin sending r1's share again (Patience is longer than the
 // stall). Before, r0 waited out the stall with r1's blocks in flight to
@@ -489,7 +489,8 @@ func (s stallTo) Write(p []byte) (int, error) {
 // it again (1.09 copies).
 func TestSwarmHedgesAStalledOwner(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		net, d, members, stall := stalledOwner(t)
+		stall := 5 * time.Second
+		net, d, members := stalledOwner(t, stall)
 		got := pushSwarm(t, net, d, members, members)
 		checkHedged(t, d, got, stall)
 	})
@@ -500,11 +501,10 @@ func TestSwarmHedgesAStalledOwner(t *testing.T) {
 // held until stall has passed, and r2's and r3's uplinks as fast as the
 // origin's, so that r1's share has to come from them while they relay
 // their own, not all at the end.
-func stalledOwner(t *testing.T) (net *testNet, d disk, members []string, stall time.Duration) {
+func stalledOwner(t *testing.T, stall time.Duration) (net *testNet, d disk, members []string) {
 	rng := newRand(t)
 	net = newTestNet(t)
-	stall = 5 * time.Second
-	net.thresholds = Thresholds{Patience: 4 * stall, SlowAfter: 500 * time.Millisecond, MemberRequest: 4 * stall, LagFactor: 1000}
+	net.thresholds = Thresholds{Patience: 4 * stall, SlowAfter: 500 * time.Millisecond, HedgeAfter: 500 * time.Millisecond, MemberRequest: 4 * stall, LagFactor: 1000}
 	net.add("src", slowly(8<<20))
 	members = []string{"r0", "r1", "r2", "r3"}
 	net.add("r0", nil)
@@ -517,7 +517,7 @@ func stalledOwner(t *testing.T) (net *testNet, d disk, members []string, stall t
 	})
 	net.add("r2", limited(8<<20, 32<<10))
 	net.add("r3", limited(8<<20, 32<<10))
-	return net, writeDisk(t, rng, net.stores["src"], 512, 32<<10, 0), members, stall
+	return net, writeDisk(t, rng, net.stores["src"], 512, 32<<10, 0), members
 }
 
 // checkHedged checks that r0 got r1's share from the others while r1's
