@@ -3,7 +3,6 @@ package datapath
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -341,14 +340,9 @@ func TestCrowdHedgesAStalledOwner(t *testing.T) {
 func TestCrowdShareRelayedIsNotSilent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		members := []string{"r0", "r1", "r2", "r3"}
-		missing := make([]cid.Cid, 64)
-		ordinals := make([]int, len(missing))
-		for i := range missing {
-			missing[i] = blockstore.Sum(blockstore.CodecRaw, []byte{byte(i)})
-			ordinals[i] = i
-		}
+		missing, ordinals := numberedBlocks(64)
 		spec := Spec{Sources: []string{"src"}, Crowd: newTestCrowd(members...), Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
-		f := &fetcher{thresholds: spec.withDefaults().Thresholds, log: slog.New(slog.DiscardHandler), failed: map[string]time.Time{}}
+		f := bareFetcher(spec)
 		c := newCrowd(f, spec, missing, ordinals)
 		c.aloneCtx, c.aloneCancel = context.WithCancel(t.Context())
 		c.follow(members)

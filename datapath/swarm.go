@@ -82,8 +82,9 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // not come here for Thresholds.Patience, from it or relayed by another (a
 // member alive but not receiving: its disk is full, its transfer failed),
 // has its share taken from the origin by whoever is idle; while a hedge or
-// the endgame brings its blocks through others it is not silent. A member whose share lags the others' (laggingLocked) is adopted:
-// once their own shares are done, the others fetch its share from the
+// the endgame brings its blocks through others it is not silent. A member
+// whose share lags the others' (laggingLocked) is adopted: once their own
+// shares are done, the others fetch its share from the
 // origin from the end backwards, each the blocks it ranks highest among
 // the members not lagging, while the slow owner goes on from the start;
 // the others then fetch those blocks from their adopters. The origin
