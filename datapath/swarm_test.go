@@ -481,7 +481,7 @@ func (s stallTo) Write(p []byte) (int, error) {
 // stall). Before, r0 waited out the stall with r1's blocks in flight to
 // it (5 s); with those blocks released but the others asked for r1's
 // share only once their own were done at r0, the origin sent the end of
-// it again (1.09 copies).
+// it again (1.05-1.09 copies, r1's share taken for lagging).
 func TestSwarmHedgesAStalledOwner(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stall := 5 * time.Second
@@ -495,12 +495,19 @@ func TestSwarmHedgesAStalledOwner(t *testing.T) {
 // 2 s for the 16 MiB disk it returns, four members, r1's answers to r0
 // held until stall has passed, and r2's and r3's uplinks as fast as the
 // origin's, so that r1's share has to come from them while they relay
-// their own, not all at the end.
+// their own, not all at the end. Every member starts level: the origin
+// has no burst, and each member holds the disk's map already. With a
+// 4 MiB burst that the first members to ask took whole, or with a map
+// fetched behind 4 MiB of the others' data (this origin's limiter serves
+// in the order asked), one member's share now and then had come nowhere
+// when the others' were half done, they adopted it as lagging, and the
+// origin sent 1.05-1.17 copies: the flake these tests had (1 to 3 runs
+// in 60; none in 180 since, under -race).
 func stalledOwner(t *testing.T, stall time.Duration) (net *testNet, d disk, members []string) {
 	rng := newRand(t)
 	net = newTestNet(t)
 	net.thresholds = Thresholds{Patience: 4 * stall, SlowAfter: 500 * time.Millisecond, HedgeAfter: 500 * time.Millisecond, MemberRequest: 4 * stall, LagFactor: 1000}
-	net.add("src", slowly(8<<20))
+	net.add("src", limited(8<<20, 32<<10))
 	members = []string{"r0", "r1", "r2", "r3"}
 	net.add("r0", nil)
 	until := time.Now().Add(stall)
@@ -512,7 +519,32 @@ func stalledOwner(t *testing.T, stall time.Duration) (net *testNet, d disk, memb
 	})
 	net.add("r2", limited(8<<20, 32<<10))
 	net.add("r3", limited(8<<20, 32<<10))
-	return net, writeDisk(t, rng, net.stores["src"], 512, 32<<10, 0), members
+	d = writeDisk(t, rng, net.stores["src"], 512, 32<<10, 0)
+	copyMap(t, net.stores["src"], net, members)
+	return net, d, members
+}
+
+// copyMap puts the block-map nodes of src in the stores of members.
+func copyMap(t *testing.T, src *blockstore.Memory, net *testNet, members []string) {
+	t.Helper()
+	ctx := t.Context()
+	for c, err := range src.All(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Prefix().Codec != blockstore.CodecDagCBOR {
+			continue
+		}
+		data, err := src.Get(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range members {
+			if err := net.stores[m].Put(ctx, blockstore.NewBlock(blockstore.CodecDagCBOR, data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // checkHedged checks that r0 got r1's share from the others while r1's
@@ -520,10 +552,12 @@ func stalledOwner(t *testing.T, stall time.Duration) (net *testNet, d disk, memb
 func checkHedged(t *testing.T, d disk, got map[string]Progress, stall time.Duration) {
 	t.Helper()
 	// Asking r2 and r3 for r1's share only once their own shares were done
-	// at r0 left the end of it to the origin: 1.09 copies (hedgeLocked
-	// removed); with the hedge, 1.00.
-	if c := originCopies(t, d, got); c >= 1.05 {
-		t.Errorf("origin sent %.2f copies, want under 1.05", c)
+	// at r0 (hedgeLocked removed): r1's share had come nowhere when the
+	// others' were half done, r0 adopted it as lagging and took its end
+	// from the origin (1.05 copies, r0 done in 2.2-2.4 s); with the hedge,
+	// 1.00 copies in 1.2-1.6 s.
+	if c := originCopies(t, d, got); c >= 1.03 {
+		t.Errorf("origin sent %.2f copies, want under 1.03", c)
 	}
 	if took := got["r0"].Ended.Sub(got["r0"].Started); took >= stall {
 		t.Errorf("r0 took %v, want it done before r1's stall to it ends (%v)", took, stall)
@@ -589,10 +623,11 @@ func bareFetcher(spec Spec) *fetcher {
 // the bottleneck a hedge sends blocks over it twice (hedged after 1 s,
 // bench-swarm.sh unequal8's quarter-rate site took 72-83 s for its 42.9 s
 // bound). r0 waits for r1's blocks in flight rather than hedging them:
-// it ends after the stall. Hedged after 1 s, it ended at 1.8 s, with
+// it ends after the stall. Hedged after 1 s, it ended at 2.2 s, with
 // r1's share from the others. (The origin's copies are logged, not
-// checked: r0 fetches some of r1's share from it here, the flake
-// TestSwarmHedgesAStalledOwner shows too.)
+// checked: r1's share comes nowhere here while the others' come, so r0
+// adopts it as lagging and takes its end from the origin, 1.09 copies,
+// as it should of a member that sends nothing for that long.)
 func TestSwarmWaitsOutAStallUnderHedgeAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stall := 2500 * time.Millisecond
