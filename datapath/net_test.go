@@ -235,11 +235,15 @@ func (s *lyingStore) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return data, err
 }
 
-// copyBlocks copies every block under root from src to dst.
-func copyBlocks(tb testing.TB, src, dst *blockstore.Memory, root cid.Cid) {
+// copyBlocks copies the blocks under root that keep takes from src to
+// dst (anyBlock: all of them, isMapNode: the map alone).
+func copyBlocks(tb testing.TB, src, dst *blockstore.Memory, root cid.Cid, keep func(cid.Cid) bool) {
 	tb.Helper()
 	ctx := context.Background()
 	err := blockmap.New(src, 64).Mark(ctx, root, func(c cid.Cid) bool {
+		if !keep(c) {
+			return true
+		}
 		data, err := src.Get(ctx, c)
 		if err == nil {
 			err = dst.Put(ctx, blockstore.NewBlock(c.Type(), data))
@@ -253,3 +257,6 @@ func copyBlocks(tb testing.TB, src, dst *blockstore.Memory, root cid.Cid) {
 		tb.Fatal(err)
 	}
 }
+
+// isMapNode reports whether c is a block-map node, not disk data.
+func isMapNode(c cid.Cid) bool { return c.Type() == blockstore.CodecDagCBOR }

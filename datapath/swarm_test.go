@@ -411,7 +411,7 @@ func backloggedShare(t *testing.T) (*testNet, disk, []string) {
 	net.add("r1", limited(slowMemberRate, size))
 	net.add("r2", nil)
 	d := writeDisk(t, rng, net.stores["src"], 192, size, 0)
-	copyBlocks(t, net.stores["src"], net.stores["r0"], d.root)
+	copyBlocks(t, net.stores["src"], net.stores["r0"], d.root, anyBlock)
 	return net, d, []string{"r0", "r1", "r2"}
 }
 
@@ -502,7 +502,7 @@ func TestSwarmHedgesAStalledOwner(t *testing.T) {
 // in the order asked), one member's share now and then had come nowhere
 // when the others' were half done, they adopted it as lagging, and the
 // origin sent 1.05-1.17 copies: the flake these tests had (1 to 3 runs
-// in 60; none in 180 since, under -race).
+// in 60; none in 240 since, under -race).
 func stalledOwner(t *testing.T, stall time.Duration) (net *testNet, d disk, members []string) {
 	rng := newRand(t)
 	net = newTestNet(t)
@@ -520,31 +520,10 @@ func stalledOwner(t *testing.T, stall time.Duration) (net *testNet, d disk, memb
 	net.add("r2", limited(8<<20, 32<<10))
 	net.add("r3", limited(8<<20, 32<<10))
 	d = writeDisk(t, rng, net.stores["src"], 512, 32<<10, 0)
-	copyMap(t, net.stores["src"], net, members)
-	return net, d, members
-}
-
-// copyMap puts the block-map nodes of src in the stores of members.
-func copyMap(t *testing.T, src *blockstore.Memory, net *testNet, members []string) {
-	t.Helper()
-	ctx := t.Context()
-	for c, err := range src.All(ctx) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Prefix().Codec != blockstore.CodecDagCBOR {
-			continue
-		}
-		data, err := src.Get(ctx, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range members {
-			if err := net.stores[m].Put(ctx, blockstore.NewBlock(blockstore.CodecDagCBOR, data)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	for _, m := range members {
+		copyBlocks(t, net.stores["src"], net.stores[m], d.root, isMapNode)
 	}
+	return net, d, members
 }
 
 // checkHedged checks that r0 got r1's share from the others while r1's

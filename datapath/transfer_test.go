@@ -116,7 +116,7 @@ func TestBadSource(t *testing.T) {
 		})
 		dst := net.add("dst", nil)
 		d := writeDisk(t, rng, good, 200, size, 10)
-		copyBlocks(t, good, liar, d.root)
+		copyBlocks(t, good, liar, d.root, anyBlock)
 		// The liar is preferred, being a swarm source.
 		spec := Spec{ID: "bad", Root: d.root, Sources: []string{"good", "liar"}, BlockSize: MinBlockSize, DiskBlockSize: size}
 		p, err := wait(t, Start(context.Background(), spec, net.clients["dst"], dst, nil))
@@ -148,7 +148,7 @@ func TestRottedBlockCostsOnlyThatBlock(t *testing.T) {
 		})
 		dst := net.add("dst", nil)
 		d := writeDisk(t, rng, good, 200, size, 10)
-		copyBlocks(t, good, rotted, d.root)
+		copyBlocks(t, good, rotted, d.root, anyBlock)
 		if err := blockmap.New(good, 64).Mark(context.Background(), d.root, func(c cid.Cid) bool {
 			if !victim.Defined() && c.Type() == blockstore.CodecRaw {
 				victim = c
