@@ -23,10 +23,12 @@ const (
 	// spliceMin is the smallest payload worth a pipe's two system calls.
 	spliceMin = 128 << 10
 	// maxPipes bounds one connection's pipes: spliced writes in flight.
-	// With two, a client at iodepth 16 found the server's reader waiting
-	// for a pipe whenever two writes waited on the file (its inode lock,
-	// writeback), and its own data backed up in the socket; a pipe holds
-	// page references, not copies, so more cost little memory.
+	// Only FUA writes are held in pipes for workers (a plain spliced
+	// write is applied on the reader, with one pipe): with two, a client
+	// at iodepth 16 found the reader waiting for a pipe whenever two
+	// writes waited on the file, and its own data backed up in the
+	// socket; a pipe holds page references, not copies, so more cost
+	// little memory.
 	maxPipes = 8
 	// pipeSize is the capacity asked for; without CAP_SYS_RESOURCE the
 	// kernel allows up to /proc/sys/fs/pipe-max-size (1 MiB by default),

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -235,40 +236,90 @@ func firstDiffAt(a, b []byte) int {
 	return min(len(a), len(b))
 }
 
-// gatedExport is a fileExport whose spliced writes wait for a gate, and
-// which counts those waiting.
+// gatedExport is a fileExport whose spliced writes wait for a gate; it
+// counts those waiting and records the offsets in the order they came.
 type gatedExport struct {
 	*fileExport
 	gate    chan struct{}
 	waiting atomic.Int64
+
+	mu   sync.Mutex
+	offs []int64
 }
 
 func (e *gatedExport) WriteFrom(ctx context.Context, off, n int64, fill func(*os.File) error) error {
+	e.mu.Lock()
+	e.offs = append(e.offs, off)
+	e.mu.Unlock()
 	e.waiting.Add(1)
 	<-e.gate
 	return e.fileExport.WriteFrom(ctx, off, n, fill)
 }
 
-// TestSplicedWritesInFlight: while large writes wait in the export (the
-// file's inode lock, writeback), the connection goes on taking the next
-// ones into pipes, up to maxPipes of them, instead of leaving the client's
-// data in the socket; then they all land.
-func TestSplicedWritesInFlight(t *testing.T) {
-	const n = 8
-	exp := &gatedExport{fileExport: newFileExport(t, n<<20), gate: make(chan struct{})}
+func (e *gatedExport) order() []int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.offs)
+}
+
+// TestSplicedFUAWritesInFlight: while large FUA writes wait in the export
+// (the file's inode lock, writeback, the flush), the connection goes on
+// taking the next ones into pipes, up to maxPipes of them, instead of
+// leaving the client's data in the socket; then they all land.
+func TestSplicedFUAWritesInFlight(t *testing.T) {
+	const n = maxPipes
+	exp, c, release := gatedConn(t, n)
+	go c.conn.Write(writeStream(n, cmdFlagFUA))
+	waitFor(t, func() bool { return exp.waiting.Load() == n })
+	release()
+	checkWrites(t, c, n)
+}
+
+// TestSplicedWritesInOrder: large writes without FUA are applied on the
+// connection's reader, one at a time in the order they came: while one
+// waits in the export the next is not taken, and none is lost.
+func TestSplicedWritesInOrder(t *testing.T) {
+	const n = 4
+	exp, c, release := gatedConn(t, n)
+	go c.conn.Write(writeStream(n, 0))
+	waitFor(t, func() bool { return exp.waiting.Load() == 1 })
+	time.Sleep(100 * time.Millisecond) // time for a second write to start, were it handed off
+	if got := exp.waiting.Load(); got != 1 {
+		t.Fatalf("%d writes in the export at once, want 1", got)
+	}
+	release()
+	checkWrites(t, c, n)
+	if got := exp.order(); !slices.Equal(got, []int64{0, 1 << 20, 2 << 20, 3 << 20}) {
+		t.Fatalf("writes applied at offsets %v, want them in the order sent", got)
+	}
+}
+
+// gatedConn serves a gatedExport of n MiB and returns it, a client
+// connected to it, and the function that opens its gate.
+func gatedConn(t *testing.T, n int) (*gatedExport, *client, func()) {
+	exp := &gatedExport{fileExport: newFileExport(t, int64(n)<<20), gate: make(chan struct{})}
 	_, connect := tcpServer(t, fileExports{exp})
 	var open sync.Once
 	release := func() { open.Do(func() { close(exp.gate) }) }
 	t.Cleanup(release) // before the server's cleanup waits for the writes
 	c, _ := dial(t, connect, "disk")
+	return exp, c, release
+}
+
+// writeStream is n write requests of 1 MiB, MiB i filled with i+1.
+func writeStream(n int, flags uint16) []byte {
 	var stream []byte
 	for i := range n {
-		stream = append(stream, encodeRequest(request{Type: cmdWrite, Cookie: uint64(i), Offset: uint64(i) << 20, Length: 1 << 20})...)
+		stream = append(stream, encodeRequest(request{Type: cmdWrite, Flags: flags, Cookie: uint64(i), Offset: uint64(i) << 20, Length: 1 << 20})...)
 		stream = append(stream, bytes.Repeat([]byte{byte(i + 1)}, 1<<20)...)
 	}
-	go c.conn.Write(stream)
-	waitFor(t, func() bool { return exp.waiting.Load() == n })
-	release()
+	return stream
+}
+
+// checkWrites reads the replies of writeStream's n writes and then the
+// export's n MiB back.
+func checkWrites(t *testing.T, c *client, n int) {
+	t.Helper()
 	for range n {
 		if errno, cookie := c.simpleReply(); errno != 0 {
 			t.Fatalf("write %d: errno %d", cookie, errno)

@@ -19,10 +19,10 @@ import (
 const readBufferSize = 256 << 10
 
 // transmission serves the requests of one connection. One goroutine (run)
-// reads requests; each is served on its own goroutine, at most
-// MaxInFlight and MaxInFlightBytes of payload at once, and replies are
-// written whole by a replyWriter, so they may go out of order, as the
-// protocol allows.
+// reads requests and serves small reads and writes and spliced writes
+// itself; the others go to workers, at most MaxInFlight and
+// MaxInFlightBytes of payload at once, and replies are written whole by
+// a replyWriter, so they may go out of order, as the protocol allows.
 type transmission struct {
 	s    *Server
 	sess *session
@@ -231,7 +231,17 @@ func (t *transmission) dispatch(ctx context.Context, br *bufio.Reader, req reque
 			return err
 		}
 		j.n = n
-		t.start(ctx, j)
+		if req.Flags&cmdFlagFUA != 0 {
+			t.start(ctx, j)
+			return nil
+		}
+		// A spliced write is applied here, on the reader, rather than
+		// handed to a worker: its payload is in the pipe already, and its
+		// one copy into the page cache costs about what the hand-off to
+		// another thread did (sequential 1 MiB writes, README "NBD").
+		// A FUA write waits for a flush, so it goes to a worker, as do
+		// writes that are not spliced (TLS, or larger than a pipe).
+		t.work(ctx, j)
 		return nil
 	}
 	var buf *[]byte
