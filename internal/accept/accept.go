@@ -1,7 +1,8 @@
 // Package accept is the accept loop of weft's door servers (NBD, iSCSI):
 // it hands each connection to the server, and outlives the errors a
 // listener recovers from (out of file descriptors, a timeout) instead of
-// closing the door until a restart.
+// closing the door until a restart, and gives a client on this host a
+// send buffer sized for it.
 package accept
 
 import (
@@ -23,10 +24,10 @@ const (
 	MaxBackoff = time.Second
 )
 
-// Loop accepts connections on ln until ctx ends, and calls handle with
-// each on the accepting goroutine (handle must not block: it starts the
-// connection's goroutine or closes it). Loop closes ln when ctx ends and
-// then returns nil. A temporary error (Temporary) is logged and retried
+// Loop accepts connections on ln until ctx ends, sizes the send buffer of
+// each (SizeSendBuffer), and calls handle with it on the accepting
+// goroutine (handle must not block: it starts the connection's goroutine
+// or closes it). Loop closes ln when ctx ends and then returns nil. A temporary error (Temporary) is logged and retried
 // after a backoff; any other error ends the loop and is returned, wrapped
 // with the listener's address.
 func Loop(ctx context.Context, ln net.Listener, log *slog.Logger, handle func(net.Conn)) error {
@@ -53,6 +54,9 @@ func Loop(ctx context.Context, ln net.Listener, log *slog.Logger, handle func(ne
 			continue
 		}
 		backoff = MinBackoff
+		if err := SizeSendBuffer(nc); err != nil {
+			log.Debug("cannot size a connection's send buffer", "err", err)
+		}
 		handle(nc)
 	}
 }

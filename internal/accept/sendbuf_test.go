@@ -1,6 +1,7 @@
-package nbd
+package accept
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -36,33 +37,35 @@ func TestSameHost(t *testing.T) {
 		{tcp("[2001:db8::1]:10809"), tcp("[2001:db8::2]:5000"), false},
 		{&net.UnixAddr{Name: "/run/weft/nbd.sock", Net: "unix"}, &net.UnixAddr{Net: "unix"}, false},
 	} {
-		if got := sameHost(addrConn{local: tc.local, remote: tc.remote}); got != tc.want {
-			t.Errorf("sameHost(%v -> %v) = %v, want %v", tc.remote, tc.local, got, tc.want)
+		if got := SameHost(addrConn{local: tc.local, remote: tc.remote}); got != tc.want {
+			t.Errorf("SameHost(%v -> %v) = %v, want %v", tc.remote, tc.local, got, tc.want)
 		}
 	}
 }
 
-// TestLocalSendBuffer: a connection over loopback gets the small send
-// buffer, not the autotuned one.
-func TestLocalSendBuffer(t *testing.T) {
+// TestLoopSizesLocalSendBuffer: a connection Loop accepts over loopback
+// reaches its handler with the small send buffer, not the autotuned one.
+func TestLoopSizesLocalSendBuffer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conns := make(chan net.Conn, 1)
+	go Loop(ctx, ln, discard, func(c net.Conn) { conns <- c })
 	client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
+	var srv net.Conn
+	select {
+	case srv = <-conns:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection handled")
 	}
 	defer srv.Close()
-	if err := sizeSendBuffer(srv); err != nil {
-		t.Fatal(err)
-	}
 	rc, err := srv.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +80,7 @@ func TestLocalSendBuffer(t *testing.T) {
 	}
 	// Linux caps the value asked for at net.core.wmem_max and doubles it,
 	// for its bookkeeping.
-	want := localSendBuffer
+	want := LocalSendBuffer
 	if b, err := os.ReadFile("/proc/sys/net/core/wmem_max"); err == nil {
 		if max, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			want = min(want, max)
