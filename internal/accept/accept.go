@@ -27,9 +27,10 @@ const (
 // Loop accepts connections on ln until ctx ends, sizes the send buffer of
 // each (SizeSendBuffer), and calls handle with it on the accepting
 // goroutine (handle must not block: it starts the connection's goroutine
-// or closes it). Loop closes ln when ctx ends and then returns nil. A temporary error (Temporary) is logged and retried
-// after a backoff; any other error ends the loop and is returned, wrapped
-// with the listener's address.
+// or closes it). Loop closes ln when ctx ends and then returns nil. A
+// temporary error (Temporary) is logged and retried after a backoff; any
+// other error ends the loop and is returned, wrapped with the listener's
+// address.
 func Loop(ctx context.Context, ln net.Listener, log *slog.Logger, handle func(net.Conn)) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
