@@ -25,7 +25,7 @@ const (
 )
 
 // Loop accepts connections on ln until ctx ends, sizes the send buffer of
-// each (SizeSendBuffer), and calls handle with it on the accepting
+// each (sizeSendBuffer), and calls handle with it on the accepting
 // goroutine (handle must not block: it starts the connection's goroutine
 // or closes it). Loop closes ln when ctx ends and then returns nil. A
 // temporary error (Temporary) is logged and retried after a backoff; any
@@ -55,7 +55,7 @@ func Loop(ctx context.Context, ln net.Listener, log *slog.Logger, handle func(ne
 			continue
 		}
 		backoff = MinBackoff
-		if err := SizeSendBuffer(nc); err != nil {
+		if err := sizeSendBuffer(nc); err != nil {
 			log.Debug("cannot size a connection's send buffer", "err", err)
 		}
 		handle(nc)

@@ -37,8 +37,8 @@ func TestSameHost(t *testing.T) {
 		{tcp("[2001:db8::1]:10809"), tcp("[2001:db8::2]:5000"), false},
 		{&net.UnixAddr{Name: "/run/weft/nbd.sock", Net: "unix"}, &net.UnixAddr{Net: "unix"}, false},
 	} {
-		if got := SameHost(addrConn{local: tc.local, remote: tc.remote}); got != tc.want {
-			t.Errorf("SameHost(%v -> %v) = %v, want %v", tc.remote, tc.local, got, tc.want)
+		if got := sameHost(addrConn{local: tc.local, remote: tc.remote}); got != tc.want {
+			t.Errorf("sameHost(%v -> %v) = %v, want %v", tc.remote, tc.local, got, tc.want)
 		}
 	}
 }
@@ -80,7 +80,7 @@ func TestLoopSizesLocalSendBuffer(t *testing.T) {
 	}
 	// Linux caps the value asked for at net.core.wmem_max and doubles it,
 	// for its bookkeeping.
-	want := LocalSendBuffer
+	want := localSendBuffer
 	if b, err := os.ReadFile("/proc/sys/net/core/wmem_max"); err == nil {
 		if max, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			want = min(want, max)
