@@ -231,17 +231,17 @@ func (t *transmission) dispatch(ctx context.Context, br *bufio.Reader, req reque
 			return err
 		}
 		j.n = n
-		if req.Flags&cmdFlagFUA != 0 {
-			t.start(ctx, j)
-			return nil
-		}
 		// A spliced write is applied here, on the reader, rather than
 		// handed to a worker: its payload is in the pipe already, and its
 		// one copy into the page cache costs about what the hand-off to
 		// another thread did (sequential 1 MiB writes, README "NBD").
 		// A FUA write waits for a flush, so it goes to a worker, as do
 		// writes that are not spliced (TLS, or larger than a pipe).
-		t.work(ctx, j)
+		if req.Flags&cmdFlagFUA == 0 {
+			t.work(ctx, j)
+		} else {
+			t.start(ctx, j)
+		}
 		return nil
 	}
 	var buf *[]byte
