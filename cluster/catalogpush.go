@@ -119,9 +119,15 @@ func (c *Cluster) pushEntries(ctx context.Context, es []catalog.Entry) (int, err
 	if err != nil {
 		return 0, err
 	}
+	_, acks, err := c.eachMember(func(id meshnet.PeerID) error { return c.pushTo(ctx, id, msg) })
+	return acks, err
+}
+
+// eachMember runs fn for every other live member at once, and returns how
+// many it ran for, how many returned nil, and the others' errors.
+func (c *Cluster) eachMember(fn func(id meshnet.PeerID) error) (ran, ok int, err error) {
 	var (
 		mu   sync.Mutex
-		acks int
 		errs []error
 		wg   sync.WaitGroup
 	)
@@ -130,28 +136,41 @@ func (c *Cluster) pushEntries(ctx context.Context, es []catalog.Entry) (int, err
 		if id == c.self {
 			continue
 		}
+		ran++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.pushTo(ctx, id, msg)
+			err := fn(id)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", id, err))
 				return
 			}
-			acks++
+			ok++
 		}()
 	}
 	wg.Wait()
-	return acks, errors.Join(errs...)
+	return ran, ok, errors.Join(errs...)
 }
 
 // pushTo sends msg (catalogPushMessage) to id and waits for the answer.
 func (c *Cluster) pushTo(ctx context.Context, id meshnet.PeerID, msg []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	return c.ask(ctx, id, CatalogProtocol, pushTimeout, msg, func(r io.Reader) error {
+		var ack [1]byte
+		if _, err := io.ReadFull(r, ack[:]); err != nil {
+			return fmt.Errorf("no acknowledgement: %w", err)
+		}
+		return nil
+	})
+}
+
+// ask opens a stream of proto to id, writes msg and reads the answer with
+// read, all within timeout.
+func (c *Cluster) ask(ctx context.Context, id meshnet.PeerID, proto meshnet.Protocol, timeout time.Duration, msg []byte, read func(io.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	s, err := c.net.Open(ctx, id, CatalogProtocol)
+	s, err := c.net.Open(ctx, id, proto)
 	if err != nil {
 		return err
 	}
@@ -161,9 +180,5 @@ func (c *Cluster) pushTo(ctx context.Context, id meshnet.PeerID, msg []byte) err
 	if _, err := s.Write(msg); err != nil {
 		return err
 	}
-	var ack [1]byte
-	if _, err := io.ReadFull(s, ack[:]); err != nil {
-		return fmt.Errorf("no acknowledgement: %w", err)
-	}
-	return nil
+	return read(s)
 }

@@ -50,3 +50,36 @@ func FuzzReadCatalogPush(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadCatalogGet feeds a member the question another asks: whatever
+// it holds, reading it does not panic nor read past the stated key (at
+// most maxCatalogGetKey), and a key read frames again to the question.
+func FuzzReadCatalogGet(f *testing.F) {
+	valid, err := catalogGetMessage(catalog.DiskKey("vm1"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	f.Add(valid[:len(valid)-1])
+	f.Add(append(valid, 0))
+	f.Add([]byte{0, 0})
+	f.Add([]byte{0xff, 0xff, 'k'})
+	f.Add([]byte{4})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		key, err := readCatalogGet(r)
+		if read := len(b) - r.Len(); len(b) >= 2 && read > 2+min(int(binary.BigEndian.Uint16(b)), maxCatalogGetKey) {
+			t.Fatalf("read %d bytes of a question stating %d", read, binary.BigEndian.Uint16(b))
+		}
+		if err != nil {
+			return
+		}
+		msg, err := catalogGetMessage(key)
+		if err != nil {
+			t.Fatalf("key read does not frame again: %v", err)
+		}
+		if !bytes.Equal(msg, b[:len(msg)]) {
+			t.Fatalf("framed again:\n got %x\nwant %x", msg, b[:len(msg)])
+		}
+	})
+}

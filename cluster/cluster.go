@@ -180,6 +180,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.net.OnMembershipChange(c.Poke)
 	c.net.Handle(CatalogProtocol, c.serveCatalogPush)
+	c.net.Handle(CatalogGetProtocol, c.serveCatalogGet)
 	return c, nil
 }
 

@@ -363,6 +363,12 @@ func decideLocal(v View, l Local) (Action, bool) {
 		Key: l.Key, Root: l.Root, Owner: v.Self, Size: l.Size, BlockSize: l.BlockSize,
 		Replicas: l.Replicas, Sync: l.Sync, Created: l.Created, Epoch: 1,
 	}
+	if d, ok := v.Catalog[catalog.DiskKey(l.Disk)]; !head && l.Kind == KindReplica && ok && !d.Deleted && d.Replicas > want.Replicas {
+		// A replica is kept at its disk's copies. The volumes know them
+		// only while they hold the disk's head, and the fenced replica a
+		// give-up keeps is published once the head is gone.
+		want.Replicas = d.Replicas
+	}
 	if head {
 		want.Held = heldRoot(v, l, e, known)
 		want = withAccess(want, l.Access)
@@ -373,7 +379,7 @@ func decideLocal(v View, l Local) (Action, bool) {
 		if !e.Deleted && !head {
 			want.Owner = e.Owner
 		}
-		if !e.Deleted && e.Root == l.Root && e.Held == want.Held && e.Size == l.Size && e.Replicas == l.Replicas && e.Sync == l.Sync &&
+		if !e.Deleted && e.Root == l.Root && e.Held == want.Held && e.Size == l.Size && e.Replicas == want.Replicas && e.Sync == l.Sync &&
 			e.Owner == want.Owner && sameAccess(e, want) && e.Origin == want.Origin && e.Creator == want.Creator {
 			return Action{}, false
 		}

@@ -63,6 +63,12 @@ func spacesuit(name string, v uint64, r cid.Cid) Local {
 		Size: 1 << 30, BlockSize: 64 << 10, Replicas: volume.DefaultReplicas, Created: t0}
 }
 
+// withReplicas returns e naming n copies.
+func withReplicas(e catalog.Entry, n int) catalog.Entry {
+	e.Replicas = n
+	return e
+}
+
 // published is the entry Decide publishes for l: owner, epoch.
 func published(l Local, owner string, epoch uint64) catalog.Entry {
 	return catalog.Entry{Key: l.Key, Root: l.Root, Owner: owner, Epoch: epoch, Size: l.Size, BlockSize: l.BlockSize,
@@ -158,6 +164,8 @@ func TestDecide(t *testing.T) {
 	fencedName := "fenced-e3-abcdef-20260101-000000"
 	owned, fenced := withHeld(e(vm, self, self, 3, r1), r1), e(catalog.ReplicaKey("vm", fencedName), other, other, 3, r2)
 	pushedR1 := map[string]Pushes{"vm": {Pushed: r1}}
+	fencedDefault := replica("vm", fencedName, r2)
+	fencedDefault.Replicas = volume.DefaultReplicas
 
 	rows := []struct {
 		name   string
@@ -278,6 +286,11 @@ func TestDecide(t *testing.T) {
 		{name: "F8 another node's pull-mode replication state (changed: was added)",
 			cat:   []catalog.Entry{owned, e(catalog.ReplicaKey("vm", "repl-site-b-20260101-000000-pull"), other, other, 3, r2)},
 			local: []Local{hR1}, pushes: pushedR1},
+		// A fenced replica published once its head is gone here, when the
+		// volumes give it the default copies (2): it keeps its disk's 3.
+		{name: "F10 a replica of a disk not held keeps the disk's copies", cat: []catalog.Entry{e(vm, other, other, 3, r1)},
+			local: []Local{fencedDefault},
+			want:  []Action{{Op: OpPublish, Key: fencedDefault.Key, Entry: withReplicas(published(fencedDefault, self, 1), 3), Local: fencedDefault}}},
 		{name: "F9 a name that only begins like a fenced one",
 			cat:   []catalog.Entry{owned, e(catalog.ReplicaKey("vm", "fenced-extra"), other, other, 3, r2)},
 			local: []Local{hR1}, pushes: pushedR1},

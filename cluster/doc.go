@@ -25,7 +25,8 @@
 //
 // Files, one concept each: cluster.go (Config, New, Attach, membership),
 // gossip.go (the catalog on the network's gossip), catalogpush.go (the
-// /weft/catalog/1.0.0 push and acknowledgement), decide.go (the pure
+// /weft/catalog/1.0.0 push and acknowledgement), catalogget.go (the
+// /weft/catalog-get/1.0.0 question a take asks first), decide.go (the pure
 // decisions), reconcile.go (Run and the driver that applies a decision:
 // adopt, give up, forget, publish, tombstone, replicate), publish.go
 // (PutRecord, Publish, Announce, Remove), ownership.go (CheckOwner, Move,

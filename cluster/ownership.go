@@ -94,6 +94,15 @@ func (c *Cluster) Move(ctx context.Context, disk string, to meshnet.PeerID) (cat
 // between them would see the disk owned and written by this node but not
 // held here, take it for a removal and tombstone it.
 func (c *Cluster) Take(ctx context.Context, disk string, force bool) (catalog.Entry, error) {
+	// The newest record any reachable member holds first: one this node
+	// missed may name a newer held root, and the members that merged it
+	// collect the blocks only the older one reaches.
+	if asked, answered, err := c.freshen(ctx, catalog.DiskKey(disk)); err != nil {
+		return catalog.Entry{}, fmt.Errorf("take: %w", err)
+	} else if answered < asked {
+		c.log.Warn("take: not every live member said which record of the disk it holds",
+			"disk", disk, "asked", asked, "answered", answered)
+	}
 	e, err := c.take(ctx, disk, force)
 	if err != nil {
 		return e, err

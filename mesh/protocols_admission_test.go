@@ -24,10 +24,10 @@ import (
 
 // A peer without the mesh secret, knowing a member's address, gets no
 // stream on any protocol a node serves, and none of their handlers runs:
-// blocks, catalog pushes, transfers and crowd fetches, through Open and
+// blocks, catalog pushes and questions, transfers and crowd fetches, through Open and
 // through a raw libp2p stream that skips the mesh's own dialling.
 func TestWrongSecretIsRefusedOnEveryWeftProtocol(t *testing.T) {
-	protos := []meshnet.Protocol{exchange.Protocol, cluster.CatalogProtocol, transfer.Protocol, transfer.CrowdProtocol}
+	protos := []meshnet.Protocol{exchange.Protocol, cluster.CatalogProtocol, cluster.CatalogGetProtocol, transfer.Protocol, transfer.CrowdProtocol}
 	a := newTestMesh(t, Config{Secret: newSecret(t), Site: "a"})
 	var served atomic.Int64
 	for _, p := range protos {

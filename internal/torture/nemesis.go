@@ -55,9 +55,10 @@ type fault struct {
 // puts the R copies of a block on distinct sites while there are as many
 // sites as copies, so at least R-1 copies of every block stay reachable;
 // sync disks keep writing, and nothing is lost while one copy lives.
-// Corruption hits a stopped node that owns no disk, only when no other
-// fault takes nodes out, so the blocks it damages have other copies (its
-// own were pushed to it by owners, which keep theirs); the node is
+// Corruption hits a stopped node that owns no disk and had none taken
+// from it, only when no other fault takes nodes out, so the blocks it
+// damages have other copies (its own were pushed to it by owners, which
+// keep theirs); the node is
 // scrubbed (repaired) at once.
 type nemesis struct {
 	rng    *rand.Rand
@@ -66,6 +67,10 @@ type nemesis struct {
 	logf   func(string, ...any)
 	counts map[string]int
 	active []*fault
+	// takenFrom are the nodes a disk was taken from. Each may keep a
+	// fenced replica whose blocks it alone holds until heal copies them,
+	// so corrupt spares them as it spares owners.
+	takenFrom map[*Node]bool
 }
 
 // run injects and heals faults until ctx ends; the faults still in force
@@ -316,6 +321,7 @@ func (n *nemesis) take(ctx context.Context) (*fault, error) {
 			return nil, nil
 		}
 		force := o.State() != nodeKilled
+		n.takenFrom[o] = true // before the call: one that times out may still take it
 		info, err := callWithin(ctx, t, slowCallTimeout, func(c *api.Client, ctx context.Context) (api.DiskInfo, error) { return c.Take(ctx, d.Name, force) })
 		if err != nil {
 			return nil, fmt.Errorf("take %s from %s on %s (force %v): %w", d.Name, o.Name, t.Name, force, err)
@@ -333,7 +339,8 @@ const corruptFlips = 16
 // nodes out, flips bytes at random in its block segments, starts it again
 // and scrubs it. An owner is spared: the blocks of an async disk's last
 // commits may have no other copy yet, and the async promise is the
-// owner's durability alone.
+// owner's durability alone. So is a node a disk was taken from: the
+// fenced replica it keeps holds such blocks too.
 func (n *nemesis) corrupt(ctx context.Context) (*fault, error) {
 	if n.outSite() >= 0 {
 		return nil, nil
@@ -344,7 +351,7 @@ func (n *nemesis) corrupt(ctx context.Context) (*fault, error) {
 	}
 	var spare []*Node
 	for _, nd := range n.candidates() {
-		if !owners[nd] {
+		if !owners[nd] && !n.takenFrom[nd] {
 			spare = append(spare, nd)
 		}
 	}

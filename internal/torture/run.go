@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 
 	wlog := NewLog(writesLog)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x746f7274757265))
-	nem := &nemesis{rng: rng, mesh: mesh, kinds: kinds, logf: logf, counts: rep.Faults}
+	nem := &nemesis{rng: rng, mesh: mesh, kinds: kinds, logf: logf, counts: rep.Faults, takenFrom: map[*Node]bool{}}
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
 	var wg sync.WaitGroup
