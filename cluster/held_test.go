@@ -57,6 +57,31 @@ func waitPushEnded(t *testing.T, n *testNode, root cid.Cid) {
 	}
 }
 
+// waitPushes waits until n's pusher was asked to push root want times.
+func waitPushes(t *testing.T, n *testNode, root cid.Cid, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.pushesOf(root) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s pushed %d times, want %d", root, n.pushesOf(root), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pushesOf counts the pushes of root asked of n's pusher.
+func (n *testNode) pushesOf(root cid.Cid) int {
+	n.pusher.mu.Lock()
+	defer n.pusher.mu.Unlock()
+	count := 0
+	for _, r := range n.pusher.pushes {
+		if r == root {
+			count++
+		}
+	}
+	return count
+}
+
 // blocksOf returns every block root reaches, failing if a map node is
 // missing from n's store.
 func blocksOf(t *testing.T, n *testNode, root cid.Cid) []cid.Cid {
@@ -130,11 +155,14 @@ func TestTakeStartsFromTheHeldRoot(t *testing.T) {
 			}
 		}
 	}
+	before := n.pushesOf(r2) // r2 was the head's root: its own push was tried
 	n.cat.Merge([]catalog.Entry{written(t, "c", taken)})
 	n.Reconcile(ctx) // gives the disk up, keeping r2 as a fenced replica
 	if reps := n.replicas(t, "vm"); len(reps) != 1 {
 		t.Fatalf("replicas after the give-up: %v, want the fenced one", reps)
 	}
+	// Its new blocks are here alone: pushed at once, not left to heal.
+	waitPushes(t, n, r2, before+1)
 	gc(t, n)
 	for _, root := range []cid.Cid{r0, r2} {
 		for _, c := range blocksOf(t, n, root) {

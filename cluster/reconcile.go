@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -191,8 +193,39 @@ func (c *Cluster) giveUp(ctx context.Context, l Local, e catalog.Entry) {
 	if kept != "" {
 		c.log.Warn("disk is owned by another node now; its diverging writes are kept in a replica",
 			"disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch, "replica", kept)
+		c.pushFenced(l, e, kept)
 	}
 	c.log.Info("gave up disk", "disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch)
+}
+
+// pushFenced pushes the fenced replica kept of the disk given up (l, at
+// e, the catalog's record) to its placement sets in the background. Its
+// new blocks, the writes the owner lacks, are on this node alone until
+// then: heal copies them too, but only once its passes reach them, which
+// took half a minute under torture's faults, long enough for a corrupt
+// fault on this node to lose them. The blocks it shares with the root
+// the new owner started from are in the mesh already.
+func (c *Cluster) pushFenced(l Local, e catalog.Entry, kept string) {
+	var root cid.Cid
+	for _, r := range c.vols.Records() {
+		if r.Disk == l.Disk && r.Replica == kept && !r.Spacesuit {
+			root = r.Root
+		}
+	}
+	if !root.Defined() {
+		return
+	}
+	replicas := max(l.Replicas, e.Replicas)
+	go func() {
+		ctx, cancel := context.WithTimeout(c.life, asyncPushTimeout)
+		defer cancel()
+		st, err := c.pusher.Push(ctx, e.Root, root, replicas)
+		if err != nil {
+			c.log.Warn("fenced replica not replicated in full yet; heal will copy the rest", "disk", l.Disk, "replica", kept, "err", err)
+			return
+		}
+		c.log.Info("fenced replica replicated", "disk", l.Disk, "replica", kept, "blocks", st.Blocks, "sent", st.Sent)
+	}()
 }
 
 // fencedName is the name of the replica a give-up at epoch keeps:
