@@ -363,7 +363,7 @@ func decideLocal(v View, l Local) (Action, bool) {
 		Key: l.Key, Root: l.Root, Owner: v.Self, Size: l.Size, BlockSize: l.BlockSize,
 		Replicas: l.Replicas, Sync: l.Sync, Created: l.Created, Epoch: 1,
 	}
-	if d, ok := v.Catalog[catalog.DiskKey(l.Disk)]; !head && l.Kind == KindReplica && ok && !d.Deleted && d.Replicas > want.Replicas {
+	if d, ok := v.Catalog[catalog.DiskKey(l.Disk)]; l.Kind == KindReplica && ok && !d.Deleted && d.Replicas > want.Replicas {
 		// A replica is kept at its disk's copies. The volumes know them
 		// only while they hold the disk's head, and the fenced replica a
 		// give-up keeps is published once the head is gone.

@@ -58,8 +58,7 @@ type fault struct {
 // Corruption hits a stopped node that owns no disk and had none taken
 // from it, only when no other fault takes nodes out, so the blocks it
 // damages have other copies (its own were pushed to it by owners, which
-// keep theirs); the node is
-// scrubbed (repaired) at once.
+// keep theirs); the node is scrubbed (repaired) at once.
 type nemesis struct {
 	rng    *rand.Rand
 	mesh   *Mesh
