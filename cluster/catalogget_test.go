@@ -38,10 +38,16 @@ func TestTakeStartsFromTheNewestRecordAnyMemberHolds(t *testing.T) {
 	}
 	b.cat.Merge([]catalog.Entry{older})
 	c.cat.Merge([]catalog.Entry{older, newer})
+	// A live member that does not answer (a version without the
+	// question) is skipped: the take goes on with c's answer.
+	hub.join("bare")
 
 	e, err := b.Take(ctx, "vm", false)
 	if err != nil {
 		t.Fatalf("take: %v", err)
+	}
+	if asked, answered, _ := b.freshen(ctx, catalog.DiskKey("vm")); asked != 2 || answered != 1 {
+		t.Errorf("asked %d members, %d answered; want c and bare asked, c alone answering", asked, answered)
 	}
 	if !e.Root.Equals(r1) || e.Epoch != 2 {
 		t.Fatalf("take put root %s at epoch %d, want the newest held root %s (c's record) at epoch 2, not %s (b's stale one)", e.Root, e.Epoch, r1, r0)

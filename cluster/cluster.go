@@ -32,7 +32,7 @@ type Volumes interface {
 	// GiveUpDisk commits a disk's head and removes it, keeping it first
 	// as a replica named base unless its root is empty or handedOver,
 	// with no write slipping in between (volume.Manager.GiveUpDisk).
-	GiveUpDisk(ctx context.Context, disk, base string, handedOver cid.Cid) (kept string, err error)
+	GiveUpDisk(ctx context.Context, disk, base string, handedOver cid.Cid) (volume.Kept, error)
 	RemoveReplica(ctx context.Context, disk, name string) error
 	RemoveSpacesuit(ctx context.Context, name string, version uint64) error
 }

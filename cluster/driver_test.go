@@ -388,7 +388,7 @@ func (w writeBeforeGone) RemoveDisk(ctx context.Context, disk string) error {
 	return w.Manager.RemoveDisk(ctx, disk)
 }
 
-func (w writeBeforeGone) GiveUpDisk(ctx context.Context, disk, base string, handedOver cid.Cid) (string, error) {
+func (w writeBeforeGone) GiveUpDisk(ctx context.Context, disk, base string, handedOver cid.Cid) (volume.Kept, error) {
 	w.write(ctx, disk)
 	return w.Manager.GiveUpDisk(ctx, disk, base, handedOver)
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/weft-mesh/weft/mesh/catalog"
 	"github.com/weft-mesh/weft/volume"
 )
@@ -190,9 +188,9 @@ func (c *Cluster) giveUp(ctx context.Context, l Local, e catalog.Entry) {
 		c.log.Error("give up fenced disk", "disk", l.Disk, "err", err)
 		return
 	}
-	if kept != "" {
+	if kept.Name != "" {
 		c.log.Warn("disk is owned by another node now; its diverging writes are kept in a replica",
-			"disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch, "replica", kept)
+			"disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch, "replica", kept.Name)
 		c.pushFenced(l, e, kept)
 	}
 	c.log.Info("gave up disk", "disk", l.Disk, "owner", e.Owner, "epoch", e.Epoch)
@@ -205,26 +203,17 @@ func (c *Cluster) giveUp(ctx context.Context, l Local, e catalog.Entry) {
 // took half a minute under torture's faults, long enough for a corrupt
 // fault on this node to lose them. The blocks it shares with the root
 // the new owner started from are in the mesh already.
-func (c *Cluster) pushFenced(l Local, e catalog.Entry, kept string) {
-	var root cid.Cid
-	for _, r := range c.vols.Records() {
-		if r.Disk == l.Disk && r.Replica == kept && !r.Spacesuit {
-			root = r.Root
-		}
-	}
-	if !root.Defined() {
-		return
-	}
+func (c *Cluster) pushFenced(l Local, e catalog.Entry, kept volume.Kept) {
 	replicas := max(l.Replicas, e.Replicas)
 	go func() {
 		ctx, cancel := context.WithTimeout(c.life, asyncPushTimeout)
 		defer cancel()
-		st, err := c.pusher.Push(ctx, e.Root, root, replicas)
+		st, err := c.pusher.Push(ctx, e.Root, kept.Root, replicas)
 		if err != nil {
-			c.log.Warn("fenced replica not replicated in full yet; heal will copy the rest", "disk", l.Disk, "replica", kept, "err", err)
+			c.log.Warn("fenced replica not replicated in full yet; heal will copy the rest", "disk", l.Disk, "replica", kept.Name, "err", err)
 			return
 		}
-		c.log.Info("fenced replica replicated", "disk", l.Disk, "replica", kept, "blocks", st.Blocks, "sent", st.Sent)
+		c.log.Info("fenced replica replicated", "disk", l.Disk, "replica", kept.Name, "blocks", st.Blocks, "sent", st.Sent)
 	}()
 }
 

@@ -602,22 +602,30 @@ func (m *Manager) RemoveDisk(ctx context.Context, name string) error {
 // the replica was recorded, the replica stays and the disk takes writes
 // again.
 func (m *Manager) RemoveDiskKeepingHead(ctx context.Context, name string) (string, error) {
-	return m.removeSealed(ctx, name, func(cid.Cid) string {
+	kept, err := m.removeSealed(ctx, name, func(cid.Cid) string {
 		return "removed-" + m.cfg.Now().UTC().Format(replicaTimeFormat)
 	})
+	return kept.Name, err
+}
+
+// Kept is the replica a removal kept of its disk's head: its name ("" when
+// none was kept) and its root.
+type Kept struct {
+	Name string
+	Root cid.Cid
 }
 
 // GiveUpDisk removes a disk another node owns now, as RemoveDisk does,
 // after committing its head under the same lock: unless the committed root
 // is empty or handedOver (the root the new owner starts from), the head is
-// kept first as a replica named base (base-2, base-3 … if taken), whose
-// name it returns ("" when nothing was kept). Writes are refused from the
+// kept first as a replica named base (base-2, base-3 … if taken), which
+// it returns (no name when nothing was kept). Writes are refused from the
 // start (ErrReadOnly), so every write that returned before the call is in
 // handedOver or in the replica: none slips in between the commit and the
 // removal. If the removal fails the disk takes writes again.
-func (m *Manager) GiveUpDisk(ctx context.Context, name, base string, handedOver cid.Cid) (string, error) {
+func (m *Manager) GiveUpDisk(ctx context.Context, name, base string, handedOver cid.Cid) (Kept, error) {
 	if err := ValidateName(base); err != nil {
-		return "", fmt.Errorf("give up disk %q: %w", name, err)
+		return Kept{}, fmt.Errorf("give up disk %q: %w", name, err)
 	}
 	return m.removeSealed(ctx, name, func(root cid.Cid) string {
 		if !root.Defined() || root.Equals(handedOver) {
@@ -630,11 +638,11 @@ func (m *Manager) GiveUpDisk(ctx context.Context, name, base string, handedOver 
 // removeSealed seals the head of disk name against writes, commits it,
 // keeps the committed root as a replica named keep(root) (or a free
 // variant of it; none when keep returns "") and removes the disk, all
-// under the head's commit lock. It returns the kept replica's name.
-func (m *Manager) removeSealed(ctx context.Context, name string, keep func(root cid.Cid) string) (string, error) {
+// under the head's commit lock. It returns the kept replica.
+func (m *Manager) removeSealed(ctx context.Context, name string, keep func(root cid.Cid) string) (Kept, error) {
 	h, err := m.Head(name)
 	if err != nil {
-		return "", err
+		return Kept{}, err
 	}
 	kept, err := m.removeSealedLocked(ctx, h, keep)
 	if err == nil {
@@ -644,14 +652,14 @@ func (m *Manager) removeSealed(ctx context.Context, name string, keep func(root 
 }
 
 // removeSealedLocked is removeSealed of the head h under its commit lock.
-func (m *Manager) removeSealedLocked(ctx context.Context, h *Head, keep func(root cid.Cid) string) (string, error) {
+func (m *Manager) removeSealedLocked(ctx context.Context, h *Head, keep func(root cid.Cid) string) (Kept, error) {
 	name := h.name
 	h.commitMu.Lock()
 	defer h.commitMu.Unlock()
 	h.mu.Lock()
 	h.sealed = true
 	h.mu.Unlock()
-	var kept string
+	var kept Kept
 	err := m.commitLocked(ctx, h, func(root cid.Cid) error {
 		base := keep(root)
 		if base == "" {
@@ -661,7 +669,7 @@ func (m *Manager) removeSealedLocked(ctx context.Context, h *Head, keep func(roo
 		if err != nil {
 			return err
 		}
-		kept = rec.Name
+		kept = Kept{Name: rec.Name, Root: root}
 		return nil
 	})
 	if err == nil {

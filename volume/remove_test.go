@@ -92,7 +92,7 @@ func TestGiveUpDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if kept, err := m.GiveUpDisk(ctx, "d", "fenced", info.Root); err != nil || kept != "" {
+	if kept, err := m.GiveUpDisk(ctx, "d", "fenced", info.Root); err != nil || kept.Name != "" {
 		t.Fatalf("give up at the handed-over root: kept %q, %v; want nothing kept", kept, err)
 	}
 	if reps, _ := m.ListReplicas(ctx, "d"); len(reps) != 0 {
@@ -102,14 +102,17 @@ func TestGiveUpDisk(t *testing.T) {
 	h = createRaceDisk(t, m)
 	done := writeUntilRefused(h)
 	kept, err := m.GiveUpDisk(ctx, "d", "fenced", info.Root)
-	if err != nil || kept != "fenced" {
-		t.Fatalf("give up while writing: kept %q, %v; want replica fenced", kept, err)
+	if err != nil || kept.Name != "fenced" {
+		t.Fatalf("give up while writing: kept %q, %v; want replica fenced", kept.Name, err)
 	}
 	last := <-done
 	if _, err := m.Head("d"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("head after give-up: got %v, want ErrNotFound", err)
 	}
-	checkLastWrites(t, m, kept, last)
+	if reps, err := m.ListReplicas(ctx, "d"); err != nil || len(reps) != 1 || !reps[0].Root.Equals(kept.Root) {
+		t.Fatalf("replicas after the give-up: %+v, %v; want one at the kept root %s", reps, err, kept.Root)
+	}
+	checkLastWrites(t, m, kept.Name, last)
 }
 
 const raceBS, raceBlocks = 4096, 256
