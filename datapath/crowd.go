@@ -43,8 +43,10 @@ type Crowd interface {
 // is adopted as in a swarm (swarm.laggingLocked): the others take the end
 // of its share from the origin, and it is asked for little at a time. A
 // member whose share is done here is asked for the others' blocks as in
-// a swarm's endgame (swarm.endgameLocked), and a request to a member
-// whose answer stalls is hedged as in a swarm (asks.stallNoticed).
+// a swarm's endgame (swarm.endgameLocked), a request to a member whose
+// answer stalls is hedged as in a swarm (asks.stallNoticed), and in the
+// tail the origin is asked for the last blocks of the share with the most
+// missing, as in a swarm (tailAsks).
 type crowd struct {
 	f           *fetcher
 	self        string
@@ -76,6 +78,7 @@ type crowd struct {
 	size     map[string]int  // blocks of each live member's share at the last rebuild of shares
 	left     map[string]int  // of those, missing here still
 	lagging  map[string]bool // members whose shares lagged (laggingLocked), as in a swarm
+	tail     tailAsks
 	// aloneCtx is the context of the requests made while alone, cancelled
 	// once others join: the blocks they asked for, large requests, would
 	// otherwise go on arriving here while the others, owning most of them
@@ -192,6 +195,10 @@ func (c *crowd) follow(members []string) []string {
 func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 	for {
 		batch, earlier, actx, wake := c.takeOwn(inCrowd, alone)
+		tail := batch == nil && inCrowd
+		if tail {
+			batch = c.takeTail()
+		}
 		if batch == nil {
 			idle := swarmPollMax // a wake, or a look now and then
 			if end, err := pause(ctx, c.done, wake, &idle); end {
@@ -228,10 +235,49 @@ func (c *crowd) fromOrigin(ctx context.Context, inCrowd, alone bool) error {
 		}
 		got, err := c.f.fetch(ctx, batch, nil, c.each, true)
 		c.landed(batch, got, "")
+		if tail {
+			c.tailEnded()
+		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// takeTail claims, in the crowd's tail (tailAsks), up to originBatch of
+// the last missing blocks of the share with the most missing, to ask the
+// origin for, as swarm.takeTail does; nil when not in the tail or none is
+// free.
+func (c *crowd) takeTail() []cid.Cid {
+	alive := c.aliveAt(time.Now())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.members) < 2 {
+		return nil
+	}
+	c.sharesLocked(alive)
+	share := len(c.order) / len(c.live) // missing at the last rebuild of shares
+	if !c.tail.open(c.left[c.self], len(c.pending), share) {
+		return nil
+	}
+	lagging := c.laggingLocked()
+	relaying := func(o string) bool { return o != c.self && !lagging[o] }
+	var batch []cid.Cid
+	for _, m := range mostMissingFirst(c.live, c.left, relaying) {
+		if c.scanBack(m, c.originBatch, anyBlock, &batch); len(batch) > 0 {
+			c.tail.took(len(batch))
+			c.claimLocked(batch, "")
+			return batch
+		}
+	}
+	return nil
+}
+
+// tailEnded counts the end of a tail request.
+func (c *crowd) tailEnded() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tail.ended()
 }
 
 // fromMember fetches from m the blocks it owns that are missing here while

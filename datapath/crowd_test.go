@@ -330,7 +330,7 @@ func TestCrowdHedgesAStalledOwner(t *testing.T) {
 		stall := 5 * time.Second
 		net, d, members := stalledOwner(t, stall)
 		got := waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
-		checkHedged(t, d, got, stall)
+		checkHedged(t, d, members, got, stall, 1.0/swarmTailPart)
 	})
 }
 
@@ -376,4 +376,63 @@ func TestCrowdShareRelayedIsNotSilent(t *testing.T) {
 			t.Fatalf("r0 takes %d blocks from the origin (first of %s's share) while r1's share comes through r2", len(batch), ownerOf(batch[0]))
 		}
 	})
+}
+
+// TestCrowdTailAsksTheOriginForTheLastBlocks is
+// TestSwarmTailAsksTheOriginForTheLastBlocks for pulls at once: with its
+// own share here and a share's worth missing, r0 asks the origin for the
+// last blocks of r3's share (the most missing), not those asked of r3,
+// 1/swarmTailPart of a share in all.
+func TestCrowdTailAsksTheOriginForTheLastBlocks(t *testing.T) {
+	members := []string{"r0", "r1", "r2", "r3"}
+	missing, ordinals := numberedBlocks(4 * 64)
+	spec := Spec{Sources: []string{"src"}, Crowd: newTestCrowd(members...), Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
+	c := newCrowd(bareFetcher(spec), spec, missing, ordinals)
+	c.aloneCtx, c.aloneCancel = context.WithCancel(t.Context())
+	c.follow(members)
+	c.mu.Lock()
+	c.sharesLocked(c.aliveAt(time.Now()))
+	shares := map[string][]cid.Cid{}
+	for m, share := range c.shares {
+		shares[m] = slices.Clone(share)
+	}
+	c.mu.Unlock()
+	share := len(missing) / len(members)
+	stored := func(bs []cid.Cid) map[cid.Cid][]byte {
+		got := map[cid.Cid][]byte{}
+		for _, b := range bs {
+			got[b] = nil
+		}
+		return got
+	}
+	// Missing: a share's worth and one, r3's most (none lagging).
+	keep := map[string]int{"r0": 0, "r1": share/4 + 1, "r2": share / 4, "r3": share - 2*(share/4)}
+	for m, n := range keep {
+		c.landed(shares[m][:len(shares[m])-n], stored(shares[m][:len(shares[m])-n]), m)
+	}
+	if batch := c.takeTail(); len(batch) > 0 {
+		t.Fatalf("r0 takes %d blocks from the origin while it lacks more than a share", len(batch))
+	}
+	r1 := shares["r1"]
+	c.landed(r1[len(r1)-1:], stored(r1[len(r1)-1:]), "r1") // a share's worth missing: the tail
+	inFlight, _, _ := c.claimFrom("r3")
+	var taken []cid.Cid
+	for range share {
+		batch := c.takeTail()
+		if len(batch) == 0 {
+			break
+		}
+		taken = append(taken, batch...)
+		c.landed(batch, stored(batch), "")
+		c.tailEnded()
+	}
+	if want := share / swarmTailPart; len(taken) != want {
+		t.Fatalf("r0 took %d blocks from the origin in the tail, want %d (1/%d of a share)", len(taken), want, swarmTailPart)
+	}
+	r3 := shares["r3"]
+	for i, b := range taken {
+		if want := r3[len(r3)-1-i]; b != want || slices.Contains(inFlight, b) {
+			t.Fatalf("tail block %d is %v, want r3's %d-th from the end, not in flight to r3", i, b, i+1)
+		}
+	}
 }

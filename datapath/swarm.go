@@ -89,7 +89,10 @@ var errMemberSilent = errors.New("member did not answer a request in time")
 // the members not lagging, while the slow owner goes on from the start;
 // the others then fetch those blocks from their adopters. The origin
 // sends the slow share about twice at worst, and the others do not wait
-// for a slow link.
+// for a slow link. In the tail (tailAsks), with its own share here and at
+// most a share's worth missing, a member also asks the origin, whose
+// uplink falls idle then, for the last blocks of the share with the most
+// missing.
 type swarm struct {
 	f           *fetcher
 	self        string
@@ -106,6 +109,8 @@ type swarm struct {
 	lagging map[string]bool      // members whose shares lagged (laggingLocked)
 	lastGot map[string]time.Time // when each member's share last came from a member, or the start
 	done    chan struct{}        // closed once pending is empty
+	share   int                  // blocks of a share at the start, on average
+	tail    tailAsks
 }
 
 // newSwarm returns the swarm that fetches missing, the place of each among
@@ -138,6 +143,7 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 		s.left[o]++
 		s.size[o]++
 	}
+	s.share = len(s.pending) / len(s.members)
 	if len(s.pending) == 0 {
 		close(s.done)
 	}
@@ -193,6 +199,10 @@ func untilDone(ctx context.Context, done <-chan struct{}, start func(g *errgroup
 func (s *swarm) fromOrigin(ctx context.Context) error {
 	for {
 		batch, wake := s.takeOwn()
+		tail := batch == nil
+		if tail {
+			batch = s.takeTail()
+		}
 		if batch == nil {
 			idle := swarmPollMax // a wake, or a look now and then
 			if end, err := pause(ctx, s.done, wake, &idle); end {
@@ -201,7 +211,7 @@ func (s *swarm) fromOrigin(ctx context.Context) error {
 			continue
 		}
 		got, err := s.f.fetch(ctx, batch, nil, s.each, true)
-		s.landed(batch, func(c cid.Cid) bool { _, ok := got[c]; return ok }, "")
+		s.landed(batch, func(c cid.Cid) bool { _, ok := got[c]; return ok }, "", tail)
 		if err != nil {
 			return err
 		}
@@ -225,7 +235,7 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
 			blocks, err, keepErr := s.f.askHedged(ctx, m, batch, &s.asks)
-			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
+			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m, false)
 			if keepErr != nil {
 				return keepErr
 			}
@@ -273,8 +283,8 @@ func pause(ctx context.Context, done, change <-chan struct{}, wait *time.Duratio
 // takeOwn claims up to originBatch missing blocks this receiver is to
 // fetch from the origin: those it owns among the live members, and when
 // there are none, the share of a member that has sent nothing for
-// Thresholds.Patience. It returns nil and a channel closed on the next change
-// when there is nothing to take.
+// Thresholds.Patience. It returns nil and a channel closed on the next
+// change when there is nothing to take.
 func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	now := time.Now()
 	alive := s.aliveAt(now)
@@ -312,6 +322,28 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 		return nil, s.changed
 	}
 	return batch, nil
+}
+
+// takeTail claims, in the swarm's tail (tailAsks), up to originBatch of
+// the last missing blocks of the share with the most missing, to ask the
+// origin for; nil when not in the tail or none is free.
+func (s *swarm) takeTail() []cid.Cid {
+	alive := s.aliveAt(time.Now())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.tail.open(s.left[s.self], len(s.pending), s.share) {
+		return nil
+	}
+	lagging := s.laggingLocked()
+	relaying := func(o string) bool { return o != s.self && alive(o) && !lagging[o] }
+	for _, m := range mostMissingFirst(s.members, s.left, relaying) {
+		if batch := s.scanBack(m, nil, s.originBatch, anyBlock); len(batch) > 0 {
+			s.tail.took(len(batch))
+			s.claimLocked(batch, "")
+			return batch
+		}
+	}
+	return nil
 }
 
 // anyBlock is the scan filter that takes every block.
@@ -533,10 +565,13 @@ func (s *swarm) adopter(c cid.Cid, m string, lagging map[string]bool, alive func
 
 // landed ends the flight of batch: the blocks stored reports are stored
 // here (nil: none), the others missing still. from is the member that
-// sent them, if any.
-func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) {
+// sent them, if any; tail tells a tail request to the origin.
+func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string, tail bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if tail {
+		s.tail.ended()
+	}
 	some := false
 	now := time.Now()
 	s.releaseLocked(batch, from)

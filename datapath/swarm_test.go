@@ -350,7 +350,8 @@ func (n *testNet) addServing(id string, wrap func(from string, rw io.ReadWriteCl
 // TestSwarmKeepsASlowSteadyMember: member r1's answers come at about
 // 400 KiB/s, so each 1 MiB request to it takes some 2.6 s, five times
 // Thresholds.MemberRequest, but they never stall. r0 gets r1's share from
-// r1, and the origin sends each block once. With MemberRequest a bound on
+// r1 (but the last blocks, which the tail takes from the origin), and the
+// origin sends each block about once. With MemberRequest a bound on
 // the whole request, every request to r1 was cut short and thrown away,
 // r1 taken for failed, and r0 fetched r1's share from the origin again
 // (bench-swarm.sh unequal8: the slow site took 64-83 s for a 43 s link).
@@ -368,11 +369,13 @@ func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
 		d := writeDisk(t, rng, net.stores["src"], 32, size, 0) // 2 MiB: 1 MiB shares
 		net.swarmBlockSize = 1 << 20                           // member requests of 1 MiB
 		got := pushSwarm(t, net, d, []string{"r0", "r1"}, []string{"r0", "r1"})
-		if c := originCopies(t, d, got); c > 1.1 {
+		// The tail takes up to 1/swarmTailPart of a share from the origin.
+		tail := len(d.held) / 2 / swarmTailPart
+		if c := originCopies(t, d, got); c > 1.1+1.0/swarmTailPart {
 			t.Fatalf("origin sent %.2f copies, want about one: r1's share came from the origin again", c)
 		}
-		if from := got["r0"].BytesFrom["r1"]; from < int64(len(d.held)*size/2) {
-			t.Fatalf("r0 got %d bytes from r1, want its whole share (%d)", from, len(d.held)*size/2)
+		if from, want := got["r0"].BytesFrom["r1"], int64((len(d.held)/2-tail)*size); from < want {
+			t.Fatalf("r0 got %d bytes from r1, want its whole share but the tail's (%d)", from, want)
 		}
 	})
 }
@@ -445,7 +448,7 @@ func TestSwarmEndgameLeavesAFailedMembersShare(t *testing.T) {
 		ownerOf := func(c cid.Cid) string { return members[slices.Index(missing, c)%len(members)] }
 		for _, m := range []string{"r0", "r1"} {
 			share := slices.DeleteFunc(slices.Clone(missing), func(c cid.Cid) bool { return ownerOf(c) != m })
-			s.landed(share, func(cid.Cid) bool { return true }, m)
+			s.landed(share, func(cid.Cid) bool { return true }, m, false)
 		}
 
 		batch, _ := s.claimFrom("r1")
@@ -487,7 +490,7 @@ func TestSwarmHedgesAStalledOwner(t *testing.T) {
 		stall := 5 * time.Second
 		net, d, members := stalledOwner(t, stall)
 		got := pushSwarm(t, net, d, members, members)
-		checkHedged(t, d, got, stall)
+		checkHedged(t, d, members, got, stall, 1.0/swarmTailPart)
 	})
 }
 
@@ -528,15 +531,21 @@ func stalledOwner(t *testing.T, stall time.Duration) (net *testNet, d disk, memb
 
 // checkHedged checks that r0 got r1's share from the others while r1's
 // answers to it stalled, not from the origin again.
-func checkHedged(t *testing.T, d disk, got map[string]Progress, stall time.Duration) {
+func checkHedged(t *testing.T, d disk, members []string, got map[string]Progress, stall time.Duration, tail float64) {
 	t.Helper()
 	// Asking r2 and r3 for r1's share only once their own shares were done
 	// at r0 (hedgeLocked removed): r1's share had come nowhere when the
 	// others' were half done, r0 adopted it as lagging and took its end
 	// from the origin (1.05 copies, r0 done in 2.2-2.4 s); with the hedge,
-	// 1.00 copies in 1.2-1.6 s.
-	if c := originCopies(t, d, got); c >= 1.03 {
-		t.Errorf("origin sent %.2f copies, want under 1.03", c)
+	// 1.00 copies in 1.2-1.6 s, with r1's share from r2 and r3. The tail
+	// may add up to tail copies (1/swarmTailPart: the origin is asked for
+	// the last blocks once its uplink is about idle).
+	if c := originCopies(t, d, got); c >= 1.03+tail {
+		t.Errorf("origin sent %.2f copies, want under %.2f", c, 1.03+tail)
+	}
+	share := int64(len(d.held)*d.blockSize) / int64(len(members))
+	if relayed := got["r0"].BytesFrom["r2"] + got["r0"].BytesFrom["r3"] - 2*share; relayed < share*3/4 {
+		t.Errorf("r0 got %d bytes of r1's %d-byte share from r2 and r3, want most of it", relayed, share)
 	}
 	if took := got["r0"].Ended.Sub(got["r0"].Started); took >= stall {
 		t.Errorf("r0 took %v, want it done before r1's stall to it ends (%v)", took, stall)
@@ -565,11 +574,11 @@ func TestSwarmShareRelayedIsNotSilent(t *testing.T) {
 		patience := s.f.thresholds.Patience
 		for i, c := range missing {
 			if ownerOf(c) == "r0" || ownerOf(c) == "r3" {
-				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "") // here already
+				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "", false) // here already
 			}
 			if ownerOf(c) == "r1" && i < 16 {
 				time.Sleep(patience * 2 / 3)
-				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "r2")
+				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "r2", false)
 			}
 		}
 		time.Sleep(patience * 2 / 3)
@@ -618,4 +627,63 @@ func TestSwarmWaitsOutAStallUnderHedgeAfter(t *testing.T) {
 			t.Errorf("r0 took %v, want it to wait out r1's %v stall (not hedged under %v)", took, stall, DefaultHedgeAfter)
 		}
 	})
+}
+
+// TestSwarmTailAsksTheOriginForTheLastBlocks: once r0's own share is here
+// and it lacks at most a share's worth, it asks the origin for the last
+// blocks of the share with the most missing (r3's), never those in flight
+// to their owner, swarmTailRequests at a time and 1/swarmTailPart of a
+// share in all. Before the tail it asks the origin for nothing beyond its
+// own share.
+func TestSwarmTailAsksTheOriginForTheLastBlocks(t *testing.T) {
+	members := []string{"r0", "r1", "r2", "r3"}
+	const perShare = 64
+	missing, ordinals := numberedBlocks(4 * perShare)
+	spec := Spec{Sources: []string{"src"}, Swarm: members, Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
+	s := newSwarm(bareFetcher(spec), spec, missing, ordinals)
+	ownerOf := func(c cid.Cid) string { return members[slices.Index(missing, c)%len(members)] }
+	shareOf := func(m string) []cid.Cid {
+		return slices.DeleteFunc(slices.Clone(missing), func(c cid.Cid) bool { return ownerOf(c) != m })
+	}
+	here := func(from string, cs []cid.Cid) { s.landed(cs, func(cid.Cid) bool { return true }, from, false) }
+	// Missing: 10 of r2's share, 24 of r1's, 31 of r3's (none lagging).
+	here("", shareOf("r0"))
+	here("r2", shareOf("r2")[:perShare-10])
+	here("r1", shareOf("r1")[:perShare-24])
+	here("r3", shareOf("r3")[:perShare-31])
+	if batch := s.takeTail(); len(batch) > 0 {
+		t.Fatalf("r0 takes %d blocks from the origin while it lacks more than a share", len(batch))
+	}
+	here("r2", shareOf("r2")[perShare-10:perShare-9]) // a share's worth missing: the tail
+	inFlight, _ := s.claimFrom("r3")                  // the first of r3's share, asked of r3
+	var taken []cid.Cid
+	var out [][]cid.Cid
+	for range 2 * perShare {
+		if own, _ := s.takeOwn(); len(own) > 0 {
+			t.Fatalf("r0 takes %d blocks as its own, its share here", len(own))
+		}
+		batch := s.takeTail()
+		if len(batch) == 0 {
+			if len(out) == 0 {
+				break
+			}
+			s.landed(out[0], func(cid.Cid) bool { return true }, "", true)
+			out = out[1:]
+			continue
+		}
+		if len(out) == swarmTailRequests {
+			t.Fatalf("r0 has %d tail requests to the origin in flight, want at most %d", len(out)+1, swarmTailRequests)
+		}
+		out = append(out, batch)
+		taken = append(taken, batch...)
+	}
+	if want := perShare / swarmTailPart; len(taken) != want {
+		t.Fatalf("r0 took %d blocks from the origin in the tail, want %d (1/%d of a share)", len(taken), want, swarmTailPart)
+	}
+	r3 := shareOf("r3")
+	for i, c := range taken {
+		if want := r3[len(r3)-1-i]; c != want || slices.Contains(inFlight, c) {
+			t.Fatalf("tail block %d is %s's %v, want r3's %d-th from the end, not in flight to r3", i, ownerOf(c), c, i+1)
+		}
+	}
 }

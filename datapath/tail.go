@@ -1,0 +1,41 @@
+package datapath
+
+const (
+	// In the tail (tailAsks) a receiver keeps swarmTailRequests requests
+	// to the origin in flight and takes at most 1/swarmTailPart of a share
+	// from it in all, so the origin sends at most 1/swarmTailPart of a
+	// copy more (bench-swarm.sh equal8: 1.01-1.04 copies; allowed 1/16 of
+	// a share, the time gained was gone).
+	swarmTailRequests = 2
+	swarmTailPart     = 8
+)
+
+// tailAsks counts what a swarm or crowd receiver asks the origin for in
+// the tail: once its own share is all here and it lacks at most a share's
+// worth, it also asks the origin for the last blocks of the share with
+// the most missing (their owner got them last), none in flight to their
+// owner. By then the origin has handed out about every block once and its
+// uplink falls idle, while the owners relay their last blocks over
+// uplinks still full: in an equal8 push (bench-swarm.sh, every link's
+// bytes sampled each 0.1 s) the origin's link sat idle for the last 1.4 s
+// while four sites' uplinks ran full and the other four idle. Blocks in
+// flight to their owner are left to it: taken too (the owner then sends
+// them twice over its full uplink), they gained nothing and cost
+// 1.10-1.12 copies. Its owner's mu guards it.
+type tailAsks struct {
+	out int // requests in flight
+	got int // blocks taken
+}
+
+// open reports whether a receiver whose own share has ownLeft blocks
+// missing, lacking pending blocks in all, with shares of share blocks on
+// average, may ask the origin for another tail batch.
+func (t *tailAsks) open(ownLeft, pending, share int) bool {
+	return ownLeft == 0 && pending <= share && t.out < swarmTailRequests && t.got < max(1, share/swarmTailPart)
+}
+
+// took counts a tail request of n blocks.
+func (t *tailAsks) took(n int) { t.out++; t.got += n }
+
+// ended counts the end of a tail request.
+func (t *tailAsks) ended() { t.out-- }
