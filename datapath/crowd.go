@@ -256,7 +256,7 @@ func (c *crowd) takeTail() []cid.Cid {
 		return nil
 	}
 	c.sharesLocked(alive)
-	share := len(c.order) / len(c.live) // missing at the last rebuild of shares
+	share := c.shareLocked()
 	if !c.tail.open(c.left[c.self], len(c.pending), share) {
 		return nil
 	}
@@ -272,6 +272,10 @@ func (c *crowd) takeTail() []cid.Cid {
 	}
 	return nil
 }
+
+// shareLocked returns the blocks of a share on average, as the shares
+// were last built. c.mu must be held, the shares built.
+func (c *crowd) shareLocked() int { return len(c.order) / max(1, len(c.live)) }
 
 // tailEnded counts the end of a tail request.
 func (c *crowd) tailEnded() {
@@ -390,6 +394,8 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 		n := c.peerBatch
 		if lagging[m] {
 			n = c.originBatch
+		} else if inTail(c.left[c.self], len(c.pending), c.shareLocked()) {
+			n = max(1, n/swarmTailAskDiv)
 		}
 		notBad := func(b cid.Cid) bool { return !c.f.sentBad(m, b) }
 		c.hedgeLocked(m, n/2, notBad, &batch)

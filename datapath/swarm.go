@@ -370,6 +370,8 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	n := s.peerBatch
 	if lagging[m] {
 		n = s.originBatch
+	} else if inTail(s.left[s.self], len(s.pending), s.share) {
+		n = max(1, n/swarmTailAskDiv)
 	}
 	batch := s.hedgeLocked(m, n/2)
 	batch = s.scan(m, batch, n, anyBlock)

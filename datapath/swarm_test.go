@@ -63,6 +63,11 @@ func pushSwarm(t *testing.T, net *testNet, d disk, members []string, receivers [
 	return out
 }
 
+// tailCopies is the copies the origin may send beyond those a test allows
+// for its case, to receivers in the tail (tailAsks): up to 1/swarmTailPart
+// of a share each.
+const tailCopies = 1.0 / swarmTailPart
+
 // originCopies is how many copies of d the origin sent in all.
 func originCopies(t *testing.T, d disk, got map[string]Progress) float64 {
 	t.Helper()
@@ -83,8 +88,8 @@ func TestSwarmSuperSeeds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net, d, members := fourReceivers(t, 10)
 		got := pushSwarm(t, net, d, members, members)
-		if c := originCopies(t, d, got); c > 1.1 {
-			t.Fatalf("origin sent %.2f copies, want at most 1.1", c)
+		if c, most := originCopies(t, d, got), 1.1+tailCopies; c > most {
+			t.Fatalf("origin sent %.2f copies, want at most %.2f", c, most)
 		}
 		copyBytes := int64(len(d.held) * fourReceiversBlockSize)
 		for r, p := range got {
@@ -109,8 +114,8 @@ func TestSwarmDeadMember(t *testing.T) {
 		}
 		d := writeDisk(t, rng, net.stores["src"], 256, size, 10)
 		got := pushSwarm(t, net, d, append(slices.Clone(live), "dead"), live)
-		if c := originCopies(t, d, got); c > 1.25 {
-			t.Fatalf("origin sent %.2f copies, want at most 1.25", c)
+		if c, most := originCopies(t, d, got), 1.25+tailCopies; c > most {
+			t.Fatalf("origin sent %.2f copies, want at most %.2f", c, most)
 		}
 	})
 }
@@ -139,8 +144,8 @@ func TestSwarmMemberDies(t *testing.T) {
 			checkComplete(t, net.stores["src"], net.stores[r], d.root)
 			got[r] = p
 		}
-		if c := originCopies(t, d, got); c > 1.3 {
-			t.Fatalf("origin sent %.2f copies, want at most 1.3", c)
+		if c, most := originCopies(t, d, got), 1.3+tailCopies; c > most {
+			t.Fatalf("origin sent %.2f copies, want at most %.2f", c, most)
 		}
 		// Back up, r3 is pushed to again, alone: it fetches only what it
 		// lacks, from the origin and the members that have it all.
@@ -181,8 +186,8 @@ func TestSwarmSlowMember(t *testing.T) {
 		net.add("slow", limited(slowMemberRate, size))
 		d := writeDisk(t, rng, net.stores["src"], 1024, size, 0)
 		got := pushSwarm(t, net, d, members, members)
-		if c := originCopies(t, d, got); c > 1.5 {
-			t.Fatalf("origin sent %.2f copies, want at most 1.5", c)
+		if c, most := originCopies(t, d, got), 1.5+tailCopies; c > most {
+			t.Fatalf("origin sent %.2f copies, want at most %.2f", c, most)
 		}
 		share := int64(len(d.held)*size) / int64(len(members))
 		for _, r := range members[:3] {
@@ -233,8 +238,8 @@ func TestSwarmResume(t *testing.T) {
 		if got["r0"].SkippedBlocks == 0 {
 			t.Fatal("r0 skipped nothing")
 		}
-		if c := originCopies(t, d, got); c > 1.1 {
-			t.Fatalf("origin sent %.2f copies in all, want at most 1.1", c)
+		if c, most := originCopies(t, d, got), 1.1+tailCopies; c > most {
+			t.Fatalf("origin sent %.2f copies in all, want at most %.2f", c, most)
 		}
 	})
 }
@@ -371,7 +376,7 @@ func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
 		got := pushSwarm(t, net, d, []string{"r0", "r1"}, []string{"r0", "r1"})
 		// The tail takes up to 1/swarmTailPart of a share from the origin.
 		tail := len(d.held) / 2 / swarmTailPart
-		if c := originCopies(t, d, got); c > 1.1+1.0/swarmTailPart {
+		if c := originCopies(t, d, got); c > 1.1+tailCopies {
 			t.Fatalf("origin sent %.2f copies, want about one: r1's share came from the origin again", c)
 		}
 		if from, want := got["r0"].BytesFrom["r1"], int64((len(d.held)/2-tail)*size); from < want {
@@ -490,7 +495,7 @@ func TestSwarmHedgesAStalledOwner(t *testing.T) {
 		stall := 5 * time.Second
 		net, d, members := stalledOwner(t, stall)
 		got := pushSwarm(t, net, d, members, members)
-		checkHedged(t, d, members, got, stall, 1.0/swarmTailPart)
+		checkHedged(t, d, members, got, stall, tailCopies)
 	})
 }
 
@@ -633,8 +638,9 @@ func TestSwarmWaitsOutAStallUnderHedgeAfter(t *testing.T) {
 // and it lacks at most a share's worth, it asks the origin for the last
 // blocks of the share with the most missing (r3's), never those in flight
 // to their owner, swarmTailRequests at a time and 1/swarmTailPart of a
-// share in all. Before the tail it asks the origin for nothing beyond its
-// own share.
+// share in all, and asks members for 1/swarmTailAskDiv of the blocks it
+// asked them for before. Before the tail it asks the origin for nothing
+// beyond its own share.
 func TestSwarmTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 	members := []string{"r0", "r1", "r2", "r3"}
 	const perShare = 64
@@ -654,8 +660,16 @@ func TestSwarmTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 	if batch := s.takeTail(); len(batch) > 0 {
 		t.Fatalf("r0 takes %d blocks from the origin while it lacks more than a share", len(batch))
 	}
+	if ask, _ := s.claimFrom("r1"); len(ask) != s.peerBatch {
+		t.Fatalf("r0 asks r1 for %d blocks before the tail, want %d", len(ask), s.peerBatch)
+	} else {
+		s.landed(ask, func(cid.Cid) bool { return false }, "r1", false) // r1 had none yet
+	}
 	here("r2", shareOf("r2")[perShare-10:perShare-9]) // a share's worth missing: the tail
 	inFlight, _ := s.claimFrom("r3")                  // the first of r3's share, asked of r3
+	if want := s.peerBatch / swarmTailAskDiv; len(inFlight) != want {
+		t.Fatalf("r0 asks r3 for %d blocks in the tail, want %d", len(inFlight), want)
+	}
 	var taken []cid.Cid
 	var out [][]cid.Cid
 	for range 2 * perShare {
