@@ -211,7 +211,10 @@ func (s *swarm) fromOrigin(ctx context.Context) error {
 			continue
 		}
 		got, err := s.f.fetch(ctx, batch, nil, s.each, true)
-		s.landed(batch, func(c cid.Cid) bool { _, ok := got[c]; return ok }, "", tail)
+		s.landed(batch, func(c cid.Cid) bool { _, ok := got[c]; return ok }, "")
+		if tail {
+			s.tailEnded()
+		}
 		if err != nil {
 			return err
 		}
@@ -235,7 +238,7 @@ func (s *swarm) fromMember(ctx context.Context, m string) error {
 			// m sends what it holds of batch, maybe nothing yet: the
 			// request is charged for what it brings once it is here.
 			blocks, err, keepErr := s.f.askHedged(ctx, m, batch, &s.asks)
-			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m, false)
+			s.landed(batch, func(c cid.Cid) bool { _, ok := blocks[c]; return ok }, m)
 			if keepErr != nil {
 				return keepErr
 			}
@@ -344,6 +347,13 @@ func (s *swarm) takeTail() []cid.Cid {
 		}
 	}
 	return nil
+}
+
+// tailEnded counts the end of a tail request.
+func (s *swarm) tailEnded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tail.ended()
 }
 
 // anyBlock is the scan filter that takes every block.
@@ -567,13 +577,10 @@ func (s *swarm) adopter(c cid.Cid, m string, lagging map[string]bool, alive func
 
 // landed ends the flight of batch: the blocks stored reports are stored
 // here (nil: none), the others missing still. from is the member that
-// sent them, if any; tail tells a tail request to the origin.
-func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string, tail bool) {
+// sent them, if any.
+func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if tail {
-		s.tail.ended()
-	}
 	some := false
 	now := time.Now()
 	s.releaseLocked(batch, from)

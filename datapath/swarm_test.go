@@ -453,7 +453,7 @@ func TestSwarmEndgameLeavesAFailedMembersShare(t *testing.T) {
 		ownerOf := func(c cid.Cid) string { return members[slices.Index(missing, c)%len(members)] }
 		for _, m := range []string{"r0", "r1"} {
 			share := slices.DeleteFunc(slices.Clone(missing), func(c cid.Cid) bool { return ownerOf(c) != m })
-			s.landed(share, func(cid.Cid) bool { return true }, m, false)
+			s.landed(share, func(cid.Cid) bool { return true }, m)
 		}
 
 		batch, _ := s.claimFrom("r1")
@@ -579,11 +579,11 @@ func TestSwarmShareRelayedIsNotSilent(t *testing.T) {
 		patience := s.f.thresholds.Patience
 		for i, c := range missing {
 			if ownerOf(c) == "r0" || ownerOf(c) == "r3" {
-				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "", false) // here already
+				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "") // here already
 			}
 			if ownerOf(c) == "r1" && i < 16 {
 				time.Sleep(patience * 2 / 3)
-				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "r2", false)
+				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "r2")
 			}
 		}
 		time.Sleep(patience * 2 / 3)
@@ -651,7 +651,7 @@ func TestSwarmTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 	shareOf := func(m string) []cid.Cid {
 		return slices.DeleteFunc(slices.Clone(missing), func(c cid.Cid) bool { return ownerOf(c) != m })
 	}
-	here := func(from string, cs []cid.Cid) { s.landed(cs, func(cid.Cid) bool { return true }, from, false) }
+	here := func(from string, cs []cid.Cid) { s.landed(cs, func(cid.Cid) bool { return true }, from) }
 	// Missing: 10 of r2's share, 24 of r1's, 31 of r3's (none lagging).
 	here("", shareOf("r0"))
 	here("r2", shareOf("r2")[:perShare-10])
@@ -663,7 +663,7 @@ func TestSwarmTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 	if ask, _ := s.claimFrom("r1"); len(ask) != s.peerBatch {
 		t.Fatalf("r0 asks r1 for %d blocks before the tail, want %d", len(ask), s.peerBatch)
 	} else {
-		s.landed(ask, func(cid.Cid) bool { return false }, "r1", false) // r1 had none yet
+		s.landed(ask, func(cid.Cid) bool { return false }, "r1") // r1 had none yet
 	}
 	here("r2", shareOf("r2")[perShare-10:perShare-9]) // a share's worth missing: the tail
 	inFlight, _ := s.claimFrom("r3")                  // the first of r3's share, asked of r3
@@ -681,7 +681,8 @@ func TestSwarmTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 			if len(out) == 0 {
 				break
 			}
-			s.landed(out[0], func(cid.Cid) bool { return true }, "", true)
+			s.landed(out[0], func(cid.Cid) bool { return true }, "")
+			s.tailEnded()
 			out = out[1:]
 			continue
 		}

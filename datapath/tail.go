@@ -4,15 +4,15 @@ const (
 	// In the tail (tailAsks) a receiver keeps swarmTailRequests requests
 	// to the origin in flight and takes at most 1/swarmTailPart of a share
 	// from it in all, so the origin sends at most 1/swarmTailPart of a
-	// copy more (bench-swarm.sh equal8: 1.01-1.04 copies; allowed 1/16 of
-	// a share, the time gained was gone).
+	// copy more (bench-swarm.sh equal8: 1.06-1.07 copies with the quarter
+	// asks below; allowed 1/16 of a share, the time gained was gone).
 	swarmTailRequests = 2
 	swarmTailPart     = 8
 	// In the tail a member is asked for 1/swarmTailAskDiv of the blocks
 	// it is asked for before: fewer wait in flight to an owner whose
 	// uplink is backlogged, asked of nobody else, and the origin's tail
 	// requests take more of them (bench-swarm.sh equal8: last site
-	// median 13.3 -> 12.8 s over 4 and 4 runs; 1/8 and 1/16 the same).
+	// median 13.3 -> 12.9 s, 4 runs alternated; 1/8 and 1/16 the same).
 	swarmTailAskDiv = 4
 )
 
