@@ -32,7 +32,7 @@ type Crowd interface {
 // their owner before it came: it asks that earlier owner for them first,
 // until one ask brings nothing (each member fetches its share in map
 // order, so what the earlier one held is the start of its share; what it
-// had in flight from the origin then, at most swarmOriginInFlight, may
+// had in flight from the origin then, swarmOriginRequests requests, may
 // come twice). A
 // member that fails requests is passed over for a while and its blocks
 // owned by the others; one alive but whose share has not come here for
@@ -133,10 +133,8 @@ func (c *crowd) run(ctx context.Context) error {
 	return untilDone(ctx, c.done, func(g *errgroup.Group, ctx context.Context) {
 		c.runCtx = ctx
 		c.aloneCtx, c.aloneCancel = context.WithCancel(ctx)
-		perRequest := int64(c.originBatch) * c.each
-		crowdRequests := max(2, int(swarmOriginInFlight/perRequest))
-		for i := range max(crowdRequests, c.aloneRequests) {
-			g.Go(func() error { return c.fromOrigin(ctx, i < crowdRequests, i < c.aloneRequests) })
+		for i := range max(swarmOriginRequests, c.aloneRequests) {
+			g.Go(func() error { return c.fromOrigin(ctx, i < swarmOriginRequests, i < c.aloneRequests) })
 		}
 		g.Go(func() error {
 			for {

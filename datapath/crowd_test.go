@@ -88,6 +88,20 @@ func TestCrowdSuperSeeds(t *testing.T) {
 	})
 }
 
+// TestCrowdAsksTheOriginTwoAtATime: a receiver of a crowd keeps two
+// requests to the origin in flight, as a swarm's does.
+func TestCrowdAsksTheOriginTwoAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := fourReceivers(t, 10)
+		gauge := &originGauge{Peers: net.clients["r0"]}
+		net.peers = map[string]Peers{"r0": gauge}
+		waitAll(t, net, d, startCrowd(net, d, newTestCrowd(members...), members, members))
+		if gauge.most != 2 {
+			t.Fatalf("r0 had up to %d requests to the origin in flight, want 2", gauge.most)
+		}
+	})
+}
+
 // TestCrowdLateJoiners: four receivers pull; once they hold a third of the
 // disk four more join. The late ones get what the early ones hold from
 // them, not from the origin, which still sends about one copy. Nobody

@@ -31,6 +31,9 @@ type testNet struct {
 	// swarmBlockSize is the Spec.BlockSize of the swarms startSwarm
 	// starts (0: MinBlockSize).
 	swarmBlockSize int
+	// peers are the Peers a node's transfers use in place of its client
+	// (startCleaned), where a test watches them.
+	peers map[string]Peers
 }
 
 func newTestNet(tb testing.TB) *testNet {

@@ -20,17 +20,25 @@ const (
 	// swarm: small, so that each piece goes on to the other members soon
 	// after it lands here, and the last pieces do not hold up the end.
 	swarmOriginBatch = 64 << 10
-	// swarmOriginInFlight is the bytes each member asks of the origin at a
-	// time, in many small requests (a libp2p stream moves about one yamux
-	// window per round trip, so many small requests beat a few large
-	// ones). swarmPeerBatch is the bytes asked of another member per
+	// swarmOriginRequests is the requests each member keeps in flight to
+	// the origin. Few, so that the origin's uplink is shared out evenly:
+	// with 16 of them (1 MiB) per member, the members' TCP flows from the
+	// origin shared its uplink as their congestion control pleased, a
+	// member got 1 to 17 blocks a second from it against 11 on average
+	// (bench-swarm.sh equal8, every block's arrival traced), and one that
+	// got its share fast had more to relay than its uplink carries, so the
+	// others waited about a second for it at the end; with two, the
+	// members' flows hold a request each in the origin's queue and are
+	// served in turn (5 to 16 a second), and the origin's uplink stays
+	// full: equal8 last site 13.0 -> 12.45 s, 1.07 -> 1.03 copies.
+	// swarmPeerBatch is the bytes asked of another member per
 	// request, swarmPeerRequests the requests to each member in flight:
 	// where a member's download is as fast as the origin's upload, it has
 	// no slack to catch up later, so the relays must keep pace with the
 	// origin all along; two requests of up to 1 MiB let a member send
 	// at once the backlog a round trip left (bench-swarm.sh, 8 sites: the
 	// last site 1.30 -> 1.21x the bound, against one request of 256 KiB).
-	swarmOriginInFlight = 1 << 20
+	swarmOriginRequests = 2
 	swarmPeerBatch      = 1 << 20
 	swarmPeerRequests   = 2
 	// swarmPollMin and swarmPollMax bound the wait before asking a member
@@ -153,9 +161,7 @@ func newSwarm(f *fetcher, spec Spec, missing []cid.Cid, ordinals []int) *swarm {
 // run fetches every missing block.
 func (s *swarm) run(ctx context.Context) error {
 	return untilDone(ctx, s.done, func(g *errgroup.Group, ctx context.Context) {
-		perRequest := int64(s.originBatch) * s.each
-		originRequests := max(2, int(swarmOriginInFlight/perRequest))
-		for range originRequests {
+		for range swarmOriginRequests {
 			g.Go(func() error { return s.fromOrigin(ctx) })
 		}
 		for _, m := range s.members {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -41,7 +42,11 @@ func startSwarm(net *testNet, d disk, members []string, receivers []string) map[
 // the tests after it.
 func startCleaned(net *testNet, spec Spec, r string) *Transfer {
 	spec.Thresholds = net.thresholds
-	tr := Start(context.Background(), spec, net.clients[r], net.stores[r], nil)
+	var peers Peers = net.clients[r]
+	if p, ok := net.peers[r]; ok {
+		peers = p
+	}
+	tr := Start(context.Background(), spec, peers, net.stores[r], nil)
 	net.tb.Cleanup(tr.Cancel)
 	return tr
 }
@@ -96,6 +101,47 @@ func TestSwarmSuperSeeds(t *testing.T) {
 			if fromOthers := p.DoneBytes - p.BytesFrom["src"]; fromOthers < copyBytes/2 {
 				t.Errorf("%s got %d of %d bytes from the other receivers, want most", r, fromOthers, copyBytes)
 			}
+		}
+	})
+}
+
+// originGauge counts the requests for data blocks a receiver has in
+// flight to the origin "src", and the most at once.
+type originGauge struct {
+	Peers
+	mu        sync.Mutex
+	now, most int
+}
+
+func (g *originGauge) GetEach(ctx context.Context, peer string, cids []cid.Cid, fn func([]blockstore.Block) error) error {
+	if peer != "src" || slices.ContainsFunc(cids, isMapNode) {
+		return g.Peers.GetEach(ctx, peer, cids, fn)
+	}
+	g.mu.Lock()
+	g.now++
+	g.most = max(g.most, g.now)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.now--
+		g.mu.Unlock()
+	}()
+	return g.Peers.GetEach(ctx, peer, cids, fn)
+}
+
+// TestSwarmAsksTheOriginTwoAtATime: a receiver keeps two requests to the
+// origin in flight, not more, so that the members' flows
+// share the origin's uplink evenly (on capped links, 16 at a time let the
+// members' TCP flows split it unevenly, and those served fast fell behind
+// relaying their shares).
+func TestSwarmAsksTheOriginTwoAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, d, members := fourReceivers(t, 10)
+		gauge := &originGauge{Peers: net.clients["r0"]}
+		net.peers = map[string]Peers{"r0": gauge}
+		pushSwarm(t, net, d, members, members)
+		if gauge.most != 2 {
+			t.Fatalf("r0 had up to %d requests to the origin in flight, want 2", gauge.most)
 		}
 	})
 }

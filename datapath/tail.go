@@ -4,10 +4,11 @@ const (
 	// In the tail (tailAsks) a receiver keeps swarmTailRequests requests
 	// to the origin in flight and takes at most 1/swarmTailPart of a share
 	// from it in all, so the origin sends at most 1/swarmTailPart of a
-	// copy more (bench-swarm.sh equal8: 1.06-1.07 copies with the quarter
-	// asks below; allowed 1/16 of a share, the time gained was gone).
+	// copy more (bench-swarm.sh equal8: 1.02-1.03 copies with the quarter
+	// asks below; 1/8 of a share took the same time at 1.05 copies once
+	// the origin's uplink was shared out evenly, swarmOriginRequests).
 	swarmTailRequests = 2
-	swarmTailPart     = 8
+	swarmTailPart     = 16
 	// In the tail a member is asked for 1/swarmTailAskDiv of the blocks
 	// it is asked for before: fewer wait in flight to an owner whose
 	// uplink is backlogged, asked of nobody else, and the origin's tail
