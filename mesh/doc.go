@@ -41,6 +41,9 @@
 // # Rejoin
 //
 // With a state directory, the known members' multiaddrs are kept in
-// peers.json. Whenever the node has no live member other than itself it joins
-// them again with backoff, so a restarted node finds its cluster by itself.
+// peers.json. The node joins again, at most rejoinMaxBackoff apart, every
+// known peer that is not a live member, so a restarted node finds its
+// cluster by itself and the two sides of a healed cut find each other.
+// Joins, gossip and streams to members gossip says are alive dial past
+// libp2p's dial backoff, which failed dials during a cut grow to minutes.
 package mesh

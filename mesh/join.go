@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
@@ -32,7 +33,7 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 			continue
 		}
 		wg.Go(func() {
-			err := unreachable(m.host.Connect(ctx, info))
+			err := unreachable(m.host.Connect(joinDial(ctx), info))
 			if err == nil {
 				err = m.admission.wait(ctx, info.ID)
 			}
@@ -74,6 +75,14 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// joinDial lets a join dial past libp2p's dial backoff: an operator's
+// join is meant as a real attempt, and the rejoin loop paces its own
+// retries; the backoff, grown by the dials that failed during a cut, held
+// the rejoin of a node back after the cut healed.
+func joinDial(ctx context.Context) context.Context {
+	return network.WithForceDirectDial(ctx, "join")
 }
 
 // unreachableError is a failed dial said once: libp2p's own message

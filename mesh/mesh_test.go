@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multihash"
 )
@@ -313,5 +314,46 @@ func TestRejoinReachesEveryKnownPeer(t *testing.T) {
 	a2 := newTestMesh(t, aCfg)
 	eventually(t, 15*time.Second, "b joins a once it is back", func() bool {
 		return hasState(b, a2.ID(), StateAlive) && hasState(a2, b.ID(), StateAlive)
+	})
+}
+
+// TestMembersRedialAfterACut: failed dials during a cut leave each side's
+// addresses of the other in libp2p's dial backoff, which grows with every
+// retry to minutes (8 retries over a 2.5-minute cut: 69 s more). Once the
+// cut heals, a stream to a member gossip says is alive is opened at once,
+// and gossip's own probes reconnect the two; neither waits the backoff out.
+func TestMembersRedialAfterACut(t *testing.T) {
+	secret := newSecret(t)
+	a := newTestMesh(t, Config{Secret: secret, Site: "a"})
+	b := newTestMesh(t, Config{Secret: secret, Site: "b"})
+	c := newTestMesh(t, Config{Secret: secret, Site: "c"})
+	b.setStreamHandler(echoProtocol, echo)
+	join(t, b, a.Addrs())
+	join(t, c, a.Addrs())
+	for _, m := range []*Mesh{a, b, c} {
+		eventually(t, 10*time.Second, "three members alive", func() bool { return m.members.alive() == 2 })
+	}
+	cut := func() {
+		for _, pair := range [][2]*Mesh{{a, b}, {b, a}} {
+			from, to := pair[0], pair[1]
+			backoff := from.host.Network().(*swarm.Swarm).Backoff()
+			for _, addr := range from.host.Peerstore().Addrs(to.ID()) {
+				for range 9 {
+					backoff.AddBackoff(to.ID(), addr)
+				}
+			}
+		}
+		if err := a.host.Network().ClosePeer(b.ID()); err != nil {
+			t.Fatalf("close a-b: %v", err)
+		}
+	}
+
+	cut()
+	if got := roundTrip(t, a, b.ID(), "after the cut"); got != "after the cut" {
+		t.Errorf("echo a->b after the cut: got %q", got)
+	}
+	cut()
+	eventually(t, 10*time.Second, "gossip reconnects a and b", func() bool {
+		return a.host.Network().Connectedness(b.ID()) == network.Connected
 	})
 }
