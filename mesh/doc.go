@@ -44,6 +44,6 @@
 // peers.json. The node joins again, at most rejoinMaxBackoff apart, every
 // known peer that is not a live member, so a restarted node finds its
 // cluster by itself and the two sides of a healed cut find each other.
-// Joins, gossip and streams to members gossip says are alive dial past
-// libp2p's dial backoff, which failed dials during a cut grow to minutes.
+// Joins dial past libp2p's dial backoff, which failed dials during a cut
+// grow to minutes.
 package mesh

@@ -79,8 +79,15 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 
 // joinDial lets a join dial past libp2p's dial backoff: an operator's
 // join is meant as a real attempt, and the rejoin loop paces its own
-// retries; the backoff, grown by the dials that failed during a cut, held
-// the rejoin of a node back after the cut healed.
+// retries; the backoff, grown by the dials that failed during a cut (5 s,
+// then 6, 9, 14 s... to 5 minutes), held the rejoin of a node back after
+// the cut healed. Only joins do: libp2p's resource manager also limits
+// connections per remote IP (0.2 a second after a burst of 16, dials and
+// accepts counted alike), which the backoff keeps other dials under;
+// gossip dialing past it on every packet spent both sides' allowance on
+// each other and kept two nodes apart for over a minute (make torture).
+// The rejoin loop dials an absent peer at most every rejoinMinBackoff,
+// then every rejoinMaxBackoff: the limit's own pace.
 func joinDial(ctx context.Context) context.Context {
 	return network.WithForceDirectDial(ctx, "join")
 }

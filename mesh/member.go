@@ -143,14 +143,6 @@ func (t *memberTable) alive() int {
 	return n
 }
 
-// isAlive says whether id is a member alive.
-func (t *memberTable) isAlive(id peer.ID) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.nodes[id]
-	return ok && e.State == StateAlive
-}
-
 // addrs returns the gossiped addresses of id, nil if unknown.
 func (t *memberTable) addrs(id peer.ID) []multiaddr.Multiaddr {
 	t.mu.Lock()

@@ -128,16 +128,10 @@ func (m *Mesh) newStream(ctx context.Context, p peer.ID, protos ...protocol.ID) 
 	}
 }
 
-// connect makes sure there is a connection to p. It dials a member that
-// gossip says is alive even while libp2p's dial backoff holds it back
-// (failed dials during a cut leave it there for up to 5 minutes after the
-// cut heals).
+// connect makes sure there is a connection to p.
 func (m *Mesh) connect(ctx context.Context, p peer.ID) error {
 	if m.host.Network().Connectedness(p) == network.Connected {
 		return nil
-	}
-	if m.members.isAlive(p) {
-		ctx = network.WithForceDirectDial(ctx, "member alive in gossip")
 	}
 	var errs []error
 	if len(m.host.Peerstore().Addrs(p)) > 0 {

@@ -124,7 +124,7 @@ func (t *gossipTransport) WriteToAddress(b []byte, a memberlist.Address) (time.T
 		defer func() { <-t.sending }()
 		ctx, cancel := context.WithTimeout(t.ctx, packetTimeout)
 		defer cancel()
-		s, err := t.host.NewStream(gossipDial(ctx), p, gossipPacketProtocol)
+		s, err := t.host.NewStream(ctx, p, gossipPacketProtocol)
 		if err != nil {
 			t.log.Debug("gossip packet not sent", "peer", p, "err", err)
 			return
@@ -174,15 +174,6 @@ func (t *gossipTransport) DialTimeout(addr string, timeout time.Duration) (net.C
 	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
 }
 
-// gossipDial lets gossip dial a node that libp2p's dial backoff holds
-// back. memberlist is the failure detector and paces its own probes; the
-// backoff, which grows by the square of failed dials to 5 minutes, would
-// answer its probes of a node that came back from a cut with the failures
-// of the cut, on both sides, for as long as the cut lasted.
-func gossipDial(ctx context.Context) context.Context {
-	return network.WithForceDirectDial(ctx, "gossip probes past the dial backoff")
-}
-
 // DialAddressTimeout opens memberlist's reliable channel to a node.
 func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	p, err := t.book.resolve(a)
@@ -191,7 +182,7 @@ func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, timeout)
 	defer cancel()
-	s, err := t.host.NewStream(gossipDial(ctx), p, gossipStreamProtocol)
+	s, err := t.host.NewStream(ctx, p, gossipStreamProtocol)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("gossip stream to %s: timeout after %v", p, timeout)

@@ -51,12 +51,8 @@ PIDS=()
 LOAD=()
 FORWARD_RULE=""
 cleanup() {
-	for p in "${LOAD[@]}" "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	for i in 0 1 2; do ip netns del "weft-detect-$TAG-$i" 2>/dev/null || true; done
-	ip link del "$BR" 2>/dev/null || true
-	[ -z "$FORWARD_RULE" ] || iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null || true
-	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+	for p in "${LOAD[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	teardown_bridged "$BR" "weft-detect-$TAG" 3
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -65,21 +61,9 @@ ns() { echo "weft-detect-$TAG-$1"; }
 addr() { echo "10.232.0.$((10 + $1))"; }
 w() { local i=$1; shift; "$WEFT" --home "$WORK/${NODES[$i]}" "$@"; }
 
-ip link add "$BR" type bridge
-ip link set "$BR" up
-if command -v iptables >/dev/null; then
-	iptables -I FORWARD -i "$BR" -o "$BR" -j ACCEPT
-	FORWARD_RULE=yes
-fi
+bridged_namespaces "$BR" "weft-detect-$TAG" "wdv$TAG" 3
 for i in 0 1 2; do
 	host=wdv${TAG}h$i peer=wdv${TAG}n$i
-	ip netns add "$(ns "$i")"
-	ip link add "$host" type veth peer name "$peer"
-	ip link set "$peer" netns "$(ns "$i")"
-	ip link set "$host" master "$BR" up
-	ip -n "$(ns "$i")" addr add "$(addr "$i")/24" dev "$peer"
-	ip -n "$(ns "$i")" link set "$peer" up
-	ip -n "$(ns "$i")" link set lo up
 	tc qdisc add dev "$host" root tbf rate "${RATE}mbit" burst 64kb latency "${QUEUE}ms"
 	ip netns exec "$(ns "$i")" tc qdisc add dev "$peer" root tbf rate "${RATE}mbit" burst 64kb latency "${QUEUE}ms"
 	[ -z "${NOTSENT:-}" ] || ip netns exec "$(ns "$i")" sysctl -qw net.ipv4.tcp_notsent_lowat="$NOTSENT"

@@ -113,27 +113,13 @@ mesh() {
 	BR=wsbr$TAG$CASE_NO
 	HOMES=$WORK/$name-$CASE_NO # a case may run more than once
 	mkdir -p "$HOMES"
-	ip link add "$BR" type bridge
-	ip link set "$BR" up
-	if command -v iptables >/dev/null; then
-		# dockerd sets the FORWARD policy to DROP, which bridged frames meet
-		# when br_netfilter is loaded.
-		iptables -I FORWARD -i "$BR" -o "$BR" -j ACCEPT
-		FORWARD_RULE=yes
-	fi
+	local nsp=weft-swarm-$TAG-$CASE_NO devp=wsv$TAG$CASE_NO
+	for i in $(seq 0 "$n"); do NS+=("$nsp-$i"); done # teardown's, even if set-up fails
+	bridged_namespaces "$BR" "$nsp" "$devp" $((n + 1))
 	for i in $(seq 0 "$n"); do
-		local ns=weft-swarm-$TAG-$CASE_NO-$i host=wsv$TAG${CASE_NO}h$i peer=wsv$TAG${CASE_NO}n$i
-		NS+=("$ns")
-		ip netns add "$ns"
-		ip link add "$host" type veth peer name "$peer"
-		ip link set "$peer" netns "$ns"
-		ip link set "$host" master "$BR" up
-		ip -n "$ns" addr add "$(addr "$i")/24" dev "$peer"
-		ip -n "$ns" link set "$peer" up
-		ip -n "$ns" link set lo up
 		# Download (bridge to site) and upload (site to bridge).
-		tc qdisc add dev "$host" root tbf rate "${rates[$i]}mbit" burst 64kb latency 50ms
-		ip netns exec "$ns" tc qdisc add dev "$peer" root tbf rate "${rates[$i]}mbit" burst 64kb latency 50ms
+		tc qdisc add dev "${devp}h$i" root tbf rate "${rates[$i]}mbit" burst 64kb latency 50ms
+		ip netns exec "$nsp-$i" tc qdisc add dev "${devp}n$i" root tbf rate "${rates[$i]}mbit" burst 64kb latency 50ms
 	done
 	for i in $(seq 0 "$n"); do
 		local secret=()

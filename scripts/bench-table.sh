@@ -9,7 +9,7 @@
 set -uo pipefail
 dir=$(cd "$(dirname "$0")" && pwd)
 SCRIPTS=("$@")
-[ ${#SCRIPTS[@]} -gt 0 ] || SCRIPTS=(bench.sh bench-wire.sh bench-nbd.sh bench-iscsi.sh bench-fuse.sh bench-heal.sh bench-heal-mesh.sh bench-detect.sh bench-swarm.sh bench-docker.sh)
+[ ${#SCRIPTS[@]} -gt 0 ] || SCRIPTS=(bench.sh bench-wire.sh bench-nbd.sh bench-iscsi.sh bench-fuse.sh bench-heal.sh bench-heal-mesh.sh bench-detect.sh bench-rejoin.sh bench-swarm.sh bench-docker.sh)
 logs=$(mktemp -d "${TMPDIR:-/tmp}/weft-bench-table.XXXXXX")
 trap 'rm -rf "$logs"' EXIT
 

@@ -62,3 +62,41 @@ cleanup_daemons() {
 	stop_all
 	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
+
+# bridged_namespaces BRIDGE NS_PREFIX DEV_PREFIX N: bridge BRIDGE and N
+# network namespaces NS_PREFIX-0 .. NS_PREFIX-(N-1) hung on it, namespace I
+# by a veth pair DEV_PREFIX"h"I (on the bridge) / DEV_PREFIX"n"I (inside,
+# address $(addr I)/24, the caller's addr function). Sets FORWARD_RULE when
+# it let bridged frames through iptables' FORWARD chain: the caller's
+# cleanup deletes that rule, the namespaces and the bridge.
+bridged_namespaces() {
+	local br=$1 nsp=$2 devp=$3 n=$4 i
+	ip link add "$br" type bridge
+	ip link set "$br" up
+	if command -v iptables >/dev/null; then
+		# dockerd sets the FORWARD policy to DROP, which bridged frames meet
+		# when br_netfilter is loaded.
+		iptables -I FORWARD -i "$br" -o "$br" -j ACCEPT
+		FORWARD_RULE=yes
+	fi
+	for i in $(seq 0 $((n - 1))); do
+		ip netns add "$nsp-$i"
+		ip link add "${devp}h$i" type veth peer name "${devp}n$i"
+		ip link set "${devp}n$i" netns "$nsp-$i"
+		ip link set "${devp}h$i" master "$br" up
+		ip -n "$nsp-$i" addr add "$(addr "$i")/24" dev "${devp}n$i"
+		ip -n "$nsp-$i" link set "${devp}n$i" up
+		ip -n "$nsp-$i" link set lo up
+	done
+}
+
+# teardown_bridged BRIDGE NS_PREFIX N: undoes bridged_namespaces after
+# stop_all, and removes WORK unless KEEP_WORK is set: an EXIT trap.
+teardown_bridged() {
+	local br=$1 nsp=$2 n=$3 i
+	stop_all
+	for i in $(seq 0 $((n - 1))); do ip netns del "$nsp-$i" 2>/dev/null || true; done
+	ip link del "$br" 2>/dev/null || true
+	[ -z "${FORWARD_RULE:-}" ] || iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT 2>/dev/null || true
+	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
