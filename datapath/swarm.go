@@ -41,9 +41,9 @@ const (
 	// each: the blocks asked of a member are asked of nobody else until it
 	// answers, and a 1 MiB answer on a seventh of a 50 Mbit/s uplink takes
 	// about 1.3 s, so at the end the others waited on blocks stuck behind
-	// it (equal8 last site 12.45 -> 12.25 s, pull8 12.7 -> 12.25 s, at
-	// the same 1.03 copies, against 1 MiB, with the origin asked two at
-	// a time).
+	// it (against 1 MiB, with the origin asked two at a time, alternated:
+	// equal8 last site 12.5 -> 12.4 s over 7 pairs, pull8 12.8 -> 12.5 s
+	// over 5, replicate8 12.7 -> 12.4 s over 3, the same copies).
 	swarmOriginRequests = 2
 	swarmPeerBatch      = 256 << 10
 	swarmPeerRequests   = 2

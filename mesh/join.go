@@ -86,8 +86,8 @@ func (m *Mesh) Join(ctx context.Context, addrs []string) (int, error) {
 // accepts counted alike), which the backoff keeps other dials under;
 // gossip dialing past it on every packet spent both sides' allowance on
 // each other and kept two nodes apart for over a minute (make torture).
-// The rejoin loop dials an absent peer at most every rejoinMinBackoff,
-// then every rejoinMaxBackoff: the limit's own pace.
+// The rejoin loop dials an absent peer 1, 2 and 4 s apart (within the
+// limit's burst), then every rejoinMaxBackoff, 5 s: the limit's own pace.
 func joinDial(ctx context.Context) context.Context {
 	return network.WithForceDirectDial(ctx, "join")
 }

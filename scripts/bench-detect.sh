@@ -44,6 +44,7 @@ done
 
 TAG=$(($$ % 100000))
 BR=wdbr$TAG
+NSP=weft-detect-$TAG
 NODES=(a b c)
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-detect.XXXXXX")
 . "$(dirname "$0")/lib.sh"
@@ -52,16 +53,16 @@ LOAD=()
 FORWARD_RULE=""
 cleanup() {
 	for p in "${LOAD[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	teardown_bridged "$BR" "weft-detect-$TAG" 3
+	teardown_bridged "$BR" "$NSP" 3
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ns() { echo "weft-detect-$TAG-$1"; }
+ns() { echo "$NSP-$1"; }
 addr() { echo "10.232.0.$((10 + $1))"; }
 w() { local i=$1; shift; "$WEFT" --home "$WORK/${NODES[$i]}" "$@"; }
 
-bridged_namespaces "$BR" "weft-detect-$TAG" "wdv$TAG" 3
+bridged_namespaces "$BR" "$NSP" "wdv$TAG" 3
 for i in 0 1 2; do
 	host=wdv${TAG}h$i peer=wdv${TAG}n$i
 	tc qdisc add dev "$host" root tbf rate "${RATE}mbit" burst 64kb latency "${QUEUE}ms"

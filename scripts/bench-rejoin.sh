@@ -35,20 +35,21 @@ done
 
 TAG=$(($$ % 100000))
 BR=wrbr$TAG
+NSP=weft-rejoin-$TAG
 NODES=(a b c)
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/weft-bench-rejoin.XXXXXX")
 . "$(dirname "$0")/lib.sh"
 PIDS=()
 FORWARD_RULE=""
-trap 'teardown_bridged "$BR" "weft-rejoin-$TAG" 3' EXIT
+trap 'teardown_bridged "$BR" "$NSP" 3' EXIT
 trap 'exit 130' INT TERM
 
-ns() { echo "weft-rejoin-$TAG-$1"; }
+ns() { echo "$NSP-$1"; }
 addr() { echo "10.234.0.$((10 + $1))"; }
 w() { local i=$1; shift; "$WEFT" --home "$WORK/${NODES[$i]}" "$@"; }
 listen() { echo "/ip4/$(addr "$1")/tcp/4001"; }
 
-bridged_namespaces "$BR" "weft-rejoin-$TAG" "wrv$TAG" 3
+bridged_namespaces "$BR" "$NSP" "wrv$TAG" 3
 CUT_DEV=wrv${TAG}h2
 
 for i in 0 1 2; do
