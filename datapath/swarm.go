@@ -64,6 +64,10 @@ const (
 	// a share the origin sends again.
 	swarmLagSeen  = 0.5
 	swarmLagBytes = 4 << 20
+	// swarmProbeMargin is the blocks per member at the end of a
+	// receiver's own share that it leaves to its origin requests rather
+	// than ask the others for (probeOwnLocked).
+	swarmProbeMargin = 4
 )
 
 // errMemberSilent marks a member request whose answer stalled for
@@ -125,6 +129,12 @@ type swarm struct {
 	done    chan struct{}        // closed once pending is empty
 	share   int                  // blocks of a share at the start, on average
 	tail    tailAsks
+	// adopted is whether a block of this receiver's own share came from
+	// another member, which had adopted it (probeOwnLocked).
+	adopted bool
+	// adoptTurn is whether the next origin request takes adopted blocks
+	// (of lagging shares) first, rather than this receiver's own.
+	adoptTurn bool
 }
 
 // newSwarm returns the swarm that fetches missing, the place of each among
@@ -305,25 +315,41 @@ func (s *swarm) takeOwn() ([]cid.Cid, <-chan struct{}) {
 	alive := s.aliveAt(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var batch []cid.Cid
-	for _, m := range s.members {
-		if m == s.self || !alive(m) {
-			batch = s.scan(m, batch, s.originBatch, func(c cid.Cid) bool { return s.owner(c, alive) == s.self })
-		}
-	}
 	lagging := s.laggingLocked()
-	if len(batch) == 0 {
+	own := func(batch []cid.Cid) []cid.Cid {
+		for _, m := range s.members {
+			if m == s.self || !alive(m) {
+				batch = s.scan(m, batch, s.originBatch, func(c cid.Cid) bool { return s.owner(c, alive) == s.self })
+			}
+		}
+		return batch
+	}
+	adopted := func(batch []cid.Cid) []cid.Cid {
 		for _, m := range s.members {
 			if m != s.self && lagging[m] && alive(m) {
 				batch = s.scanBack(m, batch, s.originBatch, func(c cid.Cid) bool { return s.adopter(c, m, lagging, alive) == s.self })
 			}
 		}
+		return batch
 	}
+	// Adopted blocks take turns with this receiver's own, from the moment
+	// a share is found lagging: each adopter sends its part of that share
+	// on to the others while its own share still comes, instead of after
+	// it, when nothing else is left to overlap with those relays.
+	var batch []cid.Cid
+	if s.adoptTurn {
+		if batch = adopted(nil); len(batch) == 0 {
+			batch = own(nil)
+		}
+	} else if batch = own(nil); len(batch) == 0 {
+		batch = adopted(nil)
+	}
+	s.adoptTurn = !s.adoptTurn
 	if len(batch) == 0 {
 		// A lagging member's share has its adopters; this is for members
 		// that send nothing at all.
 		for _, m := range s.members {
-			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > s.f.thresholds.Patience {
+			if m != s.self && !lagging[m] && now.Sub(s.lastGot[m]) > s.f.thresholds.Patience && !s.answeringLocked(m) {
 				n := len(batch)
 				batch = s.scan(m, batch, s.originBatch, anyBlock)
 				if len(batch) > n {
@@ -361,6 +387,23 @@ func (s *swarm) takeTail() []cid.Cid {
 	return nil
 }
 
+// answeringLocked reports whether a request from here to m is in flight
+// and has not stalled (a stalled one's blocks are released): m is then
+// sending, however long its answer takes. Its share lands once an answer
+// is whole, and to a site on a slow link, where the answers of seven
+// members share the download, an answer takes seconds: bench-swarm.sh
+// unequal8's quarter-rate site went 3 s without a block of some share
+// now and then and took shares from the origin that were on their way.
+// s.mu must be held.
+func (s *swarm) answeringLocked(m string) bool {
+	for _, from := range s.inflight {
+		if from == m {
+			return true
+		}
+	}
+	return false
+}
+
 // tailEnded counts the end of a tail request.
 func (s *swarm) tailEnded() {
 	s.mu.Lock()
@@ -396,16 +439,18 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 		n = max(1, n/swarmTailAskDiv)
 	}
 	batch := s.hedgeLocked(m, n/2)
+	// The blocks m adopted go with its own share's, half the ask at
+	// most: m fetched them early (takeOwn), and asked for only once its
+	// share was done here they all came at the end, from every adopter at
+	// once (bench-swarm.sh unequal8: adopted by 8.6 s, relayed at 12-13 s).
+	batch = s.adoptedBy(m, batch, len(batch)+max(1, n/2), lagging, alive)
 	batch = s.scan(m, batch, n, anyBlock)
+	batch = s.probeOwnLocked(m, batch, n, lagging, alive)
 	if len(batch) == 0 && len(s.shares[m]) == 0 {
 		// This member's own share, should the others have found it
 		// lagging: its end is then with its adopters, m among them.
 		batch = s.scanBack(s.self, batch, n, func(c cid.Cid) bool { return s.adopter(c, s.self, lagging, alive) == m })
-		for _, o := range s.members {
-			if o != m && o != s.self && lagging[o] {
-				batch = s.scanBack(o, batch, s.peerBatch, func(c cid.Cid) bool { return s.adopter(c, o, lagging, alive) == m })
-			}
-		}
+		batch = s.adoptedBy(m, batch, s.peerBatch, lagging, alive)
 		for _, o := range s.members {
 			if o != m && o != s.self && now.Sub(s.lastGot[o]) > s.f.thresholds.SlowAfter {
 				batch = s.scan(o, batch, s.peerBatch, anyBlock)
@@ -422,6 +467,43 @@ func (s *swarm) claimFrom(m string) ([]cid.Cid, <-chan struct{}) {
 	}
 	s.claimLocked(batch, m)
 	return batch, nil
+}
+
+// probeOwnLocked appends to batch blocks of this receiver's own share
+// that m would have adopted, were the others to find that share lagging:
+// the end of it, from the back, for m to send what it holds. Nothing here
+// says whether they did (the others judge a share by how it comes to
+// them, and to a member on a slow link every share comes slowly), and
+// without asking, a slow member went on fetching its whole share from the
+// origin while its adopters fetched it too. So each ask carries one such
+// block beyond its n, until one comes back: the share was adopted (or a
+// member in the tail took some of it, tailAsks), and half an ask's worth
+// goes from then on. The last blocks of the share (swarmProbeMargin per
+// member) are left to the origin requests, which take it from the front
+// and would otherwise find its end in flight to members that may lack it.
+// s.mu must be held.
+func (s *swarm) probeOwnLocked(m string, batch []cid.Cid, n int, lagging map[string]bool, alive func(string) bool) []cid.Cid {
+	if s.left[s.self] <= swarmProbeMargin*len(s.members) {
+		return batch
+	}
+	extra := 1
+	if s.adopted {
+		extra = max(1, n/2)
+	}
+	return s.scanBack(s.self, batch, len(batch)+extra, func(c cid.Cid) bool { return s.adopter(c, s.self, lagging, alive) == m })
+}
+
+// adoptedBy appends to batch, up to n in all, blocks of the lagging
+// shares of members other than m and this receiver that m adopted (and
+// so fetches from the origin, from their end backwards). s.mu must be
+// held.
+func (s *swarm) adoptedBy(m string, batch []cid.Cid, n int, lagging map[string]bool, alive func(string) bool) []cid.Cid {
+	for _, o := range s.members {
+		if o != m && o != s.self && lagging[o] {
+			batch = s.scanBack(o, batch, n, func(c cid.Cid) bool { return s.adopter(c, o, lagging, alive) == m })
+		}
+	}
+	return batch
 }
 
 // hedgeLocked returns up to n blocks of the shares of members other than
@@ -606,6 +688,7 @@ func (s *swarm) landed(batch []cid.Cid, stored func(cid.Cid) bool, from string) 
 					// Its owner sent it on, if not here: its share
 					// comes, whoever relays it.
 					s.lastGot[owner] = now
+					s.adopted = s.adopted || owner == s.self
 				}
 			}
 			some = true

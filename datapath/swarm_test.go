@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"golang.org/x/time/rate"
 
 	"github.com/weft-mesh/weft/blockstore"
 	"github.com/weft-mesh/weft/mesh/exchange"
@@ -366,16 +367,21 @@ func TestSwarmMuteMember(t *testing.T) {
 	})
 }
 
-// trickle is a served stream whose writes go out 4 KiB every 10 ms (about
-// 400 KiB/s): a member on a slow or crowded uplink, whose answers come
-// steadily but take longer than Thresholds.MemberRequest.
-type trickle struct{ io.ReadWriteCloser }
+// capped is a served stream whose writes take their bytes from limit, 4
+// KiB at a time: one end of a capped link when limit is shared by every
+// stream that crosses it, or one slow flow.
+type capped struct {
+	io.ReadWriteCloser
+	limit *rate.Limiter
+}
 
-func (s trickle) Write(p []byte) (int, error) {
+func (s capped) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), 4<<10)]
-		time.Sleep(10 * time.Millisecond)
+		if err := s.limit.WaitN(context.Background(), len(chunk)); err != nil {
+			return n, err
+		}
 		m, err := s.ReadWriteCloser.Write(chunk)
 		n += m
 		if err != nil {
@@ -416,7 +422,9 @@ func TestSwarmKeepsASlowSteadyMember(t *testing.T) {
 		const size = 64 << 10
 		net.add("src", nil)
 		net.add("r0", nil)
-		net.addServing("r1", func(_ string, rw io.ReadWriteCloser) io.ReadWriteCloser { return trickle{rw} })
+		net.addServing("r1", func(_ string, rw io.ReadWriteCloser) io.ReadWriteCloser {
+			return capped{rw, rate.NewLimiter(400<<10, 4<<10)} // each answer at 400 KiB/s
+		})
 		d := writeDisk(t, rng, net.stores["src"], 32, size, 0) // 2 MiB: 1 MiB shares
 		net.swarmBlockSize = 1 << 20                           // member requests of 1 MiB
 		got := pushSwarm(t, net, d, []string{"r0", "r1"}, []string{"r0", "r1"})
@@ -644,7 +652,11 @@ func TestSwarmShareRelayedIsNotSilent(t *testing.T) {
 func numberedBlocks(n int) (missing []cid.Cid, ordinals []int) {
 	missing, ordinals = make([]cid.Cid, n), make([]int, n)
 	for i := range missing {
-		missing[i] = blockstore.Sum(blockstore.CodecRaw, []byte{byte(i)})
+		data := []byte{byte(i)}
+		if i > 0xff {
+			data = append(data, byte(i>>8))
+		}
+		missing[i] = blockstore.Sum(blockstore.CodecRaw, data)
 		ordinals[i] = i
 	}
 	return missing, ordinals
@@ -750,4 +762,186 @@ func TestSwarmTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 			t.Fatalf("tail block %d is %s's %v, want r3's %d-th from the end, not in flight to r3", i, ownerOf(c), c, i+1)
 		}
 	}
+}
+
+// laggingSwarm is a swarm of r0..r3 as seen by r0, 64 blocks of 64 KiB
+// in each member's share (swarmLagBytes: adopted once it lags), with three quarters
+// of r1's and r2's shares here, the first half of r0's own and none of
+// r3's: r3 lags. It returns the swarm and each member's share.
+func laggingSwarm(t *testing.T) (*swarm, map[string][]cid.Cid) {
+	t.Helper()
+	members := []string{"r0", "r1", "r2", "r3"}
+	const perShare = 64
+	missing, ordinals := numberedBlocks(4 * perShare)
+	spec := Spec{Sources: []string{"src"}, Swarm: members, Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
+	s := newSwarm(bareFetcher(spec), spec, missing, ordinals)
+	shares := map[string][]cid.Cid{}
+	for i, c := range missing {
+		shares[members[i%4]] = append(shares[members[i%4]], c)
+	}
+	for _, m := range []string{"r1", "r2"} {
+		s.landed(shares[m][:perShare*3/4], func(cid.Cid) bool { return true }, m)
+	}
+	s.landed(shares["r0"][:perShare/2], func(cid.Cid) bool { return true }, "")
+	if lagging := s.laggingLocked(); !lagging["r3"] || len(lagging) != 1 {
+		t.Fatalf("lagging members %v, want r3 alone", lagging)
+	}
+	return s, shares
+}
+
+// TestSwarmAdoptsAtOnce: r3's share lags while half of r0's own share is
+// missing. r0's origin requests take the blocks of r3's share it adopted
+// in turn with its own, and its asks of r1 carry blocks r1 adopted beside
+// r1's own: the adopted blocks go round while the shares still come.
+// When adopters waited for their own share to be done, every adopter sent
+// its part of the slow share on at the end, all at once (bench-swarm.sh
+// unequal8: adopted by 8.6 s, relayed at 12-13 s, the median fast site
+// done at 13.0-14.2 s).
+func TestSwarmAdoptsAtOnce(t *testing.T) {
+	s, shares := laggingSwarm(t)
+	alive := s.aliveAt(time.Now())
+	kinds := map[string]int{}
+	for range 4 {
+		batch, _ := s.takeOwn()
+		if len(batch) == 0 {
+			t.Fatal("r0 takes nothing from the origin")
+		}
+		for _, c := range batch {
+			switch {
+			case slices.Contains(shares["r0"], c):
+				kinds["own"]++
+			case slices.Contains(shares["r3"], c) && s.adopter(c, "r3", s.lagging, alive) == "r0":
+				kinds["adopted"]++
+			default:
+				t.Fatalf("r0 takes %v from the origin: neither its own nor adopted", c)
+			}
+		}
+	}
+	if kinds["own"] == 0 || kinds["adopted"] == 0 {
+		t.Fatalf("r0's origin requests took %v, want its own and adopted blocks in turn", kinds)
+	}
+	ask, _ := s.claimFrom("r1")
+	adopted := 0
+	for _, c := range ask {
+		if slices.Contains(shares["r3"], c) {
+			if s.adopter(c, "r3", s.lagging, alive) != "r1" {
+				t.Fatalf("r0 asks r1 for a block of r3's share that r1 did not adopt")
+			}
+			adopted++
+		}
+	}
+	if adopted == 0 || adopted == len(ask) {
+		t.Fatalf("r0 asks r1 for %d blocks, %d of them adopted ones: want both kinds", len(ask), adopted)
+	}
+}
+
+// TestSwarmProbesForItsAdoptedShare: r0 cannot tell from here whether the
+// others adopted its share, so each ask carries one block of its share's
+// end that the member asked would have adopted; once one comes back, half
+// an ask's worth goes. The last swarmProbeMargin blocks per member are
+// left to the origin requests.
+func TestSwarmProbesForItsAdoptedShare(t *testing.T) {
+	s, shares := laggingSwarm(t)
+	alive := s.aliveAt(time.Now())
+	own := func(ask []cid.Cid) []cid.Cid {
+		return slices.DeleteFunc(slices.Clone(ask), func(c cid.Cid) bool { return !slices.Contains(shares["r0"], c) })
+	}
+	ask, _ := s.claimFrom("r2")
+	probe := own(ask)
+	if len(probe) != 1 || s.adopter(probe[0], "r0", s.lagging, alive) != "r2" {
+		t.Fatalf("r0 asks r2 for %d blocks of its own share, want one r2 would adopt", len(probe))
+	}
+	if i := slices.Index(shares["r0"], probe[0]); slices.ContainsFunc(shares["r0"][i+1:], func(c cid.Cid) bool {
+		return s.adopter(c, "r0", s.lagging, alive) == "r2"
+	}) {
+		t.Fatal("the probe is not the last block of r0's share r2 would adopt")
+	}
+	s.landed(ask, func(c cid.Cid) bool { return c == probe[0] }, "r2") // r2 had adopted it
+	ask, _ = s.claimFrom("r2")
+	if got, want := len(own(ask)), s.peerBatch/2; got != want {
+		t.Fatalf("r0 asks r2 for %d blocks of its own share once one came, want %d", got, want)
+	}
+	s.landed(ask, func(cid.Cid) bool { return false }, "r2")
+
+	// The last blocks of its share are left to its origin requests.
+	s, shares = laggingSwarm(t)
+	keep := swarmProbeMargin * len(s.members)
+	s.landed(shares["r0"][len(shares["r0"])/2:len(shares["r0"])-keep], func(cid.Cid) bool { return true }, "")
+	if ask, _ := s.claimFrom("r2"); len(own(ask)) != 0 {
+		t.Fatalf("r0 asks r2 for %d blocks of the last %d of its share", len(own(ask)), keep)
+	}
+}
+
+// TestSwarmSlowLinkMemberTakesItsShareFromItsAdopters pushes 16 MiB from
+// an origin whose uplink carries 8 MiB/s to r0, r1, r2 and slow, whose
+// link carries 2 MiB/s each way: the others find slow's share lagging,
+// adopt it and fetch it from the origin. slow, to which every share comes
+// slowly, cannot tell that its share lags; its asks find its share's end
+// with its adopters (probeOwnLocked), and it takes that from them rather
+// than from the origin: 66% of its share from the origin, 1.14 copies in
+// all. Without asking it fetched all of its share from the origin, which
+// sent that share twice: 1.23 copies.
+func TestSwarmSlowLinkMemberTakesItsShareFromItsAdopters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rng := newRand(t)
+		net := newTestNet(t)
+		net.thresholds = Thresholds{Patience: time.Minute, MemberRequest: time.Minute}
+		const size = 32 << 10
+		originUp := rate.NewLimiter(8<<20, 4<<10)
+		slowDown, slowUp := rate.NewLimiter(2<<20, 4<<10), rate.NewLimiter(2<<20, 4<<10)
+		serve := func(id string) func(string, io.ReadWriteCloser) io.ReadWriteCloser {
+			return func(from string, rw io.ReadWriteCloser) io.ReadWriteCloser {
+				switch {
+				case from == "slow":
+					rw = capped{rw, slowDown}
+				case id == "slow":
+					rw = capped{rw, slowUp}
+				}
+				if id == "src" {
+					rw = capped{rw, originUp}
+				}
+				return rw
+			}
+		}
+		members := []string{"r0", "r1", "r2", "slow"}
+		for _, id := range append([]string{"src"}, members...) {
+			net.addServing(id, serve(id))
+		}
+		d := writeDisk(t, rng, net.stores["src"], 512, size, 0) // 4 MiB shares
+		got := pushSwarm(t, net, d, members, members)
+		share := int64(len(d.held)*size) / int64(len(members))
+		if from := got["slow"].BytesFrom["src"]; from > share*3/4 {
+			t.Errorf("slow fetched %d bytes from the origin, over three quarters of its share of %d", from, share)
+		}
+		if c, most := originCopies(t, d, got), 1.1+tailCopies; c > most {
+			t.Fatalf("origin sent %.2f copies, want at most %.2f", c, most)
+		}
+	})
+}
+
+// TestSwarmMemberAnsweringIsNotSilent: nothing of r1's share has come to
+// r0 for longer than Patience, but a request to r1 is in flight and has
+// not stalled (on a slow link an answer takes seconds): r0 does not take
+// r1's share from the origin. Once no request to r1 is out, it does.
+func TestSwarmMemberAnsweringIsNotSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, missing, ownerOf := relaySwarm(t)
+		for _, c := range missing {
+			if ownerOf(c) != "r1" {
+				s.landed([]cid.Cid{c}, func(cid.Cid) bool { return true }, "") // here already
+			}
+		}
+		ask, _ := s.claimFrom("r1")
+		if len(ask) == 0 {
+			t.Fatal("r0 asks r1 for nothing")
+		}
+		time.Sleep(s.f.thresholds.Patience * 3 / 2)
+		if batch, _ := s.takeOwn(); len(batch) > 0 {
+			t.Fatalf("r0 takes %d blocks of r1's share from the origin while r1 answers", len(batch))
+		}
+		s.landed(ask, func(cid.Cid) bool { return false }, "r1") // its answer held none of them
+		if batch, _ := s.takeOwn(); len(batch) == 0 {
+			t.Fatal("r0 takes nothing from the origin once r1 is silent and no request to it is out")
+		}
+	})
 }
