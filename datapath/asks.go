@@ -52,6 +52,23 @@ func (a *asks) releaseLocked(batch []cid.Cid, from string) {
 	}
 }
 
+// answeringLocked reports whether a request from here to m is in flight
+// and has not stalled (a stalled one's blocks are released): m is then
+// sending, however long its answer takes, and not silent. A member's
+// share lands once an answer is whole, and to a site on a slow link,
+// where the answers of seven members share the download, an answer takes
+// seconds: bench-swarm.sh unequal8's quarter-rate site went 3 s without a
+// block of some share now and then and took shares from the origin that
+// were on their way. a.mu must be held.
+func (a *asks) answeringLocked(m string) bool {
+	for _, from := range a.inflight {
+		if from == m {
+			return true
+		}
+	}
+	return false
+}
+
 // signalLocked tells the waiters of changed. a.mu must be held.
 func (a *asks) signalLocked() {
 	close(a.changed)

@@ -41,7 +41,9 @@ type Crowd interface {
 // blocks a member sent with bad bytes: they are not asked of it again. One
 // whose share lags the others' (a slow link that still trickles blocks)
 // is adopted as in a swarm (swarm.laggingLocked): the others take the end
-// of its share from the origin, and it is asked for little at a time. A
+// of its share from the origin at once, in turn with their own, and it is
+// asked for little at a time; its own asks find that end with its
+// adopters (swarm.probeOwnLocked). A
 // member whose share is done here is asked for the others' blocks as in
 // a swarm's endgame (swarm.endgameLocked), a request to a member whose
 // answer stalls is hedged as in a swarm (asks.stallNoticed), and in the
@@ -79,6 +81,9 @@ type crowd struct {
 	left     map[string]int  // of those, missing here still
 	lagging  map[string]bool // members whose shares lagged (laggingLocked), as in a swarm
 	tail     tailAsks
+	// adopted and adoptTurn: as a swarm's.
+	adopted   bool
+	adoptTurn bool
 	// aloneCtx is the context of the requests made while alone, cancelled
 	// once others join: the blocks they asked for, large requests, would
 	// otherwise go on arriving here while the others, owning most of them
@@ -331,24 +336,38 @@ func (c *crowd) takeOwn(inCrowd, alone bool) (batch []cid.Cid, earlier string, a
 	}
 	before := c.members[:max(0, slices.Index(c.members, c.self))]
 	c.sharesLocked(alive)
-	// The blocks of one earlier owner at a time: it is asked for them.
-	c.scan(c.self, n, func(b cid.Cid) bool {
-		e := c.owner(b, before, func(m string) bool { return alive(m) && !c.exhausted[m] })
-		if len(batch) == 0 {
-			earlier = e
-		}
-		return e == earlier
-	}, &batch)
+	own := func() {
+		// The blocks of one earlier owner at a time: it is asked for them.
+		c.scan(c.self, n, func(b cid.Cid) bool {
+			e := c.owner(b, before, func(m string) bool { return alive(m) && !c.exhausted[m] })
+			if len(batch) == 0 {
+				earlier = e
+			}
+			return e == earlier
+		}, &batch)
+	}
 	lagging := c.laggingLocked()
-	for _, o := range c.live {
-		if len(batch) == 0 && o != c.self && lagging[o] {
-			c.scanBack(o, n, func(b cid.Cid) bool { return c.adopter(b, o, lagging) == c.self }, &batch)
+	adopted := func() {
+		for _, o := range c.live {
+			if len(batch) == 0 && o != c.self && lagging[o] {
+				c.scanBack(o, n, func(b cid.Cid) bool { return c.adopter(b, o, lagging) == c.self }, &batch)
+			}
 		}
 	}
+	// Adopted blocks take turns with this receiver's own, as in a swarm
+	// (swarm.takeOwn).
+	if c.adoptTurn {
+		if adopted(); len(batch) == 0 {
+			own()
+		}
+	} else if own(); len(batch) == 0 {
+		adopted()
+	}
+	c.adoptTurn = !c.adoptTurn
 	// A lagging member's share has its adopters; this is for members
-	// that send nothing at all.
+	// that send nothing at all, not those still answering a request.
 	for _, o := range c.live {
-		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > c.f.thresholds.Patience {
+		if len(batch) == 0 && o != c.self && !lagging[o] && now.Sub(c.lastGot[o]) > c.f.thresholds.Patience && !c.answeringLocked(o) {
 			c.scan(o, n, anyBlock, &batch)
 			if len(batch) > 0 {
 				c.f.log.Debug("crowd member silent: taking its share from the origin", "member", o, "silent", now.Sub(c.lastGot[o]), "blocks", len(batch))
@@ -396,14 +415,33 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 			n = max(1, n/swarmTailAskDiv)
 		}
 		notBad := func(b cid.Cid) bool { return !c.f.sentBad(m, b) }
+		adoptedBy := func(o string) func(cid.Cid) bool {
+			return func(b cid.Cid) bool { return notBad(b) && c.adopter(b, o, lagging) == m }
+		}
 		c.hedgeLocked(m, n/2, notBad, &batch)
+		// The blocks m adopted go with its own share's, half the ask at
+		// most, and one block of this receiver's own share that m would
+		// adopt goes beyond them, as in a swarm (swarm.claimFrom,
+		// swarm.probeOwnLocked).
+		for _, o := range c.live {
+			if o != m && o != c.self && lagging[o] {
+				c.scanBack(o, len(batch)+max(1, n/2), adoptedBy(o), &batch)
+			}
+		}
 		c.scan(m, n, notBad, &batch)
+		if c.left[c.self] > swarmProbeMargin*len(c.live) {
+			extra := 1
+			if c.adopted {
+				extra = max(1, n/2)
+			}
+			c.scanBack(c.self, len(batch)+extra, adoptedBy(c.self), &batch)
+		}
 		if len(batch) == 0 && len(c.shares[m]) == 0 {
 			// m's own share is done here: the blocks it adopted of
 			// lagging shares, this receiver's among them.
 			for _, o := range c.live {
 				if o != m && lagging[o] {
-					c.scanBack(o, n, func(b cid.Cid) bool { return notBad(b) && c.adopter(b, o, lagging) == m }, &batch)
+					c.scanBack(o, n, adoptedBy(o), &batch)
 				}
 			}
 			if len(batch) == 0 {
@@ -569,6 +607,7 @@ func (c *crowd) landed(batch []cid.Cid, got map[cid.Cid][]byte, from string) {
 				c.left[owner]--
 				if from != "" {
 					c.lastGot[owner] = now // its share comes, as in a swarm
+					c.adopted = c.adopted || owner == c.self
 				}
 			}
 		}

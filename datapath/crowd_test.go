@@ -3,6 +3,7 @@ package datapath
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -392,6 +393,27 @@ func TestCrowdShareRelayedIsNotSilent(t *testing.T) {
 	})
 }
 
+// crowdOfFour is a crowd of r0..r3 as seen by r0, with about perShare
+// blocks of 64 KiB in each member's share, all missing, and each member's
+// share.
+func crowdOfFour(t *testing.T, perShare int) (*crowd, map[string][]cid.Cid) {
+	t.Helper()
+	members := []string{"r0", "r1", "r2", "r3"}
+	missing, ordinals := numberedBlocks(len(members) * perShare)
+	spec := Spec{Sources: []string{"src"}, Crowd: newTestCrowd(members...), Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
+	c := newCrowd(bareFetcher(spec), spec, missing, ordinals)
+	c.aloneCtx, c.aloneCancel = context.WithCancel(t.Context())
+	c.follow(members)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sharesLocked(c.aliveAt(time.Now()))
+	shares := map[string][]cid.Cid{}
+	for m, share := range c.shares {
+		shares[m] = slices.Clone(share)
+	}
+	return c, shares
+}
+
 // TestCrowdTailAsksTheOriginForTheLastBlocks is
 // TestSwarmTailAsksTheOriginForTheLastBlocks for pulls at once: with its
 // own share here and a share's worth missing, r0 asks the origin for the
@@ -399,26 +421,8 @@ func TestCrowdShareRelayedIsNotSilent(t *testing.T) {
 // 1/swarmTailPart of a share in all, and asks r3 for fewer at a time.
 func TestCrowdTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 	members := []string{"r0", "r1", "r2", "r3"}
-	missing, ordinals := numberedBlocks(4 * 64)
-	spec := Spec{Sources: []string{"src"}, Crowd: newTestCrowd(members...), Self: "r0", BlockSize: 1 << 20, DiskBlockSize: 64 << 10}
-	c := newCrowd(bareFetcher(spec), spec, missing, ordinals)
-	c.aloneCtx, c.aloneCancel = context.WithCancel(t.Context())
-	c.follow(members)
-	c.mu.Lock()
-	c.sharesLocked(c.aliveAt(time.Now()))
-	shares := map[string][]cid.Cid{}
-	for m, share := range c.shares {
-		shares[m] = slices.Clone(share)
-	}
-	c.mu.Unlock()
-	share := len(missing) / len(members)
-	stored := func(bs []cid.Cid) map[cid.Cid][]byte {
-		got := map[cid.Cid][]byte{}
-		for _, b := range bs {
-			got[b] = nil
-		}
-		return got
-	}
+	c, shares := crowdOfFour(t, 64)
+	share := len(c.pending) / len(members)
 	// Missing: a share's worth and one, r3's most (none lagging).
 	keep := map[string]int{"r0": 0, "r1": share/4 + 1, "r2": share / 4, "r3": share - 2*(share/4)}
 	for m, n := range keep {
@@ -452,4 +456,91 @@ func TestCrowdTailAsksTheOriginForTheLastBlocks(t *testing.T) {
 			t.Fatalf("tail block %d is %v, want r3's %d-th from the end, not in flight to r3", i, b, i+1)
 		}
 	}
+}
+
+// TestCrowdAdoptsAtOnce is TestSwarmAdoptsAtOnce and
+// TestSwarmProbesForItsAdoptedShare for pulls at once: r3's share lags
+// while half of r0's own is missing. r0's origin requests take its own
+// blocks and those of r3's it adopted in turn; an ask of r1 carries blocks
+// r1 adopted beside r1's own and one block of r0's share that r1 would
+// adopt, and half an ask of those once one came back.
+func TestCrowdAdoptsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, shares := crowdOfFour(t, 128)
+		for _, m := range []string{"r1", "r2"} {
+			here := shares[m][:len(shares[m])*3/4]
+			c.landed(here, stored(here), m)
+		}
+		half := shares["r0"][:len(shares["r0"])/2]
+		c.landed(half, stored(half), "")
+		c.mu.Lock()
+		lagging := maps.Clone(c.laggingLocked())
+		c.mu.Unlock()
+		if !lagging["r3"] || len(lagging) != 1 {
+			t.Fatalf("lagging members %v, want r3 alone", lagging)
+		}
+		of := func(who string, bs []cid.Cid) (own, adopted, probes int) {
+			for _, b := range bs {
+				switch {
+				case slices.Contains(shares[who], b):
+					own++
+				case slices.Contains(shares["r3"], b) && c.adopter(b, "r3", lagging) == who:
+					adopted++
+				case slices.Contains(shares["r0"], b) && c.adopter(b, "r0", lagging) == who:
+					probes++
+				default:
+					t.Fatalf("%v is neither %s's, adopted by it, nor r0's that it would adopt", b, who)
+				}
+			}
+			return own, adopted, probes
+		}
+		var taken []cid.Cid
+		for range 4 {
+			batch, _, _, _ := c.takeOwn(true, false)
+			taken = append(taken, batch...)
+		}
+		if own, adopted, _ := of("r0", taken); own == 0 || adopted == 0 {
+			t.Fatalf("r0's origin requests took %d of its own blocks and %d adopted ones, want both", own, adopted)
+		}
+		ask, _, _ := c.claimFrom("r1")
+		if own, adopted, probes := of("r1", ask); own == 0 || adopted == 0 || probes != 1 {
+			t.Fatalf("r0 asks r1 for %d of its blocks, %d it adopted and %d of r0's share, want some, some and 1", own, adopted, probes)
+		}
+		var probe []cid.Cid
+		for _, b := range ask {
+			if slices.Contains(shares["r0"], b) {
+				probe = append(probe, b)
+			}
+		}
+		c.landed(ask, stored(probe), "r1") // r1 had adopted it
+		ask, _, _ = c.claimFrom("r1")
+		if _, _, probes := of("r1", ask); probes != c.peerBatch/2 {
+			t.Fatalf("r0 asks r1 for %d blocks of its own share once one came, want %d", probes, c.peerBatch/2)
+		}
+	})
+}
+
+// TestCrowdMemberAnsweringIsNotSilent is
+// TestSwarmMemberAnsweringIsNotSilent for pulls at once: nothing of r1's
+// share has come for longer than Patience, but a request to r1 is out, so
+// r0 does not take r1's share from the origin until it has ended.
+func TestCrowdMemberAnsweringIsNotSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, shares := crowdOfFour(t, 16)
+		for _, m := range []string{"r0", "r2", "r3"} {
+			c.landed(shares[m], stored(shares[m]), "") // all but r1's share here already
+		}
+		ask, _, _ := c.claimFrom("r1")
+		if len(ask) == 0 {
+			t.Fatal("r0 asks r1 for nothing")
+		}
+		time.Sleep(c.f.thresholds.Patience * 3 / 2)
+		if batch, _, _, _ := c.takeOwn(true, false); len(batch) > 0 {
+			t.Fatalf("r0 takes %d blocks of r1's share from the origin while r1 answers", len(batch))
+		}
+		c.landed(ask, nil, "r1") // its answer held none of them
+		if batch, _, _, _ := c.takeOwn(true, false); len(batch) == 0 {
+			t.Fatal("r0 takes nothing from the origin once r1 is silent and no request to it is out")
+		}
+	})
 }

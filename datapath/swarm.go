@@ -387,23 +387,6 @@ func (s *swarm) takeTail() []cid.Cid {
 	return nil
 }
 
-// answeringLocked reports whether a request from here to m is in flight
-// and has not stalled (a stalled one's blocks are released): m is then
-// sending, however long its answer takes. Its share lands once an answer
-// is whole, and to a site on a slow link, where the answers of seven
-// members share the download, an answer takes seconds: bench-swarm.sh
-// unequal8's quarter-rate site went 3 s without a block of some share
-// now and then and took shares from the origin that were on their way.
-// s.mu must be held.
-func (s *swarm) answeringLocked(m string) bool {
-	for _, from := range s.inflight {
-		if from == m {
-			return true
-		}
-	}
-	return false
-}
-
 // tailEnded counts the end of a tail request.
 func (s *swarm) tailEnded() {
 	s.mu.Lock()

@@ -27,6 +27,7 @@
 #            start
 #   pull8    8 sites, 64 MiB: every site runs `weft pull gold@1 --from s0`
 #            at once (the origin tracks them; they fetch from each other)
+#   unequalpull8  pull8 with site s8 at a quarter of RATE, as in unequal8
 #   stalled8 8 sites, 64 MiB: at a third of the bound every packet from s1
 #            to s2 is dropped on the wire (on s2's side of the bridge) for
 #            STALL seconds (default 4), then let through again: the TCP
@@ -42,7 +43,7 @@
 # (GOODPUT_MB MiB, default 16) and gives the ratios against the bound at
 # that goodput, i.e. against what one plain stream actually carries. N, F and RATE override the eight-site cases' sizes.
 #
-# Needs root (namespaces, tc; nft for the stalled cases); says so and skips otherwise. About nine
+# Needs root (namespaces, tc; nft for the stalled cases); says so and skips otherwise. About ten
 # minutes in all; run it under the bench lock.
 set -euo pipefail
 
@@ -50,7 +51,7 @@ WEFT=${WEFT:-$(cd "$(dirname "$0")/.." && pwd)/bin/weft}
 N=${N:-8}
 F=${F:-64}
 RATE=${RATE:-50}
-CASES=${CASES:-equal4 equal8 unequal8 killed8 replicate8 pull8 stalled8}
+CASES=${CASES:-equal4 equal8 unequal8 killed8 replicate8 pull8 unequalpull8 stalled8}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-swarm: skipped: needs root for network namespaces and tc"
@@ -357,6 +358,7 @@ for c in $CASES; do
 	killed8) run killed8 "$N" "$F" 0 "$N" ;;
 	replicate8) run replicate8 "$N" "$F" 0 0 replicate ;;
 	pull8) run pull8 "$N" "$F" 0 0 pull ;;
+	unequalpull8) run unequalpull8 "$N" "$F" "$N" 0 pull ;;
 	stalled8) run stalled8 "$N" "$F" 0 0 push "${STALL:-4}" ;;
 	stalledpull8) run stalledpull8 "$N" "$F" 0 0 pull "${STALL:-4}" ;;
 	*) echo "bench-swarm: unknown case $c" >&2; exit 2 ;;
@@ -370,7 +372,7 @@ while IFS=$'\t' read -r name n f tl last tm median rl rm copies gp tlg tmg rlg r
 done <"$WORK/rows"
 while IFS=$'\t' read -r name n f tl last tm median rl rm copies gp tlg tmg rlg rmg note; do
 	verb="swarm push"
-	case $name in replicate*) verb="replicate" ;; pull* | stalledpull*) verb="concurrent pulls" ;; esac
+	case $name in replicate*) verb="replicate" ;; *pull*) verb="concurrent pulls" ;; esac
 	what="$verb $name ($n sites x $f MiB, ${RATE} Mbit/s, origin $copies copies)"
 	printf 'ROW\t%s: last site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.2\n' "$what" "$last" "$tl" "$rl"
 	printf 'ROW\t%s: median site\t%s s\tKumar-Ross bound\t%s s\t%s\t<= 1.1\n' "$what" "$median" "$tm" "$rm"
