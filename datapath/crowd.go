@@ -423,9 +423,10 @@ func (c *crowd) claimFrom(m string) (batch []cid.Cid, change <-chan struct{}, me
 		// most, and one block of this receiver's own share that m would
 		// adopt goes beyond them, as in a swarm (swarm.claimFrom,
 		// swarm.probeOwnLocked).
+		adoptedMost := len(batch) + max(1, n/2)
 		for _, o := range c.live {
 			if o != m && o != c.self && lagging[o] {
-				c.scanBack(o, len(batch)+max(1, n/2), adoptedBy(o), &batch)
+				c.scanBack(o, adoptedMost, adoptedBy(o), &batch)
 			}
 		}
 		c.scan(m, n, notBad, &batch)
